@@ -1,0 +1,197 @@
+package sdk
+
+import "context"
+
+// Backend is what a model backend plugin implements and what the host gets
+// back from Launch. Every method takes the caller's context: when it is
+// cancelled the call must return promptly, and a cancelled Generate must free
+// whatever slot it held before returning.
+//
+// A plugin process serves one model: the host calls Info, then Load once,
+// then any number of concurrent Generate, Embed and Health calls.
+type Backend interface {
+	// Info describes the plugin. It must work before Load.
+	Info(ctx context.Context) (Info, error)
+	// Load loads the model. Invalid options are reported as ErrInvalidRequest
+	// naming the option; a model that cannot be loaded is any other error
+	// whose message says why.
+	Load(ctx context.Context, req LoadRequest) (ModelInfo, error)
+	// Generate produces text for req and calls emit for each event, in
+	// order: zero or more delta events, then exactly one final event (one
+	// with FinishReason set, carrying Usage). If emit returns an error,
+	// Generate stops and returns it. An error returned before the final
+	// event means the generation failed.
+	Generate(ctx context.Context, req GenerateRequest, emit func(Event) error) error
+	// Health reports whether the plugin can serve and how loaded it is.
+	Health(ctx context.Context) (Health, error)
+}
+
+// Embedder is the optional embedding capability. Plugins that implement it
+// should list CapabilityEmbedding in Info. On the host side Embed is always
+// present and returns ErrUnsupported when the plugin lacks it.
+type Embedder interface {
+	Embed(ctx context.Context, req EmbedRequest) (EmbedResponse, error)
+}
+
+// Capability names something a plugin can do.
+type Capability string
+
+// The capabilities a plugin can report.
+const (
+	CapabilityChat       Capability = "chat"
+	CapabilityCompletion Capability = "completion"
+	CapabilityEmbedding  Capability = "embedding"
+	CapabilityTokenize   Capability = "tokenize"
+)
+
+// Info describes a plugin.
+type Info struct {
+	Name    string
+	Version string
+	// APIVersion is the semantic version of this contract the plugin was
+	// built against. Serve fills it in when empty.
+	APIVersion   string
+	Capabilities []Capability
+	// MaxParallel is how many sequences the plugin generates at once (0:
+	// unknown).
+	MaxParallel int
+}
+
+// Has reports whether the plugin declares capability c.
+func (i Info) Has(c Capability) bool {
+	for _, x := range i.Capabilities {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadRequest asks a plugin to load a model.
+type LoadRequest struct {
+	// Model is the name clients use for the model.
+	Model string
+	// Options is the model's options map from the gateway config. Values are
+	// JSON-like: string, float64, bool, nil, []any, map[string]any.
+	Options map[string]any
+	// Embedding is set when the model is used for embeddings.
+	Embedding bool
+}
+
+// ModelInfo describes a loaded model.
+type ModelInfo struct {
+	ContextLength   int
+	EmbeddingSize   int
+	HasChatTemplate bool
+}
+
+// Message is one chat message.
+type Message struct {
+	Role    string
+	Content string
+	Name    string
+}
+
+// Sampling holds the sampling parameters of a generation. Zero values mean
+// "the backend's default", except where pointers distinguish unset from zero.
+type Sampling struct {
+	// Temperature 0 means greedy decoding.
+	Temperature *float64
+	TopP        *float64
+	TopK        int
+	MinP        float64
+	// MaxTokens 0 means until a stop condition or the end of the context.
+	MaxTokens int
+	// Stop sequences end the generation; the matched text is not emitted,
+	// and no partial match is ever emitted.
+	Stop              []string
+	Seed              *int64
+	RepetitionPenalty float64
+	PresencePenalty   float64
+	FrequencyPenalty  float64
+	Logprobs          bool
+	TopLogprobs       int
+}
+
+// GenerateRequest asks for a generation: either Messages (the plugin applies
+// the model's chat template) or a raw Prompt.
+type GenerateRequest struct {
+	Messages  []Message
+	Prompt    string
+	Sampling  Sampling
+	RequestID string
+}
+
+// FinishReason says why a generation ended. It is empty on delta events.
+type FinishReason string
+
+// The finish reasons.
+const (
+	FinishStop      FinishReason = "stop"
+	FinishLength    FinishReason = "length"
+	FinishCancelled FinishReason = "cancelled"
+	FinishError     FinishReason = "error"
+)
+
+// TokenLogprob is the log probability of one generated token and its top
+// alternatives.
+type TokenLogprob struct {
+	Token   string
+	Logprob float64
+	Top     []TopLogprob
+}
+
+// TopLogprob is one alternative token.
+type TopLogprob struct {
+	Token   string
+	Logprob float64
+}
+
+// Usage counts tokens of one generation.
+type Usage struct {
+	PromptTokens     int
+	CompletionTokens int
+	// CachedTokens are prompt tokens served from a cache.
+	CachedTokens int
+}
+
+// Event is one step of a generation. Delta events carry Text; the final
+// event has FinishReason and Usage set (and may carry the last Text).
+type Event struct {
+	Text string
+	// Tokens is how many tokens Text came from.
+	Tokens   int
+	Logprobs []TokenLogprob
+	// FinishReason is set on the final event only.
+	FinishReason FinishReason
+	// Usage is set on the final event only.
+	Usage *Usage
+	// Error says what went wrong when FinishReason is FinishError.
+	Error string
+}
+
+// Final reports whether e is the last event of a generation.
+func (e Event) Final() bool { return e.FinishReason != "" }
+
+// EmbedRequest asks for embeddings of each input.
+type EmbedRequest struct {
+	Input []string
+}
+
+// EmbedResponse holds one embedding per input, in order.
+type EmbedResponse struct {
+	Embeddings   [][]float32
+	PromptTokens int
+}
+
+// Health is a plugin's liveness and load.
+type Health struct {
+	OK bool
+	// Running is the number of sequences generating now.
+	Running int
+	// Waiting is the number of requests queued inside the plugin.
+	Waiting int
+	// Slots is the number of sequence slots.
+	Slots   int
+	Message string
+}

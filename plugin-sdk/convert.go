@@ -1,0 +1,233 @@
+package sdk
+
+import (
+	"fmt"
+
+	"github.com/ragway/ragway/plugin-sdk/internal/pb"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Converters between the hand-written SDK types and the generated wire
+// types. Only this file and the gRPC adapters touch package pb.
+
+var capabilityToPB = map[Capability]pb.Capability{
+	CapabilityChat:       pb.Capability_CAPABILITY_CHAT,
+	CapabilityCompletion: pb.Capability_CAPABILITY_COMPLETION,
+	CapabilityEmbedding:  pb.Capability_CAPABILITY_EMBEDDING,
+	CapabilityTokenize:   pb.Capability_CAPABILITY_TOKENIZE,
+}
+
+var finishToPB = map[FinishReason]pb.FinishReason{
+	"":              pb.FinishReason_FINISH_REASON_UNSPECIFIED,
+	FinishStop:      pb.FinishReason_FINISH_REASON_STOP,
+	FinishLength:    pb.FinishReason_FINISH_REASON_LENGTH,
+	FinishCancelled: pb.FinishReason_FINISH_REASON_CANCELLED,
+	FinishError:     pb.FinishReason_FINISH_REASON_ERROR,
+}
+
+func infoToPB(i Info) *pb.InfoResponse {
+	out := &pb.InfoResponse{Name: i.Name, Version: i.Version, ApiVersion: i.APIVersion, MaxParallel: int32(i.MaxParallel)}
+	for _, c := range i.Capabilities {
+		if v, ok := capabilityToPB[c]; ok {
+			out.Capabilities = append(out.Capabilities, v)
+		}
+	}
+	return out
+}
+
+func infoFromPB(p *pb.InfoResponse) Info {
+	out := Info{Name: p.GetName(), Version: p.GetVersion(), APIVersion: p.GetApiVersion(), MaxParallel: int(p.GetMaxParallel())}
+	for _, c := range p.GetCapabilities() {
+		for k, v := range capabilityToPB {
+			if v == c {
+				out.Capabilities = append(out.Capabilities, k)
+			}
+		}
+	}
+	return out
+}
+
+func loadRequestToPB(r LoadRequest) (*pb.LoadRequest, error) {
+	opts, err := structpb.NewStruct(normalizeOptions(r.Options))
+	if err != nil {
+		return nil, fmt.Errorf("%w: options: %v", ErrInvalidRequest, err)
+	}
+	return &pb.LoadRequest{Model: r.Model, Options: opts, Embedding: r.Embedding}, nil
+}
+
+func loadRequestFromPB(p *pb.LoadRequest) LoadRequest {
+	return LoadRequest{Model: p.GetModel(), Options: p.GetOptions().AsMap(), Embedding: p.GetEmbedding()}
+}
+
+// normalizeOptions converts the value types a YAML decoder produces (ints,
+// map[any]any, []string ...) into the JSON-like types structpb accepts.
+func normalizeOptions(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = normalizeValue(v)
+	}
+	return out
+}
+
+func normalizeValue(v any) any {
+	switch x := v.(type) {
+	case int:
+		return float64(x)
+	case int32:
+		return float64(x)
+	case int64:
+		return float64(x)
+	case uint:
+		return float64(x)
+	case uint64:
+		return float64(x)
+	case float32:
+		return float64(x)
+	case []string:
+		out := make([]any, len(x))
+		for i, s := range x {
+			out[i] = s
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = normalizeValue(e)
+		}
+		return out
+	case map[string]any:
+		return normalizeOptions(x)
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[fmt.Sprint(k)] = normalizeValue(e)
+		}
+		return out
+	}
+	return v
+}
+
+func modelInfoToPB(m ModelInfo) *pb.LoadResponse {
+	return &pb.LoadResponse{ContextLength: int32(m.ContextLength), EmbeddingSize: int32(m.EmbeddingSize), HasChatTemplate: m.HasChatTemplate}
+}
+
+func modelInfoFromPB(p *pb.LoadResponse) ModelInfo {
+	return ModelInfo{ContextLength: int(p.GetContextLength()), EmbeddingSize: int(p.GetEmbeddingSize()), HasChatTemplate: p.GetHasChatTemplate()}
+}
+
+func generateRequestToPB(r GenerateRequest) *pb.GenerateRequest {
+	s := r.Sampling
+	out := &pb.GenerateRequest{
+		Prompt:    r.Prompt,
+		RequestId: r.RequestID,
+		Sampling: &pb.Sampling{
+			Temperature:       s.Temperature,
+			TopP:              s.TopP,
+			TopK:              int32(s.TopK),
+			MinP:              s.MinP,
+			MaxTokens:         int32(s.MaxTokens),
+			Stop:              s.Stop,
+			Seed:              s.Seed,
+			RepetitionPenalty: s.RepetitionPenalty,
+			PresencePenalty:   s.PresencePenalty,
+			FrequencyPenalty:  s.FrequencyPenalty,
+			Logprobs:          s.Logprobs,
+			TopLogprobs:       int32(s.TopLogprobs),
+		},
+	}
+	for _, m := range r.Messages {
+		out.Messages = append(out.Messages, &pb.Message{Role: m.Role, Content: m.Content, Name: m.Name})
+	}
+	return out
+}
+
+func generateRequestFromPB(p *pb.GenerateRequest) GenerateRequest {
+	s := p.GetSampling()
+	if s == nil {
+		s = &pb.Sampling{}
+	}
+	out := GenerateRequest{
+		Prompt:    p.GetPrompt(),
+		RequestID: p.GetRequestId(),
+		Sampling: Sampling{
+			Temperature:       s.Temperature,
+			TopP:              s.TopP,
+			TopK:              int(s.GetTopK()),
+			MinP:              s.GetMinP(),
+			MaxTokens:         int(s.GetMaxTokens()),
+			Stop:              s.GetStop(),
+			Seed:              s.Seed,
+			RepetitionPenalty: s.GetRepetitionPenalty(),
+			PresencePenalty:   s.GetPresencePenalty(),
+			FrequencyPenalty:  s.GetFrequencyPenalty(),
+			Logprobs:          s.GetLogprobs(),
+			TopLogprobs:       int(s.GetTopLogprobs()),
+		},
+	}
+	for _, m := range p.GetMessages() {
+		out.Messages = append(out.Messages, Message{Role: m.GetRole(), Content: m.GetContent(), Name: m.GetName()})
+	}
+	return out
+}
+
+func eventToPB(e Event) *pb.GenerateEvent {
+	out := &pb.GenerateEvent{Text: e.Text, Tokens: int32(e.Tokens), FinishReason: finishToPB[e.FinishReason], Error: e.Error}
+	if e.Usage != nil {
+		out.Usage = &pb.Usage{PromptTokens: int32(e.Usage.PromptTokens), CompletionTokens: int32(e.Usage.CompletionTokens), CachedTokens: int32(e.Usage.CachedTokens)}
+	}
+	for _, lp := range e.Logprobs {
+		t := &pb.TokenLogprob{Token: lp.Token, Logprob: lp.Logprob}
+		for _, a := range lp.Top {
+			t.Top = append(t.Top, &pb.TopLogprob{Token: a.Token, Logprob: a.Logprob})
+		}
+		out.Logprobs = append(out.Logprobs, t)
+	}
+	return out
+}
+
+func eventFromPB(p *pb.GenerateEvent) Event {
+	out := Event{Text: p.GetText(), Tokens: int(p.GetTokens()), Error: p.GetError()}
+	for k, v := range finishToPB {
+		if v == p.GetFinishReason() {
+			out.FinishReason = k
+		}
+	}
+	if u := p.GetUsage(); u != nil {
+		out.Usage = &Usage{PromptTokens: int(u.GetPromptTokens()), CompletionTokens: int(u.GetCompletionTokens()), CachedTokens: int(u.GetCachedTokens())}
+	}
+	for _, lp := range p.GetLogprobs() {
+		t := TokenLogprob{Token: lp.GetToken(), Logprob: lp.GetLogprob()}
+		for _, a := range lp.GetTop() {
+			t.Top = append(t.Top, TopLogprob{Token: a.GetToken(), Logprob: a.GetLogprob()})
+		}
+		out.Logprobs = append(out.Logprobs, t)
+	}
+	return out
+}
+
+func embedResponseToPB(r EmbedResponse) *pb.EmbedResponse {
+	out := &pb.EmbedResponse{PromptTokens: int32(r.PromptTokens)}
+	for _, e := range r.Embeddings {
+		out.Embeddings = append(out.Embeddings, &pb.Embedding{Values: e})
+	}
+	return out
+}
+
+func embedResponseFromPB(p *pb.EmbedResponse) EmbedResponse {
+	out := EmbedResponse{PromptTokens: int(p.GetPromptTokens())}
+	for _, e := range p.GetEmbeddings() {
+		out.Embeddings = append(out.Embeddings, e.GetValues())
+	}
+	return out
+}
+
+func healthToPB(h Health) *pb.HealthResponse {
+	return &pb.HealthResponse{Ok: h.OK, Running: int32(h.Running), Waiting: int32(h.Waiting), Slots: int32(h.Slots), Message: h.Message}
+}
+
+func healthFromPB(p *pb.HealthResponse) Health {
+	return Health{OK: p.GetOk(), Running: int(p.GetRunning()), Waiting: int(p.GetWaiting()), Slots: int(p.GetSlots()), Message: p.GetMessage()}
+}

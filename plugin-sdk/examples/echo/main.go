@@ -1,0 +1,262 @@
+// Command ragway-echo is a complete, deterministic ragway backend plugin: it
+// streams the last user message (or the raw prompt) back word by word.
+//
+// It is the template to copy when writing a backend, and the backend the
+// gateway's own tests and benchmarks use. Options (the model's `options:`):
+//
+//	delay_ms       pause before each token (default 0)
+//	fail_after     exit the process after emitting N tokens (crash testing)
+//	load_delay_ms  pause inside Load (slow model loads)
+//	fail_load      true: Load returns an error; "exit": the process exits in Load
+//	parallel       sequence slots; more requests wait inside the plugin (default 64)
+//
+// A chat request without a user message is ErrInvalidRequest.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+func main() {
+	sdk.Serve(&echo{log: sdk.Logger()})
+}
+
+type options struct {
+	delay     time.Duration
+	failAfter int // <0: never
+	loadDelay time.Duration
+	failLoad  string // "", "error", "exit"
+	parallel  int
+}
+
+// echo implements sdk.Backend. Its state is set once by Load.
+type echo struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	opts    *options
+	slots   chan struct{}
+	waiting int
+	emitted int // tokens emitted by this process, for fail_after
+}
+
+func (e *echo) Info(context.Context) (sdk.Info, error) {
+	return sdk.Info{
+		Name:         "echo",
+		Version:      "1.0.0",
+		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion},
+		MaxParallel:  e.parallel(),
+	}, nil
+}
+
+func (e *echo) parallel() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.opts == nil {
+		return 0
+	}
+	return e.opts.parallel
+}
+
+func parseOptions(m map[string]any) (*options, error) {
+	o := &options{failAfter: -1, parallel: 64}
+	num := func(k string, v any) (int, error) {
+		f, ok := v.(float64)
+		if !ok || f < 0 || f != float64(int(f)) {
+			return 0, sdk.InvalidRequestf("option %s: want a non-negative integer, got %v", k, v)
+		}
+		return int(f), nil
+	}
+	for k, v := range m {
+		var n int
+		var err error
+		switch k {
+		case "delay_ms":
+			n, err = num(k, v)
+			o.delay = time.Duration(n) * time.Millisecond
+		case "fail_after":
+			o.failAfter, err = num(k, v)
+		case "load_delay_ms":
+			n, err = num(k, v)
+			o.loadDelay = time.Duration(n) * time.Millisecond
+		case "parallel":
+			o.parallel, err = num(k, v)
+			if err == nil && o.parallel < 1 {
+				err = sdk.InvalidRequestf("option parallel: must be >= 1")
+			}
+		case "fail_load":
+			switch v {
+			case true:
+				o.failLoad = "error"
+			case false:
+			case "exit", "error":
+				o.failLoad = v.(string)
+			default:
+				err = sdk.InvalidRequestf(`option fail_load: want true, false or "exit", got %v`, v)
+			}
+		default:
+			err = sdk.InvalidRequestf("unknown option %q", k)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+func (e *echo) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo, error) {
+	o, err := parseOptions(req.Options)
+	if err != nil {
+		return sdk.ModelInfo{}, err
+	}
+	if req.Embedding {
+		return sdk.ModelInfo{}, sdk.InvalidRequestf("echo cannot serve embedding models")
+	}
+	select {
+	case <-time.After(o.loadDelay):
+	case <-ctx.Done():
+		return sdk.ModelInfo{}, ctx.Err()
+	}
+	switch o.failLoad {
+	case "error":
+		return sdk.ModelInfo{}, fmt.Errorf("echo: fail_load is set")
+	case "exit":
+		e.log.Error("fail_load is exit, exiting during Load")
+		os.Exit(2)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.opts = o
+	e.slots = make(chan struct{}, o.parallel)
+	e.log.Info("model loaded", "model", req.Model, "parallel", o.parallel)
+	return sdk.ModelInfo{ContextLength: 1 << 16, HasChatTemplate: true}, nil
+}
+
+// words splits s into tokens that concatenate back to s: each word keeps the
+// whitespace before it.
+func words(s string) []string {
+	var out []string
+	start := 0
+	for i := 1; i < len(s); i++ {
+		if (s[i] == ' ' || s[i] == '\n') && s[i-1] != ' ' && s[i-1] != '\n' {
+			out = append(out, s[start:i])
+			start = i
+		}
+	}
+	if start < len(s) {
+		out = append(out, s[start:])
+	}
+	return out
+}
+
+func (e *echo) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(sdk.Event) error) error {
+	e.mu.Lock()
+	o, slots := e.opts, e.slots
+	e.mu.Unlock()
+	if o == nil {
+		return sdk.ErrModelNotLoaded
+	}
+	text, promptTokens, err := source(req)
+	if err != nil {
+		return err
+	}
+
+	// Take a sequence slot, or wait for one.
+	e.setWaiting(+1)
+	select {
+	case slots <- struct{}{}:
+		e.setWaiting(-1)
+	case <-ctx.Done():
+		e.setWaiting(-1)
+		return ctx.Err()
+	}
+	defer func() { <-slots }()
+
+	usage := &sdk.Usage{PromptTokens: promptTokens}
+	stop := sdk.NewStopBuffer(req.Sampling.Stop)
+	var timer *time.Timer
+	if o.delay > 0 {
+		timer = time.NewTimer(o.delay)
+		defer timer.Stop()
+	}
+	for _, tok := range words(text) {
+		if max := req.Sampling.MaxTokens; max > 0 && usage.CompletionTokens >= max {
+			return emit(sdk.Event{Text: stop.Flush(), FinishReason: sdk.FinishLength, Usage: usage})
+		}
+		if timer != nil {
+			timer.Reset(o.delay)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		} else if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		e.crashIfDue(o)
+		usage.CompletionTokens++
+		out, stopped := stop.Push(tok)
+		if stopped {
+			return emit(sdk.Event{Text: out, Tokens: 1, FinishReason: sdk.FinishStop, Usage: usage})
+		}
+		if out != "" {
+			if err := emit(sdk.Event{Text: out, Tokens: 1}); err != nil {
+				return err
+			}
+		}
+	}
+	return emit(sdk.Event{Text: stop.Flush(), FinishReason: sdk.FinishStop, Usage: usage})
+}
+
+// crashIfDue exits the process when fail_after tokens have been emitted.
+func (e *echo) crashIfDue(o *options) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if o.failAfter >= 0 && e.emitted >= o.failAfter {
+		e.log.Error("fail_after reached, exiting", "fail_after", o.failAfter)
+		os.Exit(2)
+	}
+	e.emitted++
+}
+
+// source returns the text to echo and the prompt's token count.
+func source(req sdk.GenerateRequest) (string, int, error) {
+	if len(req.Messages) == 0 {
+		return req.Prompt, len(words(req.Prompt)), nil
+	}
+	prompt := 0
+	last := -1
+	for i, m := range req.Messages {
+		prompt += len(words(m.Content)) + 1 // +1: the role marker
+		if m.Role == "user" {
+			last = i
+		}
+	}
+	if last < 0 {
+		return "", 0, sdk.InvalidRequestf("echo needs a user message")
+	}
+	return strings.TrimSpace(req.Messages[last].Content), prompt, nil
+}
+
+func (e *echo) setWaiting(d int) {
+	e.mu.Lock()
+	e.waiting += d
+	e.mu.Unlock()
+}
+
+func (e *echo) Health(context.Context) (sdk.Health, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.opts == nil {
+		return sdk.Health{OK: true, Message: "no model loaded"}, nil
+	}
+	return sdk.Health{OK: true, Running: len(e.slots), Waiting: e.waiting, Slots: cap(e.slots)}, nil
+}

@@ -1,0 +1,320 @@
+package sdk
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
+	"github.com/ragway/ragway/plugin-sdk/internal/pb"
+	"google.golang.org/grpc"
+)
+
+// LaunchConfig says how to start a plugin binary.
+type LaunchConfig struct {
+	// Path of the plugin binary.
+	Path string
+	// Args are extra command-line arguments.
+	Args []string
+	// Env is added to the host's environment for the plugin.
+	Env []string
+	// SHA256, when set, pins the binary: a binary with another hash is not
+	// started. Hex encoded.
+	SHA256 string
+	// Logger receives the plugin's log records and go-plugin's own.
+	// Default: slog.Default().
+	Logger *slog.Logger
+	// StartTimeout bounds the handshake. Default: 30s.
+	StartTimeout time.Duration
+	// Stderr, when set, also receives the plugin's raw stderr.
+	Stderr io.Writer
+}
+
+// Plugin is a running plugin process. It implements Backend and Embedder;
+// every call derives from the caller's context and also ends, with
+// ErrPluginShutdown, when the process dies.
+type Plugin struct {
+	name   string
+	client *plugin.Client
+	rpc    pb.BackendClient
+	proc   *procRunner
+	tail   *stderrTail
+	// dead is cancelled once the process has exited.
+	dead context.Context
+}
+
+var (
+	_ Backend  = (*Plugin)(nil)
+	_ Embedder = (*Plugin)(nil)
+)
+
+// Launch starts the plugin binary, completes the handshake (go-plugin with
+// automatic mutual TLS) and returns it. ctx bounds the start only; the
+// process lives until Close or Kill, or until the host process dies.
+func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < cfg.StartTimeout {
+		cfg.StartTimeout = max(time.Until(dl), time.Millisecond)
+	}
+	name := filepath.Base(cfg.Path)
+	if err := checkBinary(cfg.Path, cfg.SHA256); err != nil {
+		return nil, fmt.Errorf("launch %s: %w", name, err)
+	}
+	p := &Plugin{name: name, tail: newStderrTail(8)}
+	stderr := io.Writer(p.tail)
+	if cfg.Stderr != nil {
+		stderr = io.MultiWriter(p.tail, cfg.Stderr)
+	}
+	p.client = plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: pluginSets(nil),
+		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
+			cmd.Path = cfg.Path
+			cmd.Args = append([]string{cfg.Path}, cfg.Args...)
+			cmd.Env = append(cmd.Env, cfg.Env...)
+			r, err := newProcRunner(cmd)
+			p.proc = r
+			return r, err
+		},
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Managed:          true,
+		StartTimeout:     cfg.StartTimeout,
+		Stderr:           stderr,
+		SyncStderr:       stderr,
+		Logger:           hclogToSlog(cfg.Logger, name),
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes))},
+	})
+	fail := func(err error) (*Plugin, error) {
+		p.client.Kill()
+		if t := p.tail.String(); t != "" {
+			err = fmt.Errorf("%w; plugin stderr: %s", err, t)
+		}
+		return nil, fmt.Errorf("launch %s: %w", name, err)
+	}
+	cp, err := p.client.Client()
+	if err != nil {
+		return fail(err)
+	}
+	raw, err := cp.Dispense(pluginName)
+	if err != nil {
+		return fail(err)
+	}
+	p.rpc = raw.(pb.BackendClient)
+	dead, markDead := context.WithCancel(context.Background())
+	p.dead = dead
+	go func() {
+		<-p.proc.done
+		markDead()
+	}()
+	return p, nil
+}
+
+func checkBinary(path, pin string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("plugin binary: %w", err)
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("plugin binary %s is not an executable file", path)
+	}
+	if pin == "" {
+		return nil
+	}
+	want, err := hex.DecodeString(pin)
+	if err != nil || len(want) != sha256.Size {
+		return fmt.Errorf("sha256 pin %q is not 64 hex characters", pin)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("plugin binary: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("hash plugin binary: %w", err)
+	}
+	if got := h.Sum(nil); string(got) != string(want) {
+		return fmt.Errorf("plugin binary %s has sha256 %x, config pins %s", path, got, pin)
+	}
+	return nil
+}
+
+// Pid is the plugin's process id.
+func (p *Plugin) Pid() int {
+	pid, _ := strconv.Atoi(p.proc.ID())
+	return pid
+}
+
+// Done is closed when the plugin process has exited.
+func (p *Plugin) Done() <-chan struct{} { return p.dead.Done() }
+
+// Exited reports whether the plugin process has exited.
+func (p *Plugin) Exited() bool { return p.dead.Err() != nil }
+
+// ExitError describes how the process ended, with the last lines it wrote to
+// stderr. It is nil while the process runs.
+func (p *Plugin) ExitError() error {
+	if !p.Exited() {
+		return nil
+	}
+	msg := fmt.Sprintf("%s (pid %d) exited", p.name, p.Pid())
+	if p.proc.waitErr != nil {
+		msg += ": " + p.proc.waitErr.Error()
+	}
+	if t := p.tail.String(); t != "" {
+		msg += "; stderr: " + t
+	}
+	return fmt.Errorf("%w: %s", ErrPluginShutdown, msg)
+}
+
+// Close asks the plugin to exit and waits until ctx is done, then kills it.
+func (p *Plugin) Close(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		p.client.Kill() // graceful first, then forced after 2s
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		p.Kill()
+		<-done
+	}
+}
+
+// Kill ends the plugin process at once.
+func (p *Plugin) Kill() {
+	_ = p.proc.Kill(context.Background())
+	<-p.proc.done
+}
+
+// call derives the context of one RPC: the caller's, also cancelled when the
+// process dies.
+func (p *Plugin) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(p.dead, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// wrap maps an RPC error to the SDK's errors, naming what was being done.
+func (p *Plugin) wrap(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if p.Exited() && ctx.Err() == nil {
+		return fmt.Errorf("%s: %w", op, p.ExitError())
+	}
+	return fmt.Errorf("%s: %w", op, fromStatus(ctx, err, p.Exited()))
+}
+
+// Info implements Backend.
+func (p *Plugin) Info(ctx context.Context) (Info, error) {
+	cctx, cancel := p.call(ctx)
+	defer cancel()
+	resp, err := p.rpc.Info(cctx, &pb.InfoRequest{})
+	if err != nil {
+		return Info{}, p.wrap(ctx, "info", err)
+	}
+	info := infoFromPB(resp)
+	if err := CheckAPIVersion(info.APIVersion); err != nil {
+		return info, fmt.Errorf("info: %s: %w", p.name, err)
+	}
+	return info, nil
+}
+
+// CheckAPIVersion reports whether a plugin reporting api version v can be
+// used by this host: the major versions must match.
+func CheckAPIVersion(v string) error {
+	major := func(s string) string { m, _, _ := strings.Cut(strings.TrimPrefix(s, "v"), "."); return m }
+	if v == "" {
+		return errors.New("plugin reports no api_version")
+	}
+	if major(v) != major(APIVersion) {
+		return fmt.Errorf("plugin api_version %s is incompatible with host api_version %s", v, APIVersion)
+	}
+	return nil
+}
+
+// Load implements Backend.
+func (p *Plugin) Load(ctx context.Context, req LoadRequest) (ModelInfo, error) {
+	preq, err := loadRequestToPB(req)
+	if err != nil {
+		return ModelInfo{}, fmt.Errorf("load: %w", err)
+	}
+	cctx, cancel := p.call(ctx)
+	defer cancel()
+	resp, err := p.rpc.Load(cctx, preq)
+	if err != nil {
+		return ModelInfo{}, p.wrap(ctx, "load", err)
+	}
+	return modelInfoFromPB(resp), nil
+}
+
+// Generate implements Backend. It returns an error if the stream ends
+// without a final event.
+func (p *Plugin) Generate(ctx context.Context, req GenerateRequest, emit func(Event) error) error {
+	cctx, cancel := p.call(ctx)
+	defer cancel()
+	stream, err := p.rpc.Generate(cctx, generateRequestToPB(req))
+	if err != nil {
+		return p.wrap(ctx, "generate", err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return fmt.Errorf("generate: %s ended the stream without a final event", p.name)
+		}
+		if err != nil {
+			return p.wrap(ctx, "generate", err)
+		}
+		e := eventFromPB(ev)
+		if err := emit(e); err != nil {
+			return err
+		}
+		if e.Final() {
+			return nil
+		}
+	}
+}
+
+// Embed implements Embedder; a plugin without the capability gives
+// ErrUnsupported.
+func (p *Plugin) Embed(ctx context.Context, req EmbedRequest) (EmbedResponse, error) {
+	cctx, cancel := p.call(ctx)
+	defer cancel()
+	resp, err := p.rpc.Embed(cctx, &pb.EmbedRequest{Input: req.Input})
+	if err != nil {
+		return EmbedResponse{}, p.wrap(ctx, "embed", err)
+	}
+	return embedResponseFromPB(resp), nil
+}
+
+// Health implements Backend.
+func (p *Plugin) Health(ctx context.Context) (Health, error) {
+	cctx, cancel := p.call(ctx)
+	defer cancel()
+	resp, err := p.rpc.Health(cctx, &pb.HealthRequest{})
+	if err != nil {
+		return Health{}, p.wrap(ctx, "health", err)
+	}
+	return healthFromPB(resp), nil
+}

@@ -1,0 +1,60 @@
+package sdk
+
+import (
+	"context"
+
+	"github.com/hashicorp/go-plugin"
+	"github.com/ragway/ragway/plugin-sdk/internal/pb"
+	"google.golang.org/grpc"
+)
+
+// ProtocolVersion is the go-plugin handshake version of the wire contract
+// (plugin-sdk/proto/backend.proto, enum ProtocolVersion). It changes only
+// when the wire contract breaks.
+const ProtocolVersion = 1
+
+// APIVersion is the semantic version of the Backend contract this SDK
+// implements. Plugins report it in Info; the host accepts plugins whose
+// major version equals its own.
+const APIVersion = "1.0.0"
+
+// Handshake is the go-plugin handshake shared by host and plugins. The magic
+// cookie only keeps a plugin binary from being run by hand by mistake; it is
+// not a security measure.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  ProtocolVersion,
+	MagicCookieKey:   "RAGWAY_PLUGIN",
+	MagicCookieValue: "ragway-backend-4b1d7e0c",
+}
+
+// pluginName is the name of the one plugin a ragway plugin binary serves.
+const pluginName = "backend"
+
+// maxMessageBytes bounds one gRPC message (large embedding batches).
+const maxMessageBytes = 64 << 20
+
+// grpcPlugin is the go-plugin glue: it serves a Backend (plugin side) and
+// builds a client for one (host side).
+type grpcPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	impl Backend
+}
+
+var _ plugin.GRPCPlugin = (*grpcPlugin)(nil)
+
+func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pb.RegisterBackendServer(s, &server{impl: p.impl})
+	return nil
+}
+
+func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return pb.NewBackendClient(c), nil
+}
+
+// pluginSets lists what a plugin serves per protocol version. Keep serving
+// old versions here when the protocol changes.
+func pluginSets(impl Backend) map[int]plugin.PluginSet {
+	return map[int]plugin.PluginSet{
+		ProtocolVersion: {pluginName: &grpcPlugin{impl: impl}},
+	}
+}

@@ -1,0 +1,81 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+
+	"github.com/ragway/ragway/plugin-sdk/internal/pb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// server adapts a Backend to the generated gRPC server interface and checks
+// the plugin keeps the event contract.
+type server struct {
+	pb.UnimplementedBackendServer
+	impl Backend
+}
+
+func (s *server) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoResponse, error) {
+	info, err := s.impl.Info(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if info.APIVersion == "" {
+		info.APIVersion = APIVersion
+	}
+	return infoToPB(info), nil
+}
+
+func (s *server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadResponse, error) {
+	mi, err := s.impl.Load(ctx, loadRequestFromPB(req))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return modelInfoToPB(mi), nil
+}
+
+// errAfterFinal is returned to a plugin that emits after its final event.
+var errAfterFinal = errors.New("sdk: event emitted after the final event")
+
+func (s *server) Generate(req *pb.GenerateRequest, stream pb.Backend_GenerateServer) error {
+	ctx := stream.Context()
+	finished := false
+	err := s.impl.Generate(ctx, generateRequestFromPB(req), func(e Event) error {
+		if finished {
+			return errAfterFinal
+		}
+		finished = e.Final()
+		if e.Final() && e.Usage == nil {
+			e.Usage = &Usage{}
+		}
+		return stream.Send(eventToPB(e))
+	})
+	switch {
+	case err != nil:
+		return toStatus(err)
+	case !finished:
+		return status.Error(codes.Internal, "plugin ended the generation without a final event")
+	}
+	return nil
+}
+
+func (s *server) Embed(ctx context.Context, req *pb.EmbedRequest) (*pb.EmbedResponse, error) {
+	e, ok := s.impl.(Embedder)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, ErrUnsupported.Error()+": embeddings")
+	}
+	resp, err := e.Embed(ctx, EmbedRequest{Input: req.GetInput()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return embedResponseToPB(resp), nil
+}
+
+func (s *server) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.HealthResponse, error) {
+	h, err := s.impl.Health(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return healthToPB(h), nil
+}
