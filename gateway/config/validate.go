@@ -1,0 +1,227 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+var (
+	backendRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	sha256RE  = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+)
+
+// problems collects FieldErrors.
+type problems []error
+
+func (p *problems) add(path, format string, args ...any) {
+	*p = append(*p, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Validate checks c and returns every problem found, joined with errors.Join; each is a
+// *FieldError naming the key path ("models[1].max_concurrency: must be >= 1, got 0").
+func (c *Config) Validate() error {
+	var p problems
+
+	if err := checkHostPort(c.Listen); err != nil {
+		p.add("listen", "%v", err)
+	}
+	if c.DatabaseURL != "" && strings.Contains(c.DatabaseURL, "://") {
+		u, err := url.Parse(c.DatabaseURL)
+		switch {
+		case err != nil:
+			p.add("database_url", "not a valid URL: %v", unwrapURLError(err))
+		case u.Scheme != "postgres" && u.Scheme != "postgresql":
+			p.add("database_url", "scheme must be \"postgres\" or \"postgresql\", got %q", u.Scheme)
+		}
+	}
+
+	switch c.VectorStore.Kind {
+	case VectorStoreEmbedded:
+	case VectorStoreQdrant:
+		if c.VectorStore.URL == "" {
+			p.add("vector_store.url", "required when vector_store.kind is %q (e.g. \"127.0.0.1:6334\")", VectorStoreQdrant)
+		} else if err := checkQdrantURL(c.VectorStore.URL); err != nil {
+			p.add("vector_store.url", "%v", err)
+		}
+	default:
+		p.add("vector_store.kind", "must be %q or %q, got %q", VectorStoreEmbedded, VectorStoreQdrant, c.VectorStore.Kind)
+	}
+
+	seen := map[string]string{} // model name or alias → the key path that first used it
+	for i, m := range c.Models {
+		prefix := fmt.Sprintf("models[%d].", i)
+		m.validate(prefix, &p)
+		claim := func(path, name string) {
+			if name == "" {
+				return
+			}
+			if first, dup := seen[name]; dup {
+				p.add(path, "duplicate model name %q (already used by %s)", name, first)
+				return
+			}
+			seen[name] = path
+		}
+		claim(prefix+"name", m.Name)
+		for j, a := range m.Aliases {
+			claim(fmt.Sprintf("%saliases[%d]", prefix, j), a)
+		}
+	}
+
+	r := c.RAG
+	if r.EmbeddingModel != "" {
+		m, ok := c.Model(r.EmbeddingModel)
+		switch {
+		case !ok:
+			p.add("rag.embedding_model", "no model or alias named %q in models", r.EmbeddingModel)
+		case !m.Embedding:
+			p.add("rag.embedding_model", "model %q is not an embedding model (set embedding: true on it)", m.Name)
+		}
+	}
+	if r.ChunkTokens < 1 {
+		p.add("rag.chunk_tokens", "must be >= 1, got %d", r.ChunkTokens)
+	}
+	if r.ChunkOverlap < 0 {
+		p.add("rag.chunk_overlap", "must be >= 0, got %d", r.ChunkOverlap)
+	} else if r.ChunkTokens >= 1 && r.ChunkOverlap >= r.ChunkTokens {
+		p.add("rag.chunk_overlap", "must be less than rag.chunk_tokens (%d), got %d", r.ChunkTokens, r.ChunkOverlap)
+	}
+	if r.TopK < 1 {
+		p.add("rag.top_k", "must be >= 1, got %d", r.TopK)
+	}
+
+	s := c.Server
+	if s.MaxBodyBytes < 1 {
+		p.add("server.max_body_bytes", "must be >= 1, got %d", s.MaxBodyBytes)
+	}
+	if s.ShutdownGrace < 0 {
+		p.add("server.shutdown_grace", "must be >= 0, got %s", s.ShutdownGrace)
+	}
+	for _, d := range []struct {
+		path string
+		v    Duration
+	}{
+		{"server.request_timeout", s.RequestTimeout},
+		{"server.queue_timeout", s.QueueTimeout},
+		{"server.heartbeat_interval", s.HeartbeatInterval},
+	} {
+		if d.v <= 0 {
+			p.add(d.path, "must be > 0, got %s", d.v)
+		}
+	}
+
+	return errors.Join(p...)
+}
+
+// Validate checks one model on its own (not the uniqueness of its names among other
+// models, which [Config.Validate] does). Paths in the errors are relative to the model
+// ("max_concurrency: must be >= 1, got 0").
+func (m Model) Validate() error {
+	var p problems
+	m.validate("", &p)
+	return errors.Join(p...)
+}
+
+func (m Model) validate(prefix string, p *problems) {
+	if m.Name == "" {
+		p.add(prefix+"name", "required")
+	} else if err := checkModelName(m.Name); err != nil {
+		p.add(prefix+"name", "%v", err)
+	}
+	for j, a := range m.Aliases {
+		path := fmt.Sprintf("%saliases[%d]", prefix, j)
+		if a == "" {
+			p.add(path, "must not be empty")
+		} else if err := checkModelName(a); err != nil {
+			p.add(path, "%v", err)
+		}
+	}
+	switch {
+	case m.Backend == "":
+		p.add(prefix+"backend", "required (the plugin ragway-<backend>, e.g. \"echo\" or \"llamacpp\")")
+	case !backendRE.MatchString(m.Backend):
+		p.add(prefix+"backend", "must match ^[a-z0-9][a-z0-9-]*$, got %q", m.Backend)
+	}
+	switch {
+	case m.Replicas < 0:
+		p.add(prefix+"replicas", "must be >= 0, got %d", m.Replicas)
+	case m.Replicas == 0 && m.IdleTimeout <= 0:
+		p.add(prefix+"replicas", "must be >= 1 (0 is allowed only with idle_timeout > 0), got 0")
+	}
+	if m.MaxConcurrency < 1 {
+		p.add(prefix+"max_concurrency", "must be >= 1, got %d", m.MaxConcurrency)
+	}
+	if m.MaxQueue < 0 {
+		p.add(prefix+"max_queue", "must be >= 0, got %d", m.MaxQueue)
+	}
+	if m.IdleTimeout < 0 {
+		p.add(prefix+"idle_timeout", "must be >= 0, got %s", m.IdleTimeout)
+	}
+	if m.HealthInterval <= 0 {
+		p.add(prefix+"health_interval", "must be > 0, got %s", m.HealthInterval)
+	}
+	if m.SHA256 != "" && !sha256RE.MatchString(m.SHA256) {
+		p.add(prefix+"sha256", "must be 64 hex characters, got %d characters %q", len(m.SHA256), m.SHA256)
+	}
+}
+
+// checkModelName rejects names clients could not send back reliably.
+func checkModelName(s string) error {
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Errorf("must not contain spaces or control characters, got %q", s)
+		}
+	}
+	return nil
+}
+
+// checkHostPort accepts "host:port" and ":port" with a numeric port.
+func checkHostPort(s string) error {
+	if s == "" {
+		return errors.New(`required, e.g. "127.0.0.1:8080"`)
+	}
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("must be host:port, got %q", s)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port must be a number from 0 to 65535, got %q", port)
+	}
+	return nil
+}
+
+// checkQdrantURL accepts "host:port" or an http(s) URL with a host.
+func checkQdrantURL(s string) error {
+	if !strings.Contains(s, "://") {
+		if err := checkHostPort(s); err != nil {
+			return fmt.Errorf("must be host:port or http(s)://host:port, got %q", s)
+		}
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("not a valid URL: %v", unwrapURLError(err))
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("scheme must be http or https, got %q", u.Scheme)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("missing host in %q", s)
+	}
+	return nil
+}
+
+// unwrapURLError drops url.Error's repetition of the whole URL, which may hold a password.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

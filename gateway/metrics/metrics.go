@@ -1,0 +1,75 @@
+// Package metrics defines the gateway's Prometheus metrics in one place, so
+// names and labels stay consistent between the HTTP layer and the workers.
+// It is not an exporter framework: callers update the collectors directly.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds the gateway's collectors and the registry they live in.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// Requests counts finished HTTP/WS requests by route, model and status.
+	Requests *prometheus.CounterVec
+	// TTFT is the time from request arrival to the first generated token.
+	TTFT *prometheus.HistogramVec
+	// Duration is the time from request arrival to the end of the response.
+	Duration *prometheus.HistogramVec
+	// Tokens counts prompt and completion tokens by model.
+	Tokens *prometheus.CounterVec
+	// ReplicaStates counts replicas by model and state.
+	ReplicaStates *prometheus.GaugeVec
+	// Restarts counts replica restarts by model.
+	Restarts *prometheus.CounterVec
+	// StartSeconds is the time from launching a replica to it being ready
+	// (cold start).
+	StartSeconds *prometheus.HistogramVec
+	// QueueDepth is the number of requests waiting for a replica, by model.
+	QueueDepth *prometheus.GaugeVec
+	// Retries counts requests retried on another replica after a crash.
+	Retries *prometheus.CounterVec
+}
+
+// New creates the collectors in a fresh registry (with Go and process
+// collectors).
+func New() *Metrics {
+	latency := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ragway_requests_total", Help: "Requests handled, by route, model and HTTP status.",
+		}, []string{"route", "model", "status"}),
+		TTFT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ragway_time_to_first_token_seconds", Help: "Time from request arrival to the first token.", Buckets: latency,
+		}, []string{"model"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ragway_request_duration_seconds", Help: "Time from request arrival to the end of the response.", Buckets: latency,
+		}, []string{"route", "model"}),
+		Tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ragway_tokens_total", Help: "Tokens processed, by model and kind (prompt, completion).",
+		}, []string{"model", "kind"}),
+		ReplicaStates: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ragway_replicas", Help: "Replicas by model and state.",
+		}, []string{"model", "state"}),
+		Restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ragway_replica_restarts_total", Help: "Replica restarts after a crash or failed health check, by model.",
+		}, []string{"model"}),
+		StartSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ragway_replica_start_seconds", Help: "Time from launching a replica to ready (cold start).", Buckets: latency,
+		}, []string{"model"}),
+		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ragway_queue_depth", Help: "Requests waiting for a replica, by model.",
+		}, []string{"model"}),
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ragway_request_retries_total", Help: "Requests retried on another replica after their replica failed before the first token.",
+		}, []string{"model"}),
+	}
+	m.Registry.MustRegister(
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.Requests, m.TTFT, m.Duration, m.Tokens, m.ReplicaStates, m.Restarts, m.StartSeconds, m.QueueDepth, m.Retries,
+	)
+	return m
+}

@@ -1,0 +1,274 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ragway/ragway/gateway/config"
+	"github.com/ragway/ragway/gateway/metrics"
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+// Options configures a Manager.
+type Options struct {
+	// Launch starts plugin processes. Default: PluginLauncher(PluginsDir, Logger).
+	Launch LaunchFunc
+	// PluginsDir is where ragway-<backend> binaries live (for the default launcher).
+	PluginsDir string
+	// QueueTimeout bounds the wait for a free replica. Default 30s.
+	QueueTimeout time.Duration
+	// LoadTimeout bounds a replica's Info+Load. Default 5m.
+	LoadTimeout time.Duration
+	// Backoff tunes restarts. Default DefaultBackoff.
+	Backoff Backoff
+	// MaxRetries bounds how often one request is retried after its replica
+	// died before the first event. Default 3.
+	MaxRetries int
+	Logger     *slog.Logger
+	Metrics    *metrics.Metrics
+}
+
+// Manager owns every model's pool. It is safe for concurrent use.
+type Manager struct {
+	opts Options
+
+	mu      sync.RWMutex
+	pools   map[string]*pool // by name
+	aliases map[string]string
+	closed  bool
+}
+
+// New returns a Manager with no models; add them with Add.
+func New(opts Options) *Manager {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	if opts.Launch == nil {
+		opts.Launch = PluginLauncher(opts.PluginsDir, opts.Logger)
+	}
+	if opts.QueueTimeout <= 0 {
+		opts.QueueTimeout = 30 * time.Second
+	}
+	if opts.LoadTimeout <= 0 {
+		opts.LoadTimeout = 5 * time.Minute
+	}
+	if opts.Backoff == (Backoff{}) {
+		opts.Backoff = DefaultBackoff
+	}
+	if opts.MaxRetries <= 0 {
+		opts.MaxRetries = 3
+	}
+	return &Manager{opts: opts, pools: map[string]*pool{}, aliases: map[string]string{}}
+}
+
+// PluginLauncher launches ragway-<backend> from pluginsDir (or the model's
+// command) as a go-plugin subprocess, logging through log.
+func PluginLauncher(pluginsDir string, log *slog.Logger) LaunchFunc {
+	return func(ctx context.Context, m config.Model, replica int) (Process, error) {
+		p, err := sdk.Launch(ctx, sdk.LaunchConfig{
+			Path:   m.PluginPath(pluginsDir),
+			SHA256: m.SHA256,
+			Logger: log.With("model", m.Name, "replica", replica),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+}
+
+// Add starts serving model m: its replicas start in the background.
+func (m *Manager) Add(model config.Model) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrStopping
+	}
+	for _, n := range append([]string{model.Name}, model.Aliases...) {
+		if _, ok := m.resolveLocked(n); ok {
+			return fmt.Errorf("model %q: name %q is already in use", model.Name, n)
+		}
+	}
+	p := newPool(model, m.opts.Launch, m.opts.Backoff, m.opts.LoadTimeout, m.opts.Logger, m.opts.Metrics)
+	m.pools[model.Name] = p
+	for _, a := range model.Aliases {
+		m.aliases[a] = model.Name
+	}
+	p.start()
+	return nil
+}
+
+func (m *Manager) resolveLocked(name string) (*pool, bool) {
+	if p, ok := m.pools[name]; ok {
+		return p, true
+	}
+	if n, ok := m.aliases[name]; ok {
+		return m.pools[n], true
+	}
+	return nil, false
+}
+
+func (m *Manager) pool(name string) (*pool, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrStopping
+	}
+	p, ok := m.resolveLocked(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownModel, name)
+	}
+	return p, nil
+}
+
+// Generate runs req on a replica of model (a name or alias), calling emit
+// for each event. A request whose replica dies before any event was emitted
+// is retried on another (or the restarted) replica within ctx.
+func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRequest, emit func(sdk.Event) error) error {
+	p, err := m.pool(model)
+	if err != nil {
+		return err
+	}
+	if p.model.Embedding {
+		return sdk.InvalidRequestf("model %q is an embedding model", model)
+	}
+	return m.withRetry(ctx, p, func(proc Process, sent *bool) error {
+		return proc.Generate(ctx, req, func(e sdk.Event) error {
+			*sent = true
+			return emit(e)
+		})
+	})
+}
+
+// Embed runs req on a replica of an embedding model, retrying once per
+// replica death like Generate.
+func (m *Manager) Embed(ctx context.Context, model string, req sdk.EmbedRequest) (sdk.EmbedResponse, error) {
+	p, err := m.pool(model)
+	if err != nil {
+		return sdk.EmbedResponse{}, err
+	}
+	if !p.model.Embedding {
+		return sdk.EmbedResponse{}, sdk.InvalidRequestf("model %q is not an embedding model", model)
+	}
+	var resp sdk.EmbedResponse
+	err = m.withRetry(ctx, p, func(proc Process, _ *bool) error {
+		var err error
+		resp, err = proc.Embed(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// withRetry acquires a replica and runs call on it; if the replica's
+// process died before call produced anything, it tries again.
+func (m *Manager) withRetry(ctx context.Context, p *pool, call func(Process, *bool) error) error {
+	for attempt := 0; ; attempt++ {
+		r, proc, err := p.acquire(ctx, m.opts.QueueTimeout)
+		if err != nil {
+			return err
+		}
+		sent := false
+		err = call(proc, &sent)
+		p.release(r)
+		if err == nil || sent || ctx.Err() != nil || !sdk.IsPluginShutdown(err) || attempt >= m.opts.MaxRetries {
+			return err
+		}
+		m.opts.Metrics.Retries.WithLabelValues(p.model.Name).Inc()
+		m.opts.Logger.Warn("replica died before the first event; retrying", "model", p.model.Name, "replica", r.id, "error", err)
+	}
+}
+
+// Models returns the status of every model, by name.
+func (m *Manager) Models() []ModelStatus {
+	m.mu.RLock()
+	pools := make([]*pool, 0, len(m.pools))
+	for _, p := range m.pools {
+		pools = append(pools, p)
+	}
+	m.mu.RUnlock()
+	out := make([]ModelStatus, 0, len(pools))
+	for _, p := range pools {
+		out = append(out, p.status())
+	}
+	slices.SortFunc(out, func(a, b ModelStatus) int { return cmpString(a.Name, b.Name) })
+	return out
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Model returns the status of the model with that name or alias.
+func (m *Manager) Model(name string) (ModelStatus, bool) {
+	m.mu.RLock()
+	p, ok := m.resolveLocked(name)
+	m.mu.RUnlock()
+	if !ok {
+		return ModelStatus{}, false
+	}
+	return p.status(), true
+}
+
+// WaitReady blocks until every replica of model is serving, or ctx ends.
+func (m *Manager) WaitReady(ctx context.Context, model string) error {
+	p, err := m.pool(model)
+	if err != nil {
+		return err
+	}
+	for {
+		p.mu.Lock()
+		ready := true
+		for _, r := range p.replicas {
+			ready = ready && r.serving()
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		if ready {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("model %q not ready: %w", model, context.Cause(ctx))
+		}
+	}
+}
+
+// Close stops accepting requests, lets in-flight ones finish until ctx
+// ends, then stops every plugin process. It returns when all are gone.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	pools := make([]*pool, 0, len(m.pools))
+	for _, p := range m.pools {
+		pools = append(pools, p)
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range pools {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return errors.New("shutdown grace period ended with requests still in flight")
+	}
+	return nil
+}

@@ -1,0 +1,321 @@
+package workers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ragway/ragway/gateway/config"
+	"github.com/ragway/ragway/gateway/metrics"
+)
+
+// pool is one model's replicas and its dispatch queue.
+type pool struct {
+	model       config.Model
+	launch      LaunchFunc
+	backoff     Backoff
+	loadTimeout time.Duration
+	log         *slog.Logger
+	metrics     *metrics.Metrics
+	created     time.Time
+
+	cancel context.CancelFunc // stops the supervisors
+	wg     sync.WaitGroup     // supervisors
+
+	mu            sync.Mutex
+	replicas      []*replica
+	waiters       []*waiter // FIFO
+	next          int       // round-robin start for ties
+	closing       bool
+	contextLength int
+	changed       chan struct{} // closed and replaced on every release/state change
+}
+
+// waiter is a request queued for a replica.
+type waiter struct {
+	ch  chan *replica // receives the replica granted to it
+	err error         // set with ch closed when the wait failed
+}
+
+func newPool(m config.Model, launch LaunchFunc, b Backoff, loadTimeout time.Duration, log *slog.Logger, met *metrics.Metrics) *pool {
+	p := &pool{
+		model: m, launch: launch, backoff: b, loadTimeout: loadTimeout,
+		log: log.With("model", m.Name), metrics: met, created: time.Now(),
+		changed: make(chan struct{}),
+	}
+	for i := range m.Replicas {
+		p.replicas = append(p.replicas, &replica{id: i, pool: p, state: StateStarting, since: time.Now()})
+		met.ReplicaStates.WithLabelValues(m.Name, string(StateStarting)).Inc()
+	}
+	return p
+}
+
+// start runs one supervisor per replica.
+func (p *pool) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	for _, r := range p.replicas {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			r.supervise(ctx)
+		}()
+	}
+}
+
+// broadcastLocked wakes everyone watching p.changed. Caller holds p.mu.
+func (p *pool) broadcastLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+func (p *pool) state(r *replica) State {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return r.state
+}
+
+// setState moves r to s (err, when non-nil, becomes its last error) and
+// hands free capacity to queued requests.
+func (p *pool) setState(r *replica, s State, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		r.lastErr = err.Error()
+	}
+	if s == StateReady && r.outstanding > 0 {
+		s = StateBusy
+	}
+	if r.state != s {
+		p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(r.state)).Dec()
+		p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(s)).Inc()
+		r.state, r.since = s, time.Now()
+	}
+	p.grantLocked()
+	if !p.serviceableLocked() {
+		p.failWaitersLocked(ErrUnavailable)
+	}
+	p.broadcastLocked()
+}
+
+// alive reports whether proc is set and its process has not exited (the
+// supervisor may not have seen the exit yet).
+func alive(proc Process) bool {
+	if proc == nil {
+		return false
+	}
+	select {
+	case <-proc.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+// serving reports whether r accepts requests.
+func (r *replica) serving() bool { return r.state == StateReady || r.state == StateBusy }
+
+// serviceableLocked: some replica serves or will soon.
+func (p *pool) serviceableLocked() bool {
+	for _, r := range p.replicas {
+		switch r.state {
+		case StateReady, StateBusy, StateStarting, StateLoading:
+			return true
+		}
+	}
+	return false
+}
+
+// pickLocked returns the serving replica with free capacity and the fewest
+// outstanding requests (ties: round robin), or nil.
+func (p *pool) pickLocked() *replica {
+	var best *replica
+	n := len(p.replicas)
+	for i := range n {
+		r := p.replicas[(p.next+i)%n]
+		if !r.serving() || !alive(r.proc) || r.outstanding >= p.model.MaxConcurrency {
+			continue
+		}
+		if best == nil || r.outstanding < best.outstanding {
+			best = r
+		}
+	}
+	if best != nil {
+		p.next = (best.id + 1) % n
+		p.takeLocked(best)
+	}
+	return best
+}
+
+func (p *pool) takeLocked(r *replica) {
+	r.outstanding++
+	if r.state == StateReady {
+		p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(StateReady)).Dec()
+		p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(StateBusy)).Inc()
+		r.state = StateBusy
+	}
+}
+
+// grantLocked hands free capacity to queued requests in FIFO order.
+func (p *pool) grantLocked() {
+	for len(p.waiters) > 0 {
+		r := p.pickLocked()
+		if r == nil {
+			return
+		}
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w.ch <- r // buffered: never blocks
+	}
+	p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(float64(len(p.waiters)))
+}
+
+func (p *pool) failWaitersLocked(err error) {
+	for _, w := range p.waiters {
+		w.err = err
+		close(w.ch)
+	}
+	p.waiters = nil
+	p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(0)
+}
+
+// acquire reserves a slot on a replica, waiting in the queue up to
+// queueTimeout when all are busy. The caller must release it.
+func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration) (*replica, Process, error) {
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		return nil, nil, ErrStopping
+	}
+	if r := p.pickLocked(); r != nil {
+		proc := r.proc
+		p.broadcastLocked()
+		p.mu.Unlock()
+		return r, proc, nil
+	}
+	if !p.serviceableLocked() {
+		p.mu.Unlock()
+		return nil, nil, fmt.Errorf("model %q: %w: %s", p.model.Name, ErrUnavailable, p.lastErrorLocked())
+	}
+	if len(p.waiters) >= p.model.MaxQueue {
+		p.mu.Unlock()
+		return nil, nil, &QueueFullError{Model: p.model.Name, RetryAfter: time.Second}
+	}
+	w := &waiter{ch: make(chan *replica, 1)}
+	p.waiters = append(p.waiters, w)
+	p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(float64(len(p.waiters)))
+	p.broadcastLocked()
+	p.mu.Unlock()
+
+	timer := time.NewTimer(queueTimeout)
+	defer timer.Stop()
+	var werr error
+	select {
+	case r, ok := <-w.ch:
+		if !ok {
+			return nil, nil, fmt.Errorf("model %q: %w", p.model.Name, w.err)
+		}
+		p.mu.Lock()
+		proc := r.proc
+		p.mu.Unlock()
+		return r, proc, nil
+	case <-ctx.Done():
+		werr = context.Cause(ctx)
+	case <-timer.C:
+		werr = fmt.Errorf("model %q: %w (%s)", p.model.Name, ErrQueueTimeout, queueTimeout)
+	}
+	// Leave the queue; a replica granted meanwhile goes back.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(float64(len(p.waiters)))
+			return nil, nil, werr
+		}
+	}
+	if r, ok := <-w.ch; ok {
+		p.releaseLocked(r)
+	} else if w.err != nil {
+		werr = fmt.Errorf("model %q: %w", p.model.Name, w.err)
+	}
+	return nil, nil, werr
+}
+
+func (p *pool) lastErrorLocked() string {
+	for _, r := range p.replicas {
+		if r.lastErr != "" {
+			return "last error: " + r.lastErr
+		}
+	}
+	return "no replica is running"
+}
+
+// release returns a slot taken by acquire.
+func (p *pool) release(r *replica) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.releaseLocked(r)
+}
+
+func (p *pool) releaseLocked(r *replica) {
+	r.outstanding--
+	if r.outstanding == 0 && r.state == StateBusy {
+		p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(StateBusy)).Dec()
+		p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(StateReady)).Inc()
+		r.state = StateReady
+	}
+	p.grantLocked()
+	p.broadcastLocked()
+}
+
+// shutdown stops accepting requests, waits for in-flight ones until ctx
+// ends, then stops every replica's process and waits for the supervisors.
+func (p *pool) shutdown(ctx context.Context) {
+	p.mu.Lock()
+	p.closing = true
+	p.failWaitersLocked(ErrStopping)
+	p.mu.Unlock()
+	for {
+		p.mu.Lock()
+		busy := 0
+		for _, r := range p.replicas {
+			busy += r.outstanding
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		if busy == 0 {
+			break
+		}
+		select {
+		case <-ch:
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.wg.Wait()
+}
+
+// status snapshots the pool.
+func (p *pool) status() ModelStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := ModelStatus{
+		Name: p.model.Name, Aliases: p.model.Aliases, Backend: p.model.Backend, Embedding: p.model.Embedding,
+		Created: p.created, ContextLength: p.contextLength, Queued: len(p.waiters),
+	}
+	for _, r := range p.replicas {
+		rs := ReplicaStatus{ID: r.id, State: r.state, Restarts: r.restarts, Outstanding: r.outstanding, LastError: r.lastErr, Since: r.since}
+		if r.proc != nil {
+			rs.Pid = r.proc.Pid()
+		}
+		st.Replicas = append(st.Replicas, rs)
+	}
+	return st
+}

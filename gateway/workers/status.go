@@ -1,0 +1,88 @@
+package workers
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// State is a replica's lifecycle state.
+type State string
+
+// Replica states. A replica moves starting → loading → ready ⇄ busy →
+// draining → stopped; after a crash it goes back to starting (after a
+// backoff) or, when it keeps crashing, to failed. A failed replica keeps
+// retrying at the longest backoff.
+const (
+	StateStarting State = "starting"
+	StateLoading  State = "loading"
+	StateReady    State = "ready"
+	StateBusy     State = "busy"
+	StateDraining State = "draining"
+	StateStopped  State = "stopped"
+	StateFailed   State = "failed"
+	StateIdle     State = "idle" // scaled to zero, started on demand
+)
+
+// AllStates lists every state, for metrics.
+var AllStates = []State{StateStarting, StateLoading, StateReady, StateBusy, StateDraining, StateStopped, StateFailed, StateIdle}
+
+// ModelStatus describes a model and its replicas.
+type ModelStatus struct {
+	Name      string
+	Aliases   []string
+	Backend   string
+	Embedding bool
+	Created   time.Time
+	// ContextLength as reported by the plugin's Load (0 until loaded).
+	ContextLength int
+	Replicas      []ReplicaStatus
+	// Queued is the number of requests waiting for a replica.
+	Queued int
+}
+
+// Serviceable reports whether the model has a replica that is ready or
+// can become ready (starting, loading, busy or idle).
+func (m ModelStatus) Serviceable() bool {
+	for _, r := range m.Replicas {
+		switch r.State {
+		case StateReady, StateBusy, StateStarting, StateLoading, StateIdle:
+			return true
+		}
+	}
+	return false
+}
+
+// ReplicaStatus describes one replica.
+type ReplicaStatus struct {
+	ID          int
+	State       State
+	Pid         int
+	Restarts    int
+	Outstanding int
+	LastError   string
+	Since       time.Time
+}
+
+// Errors the dispatcher returns; the HTTP layer maps them to statuses.
+var (
+	// ErrUnknownModel: no model or alias has that name (404).
+	ErrUnknownModel = errors.New("model not found")
+	// ErrUnavailable: no replica is ready and none is starting (503).
+	ErrUnavailable = errors.New("no replica available")
+	// ErrQueueTimeout: the request waited for a replica longer than the
+	// queue timeout (503).
+	ErrQueueTimeout = errors.New("timed out waiting for a free replica")
+	// ErrStopping: the gateway is shutting down (503).
+	ErrStopping = errors.New("gateway is shutting down")
+)
+
+// QueueFullError is returned when a model's queue is full (429).
+type QueueFullError struct {
+	Model      string
+	RetryAfter time.Duration
+}
+
+func (e *QueueFullError) Error() string {
+	return fmt.Sprintf("model %q is at capacity: its queue is full", e.Model)
+}
