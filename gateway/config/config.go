@@ -70,15 +70,15 @@ type Model struct {
 	// Command, if set, is the plugin binary's path, used as given instead of
 	// plugins_dir/ragway-<backend>.
 	Command string `yaml:"command" json:"command,omitempty"`
-	// Replicas is the number of plugin processes. Default 1. 0 is allowed only with
-	// IdleTimeout > 0 (scale to zero: the first request starts a replica).
+	// Replicas is the number of plugin processes. Default 1.
 	Replicas int `yaml:"replicas" json:"replicas"`
 	// MaxConcurrency is the number of requests one replica runs at once. Default 4.
 	MaxConcurrency int `yaml:"max_concurrency" json:"max_concurrency"`
 	// MaxQueue bounds the requests waiting for a free slot across the model's replicas;
 	// beyond it requests fail with 429 and Retry-After. Default 64; 0 means no waiting.
 	MaxQueue int `yaml:"max_queue" json:"max_queue"`
-	// IdleTimeout > 0 stops replicas idle that long; 0 (default) keeps them running.
+	// IdleTimeout > 0 stops replicas idle that long (scale to zero); a request
+	// that finds no free replica starts a stopped one. 0 (default) keeps them running.
 	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout"`
 	// SHA256, if set, pins the plugin binary's checksum (64 hex characters).
 	SHA256 string `yaml:"sha256" json:"sha256,omitempty"`

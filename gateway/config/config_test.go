@@ -154,7 +154,7 @@ models:
     backend: echo
   - name: b
     backend: llamacpp
-    replicas: 0
+    replicas: 2
     idle_timeout: 90
     max_queue: 0
     sha256: ` + strings.Repeat("aB", 32) + `
@@ -164,7 +164,7 @@ models:
 				want := []Model{
 					{Name: "a", Backend: "echo", Replicas: 1, MaxConcurrency: 4, MaxQueue: 64, HealthInterval: DefaultHealthInterval},
 					{
-						Name: "b", Backend: "llamacpp", Replicas: 0, MaxConcurrency: 4, MaxQueue: 0,
+						Name: "b", Backend: "llamacpp", Replicas: 2, MaxConcurrency: 4, MaxQueue: 0,
 						IdleTimeout: Duration(90 * time.Second), SHA256: strings.Repeat("aB", 32), HealthInterval: DefaultHealthInterval,
 						Options: map[string]any{"model_path": "./m.gguf", "threads": 2, "nested": map[string]any{"list": []any{1, "x"}}},
 					},
@@ -246,9 +246,9 @@ models:
 		{
 			name: "RAGWAY_MODELS as JSON replaces the file's list",
 			yaml: "models: [{name: fromfile, backend: echo}]\n",
-			env:  []string{`RAGWAY_MODELS=[{"name":"e","backend":"echo","max_concurrency":2,"idle_timeout":"1m","replicas":0}]`},
+			env:  []string{`RAGWAY_MODELS=[{"name":"e","backend":"echo","max_concurrency":2,"idle_timeout":"1m","replicas":3}]`},
 			check: func(t *testing.T, c *Config) {
-				want := []Model{{Name: "e", Backend: "echo", MaxConcurrency: 2, MaxQueue: 64, IdleTimeout: Duration(time.Minute), HealthInterval: DefaultHealthInterval}}
+				want := []Model{{Name: "e", Backend: "echo", Replicas: 3, MaxConcurrency: 2, MaxQueue: 64, IdleTimeout: Duration(time.Minute), HealthInterval: DefaultHealthInterval}}
 				if !reflect.DeepEqual(c.Models, want) {
 					t.Errorf("models = %+v, want %+v", c.Models, want)
 				}
@@ -399,12 +399,12 @@ server: {max_body_bytes: 0, shutdown_grace: -1, request_timeout: 0, queue_timeou
 				`config: line 14: models[1].idle_timeout: must be >= 0, got -5s`,
 				`config: line 15: models[1].health_interval: must be > 0, got 0s`,
 				`config: line 17: models[2].aliases[1]: must not contain spaces or control characters, got "two words"`,
-				`config: line 19: models[2].replicas: must be >= 1 (0 is allowed only with idle_timeout > 0), got 0`,
+				`config: line 19: models[2].replicas: must be >= 1, got 0 (to scale to zero when idle, set idle_timeout)`,
 				`config: line 16: models[2].name: duplicate model name "chat" (already used by models[0].name)`,
 				`config: line 17: models[2].aliases[0]: duplicate model name "default" (already used by models[0].aliases[0])`,
 				`config: line 20: models[3].name: required`,
 				`config: line 20: models[3].backend: required (the plugin ragway-<backend>, e.g. "echo" or "llamacpp")`,
-				`config: line 21: models[3].replicas: must be >= 0, got -1`,
+				`config: line 21: models[3].replicas: must be >= 1, got -1 (to scale to zero when idle, set idle_timeout)`,
 				`config: line 22: rag.embedding_model: model "chat" is not an embedding model (set embedding: true on it)`,
 				`config: line 22: rag.chunk_overlap: must be less than rag.chunk_tokens (50), got 60`,
 				`config: line 23: server.max_body_bytes: must be >= 1, got 0`,

@@ -147,11 +147,8 @@ func (m Model) validate(prefix string, p *problems) {
 	case !backendRE.MatchString(m.Backend):
 		p.add(prefix+"backend", "must match ^[a-z0-9][a-z0-9-]*$, got %q", m.Backend)
 	}
-	switch {
-	case m.Replicas < 0:
-		p.add(prefix+"replicas", "must be >= 0, got %d", m.Replicas)
-	case m.Replicas == 0 && m.IdleTimeout <= 0:
-		p.add(prefix+"replicas", "must be >= 1 (0 is allowed only with idle_timeout > 0), got 0")
+	if m.Replicas < 1 {
+		p.add(prefix+"replicas", "must be >= 1, got %d (to scale to zero when idle, set idle_timeout)", m.Replicas)
 	}
 	if m.MaxConcurrency < 1 {
 		p.add(prefix+"max_concurrency", "must be >= 1, got %d", m.MaxConcurrency)

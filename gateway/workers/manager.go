@@ -181,6 +181,14 @@ func (m *Manager) withRetry(ctx context.Context, p *pool, call func(Process, *bo
 		if err == nil || sent || ctx.Err() != nil || !sdk.IsPluginShutdown(err) || attempt >= m.opts.MaxRetries {
 			return err
 		}
+		// The connection may break a moment before the process exit is
+		// observed; let the supervisor see it so the retry goes elsewhere.
+		select {
+		case <-proc.Done():
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return err
+		}
 		m.opts.Metrics.Retries.WithLabelValues(p.model.Name).Inc()
 		m.opts.Logger.Warn("replica died before the first event; retrying", "model", p.model.Name, "replica", r.id, "error", err)
 	}

@@ -46,7 +46,7 @@ func newPool(m config.Model, launch LaunchFunc, b Backoff, loadTimeout time.Dura
 		changed: make(chan struct{}),
 	}
 	for i := range m.Replicas {
-		p.replicas = append(p.replicas, &replica{id: i, pool: p, state: StateStarting, since: time.Now()})
+		p.replicas = append(p.replicas, &replica{id: i, pool: p, state: StateStarting, since: time.Now(), wake: make(chan struct{}, 1)})
 		met.ReplicaStates.WithLabelValues(m.Name, string(StateStarting)).Inc()
 	}
 	return p
@@ -82,6 +82,10 @@ func (p *pool) state(r *replica) State {
 func (p *pool) setState(r *replica, s State, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.setStateLocked(r, s, err)
+}
+
+func (p *pool) setStateLocked(r *replica, s State, err error) {
 	if err != nil {
 		r.lastErr = err.Error()
 	}
@@ -121,7 +125,7 @@ func (r *replica) serving() bool { return r.state == StateReady || r.state == St
 func (p *pool) serviceableLocked() bool {
 	for _, r := range p.replicas {
 		switch r.state {
-		case StateReady, StateBusy, StateStarting, StateLoading:
+		case StateReady, StateBusy, StateStarting, StateLoading, StateIdle:
 			return true
 		}
 	}
@@ -151,6 +155,7 @@ func (p *pool) pickLocked() *replica {
 
 func (p *pool) takeLocked(r *replica) {
 	r.outstanding++
+	r.lastActive = time.Now()
 	if r.state == StateReady {
 		p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(StateReady)).Dec()
 		p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(StateBusy)).Inc()
@@ -199,6 +204,7 @@ func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration) (*replic
 		p.mu.Unlock()
 		return nil, nil, fmt.Errorf("model %q: %w: %s", p.model.Name, ErrUnavailable, p.lastErrorLocked())
 	}
+	p.wakeOneLocked()
 	if len(p.waiters) >= p.model.MaxQueue {
 		p.mu.Unlock()
 		return nil, nil, &QueueFullError{Model: p.model.Name, RetryAfter: time.Second}
@@ -253,6 +259,31 @@ func (p *pool) lastErrorLocked() string {
 	return "no replica is running"
 }
 
+// wakeOneLocked starts one replica stopped for idleness, as a request is
+// about to wait for capacity.
+func (p *pool) wakeOneLocked() {
+	for _, r := range p.replicas {
+		if r.state == StateIdle {
+			p.setStateLocked(r, StateStarting, nil)
+			r.wake <- struct{}{}
+			return
+		}
+	}
+}
+
+// retireIfIdle moves a replica with no requests for the idle timeout to the
+// idle state (so nothing new is dispatched to it) and reports whether it did.
+func (p *pool) retireIfIdle(r *replica) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.outstanding > 0 || time.Since(r.lastActive) < p.model.IdleTimeout.Std() {
+		return false
+	}
+	r.proc = nil
+	p.setStateLocked(r, StateIdle, nil)
+	return true
+}
+
 // release returns a slot taken by acquire.
 func (p *pool) release(r *replica) {
 	p.mu.Lock()
@@ -262,6 +293,7 @@ func (p *pool) release(r *replica) {
 
 func (p *pool) releaseLocked(r *replica) {
 	r.outstanding--
+	r.lastActive = time.Now()
 	if r.outstanding == 0 && r.state == StateBusy {
 		p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(StateBusy)).Dec()
 		p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(StateReady)).Inc()

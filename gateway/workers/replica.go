@@ -63,7 +63,12 @@ type replica struct {
 	restarts    int
 	lastErr     string
 	since       time.Time
+	lastActive  time.Time     // last take or release, for idle_timeout
+	wake        chan struct{} // buffered(1): start an idle replica
 }
+
+// errIdle ends serve when the replica was idle for the model's idle_timeout.
+var errIdle = errors.New("idle")
 
 // permanentError marks a start failure that retrying cannot fix (invalid
 // options, a plugin lacking a capability); the replica stays failed.
@@ -88,6 +93,16 @@ func (r *replica) supervise(ctx context.Context) {
 			if ctx.Err() != nil {
 				r.stop(proc)
 				return
+			}
+			if errors.Is(err, errIdle) {
+				log.Info("replica idle: stopped", "idle_timeout", p.model.IdleTimeout.Std())
+				select {
+				case <-r.wake:
+					continue
+				case <-ctx.Done():
+					p.setState(r, StateStopped, nil)
+					return
+				}
 			}
 			if time.Since(readyAt) >= p.backoff.ResetAfter {
 				failures = 0
@@ -163,6 +178,7 @@ func (r *replica) start(ctx context.Context) (Process, error) {
 	}
 	p.mu.Lock()
 	r.proc = proc
+	r.lastActive = time.Now()
 	if mi.ContextLength > 0 {
 		p.contextLength = mi.ContextLength
 	}
@@ -181,6 +197,12 @@ func (r *replica) serve(ctx context.Context, proc Process) error {
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	var idleC <-chan time.Time
+	if idle := p.model.IdleTimeout.Std(); idle > 0 {
+		t := time.NewTicker(max(idle/4, 10*time.Millisecond))
+		defer t.Stop()
+		idleC = t.C
+	}
 	misses := 0
 	down := func(err error) error {
 		p.mu.Lock()
@@ -194,6 +216,13 @@ func (r *replica) serve(ctx context.Context, proc Process) error {
 			return ctx.Err()
 		case <-proc.Done():
 			return down(proc.ExitError())
+		case <-idleC:
+			if p.retireIfIdle(r) {
+				closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				proc.Close(closeCtx)
+				cancel()
+				return errIdle
+			}
 		case <-tick.C:
 			hctx, cancel := context.WithTimeout(ctx, max(interval, time.Second))
 			h, err := proc.Health(hctx)

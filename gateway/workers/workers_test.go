@@ -370,3 +370,56 @@ func TestCloseStopsPlugins(t *testing.T) {
 		t.Fatalf("after Close: %v, want ErrStopping", err)
 	}
 }
+
+func TestIdleReplicaStopsAndStartsOnDemand(t *testing.T) {
+	m := config.DefaultModel()
+	m.Name, m.Backend, m.Command, m.IdleTimeout = "echo", "echo", testbin.Echo(t), config.Duration(100*time.Millisecond)
+	met := metrics.New()
+	mgr := New(Options{Logger: quietLog(), Metrics: met})
+	if err := mgr.Add(m); err != nil {
+		t.Fatal(err)
+	}
+	defer mgr.Close(context.Background())
+	p, _ := mgr.pool("echo")
+	waitState := func(want State) {
+		t.Helper()
+		for {
+			p.mu.Lock()
+			s, ch := p.replicas[0].state, p.changed
+			p.mu.Unlock()
+			if s == want {
+				return
+			}
+			select {
+			case <-ch:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("state = %s, want %s", s, want)
+			}
+		}
+	}
+	waitState(StateReady)
+	pid := p.status().Replicas[0].Pid
+	waitState(StateIdle)
+	if !processGoneSoon(pid) {
+		t.Fatalf("idle replica's process %d still runs", pid)
+	}
+	if st, _ := mgr.Model("echo"); !st.Serviceable() {
+		t.Fatal("an idle model must count as serviceable")
+	}
+	// The next request starts it again (a cold start) and is served.
+	text, err := chat(mgr, context.Background(), "wake up", nil)
+	if err != nil || text != "wake up" {
+		t.Fatalf("request to an idle model: %q, %v", text, err)
+	}
+}
+
+func processGoneSoon(pid int) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
