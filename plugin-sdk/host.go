@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -20,6 +21,8 @@ import (
 	"github.com/hashicorp/go-plugin/runner"
 	"github.com/ragway/ragway/plugin-sdk/internal/pb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // LaunchConfig says how to start a plugin binary.
@@ -61,8 +64,9 @@ var (
 )
 
 // Launch starts the plugin binary, completes the handshake (go-plugin with
-// automatic mutual TLS) and returns it. ctx bounds the start only; the
-// process lives until Close or Kill, or until the host process dies.
+// automatic mutual TLS) and returns it. ctx bounds the start only (its
+// deadline and its cancellation); the process lives until Close or Kill, or
+// until the host process dies.
 func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -74,10 +78,16 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 		cfg.StartTimeout = max(time.Until(dl), time.Millisecond)
 	}
 	name := filepath.Base(cfg.Path)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("launch %s: %w", name, context.Cause(ctx))
+	}
 	if err := checkBinary(cfg.Path, cfg.SHA256); err != nil {
 		return nil, fmt.Errorf("launch %s: %w", name, err)
 	}
 	p := &Plugin{name: name, tail: newStderrTail(8)}
+	// procMu guards p.proc until the handshake is over: cancelling ctx kills
+	// the process from another goroutine.
+	var procMu sync.Mutex
 	stderr := io.Writer(p.tail)
 	if cfg.Stderr != nil {
 		stderr = io.MultiWriter(p.tail, cfg.Stderr)
@@ -90,8 +100,17 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 			cmd.Args = append([]string{cfg.Path}, cfg.Args...)
 			cmd.Env = append(cmd.Env, cfg.Env...)
 			r, err := newProcRunner(cmd)
+			if err != nil {
+				return nil, err
+			}
+			procMu.Lock()
 			p.proc = r
-			return r, err
+			cancelled := ctx.Err() != nil
+			procMu.Unlock()
+			if cancelled {
+				_ = r.Kill(context.Background()) // Start will refuse
+			}
+			return r, nil
 		},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
@@ -99,7 +118,7 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 		StartTimeout:     cfg.StartTimeout,
 		Stderr:           stderr,
 		SyncStderr:       stderr,
-		Logger:           hclogToSlog(cfg.Logger, name),
+		Logger:           hclogToSlog(cfg.Logger),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes))},
 	})
@@ -110,8 +129,23 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 		}
 		return nil, fmt.Errorf("launch %s: %w", name, err)
 	}
+	// Cancelling ctx kills the process, which ends the handshake.
+	stopAbort := context.AfterFunc(ctx, func() {
+		procMu.Lock()
+		r := p.proc
+		procMu.Unlock()
+		if r != nil {
+			_ = r.Kill(context.Background())
+		}
+	})
 	cp, err := p.client.Client()
+	if !stopAbort() && err == nil {
+		err = errors.New("cancelled after the handshake")
+	}
 	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+		}
 		return fail(err)
 	}
 	raw, err := cp.Dispense(pluginName)
@@ -165,10 +199,17 @@ func (p *Plugin) Pid() int {
 }
 
 // Done is closed when the plugin process has exited.
-func (p *Plugin) Done() <-chan struct{} { return p.dead.Done() }
+func (p *Plugin) Done() <-chan struct{} { return p.proc.done }
 
 // Exited reports whether the plugin process has exited.
-func (p *Plugin) Exited() bool { return p.dead.Err() != nil }
+func (p *Plugin) Exited() bool {
+	select {
+	case <-p.proc.done:
+		return true
+	default:
+		return false
+	}
+}
 
 // ExitError describes how the process ended, with the last lines it wrote to
 // stderr. It is nil while the process runs.
@@ -196,15 +237,18 @@ func (p *Plugin) Close(ctx context.Context) {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		p.Kill()
+		_ = p.proc.Kill(context.Background())
 		<-done
 	}
 }
 
-// Kill ends the plugin process at once.
+// Kill ends the plugin process at once and waits until it has exited.
 func (p *Plugin) Kill() {
 	_ = p.proc.Kill(context.Background())
 	<-p.proc.done
+	// The process is gone: this only closes the connection, waits for
+	// go-plugin's goroutines and removes the socket directory.
+	p.client.Kill()
 }
 
 // call derives the context of one RPC: the caller's, also cancelled when the
@@ -215,10 +259,26 @@ func (p *Plugin) call(ctx context.Context) (context.Context, context.CancelFunc)
 	return ctx, func() { stop(); cancel() }
 }
 
+// exitGrace is how long a call that lost its connection waits for the
+// process exit to be noticed, so that its error carries the exit status and
+// the plugin's last log lines.
+const exitGrace = 500 * time.Millisecond
+
 // wrap maps an RPC error to the SDK's errors, naming what was being done.
 func (p *Plugin) wrap(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if status.Code(err) == codes.Unavailable && !p.Exited() && ctx.Err() == nil {
+		// The connection broke, usually because the process is exiting:
+		// wait briefly for the exit so the error says why it died.
+		t := time.NewTimer(exitGrace)
+		select {
+		case <-p.proc.done:
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	if p.Exited() && ctx.Err() == nil {
 		return fmt.Errorf("%s: %w", op, p.ExitError())

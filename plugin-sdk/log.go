@@ -14,7 +14,7 @@ import (
 
 // hclogToSlog returns an hclog.Logger (what go-plugin logs through) whose
 // records, including the plugin's own parsed log lines, go to l.
-func hclogToSlog(l *slog.Logger, name string) hclog.Logger {
+func hclogToSlog(l *slog.Logger) hclog.Logger {
 	il := hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Debug})
 	il.RegisterSink(&slogSink{l: l})
 	return il
@@ -35,7 +35,10 @@ func (s *slogSink) Accept(name string, level hclog.Level, msg string, args ...an
 	if !s.l.Enabled(context.Background(), lvl) {
 		return
 	}
-	attrs := []any{"logger", name}
+	var attrs []any
+	if name != "" {
+		attrs = append(attrs, "logger", name)
+	}
 	for i := 0; i+1 < len(args); i += 2 {
 		if k, _ := args[i].(string); k == "timestamp" {
 			continue // go-plugin's parse of the plugin's line; slog stamps its own

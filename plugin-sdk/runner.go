@@ -24,6 +24,12 @@ type procRunner struct {
 	waitOnce sync.Once
 	waitErr  error
 	done     chan struct{} // closed when the process has exited
+
+	// mu guards the start: Launch may kill the process from another
+	// goroutine while go-plugin starts it.
+	mu      sync.Mutex
+	started bool
+	killed  bool // Kill was called: a later Start does not start
 }
 
 var _ runner.Runner = (*procRunner)(nil)
@@ -42,10 +48,17 @@ func newProcRunner(cmd *exec.Cmd) (*procRunner, error) {
 }
 
 func (r *procRunner) Start(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.killed {
+		close(r.done)
+		return errors.New("plugin killed before it started")
+	}
 	if err := r.cmd.Start(); err != nil {
 		close(r.done)
 		return err
 	}
+	r.started = true
 	return nil
 }
 
@@ -60,7 +73,10 @@ func (r *procRunner) Wait(context.Context) error {
 }
 
 func (r *procRunner) Kill(context.Context) error {
-	if r.cmd.Process == nil {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.killed = true
+	if !r.started {
 		return nil
 	}
 	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
@@ -78,7 +94,9 @@ func (r *procRunner) Stderr() io.ReadCloser { return r.stderr }
 func (r *procRunner) Name() string          { return r.cmd.Path }
 
 func (r *procRunner) ID() string {
-	if r.cmd.Process == nil {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.started {
 		return ""
 	}
 	return strconv.Itoa(r.cmd.Process.Pid)

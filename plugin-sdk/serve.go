@@ -56,7 +56,7 @@ func Serve(b Backend, opts ...Option) {
 		GRPCServer: func(o []grpc.ServerOption) *grpc.Server {
 			return plugin.DefaultGRPCServer(append(o, grpcOpts...))
 		},
-		Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Info}),
+		Logger: hclog.New(&hclog.LoggerOptions{Output: processStderr, JSONFormat: true, Level: hclog.Info}),
 	})
 }
 
@@ -72,11 +72,17 @@ func watchParent(ppid int, interval time.Duration) {
 	}
 }
 
+// processStderr is the process's real stderr, which the host parses as log
+// records. It is captured before Serve, because go-plugin replaces os.Stderr
+// with a pipe whose lines reach the host only as raw text.
+var processStderr = os.Stderr
+
 // Logger returns a structured logger for plugin code. Its records go to the
 // plugin's stderr in the form the host understands, so they appear in the
-// gateway's log with their level and attributes.
+// gateway's log with their level and attributes. It may be called before or
+// after Serve.
 func Logger() *slog.Logger {
-	return slog.New(newHostLogHandler(os.Stderr))
+	return slog.New(newHostLogHandler(processStderr))
 }
 
 func newHostLogHandler(w io.Writer) slog.Handler {

@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/ragway/ragway/plugin-sdk/internal/pb"
 	"google.golang.org/grpc/codes"
@@ -44,6 +45,9 @@ func (s *server) Generate(req *pb.GenerateRequest, stream pb.Backend_GenerateSer
 	err := s.impl.Generate(ctx, generateRequestFromPB(req), func(e Event) error {
 		if finished {
 			return errAfterFinal
+		}
+		if _, ok := finishToPB[e.FinishReason]; !ok {
+			return fmt.Errorf("sdk: event with unknown finish reason %q", e.FinishReason)
 		}
 		finished = e.Final()
 		if e.Final() && e.Usage == nil {

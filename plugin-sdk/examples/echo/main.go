@@ -187,9 +187,10 @@ func (e *echo) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(
 		timer = time.NewTimer(o.delay)
 		defer timer.Stop()
 	}
+	held := 0 // tokens whose text the stop buffer still holds back
 	for _, tok := range words(text) {
 		if max := req.Sampling.MaxTokens; max > 0 && usage.CompletionTokens >= max {
-			return emit(sdk.Event{Text: stop.Flush(), FinishReason: sdk.FinishLength, Usage: usage})
+			return emit(sdk.Event{Text: stop.Flush(), Tokens: held, FinishReason: sdk.FinishLength, Usage: usage})
 		}
 		if timer != nil {
 			timer.Reset(o.delay)
@@ -203,17 +204,19 @@ func (e *echo) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(
 		}
 		e.crashIfDue(o)
 		usage.CompletionTokens++
+		held++
 		out, stopped := stop.Push(tok)
 		if stopped {
-			return emit(sdk.Event{Text: out, Tokens: 1, FinishReason: sdk.FinishStop, Usage: usage})
+			return emit(sdk.Event{Text: out, Tokens: held, FinishReason: sdk.FinishStop, Usage: usage})
 		}
 		if out != "" {
-			if err := emit(sdk.Event{Text: out, Tokens: 1}); err != nil {
+			if err := emit(sdk.Event{Text: out, Tokens: held}); err != nil {
 				return err
 			}
+			held = 0
 		}
 	}
-	return emit(sdk.Event{Text: stop.Flush(), FinishReason: sdk.FinishStop, Usage: usage})
+	return emit(sdk.Event{Text: stop.Flush(), Tokens: held, FinishReason: sdk.FinishStop, Usage: usage})
 }
 
 // crashIfDue exits the process when fail_after tokens have been emitted.

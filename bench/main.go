@@ -1,0 +1,374 @@
+// Command bench measures ragway side by side against the same backend
+// driven directly, in one run, and prints ratios (run it with `task bench`).
+//
+// Relay: ragway-echo at delay_ms 0; N concurrent streams; content chunks
+// per second through the gateway (SSE) vs the plugin driven directly
+// through the SDK host client. TTFT: one stream at a time, gateway vs
+// direct, p50/p99 and the difference. Crash: kill -9 of the plugin to the
+// next successful request through the gateway.
+//
+// It is not a test: it prints figures and exits 0 unless something breaks.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+func main() {
+	binDir := flag.String("bin", "bin", "directory with ragway and ragway-echo")
+	streams := flag.Int("streams", 64, "concurrent streams for the relay measurement")
+	words := flag.Int("words", 200, "tokens per streamed answer")
+	dur := flag.Duration("duration", 5*time.Second, "length of each throughput measurement")
+	ttftN := flag.Int("ttft-requests", 300, "sequential requests for the TTFT measurement")
+	crashes := flag.Int("crashes", 5, "kill -9 repetitions for crash-to-serving")
+	profile := flag.String("cpuprofile", "", "write the gateway's CPU profile of the relay run here and print its top")
+	flag.Parse()
+	if err := run(*binDir, *streams, *words, *dur, *ttftN, *crashes, *profile); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes int, profile string) error {
+	binDir, _ = filepath.Abs(binDir)
+	prompt := strings.TrimSpace(strings.Repeat("tok ", words))
+	fmt.Printf("ragway bench: %d streams × %d-token answers, %v per throughput run, GOMAXPROCS=%d\n\n", streams, words, dur, runtime.GOMAXPROCS(0))
+
+	// Direct: the plugin through the SDK host client.
+	direct, err := launchDirect(binDir, streams)
+	if err != nil {
+		return err
+	}
+	dRate, err := throughput(streams, dur, func(ctx context.Context) (int, error) { return direct.stream(ctx, prompt) })
+	if err != nil {
+		return fmt.Errorf("direct relay: %w", err)
+	}
+	dTTFT, err := ttft(ttftN, func(ctx context.Context) (time.Duration, error) { return direct.firstToken(ctx, "hello world") })
+	direct.p.Close(context.Background())
+	if err != nil {
+		return fmt.Errorf("direct ttft: %w", err)
+	}
+
+	// Through the gateway.
+	gw, err := startGateway(binDir, streams, profile)
+	if err != nil {
+		return err
+	}
+	defer gw.stop()
+	gRate, err := throughput(streams, dur, func(ctx context.Context) (int, error) { return gw.stream(ctx, prompt) })
+	if err != nil {
+		return fmt.Errorf("gateway relay: %w", err)
+	}
+	gTTFT, err := ttft(ttftN, func(ctx context.Context) (time.Duration, error) { return gw.firstToken(ctx, "hello world") })
+	if err != nil {
+		return fmt.Errorf("gateway ttft: %w", err)
+	}
+
+	fmt.Printf("%-34s %14s %14s %8s\n", "relay (echo, delay_ms 0)", "direct (SDK)", "gateway (SSE)", "ratio")
+	fmt.Printf("%-34s %14.0f %14.0f %8.2f\n", fmt.Sprintf("content chunks/s, %d streams", streams), dRate, gRate, gRate/dRate)
+	fmt.Printf("%-34s %14s %14s %8s\n", "TTFT p50, 1 stream", ms(dTTFT.p50), ms(gTTFT.p50), "+"+ms(gTTFT.p50-dTTFT.p50))
+	fmt.Printf("%-34s %14s %14s %8s\n", "TTFT p99, 1 stream", ms(dTTFT.p99), ms(gTTFT.p99), "+"+ms(gTTFT.p99-dTTFT.p99))
+	fmt.Printf("targets: gateway ≥ 20000 chunks/s; added TTFT p50 ≤ 1ms, p99 ≤ 5ms\n\n")
+
+	gw.stop()
+
+	// Each crash on a fresh gateway: consecutive crashes of one replica back
+	// off exponentially by design (100ms, 200ms, 400ms ...), so only the
+	// first crash after a healthy period measures the restart path itself.
+	var times []time.Duration
+	for range crashes {
+		g, err := startGateway(binDir, 1, "")
+		if err != nil {
+			return err
+		}
+		d, err := g.crashToServing()
+		g.stop()
+		if err != nil {
+			return fmt.Errorf("crash-to-serving: %w", err)
+		}
+		times = append(times, d)
+	}
+	slices.Sort(times)
+	fmt.Printf("crash-to-serving (kill -9 of a healthy replica → next 200 through the gateway), %d runs: median %s, max %s (target ≤ 500ms)\n",
+		len(times), ms(times[len(times)/2]), ms(times[len(times)-1]))
+
+	if profile != "" {
+		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", filepath.Join(binDir, "ragway"), profile).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("pprof: %w\n%s", err, out)
+		}
+		fmt.Printf("\ngateway CPU profile (whole run):\n%s", out)
+	}
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d.Microseconds())/1000) }
+
+// throughput runs n workers calling one for dur and returns chunks/s.
+func throughput(n int, dur time.Duration, one func(context.Context) (int, error)) (float64, error) {
+	// Cancel rather than a deadline: a deadline travels to the plugin, which
+	// may end the call a moment before ctx reports it.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(dur, cancel)
+	var total atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				c, err := one(ctx)
+				total.Add(int64(c))
+				if err != nil && ctx.Err() == nil {
+					once.Do(func() { firstErr = err })
+					cancel()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(total.Load()) / time.Since(start).Seconds(), firstErr
+}
+
+type percentiles struct{ p50, p99 time.Duration }
+
+func ttft(n int, one func(context.Context) (time.Duration, error)) (percentiles, error) {
+	var ds []time.Duration
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		d, err := one(ctx)
+		cancel()
+		if err != nil {
+			return percentiles{}, err
+		}
+		ds = append(ds, d)
+	}
+	slices.Sort(ds)
+	return percentiles{ds[len(ds)/2], ds[len(ds)*99/100]}, nil
+}
+
+// directClient drives the plugin through the SDK host.
+type directClient struct{ p *sdk.Plugin }
+
+func launchDirect(binDir string, parallel int) (*directClient, error) {
+	ctx := context.Background()
+	p, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: filepath.Join(binDir, "ragway-echo"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.Load(ctx, sdk.LoadRequest{Model: "echo", Options: map[string]any{"parallel": parallel}}); err != nil {
+		return nil, err
+	}
+	return &directClient{p}, nil
+}
+
+func (d *directClient) stream(ctx context.Context, prompt string) (int, error) {
+	n := 0
+	err := d.p.Generate(ctx, sdk.GenerateRequest{Messages: []sdk.Message{{Role: "user", Content: prompt}}}, func(e sdk.Event) error {
+		if e.Text != "" {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+func (d *directClient) firstToken(ctx context.Context, prompt string) (time.Duration, error) {
+	start := time.Now()
+	var first time.Duration
+	err := d.p.Generate(ctx, sdk.GenerateRequest{Messages: []sdk.Message{{Role: "user", Content: prompt}}}, func(e sdk.Event) error {
+		if first == 0 && e.Text != "" {
+			first = time.Since(start)
+		}
+		return nil
+	})
+	return first, err
+}
+
+// gatewayClient runs `ragway serve` and talks SSE to it.
+type gatewayClient struct {
+	cmd    *exec.Cmd
+	url    string
+	client *http.Client
+	once   sync.Once
+}
+
+var listenRe = regexp.MustCompile(`msg="ragway listening" addr=(http://\S+)`)
+
+func startGateway(binDir string, streams int, profile string) (*gatewayClient, error) {
+	dir, err := os.MkdirTemp("", "ragway-bench-")
+	if err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
+plugins_dir: %s
+models:
+  - {name: echo, backend: echo, max_concurrency: %d, max_queue: 1024, options: {parallel: %d}}
+`, binDir, streams, streams)
+	path := filepath.Join(dir, "ragway.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	args := []string{"serve", "-c", path}
+	if profile != "" {
+		args = append(args, "-cpuprofile", profile)
+	}
+	cmd := exec.Command(filepath.Join(binDir, "ragway"), args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := listenRe.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	g := &gatewayClient{cmd: cmd, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: streams * 2}}}
+	select {
+	case g.url = <-addr:
+	case <-time.After(30 * time.Second):
+		g.stop()
+		return nil, fmt.Errorf("gateway did not start")
+	}
+	if err := g.waitServing(30 * time.Second); err != nil {
+		g.stop()
+		return nil, err
+	}
+	return g, nil
+}
+
+func (g *gatewayClient) stop() {
+	g.once.Do(func() {
+		_ = g.cmd.Process.Signal(syscall.SIGTERM)
+		_ = g.cmd.Wait()
+	})
+}
+
+func (g *gatewayClient) post(ctx context.Context, prompt string, stream bool) (*http.Response, error) {
+	body := fmt.Sprintf(`{"model":"echo","stream":%t,"messages":[{"role":"user","content":%q}]}`, stream, prompt)
+	req, err := http.NewRequestWithContext(ctx, "POST", g.url+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	return resp, nil
+}
+
+var contentKey = []byte(`"content":"`)
+
+// stream counts SSE chunks that carry content.
+func (g *gatewayClient) stream(ctx context.Context, prompt string) (int, error) {
+	resp, err := g.post(ctx, prompt, true)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n := 0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if i := bytes.Index(line, contentKey); i >= 0 && len(line) > i+len(contentKey) && line[i+len(contentKey)] != '"' {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (g *gatewayClient) firstToken(ctx context.Context, prompt string) (time.Duration, error) {
+	start := time.Now()
+	resp, err := g.post(ctx, prompt, true)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var first time.Duration
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if i := bytes.Index(line, contentKey); first == 0 && i >= 0 && len(line) > i+len(contentKey) && line[i+len(contentKey)] != '"' {
+			first = time.Since(start)
+		}
+	}
+	return first, sc.Err()
+}
+
+func (g *gatewayClient) waitServing(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		resp, err := g.post(ctx, "ping", false)
+		cancel()
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return fmt.Errorf("gateway not serving within %v", timeout)
+}
+
+var pidRe = regexp.MustCompile(`"pid":(\d+)`)
+
+// crashToServing kills the plugin and times until a request succeeds again.
+func (g *gatewayClient) crashToServing() (time.Duration, error) {
+	resp, err := g.client.Get(g.url + "/readyz")
+	if err != nil {
+		return 0, err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := pidRe.FindSubmatch(b)
+	if m == nil {
+		return 0, fmt.Errorf("no plugin pid in /readyz: %s", b)
+	}
+	var pid int
+	fmt.Sscan(string(m[1]), &pid)
+	start := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return 0, err
+	}
+	if err := g.waitServing(10 * time.Second); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}

@@ -1,0 +1,363 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/workers"
+	"github.com/ragway/ragway/gateway/ws"
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+// Backends is what the HTTP layer needs from the workers (package workers
+// implements it).
+type Backends interface {
+	// Generate runs req on model (a name or alias), calling emit with delta
+	// events and then one final event. If emit returns an error Generate
+	// stops and returns it.
+	Generate(ctx context.Context, model string, req sdk.GenerateRequest, emit func(sdk.Event) error) error
+	// Embed embeds req.Input with an embedding model.
+	Embed(ctx context.Context, model string, req sdk.EmbedRequest) (sdk.EmbedResponse, error)
+	// Models returns the status of every model.
+	Models() []workers.ModelStatus
+	// Model returns the status of the model with that name or alias.
+	Model(name string) (workers.ModelStatus, bool)
+}
+
+// Options configures the HTTP layer. Zero values take the defaults.
+type Options struct {
+	// MaxBodyBytes caps a request body (default 4 MiB); larger bodies get
+	// 413 in the OpenAI error shape.
+	MaxBodyBytes int
+	// RequestTimeout is the deadline of one generation, queueing included
+	// (default 10m).
+	RequestTimeout time.Duration
+	// HeartbeatInterval is the period of SSE comment heartbeats sent while a
+	// stream waits for the backend (default 5s).
+	HeartbeatInterval time.Duration
+	// WSPingInterval is the WebSocket protocol ping period (default 30s); a
+	// peer silent for two intervals is dropped.
+	WSPingInterval time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Metrics may be nil (no metrics, no /metrics route).
+	Metrics *metrics.Metrics
+}
+
+// Defaults of Options.
+const (
+	DefaultMaxBodyBytes      = 4 << 20
+	DefaultRequestTimeout    = 10 * time.Minute
+	DefaultHeartbeatInterval = 5 * time.Second
+	DefaultWSPingInterval    = 30 * time.Second
+)
+
+func (o Options) withDefaults() Options {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.WSPingInterval <= 0 {
+		o.WSPingInterval = DefaultWSPingInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// idleTimeout closes keep-alive connections idle for that long (it does
+// not limit streams or WebSockets).
+const idleTimeout = 2 * time.Minute
+
+// Route names, used as the metrics' route label.
+const (
+	routeChat        = "/v1/chat/completions"
+	routeCompletions = "/v1/completions"
+	routeEmbeddings  = "/v1/embeddings"
+)
+
+type server struct {
+	b    Backends
+	opts Options
+	log  *slog.Logger
+	met  *metrics.Metrics
+}
+
+// New returns a Fiber app with every route mounted. Serve it with
+// app.Listener(ln) (or LingeringListener(ln)); stop it with app.ShutdownWithContext,
+// which waits for HTTP requests (streams included) and then closes the
+// WebSockets (status 1001), cancelling their chats.
+func New(b Backends, opts Options) *fiber.App {
+	opts = opts.withDefaults()
+	s := &server{b: b, opts: opts, log: opts.Logger, met: opts.Metrics}
+	app := fiber.New(fiber.Config{
+		BodyLimit:             opts.MaxBodyBytes,
+		ErrorHandler:          s.handleError,
+		DisableStartupMessage: true,
+		ReadBufferSize:        16 << 10, // request headers up to 16 KiB
+		IdleTimeout:           idleTimeout,
+	})
+	shutdown := make(chan struct{})
+	var once sync.Once
+	app.Hooks().OnShutdown(func() error {
+		once.Do(func() { close(shutdown) })
+		return nil
+	})
+	app.Use(s.recoverPanics, s.requestID)
+
+	app.Get("/healthz", s.healthz)
+	app.Get("/readyz", s.readyz)
+	if s.met != nil {
+		app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.met.Registry, promhttp.HandlerOpts{})))
+	}
+	app.Get("/v1/models", s.listModels)
+	app.Get("/v1/models/+", s.getModel)
+	app.Post(routeChat, s.instrument(routeChat, s.chatCompletions))
+	app.Post(routeCompletions, s.instrument(routeCompletions, s.completions))
+	app.Post(routeEmbeddings, s.instrument(routeEmbeddings, s.embeddings))
+	app.Get("/v1/ws", ws.New(b, ws.Options{
+		PingInterval:   opts.WSPingInterval,
+		RequestTimeout: opts.RequestTimeout,
+		Logger:         opts.Logger,
+		Metrics:        opts.Metrics,
+		Shutdown:       shutdown,
+	}))
+	return app
+}
+
+// handleError is the app's ErrorHandler: every error of every route (and
+// of fasthttp itself: body too large, bad request line) is written in the
+// OpenAI error shape.
+func (s *server) handleError(c *fiber.Ctx, err error) error {
+	e := toAPIError(err)
+	if e.Code == oai.CodeTooLarge {
+		e.Message = fmt.Sprintf("the request body is larger than the limit of %d bytes", s.opts.MaxBodyBytes)
+		drainBody(c)
+	}
+	if e.Status >= 500 && e.Status != http.StatusServiceUnavailable && e.Status != http.StatusGatewayTimeout {
+		s.log.Warn("request failed", "method", c.Method(), "path", c.Path(), "status", e.Status, "error", e.Message)
+	}
+	return writeError(c, e)
+}
+
+func writeError(c *fiber.Ctx, e *oai.Error) error {
+	status := e.Status
+	if status == oai.StatusClientClosed {
+		status = http.StatusBadRequest // nobody is listening; keep the wire status valid
+	}
+	if status == fiber.StatusTooManyRequests || e.RetryAfter > 0 {
+		c.Set(fiber.HeaderRetryAfter, e.RetryAfterSeconds())
+	}
+	if id := reqID(c); id != "" {
+		// Some paths (the WebSocket upgrader) reset the response headers.
+		c.Set(headerRequestID, id)
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Status(status).Send(e.Body())
+}
+
+// toAPIError maps any error to an API error, Fiber's included.
+func toAPIError(err error) *oai.Error {
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		return fromFiber(fe)
+	}
+	return oai.FromError(err)
+}
+
+func fromFiber(fe *fiber.Error) *oai.Error {
+	e := &oai.Error{Status: fe.Code, Message: fe.Message, Type: oai.TypeInvalidRequest}
+	switch fe.Code {
+	case fiber.StatusNotFound:
+		e.Code = oai.CodeUnknownURL
+	case fiber.StatusMethodNotAllowed:
+		e.Code = oai.CodeMethodNotAllowed
+	case fiber.StatusRequestEntityTooLarge:
+		e.Code = oai.CodeTooLarge
+	}
+	if fe.Code >= 500 {
+		e.Type = oai.TypeServer
+		e.Code = oai.CodeInternal
+	}
+	if fe.Code < 400 || fe.Code > 599 {
+		e.Status = fiber.StatusInternalServerError
+		e.Type = oai.TypeServer
+		e.Code = oai.CodeInternal
+	}
+	return e
+}
+
+// recoverPanics turns a panic in a handler into a 500 in the error shape.
+func (s *server) recoverPanics(c *fiber.Ctx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in handler", "method", c.Method(), "path", c.Path(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = &oai.Error{Status: fiber.StatusInternalServerError, Type: oai.TypeServer, Code: oai.CodeInternal, Message: "internal server error"}
+		}
+	}()
+	return c.Next()
+}
+
+const headerRequestID = "X-Request-Id"
+
+type ctxKey int
+
+const requestIDKey ctxKey = iota
+
+// requestID sets the X-Request-Id response header: the client's, when it is
+// a short token, else a fresh random one. Handlers read it with reqID.
+func (s *server) requestID(c *fiber.Ctx) error {
+	id := c.Get(headerRequestID)
+	if !validRequestID(id) {
+		id = newID()
+	} else {
+		id = string([]byte(id)) // c.Get aliases fasthttp's buffer
+	}
+	c.Locals(requestIDKey, id)
+	c.Set(headerRequestID, id)
+	return c.Next()
+}
+
+func reqID(c *fiber.Ctx) string {
+	id, _ := c.Locals(requestIDKey).(string)
+	return id
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// newID returns 24 random hex characters.
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// call follows one API request for metrics.
+type call struct {
+	s     *server
+	route string
+	// model is the canonical model name once resolved ("" before: the
+	// label never carries client-chosen strings).
+	model string
+	start time.Time
+	// streamed is set when the handler handed the response to a stream,
+	// which then records the request itself.
+	streamed bool
+}
+
+// instrument wraps an API handler: it records the request's status and
+// duration (unless the handler started a stream, which records itself)
+// and maps its error to the OpenAI shape.
+func (s *server) instrument(route string, h func(*fiber.Ctx, *call) error) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		cl := &call{s: s, route: route, start: time.Now()}
+		err := h(c, cl)
+		if cl.streamed {
+			return err
+		}
+		if err != nil {
+			e := toAPIError(err)
+			cl.finish(e.Status)
+			return e
+		}
+		cl.finish(c.Response().StatusCode())
+		return nil
+	}
+}
+
+// finish records the end of the request with status.
+func (cl *call) finish(status int) {
+	m := cl.s.met
+	if m == nil {
+		return
+	}
+	m.Requests.WithLabelValues(cl.route, cl.model, statusLabel(status)).Inc()
+	m.Duration.WithLabelValues(cl.route, cl.model).Observe(time.Since(cl.start).Seconds())
+}
+
+// firstToken records the time to first token.
+func (cl *call) firstToken() {
+	if m := cl.s.met; m != nil {
+		m.TTFT.WithLabelValues(cl.model).Observe(time.Since(cl.start).Seconds())
+	}
+}
+
+// tokens records token counts.
+func (cl *call) tokens(prompt, completion int) {
+	m := cl.s.met
+	if m == nil {
+		return
+	}
+	if prompt > 0 {
+		m.Tokens.WithLabelValues(cl.model, "prompt").Add(float64(prompt))
+	}
+	if completion > 0 {
+		m.Tokens.WithLabelValues(cl.model, "completion").Add(float64(completion))
+	}
+}
+
+var statusLabels = func() map[int]string {
+	m := map[int]string{}
+	for _, s := range []int{200, 400, 404, 405, 413, 429, 499, 500, 502, 503, 504} {
+		m[s] = fmt.Sprint(s)
+	}
+	return m
+}()
+
+func statusLabel(status int) string {
+	if l, ok := statusLabels[status]; ok {
+		return l
+	}
+	return fmt.Sprint(status)
+}
+
+// resolveModel looks name up for a generation (embedding false) or an
+// embedding request and sets cl.model.
+func (s *server) resolveModel(cl *call, name string, embedding bool) (workers.ModelStatus, *oai.Error) {
+	if name == "" {
+		return workers.ModelStatus{}, oai.Missing("model")
+	}
+	m, ok := s.b.Model(name)
+	if !ok {
+		return m, oai.ModelNotFound(name)
+	}
+	cl.model = m.Name
+	switch {
+	case embedding && !m.Embedding:
+		return m, oai.Invalid("model", oai.CodeInvalidValue, "the model '%s' is not an embedding model", name)
+	case !embedding && m.Embedding:
+		return m, oai.Invalid("model", oai.CodeInvalidValue, "the model '%s' is an embedding model: use /v1/embeddings", name)
+	}
+	return m, nil
+}

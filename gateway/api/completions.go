@@ -1,0 +1,139 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/ragway/ragway/gateway/api/oai"
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+// defaultCompletionMaxTokens is OpenAI's (and vLLM's) max_tokens default
+// for /v1/completions.
+const defaultCompletionMaxTokens = 16
+
+// completionRequest is the body of POST /v1/completions.
+type completionRequest struct {
+	Model         string          `json:"model"`
+	Prompt        json.RawMessage `json:"prompt"`
+	N             *int            `json:"n"`
+	Stream        *bool           `json:"stream"`
+	StreamOptions *streamOptions  `json:"stream_options"`
+	Logprobs      *int            `json:"logprobs"`
+	Echo          *bool           `json:"echo"`
+	Suffix        *string         `json:"suffix"`
+	BestOf        *int            `json:"best_of"`
+	oai.SamplingParams
+}
+
+type completionChoiceJSON struct {
+	Index        int             `json:"index"`
+	Text         string          `json:"text"`
+	Logprobs     json.RawMessage `json:"logprobs"`
+	FinishReason string          `json:"finish_reason"`
+}
+
+type completionJSON struct {
+	ID      string                 `json:"id"`
+	Object  string                 `json:"object"`
+	Created int64                  `json:"created"`
+	Model   string                 `json:"model"`
+	Choices []completionChoiceJSON `json:"choices"`
+	Usage   usageJSON              `json:"usage"`
+}
+
+// completions serves POST /v1/completions. A prompt array gives n choices
+// per prompt, indexed prompt*n+k. max_tokens defaults to 16, as OpenAI's.
+func (s *server) completions(c *fiber.Ctx, cl *call) error {
+	var req completionRequest
+	if err := oai.Decode(c.Body(), &req, ""); err != nil {
+		return err
+	}
+	m, aerr := s.resolveModel(cl, req.Model, false)
+	if aerr != nil {
+		return aerr
+	}
+	prompts, aerr := oai.Strings(req.Prompt, "prompt", true)
+	if aerr != nil {
+		return aerr
+	}
+	if prompts == nil {
+		return oai.Missing("prompt")
+	}
+	if len(prompts) == 0 {
+		return oai.Invalid("prompt", oai.CodeInvalidValue, "'prompt' must contain at least one prompt")
+	}
+	if req.Echo != nil && *req.Echo {
+		return oai.Unsupported("echo", "'echo' is not supported")
+	}
+	if req.Suffix != nil && *req.Suffix != "" {
+		return oai.Unsupported("suffix", "'suffix' is not supported")
+	}
+	if req.BestOf != nil && *req.BestOf != 1 {
+		return oai.Unsupported("best_of", "'best_of' is not supported")
+	}
+	sampling, aerr := req.Sampling("")
+	if aerr != nil {
+		return aerr
+	}
+	if req.MaxTokens == nil && req.MaxCompletionTokens == nil {
+		sampling.MaxTokens = defaultCompletionMaxTokens
+	}
+	if v := req.Logprobs; v != nil {
+		if *v < 0 || *v > 5 {
+			return oai.Invalid("logprobs", oai.CodeInvalidValue, "invalid value for 'logprobs': %d; it must be between 0 and 5", *v)
+		}
+		sampling.Logprobs = true
+		sampling.TopLogprobs = *v
+	}
+	n, aerr := choicesN(req.N)
+	if aerr != nil {
+		return aerr
+	}
+	total := n * len(prompts)
+	if total > maxChoices {
+		return oai.Invalid("prompt", oai.CodeInvalidValue, "too many choices: %d prompts × n=%d is more than %d", len(prompts), n, maxChoices)
+	}
+
+	id := reqID(c)
+	j := &job{s: s, cl: cl, model: m.Name, reqs: make([]sdk.GenerateRequest, total), group: make([]int, total)}
+	for p, prompt := range prompts {
+		for k := range n {
+			i := p*n + k
+			r := sdk.GenerateRequest{Prompt: prompt, Sampling: sampling, RequestID: choiceRequestID(id, i, total)}
+			if sampling.Seed != nil && k > 0 {
+				seed := *sampling.Seed + int64(k)
+				r.Sampling.Seed = &seed
+			}
+			j.reqs[i] = r
+			j.group[i] = p
+		}
+	}
+	respID := "cmpl-" + newID()
+	created := time.Now().Unix()
+	if req.Stream != nil && *req.Stream {
+		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+		return s.serveStream(c, j, newCompletionChunks(respID, created, req.Model, includeUsage, total), includeUsage)
+	}
+
+	res, err := j.collect(context.Background())
+	if err != nil {
+		return err
+	}
+	out := completionJSON{ID: respID, Object: "text_completion", Created: created, Model: req.Model, Choices: make([]completionChoiceJSON, total)}
+	usages := make([]sdk.Usage, total)
+	for i := range res {
+		r := &res[i]
+		usages[i] = r.usage
+		lp := jsonNull
+		if sampling.Logprobs {
+			lp = appendCompletionLogprobs(nil, r.logprobs, 0)
+		}
+		out.Choices[i] = completionChoiceJSON{Index: i, Text: r.text.String(), Logprobs: lp, FinishReason: finishReason(r.finish)}
+	}
+	out.Usage = j.usageOf(usages)
+	return c.JSON(out)
+}

@@ -1,0 +1,161 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync"
+
+	"github.com/ragway/ragway/gateway/api/oai"
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+// MaxChoices bounds n (and, for /v1/completions, prompts × n).
+const (
+	maxN       = 8
+	maxChoices = 64
+)
+
+// job is the set of generations (choices) one API request runs.
+type job struct {
+	s  *server
+	cl *call
+	// model is the canonical model name, passed to Generate.
+	model string
+	reqs  []sdk.GenerateRequest
+	// group[i] is the prompt of choice i: prompt tokens are counted once
+	// per prompt, not once per choice.
+	group []int
+}
+
+// choiceResult is a collected (non-streamed) choice.
+type choiceResult struct {
+	text     strings.Builder
+	finish   sdk.FinishReason
+	usage    sdk.Usage
+	logprobs []sdk.TokenLogprob
+}
+
+// collect runs every choice concurrently to completion. The first error
+// cancels the other choices and is returned; a final event with
+// FinishReason error is an error.
+func (j *job) collect(ctx context.Context) ([]choiceResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, j.s.opts.RequestTimeout)
+	defer cancel()
+	res := make([]choiceResult, len(j.reqs))
+	var (
+		first    sync.Once
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	run := func(i int) {
+		r := &res[i]
+		err := j.generate(ctx, i, func(e sdk.Event) error {
+			if e.Text != "" {
+				first.Do(j.cl.firstToken)
+				r.text.WriteString(e.Text)
+			}
+			if len(e.Logprobs) > 0 {
+				r.logprobs = append(r.logprobs, e.Logprobs...)
+			}
+			if e.Final() {
+				if e.FinishReason == sdk.FinishError {
+					return oai.BackendFailed(e.Error)
+				}
+				r.finish = e.FinishReason
+				if e.Usage != nil {
+					r.usage = *e.Usage
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			mu.Lock()
+			if firstErr == nil {
+				firstErr = err
+				cancel()
+			}
+			mu.Unlock()
+		}
+	}
+	if len(j.reqs) == 1 {
+		run(0)
+	} else {
+		for i := range j.reqs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				run(i)
+			}()
+		}
+		wg.Wait()
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	usages := make([]sdk.Usage, len(res))
+	for i := range res {
+		usages[i] = res[i].usage
+	}
+	u := j.usageOf(usages)
+	j.cl.tokens(u.PromptTokens, u.CompletionTokens)
+	return res, nil
+}
+
+// usageOf sums the usage of the choices: prompt tokens once per prompt,
+// completion tokens of every choice.
+func (j *job) usageOf(usages []sdk.Usage) usageJSON {
+	var u usageJSON
+	counted := make([]bool, len(j.reqs))
+	for i, x := range usages {
+		if g := j.group[i]; !counted[g] {
+			counted[g] = true
+			u.PromptTokens += x.PromptTokens
+		}
+		u.CompletionTokens += x.CompletionTokens
+	}
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	return u
+}
+
+// usageJSON is the OpenAI usage object.
+type usageJSON struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// finishReason maps a backend finish reason to OpenAI's ("stop" or
+// "length").
+func finishReason(r sdk.FinishReason) string {
+	if r == sdk.FinishLength {
+		return "length"
+	}
+	return "stop"
+}
+
+// choicesN validates n.
+func choicesN(n *int) (int, *oai.Error) {
+	if n == nil {
+		return 1, nil
+	}
+	if *n < 1 || *n > maxN {
+		return 0, oai.Invalid("n", oai.CodeInvalidValue, "invalid value for 'n': %d; it must be between 1 and %d", *n, maxN)
+	}
+	return *n, nil
+}
+
+// generate runs choice i, turning a panic of the backend into an error
+// (generations run in their own goroutines, where a panic would otherwise
+// take the whole gateway down).
+func (j *job) generate(ctx context.Context, i int, emit func(sdk.Event) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			j.s.log.Error("panic in Generate", "model", j.model, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = fmt.Errorf("backend panicked: %v", r)
+		}
+	}()
+	return j.s.b.Generate(ctx, j.model, j.reqs[i], emit)
+}

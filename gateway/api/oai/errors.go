@@ -1,0 +1,171 @@
+package oai
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ragway/ragway/gateway/workers"
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+// Error types of the OpenAI error shape.
+const (
+	TypeInvalidRequest = "invalid_request_error"
+	TypeRateLimit      = "rate_limit_error"
+	TypeServer         = "server_error"
+)
+
+// Error codes. OpenAI leaves code null for many errors; the gateway sets
+// one wherever a client may want to branch on it.
+const (
+	CodeModelNotFound    = "model_not_found"
+	CodeQueueFull        = "queue_full"
+	CodeOverloaded       = "overloaded"
+	CodeModelUnavailable = "model_unavailable"
+	CodeTimeout          = "timeout"
+	CodeBackendError     = "backend_error"
+	CodeInvalidType      = "invalid_type"
+	CodeInvalidValue     = "invalid_value"
+	CodeInvalidJSON      = "invalid_json"
+	CodeMissingParam     = "missing_required_parameter"
+	CodeUnsupported      = "unsupported"
+	CodeUnknownURL       = "unknown_url"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeTooLarge         = "request_too_large"
+	CodeInternal         = "internal_error"
+	CodeCancelled        = "cancelled"
+)
+
+// StatusClientClosed is the status recorded (never sent) for a request
+// whose client went away before the response ended (nginx's 499).
+const StatusClientClosed = 499
+
+// Error is an API error: an HTTP status and the body
+// {"error":{"message","type","param","code"}}. Empty Param and Code are
+// sent as null.
+type Error struct {
+	Status  int
+	Message string
+	Type    string
+	Param   string
+	Code    string
+	// RetryAfter, when positive, is sent as a Retry-After header (whole
+	// seconds, rounded up, at least 1).
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// RetryAfterSeconds is the Retry-After header value: RetryAfter in whole
+// seconds, rounded up, at least 1.
+func (e *Error) RetryAfterSeconds() string {
+	secs := int64((e.RetryAfter + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return strconv.FormatInt(secs, 10)
+}
+
+// AppendJSON appends the inner error object
+// {"message":…,"type":…,"param":…,"code":…} to dst.
+func (e *Error) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"message":`...)
+	dst = AppendString(dst, e.Message)
+	dst = append(dst, `,"type":`...)
+	dst = AppendString(dst, e.Type)
+	dst = append(dst, `,"param":`...)
+	dst = appendNullable(dst, e.Param)
+	dst = append(dst, `,"code":`...)
+	dst = appendNullable(dst, e.Code)
+	return append(dst, '}')
+}
+
+// Body returns the full error body {"error":{…}}.
+func (e *Error) Body() []byte {
+	b := make([]byte, 0, 96+len(e.Message))
+	b = append(b, `{"error":`...)
+	b = e.AppendJSON(b)
+	return append(b, '}')
+}
+
+func appendNullable(dst []byte, s string) []byte {
+	if s == "" {
+		return append(dst, "null"...)
+	}
+	return AppendString(dst, s)
+}
+
+// Invalid returns a 400 invalid_request_error about param.
+func Invalid(param, code, format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Param: param, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Missing returns the 400 error for a required parameter that is absent.
+func Missing(param string) *Error {
+	return Invalid(param, CodeMissingParam, "missing required parameter: '%s'", param)
+}
+
+// Unsupported returns a 400 error for a parameter value the gateway does
+// not support.
+func Unsupported(param, format string, args ...any) *Error {
+	return Invalid(param, CodeUnsupported, format, args...)
+}
+
+// ModelNotFound returns the 404 error for an unknown model name.
+func ModelNotFound(name string) *Error {
+	return &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Param: "model", Code: CodeModelNotFound,
+		Message: fmt.Sprintf("the model '%s' does not exist", name)}
+}
+
+// BackendFailed returns the 502 error for a generation the backend
+// reported as failed (a final event with FinishReason error).
+func BackendFailed(msg string) *Error {
+	if msg == "" {
+		msg = "the backend failed to generate"
+	}
+	return &Error{Status: http.StatusBadGateway, Type: TypeServer, Code: CodeBackendError, Message: "backend error: " + msg}
+}
+
+// FromError maps an error from the workers or a backend to an API error:
+//
+//	*Error                                   itself
+//	workers.ErrUnknownModel                  404 invalid_request_error model_not_found (param model)
+//	*workers.QueueFullError                  429 rate_limit_error queue_full, Retry-After
+//	workers.ErrUnavailable, ErrQueueTimeout,
+//	ErrStopping                              503 server_error model_unavailable
+//	sdk.ErrInvalidRequest                    400 invalid_request_error invalid_value
+//	sdk.ErrUnsupported                       400 invalid_request_error unsupported
+//	sdk.ErrOverloaded                        429 rate_limit_error overloaded, Retry-After 1
+//	context.DeadlineExceeded                 504 server_error timeout
+//	context.Canceled                         499 (the client went away; never sent)
+//	anything else (sdk.ErrPluginShutdown…)   502 server_error backend_error
+func FromError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var qf *workers.QueueFullError
+	switch {
+	case errors.Is(err, workers.ErrUnknownModel):
+		return &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Param: "model", Code: CodeModelNotFound, Message: err.Error()}
+	case errors.As(err, &qf):
+		return &Error{Status: http.StatusTooManyRequests, Type: TypeRateLimit, Code: CodeQueueFull, Message: err.Error(), RetryAfter: qf.RetryAfter}
+	case errors.Is(err, workers.ErrUnavailable), errors.Is(err, workers.ErrQueueTimeout), errors.Is(err, workers.ErrStopping):
+		return &Error{Status: http.StatusServiceUnavailable, Type: TypeServer, Code: CodeModelUnavailable, Message: err.Error()}
+	case sdk.IsInvalidRequest(err):
+		return &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Code: CodeInvalidValue, Message: err.Error()}
+	case sdk.IsUnsupported(err):
+		return &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Code: CodeUnsupported, Message: err.Error()}
+	case sdk.IsOverloaded(err):
+		return &Error{Status: http.StatusTooManyRequests, Type: TypeRateLimit, Code: CodeOverloaded, Message: err.Error(), RetryAfter: time.Second}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Status: http.StatusGatewayTimeout, Type: TypeServer, Code: CodeTimeout, Message: "the request timed out: " + err.Error()}
+	case errors.Is(err, context.Canceled):
+		return &Error{Status: StatusClientClosed, Type: TypeServer, Code: CodeCancelled, Message: "the request was cancelled"}
+	}
+	return &Error{Status: http.StatusBadGateway, Type: TypeServer, Code: CodeBackendError, Message: "backend error: " + err.Error()}
+}
