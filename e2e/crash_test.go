@@ -208,3 +208,43 @@ func writeFile(t *testing.T, name, content string) string {
 	}
 	return path
 }
+
+func TestClientDisconnectCancelsGeneration(t *testing.T) {
+	g := startGateway(t, `
+  - {name: slow, backend: echo, max_concurrency: 1, max_queue: 0, options: {delay_ms: 50, parallel: 1}}
+`)
+	long := strings.Repeat("word ", 400) // 20 s of tokens
+	req, _ := http.NewRequest("POST", g.URL+"/v1/chat/completions", strings.NewReader(chatBody("slow", long, true)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Read until the first content arrives, then hang up.
+	buf := make([]byte, 4096)
+	var got strings.Builder
+	for !strings.Contains(got.String(), "word") {
+		n, err := resp.Body.Read(buf)
+		if err != nil {
+			t.Fatalf("stream ended before the first token: %v", err)
+		}
+		got.Write(buf[:n])
+	}
+	resp.Body.Close()
+	// The gateway's slot is freed: the replica returns to ready and, with
+	// max_queue 0, a new request is admitted instead of a 429.
+	g.waitFor("the generation to be cancelled", 5*time.Second, func(_ int, r readiness) bool {
+		return r.Models[0].Replicas[0].State == "ready"
+	})
+	// The plugin's only slot is freed too: were the abandoned generation
+	// still running, this request would wait ~20 s inside the plugin.
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err = client.Post(g.URL+"/v1/chat/completions", "application/json", strings.NewReader(chatBody("slow", "next", false)))
+	if err != nil {
+		t.Fatalf("request after the disconnect: %v (the plugin kept generating for the gone client?)", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("request after the disconnect: %d", resp.StatusCode)
+	}
+}
