@@ -2,11 +2,11 @@ package workers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ragway/ragway/gateway/config"
@@ -267,16 +267,19 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	var wg sync.WaitGroup
+	var cut atomic.Int32
 	for _, p := range pools {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.shutdown(ctx)
+			if !p.shutdown(ctx) {
+				cut.Add(1)
+			}
 		}()
 	}
 	wg.Wait()
-	if ctx.Err() != nil {
-		return errors.New("shutdown grace period ended with requests still in flight")
+	if n := cut.Load(); n > 0 {
+		return fmt.Errorf("shutdown grace period ended with requests of %d model(s) still in flight", n)
 	}
 	return nil
 }

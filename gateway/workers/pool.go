@@ -305,7 +305,8 @@ func (p *pool) releaseLocked(r *replica) {
 
 // shutdown stops accepting requests, waits for in-flight ones until ctx
 // ends, then stops every replica's process and waits for the supervisors.
-func (p *pool) shutdown(ctx context.Context) {
+// It reports whether the in-flight requests finished in time.
+func (p *pool) shutdown(ctx context.Context) (drained bool) {
 	p.mu.Lock()
 	p.closing = true
 	p.failWaitersLocked(ErrStopping)
@@ -319,6 +320,7 @@ func (p *pool) shutdown(ctx context.Context) {
 		ch := p.changed
 		p.mu.Unlock()
 		if busy == 0 {
+			drained = true
 			break
 		}
 		select {
@@ -332,6 +334,7 @@ func (p *pool) shutdown(ctx context.Context) {
 		p.cancel()
 	}
 	p.wg.Wait()
+	return drained
 }
 
 // status snapshots the pool.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 // fakeProc is an in-process Process whose generations block until released.
 type fakeProc struct {
 	pid     int
+	sick    *atomic.Bool // Health fails while set
 	done    chan struct{}
 	release chan struct{} // a Generate returns when this is closed
 	started chan int      // pid sent when a Generate starts
@@ -46,7 +48,12 @@ func (f *fakeProc) Generate(ctx context.Context, _ sdk.GenerateRequest, emit fun
 func (f *fakeProc) Embed(context.Context, sdk.EmbedRequest) (sdk.EmbedResponse, error) {
 	return sdk.EmbedResponse{}, sdk.ErrUnsupported
 }
-func (f *fakeProc) Health(context.Context) (sdk.Health, error) { return sdk.Health{OK: true}, nil }
+func (f *fakeProc) Health(context.Context) (sdk.Health, error) {
+	if f.sick != nil && f.sick.Load() {
+		return sdk.Health{}, errors.New("probe timed out")
+	}
+	return sdk.Health{OK: true}, nil
+}
 func (f *fakeProc) Done() <-chan struct{}                      { return f.done }
 func (f *fakeProc) ExitError() error                           { return sdk.ErrPluginShutdown }
 func (f *fakeProc) Pid() int                                   { return f.pid }
@@ -422,4 +429,45 @@ func processGoneSoon(pid int) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return false
+}
+
+func TestFailedHealthProbesReplaceTheProcess(t *testing.T) {
+	var sick atomic.Bool
+	launched := make(chan *fakeProc, 8)
+	m := fakeModel(1, 1, 4)
+	m.HealthInterval = config.Duration(5 * time.Millisecond)
+	mgr := New(Options{
+		Launch: func(context.Context, config.Model, int) (Process, error) {
+			f := &fakeProc{pid: 200 + len(launched), sick: &sick, done: make(chan struct{}), release: make(chan struct{}), started: make(chan int, 1)}
+			launched <- f
+			return f, nil
+		},
+		Backoff: Backoff{Initial: time.Millisecond, Max: time.Millisecond, Threshold: 5, ResetAfter: time.Minute},
+		Logger:  quietLog(), Metrics: metrics.New(),
+	})
+	defer mgr.Close(context.Background())
+	if err := mgr.Add(m); err != nil {
+		t.Fatal(err)
+	}
+	first := <-launched
+	sick.Store(true)
+	select {
+	case <-first.done: // closed by the supervisor after two failed probes
+	case <-time.After(5 * time.Second):
+		t.Fatal("an unresponsive plugin was not stopped")
+	}
+	sick.Store(false)
+	select {
+	case <-launched:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no replacement process was launched")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := mgr.WaitReady(ctx, "m"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := mgr.Model("m"); st.Replicas[0].Restarts < 1 || !strings.Contains(st.Replicas[0].LastError, "health probe") {
+		t.Fatalf("replica = %+v, want a restart after failed health probes", st.Replicas[0])
+	}
 }
