@@ -54,9 +54,9 @@ func (f *fakeProc) Health(context.Context) (sdk.Health, error) {
 	}
 	return sdk.Health{OK: true}, nil
 }
-func (f *fakeProc) Done() <-chan struct{}                      { return f.done }
-func (f *fakeProc) ExitError() error                           { return sdk.ErrPluginShutdown }
-func (f *fakeProc) Pid() int                                   { return f.pid }
+func (f *fakeProc) Done() <-chan struct{} { return f.done }
+func (f *fakeProc) ExitError() error      { return sdk.ErrPluginShutdown }
+func (f *fakeProc) Pid() int              { return f.pid }
 func (f *fakeProc) Close(context.Context) {
 	select {
 	case <-f.done:
