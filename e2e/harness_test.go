@@ -53,6 +53,9 @@ func launchGateway(t *testing.T, models string) *gateway {
 	}
 	g := &gateway{t: t, exit: make(chan error, 1)}
 	g.cmd = exec.Command(testbin.Ragway(t), "serve", "-c", path)
+	// go-plugin's socket directories go under TMPDIR; a SIGKILLed gateway
+	// cannot remove them, so keep them in the test's directory.
+	g.cmd.Env = append(os.Environ(), "TMPDIR="+dir)
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -208,6 +208,11 @@ func (r *replica) serve(ctx context.Context, proc Process) error {
 		p.mu.Lock()
 		r.proc = nil
 		p.mu.Unlock()
+		// Release what the process held on the host side (connection,
+		// go-plugin's socket directory); it is dead or being replaced.
+		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		proc.Close(closeCtx)
+		cancel()
 		return err
 	}
 	for {
@@ -245,9 +250,6 @@ func (r *replica) serve(ctx context.Context, proc Process) error {
 				continue
 			}
 			// Unresponsive: replace the process.
-			killCtx, kcancel := context.WithTimeout(context.Background(), time.Second)
-			proc.Close(killCtx)
-			kcancel()
 			return down(fmt.Errorf("health probe failed twice: %w", err))
 		}
 	}
