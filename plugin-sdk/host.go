@@ -114,11 +114,14 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 		},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		Managed:          true,
-		StartTimeout:     cfg.StartTimeout,
-		Stderr:           stderr,
-		SyncStderr:       stderr,
-		Logger:           hclogToSlog(cfg.Logger),
+		// Not Managed: go-plugin keeps every managed client in a global
+		// list until CleanupClients, which would grow with each restart of
+		// a long-running host. Plugin lifetime is ours: Close/Kill, the
+		// parent-death signal and Serve's parent watch.
+		StartTimeout: cfg.StartTimeout,
+		Stderr:       stderr,
+		SyncStderr:   stderr,
+		Logger:       hclogToSlog(cfg.Logger),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes))},
 	})

@@ -181,9 +181,10 @@ func TestBackendErrorsMapToStatuses(t *testing.T) {
 		{"unknown model", fmt.Errorf("%w: %q", workers.ErrUnknownModel, "chat"), 404, "invalid_request_error", "model_not_found", "", "model"},
 		{"queue full", &workers.QueueFullError{Model: "chat", RetryAfter: 1500 * time.Millisecond}, 429, "rate_limit_error", "queue_full", "2", ""},
 		{"queue full no hint", &workers.QueueFullError{Model: "chat"}, 429, "rate_limit_error", "queue_full", "1", ""},
-		{"unavailable", workers.ErrUnavailable, 503, "server_error", "model_unavailable", "", ""},
-		{"queue timeout", workers.ErrQueueTimeout, 503, "server_error", "model_unavailable", "", ""},
-		{"stopping", workers.ErrStopping, 503, "server_error", "model_unavailable", "", ""},
+		{"unavailable", workers.ErrUnavailable, 503, "server_error", "model_unavailable", "1", ""},
+		{"queue timeout", workers.ErrQueueTimeout, 429, "rate_limit_error", "queue_timeout", "1", ""},
+		{"stopping", workers.ErrStopping, 503, "server_error", "model_unavailable", "1", ""},
+		{"model not loaded", sdk.ErrModelNotLoaded, 503, "server_error", "model_unavailable", "1", ""},
 		{"invalid request", sdk.InvalidRequestf("prompt too long"), 400, "invalid_request_error", "invalid_value", "", ""},
 		{"unsupported", fmt.Errorf("logprobs: %w", sdk.ErrUnsupported), 400, "invalid_request_error", "unsupported", "", ""},
 		{"overloaded", sdk.ErrOverloaded, 429, "rate_limit_error", "overloaded", "1", ""},
@@ -203,6 +204,13 @@ func TestBackendErrorsMapToStatuses(t *testing.T) {
 			})
 		}
 	}
+	t.Run("plugin crash details stay out of the response", func(t *testing.T) {
+		s.fake.SetGenerate(apitest.Fail(fmt.Errorf("%w: pid 7 exited; stderr: token=s3cret", sdk.ErrPluginShutdown)))
+		e := checkError(t, s.post(t, "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"x"}]}`), 502, "server_error", "backend_error", "")
+		if strings.Contains(e.Message, "s3cret") || strings.Contains(e.Message, "pid") {
+			t.Errorf("message %q leaks the plugin's stderr", e.Message)
+		}
+	})
 	t.Run("final event with error", func(t *testing.T) {
 		s.fake.SetGenerate(func(_ context.Context, _ string, _ sdk.GenerateRequest, emit func(sdk.Event) error) error {
 			return emit(sdk.Event{FinishReason: sdk.FinishError, Error: "CUDA exploded", Usage: &sdk.Usage{}})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,7 +143,11 @@ func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRe
 	}
 	return m.withRetry(ctx, p, func(proc Process, sent *bool) error {
 		return proc.Generate(ctx, req, func(e sdk.Event) error {
-			*sent = true
+			// Only what the caller can have passed on makes a retry
+			// impossible; an empty delta does not.
+			if e.Text != "" || e.Final() {
+				*sent = true
+			}
 			return emit(e)
 		})
 	})
@@ -171,26 +176,28 @@ func (m *Manager) Embed(ctx context.Context, model string, req sdk.EmbedRequest)
 // process died before call produced anything, it tries again.
 func (m *Manager) withRetry(ctx context.Context, p *pool, call func(Process, *bool) error) error {
 	for attempt := 0; ; attempt++ {
-		r, proc, err := p.acquire(ctx, m.opts.QueueTimeout)
+		g, err := p.acquire(ctx, m.opts.QueueTimeout)
 		if err != nil {
 			return err
 		}
 		sent := false
-		err = call(proc, &sent)
-		p.release(r)
+		err = func() error {
+			defer p.release(g.r)
+			return call(g.proc, &sent)
+		}()
 		if err == nil || sent || ctx.Err() != nil || !sdk.IsPluginShutdown(err) || attempt >= m.opts.MaxRetries {
 			return err
 		}
 		// The connection may break a moment before the process exit is
 		// observed; let the supervisor see it so the retry goes elsewhere.
 		select {
-		case <-proc.Done():
+		case <-g.proc.Done():
 		case <-time.After(time.Second):
 		case <-ctx.Done():
 			return err
 		}
 		m.opts.Metrics.Retries.WithLabelValues(p.model.Name).Inc()
-		m.opts.Logger.Warn("replica died before the first event; retrying", "model", p.model.Name, "replica", r.id, "error", err)
+		m.opts.Logger.Warn("replica died before the first event; retrying", "model", p.model.Name, "replica", g.r.id, "error", err)
 	}
 }
 
@@ -206,18 +213,8 @@ func (m *Manager) Models() []ModelStatus {
 	for _, p := range pools {
 		out = append(out, p.status())
 	}
-	slices.SortFunc(out, func(a, b ModelStatus) int { return cmpString(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b ModelStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Model returns the status of the model with that name or alias.

@@ -35,8 +35,15 @@ type pool struct {
 
 // waiter is a request queued for a replica.
 type waiter struct {
-	ch  chan *replica // receives the replica granted to it
-	err error         // set with ch closed when the wait failed
+	ch  chan grant // receives the slot granted to it
+	err error      // set with ch closed when the wait failed
+}
+
+// grant is a reserved slot: the replica and the process it had when the
+// slot was taken (the replica's process may change after that).
+type grant struct {
+	r    *replica
+	proc Process
 }
 
 func newPool(m config.Model, launch LaunchFunc, b Backoff, loadTimeout time.Duration, log *slog.Logger, met *metrics.Metrics) *pool {
@@ -44,6 +51,9 @@ func newPool(m config.Model, launch LaunchFunc, b Backoff, loadTimeout time.Dura
 		model: m, launch: launch, backoff: b, loadTimeout: loadTimeout,
 		log: log.With("model", m.Name), metrics: met, created: time.Now(),
 		changed: make(chan struct{}),
+	}
+	for _, s := range AllStates {
+		met.ReplicaStates.WithLabelValues(m.Name, string(s)).Set(0)
 	}
 	for i := range m.Replicas {
 		p.replicas = append(p.replicas, &replica{id: i, pool: p, state: StateStarting, since: time.Now(), wake: make(chan struct{}, 1)})
@@ -124,12 +134,22 @@ func (r *replica) serving() bool { return r.state == StateReady || r.state == St
 // serviceableLocked: some replica serves or will soon.
 func (p *pool) serviceableLocked() bool {
 	for _, r := range p.replicas {
-		switch r.state {
-		case StateReady, StateBusy, StateStarting, StateLoading, StateIdle:
+		if r.state.serviceable() {
 			return true
 		}
 	}
 	return false
+}
+
+// startingLocked counts replicas that will serve soon but do not yet.
+func (p *pool) startingLocked() int {
+	n := 0
+	for _, r := range p.replicas {
+		if r.state == StateStarting || r.state == StateLoading {
+			n++
+		}
+	}
+	return n
 }
 
 // pickLocked returns the serving replica with free capacity and the fewest
@@ -172,7 +192,7 @@ func (p *pool) grantLocked() {
 		}
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
-		w.ch <- r // buffered: never blocks
+		w.ch <- grant{r, r.proc} // buffered: never blocks
 	}
 	p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(float64(len(p.waiters)))
 }
@@ -188,28 +208,32 @@ func (p *pool) failWaitersLocked(err error) {
 
 // acquire reserves a slot on a replica, waiting in the queue up to
 // queueTimeout when all are busy. The caller must release it.
-func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration) (*replica, Process, error) {
+func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration) (grant, error) {
 	p.mu.Lock()
 	if p.closing {
 		p.mu.Unlock()
-		return nil, nil, ErrStopping
+		return grant{}, ErrStopping
 	}
 	if r := p.pickLocked(); r != nil {
-		proc := r.proc
+		g := grant{r, r.proc}
 		p.broadcastLocked()
 		p.mu.Unlock()
-		return r, proc, nil
+		return g, nil
 	}
 	if !p.serviceableLocked() {
 		p.mu.Unlock()
-		return nil, nil, fmt.Errorf("model %q: %w: %s", p.model.Name, ErrUnavailable, p.lastErrorLocked())
+		return grant{}, fmt.Errorf("model %q: %w: %s", p.model.Name, ErrUnavailable, p.lastErrorLocked())
 	}
 	p.wakeOneLocked()
-	if len(p.waiters) >= p.model.MaxQueue {
+	// max_queue bounds waiting for busy replicas; a replica that is still
+	// starting (at boot, after a crash, from idle) admits a slot's worth of
+	// waiters whatever max_queue says.
+	limit := max(p.model.MaxQueue, p.startingLocked()*p.model.MaxConcurrency)
+	if len(p.waiters) >= limit {
 		p.mu.Unlock()
-		return nil, nil, &QueueFullError{Model: p.model.Name, RetryAfter: time.Second}
+		return grant{}, &QueueFullError{Model: p.model.Name, RetryAfter: time.Second}
 	}
-	w := &waiter{ch: make(chan *replica, 1)}
+	w := &waiter{ch: make(chan grant, 1)}
 	p.waiters = append(p.waiters, w)
 	p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(float64(len(p.waiters)))
 	p.broadcastLocked()
@@ -219,35 +243,32 @@ func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration) (*replic
 	defer timer.Stop()
 	var werr error
 	select {
-	case r, ok := <-w.ch:
+	case g, ok := <-w.ch:
 		if !ok {
-			return nil, nil, fmt.Errorf("model %q: %w", p.model.Name, w.err)
+			return grant{}, fmt.Errorf("model %q: %w", p.model.Name, w.err)
 		}
-		p.mu.Lock()
-		proc := r.proc
-		p.mu.Unlock()
-		return r, proc, nil
+		return g, nil
 	case <-ctx.Done():
 		werr = context.Cause(ctx)
 	case <-timer.C:
 		werr = fmt.Errorf("model %q: %w (%s)", p.model.Name, ErrQueueTimeout, queueTimeout)
 	}
-	// Leave the queue; a replica granted meanwhile goes back.
+	// Leave the queue; a slot granted meanwhile goes back.
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, x := range p.waiters {
 		if x == w {
 			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 			p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(float64(len(p.waiters)))
-			return nil, nil, werr
+			return grant{}, werr
 		}
 	}
-	if r, ok := <-w.ch; ok {
-		p.releaseLocked(r)
+	if g, ok := <-w.ch; ok {
+		p.releaseLocked(g.r)
 	} else if w.err != nil {
 		werr = fmt.Errorf("model %q: %w", p.model.Name, w.err)
 	}
-	return nil, nil, werr
+	return grant{}, werr
 }
 
 func (p *pool) lastErrorLocked() string {
@@ -292,6 +313,10 @@ func (p *pool) release(r *replica) {
 }
 
 func (p *pool) releaseLocked(r *replica) {
+	if r.outstanding <= 0 {
+		p.log.Error("bug: replica slot released without being acquired", "replica", r.id)
+		return
+	}
 	r.outstanding--
 	r.lastActive = time.Now()
 	if r.outstanding == 0 && r.state == StateBusy {
@@ -310,6 +335,11 @@ func (p *pool) shutdown(ctx context.Context) (drained bool) {
 	p.mu.Lock()
 	p.closing = true
 	p.failWaitersLocked(ErrStopping)
+	for _, r := range p.replicas {
+		if r.serving() {
+			p.setStateLocked(r, StateDraining, nil)
+		}
+	}
 	p.mu.Unlock()
 	for {
 		p.mu.Lock()

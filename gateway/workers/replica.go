@@ -114,19 +114,19 @@ func (r *replica) supervise(ctx context.Context) {
 		}
 		failures++
 		var perm permanentError
-		failed := failures >= p.backoff.Threshold || errors.As(err, &perm)
-		delay := p.backoff.delay(failures)
-		log.Error("replica down", "error", err, "failures", failures, "restart_in", delay)
-		p.metrics.Restarts.WithLabelValues(p.model.Name).Inc()
-		if failed {
-			p.setState(r, StateFailed, err)
-		} else {
-			p.setState(r, StateStarting, err)
-		}
 		if errors.As(err, &perm) {
+			log.Error("replica failed; not restarting: fix the model's config", "error", err)
+			p.setState(r, StateFailed, err)
 			<-ctx.Done()
 			p.setState(r, StateStopped, err)
 			return
+		}
+		delay := p.backoff.delay(failures)
+		log.Error("replica down", "error", err, "failures", failures, "restart_in", delay)
+		if failures >= p.backoff.Threshold {
+			p.setState(r, StateFailed, err)
+		} else {
+			p.setState(r, StateStarting, err)
 		}
 		select {
 		case <-time.After(delay):
@@ -137,6 +137,7 @@ func (r *replica) supervise(ctx context.Context) {
 		p.mu.Lock()
 		r.restarts++
 		p.mu.Unlock()
+		p.metrics.Restarts.WithLabelValues(p.model.Name).Inc()
 	}
 }
 
@@ -152,9 +153,7 @@ func (r *replica) start(ctx context.Context) (Process, error) {
 		return nil, err
 	}
 	fail := func(err error) (Process, error) {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		proc.Close(closeCtx)
+		closeProc(proc, 2*time.Second)
 		return nil, err
 	}
 	if p.state(r) != StateFailed {
@@ -210,9 +209,7 @@ func (r *replica) serve(ctx context.Context, proc Process) error {
 		p.mu.Unlock()
 		// Release what the process held on the host side (connection,
 		// go-plugin's socket directory); it is dead or being replaced.
-		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		proc.Close(closeCtx)
-		cancel()
+		closeProc(proc, time.Second)
 		return err
 	}
 	for {
@@ -223,9 +220,7 @@ func (r *replica) serve(ctx context.Context, proc Process) error {
 			return down(proc.ExitError())
 		case <-idleC:
 			if p.retireIfIdle(r) {
-				closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				proc.Close(closeCtx)
-				cancel()
+				closeProc(proc, 5*time.Second)
 				return errIdle
 			}
 		case <-tick.C:
@@ -260,11 +255,16 @@ func (r *replica) serve(ctx context.Context, proc Process) error {
 func (r *replica) stop(proc Process) {
 	p := r.pool
 	p.setState(r, StateDraining, nil)
-	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	proc.Close(closeCtx)
+	closeProc(proc, 5*time.Second)
 	p.mu.Lock()
 	r.proc = nil
 	p.mu.Unlock()
 	p.setState(r, StateStopped, nil)
+}
+
+// closeProc asks proc to exit, killing it after grace.
+func closeProc(proc Process, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	proc.Close(ctx)
 }

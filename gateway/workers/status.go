@@ -41,12 +41,21 @@ type ModelStatus struct {
 	Queued int
 }
 
+// serviceable reports whether a replica in state s serves requests or will
+// soon (ready, busy, starting, loading, idle).
+func (s State) serviceable() bool {
+	switch s {
+	case StateReady, StateBusy, StateStarting, StateLoading, StateIdle:
+		return true
+	}
+	return false
+}
+
 // Serviceable reports whether the model has a replica that is ready or
 // can become ready (starting, loading, busy or idle).
 func (m ModelStatus) Serviceable() bool {
 	for _, r := range m.Replicas {
-		switch r.State {
-		case StateReady, StateBusy, StateStarting, StateLoading, StateIdle:
+		if r.State.serviceable() {
 			return true
 		}
 	}

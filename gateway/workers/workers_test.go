@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/ragway/ragway/gateway/config"
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/internal/testbin"
@@ -200,26 +201,40 @@ func TestUnknownModelAndAliases(t *testing.T) {
 	}
 }
 
-func TestCrashLoopBecomesFailedAndUnavailable(t *testing.T) {
-	launches := make(chan struct{}, 100)
+func TestCrashLoopBacksOffBecomesFailedAndUnavailable(t *testing.T) {
+	launches := make(chan time.Time, 100)
+	met := metrics.New()
+	b := Backoff{Initial: 20 * time.Millisecond, Max: 80 * time.Millisecond, Threshold: 3, ResetAfter: time.Minute}
 	mgr := New(Options{
 		Launch: func(context.Context, config.Model, int) (Process, error) {
-			launches <- struct{}{}
+			launches <- time.Now()
 			return nil, errors.New("boom: cannot start")
 		},
-		Backoff: Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Threshold: 3, ResetAfter: time.Minute},
-		Logger:  quietLog(), Metrics: metrics.New(),
+		Backoff: b, Logger: quietLog(), Metrics: met,
 	})
 	defer mgr.Close(context.Background())
 	if err := mgr.Add(fakeModel(1, 1, 4)); err != nil {
 		t.Fatal(err)
 	}
-	for range 4 {
-		<-launches
+	var at []time.Time
+	for range 5 {
+		at = append(at, <-launches)
+	}
+	// Each restart waits at least the backoff for its failure count.
+	for i := 1; i < len(at); i++ {
+		if gap, min := at[i].Sub(at[i-1]), b.delay(i); gap < min {
+			t.Errorf("restart %d came %v after the failure, want >= %v", i, gap, min)
+		}
 	}
 	st, _ := mgr.Model("m")
 	if st.Replicas[0].State != StateFailed || !strings.Contains(st.Replicas[0].LastError, "boom") || st.Serviceable() {
 		t.Fatalf("replica = %+v, want failed with the launch error", st.Replicas[0])
+	}
+	if got := testutil.ToFloat64(met.Restarts.WithLabelValues("m")); int(got) != st.Replicas[0].Restarts {
+		t.Errorf("restarts metric %v, status %d: they must agree", got, st.Replicas[0].Restarts)
+	}
+	if got := testutil.ToFloat64(met.ReplicaStates.WithLabelValues("m", string(StateFailed))); got != 1 {
+		t.Errorf("ragway_replicas{state=failed} = %v, want 1", got)
 	}
 	err := generate(mgr, context.Background())
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "boom") {
@@ -381,6 +396,7 @@ func TestCloseStopsPlugins(t *testing.T) {
 func TestIdleReplicaStopsAndStartsOnDemand(t *testing.T) {
 	m := config.DefaultModel()
 	m.Name, m.Backend, m.Command, m.IdleTimeout = "echo", "echo", testbin.Echo(t), config.Duration(100*time.Millisecond)
+	m.MaxQueue = 0 // a cold start still admits the request that triggers it
 	met := metrics.New()
 	mgr := New(Options{Logger: quietLog(), Metrics: met})
 	if err := mgr.Add(m); err != nil {

@@ -24,6 +24,7 @@ const (
 const (
 	CodeModelNotFound    = "model_not_found"
 	CodeQueueFull        = "queue_full"
+	CodeQueueTimeout     = "queue_timeout"
 	CodeOverloaded       = "overloaded"
 	CodeModelUnavailable = "model_unavailable"
 	CodeTimeout          = "timeout"
@@ -154,8 +155,14 @@ func FromError(err error) *Error {
 		return &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Param: "model", Code: CodeModelNotFound, Message: err.Error()}
 	case errors.As(err, &qf):
 		return &Error{Status: http.StatusTooManyRequests, Type: TypeRateLimit, Code: CodeQueueFull, Message: err.Error(), RetryAfter: qf.RetryAfter}
-	case errors.Is(err, workers.ErrUnavailable), errors.Is(err, workers.ErrQueueTimeout), errors.Is(err, workers.ErrStopping):
-		return &Error{Status: http.StatusServiceUnavailable, Type: TypeServer, Code: CodeModelUnavailable, Message: err.Error()}
+	case errors.Is(err, workers.ErrQueueTimeout):
+		return &Error{Status: http.StatusTooManyRequests, Type: TypeRateLimit, Code: CodeQueueTimeout, Message: err.Error(), RetryAfter: time.Second}
+	case errors.Is(err, workers.ErrUnavailable), errors.Is(err, workers.ErrStopping), sdk.IsModelNotLoaded(err):
+		return &Error{Status: http.StatusServiceUnavailable, Type: TypeServer, Code: CodeModelUnavailable, Message: err.Error(), RetryAfter: time.Second}
+	case sdk.IsPluginShutdown(err):
+		// The full cause (exit status, the plugin's last stderr lines) is
+		// for the operator's log and /readyz, not for API clients.
+		return &Error{Status: http.StatusBadGateway, Type: TypeServer, Code: CodeBackendError, Message: "backend error: the model's plugin process stopped while serving the request"}
 	case sdk.IsInvalidRequest(err):
 		return &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Code: CodeInvalidValue, Message: err.Error()}
 	case sdk.IsUnsupported(err):

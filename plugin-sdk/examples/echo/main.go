@@ -189,7 +189,7 @@ func (e *echo) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(
 	}
 	held := 0 // tokens whose text the stop buffer still holds back
 	for _, tok := range words(text) {
-		if max := req.Sampling.MaxTokens; max > 0 && usage.CompletionTokens >= max {
+		if limit := req.Sampling.MaxTokens; limit > 0 && usage.CompletionTokens >= limit {
 			return emit(sdk.Event{Text: stop.Flush(), Tokens: held, FinishReason: sdk.FinishLength, Usage: usage})
 		}
 		if timer != nil {
