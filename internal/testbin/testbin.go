@@ -20,7 +20,7 @@ func Dir(tb testing.TB) string {
 	tb.Helper()
 	once.Do(func() {
 		if d := os.Getenv("RAGWAY_BIN_DIR"); d != "" {
-			if _, e := os.Stat(filepath.Join(d, "ragway-echo")); e == nil {
+			if _, e := os.Stat(filepath.Join(d, "ragway-llamacpp")); e == nil {
 				dir = d
 				return
 			}
@@ -34,6 +34,7 @@ func Dir(tb testing.TB) string {
 		for _, b := range []struct{ out, pkg, wd string }{
 			{"ragway", "./gateway/cmd/ragway", root},
 			{"ragway-echo", "./examples/echo", filepath.Join(root, "plugin-sdk")},
+			{"ragway-llamacpp", "./plugins/llamacpp", root},
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
 			cmd.Dir = b.wd
@@ -51,6 +52,12 @@ func Dir(tb testing.TB) string {
 
 // Echo returns the path of ragway-echo.
 func Echo(tb testing.TB) string { return filepath.Join(Dir(tb), "ragway-echo") }
+
+// Root returns the repository root.
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
 
 // Ragway returns the path of the ragway binary.
 func Ragway(tb testing.TB) string { return filepath.Join(Dir(tb), "ragway") }

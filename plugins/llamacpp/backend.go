@@ -1,0 +1,315 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/hybridgroup/yzma/pkg/llama"
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+// version of this plugin, reported in Info.
+const version = "0.1.0"
+
+// defaultContextLength caps the per-sequence context when the options set
+// none (models often train on far longer contexts than a small box holds).
+const defaultContextLength = 4096
+
+// backend implements sdk.Backend and sdk.Embedder over llama.cpp.
+type backend struct {
+	log *slog.Logger
+
+	mu        sync.Mutex // guards the fields below and serialises Load
+	opts      options
+	model     llama.Model
+	lctx      llama.Context
+	engine    *engine // generation models
+	template  string
+	embedding bool
+	nEmbd     int
+
+	embedMu sync.Mutex // one embedding batch at a time
+}
+
+func newBackend(log *slog.Logger) *backend { return &backend{log: log} }
+
+func (b *backend) Info(context.Context) (sdk.Info, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return sdk.Info{
+		Name:         "llamacpp",
+		Version:      version,
+		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding},
+		MaxParallel:  b.opts.Parallel,
+	}, nil
+}
+
+var (
+	libOnce sync.Once
+	libErr  error
+	libDir  string
+)
+
+// loadLibrary loads llama.cpp's shared libraries once per process.
+func loadLibrary(dir string) error {
+	libOnce.Do(func() {
+		libDir = findLibDir(dir)
+		if libDir == "" {
+			libErr = errors.New("llama.cpp libraries not found: run `task setup` (it installs them into .data/lib), or set the lib_path option or RAGWAY_LLAMA_LIB to the directory holding libllama.so")
+			return
+		}
+		if err := llama.Load(libDir); err != nil {
+			libErr = fmt.Errorf("loading llama.cpp libraries from %s: %w (run `task setup` to reinstall them)", libDir, err)
+			return
+		}
+		llama.Init()
+	})
+	if libErr == nil && dir != "" && findLibDir(dir) != libDir {
+		return sdk.InvalidRequestf("option lib_path: this process already loaded llama.cpp from %s", libDir)
+	}
+	return libErr
+}
+
+// findLibDir returns the first candidate directory holding libllama.so:
+// the given one (option or RAGWAY_LLAMA_LIB), YZMA_LIB, then .data/lib next
+// to the plugin binary's directory (a repository checkout's bin/).
+func findLibDir(dir string) string {
+	candidates := []string{dir, os.Getenv("YZMA_LIB")}
+	if exe, err := os.Executable(); err == nil {
+		d := filepath.Dir(exe)
+		candidates = append(candidates, filepath.Join(d, "..", ".data", "lib"), filepath.Join(d, "lib"))
+	}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(c, "libllama.so")); err == nil {
+			abs, _ := filepath.Abs(c)
+			return abs
+		}
+		if c == dir {
+			return "" // an explicit directory without the libraries is an error, not a fallback
+		}
+	}
+	return ""
+}
+
+func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo, error) {
+	o, err := parseOptions(req.Options)
+	if err != nil {
+		return sdk.ModelInfo{}, err
+	}
+	if !req.Embedding && o.Pooling != "" {
+		return sdk.ModelInfo{}, sdk.InvalidRequestf("option pooling: only for embedding models (embedding: true)")
+	}
+	st, err := os.Stat(o.ModelPath)
+	if err != nil {
+		return sdk.ModelInfo{}, sdk.InvalidRequestf("option model_path: %v", err)
+	}
+	if st.IsDir() {
+		return sdk.ModelInfo{}, sdk.InvalidRequestf("option model_path: %s is a directory, want a GGUF file", o.ModelPath)
+	}
+	if err := loadLibrary(o.LibPath); err != nil {
+		return sdk.ModelInfo{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.model != 0 {
+		return sdk.ModelInfo{}, sdk.InvalidRequestf("a model is already loaded in this process")
+	}
+	if o.Threads == 0 {
+		o.Threads = freeCores()
+	}
+	if o.ThreadsBatch == 0 {
+		o.ThreadsBatch = o.Threads
+	}
+
+	mp := llama.ModelDefaultParams()
+	mp.NGpuLayers = int32(o.GPULayers)
+	model, err := llama.ModelLoadFromFile(o.ModelPath, mp)
+	if err != nil || model == 0 {
+		return sdk.ModelInfo{}, fmt.Errorf("model_path %s: llama.cpp could not load it (not a GGUF file, corrupt, or an unsupported architecture): %v", o.ModelPath, err)
+	}
+	ctxLen := o.ContextLength
+	if ctxLen == 0 {
+		ctxLen = min(int(llama.ModelNCtxTrain(model)), defaultContextLength)
+	}
+	cp := llama.ContextDefaultParams()
+	cp.NCtx = uint32(ctxLen * o.Parallel)
+	cp.NBatch = uint32(o.BatchSize)
+	cp.NUbatch = uint32(o.BatchSize)
+	cp.NSeqMax = uint32(o.Parallel)
+	cp.NThreads = int32(o.Threads)
+	cp.NThreadsBatch = int32(o.ThreadsBatch)
+	if req.Embedding {
+		cp.Embeddings = 1
+		cp.PoolingType = map[string]llama.PoolingType{"": llama.PoolingTypeUnspecified, "mean": llama.PoolingTypeMean, "cls": llama.PoolingTypeCLS, "last": llama.PoolingTypeLast}[o.Pooling]
+	}
+	lctx, err := llama.InitFromModel(model, cp)
+	if err != nil || lctx == 0 {
+		_ = llama.ModelFree(model)
+		return sdk.ModelInfo{}, fmt.Errorf("creating a llama.cpp context (%d tokens × %d sequences): %v", ctxLen, o.Parallel, err)
+	}
+	b.opts, b.model, b.lctx, b.embedding = o, model, lctx, req.Embedding
+	b.nEmbd = int(llama.ModelNEmbd(model))
+	tmpl, own := chatTemplate(model, o.ChatTemplate)
+	b.template = tmpl
+	if !req.Embedding {
+		if _, err := applyTemplate(tmpl, []sdk.Message{{Role: "user", Content: "x"}}); err != nil {
+			return sdk.ModelInfo{}, sdk.InvalidRequestf("option chat_template: %v", err)
+		}
+		b.engine = newEngine(model, lctx, o.Parallel, o.BatchSize)
+	}
+	b.log.Info("model loaded", "model", req.Model, "path", o.ModelPath, "context", ctxLen, "parallel", o.Parallel,
+		"threads", o.Threads, "embedding", req.Embedding, "libs", libDir)
+	info := sdk.ModelInfo{ContextLength: int(llama.NCtxSeq(lctx)), HasChatTemplate: own}
+	if req.Embedding {
+		info.EmbeddingSize = b.nEmbd
+	}
+	return info, nil
+}
+
+// loaded returns the loaded state or ErrModelNotLoaded.
+func (b *backend) loaded() (*backend, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.model == 0 {
+		return nil, sdk.ErrModelNotLoaded
+	}
+	return b, nil
+}
+
+func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(sdk.Event) error) error {
+	if _, err := b.loaded(); err != nil {
+		return err
+	}
+	if b.embedding {
+		return sdk.InvalidRequestf("this model is loaded for embeddings")
+	}
+	text := req.Prompt
+	if len(req.Messages) > 0 {
+		var err error
+		if text, err = applyTemplate(b.template, req.Messages); err != nil {
+			return sdk.InvalidRequestf("%v", err)
+		}
+	}
+	if text == "" {
+		return sdk.InvalidRequestf("empty prompt")
+	}
+	tokens := llama.Tokenize(b.engine.vocab, text, true, true)
+	if len(tokens) == 0 {
+		return sdk.InvalidRequestf("the prompt tokenizes to nothing")
+	}
+	if len(tokens) >= b.engine.nCtxSeq {
+		return sdk.InvalidRequestf("the prompt is %d tokens; the context holds %d per sequence (context_length)", len(tokens), b.engine.nCtxSeq)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r := &genRequest{ctx: ctx, tokens: tokens, sampling: req.Sampling, events: make(chan sdk.Event, 64)}
+	if err := b.engine.generate(r); err != nil {
+		return err
+	}
+	var emitErr error
+	for ev := range r.events {
+		if emitErr != nil {
+			continue // draining after the caller failed
+		}
+		if emitErr = emit(ev); emitErr != nil {
+			cancel()
+		}
+	}
+	if emitErr != nil {
+		return emitErr
+	}
+	return r.err
+}
+
+func (b *backend) Embed(ctx context.Context, req sdk.EmbedRequest) (sdk.EmbedResponse, error) {
+	if _, err := b.loaded(); err != nil {
+		return sdk.EmbedResponse{}, err
+	}
+	if !b.embedding {
+		return sdk.EmbedResponse{}, sdk.InvalidRequestf("this model is not loaded for embeddings (set embedding: true)")
+	}
+	b.embedMu.Lock()
+	defer b.embedMu.Unlock()
+	vocab := llama.ModelGetVocab(b.model)
+	nCtxSeq := int(llama.NCtxSeq(b.lctx))
+	toks := make([][]llama.Token, len(req.Input))
+	resp := sdk.EmbedResponse{Embeddings: make([][]float32, len(req.Input))}
+	for i, in := range req.Input {
+		toks[i] = llama.Tokenize(vocab, in, true, false)
+		if len(toks[i]) == 0 {
+			return sdk.EmbedResponse{}, sdk.InvalidRequestf("input[%d] tokenizes to nothing", i)
+		}
+		if len(toks[i]) > min(nCtxSeq, b.opts.BatchSize) {
+			return sdk.EmbedResponse{}, sdk.InvalidRequestf("input[%d] is %d tokens; at most %d fit", i, len(toks[i]), min(nCtxSeq, b.opts.BatchSize))
+		}
+		resp.PromptTokens += len(toks[i])
+	}
+	batch := llama.BatchInit(int32(b.opts.BatchSize), 0, 1)
+	defer llama.BatchFree(batch)
+	mem, _ := llama.GetMemory(b.lctx)
+	for start := 0; start < len(toks); {
+		if err := ctx.Err(); err != nil {
+			return sdk.EmbedResponse{}, err
+		}
+		// Pack inputs into one batch: one sequence each.
+		_ = batch.Clear()
+		end := start
+		for end < len(toks) && end-start < b.opts.Parallel && int(batch.NTokens)+len(toks[end]) <= b.opts.BatchSize {
+			for pos, t := range toks[end] {
+				_ = batch.Add(t, llama.Pos(pos), []llama.SeqId{llama.SeqId(end - start)}, true)
+			}
+			end++
+		}
+		_ = llama.MemoryClear(mem, true)
+		if ret, err := llama.Decode(b.lctx, batch); err != nil || ret != 0 {
+			return sdk.EmbedResponse{}, fmt.Errorf("llama decode for embeddings failed (status %d): %v", ret, err)
+		}
+		for i := start; i < end; i++ {
+			v, err := llama.GetEmbeddingsSeq(b.lctx, llama.SeqId(i-start), int32(b.nEmbd))
+			if err != nil || v == nil {
+				return sdk.EmbedResponse{}, fmt.Errorf("no embedding for input %d (does the model support pooling?): %v", i, err)
+			}
+			resp.Embeddings[i] = normalize(v)
+		}
+		start = end
+	}
+	return resp, nil
+}
+
+// normalize returns a unit-length copy of v.
+func normalize(v []float32) []float32 {
+	var sum float64
+	for _, x := range v {
+		sum += float64(x) * float64(x)
+	}
+	out := make([]float32, len(v))
+	norm := math.Sqrt(sum)
+	if norm == 0 {
+		return out
+	}
+	for i, x := range v {
+		out[i] = float32(float64(x) / norm)
+	}
+	return out
+}
+
+func (b *backend) Health(context.Context) (sdk.Health, error) {
+	b.mu.Lock()
+	e := b.engine
+	slots := b.opts.Parallel
+	b.mu.Unlock()
+	if e == nil {
+		return sdk.Health{OK: true, Slots: slots}, nil
+	}
+	st := e.health()
+	return sdk.Health{OK: true, Running: st.running, Waiting: st.waiting, Slots: st.slots}, nil
+}

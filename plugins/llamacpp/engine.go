@@ -1,0 +1,428 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/hybridgroup/yzma/pkg/llama"
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+// genRequest is one generation handed to the engine. The engine sends its
+// events on events and closes it when the generation ends; err is set
+// before the close when it failed.
+type genRequest struct {
+	ctx      context.Context
+	tokens   []llama.Token
+	sampling sdk.Sampling
+	events   chan sdk.Event
+	err      error
+}
+
+// engine owns a llama context with `parallel` sequence slots and runs the
+// continuous batching loop: every step decodes one token for each
+// generating sequence plus as much pending prompt as the batch has room
+// for, so new requests join between steps. Only the loop goroutine touches
+// llama state.
+type engine struct {
+	model   llama.Model
+	lctx    llama.Context
+	vocab   llama.Vocab
+	mem     llama.Memory
+	batch   llama.Batch
+	nVocab  int
+	nBatch  int
+	nCtxSeq int
+
+	submit chan *genRequest
+
+	// loop-owned
+	slots []*slot
+	queue []*genRequest
+
+	// stats for Health, updated by the loop
+	stats chan chan engineStats
+}
+
+type engineStats struct{ running, waiting, slots int }
+
+// slot is one sequence of the context.
+type slot struct {
+	seq     llama.SeqId
+	req     *genRequest
+	cache   []llama.Token // tokens whose KV is in this sequence's cells, at positions 0..len-1
+	prompt  []llama.Token // prompt tokens still to evaluate
+	sampler llama.Sampler
+	next    llama.Token // sampled, to be fed at the next step
+	hasNext bool
+	outIdx  int32 // batch index whose logits this slot samples; -1 none
+	stop    *sdk.StopBuffer
+	bytes   []byte // detokenized bytes not yet emitted (incomplete UTF-8)
+	usage   sdk.Usage
+	pending int                // tokens sampled since the last emitted text
+	lps     []sdk.TokenLogprob // logprobs of those tokens
+}
+
+func newEngine(model llama.Model, lctx llama.Context, parallel, nBatch int) *engine {
+	e := &engine{
+		model:   model,
+		lctx:    lctx,
+		vocab:   llama.ModelGetVocab(model),
+		nBatch:  nBatch,
+		nCtxSeq: int(llama.NCtxSeq(lctx)),
+		submit:  make(chan *genRequest),
+		stats:   make(chan chan engineStats),
+	}
+	e.nVocab = int(llama.VocabNTokens(e.vocab))
+	e.mem, _ = llama.GetMemory(lctx)
+	e.batch = llama.BatchInit(int32(nBatch), 0, 1)
+	for i := range parallel {
+		e.slots = append(e.slots, &slot{seq: llama.SeqId(i), outIdx: -1})
+	}
+	go e.run()
+	return e
+}
+
+// generate submits a request; the caller reads r.events until closed.
+func (e *engine) generate(r *genRequest) error {
+	select {
+	case e.submit <- r:
+		return nil
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+}
+
+func (e *engine) health() engineStats {
+	ch := make(chan engineStats, 1)
+	e.stats <- ch
+	return <-ch
+}
+
+// run is the batching loop; it lives as long as the plugin process.
+func (e *engine) run() {
+	for {
+		// Block only when there is nothing to do.
+		if e.idle() {
+			select {
+			case r := <-e.submit:
+				e.queue = append(e.queue, r)
+			case ch := <-e.stats:
+				ch <- e.snapshot()
+				continue
+			}
+		}
+		for more := true; more; {
+			select {
+			case r := <-e.submit:
+				e.queue = append(e.queue, r)
+			case ch := <-e.stats:
+				ch <- e.snapshot()
+			default:
+				more = false
+			}
+		}
+		e.dropCancelled()
+		e.assign()
+		if !e.idle() {
+			e.step()
+		}
+	}
+}
+
+func (e *engine) idle() bool {
+	if len(e.queue) > 0 {
+		return false
+	}
+	for _, s := range e.slots {
+		if s.req != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *engine) snapshot() engineStats {
+	st := engineStats{waiting: len(e.queue), slots: len(e.slots)}
+	for _, s := range e.slots {
+		if s.req != nil {
+			st.running++
+		}
+	}
+	return st
+}
+
+// dropCancelled ends queued and running requests whose caller is gone.
+func (e *engine) dropCancelled() {
+	q := e.queue[:0]
+	for _, r := range e.queue {
+		if r.ctx.Err() != nil {
+			r.err = r.ctx.Err()
+			close(r.events)
+			continue
+		}
+		q = append(q, r)
+	}
+	e.queue = q
+	for _, s := range e.slots {
+		if s.req != nil && s.req.ctx.Err() != nil {
+			e.fail(s, s.req.ctx.Err())
+		}
+	}
+}
+
+// assign moves queued requests into free slots, choosing the slot whose
+// cached tokens share the longest prefix with the prompt.
+func (e *engine) assign() {
+	for len(e.queue) > 0 {
+		r := e.queue[0]
+		var best *slot
+		bestLen := -1
+		for _, s := range e.slots {
+			if s.req != nil {
+				continue
+			}
+			if n := commonPrefix(s.cache, r.tokens); n > bestLen {
+				best, bestLen = s, n
+			}
+		}
+		if best == nil {
+			return
+		}
+		e.queue = e.queue[1:]
+		e.start(best, r, bestLen)
+	}
+}
+
+func commonPrefix(a, b []llama.Token) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+func (e *engine) start(s *slot, r *genRequest, reuse int) {
+	// At least one prompt token must be evaluated to get logits.
+	reuse = min(reuse, len(r.tokens)-1)
+	if ok, _ := llama.MemorySeqRm(e.mem, s.seq, llama.Pos(reuse), -1); !ok {
+		_, _ = llama.MemorySeqRm(e.mem, s.seq, -1, -1)
+		reuse = 0
+	}
+	*s = slot{
+		seq:     s.seq,
+		req:     r,
+		cache:   s.cache[:reuse],
+		prompt:  r.tokens[reuse:],
+		sampler: newSampler(e.model, r.sampling),
+		outIdx:  -1,
+		stop:    sdk.NewStopBuffer(r.sampling.Stop),
+		usage:   sdk.Usage{PromptTokens: len(r.tokens), CachedTokens: reuse},
+	}
+}
+
+// step builds one batch (a token for every generating slot, then pending
+// prompt tokens), decodes it and samples.
+func (e *engine) step() {
+	_ = e.batch.Clear()
+	budget := e.nBatch
+	for _, s := range e.slots {
+		s.outIdx = -1
+		if s.req == nil || !s.hasNext || budget == 0 {
+			continue
+		}
+		s.outIdx = e.batch.NTokens
+		_ = e.batch.Add(s.next, llama.Pos(len(s.cache)), []llama.SeqId{s.seq}, true)
+		s.cache = append(s.cache, s.next)
+		s.hasNext = false
+		budget--
+	}
+	for _, s := range e.slots {
+		if s.req == nil || len(s.prompt) == 0 || budget == 0 {
+			continue
+		}
+		n := min(len(s.prompt), budget)
+		for i, tok := range s.prompt[:n] {
+			last := i == n-1 && n == len(s.prompt)
+			if last {
+				s.outIdx = e.batch.NTokens
+			}
+			_ = e.batch.Add(tok, llama.Pos(len(s.cache)), []llama.SeqId{s.seq}, last)
+			s.cache = append(s.cache, tok)
+		}
+		s.prompt = s.prompt[n:]
+		budget -= n
+	}
+	if e.batch.NTokens == 0 {
+		return
+	}
+	if ret, err := llama.Decode(e.lctx, e.batch); err != nil || ret != 0 {
+		err = fmt.Errorf("llama decode failed (status %d): %v", ret, err)
+		for _, s := range e.slots {
+			if s.req != nil {
+				_, _ = llama.MemorySeqRm(e.mem, s.seq, -1, -1)
+				s.cache = s.cache[:0]
+				e.fail(s, err)
+			}
+		}
+		return
+	}
+	for _, s := range e.slots {
+		if s.req != nil && s.outIdx >= 0 {
+			e.sample(s)
+		}
+	}
+}
+
+// sample draws the slot's next token and emits what it completes.
+func (e *engine) sample(s *slot) {
+	var logits []float32
+	if s.req.sampling.Logprobs {
+		logits, _ = llama.GetLogitsIth(e.lctx, s.outIdx, e.nVocab)
+	}
+	tok := llama.SamplerSample(s.sampler, e.lctx, s.outIdx)
+	if llama.VocabIsEOG(e.vocab, tok) {
+		e.finish(s, sdk.FinishStop, "", true)
+		return
+	}
+	if logits != nil {
+		s.lps = append(s.lps, e.logprob(logits, tok, s.req.sampling.TopLogprobs))
+	}
+	s.usage.CompletionTokens++
+	s.pending++
+	s.bytes = append(s.bytes, e.pieceBytes(tok)...)
+	text, rest := splitUTF8(s.bytes)
+	s.bytes = append(s.bytes[:0], rest...)
+	out, stopped := s.stop.Push(text)
+	switch {
+	case stopped:
+		e.finish(s, sdk.FinishStop, out, false)
+	case s.req.sampling.MaxTokens > 0 && s.usage.CompletionTokens >= s.req.sampling.MaxTokens,
+		len(s.cache)+1 >= e.nCtxSeq:
+		e.finish(s, sdk.FinishLength, out, true)
+	default:
+		e.emit(s, out)
+		s.next, s.hasNext = tok, true
+	}
+}
+
+// logprob returns the log probability of tok and the top n alternatives
+// under the raw distribution (before sampling transforms).
+func (e *engine) logprob(logits []float32, tok llama.Token, n int) sdk.TokenLogprob {
+	maxL := logits[0]
+	for _, l := range logits {
+		maxL = max(maxL, l)
+	}
+	var sum float64
+	for _, l := range logits {
+		sum += math.Exp(float64(l - maxL))
+	}
+	logZ := float64(maxL) + math.Log(sum)
+	out := sdk.TokenLogprob{Token: e.piece(tok), Logprob: float64(logits[tok]) - logZ}
+	if n <= 0 {
+		return out
+	}
+	top := make([]int, 0, n+1) // token ids, best first
+	for id, l := range logits {
+		if len(top) == n && l <= logits[top[n-1]] {
+			continue
+		}
+		i := len(top)
+		top = append(top, id)
+		for i > 0 && logits[top[i-1]] < l {
+			top[i] = top[i-1]
+			i--
+		}
+		top[i] = id
+		top = top[:min(len(top), n)]
+	}
+	for _, id := range top {
+		out.Top = append(out.Top, sdk.TopLogprob{Token: e.piece(llama.Token(id)), Logprob: float64(logits[id]) - logZ})
+	}
+	return out
+}
+
+func (e *engine) pieceBytes(tok llama.Token) []byte {
+	buf := make([]byte, 64)
+	n := llama.TokenToPiece(e.vocab, tok, buf, 0, false)
+	if n < 0 {
+		buf = make([]byte, -n)
+		n = llama.TokenToPiece(e.vocab, tok, buf, 0, false)
+	}
+	return buf[:max(n, 0)]
+}
+
+func (e *engine) piece(tok llama.Token) string {
+	return strings.ToValidUTF8(string(e.pieceBytes(tok)), "\uFFFD")
+}
+
+// splitUTF8 returns the text of b that is complete UTF-8 (invalid bytes
+// replaced) and the trailing bytes that may still become a character.
+func splitUTF8(b []byte) (string, []byte) {
+	cut := len(b)
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax+1; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				cut = i
+			}
+			break
+		}
+	}
+	return strings.ToValidUTF8(string(b[:cut]), "\uFFFD"), b[cut:]
+}
+
+// emit sends text with the tokens sampled since the last emitted text.
+func (e *engine) emit(s *slot, text string) {
+	if text == "" {
+		return
+	}
+	ev := sdk.Event{Text: text, Tokens: s.pending, Logprobs: s.lps}
+	s.pending, s.lps = 0, nil
+	e.send(s.req, ev)
+}
+
+func (e *engine) send(r *genRequest, ev sdk.Event) {
+	select {
+	case r.events <- ev:
+	case <-r.ctx.Done():
+	}
+}
+
+// finish ends a slot's generation with a final event carrying text (and,
+// when flush is set, whatever text was still held back). The slot's KV
+// stays as a prompt cache for the next request.
+func (e *engine) finish(s *slot, reason sdk.FinishReason, text string, flush bool) {
+	if flush {
+		out, stopped := s.stop.Push(strings.ToValidUTF8(string(s.bytes), "\uFFFD"))
+		text += out
+		if stopped {
+			reason = sdk.FinishStop
+		} else {
+			text += s.stop.Flush()
+		}
+	}
+	usage := s.usage
+	e.send(s.req, sdk.Event{Text: text, Tokens: s.pending, Logprobs: s.lps, FinishReason: reason, Usage: &usage})
+	close(s.req.events)
+	e.release(s)
+}
+
+// fail ends a slot's generation with an error.
+func (e *engine) fail(s *slot, err error) {
+	s.req.err = err
+	close(s.req.events)
+	e.release(s)
+}
+
+func (e *engine) release(s *slot) {
+	llama.SamplerFree(s.sampler)
+	s.sampler = 0
+	s.req = nil
+	s.hasNext = false
+	s.prompt = nil
+	s.bytes = nil
+	s.lps = nil
+}
