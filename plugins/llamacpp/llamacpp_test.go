@@ -1,10 +1,16 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"sync"
 	"testing"
 
 	sdk "github.com/ragway/ragway/plugin-sdk"
@@ -35,7 +41,14 @@ func fixtures(t *testing.T) (lib, model string) {
 	return lib, model
 }
 
-// pluginBinary builds ragway-llamacpp once per test run.
+var (
+	buildOnce sync.Once
+	built     string
+	buildErr  error
+)
+
+// pluginBinary returns $RAGWAY_BIN_DIR/ragway-llamacpp, or builds it once
+// per test run.
 func pluginBinary(t *testing.T) string {
 	t.Helper()
 	if d := os.Getenv("RAGWAY_BIN_DIR"); d != "" {
@@ -43,12 +56,21 @@ func pluginBinary(t *testing.T) string {
 			return p
 		}
 	}
-	out := filepath.Join(t.TempDir(), "ragway-llamacpp")
-	cmd := exec.Command("go", "build", "-o", out, ".")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ragway-llamacpp-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		built = filepath.Join(dir, "ragway-llamacpp")
+		if b, err := exec.Command("go", "build", "-o", built, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, b)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return out
+	return built
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
@@ -72,4 +94,150 @@ func TestConformanceEmbedding(t *testing.T) {
 		Embedding: true,
 		Options:   map[string]any{"model_path": model, "lib_path": lib, "threads": 1, "parallel": 2, "context_length": 256, "pooling": "mean"},
 	})
+}
+
+// launch starts the plugin with options merged over a working demo setup.
+func launch(t *testing.T, extra map[string]any) *sdk.Plugin {
+	p, _ := launchInfo(t, extra)
+	return p
+}
+
+func launchInfo(t *testing.T, extra map[string]any) (*sdk.Plugin, sdk.ModelInfo) {
+	t.Helper()
+	lib, model := fixtures(t)
+	ctx := context.Background()
+	p, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: pluginBinary(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Kill)
+	opts := map[string]any{"model_path": model, "lib_path": lib, "threads": 1, "parallel": 2, "context_length": 512}
+	for k, v := range extra {
+		opts[k] = v
+	}
+	mi, err := p.Load(ctx, sdk.LoadRequest{Model: "m", Options: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, mi
+}
+
+type result struct {
+	text   string
+	final  sdk.Event
+	events []sdk.Event
+}
+
+func run(t *testing.T, p *sdk.Plugin, req sdk.GenerateRequest) result {
+	t.Helper()
+	var r result
+	err := p.Generate(context.Background(), req, func(e sdk.Event) error {
+		r.text += e.Text
+		r.events = append(r.events, e)
+		if e.Final() {
+			r.final = e
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func f64(v float64) *float64 { return &v }
+func i64(v int64) *int64     { return &v }
+
+func TestPromptPrefixIsReused(t *testing.T) {
+	p := launch(t, nil)
+	greedy := sdk.Sampling{Temperature: f64(0), MaxTokens: 8}
+	turn1 := []sdk.Message{{Role: "system", Content: "You are brief."}, {Role: "user", Content: "Tell me about the sea and the ships."}}
+	first := run(t, p, sdk.GenerateRequest{Messages: turn1, Sampling: greedy})
+	if first.final.Usage.CachedTokens != 0 {
+		t.Fatalf("first request reused %d cached tokens from nowhere", first.final.Usage.CachedTokens)
+	}
+	turn2 := append(turn1, sdk.Message{Role: "assistant", Content: first.text}, sdk.Message{Role: "user", Content: "And the rain?"})
+	second := run(t, p, sdk.GenerateRequest{Messages: turn2, Sampling: greedy})
+	if c := second.final.Usage.CachedTokens; c < first.final.Usage.PromptTokens/2 {
+		t.Fatalf("second turn reused %d of the first turn's %d prompt tokens", c, first.final.Usage.PromptTokens)
+	}
+	// Reuse must not change the answer: a fresh process gives the same.
+	fresh := launch(t, nil)
+	if again := run(t, fresh, sdk.GenerateRequest{Messages: turn2, Sampling: greedy}); again.text != second.text {
+		t.Fatalf("with cached prefix %q, fresh %q", second.text, again.text)
+	}
+}
+
+func TestSeededSamplingIsReproducible(t *testing.T) {
+	p := launch(t, nil)
+	req := func(seed int64) sdk.GenerateRequest {
+		return sdk.GenerateRequest{Prompt: "Once upon a time", Sampling: sdk.Sampling{Temperature: f64(1.2), TopK: 40, TopP: f64(0.95), MinP: 0.01, Seed: i64(seed), MaxTokens: 24, RepetitionPenalty: 1.1}}
+	}
+	a, b, c := run(t, p, req(42)), run(t, p, req(42)), run(t, p, req(7))
+	if a.text != b.text {
+		t.Fatalf("same seed, different text:\n%q\n%q", a.text, b.text)
+	}
+	if a.text == c.text {
+		t.Fatalf("seeds 42 and 7 gave the same %d-token text %q", a.final.Usage.CompletionTokens, a.text)
+	}
+}
+
+func TestContextEndFinishesWithLength(t *testing.T) {
+	// llama.cpp rounds the context up (to 256 cells per sequence here);
+	// Load reports what it really is.
+	p, mi := launchInfo(t, map[string]any{"context_length": 32})
+	n := mi.ContextLength
+	if n < 32 || n > 512 {
+		t.Fatalf("ModelInfo.ContextLength = %d for context_length 32", n)
+	}
+	r := run(t, p, sdk.GenerateRequest{Prompt: "Once upon a time", Sampling: sdk.Sampling{Temperature: f64(0)}})
+	u := r.final.Usage
+	if r.final.FinishReason != sdk.FinishLength || u.PromptTokens+u.CompletionTokens > n {
+		t.Fatalf("finish %s with %d prompt + %d completion tokens in a %d-token context", r.final.FinishReason, u.PromptTokens, u.CompletionTokens, n)
+	}
+	err := p.Generate(context.Background(), sdk.GenerateRequest{Prompt: strings.Repeat("word ", n+10)}, func(sdk.Event) error { return nil })
+	if !sdk.IsInvalidRequest(err) || !strings.Contains(err.Error(), fmt.Sprintf("context holds %d", n)) {
+		t.Fatalf("overlong prompt: %v, want ErrInvalidRequest with the sizes", err)
+	}
+}
+
+func TestLogprobs(t *testing.T) {
+	p := launch(t, nil)
+	r := run(t, p, sdk.GenerateRequest{Prompt: "Once upon a time", Sampling: sdk.Sampling{Temperature: f64(0), MaxTokens: 5, Logprobs: true, TopLogprobs: 3}})
+	var lps []sdk.TokenLogprob
+	for _, e := range r.events {
+		lps = append(lps, e.Logprobs...)
+	}
+	if len(lps) != r.final.Usage.CompletionTokens {
+		t.Fatalf("%d logprobs for %d tokens", len(lps), r.final.Usage.CompletionTokens)
+	}
+	for _, lp := range lps {
+		if lp.Logprob > 0 || len(lp.Top) != 3 || lp.Top[0].Logprob < lp.Top[1].Logprob || lp.Top[1].Logprob < lp.Top[2].Logprob {
+			t.Fatalf("logprob %+v: want <= 0 and 3 alternatives, best first", lp)
+		}
+		// Greedy: the chosen token is the most likely one.
+		if lp.Token != lp.Top[0].Token || lp.Logprob != lp.Top[0].Logprob {
+			t.Fatalf("greedy chose %q (%v) but the best was %q (%v)", lp.Token, lp.Logprob, lp.Top[0].Token, lp.Top[0].Logprob)
+		}
+	}
+}
+
+func TestChatTemplateOverride(t *testing.T) {
+	msgs := []sdk.Message{{Role: "user", Content: "Hello there"}}
+	greedy := sdk.Sampling{Temperature: f64(0), MaxTokens: 1}
+	own := run(t, launch(t, nil), sdk.GenerateRequest{Messages: msgs, Sampling: greedy})
+	llama2 := run(t, launch(t, map[string]any{"chat_template": "llama2"}), sdk.GenerateRequest{Messages: msgs, Sampling: greedy})
+	if own.final.Usage.PromptTokens == llama2.final.Usage.PromptTokens {
+		t.Fatalf("the llama2 template gave the same %d prompt tokens as the model's ChatML", own.final.Usage.PromptTokens)
+	}
+	lib, model := fixtures(t)
+	bad, err := sdk.Launch(context.Background(), sdk.LaunchConfig{Path: pluginBinary(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Kill()
+	_, err = bad.Load(context.Background(), sdk.LoadRequest{Model: "m", Options: map[string]any{"model_path": model, "lib_path": lib, "threads": 1, "chat_template": "no-such-template"}})
+	if !sdk.IsInvalidRequest(err) || !strings.Contains(err.Error(), "chat_template") {
+		t.Fatalf("unknown template: %v, want ErrInvalidRequest naming chat_template", err)
+	}
 }
