@@ -138,6 +138,22 @@ func TestLlamaCppThroughGateway(t *testing.T) {
 		}
 	})
 
+	t.Run("the next turn of a chat reuses the cached prompt", func(t *testing.T) {
+		turn := []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("You are brief."), openai.UserMessage("Tell me about ships and harbours.")}
+		first, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "chat", Messages: turn, Temperature: openai.Float(0), MaxTokens: openai.Int(8)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		turn = append(turn, openai.AssistantMessage(first.Choices[0].Message.Content), openai.UserMessage("And rivers?"))
+		second, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "chat", Messages: turn, Temperature: openai.Float(0), MaxTokens: openai.Int(8)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := second.Usage.PromptTokensDetails.CachedTokens; c < first.Usage.PromptTokens/2 {
+			t.Fatalf("second turn: %d cached of %d prompt tokens (first turn had %d)", c, second.Usage.PromptTokens, first.Usage.PromptTokens)
+		}
+	})
+
 	t.Run("completions", func(t *testing.T) {
 		resp, err := client.Completions.New(ctx, openai.CompletionNewParams{
 			Model: "chat", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("Once upon a time")},

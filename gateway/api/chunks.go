@@ -65,6 +65,11 @@ func appendUsage(b []byte, u usageJSON) []byte {
 	b = strconv.AppendInt(b, int64(u.CompletionTokens), 10)
 	b = append(b, `,"total_tokens":`...)
 	b = strconv.AppendInt(b, int64(u.TotalTokens), 10)
+	if u.PromptDetails != nil {
+		b = append(b, `,"prompt_tokens_details":{"cached_tokens":`...)
+		b = strconv.AppendInt(b, int64(u.PromptDetails.CachedTokens), 10)
+		b = append(b, '}')
+	}
 	return append(b, '}')
 }
 

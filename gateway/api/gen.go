@@ -113,6 +113,12 @@ func (j *job) usageOf(usages []sdk.Usage) usageJSON {
 		if g := j.group[i]; !counted[g] {
 			counted[g] = true
 			u.PromptTokens += x.PromptTokens
+			if x.CachedTokens > 0 {
+				if u.PromptDetails == nil {
+					u.PromptDetails = &promptDetailsJSON{}
+				}
+				u.PromptDetails.CachedTokens += x.CachedTokens
+			}
 		}
 		u.CompletionTokens += x.CompletionTokens
 	}
@@ -122,9 +128,16 @@ func (j *job) usageOf(usages []sdk.Usage) usageJSON {
 
 // usageJSON is the OpenAI usage object.
 type usageJSON struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens     int                `json:"prompt_tokens"`
+	CompletionTokens int                `json:"completion_tokens"`
+	TotalTokens      int                `json:"total_tokens"`
+	PromptDetails    *promptDetailsJSON `json:"prompt_tokens_details,omitempty"`
+}
+
+// promptDetailsJSON reports prompt tokens the backend served from its cache
+// (a reused prompt prefix) instead of computing them.
+type promptDetailsJSON struct {
+	CachedTokens int `json:"cached_tokens"`
 }
 
 // finishReason maps a backend finish reason to OpenAI's ("stop" or

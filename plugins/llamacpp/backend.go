@@ -152,6 +152,13 @@ func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo,
 		cp.PoolingType = map[string]llama.PoolingType{"": llama.PoolingTypeUnspecified, "mean": llama.PoolingTypeMean, "cls": llama.PoolingTypeCLS, "last": llama.PoolingTypeLast}[o.Pooling]
 	}
 	lctx, err := llama.InitFromModel(model, cp)
+	if err == nil && lctx != 0 && req.Embedding && o.Pooling == "" && llama.GetPoolingType(lctx) == llama.PoolingTypeNone {
+		// The GGUF names no pooling (usual for generative models): pool by
+		// mean, so each input gets one vector.
+		_ = llama.Free(lctx)
+		cp.PoolingType = llama.PoolingTypeMean
+		lctx, err = llama.InitFromModel(model, cp)
+	}
 	if err != nil || lctx == 0 {
 		_ = llama.ModelFree(model)
 		return sdk.ModelInfo{}, fmt.Errorf("creating a llama.cpp context (%d tokens × %d sequences): %v", ctxLen, o.Parallel, err)

@@ -92,7 +92,8 @@ func TestConformanceEmbedding(t *testing.T) {
 	sdktest.Run(t, sdktest.Config{
 		Path:      pluginBinary(t),
 		Embedding: true,
-		Options:   map[string]any{"model_path": model, "lib_path": lib, "threads": 1, "parallel": 2, "context_length": 256, "pooling": "mean"},
+		// No pooling option: the demo GGUF names none, so the plugin pools by mean.
+		Options: map[string]any{"model_path": model, "lib_path": lib, "threads": 1, "parallel": 2, "context_length": 256},
 	})
 }
 
