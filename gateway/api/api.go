@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -229,7 +227,7 @@ const requestIDKey ctxKey = iota
 func (s *server) requestID(c *fiber.Ctx) error {
 	id := c.Get(headerRequestID)
 	if !validRequestID(id) {
-		id = newID()
+		id = oai.NewID()
 	} else {
 		id = string([]byte(id)) // c.Get aliases fasthttp's buffer
 	}
@@ -254,13 +252,6 @@ func validRequestID(id string) bool {
 		}
 	}
 	return true
-}
-
-// newID returns 24 random hex characters.
-func newID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // call follows one API request for metrics.

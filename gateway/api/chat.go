@@ -95,7 +95,7 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		}
 		j.reqs[i] = r
 	}
-	respID := "chatcmpl-" + newID()
+	respID := "chatcmpl-" + oai.NewID()
 	created := time.Now().Unix()
 	if req.Stream != nil && *req.Stream {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage

@@ -112,7 +112,7 @@ func (s *server) completions(c *fiber.Ctx, cl *call) error {
 			j.group[i] = p
 		}
 	}
-	respID := "cmpl-" + newID()
+	respID := "cmpl-" + oai.NewID()
 	created := time.Now().Unix()
 	if req.Stream != nil && *req.Stream {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage

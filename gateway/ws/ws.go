@@ -470,7 +470,7 @@ func (s *socket) startChat(f *clientFrame) {
 		s.sendError(f.ID, aerr)
 		return
 	}
-	req.RequestID = newRequestID()
+	req.RequestID = "ws-" + oai.NewID()
 	b := getBuf()
 	*b = append(*b, `{"type":"start","id":`...)
 	*b = oai.AppendString(*b, f.ID)
