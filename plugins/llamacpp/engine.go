@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
@@ -43,8 +44,9 @@ type engine struct {
 	slots []*slot
 	queue []*genRequest
 
-	// stats for Health, updated by the loop
-	stats chan chan engineStats
+	// load for Health, published by the loop after every change so that
+	// Health never waits for a long decode step
+	running, waiting atomic.Int32
 }
 
 type engineStats struct{ running, waiting, slots int }
@@ -74,7 +76,6 @@ func newEngine(model llama.Model, lctx llama.Context, parallel, nBatch int) *eng
 		nBatch:  nBatch,
 		nCtxSeq: int(llama.NCtxSeq(lctx)),
 		submit:  make(chan *genRequest),
-		stats:   make(chan chan engineStats),
 	}
 	e.nVocab = int(llama.VocabNTokens(e.vocab))
 	e.mem, _ = llama.GetMemory(lctx)
@@ -97,9 +98,7 @@ func (e *engine) generate(r *genRequest) error {
 }
 
 func (e *engine) health() engineStats {
-	ch := make(chan engineStats, 1)
-	e.stats <- ch
-	return <-ch
+	return engineStats{running: int(e.running.Load()), waiting: int(e.waiting.Load()), slots: len(e.slots)}
 }
 
 // run is the batching loop; it lives as long as the plugin process.
@@ -107,29 +106,23 @@ func (e *engine) run() {
 	for {
 		// Block only when there is nothing to do.
 		if e.idle() {
-			select {
-			case r := <-e.submit:
-				e.queue = append(e.queue, r)
-			case ch := <-e.stats:
-				ch <- e.snapshot()
-				continue
-			}
+			e.queue = append(e.queue, <-e.submit)
 		}
 		for more := true; more; {
 			select {
 			case r := <-e.submit:
 				e.queue = append(e.queue, r)
-			case ch := <-e.stats:
-				ch <- e.snapshot()
 			default:
 				more = false
 			}
 		}
 		e.dropCancelled()
 		e.assign()
+		e.publish()
 		if !e.idle() {
 			e.step()
 		}
+		e.publish()
 	}
 }
 
@@ -145,14 +138,16 @@ func (e *engine) idle() bool {
 	return true
 }
 
-func (e *engine) snapshot() engineStats {
-	st := engineStats{waiting: len(e.queue), slots: len(e.slots)}
+// publish makes the current load visible to health.
+func (e *engine) publish() {
+	running := 0
 	for _, s := range e.slots {
 		if s.req != nil {
-			st.running++
+			running++
 		}
 	}
-	return st
+	e.running.Store(int32(running))
+	e.waiting.Store(int32(len(e.queue)))
 }
 
 // dropCancelled ends queued and running requests whose caller is gone.
