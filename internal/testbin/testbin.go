@@ -20,7 +20,7 @@ func Dir(tb testing.TB) string {
 	tb.Helper()
 	once.Do(func() {
 		if d := os.Getenv("RAGWAY_BIN_DIR"); d != "" {
-			if _, e := os.Stat(filepath.Join(d, "ragway-llamacpp")); e == nil {
+			if _, e := os.Stat(filepath.Join(d, "ragway-vllm-proxy")); e == nil {
 				dir = d
 				return
 			}
@@ -35,6 +35,7 @@ func Dir(tb testing.TB) string {
 			{"ragway", "./gateway/cmd/ragway", root},
 			{"ragway-echo", "./examples/echo", filepath.Join(root, "plugin-sdk")},
 			{"ragway-llamacpp", "./plugins/llamacpp", root},
+			{"ragway-vllm-proxy", "./plugins/vllm-proxy", root},
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
 			cmd.Dir = b.wd

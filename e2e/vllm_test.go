@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+)
+
+// TestVLLMProxyChain runs gateway → ragway-vllm-proxy → a second ragway
+// gateway serving llama.cpp on the demo model: a real OpenAI-compatible
+// upstream. Answers through the proxy must equal the upstream's own.
+func TestVLLMProxyChain(t *testing.T) {
+	lib, model := llamaFixtures(t)
+	upstream := startGateway(t, llamaModels(lib, model))
+	front := startGateway(t, fmt.Sprintf(`
+  - {name: proxied, backend: vllm-proxy, max_concurrency: 8, options: {upstreams: [%q], upstream_model: chat, timeout: 10s, health_interval: 200ms}}
+  - {name: proxied-embed, backend: vllm-proxy, embedding: true, options: {upstreams: [%q], upstream_model: embed}}
+`, upstream.URL, upstream.URL))
+	direct, viaProxy := sdkClient(upstream), sdkClient(front)
+	ctx := ctxTimeout(t, 120*time.Second)
+
+	ask := func(c openai.Client, model, prompt string) openai.ChatCompletion {
+		t.Helper()
+		resp, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+			Model: model, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(prompt)},
+			Temperature: openai.Float(0), MaxTokens: openai.Int(20),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *resp
+	}
+
+	t.Run("greedy answers equal the upstream's, concurrently too", func(t *testing.T) {
+		prompts := []string{"Tell me about the sea.", "What is a ship?", "Write about rain."}
+		var wg sync.WaitGroup
+		for _, p := range prompts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				want, got := ask(direct, "chat", p), ask(viaProxy, "proxied", p)
+				if got.Choices[0].Message.Content != want.Choices[0].Message.Content || got.Choices[0].FinishReason != want.Choices[0].FinishReason {
+					t.Errorf("%q: proxy %q (%s), upstream %q (%s)", p, got.Choices[0].Message.Content, got.Choices[0].FinishReason,
+						want.Choices[0].Message.Content, want.Choices[0].FinishReason)
+				}
+				if got.Usage.PromptTokens != want.Usage.PromptTokens || got.Usage.CompletionTokens != want.Usage.CompletionTokens {
+					t.Errorf("%q: usage via proxy %+v, upstream %+v", p, got.Usage, want.Usage)
+				}
+			}()
+		}
+		wg.Wait()
+	})
+
+	t.Run("streaming with usage", func(t *testing.T) {
+		want := ask(direct, "chat", "Tell me about the sea.")
+		stream := viaProxy.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{
+			Model: "proxied", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Tell me about the sea.")},
+			Temperature: openai.Float(0), MaxTokens: openai.Int(20),
+			StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+		})
+		var text strings.Builder
+		var usage openai.CompletionUsage
+		for stream.Next() {
+			c := stream.Current()
+			for _, ch := range c.Choices {
+				text.WriteString(ch.Delta.Content)
+			}
+			if c.Usage.TotalTokens > 0 {
+				usage = c.Usage
+			}
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if text.String() != want.Choices[0].Message.Content || usage.CompletionTokens != want.Usage.CompletionTokens {
+			t.Fatalf("streamed %q usage %+v; upstream %q usage %+v", text.String(), usage, want.Choices[0].Message.Content, want.Usage)
+		}
+	})
+
+	t.Run("embeddings", func(t *testing.T) {
+		in := openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: []string{"the sea", "a ship"}}
+		want, err := direct.Embeddings.New(ctx, openai.EmbeddingNewParams{Model: "embed", Input: in})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := viaProxy.Embeddings.New(ctx, openai.EmbeddingNewParams{Model: "proxied-embed", Input: in})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want.Data {
+			a, b := want.Data[i].Embedding, got.Data[i].Embedding
+			if len(a) != len(b) {
+				t.Fatalf("embedding %d: %d dims via proxy, %d upstream", i, len(b), len(a))
+			}
+			for j := range a {
+				if float32(a[j]) != float32(b[j]) {
+					t.Fatalf("embedding %d differs at %d: %v vs %v", i, j, b[j], a[j])
+				}
+			}
+		}
+	})
+
+	t.Run("upstream down gives clean errors, the gateway stays up", func(t *testing.T) {
+		_ = upstream.stop(syscall.SIGKILL)
+		code, body := front.post("/v1/chat/completions", `{"model":"proxied","messages":[{"role":"user","content":"hi"}]}`)
+		if code < 500 || !strings.Contains(string(body), `"error"`) {
+			t.Fatalf("with the upstream gone: %d %s", code, body)
+		}
+		if code, _ := front.post("/v1/chat/completions", `{`); code != 400 {
+			t.Fatalf("gateway unhealthy after its upstream died: %d", code)
+		}
+	})
+}

@@ -1,0 +1,519 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+// version is the plugin's version, reported in Info and sent as the
+// User-Agent.
+const version = "1.0.0"
+
+// proxy implements sdk.Backend and sdk.Embedder by forwarding to the
+// upstreams of its options. Its state is set by Load.
+type proxy struct {
+	log *slog.Logger
+
+	loadMu sync.Mutex // serialises Load
+	st     atomic.Pointer[state]
+}
+
+var (
+	_ sdk.Backend  = (*proxy)(nil)
+	_ sdk.Embedder = (*proxy)(nil)
+)
+
+func newProxy(log *slog.Logger) *proxy { return &proxy{log: log} }
+
+// state is a loaded model: the options, the upstream pool and its client.
+type state struct {
+	opts  options
+	model string // the upstream model id
+	pool  *pool
+	// key is the upstream API key; it goes into the Authorization header
+	// and nowhere else.
+	key       string
+	keyHint   string // what to check when an upstream refuses the key
+	log       *slog.Logger
+	stopProbe context.CancelFunc
+}
+
+func (p *proxy) Info(context.Context) (sdk.Info, error) {
+	return sdk.Info{
+		Name:         "vllm-proxy",
+		Version:      version,
+		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding},
+		// The upstreams decide; Health.Slots gives a nominal figure.
+		MaxParallel: 0,
+	}, nil
+}
+
+func newHTTPClient(o options) *http.Client {
+	d := &net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          o.MaxIdleConns * len(o.Upstreams),
+		MaxIdleConnsPerHost:   o.MaxIdleConns,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   o.Timeout,
+		ResponseHeaderTimeout: o.Timeout,
+		ExpectContinueTimeout: time.Second,
+		// Compression would make a proxy or the server buffer the stream.
+		DisableCompression: true,
+	}}
+}
+
+// Load validates the options, reads the API key, probes every upstream
+// (at least one must be healthy), checks that the upstreams that list
+// their models serve the upstream model, and for an embedding model
+// embeds a probe input to learn the vector size. It then starts probing
+// the upstreams every health_interval for the life of the process.
+func (p *proxy) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo, error) {
+	o, err := parseOptions(req.Options)
+	if err != nil {
+		return sdk.ModelInfo{}, err
+	}
+	key, err := o.apiKey()
+	if err != nil {
+		return sdk.ModelInfo{}, err
+	}
+	model, defaulted := o.UpstreamModel, o.UpstreamModel == ""
+	if defaulted {
+		model = req.Model
+	}
+	if model == "" {
+		return sdk.ModelInfo{}, sdk.InvalidRequestf("option upstream_model: required when the model has no name")
+	}
+	st := &state{opts: o, model: model, key: key, log: p.log}
+	if o.APIKeyEnv != "" {
+		st.keyHint = fmt.Sprintf("check the key in environment variable %s (option api_key_env)", o.APIKeyEnv)
+	} else {
+		st.keyHint = "the upstream wants an API key: name the environment variable holding it in option api_key_env"
+	}
+	client := newHTTPClient(o)
+	st.pool = newPool(o.Upstreams, client, key, o.Timeout, p.log)
+	ok := false
+	defer func() {
+		if !ok {
+			client.CloseIdleConnections()
+		}
+	}()
+
+	st.pool.probeAll(ctx)
+	if ctx.Err() != nil {
+		return sdk.ModelInfo{}, ctx.Err()
+	}
+	if st.pool.healthyCount() == 0 {
+		return sdk.ModelInfo{}, fmt.Errorf("no upstream answers: %s", st.pool.downReasons())
+	}
+	mi, err := st.checkModels(ctx, defaulted)
+	if err != nil {
+		return sdk.ModelInfo{}, err
+	}
+	if req.Embedding {
+		r, err := st.embed(ctx, []string{"ragway embedding probe"})
+		if err != nil {
+			return sdk.ModelInfo{}, fmt.Errorf("embedding model %q: a probe embedding failed: %w", model, err)
+		}
+		mi.EmbeddingSize = len(r.Embeddings[0])
+	}
+
+	probeCtx, stop := context.WithCancel(context.Background())
+	st.stopProbe = stop
+	st.pool.run(probeCtx, o.HealthInterval)
+	ok = true
+
+	p.loadMu.Lock()
+	old := p.st.Swap(st)
+	p.loadMu.Unlock()
+	if old != nil {
+		old.stopProbe()
+	}
+	p.log.Info("model loaded", "model", req.Model, "upstream_model", model,
+		"upstreams", len(o.Upstreams), "healthy", st.pool.healthyCount(), "context_length", mi.ContextLength)
+	return mi, nil
+}
+
+// checkModels asks every healthy upstream for its model list; one that
+// lists models but not the upstream model is a configuration error. The
+// context length is vLLM's max_model_len (the smallest, if they differ).
+func (s *state) checkModels(ctx context.Context, defaulted bool) (sdk.ModelInfo, error) {
+	mi := sdk.ModelInfo{HasChatTemplate: true}
+	for _, u := range s.pool.ups {
+		if !u.isHealthy() {
+			continue
+		}
+		ml, status, body, err := s.pool.models(ctx, u)
+		switch {
+		case ctx.Err() != nil:
+			return mi, ctx.Err()
+		case err != nil:
+			s.log.Debug("no model list from upstream", "upstream", u.base, "error", err)
+			continue
+		case classifyStatus(status) == kindAuth:
+			return mi, httpStatusError(u.base, status, body, s.keyHint)
+		case status != http.StatusOK || len(ml.Data) == 0:
+			continue
+		}
+		var ids []string
+		found := false
+		for _, m := range ml.Data {
+			ids = append(ids, m.ID)
+			if m.ID == s.model {
+				found = true
+				if n := m.MaxModelLen; n > 0 && (mi.ContextLength == 0 || n < mi.ContextLength) {
+					mi.ContextLength = n
+				}
+			}
+		}
+		if !found {
+			hint := ""
+			if defaulted {
+				hint = "; upstream_model defaults to the model's name"
+			}
+			return mi, sdk.InvalidRequestf("option upstream_model: upstream %s does not serve model %q (it serves %s)%s",
+				u.base, s.model, strings.Join(ids, ", "), hint)
+		}
+	}
+	return mi, nil
+}
+
+// loaded returns the state, or ErrModelNotLoaded.
+func (p *proxy) loaded() (*state, error) {
+	st := p.st.Load()
+	if st == nil {
+		return nil, sdk.ErrModelNotLoaded
+	}
+	return st, nil
+}
+
+func (p *proxy) Health(context.Context) (sdk.Health, error) {
+	st := p.st.Load()
+	if st == nil {
+		return sdk.Health{OK: true, Message: "no model loaded"}, nil
+	}
+	var h sdk.Health
+	healthy := 0
+	for _, u := range st.pool.ups {
+		r, w := u.load()
+		h.Running += r
+		h.Waiting += w
+		if u.isHealthy() {
+			healthy++
+		}
+	}
+	h.OK = healthy > 0
+	h.Slots = healthy * slotsPerUpstream
+	if n := len(st.pool.ups); healthy < n {
+		h.Message = fmt.Sprintf("%d of %d upstreams healthy; %s", healthy, n, st.pool.downReasons())
+	}
+	return h, nil
+}
+
+// Generate streams a chat completion (messages) or a completion (prompt)
+// from the least loaded healthy upstream. A failure before any event was
+// emitted is retried on the next upstream, each upstream at most once.
+func (p *proxy) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(sdk.Event) error) error {
+	st, err := p.loaded()
+	if err != nil {
+		return err
+	}
+	path, body, err := generateBody(st.model, req, st.opts.ExtraBody)
+	if err != nil {
+		return err
+	}
+	return st.withUpstreams(ctx, func(u *upstream) (bool, error) {
+		return st.stream(ctx, u, path, body, req, emit)
+	})
+}
+
+func (p *proxy) Embed(ctx context.Context, req sdk.EmbedRequest) (sdk.EmbedResponse, error) {
+	st, err := p.loaded()
+	if err != nil {
+		return sdk.EmbedResponse{}, err
+	}
+	if len(req.Input) == 0 {
+		return sdk.EmbedResponse{Embeddings: [][]float32{}}, nil
+	}
+	return st.embed(ctx, req.Input)
+}
+
+// withUpstreams runs try on upstreams in pick order until one succeeds, it
+// fails after emitting (started), it fails in a way another upstream
+// cannot fix, or every upstream was tried.
+func (s *state) withUpstreams(ctx context.Context, try func(u *upstream) (started bool, err error)) error {
+	tried := make([]bool, len(s.pool.ups))
+	var errs []error
+	for u := s.pool.pick(tried); u != nil; u = s.pool.pick(tried) {
+		tried[u.idx] = true
+		started, err := try(u)
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case started || !errors.Is(err, errRetryable):
+			return err
+		}
+		errs = append(errs, err)
+		if slices.Contains(tried, false) {
+			s.log.Warn("upstream failed before the first token; trying the next", "upstream", u.base, "error", err)
+		}
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return &allFailed{errs: errs}
+}
+
+// allFailed: every upstream failed. It matches whatever its errors match
+// (ErrOverloaded when an upstream was overloaded).
+type allFailed struct{ errs []error }
+
+func (e *allFailed) Error() string {
+	msgs := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		msgs[i] = err.Error()
+	}
+	return fmt.Sprintf("all %d upstreams failed: %s", len(e.errs), strings.Join(msgs, "; "))
+}
+
+func (e *allFailed) Unwrap() []error { return e.errs }
+
+// redact removes the API key from text an upstream sent back.
+func (s *state) redact(b []byte) []byte { return s.pool.redact(b) }
+
+func (s *state) redactString(t string) string { return string(s.pool.redact([]byte(t))) }
+
+// post starts a POST of body to u's path with ctx. The caller closes the
+// response body.
+func (s *state) post(ctx context.Context, u *upstream, path string, body []byte, stream bool, requestID string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", u.base, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "ragway-vllm-proxy/"+version)
+	if stream {
+		req.Header.Set("Accept", "text/event-stream")
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
+	if s.pool.auth != "" {
+		req.Header.Set("Authorization", s.pool.auth)
+	}
+	if requestID != "" {
+		req.Header.Set("X-Request-Id", requestID)
+	}
+	return s.pool.client.Do(req)
+}
+
+// statusError reads the body of a non-200 answer into an error.
+func (s *state) statusError(u *upstream, resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return httpStatusError(u.base, resp.StatusCode, s.redact(b), s.keyHint)
+}
+
+// errIdle is the cause of a request cancelled by its watchdog.
+var errIdle = errors.New("upstream idle")
+
+// watchdog cancels a request when its response body has been silent for
+// the timeout.
+type watchdog struct {
+	t *time.Timer
+	d time.Duration
+}
+
+func newWatchdog(d time.Duration, cancel context.CancelCauseFunc) *watchdog {
+	return &watchdog{t: time.AfterFunc(d, func() { cancel(errIdle) }), d: d}
+}
+
+func (w *watchdog) stop() { w.t.Stop() }
+
+// idleReader resets its watchdog whenever data arrives.
+type idleReader struct {
+	r io.Reader
+	w *watchdog
+}
+
+func (r idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.w.t.Reset(r.w.d)
+	}
+	return n, err
+}
+
+// stream runs one generation on u. started reports whether an event was
+// emitted (then the generation cannot move to another upstream).
+func (s *state) stream(ctx context.Context, u *upstream, path string, body []byte, req sdk.GenerateRequest, emit func(sdk.Event) error) (started bool, err error) {
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	u.inflight.Add(1)
+	defer u.inflight.Add(-1)
+
+	resp, err := s.post(rctx, u, path, body, true, req.RequestID)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		err = fmt.Errorf("upstream %s: %w", u.base, transportError(err))
+		s.pool.markDown(u, err)
+		return false, retryable{err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, s.statusError(u, resp)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		if mt, _, _ := mime.ParseMediaType(ct); mt != "text/event-stream" {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+			return false, retryable{fmt.Errorf("upstream %s answered a streaming request with Content-Type %q: %s",
+				u.base, ct, parseErrorBody(s.redact(b)).text())}
+		}
+	}
+	s.pool.markUp(u)
+
+	wd := newWatchdog(s.opts.Timeout, cancel)
+	defer wd.stop()
+	sr := newSSEReader(idleReader{r: resp.Body, w: wd})
+	tr := newTranslator(req)
+	tr.redact = s.redactString
+	fail := func(err error) (bool, error) {
+		switch {
+		case ctx.Err() != nil:
+			return started, ctx.Err()
+		case errors.Is(context.Cause(rctx), errIdle):
+			err = fmt.Errorf("upstream %s: no data for %v (option timeout)", u.base, s.opts.Timeout)
+		}
+		if !started && !sdk.IsInvalidRequest(err) {
+			err = retryable{err}
+		}
+		return started, err
+	}
+	done := false
+	for !done {
+		data, err := sr.next()
+		switch {
+		case errors.Is(err, io.EOF) && tr.finished():
+			done = true // no [DONE], but the generation had finished
+			continue
+		case errors.Is(err, io.EOF):
+			return fail(fmt.Errorf("upstream %s ended the stream before a finish_reason", u.base))
+		case err != nil:
+			return fail(fmt.Errorf("upstream %s: reading the stream: %w", u.base, transportError(err)))
+		case string(bytes.TrimSpace(data)) == "[DONE]":
+			done = true
+			continue
+		}
+		ev, ok, err := tr.push(data)
+		switch {
+		case sdk.IsInvalidRequest(err):
+			return fail(err)
+		case err != nil:
+			return fail(fmt.Errorf("upstream %s: %w", u.base, err))
+		}
+		if ok {
+			started = true
+			if err := emit(ev); err != nil {
+				return true, err
+			}
+		}
+		if tr.done() {
+			break // a stop sequence the upstream let through: end here
+		}
+	}
+	started = true
+	if err := emit(tr.final()); err != nil {
+		return true, err
+	}
+	if done {
+		// Read the end of the body (the chunked terminator) so the
+		// connection goes back to the pool, but not for long.
+		wd.d = min(wd.d, 250*time.Millisecond)
+		wd.t.Reset(wd.d)
+		_, _ = io.Copy(io.Discard, io.LimitReader(sr.r, 64<<10))
+	}
+	return true, nil
+}
+
+// embed embeds input on the least loaded healthy upstream, moving to the
+// next on failure.
+func (s *state) embed(ctx context.Context, input []string) (sdk.EmbedResponse, error) {
+	body, err := embeddingBody(s.model, input)
+	if err != nil {
+		return sdk.EmbedResponse{}, sdk.InvalidRequestf("encode the upstream request: %v", err)
+	}
+	var out sdk.EmbedResponse
+	err = s.withUpstreams(ctx, func(u *upstream) (bool, error) {
+		r, err := s.embedOnce(ctx, u, body, len(input))
+		out = r
+		return false, err
+	})
+	return out, err
+}
+
+func (s *state) embedOnce(ctx context.Context, u *upstream, body []byte, n int) (sdk.EmbedResponse, error) {
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	u.inflight.Add(1)
+	defer u.inflight.Add(-1)
+
+	resp, err := s.post(rctx, u, pathEmbeddings, body, false, "")
+	if err != nil {
+		if ctx.Err() != nil {
+			return sdk.EmbedResponse{}, ctx.Err()
+		}
+		err = fmt.Errorf("upstream %s: %w", u.base, transportError(err))
+		s.pool.markDown(u, err)
+		return sdk.EmbedResponse{}, retryable{err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return sdk.EmbedResponse{}, s.statusError(u, resp)
+	}
+	s.pool.markUp(u)
+	wd := newWatchdog(s.opts.Timeout, cancel)
+	defer wd.stop()
+	var er embeddingResponse
+	if err := json.NewDecoder(idleReader{r: io.LimitReader(resp.Body, 1<<30), w: wd}).Decode(&er); err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return sdk.EmbedResponse{}, ctx.Err()
+		case errors.Is(context.Cause(rctx), errIdle):
+			err = fmt.Errorf("no data for %v (option timeout)", s.opts.Timeout)
+		}
+		return sdk.EmbedResponse{}, retryable{fmt.Errorf("upstream %s: reading the embeddings: %w", u.base, err)}
+	}
+	if len(er.Data) != n {
+		return sdk.EmbedResponse{}, retryable{fmt.Errorf("upstream %s returned %d embeddings for %d inputs", u.base, len(er.Data), n)}
+	}
+	out := sdk.EmbedResponse{Embeddings: make([][]float32, n)}
+	for _, d := range er.Data {
+		if d.Index < 0 || d.Index >= n || out.Embeddings[d.Index] != nil || len(d.Embedding) == 0 {
+			return sdk.EmbedResponse{}, retryable{fmt.Errorf("upstream %s returned embeddings with a bad or repeated index %d (or an empty vector)", u.base, d.Index)}
+		}
+		out.Embeddings[d.Index] = d.Embedding
+	}
+	if er.Usage != nil {
+		out.PromptTokens = er.Usage.PromptTokens
+	}
+	return out, nil
+}

@@ -1,0 +1,60 @@
+// Command ragway-vllm-proxy is ragway's proxy backend plugin: it serves a
+// model by forwarding to one or more OpenAI-compatible upstreams — vLLM
+// first, but also llama.cpp's llama-server, SGLang or another ragway
+// gateway — for chat, completion and embedding models.
+//
+// Options (the model's `options:` in the gateway config):
+//
+//	upstreams        required; base URLs, e.g. ["http://10.0.0.5:8000"] (a
+//	                 trailing /v1 is accepted and dropped); one URL may be
+//	                 given as a plain string
+//	upstream_model   the model id the upstreams serve (default: the model's
+//	                 name in the gateway config)
+//	api_key_env      the NAME of an environment variable holding the
+//	                 upstreams' API key, read at Load and sent as
+//	                 "Authorization: Bearer"; the key is never logged and is
+//	                 redacted from anything an upstream sends back
+//	timeout          a Go duration ("30s") or seconds (default 60s); bounds
+//	                 connecting, waiting for response headers and every
+//	                 silence between two reads of a response (between two SSE
+//	                 chunks); not a whole generation
+//	max_idle_conns   keep-alive connections kept per upstream (default 64)
+//	health_interval  a duration or seconds (default 5s): how often each
+//	                 upstream's GET /health and GET /metrics are probed
+//	extra_body       a map merged into every generation request body, for
+//	                 upstream extras the SDK's sampling has no field for
+//	                 (vLLM's ignore_eos, min_tokens, stop_token_ids, ...);
+//	                 the request's own sampling fields take precedence
+//
+// Generation always streams (stream: true, stream_options.include_usage):
+// messages go to POST /v1/chat/completions, a raw prompt to POST
+// /v1/completions. The SSE stream is read chunk by chunk and each content
+// chunk becomes an event as it arrives; the usage chunk (choices: []) and
+// the finish_reason make the one final event (stop → stop, length →
+// length, abort → cancelled, error → error, anything else → stop). Stop
+// sequences are sent upstream and also applied here, so a partial stop
+// sequence never reaches the client even from an upstream that streams
+// one. Errors the upstream sends in the stream ({"error": {...}} or the
+// flat {"object": "error", ...}) end the generation with an error:
+// sdk.ErrInvalidRequest when the upstream blames the request. HTTP errors
+// map to sdk.ErrInvalidRequest (400, 404, 413, 422), an authorisation error
+// (401, 403), sdk.ErrOverloaded (429, 503) or a plain error.
+//
+// Upstreams: each is probed every health_interval (GET /health: 200 is
+// healthy; vLLM answers 503 when its engine is dead; a server without
+// /health is probed with GET /v1/models) and its load read from the
+// Prometheus gauges vllm:num_requests_running and vllm:num_requests_waiting
+// (also llama-server's and SGLang's equivalents) summed over label sets;
+// without them the plugin counts its own in-flight requests. A request goes
+// to the healthy upstream with the least running + waiting requests; an
+// upstream that cannot be reached is taken out until a probe answers; a
+// request that fails before its first event (no connection, no headers
+// within timeout, 5xx, 429, a broken stream) moves to the next upstream,
+// each upstream tried at most once. Health is OK while any upstream is
+// healthy, reports the upstreams' summed load, and Slots = 256 (vLLM's
+// default max_num_seqs) per healthy upstream.
+//
+// Cancelling a generation closes its upstream connection at once, which
+// makes vLLM abort the request. One keep-alive connection pool serves all
+// requests.
+package main
