@@ -112,6 +112,12 @@ func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes in
 	fmt.Printf("crash-to-serving (kill -9 of a healthy replica → next 200 through the gateway), %d runs: median %s, max %s (target ≤ 500ms)\n",
 		len(times), ms(times[len(times)/2]), ms(times[len(times)-1]))
 
+	// llama.cpp: the llamacpp plugin through the gateway vs node-llama-cpp (bench/llama.go).
+	if err := runLlama(binDir); err != nil {
+		return fmt.Errorf("llama.cpp: %w", err)
+	}
+	// end llama.cpp
+
 	if profile != "" {
 		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", filepath.Join(binDir, "ragway"), profile).CombinedOutput()
 		if err != nil {
