@@ -301,48 +301,11 @@ func runNode(nodeDir, model, warmup string, prompts []string, n int) (*nodeResul
 
 // startLlamaGateway serves the bench model with the llamacpp plugin.
 func startLlamaGateway(binDir, model string) (*gatewayClient, error) {
-	dir, err := os.MkdirTemp("", "ragway-bench-llama-")
+	models := fmt.Sprintf("  - {name: bench, backend: llamacpp, max_concurrency: %d, max_queue: 64, options: {model_path: %q, threads: %d, parallel: %d, context_length: 1024}}\n",
+		llamaParallel, model, *llamaThreads, llamaParallel)
+	g, logTail, err := spawnGateway(binDir, models, llamaParallel)
 	if err != nil {
 		return nil, err
-	}
-	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
-plugins_dir: %s
-models:
-  - name: bench
-    backend: llamacpp
-    max_concurrency: %d
-    max_queue: 64
-    options: {model_path: %q, threads: %d, parallel: %d, context_length: 1024}
-`, binDir, llamaParallel, model, *llamaThreads, llamaParallel)
-	path := filepath.Join(dir, "ragway.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(filepath.Join(binDir, "ragway"), "serve", "-c", path)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	addr := make(chan string, 1)
-	var logTail tailBuffer
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logTail.add(sc.Text())
-			if m := listenRe.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	g := &gatewayClient{cmd: cmd, client: &http.Client{}}
-	select {
-	case g.url = <-addr:
-	case <-time.After(30 * time.Second):
-		g.stop()
-		return nil, fmt.Errorf("gateway did not start:\n%s", logTail.String())
 	}
 	// Ready when a one-token request succeeds (the model loads at start).
 	deadline := time.Now().Add(60 * time.Second)

@@ -112,6 +112,13 @@ func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes in
 	fmt.Printf("crash-to-serving (kill -9 of a healthy replica → next 200 through the gateway), %d runs: median %s, max %s (target ≤ 500ms)\n",
 		len(times), ms(times[len(times)/2]), ms(times[len(times)-1]))
 
+	if *proxyBench {
+		fmt.Println()
+		if err := runProxy(binDir, streams, 100, dur, ttftN); err != nil {
+			return fmt.Errorf("vllm-proxy: %w", err)
+		}
+	}
+
 	// llama.cpp: the llamacpp plugin through the gateway vs node-llama-cpp (bench/llama.go).
 	if err := runLlama(binDir); err != nil {
 		return fmt.Errorf("llama.cpp: %w", err)
@@ -219,6 +226,7 @@ func (d *directClient) firstToken(ctx context.Context, prompt string) (time.Dura
 type gatewayClient struct {
 	cmd    *exec.Cmd
 	url    string
+	model  string // what requests ask for
 	client *http.Client
 	once   sync.Once
 }
@@ -226,46 +234,14 @@ type gatewayClient struct {
 var listenRe = regexp.MustCompile(`msg="ragway listening" addr=(http://\S+)`)
 
 func startGateway(binDir string, streams int, profile string) (*gatewayClient, error) {
-	dir, err := os.MkdirTemp("", "ragway-bench-")
-	if err != nil {
-		return nil, err
-	}
-	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
-plugins_dir: %s
-models:
-  - {name: echo, backend: echo, max_concurrency: %d, max_queue: 1024, options: {parallel: %d}}
-`, binDir, streams, streams)
-	path := filepath.Join(dir, "ragway.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
-	args := []string{"serve", "-c", path}
+	models := fmt.Sprintf("  - {name: echo, backend: echo, max_concurrency: %d, max_queue: 1024, options: {parallel: %d}}\n", streams, streams)
+	var args []string
 	if profile != "" {
 		args = append(args, "-cpuprofile", profile)
 	}
-	cmd := exec.Command(filepath.Join(binDir, "ragway"), args...)
-	stderr, err := cmd.StderrPipe()
+	g, _, err := spawnGateway(binDir, models, streams, args...)
 	if err != nil {
 		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listenRe.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	g := &gatewayClient{cmd: cmd, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: streams * 2}}}
-	select {
-	case g.url = <-addr:
-	case <-time.After(30 * time.Second):
-		g.stop()
-		return nil, fmt.Errorf("gateway did not start")
 	}
 	if err := g.waitServing(30 * time.Second); err != nil {
 		g.stop()
@@ -273,6 +249,55 @@ models:
 	}
 	return g, nil
 }
+
+// spawnGateway runs `ragway serve` with the given models (YAML list items)
+// on a free port and returns once it listens; requests go to the first
+// model. The tail buffer keeps its last log lines for error messages.
+func spawnGateway(binDir, models string, conns int, args ...string) (*gatewayClient, *tailBuffer, error) {
+	dir, err := os.MkdirTemp("", "ragway-bench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nplugins_dir: %s\nmodels:\n%s", binDir, models)
+	path := filepath.Join(dir, "ragway.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(filepath.Join(binDir, "ragway"), append([]string{"serve", "-c", path}, args...)...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	addr := make(chan string, 1)
+	logTail := &tailBuffer{}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logTail.add(sc.Text())
+			if m := listenRe.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	model := "echo"
+	if m := modelNameRe.FindStringSubmatch(models); m != nil {
+		model = m[1]
+	}
+	g := &gatewayClient{cmd: cmd, model: model, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: max(conns*2, 2)}}}
+	select {
+	case g.url = <-addr:
+	case <-time.After(30 * time.Second):
+		g.stop()
+		return nil, nil, fmt.Errorf("gateway did not start:\n%s", logTail.String())
+	}
+	return g, logTail, nil
+}
+
+var modelNameRe = regexp.MustCompile(`name: ([^,}\s]+)`)
 
 func (g *gatewayClient) stop() {
 	g.once.Do(func() {
@@ -282,7 +307,7 @@ func (g *gatewayClient) stop() {
 }
 
 func (g *gatewayClient) post(ctx context.Context, prompt string, stream bool) (*http.Response, error) {
-	body := fmt.Sprintf(`{"model":"echo","stream":%t,"messages":[{"role":"user","content":%q}]}`, stream, prompt)
+	body := fmt.Sprintf(`{"model":%q,"stream":%t,"messages":[{"role":"user","content":%q}]}`, g.model, stream, prompt)
 	req, err := http.NewRequestWithContext(ctx, "POST", g.url+"/v1/chat/completions", strings.NewReader(body))
 	if err != nil {
 		return nil, err

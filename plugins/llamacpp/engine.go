@@ -405,8 +405,16 @@ func (e *engine) finish(s *slot, reason sdk.FinishReason, text string, flush boo
 	e.release(s)
 }
 
-// fail ends a slot's generation with an error.
+// fail ends a slot's generation with an error (including cancellation):
+// the cells of what it generated are freed at once, its prompt stays cached.
 func (e *engine) fail(s *slot, err error) {
+	if keep := min(len(s.cache), len(s.req.tokens)); keep < len(s.cache) {
+		if ok, _ := llama.MemorySeqRm(e.mem, s.seq, llama.Pos(keep), -1); !ok {
+			_, _ = llama.MemorySeqRm(e.mem, s.seq, -1, -1)
+			keep = 0
+		}
+		s.cache = s.cache[:keep]
+	}
 	s.req.err = err
 	close(s.req.events)
 	e.release(s)
