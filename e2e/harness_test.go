@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openai/openai-go/v3"
 	"github.com/ragway/ragway/internal/testbin"
 )
 
@@ -247,4 +248,32 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// streamGreedy streams a greedy chat completion with usage and returns the
+// text and the usage chunk.
+func streamGreedy(t *testing.T, ctx context.Context, c openai.Client, model, prompt string, maxTokens int64) (string, openai.CompletionUsage) {
+	t.Helper()
+	stream := c.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{
+		Model:         model,
+		Messages:      []openai.ChatCompletionMessageParamUnion{openai.UserMessage(prompt)},
+		Temperature:   openai.Float(0),
+		MaxTokens:     openai.Int(maxTokens),
+		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+	})
+	var text strings.Builder
+	var usage openai.CompletionUsage
+	for stream.Next() {
+		ch := stream.Current()
+		for _, choice := range ch.Choices {
+			text.WriteString(choice.Delta.Content)
+		}
+		if ch.Usage.TotalTokens > 0 {
+			usage = ch.Usage
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return text.String(), usage
 }

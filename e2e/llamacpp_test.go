@@ -71,29 +71,9 @@ func TestLlamaCppThroughGateway(t *testing.T) {
 	}
 
 	t.Run("stream equals non-stream, with usage", func(t *testing.T) {
-		stream := client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{
-			Model:         "chat",
-			Messages:      []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Tell me about the sea.")},
-			Temperature:   openai.Float(0),
-			MaxTokens:     openai.Int(24),
-			StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
-		})
-		var text strings.Builder
-		var usage openai.CompletionUsage
-		for stream.Next() {
-			c := stream.Current()
-			for _, ch := range c.Choices {
-				text.WriteString(ch.Delta.Content)
-			}
-			if c.Usage.TotalTokens > 0 {
-				usage = c.Usage
-			}
-		}
-		if err := stream.Err(); err != nil {
-			t.Fatal(err)
-		}
-		if text.String() != solo {
-			t.Fatalf("streamed %q, non-stream %q", text.String(), solo)
+		text, usage := streamGreedy(t, ctx, client, "chat", "Tell me about the sea.", 24)
+		if text != solo {
+			t.Fatalf("streamed %q, non-stream %q", text, solo)
 		}
 		if usage.PromptTokens <= 0 || usage.CompletionTokens <= 0 || usage.CompletionTokens > 24 {
 			t.Fatalf("usage %+v", usage)

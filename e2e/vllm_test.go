@@ -58,27 +58,9 @@ func TestVLLMProxyChain(t *testing.T) {
 
 	t.Run("streaming with usage", func(t *testing.T) {
 		want := ask(direct, "chat", "Tell me about the sea.")
-		stream := viaProxy.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{
-			Model: "proxied", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Tell me about the sea.")},
-			Temperature: openai.Float(0), MaxTokens: openai.Int(20),
-			StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
-		})
-		var text strings.Builder
-		var usage openai.CompletionUsage
-		for stream.Next() {
-			c := stream.Current()
-			for _, ch := range c.Choices {
-				text.WriteString(ch.Delta.Content)
-			}
-			if c.Usage.TotalTokens > 0 {
-				usage = c.Usage
-			}
-		}
-		if err := stream.Err(); err != nil {
-			t.Fatal(err)
-		}
-		if text.String() != want.Choices[0].Message.Content || usage.CompletionTokens != want.Usage.CompletionTokens {
-			t.Fatalf("streamed %q usage %+v; upstream %q usage %+v", text.String(), usage, want.Choices[0].Message.Content, want.Usage)
+		text, usage := streamGreedy(t, ctx, viaProxy, "proxied", "Tell me about the sea.", 20)
+		if text != want.Choices[0].Message.Content || usage.CompletionTokens != want.Usage.CompletionTokens {
+			t.Fatalf("streamed %q usage %+v; upstream %q usage %+v", text, usage, want.Choices[0].Message.Content, want.Usage)
 		}
 	})
 
