@@ -163,16 +163,18 @@ func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo,
 		_ = llama.ModelFree(model)
 		return sdk.ModelInfo{}, fmt.Errorf("creating a llama.cpp context (%d tokens × %d sequences): %v", ctxLen, o.Parallel, err)
 	}
-	b.opts, b.model, b.lctx, b.embedding = o, model, lctx, req.Embedding
-	b.nEmbd = int(llama.ModelNEmbd(model))
 	tmpl, own := chatTemplate(model, o.ChatTemplate)
-	b.template = tmpl
 	if !req.Embedding {
 		if _, err := applyTemplate(tmpl, []sdk.Message{{Role: "user", Content: "x"}}); err != nil {
+			_ = llama.Free(lctx)
+			_ = llama.ModelFree(model)
 			return sdk.ModelInfo{}, sdk.InvalidRequestf("option chat_template: %v", err)
 		}
 		b.engine = newEngine(model, lctx, o.Parallel, o.BatchSize)
 	}
+	// Loaded: only now does the backend take the model.
+	b.opts, b.model, b.lctx, b.embedding, b.template = o, model, lctx, req.Embedding, tmpl
+	b.nEmbd = int(llama.ModelNEmbd(model))
 	b.log.Info("model loaded", "model", req.Model, "path", o.ModelPath, "context", ctxLen, "parallel", o.Parallel,
 		"threads", o.Threads, "embedding", req.Embedding, "libs", libDir)
 	info := sdk.ModelInfo{ContextLength: int(llama.NCtxSeq(lctx)), HasChatTemplate: own}

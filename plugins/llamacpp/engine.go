@@ -203,6 +203,11 @@ func commonPrefix(a, b []llama.Token) int {
 func (e *engine) start(s *slot, r *genRequest, reuse int) {
 	// At least one prompt token must be evaluated to get logits.
 	reuse = min(reuse, len(r.tokens)-1)
+	// With a sliding-window cache the oldest cells may be gone although the
+	// positions are still listed: reuse only a cache that starts at 0.
+	if pmin, err := llama.MemorySeqPosMin(e.mem, s.seq); err != nil || pmin > 0 {
+		reuse = 0
+	}
 	if ok, _ := llama.MemorySeqRm(e.mem, s.seq, llama.Pos(reuse), -1); !ok {
 		_, _ = llama.MemorySeqRm(e.mem, s.seq, -1, -1)
 		reuse = 0
@@ -296,7 +301,8 @@ func (e *engine) sample(s *slot) {
 	case stopped:
 		e.finish(s, sdk.FinishStop, out, false)
 	case s.req.sampling.MaxTokens > 0 && s.usage.CompletionTokens >= s.req.sampling.MaxTokens,
-		len(s.cache)+1 >= e.nCtxSeq:
+		len(s.cache)+1 >= e.nCtxSeq: // prompt + completion never exceed the context
+
 		e.finish(s, sdk.FinishLength, out, true)
 	default:
 		e.emit(s, out)
@@ -401,6 +407,9 @@ func (e *engine) finish(s *slot, reason sdk.FinishReason, text string, flush boo
 	}
 	usage := s.usage
 	e.send(s.req, sdk.Event{Text: text, Tokens: s.pending, Logprobs: s.lps, FinishReason: reason, Usage: &usage})
+	if err := s.req.ctx.Err(); err != nil {
+		s.req.err = err // the final event may not have got through
+	}
 	close(s.req.events)
 	e.release(s)
 }

@@ -18,7 +18,7 @@ type options struct {
 	Parallel      int // sequence slots
 	BatchSize     int // tokens per decode call
 	GPULayers     int
-	Pooling       string // embeddings: mean, cls, last, none ("" = model default)
+	Pooling       string // embeddings: mean, cls, last ("" = the model's, else mean)
 	ChatTemplate  string // Jinja-like template override; "chatml" for ChatML
 	LibPath       string
 }
@@ -77,9 +77,9 @@ func parseOptions(m map[string]any) (options, error) {
 		case "pooling":
 			strOpt(k, v, &o.Pooling)
 			switch o.Pooling {
-			case "", "mean", "cls", "last", "none":
+			case "", "mean", "cls", "last":
 			default:
-				bad(k, `want "mean", "cls", "last" or "none", got %q`, o.Pooling)
+				bad(k, `want "mean", "cls" or "last", got %q`, o.Pooling)
 			}
 		case "chat_template":
 			strOpt(k, v, &o.ChatTemplate)
@@ -88,6 +88,9 @@ func parseOptions(m map[string]any) (options, error) {
 		default:
 			bad(k, "unknown option (known: %s)", strings.Join(optionNames, ", "))
 		}
+	}
+	if o.BatchSize < o.Parallel {
+		bad("batch_size", "must be >= parallel (%d), got %d: every sequence needs a place in each decode step", o.Parallel, o.BatchSize)
 	}
 	if o.ModelPath == "" && len(problems) == 0 {
 		bad("model_path", "required: the GGUF file to load")

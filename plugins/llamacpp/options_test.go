@@ -21,6 +21,8 @@ func TestParseOptions(t *testing.T) {
 		{"threads zero", map[string]any{"model_path": "m", "threads": 0.0}, "option threads: must be >= 1"},
 		{"parallel not integer", map[string]any{"model_path": "m", "parallel": 1.5}, "option parallel: want an integer"},
 		{"pooling bad", map[string]any{"model_path": "m", "pooling": "max"}, `option pooling: want "mean"`},
+		{"pooling none", map[string]any{"model_path": "m", "pooling": "none"}, `option pooling: want "mean"`},
+		{"batch smaller than parallel", map[string]any{"model_path": "m", "parallel": 32.0, "batch_size": 16.0}, "option batch_size: must be >= parallel (32)"},
 		{"model_path not a string", map[string]any{"model_path": 3.0}, "option model_path: want a string"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
