@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
@@ -21,6 +22,11 @@ type genRequest struct {
 	sampling sdk.Sampling
 	events   chan sdk.Event
 	err      error
+
+	// loop-owned: events not yet taken by a slow reader (consecutive deltas
+	// merged into one), and whether the final event is among them.
+	backlog []sdk.Event
+	ended   bool
 }
 
 // engine owns a llama context with `parallel` sequence slots and runs the
@@ -41,8 +47,9 @@ type engine struct {
 	submit chan *genRequest
 
 	// loop-owned
-	slots []*slot
-	queue []*genRequest
+	slots    []*slot
+	queue    []*genRequest
+	draining []*genRequest // ended, their final event still waiting for the reader
 
 	// load for Health, published by the loop after every change so that
 	// Health never waits for a long decode step
@@ -106,7 +113,16 @@ func (e *engine) run() {
 	for {
 		// Block only when there is nothing to do.
 		if e.idle() {
-			e.queue = append(e.queue, <-e.submit)
+			if len(e.draining) == 0 {
+				e.queue = append(e.queue, <-e.submit)
+			} else {
+				// A slow reader still has events to take: wait briefly.
+				select {
+				case r := <-e.submit:
+					e.queue = append(e.queue, r)
+				case <-time.After(time.Millisecond):
+				}
+			}
 		}
 		for more := true; more; {
 			select {
@@ -116,6 +132,7 @@ func (e *engine) run() {
 				more = false
 			}
 		}
+		e.flushAll()
 		e.dropCancelled()
 		e.assign()
 		e.publish()
@@ -385,11 +402,74 @@ func (e *engine) emit(s *slot, text string) {
 	e.send(s.req, ev)
 }
 
+// send queues ev for the request's reader without ever blocking the loop:
+// a reader that falls behind gets its deltas merged, and the other
+// sequences keep decoding.
 func (e *engine) send(r *genRequest, ev sdk.Event) {
-	select {
-	case r.events <- ev:
-	case <-r.ctx.Done():
+	if n := len(r.backlog); n > 0 && !r.backlog[n-1].Final() {
+		last := &r.backlog[n-1]
+		last.Text += ev.Text
+		last.Tokens += ev.Tokens
+		last.Logprobs = append(last.Logprobs, ev.Logprobs...)
+		last.FinishReason, last.Usage = ev.FinishReason, ev.Usage
+	} else {
+		r.backlog = append(r.backlog, ev)
 	}
+	e.flush(r)
+}
+
+// flush hands the backlog to the reader as far as its channel has room and
+// closes the channel after the final event. It reports whether r is done.
+func (e *engine) flush(r *genRequest) bool {
+	if r.ctx.Err() != nil {
+		r.backlog = nil
+		if r.ended {
+			if r.err == nil {
+				r.err = r.ctx.Err()
+			}
+			close(r.events)
+			return true
+		}
+		return false
+	}
+	for len(r.backlog) > 0 {
+		select {
+		case r.events <- r.backlog[0]:
+			r.backlog = r.backlog[1:]
+		default:
+			return false
+		}
+	}
+	if r.ended {
+		close(r.events)
+		return true
+	}
+	return false
+}
+
+// end marks r's last event queued; its channel closes once the reader has
+// taken everything.
+func (e *engine) end(r *genRequest) {
+	r.ended = true
+	if !e.flush(r) {
+		e.draining = append(e.draining, r)
+	}
+}
+
+// flushAll moves backlogs forward for running and ended requests.
+func (e *engine) flushAll() {
+	for _, s := range e.slots {
+		if s.req != nil && len(s.req.backlog) > 0 {
+			e.flush(s.req)
+		}
+	}
+	d := e.draining[:0]
+	for _, r := range e.draining {
+		if !e.flush(r) {
+			d = append(d, r)
+		}
+	}
+	e.draining = d
 }
 
 // finish ends a slot's generation with a final event carrying text (and,
@@ -407,10 +487,7 @@ func (e *engine) finish(s *slot, reason sdk.FinishReason, text string, flush boo
 	}
 	usage := s.usage
 	e.send(s.req, sdk.Event{Text: text, Tokens: s.pending, Logprobs: s.lps, FinishReason: reason, Usage: &usage})
-	if err := s.req.ctx.Err(); err != nil {
-		s.req.err = err // the final event may not have got through
-	}
-	close(s.req.events)
+	e.end(s.req)
 	e.release(s)
 }
 
@@ -425,7 +502,8 @@ func (e *engine) fail(s *slot, err error) {
 		s.cache = s.cache[:keep]
 	}
 	s.req.err = err
-	close(s.req.events)
+	s.req.backlog = nil // the generation failed: what was not delivered is moot
+	e.end(s.req)
 	e.release(s)
 }
 
