@@ -111,6 +111,13 @@ type Sampling struct {
 	FrequencyPenalty  float64
 	Logprobs          bool
 	TopLogprobs       int
+	// StopTokenIDs end the generation when sampled (the token is not
+	// emitted). IgnoreEOS keeps generating past end-of-generation tokens;
+	// MinTokens forbids them before that many tokens. (vLLM's extras, API
+	// 1.1: a backend that cannot honour them returns ErrUnsupported.)
+	StopTokenIDs []int32
+	IgnoreEOS    bool
+	MinTokens    int
 }
 
 // GenerateRequest asks for a generation: either Messages (the plugin applies

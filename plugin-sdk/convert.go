@@ -136,6 +136,9 @@ func generateRequestToPB(r GenerateRequest) *pb.GenerateRequest {
 			FrequencyPenalty:  s.FrequencyPenalty,
 			Logprobs:          s.Logprobs,
 			TopLogprobs:       int32(s.TopLogprobs),
+			StopTokenIds:      s.StopTokenIDs,
+			IgnoreEos:         s.IgnoreEOS,
+			MinTokens:         int32(s.MinTokens),
 		},
 	}
 	for _, m := range r.Messages {
@@ -165,6 +168,9 @@ func generateRequestFromPB(p *pb.GenerateRequest) GenerateRequest {
 			FrequencyPenalty:  s.GetFrequencyPenalty(),
 			Logprobs:          s.GetLogprobs(),
 			TopLogprobs:       int(s.GetTopLogprobs()),
+			StopTokenIDs:      s.GetStopTokenIds(),
+			IgnoreEOS:         s.GetIgnoreEos(),
+			MinTokens:         int(s.GetMinTokens()),
 		},
 	}
 	for _, m := range p.GetMessages() {

@@ -163,7 +163,7 @@ func TestGenerateRequestRoundTrip(t *testing.T) {
 					Temperature: ptr(0.7), TopP: ptr(0.9), TopK: 40, MinP: 0.05, MaxTokens: 128,
 					Stop: []string{"\n\n", "END"}, Seed: ptr(int64(-3)),
 					RepetitionPenalty: 1.1, PresencePenalty: 0.2, FrequencyPenalty: -0.3,
-					Logprobs: true, TopLogprobs: 5,
+					Logprobs: true, TopLogprobs: 5, StopTokenIDs: []int32{2, 7}, IgnoreEOS: true, MinTokens: 3,
 				},
 			},
 		},

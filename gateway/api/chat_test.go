@@ -51,6 +51,7 @@ func TestChatCompletion(t *testing.T) {
 		"stop": ["\n\n", "", "END"], "seed": 9007199254740993,
 		"presence_penalty": -1.5, "frequency_penalty": 2,
 		"top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1,
+		"stop_token_ids": [2, 7], "ignore_eos": true, "min_tokens": 3,
 		"logprobs": false, "user": "u1", "some_future_field": {"x": [1, 2]}
 	}`, "X-Request-Id", "client-req-1")
 	if got := resp.Header.Get("X-Request-Id"); got != "client-req-1" {
@@ -98,6 +99,7 @@ func TestChatCompletion(t *testing.T) {
 		Temperature: &temp, TopP: &topP, TopK: 40, MinP: 0.05, MaxTokens: 20,
 		Stop: []string{"\n\n", "END"}, Seed: &seed, RepetitionPenalty: 1.1,
 		PresencePenalty: -1.5, FrequencyPenalty: 2,
+		StopTokenIDs: []int32{2, 7}, IgnoreEOS: true, MinTokens: 3,
 	}
 	if !reflect.DeepEqual(call.Req.Sampling, want) {
 		t.Errorf("sampling\n got %+v\nwant %+v", fmtSampling(call.Req.Sampling), fmtSampling(want))
@@ -106,7 +108,8 @@ func TestChatCompletion(t *testing.T) {
 
 func fmtSampling(s sdk.Sampling) map[string]any {
 	m := map[string]any{"top_k": s.TopK, "min_p": s.MinP, "max_tokens": s.MaxTokens, "stop": s.Stop, "rep": s.RepetitionPenalty,
-		"presence": s.PresencePenalty, "frequency": s.FrequencyPenalty, "logprobs": s.Logprobs, "top_logprobs": s.TopLogprobs}
+		"presence": s.PresencePenalty, "frequency": s.FrequencyPenalty, "logprobs": s.Logprobs, "top_logprobs": s.TopLogprobs,
+		"stop_token_ids": s.StopTokenIDs, "ignore_eos": s.IgnoreEOS, "min_tokens": s.MinTokens}
 	if s.Temperature != nil {
 		m["temperature"] = *s.Temperature
 	}

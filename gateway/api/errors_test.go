@@ -61,6 +61,8 @@ func TestBadRequestsGetOpenAIErrors(t *testing.T) {
 		{"min_p range", "POST", "/v1/chat/completions", chat(`,"min_p":1.5`), 400, "invalid_request_error", "invalid_value", "min_p"},
 		{"top_k range", "POST", "/v1/chat/completions", chat(`,"top_k":-2`), 400, "invalid_request_error", "invalid_value", "top_k"},
 		{"repetition_penalty range", "POST", "/v1/chat/completions", chat(`,"repetition_penalty":0`), 400, "invalid_request_error", "invalid_value", "repetition_penalty"},
+		{"min_tokens negative", "POST", "/v1/chat/completions", chat(`,"min_tokens":-1`), 400, "invalid_request_error", "invalid_value", "min_tokens"},
+		{"stop_token_ids negative", "POST", "/v1/chat/completions", chat(`,"stop_token_ids":[-3]`), 400, "invalid_request_error", "invalid_value", "stop_token_ids"},
 		{"completions token prompt", "POST", "/v1/completions", `{"model":"chat","prompt":[1,2,3]}`, 400, "invalid_request_error", "unsupported", "prompt"},
 		{"completions nested token prompt", "POST", "/v1/completions", `{"model":"chat","prompt":[[1,2]]}`, 400, "invalid_request_error", "unsupported", "prompt"},
 		{"completions missing prompt", "POST", "/v1/completions", `{"model":"chat"}`, 400, "invalid_request_error", "missing_required_parameter", "prompt"},

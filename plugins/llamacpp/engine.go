@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,7 @@ type engine struct {
 	nVocab  int
 	nBatch  int
 	nCtxSeq int
+	eog     []llama.Token // the vocabulary's end-of-generation tokens
 
 	submit chan *genRequest
 
@@ -65,7 +67,8 @@ type slot struct {
 	cache   []llama.Token // tokens whose KV is in this sequence's cells, at positions 0..len-1
 	prompt  []llama.Token // prompt tokens still to evaluate
 	sampler llama.Sampler
-	next    llama.Token // sampled, to be fed at the next step
+	noEOG   llama.Sampler // the same chain forbidding end-of-generation tokens (ignore_eos, min_tokens); 0 if unused
+	next    llama.Token   // sampled, to be fed at the next step
 	hasNext bool
 	outIdx  int32 // batch index whose logits this slot samples; -1 none
 	stop    *sdk.StopBuffer
@@ -85,6 +88,11 @@ func newEngine(model llama.Model, lctx llama.Context, parallel, nBatch int) *eng
 		submit:  make(chan *genRequest),
 	}
 	e.nVocab = int(llama.VocabNTokens(e.vocab))
+	for t := range llama.Token(e.nVocab) {
+		if llama.VocabIsEOG(e.vocab, t) {
+			e.eog = append(e.eog, t)
+		}
+	}
 	e.mem, _ = llama.GetMemory(lctx)
 	e.batch = llama.BatchInit(int32(nBatch), 0, 1)
 	for i := range parallel {
@@ -234,10 +242,13 @@ func (e *engine) start(s *slot, r *genRequest, reuse int) {
 		req:     r,
 		cache:   s.cache[:reuse],
 		prompt:  r.tokens[reuse:],
-		sampler: newSampler(e.model, r.sampling),
+		sampler: newSampler(e.model, r.sampling, nil),
 		outIdx:  -1,
 		stop:    sdk.NewStopBuffer(r.sampling.Stop),
 		usage:   sdk.Usage{PromptTokens: len(r.tokens), CachedTokens: reuse},
+	}
+	if r.sampling.IgnoreEOS || r.sampling.MinTokens > 0 {
+		s.noEOG = newSampler(e.model, r.sampling, e.eog)
 	}
 }
 
@@ -300,8 +311,12 @@ func (e *engine) sample(s *slot) {
 	if s.req.sampling.Logprobs {
 		logits, _ = llama.GetLogitsIth(e.lctx, s.outIdx, e.nVocab)
 	}
-	tok := llama.SamplerSample(s.sampler, e.lctx, s.outIdx)
-	if llama.VocabIsEOG(e.vocab, tok) {
+	smpl := s.sampler
+	if s.noEOG != 0 && (s.req.sampling.IgnoreEOS || s.usage.CompletionTokens < s.req.sampling.MinTokens) {
+		smpl = s.noEOG
+	}
+	tok := llama.SamplerSample(smpl, e.lctx, s.outIdx)
+	if llama.VocabIsEOG(e.vocab, tok) || slices.Contains(s.req.sampling.StopTokenIDs, int32(tok)) {
 		e.finish(s, sdk.FinishStop, "", true)
 		return
 	}
@@ -510,6 +525,10 @@ func (e *engine) fail(s *slot, err error) {
 func (e *engine) release(s *slot) {
 	llama.SamplerFree(s.sampler)
 	s.sampler = 0
+	if s.noEOG != 0 {
+		llama.SamplerFree(s.noEOG)
+		s.noEOG = 0
+	}
 	s.req = nil
 	s.hasNext = false
 	s.prompt = nil

@@ -15,6 +15,7 @@ import (
 
 	sdk "github.com/ragway/ragway/plugin-sdk"
 	"github.com/ragway/ragway/plugin-sdk/sdktest"
+	"github.com/ragway/ragway/plugins/llamacpp/gguf"
 )
 
 // repoRoot is the repository root (two levels up from this package).
@@ -240,5 +241,26 @@ func TestChatTemplateOverride(t *testing.T) {
 	_, err = bad.Load(context.Background(), sdk.LoadRequest{Model: "m", Options: map[string]any{"model_path": model, "lib_path": lib, "threads": 1, "chat_template": "no-such-template"}})
 	if !sdk.IsInvalidRequest(err) || !strings.Contains(err.Error(), "chat_template") {
 		t.Fatalf("unknown template: %v, want ErrInvalidRequest naming chat_template", err)
+	}
+}
+
+func TestStopTokenIDs(t *testing.T) {
+	p := launch(t, nil)
+	req := sdk.GenerateRequest{Messages: []sdk.Message{{Role: "user", Content: "Tell me about the sea."}}, Sampling: sdk.Sampling{Temperature: f64(0), MaxTokens: 24}}
+	full := run(t, p, req)
+	words := strings.Fields(full.text)
+	if len(words) < 4 {
+		t.Fatalf("greedy answer %q too short", full.text)
+	}
+	// The demo vocabulary has a "▁word" piece for each whole word it emits.
+	id, ok := gguf.ChatVocab().Id("\u2581" + words[2])
+	if !ok {
+		t.Fatalf("no token for %q", words[2])
+	}
+	req.Sampling.StopTokenIDs = []int32{int32(id)}
+	cut := run(t, p, req)
+	want := full.text[:strings.Index(full.text, " "+words[2])]
+	if cut.text != want || cut.final.FinishReason != sdk.FinishStop {
+		t.Fatalf("stop_token_ids [%d] (%q): %q (%s), want %q", id, words[2], cut.text, cut.final.FinishReason, want)
 	}
 }

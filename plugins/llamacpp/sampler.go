@@ -1,6 +1,8 @@
 package main
 
 import (
+	"math"
+
 	"github.com/hybridgroup/yzma/pkg/llama"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -15,8 +17,19 @@ const penaltyLastN = 64
 // newSampler builds llama.cpp's sampler chain for one request:
 // penalties → top-k → top-p → min-p → temperature → seeded draw, or greedy
 // when the temperature is 0.
-func newSampler(model llama.Model, p sdk.Sampling) llama.Sampler {
+//
+// With suppress set, the chain first forbids those tokens (the model's
+// end-of-generation tokens, for ignore_eos and min_tokens).
+func newSampler(model llama.Model, p sdk.Sampling, suppress []llama.Token) llama.Sampler {
 	chain := llama.SamplerChainInit(llama.SamplerChainDefaultParams())
+	if len(suppress) > 0 {
+		bias := make([]llama.LogitBias, len(suppress))
+		for i, t := range suppress {
+			bias[i] = llama.LogitBias{Token: t, Bias: float32(math.Inf(-1))}
+		}
+		nVocab := llama.VocabNTokens(llama.ModelGetVocab(model))
+		llama.SamplerChainAdd(chain, llama.SamplerInitLogitBias(nVocab, int32(len(bias)), &bias[0]))
+	}
 	if p.RepetitionPenalty > 0 && p.RepetitionPenalty != 1 || p.FrequencyPenalty != 0 || p.PresencePenalty != 0 {
 		repeat := float32(1)
 		if p.RepetitionPenalty > 0 {

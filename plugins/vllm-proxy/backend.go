@@ -145,6 +145,9 @@ func (p *proxy) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo, e
 	p.loadMu.Unlock()
 	if old != nil {
 		old.stopProbe()
+		// Requests still running on the old client finish; its idle
+		// connections (the probes' among them) would linger otherwise.
+		old.pool.client.CloseIdleConnections()
 	}
 	p.log.Info("model loaded", "model", req.Model, "upstream_model", model,
 		"upstreams", len(o.Upstreams), "healthy", st.pool.healthyCount(), "context_length", mi.ContextLength)
@@ -239,8 +242,15 @@ func (p *proxy) Generate(ctx context.Context, req sdk.GenerateRequest, emit func
 	if err != nil {
 		return err
 	}
-	return st.withUpstreams(ctx, func(u *upstream) (bool, error) {
-		return st.stream(ctx, u, path, body, req, emit)
+	return st.withUpstreams(ctx, func(actx context.Context, commit func() bool, u *upstream) (bool, error) {
+		return st.stream(actx, u, path, body, req, func(ev sdk.Event) error {
+			// The first event ends the deadline on finding an upstream;
+			// after it fired, nothing more may reach the caller.
+			if !commit() {
+				return errDeadline
+			}
+			return emit(ev)
+		})
 	})
 }
 
@@ -257,31 +267,92 @@ func (p *proxy) Embed(ctx context.Context, req sdk.EmbedRequest) (sdk.EmbedRespo
 
 // withUpstreams runs try on upstreams in pick order until one succeeds, it
 // fails after emitting (started), it fails in a way another upstream
-// cannot fix, or every upstream was tried.
-func (s *state) withUpstreams(ctx context.Context, try func(u *upstream) (started bool, err error)) error {
+// cannot fix, or every upstream was tried. Down upstreams are tried only
+// when none was healthy at the start. Finding an upstream is bounded by
+// one deadline, the timeout option, over all attempts: each attempt gets a
+// context cancelled at the deadline unless it called commit first (a
+// generation commits with its first event), so a request fails within
+// about the timeout however many upstreams are dead.
+func (s *state) withUpstreams(ctx context.Context, try func(actx context.Context, commit func() bool, u *upstream) (started bool, err error)) error {
+	deadline := time.Now().Add(s.opts.Timeout)
+	downToo := s.pool.healthyCount() == 0
 	tried := make([]bool, len(s.pool.ups))
 	var errs []error
-	for u := s.pool.pick(tried); u != nil; u = s.pool.pick(tried) {
+	for u := s.pool.pick(tried, downToo); u != nil; u = s.pool.pick(tried, downToo) {
 		tried[u.idx] = true
-		started, err := try(u)
+		started, late, err := attempt(ctx, deadline, u, try)
 		switch {
 		case err == nil:
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case late:
+			errs = append(errs, fmt.Errorf("upstream %s: no answer before the deadline", u.base))
+			return &timedOut{d: s.opts.Timeout, errs: errs}
 		case started || !errors.Is(err, errRetryable):
 			return err
 		}
 		errs = append(errs, err)
+		if !time.Now().Before(deadline) {
+			return &timedOut{d: s.opts.Timeout, errs: errs}
+		}
 		if slices.Contains(tried, false) {
 			s.log.Warn("upstream failed before the first token; trying the next", "upstream", u.base, "error", err)
 		}
 	}
-	if len(errs) == 1 {
+	switch len(errs) {
+	case 0:
+		return fmt.Errorf("no upstream answers: %s", s.pool.downReasons())
+	case 1:
 		return errs[0]
 	}
 	return &allFailed{errs: errs}
 }
+
+// errDeadline is the cause of an attempt cancelled because the request's
+// deadline for finding an upstream passed.
+var errDeadline = errors.New("no upstream answered before the deadline")
+
+// attempt runs try on u with a context cancelled (cause errDeadline) at
+// deadline unless try commits first. late reports that the deadline
+// cancelled it.
+func attempt(ctx context.Context, deadline time.Time, u *upstream, try func(context.Context, func() bool, *upstream) (bool, error)) (started, late bool, err error) {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	const running, committed, expired = 0, 1, 2
+	var state atomic.Int32
+	t := time.AfterFunc(time.Until(deadline), func() {
+		if state.CompareAndSwap(running, expired) {
+			cancel(errDeadline)
+		}
+	})
+	defer t.Stop()
+	commit := func() bool {
+		if state.CompareAndSwap(running, committed) {
+			t.Stop()
+		}
+		return state.Load() == committed
+	}
+	started, err = try(actx, commit, u)
+	return started, err != nil && state.Load() == expired, err
+}
+
+// timedOut: no upstream answered before the deadline. It matches whatever
+// its errors match.
+type timedOut struct {
+	d    time.Duration
+	errs []error
+}
+
+func (e *timedOut) Error() string {
+	msgs := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		msgs[i] = err.Error()
+	}
+	return fmt.Sprintf("no upstream answered within %v (option timeout): %s", e.d, strings.Join(msgs, "; "))
+}
+
+func (e *timedOut) Unwrap() []error { return e.errs }
 
 // allFailed: every upstream failed. It matches whatever its errors match
 // (ErrOverloaded when an upstream was overloaded).
@@ -347,6 +418,9 @@ func newWatchdog(d time.Duration, cancel context.CancelCauseFunc) *watchdog {
 
 func (w *watchdog) stop() { w.t.Stop() }
 
+// restart starts the silence count afresh.
+func (w *watchdog) restart() { w.t.Reset(w.d) }
+
 // idleReader resets its watchdog whenever data arrives.
 type idleReader struct {
 	r io.Reader
@@ -356,7 +430,7 @@ type idleReader struct {
 func (r idleReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	if n > 0 {
-		r.w.t.Reset(r.w.d)
+		r.w.restart()
 	}
 	return n, err
 }
@@ -394,6 +468,13 @@ func (s *state) stream(ctx context.Context, u *upstream, path string, body []byt
 	wd := newWatchdog(s.opts.Timeout, cancel)
 	defer wd.stop()
 	sr := newSSEReader(idleReader{r: resp.Body, w: wd})
+	// Only upstream silence counts: the watchdog is off while the caller
+	// takes its time over an event.
+	emitting := func(ev sdk.Event) error {
+		wd.stop()
+		defer wd.restart()
+		return emit(ev)
+	}
 	tr := newTranslator(req)
 	tr.redact = s.redactString
 	fail := func(err error) (bool, error) {
@@ -432,7 +513,7 @@ func (s *state) stream(ctx context.Context, u *upstream, path string, body []byt
 		}
 		if ok {
 			started = true
-			if err := emit(ev); err != nil {
+			if err := emitting(ev); err != nil {
 				return true, err
 			}
 		}
@@ -441,14 +522,14 @@ func (s *state) stream(ctx context.Context, u *upstream, path string, body []byt
 		}
 	}
 	started = true
-	if err := emit(tr.final()); err != nil {
+	if err := emitting(tr.final()); err != nil {
 		return true, err
 	}
 	if done {
 		// Read the end of the body (the chunked terminator) so the
 		// connection goes back to the pool, but not for long.
 		wd.d = min(wd.d, 250*time.Millisecond)
-		wd.t.Reset(wd.d)
+		wd.restart()
 		_, _ = io.Copy(io.Discard, io.LimitReader(sr.r, 64<<10))
 	}
 	return true, nil
@@ -462,15 +543,17 @@ func (s *state) embed(ctx context.Context, input []string) (sdk.EmbedResponse, e
 		return sdk.EmbedResponse{}, sdk.InvalidRequestf("encode the upstream request: %v", err)
 	}
 	var out sdk.EmbedResponse
-	err = s.withUpstreams(ctx, func(u *upstream) (bool, error) {
-		r, err := s.embedOnce(ctx, u, body, len(input))
+	err = s.withUpstreams(ctx, func(actx context.Context, commit func() bool, u *upstream) (bool, error) {
+		r, err := s.embedOnce(actx, commit, u, body, len(input))
 		out = r
 		return false, err
 	})
 	return out, err
 }
 
-func (s *state) embedOnce(ctx context.Context, u *upstream, body []byte, n int) (sdk.EmbedResponse, error) {
+// embedOnce embeds on u; it commits (see withUpstreams) once u answers
+// 200.
+func (s *state) embedOnce(ctx context.Context, commit func() bool, u *upstream, body []byte, n int) (sdk.EmbedResponse, error) {
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	u.inflight.Add(1)
@@ -488,6 +571,9 @@ func (s *state) embedOnce(ctx context.Context, u *upstream, body []byte, n int) 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return sdk.EmbedResponse{}, s.statusError(u, resp)
+	}
+	if !commit() {
+		return sdk.EmbedResponse{}, errDeadline
 	}
 	s.pool.markUp(u)
 	wd := newWatchdog(s.opts.Timeout, cancel)

@@ -17,14 +17,19 @@
 //	timeout          a Go duration ("30s") or seconds (default 60s); bounds
 //	                 connecting, waiting for response headers and every
 //	                 silence between two reads of a response (between two SSE
-//	                 chunks); not a whole generation
+//	                 chunks; time the gateway spends on an event does not
+//	                 count), and also the time to find an upstream: a
+//	                 generation with no first event (an embedding with no
+//	                 answer) within timeout, over all its attempts, fails;
+//	                 not a whole generation
 //	max_idle_conns   keep-alive connections kept per upstream (default 64)
 //	health_interval  a duration or seconds (default 5s): how often each
 //	                 upstream's GET /health and GET /metrics are probed
 //	extra_body       a map merged into every generation request body, for
-//	                 upstream extras the SDK's sampling has no field for
-//	                 (vLLM's ignore_eos, min_tokens, stop_token_ids, ...);
-//	                 the request's own sampling fields take precedence
+//	                 upstream parameters the SDK's sampling has no field
+//	                 for; the request's own sampling fields (including
+//	                 vLLM's stop_token_ids, ignore_eos, min_tokens) take
+//	                 precedence
 //
 // Generation always streams (stream: true, stream_options.include_usage):
 // messages go to POST /v1/chat/completions, a raw prompt to POST
@@ -48,9 +53,10 @@
 // without them the plugin counts its own in-flight requests. A request goes
 // to the healthy upstream with the least running + waiting requests; an
 // upstream that cannot be reached is taken out until a probe answers; a
-// request that fails before its first event (no connection, no headers
-// within timeout, 5xx, 429, a broken stream) moves to the next upstream,
-// each upstream tried at most once. Health is OK while any upstream is
+// request that fails before its first event (no connection, 5xx, 429, a
+// broken stream) moves to the next healthy upstream, each upstream tried at
+// most once and all within timeout; down upstreams are tried only when
+// none is healthy. Health is OK while any upstream is
 // healthy, reports the upstreams' summed load, and Slots = 256 (vLLM's
 // default max_num_seqs) per healthy upstream.
 //

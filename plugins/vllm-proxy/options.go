@@ -22,7 +22,8 @@ type options struct {
 	// APIKeyEnv names the environment variable holding the upstream key.
 	APIKeyEnv string
 	// Timeout bounds connecting, waiting for response headers and every gap
-	// between two reads of a response body; not a whole generation.
+	// between two reads of a response body, and all the attempts of a
+	// request before its first event; not a whole generation.
 	Timeout time.Duration
 	// MaxIdleConns is the number of idle keep-alive connections kept per
 	// upstream.

@@ -92,10 +92,11 @@ func newPool(bases []string, client *http.Client, key string, probeTimeout time.
 }
 
 // pick returns the upstream a request should try next: among those not
-// tried yet, a healthy one before an unhealthy one, then the least loaded
-// (running + waiting); ties go round-robin. It returns nil when every
-// upstream was tried.
-func (p *pool) pick(tried []bool) *upstream {
+// tried yet, the least loaded (running + waiting); ties go round-robin.
+// Only healthy upstreams are candidates unless downToo (the caller found
+// none healthy), when a healthy one still goes before a down one. It
+// returns nil when no candidate is left.
+func (p *pool) pick(tried []bool, downToo bool) *upstream {
 	n := len(p.ups)
 	start := int(p.rr.Add(1) % uint64(n))
 	var best *upstream
@@ -105,8 +106,12 @@ func (p *pool) pick(tried []bool) *upstream {
 		if tried[u.idx] {
 			continue
 		}
+		h := u.isHealthy()
+		if !h && !downToo {
+			continue
+		}
 		r, w := u.load()
-		h, l := u.isHealthy(), r+w
+		l := r + w
 		if best == nil || (h && !bestHealthy) || (h == bestHealthy && l < bestLoad) {
 			best, bestHealthy, bestLoad = u, h, l
 		}

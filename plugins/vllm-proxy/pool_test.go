@@ -56,6 +56,7 @@ func TestPick(t *testing.T) {
 		name  string
 		ups   []up
 		tried []bool
+		down  bool  // downToo
 		want  []int // acceptable picks (ties)
 	}{
 		{name: "least in-flight without metrics", ups: []up{{healthy: true, inflight: 2}, {healthy: true, inflight: 1}, {healthy: true, inflight: 3}}, want: []int{1}},
@@ -67,7 +68,9 @@ func TestPick(t *testing.T) {
 		},
 		{name: "healthy before less loaded", ups: []up{{healthy: false}, {healthy: true, inflight: 9}}, want: []int{1}},
 		{name: "untried only", ups: []up{{healthy: true}, {healthy: true, inflight: 4}}, tried: []bool{true, false}, want: []int{1}},
-		{name: "an unhealthy upstream when it is all that is left", ups: []up{{healthy: true}, {healthy: false}}, tried: []bool{true, false}, want: []int{1}},
+		{name: "no down upstream while one was healthy", ups: []up{{healthy: true}, {healthy: false}, {healthy: false}}, tried: []bool{true, false, false}, want: nil},
+		{name: "down upstreams when none was healthy", ups: []up{{healthy: false, inflight: 2}, {healthy: false, inflight: 1}}, down: true, want: []int{1}},
+		{name: "healthy before down even then", ups: []up{{healthy: false}, {healthy: true, inflight: 9}}, down: true, want: []int{1}},
 		{name: "ties go either way", ups: []up{{healthy: true}, {healthy: true}}, want: []int{0, 1}},
 		{name: "all tried", ups: []up{{healthy: true}}, tried: []bool{true}, want: nil},
 	}
@@ -92,7 +95,7 @@ func TestPick(t *testing.T) {
 			}
 			seen := map[int]bool{}
 			for range 4 { // the rotation must not matter beyond ties
-				got := p.pick(tried)
+				got := p.pick(tried, tc.down)
 				if got == nil {
 					if tc.want != nil {
 						t.Fatalf("pick = nil, want one of %v", tc.want)

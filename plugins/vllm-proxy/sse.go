@@ -130,7 +130,7 @@ type translator struct {
 func newTranslator(req sdk.GenerateRequest) *translator {
 	return &translator{
 		chat:     len(req.Messages) > 0,
-		logprobs: req.Sampling.Logprobs || req.Sampling.TopLogprobs > 0,
+		logprobs: req.Sampling.Logprobs, // TopLogprobs only counts with it
 		stop:     sdk.NewStopBuffer(req.Sampling.Stop),
 	}
 }
@@ -153,10 +153,12 @@ var errGarbage = errors.New("invalid stream chunk")
 func (t *translator) push(data []byte) (ev sdk.Event, ok bool, err error) {
 	var c streamChunk
 	if err := json.Unmarshal(data, &c); err != nil {
-		msg := truncate(string(data), 200)
+		// Redact before truncating: a key cut in two would leak its start.
+		msg := string(data)
 		if t.redact != nil {
 			msg = t.redact(msg)
 		}
+		msg = truncate(msg, 200)
 		return sdk.Event{}, false, fmt.Errorf("%w: %v: %q", errGarbage, err, msg)
 	}
 	if we, isErr := c.errorOf(); isErr {

@@ -211,3 +211,32 @@ func TestTranslatorErrors(t *testing.T) {
 		})
 	}
 }
+
+// A garbage payload is redacted before it is cut to size: a key that
+// crosses the cut must not leak its start.
+func TestTranslatorGarbageRedactsBeforeTruncating(t *testing.T) {
+	const key = "sk-secret-key-0123456789abcdef"
+	data := "<" + strings.Repeat("x", 190) + key + strings.Repeat("y", 50)
+	tr := newTranslator(sdk.GenerateRequest{Prompt: "p"})
+	tr.redact = func(s string) string { return strings.ReplaceAll(s, key, "[redacted]") }
+	_, _, err := tr.push([]byte(data))
+	if !errors.Is(err, errGarbage) {
+		t.Fatalf("push: %v", err)
+	}
+	if msg := err.Error(); strings.Contains(msg, key[:8]) {
+		t.Errorf("error leaks the key's start: %q", msg)
+	}
+}
+
+// TopLogprobs without Logprobs asks for no logprobs: the translator
+// ignores whatever logprobs field a chunk has.
+func TestTranslatorTopLogprobsAloneIgnoresLogprobs(t *testing.T) {
+	tr := newTranslator(sdk.GenerateRequest{Messages: []sdk.Message{{Role: "user"}}, Sampling: sdk.Sampling{TopLogprobs: 2}})
+	ev, ok, err := tr.push([]byte(`{"choices":[{"index":0,"delta":{"content":"a"},"logprobs":{"content":[{"token":"a","logprob":-1,"top_logprobs":[]}]}}]}`))
+	if err != nil || !ok {
+		t.Fatalf("push = %v, %v", ok, err)
+	}
+	if ev.Logprobs != nil || ev.Tokens != 1 {
+		t.Errorf("event %+v: want no logprobs, 1 token", ev)
+	}
+}

@@ -63,11 +63,13 @@ func generateBody(model string, req sdk.GenerateRequest, extra map[string]any) (
 }
 
 // samplingParams maps SDK sampling to OpenAI request fields plus vLLM's
-// extras (top_k, min_p, repetition_penalty). Unset and zero values are
+// extras (top_k, min_p, repetition_penalty, stop_token_ids, ignore_eos,
+// min_tokens). Unset and zero values are
 // omitted, so a server that does not know a field never sees it, except the
 // pointer fields, where zero is a real value (temperature 0 is greedy).
 // Logprobs differ by endpoint: chat takes logprobs: true and top_logprobs N,
-// completions take logprobs N.
+// completions take logprobs N. Logprobs are asked for only when
+// s.Logprobs is true; TopLogprobs alone means nothing.
 func samplingParams(s sdk.Sampling, chat bool) map[string]any {
 	m := map[string]any{}
 	if s.Temperature != nil {
@@ -97,14 +99,14 @@ func samplingParams(s sdk.Sampling, chat bool) map[string]any {
 	if s.FrequencyPenalty != 0 {
 		m["frequency_penalty"] = s.FrequencyPenalty
 	}
-	if s.Logprobs || s.TopLogprobs > 0 {
+	if s.Logprobs {
 		if chat {
 			m["logprobs"] = true
 			if s.TopLogprobs > 0 {
 				m["top_logprobs"] = s.TopLogprobs
 			}
 		} else {
-			m["logprobs"] = s.TopLogprobs
+			m["logprobs"] = max(0, s.TopLogprobs)
 		}
 	}
 	if s.TopK > 0 {
@@ -115,6 +117,15 @@ func samplingParams(s sdk.Sampling, chat bool) map[string]any {
 	}
 	if s.RepetitionPenalty > 0 {
 		m["repetition_penalty"] = s.RepetitionPenalty
+	}
+	if len(s.StopTokenIDs) > 0 {
+		m["stop_token_ids"] = s.StopTokenIDs
+	}
+	if s.IgnoreEOS {
+		m["ignore_eos"] = true
+	}
+	if s.MinTokens > 0 {
+		m["min_tokens"] = s.MinTokens
 	}
 	return m
 }

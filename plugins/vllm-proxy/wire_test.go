@@ -30,14 +30,16 @@ func TestSamplingParams(t *testing.T) {
 		},
 		{
 			name: "vLLM extras only when set",
-			s:    sdk.Sampling{TopK: 40, MinP: 0.05, RepetitionPenalty: 1.1},
-			want: map[string]any{"top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1},
+			s:    sdk.Sampling{TopK: 40, MinP: 0.05, RepetitionPenalty: 1.1, StopTokenIDs: []int32{2, 9}, IgnoreEOS: true, MinTokens: 5},
+			want: map[string]any{"top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1, "stop_token_ids": []int32{2, 9}, "ignore_eos": true, "min_tokens": 5},
 		},
 		{name: "top_k zero and negative are omitted", s: sdk.Sampling{TopK: -1}, want: map[string]any{}},
 		{name: "chat logprobs", s: sdk.Sampling{Logprobs: true, TopLogprobs: 3}, chat: true, want: map[string]any{"logprobs": true, "top_logprobs": 3}},
 		{name: "chat logprobs without alternatives", s: sdk.Sampling{Logprobs: true}, chat: true, want: map[string]any{"logprobs": true}},
 		{name: "completion logprobs are a count", s: sdk.Sampling{Logprobs: true, TopLogprobs: 3}, want: map[string]any{"logprobs": 3}},
 		{name: "completion logprobs of the sampled token only", s: sdk.Sampling{Logprobs: true}, want: map[string]any{"logprobs": 0}},
+		{name: "chat top_logprobs without logprobs asks for none", s: sdk.Sampling{TopLogprobs: 3}, chat: true, want: map[string]any{}},
+		{name: "completion top_logprobs without logprobs asks for none", s: sdk.Sampling{TopLogprobs: 3}, want: map[string]any{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

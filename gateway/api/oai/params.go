@@ -26,6 +26,10 @@ type SamplingParams struct {
 	TopK                *int            `json:"top_k"`
 	MinP                *float64        `json:"min_p"`
 	RepetitionPenalty   *float64        `json:"repetition_penalty"`
+	// vLLM's extras, passed to backends that honour them.
+	StopTokenIDs []int32 `json:"stop_token_ids"`
+	IgnoreEOS    *bool   `json:"ignore_eos"`
+	MinTokens    *int    `json:"min_tokens"`
 }
 
 // Sampling validates p and converts it to sdk.Sampling. Parameters are
@@ -72,6 +76,21 @@ func (p *SamplingParams) Sampling(prefix string) (sdk.Sampling, *Error) {
 	}
 	if v := p.Seed; v != nil {
 		s.Seed = ptr(*v)
+	}
+	for _, id := range p.StopTokenIDs {
+		if id < 0 {
+			return s, outOfRange(name("stop_token_ids"), float64(id), "a token id (at least 0)")
+		}
+	}
+	s.StopTokenIDs = p.StopTokenIDs
+	if v := p.IgnoreEOS; v != nil {
+		s.IgnoreEOS = *v
+	}
+	if v := p.MinTokens; v != nil {
+		if *v < 0 {
+			return s, outOfRange(name("min_tokens"), float64(*v), "at least 0")
+		}
+		s.MinTokens = *v
 	}
 	if v := p.PresencePenalty; v != nil {
 		if *v < -2 || *v > 2 {

@@ -164,6 +164,10 @@ func (e *echo) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(
 	if o == nil {
 		return sdk.ErrModelNotLoaded
 	}
+	if len(req.Sampling.StopTokenIDs) > 0 || req.Sampling.MinTokens > 0 {
+		// echo has no token ids and cannot make its answer longer.
+		return fmt.Errorf("%w: stop_token_ids and min_tokens", sdk.ErrUnsupported)
+	}
 	text, promptTokens, err := source(req)
 	if err != nil {
 		return err

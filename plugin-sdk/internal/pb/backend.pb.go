@@ -504,8 +504,13 @@ type Sampling struct {
 	FrequencyPenalty  float64  `protobuf:"fixed64,10,opt,name=frequency_penalty,json=frequencyPenalty,proto3" json:"frequency_penalty,omitempty"`
 	Logprobs          bool     `protobuf:"varint,11,opt,name=logprobs,proto3" json:"logprobs,omitempty"`
 	TopLogprobs       int32    `protobuf:"varint,12,opt,name=top_logprobs,json=topLogprobs,proto3" json:"top_logprobs,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// vLLM's extras (api_version 1.1): token ids that end the generation, no
+	// stop at end-of-generation tokens, and a minimum before one may stop.
+	StopTokenIds  []int32 `protobuf:"varint,13,rep,packed,name=stop_token_ids,json=stopTokenIds,proto3" json:"stop_token_ids,omitempty"`
+	IgnoreEos     bool    `protobuf:"varint,14,opt,name=ignore_eos,json=ignoreEos,proto3" json:"ignore_eos,omitempty"`
+	MinTokens     int32   `protobuf:"varint,15,opt,name=min_tokens,json=minTokens,proto3" json:"min_tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Sampling) Reset() {
@@ -618,6 +623,27 @@ func (x *Sampling) GetLogprobs() bool {
 func (x *Sampling) GetTopLogprobs() int32 {
 	if x != nil {
 		return x.TopLogprobs
+	}
+	return 0
+}
+
+func (x *Sampling) GetStopTokenIds() []int32 {
+	if x != nil {
+		return x.StopTokenIds
+	}
+	return nil
+}
+
+func (x *Sampling) GetIgnoreEos() bool {
+	if x != nil {
+		return x.IgnoreEos
+	}
+	return false
+}
+
+func (x *Sampling) GetMinTokens() int32 {
+	if x != nil {
+		return x.MinTokens
 	}
 	return 0
 }
@@ -1233,7 +1259,7 @@ const file_backend_proto_rawDesc = "" +
 	"\aMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\"\xaa\x03\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"\x8e\x04\n" +
 	"\bSampling\x12%\n" +
 	"\vtemperature\x18\x01 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\x18\n" +
 	"\x05top_p\x18\x02 \x01(\x01H\x01R\x04topP\x88\x01\x01\x12\x13\n" +
@@ -1248,7 +1274,12 @@ const file_backend_proto_rawDesc = "" +
 	"\x11frequency_penalty\x18\n" +
 	" \x01(\x01R\x10frequencyPenalty\x12\x1a\n" +
 	"\blogprobs\x18\v \x01(\bR\blogprobs\x12!\n" +
-	"\ftop_logprobs\x18\f \x01(\x05R\vtopLogprobsB\x0e\n" +
+	"\ftop_logprobs\x18\f \x01(\x05R\vtopLogprobs\x12$\n" +
+	"\x0estop_token_ids\x18\r \x03(\x05R\fstopTokenIds\x12\x1d\n" +
+	"\n" +
+	"ignore_eos\x18\x0e \x01(\bR\tignoreEos\x12\x1d\n" +
+	"\n" +
+	"min_tokens\x18\x0f \x01(\x05R\tminTokensB\x0e\n" +
 	"\f_temperatureB\b\n" +
 	"\x06_top_pB\a\n" +
 	"\x05_seed\"\xb9\x01\n" +
