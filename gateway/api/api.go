@@ -289,49 +289,14 @@ func (s *server) instrument(route string, h func(*fiber.Ctx, *call) error) fiber
 
 // finish records the end of the request with status.
 func (cl *call) finish(status int) {
-	m := cl.s.met
-	if m == nil {
-		return
-	}
-	m.Requests.WithLabelValues(cl.route, cl.model, statusLabel(status)).Inc()
-	m.Duration.WithLabelValues(cl.route, cl.model).Observe(time.Since(cl.start).Seconds())
+	cl.s.met.ObserveRequest(cl.route, cl.model, status, cl.start)
 }
 
 // firstToken records the time to first token.
-func (cl *call) firstToken() {
-	if m := cl.s.met; m != nil {
-		m.TTFT.WithLabelValues(cl.model).Observe(time.Since(cl.start).Seconds())
-	}
-}
+func (cl *call) firstToken() { cl.s.met.ObserveFirstToken(cl.model, cl.start) }
 
 // tokens records token counts.
-func (cl *call) tokens(prompt, completion int) {
-	m := cl.s.met
-	if m == nil {
-		return
-	}
-	if prompt > 0 {
-		m.Tokens.WithLabelValues(cl.model, "prompt").Add(float64(prompt))
-	}
-	if completion > 0 {
-		m.Tokens.WithLabelValues(cl.model, "completion").Add(float64(completion))
-	}
-}
-
-var statusLabels = func() map[int]string {
-	m := map[int]string{}
-	for _, s := range []int{200, 400, 404, 405, 413, 429, 499, 500, 502, 503, 504} {
-		m[s] = fmt.Sprint(s)
-	}
-	return m
-}()
-
-func statusLabel(status int) string {
-	if l, ok := statusLabels[status]; ok {
-		return l
-	}
-	return fmt.Sprint(status)
-}
+func (cl *call) tokens(prompt, completion int) { cl.s.met.AddTokens(cl.model, prompt, completion) }
 
 // resolveModel looks name up for a generation (embedding false) or an
 // embedding request and sets cl.model.

@@ -1,6 +1,9 @@
 package metrics
 
 import (
+	"strconv"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -69,4 +72,35 @@ func New() *Metrics {
 		m.Requests, m.TTFT, m.Duration, m.Tokens, m.ReplicaStates, m.Restarts, m.StartSeconds, m.QueueDepth, m.Retries,
 	)
 	return m
+}
+
+// ObserveRequest records a finished request: its status and its duration
+// since start. A nil *Metrics records nothing (tests).
+func (m *Metrics) ObserveRequest(route, model string, status int, start time.Time) {
+	if m == nil {
+		return
+	}
+	m.Requests.WithLabelValues(route, model, strconv.Itoa(status)).Inc()
+	m.Duration.WithLabelValues(route, model).Observe(time.Since(start).Seconds())
+}
+
+// ObserveFirstToken records the time from start to a request's first token.
+func (m *Metrics) ObserveFirstToken(model string, start time.Time) {
+	if m == nil {
+		return
+	}
+	m.TTFT.WithLabelValues(model).Observe(time.Since(start).Seconds())
+}
+
+// AddTokens counts a request's prompt and completion tokens.
+func (m *Metrics) AddTokens(model string, prompt, completion int) {
+	if m == nil {
+		return
+	}
+	if prompt > 0 {
+		m.Tokens.WithLabelValues(model, "prompt").Add(float64(prompt))
+	}
+	if completion > 0 {
+		m.Tokens.WithLabelValues(model, "completion").Add(float64(completion))
+	}
 }

@@ -188,14 +188,9 @@ func (m *Manager) withRetry(ctx context.Context, p *pool, call func(Process, *bo
 		if err == nil || sent || ctx.Err() != nil || !sdk.IsPluginShutdown(err) || attempt >= m.opts.MaxRetries {
 			return err
 		}
-		// The connection may break a moment before the process exit is
-		// observed; let the supervisor see it so the retry goes elsewhere.
-		select {
-		case <-g.proc.Done():
-		case <-time.After(time.Second):
-		case <-ctx.Done():
-			return err
-		}
+		// The retry cannot pick the dead process again: the SDK returns
+		// ErrPluginShutdown once the exit is observed, and dispatch skips
+		// processes whose Done is closed.
 		m.opts.Metrics.Retries.WithLabelValues(p.model.Name).Inc()
 		m.opts.Logger.Warn("replica died before the first event; retrying", "model", p.model.Name, "replica", g.r.id, "error", err)
 	}

@@ -543,9 +543,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest) {
 		if e.Text != "" {
 			if !firstTok {
 				firstTok = true
-				if m := s.h.met; m != nil {
-					m.TTFT.WithLabelValues(c.model).Observe(time.Since(c.start).Seconds())
-				}
+				s.h.met.ObserveFirstToken(c.model, c.start)
 			}
 			b := getBuf()
 			*b = append(*b, c.tokenHead...)
@@ -612,16 +610,6 @@ func (s *socket) forget(c *chat) {
 }
 
 func (s *socket) record(c *chat, status int, u sdk.Usage) {
-	m := s.h.met
-	if m == nil {
-		return
-	}
-	m.Requests.WithLabelValues(route, c.model, fmt.Sprint(status)).Inc()
-	m.Duration.WithLabelValues(route, c.model).Observe(time.Since(c.start).Seconds())
-	if u.PromptTokens > 0 {
-		m.Tokens.WithLabelValues(c.model, "prompt").Add(float64(u.PromptTokens))
-	}
-	if u.CompletionTokens > 0 {
-		m.Tokens.WithLabelValues(c.model, "completion").Add(float64(u.CompletionTokens))
-	}
+	s.h.met.ObserveRequest(route, c.model, status, c.start)
+	s.h.met.AddTokens(c.model, u.PromptTokens, u.CompletionTokens)
 }

@@ -173,20 +173,20 @@ func changedKeys(opts, valid map[string]any) []string {
 	return out
 }
 
-func skipEmbedding(h *harness) error {
+// generator skips a generation check for embedding plugins, else returns
+// a plugin with the configured model loaded.
+func (h *harness) generator(ctx context.Context) (*sdk.Plugin, error) {
 	if h.cfg.Embedding {
-		return skipf("generation check; Config.Embedding is set")
+		return nil, skipf("generation check; Config.Embedding is set")
 	}
-	return nil
+	p, _, err := h.loaded(ctx)
+	return p, err
 }
 
 // checkEventOrder: a generation with default sampling keeps the event
 // contract (see checkEvents).
 func checkEventOrder(ctx context.Context, h *harness) error {
-	if err := skipEmbedding(h); err != nil {
-		return err
-	}
-	p, _, err := h.loaded(ctx)
+	p, err := h.generator(ctx)
 	if err != nil {
 		return err
 	}
@@ -197,10 +197,7 @@ func checkEventOrder(ctx context.Context, h *harness) error {
 // checkGreedy: greedy decoding (temperature 0, seed 1) gives the same text
 // twice.
 func checkGreedy(ctx context.Context, h *harness) error {
-	if err := skipEmbedding(h); err != nil {
-		return err
-	}
-	p, _, err := h.loaded(ctx)
+	p, err := h.generator(ctx)
 	if err != nil {
 		return err
 	}
@@ -224,10 +221,7 @@ func checkGreedy(ctx context.Context, h *harness) error {
 // checkMaxTokens: max_tokens 3 ends a longer generation with FinishLength
 // after at most 3 tokens, and the text is a prefix of the full one.
 func checkMaxTokens(ctx context.Context, h *harness) error {
-	if err := skipEmbedding(h); err != nil {
-		return err
-	}
-	p, _, err := h.loaded(ctx)
+	p, err := h.generator(ctx)
 	if err != nil {
 		return err
 	}
@@ -260,10 +254,7 @@ func checkMaxTokens(ctx context.Context, h *harness) error {
 // and without emitting any of it; a partial match that turns out not to be
 // a stop is emitted unchanged.
 func checkStopSequence(ctx context.Context, h *harness) error {
-	if err := skipEmbedding(h); err != nil {
-		return err
-	}
-	p, _, err := h.loaded(ctx)
+	p, err := h.generator(ctx)
 	if err != nil {
 		return err
 	}
@@ -326,10 +317,7 @@ func checkStopSequence(ctx context.Context, h *harness) error {
 // (at most 8) returns every call promptly, frees every slot (Health.Running
 // back to 0), and a new request starts promptly after.
 func checkCancellation(ctx context.Context, h *harness) error {
-	if err := skipEmbedding(h); err != nil {
-		return err
-	}
-	p, _, err := h.loaded(ctx)
+	p, err := h.generator(ctx)
 	if err != nil {
 		return err
 	}
@@ -411,10 +399,7 @@ func checkCancellation(ctx context.Context, h *harness) error {
 // checkConcurrency: four concurrent greedy generations (fewer if
 // Health.Slots says the plugin has fewer slots) each give the solo output.
 func checkConcurrency(ctx context.Context, h *harness) error {
-	if err := skipEmbedding(h); err != nil {
-		return err
-	}
-	p, _, err := h.loaded(ctx)
+	p, err := h.generator(ctx)
 	if err != nil {
 		return err
 	}
