@@ -1,0 +1,222 @@
+package store
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// User is an account: the owner of API keys, conversations and knowledge bases.
+type User struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+}
+
+// Scopes of an API key.
+const (
+	ScopeChat   = "chat"   // the OpenAI routes, /v1/ws, conversations
+	ScopeIngest = "ingest" // knowledge bases and documents
+	ScopeAdmin  = "admin"  // /admin routes, and /metrics when it needs a key
+)
+
+// APIKey is a stored key: never the key itself, only its SHA-256 and visible prefix.
+type APIKey struct {
+	ID       string
+	UserID   string
+	UserName string
+	// Prefix is the key's visible start ("rgw_" + 8 characters), unique.
+	Prefix string
+	// Hash is the SHA-256 of the whole key.
+	Hash   []byte
+	Name   string
+	Scopes []string
+	// RPMLimit and TPMLimit are requests and tokens per minute; 0 means unlimited.
+	RPMLimit   int
+	TPMLimit   int
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero: never
+	RevokedAt  time.Time // zero: active
+}
+
+// Revoked reports whether the key was revoked.
+func (k APIKey) Revoked() bool { return !k.RevokedAt.IsZero() }
+
+// HasScope reports whether the key carries scope s.
+func (k APIKey) HasScope(s string) bool {
+	for _, x := range k.Scopes {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// NewAPIKey is what CreateAPIKey stores.
+type NewAPIKey struct {
+	UserID   string
+	Prefix   string
+	Hash     []byte
+	Name     string
+	Scopes   []string
+	RPMLimit int // 0: unlimited
+	TPMLimit int // 0: unlimited
+}
+
+// Conversation is a user's chat with server-side history.
+type Conversation struct {
+	ID     string
+	UserID string
+	Title  string
+	Model  string
+	// SystemPrompt is kept first in every request built from the history.
+	SystemPrompt string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// Message roles.
+const (
+	RoleSystem    = "system"
+	RoleUser      = "user"
+	RoleAssistant = "assistant"
+	RoleTool      = "tool"
+)
+
+// Message statuses. An assistant message is InProgress while it is generated, then
+// Complete, Cancelled (the client cancelled or went away) or Failed (the backend
+// failed): the last two keep the partial text.
+const (
+	StatusInProgress = "in_progress"
+	StatusComplete   = "complete"
+	StatusCancelled  = "cancelled"
+	StatusFailed     = "failed"
+)
+
+// Message is one message of a conversation.
+type Message struct {
+	ID               string
+	ConversationID   string
+	Seq              int64 // orders a conversation's messages
+	Role             string
+	Content          string
+	Status           string
+	Model            string
+	FinishReason     string
+	Error            string
+	PromptTokens     int
+	CompletionTokens int
+	// Sources is the JSON array of retrieval sources the answer cited (nil: none).
+	Sources     json.RawMessage
+	CreatedAt   time.Time
+	CompletedAt time.Time // zero while in progress
+}
+
+// NewConversation is what CreateConversation stores.
+type NewConversation struct {
+	Title        string
+	Model        string
+	SystemPrompt string
+}
+
+// NewMessage is a message a turn adds (user or tool messages, or assistant messages
+// a caller supplies as history).
+type NewMessage struct {
+	Role    string
+	Content string
+}
+
+// Turn is the start of one chat turn in a conversation: the messages the caller adds
+// and the assistant message to generate.
+type Turn struct {
+	// Messages are stored in order before the assistant message.
+	Messages []NewMessage
+	// Model is the model that answers (stored on the assistant message and as the
+	// conversation's last model).
+	Model string
+	// SystemPrompt, when non-nil, replaces the conversation's system prompt.
+	SystemPrompt *string
+}
+
+// TurnStarted is what BeginTurn stored.
+type TurnStarted struct {
+	Conversation Conversation
+	// MessageIDs are the ids of Turn.Messages, in order.
+	MessageIDs []string
+	// AssistantMessageID is the in-progress assistant message.
+	AssistantMessageID string
+	// History is every message of the conversation before the assistant message,
+	// oldest first, this turn's messages included (in-progress messages of other
+	// turns excluded).
+	History []Message
+}
+
+// Finish is how an assistant message ended.
+type Finish struct {
+	// Status is StatusComplete, StatusCancelled or StatusFailed.
+	Status           string
+	Content          string
+	FinishReason     string
+	Error            string
+	PromptTokens     int
+	CompletionTokens int
+	Sources          json.RawMessage
+}
+
+// Usage is one served request's accounting row.
+type Usage struct {
+	UserID           string
+	APIKeyID         string
+	Model            string
+	Route            string
+	PromptTokens     int
+	CompletionTokens int
+}
+
+// KnowledgeBase is a user's named collection of documents.
+type KnowledgeBase struct {
+	ID             string
+	UserID         string
+	Name           string
+	Description    string
+	EmbeddingModel string
+	CreatedAt      time.Time
+}
+
+// Document statuses.
+const (
+	DocPending = "pending"
+	DocIndexed = "indexed"
+	DocFailed  = "failed"
+)
+
+// Document is a file or text ingested into a knowledge base.
+type Document struct {
+	ID         string
+	KBID       string
+	Title      string
+	Source     string
+	MimeType   string
+	SHA256     []byte
+	Bytes      int64
+	Status     string
+	Error      string
+	ChunkCount int
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// NewDocument is what CreateDocument stores (status pending).
+type NewDocument struct {
+	Title    string
+	Source   string
+	MimeType string
+	SHA256   []byte
+	Bytes    int64
+}
+
+// Page bounds a listing: at most Limit rows (default 50, at most 200) after the row
+// whose id is After (empty: from the start).
+type Page struct {
+	Limit int
+	After string
+}

@@ -1,0 +1,64 @@
+// Command pgcluster runs the project-local PostgreSQL cluster for the Taskfile:
+//
+//	pgcluster -dir .data/pg -port 54329 up     init if needed, start, create db; print DATABASE_URL
+//	pgcluster -dir .data/pg -port 54329 url    print DATABASE_URL
+//	pgcluster -dir .data/pg down               stop the server (data kept)
+//	pgcluster -db NAME recreate                drop database NAME if it exists, create it empty
+//	pgcluster -db NAME drop                    drop database NAME if it exists
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/ragway/ragway/internal/pgcluster"
+)
+
+func main() {
+	dir := flag.String("dir", ".data/pg", "data directory")
+	port := flag.Int("port", 54329, "TCP port on 127.0.0.1")
+	db := flag.String("db", "ragway", "database the URL names")
+	flag.Parse()
+	if flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: pgcluster [-dir DIR] [-port N] [-db NAME] up|url|down|recreate|drop")
+		os.Exit(2)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := &pgcluster.Cluster{Dir: *dir, Port: *port}
+	var err error
+	switch flag.Arg(0) {
+	case "up":
+		var url string
+		url, err = c.Up(ctx, *db)
+		if err == nil {
+			fmt.Println(url)
+		}
+	case "url":
+		var url string
+		url, err = c.URL(*db)
+		if err == nil {
+			fmt.Println(url)
+		}
+	case "down":
+		err = c.Stop(ctx)
+	case "recreate", "drop":
+		var admin string
+		admin, err = c.URL("postgres")
+		if err == nil {
+			err = pgcluster.DropDatabase(ctx, admin, *db)
+		}
+		if err == nil && flag.Arg(0) == "recreate" {
+			err = pgcluster.CreateDatabase(ctx, admin, *db, "")
+		}
+	default:
+		err = fmt.Errorf("unknown command %q (up, url, down, recreate or drop)", flag.Arg(0))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "db:", err)
+		os.Exit(1)
+	}
+}

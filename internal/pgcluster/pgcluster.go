@@ -1,0 +1,327 @@
+package pgcluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Superuser is the name of the cluster's superuser role.
+const Superuser = "ragway"
+
+// passwordFile holds the superuser's password, inside the data directory.
+const passwordFile = "ragway.password"
+
+// Cluster is one project-local PostgreSQL cluster.
+type Cluster struct {
+	// Dir is the data directory (created by Init).
+	Dir string
+	// Port is the TCP port on 127.0.0.1.
+	Port int
+	// BinDir holds initdb and pg_ctl; empty: [FindBinDir].
+	BinDir string
+}
+
+// FindBinDir returns the directory of the newest installed PostgreSQL server binaries
+// (/usr/lib/postgresql/N/bin on Debian), or an error saying how to install them.
+func FindBinDir() (string, error) {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return majorOf(dirs[i]) < majorOf(dirs[j]) })
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if _, err := os.Stat(filepath.Join(dirs[i], "initdb")); err == nil {
+			return dirs[i], nil
+		}
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	return "", errors.New("no PostgreSQL server binaries (initdb) under /usr/lib/postgresql/*/bin or in PATH: run `task setup` (installs the Debian package postgresql)")
+}
+
+func majorOf(binDir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return n
+}
+
+func (c *Cluster) bin(name string) (string, error) {
+	if c.BinDir == "" {
+		d, err := FindBinDir()
+		if err != nil {
+			return "", err
+		}
+		c.BinDir = d
+	}
+	return filepath.Join(c.BinDir, name), nil
+}
+
+// asServerUser returns the command line that runs argv as the user owning the
+// cluster: argv itself, or under `runuser -u postgres` when we are root.
+func asServerUser(argv ...string) *exec.Cmd {
+	if os.Geteuid() == 0 {
+		argv = append([]string{"runuser", "-u", "postgres", "--"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = "/"
+	return cmd
+}
+
+func run(ctx context.Context, cmd *exec.Cmd) error {
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: %w", cmd.Args[0], err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(out.String()))
+		}
+		return nil
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("%s: %w", strings.Join(cmd.Args, " "), ctx.Err())
+	}
+}
+
+// Initialized reports whether Dir holds a cluster made by Init.
+func (c *Cluster) Initialized() bool {
+	_, err1 := os.Stat(filepath.Join(c.Dir, "PG_VERSION"))
+	_, err2 := os.Stat(filepath.Join(c.Dir, passwordFile))
+	return err1 == nil && err2 == nil
+}
+
+// Init creates the cluster in Dir unless it exists. Dir's parent must exist; Dir
+// itself must be absent or empty.
+func (c *Cluster) Init(ctx context.Context) error {
+	if c.Initialized() {
+		return nil
+	}
+	initdb, err := c.bin("initdb")
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return err
+	}
+	c.Dir = dir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	pw := make([]byte, 18)
+	if _, err := rand.Read(pw); err != nil {
+		return err
+	}
+	password := hex.EncodeToString(pw)
+	// initdb reads the password from a file the server user can read; it is
+	// written into the data directory afterwards, where only that user (and root) can.
+	tmp, err := os.CreateTemp("", "ragway-pgpass-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(password + "\n"); err != nil {
+		return err
+	}
+	tmp.Close()
+	if os.Geteuid() == 0 {
+		if err := chownServerUser(dir, tmp.Name()); err != nil {
+			return err
+		}
+		// Every directory above the data directory must be traversable by the server user.
+		if err := ensureTraversable(filepath.Dir(dir)); err != nil {
+			return err
+		}
+	}
+	if err := run(ctx, asServerUser(initdb, "-D", dir, "-U", Superuser, "--pwfile", tmp.Name(),
+		"--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions")); err != nil {
+		return fmt.Errorf("initdb: %w", err)
+	}
+	conf := fmt.Sprintf("\n# ragway project-local cluster\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = ''\nmax_connections = 200\nlogging_collector = off\n", c.Port)
+	f, err := os.OpenFile(filepath.Join(dir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(conf); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	pwPath := filepath.Join(dir, passwordFile)
+	if err := os.WriteFile(pwPath, []byte(password+"\n"), 0o600); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		return chownServerUser(pwPath)
+	}
+	return nil
+}
+
+func chownServerUser(paths ...string) error {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return fmt.Errorf("the postgres system user is missing (it comes with the Debian package postgresql; run `task setup`): %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	for _, p := range paths {
+		if err := os.Chown(p, uid, gid); err != nil {
+			return fmt.Errorf("chown %s to postgres: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// ensureTraversable makes dir and its parents searchable by others (o+x) where they
+// are not, so the server user can reach the data directory.
+func ensureTraversable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(d, st.Mode().Perm()|0o011); err != nil {
+				return fmt.Errorf("make %s traversable for the postgres user: %w", d, err)
+			}
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}
+
+// Password returns the superuser's password.
+func (c *Cluster) Password() (string, error) {
+	b, err := os.ReadFile(filepath.Join(c.Dir, passwordFile))
+	if err != nil {
+		return "", fmt.Errorf("read the cluster password (is %s a cluster made by task db:up?): %w", c.Dir, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// URL returns the DATABASE_URL of database db on this cluster.
+func (c *Cluster) URL(db string) (string, error) {
+	pw, err := c.Password()
+	if err != nil {
+		return "", err
+	}
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(Superuser, pw),
+		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port)),
+		Path:     "/" + db,
+		RawQuery: "sslmode=disable",
+	}
+	return u.String(), nil
+}
+
+// Running reports whether the server of this data directory is running.
+func (c *Cluster) Running(ctx context.Context) bool {
+	pgctl, err := c.bin("pg_ctl")
+	if err != nil {
+		return false
+	}
+	return run(ctx, asServerUser(pgctl, "status", "-D", c.Dir)) == nil
+}
+
+// Start starts the server (a no-op when it runs) and waits until it accepts
+// connections.
+func (c *Cluster) Start(ctx context.Context) error {
+	if !c.Initialized() {
+		return fmt.Errorf("%s is not a cluster: run Init first", c.Dir)
+	}
+	if c.Running(ctx) {
+		return nil
+	}
+	pgctl, err := c.bin("pg_ctl")
+	if err != nil {
+		return err
+	}
+	logPath := filepath.Join(c.Dir, "server.log")
+	// -o -p: the port given now wins over the one written at Init.
+	err = run(ctx, asServerUser(pgctl, "start", "-D", c.Dir, "-l", logPath, "-w", "-t", "60",
+		"-o", "-p "+strconv.Itoa(c.Port)))
+	if err != nil {
+		tail, _ := os.ReadFile(logPath)
+		if len(tail) > 2000 {
+			tail = tail[len(tail)-2000:]
+		}
+		return fmt.Errorf("start postgres on 127.0.0.1:%d: %w\n%s", c.Port, err, tail)
+	}
+	return nil
+}
+
+// Stop stops the server (fast shutdown: open sessions are ended, committed data is
+// kept). A no-op when it is not running.
+func (c *Cluster) Stop(ctx context.Context) error {
+	if !c.Initialized() || !c.Running(ctx) {
+		return nil
+	}
+	pgctl, err := c.bin("pg_ctl")
+	if err != nil {
+		return err
+	}
+	return run(ctx, asServerUser(pgctl, "stop", "-D", c.Dir, "-m", "fast", "-w", "-t", "60"))
+}
+
+// Up initializes the cluster if needed, starts it and makes sure database db exists.
+// It returns db's URL.
+func (c *Cluster) Up(ctx context.Context, db string) (string, error) {
+	if err := c.Init(ctx); err != nil {
+		return "", err
+	}
+	if err := c.Start(ctx); err != nil {
+		return "", err
+	}
+	if err := c.CreateDatabase(ctx, db); err != nil {
+		return "", err
+	}
+	return c.URL(db)
+}
+
+// CreateDatabase creates database db unless it exists.
+func (c *Cluster) CreateDatabase(ctx context.Context, db string) error {
+	url, err := c.URL("postgres")
+	if err != nil {
+		return err
+	}
+	return CreateDatabase(ctx, url, db, "")
+}
+
+// WaitReady polls until the server accepts a connection or ctx ends.
+func (c *Cluster) WaitReady(ctx context.Context) error {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port))
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postgres at %s: %w", addr, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
