@@ -86,7 +86,7 @@ func TestCrashMidStreamGivesCleanError(t *testing.T) {
 	g := startGateway(t, `
   - {name: flaky, backend: echo, options: {fail_after: 2, delay_ms: 30}}
 `)
-	resp, err := http.Post(g.URL+"/v1/chat/completions", "application/json", strings.NewReader(chatBody("flaky", "one two three four", true)))
+	resp, err := g.send("POST", "/v1/chat/completions", g.Key, chatBody("flaky", "one two three four", true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestGracefulShutdownDrains(t *testing.T) {
   - {name: slow, backend: echo, options: {delay_ms: 100}}
 `)
 	ps := pids(g.waitReady(10*time.Second), "slow")
-	resp, err := http.Post(g.URL+"/v1/chat/completions", "application/json", strings.NewReader(chatBody("slow", "a b c d e", true)))
+	resp, err := g.send("POST", "/v1/chat/completions", g.Key, chatBody("slow", "a b c d e", true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,9 +214,7 @@ func TestClientDisconnectCancelsGeneration(t *testing.T) {
   - {name: slow, backend: echo, max_concurrency: 1, max_queue: 0, options: {delay_ms: 50, parallel: 1}}
 `)
 	long := strings.Repeat("word ", 400) // 20 s of tokens
-	req, _ := http.NewRequest("POST", g.URL+"/v1/chat/completions", strings.NewReader(chatBody("slow", long, true)))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := g.send("POST", "/v1/chat/completions", g.Key, chatBody("slow", long, true))
 	if err != nil {
 		t.Fatal(err)
 	}

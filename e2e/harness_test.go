@@ -19,14 +19,21 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
+
+	"github.com/ragway/ragway/internal/pgtest"
 	"github.com/ragway/ragway/internal/testbin"
 )
 
-// gateway is a running `ragway serve` process.
+// gateway is a running `ragway serve` process with its own database.
 type gateway struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	URL  string // http://127.0.0.1:PORT
+	t   *testing.T
+	cmd *exec.Cmd
+	URL string // http://127.0.0.1:PORT
+	// Config is the config file; DatabaseURL its database (fresh, migrated).
+	Config      string
+	DatabaseURL string
+	// Key is an API key with every scope, of user "e2e".
+	Key  string
 	mu   sync.Mutex
 	logs bytes.Buffer
 	exit chan error // receives the process's exit once
@@ -43,16 +50,25 @@ func startGateway(t *testing.T, models string) *gateway {
 	return g
 }
 
-// launchGateway runs ragway and waits only until it listens.
+// launchGateway runs ragway on a fresh database and waits only until it listens.
 func launchGateway(t *testing.T, models string) *gateway {
 	t.Helper()
+	return launchGatewayOn(t, pgtest.Database(t), models)
+}
+
+// launchGatewayOn runs ragway on the database at dbURL (migrated) and waits only
+// until it listens. It creates g.Key with the CLI first.
+func launchGatewayOn(t *testing.T, dbURL, models string) *gateway {
+	t.Helper()
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nplugins_dir: %s\nserver: {shutdown_grace: 10s, heartbeat_interval: 200ms}\nmodels:\n%s", testbin.Dir(t), models)
+	cfg := fmt.Sprintf("listen: 127.0.0.1:0\ndatabase_url: %q\nplugins_dir: %s\nserver: {shutdown_grace: 10s, heartbeat_interval: 200ms}\nmodels:\n%s",
+		dbURL, testbin.Dir(t), models)
 	path := filepath.Join(dir, "ragway.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{t: t, exit: make(chan error, 1)}
+	g := &gateway{t: t, exit: make(chan error, 1), Config: path, DatabaseURL: dbURL}
+	g.Key = g.createKey("e2e", "chat,ingest,admin")
 	g.cmd = exec.Command(testbin.Ragway(t), "serve", "-c", path)
 	// go-plugin's socket directories go under TMPDIR; a SIGKILLed gateway
 	// cannot remove them, so keep them in the test's directory.
@@ -96,6 +112,29 @@ func launchGateway(t *testing.T, models string) *gateway {
 		t.Fatalf("gateway did not listen within 20s:\n%s", g.Logs())
 	}
 	return g
+}
+
+// cli runs a ragway command on the gateway's config and returns its stdout.
+func (g *gateway) cli(args ...string) (string, error) {
+	g.t.Helper()
+	cmd := exec.Command(testbin.Ragway(g.t), args...)
+	cmd.Env = append(os.Environ(), "RAGWAY_DATABASE_URL="+g.DatabaseURL)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("ragway %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// createKey makes an API key for user with scopes (comma-separated) with the CLI.
+func (g *gateway) createKey(user, scopes string, extra ...string) string {
+	g.t.Helper()
+	out, err := g.cli(append([]string{"keys", "create", "--user", user, "--scopes", scopes}, extra...)...)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
 }
 
 // Logs returns everything the gateway logged so far.
@@ -200,16 +239,41 @@ func pids(r readiness, model string) []int {
 	return out
 }
 
-// post sends a JSON body and returns status and body.
+// post sends a JSON body with g.Key and returns status and body.
 func (g *gateway) post(path, body string) (int, []byte) {
 	g.t.Helper()
-	resp, err := http.Post(g.URL+path, "application/json", strings.NewReader(body))
+	return g.call("POST", path, g.Key, body)
+}
+
+// call sends a request with key (none if "") and returns status and body.
+func (g *gateway) call(method, path, key, body string) (int, []byte) {
+	g.t.Helper()
+	resp, err := g.send(method, path, key, body)
 	if err != nil {
-		g.t.Fatalf("POST %s: %v", path, err)
+		g.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
+}
+
+// send sends a request with key (none if "") and a JSON body (none if "").
+func (g *gateway) send(method, path, key, body string) (*http.Response, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, g.URL+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	return http.DefaultClient.Do(req)
 }
 
 // processGone waits until pid no longer exists.

@@ -184,6 +184,7 @@ func TestLlamaCppThroughGateway(t *testing.T) {
 		req, _ := http.NewRequest("POST", g.URL+"/v1/chat/completions", strings.NewReader(
 			`{"model":"chat","stream":true,"max_tokens":400,"messages":[{"role":"user","content":"Tell me a long story."}]}`))
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+g.Key)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -17,7 +17,7 @@ const echoModels = `
 `
 
 func sdkClient(g *gateway) openai.Client {
-	return openai.NewClient(option.WithBaseURL(g.URL+"/v1/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	return openai.NewClient(option.WithBaseURL(g.URL+"/v1/"), option.WithAPIKey(g.Key), option.WithMaxRetries(0))
 }
 
 func TestOpenAISDK(t *testing.T) {

@@ -17,9 +17,11 @@ import (
 func TestVLLMProxyChain(t *testing.T) {
 	lib, model := llamaFixtures(t)
 	upstream := startGateway(t, llamaModels(lib, model))
+	// The proxy authenticates to the upstream gateway with a key of its own.
+	t.Setenv("RAGWAY_E2E_UPSTREAM_KEY", upstream.createKey("proxy", "chat"))
 	front := startGateway(t, fmt.Sprintf(`
-  - {name: proxied, backend: vllm-proxy, max_concurrency: 8, options: {upstreams: [%q], upstream_model: chat, timeout: 10s, health_interval: 200ms}}
-  - {name: proxied-embed, backend: vllm-proxy, embedding: true, options: {upstreams: [%q], upstream_model: embed}}
+  - {name: proxied, backend: vllm-proxy, max_concurrency: 8, options: {upstreams: [%q], upstream_model: chat, timeout: 10s, health_interval: 200ms, api_key_env: RAGWAY_E2E_UPSTREAM_KEY}}
+  - {name: proxied-embed, backend: vllm-proxy, embedding: true, options: {upstreams: [%q], upstream_model: embed, api_key_env: RAGWAY_E2E_UPSTREAM_KEY}}
 `, upstream.URL, upstream.URL))
 	direct, viaProxy := sdkClient(upstream), sdkClient(front)
 	ctx := ctxTimeout(t, 120*time.Second)

@@ -26,7 +26,7 @@ type frame struct {
 
 func dialWS(t *testing.T, g *gateway) *websocket.Conn {
 	t.Helper()
-	conn, resp, err := websocket.DefaultDialer.Dial(strings.Replace(g.URL, "http://", "ws://", 1)+"/v1/ws", nil)
+	conn, resp, err := websocket.DefaultDialer.Dial(strings.Replace(g.URL, "http://", "ws://", 1)+"/v1/ws", http.Header{"Authorization": {"Bearer " + g.Key}})
 	if err != nil {
 		t.Fatalf("dial: %v (%v)", err, resp)
 	}

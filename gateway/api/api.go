@@ -15,7 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 	"github.com/ragway/ragway/gateway/ws"
 	sdk "github.com/ragway/ragway/plugin-sdk"
@@ -54,6 +56,19 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics may be nil (no metrics, no /metrics route).
 	Metrics *metrics.Metrics
+	// Gate authenticates every route but /healthz, /readyz and (see MetricsOpen)
+	// /metrics. Required.
+	Gate Gate
+	// Store holds conversations; nil serves no conversation routes and rejects
+	// conversation_id (a gateway without a database).
+	Store Store
+	// Usage accounts for every served request; may be nil.
+	Usage Accountant
+	// MetricsToken, when set, is the bearer token /metrics requires.
+	MetricsToken string
+	// MetricsOpen serves /metrics without a token (the server listens on loopback
+	// only); otherwise, without MetricsToken, /metrics needs an admin key.
+	MetricsOpen bool
 }
 
 // Defaults of Options.
@@ -79,6 +94,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Gate == nil {
+		panic("api: Options.Gate is required")
 	}
 	return o
 }
@@ -126,20 +144,33 @@ func New(b Backends, opts Options) *fiber.App {
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
 	if s.met != nil {
-		app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.met.Registry, promhttp.HandlerOpts{})))
+		app.Get("/metrics", s.metricsAccess, adaptor.HTTPHandler(promhttp.HandlerFor(s.met.Registry, promhttp.HandlerOpts{})))
 	}
-	app.Get("/v1/models", s.listModels)
-	app.Get("/v1/models/+", s.getModel)
-	app.Post(routeChat, s.instrument(routeChat, s.chatCompletions))
-	app.Post(routeCompletions, s.instrument(routeCompletions, s.completions))
-	app.Post(routeEmbeddings, s.instrument(routeEmbeddings, s.embeddings))
-	app.Get("/v1/ws", ws.New(b, ws.Options{
+	chat := s.requireScope(store.ScopeChat)
+	app.Get("/v1/models", chat, s.listModels)
+	app.Get("/v1/models/+", chat, s.getModel)
+	app.Post(routeChat, chat, s.instrument(routeChat, s.chatCompletions))
+	app.Post(routeCompletions, chat, s.instrument(routeCompletions, s.completions))
+	app.Post(routeEmbeddings, chat, s.instrument(routeEmbeddings, s.embeddings))
+	if s.opts.Store != nil {
+		app.Get("/v1/conversations", chat, s.listConversations)
+		app.Post("/v1/conversations", chat, s.createConversation)
+		app.Get("/v1/conversations/:id", chat, s.getConversation)
+		app.Delete("/v1/conversations/:id", chat, s.deleteConversation)
+	}
+	wsOpts := ws.Options{
 		PingInterval:   opts.WSPingInterval,
 		RequestTimeout: opts.RequestTimeout,
 		Logger:         opts.Logger,
 		Metrics:        opts.Metrics,
 		Shutdown:       shutdown,
-	}))
+		Gate:           opts.Gate,
+		Usage:          opts.Usage,
+	}
+	if s.opts.Store != nil {
+		wsOpts.Conversations = s.opts.Store
+	}
+	app.Get("/v1/ws", ws.New(b, wsOpts))
 	return app
 }
 
@@ -265,6 +296,8 @@ type call struct {
 	// streamed is set when the handler handed the response to a stream,
 	// which then records the request itself.
 	streamed bool
+	// principal is the caller.
+	principal auth.Principal
 }
 
 // instrument wraps an API handler: it records the request's status and
@@ -272,7 +305,7 @@ type call struct {
 // and maps its error to the OpenAI shape.
 func (s *server) instrument(route string, h func(*fiber.Ctx, *call) error) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		cl := &call{s: s, route: route, start: time.Now()}
+		cl := &call{s: s, route: route, start: time.Now(), principal: principalOf(c)}
 		err := h(c, cl)
 		if cl.streamed {
 			return err
@@ -295,8 +328,14 @@ func (cl *call) finish(status int) {
 // firstToken records the time to first token.
 func (cl *call) firstToken() { cl.s.met.ObserveFirstToken(cl.model, cl.start) }
 
-// tokens records token counts.
-func (cl *call) tokens(prompt, completion int) { cl.s.met.AddTokens(cl.model, prompt, completion) }
+// tokens records the token counts of a served request: metrics, the key's
+// tokens-per-minute limit and the usage row.
+func (cl *call) tokens(prompt, completion int) {
+	cl.s.met.AddTokens(cl.model, prompt, completion)
+	if cl.s.opts.Usage != nil {
+		cl.s.opts.Usage.Account(cl.principal, cl.route, cl.model, prompt, completion)
+	}
+}
 
 // resolveModel looks name up for a generation (embedding false) or an
 // embedding request and sets cl.model.

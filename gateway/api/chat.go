@@ -9,6 +9,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/conversation"
+	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -26,6 +28,9 @@ type chatRequest struct {
 	StreamOptions *streamOptions  `json:"stream_options"`
 	Logprobs      *bool           `json:"logprobs"`
 	TopLogprobs   *int            `json:"top_logprobs"`
+	// ConversationID (a ragway extension) continues a stored conversation ("new"
+	// starts one): messages are the new turn, the history is the server's.
+	ConversationID *string `json:"conversation_id"`
 	oai.SamplingParams
 }
 
@@ -48,6 +53,9 @@ type chatCompletionJSON struct {
 	Model   string           `json:"model"`
 	Choices []chatChoiceJSON `json:"choices"`
 	Usage   usageJSON        `json:"usage"`
+	// ConversationID and MessageID name the stored turn (with conversation_id).
+	ConversationID string `json:"conversation_id,omitempty"`
+	MessageID      string `json:"message_id,omitempty"`
 }
 
 var jsonNull = json.RawMessage("null")
@@ -87,6 +95,15 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 
 	id := reqID(c)
 	j := &job{s: s, cl: cl, model: m.Name, reqs: make([]sdk.GenerateRequest, n), group: make([]int, n)}
+	if req.ConversationID != nil {
+		if n > 1 {
+			return oai.Invalid("n", oai.CodeUnsupported, "'n' must be 1 with 'conversation_id'")
+		}
+		if j.turn, aerr = s.beginTurn(c, *req.ConversationID, m, msgs, sampling.MaxTokens); aerr != nil {
+			return aerr
+		}
+		msgs = j.turn.Prompt
+	}
 	for i := range n {
 		r := sdk.GenerateRequest{Messages: msgs, Sampling: sampling, RequestID: choiceRequestID(id, i, n)}
 		if sampling.Seed != nil && i > 0 {
@@ -103,6 +120,15 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 	}
 
 	res, err := j.collect(context.Background())
+	if j.turn != nil {
+		final := sdk.Event{}
+		if err == nil {
+			final = sdk.Event{FinishReason: res[0].finish, Usage: &res[0].usage}
+		}
+		if ferr := j.finishTurn(err, final, false); err == nil && ferr != nil {
+			err = ferr
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -118,7 +144,43 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		out.Choices[i] = chatChoiceJSON{Index: i, Message: chatMessageJSON{Role: "assistant", Content: r.text.String()}, Logprobs: lp, FinishReason: finishReason(r.finish)}
 	}
 	out.Usage = j.usageOf(usages)
+	if j.turn != nil {
+		out.ConversationID, out.MessageID = j.turn.Conversation.ID, j.turn.MessageID
+	}
 	return c.JSON(out)
+}
+
+// Response headers naming the stored turn of a request with conversation_id.
+const (
+	headerConversationID = "X-Ragway-Conversation-Id"
+	headerMessageID      = "X-Ragway-Message-Id"
+)
+
+// beginTurn stores the request's messages in the conversation id ("new": a new one)
+// and returns the turn, whose prompt is the fitted history.
+func (s *server) beginTurn(c *fiber.Ctx, id string, m workers.ModelStatus, msgs []sdk.Message, maxTokens int) (*conversation.Turn, *oai.Error) {
+	if s.opts.Store == nil {
+		return nil, oai.Unsupported("conversation_id", "this gateway has no database: 'conversation_id' is not available")
+	}
+	if id == "new" {
+		id = ""
+	} else if id == "" {
+		return nil, oai.Invalid("conversation_id", oai.CodeInvalidValue, "'conversation_id' is empty: give a conversation's id, or \"new\"")
+	}
+	t, err := conversation.Begin(c.UserContext(), s.opts.Store, conversation.Request{
+		UserID: principalOf(c).UserID, ConversationID: id, Model: m.Name, Messages: msgs,
+		ContextLength: m.ContextLength, MaxTokens: maxTokens,
+	})
+	if err != nil {
+		e := oai.FromError(notFound(err, "conversation", id))
+		if e.Code == oai.CodeNotFound || e.Code == oai.CodeInvalidValue {
+			e.Param = "conversation_id"
+		}
+		return nil, e
+	}
+	c.Set(headerConversationID, t.Conversation.ID)
+	c.Set(headerMessageID, t.MessageID)
+	return t, nil
 }
 
 // choiceRequestID is the RequestID passed to the backend for choice i of n.

@@ -272,7 +272,7 @@ func (p panicky) Model(name string) (workers.ModelStatus, bool) {
 func TestBodyTooLargeWithoutLingeringListener(t *testing.T) {
 	// Served on a bare listener, as before LingeringListener: the 413 path
 	// drains the refused body itself, so a plain client still gets the 413.
-	app := api.New(newFake(), api.Options{MaxBodyBytes: 1 << 20, Logger: quietLogger()})
+	app := api.New(newFake(), api.Options{MaxBodyBytes: 1 << 20, Logger: quietLogger(), Gate: apitest.Gate{}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

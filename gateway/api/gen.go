@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/conversation"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -27,6 +28,32 @@ type job struct {
 	// group[i] is the prompt of choice i: prompt tokens are counted once
 	// per prompt, not once per choice.
 	group []int
+	// turn, when the request continues a stored conversation, records the
+	// answer (one choice).
+	turn *conversation.Turn
+}
+
+// observe records an event of a stored turn.
+func (j *job) observe(e sdk.Event) {
+	if j.turn != nil {
+		j.turn.Observe(e)
+	}
+}
+
+// finishTurn stores the end of the turn: err is what the generation returned, final
+// its final event, cancelled whether the client went away.
+func (j *job) finishTurn(err error, final sdk.Event, cancelled bool) error {
+	o := conversation.OutcomeOf(err, final, cancelled)
+	if err != nil {
+		o.Error = oai.FromError(err).Message
+	}
+	if _, ferr := j.turn.Finish(o); ferr != nil {
+		j.s.log.Warn("conversation turn not stored", "conversation", j.turn.Conversation.ID, "message", j.turn.MessageID, "error", ferr)
+		e := oai.FromError(ferr)
+		e.Message = "the answer was not stored: " + e.Message
+		return e
+	}
+	return nil
 }
 
 // choiceResult is a collected (non-streamed) choice.
@@ -53,6 +80,7 @@ func (j *job) collect(ctx context.Context) ([]choiceResult, error) {
 	run := func(i int) {
 		r := &res[i]
 		err := j.generate(ctx, i, func(e sdk.Event) error {
+			j.observe(e)
 			if e.Text != "" {
 				first.Do(j.cl.firstToken)
 				r.text.WriteString(e.Text)

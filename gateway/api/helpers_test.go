@@ -45,6 +45,9 @@ func startWith(t testing.TB, backends api.Backends, fake *apitest.Fake, opts api
 	if opts.RequestTimeout == 0 {
 		opts.RequestTimeout = 10 * time.Second
 	}
+	if opts.Gate == nil {
+		opts.Gate = apitest.Gate{}
+	}
 	app := api.New(backends, opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

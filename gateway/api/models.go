@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"net/url"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -70,16 +72,36 @@ type readyModel struct {
 	Replicas []readyReplica `json:"replicas"`
 }
 
-type readyBody struct {
-	Status string       `json:"status"`
-	Models []readyModel `json:"models"`
+type readyDatabase struct {
+	Ready bool   `json:"ready"`
+	Error string `json:"error,omitempty"`
 }
 
-// readyz serves GET /readyz: 200 when every model has a replica that is
-// ready or can become ready (workers.ModelStatus.Serviceable), else 503;
-// the body lists each model's replicas with their states and last errors.
+type readyBody struct {
+	Status   string         `json:"status"`
+	Database *readyDatabase `json:"database,omitempty"`
+	Models   []readyModel   `json:"models"`
+}
+
+// readyPingTimeout bounds /readyz's database check.
+const readyPingTimeout = 2 * time.Second
+
+// readyz serves GET /readyz: 200 when the database answers and every model has
+// a replica that is ready or can become ready (workers.ModelStatus.Serviceable),
+// else 503; the body gives the database's state and lists each model's replicas
+// with their states and last errors.
 func (s *server) readyz(c *fiber.Ctx) error {
 	body := readyBody{Status: "ready", Models: []readyModel{}}
+	if s.opts.Store != nil {
+		ctx, cancel := context.WithTimeout(c.UserContext(), readyPingTimeout)
+		err := s.opts.Store.Ping(ctx)
+		cancel()
+		body.Database = &readyDatabase{Ready: err == nil}
+		if err != nil {
+			body.Status = "unavailable"
+			body.Database.Error = err.Error()
+		}
+	}
 	for _, m := range s.b.Models() {
 		rm := readyModel{Name: m.Name, Ready: m.Serviceable(), Replicas: []readyReplica{}}
 		for _, r := range m.Replicas {

@@ -149,7 +149,7 @@ func TestMetrics(t *testing.T) {
 
 func TestWebSocketMountedAndClosedOnShutdown(t *testing.T) {
 	fake := newFake()
-	app := api.New(fake, api.Options{Logger: quietLogger()})
+	app := api.New(fake, api.Options{Logger: quietLogger(), Gate: apitest.Gate{}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -60,6 +61,10 @@ type stream struct {
 	done     bool // the response is complete ([DONE] written)
 	status   int  // status recorded in metrics
 	recorded bool
+	// final is the last final event (a stored turn's finish reason and usage);
+	// failure is the error that ended the stream, if any.
+	final   sdk.Event
+	failure error
 }
 
 func (j *job) newStream(f chunkFormat, includeUsage bool) *stream {
@@ -132,6 +137,9 @@ func (s *server) serveStream(c *fiber.Ctx, j *job, f chunkFormat, includeUsage b
 	if got {
 		if err := itemError(first); err != nil {
 			st.close()
+			if j.turn != nil {
+				_ = j.finishTurn(err, sdk.Event{}, false)
+			}
 			return err
 		}
 	}
@@ -153,7 +161,7 @@ func (s *server) serveStream(c *fiber.Ctx, j *job, f chunkFormat, includeUsage b
 func (st *stream) run(w *bufio.Writer, first streamItem, got bool) {
 	defer func() {
 		st.close()
-		st.record()
+		_ = st.record()
 	}()
 	buf := make([]byte, 0, 4096)
 	if got {
@@ -167,7 +175,13 @@ func (st *stream) run(w *bufio.Writer, first streamItem, got bool) {
 	for {
 		if len(buf) > 0 {
 			if st.done {
-				st.record() // before the client can see the end
+				// Before the client can see the end: a stored turn is stored
+				// by then, or the client learns it was not.
+				if err := st.record(); err != nil {
+					buf = bytes.TrimSuffix(buf, sseDone)
+					buf = appendSSEError(buf, oai.FromError(err))
+					buf = append(buf, sseDone...)
+				}
 			}
 			_, err := w.Write(buf)
 			if err == nil {
@@ -205,15 +219,24 @@ func (st *stream) run(w *bufio.Writer, first streamItem, got bool) {
 	}
 }
 
-// record records the request's metrics, once.
-func (st *stream) record() {
+// record records the request's metrics and usage, and stores the end of a stored
+// turn, once. It returns the error of storing the turn.
+func (st *stream) record() error {
 	if st.recorded {
-		return
+		return nil
 	}
 	st.recorded = true
 	u := st.j.usageOf(st.usages)
 	st.j.cl.tokens(u.PromptTokens, u.CompletionTokens)
 	st.j.cl.finish(st.status)
+	if st.j.turn == nil {
+		return nil
+	}
+	final := st.final
+	if final.Usage == nil {
+		final.Usage = &st.usages[0]
+	}
+	return st.j.finishTurn(st.failure, final, st.status == oai.StatusClientClosed)
 }
 
 // handle appends what item it produces to buf.
@@ -223,6 +246,7 @@ func (st *stream) handle(buf []byte, it streamItem) []byte {
 	}
 	if err := itemError(it); err != nil {
 		e := oai.FromError(err)
+		st.failure = err
 		st.status = e.Status
 		st.done = true
 		st.cancel()
@@ -235,6 +259,7 @@ func (st *stream) handle(buf []byte, it streamItem) []byte {
 		return st.endChoice(buf, it.i, "stop")
 	}
 	e := &it.ev
+	st.j.observe(*e)
 	if e.Text != "" || len(e.Logprobs) > 0 {
 		if !st.started[it.i] {
 			st.started[it.i] = true
@@ -247,6 +272,7 @@ func (st *stream) handle(buf []byte, it streamItem) []byte {
 		buf = st.f.delta(buf, it.i, e.Text, e.Logprobs)
 	}
 	if e.Final() {
+		st.final = *e
 		if e.Usage != nil {
 			st.usages[it.i] = *e.Usage
 		}

@@ -120,6 +120,10 @@ type Server struct {
 	// HeartbeatInterval is the period of SSE comment heartbeats sent while a streaming
 	// request waits for its first token. Default 5s.
 	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+	// MetricsToken, when set, is the bearer token GET /metrics requires. Empty:
+	// /metrics is open when listen is a loopback address, and otherwise needs an API
+	// key with the admin scope.
+	MetricsToken string `yaml:"metrics_token"`
 }
 
 // Default model knobs, applied to every models entry before the keys it sets.

@@ -38,6 +38,7 @@
 //	RAGWAY_SERVER_REQUEST_TIMEOUT     server.request_timeout
 //	RAGWAY_SERVER_QUEUE_TIMEOUT       server.queue_timeout
 //	RAGWAY_SERVER_HEARTBEAT_INTERVAL  server.heartbeat_interval
+//	RAGWAY_SERVER_METRICS_TOKEN       server.metrics_token
 //
 // String values are taken literally (an empty value sets the empty string); numbers,
 // durations and lists are parsed like their YAML counterparts. RAGWAY_* variables that

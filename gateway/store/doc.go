@@ -4,11 +4,15 @@
 // package sees the generated code.
 //
 // Every method a user can reach takes the caller's user id and scopes its query by it: a
-// row of another user is [ErrNotFound], exactly like a row that does not exist. Several
-// rows that must change together change in one transaction.
+// row of another user is [ErrNotFound], exactly like a row that does not exist, and so
+// is an id that is not a UUID. Several rows that must change together change in one
+// transaction.
 //
-// Errors: [ErrNotFound], [ErrConflict] (a unique constraint), [ErrInvalid] (a check
-// constraint or malformed id) and [ErrUnavailable] (Postgres cannot be reached or is
-// shutting down: the caller answers 503). database/sql reconnects by itself, so once
-// Postgres is back the next call succeeds.
+// Every operation runs under the caller's context bounded by [Options.QueryTimeout].
+// Errors: [ErrNotFound], [ErrConflict] (a unique constraint; [*DuplicateError] for a
+// document's content), [ErrInvalid] (a value the schema rejects) and [ErrUnavailable]
+// (Postgres cannot be reached, is shutting down, or did not answer within QueryTimeout:
+// the caller answers 503). A caller's own cancellation or deadline is reported as
+// context.Canceled or context.DeadlineExceeded, not ErrUnavailable. database/sql
+// reconnects by itself, so once Postgres is back the next call succeeds.
 package store

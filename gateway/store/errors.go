@@ -14,20 +14,23 @@ import (
 )
 
 var (
-	// ErrNotFound: no such row for this user.
+	// ErrNotFound: no such row for this user (or an id that is not a UUID).
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: the row would break a unique constraint (a knowledge base name
 	// taken, a duplicate document, a user name taken).
 	ErrConflict = errors.New("already exists")
-	// ErrInvalid: a value the schema rejects (a check constraint, a malformed id).
+	// ErrInvalid: a value the schema rejects (a check constraint, an unknown role,
+	// status or scope).
 	ErrInvalid = errors.New("invalid value")
-	// ErrUnavailable: Postgres cannot be reached, or refuses connections for now.
+	// ErrUnavailable: Postgres cannot be reached, refuses connections for now, or did
+	// not answer within the store's QueryTimeout.
 	ErrUnavailable = errors.New("database unavailable")
 	// ErrSchema: the database's schema is older than this ragway.
 	ErrSchema = errors.New("database schema out of date")
 )
 
-// classify maps driver errors to this package's sentinels (wrapping the original).
+// classify maps driver errors to this package's sentinels: an outage wraps the
+// original error too; a constraint's error keeps Postgres's words only.
 func classify(err error) error {
 	if err == nil {
 		return nil
@@ -40,14 +43,17 @@ func classify(err error) error {
 		return ErrNotFound
 	}
 	if IsUnavailable(err) {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	var pe *pq.Error
 	if errors.As(err, &pe) {
 		switch pe.Code.Class() {
 		case "23": // integrity constraint violation
-			if pe.Code == "23505" {
+			switch pe.Code {
+			case "23505": // unique_violation
 				return fmt.Errorf("%w: %s", ErrConflict, pe.Detail)
+			case "23503": // foreign_key_violation: the row referred to (a user, a knowledge base) is gone
+				return fmt.Errorf("%w: %s", ErrNotFound, pe.Detail)
 			}
 			return fmt.Errorf("%w: %s", ErrInvalid, pe.Message)
 		case "22": // data exception (a malformed uuid, a value out of range)
@@ -59,9 +65,18 @@ func classify(err error) error {
 
 // IsUnavailable reports whether err means Postgres could not be reached or is not
 // accepting work: refused or reset connections, a dead session, the server shutting
-// down or starting up, too many connections.
+// down or starting up, too many connections, or a store operation that exceeded the
+// store's own query timeout. A cancelled or expired context of the caller is not.
 func IsUnavailable(err error) bool {
 	if err == nil {
+		return false
+	}
+	if errors.Is(err, errQueryTimeout) {
+		// A query deadline of the store's own (not the caller's) means Postgres hangs.
+		return true
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// The caller's (context.DeadlineExceeded is a net.Error too).
 		return false
 	}
 	if errors.Is(err, ErrUnavailable) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) ||
@@ -80,19 +95,24 @@ func IsUnavailable(err error) bool {
 			return true
 		}
 	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
-	}
-	var oe *net.OpError
-	if errors.As(err, &oe) {
-		return true
-	}
-	// A query deadline of the store's own (not the caller's) means Postgres hangs.
-	return errors.Is(err, errQueryTimeout)
+	var ne net.Error // *net.OpError among them
+	return errors.As(err, &ne)
 }
 
 // errQueryTimeout marks a store operation that exceeded the store's own deadline.
 var errQueryTimeout = errors.New("database did not answer in time")
 
-var _ = context.Canceled
+// DuplicateError is CreateDocument's error for content its knowledge base already
+// holds (the same SHA-256): errors.Is(err, ErrConflict) holds, and Existing is the
+// stored document.
+type DuplicateError struct {
+	Existing Document
+}
+
+// Error names the stored document with the same content.
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("%v: document %s (%q) has the same content", ErrConflict, e.Existing.ID, e.Existing.Title)
+}
+
+// Unwrap returns ErrConflict.
+func (e *DuplicateError) Unwrap() error { return ErrConflict }

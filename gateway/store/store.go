@@ -4,12 +4,23 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"net/url"
+	"strings"
 	"time"
+
+	"github.com/aarondl/sqlboiler/v4/queries/qm"
+	"github.com/lib/pq"
 )
 
-// RevocationChannel is the Postgres NOTIFY channel RevokeAPIKey signals, with the
-// revoked key's prefix as payload ([Store.ListenRevocations]).
-const RevocationChannel = "ragway_api_key_revoked"
+// Defaults of [Options].
+const (
+	DefaultQueryTimeout = 5 * time.Second
+	DefaultMaxOpenConns = 20
+)
+
+// connMaxIdleTime closes pooled connections idle for this long.
+const connMaxIdleTime = 5 * time.Minute
 
 // Options tunes a Store. Zero values take the defaults.
 type Options struct {
@@ -23,15 +34,73 @@ type Options struct {
 // Store is the repository. It is safe for concurrent use.
 type Store struct {
 	db   *sql.DB
-	url  string
+	url  string // the database's URL with its password masked, for messages ("": a key=value string)
 	opts Options
 }
 
-var errUnimplemented = errors.New("store: not implemented yet")
+// Open returns a Store over the database at dsn, a postgres:// URL or a libpq
+// key=value connection string. It does not need Postgres to be up (connections are
+// made on use and remade after an outage); a malformed dsn is an error that names the
+// problem without repeating the password.
+func Open(dsn string, opts Options) (*Store, error) {
+	redacted, err := checkURL(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	// OpenDB over pq's Connector rather than sql.Open: the Connector dials with the
+	// operation's context, so a server that does not answer costs QueryTimeout, not
+	// the operating system's connect timeout.
+	connector, err := pq.NewConnector(dsn)
+	switch {
+	case err != nil && redacted == "":
+		// pq's messages may quote pieces of a malformed string: a password among them.
+		return nil, errors.New("store: malformed database connection string: want a postgres://user:password@host:port/database URL or libpq key=value pairs (quote values holding spaces in single quotes)")
+	case err != nil:
+		return nil, fmt.Errorf("store: database %s: %w", redacted, err)
+	}
+	if opts.QueryTimeout <= 0 {
+		opts.QueryTimeout = DefaultQueryTimeout
+	}
+	if opts.MaxOpenConns <= 0 {
+		opts.MaxOpenConns = DefaultMaxOpenConns
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(opts.MaxOpenConns)
+	db.SetMaxIdleConns(opts.MaxOpenConns)
+	db.SetConnMaxIdleTime(connMaxIdleTime)
+	return &Store{db: db, url: redacted, opts: opts}, nil
+}
 
-// Open returns a Store over the database at url. It does not need Postgres to be up
-// (connections are made on use and remade after an outage); a malformed url is an error.
-func Open(url string, opts Options) (*Store, error) { return nil, errUnimplemented }
+// checkURL validates dsn when it is a URL and returns it with its password masked,
+// for messages; "" for a key=value connection string.
+func checkURL(dsn string) (string, error) {
+	scheme, _, isURL := strings.Cut(dsn, "://")
+	if !isURL {
+		return "", nil
+	}
+	if scheme != "postgres" && scheme != "postgresql" {
+		return "", fmt.Errorf("database url: the scheme must be postgres or postgresql, got %q", scheme)
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		// url.Error quotes the whole URL, password included: keep only the reason.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", fmt.Errorf("malformed database url: %v", err)
+	}
+	redacted := u.Redacted()
+	if _, err := pq.ParseURL(dsn); err != nil {
+		return "", fmt.Errorf("malformed database url %s: %v", redacted, err)
+	}
+	switch mode := u.Query().Get("sslmode"); mode {
+	case "", "disable", "require", "verify-ca", "verify-full":
+	default:
+		return "", fmt.Errorf("database url %s: sslmode must be disable, require, verify-ca or verify-full, got %q", redacted, mode)
+	}
+	return redacted, nil
+}
 
 // DB returns the underlying pool (for migrations).
 func (s *Store) DB() *sql.DB { return s.db }
@@ -39,91 +108,118 @@ func (s *Store) DB() *sql.DB { return s.db }
 // Close closes the pool.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Ping checks that Postgres answers.
-func (s *Store) Ping(ctx context.Context) error { return errUnimplemented }
-
-// ListenRevocations calls revoked with the prefix of every key revoked from now on
-// (by any gateway or the CLI), and reset whenever revocations may have been missed
-// (the listening connection was lost and is back): the caller must then forget
-// whatever it cached. It returns when ctx ends.
-func (s *Store) ListenRevocations(ctx context.Context, revoked func(prefix string), reset func()) {}
-
-// EnsureUser returns the user called name, creating it if needed.
-func (s *Store) EnsureUser(ctx context.Context, name string) (User, error) {
-	return User{}, errUnimplemented
+// Ping checks that Postgres answers: ErrUnavailable when it does not.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.do(ctx, strings.TrimSpace("ping "+s.url), s.db.PingContext)
 }
 
-// UserByName returns the user called name.
-func (s *Store) UserByName(ctx context.Context, name string) (User, error) {
-	return User{}, errUnimplemented
+// do runs one store operation: fn under a context that ends after QueryTimeout, its
+// error classified ([classify]) and prefixed with "store: op: ". The store's own
+// deadline is ErrUnavailable (Postgres hangs); the caller's cancellation or deadline is
+// reported as such (wrapping context.Canceled or context.DeadlineExceeded).
+func (s *Store) do(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	qctx, cancel := context.WithTimeoutCause(ctx, s.opts.QueryTimeout, errQueryTimeout)
+	defer cancel()
+	err := fn(qctx)
+	switch {
+	case err == nil:
+		return nil
+	case isOutcome(err):
+	case ctx.Err() != nil:
+		// The caller gave up: whatever the driver made of it (a cancelled statement,
+		// a cancelled dial) is not an outage.
+		if errors.Is(err, ctx.Err()) {
+			return fmt.Errorf("store: %s: %w", op, ctx.Err())
+		}
+		return fmt.Errorf("store: %s: %w (%v)", op, ctx.Err(), err)
+	case context.Cause(qctx) == errQueryTimeout:
+		err = fmt.Errorf("%w: %w", errQueryTimeout, err)
+	}
+	return fmt.Errorf("store: %s: %w", op, classify(err))
 }
 
-// CountUsers returns the number of users.
-func (s *Store) CountUsers(ctx context.Context) (int, error) { return 0, errUnimplemented }
-
-// CreateAPIKey stores a key.
-func (s *Store) CreateAPIKey(ctx context.Context, k NewAPIKey) (APIKey, error) {
-	return APIKey{}, errUnimplemented
+// isOutcome reports whether err is an answer about the data (not found, conflict,
+// invalid) rather than a failure to get one.
+func isOutcome(err error) bool {
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalid)
 }
 
-// APIKeyByPrefix returns the key with that prefix (revoked ones included), with its
-// user's name.
-func (s *Store) APIKeyByPrefix(ctx context.Context, prefix string) (APIKey, error) {
-	return APIKey{}, errUnimplemented
+// inTx runs fn in a transaction, committed when fn returns nil and rolled back
+// otherwise.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
-// ListAPIKeys lists the keys of the user called userName ("" : every user's), oldest
-// first.
-func (s *Store) ListAPIKeys(ctx context.Context, userName string) ([]APIKey, error) {
-	return nil, errUnimplemented
+// validID reports whether id is a UUID in its canonical text form
+// (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), the form of every id this package returns.
+// Other text is no row's id: the methods answer ErrNotFound without a query.
+func validID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
-// RevokeAPIKey revokes the key with that prefix and notifies RevocationChannel in the
-// same transaction. Revoking a revoked key keeps its first revocation time.
-func (s *Store) RevokeAPIKey(ctx context.Context, prefix string) (APIKey, error) {
-	return APIKey{}, errUnimplemented
+// validIDs reports whether every id is valid ([validID]).
+func validIDs(ids ...string) bool {
+	for _, id := range ids {
+		if !validID(id) {
+			return false
+		}
+	}
+	return true
 }
 
-// TouchAPIKey sets the key's last use.
-func (s *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error {
-	return errUnimplemented
+// Page limits.
+const (
+	defaultPageLimit = 50
+	maxPageLimit     = 200
+)
+
+// limit returns p.Limit within the limits.
+func (p Page) limit() int {
+	switch {
+	case p.Limit <= 0:
+		return defaultPageLimit
+	case p.Limit > maxPageLimit:
+		return maxPageLimit
+	}
+	return p.Limit
 }
 
-// CreateConversation starts an empty conversation of userID.
-func (s *Store) CreateConversation(ctx context.Context, userID string, c NewConversation) (Conversation, error) {
-	return Conversation{}, errUnimplemented
+// after is the keyset condition of a listing ordered by (timeCol DESC, id DESC): the
+// rows after the row of table whose id is id and whose parentCol is parentID (the
+// listing's scope). No such row: no rows.
+func after(table, timeCol, id, parentCol, parentID string) qm.QueryMod {
+	return qm.Where(fmt.Sprintf(`(%[1]s.%[2]s, %[1]s.id) < (SELECT p.%[2]s, p.id FROM %[1]s p WHERE p.id = ? AND p.%[3]s = ?)`,
+		table, timeCol, parentCol), id, parentID)
 }
 
-// ListConversations lists userID's conversations, most recently updated first.
-func (s *Store) ListConversations(ctx context.Context, userID string, p Page) ([]Conversation, error) {
-	return nil, errUnimplemented
+// convert applies f to every element of in.
+func convert[M any, T any](in []M, f func(M) T) []T {
+	out := make([]T, len(in))
+	for i, m := range in {
+		out[i] = f(m)
+	}
+	return out
 }
-
-// GetConversation returns userID's conversation id.
-func (s *Store) GetConversation(ctx context.Context, userID, id string) (Conversation, error) {
-	return Conversation{}, errUnimplemented
-}
-
-// DeleteConversation deletes userID's conversation id and its messages.
-func (s *Store) DeleteConversation(ctx context.Context, userID, id string) error {
-	return errUnimplemented
-}
-
-// ListMessages returns the messages of userID's conversation id, in order.
-func (s *Store) ListMessages(ctx context.Context, userID, conversationID string) ([]Message, error) {
-	return nil, errUnimplemented
-}
-
-// BeginTurn stores t's messages and an in-progress assistant message in userID's
-// conversation, in one transaction, and returns them with the history.
-func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t Turn) (TurnStarted, error) {
-	return TurnStarted{}, errUnimplemented
-}
-
-// FinishMessage ends userID's in-progress assistant message messageID.
-func (s *Store) FinishMessage(ctx context.Context, userID, messageID string, f Finish) (Message, error) {
-	return Message{}, errUnimplemented
-}
-
-// RecordUsage stores one usage row.
-func (s *Store) RecordUsage(ctx context.Context, u Usage) error { return errUnimplemented }

@@ -182,6 +182,16 @@ type KnowledgeBase struct {
 	CreatedAt      time.Time
 }
 
+// NewKnowledgeBase is what CreateKnowledgeBase stores.
+type NewKnowledgeBase struct {
+	// Name is unique among the user's knowledge bases (1 to 200 bytes).
+	Name        string
+	Description string
+	// EmbeddingModel is the model its chunks are embedded with ("": none, lexical
+	// retrieval only).
+	EmbeddingModel string
+}
+
 // Document statuses.
 const (
 	DocPending = "pending"

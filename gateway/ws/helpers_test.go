@@ -34,6 +34,9 @@ func start(t *testing.T, fake *apitest.Fake, opts ws.Options) *server {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
 	}
+	if opts.Gate == nil {
+		opts.Gate = apitest.Gate{}
+	}
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Get("/v1/ws", ws.New(fake, opts))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -16,7 +17,10 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -31,8 +35,30 @@ type Backend interface {
 	Model(name string) (workers.ModelStatus, bool)
 }
 
+// Gate admits chats by API key (package auth's *Gate implements it).
+type Gate interface {
+	// Check authenticates key, requires scope and admits one request under the
+	// key's rate limits.
+	Check(ctx context.Context, key, scope string) (auth.Principal, error)
+}
+
+// Accountant accounts for served chats: rate-limit tokens and usage rows (package
+// usage's *Recorder implements it).
+type Accountant interface {
+	Account(p auth.Principal, route, model string, promptTokens, completionTokens int)
+}
+
 // Options configures the protocol. Zero values take the defaults.
 type Options struct {
+	// Gate authenticates the socket's key (Authorization header, ?api_key=, or a
+	// first frame {"type":"auth","api_key":…}) and re-checks it for every chat, so a
+	// revoked key stops at once. Required.
+	Gate Gate
+	// Conversations stores `content` chats as conversations; nil: `content` chats
+	// are single stateless turns.
+	Conversations conversation.Store
+	// Usage accounts for every chat; may be nil.
+	Usage Accountant
 	// PingInterval is the period of protocol pings (default 30s). A peer
 	// that sends nothing (not even a pong) for two intervals is dropped,
 	// and so is one that does not take a frame for two intervals.
@@ -95,6 +121,9 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Gate == nil {
+		panic("ws: Options.Gate is required")
+	}
 	return o
 }
 
@@ -106,11 +135,13 @@ type handler struct {
 }
 
 // New returns the Fiber handler of GET /v1/ws. A request that is not a
-// WebSocket upgrade gets fiber.ErrUpgradeRequired (426).
+// WebSocket upgrade gets fiber.ErrUpgradeRequired (426). A key given with the
+// upgrade request (Authorization: Bearer, or ?api_key=) is checked before the
+// upgrade: a bad one is an HTTP error in the OpenAI shape.
 func New(b Backend, opts Options) fiber.Handler {
 	opts = opts.withDefaults()
 	h := &handler{b: b, opts: opts, log: opts.Logger, met: opts.Metrics}
-	return fws.New(h.serve, fws.Config{
+	upgrade := fws.New(h.serve, fws.Config{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
 		RecoverHandler: func(*fws.Conn) {
@@ -119,7 +150,38 @@ func New(b Backend, opts Options) fiber.Handler {
 			}
 		},
 	})
+	return func(c *fiber.Ctx) error {
+		if !fws.IsWebSocketUpgrade(c) {
+			return fiber.ErrUpgradeRequired
+		}
+		key := c.Query("api_key")
+		if hdr := c.Get(fiber.HeaderAuthorization); hdr != "" {
+			var err error
+			if key, err = auth.BearerToken(hdr); err != nil {
+				return err
+			}
+		}
+		p, err := h.opts.Gate.Check(c.UserContext(), key, store.ScopeChat)
+		switch {
+		case err == nil:
+			c.Locals(localAuthenticated, true)
+			c.Locals(localKey, key)
+			c.Locals(localPrincipal, p)
+		case key == "" && errors.Is(err, auth.ErrNoKey):
+			// The first frame must carry the key.
+		default:
+			return err
+		}
+		return upgrade(c)
+	}
 }
+
+// Locals carrying the key checked before the upgrade into the socket.
+const (
+	localAuthenticated = "ragway.ws.authenticated"
+	localKey           = "ragway.ws.key"
+	localPrincipal     = "ragway.ws.principal"
+)
 
 // frame is one server frame waiting for the writer. chat is nil for frames
 // that belong to no accepted chat.
@@ -130,6 +192,9 @@ type frame struct {
 	// start marks the chat's start frame: the writer closes
 	// chat.startWritten once it is written.
 	start bool
+	// close, when set, makes the writer send a close frame with this status
+	// (buf is the reason) and end the socket.
+	close int
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
@@ -146,11 +211,18 @@ func putBuf(b *[]byte) {
 
 // chat is one running chat of a socket.
 type chat struct {
-	id     string
-	model  string // canonical, for metrics
-	start  time.Time
-	ctx    context.Context
-	cancel context.CancelFunc
+	id    string
+	model string // canonical, for metrics
+	// ctxLen is the model's context length (0: unknown), for fitting history.
+	ctxLen int
+	// stored chats (`content` with a conversation store) are turns of a
+	// conversation; conversationID is "" for a new one.
+	stored         bool
+	conversationID string
+	principal      auth.Principal
+	start          time.Time
+	ctx            context.Context
+	cancel         context.CancelFunc
 	// tokenHead is `{"type":"token","id":…,"text":`.
 	tokenHead []byte
 	// startWritten is closed once the start frame is written: the chat's
@@ -161,6 +233,9 @@ type chat struct {
 	ended atomic.Bool
 	// completion counts the tokens generated so far.
 	completion atomic.Int64
+	// cancelled is set by a cancel frame of a stored chat, whose terminal frame
+	// the generation sends once the partial answer is stored.
+	cancelled atomic.Bool
 	// terminated is owned by the writer: the terminal frame was written,
 	// later frames of the chat are dropped.
 	terminated bool
@@ -177,6 +252,12 @@ type socket struct {
 
 	mu    sync.Mutex
 	chats map[string]*chat
+
+	// authenticated, key and principal are the socket's credentials, owned by
+	// the reader: set before the upgrade or by the first frame.
+	authenticated bool
+	key           string
+	principal     auth.Principal
 }
 
 func (h *handler) serve(conn *fws.Conn) {
@@ -187,6 +268,9 @@ func (h *handler) serve(conn *fws.Conn) {
 		data:  make(chan frame, h.opts.SendQueue),
 		chats: map[string]*chat{},
 	}
+	s.authenticated, _ = conn.Locals(localAuthenticated).(bool)
+	s.key, _ = conn.Locals(localKey).(string)
+	s.principal, _ = conn.Locals(localPrincipal).(auth.Principal)
 	// Every goroutine using conn ends before serve returns: the conn is
 	// recycled then.
 	var wg sync.WaitGroup
@@ -274,6 +358,12 @@ func (s *socket) writeLoop() {
 			putBuf(f.buf)
 			continue
 		}
+		if f.close != 0 {
+			_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.close, string(*f.buf)), time.Now().Add(time.Second))
+			putBuf(f.buf)
+			s.fail()
+			return
+		}
 		_ = c.SetWriteDeadline(time.Now().Add(wait))
 		err := c.WriteMessage(websocket.TextMessage, *f.buf)
 		putBuf(f.buf)
@@ -360,12 +450,15 @@ func doneFrame(id, reason string, u sdk.Usage) *[]byte {
 
 // clientFrame is any client frame; which fields matter depends on Type.
 type clientFrame struct {
-	Type     string          `json:"type"`
-	ID       string          `json:"id"`
-	Model    string          `json:"model"`
-	Messages json.RawMessage `json:"messages"`
-	Content  json.RawMessage `json:"content"`
-	Params   json.RawMessage `json:"params"`
+	Type           string          `json:"type"`
+	ID             string          `json:"id"`
+	Model          string          `json:"model"`
+	Messages       json.RawMessage `json:"messages"`
+	Content        json.RawMessage `json:"content"`
+	ConversationID *string         `json:"conversation_id"`
+	System         *string         `json:"system"`
+	Params         json.RawMessage `json:"params"`
+	APIKey         string          `json:"api_key"`
 }
 
 // dispatch handles one client frame.
@@ -375,7 +468,14 @@ func (s *socket) dispatch(data []byte) {
 		s.sendError(readID(data), err)
 		return
 	}
+	if !s.authenticated {
+		// A socket opened without a key must authenticate with its first frame.
+		s.authenticate(&f)
+		return
+	}
 	switch f.Type {
+	case "auth":
+		s.sendError(f.ID, oai.Invalid("type", oai.CodeInvalidValue, "this socket is already authenticated"))
 	case "ping":
 		b := getBuf()
 		*b = append(*b, `{"type":"pong"}`...)
@@ -389,6 +489,42 @@ func (s *socket) dispatch(data []byte) {
 	default:
 		s.sendError(f.ID, oai.Invalid("type", oai.CodeInvalidValue, "unknown frame type '%s': expected chat, cancel or ping", f.Type))
 	}
+}
+
+// authenticate handles the first frame of a socket opened without a key: it must be
+// {"type":"auth","api_key":…}. Anything else, or a bad key, gets an error frame and
+// the socket is closed (policy violation).
+func (s *socket) authenticate(f *clientFrame) {
+	var err error
+	switch {
+	case f.Type != "auth":
+		err = auth.ErrNoKey
+	case f.APIKey == "":
+		err = auth.ErrNoKey
+	default:
+		var p auth.Principal
+		if p, err = s.h.opts.Gate.Check(s.ctx, f.APIKey, store.ScopeChat); err == nil {
+			s.authenticated, s.key, s.principal = true, f.APIKey, p
+			return
+		}
+	}
+	e := oai.FromError(err)
+	if errors.Is(err, auth.ErrNoKey) {
+		e.Message = "authenticate first: send {\"type\":\"auth\",\"api_key\":\"<key>\"} as the first frame, or open the socket with an Authorization header"
+	}
+	s.sendError(f.ID, e)
+	s.closePolicy(e.Message)
+}
+
+// closePolicy closes the socket with status 1008 (policy violation) once the frames
+// already queued are written.
+func (s *socket) closePolicy(reason string) {
+	if len(reason) > 120 {
+		reason = reason[:120]
+	}
+	b := getBuf()
+	*b = append(*b, reason...)
+	s.sendCtrl(frame{buf: b, close: websocket.ClosePolicyViolation})
 }
 
 // readID extracts a string id from a frame that did not decode, if it can.
@@ -413,8 +549,9 @@ func validID(id string) *oai.Error {
 	return nil
 }
 
-// cancelChat answers a cancel frame: the chat gets done "cancelled" now and
-// its generation is cancelled.
+// cancelChat answers a cancel frame: the chat's generation is cancelled and the
+// chat gets done "cancelled" — at once for a stateless chat, after its partial
+// answer is stored for a stored one.
 func (s *socket) cancelChat(id string) {
 	if err := validID(id); err != nil {
 		s.sendError("", err)
@@ -422,7 +559,7 @@ func (s *socket) cancelChat(id string) {
 	}
 	s.mu.Lock()
 	c := s.chats[id]
-	won := c != nil && c.ended.CompareAndSwap(false, true)
+	won := c != nil && !c.stored && c.ended.CompareAndSwap(false, true)
 	if won {
 		delete(s.chats, id)
 	}
@@ -431,6 +568,10 @@ func (s *socket) cancelChat(id string) {
 	case c == nil:
 		s.sendError(id, oai.Invalid("id", "unknown_id", "no active chat has id '%s'", id))
 		return
+	case c.stored:
+		c.cancelled.Store(true)
+		c.cancel()
+		return
 	case !won:
 		return // it is ending on its own: its done or error frame is on the way
 	}
@@ -438,19 +579,27 @@ func (s *socket) cancelChat(id string) {
 	s.sendCtrl(frame{chat: c, terminal: true, buf: doneFrame(id, string(sdk.FinishCancelled), sdk.Usage{CompletionTokens: int(c.completion.Load())})})
 }
 
-// startChat validates a chat frame and starts its generation.
+// startChat validates a chat frame, re-checks the socket's key (a revoked key stops
+// at once; the key's rate limits apply per chat) and starts the chat.
 func (s *socket) startChat(f *clientFrame) {
 	if err := validID(f.ID); err != nil {
 		s.sendError("", err)
 		return
 	}
-	req, model, aerr := s.parseChat(f)
+	p, err := s.h.opts.Gate.Check(s.ctx, s.key, store.ScopeChat)
+	if err != nil {
+		s.sendError(f.ID, oai.FromError(err))
+		return
+	}
+	s.principal = p
+	ctx, cancel := context.WithTimeout(s.ctx, s.h.opts.RequestTimeout)
+	c := &chat{id: f.ID, start: time.Now(), ctx: ctx, cancel: cancel, startWritten: make(chan struct{}), principal: p}
+	req, aerr := s.parseChat(f, c)
 	if aerr != nil {
+		cancel()
 		s.sendError(f.ID, aerr)
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.h.opts.RequestTimeout)
-	c := &chat{id: f.ID, model: model, start: time.Now(), ctx: ctx, cancel: cancel, startWritten: make(chan struct{})}
 	c.tokenHead = append(c.tokenHead, `{"type":"token","id":`...)
 	c.tokenHead = oai.AppendString(c.tokenHead, f.ID)
 	c.tokenHead = append(c.tokenHead, `,"text":`...)
@@ -471,70 +620,125 @@ func (s *socket) startChat(f *clientFrame) {
 		return
 	}
 	req.RequestID = "ws-" + oai.NewID()
-	b := getBuf()
-	*b = append(*b, `{"type":"start","id":`...)
-	*b = oai.AppendString(*b, f.ID)
-	*b = append(*b, `,"model":`...)
-	*b = oai.AppendString(*b, f.Model)
-	*b = append(*b, '}')
-	s.sendCtrl(frame{chat: c, buf: b, start: true})
-	go s.runChat(c, req)
+	if !c.stored {
+		// Start frames of stateless chats go out in the order of their chat frames.
+		s.sendCtrl(frame{chat: c, buf: startFrame(c.id, f.Model, nil), start: true})
+	}
+	go s.runChat(c, req, f.Model)
 }
 
-// parseChat validates a chat frame into a generation request and the
-// canonical model name.
-func (s *socket) parseChat(f *clientFrame) (sdk.GenerateRequest, string, *oai.Error) {
+// startFrame is `{"type":"start","id","model"[,"conversation_id","message_id"]}`.
+func startFrame(id, model string, t *conversation.Turn) *[]byte {
+	b := getBuf()
+	*b = append(*b, `{"type":"start","id":`...)
+	*b = oai.AppendString(*b, id)
+	*b = append(*b, `,"model":`...)
+	*b = oai.AppendString(*b, model)
+	if t != nil {
+		*b = append(*b, `,"conversation_id":`...)
+		*b = oai.AppendString(*b, t.Conversation.ID)
+		*b = append(*b, `,"message_id":`...)
+		*b = oai.AppendString(*b, t.MessageID)
+	}
+	*b = append(*b, '}')
+	return b
+}
+
+// parseChat validates a chat frame into a generation request, filling c's model
+// fields and whether it is a stored turn.
+func (s *socket) parseChat(f *clientFrame, c *chat) (sdk.GenerateRequest, *oai.Error) {
 	var req sdk.GenerateRequest
 	if f.Model == "" {
-		return req, "", oai.Missing("model")
+		return req, oai.Missing("model")
 	}
 	m, ok := s.h.b.Model(f.Model)
 	if !ok {
-		return req, "", oai.ModelNotFound(f.Model)
+		return req, oai.ModelNotFound(f.Model)
 	}
 	if m.Embedding {
-		return req, "", oai.Invalid("model", oai.CodeInvalidValue, "the model '%s' is an embedding model", f.Model)
+		return req, oai.Invalid("model", oai.CodeInvalidValue, "the model '%s' is an embedding model", f.Model)
 	}
+	c.model, c.ctxLen = m.Name, m.ContextLength
 	switch {
 	case !oai.IsNull(f.Messages):
+		if f.ConversationID != nil {
+			return req, oai.Invalid("conversation_id", oai.CodeInvalidValue, "'conversation_id' goes with 'content' (the server keeps the history), not with 'messages'")
+		}
 		msgs, err := oai.Messages(f.Messages, "messages")
 		if err != nil {
-			return req, "", err
+			return req, err
 		}
 		req.Messages = msgs
 	case !oai.IsNull(f.Content):
 		content, err := oai.Content(f.Content, "content", false)
 		if err != nil {
-			return req, "", err
+			return req, err
 		}
-		req.Messages = []sdk.Message{{Role: "user", Content: content}}
+		if f.System != nil {
+			req.Messages = append(req.Messages, sdk.Message{Role: "system", Content: *f.System})
+		}
+		req.Messages = append(req.Messages, sdk.Message{Role: "user", Content: content})
+		if s.h.opts.Conversations != nil {
+			c.stored = true
+			if f.ConversationID != nil {
+				if *f.ConversationID == "" {
+					return req, oai.Invalid("conversation_id", oai.CodeInvalidValue, "'conversation_id' is empty: leave it out to start a new conversation")
+				}
+				c.conversationID = *f.ConversationID
+			}
+		}
 	default:
-		return req, "", oai.Missing("messages")
+		return req, oai.Missing("messages")
 	}
 	if !oai.IsNull(f.Params) {
 		var p oai.SamplingParams
 		if err := oai.Decode(f.Params, &p, "params"); err != nil {
-			return req, "", err
+			return req, err
 		}
 		sampling, err := p.Sampling("params.")
 		if err != nil {
-			return req, "", err
+			return req, err
 		}
 		req.Sampling = sampling
 	}
-	return req, m.Name, nil
+	return req, nil
 }
 
-// runChat runs one chat's generation and sends its tokens and its terminal
-// frame (unless a cancel claimed it first).
-func (s *socket) runChat(c *chat, req sdk.GenerateRequest) {
+// runChat runs one chat: for a stored chat it first stores the turn and sends the
+// start frame (a stateless chat's was sent by startChat), then it sends the tokens
+// and the terminal frame (unless a cancel of a stateless
+// chat claimed it first). A stored chat's answer is stored before its terminal frame
+// is sent.
+func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 	defer s.forget(c)
+	var turn *conversation.Turn
+	if c.stored {
+		t, err := conversation.Begin(c.ctx, s.h.opts.Conversations, conversation.Request{
+			UserID: c.principal.UserID, ConversationID: c.conversationID, Model: c.model, Messages: req.Messages,
+			ContextLength: c.ctxLen, MaxTokens: req.Sampling.MaxTokens,
+		})
+		if err != nil {
+			e := oai.FromError(err)
+			if errors.Is(err, store.ErrNotFound) {
+				e = &oai.Error{Status: http.StatusNotFound, Type: oai.TypeInvalidRequest, Code: oai.CodeNotFound, Param: "conversation_id",
+					Message: fmt.Sprintf("no conversation with id '%s'", c.conversationID)}
+			}
+			s.end(c, e.Status, sdk.Usage{}, errorFrame(c.id, e), false)
+			return
+		}
+		turn = t
+		req.Messages = t.Prompt
+		s.sendCtrl(frame{chat: c, buf: startFrame(c.id, modelName, turn), start: true})
+	}
 	var (
 		final    sdk.Event
 		gotFinal bool
 		firstTok bool
 	)
 	err := s.generate(c, req, func(e sdk.Event) error {
+		if turn != nil {
+			turn.Observe(e)
+		}
 		if e.Tokens > 0 {
 			c.completion.Add(int64(e.Tokens))
 		} else if e.Text != "" {
@@ -562,13 +766,29 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest) {
 	if final.Usage != nil {
 		usage = *final.Usage
 	}
-	if !c.ended.CompareAndSwap(false, true) {
-		s.record(c, oai.StatusClientClosed, usage)
-		return
+	if usage.CompletionTokens == 0 {
+		usage.CompletionTokens = int(c.completion.Load())
+	}
+	cancelled := c.cancelled.Load() || s.ctx.Err() != nil
+	var storeErr error
+	if turn != nil {
+		o := conversation.OutcomeOf(err, final, cancelled)
+		if err != nil && !cancelled {
+			o.Error = oai.FromError(err).Message
+		}
+		if _, storeErr = turn.Finish(o); storeErr != nil {
+			s.h.log.Warn("conversation turn not stored", "conversation", turn.Conversation.ID, "message", turn.MessageID, "error", storeErr)
+		}
 	}
 	var b *[]byte
 	status := http.StatusOK
 	switch {
+	case storeErr != nil:
+		e := oai.FromError(storeErr)
+		e.Message = "the answer was not stored: " + e.Message
+		status, b = e.Status, errorFrame(c.id, e)
+	case cancelled:
+		status, b = oai.StatusClientClosed, doneFrame(c.id, string(sdk.FinishCancelled), usage)
 	case err == nil && gotFinal && final.FinishReason == sdk.FinishError:
 		e := oai.BackendFailed(final.Error)
 		status, b = e.Status, errorFrame(c.id, e)
@@ -582,8 +802,25 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest) {
 		e := oai.FromError(err)
 		status, b = e.Status, errorFrame(c.id, e)
 	}
+	s.end(c, status, usage, b, true)
+}
+
+// end records the chat and sends its terminal frame b, unless a cancel already
+// answered it. started tells whether the start frame was sent (the terminal frame
+// then follows the chat's tokens; else it goes out at once).
+func (s *socket) end(c *chat, status int, usage sdk.Usage, b *[]byte, started bool) {
+	if !c.ended.CompareAndSwap(false, true) {
+		putBuf(b)
+		s.record(c, oai.StatusClientClosed, usage)
+		return
+	}
 	s.record(c, status, usage) // before the client can see the end
-	_ = s.sendData(s.ctx, frame{chat: c, buf: b, terminal: true})
+	f := frame{chat: c, buf: b, terminal: true}
+	if !started {
+		s.sendCtrl(f)
+		return
+	}
+	_ = s.sendData(s.ctx, f)
 }
 
 // generate runs the chat's generation, turning a panic of the backend into
@@ -612,4 +849,7 @@ func (s *socket) forget(c *chat) {
 func (s *socket) record(c *chat, status int, u sdk.Usage) {
 	s.h.met.ObserveRequest(route, c.model, status, c.start)
 	s.h.met.AddTokens(c.model, u.PromptTokens, u.CompletionTokens)
+	if s.h.opts.Usage != nil && c.model != "" {
+		s.h.opts.Usage.Account(c.principal, route, c.model, u.PromptTokens, u.CompletionTokens)
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -17,6 +19,8 @@ const (
 	TypeInvalidRequest = "invalid_request_error"
 	TypeRateLimit      = "rate_limit_error"
 	TypeServer         = "server_error"
+	TypeAuthentication = "authentication_error"
+	TypePermission     = "permission_error"
 )
 
 // Error codes. OpenAI leaves code null for many errors; the gateway sets
@@ -39,6 +43,14 @@ const (
 	CodeTooLarge         = "request_too_large"
 	CodeInternal         = "internal_error"
 	CodeCancelled        = "cancelled"
+	CodeMissingKey       = "missing_api_key"
+	CodeInvalidKey       = "invalid_api_key"
+	CodeRevokedKey       = "revoked_api_key"
+	CodeScope            = "insufficient_scope"
+	CodeRateLimited      = "rate_limit_exceeded"
+	CodeDBUnavailable    = "database_unavailable"
+	CodeNotFound         = "not_found"
+	CodeConflict         = "conflict"
 )
 
 // StatusClientClosed is the status recorded (never sent) for a request
@@ -143,10 +155,20 @@ func BackendFailed(msg string) *Error {
 //	sdk.ErrOverloaded                        429 rate_limit_error overloaded, Retry-After 1
 //	context.DeadlineExceeded                 504 server_error timeout
 //	context.Canceled                         499 (the client went away; never sent)
+//	auth.ErrNoKey, ErrInvalidKey, ErrRevokedKey 401 authentication_error
+//	auth.ErrMissingScope                     403 permission_error insufficient_scope
+//	*auth.RateLimitError                     429 rate_limit_error rate_limit_exceeded, Retry-After
+//	store.ErrUnavailable                     503 server_error database_unavailable, Retry-After 1
+//	store.ErrNotFound                        404 invalid_request_error not_found
+//	store.ErrConflict                        409 invalid_request_error conflict
+//	store.ErrInvalid                         400 invalid_request_error invalid_value
 //	anything else (sdk.ErrPluginShutdown…)   502 server_error backend_error
 func FromError(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
+		return e
+	}
+	if e := fromAccessError(err); e != nil {
 		return e
 	}
 	var qf *workers.QueueFullError
@@ -175,4 +197,32 @@ func FromError(err error) *Error {
 		return &Error{Status: StatusClientClosed, Type: TypeServer, Code: CodeCancelled, Message: "the request was cancelled"}
 	}
 	return &Error{Status: http.StatusBadGateway, Type: TypeServer, Code: CodeBackendError, Message: "backend error: " + err.Error()}
+}
+
+// fromAccessError maps the errors of keys, rate limits and the database, or returns nil.
+func fromAccessError(err error) *Error {
+	var rl *auth.RateLimitError
+	switch {
+	case errors.Is(err, auth.ErrNoKey):
+		return &Error{Status: http.StatusUnauthorized, Type: TypeAuthentication, Code: CodeMissingKey,
+			Message: "no API key: send it as 'Authorization: Bearer <key>' (ragway keys create makes one)"}
+	case errors.Is(err, auth.ErrRevokedKey):
+		return &Error{Status: http.StatusUnauthorized, Type: TypeAuthentication, Code: CodeRevokedKey, Message: "this API key was revoked"}
+	case errors.Is(err, auth.ErrInvalidKey):
+		return &Error{Status: http.StatusUnauthorized, Type: TypeAuthentication, Code: CodeInvalidKey, Message: "incorrect API key"}
+	case errors.Is(err, auth.ErrMissingScope):
+		return &Error{Status: http.StatusForbidden, Type: TypePermission, Code: CodeScope, Message: err.Error()}
+	case errors.As(err, &rl):
+		return &Error{Status: http.StatusTooManyRequests, Type: TypeRateLimit, Code: CodeRateLimited, Message: err.Error(), RetryAfter: rl.RetryAfter}
+	case errors.Is(err, store.ErrUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Type: TypeServer, Code: CodeDBUnavailable, RetryAfter: time.Second,
+			Message: "the database is unavailable; try again shortly"}
+	case errors.Is(err, store.ErrNotFound):
+		return &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Code: CodeNotFound, Message: err.Error()}
+	case errors.Is(err, store.ErrConflict):
+		return &Error{Status: http.StatusConflict, Type: TypeInvalidRequest, Code: CodeConflict, Message: err.Error()}
+	case errors.Is(err, store.ErrInvalid):
+		return &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Code: CodeInvalidValue, Message: err.Error()}
+	}
+	return nil
 }

@@ -1,36 +1,51 @@
 // Command ragway is the ragway gateway and its command-line tools.
 //
-//	ragway serve [-c ragway.yaml]   run the gateway
+//	ragway serve [-c FILE] [-log-level LEVEL]    run the gateway
+//	ragway migrate up [-c FILE]                  apply the pending database migrations
+//	ragway migrate status [-c FILE]              show which migrations the database has
+//	ragway keys create --user NAME [--scopes chat,ingest,admin] [--name LABEL]
+//	                   [--rpm N] [--tpm N] [--if-none] [-c FILE]
+//	                                             make an API key (printed once, alone, on stdout)
+//	ragway keys list [--user NAME] [-c FILE]     list API keys
+//	ragway keys revoke PREFIX|KEY [-c FILE]      revoke an API key
+//
+// The database commands use database_url from the config file (-c) or
+// RAGWAY_DATABASE_URL, else DATABASE_URL.
 //
 // main parses flags and the config, wires the packages and runs; nothing
 // else lives here.
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"os"
-	"os/signal"
-	"runtime/pprof"
 	"strings"
-	"syscall"
-
-	"github.com/ragway/ragway/gateway/api"
-	"github.com/ragway/ragway/gateway/config"
-	"github.com/ragway/ragway/gateway/metrics"
-	"github.com/ragway/ragway/gateway/workers"
+	"time"
 )
 
-const usage = `ragway: a gateway for retrieval-augmented chat
+const usageText = `ragway: a gateway for retrieval-augmented chat
 
 Usage:
   ragway serve [-c FILE] [-log-level LEVEL]   run the gateway (no -c: embedded defaults)
+  ragway migrate up [-c FILE]                 apply the pending database migrations
+  ragway migrate status [-c FILE]             show each migration: applied (when) or pending
+  ragway keys create --user NAME [--scopes chat,ingest,admin] [--name LABEL]
+                     [--rpm N] [--tpm N] [--if-none] [-c FILE]
+                                              make an API key for user NAME (created if
+                                              needed); the key is printed once, alone, on
+                                              stdout. Scopes default to chat; --rpm/--tpm
+                                              limit requests/tokens per minute (0: none);
+                                              --if-none does nothing if NAME has an active key
+  ragway keys list [--user NAME] [-c FILE]    list API keys (every user's without --user)
+  ragway keys revoke PREFIX|KEY [-c FILE]     revoke a key, named by its prefix (rgw_xxxxxxxx)
+  ragway help                                 show this help
 
+The migrate and keys commands use database_url from the config file (-c) or
+RAGWAY_DATABASE_URL, else DATABASE_URL (task db:up starts a local Postgres and prints
+its URL). Flags may be written -flag or --flag, before or after arguments.
 Every config key can also be set by environment: RAGWAY_LISTEN, RAGWAY_PLUGINS_DIR, ...
 `
 
@@ -42,120 +57,114 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
+	err := dispatch(args, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h: the usage was printed
+	}
+	return err
+}
+
+func dispatch(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText)
 		return errors.New("missing command")
 	}
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "migrate":
+		return migrate(args[1:], stdout, stderr)
+	case "keys":
+		return keys(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usageText)
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
+	fmt.Fprint(stderr, usageText)
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
-func serve(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("c", "", "config file (YAML); empty: embedded defaults")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	if err := fs.Parse(args); err != nil {
-		return err
+// subcommand returns the subcommand args start with, one of names; it prints the
+// usage and fails if there is none or another.
+func subcommand(cmd string, args []string, stderr io.Writer, names ...string) (string, error) {
+	want := strings.Join(names, ", ")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, usageText)
+		return "", fmt.Errorf("%s: missing subcommand (%s)", cmd, want)
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	slog.SetDefault(log)
-
-	cfg, err := config.Load(*cfgPath, os.Environ())
-	if err != nil {
-		return err
-	}
-	pluginsDir, err := config.ResolvePluginsDir(cfg.PluginsDir)
-	if err != nil {
-		return err
-	}
-
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fmt.Errorf("-cpuprofile: %w", err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("-cpuprofile: %w", err)
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			f.Close()
-		}()
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	met := metrics.New()
-	mgr := workers.New(workers.Options{
-		PluginsDir:   pluginsDir,
-		QueueTimeout: cfg.Server.QueueTimeout.Std(),
-		Logger:       log,
-		Metrics:      met,
-	})
-	for _, m := range cfg.Models {
-		if err := mgr.Add(m); err != nil {
-			return err
+	for _, n := range names {
+		if args[0] == n {
+			return n, nil
 		}
 	}
-	app := api.New(mgr, api.Options{
-		MaxBodyBytes:      int(cfg.Server.MaxBodyBytes),
-		RequestTimeout:    cfg.Server.RequestTimeout.Std(),
-		HeartbeatInterval: cfg.Server.HeartbeatInterval.Std(),
-		Logger:            log,
-		Metrics:           met,
-	})
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		_ = mgr.Close(context.Background())
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
-	log.Info("ragway listening", "addr", "http://"+ln.Addr().String(), "models", modelNames(cfg), "plugins_dir", pluginsDir)
+	fmt.Fprint(stderr, usageText)
+	return "", fmt.Errorf("%s: unknown subcommand %q (want %s)", cmd, args[0], want)
+}
 
-	served := make(chan error, 1)
-	go func() { served <- app.Listener(api.LingeringListener(ln)) }()
-	select {
-	case err := <-served:
-		_ = mgr.Close(context.Background())
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+// command is one subcommand's flags and how to print its usage.
+type command struct {
+	name  string // "keys create"
+	synop string // its arguments, for the usage line
+	fs    *flag.FlagSet
+}
+
+func newCommand(name, synop string) *command {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // parse errors are returned; parse prints the usage
+	fs.Usage = func() {}
+	return &command{name: name, synop: synop, fs: fs}
+}
+
+func (c *command) printUsage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: ragway %s %s\n", c.name, c.synop)
+	c.fs.SetOutput(w)
+	c.fs.PrintDefaults()
+	c.fs.SetOutput(io.Discard)
+}
+
+// parse parses args, flags and positional arguments in any order ("--" ends the
+// flags), and returns the positional ones. -h prints the usage on stdout and returns
+// flag.ErrHelp; a bad flag prints it on stderr.
+func (c *command) parse(args []string, stdout, stderr io.Writer) ([]string, error) {
+	var pos []string
+	for {
+		if err := c.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				c.printUsage(stdout)
+				return nil, err
+			}
+			c.printUsage(stderr)
+			return nil, fmt.Errorf("%s: %w", c.name, err)
+		}
+		rest := c.fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
-	stop()
-	log.Info("shutting down: draining in-flight requests", "grace", cfg.Server.ShutdownGrace.Std())
-	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace.Std())
-	defer cancel()
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- app.ShutdownWithContext(graceCtx) }()
-	if err := mgr.Close(graceCtx); err != nil {
-		log.Warn("shutdown", "error", err)
+}
+
+// wantArgs checks the number of positional arguments.
+func (c *command) wantArgs(pos []string, n int, stderr io.Writer) error {
+	switch {
+	case len(pos) > n:
+		c.printUsage(stderr)
+		return fmt.Errorf("%s: unexpected argument %q", c.name, pos[n])
+	case len(pos) < n:
+		c.printUsage(stderr)
+		return fmt.Errorf("%s: missing argument (%s)", c.name, c.synop)
 	}
-	if err := <-httpDone; err != nil {
-		log.Warn("http shutdown", "error", err)
-	}
-	log.Info("stopped")
 	return nil
 }
 
-func modelNames(cfg *config.Config) string {
-	var names []string
-	for _, m := range cfg.Models {
-		names = append(names, m.Name)
+// formatTime formats t for tables, in local time ("-" for the zero time).
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
 	}
-	return strings.Join(names, ",")
+	return t.Local().Format("2006-01-02 15:04:05")
 }

@@ -1,0 +1,39 @@
+package auth
+
+import "context"
+
+// Gate admits requests: it authenticates the key, requires a scope and applies the
+// key's rate limits, in that order. The HTTP and WebSocket layers call Check once per
+// request (per chat on a socket).
+type Gate struct {
+	Auth    *Authenticator
+	Limiter *Limiter
+}
+
+// Check authenticates key ("" is ErrNoKey), requires scope and admits one request
+// under the key's requests-per-minute and tokens-per-minute limits.
+func (g *Gate) Check(ctx context.Context, key, scope string) (Principal, error) {
+	if key == "" {
+		return Principal{}, ErrNoKey
+	}
+	p, err := g.Auth.Authenticate(ctx, key)
+	if err != nil {
+		return Principal{}, err
+	}
+	if err := RequireScope(p, scope); err != nil {
+		return Principal{}, err
+	}
+	if g.Limiter != nil {
+		if _, err := g.Limiter.Admit(p); err != nil {
+			return Principal{}, err
+		}
+	}
+	return p, nil
+}
+
+// Spend charges tokens to the key's tokens-per-minute limit.
+func (g *Gate) Spend(p Principal, tokens int) {
+	if g.Limiter != nil {
+		g.Limiter.Spend(p, tokens)
+	}
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ragway/ragway/gateway/config"
+	"github.com/ragway/ragway/gateway/store"
+)
+
+// pingTimeout bounds the first contact with the database.
+const pingTimeout = 10 * time.Second
+
+// openStore loads the config file cfgPath (none if "") with the environment, and opens
+// and pings the database it names. The caller closes the store.
+func openStore(ctx context.Context, cfgPath string) (*store.Store, error) {
+	cfg, err := config.Load(cfgPath, os.Environ())
+	if err != nil {
+		return nil, err
+	}
+	dbURL, err := cfg.ResolveDatabaseURL(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(dbURL, store.Options{})
+	if err != nil {
+		return nil, err // names the problem, not the password
+	}
+	// The pool's own ping, for the driver's error as is ("connection refused"), which
+	// names neither the URL nor the password.
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if err := st.DB().PingContext(pctx); err != nil {
+		st.Close()
+		if store.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, fmt.Errorf("cannot reach the database at %s: %v — is it running? (task db:up)", redactURL(dbURL), err)
+		}
+		return nil, fmt.Errorf("cannot use the database at %s: %w", redactURL(dbURL), err)
+	}
+	return st, nil
+}
+
+// dsnPassword matches the password of a key=value connection string.
+var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// redactURL hides the password of a database URL (postgres://... or key=value form).
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	if strings.Contains(s, "://") {
+		return "(a URL that does not parse)"
+	}
+	return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ragway/ragway/gateway/api"
+	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/config"
+	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/usage"
+	"github.com/ragway/ragway/gateway/workers"
+)
+
+func serve(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", "", "config file (YAML); empty: embedded defaults")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	cfg, err := config.Load(*cfgPath, os.Environ())
+	if err != nil {
+		return err
+	}
+	pluginsDir, err := config.ResolvePluginsDir(cfg.PluginsDir)
+	if err != nil {
+		return err
+	}
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	dbURL, err := cfg.ResolveDatabaseURL(os.Getenv)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(dbURL, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := checkSchema(ctx, st); err != nil {
+		if !errors.Is(err, store.ErrUnavailable) {
+			return err
+		}
+		// Serve anyway: what needs the database answers 503 until it is back.
+		log.Warn("the database is unreachable; requests that need it fail with 503 until it returns", "database", redactURL(dbURL), "error", err)
+	}
+	authn := auth.New(st, auth.Options{Logger: log})
+	gate := &auth.Gate{Auth: authn, Limiter: auth.NewLimiter(time.Now)}
+	rec := usage.New(st, usage.Options{Spend: gate.Spend, Logger: log})
+
+	met := metrics.New()
+	mgr := workers.New(workers.Options{
+		PluginsDir:   pluginsDir,
+		QueueTimeout: cfg.Server.QueueTimeout.Std(),
+		Logger:       log,
+		Metrics:      met,
+	})
+	for _, m := range cfg.Models {
+		if err := mgr.Add(m); err != nil {
+			return err
+		}
+	}
+	app := api.New(mgr, api.Options{
+		MaxBodyBytes:      int(cfg.Server.MaxBodyBytes),
+		RequestTimeout:    cfg.Server.RequestTimeout.Std(),
+		HeartbeatInterval: cfg.Server.HeartbeatInterval.Std(),
+		Logger:            log,
+		Metrics:           met,
+		Gate:              gate,
+		Store:             st,
+		Usage:             rec,
+		MetricsToken:      cfg.Server.MetricsToken,
+		MetricsOpen:       cfg.Server.MetricsToken == "" && api.IsLoopback(cfg.Listen),
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		_ = mgr.Close(context.Background())
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	log.Info("ragway listening", "addr", "http://"+ln.Addr().String(), "models", modelNames(cfg), "plugins_dir", pluginsDir)
+
+	served := make(chan error, 1)
+	go func() { served <- app.Listener(api.LingeringListener(ln)) }()
+	select {
+	case err := <-served:
+		_ = mgr.Close(context.Background())
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	stop()
+	log.Info("shutting down: draining in-flight requests", "grace", cfg.Server.ShutdownGrace.Std())
+	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace.Std())
+	defer cancel()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- app.ShutdownWithContext(graceCtx) }()
+	if err := mgr.Close(graceCtx); err != nil {
+		log.Warn("shutdown", "error", err)
+	}
+	if err := <-httpDone; err != nil {
+		log.Warn("http shutdown", "error", err)
+	}
+	if err := rec.Close(graceCtx); err != nil {
+		log.Warn("shutdown", "error", err)
+	}
+	authn.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+func modelNames(cfg *config.Config) string {
+	var names []string
+	for _, m := range cfg.Models {
+		names = append(names, m.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// schemaTimeout bounds the schema check at start.
+const schemaTimeout = 5 * time.Second
+
+// checkSchema refuses a database whose schema is older than this ragway's
+// (store.ErrSchema); an unreachable database is store.ErrUnavailable.
+func checkSchema(ctx context.Context, st *store.Store) error {
+	ctx, cancel := context.WithTimeout(ctx, schemaTimeout)
+	defer cancel()
+	if err := st.Ping(ctx); err != nil {
+		return err
+	}
+	return store.CheckSchema(ctx, st.DB())
+}

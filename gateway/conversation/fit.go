@@ -1,0 +1,94 @@
+package conversation
+
+import (
+	"unicode/utf8"
+
+	"github.com/ragway/ragway/gateway/store"
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+// perMessageTokens is what a chat template adds around one message (role markers,
+// separators): a few tokens in every template in use.
+const perMessageTokens = 8
+
+// EstimateTokens is a conservative estimate of the tokens of text, without the model's
+// tokenizer: one per three bytes of ASCII, one per rune beyond (CJK characters are
+// about one token each, often more than one per rune in small vocabularies: the
+// estimate errs high).
+func EstimateTokens(text string) int {
+	n, ascii := 0, 0
+	for i := 0; i < len(text); {
+		if text[i] < utf8.RuneSelf {
+			ascii++
+			i++
+			continue
+		}
+		_, size := utf8.DecodeRuneInString(text[i:])
+		i += size
+		n++
+	}
+	return n + (ascii+2)/3
+}
+
+// Fit returns the prompt for a turn: the system prompt (when not empty), then the
+// longest suffix of history whose estimated size, with the system prompt, fits in
+// budget tokens. The last message is always kept, even when it alone exceeds the
+// budget (the backend then reports the prompt as too long). budget <= 0 keeps
+// everything. An assistant message's size is its stored completion token count when
+// known.
+func Fit(system string, history []store.Message, budget int) []sdk.Message {
+	keep := len(history)
+	if budget > 0 {
+		used := 0
+		if system != "" {
+			used = EstimateTokens(system) + perMessageTokens
+		}
+		keep = 0
+		for i := len(history) - 1; i >= 0; i-- {
+			used += messageTokens(history[i])
+			if used > budget && keep > 0 {
+				break
+			}
+			keep++
+		}
+		// Never start the prompt with an assistant answer whose question was dropped.
+		for keep > 1 && history[len(history)-keep].Role == store.RoleAssistant {
+			keep--
+		}
+	}
+	out := make([]sdk.Message, 0, keep+1)
+	if system != "" {
+		out = append(out, sdk.Message{Role: store.RoleSystem, Content: system})
+	}
+	for _, m := range history[len(history)-keep:] {
+		out = append(out, sdk.Message{Role: m.Role, Content: m.Content})
+	}
+	return out
+}
+
+func messageTokens(m store.Message) int {
+	n := EstimateTokens(m.Content)
+	if m.Role == store.RoleAssistant && m.CompletionTokens > n {
+		n = m.CompletionTokens
+	}
+	return n + perMessageTokens
+}
+
+// Budget returns the prompt budget for a model with contextLength tokens when the
+// answer may take up to maxTokens (0: unbounded, a quarter of the context is kept for
+// it). A tenth of the context is kept as a margin for the estimate. 0 means unknown
+// (contextLength 0: the model is not loaded yet): no fitting.
+func Budget(contextLength, maxTokens int) int {
+	if contextLength <= 0 {
+		return 0
+	}
+	reserve := maxTokens
+	if reserve <= 0 || reserve > contextLength/2 {
+		reserve = contextLength / 4
+	}
+	b := contextLength - reserve - contextLength/10
+	if b < 1 {
+		b = 1
+	}
+	return b
+}

@@ -1,0 +1,105 @@
+package conversation
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ragway/ragway/gateway/store"
+)
+
+func msg(role, content string) store.Message { return store.Message{Role: role, Content: content} }
+
+func roles(t *testing.T, got []string, want ...string) {
+	t.Helper()
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("kept %v, want %v", got, want)
+	}
+}
+
+func TestFitDropsOldestTurnsAndKeepsSystem(t *testing.T) {
+	long := strings.Repeat("word ", 60) // 300 bytes: ~100 tokens
+	history := []store.Message{
+		msg("user", "q1 "+long), msg("assistant", "a1 "+long),
+		msg("user", "q2 "+long), msg("assistant", "a2 "+long),
+		msg("user", "q3"),
+	}
+	each := EstimateTokens("q1 "+long) + perMessageTokens
+	sys := "be brief"
+	sysCost := EstimateTokens(sys) + perMessageTokens
+
+	cases := []struct {
+		name   string
+		budget int
+		want   []string // first word of each kept message
+	}{
+		{"unbounded", 0, []string{"be", "q1", "a1", "q2", "a2", "q3"}},
+		{"everything fits", 10 * each, []string{"be", "q1", "a1", "q2", "a2", "q3"}},
+		// Room for q3 and one long message: a2 alone would start with an answer
+		// whose question was dropped, so it goes too.
+		{"drop to last question", sysCost + each + 10, []string{"be", "q3"}},
+		{"last two turns", sysCost + 2*each + 10, []string{"be", "q2", "a2", "q3"}},
+		{"last message always kept", 1, []string{"be", "q3"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := Fit(sys, history, c.budget)
+			var got []string
+			for _, m := range out {
+				got = append(got, strings.Fields(m.Content)[0])
+			}
+			roles(t, got, c.want...)
+			if out[0].Role != "system" {
+				t.Fatalf("first message is %q, want the system prompt", out[0].Role)
+			}
+		})
+	}
+}
+
+func TestFitWithoutSystemPrompt(t *testing.T) {
+	out := Fit("", []store.Message{msg("user", "hello")}, 100)
+	if len(out) != 1 || out[0].Role != "user" {
+		t.Fatalf("got %+v", out)
+	}
+}
+
+func TestFitUsesStoredCompletionTokens(t *testing.T) {
+	// A short answer that cost many tokens (the stored count) counts as such.
+	history := []store.Message{
+		msg("user", "q1"), {Role: "assistant", Content: "ok", CompletionTokens: 500},
+		msg("user", "q2"),
+	}
+	out := Fit("", history, 100)
+	if len(out) != 1 || out[0].Content != "q2" {
+		t.Fatalf("kept %+v, want only q2", out)
+	}
+}
+
+func TestEstimateTokens(t *testing.T) {
+	for _, c := range []struct {
+		text string
+		min  int
+	}{
+		{"", 0},
+		{"hello world", 3},
+		{"数据库连接失败时网关返回503", 13}, // one per CJK rune at least
+	} {
+		if got := EstimateTokens(c.text); got < c.min {
+			t.Errorf("EstimateTokens(%q) = %d, want ≥ %d", c.text, got, c.min)
+		}
+	}
+}
+
+func TestBudget(t *testing.T) {
+	if Budget(0, 100) != 0 {
+		t.Fatal("unknown context length must disable fitting")
+	}
+	if b := Budget(2048, 0); b != 2048-512-204 {
+		t.Fatalf("Budget(2048, 0) = %d", b)
+	}
+	if b := Budget(2048, 100); b != 2048-100-204 {
+		t.Fatalf("Budget(2048, 100) = %d", b)
+	}
+	if b := Budget(2048, 4000); b != 2048-512-204 {
+		t.Fatalf("Budget(2048, 4000) = %d: an oversized max_tokens reserves a quarter", b)
+	}
+}

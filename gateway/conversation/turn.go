@@ -1,0 +1,190 @@
+package conversation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ragway/ragway/gateway/store"
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+// Store is what turns need from the repository (*store.Store implements it).
+type Store interface {
+	CreateConversation(ctx context.Context, userID string, c store.NewConversation) (store.Conversation, error)
+	BeginTurn(ctx context.Context, userID, conversationID string, t store.Turn) (store.TurnStarted, error)
+	FinishMessage(ctx context.Context, userID, messageID string, f store.Finish) (store.Message, error)
+}
+
+// Request starts a turn.
+type Request struct {
+	UserID string
+	// ConversationID continues that conversation; empty starts a new one.
+	ConversationID string
+	// Model is the canonical name of the model that answers.
+	Model string
+	// Messages are the caller's new messages (user turns, usually one). System
+	// messages among them replace the conversation's system prompt (joined, in order).
+	Messages []sdk.Message
+	// ContextLength of the model (0: unknown) and MaxTokens of the answer (0: not
+	// set) size the history ([Budget]).
+	ContextLength int
+	MaxTokens     int
+}
+
+// Turn is a started turn. Observe its generation's events, then Finish it.
+type Turn struct {
+	st     Store
+	userID string
+	// Conversation is the conversation (created by Begin when the request named none).
+	Conversation store.Conversation
+	// MessageID is the assistant message being generated.
+	MessageID string
+	// Prompt is the fitted history to generate from.
+	Prompt []sdk.Message
+
+	mu         sync.Mutex
+	text       strings.Builder
+	completion int
+	finished   bool
+}
+
+// Begin stores the request's messages and an in-progress assistant message (creating
+// the conversation first when the request names none) and returns the turn with its
+// prompt. The store's errors pass through (store.ErrNotFound for a conversation of
+// another user, store.ErrUnavailable when Postgres is down).
+func Begin(ctx context.Context, st Store, req Request) (*Turn, error) {
+	var system *string
+	var msgs []store.NewMessage
+	for _, m := range req.Messages {
+		if m.Role == store.RoleSystem || m.Role == "developer" {
+			s := m.Content
+			if system != nil {
+				s = *system + "\n\n" + s
+			}
+			system = &s
+			continue
+		}
+		msgs = append(msgs, store.NewMessage{Role: m.Role, Content: m.Content})
+	}
+	if len(msgs) == 0 {
+		return nil, fmt.Errorf("%w: a turn needs at least one user message", store.ErrInvalid)
+	}
+	convID := req.ConversationID
+	if convID == "" {
+		c, err := st.CreateConversation(ctx, req.UserID, store.NewConversation{Model: req.Model})
+		if err != nil {
+			return nil, err
+		}
+		convID = c.ID
+	}
+	started, err := st.BeginTurn(ctx, req.UserID, convID, store.Turn{Messages: msgs, Model: req.Model, SystemPrompt: system})
+	if err != nil {
+		return nil, err
+	}
+	return &Turn{
+		st:           st,
+		userID:       req.UserID,
+		Conversation: started.Conversation,
+		MessageID:    started.AssistantMessageID,
+		Prompt:       Fit(started.Conversation.SystemPrompt, started.History, Budget(req.ContextLength, req.MaxTokens)),
+	}, nil
+}
+
+// Observe records a generation event: its text joins the answer.
+func (t *Turn) Observe(e sdk.Event) {
+	if e.Text == "" && e.Tokens == 0 {
+		return
+	}
+	t.mu.Lock()
+	t.text.WriteString(e.Text)
+	switch {
+	case e.Tokens > 0:
+		t.completion += e.Tokens
+	case e.Text != "":
+		t.completion++
+	}
+	t.mu.Unlock()
+}
+
+// Text returns the answer so far.
+func (t *Turn) Text() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.text.String()
+}
+
+// Outcome is how a generation ended.
+type Outcome struct {
+	// Status is store.StatusComplete, StatusCancelled or StatusFailed.
+	Status       string
+	FinishReason string
+	// Error describes a failure (for the stored message; never the plugin's stderr).
+	Error string
+	// Usage is the backend's final count; zero counts fall back to what was observed.
+	Usage   sdk.Usage
+	Sources json.RawMessage
+}
+
+// finishTimeout bounds storing the end of a turn, which may run after the request's
+// own context ended (a cancelled chat is still stored).
+const finishTimeout = 10 * time.Second
+
+// Finish stores the assistant message with the text observed so far. It is done once;
+// later calls return nil. It does not use the request's context: a turn whose client
+// went away is still stored.
+func (t *Turn) Finish(o Outcome) (store.Message, error) {
+	t.mu.Lock()
+	if t.finished {
+		t.mu.Unlock()
+		return store.Message{}, nil
+	}
+	t.finished = true
+	text, completion := t.text.String(), t.completion
+	t.mu.Unlock()
+	if o.Usage.CompletionTokens > 0 {
+		completion = o.Usage.CompletionTokens
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+	defer cancel()
+	m, err := t.st.FinishMessage(ctx, t.userID, t.MessageID, store.Finish{
+		Status:           o.Status,
+		Content:          text,
+		FinishReason:     o.FinishReason,
+		Error:            o.Error,
+		PromptTokens:     o.Usage.PromptTokens,
+		CompletionTokens: completion,
+		Sources:          o.Sources,
+	})
+	if err != nil {
+		return m, fmt.Errorf("store the answer: %w", err)
+	}
+	return m, nil
+}
+
+// OutcomeOf classifies the end of a generation: err is what Generate returned, final
+// its final event (if one came), cancelled whether the client cancelled or went away.
+func OutcomeOf(err error, final sdk.Event, cancelled bool) Outcome {
+	o := Outcome{FinishReason: string(final.FinishReason)}
+	if final.Usage != nil {
+		o.Usage = *final.Usage
+	}
+	switch {
+	case cancelled || errors.Is(err, context.Canceled):
+		o.Status, o.FinishReason = store.StatusCancelled, string(sdk.FinishCancelled)
+	case err != nil:
+		o.Status, o.FinishReason, o.Error = store.StatusFailed, string(sdk.FinishError), err.Error()
+	case final.FinishReason == sdk.FinishError:
+		o.Status, o.Error = store.StatusFailed, final.Error
+	default:
+		o.Status = store.StatusComplete
+		if o.FinishReason == "" {
+			o.FinishReason = string(sdk.FinishStop)
+		}
+	}
+	return o
+}

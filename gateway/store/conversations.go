@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/aarondl/null/v8"
+	"github.com/aarondl/sqlboiler/v4/boil"
+	"github.com/aarondl/sqlboiler/v4/queries/qm"
+
+	"github.com/ragway/ragway/db/models"
+)
+
+// CreateConversation starts an empty conversation of userID (an unknown user is
+// ErrNotFound).
+func (s *Store) CreateConversation(ctx context.Context, userID string, c NewConversation) (Conversation, error) {
+	o := &models.Conversation{
+		UserID:       userID,
+		Title:        c.Title,
+		Model:        c.Model,
+		SystemPrompt: null.NewString(c.SystemPrompt, c.SystemPrompt != ""),
+	}
+	err := s.do(ctx, "create conversation", func(ctx context.Context) error {
+		if !validID(userID) {
+			return fmt.Errorf("%w: user %q", ErrNotFound, userID)
+		}
+		return o.Insert(ctx, s.db, boil.Infer())
+	})
+	if err != nil {
+		return Conversation{}, err
+	}
+	return conversationFromModel(o), nil
+}
+
+// ListConversations lists userID's conversations, most recently updated first (ties:
+// greater id first). p.After names the last conversation of the previous page; one that
+// is not userID's is ErrNotFound.
+func (s *Store) ListConversations(ctx context.Context, userID string, p Page) ([]Conversation, error) {
+	var rows models.ConversationSlice
+	err := s.do(ctx, "list conversations", func(ctx context.Context) (err error) {
+		if !validIDs(userID) || (p.After != "" && !validID(p.After)) {
+			return ErrNotFound
+		}
+		mods := []qm.QueryMod{
+			models.ConversationWhere.UserID.EQ(userID),
+			qm.OrderBy(`"updated_at" DESC, "id" DESC`),
+			qm.Limit(p.limit()),
+		}
+		if p.After != "" {
+			mods = append(mods, after("conversations", "updated_at", p.After, "user_id", userID))
+		}
+		rows, err = models.Conversations(mods...).All(ctx, s.db)
+		if err == nil && len(rows) == 0 && p.After != "" {
+			err = s.ownConversation(ctx, userID, p.After)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return convert(rows, conversationFromModel), nil
+}
+
+// GetConversation returns userID's conversation id.
+func (s *Store) GetConversation(ctx context.Context, userID, id string) (Conversation, error) {
+	var o *models.Conversation
+	err := s.do(ctx, "get conversation", func(ctx context.Context) (err error) {
+		if !validIDs(userID, id) {
+			return ErrNotFound
+		}
+		o, err = models.Conversations(models.ConversationWhere.ID.EQ(id), models.ConversationWhere.UserID.EQ(userID)).One(ctx, s.db)
+		return err
+	})
+	if err != nil {
+		return Conversation{}, err
+	}
+	return conversationFromModel(o), nil
+}
+
+// DeleteConversation deletes userID's conversation id and its messages.
+func (s *Store) DeleteConversation(ctx context.Context, userID, id string) error {
+	return s.do(ctx, "delete conversation", func(ctx context.Context) error {
+		if !validIDs(userID, id) {
+			return ErrNotFound
+		}
+		n, err := models.Conversations(models.ConversationWhere.ID.EQ(id), models.ConversationWhere.UserID.EQ(userID)).DeleteAll(ctx, s.db)
+		if err == nil && n == 0 {
+			err = ErrNotFound
+		}
+		return err
+	})
+}
+
+// ListMessages returns the messages of userID's conversation id, in order (in-progress
+// ones included).
+func (s *Store) ListMessages(ctx context.Context, userID, conversationID string) ([]Message, error) {
+	var rows models.MessageSlice
+	err := s.do(ctx, "list messages", func(ctx context.Context) (err error) {
+		if !validIDs(userID, conversationID) {
+			return ErrNotFound
+		}
+		rows, err = models.Messages(
+			models.MessageWhere.ConversationID.EQ(conversationID),
+			qm.Where(`EXISTS (SELECT 1 FROM "conversations" c WHERE c."id" = "messages"."conversation_id" AND c."user_id" = ?)`, userID),
+			qm.OrderBy(`"seq"`),
+		).All(ctx, s.db)
+		if err == nil && len(rows) == 0 {
+			err = s.ownConversation(ctx, userID, conversationID)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return convert(rows, messageFromModel), nil
+}
+
+// ownConversation returns ErrNotFound unless userID has the conversation id.
+func (s *Store) ownConversation(ctx context.Context, userID, id string) error {
+	ok, err := models.Conversations(models.ConversationWhere.ID.EQ(id), models.ConversationWhere.UserID.EQ(userID)).Exists(ctx, s.db)
+	if err == nil && !ok {
+		err = ErrNotFound
+	}
+	return err
+}
+
+func conversationFromModel(c *models.Conversation) Conversation {
+	return Conversation{
+		ID:           c.ID,
+		UserID:       c.UserID,
+		Title:        c.Title,
+		Model:        c.Model,
+		SystemPrompt: c.SystemPrompt.String,
+		CreatedAt:    c.CreatedAt,
+		UpdatedAt:    c.UpdatedAt,
+	}
+}
+
+func messageFromModel(m *models.Message) Message {
+	var sources json.RawMessage
+	if m.Sources.Valid {
+		sources = json.RawMessage(m.Sources.JSON)
+	}
+	return Message{
+		ID:               m.ID,
+		ConversationID:   m.ConversationID,
+		Seq:              m.Seq,
+		Role:             m.Role,
+		Content:          m.Content,
+		Status:           m.Status,
+		Model:            m.Model.String,
+		FinishReason:     m.FinishReason.String,
+		Error:            m.Error.String,
+		PromptTokens:     m.PromptTokens.Int,
+		CompletionTokens: m.CompletionTokens.Int,
+		Sources:          sources,
+		CreatedAt:        m.CreatedAt,
+		CompletedAt:      m.CompletedAt.Time,
+	}
+}

@@ -1,0 +1,273 @@
+package store_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/ragway/ragway/gateway/store"
+)
+
+func contents(ms []store.Message) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Role+":"+m.Content)
+	}
+	return out
+}
+
+func TestConversationCRUD(t *testing.T) {
+	s := open(t)
+	u := user(t, s, "alice")
+	c, err := s.CreateConversation(ctx(t), u.ID, store.NewConversation{Title: "t", Model: "m", SystemPrompt: "sp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ID == "" || c.UserID != u.ID || c.Title != "t" || c.Model != "m" || c.SystemPrompt != "sp" ||
+		c.CreatedAt.IsZero() || !c.UpdatedAt.Equal(c.CreatedAt) {
+		t.Fatalf("CreateConversation = %+v", c)
+	}
+	got, err := s.GetConversation(ctx(t), u.ID, c.ID)
+	if err != nil || got != c {
+		t.Errorf("GetConversation = %+v, %v; want %+v", got, err, c)
+	}
+	if msgs, err := s.ListMessages(ctx(t), u.ID, c.ID); err != nil || len(msgs) != 0 {
+		t.Errorf("ListMessages of an empty conversation = %v, %v", msgs, err)
+	}
+	_, err = s.CreateConversation(ctx(t), "00000000-0000-0000-0000-000000000000", store.NewConversation{})
+	wantErr(t, "CreateConversation of an unknown user", err, store.ErrNotFound)
+
+	// Delete cascades to the messages.
+	turn(t, s, u.ID, c.ID, userTurn("hello"))
+	if n := count(t, s, `SELECT count(*) FROM messages WHERE conversation_id = $1`, c.ID); n != 2 {
+		t.Fatalf("%d messages after a turn", n)
+	}
+	if err := s.DeleteConversation(ctx(t), u.ID, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s, `SELECT count(*) FROM messages WHERE conversation_id = $1`, c.ID); n != 0 {
+		t.Errorf("%d messages left after deleting their conversation", n)
+	}
+	_, err = s.GetConversation(ctx(t), u.ID, c.ID)
+	wantErr(t, "GetConversation of a deleted conversation", err, store.ErrNotFound)
+	_, err = s.ListMessages(ctx(t), u.ID, c.ID)
+	wantErr(t, "ListMessages of a deleted conversation", err, store.ErrNotFound)
+	wantErr(t, "deleting twice", s.DeleteConversation(ctx(t), u.ID, c.ID), store.ErrNotFound)
+}
+
+func TestTurns(t *testing.T) {
+	s := open(t)
+	u := user(t, s, "alice")
+	c := conversation(t, s, u.ID)
+	sp := "be brief"
+
+	// Turn 1: a system prompt and a user message.
+	long := "  What is   the\tcapital of France, and — while we are at it — of Ünterwalden,\n Switzerland? "
+	t1 := turn(t, s, u.ID, c.ID, store.Turn{
+		Model:        "m1",
+		SystemPrompt: &sp,
+		Messages:     []store.NewMessage{{Role: store.RoleUser, Content: long}},
+	})
+	if len(t1.MessageIDs) != 1 || t1.AssistantMessageID == "" || slices.Contains(t1.MessageIDs, t1.AssistantMessageID) {
+		t.Fatalf("turn 1 ids: %v, assistant %q", t1.MessageIDs, t1.AssistantMessageID)
+	}
+	if got := contents(t1.History); !slices.Equal(got, []string{"user:" + long}) {
+		t.Errorf("turn 1 history %q", got)
+	}
+	if h := t1.History[0]; h.ID != t1.MessageIDs[0] || h.Status != store.StatusComplete || h.ConversationID != c.ID ||
+		h.Model != "" || h.CompletedAt.IsZero() {
+		t.Errorf("turn 1 user message %+v", h)
+	}
+	tc := t1.Conversation
+	if tc.SystemPrompt != sp || tc.Model != "m1" || !tc.UpdatedAt.After(c.UpdatedAt) {
+		t.Errorf("conversation after turn 1: %+v (before: %+v)", tc, c)
+	}
+	wantTitle := "What is the capital of France, and — while we are at it —…"
+	if tc.Title != wantTitle || utf8.RuneCountInString(tc.Title) > 60 {
+		t.Errorf("title %q (%d characters), want %q", tc.Title, utf8.RuneCountInString(tc.Title), wantTitle)
+	}
+
+	// The assistant message is in progress until finished.
+	msgs, err := s.ListMessages(ctx(t), u.ID, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1 := msgs[len(msgs)-1]
+	if a1.ID != t1.AssistantMessageID || a1.Role != store.RoleAssistant || a1.Status != store.StatusInProgress ||
+		a1.Model != "m1" || a1.Content != "" || !a1.CompletedAt.IsZero() {
+		t.Fatalf("in-progress assistant message %+v", a1)
+	}
+	sources := json.RawMessage(`[{"document_id":"d1","score":0.5}]`)
+	fin, err := s.FinishMessage(ctx(t), u.ID, a1.ID, store.Finish{
+		Status: store.StatusComplete, Content: "Paris.", FinishReason: "stop",
+		PromptTokens: 12, CompletionTokens: 3, Sources: sources,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fin.ID != a1.ID || fin.Status != store.StatusComplete || fin.Content != "Paris." || fin.FinishReason != "stop" ||
+		fin.Error != "" || fin.PromptTokens != 12 || fin.CompletionTokens != 3 || fin.CompletedAt.IsZero() || fin.Seq != a1.Seq {
+		t.Errorf("FinishMessage = %+v", fin)
+	}
+	var gotSources, wantSources any
+	if err := json.Unmarshal(fin.Sources, &gotSources); err != nil {
+		t.Fatal(err)
+	}
+	_ = json.Unmarshal(sources, &wantSources)
+	if fmt.Sprint(gotSources) != fmt.Sprint(wantSources) {
+		t.Errorf("sources %s, want %s", fin.Sources, sources)
+	}
+	after, _ := s.GetConversation(ctx(t), u.ID, c.ID)
+	if after.UpdatedAt.Before(tc.UpdatedAt) || after.UpdatedAt.Equal(tc.UpdatedAt) {
+		t.Errorf("FinishMessage left updated_at at %v (turn: %v)", after.UpdatedAt, tc.UpdatedAt)
+	}
+	_, err = s.FinishMessage(ctx(t), u.ID, a1.ID, store.Finish{Status: store.StatusComplete})
+	wantErr(t, "finishing a finished message", err, store.ErrNotFound)
+	_, err = s.FinishMessage(ctx(t), u.ID, t1.MessageIDs[0], store.Finish{Status: store.StatusComplete})
+	wantErr(t, "finishing a user message", err, store.ErrNotFound)
+
+	// Turn 2: nil SystemPrompt keeps it; the title stays.
+	t2 := turn(t, s, u.ID, c.ID, store.Turn{Model: "m2", Messages: []store.NewMessage{{Role: store.RoleUser, Content: "And Spain?"}}})
+	if got, want := contents(t2.History), []string{"user:" + long, "assistant:Paris.", "user:And Spain?"}; !slices.Equal(got, want) {
+		t.Errorf("turn 2 history %q, want %q", got, want)
+	}
+	if t2.Conversation.Title != wantTitle || t2.Conversation.SystemPrompt != sp || t2.Conversation.Model != "m2" {
+		t.Errorf("conversation after turn 2: %+v", t2.Conversation)
+	}
+
+	// Turn 3 while turn 2's answer is still in progress: history leaves it out. Several
+	// messages, a new system prompt.
+	sp2 := "be verbose"
+	t3 := turn(t, s, u.ID, c.ID, store.Turn{Model: "m3", SystemPrompt: &sp2, Messages: []store.NewMessage{
+		{Role: store.RoleAssistant, Content: "(earlier answer)"},
+		{Role: store.RoleTool, Content: `{"temp": 21}`},
+		{Role: store.RoleUser, Content: "Thanks"},
+	}})
+	if len(t3.MessageIDs) != 3 {
+		t.Fatalf("turn 3 ids %v", t3.MessageIDs)
+	}
+	want3 := []string{"user:" + long, "assistant:Paris.", "user:And Spain?", "assistant:(earlier answer)", `tool:{"temp": 21}`, "user:Thanks"}
+	if got := contents(t3.History); !slices.Equal(got, want3) {
+		t.Errorf("turn 3 history %q, want %q", got, want3)
+	}
+	for i, id := range t3.MessageIDs {
+		if t3.History[3+i].ID != id {
+			t.Errorf("turn 3 message %d: id %s, history has %s", i, id, t3.History[3+i].ID)
+		}
+	}
+	if t3.Conversation.SystemPrompt != sp2 {
+		t.Errorf("system prompt %q, want %q", t3.Conversation.SystemPrompt, sp2)
+	}
+
+	// Cancel turn 2's answer, fail turn 3's.
+	if m, err := s.FinishMessage(ctx(t), u.ID, t2.AssistantMessageID, store.Finish{Status: store.StatusCancelled, Content: "Mad"}); err != nil || m.Status != store.StatusCancelled || m.Sources != nil {
+		t.Errorf("cancelling: %+v, %v", m, err)
+	}
+	if m, err := s.FinishMessage(ctx(t), u.ID, t3.AssistantMessageID, store.Finish{Status: store.StatusFailed, Error: "backend down"}); err != nil || m.Error != "backend down" {
+		t.Errorf("failing: %+v, %v", m, err)
+	}
+	_, err = s.FinishMessage(ctx(t), u.ID, t3.AssistantMessageID, store.Finish{Status: store.StatusInProgress})
+	wantErr(t, "FinishMessage with status in_progress", err, store.ErrInvalid)
+	_, err = s.FinishMessage(ctx(t), u.ID, t3.AssistantMessageID, store.Finish{Status: "done"})
+	wantErr(t, "FinishMessage with an unknown status", err, store.ErrInvalid)
+
+	// An empty system prompt clears it.
+	empty := ""
+	t4 := turn(t, s, u.ID, c.ID, store.Turn{Model: "m4", SystemPrompt: &empty})
+	if t4.Conversation.SystemPrompt != "" || len(t4.MessageIDs) != 0 {
+		t.Errorf("turn 4: %+v", t4)
+	}
+	if got := len(t4.History); got != len(want3)+2 {
+		t.Errorf("turn 4 history has %d messages, want %d", got, len(want3)+2)
+	}
+
+	// Every message, in order, seqs increasing.
+	all, err := s.ListMessages(ctx(t), u.ID, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAll := []string{"user:" + long, "assistant:Paris.", "user:And Spain?", "assistant:Mad",
+		"assistant:(earlier answer)", `tool:{"temp": 21}`, "user:Thanks", "assistant:", "assistant:"}
+	if got := contents(all); !slices.Equal(got, wantAll) {
+		t.Errorf("ListMessages %q, want %q", got, wantAll)
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i].Seq <= all[i-1].Seq {
+			t.Errorf("seq %d after %d", all[i].Seq, all[i-1].Seq)
+		}
+	}
+	if last := all[len(all)-1]; last.ID != t4.AssistantMessageID || last.Status != store.StatusInProgress {
+		t.Errorf("last message %+v", last)
+	}
+
+	// A bad role stores nothing of the turn.
+	before := len(all)
+	_, err = s.BeginTurn(ctx(t), u.ID, c.ID, store.Turn{Model: "m", Messages: []store.NewMessage{
+		{Role: store.RoleUser, Content: "ok"}, {Role: "developer", Content: "no"},
+	}})
+	wantErr(t, "BeginTurn with role developer", err, store.ErrInvalid)
+	if all, _ := s.ListMessages(ctx(t), u.ID, c.ID); len(all) != before {
+		t.Errorf("a rejected turn stored %d messages", len(all)-before)
+	}
+}
+
+func TestTitleOnlyFromUserText(t *testing.T) {
+	s := open(t)
+	u := user(t, s, "alice")
+	c := conversation(t, s, u.ID)
+	ts := turn(t, s, u.ID, c.ID, store.Turn{Messages: []store.NewMessage{{Role: store.RoleSystem, Content: "sys"}, {Role: store.RoleUser, Content: " \n "}}})
+	if ts.Conversation.Title != "" {
+		t.Errorf("title %q from no user text", ts.Conversation.Title)
+	}
+	ts = turn(t, s, u.ID, c.ID, userTurn(strings.Repeat("é", 100)))
+	if want := strings.Repeat("é", 59) + "…"; ts.Conversation.Title != want {
+		t.Errorf("title %q, want %q", ts.Conversation.Title, want)
+	}
+	titled, err := s.CreateConversation(ctx(t), u.ID, store.NewConversation{Title: "mine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts := turn(t, s, u.ID, titled.ID, userTurn("hello")); ts.Conversation.Title != "mine" {
+		t.Errorf("a turn retitled %q as %q", "mine", ts.Conversation.Title)
+	}
+}
+
+// TestConcurrentTurns: turns of one conversation take turns; each one's history holds
+// every turn committed before it.
+func TestConcurrentTurns(t *testing.T) {
+	s := open(t)
+	u := user(t, s, "alice")
+	c := conversation(t, s, u.ID)
+	const n = 8
+	results := make([]store.TurnStarted, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts, err := s.BeginTurn(ctx(t), u.ID, c.ID, userTurn(fmt.Sprint("message ", i)))
+			if err != nil {
+				t.Error(err)
+			}
+			results[i] = ts
+		}()
+	}
+	wg.Wait()
+	var sizes []int
+	for i, r := range results {
+		sizes = append(sizes, len(r.History))
+		if len(r.History) == 0 || r.History[len(r.History)-1].Content != fmt.Sprint("message ", i) {
+			t.Errorf("turn %d: history %q does not end with its message", i, contents(r.History))
+		}
+	}
+	slices.Sort(sizes)
+	for i, size := range sizes {
+		if size != i+1 {
+			t.Fatalf("history sizes %v, want 1 to %d: a turn missed one committed before it", sizes, n)
+		}
+	}
+}
