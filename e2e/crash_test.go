@@ -236,8 +236,11 @@ func TestClientDisconnectCancelsGeneration(t *testing.T) {
 	})
 	// The plugin's only slot is freed too: were the abandoned generation
 	// still running, this request would wait ~20 s inside the plugin.
+	req, _ := http.NewRequest("POST", g.URL+"/v1/chat/completions", strings.NewReader(chatBody("slow", "next", false)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+g.Key)
 	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err = client.Post(g.URL+"/v1/chat/completions", "application/json", strings.NewReader(chatBody("slow", "next", false)))
+	resp, err = client.Do(req)
 	if err != nil {
 		t.Fatalf("request after the disconnect: %v (the plugin kept generating for the gone client?)", err)
 	}

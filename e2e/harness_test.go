@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fasthttp/websocket"
+	_ "github.com/lib/pq" // the usage table is read with database/sql
 	"github.com/openai/openai-go/v3"
 
 	"github.com/ragway/ragway/internal/pgtest"
@@ -340,4 +344,319 @@ func streamGreedy(t *testing.T, ctx context.Context, c openai.Client, model, pro
 		t.Fatal(err)
 	}
 	return text.String(), usage
+}
+
+// apiErrorBody checks that body is an error in the OpenAI shape
+// {"error":{"message","type","param","code"}} (all four keys present, message and
+// type non-empty) and returns it.
+func apiErrorBody(t *testing.T, body []byte) apiError {
+	t.Helper()
+	var raw struct {
+		Error map[string]json.RawMessage `json:"error"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil || raw.Error == nil {
+		t.Fatalf("body %q is not the OpenAI error shape: %v", body, err)
+	}
+	for _, k := range []string{"message", "type", "param", "code"} {
+		if _, ok := raw.Error[k]; !ok {
+			t.Fatalf("error body %s lacks %q", body, k)
+		}
+	}
+	var e struct {
+		Error apiError `json:"error"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || e.Error.Message == "" || e.Error.Type == "" {
+		t.Fatalf("error body %s: want a message and a type (%v)", body, err)
+	}
+	return e.Error
+}
+
+// apiError is the inner object of an OpenAI error body (Param and Code "" when null).
+type apiError struct {
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Param   string `json:"param"`
+	Code    string `json:"code"`
+}
+
+// wantAPIError checks an HTTP answer: status, and an OpenAI error body with code.
+func wantAPIError(t *testing.T, what string, status int, body []byte, wantStatus int, wantCode string) apiError {
+	t.Helper()
+	if status != wantStatus {
+		t.Fatalf("%s: status %d (%s), want %d %s", what, status, body, wantStatus, wantCode)
+	}
+	e := apiErrorBody(t, body)
+	if e.Code != wantCode {
+		t.Fatalf("%s: error %+v, want code %s", what, e, wantCode)
+	}
+	return e
+}
+
+// wsFrame is any server frame of /v1/ws.
+type wsFrame struct {
+	Type           string    `json:"type"`
+	ID             string    `json:"id"`
+	Text           string    `json:"text"`
+	ConversationID string    `json:"conversation_id"`
+	MessageID      string    `json:"message_id"`
+	FinishReason   string    `json:"finish_reason"`
+	Usage          *wsUsage  `json:"usage"`
+	Error          *apiError `json:"error"`
+	raw            []byte
+}
+
+type wsUsage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// wsURL is the gateway's /v1/ws URL with query (none if "").
+func (g *gateway) wsURL(query string) string {
+	u := strings.Replace(g.URL, "http://", "ws://", 1) + "/v1/ws"
+	if query != "" {
+		u += "?" + query
+	}
+	return u
+}
+
+// dialWSKey opens /v1/ws with key in the Authorization header ("": none) and
+// query; it fails the test unless the upgrade succeeds.
+func dialWSKey(t *testing.T, g *gateway, key, query string) *websocket.Conn {
+	t.Helper()
+	conn, status, body, err := tryDialWS(g, key, query)
+	if err != nil {
+		t.Fatalf("dial /v1/ws: %v (status %d %s)", err, status, body)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// tryDialWS opens /v1/ws with key in the Authorization header ("": none) and
+// query; when the upgrade is refused it returns the HTTP status and body.
+func tryDialWS(g *gateway, key, query string) (*websocket.Conn, int, []byte, error) {
+	h := http.Header{}
+	if key != "" {
+		h.Set("Authorization", "Bearer "+key)
+	}
+	conn, resp, err := websocket.DefaultDialer.Dial(g.wsURL(query), h)
+	if err != nil {
+		if resp == nil {
+			return nil, 0, nil, err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return nil, resp.StatusCode, b, err
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	return conn, 0, nil, nil
+}
+
+// readWS reads one frame.
+func readWS(t *testing.T, c *websocket.Conn) wsFrame {
+	t.Helper()
+	_, b, err := c.ReadMessage()
+	if err != nil {
+		t.Fatalf("read frame: %v", err)
+	}
+	var f wsFrame
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatalf("frame %q: %v", b, err)
+	}
+	f.raw = b
+	return f
+}
+
+func writeWS(t *testing.T, c *websocket.Conn, v any) {
+	t.Helper()
+	if err := c.WriteJSON(v); err != nil {
+		t.Fatalf("write frame: %v", err)
+	}
+}
+
+// wsChat is the result of one chat on a socket.
+type wsChat struct {
+	Start  wsFrame // the start frame (Type "" if none came)
+	Text   string  // the tokens, concatenated
+	Tokens int     // how many token frames
+	End    wsFrame // the done or error frame
+}
+
+// runWSChat sends frame (a chat with "id") and reads that chat's frames until its
+// done or error frame. Frames of other chats fail the test.
+func runWSChat(t *testing.T, c *websocket.Conn, chat map[string]any) wsChat {
+	t.Helper()
+	writeWS(t, c, chat)
+	return readWSChat(t, c, chat["id"].(string))
+}
+
+// readWSChat reads the frames of chat id until its done or error frame.
+func readWSChat(t *testing.T, c *websocket.Conn, id string) wsChat {
+	t.Helper()
+	var r wsChat
+	for {
+		f := readWS(t, c)
+		if f.ID != id {
+			t.Fatalf("frame of another chat while reading %q: %s", id, f.raw)
+		}
+		switch f.Type {
+		case "start":
+			r.Start = f
+		case "token":
+			r.Text += f.Text
+			r.Tokens++
+		case "done", "error":
+			r.End = f
+			return r
+		default:
+			t.Fatalf("unexpected frame %s", f.raw)
+		}
+	}
+}
+
+// wantClose reads the next frame, which must be the server's close, and checks its code.
+func wantClose(t *testing.T, c *websocket.Conn, code int) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, b, err := c.ReadMessage()
+	if err == nil {
+		t.Fatalf("frame %s where a close (%d) was expected", b, code)
+	}
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != code {
+		t.Fatalf("socket ended with %v, want close code %d", err, code)
+	}
+}
+
+// getJSON sends a GET with key and decodes a 200 answer into out; it returns the
+// status and the body.
+func (g *gateway) getJSON(path, key string, out any) (int, []byte) {
+	g.t.Helper()
+	code, body := g.call("GET", path, key, "")
+	if code == http.StatusOK && out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			g.t.Fatalf("GET %s: %v in %s", path, err, body)
+		}
+	}
+	return code, body
+}
+
+// storedConversation is the body of GET /v1/conversations/{id}.
+type storedConversation struct {
+	ID       string          `json:"id"`
+	Object   string          `json:"object"`
+	Title    string          `json:"title"`
+	Model    string          `json:"model"`
+	Messages []storedMessage `json:"messages"`
+}
+
+type storedMessage struct {
+	ID               string `json:"id"`
+	Role             string `json:"role"`
+	Content          string `json:"content"`
+	Status           string `json:"status"`
+	Model            string `json:"model"`
+	FinishReason     string `json:"finish_reason"`
+	Error            string `json:"error"`
+	PromptTokens     int    `json:"prompt_tokens"`
+	CompletionTokens int    `json:"completion_tokens"`
+}
+
+// conversation returns the stored conversation id as key's user sees it.
+func (g *gateway) conversation(key, id string) storedConversation {
+	g.t.Helper()
+	var c storedConversation
+	if code, body := g.getJSON("/v1/conversations/"+id, key, &c); code != http.StatusOK {
+		g.t.Fatalf("GET /v1/conversations/%s: %d %s", id, code, body)
+	}
+	return c
+}
+
+// conversationIDs lists the ids of key's conversations.
+func (g *gateway) conversationIDs(key string) []string {
+	g.t.Helper()
+	var list struct {
+		Object string               `json:"object"`
+		Data   []storedConversation `json:"data"`
+	}
+	if code, body := g.getJSON("/v1/conversations?limit=200", key, &list); code != http.StatusOK || list.Object != "list" {
+		g.t.Fatalf("GET /v1/conversations: %d %s", code, body)
+	}
+	ids := make([]string, 0, len(list.Data))
+	for _, c := range list.Data {
+		ids = append(ids, c.ID)
+	}
+	return ids
+}
+
+// usageRow is one row of the usage table.
+type usageRow struct {
+	User, Key, Model, Route        string
+	PromptTokens, CompletionTokens int
+}
+
+// usageRows reads the gateway database's usage table, oldest first (user is the
+// user's name, key the key's prefix).
+func (g *gateway) usageRows() []usageRow {
+	g.t.Helper()
+	db, err := sql.Open("postgres", g.DatabaseURL)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT u.name, coalesce(k.prefix, ''), x.model, x.route, x.prompt_tokens, x.completion_tokens
+		FROM usage x JOIN users u ON u.id = x.user_id LEFT JOIN api_keys k ON k.id = x.api_key_id ORDER BY x.id`)
+	if err != nil {
+		g.t.Fatalf("read usage: %v", err)
+	}
+	defer rows.Close()
+	var out []usageRow
+	for rows.Next() {
+		var r usageRow
+		if err := rows.Scan(&r.User, &r.Key, &r.Model, &r.Route, &r.PromptTokens, &r.CompletionTokens); err != nil {
+			g.t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		g.t.Fatal(err)
+	}
+	return out
+}
+
+// waitUsage polls the usage table until it has at least n rows (they are written in
+// the background) and returns them.
+func (g *gateway) waitUsage(n int, timeout time.Duration) []usageRow {
+	g.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		rows := g.usageRows()
+		if len(rows) >= n {
+			return rows
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("usage table has %d rows after %v, want %d: %+v", len(rows), timeout, n, rows)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// keyPrefix is the visible prefix of a key ("rgw_" and 8 characters).
+func keyPrefix(key string) string { return key[:12] }
+
+// noKeysInLogs fails the test if the gateway logged any of keys.
+func noKeysInLogs(t *testing.T, g *gateway, keys ...string) {
+	t.Helper()
+	logs := g.Logs()
+	for _, k := range append(keys, g.Key) {
+		if k != "" && strings.Contains(logs, k) {
+			t.Errorf("the gateway logged the API key %s…", keyPrefix(k))
+		}
+	}
+	// Not even the secret part alone.
+	for _, k := range append(keys, g.Key) {
+		if len(k) > 13 && strings.Contains(logs, k[13:]) {
+			t.Errorf("the gateway logged the secret of API key %s…", keyPrefix(k))
+		}
+	}
 }

@@ -17,6 +17,9 @@ type Gate interface {
 	// Check authenticates key, requires scope and admits one request under the
 	// key's rate limits.
 	Check(ctx context.Context, key, scope string) (auth.Principal, error)
+	// Verify authenticates key and requires scope, admitting no request (for
+	// opening a WebSocket).
+	Verify(ctx context.Context, key, scope string) (auth.Principal, error)
 }
 
 // Accountant accounts for served requests: rate-limit tokens and usage rows

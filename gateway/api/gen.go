@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ragway/ragway/gateway/api/oai"
 	"github.com/ragway/ragway/gateway/conversation"
@@ -31,13 +32,31 @@ type job struct {
 	// turn, when the request continues a stored conversation, records the
 	// answer (one choice).
 	turn *conversation.Turn
+	// generated counts the tokens the backends produced (across choices), for
+	// the accounting of generations that end without a final usage.
+	generated atomic.Int64
 }
 
-// observe records an event of a stored turn.
+// observe records an event: its tokens, and its text for a stored turn.
 func (j *job) observe(e sdk.Event) {
+	switch {
+	case e.Tokens > 0:
+		j.generated.Add(int64(e.Tokens))
+	case e.Text != "":
+		j.generated.Add(1)
+	}
 	if j.turn != nil {
 		j.turn.Observe(e)
 	}
+}
+
+// account records the request's tokens: u, or when the backends reported no
+// completion tokens (a failed generation), those they were seen to produce.
+func (j *job) account(u usageJSON) {
+	if u.CompletionTokens == 0 {
+		u.CompletionTokens = int(j.generated.Load())
+	}
+	j.cl.tokens(u.PromptTokens, u.CompletionTokens)
 }
 
 // finishTurn stores the end of the turn: err is what the generation returned, final
@@ -120,15 +139,14 @@ func (j *job) collect(ctx context.Context) ([]choiceResult, error) {
 		}
 		wg.Wait()
 	}
-	if firstErr != nil {
-		return nil, firstErr
-	}
 	usages := make([]sdk.Usage, len(res))
 	for i := range res {
 		usages[i] = res[i].usage
 	}
-	u := j.usageOf(usages)
-	j.cl.tokens(u.PromptTokens, u.CompletionTokens)
+	j.account(j.usageOf(usages))
+	if firstErr != nil {
+		return nil, firstErr
+	}
 	return res, nil
 }
 

@@ -226,8 +226,7 @@ func (st *stream) record() error {
 		return nil
 	}
 	st.recorded = true
-	u := st.j.usageOf(st.usages)
-	st.j.cl.tokens(u.PromptTokens, u.CompletionTokens)
+	st.j.account(st.j.usageOf(st.usages))
 	st.j.cl.finish(st.status)
 	if st.j.turn == nil {
 		return nil

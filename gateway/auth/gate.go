@@ -13,6 +13,21 @@ type Gate struct {
 // Check authenticates key ("" is ErrNoKey), requires scope and admits one request
 // under the key's requests-per-minute and tokens-per-minute limits.
 func (g *Gate) Check(ctx context.Context, key, scope string) (Principal, error) {
+	p, err := g.Verify(ctx, key, scope)
+	if err != nil {
+		return Principal{}, err
+	}
+	if g.Limiter != nil {
+		if _, err := g.Limiter.Admit(p); err != nil {
+			return Principal{}, err
+		}
+	}
+	return p, nil
+}
+
+// Verify authenticates key ("" is ErrNoKey) and requires scope, without admitting a
+// request: for credentials that are not a request themselves (opening a WebSocket).
+func (g *Gate) Verify(ctx context.Context, key, scope string) (Principal, error) {
 	if key == "" {
 		return Principal{}, ErrNoKey
 	}
@@ -22,11 +37,6 @@ func (g *Gate) Check(ctx context.Context, key, scope string) (Principal, error) 
 	}
 	if err := RequireScope(p, scope); err != nil {
 		return Principal{}, err
-	}
-	if g.Limiter != nil {
-		if _, err := g.Limiter.Admit(p); err != nil {
-			return Principal{}, err
-		}
 	}
 	return p, nil
 }

@@ -38,8 +38,11 @@ type Backend interface {
 // Gate admits chats by API key (package auth's *Gate implements it).
 type Gate interface {
 	// Check authenticates key, requires scope and admits one request under the
-	// key's rate limits.
+	// key's rate limits (once per chat).
 	Check(ctx context.Context, key, scope string) (auth.Principal, error)
+	// Verify authenticates key and requires scope, admitting no request (opening
+	// the socket is not one).
+	Verify(ctx context.Context, key, scope string) (auth.Principal, error)
 }
 
 // Accountant accounts for served chats: rate-limit tokens and usage rows (package
@@ -161,7 +164,7 @@ func New(b Backend, opts Options) fiber.Handler {
 				return err
 			}
 		}
-		p, err := h.opts.Gate.Check(c.UserContext(), key, store.ScopeChat)
+		p, err := h.opts.Gate.Verify(c.UserContext(), key, store.ScopeChat)
 		switch {
 		case err == nil:
 			c.Locals(localAuthenticated, true)
@@ -503,7 +506,7 @@ func (s *socket) authenticate(f *clientFrame) {
 		err = auth.ErrNoKey
 	default:
 		var p auth.Principal
-		if p, err = s.h.opts.Gate.Check(s.ctx, f.APIKey, store.ScopeChat); err == nil {
+		if p, err = s.h.opts.Gate.Verify(s.ctx, f.APIKey, store.ScopeChat); err == nil {
 			s.authenticated, s.key, s.principal = true, f.APIKey, p
 			return
 		}
@@ -807,14 +810,15 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 
 // end records the chat and sends its terminal frame b, unless a cancel already
 // answered it. started tells whether the start frame was sent (the terminal frame
-// then follows the chat's tokens; else it goes out at once).
+// then follows the chat's tokens; else it goes out at once, and the chat, refused
+// before it reached a backend, has no usage row: as over HTTP).
 func (s *socket) end(c *chat, status int, usage sdk.Usage, b *[]byte, started bool) {
 	if !c.ended.CompareAndSwap(false, true) {
 		putBuf(b)
-		s.record(c, oai.StatusClientClosed, usage)
+		s.record(c, oai.StatusClientClosed, usage, started)
 		return
 	}
-	s.record(c, status, usage) // before the client can see the end
+	s.record(c, status, usage, started) // before the client can see the end
 	f := frame{chat: c, buf: b, terminal: true}
 	if !started {
 		s.sendCtrl(f)
@@ -846,10 +850,12 @@ func (s *socket) forget(c *chat) {
 	c.cancel()
 }
 
-func (s *socket) record(c *chat, status int, u sdk.Usage) {
+// record records the chat's metrics and, when it was served (it reached a
+// backend), its usage.
+func (s *socket) record(c *chat, status int, u sdk.Usage, served bool) {
 	s.h.met.ObserveRequest(route, c.model, status, c.start)
 	s.h.met.AddTokens(c.model, u.PromptTokens, u.CompletionTokens)
-	if s.h.opts.Usage != nil && c.model != "" {
+	if served && s.h.opts.Usage != nil && c.model != "" {
 		s.h.opts.Usage.Account(c.principal, route, c.model, u.PromptTokens, u.CompletionTokens)
 	}
 }
