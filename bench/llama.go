@@ -186,7 +186,7 @@ func runLlama(binDir string) error {
 	gDec, nDec := median(gwRuns, genRun.decode), median(node.runs, genRun.decode)
 	slices.Sort(aggRates)
 	agg := aggRates[len(aggRates)/2]
-	fmt.Printf("\nllama.cpp %s, %s, %d thread(s), batch %d, flash attention %v on both sides; CPU variant: %s\n",
+	fmt.Printf("llama.cpp %s, %s, %d thread(s), batch %d, flash attention %v on both sides; CPU variant: %s\n",
 		node.Release, filepath.Base(model), *llamaThreads, node.BatchSize, node.FlashAttention, libSummary(gwVariant, node.CPUVariant))
 	fmt.Printf("1 stream: median of %d greedy requests on distinct prompts, sides taking turns, after a warm-up (gateway: /v1/completions SSE; node-llama-cpp %s: sequence.evaluate)\n",
 		reps, node.Binding)
@@ -196,7 +196,7 @@ func runLlama(binDir string) error {
 	fmt.Printf("%-40s %14.1f %14.1f %8.2f\n", fmt.Sprintf("prompt tok/s, %d-token prompt, 1 stream", node.runs[0].promptTokens), nPP, gPP, gPP/nPP)
 	fmt.Printf("%-40s %14.1f %14.1f %8.2f\n", fmt.Sprintf("decode tok/s, %s tokens, 1 stream", completionCounts(gwRuns, node.runs)), nDec, gDec, gDec/nDec)
 	fmt.Printf("%-40s %14s %14.1f %8.2f\n", fmt.Sprintf("decode tok/s, %d streams (aggregate)", llamaParallel), "", agg, agg/gDec)
-	fmt.Printf("targets: gateway/node ≥ 1.00 on prompt and decode; %d streams ≥ 1.30× one stream (ratio column: vs the gateway's 1-stream decode)\n", llamaParallel)
+	fmt.Printf("targets: gateway/node ≥ 1.00 on prompt and decode; %d streams ≥ 1.30× one stream (ratio column: vs the gateway's 1-stream decode)\n\n", llamaParallel)
 	return nil
 }
 
@@ -303,7 +303,7 @@ func runNode(nodeDir, model, warmup string, prompts []string, n int) (*nodeResul
 func startLlamaGateway(binDir, model string) (*gatewayClient, error) {
 	models := fmt.Sprintf("  - {name: bench, backend: llamacpp, max_concurrency: %d, max_queue: 64, options: {model_path: %q, threads: %d, parallel: %d, context_length: 1024}}\n",
 		llamaParallel, model, *llamaThreads, llamaParallel)
-	g, logTail, err := spawnGateway(binDir, models, llamaParallel)
+	g, logTail, err := spawnGateway(binDir, models, llamaParallel, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -379,6 +379,7 @@ func (g *gatewayClient) generate(ctx context.Context, prompt string, n int) (*st
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	g.authorize(req)
 	s := &stream{start: time.Now()}
 	resp, err := g.client.Do(req)
 	if err != nil {

@@ -5,7 +5,11 @@
 // per second through the gateway (SSE) vs the plugin driven directly
 // through the SDK host client. TTFT: one stream at a time, gateway vs
 // direct, p50/p99 and the difference. Crash: kill -9 of the plugin to the
-// next successful request through the gateway.
+// next successful request through the gateway. Persistence (bench/persist.go):
+// WebSocket chats with and without conversation storage on one gateway.
+//
+// Every gateway it spawns gets a scratch database and an API key (bench/db.go);
+// -only runs some of the benches (e.g. -only persist).
 //
 // It is not a test: it prints figures and exits 0 unless something breaks.
 package main
@@ -21,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -34,8 +39,33 @@ import (
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
+// benchNames are the benches in the order they run (-only selects among them).
+var benchNames = []string{"relay", "crash", "proxy", "llama", "persist"}
+
+var only = flag.String("only", "", "run only these benches, comma-separated: "+strings.Join(benchNames, ", ")+" (default: all; -proxy=false and -llama=false still skip theirs)")
+
+// selected reports whether bench name runs.
+func selected(name string) bool {
+	switch {
+	case name == "proxy" && !*proxyBench, name == "llama" && !*llamaRun:
+		return false
+	case *only == "":
+		return true
+	}
+	for _, n := range strings.Split(*only, ",") {
+		if strings.TrimSpace(n) == name {
+			return true
+		}
+	}
+	return false
+}
+
 func main() {
-	binDir := flag.String("bin", "bin", "directory with ragway and ragway-echo")
+	defBin := "bin"
+	if d := os.Getenv("RAGWAY_BIN_DIR"); d != "" {
+		defBin = d
+	}
+	binDir := flag.String("bin", defBin, "directory with ragway and the plugins (default $RAGWAY_BIN_DIR, else bin)")
 	streams := flag.Int("streams", 64, "concurrent streams for the relay measurement")
 	words := flag.Int("words", 200, "tokens per streamed answer")
 	dur := flag.Duration("duration", 5*time.Second, "length of each throughput measurement")
@@ -43,16 +73,93 @@ func main() {
 	crashes := flag.Int("crashes", 5, "kill -9 repetitions for crash-to-serving")
 	profile := flag.String("cpuprofile", "", "write the gateway's CPU profile of the relay run here and print its top")
 	flag.Parse()
-	if err := run(*binDir, *streams, *words, *dur, *ttftN, *crashes, *profile); err != nil {
+	for _, n := range strings.Split(*only, ",") {
+		if n = strings.TrimSpace(n); n != "" && !slices.Contains(benchNames, n) {
+			fmt.Fprintf(os.Stderr, "bench: -only: unknown bench %q (known: %s)\n", n, strings.Join(benchNames, ", "))
+			os.Exit(2)
+		}
+	}
+	abs, _ := filepath.Abs(*binDir)
+	var err error
+	if dbs, err = openScratchDBs(context.Background(), abs); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	// An interrupt stops the gateways (they share the terminal's process group) and
+	// the bench: drop the scratch databases on the way out.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		stopAllGateways()
+		_ = dbs.close()
+		os.Exit(130)
+	}()
+	err = run(abs, *streams, *words, *dur, *ttftN, *crashes, *profile)
+	stopAllGateways()
+	if cerr := dbs.close(); cerr != nil {
+		fmt.Fprintln(os.Stderr, "bench: drop the scratch databases:", cerr)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
 func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes int, profile string) error {
-	binDir, _ = filepath.Abs(binDir)
+	fmt.Printf("ragway bench: %s; GOMAXPROCS=%d; every gateway has its own scratch database and an API key\n\n", selection(), runtime.GOMAXPROCS(0))
+	if selected("relay") {
+		if err := runRelay(binDir, streams, words, dur, ttftN, profile); err != nil {
+			return err
+		}
+	}
+	if selected("crash") {
+		if err := runCrash(binDir, crashes); err != nil {
+			return err
+		}
+	}
+	if selected("proxy") {
+		if err := runProxy(binDir, streams, 100, dur, ttftN); err != nil {
+			return fmt.Errorf("vllm-proxy: %w", err)
+		}
+	}
+	// llama.cpp: the llamacpp plugin through the gateway vs node-llama-cpp (bench/llama.go).
+	if selected("llama") {
+		if err := runLlama(binDir); err != nil {
+			return fmt.Errorf("llama.cpp: %w", err)
+		}
+	}
+	// end llama.cpp
+	if selected("persist") {
+		if err := runPersist(binDir); err != nil {
+			return fmt.Errorf("persistence cost: %w", err)
+		}
+	}
+	if profile != "" && selected("relay") {
+		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", filepath.Join(binDir, "ragway"), profile).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("pprof: %w\n%s", err, out)
+		}
+		fmt.Printf("\ngateway CPU profile (relay run):\n%s", out)
+	}
+	return nil
+}
+
+// selection names the benches that run.
+func selection() string {
+	var names []string
+	for _, n := range benchNames {
+		if selected(n) {
+			names = append(names, n)
+		}
+	}
+	return "benches " + strings.Join(names, ", ")
+}
+
+// runRelay: the echo plugin driven directly vs through the gateway.
+func runRelay(binDir string, streams, words int, dur time.Duration, ttftN int, profile string) error {
 	prompt := strings.TrimSpace(strings.Repeat("tok ", words))
-	fmt.Printf("ragway bench: %d streams × %d-token answers, %v per throughput run, GOMAXPROCS=%d\n\n", streams, words, dur, runtime.GOMAXPROCS(0))
+	fmt.Printf("relay: %d streams × %d-token answers, %v per throughput run\n", streams, words, dur)
 
 	// Direct: the plugin through the SDK host client.
 	direct, err := launchDirect(binDir, streams)
@@ -86,17 +193,20 @@ func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes in
 
 	fmt.Printf("%-34s %14s %14s %8s\n", "relay (echo, delay_ms 0)", "direct (SDK)", "gateway (SSE)", "ratio")
 	fmt.Printf("%-34s %14.0f %14.0f %8.2f\n", fmt.Sprintf("content chunks/s, %d streams", streams), dRate, gRate, gRate/dRate)
-	fmt.Printf("%-34s %14s %14s %8s\n", "TTFT p50, 1 stream", ms(dTTFT.p50), ms(gTTFT.p50), "+"+ms(gTTFT.p50-dTTFT.p50))
-	fmt.Printf("%-34s %14s %14s %8s\n", "TTFT p99, 1 stream", ms(dTTFT.p99), ms(gTTFT.p99), "+"+ms(gTTFT.p99-dTTFT.p99))
+	fmt.Printf("%-34s %14s %14s %8s\n", "TTFT p50, 1 stream", ms(dTTFT.p50), ms(gTTFT.p50), signedMs(gTTFT.p50-dTTFT.p50))
+	fmt.Printf("%-34s %14s %14s %8s\n", "TTFT p99, 1 stream", ms(dTTFT.p99), ms(gTTFT.p99), signedMs(gTTFT.p99-dTTFT.p99))
+	fmt.Printf("(the gateway checks each request's API key against Postgres and queues a usage row; the direct side has neither)\n")
 	fmt.Printf("targets: gateway ≥ 20000 chunks/s; added TTFT p50 ≤ 1ms, p99 ≤ 5ms\n\n")
+	return nil
+}
 
-	gw.stop()
-
-	// Each crash on a fresh gateway: consecutive crashes of one replica back
-	// off exponentially by design (100ms, 200ms, 400ms ...), so only the
-	// first crash after a healthy period measures the restart path itself.
+// runCrash: kill -9 of the plugin to the next 200 through the gateway. Each crash
+// on a fresh gateway: consecutive crashes of one replica back off exponentially by
+// design (100ms, 200ms, 400ms ...), so only the first crash after a healthy period
+// measures the restart path itself.
+func runCrash(binDir string, crashes int) error {
 	var times []time.Duration
-	for range crashes {
+	for range max(crashes, 1) {
 		g, err := startGateway(binDir, 1, "")
 		if err != nil {
 			return err
@@ -109,29 +219,8 @@ func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes in
 		times = append(times, d)
 	}
 	slices.Sort(times)
-	fmt.Printf("crash-to-serving (kill -9 of a healthy replica → next 200 through the gateway), %d runs: median %s, max %s (target ≤ 500ms)\n",
+	fmt.Printf("crash-to-serving (kill -9 of a healthy replica → next 200 through the gateway), %d runs: median %s, max %s (target ≤ 500ms)\n\n",
 		len(times), ms(times[len(times)/2]), ms(times[len(times)-1]))
-
-	if *proxyBench {
-		fmt.Println()
-		if err := runProxy(binDir, streams, 100, dur, ttftN); err != nil {
-			return fmt.Errorf("vllm-proxy: %w", err)
-		}
-	}
-
-	// llama.cpp: the llamacpp plugin through the gateway vs node-llama-cpp (bench/llama.go).
-	if err := runLlama(binDir); err != nil {
-		return fmt.Errorf("llama.cpp: %w", err)
-	}
-	// end llama.cpp
-
-	if profile != "" {
-		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", filepath.Join(binDir, "ragway"), profile).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("pprof: %w\n%s", err, out)
-		}
-		fmt.Printf("\ngateway CPU profile (whole run):\n%s", out)
-	}
 	return nil
 }
 
@@ -227,6 +316,9 @@ type gatewayClient struct {
 	cmd    *exec.Cmd
 	url    string
 	model  string // what requests ask for
+	key    string // API key (chat scope) of the gateway's database
+	dbName string // its scratch database, dropped by stop
+	dbURL  string // and its URL
 	client *http.Client
 	once   sync.Once
 }
@@ -239,7 +331,7 @@ func startGateway(binDir string, streams int, profile string) (*gatewayClient, e
 	if profile != "" {
 		args = append(args, "-cpuprofile", profile)
 	}
-	g, _, err := spawnGateway(binDir, models, streams, args...)
+	g, _, err := spawnGateway(binDir, models, streams, nil, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -250,12 +342,42 @@ func startGateway(binDir string, streams int, profile string) (*gatewayClient, e
 	return g, nil
 }
 
+// gateways are the spawned gateways not stopped yet.
+var (
+	gatewaysMu sync.Mutex
+	gateways   = map[*gatewayClient]bool{}
+)
+
+// stopAllGateways stops every spawned gateway still running.
+func stopAllGateways() {
+	gatewaysMu.Lock()
+	var gs []*gatewayClient
+	for g := range gateways {
+		gs = append(gs, g)
+	}
+	gatewaysMu.Unlock()
+	for _, g := range gs {
+		g.stop()
+	}
+}
+
 // spawnGateway runs `ragway serve` with the given models (YAML list items)
-// on a free port and returns once it listens; requests go to the first
-// model. The tail buffer keeps its last log lines for error messages.
-func spawnGateway(binDir, models string, conns int, args ...string) (*gatewayClient, *tailBuffer, error) {
+// on a free port, over a fresh scratch database with a chat key (g.key), and
+// returns once it listens; requests go to the first model. env is added to the
+// gateway's environment (which its plugins inherit). The tail buffer keeps its
+// last log lines for error messages.
+func spawnGateway(binDir, models string, conns int, env []string, args ...string) (*gatewayClient, *tailBuffer, error) {
 	dir, err := os.MkdirTemp("", "ragway-bench-")
 	if err != nil {
+		return nil, nil, err
+	}
+	dbName, dbURL, err := dbs.create(context.Background())
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := dbs.createKey(context.Background(), dbURL, "bench")
+	if err != nil {
+		_ = dbs.drop(dbName)
 		return nil, nil, err
 	}
 	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nplugins_dir: %s\nmodels:\n%s", binDir, models)
@@ -264,12 +386,13 @@ func spawnGateway(binDir, models string, conns int, args ...string) (*gatewayCli
 		return nil, nil, err
 	}
 	cmd := exec.Command(filepath.Join(binDir, "ragway"), append([]string{"serve", "-c", path}, args...)...)
-	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
+	cmd.Env = append(append(os.Environ(), "TMPDIR="+dir, "RAGWAY_DATABASE_URL="+dbURL), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := cmd.Start(); err != nil {
+		_ = dbs.drop(dbName)
 		return nil, nil, err
 	}
 	addr := make(chan string, 1)
@@ -287,7 +410,11 @@ func spawnGateway(binDir, models string, conns int, args ...string) (*gatewayCli
 	if m := modelNameRe.FindStringSubmatch(models); m != nil {
 		model = m[1]
 	}
-	g := &gatewayClient{cmd: cmd, model: model, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: max(conns*2, 2)}}}
+	g := &gatewayClient{cmd: cmd, model: model, key: key, dbName: dbName, dbURL: dbURL,
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: max(conns*2, 2)}}}
+	gatewaysMu.Lock()
+	gateways[g] = true
+	gatewaysMu.Unlock()
 	select {
 	case g.url = <-addr:
 	case <-time.After(30 * time.Second):
@@ -299,11 +426,23 @@ func spawnGateway(binDir, models string, conns int, args ...string) (*gatewayCli
 
 var modelNameRe = regexp.MustCompile(`name: ([^,}\s]+)`)
 
+// stop ends the gateway (SIGTERM, then waits) and drops its database.
 func (g *gatewayClient) stop() {
 	g.once.Do(func() {
 		_ = g.cmd.Process.Signal(syscall.SIGTERM)
 		_ = g.cmd.Wait()
+		if err := dbs.drop(g.dbName); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+		gatewaysMu.Lock()
+		delete(gateways, g)
+		gatewaysMu.Unlock()
 	})
+}
+
+// authorize sets the gateway's key on req.
+func (g *gatewayClient) authorize(req *http.Request) {
+	req.Header.Set("Authorization", "Bearer "+g.key)
 }
 
 func (g *gatewayClient) post(ctx context.Context, prompt string, stream bool) (*http.Response, error) {
@@ -313,6 +452,7 @@ func (g *gatewayClient) post(ctx context.Context, prompt string, stream bool) (*
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	g.authorize(req)
 	resp, err := g.client.Do(req)
 	if err != nil {
 		return nil, err
