@@ -17,6 +17,7 @@ import (
 type Store interface {
 	conversation.Store
 	Ping(ctx context.Context) error
+	CreateConversation(ctx context.Context, userID string, c store.NewConversation) (store.Conversation, error)
 	ListConversations(ctx context.Context, userID string, p store.Page) ([]store.Conversation, error)
 	GetConversation(ctx context.Context, userID, id string) (store.Conversation, error)
 	DeleteConversation(ctx context.Context, userID, id string) error

@@ -15,7 +15,6 @@ import (
 
 // Store is what turns need from the repository (*store.Store implements it).
 type Store interface {
-	CreateConversation(ctx context.Context, userID string, c store.NewConversation) (store.Conversation, error)
 	BeginTurn(ctx context.Context, userID, conversationID string, t store.Turn) (store.TurnStarted, error)
 	FinishMessage(ctx context.Context, userID, messageID string, f store.Finish) (store.Message, error)
 }
@@ -53,9 +52,9 @@ type Turn struct {
 	finished   bool
 }
 
-// Begin stores the request's messages and an in-progress assistant message (creating
-// the conversation first when the request names none) and returns the turn with its
-// prompt. The store's errors pass through (store.ErrNotFound for a conversation of
+// Begin stores the request's messages and an in-progress assistant message (in a new
+// conversation when the request names none), in one statement, and returns the turn
+// with its prompt. The store's errors pass through (store.ErrNotFound for a conversation of
 // another user, store.ErrUnavailable when Postgres is down).
 func Begin(ctx context.Context, st Store, req Request) (*Turn, error) {
 	var system *string
@@ -74,15 +73,8 @@ func Begin(ctx context.Context, st Store, req Request) (*Turn, error) {
 	if len(msgs) == 0 {
 		return nil, fmt.Errorf("%w: a turn needs at least one user message", store.ErrInvalid)
 	}
-	convID := req.ConversationID
-	if convID == "" {
-		c, err := st.CreateConversation(ctx, req.UserID, store.NewConversation{Model: req.Model})
-		if err != nil {
-			return nil, err
-		}
-		convID = c.ID
-	}
-	started, err := st.BeginTurn(ctx, req.UserID, convID, store.Turn{Messages: msgs, Model: req.Model, SystemPrompt: system})
+	budget := Budget(req.ContextLength, req.MaxTokens)
+	started, err := st.BeginTurn(ctx, req.UserID, req.ConversationID, store.Turn{Messages: msgs, Model: req.Model, SystemPrompt: system, Budget: budget})
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +83,7 @@ func Begin(ctx context.Context, st Store, req Request) (*Turn, error) {
 		userID:       req.UserID,
 		Conversation: started.Conversation,
 		MessageID:    started.AssistantMessageID,
-		Prompt:       Fit(started.Conversation.SystemPrompt, started.History, Budget(req.ContextLength, req.MaxTokens)),
+		Prompt:       Fit(started.Conversation.SystemPrompt, started.History, budget),
 	}, nil
 }
 

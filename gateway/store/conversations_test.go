@@ -271,3 +271,56 @@ func TestConcurrentTurns(t *testing.T) {
 		}
 	}
 }
+
+func TestBeginTurnInANewConversation(t *testing.T) {
+	s := open(t)
+	u := user(t, s, "alice")
+	sp := "be brief"
+	ts := turn(t, s, u.ID, "", store.Turn{Model: "m", SystemPrompt: &sp, Messages: []store.NewMessage{{Role: store.RoleUser, Content: "first words"}}})
+	c := ts.Conversation
+	if c.ID == "" || c.UserID != u.ID || c.Title != "first words" || c.Model != "m" || c.SystemPrompt != sp {
+		t.Fatalf("new conversation %+v", c)
+	}
+	got, err := s.GetConversation(ctx(t), u.ID, c.ID)
+	if err != nil || got.ID != c.ID {
+		t.Fatalf("GetConversation of the new conversation: %+v, %v", got, err)
+	}
+	if h := contents(ts.History); !slices.Equal(h, []string{"user:first words"}) {
+		t.Fatalf("history %q", h)
+	}
+	// A user that does not exist owns nothing: no conversation is made for it.
+	_, err = s.BeginTurn(ctx(t), "00000000-0000-4000-8000-000000000000", "", userTurn("x"))
+	wantErr(t, "BeginTurn of an unknown user", err, store.ErrNotFound)
+}
+
+func TestBeginTurnBudgetDropsOnlyWhatCannotFit(t *testing.T) {
+	s := open(t)
+	u := user(t, s, "alice")
+	c := conversation(t, s, u.ID)
+	long := strings.Repeat("x", 400) // at least 100 + 8 tokens however it is counted
+	for i := range 4 {
+		ts := turn(t, s, u.ID, c.ID, userTurn(fmt.Sprintf("%d %s", i, long)))
+		if _, err := s.FinishMessage(ctx(t), u.ID, ts.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: long}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 8 earlier messages of ≥ 108 tokens each and the new one of ≥ 9: with a budget of
+	// 350, the newest 3 earlier messages fit (333), the 4th is returned too (a message
+	// is dropped only when those newer than it already fill the budget: the caller's
+	// count decides about it), the oldest 4 cannot fit.
+	ts := turn(t, s, u.ID, c.ID, store.Turn{Model: "m", Budget: 350, Messages: []store.NewMessage{{Role: store.RoleUser, Content: "last"}}})
+	if len(ts.History) != 5 || ts.History[4].Content != "last" || !strings.HasPrefix(ts.History[0].Content, "2 ") ||
+		ts.History[0].Seq >= ts.History[1].Seq {
+		t.Fatalf("history with budget 350: %d messages %q", len(ts.History), contents(ts.History))
+	}
+	// Without a budget, everything.
+	ts = turn(t, s, u.ID, c.ID, userTurn("again"))
+	if len(ts.History) != 10 {
+		t.Fatalf("history without budget: %d messages, want 10", len(ts.History))
+	}
+	// The new messages are returned whatever the budget.
+	ts = turn(t, s, u.ID, c.ID, store.Turn{Model: "m", Budget: 1, Messages: []store.NewMessage{{Role: store.RoleUser, Content: long}}})
+	if len(ts.History) != 1 || ts.History[0].Content != long {
+		t.Fatalf("history with budget 1: %q", contents(ts.History))
+	}
+}

@@ -64,7 +64,17 @@ func checkScopes(scopes []string) error {
 func (s *Store) APIKeyByPrefix(ctx context.Context, prefix string) (APIKey, error) {
 	var row keyRow
 	err := s.do(ctx, "api key by prefix", func(ctx context.Context) error {
-		return keysWithUser(models.APIKeyWhere.Prefix.EQ(prefix)).Bind(ctx, s.db, &row)
+		// Every request looks its key up: a prepared statement, one round trip.
+		stmt, err := s.prepared(ctx, keyByPrefixSQL)
+		if err != nil {
+			return err
+		}
+		rows, err := stmt.QueryContext(ctx, prefix)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		return queries.Bind(rows, &row)
 	})
 	if err != nil {
 		return APIKey{}, err
@@ -135,6 +145,10 @@ type keyRow struct {
 	models.APIKey `boil:",bind"`
 	UserName      string `boil:"user_name"`
 }
+
+// keyByPrefixSQL is keysWithUser for one prefix, as SQL to prepare.
+const keyByPrefixSQL = `SELECT "api_keys".*, "users"."name" AS "user_name" FROM "api_keys"
+INNER JOIN "users" ON "users"."id" = "api_keys"."user_id" WHERE "api_keys"."prefix" = $1`
 
 // keysWithUser selects keys (filtered and ordered by mods) with their user's name.
 func keysWithUser(mods ...qm.QueryMod) *queries.Query {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aarondl/sqlboiler/v4/queries/qm"
@@ -36,6 +37,9 @@ type Store struct {
 	db   *sql.DB
 	url  string // the database's URL with its password masked, for messages ("": a key=value string)
 	opts Options
+
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt // prepared statements of the hot paths, by query
 }
 
 // Open returns a Store over the database at dsn, a postgres:// URL or a libpq
@@ -68,7 +72,7 @@ func Open(dsn string, opts Options) (*Store, error) {
 	db.SetMaxOpenConns(opts.MaxOpenConns)
 	db.SetMaxIdleConns(opts.MaxOpenConns)
 	db.SetConnMaxIdleTime(connMaxIdleTime)
-	return &Store{db: db, url: redacted, opts: opts}, nil
+	return &Store{db: db, url: redacted, opts: opts, stmts: map[string]*sql.Stmt{}}, nil
 }
 
 // checkURL validates dsn when it is a URL and returns it with its password masked,
@@ -106,7 +110,33 @@ func checkURL(dsn string) (string, error) {
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Close closes the pool.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.mu.Lock()
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	s.mu.Unlock()
+	return s.db.Close()
+}
+
+// prepared returns query as a prepared statement, prepared on first use (database/sql
+// prepares it again on every connection that runs it, reconnections included). lib/pq
+// runs a prepared statement in one round trip, an unprepared query with parameters in
+// two: the hot paths (the key lookup of every request, the start of every chat turn)
+// use this.
+func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	s.stmts[query] = st
+	return st, nil
+}
 
 // Ping checks that Postgres answers: ErrUnavailable when it does not.
 func (s *Store) Ping(ctx context.Context) error {

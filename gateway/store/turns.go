@@ -10,102 +10,100 @@ import (
 
 	"github.com/aarondl/null/v8"
 	"github.com/aarondl/sqlboiler/v4/queries"
-	"github.com/aarondl/sqlboiler/v4/types"
+	"github.com/lib/pq"
 
 	"github.com/ragway/ragway/db/models"
 )
 
-// beginTurnSQL updates the conversation at the start of a turn, locking its row until
-// the turn's transaction ends (concurrent turns of one conversation take turns). No row:
-// not the user's conversation.
-const beginTurnSQL = `
-UPDATE conversations SET
-	model = $3,
-	updated_at = now(),
-	system_prompt = CASE WHEN $4::boolean THEN NULLIF($5::text, '') ELSE system_prompt END,
-	title = CASE WHEN title = '' THEN $6::text ELSE title END
-WHERE id = $1 AND user_id = $2
-RETURNING *`
-
-// addTurnSQL inserts a turn's messages in array order (their seq follows it) and
-// returns them (added) with the conversation's earlier messages that are not in
-// progress, by seq. It runs after beginTurnSQL took the conversation's lock, so its
-// snapshot holds every turn committed before.
-const addTurnSQL = `
-WITH added AS (
-	INSERT INTO messages (conversation_id, role, content, status, model, completed_at)
-	SELECT $1::uuid, m.role, m.content, m.status, NULLIF(m.model, ''),
-		CASE WHEN m.status <> 'in_progress' THEN now() END
-	FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS m(role, content, status, model, ord)
-	ORDER BY m.ord
-	RETURNING *
-)
-SELECT added.*, true AS added FROM added
-UNION ALL
-SELECT messages.*, false FROM messages WHERE conversation_id = $1::uuid AND status <> 'in_progress'
-ORDER BY seq`
-
-// turnRow is a row of addTurnSQL.
-type turnRow struct {
-	models.Message `boil:",bind"`
-	Added          bool `boil:"added"`
-}
+// beginTurnSQL starts a turn in one statement (one round trip once prepared): see
+// db/migrations/00002_begin_turn.sql.
+const beginTurnSQL = `SELECT * FROM ragway_begin_turn($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 
 // BeginTurn stores t's messages and an in-progress assistant message in userID's
-// conversation, in one transaction, and returns them with the history. It sets the
-// conversation's model to t.Model, replaces its system prompt when t.SystemPrompt is
-// not nil, and titles an untitled conversation after its first user message. A role
-// other than RoleSystem, RoleUser, RoleAssistant and RoleTool is ErrInvalid.
+// conversation ("" creates one), in one statement, and returns them with the history.
+// It sets the conversation's model to t.Model, replaces its system prompt when
+// t.SystemPrompt is not nil, and titles an untitled conversation after its first user
+// message. A role other than RoleSystem, RoleUser, RoleAssistant and RoleTool is
+// ErrInvalid; a conversation that is not userID's is ErrNotFound.
 func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t Turn) (TurnStarted, error) {
 	var out TurnStarted
 	err := s.do(ctx, "begin turn", func(ctx context.Context) error {
-		if !validIDs(userID, conversationID) {
+		if !validID(userID) || conversationID != "" && !validID(conversationID) {
 			return ErrNotFound
 		}
-		n := len(t.Messages)
-		roles, contents := make(types.StringArray, n+1), make(types.StringArray, n+1)
-		statuses, modelNames := make(types.StringArray, n+1), make(types.StringArray, n+1)
+		roles, contents := make(pq.StringArray, len(t.Messages)), make(pq.StringArray, len(t.Messages))
 		for i, m := range t.Messages {
 			if !slices.Contains([]string{RoleSystem, RoleUser, RoleAssistant, RoleTool}, m.Role) {
 				return fmt.Errorf("%w: message %d: role %q (want system, user, assistant or tool)", ErrInvalid, i, m.Role)
 			}
-			roles[i], contents[i], statuses[i] = m.Role, m.Content, StatusComplete
+			roles[i], contents[i] = m.Role, m.Content
 		}
-		roles[n], statuses[n], modelNames[n] = RoleAssistant, StatusInProgress, t.Model
-		systemPrompt := null.StringFromPtr(t.SystemPrompt)
-
-		return s.inTx(ctx, func(tx *sql.Tx) error {
-			var c models.Conversation
-			err := queries.Raw(beginTurnSQL, conversationID, userID, t.Model,
-				systemPrompt.Valid, systemPrompt.String, titleOf(t.Messages)).Bind(ctx, tx, &c)
-			if err != nil {
-				return err
-			}
-			var rows []*turnRow
-			err = queries.Raw(addTurnSQL, c.ID, roles, contents, statuses, modelNames).Bind(ctx, tx, &rows)
-			if err != nil {
-				return err
-			}
-			out = TurnStarted{Conversation: conversationFromModel(&c)}
-			for _, r := range rows {
-				switch {
-				case r.Status != StatusInProgress:
-					out.History = append(out.History, messageFromModel(&r.Message))
-					if r.Added {
-						out.MessageIDs = append(out.MessageIDs, r.ID)
-					}
-				case r.Added:
-					out.AssistantMessageID = r.ID
-				}
-			}
-			if len(out.MessageIDs) != n || out.AssistantMessageID == "" {
-				return fmt.Errorf("inserted %d messages and assistant message %q, want %d and one", len(out.MessageIDs), out.AssistantMessageID, n)
-			}
-			return nil
-		})
+		stmt, err := s.prepared(ctx, beginTurnSQL)
+		if err != nil {
+			return err
+		}
+		system := null.StringFromPtr(t.SystemPrompt)
+		rows, err := stmt.QueryContext(ctx, userID, null.NewString(conversationID, conversationID != ""), t.Model,
+			system.Valid, system.String, titleOf(t.Messages), roles, contents, t.Budget)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out, err = scanTurn(rows, len(t.Messages))
+		return err
 	})
 	if err != nil {
 		return TurnStarted{}, err
+	}
+	return out, nil
+}
+
+// scanTurn reads the rows of ragway_begin_turn: n added messages and the assistant
+// message last among the added ones.
+func scanTurn(rows *sql.Rows, n int) (TurnStarted, error) {
+	var out TurnStarted
+	for rows.Next() {
+		var (
+			cID, cUser, cTitle, cModel, system sql.NullString
+			cCreated, cUpdated, completedAt    sql.NullTime
+			m                                  Message
+			model, finish                      sql.NullString
+			promptTokens, completionTokens     sql.NullInt64
+			added                              bool
+		)
+		if err := rows.Scan(&cID, &cUser, &cTitle, &cModel, &system, &cCreated, &cUpdated,
+			&m.ID, &m.Seq, &m.Role, &m.Content, &m.Status, &model, &finish,
+			&promptTokens, &completionTokens, &m.CreatedAt, &completedAt, &added); err != nil {
+			return out, err
+		}
+		if cID.Valid {
+			out.Conversation = Conversation{ID: cID.String, UserID: cUser.String, Title: cTitle.String, Model: cModel.String,
+				SystemPrompt: system.String, CreatedAt: cCreated.Time, UpdatedAt: cUpdated.Time}
+		}
+		m.Model, m.FinishReason = model.String, finish.String
+		m.PromptTokens, m.CompletionTokens = int(promptTokens.Int64), int(completionTokens.Int64)
+		m.CompletedAt = completedAt.Time
+		switch {
+		case m.Status == StatusInProgress && added:
+			out.AssistantMessageID = m.ID
+		case m.Status != StatusInProgress:
+			out.History = append(out.History, m)
+			if added {
+				out.MessageIDs = append(out.MessageIDs, m.ID)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return out, err
+	}
+	if out.Conversation.ID == "" {
+		return out, ErrNotFound
+	}
+	for i := range out.History {
+		out.History[i].ConversationID = out.Conversation.ID
+	}
+	if len(out.MessageIDs) != n || out.AssistantMessageID == "" {
+		return out, fmt.Errorf("inserted %d messages and assistant message %q, want %d and one", len(out.MessageIDs), out.AssistantMessageID, n)
 	}
 	return out, nil
 }
@@ -169,9 +167,19 @@ func (s *Store) FinishMessage(ctx context.Context, userID, messageID string, f F
 		if !validIDs(userID, messageID) {
 			return ErrNotFound
 		}
-		return queries.Raw(finishMessageSQL, messageID, userID, f.Status, f.Content,
+		// Every chat turn ends here: a prepared statement, one round trip.
+		stmt, err := s.prepared(ctx, finishMessageSQL)
+		if err != nil {
+			return err
+		}
+		rows, err := stmt.QueryContext(ctx, messageID, userID, f.Status, f.Content,
 			null.NewString(f.FinishReason, f.FinishReason != ""), null.NewString(f.Error, f.Error != ""),
-			f.PromptTokens, f.CompletionTokens, null.NewJSON(f.Sources, len(f.Sources) > 0)).Bind(ctx, s.db, &m)
+			f.PromptTokens, f.CompletionTokens, null.NewJSON(f.Sources, len(f.Sources) > 0))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		return queries.Bind(rows, &m)
 	})
 	if err != nil {
 		return Message{}, err

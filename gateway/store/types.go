@@ -135,6 +135,10 @@ type Turn struct {
 	Model string
 	// SystemPrompt, when non-nil, replaces the conversation's system prompt.
 	SystemPrompt *string
+	// Budget, when > 0, is the prompt size in tokens the history is for: earlier
+	// messages that cannot fit it at any token count the gateway estimates are not
+	// returned. 0 returns the whole history.
+	Budget int
 }
 
 // TurnStarted is what BeginTurn stored.
@@ -146,7 +150,7 @@ type TurnStarted struct {
 	AssistantMessageID string
 	// History is every message of the conversation before the assistant message,
 	// oldest first, this turn's messages included (in-progress messages of other
-	// turns excluded).
+	// turns excluded; with Turn.Budget, the oldest that cannot fit it too).
 	History []Message
 }
 

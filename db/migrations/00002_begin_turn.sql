@@ -1,0 +1,93 @@
+-- ragway_begin_turn starts a chat turn in one statement (one round trip on the chat
+-- path): it creates the conversation (p_conversation NULL) or locks and updates the
+-- caller's conversation, inserts the turn's messages and an in-progress assistant
+-- message, and returns the conversation with the history a prompt can use.
+--
+-- Rows: the conversation's earlier messages that are not in progress, oldest first,
+-- then the messages added now (the last one the in-progress assistant message), these
+-- with the conversation's columns. No row at all: no such conversation of p_user.
+-- p_budget > 0 drops the oldest earlier messages that cannot fit a prompt of that many
+-- tokens even at the most optimistic count (a quarter token per byte plus eight per
+-- message: never more than the gateway's own estimate); 0 returns every message.
+-- Statements in a plpgsql function take a fresh snapshot each, so the history is read
+-- after the conversation's row lock is held: concurrent turns of one conversation
+-- take turns and each sees every turn committed before it.
+
+-- +goose Up
+-- +goose StatementBegin
+CREATE FUNCTION ragway_begin_turn(
+    p_user uuid, p_conversation uuid, p_model text,
+    p_set_system boolean, p_system text, p_title text,
+    p_roles text[], p_contents text[], p_budget integer)
+RETURNS TABLE (
+    c_id uuid, c_user_id uuid, c_title text, c_model text, c_system_prompt text,
+    c_created_at timestamptz, c_updated_at timestamptz,
+    m_id uuid, m_seq bigint, m_role text, m_content text, m_status text, m_model text,
+    m_finish_reason text, m_prompt_tokens integer, m_completion_tokens integer,
+    m_created_at timestamptz, m_completed_at timestamptz, m_added boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    conv conversations;
+    added_cost bigint;
+    n integer := coalesce(cardinality(p_roles), 0);
+BEGIN
+    IF p_conversation IS NULL THEN
+        INSERT INTO conversations (user_id, model, title, system_prompt)
+        VALUES (p_user, p_model, p_title, CASE WHEN p_set_system THEN NULLIF(p_system, '') END)
+        RETURNING * INTO conv;
+    ELSE
+        UPDATE conversations SET
+            model = p_model,
+            updated_at = now(),
+            system_prompt = CASE WHEN p_set_system THEN NULLIF(p_system, '') ELSE system_prompt END,
+            title = CASE WHEN title = '' THEN p_title ELSE title END
+        WHERE id = p_conversation AND user_id = p_user
+        RETURNING * INTO conv;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+
+    SELECT coalesce(sum(octet_length(c) / 4 + 8), 0) INTO added_cost FROM unnest(p_contents) AS c;
+
+    RETURN QUERY
+    WITH added AS (
+        -- The turn's messages, then the in-progress assistant message: inserted in
+        -- array order, so their seq follows it.
+        INSERT INTO messages (conversation_id, role, content, status, model, completed_at)
+        SELECT conv.id, m.role, m.content,
+            CASE WHEN m.ord > n THEN 'in_progress' ELSE 'complete' END,
+            CASE WHEN m.ord > n THEN p_model END,
+            CASE WHEN m.ord > n THEN NULL ELSE now() END
+        FROM unnest(p_roles || 'assistant'::text, p_contents || ''::text) WITH ORDINALITY AS m(role, content, ord)
+        ORDER BY m.ord
+        RETURNING *
+    ), earlier AS (
+        SELECT h.*, sum(octet_length(h.content) / 4 + 8) OVER (ORDER BY h.seq DESC
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS newer_cost
+        FROM messages h
+        WHERE h.conversation_id = conv.id AND h.status <> 'in_progress'
+    ), rows AS (
+        SELECT e.id, e.seq, e.role, e.content, e.status, e.model, e.finish_reason,
+            e.prompt_tokens, e.completion_tokens, e.created_at, e.completed_at, false AS is_added
+        FROM earlier e
+        WHERE p_budget <= 0 OR coalesce(e.newer_cost, 0) + added_cost <= p_budget
+        UNION ALL
+        SELECT a.id, a.seq, a.role, a.content, a.status, a.model, a.finish_reason,
+            a.prompt_tokens, a.completion_tokens, a.created_at, a.completed_at, true FROM added a
+    )
+    -- The conversation's columns ride on the added rows only (NULL on the others).
+    SELECT CASE WHEN r.is_added THEN conv.id END, CASE WHEN r.is_added THEN conv.user_id END,
+        CASE WHEN r.is_added THEN conv.title END, CASE WHEN r.is_added THEN conv.model END,
+        CASE WHEN r.is_added THEN conv.system_prompt END,
+        CASE WHEN r.is_added THEN conv.created_at END, CASE WHEN r.is_added THEN conv.updated_at END,
+        r.id, r.seq, r.role, r.content, r.status, r.model, r.finish_reason,
+        r.prompt_tokens, r.completion_tokens, r.created_at, r.completed_at, r.is_added
+    FROM rows r
+    ORDER BY r.seq;
+END
+$$;
+-- +goose StatementEnd
+
+-- +goose Down
+DROP FUNCTION ragway_begin_turn(uuid, uuid, text, boolean, text, text, text[], text[], integer);
