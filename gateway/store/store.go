@@ -174,20 +174,6 @@ func isOutcome(err error) bool {
 	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalid)
 }
 
-// inTx runs fn in a transaction, committed when fn returns nil and rolled back
-// otherwise.
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
 // validID reports whether id is a UUID in its canonical text form
 // (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), the form of every id this package returns.
 // Other text is no row's id: the methods answer ErrNotFound without a query.

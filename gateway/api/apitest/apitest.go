@@ -202,4 +202,6 @@ type Gate struct {
 func (g Gate) Check(context.Context, string, string) (auth.Principal, error) { return g.Principal, nil }
 
 // Verify implements ws.Gate.
-func (g Gate) Verify(context.Context, string, string) (auth.Principal, error) { return g.Principal, nil }
+func (g Gate) Verify(context.Context, string, string) (auth.Principal, error) {
+	return g.Principal, nil
+}
