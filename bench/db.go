@@ -5,7 +5,7 @@ package main
 // template migrated once per bench run) and dropped when it stops; whatever is left
 // (an error, an interrupt) is dropped when the run ends. The server is the one
 // DATABASE_URL names (its role must be allowed to create databases), else the
-// project-local cluster of `task db:up` (.data/pg, port RAGWAY_PG_PORT or 54329),
+// project-local cluster of `task db:up` (.data/pg),
 // initialized and started if needed.
 
 import (
@@ -20,10 +20,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	_ "github.com/lib/pq" // the driver of store.Migrate's connection
@@ -31,9 +29,6 @@ import (
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/internal/pgcluster"
 )
-
-// defaultPGPort is the project-local cluster's port (task db:up).
-const defaultPGPort = 54329
 
 // scratchDBs creates and drops the bench's databases on one server.
 type scratchDBs struct {
@@ -88,28 +83,9 @@ func localCluster(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	port := defaultPGPort
-	if p := os.Getenv("RAGWAY_PG_PORT"); p != "" {
-		if port, err = strconv.Atoi(p); err != nil {
-			return "", fmt.Errorf("RAGWAY_PG_PORT=%q: %w", p, err)
-		}
-	}
-	if err := os.MkdirAll(filepath.Join(root, ".data"), 0o755); err != nil {
-		return "", err
-	}
-	lock, err := os.OpenFile(filepath.Join(root, ".data", "pg.lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", err
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	c := &pgcluster.Cluster{Dir: filepath.Join(root, ".data", "pg"), Port: port}
-	u, err := c.Up(ctx, "postgres")
+	u, err := pgcluster.UpProject(ctx, root)
 	if err != nil {
 		return "", fmt.Errorf("the project-local Postgres cluster: %w (set DATABASE_URL to use another server)", err)
 	}

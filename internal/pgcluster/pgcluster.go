@@ -16,20 +16,96 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
 // Superuser is the name of the cluster's superuser role.
 const Superuser = "ragway"
 
-// passwordFile holds the superuser's password, inside the data directory.
-const passwordFile = "ragway.password"
+// passwordFile holds the superuser's password, and portFile the port chosen at Init,
+// inside the data directory.
+const (
+	passwordFile = "ragway.password"
+	portFile     = "ragway.port"
+)
+
+// PreferredPort is the port a new cluster takes when it is free.
+const PreferredPort = 54329
+
+// Project returns the project-local cluster of the repository at root (the one
+// `task db:up` runs): root/.data/pg, on port RAGWAY_PG_PORT when that is set, else the
+// cluster's own.
+func Project(root string) (*Cluster, error) {
+	c := &Cluster{Dir: filepath.Join(root, ".data", "pg")}
+	if p := os.Getenv("RAGWAY_PG_PORT"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 || n > 65535 {
+			return nil, fmt.Errorf("RAGWAY_PG_PORT=%q is not a TCP port", p)
+		}
+		c.Port = n
+	}
+	return c, nil
+}
+
+// UpProject starts the project-local cluster of the repository at root (creating it
+// on first use) and returns the URL of its "postgres" database. Processes that call it
+// at once (test binaries of several packages) take turns on a lock file.
+func UpProject(ctx context.Context, root string) (string, error) {
+	c, err := Project(root)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Join(root, ".data"), 0o755); err != nil {
+		return "", err
+	}
+	lock, err := os.OpenFile(filepath.Join(root, ".data", "pg.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("lock %s: %w", lock.Name(), err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	return c.Up(ctx, "postgres")
+}
+
+// port returns the port to use: c.Port, else the one Init kept in Dir.
+func (c *Cluster) port() (int, error) {
+	if c.Port != 0 {
+		return c.Port, nil
+	}
+	b, err := os.ReadFile(filepath.Join(c.Dir, portFile))
+	if err != nil {
+		return 0, fmt.Errorf("the port of the cluster in %s (is it a cluster made by task db:up?): %w", c.Dir, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", filepath.Join(c.Dir, portFile), err)
+	}
+	return n, nil
+}
+
+// choosePort returns PreferredPort when nothing listens on it, else a free port.
+func choosePort() (int, error) {
+	for _, p := range []int{PreferredPort, 0} {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err == nil {
+			port := ln.Addr().(*net.TCPAddr).Port
+			ln.Close()
+			return port, nil
+		}
+	}
+	return 0, errors.New("no free TCP port on 127.0.0.1")
+}
 
 // Cluster is one project-local PostgreSQL cluster.
 type Cluster struct {
 	// Dir is the data directory (created by Init).
 	Dir string
-	// Port is the TCP port on 127.0.0.1.
+	// Port is the TCP port on 127.0.0.1. 0: the cluster's own, chosen at Init
+	// (PreferredPort when it is free, else any free port) and kept in Dir.
 	Port int
 	// BinDir holds initdb and pg_ctl; empty: [FindBinDir].
 	BinDir string
@@ -155,7 +231,13 @@ func (c *Cluster) Init(ctx context.Context) error {
 		"--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions")); err != nil {
 		return fmt.Errorf("initdb: %w", err)
 	}
-	conf := fmt.Sprintf("\n# ragway project-local cluster\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = ''\nmax_connections = 200\nlogging_collector = off\n", c.Port)
+	port := c.Port
+	if port == 0 {
+		if port, err = choosePort(); err != nil {
+			return err
+		}
+	}
+	conf := fmt.Sprintf("\n# ragway project-local cluster\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = ''\nmax_connections = 200\nlogging_collector = off\n", port)
 	f, err := os.OpenFile(filepath.Join(dir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
@@ -167,12 +249,17 @@ func (c *Cluster) Init(ctx context.Context) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
+	portPath := filepath.Join(dir, portFile)
+	if err := os.WriteFile(portPath, []byte(strconv.Itoa(port)+"\n"), 0o644); err != nil {
+		return err
+	}
+	// Written last: Initialized checks for it.
 	pwPath := filepath.Join(dir, passwordFile)
 	if err := os.WriteFile(pwPath, []byte(password+"\n"), 0o600); err != nil {
 		return err
 	}
 	if os.Geteuid() == 0 {
-		return chownServerUser(pwPath)
+		return chownServerUser(pwPath, portPath)
 	}
 	return nil
 }
@@ -226,10 +313,14 @@ func (c *Cluster) URL(db string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	port, err := c.port()
+	if err != nil {
+		return "", err
+	}
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.UserPassword(Superuser, pw),
-		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port)),
+		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		Path:     "/" + db,
 		RawQuery: "sslmode=disable",
 	}
@@ -258,16 +349,20 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	port, err := c.port()
+	if err != nil {
+		return err
+	}
 	logPath := filepath.Join(c.Dir, "server.log")
-	// -o -p: the port given now wins over the one written at Init.
+	// -o -p: a port given now wins over the one written at Init.
 	err = run(ctx, asServerUser(pgctl, "start", "-D", c.Dir, "-l", logPath, "-w", "-t", "60",
-		"-o", "-p "+strconv.Itoa(c.Port)))
+		"-o", "-p "+strconv.Itoa(port)))
 	if err != nil {
 		tail, _ := os.ReadFile(logPath)
 		if len(tail) > 2000 {
 			tail = tail[len(tail)-2000:]
 		}
-		return fmt.Errorf("start postgres on 127.0.0.1:%d: %w\n%s", c.Port, err, tail)
+		return fmt.Errorf("start postgres on 127.0.0.1:%d: %w\n%s", port, err, tail)
 	}
 	return nil
 }
@@ -311,7 +406,11 @@ func (c *Cluster) CreateDatabase(ctx context.Context, db string) error {
 
 // WaitReady polls until the server accepts a connection or ctx ends.
 func (c *Cluster) WaitReady(ctx context.Context) error {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port))
+	port, err := c.port()
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {

@@ -17,8 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,9 +27,6 @@ import (
 	"github.com/ragway/ragway/internal/pgcluster"
 )
 
-// DefaultPort is the project-local cluster's port (task db:up), unless RAGWAY_PG_PORT.
-const DefaultPort = 54329
-
 // Server returns the URL of a database on the test server whose role may create
 // databases: DATABASE_URL when set, else the project-local cluster's "postgres"
 // database (the cluster is created and started if needed).
@@ -40,22 +35,9 @@ func Server(tb testing.TB) string {
 	if u := os.Getenv("DATABASE_URL"); u != "" {
 		return u
 	}
-	root := repoRoot()
-	port := DefaultPort
-	if p := os.Getenv("RAGWAY_PG_PORT"); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil {
-			tb.Fatalf("RAGWAY_PG_PORT=%q: %v", p, err)
-		}
-		port = n
-	}
-	c := &pgcluster.Cluster{Dir: filepath.Join(root, ".data", "pg"), Port: port}
-	// Test binaries of several packages run at once: one of them starts the cluster.
-	unlock := lockFile(tb, filepath.Join(root, ".data", "pg.lock"))
-	defer unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	u, err := c.Up(ctx, "postgres")
+	u, err := pgcluster.UpProject(ctx, repoRoot())
 	if err != nil {
 		tb.Fatalf("pgtest: the project-local Postgres cluster: %v (set DATABASE_URL to use another server)", err)
 	}
@@ -177,24 +159,6 @@ func randHex(n int) string {
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-func lockFile(tb testing.TB, path string) func() {
-	tb.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		tb.Fatal(err)
-	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}
 }
 
 // Cluster is a private Postgres cluster for one test (in a temporary directory, on a
