@@ -327,8 +327,16 @@ func (c *Cluster) URL(db string) (string, error) {
 	return u.String(), nil
 }
 
+// absDir makes Dir absolute: the server's commands run in / (as another user).
+func (c *Cluster) absDir() {
+	if d, err := filepath.Abs(c.Dir); err == nil {
+		c.Dir = d
+	}
+}
+
 // Running reports whether the server of this data directory is running.
 func (c *Cluster) Running(ctx context.Context) bool {
+	c.absDir()
 	pgctl, err := c.bin("pg_ctl")
 	if err != nil {
 		return false
@@ -339,6 +347,7 @@ func (c *Cluster) Running(ctx context.Context) bool {
 // Start starts the server (a no-op when it runs) and waits until it accepts
 // connections.
 func (c *Cluster) Start(ctx context.Context) error {
+	c.absDir()
 	if !c.Initialized() {
 		return fmt.Errorf("%s is not a cluster: run Init first", c.Dir)
 	}
@@ -370,6 +379,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 // Stop stops the server (fast shutdown: open sessions are ended, committed data is
 // kept). A no-op when it is not running.
 func (c *Cluster) Stop(ctx context.Context) error {
+	c.absDir()
 	if !c.Initialized() || !c.Running(ctx) {
 		return nil
 	}

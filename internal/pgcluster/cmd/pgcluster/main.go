@@ -4,6 +4,7 @@
 //	pgcluster -dir .data/pg url                print DATABASE_URL
 //	pgcluster -dir .data/pg psql-env           print PSQL_HOST=… PSQL_PORT=… PSQL_USER=… PSQL_PASS=… (for sqlboiler)
 //	pgcluster -dir .data/pg down               stop the server (data kept)
+//	pgcluster -dir .data/pg running            exit 0 when the server runs, 1 when not
 //	pgcluster -db NAME recreate                drop database NAME if it exists, create it empty
 //	pgcluster -db NAME drop                    drop database NAME if it exists
 package main
@@ -26,7 +27,7 @@ func main() {
 	db := flag.String("db", "ragway", "database the URL names")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: pgcluster [-dir DIR] [-port N] [-db NAME] up|url|psql-env|down|recreate|drop")
+		fmt.Fprintln(os.Stderr, "usage: pgcluster [-dir DIR] [-port N] [-db NAME] up|url|psql-env|down|running|recreate|drop")
 		os.Exit(2)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -53,6 +54,10 @@ func main() {
 		}
 	case "down":
 		err = c.Stop(ctx)
+	case "running":
+		if !c.Running(ctx) {
+			os.Exit(1)
+		}
 	case "recreate", "drop":
 		var admin string
 		admin, err = c.URL("postgres")
@@ -63,7 +68,7 @@ func main() {
 			err = pgcluster.CreateDatabase(ctx, admin, *db, "")
 		}
 	default:
-		err = fmt.Errorf("unknown command %q (up, url, psql-env, down, recreate or drop)", flag.Arg(0))
+		err = fmt.Errorf("unknown command %q (up, url, psql-env, down, running, recreate or drop)", flag.Arg(0))
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "db:", err)
