@@ -14,6 +14,10 @@
 -- take turns and each sees every turn committed before it.
 
 -- +goose Up
+-- Answers still in progress long after they started were interrupted (the gateway
+-- stopped, or Postgres was unreachable when they ended): the gateway marks them failed.
+CREATE INDEX messages_in_progress_created_at_idx ON messages (created_at) WHERE status = 'in_progress';
+
 -- +goose StatementBegin
 CREATE FUNCTION ragway_begin_turn(
     p_user uuid, p_conversation uuid, p_model text,
@@ -90,4 +94,5 @@ $$;
 -- +goose StatementEnd
 
 -- +goose Down
+DROP INDEX messages_in_progress_created_at_idx;
 DROP FUNCTION ragway_begin_turn(uuid, uuid, text, boolean, text, text, text[], text[], integer);

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"crypto/subtle"
 	"errors"
 	"net"
@@ -10,23 +9,16 @@ import (
 
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/ws"
 )
 
-// Gate admits requests by API key (package auth's *Gate implements it).
-type Gate interface {
-	// Check authenticates key, requires scope and admits one request under the
-	// key's rate limits.
-	Check(ctx context.Context, key, scope string) (auth.Principal, error)
-	// Verify authenticates key and requires scope, admitting no request (for
-	// opening a WebSocket).
-	Verify(ctx context.Context, key, scope string) (auth.Principal, error)
-}
+// Gate admits requests by API key (package auth's *Gate implements it); the
+// WebSocket protocol's, shared.
+type Gate = ws.Gate
 
 // Accountant accounts for served requests: rate-limit tokens and usage rows
 // (package usage's *Recorder implements it).
-type Accountant interface {
-	Account(p auth.Principal, route, model string, promptTokens, completionTokens int)
-}
+type Accountant = ws.Accountant
 
 const principalKey ctxKey = requestIDKey + 1
 

@@ -66,6 +66,8 @@ type Options struct {
 	Usage Accountant
 	// MetricsToken, when set, is the bearer token /metrics requires.
 	MetricsToken string
+	// Chats, when set, counts running WebSocket chats (see ws.Options.Chats).
+	Chats *sync.WaitGroup
 	// MetricsOpen serves /metrics without a token (the server listens on loopback
 	// only); otherwise, without MetricsToken, /metrics needs an admin key.
 	MetricsOpen bool
@@ -166,6 +168,7 @@ func New(b Backends, opts Options) *fiber.App {
 		Shutdown:       shutdown,
 		Gate:           opts.Gate,
 		Usage:          opts.Usage,
+		Chats:          opts.Chats,
 	}
 	if s.opts.Store != nil {
 		wsOpts.Conversations = s.opts.Store

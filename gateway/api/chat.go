@@ -173,8 +173,11 @@ func (s *server) beginTurn(c *fiber.Ctx, id string, m workers.ModelStatus, msgs 
 	})
 	if err != nil {
 		e := oai.FromError(notFound(err, "conversation", id))
-		if e.Code == oai.CodeNotFound || e.Code == oai.CodeInvalidValue {
+		switch e.Code {
+		case oai.CodeNotFound:
 			e.Param = "conversation_id"
+		case oai.CodeInvalidValue:
+			e.Param = "messages"
 		}
 		return nil, e
 	}

@@ -64,8 +64,7 @@ func toMessageJSON(m store.Message) messageJSON {
 // user's conversation is reported exactly like one that does not exist.
 func notFound(err error, what, id string) error {
 	if isNotFound(err) {
-		return &oai.Error{Status: fiber.StatusNotFound, Type: oai.TypeInvalidRequest, Code: oai.CodeNotFound,
-			Message: "no " + what + " with id '" + id + "'"}
+		return oai.NotFound(what, id, "")
 	}
 	return err
 }

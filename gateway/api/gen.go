@@ -39,12 +39,7 @@ type job struct {
 
 // observe records an event: its tokens, and its text for a stored turn.
 func (j *job) observe(e sdk.Event) {
-	switch {
-	case e.Tokens > 0:
-		j.generated.Add(int64(e.Tokens))
-	case e.Text != "":
-		j.generated.Add(1)
-	}
+	j.generated.Add(int64(conversation.Tokens(e)))
 	if j.turn != nil {
 		j.turn.Observe(e)
 	}
@@ -62,15 +57,9 @@ func (j *job) account(u usageJSON) {
 // finishTurn stores the end of the turn: err is what the generation returned, final
 // its final event, cancelled whether the client went away.
 func (j *job) finishTurn(err error, final sdk.Event, cancelled bool) error {
-	o := conversation.OutcomeOf(err, final, cancelled)
-	if err != nil {
-		o.Error = oai.FromError(err).Message
-	}
-	if _, ferr := j.turn.Finish(o); ferr != nil {
+	if ferr := j.turn.End(err, final, cancelled, oai.Describe); ferr != nil {
 		j.s.log.Warn("conversation turn not stored", "conversation", j.turn.Conversation.ID, "message", j.turn.MessageID, "error", ferr)
-		e := oai.FromError(ferr)
-		e.Message = "the answer was not stored: " + e.Message
-		return e
+		return oai.NotStored(ferr)
 	}
 	return nil
 }

@@ -2,12 +2,14 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 )
 
@@ -98,8 +100,13 @@ func (s *server) readyz(c *fiber.Ctx) error {
 		cancel()
 		body.Database = &readyDatabase{Ready: err == nil}
 		if err != nil {
+			// /readyz needs no key: the details (host, user) are for the log only.
 			body.Status = "unavailable"
-			body.Database.Error = err.Error()
+			body.Database.Error = "the database does not answer"
+			if !errors.Is(err, store.ErrUnavailable) {
+				body.Database.Error = "database error"
+			}
+			s.log.Debug("readyz: database", "error", err)
 		}
 	}
 	for _, m := range s.b.Models() {

@@ -137,6 +137,7 @@ func (s *server) serveStream(c *fiber.Ctx, j *job, f chunkFormat, includeUsage b
 	if got {
 		if err := itemError(first); err != nil {
 			st.close()
+			j.account(usageJSON{})
 			if j.turn != nil {
 				_ = j.finishTurn(err, sdk.Event{}, false)
 			}

@@ -87,19 +87,27 @@ func Begin(ctx context.Context, st Store, req Request) (*Turn, error) {
 	}, nil
 }
 
+// Tokens is the number of tokens an event carries: its count, else one for a text
+// delta from a backend that does not count.
+func Tokens(e sdk.Event) int {
+	switch {
+	case e.Tokens > 0:
+		return e.Tokens
+	case e.Text != "":
+		return 1
+	}
+	return 0
+}
+
 // Observe records a generation event: its text joins the answer.
 func (t *Turn) Observe(e sdk.Event) {
-	if e.Text == "" && e.Tokens == 0 {
+	n := Tokens(e)
+	if e.Text == "" && n == 0 {
 		return
 	}
 	t.mu.Lock()
 	t.text.WriteString(e.Text)
-	switch {
-	case e.Tokens > 0:
-		t.completion += e.Tokens
-	case e.Text != "":
-		t.completion++
-	}
+	t.completion += n
 	t.mu.Unlock()
 }
 
@@ -156,6 +164,18 @@ func (t *Turn) Finish(o Outcome) (store.Message, error) {
 		return m, fmt.Errorf("store the answer: %w", err)
 	}
 	return m, nil
+}
+
+// End stores the end of the turn's generation (see OutcomeOf); describe turns a
+// generation error into the text stored with the answer (what the client was told).
+// It returns the error of storing it.
+func (t *Turn) End(err error, final sdk.Event, cancelled bool, describe func(error) string) error {
+	o := OutcomeOf(err, final, cancelled)
+	if err != nil && o.Status == store.StatusFailed {
+		o.Error = describe(err)
+	}
+	_, ferr := t.Finish(o)
+	return ferr
 }
 
 // OutcomeOf classifies the end of a generation: err is what Generate returned, final

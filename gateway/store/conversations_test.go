@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/ragway/ragway/gateway/store"
@@ -322,5 +323,36 @@ func TestBeginTurnBudgetDropsOnlyWhatCannotFit(t *testing.T) {
 	ts = turn(t, s, u.ID, c.ID, store.Turn{Model: "m", Budget: 1, Messages: []store.NewMessage{{Role: store.RoleUser, Content: long}}})
 	if len(ts.History) != 1 || ts.History[0].Content != long {
 		t.Fatalf("history with budget 1: %q", contents(ts.History))
+	}
+}
+
+func TestFailInterrupted(t *testing.T) {
+	s := open(t)
+	u := user(t, s, "alice")
+	c := conversation(t, s, u.ID)
+	old := turn(t, s, u.ID, c.ID, userTurn("old"))
+	if _, err := s.DB().ExecContext(ctx(t), `UPDATE messages SET created_at = now() - interval '1 hour', content = 'partial' WHERE id = $1`, old.AssistantMessageID); err != nil {
+		t.Fatal(err)
+	}
+	fresh := turn(t, s, u.ID, c.ID, userTurn("fresh"))
+	n, err := s.FailInterrupted(ctx(t), 10*time.Minute)
+	if err != nil || n != 1 {
+		t.Fatalf("FailInterrupted = %d, %v; want 1", n, err)
+	}
+	msgs, err := s.ListMessages(ctx(t), u.ID, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		switch m.ID {
+		case old.AssistantMessageID:
+			if m.Status != store.StatusFailed || m.Content != "partial" || m.FinishReason != "error" || m.Error != store.Interrupted || m.CompletedAt.IsZero() {
+				t.Errorf("interrupted answer %+v", m)
+			}
+		case fresh.AssistantMessageID:
+			if m.Status != store.StatusInProgress {
+				t.Errorf("an answer in progress for a moment was touched: %+v", m)
+			}
+		}
 	}
 }

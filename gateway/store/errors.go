@@ -27,6 +27,9 @@ var (
 	ErrUnavailable = errors.New("database unavailable")
 	// ErrSchema: the database's schema is older than this ragway.
 	ErrSchema = errors.New("database schema out of date")
+	// ErrDatabase: any other failure of Postgres (a missing table, a closed pool):
+	// the operator's to look at, a 500 for clients.
+	ErrDatabase = errors.New("database error")
 )
 
 // classify maps driver errors to this package's sentinels: an outage wraps the
@@ -36,7 +39,7 @@ func classify(err error) error {
 		return nil
 	}
 	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalid) ||
-		errors.Is(err, ErrUnavailable) || errors.Is(err, ErrSchema) {
+		errors.Is(err, ErrUnavailable) || errors.Is(err, ErrSchema) || errors.Is(err, ErrDatabase) {
 		return err
 	}
 	if errors.Is(err, sql.ErrNoRows) {
@@ -60,7 +63,7 @@ func classify(err error) error {
 			return fmt.Errorf("%w: %s", ErrInvalid, pe.Message)
 		}
 	}
-	return err
+	return fmt.Errorf("%w: %w", ErrDatabase, err)
 }
 
 // IsUnavailable reports whether err means Postgres could not be reached or is not

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,26 @@ func Open(dsn string, opts Options) (*Store, error) {
 	return &Store{db: db, url: redacted, opts: opts, stmts: map[string]*sql.Stmt{}}, nil
 }
 
+// dsnPassword matches the password of a key=value connection string.
+var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// RedactURL hides the password of a database URL (postgres://user:pass@…, a
+// ?password= parameter, or a key=value connection string's password=…), for messages.
+func RedactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	if strings.Contains(s, "://") {
+		return "(a URL that does not parse)"
+	}
+	return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
+}
+
 // checkURL validates dsn when it is a URL and returns it with its password masked,
 // for messages; "" for a key=value connection string.
 func checkURL(dsn string) (string, error) {
@@ -94,7 +115,7 @@ func checkURL(dsn string) (string, error) {
 		}
 		return "", fmt.Errorf("malformed database url: %v", err)
 	}
-	redacted := u.Redacted()
+	redacted := RedactURL(dsn)
 	if _, err := pq.ParseURL(dsn); err != nil {
 		return "", fmt.Errorf("malformed database url %s: %v", redacted, err)
 	}

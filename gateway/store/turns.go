@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/aarondl/null/v8"
@@ -185,4 +186,27 @@ func (s *Store) FinishMessage(ctx context.Context, userID, messageID string, f F
 		return Message{}, err
 	}
 	return messageFromModel(&m), nil
+}
+
+// Interrupted is the error stored on an answer FailInterrupted ends.
+const Interrupted = "interrupted: the answer's end was never stored (the gateway stopped, or the database was unreachable when it ended)"
+
+// FailInterrupted marks assistant messages still in progress that started more than
+// olderThan ago as failed (finish reason "error", error Interrupted), keeping their
+// text, and returns how many. Every gateway runs it now and then: with olderThan longer
+// than any generation may last, only answers nobody will finish are touched.
+func (s *Store) FailInterrupted(ctx context.Context, olderThan time.Duration) (int, error) {
+	var n int64
+	err := s.do(ctx, "fail interrupted answers", func(ctx context.Context) error {
+		res, err := s.db.ExecContext(ctx, `UPDATE messages SET status = 'failed', finish_reason = 'error',
+			error = $1, completed_at = now()
+			WHERE status = 'in_progress' AND created_at < now() - make_interval(secs => $2)`,
+			Interrupted, olderThan.Seconds())
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
 }

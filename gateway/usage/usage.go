@@ -143,18 +143,25 @@ func (r *Recorder) flush() bool {
 		if n == 0 {
 			return true
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := r.w.RecordUsage(ctx, batch...)
-		cancel()
+		// No deadline of our own: the store's query timeout makes a Postgres that
+		// hangs an ErrUnavailable, and unavailable rows are kept.
+		err := r.w.RecordUsage(context.Background(), batch...)
 		if err != nil {
-			if !errors.Is(err, store.ErrUnavailable) {
-				// A row Postgres rejects (a user deleted meanwhile) is dropped, not retried forever.
-				r.log.Warn("usage rows not stored", "rows", n, "error", err)
-				r.remove(n)
-				continue
+			if errors.Is(err, store.ErrUnavailable) {
+				r.log.Debug("usage rows kept until the database is back", "rows", n, "error", err)
+				return false
 			}
-			r.log.Debug("usage rows kept until the database is back", "rows", n, "error", err)
-			return false
+			// Postgres refused the batch (a user deleted meanwhile): store the rows one
+			// by one, dropping only those it refuses.
+			for i, u := range batch {
+				if err := r.w.RecordUsage(context.Background(), u); err != nil {
+					if errors.Is(err, store.ErrUnavailable) {
+						r.remove(i) // the rows before are stored (or dropped)
+						return false
+					}
+					r.log.Warn("usage row not stored", "model", u.Model, "route", u.Route, "error", err)
+				}
+			}
 		}
 		r.remove(n)
 	}

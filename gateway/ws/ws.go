@@ -69,6 +69,12 @@ type Options struct {
 	// RequestTimeout is the deadline of one chat, queueing included
 	// (default 10m).
 	RequestTimeout time.Duration
+	// AuthTimeout is how long a socket opened without a key has to send its auth
+	// frame (default 10s).
+	AuthTimeout time.Duration
+	// Chats, when set, counts running chats (Add at the start, Done when the chat's
+	// end is stored and sent): the server waits for it before closing the database.
+	Chats *sync.WaitGroup
 	// MaxChats is how many chats may run at once on one socket (default 16).
 	MaxChats int
 	// SendQueue is how many frames may wait for the writer (default 64);
@@ -92,6 +98,7 @@ const (
 	DefaultPingInterval   = 30 * time.Second
 	DefaultRequestTimeout = 10 * time.Minute
 	DefaultMaxChats       = 16
+	DefaultAuthTimeout    = 10 * time.Second
 	DefaultSendQueue      = 64
 	DefaultMaxFrameBytes  = 1 << 20
 )
@@ -111,6 +118,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.AuthTimeout <= 0 {
+		o.AuthTimeout = DefaultAuthTimeout
 	}
 	if o.MaxChats <= 0 {
 		o.MaxChats = DefaultMaxChats
@@ -258,7 +268,7 @@ type socket struct {
 
 	// authenticated, key and principal are the socket's credentials, owned by
 	// the reader: set before the upgrade or by the first frame.
-	authenticated bool
+	authenticated atomic.Bool
 	key           string
 	principal     auth.Principal
 }
@@ -271,7 +281,9 @@ func (h *handler) serve(conn *fws.Conn) {
 		data:  make(chan frame, h.opts.SendQueue),
 		chats: map[string]*chat{},
 	}
-	s.authenticated, _ = conn.Locals(localAuthenticated).(bool)
+	if ok, _ := conn.Locals(localAuthenticated).(bool); ok {
+		s.authenticated.Store(true)
+	}
 	s.key, _ = conn.Locals(localKey).(string)
 	s.principal, _ = conn.Locals(localPrincipal).(auth.Principal)
 	// Every goroutine using conn ends before serve returns: the conn is
@@ -294,6 +306,17 @@ func (h *handler) serve(conn *fws.Conn) {
 			case <-ctx.Done():
 			}
 		}()
+	}
+	if !s.authenticated.Load() {
+		// A socket that does not authenticate in time is closed.
+		t := time.AfterFunc(h.opts.AuthTimeout, func() {
+			if !s.authenticated.Load() {
+				s.sendError("", &oai.Error{Status: http.StatusUnauthorized, Type: oai.TypeAuthentication, Code: oai.CodeMissingKey,
+					Message: "no auth frame within " + h.opts.AuthTimeout.String()})
+				s.closePolicy("authentication timeout")
+			}
+		})
+		defer t.Stop()
 	}
 	s.readLoop()
 	cancel() // cancels every chat of the socket
@@ -324,6 +347,9 @@ func (s *socket) readLoop() {
 		_ = c.SetReadDeadline(time.Now().Add(wait))
 		if mt != websocket.TextMessage {
 			s.sendError("", oai.Invalid("", oai.CodeUnsupported, "binary frames are not supported: send JSON text frames"))
+			if !s.authenticated.Load() {
+				s.closePolicy("the first frame must be an auth frame")
+			}
 			continue
 		}
 		s.dispatch(data)
@@ -469,9 +495,12 @@ func (s *socket) dispatch(data []byte) {
 	var f clientFrame
 	if err := oai.Decode(data, &f, ""); err != nil {
 		s.sendError(readID(data), err)
+		if !s.authenticated.Load() {
+			s.closePolicy("the first frame must be an auth frame")
+		}
 		return
 	}
-	if !s.authenticated {
+	if !s.authenticated.Load() {
 		// A socket opened without a key must authenticate with its first frame.
 		s.authenticate(&f)
 		return
@@ -507,7 +536,8 @@ func (s *socket) authenticate(f *clientFrame) {
 	default:
 		var p auth.Principal
 		if p, err = s.h.opts.Gate.Verify(s.ctx, f.APIKey, store.ScopeChat); err == nil {
-			s.authenticated, s.key, s.principal = true, f.APIKey, p
+			s.key, s.principal = f.APIKey, p
+			s.authenticated.Store(true)
 			return
 		}
 	}
@@ -627,6 +657,9 @@ func (s *socket) startChat(f *clientFrame) {
 		// Start frames of stateless chats go out in the order of their chat frames.
 		s.sendCtrl(frame{chat: c, buf: startFrame(c.id, f.Model, nil), start: true})
 	}
+	if wg := s.h.opts.Chats; wg != nil {
+		wg.Add(1)
+	}
 	go s.runChat(c, req, f.Model)
 }
 
@@ -714,17 +747,22 @@ func (s *socket) parseChat(f *clientFrame, c *chat) (sdk.GenerateRequest, *oai.E
 // is sent.
 func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 	defer s.forget(c)
+	if wg := s.h.opts.Chats; wg != nil {
+		defer wg.Done()
+	}
 	var turn *conversation.Turn
 	if c.stored {
-		t, err := conversation.Begin(c.ctx, s.h.opts.Conversations, conversation.Request{
+		// Not under the chat's context: a turn Postgres stored must get its end
+		// stored too, even when the chat is cancelled meanwhile (it then ends at once,
+		// cancelled).
+		t, err := conversation.Begin(context.WithoutCancel(c.ctx), s.h.opts.Conversations, conversation.Request{
 			UserID: c.principal.UserID, ConversationID: c.conversationID, Model: c.model, Messages: req.Messages,
 			ContextLength: c.ctxLen, MaxTokens: req.Sampling.MaxTokens,
 		})
 		if err != nil {
 			e := oai.FromError(err)
 			if errors.Is(err, store.ErrNotFound) {
-				e = &oai.Error{Status: http.StatusNotFound, Type: oai.TypeInvalidRequest, Code: oai.CodeNotFound, Param: "conversation_id",
-					Message: fmt.Sprintf("no conversation with id '%s'", c.conversationID)}
+				e = oai.NotFound("conversation", c.conversationID, "conversation_id")
 			}
 			s.end(c, e.Status, sdk.Usage{}, errorFrame(c.id, e), false)
 			return
@@ -742,11 +780,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 		if turn != nil {
 			turn.Observe(e)
 		}
-		if e.Tokens > 0 {
-			c.completion.Add(int64(e.Tokens))
-		} else if e.Text != "" {
-			c.completion.Add(1)
-		}
+		c.completion.Add(int64(conversation.Tokens(e)))
 		if e.Text != "" {
 			if !firstTok {
 				firstTok = true
@@ -772,14 +806,12 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 	if usage.CompletionTokens == 0 {
 		usage.CompletionTokens = int(c.completion.Load())
 	}
-	cancelled := c.cancelled.Load() || s.ctx.Err() != nil
+	// A generation that ended on its own is not cancelled by a cancel that came
+	// after its end.
+	cancelled := (c.cancelled.Load() || s.ctx.Err() != nil) && !(err == nil && gotFinal)
 	var storeErr error
 	if turn != nil {
-		o := conversation.OutcomeOf(err, final, cancelled)
-		if err != nil && !cancelled {
-			o.Error = oai.FromError(err).Message
-		}
-		if _, storeErr = turn.Finish(o); storeErr != nil {
+		if storeErr = turn.End(err, final, cancelled, oai.Describe); storeErr != nil {
 			s.h.log.Warn("conversation turn not stored", "conversation", turn.Conversation.ID, "message", turn.MessageID, "error", storeErr)
 		}
 	}
@@ -787,8 +819,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 	status := http.StatusOK
 	switch {
 	case storeErr != nil:
-		e := oai.FromError(storeErr)
-		e.Message = "the answer was not stored: " + e.Message
+		e := oai.NotStored(storeErr)
 		status, b = e.Status, errorFrame(c.id, e)
 	case cancelled:
 		status, b = oai.StatusClientClosed, doneFrame(c.id, string(sdk.FinishCancelled), usage)

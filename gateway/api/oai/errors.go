@@ -51,6 +51,7 @@ const (
 	CodeDBUnavailable    = "database_unavailable"
 	CodeNotFound         = "not_found"
 	CodeConflict         = "conflict"
+	CodeDatabase         = "database_error"
 )
 
 // StatusClientClosed is the status recorded (never sent) for a request
@@ -162,6 +163,7 @@ func BackendFailed(msg string) *Error {
 //	store.ErrNotFound                        404 invalid_request_error not_found
 //	store.ErrConflict                        409 invalid_request_error conflict
 //	store.ErrInvalid                         400 invalid_request_error invalid_value
+//	store.ErrDatabase, ErrSchema             500 server_error database_error (no details)
 //	anything else (sdk.ErrPluginShutdown…)   502 server_error backend_error
 func FromError(err error) *Error {
 	var e *Error
@@ -223,6 +225,26 @@ func fromAccessError(err error) *Error {
 		return &Error{Status: http.StatusConflict, Type: TypeInvalidRequest, Code: CodeConflict, Message: err.Error()}
 	case errors.Is(err, store.ErrInvalid):
 		return &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Code: CodeInvalidValue, Message: err.Error()}
+	case errors.Is(err, store.ErrDatabase), errors.Is(err, store.ErrSchema):
+		// The details are the operator's (logged by the server), not the client's.
+		return &Error{Status: http.StatusInternalServerError, Type: TypeServer, Code: CodeDatabase, Message: "internal database error"}
 	}
 	return nil
 }
+
+// NotFound returns the 404 for a row (what: "conversation") with that id; another
+// user's row gets exactly this answer too.
+func NotFound(what, id, param string) *Error {
+	return &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Code: CodeNotFound, Param: param,
+		Message: "no " + what + " with id '" + id + "'"}
+}
+
+// NotStored returns the error of an answer whose end could not be stored.
+func NotStored(err error) *Error {
+	e := *FromError(err)
+	e.Message = "the answer was not stored: " + e.Message
+	return &e
+}
+
+// Describe is the message of err as clients see it (FromError's).
+func Describe(err error) string { return FromError(err).Message }

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/ragway/ragway/gateway/config"
@@ -39,28 +36,9 @@ func openStore(ctx context.Context, cfgPath string) (*store.Store, error) {
 	if err := st.DB().PingContext(pctx); err != nil {
 		st.Close()
 		if store.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return nil, fmt.Errorf("cannot reach the database at %s: %v — is it running? (task db:up)", redactURL(dbURL), err)
+			return nil, fmt.Errorf("cannot reach the database at %s: %v — is it running? (task db:up)", store.RedactURL(dbURL), err)
 		}
-		return nil, fmt.Errorf("cannot use the database at %s: %w", redactURL(dbURL), err)
+		return nil, fmt.Errorf("cannot use the database at %s: %w", store.RedactURL(dbURL), err)
 	}
 	return st, nil
-}
-
-// dsnPassword matches the password of a key=value connection string.
-var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
-
-// redactURL hides the password of a database URL (postgres://... or key=value form).
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
-		}
-		return u.Redacted()
-	}
-	if strings.Contains(s, "://") {
-		return "(a URL that does not parse)"
-	}
-	return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
 }

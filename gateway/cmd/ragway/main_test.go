@@ -161,8 +161,8 @@ func TestRedactURL(t *testing.T) {
 		"postgres://u:p%zz@h/db":                    "(a URL that does not parse)",
 		"postgres://h/db":                           "postgres://h/db",
 	} {
-		if got := redactURL(in); got != want {
-			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		if got := store.RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

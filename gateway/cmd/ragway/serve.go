@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -83,8 +84,10 @@ func serve(args []string, stderr io.Writer) error {
 			return err
 		}
 		// Serve anyway: what needs the database answers 503 until it is back.
-		log.Warn("the database is unreachable; requests that need it fail with 503 until it returns", "database", redactURL(dbURL), "error", err)
+		log.Warn("the database is unreachable; requests that need it fail with 503 until it returns", "database", store.RedactURL(dbURL), "error", err)
 	}
+	go failInterrupted(ctx, st, cfg.Server.RequestTimeout.Std(), log)
+	var chats sync.WaitGroup
 	authn := auth.New(st, auth.Options{Logger: log})
 	gate := &auth.Gate{Auth: authn, Limiter: auth.NewLimiter(time.Now)}
 	rec := usage.New(st, usage.Options{Spend: gate.Spend, Logger: log})
@@ -112,6 +115,7 @@ func serve(args []string, stderr io.Writer) error {
 		Usage:             rec,
 		MetricsToken:      cfg.Server.MetricsToken,
 		MetricsOpen:       cfg.Server.MetricsToken == "" && api.IsLoopback(cfg.Listen),
+		Chats:             &chats,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -139,6 +143,15 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	if err := <-httpDone; err != nil {
 		log.Warn("http shutdown", "error", err)
+	}
+	// The WebSocket chats cancelled by the shutdown store their ends before the
+	// database closes.
+	chatsDone := make(chan struct{})
+	go func() { chats.Wait(); close(chatsDone) }()
+	select {
+	case <-chatsDone:
+	case <-graceCtx.Done():
+		log.Warn("shutdown: WebSocket chats still running at the end of the grace period")
 	}
 	if err := rec.Close(graceCtx); err != nil {
 		log.Warn("shutdown", "error", err)
@@ -168,4 +181,26 @@ func checkSchema(ctx context.Context, st *store.Store) error {
 		return err
 	}
 	return store.CheckSchema(ctx, st.DB())
+}
+
+// failInterrupted marks answers left in progress by a gateway that stopped (or lost the
+// database) mid-generation as failed, at start and every minute until ctx ends. An
+// answer is interrupted when it is older than the longest a generation may run.
+func failInterrupted(ctx context.Context, st *store.Store, requestTimeout time.Duration, log *slog.Logger) {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		n, err := st.FailInterrupted(ctx, requestTimeout+time.Minute)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Debug("failing interrupted answers", "error", err)
+		case n > 0:
+			log.Info("interrupted answers marked failed", "answers", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
