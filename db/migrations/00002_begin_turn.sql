@@ -5,7 +5,9 @@
 --
 -- Rows: the conversation's earlier messages that are not in progress, oldest first,
 -- then the messages added now (the last one the in-progress assistant message), these
--- with the conversation's columns. No row at all: no such conversation of p_user.
+-- with the conversation's columns, their times, models, finish reasons and prompt token
+-- counts (NULL on the earlier messages: a prompt needs their roles, texts and
+-- completion token counts, and every column decoded costs on the chat path). No row at all: no such conversation of p_user.
 -- p_budget > 0 drops the oldest earlier messages that cannot fit a prompt of that many
 -- tokens even at the most optimistic count (a quarter token per byte plus eight per
 -- message: never more than the gateway's own estimate); 0 returns every message.
@@ -35,6 +37,11 @@ DECLARE
     added_cost bigint;
     n integer := coalesce(cardinality(p_roles), 0);
 BEGIN
+    -- The start of a turn does not wait for its WAL to reach the disk: the end of the
+    -- turn (FinishMessage, a synchronous commit) flushes the WAL up to and including
+    -- it before the client is told the answer is stored. A Postgres crash in between
+    -- loses the turn, and the client learns it when the end cannot be stored.
+    PERFORM set_config('synchronous_commit', 'off', true);
     IF p_conversation IS NULL THEN
         INSERT INTO conversations (user_id, model, title, system_prompt)
         VALUES (p_user, p_model, p_title, CASE WHEN p_set_system THEN NULLIF(p_system, '') END)
@@ -85,8 +92,11 @@ BEGIN
         CASE WHEN r.is_added THEN conv.title END, CASE WHEN r.is_added THEN conv.model END,
         CASE WHEN r.is_added THEN conv.system_prompt END,
         CASE WHEN r.is_added THEN conv.created_at END, CASE WHEN r.is_added THEN conv.updated_at END,
-        r.id, r.seq, r.role, r.content, r.status, r.model, r.finish_reason,
-        r.prompt_tokens, r.completion_tokens, r.created_at, r.completed_at, r.is_added
+        r.id, r.seq, r.role, r.content, r.status,
+        CASE WHEN r.is_added THEN r.model END, CASE WHEN r.is_added THEN r.finish_reason END,
+        CASE WHEN r.is_added THEN r.prompt_tokens END, r.completion_tokens,
+        CASE WHEN r.is_added THEN r.created_at END, CASE WHEN r.is_added THEN r.completed_at END,
+        r.is_added
     FROM rows r
     ORDER BY r.seq;
 END

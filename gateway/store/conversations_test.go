@@ -122,9 +122,10 @@ func TestTurns(t *testing.T) {
 	if fmt.Sprint(gotSources) != fmt.Sprint(wantSources) {
 		t.Errorf("sources %s, want %s", fin.Sources, sources)
 	}
+	// updated_at is when the last turn started (BeginTurn), not when it ended.
 	after, _ := s.GetConversation(ctx(t), u.ID, c.ID)
-	if after.UpdatedAt.Before(tc.UpdatedAt) || after.UpdatedAt.Equal(tc.UpdatedAt) {
-		t.Errorf("FinishMessage left updated_at at %v (turn: %v)", after.UpdatedAt, tc.UpdatedAt)
+	if !after.UpdatedAt.Equal(tc.UpdatedAt) {
+		t.Errorf("FinishMessage moved updated_at to %v (turn start: %v)", after.UpdatedAt, tc.UpdatedAt)
 	}
 	_, err = s.FinishMessage(ctx(t), u.ID, a1.ID, store.Finish{Status: store.StatusComplete})
 	wantErr(t, "finishing a finished message", err, store.ErrNotFound)

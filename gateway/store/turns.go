@@ -66,7 +66,8 @@ func scanTurn(rows *sql.Rows, n int) (TurnStarted, error) {
 	for rows.Next() {
 		var (
 			cID, cUser, cTitle, cModel, system sql.NullString
-			cCreated, cUpdated, completedAt    sql.NullTime
+			cCreated, cUpdated                 sql.NullTime
+			createdAt, completedAt             sql.NullTime
 			m                                  Message
 			model, finish                      sql.NullString
 			promptTokens, completionTokens     sql.NullInt64
@@ -74,7 +75,7 @@ func scanTurn(rows *sql.Rows, n int) (TurnStarted, error) {
 		)
 		if err := rows.Scan(&cID, &cUser, &cTitle, &cModel, &system, &cCreated, &cUpdated,
 			&m.ID, &m.Seq, &m.Role, &m.Content, &m.Status, &model, &finish,
-			&promptTokens, &completionTokens, &m.CreatedAt, &completedAt, &added); err != nil {
+			&promptTokens, &completionTokens, &createdAt, &completedAt, &added); err != nil {
 			return out, err
 		}
 		if cID.Valid {
@@ -83,7 +84,7 @@ func scanTurn(rows *sql.Rows, n int) (TurnStarted, error) {
 		}
 		m.Model, m.FinishReason = model.String, finish.String
 		m.PromptTokens, m.CompletionTokens = int(promptTokens.Int64), int(completionTokens.Int64)
-		m.CompletedAt = completedAt.Time
+		m.CreatedAt, m.CompletedAt = createdAt.Time, completedAt.Time
 		switch {
 		case m.Status == StatusInProgress && added:
 			out.AssistantMessageID = m.ID
@@ -141,9 +142,9 @@ func titleOf(msgs []NewMessage) string {
 	return ""
 }
 
-// finishMessageSQL ends an in-progress message of one of a user's conversations and
-// bumps the conversation's updated_at, in one statement. No row: no such message in
-// progress.
+// finishMessageSQL ends an in-progress message of one of a user's conversations. No
+// row: no such message in progress. (The conversation's updated_at is when its last
+// turn started.)
 const finishMessageSQL = `
 WITH m AS (
 	UPDATE messages SET status = $3, content = $4, finish_reason = $5, error = $6,
@@ -151,8 +152,6 @@ WITH m AS (
 	WHERE id = $1 AND status = 'in_progress'
 		AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.user_id = $2)
 	RETURNING *
-), touched AS (
-	UPDATE conversations SET updated_at = now() WHERE id = (SELECT conversation_id FROM m)
 )
 SELECT * FROM m`
 

@@ -150,7 +150,8 @@ type TurnStarted struct {
 	AssistantMessageID string
 	// History is every message of the conversation before the assistant message,
 	// oldest first, this turn's messages included (in-progress messages of other
-	// turns excluded; with Turn.Budget, the oldest that cannot fit it too).
+	// turns excluded; with Turn.Budget, the oldest that cannot fit it too). Only this
+	// turn's messages carry their times, model, finish reason and prompt tokens.
 	History []Message
 }
 
