@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"errors"
-	"net/url"
 	"path"
 	"strings"
 	"testing"
@@ -11,27 +10,11 @@ import (
 
 	"github.com/ragway/ragway/db/migrations"
 	"github.com/ragway/ragway/gateway/store"
-	"github.com/ragway/ragway/internal/pgcluster"
 	"github.com/ragway/ragway/internal/pgtest"
 )
 
 func TestMigrateFromEmpty(t *testing.T) {
-	server := pgtest.Server(t)
-	name := "t_store_migrate_" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
-	if err := pgcluster.CreateDatabase(ctx(t), server, name, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := pgcluster.DropDatabase(context.Background(), server, name); err != nil {
-			t.Log(err)
-		}
-	})
-	u, err := url.Parse(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	s := openURL(t, u.String(), store.Options{})
+	s := openURL(t, pgtest.EmptyDatabase(t), store.Options{})
 	db := s.DB()
 
 	files, err := migrations.FS.ReadDir(".")

@@ -44,6 +44,25 @@ func Server(tb testing.TB) string {
 	return u
 }
 
+// EmptyDatabase creates a database without any migration, dropped when the test ends,
+// and returns its URL.
+func EmptyDatabase(tb testing.TB) string {
+	tb.Helper()
+	server := Server(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := "t_empty_" + randHex(8)
+	if err := pgcluster.CreateDatabase(ctx, server, name, "template0"); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := pgcluster.DropDatabase(context.Background(), server, name); err != nil {
+			tb.Logf("pgtest: %v", err)
+		}
+	})
+	return withDatabase(server, name)
+}
+
 // Database creates a fresh database with every migration applied, dropped when the
 // test ends, and returns its URL.
 func Database(tb testing.TB) string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"time"
 
 	"github.com/ragway/ragway/gateway/config"
@@ -41,4 +42,23 @@ func openStore(ctx context.Context, cfgPath string) (*store.Store, error) {
 		return nil, fmt.Errorf("cannot use the database at %s: %w", store.RedactURL(dbURL), err)
 	}
 	return st, nil
+}
+
+// withStore runs fn with the database of the config file cfgPath (see openStore) under
+// a context Ctrl-C cancels, and closes it after. checkSchema refuses a database whose
+// schema is older than this ragway (`ragway migrate up` says what to do).
+func withStore(cfgPath string, checkSchema bool, fn func(ctx context.Context, st *store.Store) error) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	st, err := openStore(ctx, cfgPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if checkSchema {
+		if err := store.CheckSchema(ctx, st.DB()); err != nil {
+			return err
+		}
+	}
+	return fn(ctx, st)
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -32,19 +30,6 @@ func keys(args []string, stdout, stderr io.Writer) error {
 	default:
 		return keysRevoke(args[1:], stdout, stderr)
 	}
-}
-
-// openKeyStore opens the database for a keys command and checks its schema.
-func openKeyStore(ctx context.Context, cfgPath string) (*store.Store, error) {
-	st, err := openStore(ctx, cfgPath)
-	if err != nil {
-		return nil, err
-	}
-	if err := store.CheckSchema(ctx, st.DB()); err != nil {
-		st.Close()
-		return nil, err
-	}
-	return st, nil
 }
 
 func keysCreate(args []string, stdout, stderr io.Writer) error {
@@ -76,56 +61,50 @@ func keysCreate(args []string, stdout, stderr io.Writer) error {
 		return errors.New("keys create: --rpm and --tpm must be 0 (unlimited) or more")
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	st, err := openKeyStore(ctx, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-
-	if *ifNone {
-		existing, err := st.ListAPIKeys(ctx, *user)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("keys create: list the keys of %s: %w", *user, err)
-		}
-		for _, k := range existing {
-			if !k.Revoked() {
-				fmt.Fprintf(stderr, "user %s already has an active key (%s): none created\n", *user, k.Prefix)
-				return nil
+	return withStore(*cfgPath, true, func(ctx context.Context, st *store.Store) error {
+		if *ifNone {
+			existing, err := st.ListAPIKeys(ctx, *user)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("keys create: list the keys of %s: %w", *user, err)
+			}
+			for _, k := range existing {
+				if !k.Revoked() {
+					fmt.Fprintf(stderr, "user %s already has an active key (%s): none created\n", *user, k.Prefix)
+					return nil
+				}
 			}
 		}
-	}
 
-	u, err := st.EnsureUser(ctx, *user)
-	if err != nil {
-		return fmt.Errorf("keys create: user %s: %w", *user, err)
-	}
-	var key string
-	var created store.APIKey
-	// A new prefix may collide with an existing one (1 in 36^8): draw again.
-	for attempt := 0; ; attempt++ {
-		var prefix string
-		var hash []byte
-		key, prefix, hash, err = auth.NewKey()
+		u, err := st.EnsureUser(ctx, *user)
 		if err != nil {
-			return fmt.Errorf("keys create: %w", err)
+			return fmt.Errorf("keys create: user %s: %w", *user, err)
 		}
-		created, err = st.CreateAPIKey(ctx, store.NewAPIKey{
-			UserID: u.ID, Prefix: prefix, Hash: hash, Name: *name, Scopes: scopes, RPMLimit: *rpm, TPMLimit: *tpm,
-		})
-		if errors.Is(err, store.ErrConflict) && attempt < 3 {
-			continue
+		var key string
+		var created store.APIKey
+		// A new prefix may collide with an existing one (1 in 36^8): draw again.
+		for attempt := 0; ; attempt++ {
+			var prefix string
+			var hash []byte
+			key, prefix, hash, err = auth.NewKey()
+			if err != nil {
+				return fmt.Errorf("keys create: %w", err)
+			}
+			created, err = st.CreateAPIKey(ctx, store.NewAPIKey{
+				UserID: u.ID, Prefix: prefix, Hash: hash, Name: *name, Scopes: scopes, RPMLimit: *rpm, TPMLimit: *tpm,
+			})
+			if errors.Is(err, store.ErrConflict) && attempt < 3 {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("keys create: store the key: %w", err)
+			}
+			break
 		}
-		if err != nil {
-			return fmt.Errorf("keys create: store the key: %w", err)
-		}
-		break
-	}
-	fmt.Fprintln(stdout, key)
-	fmt.Fprintf(stderr, "created key %s for user %s with scopes %s%s; it is shown only once\n",
-		created.Prefix, u.Name, strings.Join(scopes, ","), limitsNote(*rpm, *tpm))
-	return nil
+		fmt.Fprintln(stdout, key)
+		fmt.Fprintf(stderr, "created key %s for user %s with scopes %s%s; it is shown only once\n",
+			created.Prefix, u.Name, strings.Join(scopes, ","), limitsNote(*rpm, *tpm))
+		return nil
+	})
 }
 
 func limitsNote(rpm, tpm int) string {
@@ -168,36 +147,31 @@ func keysList(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	st, err := openKeyStore(ctx, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	list, err := st.ListAPIKeys(ctx, *user)
-	if errors.Is(err, store.ErrNotFound) && *user != "" {
-		return fmt.Errorf("keys list: no user named %q", *user)
-	}
-	if err != nil {
-		return fmt.Errorf("keys list: %w", err)
-	}
-	if len(list) == 0 {
-		if *user != "" {
-			fmt.Fprintf(stderr, "user %s has no API keys\n", *user)
-		} else {
-			fmt.Fprintln(stderr, "no API keys (ragway keys create makes one)")
+	return withStore(*cfgPath, true, func(ctx context.Context, st *store.Store) error {
+		list, err := st.ListAPIKeys(ctx, *user)
+		if errors.Is(err, store.ErrNotFound) && *user != "" {
+			return fmt.Errorf("keys list: no user named %q", *user)
 		}
-		return nil
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PREFIX\tUSER\tNAME\tSCOPES\tLIMITS\tCREATED\tLAST USED\tREVOKED")
-	for _, k := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.Prefix, k.UserName, orDash(k.Name),
-			strings.Join(k.Scopes, ","), formatLimits(k.RPMLimit, k.TPMLimit),
-			formatTime(k.CreatedAt), formatTime(k.LastUsedAt), formatTime(k.RevokedAt))
-	}
-	return tw.Flush()
+		if err != nil {
+			return fmt.Errorf("keys list: %w", err)
+		}
+		if len(list) == 0 {
+			if *user != "" {
+				fmt.Fprintf(stderr, "user %s has no API keys\n", *user)
+			} else {
+				fmt.Fprintln(stderr, "no API keys (ragway keys create makes one)")
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PREFIX\tUSER\tNAME\tSCOPES\tLIMITS\tCREATED\tLAST USED\tREVOKED")
+		for _, k := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.Prefix, k.UserName, orDash(k.Name),
+				strings.Join(k.Scopes, ","), formatLimits(k.RPMLimit, k.TPMLimit),
+				formatTime(k.CreatedAt), formatTime(k.LastUsedAt), formatTime(k.RevokedAt))
+		}
+		return tw.Flush()
+	})
 }
 
 func orDash(s string) string {
@@ -241,28 +215,23 @@ func keysRevoke(args []string, stdout, stderr io.Writer) error {
 			auth.KeyScheme, auth.PrefixRandLen)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	st, err := openKeyStore(ctx, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	before, err := st.APIKeyByPrefix(ctx, prefix)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("keys revoke: no key with prefix %s (ragway keys list shows them)", prefix)
-	}
-	if err != nil {
-		return fmt.Errorf("keys revoke %s: %w", prefix, err)
-	}
-	if before.Revoked() {
-		fmt.Fprintf(stdout, "key %s of user %s was already revoked at %s\n", prefix, before.UserName, formatTime(before.RevokedAt))
+	return withStore(*cfgPath, true, func(ctx context.Context, st *store.Store) error {
+		before, err := st.APIKeyByPrefix(ctx, prefix)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("keys revoke: no key with prefix %s (ragway keys list shows them)", prefix)
+		}
+		if err != nil {
+			return fmt.Errorf("keys revoke %s: %w", prefix, err)
+		}
+		if before.Revoked() {
+			fmt.Fprintf(stdout, "key %s of user %s was already revoked at %s\n", prefix, before.UserName, formatTime(before.RevokedAt))
+			return nil
+		}
+		k, err := st.RevokeAPIKey(ctx, prefix)
+		if err != nil {
+			return fmt.Errorf("keys revoke %s: %w", prefix, err)
+		}
+		fmt.Fprintf(stdout, "revoked key %s of user %s\n", k.Prefix, k.UserName)
 		return nil
-	}
-	k, err := st.RevokeAPIKey(ctx, prefix)
-	if err != nil {
-		return fmt.Errorf("keys revoke %s: %w", prefix, err)
-	}
-	fmt.Fprintf(stdout, "revoked key %s of user %s\n", k.Prefix, k.UserName)
-	return nil
+	})
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/store"
-	"github.com/ragway/ragway/internal/pgcluster"
 	"github.com/ragway/ragway/internal/pgtest"
 )
 
@@ -39,32 +37,6 @@ func mustRagway(t *testing.T, args ...string) (stdout, stderr string) {
 func useDatabase(t *testing.T, dbURL string) {
 	t.Setenv("RAGWAY_DATABASE_URL", dbURL)
 	t.Setenv("DATABASE_URL", "")
-}
-
-// emptyDatabase creates a database without any migration, dropped when the test ends.
-func emptyDatabase(t *testing.T) string {
-	t.Helper()
-	server := pgtest.Server(t)
-	key, _, _, err := auth.NewKey() // any random lowercase name will do
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := "t_empty_" + key[4:12]
-	ctx := context.Background()
-	if err := pgcluster.CreateDatabase(ctx, server, name, "template0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := pgcluster.DropDatabase(context.Background(), server, name); err != nil {
-			t.Log(err)
-		}
-	})
-	u, err := url.Parse(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
 }
 
 var keyLine = regexp.MustCompile(`^rgw_[a-z0-9]{8}_[A-Za-z0-9]{40}\n$`)
@@ -168,7 +140,7 @@ func TestRedactURL(t *testing.T) {
 }
 
 func TestMigrate(t *testing.T) {
-	dbURL := emptyDatabase(t)
+	dbURL := pgtest.EmptyDatabase(t)
 	// Through a config file this time.
 	cfg := filepath.Join(t.TempDir(), "ragway.yaml")
 	if err := os.WriteFile(cfg, []byte("database_url: "+dbURL+"\n"), 0o600); err != nil {
@@ -203,7 +175,7 @@ func TestMigrate(t *testing.T) {
 }
 
 func TestKeysNeedMigratedDatabase(t *testing.T) {
-	useDatabase(t, emptyDatabase(t))
+	useDatabase(t, pgtest.EmptyDatabase(t))
 	_, _, err := ragway(t, "keys", "list")
 	if !errors.Is(err, store.ErrSchema) || !strings.Contains(err.Error(), "ragway migrate up") {
 		t.Fatalf("keys list on an empty database: %v, want a schema error telling to migrate", err)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"text/tabwriter"
 
 	"github.com/ragway/ragway/gateway/store"
@@ -27,17 +25,12 @@ func migrate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	st, err := openStore(ctx, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if sub == "status" {
-		return migrateStatus(ctx, st, stdout)
-	}
-	return migrateUp(ctx, st, stdout)
+	return withStore(*cfgPath, false, func(ctx context.Context, st *store.Store) error {
+		if sub == "status" {
+			return migrateStatus(ctx, st, stdout)
+		}
+		return migrateUp(ctx, st, stdout)
+	})
 }
 
 func migrateUp(ctx context.Context, st *store.Store, stdout io.Writer) error {
