@@ -63,13 +63,11 @@ func toMessageJSON(m store.Message) messageJSON {
 // notFound turns store.ErrNotFound into a 404 naming what was looked up; another
 // user's conversation is reported exactly like one that does not exist.
 func notFound(err error, what, id string) error {
-	if isNotFound(err) {
+	if errors.Is(err, store.ErrNotFound) {
 		return oai.NotFound(what, id, "")
 	}
 	return err
 }
-
-func isNotFound(err error) bool { return err != nil && errors.Is(err, store.ErrNotFound) }
 
 // listConversations serves GET /v1/conversations?limit=N&after=ID.
 func (s *server) listConversations(c *fiber.Ctx) error {
