@@ -1,0 +1,169 @@
+package rag
+
+import "unicode/utf8"
+
+// Document is the text to split.
+type Document struct {
+	// Title is the first element of every chunk's heading path when not empty.
+	Title string
+	// Text should have been through Normalize.
+	Text string
+	// Markdown enables setext headings (=== and --- underlines) and code fences. ATX
+	// headings ("# Title") are recognised in plain text too.
+	Markdown bool
+}
+
+// Options size the chunks. The zero value is the defaults.
+type Options struct {
+	// ChunkTokens is the target size of a chunk, without its overlap, in estimated
+	// tokens (EstimateTokens). <= 0 means 400.
+	ChunkTokens int
+	// Overlap is how much of the end of the previous chunk of the same section a
+	// chunk starts with, at most, in estimated tokens. 0 means the default, 15% of
+	// ChunkTokens (60 for 400); < 0 means none. It is capped at ChunkTokens/2.
+	Overlap int
+}
+
+// Defaults.
+const (
+	DefaultChunkTokens = 400
+	defaultOverlapPct  = 15
+)
+
+func (o Options) withDefaults() Options {
+	if o.ChunkTokens <= 0 {
+		o.ChunkTokens = DefaultChunkTokens
+	}
+	switch {
+	case o.Overlap == 0:
+		o.Overlap = o.ChunkTokens * defaultOverlapPct / 100
+	case o.Overlap < 0:
+		o.Overlap = 0
+	case o.Overlap > o.ChunkTokens/2:
+		o.Overlap = o.ChunkTokens / 2
+	}
+	return o
+}
+
+// Chunk is one retrieval unit.
+type Chunk struct {
+	// Ordinal is the chunk's position in the document, from 0.
+	Ordinal int
+	// Heading is the heading path of the chunk's section, "Title > A > B", or "".
+	Heading string
+	// Text is the chunk: its overlap, then its own text. It never spans two
+	// sections, and a heading line is in Heading, not in Text.
+	Text string
+	// Tokens is EstimateTokens(Text): at most ChunkTokens + Overlap.
+	Tokens int
+	// OverlapBytes is the length of the prefix of Text that repeats the end of the
+	// previous chunk; Text[OverlapBytes:] is the chunk's own text.
+	OverlapBytes int
+}
+
+// Split cuts doc into chunks: by section (headings), then within a section by
+// paragraphs packed up to opts.ChunkTokens, with a paragraph over the target cut at
+// sentence ends, then line ends, then commas, then anywhere (at a rune, preferably
+// between words). A Markdown code fence is one paragraph, cut only at line ends when
+// over the target. Each chunk after the first of a section starts with the end of the
+// previous one (opts.Overlap), taken from a sentence start when one is near enough,
+// else from a word or rune. The chunks' own texts, in order, are the sections' texts
+// (headings left out) up to white space.
+func Split(doc Document, opts Options) []Chunk {
+	opts = opts.withDefaults()
+	text := doc.Text
+	var (
+		chunks []Chunk
+		units  []unit
+	)
+	for _, sec := range sections(doc) {
+		units = units[:0]
+		for _, bl := range sec.blocks {
+			cutters := proseCutters
+			if bl.code {
+				cutters = codeCutters
+			}
+			units = refine(units, text, bl.start, bl.end, opts.ChunkTokens, cutters)
+		}
+		prevStart := -1
+		for i := 0; i < len(units); {
+			start, sum := units[i].start, units[i].tokens
+			j := i + 1
+			for ; j < len(units); j++ {
+				n := sum + EstimateTokens(text[units[j-1].end:units[j].start]) + units[j].tokens
+				if n > opts.ChunkTokens {
+					break
+				}
+				sum = n
+			}
+			end := units[j-1].end
+			from := start
+			if prevStart >= 0 && opts.Overlap > 0 {
+				from = overlapStart(text, prevStart, start, opts.Overlap)
+			}
+			t := text[from:end]
+			chunks = append(chunks, Chunk{
+				Ordinal:      len(chunks),
+				Heading:      sec.heading,
+				Text:         t,
+				Tokens:       EstimateTokens(t),
+				OverlapBytes: start - from,
+			})
+			prevStart, i = start, j
+		}
+	}
+	return chunks
+}
+
+// overlapStart returns where the overlap of a chunk starting at start begins, the
+// previous chunk starting at prev: the earliest sentence or line start in
+// [prev, start) that keeps the overlap within limit tokens; failing that, the
+// earliest clause start (after a comma); failing that, the earliest rune, moved
+// forward out of a word; start when nothing fits.
+func overlapStart(text string, prev, start, limit int) int {
+	// An estimated token covers at most 4 bytes (one rune, or 3 ASCII bytes): no
+	// overlap within limit tokens is longer than 4*limit bytes.
+	lo := max(prev, start-4*limit-4)
+	for lo < start && !utf8.RuneStart(text[lo]) {
+		lo++
+	}
+	// Sentence and line starts first, then clause starts: the earliest that fits is
+	// the longest overlap (cuts increase).
+	if lo == prev && EstimateTokens(text[prev:start]) <= limit {
+		return prev
+	}
+	for _, tier := range [][]cutter{{sentenceCuts, lineCuts}, {clauseCuts}} {
+		best := start
+		for _, cut := range tier {
+			for _, c := range cut(text, lo, start) {
+				if c < best && EstimateTokens(text[c:start]) <= limit {
+					best = c
+					break
+				}
+			}
+		}
+		if best < start {
+			return best
+		}
+	}
+	// No sentence fits: the longest suffix within limit, from a rune, out of a word.
+	l, h := lo, start
+	for l < h {
+		mid := int(uint(l+h) >> 1)
+		if EstimateTokens(text[mid:start]) <= limit {
+			h = mid
+		} else {
+			l = mid + 1
+		}
+	}
+	c := l
+	for c < start && !utf8.RuneStart(text[c]) {
+		c++
+	}
+	if inWord(text, c) {
+		for c < start && !isSpaceByte(text[c]) {
+			c++
+		}
+	}
+	return skipSpace(text, c, start)
+}

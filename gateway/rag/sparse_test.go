@@ -1,0 +1,128 @@
+package rag
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ragway/ragway/gateway/vectorstore"
+)
+
+func checkSorted(t *testing.T, v vectorstore.Sparse) {
+	t.Helper()
+	if len(v.Indices) != len(v.Values) {
+		t.Fatalf("%d indices, %d values", len(v.Indices), len(v.Values))
+	}
+	for i := 1; i < len(v.Indices); i++ {
+		if v.Indices[i-1] >= v.Indices[i] {
+			t.Fatalf("indices not strictly increasing at %d: %v", i, v.Indices)
+		}
+	}
+}
+
+func weightOf(v vectorstore.Sparse, term string) float32 {
+	if i, ok := slices.BinarySearch(v.Indices, TermID(term)); ok {
+		return v.Values[i]
+	}
+	return 0
+}
+
+func TestDocVector(t *testing.T) {
+	tests := []struct {
+		name  string
+		text  string
+		terms map[string]int // term -> tf
+	}{
+		{"empty", "", nil},
+		{"stopwords only", "the and of", nil},
+		{"english repeats merged", "cache miss cache hit cache", map[string]int{"cache": 3, "miss": 1, "hit": 1}},
+		{"chinese", "网关返回503错误，网关重试", map[string]int{"网关": 2, "关返": 1, "返回": 1, "503": 1, "错误": 1, "关重": 1, "重试": 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := DocVector(tt.text)
+			checkSorted(t, v)
+			if len(v.Indices) != len(tt.terms) {
+				t.Fatalf("%d entries, want %d", len(v.Indices), len(tt.terms))
+			}
+			dl := 0
+			for _, tf := range tt.terms {
+				dl += tf
+			}
+			for term, tf := range tt.terms {
+				f := float64(tf)
+				want := f * (K1 + 1) / (f + K1*(1-B+B*float64(dl)/AvgDocTerms))
+				if got := weightOf(v, term); math.Abs(float64(got)-want) > 1e-6 {
+					t.Errorf("weight(%q) = %v, want %v", term, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestDocVectorMonotonicInTF(t *testing.T) {
+	// Same document length, more occurrences of "redis": its weight grows, and stays
+	// below K1+1.
+	prev := float32(0)
+	for tf := 1; tf <= 20; tf++ {
+		words := make([]string, 0, 40)
+		for i := 0; i < 40; i++ {
+			if i < tf {
+				words = append(words, "redis")
+			} else {
+				words = append(words, "w"+strings.Repeat("x", i%7+1)+string(rune('a'+i%26)))
+			}
+		}
+		w := weightOf(DocVector(strings.Join(words, " ")), "redis")
+		if w <= prev || w >= K1+1 {
+			t.Fatalf("tf=%d: weight %v after %v (cap %v)", tf, w, prev, K1+1)
+		}
+		prev = w
+	}
+	// Longer documents weigh the same tf less.
+	short := weightOf(DocVector("redis cache"), "redis")
+	long := weightOf(DocVector("redis "+strings.Repeat("cache ", 500)), "redis")
+	if long >= short {
+		t.Errorf("length normalisation: long %v >= short %v", long, short)
+	}
+}
+
+func TestQueryVector(t *testing.T) {
+	v := QueryVector("Redis 缓存 redis 缓存失效")
+	checkSorted(t, v)
+	want := map[string]bool{"redis": true, "缓存": true, "存失": true, "失效": true}
+	if len(v.Indices) != len(want) {
+		t.Fatalf("QueryVector has %d terms, want %d", len(v.Indices), len(want))
+	}
+	for term := range want {
+		if weightOf(v, term) != 1 {
+			t.Errorf("weight(%q) = %v, want 1", term, weightOf(v, term))
+		}
+	}
+	if e := QueryVector("..."); len(e.Indices) != 0 {
+		t.Errorf("empty query: %v", e)
+	}
+}
+
+func TestIDF(t *testing.T) {
+	tests := []struct {
+		name   string
+		n, df  int
+		want   float64
+		approx bool
+	}{
+		{"rare", 1000, 1, math.Log(1 + 999.5/1.5), false},
+		{"common", 1000, 1000, math.Log(1 + 0.5/1000.5), false},
+		{"clamped df", 10, 20, math.Log(1 + 0.5/10.5), false},
+		{"negative", -1, -1, math.Log(2), false},
+	}
+	for _, tt := range tests {
+		if got := IDF(tt.n, tt.df); math.Abs(got-tt.want) > 1e-12 {
+			t.Errorf("%s: IDF(%d,%d) = %v, want %v", tt.name, tt.n, tt.df, got, tt.want)
+		}
+	}
+	if IDF(1000, 1) <= IDF(1000, 10) || IDF(1000, 1000) <= 0 {
+		t.Error("IDF not decreasing in docFreq or not positive")
+	}
+}
