@@ -1,0 +1,414 @@
+package embedded
+
+import (
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/ragway/ragway/gateway/vectorstore"
+)
+
+// kb is the index of one knowledge base. Points live in slots; a replaced or
+// deleted point leaves a dead slot until compaction renumbers the live ones.
+type kb struct {
+	dim int // dense dimension, 0 until the first dense vector
+
+	// Per slot.
+	ids      []string
+	doc      []int32 // index into docNames
+	dead     []bool
+	terms    [][]uint32 // sparse term ids, to maintain document frequencies on delete
+	denseRow []int32    // row in dense, or -1
+
+	dense     []float32 // normalised vectors, dim per row
+	denseSlot []int32   // row → slot
+
+	slotOf   map[string]int32 // live chunk id → slot
+	docNames []string
+	docIdx   map[string]int32
+	docSlots [][]int32 // by doc index; may list dead slots
+
+	post    map[uint32]*postings
+	nSparse int // live points with a non-empty sparse vector: N of idf
+	nDead   int
+}
+
+// postings of one term, as parallel arrays in slot order. They may include
+// dead slots; df counts only live ones.
+type postings struct {
+	slots   []int32
+	weights []float32
+	df      int32
+}
+
+func newKB() *kb {
+	return &kb{
+		slotOf: make(map[string]int32),
+		docIdx: make(map[string]int32),
+		post:   make(map[uint32]*postings),
+	}
+}
+
+func (k *kb) add(p *vectorstore.Point) {
+	slot := int32(len(k.ids))
+	d, ok := k.docIdx[p.DocumentID]
+	if !ok {
+		d = int32(len(k.docNames))
+		k.docNames = append(k.docNames, p.DocumentID)
+		k.docIdx[p.DocumentID] = d
+		k.docSlots = append(k.docSlots, nil)
+	}
+	k.ids = append(k.ids, p.ChunkID)
+	k.doc = append(k.doc, d)
+	k.dead = append(k.dead, false)
+	k.docSlots[d] = append(k.docSlots[d], slot)
+	k.slotOf[p.ChunkID] = slot
+
+	row := int32(-1)
+	if p.Dense != nil {
+		if k.dim == 0 {
+			k.dim = len(p.Dense)
+		}
+		row = int32(len(k.denseSlot))
+		k.denseSlot = append(k.denseSlot, slot)
+		k.dense = append(k.dense, normalised(p.Dense)...)
+	}
+	k.denseRow = append(k.denseRow, row)
+
+	var terms []uint32
+	if n := len(p.Sparse.Indices); n > 0 {
+		terms = slices.Clone(p.Sparse.Indices)
+		for i, t := range terms {
+			pl := k.post[t]
+			if pl == nil {
+				pl = new(postings)
+				k.post[t] = pl
+			}
+			pl.slots = append(pl.slots, slot)
+			pl.weights = append(pl.weights, p.Sparse.Values[i])
+			pl.df++
+		}
+		k.nSparse++
+	}
+	k.terms = append(k.terms, terms)
+}
+
+// remove marks the live point chunkID dead, if there is one.
+func (k *kb) remove(chunkID string) {
+	slot, ok := k.slotOf[chunkID]
+	if !ok {
+		return
+	}
+	k.kill(slot)
+}
+
+func (k *kb) kill(slot int32) {
+	k.dead[slot] = true
+	k.nDead++
+	delete(k.slotOf, k.ids[slot])
+	if terms := k.terms[slot]; len(terms) > 0 {
+		for _, t := range terms {
+			k.post[t].df--
+		}
+		k.nSparse--
+	}
+	k.terms[slot] = nil
+}
+
+// removeDocument kills every live point of documentID and returns their ids.
+func (k *kb) removeDocument(documentID string) []string {
+	d, ok := k.docIdx[documentID]
+	if !ok {
+		return nil
+	}
+	var ids []string
+	for _, slot := range k.docSlots[d] {
+		if !k.dead[slot] {
+			ids = append(ids, k.ids[slot])
+			k.kill(slot)
+		}
+	}
+	k.docSlots[d] = nil
+	return ids
+}
+
+// maybeCompact renumbers the live slots when more than a quarter are dead.
+func (k *kb) maybeCompact() {
+	if k.nDead == 0 || k.nDead*4 <= len(k.ids) {
+		return
+	}
+	remap := make([]int32, len(k.ids))
+	live := len(k.ids) - k.nDead
+	ids := make([]string, 0, live)
+	doc := make([]int32, 0, live)
+	terms := make([][]uint32, 0, live)
+	denseRow := make([]int32, 0, live)
+	var dense []float32
+	var denseSlot []int32
+	docNames := make([]string, 0, len(k.docNames))
+	docIdx := make(map[string]int32, len(k.docNames))
+	var docSlots [][]int32
+	for old := range k.ids {
+		if k.dead[old] {
+			remap[old] = -1
+			continue
+		}
+		slot := int32(len(ids))
+		remap[old] = slot
+		ids = append(ids, k.ids[old])
+		name := k.docNames[k.doc[old]]
+		d, ok := docIdx[name]
+		if !ok {
+			d = int32(len(docNames))
+			docNames = append(docNames, name)
+			docIdx[name] = d
+			docSlots = append(docSlots, nil)
+		}
+		doc = append(doc, d)
+		docSlots[d] = append(docSlots[d], slot)
+		terms = append(terms, k.terms[old])
+		row := int32(-1)
+		if r := k.denseRow[old]; r >= 0 {
+			row = int32(len(denseSlot))
+			denseSlot = append(denseSlot, slot)
+			dense = append(dense, k.dense[int(r)*k.dim:int(r+1)*k.dim]...)
+		}
+		denseRow = append(denseRow, row)
+		k.slotOf[k.ids[old]] = slot
+	}
+	for t, pl := range k.post {
+		if pl.df == 0 {
+			delete(k.post, t)
+			continue
+		}
+		n := 0
+		for i, s := range pl.slots {
+			if ns := remap[s]; ns >= 0 {
+				pl.slots[n] = ns
+				pl.weights[n] = pl.weights[i]
+				n++
+			}
+		}
+		pl.slots = slices.Clip(pl.slots[:n])
+		pl.weights = slices.Clip(pl.weights[:n])
+	}
+	k.ids, k.doc, k.terms, k.denseRow = ids, doc, terms, denseRow
+	k.dead = make([]bool, len(ids))
+	k.dense, k.denseSlot = dense, denseSlot
+	k.docNames, k.docIdx, k.docSlots = docNames, docIdx, docSlots
+	k.nDead = 0
+}
+
+// allowedDocs turns a document filter into a mask by doc index: nil means
+// every document; any is false when no listed document exists.
+func (k *kb) allowedDocs(documentIDs []string) (mask []bool, found bool) {
+	if len(documentIDs) == 0 {
+		return nil, true
+	}
+	mask = make([]bool, len(k.docNames))
+	for _, id := range documentIDs {
+		if d, ok := k.docIdx[id]; ok {
+			mask[d] = true
+			found = true
+		}
+	}
+	return mask, found
+}
+
+// scratch is per-search working memory for sparse scoring, pooled.
+type scratch struct {
+	acc     []float32 // by slot
+	gen     []uint32  // by slot: acc[slot] is valid when gen[slot] == g
+	g       uint32
+	touched []int32
+}
+
+func (sc *scratch) reset(n int) {
+	if len(sc.acc) < n {
+		sc.acc = make([]float32, n)
+		sc.gen = make([]uint32, n)
+		sc.g = 0
+	}
+	sc.g++
+	if sc.g == 0 { // wrapped: old stamps could collide
+		clear(sc.gen)
+		sc.g = 1
+	}
+	sc.touched = sc.touched[:0]
+}
+
+func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed []bool) []vectorstore.Hit {
+	sc.reset(len(k.ids))
+	acc, gen, g := sc.acc, sc.gen, sc.g
+	touched := sc.touched
+	for i, t := range q.Indices {
+		pl := k.post[t]
+		if pl == nil || pl.df == 0 {
+			continue
+		}
+		qw := float32(vectorstore.IDF(k.nSparse, int(pl.df))) * q.Values[i]
+		weights := pl.weights[:len(pl.slots)]
+		for j, s := range pl.slots {
+			if gen[s] != g {
+				gen[s] = g
+				acc[s] = 0
+				touched = append(touched, s)
+			}
+			acc[s] += qw * weights[j]
+		}
+	}
+	sc.touched = touched
+	h := topK{k: k, limit: limit}
+	for _, s := range touched {
+		if k.dead[s] || (allowed != nil && !allowed[k.doc[s]]) {
+			continue
+		}
+		h.offer(acc[s], s)
+	}
+	return h.hits()
+}
+
+func (k *kb) searchDense(q []float32, limit int, allowed []bool) []vectorstore.Hit {
+	h := topK{k: k, limit: limit}
+	dim := k.dim
+	if dim == 0 {
+		return nil
+	}
+	if allowed != nil {
+		for d, ok := range allowed {
+			if !ok {
+				continue
+			}
+			for _, s := range k.docSlots[d] {
+				if r := k.denseRow[s]; r >= 0 && !k.dead[s] {
+					h.offer(dot(q, k.dense[int(r)*dim:int(r+1)*dim]), s)
+				}
+			}
+		}
+		return h.hits()
+	}
+	rows := len(k.denseSlot)
+	parts := min(runtime.GOMAXPROCS(0), rows*dim/parallelDenseWork)
+	if parts <= 1 {
+		k.scanDense(&h, q, 0, rows)
+		return h.hits()
+	}
+	// Large knowledge base: scan slices of the slab in parallel, then merge.
+	heaps := make([]topK, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		heaps[p] = topK{k: k, limit: limit}
+		lo, hi := rows*p/parts, rows*(p+1)/parts
+		if p == parts-1 {
+			k.scanDense(&heaps[p], q, lo, hi)
+			break
+		}
+		wg.Go(func() { k.scanDense(&heaps[p], q, lo, hi) })
+	}
+	wg.Wait()
+	for _, ph := range heaps {
+		for _, e := range ph.e {
+			h.offer(e.score, e.slot)
+		}
+	}
+	return h.hits()
+}
+
+// parallelDenseWork is the number of multiply-adds above which a dense scan
+// is split across GOMAXPROCS goroutines (≈ 1 ms of work on one core). A
+// variable so that tests can exercise the parallel path on small inputs.
+var parallelDenseWork = 1 << 22
+
+func (k *kb) scanDense(h *topK, q []float32, lo, hi int) {
+	dim := k.dim
+	for r := lo; r < hi; r++ {
+		s := k.denseSlot[r]
+		if k.dead[s] {
+			continue
+		}
+		h.offer(dot(q, k.dense[r*dim:(r+1)*dim]), s)
+	}
+}
+
+func dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// topK keeps the best limit (score, slot) pairs in a min-heap whose root is
+// the worst kept: lower score, or equal score and greater chunk id.
+type topK struct {
+	k     *kb
+	limit int
+	e     []entry
+}
+
+type entry struct {
+	score float32
+	slot  int32
+}
+
+func (h *topK) worse(a, b entry) bool {
+	if a.score != b.score {
+		return a.score < b.score
+	}
+	return h.k.ids[a.slot] > h.k.ids[b.slot]
+}
+
+func (h *topK) offer(score float32, slot int32) {
+	e := entry{score, slot}
+	if len(h.e) < h.limit {
+		h.e = append(h.e, e)
+		for i := len(h.e) - 1; i > 0; {
+			p := (i - 1) / 2
+			if !h.worse(h.e[i], h.e[p]) {
+				break
+			}
+			h.e[i], h.e[p] = h.e[p], h.e[i]
+			i = p
+		}
+		return
+	}
+	if score < h.e[0].score || !h.worse(h.e[0], e) {
+		return
+	}
+	h.e[0] = e
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < len(h.e) && h.worse(h.e[l], h.e[m]) {
+			m = l
+		}
+		if r := l + 1; r < len(h.e) && h.worse(h.e[r], h.e[m]) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		h.e[i], h.e[m] = h.e[m], h.e[i]
+		i = m
+	}
+}
+
+func (h *topK) hits() []vectorstore.Hit {
+	out := make([]vectorstore.Hit, len(h.e))
+	for i, e := range h.e {
+		out[i] = vectorstore.Hit{
+			ChunkID:    h.k.ids[e.slot],
+			DocumentID: h.k.docNames[h.k.doc[e.slot]],
+			Score:      float64(e.score),
+		}
+	}
+	vectorstore.SortHits(out)
+	return out
+}

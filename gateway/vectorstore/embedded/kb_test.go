@@ -1,0 +1,225 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/ragway/ragway/gateway/vectorstore"
+)
+
+// refSparse and refDense define search results by brute force.
+func refSparse(pts map[string]vectorstore.Point, kb string, q vectorstore.Sparse) map[string]float64 {
+	var n int
+	df := map[uint32]int{}
+	for _, p := range pts {
+		if p.KBID != kb || len(p.Sparse.Indices) == 0 {
+			continue
+		}
+		n++
+		for _, t := range p.Sparse.Indices {
+			df[t]++
+		}
+	}
+	out := map[string]float64{}
+	for id, p := range pts {
+		if p.KBID != kb {
+			continue
+		}
+		var score float64
+		match := false
+		for i, t := range p.Sparse.Indices {
+			if j, ok := slices.BinarySearch(q.Indices, t); ok {
+				match = true
+				score += float64(q.Values[j]) * vectorstore.IDF(n, df[t]) * float64(p.Sparse.Values[i])
+			}
+		}
+		if match {
+			out[id] = score
+		}
+	}
+	return out
+}
+
+func refDense(pts map[string]vectorstore.Point, kb string, q []float32) map[string]float64 {
+	out := map[string]float64{}
+	for id, p := range pts {
+		if p.KBID != kb || p.Dense == nil {
+			continue
+		}
+		var d, na, nb float64
+		for i := range q {
+			d += float64(q[i]) * float64(p.Dense[i])
+			na += float64(q[i]) * float64(q[i])
+			nb += float64(p.Dense[i]) * float64(p.Dense[i])
+		}
+		out[id] = d / math.Sqrt(na*nb)
+	}
+	return out
+}
+
+// TestAgainstReference applies random upserts and deletes (enough to force
+// compactions) and checks every search against brute force.
+func TestAgainstReference(t *testing.T) {
+	defer func(w int) { parallelDenseWork = w }(parallelDenseWork)
+	parallelDenseWork = 16 // exercise the parallel dense scan too
+
+	const dim = 4
+	r := rand.New(rand.NewPCG(7, 8))
+	s := New()
+	ctx := context.Background()
+	ref := map[string]vectorstore.Point{}
+	kbs := []string{"kb-0", "kb-1"}
+	randPoint := func() vectorstore.Point {
+		p := vectorstore.Point{
+			ChunkID:    fmt.Sprintf("00000000-0000-4000-8000-%012x", r.IntN(80)),
+			DocumentID: fmt.Sprintf("doc-%d", r.IntN(6)),
+		}
+		// A chunk stays in one knowledge base.
+		if old, ok := ref[p.ChunkID]; ok {
+			p.KBID = old.KBID
+		} else {
+			p.KBID = kbs[r.IntN(2)]
+		}
+		if r.IntN(4) > 0 {
+			p.Dense = make([]float32, dim)
+			for i := range p.Dense {
+				p.Dense[i] = float32(r.NormFloat64())
+			}
+		}
+		m := map[uint32]float32{}
+		for range r.IntN(5) {
+			m[uint32(r.IntN(12))] = float32(1 + r.IntN(3))
+		}
+		for t := range m {
+			p.Sparse.Indices = append(p.Sparse.Indices, t)
+		}
+		slices.Sort(p.Sparse.Indices)
+		for _, t := range p.Sparse.Indices {
+			p.Sparse.Values = append(p.Sparse.Values, m[t])
+		}
+		return p
+	}
+	check := func(step int) {
+		t.Helper()
+		for _, kb := range kbs {
+			q := vectorstore.Query{KBID: kb, TopK: 1000, Sparse: vectorstore.Sparse{
+				Indices: []uint32{uint32(r.IntN(6)), uint32(6 + r.IntN(6))}, Values: []float32{1, 2}}}
+			compare(t, fmt.Sprintf("step %d %s sparse", step, kb), s, q, refSparse(ref, kb, q.Sparse))
+			q = vectorstore.Query{KBID: kb, TopK: 1000, Dense: []float32{1, -1, 0.5, 2}}
+			compare(t, fmt.Sprintf("step %d %s dense", step, kb), s, q, refDense(ref, kb, q.Dense))
+		}
+	}
+	for step := range 400 {
+		switch op := r.IntN(20); {
+		case op < 14:
+			var batch []vectorstore.Point
+			for range 1 + r.IntN(4) {
+				p := randPoint()
+				batch = append(batch, p)
+				ref[p.ChunkID] = p
+			}
+			if err := s.Upsert(ctx, batch); err != nil {
+				t.Fatalf("step %d: Upsert: %v", step, err)
+			}
+		case op < 19:
+			kb, doc := kbs[r.IntN(2)], fmt.Sprintf("doc-%d", r.IntN(6))
+			if err := s.DeleteDocument(ctx, kb, doc); err != nil {
+				t.Fatalf("step %d: DeleteDocument: %v", step, err)
+			}
+			for id, p := range ref {
+				if p.KBID == kb && p.DocumentID == doc {
+					delete(ref, id)
+				}
+			}
+		default:
+			kb := kbs[r.IntN(2)]
+			if err := s.DeleteKB(ctx, kb); err != nil {
+				t.Fatalf("step %d: DeleteKB: %v", step, err)
+			}
+			for id, p := range ref {
+				if p.KBID == kb {
+					delete(ref, id)
+				}
+			}
+		}
+		check(step)
+	}
+}
+
+func compare(t *testing.T, what string, s *Store, q vectorstore.Query, want map[string]float64) {
+	t.Helper()
+	hits, err := s.Search(context.Background(), q)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if len(hits) != len(want) {
+		t.Fatalf("%s: %d hits, want %d", what, len(hits), len(want))
+	}
+	for i, h := range hits {
+		w, ok := want[h.ChunkID]
+		if !ok || math.Abs(h.Score-w) > 1e-4*math.Max(1, math.Abs(w)) {
+			t.Fatalf("%s: hit %+v, want score %v (present %v)", what, h, w, ok)
+		}
+		if i > 0 && (h.Score > hits[i-1].Score || h.Score == hits[i-1].Score && h.ChunkID < hits[i-1].ChunkID) {
+			t.Fatalf("%s: hits out of order at %d: %+v", what, i, hits)
+		}
+	}
+}
+
+func TestCompactionReclaimsSlots(t *testing.T) {
+	s := New()
+	ctx := context.Background()
+	for round := range 10 {
+		var batch []vectorstore.Point
+		for i := range 100 {
+			batch = append(batch, vectorstore.Point{
+				ChunkID: fmt.Sprintf("00000000-0000-4000-8000-%012x", i), KBID: "kb", DocumentID: "d",
+				Dense: []float32{1, float32(round)}, Sparse: vectorstore.Sparse{Indices: []uint32{uint32(round)}, Values: []float32{1}},
+			})
+		}
+		if err := s.Upsert(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := s.kbs["kb"]
+	if len(k.ids) > 134 || len(k.denseSlot) > 134 {
+		t.Errorf("after 1000 upserts of 100 chunks: %d slots, %d dense rows; want ≤ 134 (≤ 25%% dead)", len(k.ids), len(k.denseSlot))
+	}
+	if len(k.post) != 1 {
+		t.Errorf("%d posting lists, want 1 (stale terms dropped)", len(k.post))
+	}
+}
+
+func TestClosedAndCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s := New()
+	q := vectorstore.Query{KBID: "kb", Sparse: vectorstore.Sparse{Indices: []uint32{1}, Values: []float32{1}}, TopK: 1}
+	if _, err := s.Search(ctx, q); !errors.Is(err, context.Canceled) {
+		t.Errorf("Search with cancelled ctx: %v", err)
+	}
+	if err := s.Upsert(ctx, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("Upsert with cancelled ctx: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx = context.Background()
+	if _, err := s.Search(ctx, q); !errors.Is(err, vectorstore.ErrClosed) {
+		t.Errorf("Search after Close: %v", err)
+	}
+	if err := s.Upsert(ctx, nil); !errors.Is(err, vectorstore.ErrClosed) {
+		t.Errorf("Upsert after Close: %v", err)
+	}
+	if err := s.DeleteDocument(ctx, "kb", "d"); !errors.Is(err, vectorstore.ErrClosed) {
+		t.Errorf("DeleteDocument after Close: %v", err)
+	}
+	if err := s.DeleteKB(ctx, "kb"); !errors.Is(err, vectorstore.ErrClosed) {
+		t.Errorf("DeleteKB after Close: %v", err)
+	}
+}
