@@ -1,6 +1,8 @@
-// Package rag prepares documents for retrieval-augmented chat: it normalises text,
-// cuts it into chunks that keep their heading path, and turns text into sparse
-// lexical vectors (BM25-style term weights) for the vector store.
+// Package rag is retrieval-augmented chat's text side: it normalises text, cuts it into
+// chunks that keep their heading path, turns text into sparse lexical vectors
+// (BM25-style term weights); an Indexer stores a document's chunks (Postgres first,
+// the source of truth, then the vector index), a Retriever finds the chunks that answer
+// a question, and Augment puts them in the prompt as numbered sources to cite.
 //
 // The pipeline for one document is
 //
@@ -12,15 +14,17 @@
 //
 // and for a query, QueryVector(q); the store applies IDF at query time.
 //
-// Everything here is pure and deterministic: no I/O, no model, no tokenizer. Token
+// The text functions are pure and deterministic: no I/O, no model, no tokenizer. Token
 // counts are estimates (EstimateTokens), conservative so that a chunk fits the budget
-// the caller sized it for. What the package is not: it does not parse HTML or PDF
-// (callers hand it text or Markdown), it does not embed (dense vectors come from an
-// embedding model elsewhere), and it does not store or search anything (package
-// vectorstore does).
+// the caller sized it for. Indexer and Retriever reach storage only through small
+// interfaces (*store.Store and a vectorstore.Store implement them). What the package is
+// not: it does not parse HTML or PDF (package ingest does), it does not embed (an
+// Embedder function wraps the embedding model), and it does not index or search
+// vectors itself (package vectorstore does).
 //
 // One responsibility per file: normalize.go (text clean-up), tokens.go (token
 // estimate), sections.go (Markdown headings and code fences), segment.go (paragraph,
 // sentence, line, clause and hard boundaries), chunk.go (packing and overlap),
-// terms.go (the lexical analyser), sparse.go (BM25 weights and vectors).
+// terms.go (the lexical analyser), sparse.go (BM25 weights and vectors), index.go
+// (storing a document's chunks), retrieve.go (finding sources), prompt.go (citing them).
 package rag

@@ -1,7 +1,6 @@
 package rag
 
 import (
-	"math"
 	"slices"
 
 	"github.com/ragway/ragway/gateway/vectorstore"
@@ -63,16 +62,6 @@ func QueryVector(text string) vectorstore.Sparse {
 		values[i] = 1
 	}
 	return vectorstore.Sparse{Indices: ids, Values: values}
-}
-
-// IDF is BM25's inverse document frequency of a term found in docFreq of docCount
-// documents (chunks): ln(1 + (N − n + 0.5)/(n + 0.5)). It is positive, and largest
-// for rare terms. Out-of-range counts are clamped.
-func IDF(docCount, docFreq int) float64 {
-	docCount = max(docCount, 0)
-	docFreq = min(max(docFreq, 0), docCount)
-	n, df := float64(docCount), float64(docFreq)
-	return math.Log(1 + (n-df+0.5)/(df+0.5))
 }
 
 // termIDs returns the TermID of each term of text, with repeats.

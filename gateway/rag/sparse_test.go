@@ -104,25 +104,3 @@ func TestQueryVector(t *testing.T) {
 		t.Errorf("empty query: %v", e)
 	}
 }
-
-func TestIDF(t *testing.T) {
-	tests := []struct {
-		name   string
-		n, df  int
-		want   float64
-		approx bool
-	}{
-		{"rare", 1000, 1, math.Log(1 + 999.5/1.5), false},
-		{"common", 1000, 1000, math.Log(1 + 0.5/1000.5), false},
-		{"clamped df", 10, 20, math.Log(1 + 0.5/10.5), false},
-		{"negative", -1, -1, math.Log(2), false},
-	}
-	for _, tt := range tests {
-		if got := IDF(tt.n, tt.df); math.Abs(got-tt.want) > 1e-12 {
-			t.Errorf("%s: IDF(%d,%d) = %v, want %v", tt.name, tt.n, tt.df, got, tt.want)
-		}
-	}
-	if IDF(1000, 1) <= IDF(1000, 10) || IDF(1000, 1000) <= 0 {
-		t.Error("IDF not decreasing in docFreq or not positive")
-	}
-}

@@ -24,8 +24,10 @@ type NewChunk struct {
 
 // Chunk is a stored chunk of a document.
 type Chunk struct {
-	ID            string
-	DocumentID    string
+	ID         string
+	DocumentID string
+	// DocumentTitle is filled by Chunks (for citations), empty elsewhere.
+	DocumentTitle string
 	KBID          string
 	Ordinal       int
 	Heading       string
@@ -146,13 +148,14 @@ func (s *Store) Chunks(ctx context.Context, userID, kbID string, ids []string) (
 				valid = append(valid, id)
 			}
 		}
-		rows, err := s.db.QueryContext(ctx, `SELECT `+chunkColumns+` FROM chunks c JOIN knowledge_bases k ON k.id = c.kb_id
+		rows, err := s.db.QueryContext(ctx, `SELECT `+chunkColumns+`, d.title FROM chunks c
+			JOIN knowledge_bases k ON k.id = c.kb_id JOIN documents d ON d.id = c.document_id
 			JOIN unnest($3::uuid[]) WITH ORDINALITY AS want(id, ord) ON want.id = c.id
 			WHERE c.kb_id = $1 AND k.user_id = $2 ORDER BY want.ord`, kbID, userID, valid)
 		if err != nil {
 			return err
 		}
-		out, err = scanChunks(rows, out)
+		out, err = scanChunks(rows, out, true)
 		return err
 	})
 	return out, err
@@ -178,7 +181,7 @@ func (s *Store) EachKBChunks(ctx context.Context, kbID string, batch int, fn fun
 			if err != nil {
 				return err
 			}
-			page, err = scanChunks(rows, nil)
+			page, err = scanChunks(rows, nil, false)
 			return err
 		})
 		if err != nil || len(page) == 0 {
@@ -217,7 +220,9 @@ func (s *Store) KnowledgeBaseIDs(ctx context.Context) ([]string, error) {
 const chunkColumns = `c.id, c.document_id, c.kb_id, c.ordinal, c.heading, c.content, c.token_count,
 	c.dense, c.sparse_indices, c.sparse_values`
 
-func scanChunks(rows *sql.Rows, out []Chunk) ([]Chunk, error) {
+// scanChunks reads rows of chunkColumns (followed by the document's title when
+// withTitle).
+func scanChunks(rows *sql.Rows, out []Chunk, withTitle bool) ([]Chunk, error) {
 	defer rows.Close()
 	for rows.Next() {
 		var (
@@ -226,8 +231,11 @@ func scanChunks(rows *sql.Rows, out []Chunk) ([]Chunk, error) {
 			idx    pq.Int64Array
 			values pq.Float32Array
 		)
-		if err := rows.Scan(&c.ID, &c.DocumentID, &c.KBID, &c.Ordinal, &c.Heading, &c.Content, &c.TokenCount,
-			&dense, &idx, &values); err != nil {
+		dest := []any{&c.ID, &c.DocumentID, &c.KBID, &c.Ordinal, &c.Heading, &c.Content, &c.TokenCount, &dense, &idx, &values}
+		if withTitle {
+			dest = append(dest, &c.DocumentTitle)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return out, err
 		}
 		if dense != nil {

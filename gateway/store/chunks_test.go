@@ -52,7 +52,7 @@ func TestIndexDocument(t *testing.T) {
 		t.Fatalf("Chunks = %+v", got)
 	}
 	c := got[1]
-	if c.Content != "first chunk 0" || c.Heading != "Doc > Part" || !slices.Equal(c.Dense, []float32{0.25, -1, 3.5}) ||
+	if c.Content != "first chunk 0" || c.DocumentTitle != doc.Title || c.Heading != "Doc > Part" || !slices.Equal(c.Dense, []float32{0.25, -1, 3.5}) ||
 		!slices.Equal(c.SparseIndices, []uint32{1, 4000000000}) || !slices.Equal(c.SparseValues, []float32{0.5, 0}) {
 		t.Fatalf("chunk read back %+v", c)
 	}

@@ -1,0 +1,86 @@
+package rag
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/vectorstore"
+)
+
+// ChunkWriter stores a document's chunks (*store.Store implements it).
+type ChunkWriter interface {
+	IndexDocument(ctx context.Context, userID, kbID, docID string, chunks []store.NewChunk) ([]store.Chunk, error)
+	FailDocument(ctx context.Context, userID, kbID, docID, reason string) error
+}
+
+// Indexer turns a document's text into chunks, stores them in Postgres (the source of
+// truth) and then in the vector index.
+type Indexer struct {
+	Store   ChunkWriter
+	Vectors vectorstore.Store
+	// Embed, when set, gives every chunk a dense vector too.
+	Embed   Embedder
+	Options Options
+}
+
+// Index chunks doc (document docID of userID's knowledge base kbID), stores the chunks
+// and indexes them, and returns how many there are. On failure the document is marked
+// failed with the reason, and the error is returned.
+func (x *Indexer) Index(ctx context.Context, userID, kbID, docID string, doc Document) (int, error) {
+	n, err := x.index(ctx, userID, kbID, docID, doc)
+	if err != nil {
+		if ferr := x.Store.FailDocument(context.WithoutCancel(ctx), userID, kbID, docID, err.Error()); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("mark the document failed: %w", ferr))
+		}
+		return 0, err
+	}
+	return n, nil
+}
+
+func (x *Indexer) index(ctx context.Context, userID, kbID, docID string, doc Document) (int, error) {
+	doc.Text = Normalize(doc.Text)
+	chunks := Split(doc, x.Options)
+	if len(chunks) == 0 {
+		return 0, errors.New("the document has no text")
+	}
+	rows := make([]store.NewChunk, len(chunks))
+	texts := make([]string, len(chunks))
+	for i, c := range chunks {
+		texts[i] = c.Heading + "\n" + c.Text // the heading makes its words findable
+		v := DocVector(texts[i])
+		rows[i] = store.NewChunk{Ordinal: c.Ordinal, Heading: c.Heading, Content: c.Text, TokenCount: c.Tokens,
+			SparseIndices: v.Indices, SparseValues: v.Values}
+	}
+	if x.Embed != nil {
+		vecs, err := x.Embed(ctx, texts)
+		if err != nil {
+			return 0, fmt.Errorf("embed the chunks: %w", err)
+		}
+		if len(vecs) != len(rows) {
+			return 0, fmt.Errorf("embed the chunks: %d vectors for %d chunks", len(vecs), len(rows))
+		}
+		for i := range rows {
+			rows[i].Dense = vecs[i]
+		}
+	}
+	stored, err := x.Store.IndexDocument(ctx, userID, kbID, docID, rows)
+	if err != nil {
+		return 0, fmt.Errorf("store the chunks: %w", err)
+	}
+	if err := x.Vectors.Upsert(ctx, Points(stored)); err != nil {
+		return 0, fmt.Errorf("index the chunks (stored in the database: ragway reindex rebuilds the index): %w", err)
+	}
+	return len(stored), nil
+}
+
+// Points converts stored chunks to vector-store points (also what rebuilds an index).
+func Points(chunks []store.Chunk) []vectorstore.Point {
+	out := make([]vectorstore.Point, len(chunks))
+	for i, c := range chunks {
+		out[i] = vectorstore.Point{ChunkID: c.ID, KBID: c.KBID, DocumentID: c.DocumentID, Dense: c.Dense,
+			Sparse: vectorstore.Sparse{Indices: c.SparseIndices, Values: c.SparseValues}}
+	}
+	return out
+}

@@ -1,0 +1,75 @@
+package rag
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/vectorstore"
+)
+
+// ChunkReader reads chunks back from Postgres (*store.Store implements it).
+type ChunkReader interface {
+	Chunks(ctx context.Context, userID, kbID string, ids []string) ([]store.Chunk, error)
+}
+
+// Embedder embeds texts with the configured embedding model (nil: sparse-only
+// retrieval).
+type Embedder func(ctx context.Context, texts []string) ([][]float32, error)
+
+// Retriever finds the chunks of a knowledge base that answer a question: hybrid search
+// (sparse always, dense when an Embedder is set) in the vector store, then the chunks'
+// texts and titles from Postgres.
+type Retriever struct {
+	Vectors vectorstore.Store
+	Chunks  ChunkReader
+	Embed   Embedder
+}
+
+// Retrieve returns up to topK sources for query in userID's knowledge base kbID,
+// numbered from 1 in rank order. The caller has checked that kbID is userID's; chunks
+// of other users' knowledge bases are never read (ChunkReader is user-scoped).
+func (r *Retriever) Retrieve(ctx context.Context, userID, kbID, query string, topK int) ([]Source, error) {
+	q := vectorstore.Query{KBID: kbID, Sparse: QueryVector(query), TopK: topK}
+	if r.Embed != nil {
+		vecs, err := r.Embed(ctx, []string{query})
+		if err != nil {
+			return nil, fmt.Errorf("retrieve: embed the question: %w", err)
+		}
+		if len(vecs) == 1 {
+			q.Dense = vecs[0]
+		}
+	}
+	if len(q.Sparse.Indices) == 0 && q.Dense == nil {
+		return nil, nil // nothing to look for (a question of stopwords and punctuation)
+	}
+	hits, err := r.Vectors.Search(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("retrieve: %w", err)
+	}
+	if len(hits) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(hits))
+	for i, h := range hits {
+		ids[i] = h.ChunkID
+	}
+	chunks, err := r.Chunks.Chunks(ctx, userID, kbID, ids)
+	if err != nil {
+		return nil, fmt.Errorf("retrieve: read the chunks: %w", err)
+	}
+	byID := make(map[string]store.Chunk, len(chunks))
+	for _, c := range chunks {
+		byID[c.ID] = c
+	}
+	var out []Source
+	for _, h := range hits {
+		c, ok := byID[h.ChunkID]
+		if !ok {
+			continue // deleted since it was indexed
+		}
+		out = append(out, Source{N: len(out) + 1, DocumentID: c.DocumentID, Title: c.DocumentTitle, ChunkID: c.ID,
+			Score: h.Score, Snippet: Snippet(c.Content), Heading: c.Heading, Text: c.Content})
+	}
+	return out, nil
+}

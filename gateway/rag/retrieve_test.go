@@ -1,0 +1,167 @@
+package rag
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/vectorstore/embedded"
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+// memChunks is an in-memory ChunkWriter and ChunkReader of one user.
+type memChunks struct {
+	mu     sync.Mutex
+	user   string
+	chunks map[string]store.Chunk
+	failed map[string]string
+	n      int
+}
+
+func newMemChunks(user string) *memChunks {
+	return &memChunks{user: user, chunks: map[string]store.Chunk{}, failed: map[string]string{}}
+}
+
+func (m *memChunks) IndexDocument(_ context.Context, userID, kbID, docID string, rows []store.NewChunk) ([]store.Chunk, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if userID != m.user {
+		return nil, store.ErrNotFound
+	}
+	var out []store.Chunk
+	for _, r := range rows {
+		m.n++
+		c := store.Chunk{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", m.n), DocumentID: docID, DocumentTitle: "title of " + docID,
+			KBID: kbID, Ordinal: r.Ordinal, Heading: r.Heading, Content: r.Content, Dense: r.Dense,
+			SparseIndices: r.SparseIndices, SparseValues: r.SparseValues}
+		m.chunks[c.ID] = c
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func (m *memChunks) FailDocument(_ context.Context, _, _, docID, reason string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.failed[docID] = reason
+	return nil
+}
+
+func (m *memChunks) Chunks(_ context.Context, userID, kbID string, ids []string) ([]store.Chunk, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []store.Chunk
+	for _, id := range ids {
+		if c, ok := m.chunks[id]; ok && c.KBID == kbID && userID == m.user {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+const (
+	kbA  = "11111111-1111-4111-8111-111111111111"
+	kbB  = "22222222-2222-4222-8222-222222222222"
+	docX = "33333333-3333-4333-8333-333333333333"
+	docY = "44444444-4444-4444-8444-444444444444"
+	docZ = "55555555-5555-4555-8555-555555555555"
+)
+
+func TestIndexAndRetrieve(t *testing.T) {
+	ctx := context.Background()
+	mem := newMemChunks("alice")
+	vs := embedded.New()
+	defer vs.Close()
+	x := &Indexer{Store: mem, Vectors: vs, Options: Options{ChunkTokens: 60}}
+
+	docs := []struct{ kb, id, text string }{
+		{kbA, docX, "# Postgres\n\nWhen the database is down the gateway answers 503 and reconnects by itself.\n\n# Keys\n\nAPI keys are hashed with SHA-256 and shown once."},
+		{kbA, docY, "# 网关\n\n数据库不可用时，网关返回503错误。数据库恢复后，网关会自动重新连接。"},
+		{kbB, docZ, "# Other\n\nThe database of another knowledge base is down and 503 too."},
+	}
+	for _, d := range docs {
+		if n, err := x.Index(ctx, "alice", d.kb, d.id, Document{Title: "t", Text: d.text, Markdown: true}); err != nil || n == 0 {
+			t.Fatalf("Index %s: %d chunks, %v", d.id, n, err)
+		}
+	}
+
+	r := &Retriever{Vectors: vs, Chunks: mem}
+	for _, c := range []struct {
+		query, wantDoc, wantText string
+	}{
+		{"what happens when the database is down?", docX, "reconnects"},
+		{"数据库恢复后会怎样", docY, "重新连接"},
+		{"how are API keys stored", docX, "SHA-256"},
+	} {
+		srcs, err := r.Retrieve(ctx, "alice", kbA, c.query, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(srcs) == 0 || srcs[0].DocumentID != c.wantDoc || !strings.Contains(srcs[0].Text, c.wantText) {
+			t.Fatalf("%q: top source %+v, want document %s containing %q", c.query, srcs, c.wantDoc, c.wantText)
+		}
+		for i, s := range srcs {
+			if s.N != i+1 || s.DocumentID == docZ || s.Title != "title of "+s.DocumentID || s.Snippet == "" {
+				t.Fatalf("%q: source %d is %+v", c.query, i, s)
+			}
+		}
+	}
+	// Another user reads nothing of alice's chunks, even when the index has hits.
+	if srcs, err := r.Retrieve(ctx, "bob", kbA, "database down", 3); err != nil || len(srcs) != 0 {
+		t.Fatalf("bob's retrieval in alice's knowledge base: %+v, %v", srcs, err)
+	}
+	// A question with no searchable term finds nothing, without error.
+	if srcs, err := r.Retrieve(ctx, "alice", kbA, "the of and ?!", 3); err != nil || len(srcs) != 0 {
+		t.Fatalf("stopword question: %+v, %v", srcs, err)
+	}
+}
+
+func TestIndexFailureMarksTheDocument(t *testing.T) {
+	mem := newMemChunks("alice")
+	vs := embedded.New()
+	defer vs.Close()
+	x := &Indexer{Store: mem, Vectors: vs}
+	if _, err := x.Index(context.Background(), "alice", kbA, docX, Document{Text: "  \n\n "}); err == nil {
+		t.Fatal("indexing an empty document: want an error")
+	}
+	if mem.failed[docX] == "" {
+		t.Fatal("the empty document was not marked failed")
+	}
+	x.Embed = func(context.Context, []string) ([][]float32, error) { return nil, fmt.Errorf("model unavailable") }
+	if _, err := x.Index(context.Background(), "alice", kbA, docY, Document{Text: "some text"}); err == nil ||
+		!strings.Contains(mem.failed[docY], "model unavailable") {
+		t.Fatalf("embedding failure: %v, stored reason %q", err, mem.failed[docY])
+	}
+}
+
+func TestAugment(t *testing.T) {
+	msgs := []sdk.Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "q1"}, {Role: "assistant", Content: "a1"}, {Role: "user", Content: "q2"}}
+	srcs := []Source{{N: 1, Title: "Guide", Heading: "Guide > Install", Text: "run task setup"}, {N: 2, Title: "FAQ", Text: "yes"}}
+	out := Augment(msgs, srcs)
+	if len(out) != 5 || out[3].Role != "system" || out[4].Content != "q2" || out[0].Content != "be brief" {
+		t.Fatalf("Augment placed the sources wrong: %+v", out)
+	}
+	ctx := out[3].Content
+	for _, want := range []string{"[1] Guide — Guide > Install\nrun task setup", "[2] FAQ\nyes", "Cite"} {
+		if !strings.Contains(ctx, want) {
+			t.Fatalf("the sources message lacks %q:\n%s", want, ctx)
+		}
+	}
+	if got := Augment(msgs, nil); len(got) != len(msgs) {
+		t.Fatal("Augment without sources changed the messages")
+	}
+}
+
+func TestSnippet(t *testing.T) {
+	if s := Snippet("  short   text "); s != "short text" {
+		t.Fatalf("Snippet = %q", s)
+	}
+	long := strings.Repeat("word ", 100)
+	s := Snippet(long)
+	if !strings.HasSuffix(s, "…") || len([]rune(s)) > snippetRunes+1 || strings.HasSuffix(strings.TrimSuffix(s, "…"), " ") {
+		t.Fatalf("Snippet of a long text = %q", s)
+	}
+}
