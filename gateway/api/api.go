@@ -17,6 +17,7 @@ import (
 	"github.com/ragway/ragway/gateway/api/oai"
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 	"github.com/ragway/ragway/gateway/ws"
@@ -64,6 +65,9 @@ type Options struct {
 	Store Store
 	// Usage accounts for every served request; may be nil.
 	Usage Accountant
+	// RAG grounds chats in knowledge bases ("rag" on chat requests, X-Ragway-KB);
+	// nil: such requests are refused.
+	RAG *rag.Service
 	// MetricsToken, when set, is the bearer token /metrics requires.
 	MetricsToken string
 	// Chats, when set, counts running WebSocket chats (see ws.Options.Chats).
@@ -169,6 +173,7 @@ func New(b Backends, opts Options) *fiber.App {
 		Gate:           opts.Gate,
 		Usage:          opts.Usage,
 		Chats:          opts.Chats,
+		RAG:            opts.RAG,
 	}
 	if s.opts.Store != nil {
 		wsOpts.Conversations = s.opts.Store

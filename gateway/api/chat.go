@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,8 @@ import (
 
 	"github.com/ragway/ragway/gateway/api/oai"
 	"github.com/ragway/ragway/gateway/conversation"
+	"github.com/ragway/ragway/gateway/rag"
+	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -31,6 +34,8 @@ type chatRequest struct {
 	// ConversationID (a ragway extension) continues a stored conversation ("new"
 	// starts one): messages are the new turn, the history is the server's.
 	ConversationID *string `json:"conversation_id"`
+	// RAG (a ragway extension) grounds the answer in a knowledge base.
+	RAG *rag.Params `json:"rag"`
 	oai.SamplingParams
 }
 
@@ -56,6 +61,10 @@ type chatCompletionJSON struct {
 	// ConversationID and MessageID name the stored turn (with conversation_id).
 	ConversationID string `json:"conversation_id,omitempty"`
 	MessageID      string `json:"message_id,omitempty"`
+	// Sources are the chunks the answer may cite as [1], [2] … (with "rag"); Warning
+	// says why there are none.
+	Sources []rag.Source `json:"sources,omitempty"`
+	Warning string       `json:"warning,omitempty"`
 }
 
 var jsonNull = json.RawMessage("null")
@@ -95,6 +104,16 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 
 	id := reqID(c)
 	j := &job{s: s, cl: cl, model: m.Name, reqs: make([]sdk.GenerateRequest, n), group: make([]int, n)}
+	kb, topK := c.Get(headerKB), 0
+	if req.RAG != nil {
+		kb, topK = req.RAG.KnowledgeBase, req.RAG.TopK
+	}
+	if req.RAG != nil || kb != "" {
+		if j.grounding, aerr = s.ground(c, kb, topK, msgs); aerr != nil {
+			return aerr
+		}
+		j.grounded = true
+	}
 	if req.ConversationID != nil {
 		if n > 1 {
 			return oai.Invalid("n", oai.CodeUnsupported, "'n' must be 1 with 'conversation_id'")
@@ -103,6 +122,12 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 			return aerr
 		}
 		msgs = j.turn.Prompt
+		if j.grounded {
+			j.turn.Sources = sourcesJSON(j.grounding.Sources)
+		}
+	}
+	if j.grounded {
+		msgs = rag.Augment(msgs, j.grounding.Sources)
 	}
 	for i := range n {
 		r := sdk.GenerateRequest{Messages: msgs, Sampling: sampling, RequestID: choiceRequestID(id, i, n)}
@@ -147,7 +172,52 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 	if j.turn != nil {
 		out.ConversationID, out.MessageID = j.turn.Conversation.ID, j.turn.MessageID
 	}
+	out.Sources, out.Warning = j.grounding.Sources, j.grounding.Warning
 	return c.JSON(out)
+}
+
+// headerKB names a knowledge base to ground a chat in, like "rag": {"knowledge_base"}.
+const headerKB = "X-Ragway-KB"
+
+// ground retrieves the sources of the request's last user message in knowledge base
+// kb of the caller.
+func (s *server) ground(c *fiber.Ctx, kb string, topK int, msgs []sdk.Message) (rag.Grounding, *oai.Error) {
+	switch {
+	case s.opts.RAG == nil:
+		return rag.Grounding{}, oai.Unsupported("rag", "this gateway has no retrieval configured")
+	case kb == "":
+		return rag.Grounding{}, oai.Missing("rag.knowledge_base")
+	case topK < 0 || topK > rag.MaxTopK:
+		return rag.Grounding{}, oai.Invalid("rag.top_k", oai.CodeInvalidValue, "invalid value for 'rag.top_k': %d; it must be between 1 and %d", topK, rag.MaxTopK)
+	}
+	g, err := s.opts.RAG.Ground(c.UserContext(), principalOf(c).UserID, kb, rag.Question(msgs), topK)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return g, oai.NoKnowledgeBase(kb, "rag.knowledge_base")
+		}
+		return g, oai.FromError(err)
+	}
+	return g, nil
+}
+
+// sourcesJSON is sources as stored with an answer (nil: none).
+func sourcesJSON(sources []rag.Source) json.RawMessage {
+	if len(sources) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(sources)
+	return b
+}
+
+// sourcesEvent is the SSE event (and WebSocket frame body) carrying a grounded
+// answer's sources and warning.
+func sourcesEvent(g rag.Grounding) []byte {
+	b, _ := json.Marshal(struct {
+		Object  string       `json:"object"`
+		Sources []rag.Source `json:"sources"`
+		Warning string       `json:"warning,omitempty"`
+	}{"chat.completion.sources", append([]rag.Source{}, g.Sources...), g.Warning})
+	return b
 }
 
 // Response headers naming the stored turn of a request with conversation_id.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ragway/ragway/gateway/api/oai"
 	"github.com/ragway/ragway/gateway/conversation"
+	"github.com/ragway/ragway/gateway/rag"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -32,6 +33,9 @@ type job struct {
 	// turn, when the request continues a stored conversation, records the
 	// answer (one choice).
 	turn *conversation.Turn
+	// grounded is set for a request with "rag"; grounding is what retrieval gave it.
+	grounded  bool
+	grounding rag.Grounding
 	// generated counts the tokens the backends produced (across choices), for
 	// the accounting of generations that end without a final usage.
 	generated atomic.Int64

@@ -295,6 +295,12 @@ func (st *stream) endChoice(buf []byte, i int, reason string) []byte {
 	if st.includeUsage {
 		buf = st.f.usage(buf, st.j.usageOf(st.usages))
 	}
+	if st.j.grounded {
+		// The sources, a last event before [DONE].
+		buf = append(buf, "data: "...)
+		buf = append(buf, sourcesEvent(st.j.grounding)...)
+		buf = append(buf, "\n\n"...)
+	}
 	st.done = true
 	return append(buf, sseDone...)
 }

@@ -45,6 +45,9 @@ type Turn struct {
 	MessageID string
 	// Prompt is the fitted history to generate from.
 	Prompt []sdk.Message
+	// Sources, when set, are stored with the answer (the JSON array of its
+	// retrieval sources).
+	Sources json.RawMessage
 
 	mu         sync.Mutex
 	text       strings.Builder
@@ -174,6 +177,7 @@ func (t *Turn) End(err error, final sdk.Event, cancelled bool, describe func(err
 	if err != nil && o.Status == store.StatusFailed {
 		o.Error = describe(err)
 	}
+	o.Sources = t.Sources
 	_, ferr := t.Finish(o)
 	return ferr
 }

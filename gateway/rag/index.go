@@ -84,3 +84,27 @@ func Points(chunks []store.Chunk) []vectorstore.Point {
 	}
 	return out
 }
+
+// Rebuild loads every chunk of knowledge base kbID from Postgres into the vector
+// index (after DeleteKB, so the index holds exactly what Postgres holds), and returns
+// how many chunks it indexed.
+func Rebuild(ctx context.Context, chunks ChunkScanner, vectors vectorstore.Store, kbID string) (int, error) {
+	if err := vectors.DeleteKB(ctx, kbID); err != nil {
+		return 0, fmt.Errorf("rebuild %s: %w", kbID, err)
+	}
+	n := 0
+	err := chunks.EachKBChunks(ctx, kbID, 1000, func(cs []store.Chunk) error {
+		n += len(cs)
+		return vectors.Upsert(ctx, Points(cs))
+	})
+	if err != nil {
+		return n, fmt.Errorf("rebuild %s: %w", kbID, err)
+	}
+	return n, nil
+}
+
+// ChunkScanner reads a knowledge base's chunks back in batches (*store.Store
+// implements it).
+type ChunkScanner interface {
+	EachKBChunks(ctx context.Context, kbID string, batch int, fn func([]store.Chunk) error) error
+}

@@ -165,3 +165,44 @@ func TestSnippet(t *testing.T) {
 		t.Fatalf("Snippet of a long text = %q", s)
 	}
 }
+
+// scanner serves EachKBChunks from memChunks.
+func (m *memChunks) EachKBChunks(_ context.Context, kbID string, batch int, fn func([]store.Chunk) error) error {
+	m.mu.Lock()
+	var cs []store.Chunk
+	for _, c := range m.chunks {
+		if c.KBID == kbID {
+			cs = append(cs, c)
+		}
+	}
+	m.mu.Unlock()
+	for len(cs) > 0 {
+		n := min(batch, len(cs))
+		if err := fn(cs[:n]); err != nil {
+			return err
+		}
+		cs = cs[n:]
+	}
+	return nil
+}
+
+func TestRebuild(t *testing.T) {
+	ctx := context.Background()
+	mem := newMemChunks("alice")
+	old := embedded.New()
+	defer old.Close()
+	x := &Indexer{Store: mem, Vectors: old}
+	if _, err := x.Index(ctx, "alice", kbA, docX, Document{Text: "the gateway reconnects to the database"}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := embedded.New()
+	defer fresh.Close()
+	n, err := Rebuild(ctx, mem, fresh, kbA)
+	if err != nil || n != 1 {
+		t.Fatalf("Rebuild = %d, %v", n, err)
+	}
+	r := &Retriever{Vectors: fresh, Chunks: mem}
+	if srcs, err := r.Retrieve(ctx, "alice", kbA, "reconnects", 3); err != nil || len(srcs) != 1 {
+		t.Fatalf("retrieval from the rebuilt index: %+v, %v", srcs, err)
+	}
+}

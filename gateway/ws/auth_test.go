@@ -3,6 +3,7 @@ package ws_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,4 +72,25 @@ func TestUnauthenticatedSocketIsClosed(t *testing.T) {
 		for f := c.read(); f.Type != "pong"; f = c.read() {
 		}
 	})
+}
+
+func TestChatWithRAGSendsSources(t *testing.T) {
+	svc, _ := apitest.KnowledgeBase(t)
+	srv := start(t, apitest.New(apitest.ReadyModel("chat")), ws.Options{RAG: svc})
+	c := srv.dial(t)
+	c.send(`{"type":"chat","id":"c1","model":"chat","content":"is postgres down?","rag":{"knowledge_base":"docs"}}`)
+	c.expect("start", "c1")
+	f := c.read()
+	if f.Type != "sources" || f.id() != "c1" || !strings.Contains(f.raw, apitest.ChunkID) || !strings.Contains(f.raw, `"n":1`) {
+		t.Fatalf("after start: %s, want the sources", f)
+	}
+	for f = c.read(); f.Type == "token"; f = c.read() {
+	}
+	if f.Type != "done" {
+		t.Fatalf("got %s, want done", f)
+	}
+
+	c.send(`{"type":"chat","id":"c2","model":"chat","content":"x","rag":{"knowledge_base":"other"}}`)
+	c.expect("start", "c2")
+	c.expectError("c2", "invalid_request_error", "not_found", "rag.knowledge_base")
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
@@ -62,6 +63,9 @@ type Options struct {
 	Conversations conversation.Store
 	// Usage accounts for every chat; may be nil.
 	Usage Accountant
+	// RAG grounds chats with "rag" in knowledge bases (a sources frame follows the
+	// start frame); nil: such chats are refused.
+	RAG *rag.Service
 	// PingInterval is the period of protocol pings (default 30s). A peer
 	// that sends nothing (not even a pong) for two intervals is dropped,
 	// and so is one that does not take a frame for two intervals.
@@ -233,9 +237,11 @@ type chat struct {
 	stored         bool
 	conversationID string
 	principal      auth.Principal
-	start          time.Time
-	ctx            context.Context
-	cancel         context.CancelFunc
+	// rag, when set, grounds the chat in a knowledge base.
+	rag    *rag.Params
+	start  time.Time
+	ctx    context.Context
+	cancel context.CancelFunc
 	// tokenHead is `{"type":"token","id":…,"text":`.
 	tokenHead []byte
 	// startWritten is closed once the start frame is written: the chat's
@@ -486,6 +492,7 @@ type clientFrame struct {
 	Content        json.RawMessage `json:"content"`
 	ConversationID *string         `json:"conversation_id"`
 	System         *string         `json:"system"`
+	RAG            *rag.Params     `json:"rag"`
 	Params         json.RawMessage `json:"params"`
 	APIKey         string          `json:"api_key"`
 }
@@ -726,6 +733,17 @@ func (s *socket) parseChat(f *clientFrame, c *chat) (sdk.GenerateRequest, *oai.E
 	default:
 		return req, oai.Missing("messages")
 	}
+	if f.RAG != nil {
+		switch {
+		case s.h.opts.RAG == nil:
+			return req, oai.Unsupported("rag", "this gateway has no retrieval configured")
+		case f.RAG.KnowledgeBase == "":
+			return req, oai.Missing("rag.knowledge_base")
+		case f.RAG.TopK < 0 || f.RAG.TopK > rag.MaxTopK:
+			return req, oai.Invalid("rag.top_k", oai.CodeInvalidValue, "invalid value for 'rag.top_k': %d; it must be between 1 and %d", f.RAG.TopK, rag.MaxTopK)
+		}
+		c.rag = f.RAG
+	}
 	if !oai.IsNull(f.Params) {
 		var p oai.SamplingParams
 		if err := oai.Decode(f.Params, &p, "params"); err != nil {
@@ -750,6 +768,19 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 	if wg := s.h.opts.Chats; wg != nil {
 		defer wg.Done()
 	}
+	var grounding *rag.Grounding
+	if c.rag != nil {
+		g, err := s.h.opts.RAG.Ground(c.ctx, c.principal.UserID, c.rag.KnowledgeBase, rag.Question(req.Messages), c.rag.TopK)
+		if err != nil {
+			e := oai.FromError(err)
+			if errors.Is(err, store.ErrNotFound) {
+				e = oai.NoKnowledgeBase(c.rag.KnowledgeBase, "rag.knowledge_base")
+			}
+			s.end(c, e.Status, sdk.Usage{}, errorFrame(c.id, e), !c.stored)
+			return
+		}
+		grounding = &g
+	}
 	var turn *conversation.Turn
 	if c.stored {
 		// Not under the chat's context: a turn Postgres stored must get its end
@@ -770,6 +801,15 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 		turn = t
 		req.Messages = t.Prompt
 		s.sendCtrl(frame{chat: c, buf: startFrame(c.id, modelName, turn), start: true})
+	}
+	if grounding != nil {
+		req.Messages = rag.Augment(req.Messages, grounding.Sources)
+		if turn != nil && len(grounding.Sources) > 0 {
+			turn.Sources, _ = json.Marshal(grounding.Sources)
+		}
+		// A cancelled chat fails to send it; its generation then ends at once, and the
+		// usual end (stored as cancelled) follows.
+		_ = s.sendData(c.ctx, frame{chat: c, buf: sourcesFrame(c.id, *grounding)})
 	}
 	var (
 		final    sdk.Event
@@ -889,4 +929,17 @@ func (s *socket) record(c *chat, status int, u sdk.Usage, served bool) {
 	if served && s.h.opts.Usage != nil && c.model != "" {
 		s.h.opts.Usage.Account(c.principal, route, c.model, u.PromptTokens, u.CompletionTokens)
 	}
+}
+
+// sourcesFrame is `{"type":"sources","id","sources":[…],"warning"?}`.
+func sourcesFrame(id string, g rag.Grounding) *[]byte {
+	body, _ := json.Marshal(struct {
+		Type    string       `json:"type"`
+		ID      string       `json:"id"`
+		Sources []rag.Source `json:"sources"`
+		Warning string       `json:"warning,omitempty"`
+	}{"sources", id, append([]rag.Source{}, g.Sources...), g.Warning})
+	b := getBuf()
+	*b = append(*b, body...)
+	return b
 }

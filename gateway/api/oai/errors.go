@@ -239,6 +239,14 @@ func NotFound(what, id, param string) *Error {
 		Message: "no " + what + " with id '" + id + "'"}
 }
 
+// NoKnowledgeBase returns the 404 for a knowledge base (an id or a name) the caller
+// does not have.
+func NoKnowledgeBase(kb, param string) *Error {
+	e := NotFound("knowledge base", kb, param)
+	e.Message = "no knowledge base '" + kb + "'"
+	return e
+}
+
 // NotStored returns the error of an answer whose end could not be stored.
 func NotStored(err error) *Error {
 	e := *FromError(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/config"
 	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/usage"
 	"github.com/ragway/ragway/gateway/workers"
@@ -104,6 +105,15 @@ func serve(args []string, stderr io.Writer) error {
 			return err
 		}
 	}
+	vectors, err := openVectors(cfg)
+	if err != nil {
+		_ = mgr.Close(context.Background())
+		return err
+	}
+	defer vectors.Close()
+	go loadIndex(ctx, st, vectors, log)
+	ragSvc := &rag.Service{KBs: st, TopK: cfg.RAG.TopK, Logger: log,
+		Retriever: &rag.Retriever{Vectors: vectors, Chunks: st, Embed: embedder(mgr, cfg.RAG.EmbeddingModel)}}
 	app := api.New(mgr, api.Options{
 		MaxBodyBytes:      int(cfg.Server.MaxBodyBytes),
 		RequestTimeout:    cfg.Server.RequestTimeout.Std(),
@@ -116,6 +126,7 @@ func serve(args []string, stderr io.Writer) error {
 		MetricsToken:      cfg.Server.MetricsToken,
 		MetricsOpen:       cfg.Server.MetricsToken == "" && api.IsLoopback(cfg.Listen),
 		Chats:             &chats,
+		RAG:               ragSvc,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
