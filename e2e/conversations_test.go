@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -156,7 +157,7 @@ func TestConversationIsolation(t *testing.T) {
 	// Alice's conversations are intact.
 	for id, want := range before {
 		got := g.conversation(alice, id)
-		if !slices.Equal(got.Messages, want.Messages) {
+		if !reflect.DeepEqual(got.Messages, want.Messages) {
 			t.Fatalf("alice's conversation %s changed:\n got %+v\nwant %+v", id, got.Messages, want.Messages)
 		}
 	}

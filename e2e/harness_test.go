@@ -64,9 +64,16 @@ func launchGateway(t *testing.T, models string) *gateway {
 // until it listens. It creates g.Key with the CLI first.
 func launchGatewayOn(t *testing.T, dbURL, models string) *gateway {
 	t.Helper()
+	return launchGatewayConfig(t, dbURL, "", models)
+}
+
+// launchGatewayConfig is launchGatewayOn with extra top-level YAML (e.g. a
+// vector_store block).
+func launchGatewayConfig(t *testing.T, dbURL, extra, models string) *gateway {
+	t.Helper()
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("listen: 127.0.0.1:0\ndatabase_url: %q\nplugins_dir: %s\nserver: {shutdown_grace: 10s, heartbeat_interval: 200ms}\nmodels:\n%s",
-		dbURL, testbin.Dir(t), models)
+	cfg := fmt.Sprintf("listen: 127.0.0.1:0\ndatabase_url: %q\nplugins_dir: %s\nserver: {shutdown_grace: 10s, heartbeat_interval: 200ms}\n%s\nmodels:\n%s",
+		dbURL, testbin.Dir(t), extra, models)
 	path := filepath.Join(dir, "ragway.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -476,10 +483,11 @@ func writeWS(t *testing.T, c *websocket.Conn, v any) {
 
 // wsChat is the result of one chat on a socket.
 type wsChat struct {
-	Start  wsFrame // the start frame (Type "" if none came)
-	Text   string  // the tokens, concatenated
-	Tokens int     // how many token frames
-	End    wsFrame // the done or error frame
+	Start   wsFrame // the start frame (Type "" if none came)
+	Sources wsFrame // the sources frame (Type "" if none came)
+	Text    string  // the tokens, concatenated
+	Tokens  int     // how many token frames
+	End     wsFrame // the done or error frame
 }
 
 // runWSChat sends frame (a chat with "id") and reads that chat's frames until its
@@ -502,6 +510,8 @@ func readWSChat(t *testing.T, c *websocket.Conn, id string) wsChat {
 		switch f.Type {
 		case "start":
 			r.Start = f
+		case "sources":
+			r.Sources = f
 		case "token":
 			r.Text += f.Text
 			r.Tokens++
@@ -560,6 +570,8 @@ type storedMessage struct {
 	Error            string `json:"error"`
 	PromptTokens     int    `json:"prompt_tokens"`
 	CompletionTokens int    `json:"completion_tokens"`
+	// Sources is the JSON array of the answer's retrieval sources.
+	Sources json.RawMessage `json:"sources"`
 }
 
 // conversation returns the stored conversation id as key's user sees it.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -142,7 +143,7 @@ func TestOutageDatabase(t *testing.T) {
 		t.Fatalf("conversations after the outage: %v, want only %s (the failed turns created none)", ids, conv)
 	}
 	after := g.conversation(g.Key, conv)
-	if !slices.Equal(after.Messages, before.Messages) {
+	if !reflect.DeepEqual(after.Messages, before.Messages) {
 		t.Fatalf("messages after the outage:\n%+v\nbefore:\n%+v", after.Messages, before.Messages)
 	}
 	// The socket that lived through the outage stores turns again.

@@ -65,6 +65,10 @@ type Options struct {
 	Store Store
 	// Usage accounts for every served request; may be nil.
 	Usage Accountant
+	// Knowledge serves /v1/knowledge-bases (with RAG); nil: no such routes.
+	Knowledge *Knowledge
+	// EmbeddingModel is rag.embedding_model, recorded on new knowledge bases.
+	EmbeddingModel string
 	// RAG grounds chats in knowledge bases ("rag" on chat requests, X-Ragway-KB);
 	// nil: such requests are refused.
 	RAG *rag.Service
@@ -123,6 +127,8 @@ type server struct {
 	opts Options
 	log  *slog.Logger
 	met  *metrics.Metrics
+	// ingests holds a token per document being indexed (Knowledge.Ingests).
+	ingests chan struct{}
 }
 
 // New returns a Fiber app with every route mounted. Serve it with
@@ -158,6 +164,9 @@ func New(b Backends, opts Options) *fiber.App {
 	app.Post(routeChat, chat, s.instrument(routeChat, s.chatCompletions))
 	app.Post(routeCompletions, chat, s.instrument(routeCompletions, s.completions))
 	app.Post(routeEmbeddings, chat, s.instrument(routeEmbeddings, s.embeddings))
+	if s.opts.Knowledge != nil && s.opts.RAG != nil {
+		s.knowledgeRoutes(app)
+	}
 	if s.opts.Store != nil {
 		app.Get("/v1/conversations", chat, s.listConversations)
 		app.Post("/v1/conversations", chat, s.createConversation)

@@ -26,11 +26,12 @@ type Retriever struct {
 	Embed   Embedder
 }
 
-// Retrieve returns up to topK sources for query in userID's knowledge base kbID,
-// numbered from 1 in rank order. The caller has checked that kbID is userID's; chunks
-// of other users' knowledge bases are never read (ChunkReader is user-scoped).
-func (r *Retriever) Retrieve(ctx context.Context, userID, kbID, query string, topK int) ([]Source, error) {
-	q := vectorstore.Query{KBID: kbID, Sparse: QueryVector(query), TopK: topK}
+// Retrieve returns up to topK sources for query in userID's knowledge base kbID (in
+// documents docIDs only, when given), numbered from 1 in rank order. The caller has
+// checked that kbID is userID's; chunks of other users' knowledge bases are never read
+// (ChunkReader is user-scoped).
+func (r *Retriever) Retrieve(ctx context.Context, userID, kbID, query string, topK int, docIDs ...string) ([]Source, error) {
+	q := vectorstore.Query{KBID: kbID, Sparse: QueryVector(query), TopK: topK, DocumentIDs: docIDs}
 	if r.Embed != nil {
 		vecs, err := r.Embed(ctx, []string{query})
 		if err != nil {

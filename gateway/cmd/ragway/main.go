@@ -76,6 +76,9 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		return migrate(args[1:], stdout, stderr)
 	case "keys":
 		return keys(args[1:], stdout, stderr)
+	case "ingest-extract":
+		// Internal: the gateway runs PDF extraction in a child process (ingest.Isolated).
+		return ingestExtract(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usageText)
 		return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/config"
+	"github.com/ragway/ragway/gateway/ingest"
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
@@ -105,15 +106,32 @@ func serve(args []string, stderr io.Writer) error {
 			return err
 		}
 	}
-	vectors, err := openVectors(cfg)
+	vectors, persistent, err := openVectors(ctx, cfg, log)
 	if err != nil {
 		_ = mgr.Close(context.Background())
 		return err
 	}
 	defer vectors.Close()
-	go loadIndex(ctx, st, vectors, log)
+	if !persistent {
+		go loadIndex(ctx, st, vectors, log)
+	}
+	embed := embedder(mgr, cfg.RAG.EmbeddingModel)
 	ragSvc := &rag.Service{KBs: st, TopK: cfg.RAG.TopK, Logger: log,
-		Retriever: &rag.Retriever{Vectors: vectors, Chunks: st, Embed: embedder(mgr, cfg.RAG.EmbeddingModel)}}
+		Retriever: &rag.Retriever{Vectors: vectors, Chunks: st, Embed: embed}}
+	overlap := cfg.RAG.ChunkOverlap
+	if overlap == 0 {
+		overlap = -1 // rag.Options: 0 is its default, negative none
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		_ = mgr.Close(context.Background())
+		return fmt.Errorf("locate the ragway executable (PDF extraction runs in a child process): %w", err)
+	}
+	knowledge := &api.Knowledge{Store: st, Indexer: &rag.Indexer{Store: st, Vectors: vectors, Embed: embed,
+		Options: rag.Options{ChunkTokens: cfg.RAG.ChunkTokens, Overlap: overlap}},
+		Extract: func(ctx context.Context, o ingest.Options, name string, f ingest.Format, data []byte) (ingest.Extracted, error) {
+			return o.Isolated(ctx, exe, name, f, data)
+		}}
 	app := api.New(mgr, api.Options{
 		MaxBodyBytes:      int(cfg.Server.MaxBodyBytes),
 		RequestTimeout:    cfg.Server.RequestTimeout.Std(),
@@ -127,6 +145,8 @@ func serve(args []string, stderr io.Writer) error {
 		MetricsOpen:       cfg.Server.MetricsToken == "" && api.IsLoopback(cfg.Listen),
 		Chats:             &chats,
 		RAG:               ragSvc,
+		Knowledge:         knowledge,
+		EmbeddingModel:    cfg.RAG.EmbeddingModel,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

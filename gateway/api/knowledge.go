@@ -1,0 +1,401 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/ingest"
+	"github.com/ragway/ragway/gateway/rag"
+	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/vectorstore"
+)
+
+// KnowledgeStore is what the knowledge-base routes need from the repository
+// (*store.Store implements it).
+type KnowledgeStore interface {
+	CreateKnowledgeBase(ctx context.Context, userID string, kb store.NewKnowledgeBase) (store.KnowledgeBase, error)
+	ListKnowledgeBases(ctx context.Context, userID string) ([]store.KnowledgeBase, error)
+	KnowledgeBase(ctx context.Context, userID, idOrName string) (store.KnowledgeBase, error)
+	DeleteKnowledgeBase(ctx context.Context, userID, id string) error
+	CreateDocument(ctx context.Context, userID, kbID string, d store.NewDocument) (store.Document, error)
+	ListDocuments(ctx context.Context, userID, kbID string, p store.Page) ([]store.Document, error)
+	Document(ctx context.Context, userID, kbID, id string) (store.Document, error)
+	DeleteDocument(ctx context.Context, userID, kbID, id string) error
+}
+
+// Knowledge configures the knowledge-base routes.
+type Knowledge struct {
+	Store   KnowledgeStore
+	Indexer *rag.Indexer
+	// Ingests bounds the documents indexed at once (default 1): ingestion runs
+	// beside chat traffic on the same cores, never ahead of it.
+	Ingests int
+	// Extract extracts an upload's text (default: ingest.Options.Extract in this
+	// process; the gateway isolates PDF parsing in a child process).
+	Extract func(ctx context.Context, o ingest.Options, name string, f ingest.Format, data []byte) (ingest.Extracted, error)
+}
+
+type kbJSON struct {
+	ID             string `json:"id"`
+	Object         string `json:"object"`
+	Name           string `json:"name"`
+	Description    string `json:"description"`
+	EmbeddingModel string `json:"embedding_model,omitempty"`
+	CreatedAt      int64  `json:"created_at"`
+}
+
+type documentJSON struct {
+	ID         string `json:"id"`
+	Object     string `json:"object"`
+	KBID       string `json:"knowledge_base_id"`
+	Title      string `json:"title"`
+	Source     string `json:"source,omitempty"`
+	MimeType   string `json:"mime_type,omitempty"`
+	SHA256     string `json:"sha256"`
+	Bytes      int64  `json:"bytes"`
+	Status     string `json:"status"`
+	Error      string `json:"error,omitempty"`
+	ChunkCount int    `json:"chunk_count"`
+	CreatedAt  int64  `json:"created_at"`
+	UpdatedAt  int64  `json:"updated_at"`
+}
+
+func toKBJSON(k store.KnowledgeBase) kbJSON {
+	return kbJSON{ID: k.ID, Object: "knowledge_base", Name: k.Name, Description: k.Description, EmbeddingModel: k.EmbeddingModel, CreatedAt: k.CreatedAt.Unix()}
+}
+
+func toDocumentJSON(d store.Document) documentJSON {
+	return documentJSON{ID: d.ID, Object: "document", KBID: d.KBID, Title: d.Title, Source: d.Source, MimeType: d.MimeType,
+		SHA256: fmt.Sprintf("%x", d.SHA256), Bytes: d.Bytes, Status: d.Status, Error: d.Error, ChunkCount: d.ChunkCount,
+		CreatedAt: d.CreatedAt.Unix(), UpdatedAt: d.UpdatedAt.Unix()}
+}
+
+// knowledgeRoutes mounts /v1/knowledge-bases: managing knowledge bases and documents
+// needs the ingest scope, searching needs chat.
+func (s *server) knowledgeRoutes(app *fiber.App) {
+	k := s.opts.Knowledge
+	if k.Ingests <= 0 {
+		k.Ingests = 1
+	}
+	s.ingests = make(chan struct{}, k.Ingests)
+	ing, chat := s.requireScope(store.ScopeIngest), s.requireScope(store.ScopeChat)
+	app.Post("/v1/knowledge-bases", ing, s.createKB)
+	app.Get("/v1/knowledge-bases", ing, s.listKBs)
+	app.Get("/v1/knowledge-bases/:kb", ing, s.getKB)
+	app.Delete("/v1/knowledge-bases/:kb", ing, s.deleteKB)
+	app.Post("/v1/knowledge-bases/:kb/documents", ing, s.addDocument)
+	app.Get("/v1/knowledge-bases/:kb/documents", ing, s.listDocuments)
+	app.Get("/v1/knowledge-bases/:kb/documents/:id", ing, s.getDocument)
+	app.Delete("/v1/knowledge-bases/:kb/documents/:id", ing, s.deleteDocument)
+	app.Post("/v1/knowledge-bases/:kb/search", chat, s.searchKB)
+}
+
+// kb resolves the :kb parameter (an id or a name) among the caller's knowledge bases.
+func (s *server) kb(c *fiber.Ctx) (store.KnowledgeBase, error) {
+	name := c.Params("kb")
+	k, err := s.opts.Knowledge.Store.KnowledgeBase(c.UserContext(), principalOf(c).UserID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return k, oai.NoKnowledgeBase(name, "")
+	}
+	return k, err
+}
+
+func (s *server) createKB(c *fiber.Ctx) error {
+	var req struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+	}
+	if err := oai.Decode(c.Body(), &req, ""); err != nil {
+		return err
+	}
+	if req.Name == "" {
+		return oai.Missing("name")
+	}
+	k, err := s.opts.Knowledge.Store.CreateKnowledgeBase(c.UserContext(), principalOf(c).UserID,
+		store.NewKnowledgeBase{Name: req.Name, Description: req.Description, EmbeddingModel: s.opts.EmbeddingModel})
+	if errors.Is(err, store.ErrConflict) {
+		return &oai.Error{Status: http.StatusConflict, Type: oai.TypeInvalidRequest, Code: oai.CodeConflict, Param: "name",
+			Message: fmt.Sprintf("you already have a knowledge base named '%s'", req.Name)}
+	}
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusCreated).JSON(toKBJSON(k))
+}
+
+func (s *server) listKBs(c *fiber.Ctx) error {
+	kbs, err := s.opts.Knowledge.Store.ListKnowledgeBases(c.UserContext(), principalOf(c).UserID)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Object string   `json:"object"`
+		Data   []kbJSON `json:"data"`
+	}{Object: "list", Data: make([]kbJSON, 0, len(kbs))}
+	for _, k := range kbs {
+		out.Data = append(out.Data, toKBJSON(k))
+	}
+	return c.JSON(out)
+}
+
+func (s *server) getKB(c *fiber.Ctx) error {
+	k, err := s.kb(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(toKBJSON(k))
+}
+
+func (s *server) deleteKB(c *fiber.Ctx) error {
+	k, err := s.kb(c)
+	if err != nil {
+		return err
+	}
+	if err := s.opts.Knowledge.Store.DeleteKnowledgeBase(c.UserContext(), principalOf(c).UserID, k.ID); err != nil {
+		return notFound(err, "knowledge base", k.ID)
+	}
+	// Postgres is the source of truth: an index that misses the delete is corrected
+	// by `ragway reindex` (and its hits are never shown: their chunks are gone).
+	if err := s.opts.Knowledge.Indexer.Vectors.DeleteKB(c.UserContext(), k.ID); err != nil {
+		s.log.Warn("knowledge base deleted, its index entries not", "kb", k.ID, "error", err)
+	}
+	return c.JSON(fiber.Map{"id": k.ID, "object": "knowledge_base.deleted", "deleted": true})
+}
+
+// addDocument serves POST /v1/knowledge-bases/{kb}/documents: a multipart upload
+// (field "file", optional "title") or JSON {"text", "title"?, "format"?: text,
+// markdown or html}. The document is stored as pending and indexed in the background
+// (?wait=true: before the answer, 201; else 202). The same content twice in one
+// knowledge base is 409, naming the existing document.
+func (s *server) addDocument(c *fiber.Ctx) error {
+	k, err := s.kb(c)
+	if err != nil {
+		return err
+	}
+	name, title, contentType, data, aerr := documentBody(c)
+	if aerr != nil {
+		return aerr
+	}
+	format, err := ingest.Detect(name, contentType, data)
+	if err != nil {
+		return ingestError(err)
+	}
+	extract := s.opts.Knowledge.Extract
+	if extract == nil {
+		extract = func(ctx context.Context, o ingest.Options, name string, f ingest.Format, data []byte) (ingest.Extracted, error) {
+			return o.Extract(ctx, name, f, data)
+		}
+	}
+	x, err := extract(c.UserContext(), ingest.Options{MaxBytes: int64(s.opts.MaxBodyBytes)}, name, format, data)
+	if err != nil {
+		return ingestError(err)
+	}
+	if title == "" {
+		title = x.Title
+	}
+	uid := principalOf(c).UserID
+	d, err := s.opts.Knowledge.Store.CreateDocument(c.UserContext(), uid, k.ID, store.NewDocument{
+		Title: title, Source: name, MimeType: string(format), SHA256: ingest.SHA256(data), Bytes: int64(len(data))})
+	var dup *store.DuplicateError
+	if errors.As(err, &dup) {
+		return &oai.Error{Status: http.StatusConflict, Type: oai.TypeInvalidRequest, Code: "duplicate_document",
+			Message: fmt.Sprintf("this knowledge base already has this content: document '%s' (%s)", dup.Existing.ID, dup.Existing.Title)}
+	}
+	if err != nil {
+		return err
+	}
+	doc := rag.Document{Title: title, Text: x.Text, Markdown: x.Markdown}
+	if c.QueryBool("wait") {
+		s.index(c.UserContext(), uid, k.ID, d.ID, doc)
+		if d, err = s.opts.Knowledge.Store.Document(c.UserContext(), uid, k.ID, d.ID); err != nil {
+			return err
+		}
+		return c.Status(fiber.StatusCreated).JSON(toDocumentJSON(d))
+	}
+	go s.index(context.Background(), uid, k.ID, d.ID, doc)
+	return c.Status(fiber.StatusAccepted).JSON(toDocumentJSON(d))
+}
+
+// index indexes a document, one (Knowledge.Ingests) at a time.
+func (s *server) index(ctx context.Context, userID, kbID, docID string, doc rag.Document) {
+	select {
+	case s.ingests <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-s.ingests }()
+	start := time.Now()
+	n, err := s.opts.Knowledge.Indexer.Index(ctx, userID, kbID, docID, doc)
+	if err != nil {
+		s.log.Warn("document not indexed", "kb", kbID, "document", docID, "error", err)
+		return
+	}
+	s.log.Debug("document indexed", "kb", kbID, "document", docID, "chunks", n, "took", time.Since(start))
+}
+
+// documentBody reads an upload: multipart (field "file") or JSON.
+func documentBody(c *fiber.Ctx) (name, title, contentType string, data []byte, aerr *oai.Error) {
+	if fh, err := c.FormFile("file"); err == nil {
+		f, err := fh.Open()
+		if err != nil {
+			return "", "", "", nil, oai.Invalid("file", oai.CodeInvalidValue, "cannot read the uploaded file: %v", err)
+		}
+		defer f.Close()
+		data, err = io.ReadAll(f)
+		if err != nil {
+			return "", "", "", nil, oai.Invalid("file", oai.CodeInvalidValue, "cannot read the uploaded file: %v", err)
+		}
+		return fh.Filename, c.FormValue("title"), fh.Header.Get("Content-Type"), data, nil
+	}
+	var req struct {
+		Title  string  `json:"title"`
+		Text   *string `json:"text"`
+		Format string  `json:"format"`
+		Source string  `json:"source"`
+	}
+	if err := oai.Decode(c.Body(), &req, ""); err != nil {
+		return "", "", "", nil, err
+	}
+	if req.Text == nil {
+		return "", "", "", nil, oai.Missing("text")
+	}
+	types := map[string]string{"": "text/plain", "text": "text/plain", "markdown": "text/markdown", "html": "text/html"}
+	ct, ok := types[req.Format]
+	if !ok {
+		return "", "", "", nil, oai.Invalid("format", oai.CodeInvalidValue, "invalid value for 'format': '%s'; use text, markdown or html", req.Format)
+	}
+	name = req.Source
+	if name == "" {
+		name = req.Title
+	}
+	return name, req.Title, ct + "; charset=utf-8", []byte(*req.Text), nil
+}
+
+// ingestError maps the ingest package's errors to API errors.
+func ingestError(err error) error {
+	e := &oai.Error{Status: http.StatusBadRequest, Type: oai.TypeInvalidRequest, Code: oai.CodeInvalidValue, Message: err.Error()}
+	switch {
+	case errors.Is(err, ingest.ErrUnsupportedFormat):
+		e.Status, e.Code = http.StatusUnsupportedMediaType, "unsupported_format"
+	case errors.Is(err, ingest.ErrTooLarge):
+		e.Status, e.Code = http.StatusRequestEntityTooLarge, oai.CodeTooLarge
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return e
+}
+
+func (s *server) listDocuments(c *fiber.Ctx) error {
+	k, err := s.kb(c)
+	if err != nil {
+		return err
+	}
+	p := store.Page{After: c.Query("after")}
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 200 {
+			return oai.Invalid("limit", oai.CodeInvalidValue, "invalid value for 'limit': '%s'; it must be between 1 and 200", v)
+		}
+		p.Limit = n
+	}
+	docs, err := s.opts.Knowledge.Store.ListDocuments(c.UserContext(), principalOf(c).UserID, k.ID, p)
+	if err != nil {
+		return notFound(err, "document", p.After)
+	}
+	out := struct {
+		Object string         `json:"object"`
+		Data   []documentJSON `json:"data"`
+	}{Object: "list", Data: make([]documentJSON, 0, len(docs))}
+	for _, d := range docs {
+		out.Data = append(out.Data, toDocumentJSON(d))
+	}
+	return c.JSON(out)
+}
+
+func (s *server) getDocument(c *fiber.Ctx) error {
+	k, err := s.kb(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.opts.Knowledge.Store.Document(c.UserContext(), principalOf(c).UserID, k.ID, c.Params("id"))
+	if err != nil {
+		return notFound(err, "document", c.Params("id"))
+	}
+	return c.JSON(toDocumentJSON(d))
+}
+
+func (s *server) deleteDocument(c *fiber.Ctx) error {
+	k, err := s.kb(c)
+	if err != nil {
+		return err
+	}
+	id := c.Params("id")
+	if err := s.opts.Knowledge.Store.DeleteDocument(c.UserContext(), principalOf(c).UserID, k.ID, id); err != nil {
+		return notFound(err, "document", id)
+	}
+	if err := s.opts.Knowledge.Indexer.Vectors.DeleteDocument(c.UserContext(), k.ID, id); err != nil {
+		s.log.Warn("document deleted, its index entries not", "kb", k.ID, "document", id, "error", err)
+	}
+	return c.JSON(fiber.Map{"id": id, "object": "document.deleted", "deleted": true})
+}
+
+// searchKB serves POST /v1/knowledge-bases/{kb}/search {"query", "top_k"?, "filter"?:
+// {"document_ids": [...]}}: the chunks that answer the query, best first.
+func (s *server) searchKB(c *fiber.Ctx) error {
+	k, err := s.kb(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Query  string `json:"query"`
+		TopK   int    `json:"top_k"`
+		Filter *struct {
+			DocumentIDs []string `json:"document_ids"`
+		} `json:"filter"`
+	}
+	if err := oai.Decode(c.Body(), &req, ""); err != nil {
+		return err
+	}
+	if req.Query == "" {
+		return oai.Missing("query")
+	}
+	if req.TopK == 0 {
+		req.TopK = s.opts.RAG.TopK
+	}
+	if req.TopK < 1 || req.TopK > rag.MaxTopK {
+		return oai.Invalid("top_k", oai.CodeInvalidValue, "invalid value for 'top_k': %d; it must be between 1 and %d", req.TopK, rag.MaxTopK)
+	}
+	var docs []string
+	if req.Filter != nil {
+		docs = req.Filter.DocumentIDs
+	}
+	srcs, err := s.opts.RAG.Retriever.Retrieve(c.UserContext(), principalOf(c).UserID, k.ID, req.Query, req.TopK, docs...)
+	if errors.Is(err, vectorstore.ErrInvalid) {
+		return oai.Invalid("filter.document_ids", oai.CodeInvalidValue, "invalid 'filter': %v", err)
+	}
+	if err != nil {
+		return &oai.Error{Status: http.StatusServiceUnavailable, Type: oai.TypeServer, Code: "index_unavailable", RetryAfter: time.Second,
+			Message: "the knowledge base's index is unavailable; try again shortly"}
+	}
+	type hit struct {
+		rag.Source
+		Heading string `json:"heading"`
+		Text    string `json:"text"`
+	}
+	out := struct {
+		Object string `json:"object"`
+		Data   []hit  `json:"data"`
+	}{Object: "list", Data: make([]hit, 0, len(srcs))}
+	for _, src := range srcs {
+		out.Data = append(out.Data, hit{Source: src, Heading: src.Heading, Text: src.Text})
+	}
+	return c.JSON(out)
+}
