@@ -8,6 +8,11 @@
 //	                                             make an API key (printed once, alone, on stdout)
 //	ragway keys list [--user NAME] [-c FILE]     list API keys
 //	ragway keys revoke PREFIX|KEY [-c FILE]      revoke an API key
+//	ragway ingest --kb NAME [--create] [--url URL] [--api-key KEY]
+//	              [--concurrency N] PATH...
+//	                                             upload files and directories through the HTTP API
+//	ragway reindex --kb NAME|ID [--user NAME] [-c FILE]
+//	                                             rebuild a knowledge base's vector index from Postgres
 //
 // The database commands use database_url from the config file (-c) or
 // RAGWAY_DATABASE_URL, else DATABASE_URL.
@@ -41,9 +46,23 @@ Usage:
                                               --if-none does nothing if NAME has an active key
   ragway keys list [--user NAME] [-c FILE]    list API keys (every user's without --user)
   ragway keys revoke PREFIX|KEY [-c FILE]     revoke a key, named by its prefix (rgw_xxxxxxxx)
+  ragway ingest --kb NAME [--create] [--url URL] [--api-key KEY]
+                [--concurrency N] PATH...
+                                              upload files and directories (recursively:
+                                              .txt .md .html .pdf ...; hidden files skipped)
+                                              to knowledge base NAME through the gateway's
+                                              HTTP API, N at once (default 2), with a progress
+                                              bar; --create makes NAME if missing. The URL
+                                              and key default to RAGWAY_URL (else
+                                              http://127.0.0.1:8080) and RAGWAY_API_KEY
+  ragway reindex --kb NAME|ID [--user NAME] [-c FILE]
+                                              rebuild a knowledge base's entries in the
+                                              vector store (Qdrant) from the database; a
+                                              name needs --user. The embedded store needs
+                                              none: every gateway rebuilds it at start
   ragway help                                 show this help
 
-The migrate and keys commands use database_url from the config file (-c) or
+The migrate, keys and reindex commands use database_url from the config file (-c) or
 RAGWAY_DATABASE_URL, else DATABASE_URL (task db:up starts a local Postgres and prints
 its URL). Flags may be written -flag or --flag, before or after arguments.
 Every config key can also be set by environment: RAGWAY_LISTEN, RAGWAY_PLUGINS_DIR, ...
@@ -76,6 +95,10 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		return migrate(args[1:], stdout, stderr)
 	case "keys":
 		return keys(args[1:], stdout, stderr)
+	case "ingest":
+		return ingestCmd(args[1:], stdout, stderr)
+	case "reindex":
+		return reindex(args[1:], stdout, stderr)
 	case "ingest-extract":
 		// Internal: the gateway runs PDF extraction in a child process (ingest.Isolated).
 		return ingestExtract(args[1:], stdout, stderr)
