@@ -6,7 +6,8 @@
 // through the SDK host client. TTFT: one stream at a time, gateway vs
 // direct, p50/p99 and the difference. Crash: kill -9 of the plugin to the
 // next successful request through the gateway. Persistence (bench/persist.go):
-// WebSocket chats with and without conversation storage on one gateway.
+// WebSocket chats with and without conversation storage on one gateway. RAG
+// (bench/rag.go): ingest throughput and search latency with 100,000 chunks.
 //
 // Every gateway it spawns gets a scratch database and an API key (bench/db.go);
 // -only runs some of the benches (e.g. -only persist).
@@ -40,7 +41,7 @@ import (
 )
 
 // benchNames are the benches in the order they run (-only selects among them).
-var benchNames = []string{"relay", "crash", "proxy", "llama", "persist"}
+var benchNames = []string{"relay", "crash", "proxy", "llama", "persist", "rag"}
 
 var only = flag.String("only", "", "run only these benches, comma-separated: "+strings.Join(benchNames, ", ")+" (default: all; -proxy=false and -llama=false still skip theirs)")
 
@@ -133,6 +134,12 @@ func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes in
 	if selected("persist") {
 		if err := runPersist(binDir); err != nil {
 			return fmt.Errorf("persistence cost: %w", err)
+		}
+	}
+	// RAG ingest throughput and search latency (bench/rag.go).
+	if selected("rag") {
+		if err := runRAG(binDir); err != nil {
+			return fmt.Errorf("rag: %w", err)
 		}
 	}
 	if profile != "" && selected("relay") {

@@ -13,83 +13,78 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aarondl/null/v8"
 	"github.com/aarondl/sqlboiler/v4/boil"
 	"github.com/aarondl/sqlboiler/v4/queries"
 	"github.com/aarondl/sqlboiler/v4/queries/qm"
 	"github.com/aarondl/sqlboiler/v4/queries/qmhelper"
-	"github.com/aarondl/sqlboiler/v4/types"
 	"github.com/aarondl/strmangle"
 	"github.com/friendsofgo/errors"
 )
 
 // Chunk is an object representing the database table.
 type Chunk struct {
-	ID            string             `boil:"id" json:"id" toml:"id" yaml:"id"`
-	DocumentID    string             `boil:"document_id" json:"document_id" toml:"document_id" yaml:"document_id"`
-	KBID          string             `boil:"kb_id" json:"kb_id" toml:"kb_id" yaml:"kb_id"`
-	Ordinal       int                `boil:"ordinal" json:"ordinal" toml:"ordinal" yaml:"ordinal"`
-	Heading       string             `boil:"heading" json:"heading" toml:"heading" yaml:"heading"`
-	Content       string             `boil:"content" json:"content" toml:"content" yaml:"content"`
-	TokenCount    int                `boil:"token_count" json:"token_count" toml:"token_count" yaml:"token_count"`
-	Dense         types.Float64Array `boil:"dense" json:"dense,omitempty" toml:"dense" yaml:"dense,omitempty"`
-	SparseIndices types.Int64Array   `boil:"sparse_indices" json:"sparse_indices" toml:"sparse_indices" yaml:"sparse_indices"`
-	SparseValues  types.Float64Array `boil:"sparse_values" json:"sparse_values" toml:"sparse_values" yaml:"sparse_values"`
-	CreatedAt     time.Time          `boil:"created_at" json:"created_at" toml:"created_at" yaml:"created_at"`
+	ID         string     `boil:"id" json:"id" toml:"id" yaml:"id"`
+	DocumentID string     `boil:"document_id" json:"document_id" toml:"document_id" yaml:"document_id"`
+	KBID       string     `boil:"kb_id" json:"kb_id" toml:"kb_id" yaml:"kb_id"`
+	Ordinal    int        `boil:"ordinal" json:"ordinal" toml:"ordinal" yaml:"ordinal"`
+	Heading    string     `boil:"heading" json:"heading" toml:"heading" yaml:"heading"`
+	Content    string     `boil:"content" json:"content" toml:"content" yaml:"content"`
+	TokenCount int        `boil:"token_count" json:"token_count" toml:"token_count" yaml:"token_count"`
+	CreatedAt  time.Time  `boil:"created_at" json:"created_at" toml:"created_at" yaml:"created_at"`
+	Dense      null.Bytes `boil:"dense" json:"dense,omitempty" toml:"dense" yaml:"dense,omitempty"`
+	Sparse     []byte     `boil:"sparse" json:"sparse" toml:"sparse" yaml:"sparse"`
 
 	R *chunkR `boil:"-" json:"-" toml:"-" yaml:"-"`
 	L chunkL  `boil:"-" json:"-" toml:"-" yaml:"-"`
 }
 
 var ChunkColumns = struct {
-	ID            string
-	DocumentID    string
-	KBID          string
-	Ordinal       string
-	Heading       string
-	Content       string
-	TokenCount    string
-	Dense         string
-	SparseIndices string
-	SparseValues  string
-	CreatedAt     string
+	ID         string
+	DocumentID string
+	KBID       string
+	Ordinal    string
+	Heading    string
+	Content    string
+	TokenCount string
+	CreatedAt  string
+	Dense      string
+	Sparse     string
 }{
-	ID:            "id",
-	DocumentID:    "document_id",
-	KBID:          "kb_id",
-	Ordinal:       "ordinal",
-	Heading:       "heading",
-	Content:       "content",
-	TokenCount:    "token_count",
-	Dense:         "dense",
-	SparseIndices: "sparse_indices",
-	SparseValues:  "sparse_values",
-	CreatedAt:     "created_at",
+	ID:         "id",
+	DocumentID: "document_id",
+	KBID:       "kb_id",
+	Ordinal:    "ordinal",
+	Heading:    "heading",
+	Content:    "content",
+	TokenCount: "token_count",
+	CreatedAt:  "created_at",
+	Dense:      "dense",
+	Sparse:     "sparse",
 }
 
 var ChunkTableColumns = struct {
-	ID            string
-	DocumentID    string
-	KBID          string
-	Ordinal       string
-	Heading       string
-	Content       string
-	TokenCount    string
-	Dense         string
-	SparseIndices string
-	SparseValues  string
-	CreatedAt     string
+	ID         string
+	DocumentID string
+	KBID       string
+	Ordinal    string
+	Heading    string
+	Content    string
+	TokenCount string
+	CreatedAt  string
+	Dense      string
+	Sparse     string
 }{
-	ID:            "chunks.id",
-	DocumentID:    "chunks.document_id",
-	KBID:          "chunks.kb_id",
-	Ordinal:       "chunks.ordinal",
-	Heading:       "chunks.heading",
-	Content:       "chunks.content",
-	TokenCount:    "chunks.token_count",
-	Dense:         "chunks.dense",
-	SparseIndices: "chunks.sparse_indices",
-	SparseValues:  "chunks.sparse_values",
-	CreatedAt:     "chunks.created_at",
+	ID:         "chunks.id",
+	DocumentID: "chunks.document_id",
+	KBID:       "chunks.kb_id",
+	Ordinal:    "chunks.ordinal",
+	Heading:    "chunks.heading",
+	Content:    "chunks.content",
+	TokenCount: "chunks.token_count",
+	CreatedAt:  "chunks.created_at",
+	Dense:      "chunks.dense",
+	Sparse:     "chunks.sparse",
 }
 
 // Generated where
@@ -117,77 +112,52 @@ func (w whereHelperint) NIN(slice []int) qm.QueryMod {
 	return qm.WhereNotIn(fmt.Sprintf("%s NOT IN ?", w.field), values...)
 }
 
-type whereHelpertypes_Float64Array struct{ field string }
+type whereHelpernull_Bytes struct{ field string }
 
-func (w whereHelpertypes_Float64Array) EQ(x types.Float64Array) qm.QueryMod {
+func (w whereHelpernull_Bytes) EQ(x null.Bytes) qm.QueryMod {
 	return qmhelper.WhereNullEQ(w.field, false, x)
 }
-func (w whereHelpertypes_Float64Array) NEQ(x types.Float64Array) qm.QueryMod {
+func (w whereHelpernull_Bytes) NEQ(x null.Bytes) qm.QueryMod {
 	return qmhelper.WhereNullEQ(w.field, true, x)
 }
-func (w whereHelpertypes_Float64Array) LT(x types.Float64Array) qm.QueryMod {
+func (w whereHelpernull_Bytes) LT(x null.Bytes) qm.QueryMod {
 	return qmhelper.Where(w.field, qmhelper.LT, x)
 }
-func (w whereHelpertypes_Float64Array) LTE(x types.Float64Array) qm.QueryMod {
+func (w whereHelpernull_Bytes) LTE(x null.Bytes) qm.QueryMod {
 	return qmhelper.Where(w.field, qmhelper.LTE, x)
 }
-func (w whereHelpertypes_Float64Array) GT(x types.Float64Array) qm.QueryMod {
+func (w whereHelpernull_Bytes) GT(x null.Bytes) qm.QueryMod {
 	return qmhelper.Where(w.field, qmhelper.GT, x)
 }
-func (w whereHelpertypes_Float64Array) GTE(x types.Float64Array) qm.QueryMod {
+func (w whereHelpernull_Bytes) GTE(x null.Bytes) qm.QueryMod {
 	return qmhelper.Where(w.field, qmhelper.GTE, x)
 }
 
-func (w whereHelpertypes_Float64Array) IsNull() qm.QueryMod { return qmhelper.WhereIsNull(w.field) }
-func (w whereHelpertypes_Float64Array) IsNotNull() qm.QueryMod {
-	return qmhelper.WhereIsNotNull(w.field)
-}
-
-type whereHelpertypes_Int64Array struct{ field string }
-
-func (w whereHelpertypes_Int64Array) EQ(x types.Int64Array) qm.QueryMod {
-	return qmhelper.Where(w.field, qmhelper.EQ, x)
-}
-func (w whereHelpertypes_Int64Array) NEQ(x types.Int64Array) qm.QueryMod {
-	return qmhelper.Where(w.field, qmhelper.NEQ, x)
-}
-func (w whereHelpertypes_Int64Array) LT(x types.Int64Array) qm.QueryMod {
-	return qmhelper.Where(w.field, qmhelper.LT, x)
-}
-func (w whereHelpertypes_Int64Array) LTE(x types.Int64Array) qm.QueryMod {
-	return qmhelper.Where(w.field, qmhelper.LTE, x)
-}
-func (w whereHelpertypes_Int64Array) GT(x types.Int64Array) qm.QueryMod {
-	return qmhelper.Where(w.field, qmhelper.GT, x)
-}
-func (w whereHelpertypes_Int64Array) GTE(x types.Int64Array) qm.QueryMod {
-	return qmhelper.Where(w.field, qmhelper.GTE, x)
-}
+func (w whereHelpernull_Bytes) IsNull() qm.QueryMod    { return qmhelper.WhereIsNull(w.field) }
+func (w whereHelpernull_Bytes) IsNotNull() qm.QueryMod { return qmhelper.WhereIsNotNull(w.field) }
 
 var ChunkWhere = struct {
-	ID            whereHelperstring
-	DocumentID    whereHelperstring
-	KBID          whereHelperstring
-	Ordinal       whereHelperint
-	Heading       whereHelperstring
-	Content       whereHelperstring
-	TokenCount    whereHelperint
-	Dense         whereHelpertypes_Float64Array
-	SparseIndices whereHelpertypes_Int64Array
-	SparseValues  whereHelpertypes_Float64Array
-	CreatedAt     whereHelpertime_Time
+	ID         whereHelperstring
+	DocumentID whereHelperstring
+	KBID       whereHelperstring
+	Ordinal    whereHelperint
+	Heading    whereHelperstring
+	Content    whereHelperstring
+	TokenCount whereHelperint
+	CreatedAt  whereHelpertime_Time
+	Dense      whereHelpernull_Bytes
+	Sparse     whereHelper__byte
 }{
-	ID:            whereHelperstring{field: "\"chunks\".\"id\""},
-	DocumentID:    whereHelperstring{field: "\"chunks\".\"document_id\""},
-	KBID:          whereHelperstring{field: "\"chunks\".\"kb_id\""},
-	Ordinal:       whereHelperint{field: "\"chunks\".\"ordinal\""},
-	Heading:       whereHelperstring{field: "\"chunks\".\"heading\""},
-	Content:       whereHelperstring{field: "\"chunks\".\"content\""},
-	TokenCount:    whereHelperint{field: "\"chunks\".\"token_count\""},
-	Dense:         whereHelpertypes_Float64Array{field: "\"chunks\".\"dense\""},
-	SparseIndices: whereHelpertypes_Int64Array{field: "\"chunks\".\"sparse_indices\""},
-	SparseValues:  whereHelpertypes_Float64Array{field: "\"chunks\".\"sparse_values\""},
-	CreatedAt:     whereHelpertime_Time{field: "\"chunks\".\"created_at\""},
+	ID:         whereHelperstring{field: "\"chunks\".\"id\""},
+	DocumentID: whereHelperstring{field: "\"chunks\".\"document_id\""},
+	KBID:       whereHelperstring{field: "\"chunks\".\"kb_id\""},
+	Ordinal:    whereHelperint{field: "\"chunks\".\"ordinal\""},
+	Heading:    whereHelperstring{field: "\"chunks\".\"heading\""},
+	Content:    whereHelperstring{field: "\"chunks\".\"content\""},
+	TokenCount: whereHelperint{field: "\"chunks\".\"token_count\""},
+	CreatedAt:  whereHelpertime_Time{field: "\"chunks\".\"created_at\""},
+	Dense:      whereHelpernull_Bytes{field: "\"chunks\".\"dense\""},
+	Sparse:     whereHelper__byte{field: "\"chunks\".\"sparse\""},
 }
 
 // ChunkRels is where relationship names are stored.
@@ -246,9 +216,9 @@ func (r *chunkR) GetKB() *KnowledgeBasis {
 type chunkL struct{}
 
 var (
-	chunkAllColumns            = []string{"id", "document_id", "kb_id", "ordinal", "heading", "content", "token_count", "dense", "sparse_indices", "sparse_values", "created_at"}
+	chunkAllColumns            = []string{"id", "document_id", "kb_id", "ordinal", "heading", "content", "token_count", "created_at", "dense", "sparse"}
 	chunkColumnsWithoutDefault = []string{"document_id", "kb_id", "ordinal", "content"}
-	chunkColumnsWithDefault    = []string{"id", "heading", "token_count", "dense", "sparse_indices", "sparse_values", "created_at"}
+	chunkColumnsWithDefault    = []string{"id", "heading", "token_count", "created_at", "dense", "sparse"}
 	chunkPrimaryKeyColumns     = []string{"id"}
 	chunkGeneratedColumns      = []string{}
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/vectorstore"
@@ -43,14 +44,19 @@ func (x *Indexer) index(ctx context.Context, userID, kbID, docID string, doc Doc
 	doc.Text = Normalize(doc.Text)
 	chunks := Split(doc, x.Options)
 	if len(chunks) == 0 {
-		return 0, errors.New("the document has no text")
+		text := strings.TrimSpace(doc.Text)
+		if text == "" {
+			return 0, errors.New("the document has no text")
+		}
+		// Only headings (sections without bodies make no chunks): they are the text.
+		chunks = []Chunk{{Heading: doc.Title, Text: text, Tokens: EstimateTokens(text)}}
 	}
 	rows := make([]store.NewChunk, len(chunks))
 	texts := make([]string, len(chunks))
 	for i, c := range chunks {
 		texts[i] = c.Heading + "\n" + c.Text // the heading makes its words findable
 		v := DocVector(texts[i])
-		rows[i] = store.NewChunk{Ordinal: c.Ordinal, Heading: c.Heading, Content: c.Text, TokenCount: c.Tokens,
+		rows[i] = store.NewChunk{ID: store.NewChunkID(), Ordinal: c.Ordinal, Heading: c.Heading, Content: c.Text, TokenCount: c.Tokens,
 			SparseIndices: v.Indices, SparseValues: v.Values}
 	}
 	if x.Embed != nil {
@@ -65,12 +71,26 @@ func (x *Indexer) index(ctx context.Context, userID, kbID, docID string, doc Doc
 			rows[i].Dense = vecs[i]
 		}
 	}
+	// Postgres and the vector index are written at once (the chunk ids are known): a
+	// hit whose chunk is not committed yet is skipped by retrieval; should Postgres
+	// fail, the index entries are removed again.
+	points := make([]vectorstore.Point, len(rows))
+	for i, r := range rows {
+		points[i] = vectorstore.Point{ChunkID: r.ID, KBID: kbID, DocumentID: docID, Dense: r.Dense,
+			Sparse: vectorstore.Sparse{Indices: r.SparseIndices, Values: r.SparseValues}}
+	}
+	indexed := make(chan error, 1)
+	go func() { indexed <- x.Vectors.Upsert(ctx, points) }()
 	stored, err := x.Store.IndexDocument(ctx, userID, kbID, docID, rows)
+	ierr := <-indexed
 	if err != nil {
+		if ierr == nil {
+			_ = x.Vectors.DeleteDocument(context.WithoutCancel(ctx), kbID, docID)
+		}
 		return 0, fmt.Errorf("store the chunks: %w", err)
 	}
-	if err := x.Vectors.Upsert(ctx, Points(stored)); err != nil {
-		return 0, fmt.Errorf("index the chunks (stored in the database: ragway reindex rebuilds the index): %w", err)
+	if ierr != nil {
+		return 0, fmt.Errorf("index the chunks (stored in the database: ragway reindex rebuilds the index): %w", ierr)
 	}
 	return len(stored), nil
 }

@@ -34,7 +34,11 @@ func (m *memChunks) IndexDocument(_ context.Context, userID, kbID, docID string,
 	var out []store.Chunk
 	for _, r := range rows {
 		m.n++
-		c := store.Chunk{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", m.n), DocumentID: docID, DocumentTitle: "title of " + docID,
+		id := r.ID
+		if id == "" {
+			id = fmt.Sprintf("00000000-0000-4000-8000-%012d", m.n)
+		}
+		c := store.Chunk{ID: id, DocumentID: docID, DocumentTitle: "title of " + docID,
 			KBID: kbID, Ordinal: r.Ordinal, Heading: r.Heading, Content: r.Content, Dense: r.Dense,
 			SparseIndices: r.SparseIndices, SparseValues: r.SparseValues}
 		m.chunks[c.ID] = c
@@ -129,6 +133,10 @@ func TestIndexFailureMarksTheDocument(t *testing.T) {
 	}
 	if mem.failed[docX] == "" {
 		t.Fatal("the empty document was not marked failed")
+	}
+	// A document of headings only is its headings.
+	if n, err := x.Index(context.Background(), "alice", kbA, docZ, Document{Text: "## Ports\n\n### Darwin\n", Markdown: true}); err != nil || n != 1 {
+		t.Fatalf("a document of headings only: %d chunks, %v", n, err)
 	}
 	x.Embed = func(context.Context, []string) ([][]float32, error) { return nil, fmt.Errorf("model unavailable") }
 	if _, err := x.Index(context.Background(), "alice", kbA, docY, Document{Text: "some text"}); err == nil ||

@@ -4,13 +4,17 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/lib/pq"
 )
 
 // NewChunk is a chunk IndexDocument stores.
 type NewChunk struct {
+	// ID, when set, is the chunk's id (a UUID; NewChunkID makes one); empty: one is made.
+	ID         string
 	Ordinal    int
 	Heading    string
 	Content    string
@@ -38,9 +42,10 @@ type Chunk struct {
 	SparseValues  []float32
 }
 
-// newUUID returns a random (version 4) UUID: chunk ids are made here so a batch of
-// chunks is written with COPY, and its ids are known without reading them back.
-func newUUID() string {
+// NewChunkID returns a random (version 4) UUID for a chunk: chunk ids are made by the
+// client so a batch of chunks is written with COPY, and the ids are known before (the
+// vector index can be written at the same time).
+func NewChunkID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
@@ -74,23 +79,28 @@ func (s *Store) IndexDocument(ctx context.Context, userID, kbID, docID string, c
 		}
 		// COPY: one round trip for the whole batch.
 		stmt, err := tx.PrepareContext(ctx, pq.CopyIn("chunks", "id", "document_id", "kb_id", "ordinal", "heading",
-			"content", "token_count", "dense", "sparse_indices", "sparse_values"))
+			"content", "token_count", "dense", "sparse"))
 		if err != nil {
 			return err
 		}
 		for i, c := range chunks {
-			out[i] = Chunk{ID: newUUID(), DocumentID: docID, KBID: kbID, Ordinal: c.Ordinal, Heading: c.Heading,
+			id := c.ID
+			if id == "" {
+				id = NewChunkID()
+			} else if !validID(id) {
+				return fmt.Errorf("%w: chunk id %q", ErrInvalid, id)
+			}
+			out[i] = Chunk{ID: id, DocumentID: docID, KBID: kbID, Ordinal: c.Ordinal, Heading: c.Heading,
 				Content: c.Content, TokenCount: c.TokenCount, Dense: c.Dense, SparseIndices: c.SparseIndices, SparseValues: c.SparseValues}
+			if len(c.SparseIndices) != len(c.SparseValues) {
+				return fmt.Errorf("%w: chunk %d: %d sparse indices, %d values", ErrInvalid, i, len(c.SparseIndices), len(c.SparseValues))
+			}
 			var dense any
 			if c.Dense != nil {
-				dense = pq.Array(c.Dense)
-			}
-			idx := make(pq.Int64Array, len(c.SparseIndices))
-			for j, v := range c.SparseIndices {
-				idx[j] = int64(v)
+				dense = packDense(c.Dense)
 			}
 			if _, err := stmt.ExecContext(ctx, out[i].ID, docID, kbID, c.Ordinal, c.Heading, c.Content, c.TokenCount,
-				dense, idx, pq.Array(c.SparseValues)); err != nil {
+				dense, packSparse(c.SparseIndices, c.SparseValues)); err != nil {
 				stmt.Close()
 				return err
 			}
@@ -218,7 +228,7 @@ func (s *Store) KnowledgeBaseIDs(ctx context.Context) ([]string, error) {
 }
 
 const chunkColumns = `c.id, c.document_id, c.kb_id, c.ordinal, c.heading, c.content, c.token_count,
-	c.dense, c.sparse_indices, c.sparse_values`
+	c.dense, c.sparse`
 
 // scanChunks reads rows of chunkColumns (followed by the document's title when
 // withTitle).
@@ -226,12 +236,10 @@ func scanChunks(rows *sql.Rows, out []Chunk, withTitle bool) ([]Chunk, error) {
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			c      Chunk
-			dense  pq.Float32Array
-			idx    pq.Int64Array
-			values pq.Float32Array
+			c             Chunk
+			dense, sparse []byte
 		)
-		dest := []any{&c.ID, &c.DocumentID, &c.KBID, &c.Ordinal, &c.Heading, &c.Content, &c.TokenCount, &dense, &idx, &values}
+		dest := []any{&c.ID, &c.DocumentID, &c.KBID, &c.Ordinal, &c.Heading, &c.Content, &c.TokenCount, &dense, &sparse}
 		if withTitle {
 			dest = append(dest, &c.DocumentTitle)
 		}
@@ -239,14 +247,47 @@ func scanChunks(rows *sql.Rows, out []Chunk, withTitle bool) ([]Chunk, error) {
 			return out, err
 		}
 		if dense != nil {
-			c.Dense = []float32(dense)
+			c.Dense = unpackDense(dense)
 		}
-		c.SparseIndices = make([]uint32, len(idx))
-		for i, v := range idx {
-			c.SparseIndices[i] = uint32(v)
-		}
-		c.SparseValues = []float32(values)
+		c.SparseIndices, c.SparseValues = unpackSparse(sparse)
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// packDense packs a dense vector as little-endian float32s.
+func packDense(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+func unpackDense(b []byte) []float32 {
+	v := make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v
+}
+
+// packSparse packs a sparse vector as little-endian (uint32 index, float32 value) pairs.
+func packSparse(idx []uint32, values []float32) []byte {
+	b := make([]byte, 8*len(idx))
+	for i := range idx {
+		binary.LittleEndian.PutUint32(b[8*i:], idx[i])
+		binary.LittleEndian.PutUint32(b[8*i+4:], math.Float32bits(values[i]))
+	}
+	return b
+}
+
+func unpackSparse(b []byte) ([]uint32, []float32) {
+	n := len(b) / 8
+	idx, values := make([]uint32, n), make([]float32, n)
+	for i := range n {
+		idx[i] = binary.LittleEndian.Uint32(b[8*i:])
+		values[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[8*i+4:]))
+	}
+	return idx, values
 }
