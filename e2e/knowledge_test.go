@@ -222,3 +222,32 @@ func TestKnowledgeBaseOnQdrant(t *testing.T) {
 		t.Fatalf("a deleted document is still found through Qdrant: %+v", hits)
 	}
 }
+
+// TestKnowledgeBaseWithEmbeddings configures rag.embedding_model: chunks and questions
+// are embedded by the llama.cpp plugin, and search fuses dense and sparse results.
+func TestKnowledgeBaseWithEmbeddings(t *testing.T) {
+	lib, model := llamaFixtures(t)
+	g := launchGatewayConfig(t, pgtest.Database(t), "rag: {embedding_model: embed, chunk_tokens: 100, chunk_overlap: 10}", fmt.Sprintf(`
+  - {name: chat, backend: echo}
+  - {name: embed, backend: llamacpp, embedding: true, options: {model_path: %q, lib_path: %q, threads: 1, parallel: 2, context_length: 512, pooling: mean}}
+`, model, lib))
+	g.waitReady(60 * time.Second)
+	code, body := g.call("POST", "/v1/knowledge-bases", g.Key, `{"name":"docs"}`)
+	decode(t, "create", code, body, 201, nil)
+	for _, text := range []string{"When Postgres is down the gateway answers 503.", "API keys are stored as SHA-256 hashes."} {
+		code, body = g.call("POST", "/v1/knowledge-bases/docs/documents?wait=true", g.Key, `{"text":`+jsonString(text)+`}`)
+		var d kbDoc
+		decode(t, "document", code, body, 201, &d)
+		if d.Status != "indexed" {
+			t.Fatalf("document %+v", d)
+		}
+	}
+	if hits := g.search(t, g.Key, "docs", "postgres down"); len(hits) == 0 || !strings.Contains(hits[0].Text, "Postgres") {
+		t.Fatalf("hybrid search: %+v", hits)
+	}
+	// Words found in no chunk: the sparse list is empty, the dense one still ranks
+	// every chunk (a sparse-only gateway finds nothing here).
+	if hits := g.search(t, g.Key, "docs", "zyxwv qwertz"); len(hits) != 2 {
+		t.Fatalf("a question sharing no word with the chunks: %d hits, want both chunks by their embeddings", len(hits))
+	}
+}
