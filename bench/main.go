@@ -382,7 +382,7 @@ func spawnGateway(binDir, models string, conns int, env []string, args ...string
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := dbs.createKey(context.Background(), dbURL, "bench")
+	key, err := dbs.createKey(context.Background(), dbURL, "bench", "chat")
 	if err != nil {
 		_ = dbs.drop(dbName)
 		return nil, nil, err

@@ -227,7 +227,7 @@ func ragGatewayIngest(binDir string, corpus []ragDoc, nGo int) (time.Duration, t
 	if err := gw.waitServing(30 * time.Second); err != nil {
 		return 0, 0, 0, fmt.Errorf("%w\n%s", err, logTail.String())
 	}
-	key, err := ragKey(gw.dbURL)
+	key, err := dbs.createKey(context.Background(), gw.dbURL, "rag", "chat,ingest")
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -278,21 +278,6 @@ func ragGatewayIngest(binDir string, corpus []ragDoc, nGo int) (time.Duration, t
 		times[min(i/nGo, 1)] += el
 	}
 	return times[0], times[1], chunks, nil
-}
-
-// ragKey creates a key with the ingest scope in the database at dbURL.
-func ragKey(dbURL string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(dbs.binDir, "ragway"), "keys", "create", "--user", "bench", "--scopes", "chat,ingest", "--name", "rag")
-	cmd.Env = append(os.Environ(), "RAGWAY_DATABASE_URL="+dbURL)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("ragway keys create: %w\n%s", err, stderr.Bytes())
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 // ragSearch measures search latency over *ragChunks chunks of real text.

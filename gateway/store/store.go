@@ -217,6 +217,10 @@ func validID(id string) bool {
 	return true
 }
 
+// IsID reports whether s has the form of this package's ids (a UUID): what the CLI
+// uses to tell an id from a name.
+func IsID(s string) bool { return validID(s) }
+
 // validIDs reports whether every id is valid ([validID]).
 func validIDs(ids ...string) bool {
 	for _, id := range ids {

@@ -35,7 +35,7 @@ func reindex(args []string, stdout, stderr io.Writer) error {
 	case *kb == "":
 		c.printUsage(stderr)
 		return errors.New("reindex: --kb is required")
-	case *user == "" && !looksLikeID(*kb):
+	case *user == "" && !store.IsID(*kb):
 		return fmt.Errorf("reindex: --kb %s is a name, and names are per user: add --user NAME, or give the knowledge base's id", *kb)
 	}
 	cfg, err := config.Load(*cfgPath, os.Environ())
@@ -112,24 +112,4 @@ func resolveKB(ctx context.Context, st *store.Store, user, kb string) (kbRef, er
 		return kbRef{}, err
 	}
 	return kbRef{id: k.ID, name: k.Name, user: user}, nil
-}
-
-// looksLikeID reports whether s has the form of an id (a UUID).
-func looksLikeID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if c != '-' {
-				return false
-			}
-		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
-		default:
-			return false
-		}
-	}
-	return true
 }
