@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/ragway/ragway/gateway/api/oai"
 	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/rag"
-	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -182,20 +180,12 @@ const headerKB = "X-Ragway-KB"
 // ground retrieves the sources of the request's last user message in knowledge base
 // kb of the caller.
 func (s *server) ground(c *fiber.Ctx, kb string, topK int, msgs []sdk.Message) (rag.Grounding, *oai.Error) {
-	switch {
-	case s.opts.RAG == nil:
-		return rag.Grounding{}, oai.Unsupported("rag", "this gateway has no retrieval configured")
-	case kb == "":
-		return rag.Grounding{}, oai.Missing("rag.knowledge_base")
-	case topK < 0 || topK > rag.MaxTopK:
-		return rag.Grounding{}, oai.Invalid("rag.top_k", oai.CodeInvalidValue, "invalid value for 'rag.top_k': %d; it must be between 1 and %d", topK, rag.MaxTopK)
+	if e := oai.CheckRAG(s.opts.RAG != nil, rag.Params{KnowledgeBase: kb, TopK: topK}); e != nil {
+		return rag.Grounding{}, e
 	}
 	g, err := s.opts.RAG.Ground(c.UserContext(), principalOf(c).UserID, kb, rag.Question(msgs), topK)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return g, oai.NoKnowledgeBase(kb, "rag.knowledge_base")
-		}
-		return g, oai.FromError(err)
+		return g, oai.GroundError(err, kb)
 	}
 	return g, nil
 }

@@ -71,13 +71,9 @@ func notFound(err error, what, id string) error {
 
 // listConversations serves GET /v1/conversations?limit=N&after=ID.
 func (s *server) listConversations(c *fiber.Ctx) error {
-	p := store.Page{After: c.Query("after")}
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 200 {
-			return oai.Invalid("limit", oai.CodeInvalidValue, "invalid value for 'limit': '%s'; it must be between 1 and 200", v)
-		}
-		p.Limit = n
+	p, aerr := pageOf(c)
+	if aerr != nil {
+		return aerr
 	}
 	convs, err := s.opts.Store.ListConversations(c.UserContext(), principalOf(c).UserID, p)
 	if err != nil {
@@ -97,6 +93,19 @@ func (s *server) listConversations(c *fiber.Ctx) error {
 	}
 	out.HasMore = len(convs) == limit
 	return c.JSON(out)
+}
+
+// pageOf reads a listing's ?limit=N&after=ID.
+func pageOf(c *fiber.Ctx) (store.Page, *oai.Error) {
+	p := store.Page{After: c.Query("after")}
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 200 {
+			return p, oai.Invalid("limit", oai.CodeInvalidValue, "invalid value for 'limit': '%s'; it must be between 1 and 200", v)
+		}
+		p.Limit = n
+	}
+	return p, nil
 }
 
 // createConversation serves POST /v1/conversations {"title"?, "system_prompt"?, "model"?}.

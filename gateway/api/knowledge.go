@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -298,13 +297,9 @@ func (s *server) listDocuments(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	p := store.Page{After: c.Query("after")}
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 200 {
-			return oai.Invalid("limit", oai.CodeInvalidValue, "invalid value for 'limit': '%s'; it must be between 1 and 200", v)
-		}
-		p.Limit = n
+	p, aerr := pageOf(c)
+	if aerr != nil {
+		return aerr
 	}
 	docs, err := s.opts.Knowledge.Store.ListDocuments(c.UserContext(), principalOf(c).UserID, k.ID, p)
 	if err != nil {

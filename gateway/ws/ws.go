@@ -734,13 +734,8 @@ func (s *socket) parseChat(f *clientFrame, c *chat) (sdk.GenerateRequest, *oai.E
 		return req, oai.Missing("messages")
 	}
 	if f.RAG != nil {
-		switch {
-		case s.h.opts.RAG == nil:
-			return req, oai.Unsupported("rag", "this gateway has no retrieval configured")
-		case f.RAG.KnowledgeBase == "":
-			return req, oai.Missing("rag.knowledge_base")
-		case f.RAG.TopK < 0 || f.RAG.TopK > rag.MaxTopK:
-			return req, oai.Invalid("rag.top_k", oai.CodeInvalidValue, "invalid value for 'rag.top_k': %d; it must be between 1 and %d", f.RAG.TopK, rag.MaxTopK)
+		if e := oai.CheckRAG(s.h.opts.RAG != nil, *f.RAG); e != nil {
+			return req, e
 		}
 		c.rag = f.RAG
 	}
@@ -772,10 +767,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 	if c.rag != nil {
 		g, err := s.h.opts.RAG.Ground(c.ctx, c.principal.UserID, c.rag.KnowledgeBase, rag.Question(req.Messages), c.rag.TopK)
 		if err != nil {
-			e := oai.FromError(err)
-			if errors.Is(err, store.ErrNotFound) {
-				e = oai.NoKnowledgeBase(c.rag.KnowledgeBase, "rag.knowledge_base")
-			}
+			e := oai.GroundError(err, c.rag.KnowledgeBase)
 			s.end(c, e.Status, sdk.Usage{}, errorFrame(c.id, e), !c.stored)
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
@@ -237,6 +238,28 @@ func fromAccessError(err error) *Error {
 func NotFound(what, id, param string) *Error {
 	return &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Code: CodeNotFound, Param: param,
 		Message: "no " + what + " with id '" + id + "'"}
+}
+
+// CheckRAG validates the "rag" object of a chat (HTTP or WebSocket); configured
+// tells whether the gateway has retrieval at all.
+func CheckRAG(configured bool, p rag.Params) *Error {
+	switch {
+	case !configured:
+		return Unsupported("rag", "this gateway has no retrieval configured")
+	case p.KnowledgeBase == "":
+		return Missing("rag.knowledge_base")
+	case p.TopK < 0 || p.TopK > rag.MaxTopK:
+		return Invalid("rag.top_k", CodeInvalidValue, "invalid value for 'rag.top_k': %d; it must be between 1 and %d", p.TopK, rag.MaxTopK)
+	}
+	return nil
+}
+
+// GroundError maps an error of rag.Service.Ground for knowledge base kb.
+func GroundError(err error, kb string) *Error {
+	if errors.Is(err, store.ErrNotFound) {
+		return NoKnowledgeBase(kb, "rag.knowledge_base")
+	}
+	return FromError(err)
 }
 
 // NoKnowledgeBase returns the 404 for a knowledge base (an id or a name) the caller
