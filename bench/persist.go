@@ -98,7 +98,7 @@ func runPersist(binDir string) error {
 	if *persistWarm > 0 {
 		for _, stored := range []bool{false, true} {
 			if _, err := runRound(clients, stored, *persistWarm); err != nil {
-				return fmt.Errorf("warm-up: %w", err)
+				return fmt.Errorf("warm-up: %w\n%s", err, logTail.String())
 			}
 		}
 		for _, c := range clients {

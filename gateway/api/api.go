@@ -16,6 +16,7 @@ import (
 
 	"github.com/ragway/ragway/gateway/api/oai"
 	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
@@ -127,6 +128,9 @@ type server struct {
 	opts Options
 	log  *slog.Logger
 	met  *metrics.Metrics
+	// turns begins the turns of conversations (nil without a Store), over HTTP and
+	// WebSocket alike.
+	turns *conversation.Turns
 	// ingests holds a token per document being indexed (Knowledge.Ingests).
 	ingests chan struct{}
 }
@@ -185,7 +189,8 @@ func New(b Backends, opts Options) *fiber.App {
 		RAG:            opts.RAG,
 	}
 	if s.opts.Store != nil {
-		wsOpts.Conversations = s.opts.Store
+		s.turns = conversation.NewTurns(s.opts.Store)
+		wsOpts.Conversations = s.turns
 	}
 	app.Get("/v1/ws", ws.New(b, wsOpts))
 	return app
@@ -201,7 +206,11 @@ func (s *server) handleError(c *fiber.Ctx, err error) error {
 		drainBody(c)
 	}
 	if e.Status >= 500 && e.Status != http.StatusServiceUnavailable && e.Status != http.StatusGatewayTimeout {
-		s.log.Warn("request failed", "method", c.Method(), "path", c.Path(), "status", e.Status, "error", e.Message)
+		cause := e.Message
+		if e.Cause != nil {
+			cause = e.Cause.Error()
+		}
+		s.log.Warn("request failed", "method", c.Method(), "path", c.Path(), "status", e.Status, "error", cause)
 	}
 	return writeError(c, e)
 }

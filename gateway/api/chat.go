@@ -219,7 +219,7 @@ const (
 // beginTurn stores the request's messages in the conversation id ("new": a new one)
 // and returns the turn, whose prompt is the fitted history.
 func (s *server) beginTurn(c *fiber.Ctx, id string, m workers.ModelStatus, msgs []sdk.Message, maxTokens int) (*conversation.Turn, *oai.Error) {
-	if s.opts.Store == nil {
+	if s.turns == nil {
 		return nil, oai.Unsupported("conversation_id", "this gateway has no database: 'conversation_id' is not available")
 	}
 	if id == "new" {
@@ -227,7 +227,7 @@ func (s *server) beginTurn(c *fiber.Ctx, id string, m workers.ModelStatus, msgs 
 	} else if id == "" {
 		return nil, oai.Invalid("conversation_id", oai.CodeInvalidValue, "'conversation_id' is empty: give a conversation's id, or \"new\"")
 	}
-	t, err := conversation.Begin(c.UserContext(), s.opts.Store, conversation.Request{
+	t, err := s.turns.Begin(c.UserContext(), conversation.Request{
 		UserID: principalOf(c).UserID, ConversationID: id, Model: m.Name, Messages: msgs,
 		ContextLength: m.ContextLength, MaxTokens: maxTokens,
 	})

@@ -160,5 +160,6 @@ func (s *server) deleteConversation(c *fiber.Ctx) error {
 	if err := s.opts.Store.DeleteConversation(c.UserContext(), principalOf(c).UserID, id); err != nil {
 		return notFound(err, "conversation", id)
 	}
+	s.turns.Forget(id)
 	return c.JSON(fiber.Map{"id": id, "object": "conversation.deleted", "deleted": true})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/api/apitest"
+	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -211,6 +213,18 @@ func TestBackendErrorsMapToStatuses(t *testing.T) {
 		e := checkError(t, s.post(t, "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"x"}]}`), 502, "server_error", "backend_error", "")
 		if strings.Contains(e.Message, "s3cret") || strings.Contains(e.Message, "pid") {
 			t.Errorf("message %q leaks the plugin's stderr", e.Message)
+		}
+	})
+	t.Run("database error details are logged, not sent", func(t *testing.T) {
+		var log syncBuffer
+		s := start(t, newFake(), api.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		s.fake.SetGenerate(apitest.Fail(fmt.Errorf("%w: pq: relation \"secret_table\" does not exist", store.ErrDatabase)))
+		e := checkError(t, s.post(t, "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"x"}]}`), 500, "server_error", "database_error", "")
+		if strings.Contains(e.Message, "secret_table") {
+			t.Errorf("message %q carries the database's error", e.Message)
+		}
+		if !strings.Contains(log.String(), "secret_table") {
+			t.Errorf("the gateway's log does not name the database's error:\n%s", log.String())
 		}
 	})
 	t.Run("final event with error", func(t *testing.T) {

@@ -1,10 +1,12 @@
 package conversation
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,7 +40,11 @@ type Request struct {
 // Turn is a started turn. Observe its generation's events, then Finish it.
 type Turn struct {
 	st     Store
+	turns  *Turns
 	userID string
+	// answerAfter > 0: the seq of this turn's last message, through which the
+	// conversation was held when the turn began (the answer is held when it ends).
+	answerAfter int64
 	// Conversation is the conversation (created by Begin when the request named none).
 	Conversation store.Conversation
 	// MessageID is the assistant message being generated.
@@ -55,11 +61,28 @@ type Turn struct {
 	finished   bool
 }
 
+// Turns begins the turns of conversations on a store. It holds the final messages
+// of the conversations it served last, so that a turn reads from the store only the
+// messages it does not hold (see held): one per gateway, shared by its protocols.
+type Turns struct {
+	st   Store
+	held *held
+}
+
+// NewTurns returns Turns on st.
+func NewTurns(st Store) *Turns {
+	return &Turns{st: st, held: newHeld(heldBytes)}
+}
+
+// Forget drops what is held of conversation id (deleted: its next turn would learn
+// it from the store anyway).
+func (ts *Turns) Forget(id string) { ts.held.drop(id) }
+
 // Begin stores the request's messages and an in-progress assistant message (in a new
 // conversation when the request names none), in one statement, and returns the turn
 // with its prompt. The store's errors pass through (store.ErrNotFound for a conversation of
 // another user, store.ErrUnavailable when Postgres is down).
-func Begin(ctx context.Context, st Store, req Request) (*Turn, error) {
+func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 	var system *string
 	var msgs []store.NewMessage
 	for _, m := range req.Messages {
@@ -77,17 +100,43 @@ func Begin(ctx context.Context, st Store, req Request) (*Turn, error) {
 		return nil, fmt.Errorf("%w: a turn needs at least one user message", store.ErrInvalid)
 	}
 	budget := Budget(req.ContextLength, req.MaxTokens)
-	started, err := st.BeginTurn(ctx, req.UserID, req.ConversationID, store.Turn{Messages: msgs, Model: req.Model, SystemPrompt: system, Budget: budget})
+	t := store.Turn{Messages: msgs, Model: req.Model, SystemPrompt: system, Budget: budget}
+	var known []store.Message
+	if req.ConversationID != "" {
+		if h, through, ok := ts.held.get(req.ConversationID, budget); ok {
+			// Only what follows what is held, untrimmed: a trimmed tail would leave a
+			// gap before it (Fit trims the whole).
+			known, t.After, t.Budget = h, through, 0
+		}
+	}
+	started, err := ts.st.BeginTurn(ctx, req.UserID, req.ConversationID, t)
+	if errors.Is(err, store.ErrNotFound) && req.ConversationID != "" {
+		ts.held.drop(req.ConversationID)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &Turn{
-		st:           st,
+	history := append(known, started.History...) // known is clipped: a new array
+	turn := &Turn{
+		st:           ts.st,
+		turns:        ts,
 		userID:       req.UserID,
 		Conversation: started.Conversation,
 		MessageID:    started.AssistantMessageID,
-		Prompt:       Fit(started.Conversation.SystemPrompt, started.History, budget),
-	}, nil
+		Prompt:       Fit(started.Conversation.SystemPrompt, history, budget),
+	}
+	// Hold what is now known final: everything before the first answer still in
+	// progress, or else the whole history, this turn's messages included (then the
+	// answer joins it when it ends).
+	through := history[len(history)-1].Seq
+	if started.Pending > 0 {
+		i, _ := slices.BinarySearchFunc(history, started.Pending, func(m store.Message, seq int64) int { return cmp.Compare(m.Seq, seq) })
+		history, through = history[:i], started.Pending-1
+	} else {
+		turn.answerAfter = through
+	}
+	ts.held.put(started.Conversation.ID, trimFor(history, budget), through, budget)
+	return turn, nil
 }
 
 // Tokens is the number of tokens an event carries: its count, else one for a text
@@ -165,6 +214,9 @@ func (t *Turn) Finish(o Outcome) (store.Message, error) {
 	})
 	if err != nil {
 		return m, fmt.Errorf("store the answer: %w", err)
+	}
+	if t.answerAfter > 0 {
+		t.turns.held.extend(t.Conversation.ID, t.answerAfter, m)
 	}
 	return m, nil
 }

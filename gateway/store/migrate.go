@@ -70,21 +70,36 @@ func MigrationStatus(ctx context.Context, db *sql.DB) ([]MigrationState, error) 
 	return out, nil
 }
 
-// CheckSchema returns an error naming the missing migrations when db lacks any
-// (the gateway refuses to serve a schema older than its own).
+// CheckSchema returns an error naming the missing migrations when db lacks any (the
+// gateway refuses to serve a schema older than its own), or naming the versions when
+// db has migrations this build does not know (a newer ragway migrated it: this one
+// would call what that one changed).
 func CheckSchema(ctx context.Context, db *sql.DB) error {
-	st, err := MigrationStatus(ctx, db)
+	p, err := migrator(db)
 	if err != nil {
-		return err
+		return fmt.Errorf("check the schema: %w", err)
+	}
+	st, err := p.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("check the schema: %w", classify(err))
 	}
 	var missing []string
+	var latest int64
 	for _, s := range st {
-		if !s.Applied {
-			missing = append(missing, s.Name)
+		latest = max(latest, s.Source.Version)
+		if s.State != goose.StateApplied {
+			missing = append(missing, s.Source.Path)
 		}
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: the database lacks migrations %v: run `ragway migrate up`", ErrSchema, missing)
+	}
+	v, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("check the schema: %w", classify(err))
+	}
+	if v > latest {
+		return fmt.Errorf("%w: the database is at version %d, newer than this ragway's migrations (up to %d): run the ragway that migrated it, or a later one", ErrSchema, v, latest)
 	}
 	return nil
 }

@@ -17,11 +17,12 @@ import (
 )
 
 // beginTurnSQL starts a turn in one statement (one round trip once prepared): see
-// db/migrations/00002_begin_turn.sql.
-const beginTurnSQL = `SELECT * FROM ragway_begin_turn($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+// db/migrations/00004_begin_turn_after.sql.
+const beginTurnSQL = `SELECT * FROM ragway_begin_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 
 // BeginTurn stores t's messages and an in-progress assistant message in userID's
-// conversation ("" creates one), in one statement, and returns them with the history.
+// conversation ("" creates one), in one statement, and returns them with the history
+// after t.After.
 // It sets the conversation's model to t.Model, replaces its system prompt when
 // t.SystemPrompt is not nil, and titles an untitled conversation after its first user
 // message. A role other than RoleSystem, RoleUser, RoleAssistant and RoleTool is
@@ -45,7 +46,7 @@ func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t 
 		}
 		system := null.StringFromPtr(t.SystemPrompt)
 		rows, err := stmt.QueryContext(ctx, userID, null.NewString(conversationID, conversationID != ""), t.Model,
-			system.Valid, system.String, titleOf(t.Messages), roles, contents, t.Budget)
+			system.Valid, system.String, titleOf(t.Messages), roles, contents, t.Budget, t.After)
 		if err != nil {
 			return err
 		}
@@ -72,15 +73,17 @@ func scanTurn(rows *sql.Rows, n int) (TurnStarted, error) {
 			model, finish                      sql.NullString
 			promptTokens, completionTokens     sql.NullInt64
 			added                              bool
+			pending                            sql.NullInt64
 		)
 		if err := rows.Scan(&cID, &cUser, &cTitle, &cModel, &system, &cCreated, &cUpdated,
 			&m.ID, &m.Seq, &m.Role, &m.Content, &m.Status, &model, &finish,
-			&promptTokens, &completionTokens, &createdAt, &completedAt, &added); err != nil {
+			&promptTokens, &completionTokens, &createdAt, &completedAt, &added, &pending); err != nil {
 			return out, err
 		}
 		if cID.Valid {
 			out.Conversation = Conversation{ID: cID.String, UserID: cUser.String, Title: cTitle.String, Model: cModel.String,
 				SystemPrompt: system.String, CreatedAt: cCreated.Time, UpdatedAt: cUpdated.Time}
+			out.Pending = pending.Int64
 		}
 		m.Model, m.FinishReason = model.String, finish.String
 		m.PromptTokens, m.CompletionTokens = int(promptTokens.Int64), int(completionTokens.Int64)

@@ -139,6 +139,9 @@ type Turn struct {
 	// messages that cannot fit it at any token count the gateway estimates are not
 	// returned. 0 returns the whole history.
 	Budget int
+	// After, when > 0, is a seq up to which the caller holds every message of the
+	// conversation: the history starts after it.
+	After int64
 }
 
 // TurnStarted is what BeginTurn stored.
@@ -148,11 +151,16 @@ type TurnStarted struct {
 	MessageIDs []string
 	// AssistantMessageID is the in-progress assistant message.
 	AssistantMessageID string
-	// History is every message of the conversation before the assistant message,
-	// oldest first, this turn's messages included (in-progress messages of other
-	// turns excluded; with Turn.Budget, the oldest that cannot fit it too). Only this
-	// turn's messages carry their times, model, finish reason and prompt tokens.
+	// History is every message of the conversation after Turn.After and before the
+	// assistant message, oldest first, this turn's messages included (in-progress
+	// messages of other turns excluded; with Turn.Budget, the oldest that cannot fit
+	// it too). Only this turn's messages carry their times, model, finish reason and
+	// prompt tokens.
 	History []Message
+	// Pending is the lowest seq of the conversation's messages after Turn.After that
+	// were still in progress (answers of other turns), 0 when none was: every message
+	// before it is final (and final messages never change).
+	Pending int64
 }
 
 // Finish is how an assistant message ended.

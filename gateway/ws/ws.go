@@ -60,7 +60,7 @@ type Options struct {
 	Gate Gate
 	// Conversations stores `content` chats as conversations; nil: `content` chats
 	// are single stateless turns.
-	Conversations conversation.Store
+	Conversations *conversation.Turns
 	// Usage accounts for every chat; may be nil.
 	Usage Accountant
 	// RAG grounds chats with "rag" in knowledge bases (a sources frame follows the
@@ -778,7 +778,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 		// Not under the chat's context: a turn Postgres stored must get its end
 		// stored too, even when the chat is cancelled meanwhile (it then ends at once,
 		// cancelled).
-		t, err := conversation.Begin(context.WithoutCancel(c.ctx), s.h.opts.Conversations, conversation.Request{
+		t, err := s.h.opts.Conversations.Begin(context.WithoutCancel(c.ctx), conversation.Request{
 			UserID: c.principal.UserID, ConversationID: c.conversationID, Model: c.model, Messages: req.Messages,
 			ContextLength: c.ctxLen, MaxTokens: req.Sampling.MaxTokens,
 		})
@@ -786,6 +786,9 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 			e := oai.FromError(err)
 			if errors.Is(err, store.ErrNotFound) {
 				e = oai.NotFound("conversation", c.conversationID, "conversation_id")
+			}
+			if e.Cause != nil {
+				s.h.log.Warn("conversation turn not started", "conversation", c.conversationID, "error", e.Cause)
 			}
 			s.end(c, e.Status, sdk.Usage{}, errorFrame(c.id, e), false)
 			return

@@ -71,6 +71,9 @@ type Error struct {
 	// RetryAfter, when positive, is sent as a Retry-After header (whole
 	// seconds, rounded up, at least 1).
 	RetryAfter time.Duration
+	// Cause, when set, is what went wrong inside, for the server's log only: a
+	// client gets Message.
+	Cause error
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -228,7 +231,7 @@ func fromAccessError(err error) *Error {
 		return &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Code: CodeInvalidValue, Message: err.Error()}
 	case errors.Is(err, store.ErrDatabase), errors.Is(err, store.ErrSchema):
 		// The details are the operator's (logged by the server), not the client's.
-		return &Error{Status: http.StatusInternalServerError, Type: TypeServer, Code: CodeDatabase, Message: "internal database error"}
+		return &Error{Status: http.StatusInternalServerError, Type: TypeServer, Code: CodeDatabase, Message: "internal database error", Cause: err}
 	}
 	return nil
 }

@@ -1,0 +1,274 @@
+package conversation_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ragway/ragway/gateway/conversation"
+	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/internal/pgtest"
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+// recorder counts what the turns read from the store.
+type recorder struct {
+	conversation.Store
+	mu            sync.Mutex
+	begins, after int // turns begun; of them, with Turn.After > 0
+	rows          int // history rows read
+}
+
+func (r *recorder) BeginTurn(ctx context.Context, userID, conversationID string, t store.Turn) (store.TurnStarted, error) {
+	ts, err := r.Store.BeginTurn(ctx, userID, conversationID, t)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.begins++
+	if t.After > 0 {
+		r.after++
+	}
+	r.rows += len(ts.History)
+	return ts, err
+}
+
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(pgtest.Database(t), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func testCtx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// wantPrompt fails the test unless turn's prompt is the one the whole stored history
+// of its conversation makes: every message not in progress, fitted to budget.
+func wantPrompt(t *testing.T, s *store.Store, userID string, turn *conversation.Turn, budget int) {
+	t.Helper()
+	msgs, err := s.ListMessages(testCtx(t), userID, turn.Conversation.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = slices.DeleteFunc(msgs, func(m store.Message) bool { return m.Status == store.StatusInProgress })
+	want := conversation.Fit(turn.Conversation.SystemPrompt, msgs, budget)
+	if !slices.Equal(turn.Prompt, want) {
+		t.Fatalf("prompt of %d messages, want %d:\n got %s\nwant %s", len(turn.Prompt), len(want), brief(turn.Prompt), brief(want))
+	}
+}
+
+func brief(msgs []sdk.Message) string {
+	var b strings.Builder
+	for _, m := range msgs {
+		fmt.Fprintf(&b, "[%s %.12q] ", m.Role, m.Content)
+	}
+	return b.String()
+}
+
+// Two gateways (two Turns on one database) take random turns in one conversation:
+// answers end in any order (or never, or are failed by FailInterrupted), prompts of
+// several budgets, system prompt changes, the conversation deleted now and then.
+// Every prompt must be the stored history, as if read whole; and most turns must read
+// only what their gateway did not hold.
+func TestTurnsPromptIsTheStoredHistory(t *testing.T) {
+	s := openStore(t)
+	u, err := s.EnsureUser(testCtx(t), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{Store: s}
+	gateways := []*conversation.Turns{conversation.NewTurns(rec), conversation.NewTurns(rec)}
+	rng := rand.New(rand.NewPCG(5, 7))
+	words := strings.Fields("the gateway stores every turn of a conversation and its answer in Postgres 数据库 对话")
+	text := func() string {
+		n := 1 + rng.IntN(40)
+		w := make([]string, n)
+		for i := range w {
+			w[i] = words[rng.IntN(len(words))]
+		}
+		return strings.Join(w, " ")
+	}
+	var (
+		conv    string
+		open    []*conversation.Turn
+		deletes int
+	)
+	finish := func(turn *conversation.Turn) {
+		turn.Observe(sdk.Event{Text: text(), Tokens: 1 + rng.IntN(30)})
+		status := []string{store.StatusComplete, store.StatusComplete, store.StatusCancelled, store.StatusFailed}[rng.IntN(4)]
+		if _, err := turn.Finish(conversation.Outcome{Status: status}); err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	for step := range 400 {
+		switch r := rng.IntN(100); {
+		case r < 2 && conv != "":
+			if err := s.DeleteConversation(testCtx(t), u.ID, conv); err != nil {
+				t.Fatal(err)
+			}
+			for _, g := range gateways {
+				_, err := g.Begin(testCtx(t), conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m",
+					Messages: []sdk.Message{{Role: store.RoleUser, Content: "still there?"}}})
+				if !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("step %d: a turn of a deleted conversation: %v, want ErrNotFound", step, err)
+				}
+			}
+			conv, open = "", nil
+			deletes++
+			continue
+		case r < 4:
+			if _, err := s.FailInterrupted(testCtx(t), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// End some of the answers in progress, in any order.
+		for len(open) > 0 && rng.IntN(3) > 0 {
+			i := rng.IntN(len(open))
+			finish(open[i])
+			open = slices.Delete(open, i, i+1)
+		}
+		req := conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m",
+			ContextLength: []int{0, 0, 300, 1200}[rng.IntN(4)]}
+		if rng.IntN(10) == 0 {
+			req.Messages = append(req.Messages, sdk.Message{Role: store.RoleSystem, Content: text()})
+		}
+		req.Messages = append(req.Messages, sdk.Message{Role: store.RoleUser, Content: text()})
+		turn, err := gateways[rng.IntN(len(gateways))].Begin(testCtx(t), req)
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		wantPrompt(t, s, u.ID, turn, conversation.Budget(req.ContextLength, 0))
+		conv = turn.Conversation.ID
+		if rng.IntN(4) > 0 {
+			finish(turn)
+		} else {
+			open = append(open, turn)
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	t.Logf("%d turns (%d deletes): %d read after what their gateway held; %d history rows read, %.1f a turn",
+		rec.begins, deletes, rec.after, rec.rows, float64(rec.rows)/float64(rec.begins))
+	if rec.after < rec.begins/2 {
+		t.Errorf("%d of %d turns read after what their gateway held, want at least half", rec.after, rec.begins)
+	}
+}
+
+// A long conversation on one gateway: each turn reads only the turn before it.
+func TestTurnsReadOnlyWhatIsNew(t *testing.T) {
+	s := openStore(t)
+	u, err := s.EnsureUser(testCtx(t), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{Store: s}
+	turns := conversation.NewTurns(rec)
+	var conv string
+	for i := range 30 {
+		turn, err := turns.Begin(testCtx(t), conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m",
+			Messages: []sdk.Message{{Role: store.RoleUser, Content: fmt.Sprintf("question %d", i)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv = turn.Conversation.ID
+		if len(turn.Prompt) != 2*i+1 {
+			t.Fatalf("turn %d: prompt of %d messages, want %d", i, len(turn.Prompt), 2*i+1)
+		}
+		wantPrompt(t, s, u.ID, turn, 0)
+		turn.Observe(sdk.Event{Text: fmt.Sprintf("answer %d", i), Tokens: 2})
+		if _, err := turn.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each turn reads its own user message only: the answer before it is held
+	// since it ended.
+	if rec.after != 29 || rec.rows != 30 {
+		t.Errorf("30 turns: %d read after what was held, %d history rows read; want 29 and 30", rec.after, rec.rows)
+	}
+	// Another gateway starts from the whole history, then reads only what is new.
+	other := &recorder{Store: s}
+	turn, err := conversation.NewTurns(other).Begin(testCtx(t), conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m",
+		Messages: []sdk.Message{{Role: store.RoleUser, Content: "from elsewhere"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPrompt(t, s, u.ID, turn, 0)
+	if other.rows != 61 {
+		t.Errorf("a gateway new to the conversation read %d history rows, want 61", other.rows)
+	}
+	// Bob's conversation is not Carol's, held or not.
+	carol, err := s.EnsureUser(testCtx(t), "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = turns.Begin(testCtx(t), conversation.Request{UserID: carol.ID, ConversationID: conv, Model: "m",
+		Messages: []sdk.Message{{Role: store.RoleUser, Content: "let me in"}}})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("another user's turn in a held conversation: %v, want ErrNotFound", err)
+	}
+}
+
+// Turns of one conversation race on two gateways; whatever they held meanwhile, a
+// turn afterwards on either gateway has the whole stored history for its prompt.
+func TestTurnsRacingKeepTheHistoryWhole(t *testing.T) {
+	s := openStore(t)
+	u, err := s.EnsureUser(testCtx(t), "dave")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gateways := []*conversation.Turns{conversation.NewTurns(s), conversation.NewTurns(s)}
+	ask := func(g *conversation.Turns, conv, text string) *conversation.Turn {
+		turn, err := g.Begin(testCtx(t), conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m",
+			Messages: []sdk.Message{{Role: store.RoleUser, Content: text}}})
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		return turn
+	}
+	first := ask(gateways[0], "", "hello")
+	if _, err := first.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
+		t.Fatal(err)
+	}
+	conv := first.Conversation.ID
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			for i := range 15 {
+				turn := ask(gateways[(w+i)%2], conv, fmt.Sprintf("worker %d question %d", w, i))
+				if turn == nil {
+					return
+				}
+				if last := turn.Prompt[len(turn.Prompt)-1]; last.Content != fmt.Sprintf("worker %d question %d", w, i) {
+					t.Errorf("worker %d turn %d: the prompt ends with %q", w, i, last.Content)
+				}
+				turn.Observe(sdk.Event{Text: fmt.Sprintf("answer %d.%d", w, i)})
+				if _, err := turn.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, g := range gateways {
+		turn := ask(g, conv, "and now?")
+		wantPrompt(t, s, u.ID, turn, 0)
+		if want := 2 + 2*6*15 + 2*i + 1; len(turn.Prompt) != want {
+			t.Errorf("gateway %d: the last prompt has %d messages, want %d", i, len(turn.Prompt), want)
+		}
+		if _, err := turn.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
