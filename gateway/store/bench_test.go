@@ -44,3 +44,45 @@ func BenchmarkBeginTurn(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTurnCycle measures a whole turn on the store as a gateway that holds the
+// conversation makes it: BeginTurn after the last message held, then FinishMessage;
+// and, for scale, a `SELECT 1` round trip.
+func BenchmarkTurnCycle(b *testing.B) {
+	s := open(b)
+	u := user(b, s, "bench")
+	b.Run("select1", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.DB().ExecContext(ctx(b), "SELECT 1"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	st := turn(b, s, u.ID, "", userTurn("first"))
+	conv := st.Conversation.ID
+	m, err := s.FinishMessage(ctx(b), u.ID, st.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "answer"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	after := m.Seq
+	for _, part := range []string{"begin", "begin+finish"} {
+		b.Run(part, func(b *testing.B) {
+			for b.Loop() {
+				tr := userTurn("What is the capital of France? Answer in one word, please.")
+				tr.After = after
+				st := turn(b, s, u.ID, conv, tr)
+				if part == "begin" {
+					b.StopTimer()
+				}
+				m, err := s.FinishMessage(ctx(b), u.ID, st.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "Paris.", CompletionTokens: 2})
+				if err != nil {
+					b.Fatal(err)
+				}
+				after = m.Seq
+				if part == "begin" {
+					b.StartTimer()
+				}
+			}
+		})
+	}
+}
