@@ -51,21 +51,21 @@ func newHeld(max int64) *held {
 	return &held{max: max, lru: list.New(), byID: make(map[string]*list.Element)}
 }
 
-// get returns the messages held for conversation id and the seq they run through,
-// if they can serve a prompt of budget tokens (0: unbounded).
-func (h *held) get(id string, budget int) ([]store.Message, int64, bool) {
+// get returns what is held of conversation id, if it can serve a prompt of budget
+// tokens (0: unbounded).
+func (h *held) get(id string, budget int) (heldConversation, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	el, ok := h.byID[id]
 	if !ok {
-		return nil, 0, false
+		return heldConversation{}, false
 	}
 	c := el.Value.(*heldConversation)
 	if c.budget > 0 && (budget <= 0 || budget > c.budget) {
-		return nil, 0, false
+		return heldConversation{}, false
 	}
 	h.lru.MoveToFront(el)
-	return c.msgs, c.through, true
+	return *c, true
 }
 
 // put holds msgs (final, in seq order, complete through seq through; trimmed for

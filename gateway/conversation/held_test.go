@@ -30,22 +30,22 @@ func TestHeldExtendsOnlyWithoutGap(t *testing.T) {
 	h.put("c", msgs(1, 2, 3), 3, 0)
 	// Another turn's put that read less does not replace what ran further.
 	h.put("c", msgs(1, 2), 2, 0)
-	if got, through, ok := h.get("c", 0); !ok || through != 3 || !slices.Equal(seqs(got), []int64{1, 2, 3}) {
-		t.Fatalf("after a put that ran less: %v through %d (%v), want 1 2 3 through 3", seqs(got), through, ok)
+	if got, ok := h.get("c", 0); !ok || got.through != 3 || !slices.Equal(seqs(got.msgs), []int64{1, 2, 3}) {
+		t.Fatalf("after a put that ran less: %v through %d (%v), want 1 2 3 through 3", seqs(got.msgs), got.through, ok)
 	}
 	// An answer after message 5 cannot join what runs through 3: 4 and 5 are not held.
 	h.extend("c", 5, msgs(6)[0])
-	if _, through, _ := h.get("c", 0); through != 3 {
-		t.Fatalf("an answer after an unheld message was held: through %d", through)
+	if got, _ := h.get("c", 0); got.through != 3 {
+		t.Fatalf("an answer after an unheld message was held: through %d", got.through)
 	}
 	// An answer after message 3 joins; one already held does not again.
 	h.extend("c", 3, msgs(7)[0])
 	h.extend("c", 3, msgs(7)[0])
-	if got, through, _ := h.get("c", 0); through != 7 || !slices.Equal(seqs(got), []int64{1, 2, 3, 7}) {
-		t.Fatalf("after the answer: %v through %d, want 1 2 3 7 through 7", seqs(got), through)
+	if got, _ := h.get("c", 0); got.through != 7 || !slices.Equal(seqs(got.msgs), []int64{1, 2, 3, 7}) {
+		t.Fatalf("after the answer: %v through %d, want 1 2 3 7 through 7", seqs(got.msgs), got.through)
 	}
 	h.drop("c")
-	if _, _, ok := h.get("c", 0); ok {
+	if _, ok := h.get("c", 0); ok {
 		t.Fatal("a dropped conversation is still held")
 	}
 }
@@ -54,12 +54,12 @@ func TestHeldServesSmallerBudgetsOnly(t *testing.T) {
 	h := newHeld(1 << 20)
 	h.put("c", msgs(1, 2), 2, 100)
 	for budget, want := range map[int]bool{0: false, 50: true, 100: true, 101: false} {
-		if _, _, ok := h.get("c", budget); ok != want {
+		if _, ok := h.get("c", budget); ok != want {
 			t.Errorf("held for budget 100, asked for %d: %v, want %v", budget, ok, want)
 		}
 	}
 	h.put("d", msgs(1, 2), 2, 0)
-	if _, _, ok := h.get("d", 1000); !ok {
+	if _, ok := h.get("d", 1000); !ok {
 		t.Error("a whole history does not serve a budget")
 	}
 }
@@ -73,11 +73,11 @@ func TestHeldEvictsLeastRecentlyUsed(t *testing.T) {
 			h.get("0", 0) // 0 is used again: 1 is the least recently used
 		}
 	}
-	if _, _, ok := h.get("1", 0); ok {
+	if _, ok := h.get("1", 0); ok {
 		t.Error("the least recently used conversation is still held")
 	}
 	for _, id := range []string{"0", "2", "8"} {
-		if _, _, ok := h.get(id, 0); !ok {
+		if _, ok := h.get(id, 0); !ok {
 			t.Errorf("conversation %s was evicted", id)
 		}
 	}
@@ -87,7 +87,7 @@ func TestHeldEvictsLeastRecentlyUsed(t *testing.T) {
 	// One conversation larger than an eighth of the bound is not held.
 	big := []store.Message{{Seq: 1, Content: strings.Repeat("x", int(h.max/8))}}
 	h.put("big", big, 1, 0)
-	if _, _, ok := h.get("big", 0); ok {
+	if _, ok := h.get("big", 0); ok {
 		t.Error("a conversation of more than an eighth of the bound is held")
 	}
 }

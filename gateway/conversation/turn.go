@@ -101,12 +101,15 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 	}
 	budget := Budget(req.ContextLength, req.MaxTokens)
 	t := store.Turn{Messages: msgs, Model: req.Model, SystemPrompt: system, Budget: budget}
+	// What is held is trimmed for the budget of the turn that read it whole, which
+	// may be larger than this one's (max_tokens varies): it stays so.
 	var known []store.Message
+	holdBudget := budget
 	if req.ConversationID != "" {
-		if h, through, ok := ts.held.get(req.ConversationID, budget); ok {
+		if h, ok := ts.held.get(req.ConversationID, budget); ok {
 			// Only what follows what is held, untrimmed: a trimmed tail would leave a
 			// gap before it (Fit trims the whole).
-			known, t.After, t.Budget = h, through, 0
+			known, t.After, t.Budget, holdBudget = h.msgs, h.through, 0, h.budget
 		}
 	}
 	started, err := ts.st.BeginTurn(ctx, req.UserID, req.ConversationID, t)
@@ -135,7 +138,7 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 	} else {
 		turn.answerAfter = through
 	}
-	ts.held.put(started.Conversation.ID, trimFor(history, budget), through, budget)
+	ts.held.put(started.Conversation.ID, trimFor(history, holdBudget), through, holdBudget)
 	return turn, nil
 }
 
