@@ -39,7 +39,6 @@ type Request struct {
 
 // Turn is a started turn. Observe its generation's events, then Finish it.
 type Turn struct {
-	st     Store
 	turns  *Turns
 	userID string
 	// answerAfter > 0: the seq of this turn's last message, through which the
@@ -121,7 +120,6 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 	}
 	history := append(known, started.History...) // known is clipped: a new array
 	turn := &Turn{
-		st:           ts.st,
 		turns:        ts,
 		userID:       req.UserID,
 		Conversation: started.Conversation,
@@ -206,7 +204,7 @@ func (t *Turn) Finish(o Outcome) (store.Message, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
 	defer cancel()
-	m, err := t.st.FinishMessage(ctx, t.userID, t.MessageID, store.Finish{
+	m, err := t.turns.st.FinishMessage(ctx, t.userID, t.MessageID, store.Finish{
 		Status:           o.Status,
 		Content:          text,
 		FinishReason:     o.FinishReason,
