@@ -71,6 +71,13 @@ func launchGatewayOn(t *testing.T, dbURL, models string) *gateway {
 // vector_store block).
 func launchGatewayConfig(t *testing.T, dbURL, extra, models string) *gateway {
 	t.Helper()
+	return serveOn(t, dbURL, extra, models, true)
+}
+
+// serveOn starts `ragway serve` on dbURL, first making an admin key (g.Key)
+// when withKey: without, the database need not be reachable.
+func serveOn(t *testing.T, dbURL, extra, models string, withKey bool) *gateway {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := fmt.Sprintf("listen: 127.0.0.1:0\ndatabase_url: %q\nplugins_dir: %s\nserver: {shutdown_grace: 10s, heartbeat_interval: 200ms}\n%s\nmodels:\n%s",
 		dbURL, testbin.Dir(t), extra, models)
@@ -79,7 +86,9 @@ func launchGatewayConfig(t *testing.T, dbURL, extra, models string) *gateway {
 		t.Fatal(err)
 	}
 	g := &gateway{t: t, exit: make(chan error, 1), Config: path, DatabaseURL: dbURL}
-	g.Key = g.createKey("e2e", "chat,ingest,admin")
+	if withKey {
+		g.Key = g.createKey("e2e", "chat,ingest,admin")
+	}
 	g.cmd = exec.Command(testbin.Ragway(t), "serve", "-c", path)
 	// go-plugin's socket directories go under TMPDIR; a SIGKILLed gateway
 	// cannot remove them, so keep them in the test's directory.

@@ -1,14 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ragway/ragway/internal/pgcluster"
 	"github.com/ragway/ragway/internal/pgtest"
 )
 
@@ -178,4 +181,74 @@ func readAll(resp *http.Response) []byte {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return b
+}
+
+// A gateway started while Postgres is unreachable serves (503 for what needs the
+// database), and once Postgres answers checks the schema of the database that came
+// back: an unmigrated one keeps /readyz at 503 naming the schema (and the log names
+// the missing migrations) until `ragway migrate up`; then chats are stored, with no
+// restart.
+func TestStartWithoutDatabase(t *testing.T) {
+	c := pgtest.NewCluster(t)
+	admin, err := c.URL("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := pgcluster.CreateDatabase(ctx, admin, "fresh", "template0"); err != nil {
+		t.Fatal(err)
+	}
+	dbURL, err := c.URL("fresh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Stop()
+	g := serveOn(t, dbURL, "", echoModels, false)
+	waitReadyzDatabase := func(what string, ok func(code int, ready bool, msg string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			code, db := readyzDatabase(t, g)
+			if ok(code, db.Ready, db.Error) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/readyz %s: %d %+v", what, code, db)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitReadyzDatabase("with Postgres down", func(code int, ready bool, msg string) bool {
+		return code == 503 && !ready && strings.Contains(msg, "does not answer")
+	})
+	if !strings.Contains(g.Logs(), "the database is unreachable") {
+		t.Errorf("the gateway did not log that it started without its database:\n%s", g.Logs())
+	}
+
+	c.Start()
+	waitReadyzDatabase("with an unmigrated database", func(code int, ready bool, msg string) bool {
+		return code == 503 && !ready && strings.Contains(msg, "schema")
+	})
+	if !strings.Contains(g.Logs(), "lacks migrations") {
+		t.Errorf("the gateway's log does not name the missing migrations:\n%s", g.Logs())
+	}
+
+	if _, err := g.cli("migrate", "up"); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyzDatabase("after migrate up", func(code int, ready bool, _ string) bool { return code == 200 && ready })
+	g.Key = g.createKey("e2e", "chat")
+	res, _ := postChat(t, g, g.Key, chatInConversation("chat", "new", "stored at last", false))
+	if res.ConversationID == "" {
+		t.Fatalf("a chat in a new conversation: %+v", res)
+	}
+	if msgs := g.conversation(g.Key, res.ConversationID).Messages; len(msgs) != 2 || msgs[0].Content != "stored at last" {
+		t.Fatalf("stored messages: %+v", msgs)
+	}
+	select {
+	case err := <-g.exit:
+		t.Fatalf("the gateway exited: %v", err)
+	default:
+	}
 }

@@ -16,7 +16,8 @@ import (
 // Store is what the HTTP layer needs from the repository (*store.Store implements it).
 type Store interface {
 	conversation.Store
-	Ping(ctx context.Context) error
+	// Ready reports whether the database answers and has this build's schema.
+	Ready(ctx context.Context) error
 	CreateConversation(ctx context.Context, userID string, c store.NewConversation) (store.Conversation, error)
 	ListConversations(ctx context.Context, userID string, p store.Page) ([]store.Conversation, error)
 	GetConversation(ctx context.Context, userID, id string) (store.Conversation, error)

@@ -96,17 +96,23 @@ func (s *server) readyz(c *fiber.Ctx) error {
 	body := readyBody{Status: "ready", Models: []readyModel{}}
 	if s.opts.Store != nil {
 		ctx, cancel := context.WithTimeout(c.UserContext(), readyPingTimeout)
-		err := s.opts.Store.Ping(ctx)
+		err := s.opts.Store.Ready(ctx)
 		cancel()
 		body.Database = &readyDatabase{Ready: err == nil}
 		if err != nil {
 			// /readyz needs no key: the details (host, user) are for the log only.
 			body.Status = "unavailable"
-			body.Database.Error = "the database does not answer"
-			if !errors.Is(err, store.ErrUnavailable) {
+			switch {
+			case errors.Is(err, store.ErrUnavailable):
+				body.Database.Error = "the database does not answer"
+				s.log.Debug("readyz: database", "error", err)
+			case errors.Is(err, store.ErrSchema):
+				body.Database.Error = "the database's schema is not this ragway's (see the gateway's log)"
+				s.log.Error("readyz: database", "error", err)
+			default:
 				body.Database.Error = "database error"
+				s.log.Warn("readyz: database", "error", err)
 			}
-			s.log.Debug("readyz: database", "error", err)
 		}
 	}
 	for _, m := range s.b.Models() {

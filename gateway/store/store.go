@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aarondl/sqlboiler/v4/queries/qm"
@@ -41,6 +42,8 @@ type Store struct {
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt // prepared statements of the hot paths, by query
+
+	schemaOK atomic.Bool // Ready found the schema this build's
 }
 
 // Open returns a Store over the database at dsn, a postgres:// URL or a libpq
@@ -162,6 +165,24 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 // Ping checks that Postgres answers: ErrUnavailable when it does not.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.do(ctx, strings.TrimSpace("ping "+s.url), s.db.PingContext)
+}
+
+// Ready returns nil when the database answers (else ErrUnavailable) and has this
+// build's schema ([CheckSchema], else ErrSchema). The schema is checked until it
+// passes once, then only the ping: a gateway that started while Postgres was
+// unreachable learns whether the database that came back is one it can use.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.Ping(ctx); err != nil {
+		return err
+	}
+	if s.schemaOK.Load() {
+		return nil
+	}
+	if err := CheckSchema(ctx, s.db); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	s.schemaOK.Store(true)
+	return nil
 }
 
 // do runs one store operation: fn under a context that ends after QueryTimeout, its

@@ -203,15 +203,13 @@ func modelNames(cfg *config.Config) string {
 // schemaTimeout bounds the schema check at start.
 const schemaTimeout = 5 * time.Second
 
-// checkSchema refuses a database whose schema is older than this ragway's
-// (store.ErrSchema); an unreachable database is store.ErrUnavailable.
+// checkSchema refuses a database whose schema is not this ragway's (store.ErrSchema);
+// an unreachable database is store.ErrUnavailable (/readyz checks the schema once it
+// answers).
 func checkSchema(ctx context.Context, st *store.Store) error {
 	ctx, cancel := context.WithTimeout(ctx, schemaTimeout)
 	defer cancel()
-	if err := st.Ping(ctx); err != nil {
-		return err
-	}
-	return store.CheckSchema(ctx, st.DB())
+	return st.Ready(ctx)
 }
 
 // failInterrupted marks answers left in progress by a gateway that stopped (or lost the
