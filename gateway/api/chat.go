@@ -112,11 +112,12 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		}
 		j.grounded = true
 	}
+	sourcesPrompt := rag.Context(j.grounding.Sources)
 	if req.ConversationID != nil {
 		if n > 1 {
 			return oai.Invalid("n", oai.CodeUnsupported, "'n' must be 1 with 'conversation_id'")
 		}
-		if j.turn, aerr = s.beginTurn(c, *req.ConversationID, m, msgs, sampling.MaxTokens); aerr != nil {
+		if j.turn, aerr = s.beginTurn(c, *req.ConversationID, m, msgs, sampling.MaxTokens, sourcesPrompt); aerr != nil {
 			return aerr
 		}
 		msgs = j.turn.Prompt
@@ -124,9 +125,7 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 			j.turn.Sources = sourcesJSON(j.grounding.Sources)
 		}
 	}
-	if j.grounded {
-		msgs = rag.Augment(msgs, j.grounding.Sources)
-	}
+	msgs = rag.Augment(msgs, sourcesPrompt)
 	for i := range n {
 		r := sdk.GenerateRequest{Messages: msgs, Sampling: sampling, RequestID: choiceRequestID(id, i, n)}
 		if sampling.Seed != nil && i > 0 {
@@ -217,8 +216,9 @@ const (
 )
 
 // beginTurn stores the request's messages in the conversation id ("new": a new one)
-// and returns the turn, whose prompt is the fitted history.
-func (s *server) beginTurn(c *fiber.Ctx, id string, m workers.ModelStatus, msgs []sdk.Message, maxTokens int) (*conversation.Turn, *oai.Error) {
+// and returns the turn, whose prompt is the history fitted to what sourcesPrompt
+// (the retrieved sources the prompt will carry, a rag.Context) leaves of the model's context.
+func (s *server) beginTurn(c *fiber.Ctx, id string, m workers.ModelStatus, msgs []sdk.Message, maxTokens int, sourcesPrompt string) (*conversation.Turn, *oai.Error) {
 	if s.turns == nil {
 		return nil, oai.Unsupported("conversation_id", "this gateway has no database: 'conversation_id' is not available")
 	}
@@ -229,7 +229,7 @@ func (s *server) beginTurn(c *fiber.Ctx, id string, m workers.ModelStatus, msgs 
 	}
 	t, err := s.turns.Begin(c.UserContext(), conversation.Request{
 		UserID: principalOf(c).UserID, ConversationID: id, Model: m.Name, Messages: msgs,
-		ContextLength: m.ContextLength, MaxTokens: maxTokens,
+		ContextLength: m.ContextLength, MaxTokens: maxTokens, Context: sourcesPrompt,
 	})
 	if err != nil {
 		e := oai.FromError(notFound(err, "conversation", id))

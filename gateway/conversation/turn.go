@@ -35,6 +35,9 @@ type Request struct {
 	// set) size the history ([Budget]).
 	ContextLength int
 	MaxTokens     int
+	// Context is text the prompt carries besides the history (retrieved sources, a
+	// rag.Context): the history is fitted to what it leaves of the budget.
+	Context string
 }
 
 // Turn is a started turn. Observe its generation's events, then Finish it.
@@ -99,6 +102,9 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 		return nil, fmt.Errorf("%w: a turn needs at least one user message", store.ErrInvalid)
 	}
 	budget := Budget(req.ContextLength, req.MaxTokens)
+	if budget > 0 && req.Context != "" {
+		budget = max(budget-EstimateTokens(req.Context)-perMessageTokens, 1)
+	}
 	t := store.Turn{Messages: msgs, Model: req.Model, SystemPrompt: system, Budget: budget}
 	// What is held is trimmed for the budget of the turn that read it whole, which
 	// may be larger than this one's (max_tokens varies): it stays so.

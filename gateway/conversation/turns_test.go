@@ -272,3 +272,59 @@ func TestTurnsRacingKeepTheHistoryWhole(t *testing.T) {
 		}
 	}
 }
+
+// Retrieved sources the prompt carries take their room from the history's budget: the
+// oldest turns give way, and history and sources together fit.
+func TestTurnsFitTheHistoryBesideTheContext(t *testing.T) {
+	s := openStore(t)
+	u, err := s.EnsureUser(testCtx(t), "erin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	turns := conversation.NewTurns(s)
+	sentence := strings.Repeat("a sentence of the conversation so far ", 3) // ~40 tokens
+	var conv string
+	for i := range 6 {
+		turn, err := turns.Begin(testCtx(t), conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m",
+			Messages: []sdk.Message{{Role: store.RoleUser, Content: fmt.Sprint(i, sentence)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv = turn.Conversation.ID
+		turn.Observe(sdk.Event{Text: sentence})
+		if _, err := turn.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const contextLength, maxTokens = 1024, 256
+	budget := conversation.Budget(contextLength, maxTokens)
+	sources := strings.Repeat("retrieved text of a source ", 60) // ~540 tokens
+	size := func(msgs []sdk.Message) (n int) {
+		for _, m := range msgs {
+			n += conversation.EstimateTokens(m.Content) + 8
+		}
+		return n
+	}
+	var prompts [2][]sdk.Message
+	for i, context := range []string{"", sources} {
+		turn, err := turns.Begin(testCtx(t), conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m",
+			Messages:      []sdk.Message{{Role: store.RoleUser, Content: "and now?"}},
+			ContextLength: contextLength, MaxTokens: maxTokens, Context: context})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prompts[i] = turn.Prompt
+		if got := size(turn.Prompt) + conversation.EstimateTokens(context) + 8; context != "" && got > budget {
+			t.Errorf("history and sources take %d tokens, budget %d", got, budget)
+		}
+		if _, err := turn.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(prompts[1]) >= len(prompts[0]) || len(prompts[1]) < 2 {
+		t.Errorf("history of %d messages beside the sources, %d without: want fewer, and the last question", len(prompts[1]), len(prompts[0]))
+	}
+	if last := prompts[1][len(prompts[1])-1]; last.Content != "and now?" {
+		t.Errorf("the prompt ends with %q", last.Content)
+	}
+}

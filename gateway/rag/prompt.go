@@ -45,11 +45,11 @@ func Snippet(text string) string {
 // contextHeader introduces the sources in the prompt.
 const contextHeader = "Answer the question using the numbered sources below. Cite the sources you use as [1], [2] … right after the statements they support. If the sources do not contain the answer, say so.\n\nSources:\n"
 
-// Augment returns msgs with the sources put before the last user message, as a
-// system message that numbers them ([1], [2] …). No sources: msgs unchanged.
-func Augment(msgs []sdk.Message, sources []Source) []sdk.Message {
+// Context returns the system message that gives the model sources, numbered ([1],
+// [2] …) with their titles and headings; "" without sources.
+func Context(sources []Source) string {
 	if len(sources) == 0 {
-		return msgs
+		return ""
 	}
 	var b strings.Builder
 	b.WriteString(contextHeader)
@@ -62,6 +62,15 @@ func Augment(msgs []sdk.Message, sources []Source) []sdk.Message {
 		b.WriteString(strings.TrimSpace(s.Text))
 		b.WriteString("\n")
 	}
+	return b.String()
+}
+
+// Augment returns msgs with context (a [Context]) put before the last user message, as
+// a system message. An empty context: msgs unchanged.
+func Augment(msgs []sdk.Message, context string) []sdk.Message {
+	if context == "" {
+		return msgs
+	}
 	last := len(msgs) - 1
 	for last >= 0 && msgs[last].Role != "user" {
 		last--
@@ -71,6 +80,6 @@ func Augment(msgs []sdk.Message, sources []Source) []sdk.Message {
 	}
 	out := make([]sdk.Message, 0, len(msgs)+1)
 	out = append(out, msgs[:last]...)
-	out = append(out, sdk.Message{Role: "system", Content: b.String()})
+	out = append(out, sdk.Message{Role: "system", Content: context})
 	return append(out, msgs[last:]...)
 }

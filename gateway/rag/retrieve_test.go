@@ -148,7 +148,7 @@ func TestIndexFailureMarksTheDocument(t *testing.T) {
 func TestAugment(t *testing.T) {
 	msgs := []sdk.Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "q1"}, {Role: "assistant", Content: "a1"}, {Role: "user", Content: "q2"}}
 	srcs := []Source{{N: 1, Title: "Guide", Heading: "Guide > Install", Text: "run task setup"}, {N: 2, Title: "FAQ", Text: "yes"}}
-	out := Augment(msgs, srcs)
+	out := Augment(msgs, Context(srcs))
 	if len(out) != 5 || out[3].Role != "system" || out[4].Content != "q2" || out[0].Content != "be brief" {
 		t.Fatalf("Augment placed the sources wrong: %+v", out)
 	}
@@ -158,7 +158,7 @@ func TestAugment(t *testing.T) {
 			t.Fatalf("the sources message lacks %q:\n%s", want, ctx)
 		}
 	}
-	if got := Augment(msgs, nil); len(got) != len(msgs) {
+	if got := Augment(msgs, Context(nil)); len(got) != len(msgs) {
 		t.Fatal("Augment without sources changed the messages")
 	}
 }

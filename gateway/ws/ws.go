@@ -773,6 +773,10 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 		}
 		grounding = &g
 	}
+	var sourcesPrompt string
+	if grounding != nil {
+		sourcesPrompt = rag.Context(grounding.Sources)
+	}
 	var turn *conversation.Turn
 	if c.stored {
 		// Not under the chat's context: a turn Postgres stored must get its end
@@ -780,7 +784,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 		// cancelled).
 		t, err := s.h.opts.Conversations.Begin(context.WithoutCancel(c.ctx), conversation.Request{
 			UserID: c.principal.UserID, ConversationID: c.conversationID, Model: c.model, Messages: req.Messages,
-			ContextLength: c.ctxLen, MaxTokens: req.Sampling.MaxTokens,
+			ContextLength: c.ctxLen, MaxTokens: req.Sampling.MaxTokens, Context: sourcesPrompt,
 		})
 		if err != nil {
 			e := oai.FromError(err)
@@ -798,7 +802,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 		s.sendCtrl(frame{chat: c, buf: startFrame(c.id, modelName, turn), start: true})
 	}
 	if grounding != nil {
-		req.Messages = rag.Augment(req.Messages, grounding.Sources)
+		req.Messages = rag.Augment(req.Messages, sourcesPrompt)
 		if turn != nil && len(grounding.Sources) > 0 {
 			turn.Sources, _ = json.Marshal(grounding.Sources)
 		}
