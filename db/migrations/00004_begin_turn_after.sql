@@ -1,10 +1,21 @@
--- ragway_begin_turn reads only what the gateway does not hold: p_after is a seq up to
--- which the caller already holds every message of the conversation (final messages
--- never change), and the history returned is the earlier messages after it. The added
--- rows carry c_pending, the lowest seq among the conversation's messages after p_after
--- that are still in progress (NULL: none), so that the caller knows how far what it
--- now holds is complete. p_after 0 returns the whole history, as the function of
--- 00002 did; otherwise it is the function of 00002_begin_turn.sql.
+-- ragway_begin_turn reads only what the gateway does not hold. p_after is the seq of
+-- the last message of the conversation the caller holds, p_after_id its id: the caller
+-- holds every message up to it (final messages never change, and a conversation's
+-- messages are inserted one turn at a time, under its row lock, with rising seqs), and
+-- the history returned is the earlier messages after it, untrimmed (p_budget applies
+-- to a history read from the start). Should that message not stand there (Postgres
+-- lost the turns that were not yet on disk in a crash, or was restored to an earlier
+-- point; seqs may then be handed out again), the history is read from the start, as
+-- with p_after 0. The added rows carry c_after, the seq the history starts after (0:
+-- from the start, whatever the caller held is void), and c_pending, the lowest seq
+-- among the conversation's messages after it that are still in progress (NULL: none),
+-- so that the caller knows how far what it now holds is complete. Otherwise it is the
+-- function of 00002_begin_turn.sql.
+--
+-- Messages get their seqs from an identity column that hands out one value at a time
+-- (its default); a sequence CACHE above 1 would let a session hand out a lower seq
+-- after another session's higher one, and what a caller holds could then miss a
+-- message.
 
 -- +goose Up
 DROP FUNCTION ragway_begin_turn(uuid, uuid, text, boolean, text, text, text[], text[], integer);
@@ -13,18 +24,20 @@ DROP FUNCTION ragway_begin_turn(uuid, uuid, text, boolean, text, text, text[], t
 CREATE FUNCTION ragway_begin_turn(
     p_user uuid, p_conversation uuid, p_model text,
     p_set_system boolean, p_system text, p_title text,
-    p_roles text[], p_contents text[], p_budget integer, p_after bigint)
+    p_roles text[], p_contents text[], p_budget integer, p_after bigint, p_after_id uuid)
 RETURNS TABLE (
     c_id uuid, c_user_id uuid, c_title text, c_model text, c_system_prompt text,
     c_created_at timestamptz, c_updated_at timestamptz,
     m_id uuid, m_seq bigint, m_role text, m_content text, m_status text, m_model text,
     m_finish_reason text, m_prompt_tokens integer, m_completion_tokens integer,
-    m_created_at timestamptz, m_completed_at timestamptz, m_added boolean, c_pending bigint)
+    m_created_at timestamptz, m_completed_at timestamptz, m_added boolean, c_after bigint, c_pending bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     conv conversations;
     added_cost bigint;
     pending bigint;
+    v_after bigint := coalesce(p_after, 0);
+    v_budget integer := p_budget;
     n integer := coalesce(cardinality(p_roles), 0);
 BEGIN
     -- The start of a turn does not wait for its WAL to reach the disk: the end of the
@@ -50,8 +63,15 @@ BEGIN
     END IF;
 
     SELECT coalesce(sum(octet_length(c) / 4 + 8), 0) INTO added_cost FROM unnest(p_contents) AS c;
+    IF v_after > 0 THEN
+        IF EXISTS (SELECT 1 FROM messages h WHERE h.id = p_after_id AND h.conversation_id = conv.id AND h.seq = v_after) THEN
+            v_budget := 0;
+        ELSE
+            v_after := 0;
+        END IF;
+    END IF;
     SELECT min(h.seq) INTO pending FROM messages h
-    WHERE h.conversation_id = conv.id AND h.seq > p_after AND h.status = 'in_progress';
+    WHERE h.conversation_id = conv.id AND h.seq > v_after AND h.status = 'in_progress';
 
     RETURN QUERY
     WITH added AS (
@@ -69,12 +89,12 @@ BEGIN
         SELECT h.*, sum(octet_length(h.content) / 4 + 8) OVER (ORDER BY h.seq DESC
             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS newer_cost
         FROM messages h
-        WHERE h.conversation_id = conv.id AND h.seq > p_after AND h.status <> 'in_progress'
+        WHERE h.conversation_id = conv.id AND h.seq > v_after AND h.status <> 'in_progress'
     ), rows AS (
         SELECT e.id, e.seq, e.role, e.content, e.status, e.model, e.finish_reason,
             e.prompt_tokens, e.completion_tokens, e.created_at, e.completed_at, false AS is_added
         FROM earlier e
-        WHERE p_budget <= 0 OR coalesce(e.newer_cost, 0) + added_cost <= p_budget
+        WHERE v_budget <= 0 OR coalesce(e.newer_cost, 0) + added_cost <= v_budget
         UNION ALL
         SELECT a.id, a.seq, a.role, a.content, a.status, a.model, a.finish_reason,
             a.prompt_tokens, a.completion_tokens, a.created_at, a.completed_at, true FROM added a
@@ -88,7 +108,7 @@ BEGIN
         CASE WHEN r.is_added THEN r.model END, CASE WHEN r.is_added THEN r.finish_reason END,
         CASE WHEN r.is_added THEN r.prompt_tokens END, r.completion_tokens,
         CASE WHEN r.is_added THEN r.created_at END, CASE WHEN r.is_added THEN r.completed_at END,
-        r.is_added, CASE WHEN r.is_added THEN pending END
+        r.is_added, CASE WHEN r.is_added THEN v_after END, CASE WHEN r.is_added THEN pending END
     FROM rows r
     ORDER BY r.seq;
 END
@@ -96,7 +116,7 @@ $$;
 -- +goose StatementEnd
 
 -- +goose Down
-DROP FUNCTION ragway_begin_turn(uuid, uuid, text, boolean, text, text, text[], text[], integer, bigint);
+DROP FUNCTION ragway_begin_turn(uuid, uuid, text, boolean, text, text, text[], text[], integer, bigint, uuid);
 
 -- +goose StatementBegin
 CREATE FUNCTION ragway_begin_turn(

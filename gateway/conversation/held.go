@@ -2,27 +2,29 @@ package conversation
 
 import (
 	"container/list"
-	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/ragway/ragway/gateway/store"
 )
 
-// heldBytes bounds the text a gateway holds for the conversations it served last
-// (message overhead included): least recently used conversations go first.
+// heldBytes bounds the memory a gateway holds for the conversations it served last:
+// least recently used conversations go first.
 const heldBytes = 64 << 20
 
-// messageOverhead is what a held message costs besides its text.
-const messageOverhead = 160
+// heldMessageSize is what a held message costs besides its text and id: the struct,
+// and what the allocator rounds up.
+const heldMessageSize = int64(unsafe.Sizeof(store.Message{})) + 16
 
 // held keeps the final messages of the conversations a gateway served last, so that
 // a turn reads from Postgres only the messages it does not hold. It relies on two
 // facts of the store: a final message never changes (only an in-progress answer is
 // ever updated, once), and the messages of one conversation are inserted one turn at
 // a time (under the conversation's row lock), so a message inserted later has a
-// higher seq than every message stored before it. What is held about a conversation
-// therefore stays true until the conversation is deleted, which the next turn learns
-// from the store (not found) and which drops it.
+// higher seq than every message stored before it. What is held of a conversation,
+// every message up to the last one held, therefore stays true as long as that last
+// message stands: BeginTurn checks it (a Postgres crash may lose the turns not yet on
+// disk, and hand their seqs out again), and a deleted conversation is not found.
 type held struct {
 	mu   sync.Mutex
 	max  int64
@@ -31,15 +33,15 @@ type held struct {
 	byID map[string]*list.Element
 }
 
-// heldConversation is what is held about one conversation.
+// heldConversation is what is held of one conversation.
 type heldConversation struct {
 	id string
-	// msgs are final messages, in seq order. A slice once stored is never written
-	// to again (updates store new ones), so a reader may use it without the lock.
+	// msgs are final messages, in seq order, the last one the anchor: every message
+	// of the conversation up to it is final, and those a prompt may need are here
+	// (see budget). Only what a prompt and the anchor need is kept of each (seq, id,
+	// role, content, completion tokens). A slice once stored is never written to
+	// again (updates store new ones), so a reader may use it without the lock.
 	msgs []store.Message
-	// through: every message of the conversation with a seq up to through is final,
-	// and those a prompt may need are in msgs (see budget).
-	through int64
 	// budget 0: msgs start at the conversation's first message. > 0: the oldest
 	// messages that a prompt of that many tokens could not fit are dropped (see
 	// trimFor), so msgs serve prompts of at most that budget.
@@ -68,20 +70,21 @@ func (h *held) get(id string, budget int) (heldConversation, bool) {
 	return *c, true
 }
 
-// put holds msgs (final, in seq order, complete through seq through; trimmed for
-// budget) for conversation id, replacing what was held unless that ran further (a
-// later turn of the conversation stored it first: either is true, the later one
-// serves more).
-func (h *held) put(id string, msgs []store.Message, through int64, budget int) {
-	c := &heldConversation{id: id, msgs: slices.Clip(msgs), through: through, budget: budget}
-	for _, m := range msgs {
-		c.bytes += int64(len(m.Content)) + messageOverhead
+// put holds msgs (final, in seq order, every message of the conversation up to the
+// last one; trimmed for budget) for conversation id, replacing what was held unless
+// that ran further (a later turn of the conversation stored it first: either is true,
+// the later one serves more).
+func (h *held) put(id string, msgs []store.Message, budget int) {
+	if len(msgs) == 0 {
+		return
 	}
+	c := &heldConversation{id: id, msgs: compact(msgs, nil), budget: budget}
+	c.bytes = sizeOf(c.msgs)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if el, ok := h.byID[id]; ok {
 		old := el.Value.(*heldConversation)
-		if old.through > through {
+		if last(old.msgs).Seq > last(msgs).Seq {
 			h.lru.MoveToFront(el)
 			return
 		}
@@ -92,12 +95,10 @@ func (h *held) put(id string, msgs []store.Message, through int64, budget int) {
 	}
 	h.byID[id] = h.lru.PushFront(c)
 	h.size += c.bytes
-	for h.size > h.max {
-		h.remove(h.lru.Back())
-	}
+	h.evict()
 }
 
-// extend appends an answer that has just ended (final now) to what is held for
+// extend appends an answer that has just ended (final now) to what is held of
 // conversation id, if what is held runs through after, the seq of the message the
 // answer follows (nothing of the conversation lies between them: a turn inserts its
 // messages and its answer at once).
@@ -109,20 +110,15 @@ func (h *held) extend(id string, after int64, answer store.Message) {
 		return
 	}
 	c := el.Value.(*heldConversation)
-	if c.through < after || c.through >= answer.Seq {
+	if l := last(c.msgs).Seq; l < after || l >= answer.Seq {
 		return
 	}
 	n := *c
-	// What a prompt needs of it; c.msgs is clipped: a new array.
-	n.msgs = append(c.msgs, store.Message{Seq: answer.Seq, Role: answer.Role, Content: answer.Content, CompletionTokens: answer.CompletionTokens})
-	n.msgs = slices.Clip(n.msgs)
-	n.through = answer.Seq
-	n.bytes += int64(len(answer.Content)) + messageOverhead
+	n.msgs = compact(c.msgs, []store.Message{answer})
+	n.bytes = sizeOf(n.msgs)
 	h.size += n.bytes - c.bytes
 	el.Value = &n
-	for h.size > h.max && h.lru.Len() > 0 {
-		h.remove(h.lru.Back())
-	}
+	h.evict()
 }
 
 // drop forgets conversation id.
@@ -134,12 +130,50 @@ func (h *held) drop(id string) {
 	}
 }
 
+func (h *held) evict() {
+	for h.size > h.max && h.lru.Len() > 0 {
+		h.remove(h.lru.Back())
+	}
+}
+
 func (h *held) remove(el *list.Element) {
 	c := el.Value.(*heldConversation)
 	h.lru.Remove(el)
 	delete(h.byID, c.id)
 	h.size -= c.bytes
 }
+
+// compact returns a and b in a new array of their exact length, with only what a
+// prompt and the anchor need of each message (a row read from Postgres carries more).
+func compact(a, b []store.Message) []store.Message {
+	out := make([]store.Message, 0, len(a)+len(b))
+	for _, ms := range [][]store.Message{a, b} {
+		for _, m := range ms {
+			out = append(out, store.Message{Seq: m.Seq, ID: m.ID, Role: role(m.Role), Content: m.Content, CompletionTokens: m.CompletionTokens})
+		}
+	}
+	return out
+}
+
+// role returns the store's constant for r, so that held messages share it.
+func role(r string) string {
+	for _, known := range []string{store.RoleUser, store.RoleAssistant, store.RoleSystem, store.RoleTool} {
+		if r == known {
+			return known
+		}
+	}
+	return r
+}
+
+func sizeOf(msgs []store.Message) int64 {
+	n := int64(cap(msgs)) * heldMessageSize
+	for _, m := range msgs {
+		n += int64(len(m.Content) + len(m.ID))
+	}
+	return n
+}
+
+func last(msgs []store.Message) store.Message { return msgs[len(msgs)-1] }
 
 // optimisticTokens is the fewest tokens the store counts for a message (see
 // db/migrations/00002_begin_turn.sql): never more than the gateway's own estimate.

@@ -2,6 +2,8 @@ package conversation
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -27,22 +29,22 @@ func seqs(ms []store.Message) []int64 {
 
 func TestHeldExtendsOnlyWithoutGap(t *testing.T) {
 	h := newHeld(1 << 20)
-	h.put("c", msgs(1, 2, 3), 3, 0)
+	h.put("c", msgs(1, 2, 3), 0)
 	// Another turn's put that read less does not replace what ran further.
-	h.put("c", msgs(1, 2), 2, 0)
-	if got, ok := h.get("c", 0); !ok || got.through != 3 || !slices.Equal(seqs(got.msgs), []int64{1, 2, 3}) {
-		t.Fatalf("after a put that ran less: %v through %d (%v), want 1 2 3 through 3", seqs(got.msgs), got.through, ok)
+	h.put("c", msgs(1, 2), 0)
+	if got, ok := h.get("c", 0); !ok || !slices.Equal(seqs(got.msgs), []int64{1, 2, 3}) {
+		t.Fatalf("after a put that ran less: %v (%v), want 1 2 3", seqs(got.msgs), ok)
 	}
 	// An answer after message 5 cannot join what runs through 3: 4 and 5 are not held.
 	h.extend("c", 5, msgs(6)[0])
-	if got, _ := h.get("c", 0); got.through != 3 {
-		t.Fatalf("an answer after an unheld message was held: through %d", got.through)
+	if got, _ := h.get("c", 0); last(got.msgs).Seq != 3 {
+		t.Fatalf("an answer after an unheld message was held: %v", seqs(got.msgs))
 	}
 	// An answer after message 3 joins; one already held does not again.
 	h.extend("c", 3, msgs(7)[0])
 	h.extend("c", 3, msgs(7)[0])
-	if got, _ := h.get("c", 0); got.through != 7 || !slices.Equal(seqs(got.msgs), []int64{1, 2, 3, 7}) {
-		t.Fatalf("after the answer: %v through %d, want 1 2 3 7 through 7", seqs(got.msgs), got.through)
+	if got, _ := h.get("c", 0); !slices.Equal(seqs(got.msgs), []int64{1, 2, 3, 7}) {
+		t.Fatalf("after the answer: %v, want 1 2 3 7", seqs(got.msgs))
 	}
 	h.drop("c")
 	if _, ok := h.get("c", 0); ok {
@@ -50,25 +52,46 @@ func TestHeldExtendsOnlyWithoutGap(t *testing.T) {
 	}
 }
 
+// What is held of a message is what a prompt and the anchor need, in an array of
+// its own, and counted.
+func TestHeldKeepsLittleAndCountsIt(t *testing.T) {
+	h := newHeld(1 << 20)
+	row := store.Message{Seq: 1, ID: "0190a5c4-7e1b-7c3d-8f00-123456789abc", Role: "user", Content: "hello",
+		Status: store.StatusComplete, Model: "m", Sources: []byte(`[{"n":1}]`), CompletionTokens: 3}
+	rows := append(make([]store.Message, 0, 64), row)
+	h.put("c", rows, 0)
+	got, _ := h.get("c", 0)
+	want := store.Message{Seq: 1, ID: row.ID, Role: store.RoleUser, Content: "hello", CompletionTokens: 3}
+	if len(got.msgs) != 1 || cap(got.msgs) != 1 || !reflect.DeepEqual(got.msgs[0], want) {
+		t.Fatalf("held %+v (cap %d), want %+v", got.msgs, cap(got.msgs), want)
+	}
+	if wantSize := heldMessageSize + int64(len("hello")+len(row.ID)); h.size != wantSize || got.bytes != wantSize {
+		t.Fatalf("counted %d (%d), want %d", h.size, got.bytes, wantSize)
+	}
+	h.extend("c", 1, store.Message{Seq: 2, ID: "x", Role: store.RoleAssistant, Content: "hi", Sources: []byte("[]")})
+	if got, _ := h.get("c", 0); cap(got.msgs) != 2 || got.msgs[1].Sources != nil || h.size != got.bytes {
+		t.Fatalf("after extend: %+v (cap %d), %d counted, %d held", got.msgs, cap(got.msgs), h.size, got.bytes)
+	}
+}
+
 func TestHeldServesSmallerBudgetsOnly(t *testing.T) {
 	h := newHeld(1 << 20)
-	h.put("c", msgs(1, 2), 2, 100)
+	h.put("c", msgs(1, 2), 100)
 	for budget, want := range map[int]bool{0: false, 50: true, 100: true, 101: false} {
 		if _, ok := h.get("c", budget); ok != want {
 			t.Errorf("held for budget 100, asked for %d: %v, want %v", budget, ok, want)
 		}
 	}
-	h.put("d", msgs(1, 2), 2, 0)
+	h.put("d", msgs(1, 2), 0)
 	if _, ok := h.get("d", 1000); !ok {
 		t.Error("a whole history does not serve a budget")
 	}
 }
 
 func TestHeldEvictsLeastRecentlyUsed(t *testing.T) {
-	one := int64(len("message 1") + messageOverhead)
-	h := newHeld(8 * 3 * one) // 8 conversations of 3 messages
+	h := newHeld(8 * sizeOf(msgs(1, 2, 3))) // 8 conversations of 3 messages
 	for i := range 9 {
-		h.put(fmt.Sprint(i), msgs(1, 2, 3), 3, 0)
+		h.put(fmt.Sprint(i), msgs(1, 2, 3), 0)
 		if i == 7 {
 			h.get("0", 0) // 0 is used again: 1 is the least recently used
 		}
@@ -86,7 +109,7 @@ func TestHeldEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 	// One conversation larger than an eighth of the bound is not held.
 	big := []store.Message{{Seq: 1, Content: strings.Repeat("x", int(h.max/8))}}
-	h.put("big", big, 1, 0)
+	h.put("big", big, 0)
 	if _, ok := h.get("big", 0); ok {
 		t.Error("a conversation of more than an eighth of the bound is held")
 	}
@@ -108,6 +131,44 @@ func TestTrimForDropsWhatNoPromptCanHold(t *testing.T) {
 	for _, c := range cases {
 		if got := seqs(trimFor(ms, c.budget)); !slices.Equal(got, c.want) {
 			t.Errorf("budget %d: %v, want %v", c.budget, got, c.want)
+		}
+	}
+}
+
+// What trimFor drops for a budget is never part of a prompt of that budget or less,
+// whatever messages follow: Fit over what is held and later messages is Fit over the
+// whole history.
+func TestTrimForKeepsWhatFitNeeds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 9))
+	words := []string{"a", "bb", "数据库", "é", "hello world", "x y z", strings.Repeat("q", 50)}
+	text := func(n int) string {
+		var b strings.Builder
+		for range rng.IntN(n) {
+			b.WriteString(words[rng.IntN(len(words))])
+		}
+		return b.String()
+	}
+	for range 20000 {
+		var history []store.Message
+		for i := range 1 + rng.IntN(12) {
+			m := store.Message{Seq: int64(i + 1), Role: []string{store.RoleUser, store.RoleAssistant}[rng.IntN(2)], Content: text(6)}
+			if m.Role == store.RoleAssistant && rng.IntN(2) == 0 {
+				m.CompletionTokens = rng.IntN(80)
+			}
+			history = append(history, m)
+		}
+		system := []string{"", "be brief", strings.Repeat("s", rng.IntN(100))}[rng.IntN(3)]
+		held := 1 + rng.IntN(120)
+		kept := trimFor(history, held)
+		for range rng.IntN(3) {
+			later := store.Message{Seq: last(history).Seq + 1, Role: store.RoleUser, Content: text(3)}
+			history = append(history, later)
+			kept = append(slices.Clip(kept), later)
+		}
+		for budget := 1; budget <= held; budget++ {
+			if want, got := Fit(system, history, budget), Fit(system, kept, budget); !slices.Equal(got, want) {
+				t.Fatalf("held for %d, prompt for %d: %v from what is held, want %v", held, budget, got, want)
+			}
 		}
 	}
 }

@@ -40,6 +40,16 @@ type Request struct {
 	Context string
 }
 
+// HistoryBudget returns the budget of the request's history in tokens ([Budget] less
+// its Context), 0 when the model's context length is unknown.
+func (r Request) HistoryBudget() int {
+	budget := Budget(r.ContextLength, r.MaxTokens)
+	if budget > 0 && r.Context != "" {
+		budget = max(budget-EstimateTokens(r.Context)-perMessageTokens, 1)
+	}
+	return budget
+}
+
 // Turn is a started turn. Observe its generation's events, then Finish it.
 type Turn struct {
 	turns  *Turns
@@ -78,7 +88,11 @@ func NewTurns(st Store) *Turns {
 
 // Forget drops what is held of conversation id (deleted: its next turn would learn
 // it from the store anyway).
-func (ts *Turns) Forget(id string) { ts.held.drop(id) }
+func (ts *Turns) Forget(id string) { ts.held.drop(heldKey(id)) }
+
+// heldKey is the key of conversation id in what is held: its canonical form, as
+// Postgres writes uuids (lower case).
+func heldKey(id string) string { return strings.ToLower(id) }
 
 // Begin stores the request's messages and an in-progress assistant message (in a new
 // conversation when the request names none), in one statement, and returns the turn
@@ -101,30 +115,35 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 	if len(msgs) == 0 {
 		return nil, fmt.Errorf("%w: a turn needs at least one user message", store.ErrInvalid)
 	}
-	budget := Budget(req.ContextLength, req.MaxTokens)
-	if budget > 0 && req.Context != "" {
-		budget = max(budget-EstimateTokens(req.Context)-perMessageTokens, 1)
-	}
+	budget := req.HistoryBudget()
 	t := store.Turn{Messages: msgs, Model: req.Model, SystemPrompt: system, Budget: budget}
-	// What is held is trimmed for the budget of the turn that read it whole, which
-	// may be larger than this one's (max_tokens varies): it stays so.
-	var known []store.Message
-	holdBudget := budget
-	if req.ConversationID != "" {
-		if h, ok := ts.held.get(req.ConversationID, budget); ok {
-			// Only what follows what is held, untrimmed: a trimmed tail would leave a
-			// gap before it (Fit trims the whole).
-			known, t.After, t.Budget, holdBudget = h.msgs, h.through, 0, h.budget
+	key := heldKey(req.ConversationID)
+	var known heldConversation
+	if key != "" {
+		if h, ok := ts.held.get(key, budget); ok {
+			known, t.After, t.AfterID = h, last(h.msgs).Seq, last(h.msgs).ID
 		}
 	}
 	started, err := ts.st.BeginTurn(ctx, req.UserID, req.ConversationID, t)
-	if errors.Is(err, store.ErrNotFound) && req.ConversationID != "" {
-		ts.held.drop(req.ConversationID)
+	if errors.Is(err, store.ErrNotFound) && key != "" {
+		ts.held.drop(key)
 	}
 	if err != nil {
 		return nil, err
 	}
-	history := append(known, started.History...) // known is clipped: a new array
+	holdBudget := budget
+	switch {
+	case t.After > 0 && started.After == t.After:
+		// What is held stays trimmed for the budget of the turn that read the history
+		// from the start, which may be larger than this one's (max_tokens varies).
+		holdBudget = known.budget
+	case t.After > 0:
+		// The last message held is gone (Postgres lost turns): the history came
+		// whole, and what is held is void.
+		ts.held.drop(key)
+		known = heldConversation{}
+	}
+	history := append(known.msgs, started.History...) // known.msgs has no spare capacity: a new array
 	turn := &Turn{
 		turns:        ts,
 		userID:       req.UserID,
@@ -135,14 +154,13 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 	// Hold what is now known final: everything before the first answer still in
 	// progress, or else the whole history, this turn's messages included (then the
 	// answer joins it when it ends).
-	through := history[len(history)-1].Seq
 	if started.Pending > 0 {
 		i, _ := slices.BinarySearchFunc(history, started.Pending, func(m store.Message, seq int64) int { return cmp.Compare(m.Seq, seq) })
-		history, through = history[:i], started.Pending-1
+		history = history[:i]
 	} else {
-		turn.answerAfter = through
+		turn.answerAfter = last(history).Seq
 	}
-	ts.held.put(started.Conversation.ID, trimFor(history, holdBudget), through, holdBudget)
+	ts.held.put(started.Conversation.ID, trimFor(history, holdBudget), holdBudget)
 	return turn, nil
 }
 

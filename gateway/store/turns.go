@@ -18,11 +18,11 @@ import (
 
 // beginTurnSQL starts a turn in one statement (one round trip once prepared): see
 // db/migrations/00004_begin_turn_after.sql.
-const beginTurnSQL = `SELECT * FROM ragway_begin_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+const beginTurnSQL = `SELECT * FROM ragway_begin_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
 
 // BeginTurn stores t's messages and an in-progress assistant message in userID's
 // conversation ("" creates one), in one statement, and returns them with the history
-// after t.After.
+// (after t.After when that message still stands: see TurnStarted.After).
 // It sets the conversation's model to t.Model, replaces its system prompt when
 // t.SystemPrompt is not nil, and titles an untitled conversation after its first user
 // message. A role other than RoleSystem, RoleUser, RoleAssistant and RoleTool is
@@ -46,7 +46,8 @@ func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t 
 		}
 		system := null.StringFromPtr(t.SystemPrompt)
 		rows, err := stmt.QueryContext(ctx, userID, null.NewString(conversationID, conversationID != ""), t.Model,
-			system.Valid, system.String, titleOf(t.Messages), roles, contents, t.Budget, t.After)
+			system.Valid, system.String, titleOf(t.Messages), roles, contents, t.Budget, t.After,
+			null.NewString(t.AfterID, t.After > 0 && validID(t.AfterID)))
 		if err != nil {
 			return err
 		}
@@ -73,17 +74,17 @@ func scanTurn(rows *sql.Rows, n int) (TurnStarted, error) {
 			model, finish                      sql.NullString
 			promptTokens, completionTokens     sql.NullInt64
 			added                              bool
-			pending                            sql.NullInt64
+			after, pending                     sql.NullInt64
 		)
 		if err := rows.Scan(&cID, &cUser, &cTitle, &cModel, &system, &cCreated, &cUpdated,
 			&m.ID, &m.Seq, &m.Role, &m.Content, &m.Status, &model, &finish,
-			&promptTokens, &completionTokens, &createdAt, &completedAt, &added, &pending); err != nil {
+			&promptTokens, &completionTokens, &createdAt, &completedAt, &added, &after, &pending); err != nil {
 			return out, err
 		}
 		if cID.Valid {
 			out.Conversation = Conversation{ID: cID.String, UserID: cUser.String, Title: cTitle.String, Model: cModel.String,
 				SystemPrompt: system.String, CreatedAt: cCreated.Time, UpdatedAt: cUpdated.Time}
-			out.Pending = pending.Int64
+			out.After, out.Pending = after.Int64, pending.Int64
 		}
 		m.Model, m.FinishReason = model.String, finish.String
 		m.PromptTokens, m.CompletionTokens = int(promptTokens.Int64), int(completionTokens.Int64)

@@ -139,9 +139,11 @@ type Turn struct {
 	// messages that cannot fit it at any token count the gateway estimates are not
 	// returned. 0 returns the whole history.
 	Budget int
-	// After, when > 0, is a seq up to which the caller holds every message of the
-	// conversation: the history starts after it.
-	After int64
+	// After, when > 0, is the seq of the last message of the conversation the caller
+	// holds, AfterID its id: the caller holds every message up to it, and the history
+	// starts after it, untrimmed (Budget applies to a history read from the start).
+	After   int64
+	AfterID string
 }
 
 // TurnStarted is what BeginTurn stored.
@@ -151,14 +153,19 @@ type TurnStarted struct {
 	MessageIDs []string
 	// AssistantMessageID is the in-progress assistant message.
 	AssistantMessageID string
-	// History is every message of the conversation after Turn.After and before the
+	// History is every message of the conversation after After and before the
 	// assistant message, oldest first, this turn's messages included (in-progress
-	// messages of other turns excluded; with Turn.Budget, the oldest that cannot fit
-	// it too). Only this turn's messages carry their times, model, finish reason and
-	// prompt tokens.
+	// messages of other turns excluded; read from the start with Turn.Budget, the
+	// oldest that cannot fit it too). Only this turn's messages carry their times,
+	// model, finish reason and prompt tokens.
 	History []Message
-	// Pending is the lowest seq of the conversation's messages after Turn.After that
-	// were still in progress (answers of other turns), 0 when none was: every message
+	// After is Turn.After when message Turn.AfterID still stands there, else 0: the
+	// history is read from the start, and what the caller held is void (Postgres
+	// lost turns it had not yet written to disk, in a crash, or was restored to an
+	// earlier point).
+	After int64
+	// Pending is the lowest seq of the conversation's messages after After that were
+	// still in progress (answers of other turns), 0 when none was: every message
 	// before it is final (and final messages never change).
 	Pending int64
 }

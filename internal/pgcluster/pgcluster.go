@@ -390,6 +390,17 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return run(ctx, asServerUser(pgctl, "stop", "-D", c.Dir, "-m", "fast", "-w", "-t", "60"))
 }
 
+// Crash stops the server the way a crash would (immediate shutdown: no checkpoint,
+// WAL not yet flushed is lost); the next Start runs crash recovery.
+func (c *Cluster) Crash(ctx context.Context) error {
+	c.absDir()
+	pgctl, err := c.bin("pg_ctl")
+	if err != nil {
+		return err
+	}
+	return run(ctx, asServerUser(pgctl, "stop", "-D", c.Dir, "-m", "immediate", "-w", "-t", "60"))
+}
+
 // Up initializes the cluster if needed, starts it and makes sure database db exists.
 // It returns db's URL.
 func (c *Cluster) Up(ctx context.Context, db string) (string, error) {

@@ -236,6 +236,16 @@ func (c *Cluster) Stop() {
 	}
 }
 
+// Crash stops the server as a crash would: what was not yet on disk is lost.
+func (c *Cluster) Crash() {
+	c.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := c.Cluster.Crash(ctx); err != nil {
+		c.tb.Fatalf("pgtest: %v", err)
+	}
+}
+
 // Database creates a fresh migrated database on this cluster and returns its URL.
 func (c *Cluster) Database() string {
 	c.tb.Helper()
