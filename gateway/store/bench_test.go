@@ -64,13 +64,16 @@ func BenchmarkTurnCycle(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	after := m.Seq
+	after, afterID := m.Seq, m.ID
 	for _, part := range []string{"begin", "begin+finish"} {
 		b.Run(part, func(b *testing.B) {
 			for b.Loop() {
 				tr := userTurn("What is the capital of France? Answer in one word, please.")
-				tr.After = after
+				tr.After, tr.AfterID = after, afterID
 				st := turn(b, s, u.ID, conv, tr)
+				if st.After != after || len(st.History) != 1 {
+					b.Fatalf("the turn read %d messages after %d, want 1 after %d", len(st.History), st.After, after)
+				}
 				if part == "begin" {
 					b.StopTimer()
 				}
@@ -78,7 +81,7 @@ func BenchmarkTurnCycle(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				after = m.Seq
+				after, afterID = m.Seq, m.ID
 				if part == "begin" {
 					b.StartTimer()
 				}

@@ -357,3 +357,45 @@ func TestFailInterrupted(t *testing.T) {
 		}
 	}
 }
+
+// A turn that names the last message its caller holds reads only what follows it,
+// untrimmed; when that message does not stand there (another id at that seq, or none),
+// the history is read from the start, trimmed for the budget.
+func TestBeginTurnAfterWhatIsHeld(t *testing.T) {
+	s := open(t)
+	u := user(t, s, "alice")
+	first := turn(t, s, u.ID, "", userTurn("q1"))
+	conv := first.Conversation.ID
+	a1, err := s.FinishMessage(ctx(t), u.ID, first.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: strings.Repeat("long answer ", 50)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := userTurn("q2")
+	tr.After, tr.AfterID, tr.Budget = a1.Seq, a1.ID, 20
+	st := turn(t, s, u.ID, conv, tr)
+	if st.After != a1.Seq || len(st.History) != 1 || st.History[0].Content != "q2" {
+		t.Fatalf("after the answer held: after %d, %d messages; want after %d, q2 only", st.After, len(st.History), a1.Seq)
+	}
+	if st.Pending != 0 {
+		t.Errorf("pending %d with no other answer in progress", st.Pending)
+	}
+	for name, tr := range map[string]store.Turn{
+		"another id at that seq": {After: a1.Seq, AfterID: first.MessageIDs[0]},
+		"no message at that seq": {After: a1.Seq + 1000, AfterID: a1.ID},
+		"not a uuid":             {After: a1.Seq, AfterID: "a1"},
+	} {
+		tr.Model, tr.Messages, tr.Budget = "m1", []store.NewMessage{{Role: store.RoleUser, Content: "q3"}}, 0
+		st := turn(t, s, u.ID, conv, tr)
+		// q1, a1, q2 (its answer in progress: pending), q3 …
+		if st.After != 0 || st.History[0].Content != "q1" || st.Pending == 0 {
+			t.Errorf("%s: after %d, history from %q, pending %d; want the history from the start, and q2's answer pending", name, st.After, st.History[0].Content, st.Pending)
+		}
+	}
+	// Read from the start, the budget trims: a1 cannot fit 20 tokens.
+	tr = userTurn("q4")
+	tr.After, tr.AfterID, tr.Budget = 1<<40, a1.ID, 20
+	st = turn(t, s, u.ID, conv, tr)
+	if st.After != 0 || slices.ContainsFunc(st.History, func(m store.Message) bool { return m.ID == a1.ID }) {
+		t.Errorf("read from the start with a budget of 20: %d messages, a1 among them", len(st.History))
+	}
+}
