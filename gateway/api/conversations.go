@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -80,33 +79,7 @@ func (s *server) listConversations(c *fiber.Ctx) error {
 	if err != nil {
 		return notFound(err, "conversation", p.After)
 	}
-	out := struct {
-		Object  string             `json:"object"`
-		Data    []conversationJSON `json:"data"`
-		HasMore bool               `json:"has_more"`
-	}{Object: "list", Data: make([]conversationJSON, 0, len(convs))}
-	for _, cv := range convs {
-		out.Data = append(out.Data, toConversationJSON(cv))
-	}
-	limit := p.Limit
-	if limit == 0 {
-		limit = 50
-	}
-	out.HasMore = len(convs) == limit
-	return c.JSON(out)
-}
-
-// pageOf reads a listing's ?limit=N&after=ID.
-func pageOf(c *fiber.Ctx) (store.Page, *oai.Error) {
-	p := store.Page{After: c.Query("after")}
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 200 {
-			return p, oai.Invalid("limit", oai.CodeInvalidValue, "invalid value for 'limit': '%s'; it must be between 1 and 200", v)
-		}
-		p.Limit = n
-	}
-	return p, nil
+	return c.JSON(pageList(convs, p, toConversationJSON))
 }
 
 // createConversation serves POST /v1/conversations {"title"?, "system_prompt"?, "model"?}.

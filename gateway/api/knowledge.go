@@ -135,14 +135,7 @@ func (s *server) listKBs(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := struct {
-		Object string   `json:"object"`
-		Data   []kbJSON `json:"data"`
-	}{Object: "list", Data: make([]kbJSON, 0, len(kbs))}
-	for _, k := range kbs {
-		out.Data = append(out.Data, toKBJSON(k))
-	}
-	return c.JSON(out)
+	return c.JSON(list(kbs, toKBJSON))
 }
 
 func (s *server) getKB(c *fiber.Ctx) error {
@@ -305,14 +298,7 @@ func (s *server) listDocuments(c *fiber.Ctx) error {
 	if err != nil {
 		return notFound(err, "document", p.After)
 	}
-	out := struct {
-		Object string         `json:"object"`
-		Data   []documentJSON `json:"data"`
-	}{Object: "list", Data: make([]documentJSON, 0, len(docs))}
-	for _, d := range docs {
-		out.Data = append(out.Data, toDocumentJSON(d))
-	}
-	return c.JSON(out)
+	return c.JSON(list(docs, toDocumentJSON))
 }
 
 func (s *server) getDocument(c *fiber.Ctx) error {
@@ -385,12 +371,5 @@ func (s *server) searchKB(c *fiber.Ctx) error {
 		Heading string `json:"heading"`
 		Text    string `json:"text"`
 	}
-	out := struct {
-		Object string `json:"object"`
-		Data   []hit  `json:"data"`
-	}{Object: "list", Data: make([]hit, 0, len(srcs))}
-	for _, src := range srcs {
-		out.Data = append(out.Data, hit{Source: src, Heading: src.Heading, Text: src.Text})
-	}
-	return c.JSON(out)
+	return c.JSON(list(srcs, func(src rag.Source) hit { return hit{Source: src, Heading: src.Heading, Text: src.Text} }))
 }

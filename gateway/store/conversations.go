@@ -45,7 +45,7 @@ func (s *Store) ListConversations(ctx context.Context, userID string, p Page) ([
 		mods := []qm.QueryMod{
 			models.ConversationWhere.UserID.EQ(userID),
 			qm.OrderBy(`"updated_at" DESC, "id" DESC`),
-			qm.Limit(p.limit()),
+			qm.Limit(p.Size()),
 		}
 		if p.After != "" {
 			mods = append(mods, after("conversations", "updated_at", p.After, "user_id", userID))

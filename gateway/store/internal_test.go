@@ -51,8 +51,8 @@ func TestValidID(t *testing.T) {
 
 func TestPageLimit(t *testing.T) {
 	for in, want := range map[int]int{-5: 50, 0: 50, 1: 1, 50: 50, 200: 200, 201: 200} {
-		if got := (Page{Limit: in}).limit(); got != want {
-			t.Errorf("Page{Limit: %d}.limit() = %d, want %d", in, got, want)
+		if got := (Page{Limit: in}).Size(); got != want {
+			t.Errorf("Page{Limit: %d}.Size() = %d, want %d", in, got, want)
 		}
 	}
 }

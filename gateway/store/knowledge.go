@@ -144,7 +144,7 @@ func (s *Store) ListDocuments(ctx context.Context, userID, kbID string, p Page) 
 			models.DocumentWhere.KBID.EQ(kbID),
 			inOwnKnowledgeBase(userID),
 			qm.OrderBy(`"created_at" DESC, "id" DESC`),
-			qm.Limit(p.limit()),
+			qm.Limit(p.Size()),
 		}
 		if p.After != "" {
 			mods = append(mods, after("documents", "created_at", p.After, "kb_id", kbID))

@@ -252,19 +252,20 @@ func validIDs(ids ...string) bool {
 	return true
 }
 
-// Page limits.
+// Page limits: a listing returns DefaultPageLimit rows unless asked for another
+// number, at most MaxPageLimit.
 const (
-	defaultPageLimit = 50
-	maxPageLimit     = 200
+	DefaultPageLimit = 50
+	MaxPageLimit     = 200
 )
 
-// limit returns p.Limit within the limits.
-func (p Page) limit() int {
+// Size returns how many rows the page holds at most: p.Limit within the limits.
+func (p Page) Size() int {
 	switch {
 	case p.Limit <= 0:
-		return defaultPageLimit
-	case p.Limit > maxPageLimit:
-		return maxPageLimit
+		return DefaultPageLimit
+	case p.Limit > MaxPageLimit:
+		return MaxPageLimit
 	}
 	return p.Limit
 }
