@@ -452,3 +452,51 @@ func TestConversationHistoryReachesLlamaCpp(t *testing.T) {
 		t.Fatalf("stored messages %+v; answers %q %q, usage %+v %+v", got.Messages, r1.Text, r2.Text, u1, u2)
 	}
 }
+
+// Paged listings (conversations, documents): ?limit= rows, newest first, "has_more"
+// while a page is full, ?after= an id for the next page; a limit out of 1..200 is a 400.
+func TestListingsPage(t *testing.T) {
+	g := startGateway(t, echoModels)
+	type page struct {
+		Object  string                `json:"object"`
+		Data    []struct{ ID string } `json:"data"`
+		HasMore *bool                 `json:"has_more"`
+	}
+	read := func(path string) page {
+		t.Helper()
+		var p page
+		if code, body := g.getJSON(path, g.Key, &p); code != 200 || p.Object != "list" || p.HasMore == nil {
+			t.Fatalf("GET %s: %d %s", path, code, body)
+		}
+		return p
+	}
+	if code, body := g.call("POST", "/v1/knowledge-bases", g.Key, `{"name":"docs"}`); code != 201 {
+		t.Fatalf("create a knowledge base: %d %s", code, body)
+	}
+	for i := range 3 {
+		if code, body := g.call("POST", "/v1/conversations", g.Key, fmt.Sprintf(`{"title":"c%d"}`, i)); code != 200 && code != 201 {
+			t.Fatalf("create a conversation: %d %s", code, body)
+		}
+		if code, body := g.call("POST", "/v1/knowledge-bases/docs/documents?wait=true", g.Key, fmt.Sprintf(`{"text":"document %d"}`, i)); code != 201 {
+			t.Fatalf("add a document: %d %s", code, body)
+		}
+	}
+	for _, base := range []string{"/v1/conversations", "/v1/knowledge-bases/docs/documents"} {
+		first := read(base + "?limit=2")
+		if len(first.Data) != 2 || !*first.HasMore {
+			t.Fatalf("%s?limit=2: %d rows, has_more %v; want 2, true", base, len(first.Data), *first.HasMore)
+		}
+		rest := read(base + "?limit=2&after=" + first.Data[1].ID)
+		if len(rest.Data) != 1 || *rest.HasMore || rest.Data[0].ID == first.Data[0].ID || rest.Data[0].ID == first.Data[1].ID {
+			t.Fatalf("%s: the next page: %+v, has_more %v; want the third row only, false", base, rest.Data, *rest.HasMore)
+		}
+		if all := read(base); len(all.Data) != 3 || *all.HasMore {
+			t.Fatalf("%s: %d rows, has_more %v; want 3, false", base, len(all.Data), *all.HasMore)
+		}
+		for _, bad := range []string{"0", "201", "x"} {
+			if code, body := g.call("GET", base+"?limit="+bad, g.Key, ""); code != 400 || !strings.Contains(string(body), "limit") {
+				t.Errorf("%s?limit=%s: %d %s, want a 400 naming limit", base, bad, code, body)
+			}
+		}
+	}
+}

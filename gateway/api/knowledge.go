@@ -298,7 +298,7 @@ func (s *server) listDocuments(c *fiber.Ctx) error {
 	if err != nil {
 		return notFound(err, "document", p.After)
 	}
-	return c.JSON(list(docs, toDocumentJSON))
+	return c.JSON(pageList(docs, p, toDocumentJSON))
 }
 
 func (s *server) getDocument(c *fiber.Ctx) error {
