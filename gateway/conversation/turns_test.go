@@ -53,6 +53,43 @@ func testCtx(t *testing.T) context.Context {
 	return c
 }
 
+// newUser makes user name.
+func newUser(t *testing.T, s *store.Store, name string) store.User {
+	t.Helper()
+	u, err := s.EnsureUser(testCtx(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// ask begins userID's turn of one user message on g, in conversation conv ("": a new
+// one), waiting while Postgres is unavailable (recovering from a crash).
+func ask(t *testing.T, g *conversation.Turns, userID, conv, text string) *conversation.Turn {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		turn, err := g.Begin(testCtx(t), conversation.Request{UserID: userID, ConversationID: conv, Model: "m",
+			Messages: []sdk.Message{{Role: store.RoleUser, Content: text}}})
+		if err == nil {
+			return turn
+		}
+		if !errors.Is(err, store.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// answer ends turn, complete, with text.
+func answer(t *testing.T, turn *conversation.Turn, text string) {
+	t.Helper()
+	turn.Observe(sdk.Event{Text: text})
+	if _, err := turn.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
+		t.Error(err)
+	}
+}
+
 // wantPrompt fails the test unless turn's prompt is the one the whole stored history
 // of its conversation makes: every message not in progress, fitted to budget.
 func wantPrompt(t *testing.T, s *store.Store, userID string, turn *conversation.Turn, budget int) {
@@ -83,10 +120,7 @@ func brief(msgs []sdk.Message) string {
 // only what their gateway did not hold.
 func TestTurnsPromptIsTheStoredHistory(t *testing.T) {
 	s := openStore(t)
-	u, err := s.EnsureUser(testCtx(t), "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := newUser(t, s, "alice")
 	rec := &recorder{Store: s}
 	gateways := []*conversation.Turns{conversation.NewTurns(rec), conversation.NewTurns(rec)}
 	rng := rand.New(rand.NewPCG(5, 7))
@@ -171,28 +205,18 @@ func TestTurnsPromptIsTheStoredHistory(t *testing.T) {
 // A long conversation on one gateway: each turn reads only the turn before it.
 func TestTurnsReadOnlyWhatIsNew(t *testing.T) {
 	s := openStore(t)
-	u, err := s.EnsureUser(testCtx(t), "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := newUser(t, s, "bob")
 	rec := &recorder{Store: s}
 	turns := conversation.NewTurns(rec)
 	var conv string
 	for i := range 30 {
-		turn, err := turns.Begin(testCtx(t), conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m",
-			Messages: []sdk.Message{{Role: store.RoleUser, Content: fmt.Sprintf("question %d", i)}}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		turn := ask(t, turns, u.ID, conv, fmt.Sprintf("question %d", i))
 		conv = turn.Conversation.ID
 		if len(turn.Prompt) != 2*i+1 {
 			t.Fatalf("turn %d: prompt of %d messages, want %d", i, len(turn.Prompt), 2*i+1)
 		}
 		wantPrompt(t, s, u.ID, turn, 0)
-		turn.Observe(sdk.Event{Text: fmt.Sprintf("answer %d", i), Tokens: 2})
-		if _, err := turn.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
-			t.Fatal(err)
-		}
+		answer(t, turn, fmt.Sprintf("answer %d", i))
 	}
 	// Each turn reads its own user message only: the answer before it is held
 	// since it ended.
@@ -201,21 +225,13 @@ func TestTurnsReadOnlyWhatIsNew(t *testing.T) {
 	}
 	// Another gateway starts from the whole history, then reads only what is new.
 	other := &recorder{Store: s}
-	turn, err := conversation.NewTurns(other).Begin(testCtx(t), conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m",
-		Messages: []sdk.Message{{Role: store.RoleUser, Content: "from elsewhere"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantPrompt(t, s, u.ID, turn, 0)
+	wantPrompt(t, s, u.ID, ask(t, conversation.NewTurns(other), u.ID, conv, "from elsewhere"), 0)
 	if other.rows != 61 {
 		t.Errorf("a gateway new to the conversation read %d history rows, want 61", other.rows)
 	}
 	// Bob's conversation is not Carol's, held or not.
-	carol, err := s.EnsureUser(testCtx(t), "carol")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = turns.Begin(testCtx(t), conversation.Request{UserID: carol.ID, ConversationID: conv, Model: "m",
+	carol := newUser(t, s, "carol")
+	_, err := turns.Begin(testCtx(t), conversation.Request{UserID: carol.ID, ConversationID: conv, Model: "m",
 		Messages: []sdk.Message{{Role: store.RoleUser, Content: "let me in"}}})
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("another user's turn in a held conversation: %v, want ErrNotFound", err)
@@ -226,53 +242,37 @@ func TestTurnsReadOnlyWhatIsNew(t *testing.T) {
 // turn afterwards on either gateway has the whole stored history for its prompt.
 func TestTurnsRacingKeepTheHistoryWhole(t *testing.T) {
 	s := openStore(t)
-	u, err := s.EnsureUser(testCtx(t), "dave")
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := newUser(t, s, "dave")
 	gateways := []*conversation.Turns{conversation.NewTurns(s), conversation.NewTurns(s)}
-	ask := func(g *conversation.Turns, conv, text string) *conversation.Turn {
-		turn, err := g.Begin(testCtx(t), conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m",
-			Messages: []sdk.Message{{Role: store.RoleUser, Content: text}}})
-		if err != nil {
-			t.Error(err)
-			return nil
-		}
-		return turn
-	}
-	first := ask(gateways[0], "", "hello")
-	if _, err := first.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
-		t.Fatal(err)
-	}
+	first := ask(t, gateways[0], u.ID, "", "hello")
+	answer(t, first, "hi")
 	conv := first.Conversation.ID
 	var wg sync.WaitGroup
 	for w := range 6 {
 		wg.Go(func() {
 			for i := range 15 {
-				turn := ask(gateways[(w+i)%2], conv, fmt.Sprintf("worker %d question %d", w, i))
-				if turn == nil {
+				// Not ask: t.Fatal is for the test's goroutine.
+				turn, err := gateways[(w+i)%2].Begin(testCtx(t), conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m",
+					Messages: []sdk.Message{{Role: store.RoleUser, Content: fmt.Sprintf("worker %d question %d", w, i)}}})
+				if err != nil {
+					t.Error(err)
 					return
 				}
 				if last := turn.Prompt[len(turn.Prompt)-1]; last.Content != fmt.Sprintf("worker %d question %d", w, i) {
 					t.Errorf("worker %d turn %d: the prompt ends with %q", w, i, last.Content)
 				}
-				turn.Observe(sdk.Event{Text: fmt.Sprintf("answer %d.%d", w, i)})
-				if _, err := turn.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
-					t.Error(err)
-				}
+				answer(t, turn, fmt.Sprintf("answer %d.%d", w, i))
 			}
 		})
 	}
 	wg.Wait()
 	for i, g := range gateways {
-		turn := ask(g, conv, "and now?")
+		turn := ask(t, g, u.ID, conv, "and now?")
 		wantPrompt(t, s, u.ID, turn, 0)
 		if want := 2 + 2*6*15 + 2*i + 1; len(turn.Prompt) != want {
 			t.Errorf("gateway %d: the last prompt has %d messages, want %d", i, len(turn.Prompt), want)
 		}
-		if _, err := turn.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
-			t.Fatal(err)
-		}
+		answer(t, turn, "later")
 	}
 }
 
@@ -280,24 +280,14 @@ func TestTurnsRacingKeepTheHistoryWhole(t *testing.T) {
 // oldest turns give way, and history and sources together fit.
 func TestTurnsFitTheHistoryBesideTheContext(t *testing.T) {
 	s := openStore(t)
-	u, err := s.EnsureUser(testCtx(t), "erin")
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := newUser(t, s, "erin")
 	turns := conversation.NewTurns(s)
 	sentence := strings.Repeat("a sentence of the conversation so far ", 3) // ~40 tokens
 	var conv string
 	for i := range 6 {
-		turn, err := turns.Begin(testCtx(t), conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m",
-			Messages: []sdk.Message{{Role: store.RoleUser, Content: fmt.Sprint(i, sentence)}}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		turn := ask(t, turns, u.ID, conv, fmt.Sprint(i, sentence))
 		conv = turn.Conversation.ID
-		turn.Observe(sdk.Event{Text: sentence})
-		if _, err := turn.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
-			t.Fatal(err)
-		}
+		answer(t, turn, sentence)
 	}
 	const contextLength, maxTokens = 1024, 256
 	budget := conversation.Budget(contextLength, maxTokens)      // history and sources
@@ -320,9 +310,7 @@ func TestTurnsFitTheHistoryBesideTheContext(t *testing.T) {
 		if got := size(turn.Prompt) + conversation.EstimateTokens(context) + 8; context != "" && got > budget {
 			t.Errorf("history and sources take %d tokens, budget %d", got, budget)
 		}
-		if _, err := turn.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
-			t.Fatal(err)
-		}
+		answer(t, turn, "")
 	}
 	if len(prompts[1]) >= len(prompts[0]) || len(prompts[1]) < 2 {
 		t.Errorf("history of %d messages beside the sources, %d without: want fewer, and the last question", len(prompts[1]), len(prompts[0]))
@@ -349,42 +337,17 @@ func TestTurnsAfterPostgresLostATurn(t *testing.T) {
 	}
 	c.Stop()
 	c.Start()
-	u, err := s.EnsureUser(testCtx(t), "frank")
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := newUser(t, s, "frank")
 	gateways := []*conversation.Turns{conversation.NewTurns(s), conversation.NewTurns(s)}
-	ask := func(g *conversation.Turns, conv, text string) *conversation.Turn {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			turn, err := g.Begin(testCtx(t), conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m",
-				Messages: []sdk.Message{{Role: store.RoleUser, Content: text}}})
-			if err == nil {
-				return turn
-			}
-			if !errors.Is(err, store.ErrUnavailable) || time.Now().After(deadline) {
-				t.Fatal(err)
-			}
-			time.Sleep(50 * time.Millisecond) // Postgres is recovering
-		}
-	}
-	answer := func(turn *conversation.Turn, text string) {
-		t.Helper()
-		turn.Observe(sdk.Event{Text: text})
-		if _, err := turn.Finish(conversation.Outcome{Status: store.StatusComplete}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	first := ask(gateways[0], "", "q1")
-	answer(first, "a1") // a synchronous commit: on disk
+	first := ask(t, gateways[0], u.ID, "", "q1")
+	answer(t, first, "a1") // a synchronous commit: on disk
 	conv := first.Conversation.ID
-	lost := ask(gateways[0], conv, "q2, lost in the crash")
+	lost := ask(t, gateways[0], u.ID, conv, "q2, lost in the crash")
 	c.Crash()
 	c.Start()
 
-	other := ask(gateways[1], conv, "q from the other gateway")
-	answer(other, "its answer")
+	other := ask(t, gateways[1], u.ID, conv, "q from the other gateway") // waits for the recovery
+	answer(t, other, "its answer")
 	msgs, err := s.ListMessages(testCtx(t), u.ID, conv)
 	if err != nil {
 		t.Fatal(err)
@@ -393,5 +356,5 @@ func TestTurnsAfterPostgresLostATurn(t *testing.T) {
 		t.Fatal("the crash did not lose the turn that was not on disk: the test proves nothing")
 	}
 	t.Logf("after the crash: %d messages stored", len(msgs))
-	wantPrompt(t, s, u.ID, ask(gateways[0], conv, "q3"), 0)
+	wantPrompt(t, s, u.ID, ask(t, gateways[0], u.ID, conv, "q3"), 0)
 }
