@@ -378,7 +378,14 @@ func (c *Cluster) Start(ctx context.Context) error {
 
 // Stop stops the server (fast shutdown: open sessions are ended, committed data is
 // kept). A no-op when it is not running.
-func (c *Cluster) Stop(ctx context.Context) error {
+func (c *Cluster) Stop(ctx context.Context) error { return c.stop(ctx, "fast") }
+
+// Crash stops the server the way a crash would (immediate shutdown: no checkpoint,
+// WAL not yet flushed is lost); the next Start runs crash recovery.
+func (c *Cluster) Crash(ctx context.Context) error { return c.stop(ctx, "immediate") }
+
+// stop stops a running server with pg_ctl's shutdown mode.
+func (c *Cluster) stop(ctx context.Context, mode string) error {
 	c.absDir()
 	if !c.Initialized() || !c.Running(ctx) {
 		return nil
@@ -387,18 +394,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return run(ctx, asServerUser(pgctl, "stop", "-D", c.Dir, "-m", "fast", "-w", "-t", "60"))
-}
-
-// Crash stops the server the way a crash would (immediate shutdown: no checkpoint,
-// WAL not yet flushed is lost); the next Start runs crash recovery.
-func (c *Cluster) Crash(ctx context.Context) error {
-	c.absDir()
-	pgctl, err := c.bin("pg_ctl")
-	if err != nil {
-		return err
-	}
-	return run(ctx, asServerUser(pgctl, "stop", "-D", c.Dir, "-m", "immediate", "-w", "-t", "60"))
+	return run(ctx, asServerUser(pgctl, "stop", "-D", c.Dir, "-m", mode, "-w", "-t", "60"))
 }
 
 // Up initializes the cluster if needed, starts it and makes sure database db exists.

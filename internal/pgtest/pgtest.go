@@ -219,29 +219,27 @@ func NewCluster(tb testing.TB) *Cluster {
 // Start starts the server and waits until it accepts connections.
 func (c *Cluster) Start() {
 	c.tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := c.Cluster.Start(ctx); err != nil {
-		c.tb.Fatalf("pgtest: %v", err)
-	}
+	c.must(c.Cluster.Start)
 }
 
 // Stop stops the server (fast shutdown).
 func (c *Cluster) Stop() {
 	c.tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := c.Cluster.Stop(ctx); err != nil {
-		c.tb.Fatalf("pgtest: %v", err)
-	}
+	c.must(c.Cluster.Stop)
 }
 
 // Crash stops the server as a crash would: what was not yet on disk is lost.
 func (c *Cluster) Crash() {
 	c.tb.Helper()
+	c.must(c.Cluster.Crash)
+}
+
+// must runs op on the cluster, failing the test on an error.
+func (c *Cluster) must(op func(context.Context) error) {
+	c.tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := c.Cluster.Crash(ctx); err != nil {
+	if err := op(ctx); err != nil {
 		c.tb.Fatalf("pgtest: %v", err)
 	}
 }
