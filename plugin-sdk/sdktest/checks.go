@@ -548,7 +548,12 @@ func checkCrash(ctx context.Context, h *harness) error {
 			return fmt.Errorf("embed after the plugin was killed = %v, want sdk.ErrPluginShutdown", err)
 		}
 	} else {
-		r := start(ctx, p, h.request(sdk.Sampling{}))
+		// Greedy, the same answer every run (not a sampled early end of text), and as
+		// long as the model goes on: a fast model must still be generating when the
+		// kill lands, not done with tokens waiting in the stream.
+		s := greedy()
+		s.MaxTokens = crashMaxTokens
+		r := start(ctx, p, h.request(s))
 		if err := r.waitFirst(ctx); err != nil {
 			return err
 		}
@@ -580,6 +585,9 @@ func checkCrash(ctx context.Context, h *harness) error {
 	}
 	return nil
 }
+
+// crashMaxTokens bounds the generation the Crash check interrupts.
+const crashMaxTokens = 16 * maxTokens
 
 // kill kills the plugin process the way a crash would, behind the host's
 // back.
