@@ -339,7 +339,7 @@ func checkCancellation(ctx context.Context, h *harness) error {
 	defer cancel()
 	rs := make([]*running, n)
 	for i := range rs {
-		rs[i] = start(gctx, p, h.request(sdk.Sampling{}))
+		rs[i] = start(gctx, p, h.request(interruptible()))
 	}
 	for i, r := range rs {
 		if err := r.waitFirst(ctx); err != nil {
@@ -548,12 +548,7 @@ func checkCrash(ctx context.Context, h *harness) error {
 			return fmt.Errorf("embed after the plugin was killed = %v, want sdk.ErrPluginShutdown", err)
 		}
 	} else {
-		// Greedy, the same answer every run (not a sampled early end of text), and as
-		// long as the model goes on: a fast model must still be generating when the
-		// kill lands, not done with tokens waiting in the stream.
-		s := greedy()
-		s.MaxTokens = crashMaxTokens
-		r := start(ctx, p, h.request(s))
+		r := start(ctx, p, h.request(interruptible()))
 		if err := r.waitFirst(ctx); err != nil {
 			return err
 		}
@@ -586,8 +581,15 @@ func checkCrash(ctx context.Context, h *harness) error {
 	return nil
 }
 
-// crashMaxTokens bounds the generation the Crash check interrupts.
-const crashMaxTokens = 16 * maxTokens
+// interruptible is the sampling of a generation a check interrupts (cancels, or
+// kills the plugin under): greedy, the same answer every run (not a sampled early
+// end of text), and up to 16 times the usual length, so that a fast model is still
+// generating when the interruption lands, not done with its tokens in the stream.
+func interruptible() sdk.Sampling {
+	s := greedy()
+	s.MaxTokens = 16 * maxTokens
+	return s
+}
 
 // kill kills the plugin process the way a crash would, behind the host's
 // back.

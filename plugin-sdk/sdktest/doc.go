@@ -15,9 +15,9 @@
 // Concurrency, Embeddings and Crash. Every generation a check runs is also
 // checked for the event contract (deltas, then exactly one final event with a
 // valid finish reason and usage whose completion tokens add up to the
-// events' tokens). Generations are capped at 64 tokens, but the one Crash
-// interrupts at 1024 (greedy, so that a fast model is still generating when the
-// kill lands).
+// events' tokens). Generations are capped at 64 tokens, but those Cancellation
+// and Crash interrupt at 1024 (greedy, so that a fast model is still generating
+// when the interruption lands).
 //
 // The model given by Config.Options must generate slowly enough that a
 // generation can be cancelled or killed after its first event (a real model
