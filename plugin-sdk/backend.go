@@ -33,6 +33,29 @@ type Embedder interface {
 	Embed(ctx context.Context, req EmbedRequest) (EmbedResponse, error)
 }
 
+// Tokenizer is the optional tokenizing capability (API 1.2). Plugins that
+// implement it should list CapabilityTokenize in Info. On the host side
+// Tokenize is always present and returns ErrUnsupported when the plugin
+// lacks it.
+type Tokenizer interface {
+	// Tokenize counts the tokens of each input as the model's own tokenizer
+	// counts them for the model's use: one input of Embed for an embedding
+	// model (compare with ModelInfo.MaxInputTokens), a raw prompt for a
+	// generation model. An input the model cannot take at all is
+	// ErrInvalidRequest naming it.
+	Tokenize(ctx context.Context, req TokenizeRequest) (TokenizeResponse, error)
+}
+
+// TokenizeRequest asks for the token count of each input.
+type TokenizeRequest struct {
+	Input []string
+}
+
+// TokenizeResponse holds the token count of each input, in order.
+type TokenizeResponse struct {
+	Counts []int
+}
+
 // Capability names something a plugin can do.
 type Capability string
 
@@ -83,6 +106,10 @@ type ModelInfo struct {
 	ContextLength   int
 	EmbeddingSize   int
 	HasChatTemplate bool
+	// MaxInputTokens is, for embedding models, the most tokens one input of
+	// Embed may have, as Tokenize counts them (0: unknown). A longer input
+	// is ErrInvalidRequest unless EmbedRequest.Truncate is set. (API 1.2.)
+	MaxInputTokens int
 }
 
 // Message is one chat message.
@@ -183,6 +210,10 @@ func (e Event) Final() bool { return e.FinishReason != "" }
 // EmbedRequest asks for embeddings of each input.
 type EmbedRequest struct {
 	Input []string
+	// Truncate cuts an input longer than the model's limit
+	// (ModelInfo.MaxInputTokens) to the limit, keeping its start, instead of
+	// refusing it with ErrInvalidRequest. (API 1.2.)
+	Truncate bool
 }
 
 // EmbedResponse holds one embedding per input, in order.

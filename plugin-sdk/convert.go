@@ -26,7 +26,7 @@ var finishToPB = map[FinishReason]pb.FinishReason{
 }
 
 func infoToPB(i Info) *pb.InfoResponse {
-	out := &pb.InfoResponse{Name: i.Name, Version: i.Version, ApiVersion: i.APIVersion, MaxParallel: int32(i.MaxParallel)}
+	out := &pb.InfoResponse{Name: validText(i.Name), Version: validText(i.Version), ApiVersion: validText(i.APIVersion), MaxParallel: int32(i.MaxParallel)}
 	for _, c := range i.Capabilities {
 		if v, ok := capabilityToPB[c]; ok {
 			out.Capabilities = append(out.Capabilities, v)
@@ -48,6 +48,9 @@ func infoFromPB(p *pb.InfoResponse) Info {
 }
 
 func loadRequestToPB(r LoadRequest) (*pb.LoadRequest, error) {
+	if err := checkText("model", r.Model); err != nil {
+		return nil, err
+	}
 	opts, err := structpb.NewStruct(normalizeOptions(r.Options))
 	if err != nil {
 		return nil, fmt.Errorf("%w: options: %v", ErrInvalidRequest, err)
@@ -111,14 +114,38 @@ func normalizeValue(v any) any {
 }
 
 func modelInfoToPB(m ModelInfo) *pb.LoadResponse {
-	return &pb.LoadResponse{ContextLength: int32(m.ContextLength), EmbeddingSize: int32(m.EmbeddingSize), HasChatTemplate: m.HasChatTemplate}
+	return &pb.LoadResponse{ContextLength: int32(m.ContextLength), EmbeddingSize: int32(m.EmbeddingSize), HasChatTemplate: m.HasChatTemplate,
+		MaxInputTokens: int32(m.MaxInputTokens)}
 }
 
 func modelInfoFromPB(p *pb.LoadResponse) ModelInfo {
-	return ModelInfo{ContextLength: int(p.GetContextLength()), EmbeddingSize: int(p.GetEmbeddingSize()), HasChatTemplate: p.GetHasChatTemplate()}
+	return ModelInfo{ContextLength: int(p.GetContextLength()), EmbeddingSize: int(p.GetEmbeddingSize()), HasChatTemplate: p.GetHasChatTemplate(),
+		MaxInputTokens: int(p.GetMaxInputTokens())}
 }
 
-func generateRequestToPB(r GenerateRequest) *pb.GenerateRequest {
+// checkGenerateRequest refuses a request holding a string the wire cannot
+// carry, naming the field.
+func checkGenerateRequest(r GenerateRequest) error {
+	if err := checkText("prompt", r.Prompt); err != nil {
+		return err
+	}
+	for i, m := range r.Messages {
+		for _, f := range []struct{ name, s string }{{"role", m.Role}, {"content", m.Content}, {"name", m.Name}} {
+			if err := checkText(fmt.Sprintf("messages[%d].%s", i, f.name), f.s); err != nil {
+				return err
+			}
+		}
+	}
+	if err := checkTexts("sampling.stop", r.Sampling.Stop); err != nil {
+		return err
+	}
+	return checkText("request_id", r.RequestID)
+}
+
+func generateRequestToPB(r GenerateRequest) (*pb.GenerateRequest, error) {
+	if err := checkGenerateRequest(r); err != nil {
+		return nil, err
+	}
 	s := r.Sampling
 	out := &pb.GenerateRequest{
 		Prompt:    r.Prompt,
@@ -144,7 +171,7 @@ func generateRequestToPB(r GenerateRequest) *pb.GenerateRequest {
 	for _, m := range r.Messages {
 		out.Messages = append(out.Messages, &pb.Message{Role: m.Role, Content: m.Content, Name: m.Name})
 	}
-	return out
+	return out, nil
 }
 
 func generateRequestFromPB(p *pb.GenerateRequest) GenerateRequest {
@@ -180,14 +207,14 @@ func generateRequestFromPB(p *pb.GenerateRequest) GenerateRequest {
 }
 
 func eventToPB(e Event) *pb.GenerateEvent {
-	out := &pb.GenerateEvent{Text: e.Text, Tokens: int32(e.Tokens), FinishReason: finishToPB[e.FinishReason], Error: e.Error}
+	out := &pb.GenerateEvent{Text: validText(e.Text), Tokens: int32(e.Tokens), FinishReason: finishToPB[e.FinishReason], Error: validText(e.Error)}
 	if e.Usage != nil {
 		out.Usage = &pb.Usage{PromptTokens: int32(e.Usage.PromptTokens), CompletionTokens: int32(e.Usage.CompletionTokens), CachedTokens: int32(e.Usage.CachedTokens)}
 	}
 	for _, lp := range e.Logprobs {
-		t := &pb.TokenLogprob{Token: lp.Token, Logprob: lp.Logprob}
+		t := &pb.TokenLogprob{Token: validText(lp.Token), Logprob: lp.Logprob}
 		for _, a := range lp.Top {
-			t.Top = append(t.Top, &pb.TopLogprob{Token: a.Token, Logprob: a.Logprob})
+			t.Top = append(t.Top, &pb.TopLogprob{Token: validText(a.Token), Logprob: a.Logprob})
 		}
 		out.Logprobs = append(out.Logprobs, t)
 	}
@@ -214,6 +241,44 @@ func eventFromPB(p *pb.GenerateEvent) Event {
 	return out
 }
 
+func embedRequestToPB(r EmbedRequest) (*pb.EmbedRequest, error) {
+	if err := checkTexts("input", r.Input); err != nil {
+		return nil, err
+	}
+	return &pb.EmbedRequest{Input: r.Input, Truncate: r.Truncate}, nil
+}
+
+func embedRequestFromPB(p *pb.EmbedRequest) EmbedRequest {
+	return EmbedRequest{Input: p.GetInput(), Truncate: p.GetTruncate()}
+}
+
+func tokenizeRequestToPB(r TokenizeRequest) (*pb.TokenizeRequest, error) {
+	if err := checkTexts("input", r.Input); err != nil {
+		return nil, err
+	}
+	return &pb.TokenizeRequest{Input: r.Input}, nil
+}
+
+func tokenizeRequestFromPB(p *pb.TokenizeRequest) TokenizeRequest {
+	return TokenizeRequest{Input: p.GetInput()}
+}
+
+func tokenizeResponseToPB(r TokenizeResponse) *pb.TokenizeResponse {
+	out := &pb.TokenizeResponse{Counts: make([]int32, len(r.Counts))}
+	for i, n := range r.Counts {
+		out.Counts[i] = int32(n)
+	}
+	return out
+}
+
+func tokenizeResponseFromPB(p *pb.TokenizeResponse) TokenizeResponse {
+	out := TokenizeResponse{Counts: make([]int, len(p.GetCounts()))}
+	for i, n := range p.GetCounts() {
+		out.Counts[i] = int(n)
+	}
+	return out
+}
+
 func embedResponseToPB(r EmbedResponse) *pb.EmbedResponse {
 	out := &pb.EmbedResponse{PromptTokens: int32(r.PromptTokens)}
 	for _, e := range r.Embeddings {
@@ -231,7 +296,7 @@ func embedResponseFromPB(p *pb.EmbedResponse) EmbedResponse {
 }
 
 func healthToPB(h Health) *pb.HealthResponse {
-	return &pb.HealthResponse{Ok: h.OK, Running: int32(h.Running), Waiting: int32(h.Waiting), Slots: int32(h.Slots), Message: h.Message}
+	return &pb.HealthResponse{Ok: h.OK, Running: int32(h.Running), Waiting: int32(h.Waiting), Slots: int32(h.Slots), Message: validText(h.Message)}
 }
 
 func healthFromPB(p *pb.HealthResponse) Health {

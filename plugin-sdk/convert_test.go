@@ -125,7 +125,7 @@ func TestLoadRequestUnsupportedOption(t *testing.T) {
 }
 
 func TestModelInfoRoundTrip(t *testing.T) {
-	for _, in := range []ModelInfo{{}, {ContextLength: 8192, EmbeddingSize: 768, HasChatTemplate: true}} {
+	for _, in := range []ModelInfo{{}, {ContextLength: 8192, EmbeddingSize: 768, HasChatTemplate: true, MaxInputTokens: 512}} {
 		if got := modelInfoFromPB(modelInfoToPB(in)); got != in {
 			t.Errorf("round trip: got %+v, want %+v", got, in)
 		}
@@ -170,7 +170,11 @@ func TestGenerateRequestRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := generateRequestFromPB(generateRequestToPB(tt.in))
+			w, err := generateRequestToPB(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := generateRequestFromPB(w)
 			if !reflect.DeepEqual(got, tt.in) {
 				t.Errorf("round trip:\n got %#v\nwant %#v", got, tt.in)
 			}
@@ -262,6 +266,35 @@ func TestEmbedResponseRoundTrip(t *testing.T) {
 				t.Errorf("round trip:\n got %#v\nwant %#v", got, tt.in)
 			}
 		})
+	}
+}
+
+func TestEmbedRequestRoundTrip(t *testing.T) {
+	for _, in := range []EmbedRequest{{}, {Input: []string{"a", "", "c\x00d"}}, {Input: []string{"x"}, Truncate: true}} {
+		w, err := embedRequestToPB(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := embedRequestFromPB(w); !reflect.DeepEqual(got, in) {
+			t.Errorf("round trip: got %#v, want %#v", got, in)
+		}
+	}
+}
+
+func TestTokenizeRoundTrip(t *testing.T) {
+	for _, in := range []TokenizeRequest{{}, {Input: []string{"hello world", "", "\x00"}}} {
+		w, err := tokenizeRequestToPB(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tokenizeRequestFromPB(w); !reflect.DeepEqual(got, in) {
+			t.Errorf("request round trip: got %#v, want %#v", got, in)
+		}
+	}
+	for _, in := range []TokenizeResponse{{Counts: []int{}}, {Counts: []int{3, 0, 70000}}} {
+		if got := tokenizeResponseFromPB(tokenizeResponseToPB(in)); !reflect.DeepEqual(got, in) {
+			t.Errorf("response round trip: got %#v, want %#v", got, in)
+		}
 	}
 }
 

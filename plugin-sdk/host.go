@@ -45,7 +45,8 @@ type LaunchConfig struct {
 	Stderr io.Writer
 }
 
-// Plugin is a running plugin process. It implements Backend and Embedder;
+// Plugin is a running plugin process. It implements Backend, Embedder and
+// Tokenizer;
 // every call derives from the caller's context and also ends, with
 // ErrPluginShutdown, when the process dies.
 type Plugin struct {
@@ -59,8 +60,9 @@ type Plugin struct {
 }
 
 var (
-	_ Backend  = (*Plugin)(nil)
-	_ Embedder = (*Plugin)(nil)
+	_ Backend   = (*Plugin)(nil)
+	_ Embedder  = (*Plugin)(nil)
+	_ Tokenizer = (*Plugin)(nil)
 )
 
 // Launch starts the plugin binary, completes the handshake (go-plugin with
@@ -335,9 +337,13 @@ func (p *Plugin) Load(ctx context.Context, req LoadRequest) (ModelInfo, error) {
 // Generate implements Backend. It returns an error if the stream ends
 // without a final event.
 func (p *Plugin) Generate(ctx context.Context, req GenerateRequest, emit func(Event) error) error {
+	preq, err := generateRequestToPB(req)
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
 	cctx, cancel := p.call(ctx)
 	defer cancel()
-	stream, err := p.rpc.Generate(cctx, generateRequestToPB(req))
+	stream, err := p.rpc.Generate(cctx, preq)
 	if err != nil {
 		return p.wrap(ctx, "generate", err)
 	}
@@ -362,13 +368,37 @@ func (p *Plugin) Generate(ctx context.Context, req GenerateRequest, emit func(Ev
 // Embed implements Embedder; a plugin without the capability gives
 // ErrUnsupported.
 func (p *Plugin) Embed(ctx context.Context, req EmbedRequest) (EmbedResponse, error) {
+	preq, err := embedRequestToPB(req)
+	if err != nil {
+		return EmbedResponse{}, fmt.Errorf("embed: %w", err)
+	}
 	cctx, cancel := p.call(ctx)
 	defer cancel()
-	resp, err := p.rpc.Embed(cctx, &pb.EmbedRequest{Input: req.Input})
+	resp, err := p.rpc.Embed(cctx, preq)
 	if err != nil {
 		return EmbedResponse{}, p.wrap(ctx, "embed", err)
 	}
 	return embedResponseFromPB(resp), nil
+}
+
+// Tokenize implements Tokenizer; a plugin without the capability (or built
+// against API 1.1 or older) gives ErrUnsupported.
+func (p *Plugin) Tokenize(ctx context.Context, req TokenizeRequest) (TokenizeResponse, error) {
+	preq, err := tokenizeRequestToPB(req)
+	if err != nil {
+		return TokenizeResponse{}, fmt.Errorf("tokenize: %w", err)
+	}
+	cctx, cancel := p.call(ctx)
+	defer cancel()
+	resp, err := p.rpc.Tokenize(cctx, preq)
+	if err != nil {
+		return TokenizeResponse{}, p.wrap(ctx, "tokenize", err)
+	}
+	out := tokenizeResponseFromPB(resp)
+	if len(out.Counts) != len(req.Input) {
+		return TokenizeResponse{}, fmt.Errorf("tokenize: %s returned %d token counts for %d inputs", p.name, len(out.Counts), len(req.Input))
+	}
+	return out, nil
 }
 
 // Health implements Backend.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -739,4 +740,24 @@ func TestLoggerMadeAfterServeReachesHost(t *testing.T) {
 		}
 	}
 	t.Errorf("the host logger did not get the record as a warning; got %d records", len(h.records))
+}
+
+// echo's tokens are its words (each with the whitespace before it): Tokenize
+// counts what a raw prompt of the same text reports as PromptTokens.
+func TestEchoTokenize(t *testing.T) {
+	p := launchEcho(t, nil)
+	ctx := context.Background()
+	info, err := p.Info(ctx)
+	if err != nil || !info.Has(CapabilityTokenize) {
+		t.Fatalf("Info = %+v, %v; want the tokenize capability", info, err)
+	}
+	inputs := []string{"hello", "one two  three\nfour", "", "x\x00 y"}
+	resp, err := p.Tokenize(ctx, TokenizeRequest{Input: inputs})
+	if err != nil || !reflect.DeepEqual(resp.Counts, []int{1, 4, 0, 2}) {
+		t.Fatalf("Tokenize = %+v, %v; want counts [1 4 0 2]", resp, err)
+	}
+	evs, err := collect(ctx, p, GenerateRequest{Prompt: inputs[1]})
+	if err != nil || evs[len(evs)-1].Usage.PromptTokens != resp.Counts[1] {
+		t.Fatalf("prompt %q: %+v, %v; want PromptTokens %d", inputs[1], evs, err, resp.Counts[1])
+	}
 }

@@ -16,7 +16,12 @@ const ProtocolVersion = 1
 // APIVersion is the semantic version of the Backend contract this SDK
 // implements. Plugins report it in Info; the host accepts plugins whose
 // major version equals its own.
-const APIVersion = "1.1.0"
+//
+// 1.1 added vLLM's sampling extras; 1.2 added Tokenize (Tokenizer),
+// EmbedRequest.Truncate and ModelInfo.MaxInputTokens. A plugin built against
+// an older minor lacks them: Tokenize answers ErrUnsupported, Truncate is
+// ignored and MaxInputTokens is 0.
+const APIVersion = "1.2.0"
 
 // Handshake is the go-plugin handshake shared by host and plugins. The magic
 // cookie only keeps a plugin binary from being run by hand by mistake; it is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/ragway/ragway/plugin-sdk/internal/pb"
 	"google.golang.org/grpc/codes"
@@ -69,11 +70,32 @@ func (s *server) Embed(ctx context.Context, req *pb.EmbedRequest) (*pb.EmbedResp
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, ErrUnsupported.Error()+": embeddings")
 	}
-	resp, err := e.Embed(ctx, EmbedRequest{Input: req.GetInput()})
+	resp, err := e.Embed(ctx, embedRequestFromPB(req))
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return embedResponseToPB(resp), nil
+}
+
+func (s *server) Tokenize(ctx context.Context, req *pb.TokenizeRequest) (*pb.TokenizeResponse, error) {
+	t, ok := s.impl.(Tokenizer)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, ErrUnsupported.Error()+": tokenize")
+	}
+	in := tokenizeRequestFromPB(req)
+	resp, err := t.Tokenize(ctx, in)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if len(resp.Counts) != len(in.Input) {
+		return nil, status.Errorf(codes.Internal, "plugin returned %d token counts for %d inputs", len(resp.Counts), len(in.Input))
+	}
+	for i, n := range resp.Counts {
+		if n < 0 || n > math.MaxInt32 {
+			return nil, status.Errorf(codes.Internal, "plugin returned token count %d for input[%d]", n, i)
+		}
+	}
+	return tokenizeResponseToPB(resp), nil
 }
 
 func (s *server) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.HealthResponse, error) {

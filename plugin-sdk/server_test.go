@@ -364,3 +364,69 @@ func TestAdapterLoadAndEmbed(t *testing.T) {
 		}
 	})
 }
+
+type fakeTokenizer struct {
+	*fakeBackend
+	tokenize func(context.Context, TokenizeRequest) (TokenizeResponse, error)
+}
+
+func (f fakeTokenizer) Tokenize(ctx context.Context, r TokenizeRequest) (TokenizeResponse, error) {
+	return f.tokenize(ctx, r)
+}
+
+func TestAdapterTokenize(t *testing.T) {
+	ctx := context.Background()
+	t.Run("without Tokenizer", func(t *testing.T) {
+		p, _ := inProcess(t, &fakeBackend{})
+		if _, err := p.Tokenize(ctx, TokenizeRequest{Input: []string{"x"}}); !IsUnsupported(err) || !strings.HasPrefix(err.Error(), "tokenize: ") {
+			t.Errorf("Tokenize = %v, want ErrUnsupported", err)
+		}
+	})
+	words := func(_ context.Context, r TokenizeRequest) (TokenizeResponse, error) {
+		out := TokenizeResponse{}
+		for i, in := range r.Input {
+			if in == "bad" {
+				return TokenizeResponse{}, InvalidRequestf("input[%d] is bad", i)
+			}
+			out.Counts = append(out.Counts, len(strings.Fields(in)))
+		}
+		return out, nil
+	}
+	t.Run("with Tokenizer", func(t *testing.T) {
+		p, _ := inProcess(t, fakeTokenizer{fakeBackend: &fakeBackend{}, tokenize: words})
+		resp, err := p.Tokenize(ctx, TokenizeRequest{Input: []string{"a b c", "", "d"}})
+		if err != nil || !reflect.DeepEqual(resp.Counts, []int{3, 0, 1}) {
+			t.Errorf("Tokenize = %+v, %v; want counts [3 0 1]", resp, err)
+		}
+		if _, err := p.Tokenize(ctx, TokenizeRequest{Input: []string{"ok", "bad"}}); !IsInvalidRequest(err) || !strings.Contains(err.Error(), "input[1] is bad") {
+			t.Errorf("Tokenize of a bad input = %v, want the plugin's ErrInvalidRequest", err)
+		}
+	})
+	t.Run("a plugin breaking the contract", func(t *testing.T) {
+		for name, counts := range map[string][]int{"too few counts": {1}, "negative count": {1, -1}} {
+			p, _ := inProcess(t, fakeTokenizer{fakeBackend: &fakeBackend{}, tokenize: func(context.Context, TokenizeRequest) (TokenizeResponse, error) {
+				return TokenizeResponse{Counts: counts}, nil
+			}})
+			if _, err := p.Tokenize(ctx, TokenizeRequest{Input: []string{"a", "b"}}); err == nil || IsInvalidRequest(err) {
+				t.Errorf("%s: Tokenize = %v, want a plugin error", name, err)
+			}
+		}
+	})
+}
+
+// EmbedRequest.Truncate reaches the plugin.
+func TestAdapterEmbedTruncate(t *testing.T) {
+	var got []EmbedRequest
+	p, _ := inProcess(t, fakeEmbedder{fakeBackend: &fakeBackend{}, embed: func(_ context.Context, r EmbedRequest) (EmbedResponse, error) {
+		got = append(got, r)
+		return EmbedResponse{Embeddings: [][]float32{{1}}}, nil
+	}})
+	for _, truncate := range []bool{false, true} {
+		if _, err := p.Embed(context.Background(), EmbedRequest{Input: []string{"x"}, Truncate: truncate}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []EmbedRequest{{Input: []string{"x"}}, {Input: []string{"x"}, Truncate: true}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("plugin got %+v, want %+v", got, want)
+	}
+}

@@ -12,7 +12,15 @@
 // Run runs one subtest per check, each with fresh plugin processes that are
 // killed when the subtest ends: Handshake, Info, GenerateBeforeLoad,
 // LoadErrors, EventOrder, Greedy, MaxTokens, StopSequence, Cancellation,
-// Concurrency, Embeddings and Crash. Every generation a check runs is also
+// Concurrency, Embeddings, Tokenize, HostileInputs and Crash. HostileInputs
+// sends NUL bytes, invalid UTF-8, empty and whitespace-only text and 1 MiB of
+// text through every path (raw prompt, chat messages, embedding inputs,
+// Tokenize) and wants each call to succeed or fail with
+// sdk.ErrInvalidRequest, and the same process to serve a normal request
+// afterwards. Tokenize checks the counts of a plugin declaring
+// sdk.CapabilityTokenize and, for an embedding model reporting
+// ModelInfo.MaxInputTokens, that the limit is exact and EmbedRequest.Truncate
+// honoured. Every generation a check runs is also
 // checked for the event contract (deltas, then exactly one final event with a
 // valid finish reason and usage whose completion tokens add up to the
 // events' tokens). Generations are capped at 64 tokens, but those Cancellation

@@ -84,6 +84,8 @@ var checks = []check{
 	{"Cancellation", checkCancellation},
 	{"Concurrency", checkConcurrency},
 	{"Embeddings", checkEmbeddings},
+	{"Tokenize", checkTokenize},
+	{"HostileInputs", checkHostileInputs},
 	{"Crash", checkCrash},
 }
 

@@ -119,6 +119,11 @@ func TestChecksCatchDefects(t *testing.T) {
 		{"embed_dims", checkEmbeddings, true, "dimensions"},
 		{"embed_random", checkEmbeddings, true, "differs between two identical requests"},
 		{"embed_constant", checkEmbeddings, true, "identical embeddings"},
+		{"nul_crash", checkHostileInputs, false, "the plugin process died on Generate with a prompt of a trailing NUL"},
+		{"nul_crash", checkHostileInputs, true, "the plugin process died on Embed of an input of a trailing NUL"},
+		{"tokenize_miscount", checkTokenize, false, "want > 0"},
+		{"ignore_truncate", checkTokenize, true, "with Truncate"},
+		{"no_input_limit", checkTokenize, true, "without Truncate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.defect, func(t *testing.T) {

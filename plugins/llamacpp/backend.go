@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
@@ -21,7 +22,8 @@ const version = "0.1.0"
 // none (models often train on far longer contexts than a small box holds).
 const defaultContextLength = 4096
 
-// backend implements sdk.Backend and sdk.Embedder over llama.cpp.
+// backend implements sdk.Backend, sdk.Embedder and sdk.Tokenizer over
+// llama.cpp.
 type backend struct {
 	log *slog.Logger
 
@@ -33,6 +35,8 @@ type backend struct {
 	template  string
 	embedding bool
 	nEmbd     int
+	tok       *tokenizer
+	maxInput  int // embedding models: the most tokens one input may have
 
 	embedMu sync.Mutex // one embedding batch at a time
 }
@@ -45,7 +49,7 @@ func (b *backend) Info(context.Context) (sdk.Info, error) {
 	return sdk.Info{
 		Name:         "llamacpp",
 		Version:      version,
-		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding},
+		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding, sdk.CapabilityTokenize},
 		MaxParallel:  b.opts.Parallel,
 	}, nil
 }
@@ -175,11 +179,16 @@ func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo,
 	// Loaded: only now does the backend take the model.
 	b.opts, b.model, b.lctx, b.embedding, b.template = o, model, lctx, req.Embedding, tmpl
 	b.nEmbd = int(llama.ModelNEmbd(model))
+	b.tok = newTokenizer(llama.ModelGetVocab(model))
+	if req.Embedding {
+		// One input is one sequence of one decode call.
+		b.maxInput = min(int(llama.NCtxSeq(lctx)), o.BatchSize)
+	}
 	b.log.Info("model loaded", "model", req.Model, "path", o.ModelPath, "context", ctxLen, "parallel", o.Parallel,
 		"threads", o.Threads, "embedding", req.Embedding, "libs", libDir)
 	info := sdk.ModelInfo{ContextLength: int(llama.NCtxSeq(lctx)), HasChatTemplate: own}
 	if req.Embedding {
-		info.EmbeddingSize = b.nEmbd
+		info.EmbeddingSize, info.MaxInputTokens = b.nEmbd, b.maxInput
 	}
 	return info, nil
 }
@@ -201,17 +210,28 @@ func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit fu
 	if b.embedding {
 		return sdk.InvalidRequestf("this model is loaded for embeddings")
 	}
-	text := req.Prompt
+	text, field := req.Prompt, "the prompt"
+	for i, m := range req.Messages {
+		for _, f := range []struct{ name, s string }{{"role", m.Role}, {"content", m.Content}} {
+			if !b.tok.takesNUL() && strings.Contains(f.s, "\x00") {
+				return refuseNUL(fmt.Sprintf("messages[%d].%s", i, f.name), f.s)
+			}
+		}
+	}
 	if len(req.Messages) > 0 {
 		var err error
 		if text, err = applyTemplate(b.template, req.Messages); err != nil {
 			return sdk.InvalidRequestf("%v", err)
 		}
+		field = "the messages"
 	}
 	if text == "" {
 		return sdk.InvalidRequestf("empty prompt")
 	}
-	tokens := llama.Tokenize(b.engine.vocab, text, true, true)
+	tokens, err := b.tok.tokenize(field, text, true)
+	if err != nil {
+		return err
+	}
 	if len(tokens) == 0 {
 		return sdk.InvalidRequestf("the prompt tokenizes to nothing")
 	}
@@ -246,22 +266,28 @@ func (b *backend) Embed(ctx context.Context, req sdk.EmbedRequest) (sdk.EmbedRes
 	if !b.embedding {
 		return sdk.EmbedResponse{}, sdk.InvalidRequestf("this model is not loaded for embeddings (set embedding: true)")
 	}
-	b.embedMu.Lock()
-	defer b.embedMu.Unlock()
-	vocab := llama.ModelGetVocab(b.model)
-	nCtxSeq := int(llama.NCtxSeq(b.lctx))
+	// Tokenizing needs no lock (llama.cpp's vocabulary is read-only), so a
+	// long input does not hold up other embeddings while it is counted.
 	toks := make([][]llama.Token, len(req.Input))
 	resp := sdk.EmbedResponse{Embeddings: make([][]float32, len(req.Input))}
 	for i, in := range req.Input {
-		toks[i] = llama.Tokenize(vocab, in, true, false)
-		if len(toks[i]) == 0 {
-			return sdk.EmbedResponse{}, sdk.InvalidRequestf("input[%d] tokenizes to nothing", i)
+		field := fmt.Sprintf("input[%d]", i)
+		t, err := b.tok.tokenize(field, in, false)
+		switch {
+		case err != nil:
+			return sdk.EmbedResponse{}, err
+		case len(t) == 0:
+			return sdk.EmbedResponse{}, sdk.InvalidRequestf("%s tokenizes to nothing", field)
+		case len(t) > b.maxInput && req.Truncate:
+			t = b.tok.truncate(t, b.maxInput)
+		case len(t) > b.maxInput:
+			return sdk.EmbedResponse{}, sdk.InvalidRequestf("%s is %d tokens; at most %d fit", field, len(t), b.maxInput)
 		}
-		if len(toks[i]) > min(nCtxSeq, b.opts.BatchSize) {
-			return sdk.EmbedResponse{}, sdk.InvalidRequestf("input[%d] is %d tokens; at most %d fit", i, len(toks[i]), min(nCtxSeq, b.opts.BatchSize))
-		}
-		resp.PromptTokens += len(toks[i])
+		toks[i] = t
+		resp.PromptTokens += len(t)
 	}
+	b.embedMu.Lock()
+	defer b.embedMu.Unlock()
 	batch := llama.BatchInit(int32(b.opts.BatchSize), 0, 1)
 	defer llama.BatchFree(batch)
 	mem, _ := llama.GetMemory(b.lctx)
@@ -292,6 +318,27 @@ func (b *backend) Embed(ctx context.Context, req sdk.EmbedRequest) (sdk.EmbedRes
 		start = end
 	}
 	return resp, nil
+}
+
+// Tokenize counts the tokens of each input as the loaded model takes it:
+// as one input of Embed for an embedding model (compare with
+// ModelInfo.MaxInputTokens), as a raw prompt otherwise.
+func (b *backend) Tokenize(ctx context.Context, req sdk.TokenizeRequest) (sdk.TokenizeResponse, error) {
+	if _, err := b.loaded(); err != nil {
+		return sdk.TokenizeResponse{}, err
+	}
+	out := sdk.TokenizeResponse{Counts: make([]int, len(req.Input))}
+	for i, in := range req.Input {
+		if err := ctx.Err(); err != nil {
+			return sdk.TokenizeResponse{}, err
+		}
+		t, err := b.tok.tokenize(fmt.Sprintf("input[%d]", i), in, !b.embedding)
+		if err != nil {
+			return sdk.TokenizeResponse{}, err
+		}
+		out.Counts[i] = len(t)
+	}
+	return out, nil
 }
 
 // normalize returns a unit-length copy of v.

@@ -5,7 +5,18 @@
 // context with `parallel` sequence slots; requests join the running batch
 // between decode steps, and a slot's cached prompt prefix is reused by the
 // next request that shares it (multi-turn chat). Models loaded with
-// `embedding: true` serve embeddings instead of generations.
+// `embedding: true` serve embeddings instead of generations; one input may
+// have min(context per sequence, batch_size) tokens (ModelInfo.MaxInputTokens;
+// EmbedRequest.Truncate cuts a longer one to its start). Tokenize counts with
+// the model's own tokenizer.
+//
+// No input crashes the process. A NUL byte is the vocabulary's token for the
+// byte 0x00, one token per NUL, in prompts, chat messages and embedding
+// inputs (text holding NUL is refused with ErrInvalidRequest by a model
+// without such a token); invalid UTF-8 never reaches the plugin (the SDK
+// host refuses it); empty, whitespace-only and over-long inputs are
+// tokenized and checked against the context and the batch before anything
+// is decoded. See tokenize.go.
 //
 // Options (the model's `options:` in the gateway config): model_path,
 // context_length (per sequence), threads, threads_batch, parallel,

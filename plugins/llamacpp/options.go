@@ -50,6 +50,11 @@ func parseOptions(m map[string]any) (options, error) {
 			bad(k, "want a string, got %v", v)
 			return
 		}
+		if strings.Contains(s, "\x00") {
+			// llama.cpp takes paths and templates as C strings.
+			bad(k, "contains a NUL byte")
+			return
+		}
 		*dst = s
 	}
 	keys := make([]string, 0, len(m))

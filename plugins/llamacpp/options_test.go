@@ -22,6 +22,8 @@ func TestParseOptions(t *testing.T) {
 		{"parallel not integer", map[string]any{"model_path": "m", "parallel": 1.5}, "option parallel: want an integer"},
 		{"pooling bad", map[string]any{"model_path": "m", "pooling": "max"}, `option pooling: want "mean"`},
 		{"pooling none", map[string]any{"model_path": "m", "pooling": "none"}, `option pooling: want "mean"`},
+		{"NUL in a path", map[string]any{"model_path": "m\x00.gguf"}, "option model_path: contains a NUL byte"},
+		{"NUL in a template", map[string]any{"model_path": "m", "chat_template": "chatml\x00"}, "option chat_template: contains a NUL byte"},
 		{"batch smaller than parallel", map[string]any{"model_path": "m", "parallel": 32.0, "batch_size": 16.0}, "option batch_size: must be >= parallel (32)"},
 		{"model_path not a string", map[string]any{"model_path": 3.0}, "option model_path: want a string"},
 	} {

@@ -24,8 +24,8 @@ import (
 // User-Agent.
 const version = "1.0.0"
 
-// proxy implements sdk.Backend and sdk.Embedder by forwarding to the
-// upstreams of its options. Its state is set by Load.
+// proxy implements sdk.Backend, sdk.Embedder and sdk.Tokenizer by
+// forwarding to the upstreams of its options. Its state is set by Load.
 type proxy struct {
 	log *slog.Logger
 
@@ -34,8 +34,9 @@ type proxy struct {
 }
 
 var (
-	_ sdk.Backend  = (*proxy)(nil)
-	_ sdk.Embedder = (*proxy)(nil)
+	_ sdk.Backend   = (*proxy)(nil)
+	_ sdk.Embedder  = (*proxy)(nil)
+	_ sdk.Tokenizer = (*proxy)(nil)
 )
 
 func newProxy(log *slog.Logger) *proxy { return &proxy{log: log} }
@@ -47,8 +48,11 @@ type state struct {
 	pool  *pool
 	// key is the upstream API key; it goes into the Authorization header
 	// and nowhere else.
-	key       string
-	keyHint   string // what to check when an upstream refuses the key
+	key     string
+	keyHint string // what to check when an upstream refuses the key
+	// maxInput is an embedding model's limit on one input, in tokens:
+	// vLLM's max_model_len (0: unknown).
+	maxInput  int
 	log       *slog.Logger
 	stopProbe context.CancelFunc
 }
@@ -57,7 +61,7 @@ func (p *proxy) Info(context.Context) (sdk.Info, error) {
 	return sdk.Info{
 		Name:         "vllm-proxy",
 		Version:      version,
-		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding},
+		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding, sdk.CapabilityTokenize},
 		// The upstreams decide; Health.Slots gives a nominal figure.
 		MaxParallel: 0,
 	}, nil
@@ -128,11 +132,13 @@ func (p *proxy) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo, e
 		return sdk.ModelInfo{}, err
 	}
 	if req.Embedding {
-		r, err := st.embed(ctx, []string{"ragway embedding probe"})
+		r, err := st.embed(ctx, []string{"ragway embedding probe"}, 0)
 		if err != nil {
 			return sdk.ModelInfo{}, fmt.Errorf("embedding model %q: a probe embedding failed: %w", model, err)
 		}
 		mi.EmbeddingSize = len(r.Embeddings[0])
+		// vLLM embeds one input in one sequence of max_model_len tokens.
+		mi.MaxInputTokens, st.maxInput = mi.ContextLength, mi.ContextLength
 	}
 
 	probeCtx, stop := context.WithCancel(context.Background())
@@ -262,7 +268,84 @@ func (p *proxy) Embed(ctx context.Context, req sdk.EmbedRequest) (sdk.EmbedRespo
 	if len(req.Input) == 0 {
 		return sdk.EmbedResponse{Embeddings: [][]float32{}}, nil
 	}
-	return st.embed(ctx, req.Input)
+	truncate := 0
+	if req.Truncate {
+		truncate = st.maxInput
+		if truncate == 0 {
+			truncate = -1 // vLLM: the model's max_model_len
+		}
+	}
+	return st.embed(ctx, req.Input, truncate)
+}
+
+// Tokenize counts each input's tokens with the upstream's POST /tokenize
+// (vLLM's; special tokens added, as for an embedding or a raw prompt), one
+// request per input, all on the least loaded healthy upstream. An upstream
+// without the endpoint makes it sdk.ErrUnsupported.
+func (p *proxy) Tokenize(ctx context.Context, req sdk.TokenizeRequest) (sdk.TokenizeResponse, error) {
+	st, err := p.loaded()
+	if err != nil {
+		return sdk.TokenizeResponse{}, err
+	}
+	out := sdk.TokenizeResponse{Counts: make([]int, len(req.Input))}
+	if len(req.Input) == 0 {
+		return out, nil
+	}
+	err = st.withUpstreams(ctx, func(actx context.Context, commit func() bool, u *upstream) (bool, error) {
+		for i, in := range req.Input {
+			n, err := st.tokenizeOnce(actx, u, in)
+			if err != nil {
+				return false, err
+			}
+			if i == 0 && !commit() {
+				return false, errDeadline
+			}
+			out.Counts[i] = n
+		}
+		return false, nil
+	})
+	return out, err
+}
+
+// tokenizeOnce counts the tokens of one input on u.
+func (s *state) tokenizeOnce(ctx context.Context, u *upstream, input string) (int, error) {
+	body, err := tokenizeBody(s.model, input)
+	if err != nil {
+		return 0, sdk.InvalidRequestf("encode the upstream request: %v", err)
+	}
+	u.inflight.Add(1)
+	defer u.inflight.Add(-1)
+	resp, err := s.post(ctx, u, pathTokenize, body, false, "")
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		err = fmt.Errorf("upstream %s: %w", u.base, transportError(err))
+		s.pool.markDown(u, err)
+		return 0, retryable{err}
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		return 0, fmt.Errorf("%w: upstream %s has no POST %s (a vLLM server has)", sdk.ErrUnsupported, u.base, pathTokenize)
+	default:
+		return 0, s.statusError(u, resp)
+	}
+	var tr tokenizeResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&tr); err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, retryable{fmt.Errorf("upstream %s: reading the token count: %w", u.base, err)}
+	}
+	switch {
+	case tr.Count != nil && *tr.Count >= 0:
+		return *tr.Count, nil
+	case tr.Tokens != nil:
+		return len(tr.Tokens), nil
+	}
+	return 0, retryable{fmt.Errorf("upstream %s answered %s without a count", u.base, pathTokenize)}
 }
 
 // withUpstreams runs try on upstreams in pick order until one succeeds, it
@@ -536,9 +619,9 @@ func (s *state) stream(ctx context.Context, u *upstream, path string, body []byt
 }
 
 // embed embeds input on the least loaded healthy upstream, moving to the
-// next on failure.
-func (s *state) embed(ctx context.Context, input []string) (sdk.EmbedResponse, error) {
-	body, err := embeddingBody(s.model, input)
+// next on failure. truncate is embeddingBody's.
+func (s *state) embed(ctx context.Context, input []string, truncate int) (sdk.EmbedResponse, error) {
+	body, err := embeddingBody(s.model, input, truncate)
 	if err != nil {
 		return sdk.EmbedResponse{}, sdk.InvalidRequestf("encode the upstream request: %v", err)
 	}

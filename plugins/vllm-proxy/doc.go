@@ -60,6 +60,12 @@
 // healthy, reports the upstreams' summed load, and Slots = 256 (vLLM's
 // default max_num_seqs) per healthy upstream.
 //
+// Embedding models report vLLM's max_model_len as ModelInfo.MaxInputTokens;
+// EmbedRequest.Truncate sends truncate_prompt_tokens with that limit (-1,
+// the model's own, when unknown). Tokenize asks vLLM's POST /tokenize for
+// each input (special tokens added); an upstream without it (404) makes
+// Tokenize sdk.ErrUnsupported.
+//
 // Cancelling a generation closes its upstream connection at once, which
 // makes vLLM abort the request. One keep-alive connection pool serves all
 // requests.

@@ -154,6 +154,8 @@ func writeGolden(w http.ResponseWriter, file string) {
 // back word by word, one chunk per word after delay, honouring max_tokens
 // and stop (never streaming a partial stop sequence), with the usage
 // chunk and [DONE]; embeddings hash words into a fixed-size vector;
+// embeddings refuse an input of more than max_model_len (4096) words as vLLM
+// does, unless truncate_prompt_tokens cuts it; POST /tokenize counts words;
 // /health, /v1/models and /metrics (with the running gauge) answer too.
 type fakeOpenAI struct {
 	model string
@@ -184,11 +186,22 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.URL.Path {
 	case "/v1/models":
-		fmt.Fprintf(w, `{"object":"list","data":[{"id":%q,"object":"model","owned_by":"vllm","max_model_len":4096}]}`, f.model)
+		fmt.Fprintf(w, `{"object":"list","data":[{"id":%q,"object":"model","owned_by":"vllm","max_model_len":%d}]}`, f.model, fakeMaxModelLen)
 	case "/v1/chat/completions", "/v1/completions":
 		f.generate(w, r, body, r.URL.Path == "/v1/chat/completions")
 	case "/v1/embeddings":
 		f.embed(w, body)
+	case "/tokenize":
+		var req struct {
+			Model  string `json:"model"`
+			Prompt string `json:"prompt"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			badRequest(w, err.Error())
+			return
+		}
+		n := len(strings.Fields(req.Prompt))
+		_ = json.NewEncoder(w).Encode(map[string]any{"count": n, "max_model_len": fakeMaxModelLen, "tokens": make([]int, n)})
 	default:
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = io.WriteString(w, `{"detail":"Not Found"}`)
@@ -318,10 +331,14 @@ func (f *fakeOpenAI) generate(w http.ResponseWriter, r *http.Request, body []byt
 	_, _ = io.WriteString(w, "data: [DONE]\n\n")
 }
 
+// fakeMaxModelLen is the fake's context length (max_model_len), in words.
+const fakeMaxModelLen = 4096
+
 func (f *fakeOpenAI) embed(w http.ResponseWriter, body []byte) {
 	var req struct {
-		Model string   `json:"model"`
-		Input []string `json:"input"`
+		Model    string   `json:"model"`
+		Input    []string `json:"input"`
+		Truncate *int     `json:"truncate_prompt_tokens"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
 		badRequest(w, err.Error())
@@ -331,7 +348,19 @@ func (f *fakeOpenAI) embed(w http.ResponseWriter, body []byte) {
 	tokens := 0
 	for i, in := range req.Input {
 		v := make([]float64, f.dims)
-		for _, wd := range strings.Fields(strings.ToLower(in)) {
+		words := strings.Fields(strings.ToLower(in))
+		switch {
+		case req.Truncate != nil && *req.Truncate == -1:
+			words = words[:min(len(words), fakeMaxModelLen)]
+		case req.Truncate != nil && *req.Truncate > 0:
+			words = words[:min(len(words), *req.Truncate, fakeMaxModelLen)]
+		}
+		if len(words) > fakeMaxModelLen {
+			badRequest(w, fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens in the input for "+
+				"embedding generation. Please reduce the length of the input.", fakeMaxModelLen, len(words)))
+			return
+		}
+		for _, wd := range words {
 			h := fnv.New32a()
 			_, _ = h.Write([]byte(wd))
 			x := h.Sum32()

@@ -21,8 +21,11 @@ const (
 	pathCompletions = "/v1/completions"
 	pathEmbeddings  = "/v1/embeddings"
 	pathModels      = "/v1/models"
-	pathHealth      = "/health"
-	pathMetrics     = "/metrics"
+	// pathTokenize is vLLM's own endpoint (not OpenAI's): one prompt per
+	// request.
+	pathTokenize = "/tokenize"
+	pathHealth   = "/health"
+	pathMetrics  = "/metrics"
 )
 
 // wireMessage is one chat message of a request.
@@ -447,7 +450,26 @@ type embeddingResponse struct {
 	Usage *wireUsage `json:"usage"`
 }
 
-// embeddingBody is the request body of an embedding.
-func embeddingBody(model string, input []string) ([]byte, error) {
-	return json.Marshal(map[string]any{"model": model, "input": input, "encoding_format": "float"})
+// embeddingBody is the request body of an embedding. truncate > 0 asks vLLM
+// to cut each input to its first truncate tokens (truncate_prompt_tokens),
+// -1 to the model's max_model_len; 0 leaves inputs whole.
+func embeddingBody(model string, input []string, truncate int) ([]byte, error) {
+	m := map[string]any{"model": model, "input": input, "encoding_format": "float"}
+	if truncate != 0 {
+		m["truncate_prompt_tokens"] = truncate
+	}
+	return json.Marshal(m)
+}
+
+// tokenizeBody is the request body of vLLM's POST /tokenize for one input,
+// counted with the special tokens the model adds (as an embedding or a raw
+// prompt is).
+func tokenizeBody(model, input string) ([]byte, error) {
+	return json.Marshal(map[string]any{"model": model, "prompt": input, "add_special_tokens": true})
+}
+
+// tokenizeResponse is POST /tokenize.
+type tokenizeResponse struct {
+	Count  *int  `json:"count"`
+	Tokens []int `json:"tokens"`
 }

@@ -10,7 +10,10 @@
 //	fail_load      true: Load returns an error; "exit": the process exits in Load
 //	parallel       sequence slots; more requests wait inside the plugin (default 64)
 //
-// A chat request without a user message is ErrInvalidRequest.
+// A chat request without a user message is ErrInvalidRequest. echo's tokens
+// are its words (each with the whitespace before it): Tokenize counts them
+// as a raw prompt's PromptTokens does. Any text is echoed as it is, NUL
+// bytes included. echo has no embedding mode.
 package main
 
 import (
@@ -37,7 +40,8 @@ type options struct {
 	parallel  int
 }
 
-// echo implements sdk.Backend. Its state is set once by Load.
+// echo implements sdk.Backend and sdk.Tokenizer. Its state is set once by
+// Load.
 type echo struct {
 	log *slog.Logger
 
@@ -52,7 +56,7 @@ func (e *echo) Info(context.Context) (sdk.Info, error) {
 	return sdk.Info{
 		Name:         "echo",
 		Version:      "1.0.0",
-		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion},
+		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityTokenize},
 		MaxParallel:  e.parallel(),
 	}, nil
 }
@@ -221,6 +225,16 @@ func (e *echo) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(
 		}
 	}
 	return emit(sdk.Event{Text: stop.Flush(), Tokens: held, FinishReason: sdk.FinishStop, Usage: usage})
+}
+
+// Tokenize counts the words of each input, echo's tokens. It needs no
+// loaded model.
+func (e *echo) Tokenize(_ context.Context, req sdk.TokenizeRequest) (sdk.TokenizeResponse, error) {
+	out := sdk.TokenizeResponse{Counts: make([]int, len(req.Input))}
+	for i, in := range req.Input {
+		out.Counts[i] = len(words(in))
+	}
+	return out, nil
 }
 
 // crashIfDue exits the process when fail_after tokens have been emitted.

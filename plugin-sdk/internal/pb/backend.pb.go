@@ -374,8 +374,11 @@ type LoadResponse struct {
 	ContextLength   int32                  `protobuf:"varint,1,opt,name=context_length,json=contextLength,proto3" json:"context_length,omitempty"`
 	EmbeddingSize   int32                  `protobuf:"varint,2,opt,name=embedding_size,json=embeddingSize,proto3" json:"embedding_size,omitempty"`
 	HasChatTemplate bool                   `protobuf:"varint,3,opt,name=has_chat_template,json=hasChatTemplate,proto3" json:"has_chat_template,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Embedding models: the most tokens one input may have (0: unknown).
+	// api_version 1.2.
+	MaxInputTokens int32 `protobuf:"varint,4,opt,name=max_input_tokens,json=maxInputTokens,proto3" json:"max_input_tokens,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *LoadResponse) Reset() {
@@ -427,6 +430,13 @@ func (x *LoadResponse) GetHasChatTemplate() bool {
 		return x.HasChatTemplate
 	}
 	return false
+}
+
+func (x *LoadResponse) GetMaxInputTokens() int32 {
+	if x != nil {
+		return x.MaxInputTokens
+	}
+	return 0
 }
 
 type Message struct {
@@ -981,8 +991,11 @@ func (x *GenerateEvent) GetError() string {
 }
 
 type EmbedRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Input         []string               `protobuf:"bytes,1,rep,name=input,proto3" json:"input,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Input []string               `protobuf:"bytes,1,rep,name=input,proto3" json:"input,omitempty"`
+	// Cut an input longer than the model's limit to the limit, keeping its
+	// start, instead of refusing it (api_version 1.2).
+	Truncate      bool `protobuf:"varint,2,opt,name=truncate,proto3" json:"truncate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1022,6 +1035,13 @@ func (x *EmbedRequest) GetInput() []string {
 		return x.Input
 	}
 	return nil
+}
+
+func (x *EmbedRequest) GetTruncate() bool {
+	if x != nil {
+		return x.Truncate
+	}
+	return false
 }
 
 type Embedding struct {
@@ -1120,6 +1140,95 @@ func (x *EmbedResponse) GetPromptTokens() int32 {
 	return 0
 }
 
+type TokenizeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Input         []string               `protobuf:"bytes,1,rep,name=input,proto3" json:"input,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenizeRequest) Reset() {
+	*x = TokenizeRequest{}
+	mi := &file_backend_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenizeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenizeRequest) ProtoMessage() {}
+
+func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenizeRequest.ProtoReflect.Descriptor instead.
+func (*TokenizeRequest) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TokenizeRequest) GetInput() []string {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
+type TokenizeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token count of each input, in order.
+	Counts        []int32 `protobuf:"varint,1,rep,packed,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenizeResponse) Reset() {
+	*x = TokenizeResponse{}
+	mi := &file_backend_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenizeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenizeResponse) ProtoMessage() {}
+
+func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenizeResponse.ProtoReflect.Descriptor instead.
+func (*TokenizeResponse) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TokenizeResponse) GetCounts() []int32 {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
 type HealthRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1128,7 +1237,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1249,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1262,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{14}
+	return file_backend_proto_rawDescGZIP(), []int{16}
 }
 
 type HealthResponse struct {
@@ -1172,7 +1281,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_backend_proto_msgTypes[15]
+	mi := &file_backend_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1293,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[15]
+	mi := &file_backend_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1306,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{15}
+	return file_backend_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HealthResponse) GetOk() bool {
@@ -1251,11 +1360,12 @@ const file_backend_proto_rawDesc = "" +
 	"\vLoadRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x121\n" +
 	"\aoptions\x18\x02 \x01(\v2\x17.google.protobuf.StructR\aoptions\x12\x1c\n" +
-	"\tembedding\x18\x03 \x01(\bR\tembedding\"\x88\x01\n" +
+	"\tembedding\x18\x03 \x01(\bR\tembedding\"\xb2\x01\n" +
 	"\fLoadResponse\x12%\n" +
 	"\x0econtext_length\x18\x01 \x01(\x05R\rcontextLength\x12%\n" +
 	"\x0eembedding_size\x18\x02 \x01(\x05R\rembeddingSize\x12*\n" +
-	"\x11has_chat_template\x18\x03 \x01(\bR\x0fhasChatTemplate\"K\n" +
+	"\x11has_chat_template\x18\x03 \x01(\bR\x0fhasChatTemplate\x12(\n" +
+	"\x10max_input_tokens\x18\x04 \x01(\x05R\x0emaxInputTokens\"K\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12\x12\n" +
@@ -1307,16 +1417,21 @@ const file_backend_proto_rawDesc = "" +
 	"\blogprobs\x18\x03 \x03(\v2\x1f.ragway.backend.v1.TokenLogprobR\blogprobs\x12D\n" +
 	"\rfinish_reason\x18\x04 \x01(\x0e2\x1f.ragway.backend.v1.FinishReasonR\ffinishReason\x12.\n" +
 	"\x05usage\x18\x05 \x01(\v2\x18.ragway.backend.v1.UsageR\x05usage\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\"$\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"@\n" +
 	"\fEmbedRequest\x12\x14\n" +
-	"\x05input\x18\x01 \x03(\tR\x05input\"#\n" +
+	"\x05input\x18\x01 \x03(\tR\x05input\x12\x1a\n" +
+	"\btruncate\x18\x02 \x01(\bR\btruncate\"#\n" +
 	"\tEmbedding\x12\x16\n" +
 	"\x06values\x18\x01 \x03(\x02R\x06values\"r\n" +
 	"\rEmbedResponse\x12<\n" +
 	"\n" +
 	"embeddings\x18\x01 \x03(\v2\x1c.ragway.backend.v1.EmbeddingR\n" +
 	"embeddings\x12#\n" +
-	"\rprompt_tokens\x18\x02 \x01(\x05R\fpromptTokens\"\x0f\n" +
+	"\rprompt_tokens\x18\x02 \x01(\x05R\fpromptTokens\"'\n" +
+	"\x0fTokenizeRequest\x12\x14\n" +
+	"\x05input\x18\x01 \x03(\tR\x05input\"*\n" +
+	"\x10TokenizeResponse\x12\x16\n" +
+	"\x06counts\x18\x01 \x03(\x05R\x06counts\"\x0f\n" +
 	"\rHealthRequest\"\x84\x01\n" +
 	"\x0eHealthResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +
@@ -1339,12 +1454,13 @@ const file_backend_proto_rawDesc = "" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
 	"\x14FINISH_REASON_LENGTH\x10\x02\x12\x1b\n" +
 	"\x17FINISH_REASON_CANCELLED\x10\x03\x12\x17\n" +
-	"\x13FINISH_REASON_ERROR\x10\x042\x8a\x03\n" +
+	"\x13FINISH_REASON_ERROR\x10\x042\xdf\x03\n" +
 	"\aBackend\x12G\n" +
 	"\x04Info\x12\x1e.ragway.backend.v1.InfoRequest\x1a\x1f.ragway.backend.v1.InfoResponse\x12G\n" +
 	"\x04Load\x12\x1e.ragway.backend.v1.LoadRequest\x1a\x1f.ragway.backend.v1.LoadResponse\x12R\n" +
 	"\bGenerate\x12\".ragway.backend.v1.GenerateRequest\x1a .ragway.backend.v1.GenerateEvent0\x01\x12J\n" +
-	"\x05Embed\x12\x1f.ragway.backend.v1.EmbedRequest\x1a .ragway.backend.v1.EmbedResponse\x12M\n" +
+	"\x05Embed\x12\x1f.ragway.backend.v1.EmbedRequest\x1a .ragway.backend.v1.EmbedResponse\x12S\n" +
+	"\bTokenize\x12\".ragway.backend.v1.TokenizeRequest\x1a#.ragway.backend.v1.TokenizeResponse\x12M\n" +
 	"\x06Health\x12 .ragway.backend.v1.HealthRequest\x1a!.ragway.backend.v1.HealthResponseB1Z/github.com/ragway/ragway/plugin-sdk/internal/pbb\x06proto3"
 
 var (
@@ -1360,32 +1476,34 @@ func file_backend_proto_rawDescGZIP() []byte {
 }
 
 var file_backend_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_backend_proto_goTypes = []any{
-	(ProtocolVersion)(0),    // 0: ragway.backend.v1.ProtocolVersion
-	(Capability)(0),         // 1: ragway.backend.v1.Capability
-	(FinishReason)(0),       // 2: ragway.backend.v1.FinishReason
-	(*InfoRequest)(nil),     // 3: ragway.backend.v1.InfoRequest
-	(*InfoResponse)(nil),    // 4: ragway.backend.v1.InfoResponse
-	(*LoadRequest)(nil),     // 5: ragway.backend.v1.LoadRequest
-	(*LoadResponse)(nil),    // 6: ragway.backend.v1.LoadResponse
-	(*Message)(nil),         // 7: ragway.backend.v1.Message
-	(*Sampling)(nil),        // 8: ragway.backend.v1.Sampling
-	(*GenerateRequest)(nil), // 9: ragway.backend.v1.GenerateRequest
-	(*TokenLogprob)(nil),    // 10: ragway.backend.v1.TokenLogprob
-	(*TopLogprob)(nil),      // 11: ragway.backend.v1.TopLogprob
-	(*Usage)(nil),           // 12: ragway.backend.v1.Usage
-	(*GenerateEvent)(nil),   // 13: ragway.backend.v1.GenerateEvent
-	(*EmbedRequest)(nil),    // 14: ragway.backend.v1.EmbedRequest
-	(*Embedding)(nil),       // 15: ragway.backend.v1.Embedding
-	(*EmbedResponse)(nil),   // 16: ragway.backend.v1.EmbedResponse
-	(*HealthRequest)(nil),   // 17: ragway.backend.v1.HealthRequest
-	(*HealthResponse)(nil),  // 18: ragway.backend.v1.HealthResponse
-	(*structpb.Struct)(nil), // 19: google.protobuf.Struct
+	(ProtocolVersion)(0),     // 0: ragway.backend.v1.ProtocolVersion
+	(Capability)(0),          // 1: ragway.backend.v1.Capability
+	(FinishReason)(0),        // 2: ragway.backend.v1.FinishReason
+	(*InfoRequest)(nil),      // 3: ragway.backend.v1.InfoRequest
+	(*InfoResponse)(nil),     // 4: ragway.backend.v1.InfoResponse
+	(*LoadRequest)(nil),      // 5: ragway.backend.v1.LoadRequest
+	(*LoadResponse)(nil),     // 6: ragway.backend.v1.LoadResponse
+	(*Message)(nil),          // 7: ragway.backend.v1.Message
+	(*Sampling)(nil),         // 8: ragway.backend.v1.Sampling
+	(*GenerateRequest)(nil),  // 9: ragway.backend.v1.GenerateRequest
+	(*TokenLogprob)(nil),     // 10: ragway.backend.v1.TokenLogprob
+	(*TopLogprob)(nil),       // 11: ragway.backend.v1.TopLogprob
+	(*Usage)(nil),            // 12: ragway.backend.v1.Usage
+	(*GenerateEvent)(nil),    // 13: ragway.backend.v1.GenerateEvent
+	(*EmbedRequest)(nil),     // 14: ragway.backend.v1.EmbedRequest
+	(*Embedding)(nil),        // 15: ragway.backend.v1.Embedding
+	(*EmbedResponse)(nil),    // 16: ragway.backend.v1.EmbedResponse
+	(*TokenizeRequest)(nil),  // 17: ragway.backend.v1.TokenizeRequest
+	(*TokenizeResponse)(nil), // 18: ragway.backend.v1.TokenizeResponse
+	(*HealthRequest)(nil),    // 19: ragway.backend.v1.HealthRequest
+	(*HealthResponse)(nil),   // 20: ragway.backend.v1.HealthResponse
+	(*structpb.Struct)(nil),  // 21: google.protobuf.Struct
 }
 var file_backend_proto_depIdxs = []int32{
 	1,  // 0: ragway.backend.v1.InfoResponse.capabilities:type_name -> ragway.backend.v1.Capability
-	19, // 1: ragway.backend.v1.LoadRequest.options:type_name -> google.protobuf.Struct
+	21, // 1: ragway.backend.v1.LoadRequest.options:type_name -> google.protobuf.Struct
 	7,  // 2: ragway.backend.v1.GenerateRequest.messages:type_name -> ragway.backend.v1.Message
 	8,  // 3: ragway.backend.v1.GenerateRequest.sampling:type_name -> ragway.backend.v1.Sampling
 	11, // 4: ragway.backend.v1.TokenLogprob.top:type_name -> ragway.backend.v1.TopLogprob
@@ -1397,14 +1515,16 @@ var file_backend_proto_depIdxs = []int32{
 	5,  // 10: ragway.backend.v1.Backend.Load:input_type -> ragway.backend.v1.LoadRequest
 	9,  // 11: ragway.backend.v1.Backend.Generate:input_type -> ragway.backend.v1.GenerateRequest
 	14, // 12: ragway.backend.v1.Backend.Embed:input_type -> ragway.backend.v1.EmbedRequest
-	17, // 13: ragway.backend.v1.Backend.Health:input_type -> ragway.backend.v1.HealthRequest
-	4,  // 14: ragway.backend.v1.Backend.Info:output_type -> ragway.backend.v1.InfoResponse
-	6,  // 15: ragway.backend.v1.Backend.Load:output_type -> ragway.backend.v1.LoadResponse
-	13, // 16: ragway.backend.v1.Backend.Generate:output_type -> ragway.backend.v1.GenerateEvent
-	16, // 17: ragway.backend.v1.Backend.Embed:output_type -> ragway.backend.v1.EmbedResponse
-	18, // 18: ragway.backend.v1.Backend.Health:output_type -> ragway.backend.v1.HealthResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
+	17, // 13: ragway.backend.v1.Backend.Tokenize:input_type -> ragway.backend.v1.TokenizeRequest
+	19, // 14: ragway.backend.v1.Backend.Health:input_type -> ragway.backend.v1.HealthRequest
+	4,  // 15: ragway.backend.v1.Backend.Info:output_type -> ragway.backend.v1.InfoResponse
+	6,  // 16: ragway.backend.v1.Backend.Load:output_type -> ragway.backend.v1.LoadResponse
+	13, // 17: ragway.backend.v1.Backend.Generate:output_type -> ragway.backend.v1.GenerateEvent
+	16, // 18: ragway.backend.v1.Backend.Embed:output_type -> ragway.backend.v1.EmbedResponse
+	18, // 19: ragway.backend.v1.Backend.Tokenize:output_type -> ragway.backend.v1.TokenizeResponse
+	20, // 20: ragway.backend.v1.Backend.Health:output_type -> ragway.backend.v1.HealthResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -1422,7 +1542,7 @@ func file_backend_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backend_proto_rawDesc), len(file_backend_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	Backend_Load_FullMethodName     = "/ragway.backend.v1.Backend/Load"
 	Backend_Generate_FullMethodName = "/ragway.backend.v1.Backend/Generate"
 	Backend_Embed_FullMethodName    = "/ragway.backend.v1.Backend/Embed"
+	Backend_Tokenize_FullMethodName = "/ragway.backend.v1.Backend/Tokenize"
 	Backend_Health_FullMethodName   = "/ragway.backend.v1.Backend/Health"
 )
 
@@ -51,6 +52,10 @@ type BackendClient interface {
 	Generate(ctx context.Context, in *GenerateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GenerateEvent], error)
 	// Embed is optional: plugins without the capability answer UNIMPLEMENTED.
 	Embed(ctx context.Context, in *EmbedRequest, opts ...grpc.CallOption) (*EmbedResponse, error)
+	// Tokenize is optional (api_version 1.2): it counts the tokens of each
+	// input as the model's own tokenizer does for its use. Plugins without
+	// the capability answer UNIMPLEMENTED.
+	Tokenize(ctx context.Context, in *TokenizeRequest, opts ...grpc.CallOption) (*TokenizeResponse, error)
 	// Health reports liveness and load; the host uses it for dispatch.
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 }
@@ -112,6 +117,16 @@ func (c *backendClient) Embed(ctx context.Context, in *EmbedRequest, opts ...grp
 	return out, nil
 }
 
+func (c *backendClient) Tokenize(ctx context.Context, in *TokenizeRequest, opts ...grpc.CallOption) (*TokenizeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TokenizeResponse)
+	err := c.cc.Invoke(ctx, Backend_Tokenize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *backendClient) Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(HealthResponse)
@@ -136,6 +151,10 @@ type BackendServer interface {
 	Generate(*GenerateRequest, grpc.ServerStreamingServer[GenerateEvent]) error
 	// Embed is optional: plugins without the capability answer UNIMPLEMENTED.
 	Embed(context.Context, *EmbedRequest) (*EmbedResponse, error)
+	// Tokenize is optional (api_version 1.2): it counts the tokens of each
+	// input as the model's own tokenizer does for its use. Plugins without
+	// the capability answer UNIMPLEMENTED.
+	Tokenize(context.Context, *TokenizeRequest) (*TokenizeResponse, error)
 	// Health reports liveness and load; the host uses it for dispatch.
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	mustEmbedUnimplementedBackendServer()
@@ -159,6 +178,9 @@ func (UnimplementedBackendServer) Generate(*GenerateRequest, grpc.ServerStreamin
 }
 func (UnimplementedBackendServer) Embed(context.Context, *EmbedRequest) (*EmbedResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Embed not implemented")
+}
+func (UnimplementedBackendServer) Tokenize(context.Context, *TokenizeRequest) (*TokenizeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Tokenize not implemented")
 }
 func (UnimplementedBackendServer) Health(context.Context, *HealthRequest) (*HealthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Health not implemented")
@@ -249,6 +271,24 @@ func _Backend_Embed_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Backend_Tokenize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TokenizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackendServer).Tokenize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Backend_Tokenize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackendServer).Tokenize(ctx, req.(*TokenizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Backend_Health_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(HealthRequest)
 	if err := dec(in); err != nil {
@@ -285,6 +325,10 @@ var Backend_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Embed",
 			Handler:    _Backend_Embed_Handler,
+		},
+		{
+			MethodName: "Tokenize",
+			Handler:    _Backend_Tokenize_Handler,
 		},
 		{
 			MethodName: "Health",

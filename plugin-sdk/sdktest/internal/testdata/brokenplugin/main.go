@@ -1,8 +1,8 @@
 // Command brokenplugin is a ragway backend plugin for testing sdktest: it
 // echoes the last user message word by word like examples/echo, serves
-// embeddings, and breaks one rule of the contract on request, so the tests
-// can check that sdktest notices. Its one option is delay_ms, a pause before
-// each token.
+// embeddings (at most 64 words an input, words as tokens) and tokenizes, and
+// breaks one rule of the contract on request, so the tests can check that
+// sdktest notices. Its one option is delay_ms, a pause before each token.
 //
 // The defect is named by the binary: run as brokenplugin-<defect> (a
 // symlink) it breaks that rule; as brokenplugin it conforms. Defects: usage (CompletionTokens off by one), no_prompt_tokens,
@@ -10,12 +10,15 @@
 // accept_any_option, generate_unloaded (works before Load), hold_slot
 // (a cancelled generation keeps its slot), bad_api_version,
 // no_capabilities, shared_state (concurrent generations corrupt each
-// other), embed_zero, embed_dims, embed_random, embed_constant.
+// other), embed_zero, embed_dims, embed_random, embed_constant,
+// nul_crash (the process dies on a NUL byte in any input),
+// tokenize_miscount (every count is 0), ignore_truncate (Embed refuses a
+// too-long input even with Truncate), no_input_limit (Embed takes a
+// too-long input without Truncate).
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -54,7 +57,7 @@ func (b *broken) get() (loaded bool, delay time.Duration) {
 func (b *broken) Info(context.Context) (sdk.Info, error) {
 	info := sdk.Info{
 		Name: "brokenplugin", Version: "0.0.1", MaxParallel: slots,
-		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding},
+		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding, sdk.CapabilityTokenize},
 	}
 	switch b.defect {
 	case "bad_api_version":
@@ -84,7 +87,28 @@ func (b *broken) Load(_ context.Context, req sdk.LoadRequest) (sdk.ModelInfo, er
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.loaded, b.delay = true, delay
-	return sdk.ModelInfo{ContextLength: 4096, EmbeddingSize: 8, HasChatTemplate: true}, nil
+	mi := sdk.ModelInfo{ContextLength: 4096, EmbeddingSize: 8, HasChatTemplate: true}
+	if req.Embedding {
+		mi.MaxInputTokens = maxInputWords
+	}
+	return mi, nil
+}
+
+// maxInputWords is the most words one input of Embed may have.
+const maxInputWords = 64
+
+// crashOnNUL is the nul_crash defect: the process dies the way a native
+// crash would kill it.
+func (b *broken) crashOnNUL(texts ...string) {
+	if b.defect != "nul_crash" {
+		return
+	}
+	for _, t := range texts {
+		if strings.Contains(t, "\x00") {
+			fmt.Fprintln(os.Stderr, "brokenplugin: SIGSEGV on NUL")
+			os.Exit(139)
+		}
+	}
 }
 
 // words splits s into tokens that keep the whitespace before them.
@@ -125,6 +149,10 @@ func (b *broken) Generate(ctx context.Context, req sdk.GenerateRequest, emit fun
 		b.mu.Unlock()
 	}
 
+	b.crashOnNUL(req.Prompt)
+	for _, m := range req.Messages {
+		b.crashOnNUL(m.Content)
+	}
 	text := strings.TrimSpace(lastUser(req))
 	if req.Prompt != "" {
 		text = req.Prompt
@@ -204,12 +232,20 @@ func (b *broken) Embed(_ context.Context, req sdk.EmbedRequest) (sdk.EmbedRespon
 		return sdk.EmbedResponse{}, sdk.ErrModelNotLoaded
 	}
 	if len(req.Input) == 0 {
-		return sdk.EmbedResponse{}, errors.New("no input")
+		return sdk.EmbedResponse{}, sdk.InvalidRequestf("no input")
 	}
+	b.crashOnNUL(req.Input...)
 	out := sdk.EmbedResponse{}
 	for i, in := range req.Input {
+		words := strings.Fields(in)
+		if len(words) > maxInputWords && defect != "no_input_limit" {
+			if !req.Truncate || defect == "ignore_truncate" {
+				return sdk.EmbedResponse{}, sdk.InvalidRequestf("input[%d] is %d tokens; at most %d fit", i, len(words), maxInputWords)
+			}
+			words = words[:maxInputWords]
+		}
 		v := make([]float32, 8)
-		for _, w := range strings.Fields(in) {
+		for _, w := range words {
 			h := fnv.New32a()
 			h.Write([]byte(w))
 			s := h.Sum32()
@@ -226,7 +262,21 @@ func (b *broken) Embed(_ context.Context, req sdk.EmbedRequest) (sdk.EmbedRespon
 			v = []float32{1, 0, 0, 0, 0, 0, 0, 0}
 		}
 		out.Embeddings = append(out.Embeddings, v)
-		out.PromptTokens += len(strings.Fields(in))
+		out.PromptTokens += len(words)
+	}
+	return out, nil
+}
+
+func (b *broken) Tokenize(_ context.Context, req sdk.TokenizeRequest) (sdk.TokenizeResponse, error) {
+	if loaded, _ := b.get(); !loaded {
+		return sdk.TokenizeResponse{}, sdk.ErrModelNotLoaded
+	}
+	b.crashOnNUL(req.Input...)
+	out := sdk.TokenizeResponse{Counts: make([]int, len(req.Input))}
+	for i, in := range req.Input {
+		if b.defect != "tokenize_miscount" {
+			out.Counts[i] = len(strings.Fields(in))
+		}
 	}
 	return out, nil
 }
