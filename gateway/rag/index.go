@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/vectorstore"
@@ -21,9 +23,16 @@ type ChunkWriter interface {
 type Indexer struct {
 	Store   ChunkWriter
 	Vectors vectorstore.Store
-	// Embed, when set, gives every chunk a dense vector too.
-	Embed   Embedder
-	Options Options
+	// Embedding, when set, gives every chunk a dense vector too. A chunk over the
+	// model's limit per input (as the model counts its tokens) is split until it
+	// fits; when the model cannot count, what is over its limit is truncated.
+	Embedding EmbeddingModel
+	Options   Options
+	// Logger gets what is worth knowing of indexing (chunks truncated for the
+	// embedding model); nil: slog.Default().
+	Logger *slog.Logger
+
+	warnedTruncate atomic.Bool // logged once that the model cannot count tokens
 }
 
 // Index chunks doc (document docID of userID's knowledge base kbID), stores the chunks
@@ -32,7 +41,14 @@ type Indexer struct {
 func (x *Indexer) Index(ctx context.Context, userID, kbID, docID string, doc Document) (int, error) {
 	n, err := x.index(ctx, userID, kbID, docID, doc)
 	if err != nil {
-		if ferr := x.Store.FailDocument(context.WithoutCancel(ctx), userID, kbID, docID, err.Error()); ferr != nil {
+		// The reason is shown to the document's owner: what went wrong for them, never
+		// the cause's text (a model's or the database's words), which err keeps for the log.
+		reason := "the document could not be indexed; upload it again"
+		var f *failure
+		if errors.As(err, &f) {
+			reason = f.reason
+		}
+		if ferr := x.Store.FailDocument(context.WithoutCancel(ctx), userID, kbID, docID, reason); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("mark the document failed: %w", ferr))
 		}
 		return 0, err
@@ -46,23 +62,30 @@ func (x *Indexer) index(ctx context.Context, userID, kbID, docID string, doc Doc
 	if len(chunks) == 0 {
 		text := strings.TrimSpace(doc.Text)
 		if text == "" {
-			return 0, errors.New("the document has no text")
+			return 0, &failure{reason: "the document has no text", err: errors.New("no text")}
 		}
 		// Only headings (sections without bodies make no chunks): they are the text.
 		chunks = []Chunk{{Heading: doc.Title, Text: text, Tokens: EstimateTokens(text)}}
 	}
+	truncate := false
+	if x.Embedding != nil {
+		var err error
+		if chunks, truncate, err = x.fit(ctx, chunks); err != nil {
+			return 0, &failure{reason: reasonEmbed, err: fmt.Errorf("fit the chunks to the embedding model: %w", err)}
+		}
+	}
 	rows := make([]store.NewChunk, len(chunks))
 	texts := make([]string, len(chunks))
 	for i, c := range chunks {
-		texts[i] = c.Heading + "\n" + c.Text // the heading makes its words findable
+		texts[i] = embedText(c) // the heading makes its words findable
 		v := DocVector(texts[i])
 		rows[i] = store.NewChunk{ID: store.NewChunkID(), Ordinal: c.Ordinal, Heading: c.Heading, Content: c.Text, TokenCount: c.Tokens,
 			SparseIndices: v.Indices, SparseValues: v.Values}
 	}
-	if x.Embed != nil {
-		vecs, err := x.Embed(ctx, texts)
+	if x.Embedding != nil {
+		vecs, err := x.Embedding.Embed(ctx, texts, truncate)
 		if err != nil {
-			return 0, fmt.Errorf("embed the chunks: %w", err)
+			return 0, &failure{reason: reasonEmbed, err: fmt.Errorf("embed the chunks: %w", err)}
 		}
 		if len(vecs) != len(rows) {
 			return 0, fmt.Errorf("embed the chunks: %d vectors for %d chunks", len(vecs), len(rows))
@@ -87,13 +110,26 @@ func (x *Indexer) index(ctx context.Context, userID, kbID, docID string, doc Doc
 		if ierr == nil {
 			_ = x.Vectors.DeleteDocument(context.WithoutCancel(ctx), kbID, docID)
 		}
-		return 0, fmt.Errorf("store the chunks: %w", err)
+		return 0, &failure{reason: "the document's chunks could not be stored; upload it again", err: fmt.Errorf("store the chunks: %w", err)}
 	}
 	if ierr != nil {
-		return 0, fmt.Errorf("index the chunks (stored in the database: ragway reindex rebuilds the index): %w", ierr)
+		return 0, &failure{reason: "the document's chunks were stored but not indexed; an operator can rebuild the index (ragway reindex)",
+			err: fmt.Errorf("index the chunks (stored in the database: ragway reindex rebuilds the index): %w", ierr)}
 	}
 	return len(stored), nil
 }
+
+// reasonEmbed is the reason of a document the embedding model could not embed.
+const reasonEmbed = "the embedding model could not embed the document; upload it again later"
+
+// failure is an indexing error with the reason its document is marked failed with.
+type failure struct {
+	reason string
+	err    error
+}
+
+func (f *failure) Error() string { return f.err.Error() }
+func (f *failure) Unwrap() error { return f.err }
 
 // Points converts stored chunks to vector-store points (also what rebuilds an index).
 func Points(chunks []store.Chunk) []vectorstore.Point {

@@ -13,17 +13,16 @@ type ChunkReader interface {
 	Chunks(ctx context.Context, userID, kbID string, ids []string) ([]store.Chunk, error)
 }
 
-// Embedder embeds texts with the configured embedding model (nil: sparse-only
-// retrieval).
-type Embedder func(ctx context.Context, texts []string) ([][]float32, error)
-
 // Retriever finds the chunks of a knowledge base that answer a question: hybrid search
-// (sparse always, dense when an Embedder is set) in the vector store, then the chunks'
-// texts and titles from Postgres.
+// (sparse always, dense when an embedding model is set) in the vector store, then the
+// chunks' texts and titles from Postgres.
 type Retriever struct {
 	Vectors vectorstore.Store
 	Chunks  ChunkReader
-	Embed   Embedder
+	// Embedding, when set, embeds the question for the dense side of the search. A
+	// question over the model's limit per input is truncated for it (the sparse side
+	// has the whole question).
+	Embedding EmbeddingModel
 }
 
 // Retrieve returns up to topK sources for query in userID's knowledge base kbID (in
@@ -32,8 +31,8 @@ type Retriever struct {
 // (ChunkReader is user-scoped).
 func (r *Retriever) Retrieve(ctx context.Context, userID, kbID, query string, topK int, docIDs ...string) ([]Source, error) {
 	q := vectorstore.Query{KBID: kbID, Sparse: QueryVector(query), TopK: topK, DocumentIDs: docIDs}
-	if r.Embed != nil {
-		vecs, err := r.Embed(ctx, []string{query})
+	if r.Embedding != nil {
+		vecs, err := r.Embedding.Embed(ctx, []string{query}, true)
 		if err != nil {
 			return nil, fmt.Errorf("retrieve: embed the question: %w", err)
 		}

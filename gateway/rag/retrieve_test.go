@@ -138,12 +138,18 @@ func TestIndexFailureMarksTheDocument(t *testing.T) {
 	if n, err := x.Index(context.Background(), "alice", kbA, docZ, Document{Text: "## Ports\n\n### Darwin\n", Markdown: true}); err != nil || n != 1 {
 		t.Fatalf("a document of headings only: %d chunks, %v", n, err)
 	}
-	x.Embed = func(context.Context, []string) ([][]float32, error) { return nil, fmt.Errorf("model unavailable") }
+	x.Embedding = failingModel{fmt.Errorf("model unavailable: stderr: r13 0x0")}
 	if _, err := x.Index(context.Background(), "alice", kbA, docY, Document{Text: "some text"}); err == nil ||
-		!strings.Contains(mem.failed[docY], "model unavailable") {
+		!strings.Contains(err.Error(), "model unavailable") || mem.failed[docY] != reasonEmbed {
 		t.Fatalf("embedding failure: %v, stored reason %q", err, mem.failed[docY])
 	}
 }
+
+// failingModel is an embedding model that fails with err.
+type failingModel struct{ err error }
+
+func (m failingModel) Embed(context.Context, []string, bool) ([][]float32, error) { return nil, m.err }
+func (m failingModel) Tokenize(context.Context, []string) ([]int, int, error)     { return nil, 0, m.err }
 
 func TestAugment(t *testing.T) {
 	msgs := []sdk.Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "q1"}, {Role: "assistant", Content: "a1"}, {Role: "user", Content: "q2"}}

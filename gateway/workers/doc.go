@@ -8,7 +8,11 @@
 // crash-looping replica failed. The dispatcher queues requests when every
 // replica is at max_concurrency (bounded by max_queue and the queue
 // timeout), and retries a request whose replica died before its first event
-// reached the caller.
+// reached the caller, once: the retry runs alone on its replica. A request
+// during which two replicas died is a poison request (ErrPoisonRequest): it
+// is not retried again, it is logged by a short hash (never its text), and
+// the same request is refused at once for a while (the quarantine), so that
+// one input that crashes a backend cannot keep a shared model down.
 //
 // It does not speak HTTP and knows nothing of OpenAI shapes: see package api.
 package workers

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/ragway/ragway/gateway/config"
 	"github.com/ragway/ragway/gateway/metrics"
 	sdk "github.com/ragway/ragway/plugin-sdk"
@@ -27,16 +28,22 @@ type Options struct {
 	LoadTimeout time.Duration
 	// Backoff tunes restarts. Default DefaultBackoff.
 	Backoff Backoff
-	// MaxRetries bounds how often one request is retried after its replica
-	// died before the first event. Default 3.
-	MaxRetries int
-	Logger     *slog.Logger
-	Metrics    *metrics.Metrics
+	// PoisonWindow is how long a request that made the backend crash twice
+	// is refused at once when sent again. Default DefaultPoisonWindow.
+	PoisonWindow time.Duration
+	// PoisonMemory bounds how many such requests each model remembers (the
+	// least recently seen are forgotten first). Default DefaultPoisonMemory.
+	PoisonMemory int
+	Logger       *slog.Logger
+	Metrics      *metrics.Metrics
+	// now is the clock of the poison quarantine (tests); nil: time.Now.
+	now func() time.Time
 }
 
 // Manager owns every model's pool. It is safe for concurrent use.
 type Manager struct {
-	opts Options
+	opts   Options
+	poison *prometheus.CounterVec // ragway_poison_requests_total
 
 	mu      sync.RWMutex
 	pools   map[string]*pool // by name
@@ -64,10 +71,16 @@ func New(opts Options) *Manager {
 	if opts.Backoff == (Backoff{}) {
 		opts.Backoff = DefaultBackoff
 	}
-	if opts.MaxRetries <= 0 {
-		opts.MaxRetries = 3
+	if opts.PoisonWindow <= 0 {
+		opts.PoisonWindow = DefaultPoisonWindow
 	}
-	return &Manager{opts: opts, pools: map[string]*pool{}, aliases: map[string]string{}}
+	if opts.PoisonMemory <= 0 {
+		opts.PoisonMemory = DefaultPoisonMemory
+	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	return &Manager{opts: opts, poison: poisonMetrics(opts.Metrics), pools: map[string]*pool{}, aliases: map[string]string{}}
 }
 
 // PluginLauncher launches ragway-<backend> from pluginsDir (or the model's
@@ -99,6 +112,7 @@ func (m *Manager) Add(model config.Model) error {
 		}
 	}
 	p := newPool(model, m.opts.Launch, m.opts.Backoff, m.opts.LoadTimeout, m.opts.Logger, m.opts.Metrics)
+	p.quarantine = newQuarantine(m.opts.PoisonWindow, m.opts.PoisonMemory, m.opts.now)
 	m.pools[model.Name] = p
 	for _, a := range model.Aliases {
 		m.aliases[a] = model.Name
@@ -132,7 +146,8 @@ func (m *Manager) pool(name string) (*pool, error) {
 
 // Generate runs req on a replica of model (a name or alias), calling emit
 // for each event. A request whose replica dies before any event was emitted
-// is retried on another (or the restarted) replica within ctx.
+// is retried once on another (or the restarted) replica within ctx; a request
+// during which two replicas died is a poison request (see ErrPoisonRequest).
 func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRequest, emit func(sdk.Event) error) error {
 	p, err := m.pool(model)
 	if err != nil {
@@ -141,7 +156,9 @@ func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRe
 	if p.model.Embedding {
 		return sdk.InvalidRequestf("model %q is an embedding model", model)
 	}
-	return m.withRetry(ctx, p, func(proc Process, sent *bool) error {
+	canon := req
+	canon.RequestID = "" // the same request sent again has another id
+	return m.withRetry(ctx, p, keyOf("generate", canon), func(proc Process, sent *bool) error {
 		return proc.Generate(ctx, req, func(e sdk.Event) error {
 			// Only what the caller can have passed on makes a retry
 			// impossible; an empty delta does not.
@@ -153,8 +170,8 @@ func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRe
 	})
 }
 
-// Embed runs req on a replica of an embedding model, retrying once per
-// replica death like Generate.
+// Embed runs req on a replica of an embedding model, with Generate's retry
+// and poison rules.
 func (m *Manager) Embed(ctx context.Context, model string, req sdk.EmbedRequest) (sdk.EmbedResponse, error) {
 	p, err := m.pool(model)
 	if err != nil {
@@ -164,7 +181,7 @@ func (m *Manager) Embed(ctx context.Context, model string, req sdk.EmbedRequest)
 		return sdk.EmbedResponse{}, sdk.InvalidRequestf("model %q is not an embedding model", model)
 	}
 	var resp sdk.EmbedResponse
-	err = m.withRetry(ctx, p, func(proc Process, _ *bool) error {
+	err = m.withRetry(ctx, p, keyOf("embed", req), func(proc Process, _ *bool) error {
 		var err error
 		resp, err = proc.Embed(ctx, req)
 		return err
@@ -172,27 +189,68 @@ func (m *Manager) Embed(ctx context.Context, model string, req sdk.EmbedRequest)
 	return resp, err
 }
 
-// withRetry acquires a replica and runs call on it; if the replica's
-// process died before call produced anything, it tries again.
-func (m *Manager) withRetry(ctx context.Context, p *pool, call func(Process, *bool) error) error {
-	for attempt := 0; ; attempt++ {
-		g, err := p.acquire(ctx, m.opts.QueueTimeout)
+// Tokenize counts the tokens of each input of req with model's tokenizer,
+// with Generate's retry and poison rules. A plugin that cannot tokenize
+// answers sdk.ErrUnsupported.
+func (m *Manager) Tokenize(ctx context.Context, model string, req sdk.TokenizeRequest) (sdk.TokenizeResponse, error) {
+	p, err := m.pool(model)
+	if err != nil {
+		return sdk.TokenizeResponse{}, err
+	}
+	var resp sdk.TokenizeResponse
+	err = m.withRetry(ctx, p, keyOf("tokenize", req), func(proc Process, _ *bool) error {
+		var err error
+		resp, err = proc.Tokenize(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// withRetry acquires a replica and runs call on it. When the replica's
+// process died (sdk.ErrPluginShutdown) before call produced anything, it
+// runs call once more on another replica. A request during which two replicas
+// died is not run again: it is answered with a *PoisonError and its key is
+// quarantined, so that the same request is refused at once for the poison
+// window. Only the key's short hash is logged, never the request.
+func (m *Manager) withRetry(ctx context.Context, p *pool, key requestKey, call func(Process, *bool) error) error {
+	if p.quarantine.has(key) {
+		m.poison.WithLabelValues(p.model.Name, "refused").Inc()
+		m.opts.Logger.Warn("poison request refused: it made the backend crash twice recently", "model", p.model.Name, "request", key.String())
+		return &PoisonError{Model: p.model.Name, Hash: key.String(), Quarantined: true}
+	}
+	deaths := 0
+	for {
+		// After a death the request runs alone on its replica: should it
+		// kill that one too, the death is its own and no other request dies
+		// with it.
+		g, err := p.acquire(ctx, m.opts.QueueTimeout, deaths > 0)
 		if err != nil {
 			return err
 		}
 		sent := false
 		err = func() error {
-			defer p.release(g.r)
+			defer p.release(g)
 			return call(g.proc, &sent)
 		}()
-		if err == nil || sent || ctx.Err() != nil || !sdk.IsPluginShutdown(err) || attempt >= m.opts.MaxRetries {
+		if err == nil || ctx.Err() != nil || !sdk.IsPluginShutdown(err) {
 			return err
+		}
+		deaths++
+		if deaths >= 2 {
+			p.quarantine.add(key)
+			m.poison.WithLabelValues(p.model.Name, "crashed").Inc()
+			m.opts.Logger.Error("poison request: two replicas died while serving it; not retried, refused for the poison window",
+				"model", p.model.Name, "replica", g.r.id, "request", key.String(), "window", m.opts.PoisonWindow)
+			return &PoisonError{Model: p.model.Name, Hash: key.String()}
+		}
+		if sent {
+			return err // the caller has passed events on: a retry would repeat them
 		}
 		// The retry cannot pick the dead process again: the SDK returns
 		// ErrPluginShutdown once the exit is observed, and dispatch skips
 		// processes whose Done is closed.
 		m.opts.Metrics.Retries.WithLabelValues(p.model.Name).Inc()
-		m.opts.Logger.Warn("replica died before the first event; retrying", "model", p.model.Name, "replica", g.r.id, "error", err)
+		m.opts.Logger.Warn("replica died before the first event; retrying once", "model", p.model.Name, "replica", g.r.id, "request", key.String())
 	}
 }
 

@@ -20,6 +20,8 @@ type pool struct {
 	log         *slog.Logger
 	metrics     *metrics.Metrics
 	created     time.Time
+	// quarantine holds the keys of this model's poison requests.
+	quarantine *quarantine
 
 	cancel context.CancelFunc // stops the supervisors
 	wg     sync.WaitGroup     // supervisors
@@ -30,13 +32,17 @@ type pool struct {
 	next          int       // round-robin start for ties
 	closing       bool
 	contextLength int
-	changed       chan struct{} // closed and replaced on every release/state change
+	// maxInputTokens is what the last replica loaded reported (embedding
+	// models: the most tokens per input; 0 unknown).
+	maxInputTokens int
+	changed        chan struct{} // closed and replaced on every release/state change
 }
 
 // waiter is a request queued for a replica.
 type waiter struct {
-	ch  chan grant // receives the slot granted to it
-	err error      // set with ch closed when the wait failed
+	ch       chan grant // receives the slot granted to it
+	err      error      // set with ch closed when the wait failed
+	isolated bool       // wants a replica to itself
 }
 
 // grant is a reserved slot: the replica and the process it had when the
@@ -44,7 +50,18 @@ type waiter struct {
 type grant struct {
 	r    *replica
 	proc Process
+	// isolated: the replica is the request's alone until it is released.
+	isolated bool
 }
+
+// isolation says whether a replica serves an isolated request.
+type isolation int
+
+const (
+	isolationNone     isolation = iota
+	isolationReserved           // draining for an isolated request: no new ordinary requests
+	isolationHeld               // serving one isolated request, alone
+)
 
 func newPool(m config.Model, launch LaunchFunc, b Backoff, loadTimeout time.Duration, log *slog.Logger, met *metrics.Metrics) *pool {
 	p := &pool{
@@ -152,14 +169,22 @@ func (p *pool) startingLocked() int {
 	return n
 }
 
-// pickLocked returns the serving replica with free capacity and the fewest
-// outstanding requests (ties: round robin), or nil.
-func (p *pool) pickLocked() *replica {
+// pickLocked takes a slot for a request and returns its replica, or nil.
+// An ordinary request gets the serving replica with free capacity and the
+// fewest outstanding requests (ties: round robin), never one held or
+// reserved for an isolated request. An isolated request (see acquire) gets a
+// serving replica with nothing outstanding, all to itself; when there is
+// none, one serving replica is reserved for it, so that it drains: no
+// ordinary request is dispatched to it any more.
+func (p *pool) pickLocked(isolated bool) *replica {
+	if isolated {
+		return p.pickIsolatedLocked()
+	}
 	var best *replica
 	n := len(p.replicas)
 	for i := range n {
 		r := p.replicas[(p.next+i)%n]
-		if !r.serving() || !alive(r.proc) || r.outstanding >= p.model.MaxConcurrency {
+		if !r.serving() || !alive(r.proc) || r.outstanding >= p.model.MaxConcurrency || r.isolation != isolationNone {
 			continue
 		}
 		if best == nil || r.outstanding < best.outstanding {
@@ -173,6 +198,57 @@ func (p *pool) pickLocked() *replica {
 	return best
 }
 
+func (p *pool) pickIsolatedLocked() *replica {
+	var idle, drain, reserved *replica
+	for _, r := range p.replicas {
+		if !r.serving() || !alive(r.proc) {
+			continue
+		}
+		switch {
+		case r.isolation == isolationHeld:
+		case r.outstanding == 0:
+			if idle == nil || r.isolation == isolationReserved {
+				idle = r
+			}
+		case r.isolation == isolationReserved:
+			reserved = r
+		case drain == nil || r.outstanding < drain.outstanding:
+			drain = r
+		}
+	}
+	if idle != nil {
+		// The isolated request waiting first gets the first idle replica:
+		// a reservation has done its work.
+		for _, r := range p.replicas {
+			if r.isolation == isolationReserved {
+				r.isolation = isolationNone
+			}
+		}
+		idle.isolation = isolationHeld
+		p.takeLocked(idle)
+		return idle
+	}
+	if reserved == nil && drain != nil {
+		drain.isolation = isolationReserved
+	}
+	return nil
+}
+
+// unreserveLocked ends the reservation of a replica for an isolated request
+// when no isolated request waits any more.
+func (p *pool) unreserveLocked() {
+	for _, w := range p.waiters {
+		if w.isolated {
+			return
+		}
+	}
+	for _, r := range p.replicas {
+		if r.isolation == isolationReserved {
+			r.isolation = isolationNone
+		}
+	}
+}
+
 func (p *pool) takeLocked(r *replica) {
 	r.outstanding++
 	r.lastActive = time.Now()
@@ -183,16 +259,22 @@ func (p *pool) takeLocked(r *replica) {
 	}
 }
 
-// grantLocked hands free capacity to queued requests in FIFO order.
+// grantLocked hands free capacity to queued requests in FIFO order. An
+// isolated request that cannot be served yet (its reserved replica is
+// draining) does not hold up the ordinary ones behind it.
 func (p *pool) grantLocked() {
-	for len(p.waiters) > 0 {
-		r := p.pickLocked()
+	for i := 0; i < len(p.waiters); {
+		w := p.waiters[i]
+		r := p.pickLocked(w.isolated)
 		if r == nil {
-			return
+			if w.isolated {
+				i++
+				continue
+			}
+			break
 		}
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
-		w.ch <- grant{r, r.proc} // buffered: never blocks
+		p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+		w.ch <- grant{r: r, proc: r.proc, isolated: w.isolated} // buffered: never blocks
 	}
 	p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(float64(len(p.waiters)))
 }
@@ -203,26 +285,33 @@ func (p *pool) failWaitersLocked(err error) {
 		close(w.ch)
 	}
 	p.waiters = nil
+	p.unreserveLocked()
 	p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(0)
 }
 
 // acquire reserves a slot on a replica, waiting in the queue up to
-// queueTimeout when all are busy. The caller must release it.
-func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration) (grant, error) {
+// queueTimeout when all are busy. The caller must release it. An isolated
+// request gets a replica to itself (whatever its max_concurrency): a
+// request that is retried after its replica died runs alone, so that should
+// it kill this replica too, no other request dies with it and the death is
+// its own.
+func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration, isolated bool) (grant, error) {
 	p.mu.Lock()
 	if p.closing {
 		p.mu.Unlock()
 		return grant{}, ErrStopping
 	}
-	if r := p.pickLocked(); r != nil {
-		g := grant{r, r.proc}
+	if r := p.pickLocked(isolated); r != nil {
+		g := grant{r: r, proc: r.proc, isolated: isolated}
 		p.broadcastLocked()
 		p.mu.Unlock()
 		return g, nil
 	}
 	if !p.serviceableLocked() {
+		p.unreserveLocked()
+		err := fmt.Errorf("model %q: %w: %s", p.model.Name, ErrUnavailable, p.lastErrorLocked())
 		p.mu.Unlock()
-		return grant{}, fmt.Errorf("model %q: %w: %s", p.model.Name, ErrUnavailable, p.lastErrorLocked())
+		return grant{}, err
 	}
 	p.wakeOneLocked()
 	// max_queue bounds waiting for busy replicas; a replica that is still
@@ -230,10 +319,11 @@ func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration) (grant, 
 	// waiters whatever max_queue says.
 	limit := max(p.model.MaxQueue, p.startingLocked()*p.model.MaxConcurrency)
 	if len(p.waiters) >= limit {
+		p.unreserveLocked() // an isolated request's reservation, when it is not queued
 		p.mu.Unlock()
 		return grant{}, &QueueFullError{Model: p.model.Name, RetryAfter: time.Second}
 	}
-	w := &waiter{ch: make(chan grant, 1)}
+	w := &waiter{ch: make(chan grant, 1), isolated: isolated}
 	p.waiters = append(p.waiters, w)
 	p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(float64(len(p.waiters)))
 	p.broadcastLocked()
@@ -260,11 +350,16 @@ func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration) (grant, 
 		if x == w {
 			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 			p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(float64(len(p.waiters)))
+			if isolated {
+				p.unreserveLocked()
+				p.grantLocked() // the replica it reserved takes ordinary requests again
+				p.broadcastLocked()
+			}
 			return grant{}, werr
 		}
 	}
 	if g, ok := <-w.ch; ok {
-		p.releaseLocked(g.r)
+		p.releaseLocked(g)
 	} else if w.err != nil {
 		werr = fmt.Errorf("model %q: %w", p.model.Name, w.err)
 	}
@@ -306,13 +401,17 @@ func (p *pool) retireIfIdle(r *replica) bool {
 }
 
 // release returns a slot taken by acquire.
-func (p *pool) release(r *replica) {
+func (p *pool) release(g grant) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.releaseLocked(r)
+	p.releaseLocked(g)
 }
 
-func (p *pool) releaseLocked(r *replica) {
+func (p *pool) releaseLocked(g grant) {
+	r := g.r
+	if g.isolated {
+		r.isolation = isolationNone
+	}
 	if r.outstanding <= 0 {
 		p.log.Error("bug: replica slot released without being acquired", "replica", r.id)
 		return
@@ -373,7 +472,7 @@ func (p *pool) status() ModelStatus {
 	defer p.mu.Unlock()
 	st := ModelStatus{
 		Name: p.model.Name, Aliases: p.model.Aliases, Backend: p.model.Backend, Embedding: p.model.Embedding,
-		Created: p.created, ContextLength: p.contextLength, Queued: len(p.waiters),
+		Created: p.created, ContextLength: p.contextLength, MaxInputTokens: p.maxInputTokens, Queued: len(p.waiters),
 	}
 	for _, r := range p.replicas {
 		rs := ReplicaStatus{ID: r.id, State: r.state, Restarts: r.restarts, Outstanding: r.outstanding, LastError: r.lastErr, Since: r.since}

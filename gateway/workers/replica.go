@@ -15,6 +15,7 @@ import (
 type Process interface {
 	sdk.Backend
 	sdk.Embedder
+	sdk.Tokenizer
 	// Done is closed when the process has exited.
 	Done() <-chan struct{}
 	// ExitError says how the process ended (nil while it runs).
@@ -64,6 +65,7 @@ type replica struct {
 	lastErr     string
 	since       time.Time
 	lastActive  time.Time     // last take or release, for idle_timeout
+	isolation   isolation     // held or reserved for an isolated request
 	wake        chan struct{} // buffered(1): start an idle replica
 }
 
@@ -181,6 +183,7 @@ func (r *replica) start(ctx context.Context) (Process, error) {
 	if mi.ContextLength > 0 {
 		p.contextLength = mi.ContextLength
 	}
+	p.maxInputTokens = mi.MaxInputTokens
 	p.mu.Unlock()
 	p.setState(r, StateReady, nil)
 	return proc, nil

@@ -36,7 +36,12 @@ type ModelStatus struct {
 	Created   time.Time
 	// ContextLength as reported by the plugin's Load (0 until loaded).
 	ContextLength int
-	Replicas      []ReplicaStatus
+	// MaxInputTokens is, for an embedding model, the most tokens one input
+	// may have (Tokenize counts them; a longer one needs
+	// EmbedRequest.Truncate), as reported by the plugin's Load: 0 until
+	// loaded, or when the plugin does not say.
+	MaxInputTokens int
+	Replicas       []ReplicaStatus
 	// Queued is the number of requests waiting for a replica.
 	Queued int
 }

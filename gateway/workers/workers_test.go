@@ -49,6 +49,9 @@ func (f *fakeProc) Generate(ctx context.Context, _ sdk.GenerateRequest, emit fun
 func (f *fakeProc) Embed(context.Context, sdk.EmbedRequest) (sdk.EmbedResponse, error) {
 	return sdk.EmbedResponse{}, sdk.ErrUnsupported
 }
+func (f *fakeProc) Tokenize(context.Context, sdk.TokenizeRequest) (sdk.TokenizeResponse, error) {
+	return sdk.TokenizeResponse{}, sdk.ErrUnsupported
+}
 func (f *fakeProc) Health(context.Context) (sdk.Health, error) {
 	if f.sick != nil && f.sick.Load() {
 		return sdk.Health{}, errors.New("probe timed out")
@@ -316,20 +319,7 @@ func TestKillRestartsAndRetriesBeforeFirstToken(t *testing.T) {
 func waitOutstanding(t *testing.T, mgr *Manager, n int) {
 	t.Helper()
 	p, _ := mgr.pool("echo")
-	deadline := time.After(10 * time.Second)
-	for {
-		p.mu.Lock()
-		got, ch := p.replicas[0].outstanding, p.changed
-		p.mu.Unlock()
-		if got == n {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("outstanding = %d, want %d", got, n)
-		}
-	}
+	waitOutstandingOn(t, p, n)
 }
 
 func TestCrashAfterFirstTokenIsNotRetried(t *testing.T) {

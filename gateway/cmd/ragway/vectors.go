@@ -15,7 +15,6 @@ import (
 	"github.com/ragway/ragway/gateway/vectorstore/embedded"
 	"github.com/ragway/ragway/gateway/vectorstore/qdrant"
 	"github.com/ragway/ragway/gateway/workers"
-	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
 // openVectors opens the vector store the config names; persistent tells whether it
@@ -147,17 +146,11 @@ func loadIndex(ctx context.Context, st *store.Store, vectors vectorstore.Store, 
 	}
 }
 
-// embedder embeds texts with the embedding model named by rag.embedding_model (nil
-// when none: retrieval is sparse-only).
-func embedder(mgr *workers.Manager, model string) rag.Embedder {
+// embedder is the embedding model named by rag.embedding_model (nil when none:
+// retrieval is sparse-only).
+func embedder(mgr *workers.Manager, model string) rag.EmbeddingModel {
 	if model == "" {
 		return nil
 	}
-	return func(ctx context.Context, texts []string) ([][]float32, error) {
-		resp, err := mgr.Embed(ctx, model, sdk.EmbedRequest{Input: texts})
-		if err != nil {
-			return nil, err
-		}
-		return resp.Embeddings, nil
-	}
+	return rag.NewModelEmbedder(mgr, model)
 }
