@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,13 @@ func ragwayCLI(t *testing.T, env []string, args ...string) (stdout, stderr strin
 	t.Helper()
 	cmd := exec.Command(testbin.Ragway(t), args...)
 	cmd.Env = append(os.Environ(), env...)
+	return runCommand(t, cmd)
+}
+
+// runCommand runs cmd and returns its stdout, stderr and exit code; failing to start it
+// fails the test.
+func runCommand(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -31,7 +39,7 @@ func ragwayCLI(t *testing.T, env []string, args ...string) (stdout, stderr strin
 	case errors.As(err, &exit):
 		code = exit.ExitCode()
 	case err != nil:
-		t.Fatalf("ragway %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("%s: %v", strings.Join(cmd.Args, " "), err)
 	}
 	return out.String(), errOut.String(), code
 }
@@ -77,18 +85,28 @@ func TestIngestCLI(t *testing.T) {
 		t.Fatalf("no summary in stdout %q", stdout)
 	}
 	// ops.md and copy.markdown: one indexed, one duplicate (whichever came second).
-	if got := strings.Join(m[1:5], " "); got != "3 1 1 2" {
-		// Skipped: logo.png and .hidden.md (.git is not entered, its files not counted).
-		t.Errorf("summary counts %q, want 3 indexed, 1 duplicate, 1 failed, 2 skipped", got)
+	if got := strings.Join(m[1:5], " "); got != "3 1 1 3" {
+		// Skipped: logo.png, .hidden.md and .git (not entered, its files not counted).
+		t.Errorf("summary counts %q, want 3 indexed, 1 duplicate, 1 failed, 3 skipped", got)
+	}
+	for _, want := range []string{
+		"\nfailed " + strconv.Quote(filepath.Join(dir, "bad.txt")) + ": ",
+		"\nskipped " + strconv.Quote(filepath.Join(dir, "logo.png")) + ": not a type ingest uploads\n",
+		"\nskipped " + strconv.Quote(filepath.Join(dir, ".hidden.md")) + ": hidden\n",
+		"\nskipped " + strconv.Quote(filepath.Join(dir, ".git")) + ": a hidden directory, not entered\n",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the summary lacks %q", want)
+		}
 	}
 	if m[5] == "0" {
 		t.Errorf("no chunks in %q", m[0])
 	}
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^indexed .*网关\.txt \(\d+ chunks?\)$`),
-		regexp.MustCompile(`(?m)^indexed .*keys\.html \(\d+ chunks?\)$`),
-		regexp.MustCompile(`(?m)^duplicate .*(ops\.md|copy\.markdown) \(document [0-9a-f-]{36}\)$`),
-		regexp.MustCompile(`(?m)^failed .*bad\.txt: .*UTF-8`),
+		regexp.MustCompile(`(?m)^indexed ".*网关\.txt" \(\d+ chunks?\)$`),
+		regexp.MustCompile(`(?m)^indexed ".*keys\.html" \(\d+ chunks?\)$`),
+		regexp.MustCompile(`(?m)^duplicate ".*(ops\.md|copy\.markdown)" \(document [0-9a-f-]{36}\)$`),
+		regexp.MustCompile(`(?m)^failed ".*bad\.txt": .*UTF-8`),
 		regexp.MustCompile(`ingest: 1 of 5 files failed`),
 	} {
 		if !want.MatchString(stderr) {
@@ -120,17 +138,17 @@ func TestIngestCLI(t *testing.T) {
 			args []string
 			want string
 		}{
-			{"no such knowledge base", env, []string{"--kb", "nope", dir}, "you have no knowledge base nope (--create makes it)"},
+			{"no such knowledge base", env, []string{"--kb", "nope", dir}, `you have no knowledge base "nope" (--create makes it)`},
 			{"wrong key", []string{"RAGWAY_URL=" + g.URL, "RAGWAY_API_KEY=rgw_aaaaaaaa_" + strings.Repeat("a", 40)}, []string{"--kb", "docs", dir}, "check RAGWAY_API_KEY"},
 			{"no ingest scope", []string{"RAGWAY_URL=" + g.URL, "RAGWAY_API_KEY=" + bob}, []string{"--kb", "docs", dir}, "ingest scope"},
 			{"unreachable", []string{"RAGWAY_URL=http://127.0.0.1:1", "RAGWAY_API_KEY=" + g.Key}, []string{"--kb", "docs", dir}, "not reachable at http://127.0.0.1:1"},
-			{"--url wins", []string{"RAGWAY_URL=http://127.0.0.1:1", "RAGWAY_API_KEY=" + g.Key}, []string{"--url", g.URL + "/v1/", "--kb", "nope", dir}, "you have no knowledge base nope"},
-			{"missing path", env, []string{"--kb", "docs", filepath.Join(dir, "missing")}, "no such file or directory"},
+			{"--url wins", []string{"RAGWAY_URL=http://127.0.0.1:1", "RAGWAY_API_KEY=" + g.Key}, []string{"--url", g.URL + "/v1/", "--kb", "nope", dir}, `you have no knowledge base "nope"`},
+			{"missing path", env, []string{"--kb", "docs", filepath.Join(dir, "missing")}, "skipped " + strconv.Quote(filepath.Join(dir, "missing")) + ": no such file or directory\n"},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
-				_, stderr, code := ragwayCLI(t, tt.env, append([]string{"ingest"}, tt.args...)...)
-				if code == 0 || !strings.Contains(stderr, tt.want) {
-					t.Errorf("exit %d, stderr %q; want non-zero and %q", code, stderr, tt.want)
+				stdout, stderr, code := ragwayCLI(t, tt.env, append([]string{"ingest"}, tt.args...)...)
+				if code == 0 || !strings.Contains(stdout+stderr, tt.want) {
+					t.Errorf("exit %d\nstdout %q\nstderr %q\nwant non-zero and %q", code, stdout, stderr, tt.want)
 				}
 			})
 		}

@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,7 +30,7 @@ func TestIngestArgs(t *testing.T) {
 		{"no path", []string{"ingest", "--kb", "docs"}, "ingest: missing argument (PATH..."},
 		{"bad concurrency", []string{"ingest", "--kb", "docs", "--concurrency", "0", "."}, "--concurrency 0: want 1 to 64"},
 		{"bad url", []string{"ingest", "--kb", "docs", "--url", "localhost:8080", "."}, `bad gateway URL "localhost:8080"`},
-		{"missing path", []string{"ingest", "--kb", "docs", "--url", "http://127.0.0.1:1", "no/such/dir"}, "no/such/dir: no such file or directory"},
+		{"bad max-bytes", []string{"ingest", "--kb", "docs", "--max-bytes", "-5", "."}, "--max-bytes -5: want the gateway's limit in bytes, or 0 for none"},
 		{"unknown flag", []string{"ingest", "--kb", "docs", "--force", "."}, "flag provided but not defined: -force"},
 		{"reindex without kb", []string{"reindex"}, "reindex: --kb is required"},
 		{"reindex by name alone", []string{"reindex", "--kb", "docs"}, "--kb docs is a name, and names are per user: add --user NAME"},
@@ -100,10 +103,7 @@ func TestIngestFiles(t *testing.T) {
 	other := filepath.Join(t.TempDir(), "explicit.dat") // named: uploaded whatever its extension
 	write(t, filepath.Dir(other), map[string]string{"explicit.dat": "12345"})
 
-	files, skipped, err := ingestFiles([]string{dir, other, filepath.Join(dir, "a.md")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	files, skips := ingestFiles([]string{dir, other, filepath.Join(dir, "a.md"), filepath.Join(dir, "missing")})
 	var got []string
 	for _, f := range files {
 		rel, _ := filepath.Rel(dir, f.path)
@@ -115,27 +115,55 @@ func TestIngestFiles(t *testing.T) {
 		}
 		got = append(got, filepath.ToSlash(rel))
 	}
-	want := []string{"a.md", "b.TXT", "sub/c.html", "sub/d.pdf", "sub/deep/e.mdx", "sub/f.xhtml", "sub/link.md", "explicit.dat"}
+	want := []string{"a.md", "b.TXT", "sub/c.html", "sub/d.pdf", "sub/deep/e.mdx", "sub/f.xhtml", "explicit.dat"}
 	if !slices.Equal(got, want) {
-		t.Errorf("files %q, want %q (a.md named twice: once)", got, want)
+		t.Errorf("files %q, want %q (a.md named twice: once; sub/link.md is a.md)", got, want)
 	}
-	if skipped != 3 { // logo.png, notes, .hidden.md; hidden directories are not entered
-		t.Errorf("skipped %d, want 3", skipped)
+	var gotSkips []string
+	for _, sk := range skips {
+		rel, _ := filepath.Rel(dir, sk.path)
+		gotSkips = append(gotSkips, fmt.Sprintf("%s: %s %v", filepath.ToSlash(rel), sk.reason, sk.err))
 	}
-	if _, _, err := ingestFiles([]string{filepath.Join(dir, "missing")}); err == nil {
-		t.Error("a missing path: no error")
+	wantSkips := []string{
+		".git: a hidden directory, not entered false",
+		".hidden.md: hidden false",
+		"logo.png: not a type ingest uploads false",
+		"notes: not a type ingest uploads false",
+		"sub/.cache: a hidden directory, not entered false",
+		"sub/link.md: the same file as " + strconv.Quote(filepath.Join(dir, "a.md")) + " false",
+		"missing: no such file or directory true",
+	}
+	if !slices.Equal(gotSkips, wantSkips) {
+		t.Errorf("skipped\n%q, want\n%q", gotSkips, wantSkips)
 	}
 }
 
 func TestIngestSummary(t *testing.T) {
-	s := ingestSummary{skipped: 2, elapsed: 2 * time.Second}
-	s.add(ingestResult{file: ingestFile{size: 1_500_000}, outcome: outIndexed, chunks: 7})
-	s.add(ingestResult{file: ingestFile{size: 500_000}, outcome: outIndexed, chunks: 5})
-	s.add(ingestResult{file: ingestFile{size: 1000}, outcome: outDuplicate})
-	s.add(ingestResult{file: ingestFile{size: 999_000}, outcome: outFailed})
-	want := "2 indexed, 1 duplicate, 1 failed, 2 skipped: 12 chunks from 3.0 MB in 2s (1.50 MB/s)"
+	s := ingestSummary{skips: []skippedPath{{"logo.png", "not a type ingest uploads", false}, {"gone\n.md", "a dangling symbolic link", true}}, elapsed: 2 * time.Second}
+	s.add(ingestResult{file: ingestFile{path: "b.md", size: 1_500_000}, sent: 1_500_000, outcome: outIndexed, chunks: 7})
+	s.add(ingestResult{file: ingestFile{path: "c.md", size: 500_000}, sent: 500_000, outcome: outIndexed, chunks: 5})
+	s.add(ingestResult{file: ingestFile{path: "d.md", size: 1000}, sent: 1000, outcome: outDuplicate})
+	s.add(ingestResult{file: ingestFile{path: "z.md", size: 999_000}, sent: 999_000, outcome: outFailed, err: fmt.Errorf("broken")})
+	s.add(ingestResult{file: ingestFile{path: "a\tbig.pdf", size: 9_000_000}, outcome: outFailed, err: fmt.Errorf("too large")})
+	want := "2 indexed, 1 duplicate, 2 failed, 2 skipped: 12 chunks from 3.0 MB in 2s (1.50 MB/s)"
 	if got := s.String(); got != want {
-		t.Errorf("summary\n%q, want\n%q", got, want)
+		t.Errorf("summary\n%q, want\n%q (the bytes are those sent)", got, want)
+	}
+	var details strings.Builder
+	s.writeDetails(&details)
+	wantDetails := `failed "a\tbig.pdf": too large
+failed "z.md": broken
+skipped "logo.png": not a type ingest uploads
+skipped "gone\n.md": a dangling symbolic link
+`
+	if details.String() != wantDetails {
+		t.Errorf("details\n%s\nwant\n%s", details.String(), wantDetails)
+	}
+	if err := s.exitError(5); err == nil || err.Error() != "ingest: 2 of 5 files failed, 1 path skipped for an error" {
+		t.Errorf("exit error %v", err)
+	}
+	if err := (&ingestSummary{skips: s.skips[:1]}).exitError(3); err != nil {
+		t.Errorf("a path skipped by rule: exit error %v, want none", err)
 	}
 	if got := (ingestSummary{}).String(); got != "0 indexed, 0 duplicates, 0 failed, 0 skipped: 0 chunks from 0 B in 0s (0.00 MB/s)" {
 		t.Errorf("empty summary %q", got)
@@ -149,13 +177,55 @@ func TestIngestSummary(t *testing.T) {
 		r    ingestResult
 		want string
 	}{
-		{ingestResult{file: ingestFile{path: "docs/a.md"}, outcome: outIndexed, chunks: 12}, "indexed docs/a.md (12 chunks)"},
-		{ingestResult{file: ingestFile{path: "docs/a.md"}, outcome: outIndexed, chunks: 1}, "indexed docs/a.md (1 chunk)"},
-		{ingestResult{file: ingestFile{path: "docs/b.md"}, outcome: outDuplicate, docID: "d1"}, "duplicate docs/b.md (document d1)"},
-		{ingestResult{file: ingestFile{path: "docs/c.pdf"}, outcome: outFailed, err: fmt.Errorf("broken")}, "failed docs/c.pdf: broken"},
+		{ingestResult{file: ingestFile{path: "docs/a.md"}, outcome: outIndexed, chunks: 12}, `indexed "docs/a.md" (12 chunks)`},
+		{ingestResult{file: ingestFile{path: "docs/a.md"}, outcome: outIndexed, chunks: 1}, `indexed "docs/a.md" (1 chunk)`},
+		{ingestResult{file: ingestFile{path: "docs/b.md"}, outcome: outDuplicate, docID: "d1"}, `duplicate "docs/b.md" (document d1)`},
+		{ingestResult{file: ingestFile{path: "docs/c\n\xff.pdf"}, outcome: outFailed, err: fmt.Errorf("broken")}, `failed "docs/c\n\xff.pdf": broken`},
 	} {
-		if got := resultLine(tt.r); got != tt.want {
+		if got := resultLine(shown(tt.r)); got != tt.want {
 			t.Errorf("resultLine = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+// TestIngestOutputHelpers checks the helpers that keep names and messages on one
+// unambiguous line, and the reader that holds a body to its announced length.
+func TestIngestOutputHelpers(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain é 文档":         "plain é 文档",
+		"two\nlines\r\tand":  `two\nlines\r\tand`,
+		"bad \xff\xfe byte":  `bad \xff\xfe byte`,
+		"esc \x1b[2J \u2028": `esc \x1b[2J \u2028`,
+	} {
+		if got := printable(in); got != want {
+			t.Errorf("printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := truncate("文档文档", 7); got != "文档…" {
+		t.Errorf("truncate cut a character: %q", got)
+	}
+	for in, want := range map[string]string{
+		"a\x00b\x7f\u0085\u2029.md": "a\uFFFDb\uFFFD\uFFFD\uFFFD.md",
+		"\xe6\x96.md":               "\uFFFD\uFFFD.md", // a cut character: one U+FFFD a byte
+		"ok \uFFFD 文档.md":           "ok \uFFFD 文档.md",
+	} {
+		if got := sendName(in); got != want {
+			t.Errorf("sendName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, tt := range []struct {
+		content string
+		n       int64
+		want    error
+	}{
+		{"12345", 5, nil},
+		{"123456", 5, errFileGrew},
+		{"1234", 5, errFileShrank},
+		{"", 0, nil},
+	} {
+		got, err := io.ReadAll(&exactReader{r: strings.NewReader(tt.content), n: tt.n})
+		if !errors.Is(err, tt.want) || (err == nil && string(got) != tt.content) {
+			t.Errorf("exactReader(%q, %d): %q, %v; want %v", tt.content, tt.n, got, err, tt.want)
 		}
 	}
 }
@@ -241,7 +311,7 @@ func TestIngestAgainstFakeGateway(t *testing.T) {
 	if !strings.HasPrefix(stdout, "2 indexed, 1 duplicate, 0 failed, 1 skipped: 4 chunks from ") {
 		t.Errorf("stdout %q", stdout)
 	}
-	for _, want := range []string{"indexed " + filepath.Join(dir, "a.md") + " (2 chunks)\n", "duplicate " + filepath.Join(dir, "dup.txt") + " (document doc0)\n"} {
+	for _, want := range []string{"indexed " + strconv.Quote(filepath.Join(dir, "a.md")) + " (2 chunks)\n", "duplicate " + strconv.Quote(filepath.Join(dir, "dup.txt")) + " (document doc0)\n"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr %q lacks %q", stderr, want)
 		}
@@ -256,8 +326,8 @@ func TestIngestAgainstFakeGateway(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 	if !strings.HasPrefix(stdout, "1 indexed, 0 duplicates, 2 failed, 0 skipped") ||
-		!strings.Contains(stderr, "failed "+filepath.Join(dir, "bad.txt")+`: invalid text: "bad.txt" is not valid UTF-8`) ||
-		!strings.Contains(stderr, "failed "+filepath.Join(dir, "empty.md")+": not indexed: the document has no text") {
+		!strings.Contains(stderr, "failed "+strconv.Quote(filepath.Join(dir, "bad.txt"))+`: invalid text: "bad.txt" is not valid UTF-8`) ||
+		!strings.Contains(stderr, "failed "+strconv.Quote(filepath.Join(dir, "empty.md"))+": not indexed: the document has no text") {
 		t.Errorf("stdout %q\nstderr %q", stdout, stderr)
 	}
 
@@ -272,7 +342,7 @@ func TestIngestAgainstFakeGateway(t *testing.T) {
 		t.Errorf("no key: %v", err)
 	}
 	_, _, err = ragway(t, "ingest", "--kb", "other", "--api-key", "k", dir)
-	if err == nil || !strings.Contains(err.Error(), "you have no knowledge base other (--create makes it)") {
+	if err == nil || !strings.Contains(err.Error(), `you have no knowledge base "other" (--create makes it)`) {
 		t.Errorf("a missing knowledge base: %v", err)
 	}
 }
