@@ -117,6 +117,9 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		if n > 1 {
 			return oai.Invalid("n", oai.CodeUnsupported, "'n' must be 1 with 'conversation_id'")
 		}
+		if aerr := checkStored(msgs, "messages"); aerr != nil {
+			return aerr
+		}
 		if j.turn, aerr = s.beginTurn(c, *req.ConversationID, m, msgs, sampling.MaxTokens, sourcesPrompt); aerr != nil {
 			return aerr
 		}
@@ -142,13 +145,14 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 	}
 
 	res, err := j.collect(context.Background())
+	var notStored *oai.Error
 	if j.turn != nil {
 		final := sdk.Event{}
 		if err == nil {
 			final = sdk.Event{FinishReason: res[0].finish, Usage: &res[0].usage}
 		}
 		if ferr := j.finishTurn(err, final, false); err == nil && ferr != nil {
-			err = ferr
+			notStored = ferr
 		}
 	}
 	if err != nil {
@@ -170,7 +174,48 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		out.ConversationID, out.MessageID = j.turn.Conversation.ID, j.turn.MessageID
 	}
 	out.Sources, out.Warning = j.grounding.Sources, j.grounding.Warning
+	if notStored != nil {
+		return answerNotStored(c, notStored, out)
+	}
 	return c.JSON(out)
+}
+
+// answerNotStored answers a chat whose answer was generated but could not be stored
+// (e, an oai.NotStored error): the status of e (5xx) with the OpenAI error shape, and
+// beside "error" the whole completion as "completion", so the answer is not lost. The
+// header X-Should-Retry: false tells OpenAI's SDKs not to retry it: the question is
+// stored already, a retry would ask it again.
+func answerNotStored(c *fiber.Ctx, e *oai.Error, out chatCompletionJSON) error {
+	completion, err := json.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("encode the completion that was not stored: %w", err)
+	}
+	b := make([]byte, 0, 64+len(e.Message)+len(completion))
+	b = append(b, `{"error":`...)
+	b = e.AppendJSON(b)
+	b = append(b, `,"completion":`...)
+	b = append(b, completion...)
+	b = append(b, '}')
+	c.Set(headerShouldRetry, "false")
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Status(e.Status).Send(b)
+}
+
+// headerShouldRetry tells OpenAI's SDKs whether to retry a failed request.
+const headerShouldRetry = "X-Should-Retry"
+
+// checkStored checks the text of chat messages (named param) that a conversation will
+// store: content and name (oai.CheckText), before anything is written.
+func checkStored(msgs []sdk.Message, param string) *oai.Error {
+	for i, m := range msgs {
+		if e := oai.CheckText(fmt.Sprintf("%s[%d].content", param, i), m.Content); e != nil {
+			return e
+		}
+		if e := oai.CheckText(fmt.Sprintf("%s[%d].name", param, i), m.Name); e != nil {
+			return e
+		}
+	}
+	return nil
 }
 
 // headerKB names a knowledge base to ground a chat in, like "rag": {"knowledge_base"}.

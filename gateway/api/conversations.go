@@ -94,6 +94,11 @@ func (s *server) createConversation(c *fiber.Ctx) error {
 			return err
 		}
 	}
+	for param, text := range map[string]string{"title": req.Title, "system_prompt": req.SystemPrompt} {
+		if e := oai.CheckText(param, text); e != nil {
+			return e
+		}
+	}
 	if req.Model != "" {
 		m, ok := s.b.Model(req.Model)
 		if !ok {

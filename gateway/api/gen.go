@@ -59,8 +59,9 @@ func (j *job) account(u usageJSON) {
 }
 
 // finishTurn stores the end of the turn: err is what the generation returned, final
-// its final event, cancelled whether the client went away.
-func (j *job) finishTurn(err error, final sdk.Event, cancelled bool) error {
+// its final event, cancelled whether the client went away. A failure to store it is
+// an oai.NotStored error (5xx), logged here with its cause.
+func (j *job) finishTurn(err error, final sdk.Event, cancelled bool) *oai.Error {
 	if ferr := j.turn.End(err, final, cancelled, oai.Describe); ferr != nil {
 		j.s.log.Warn("conversation turn not stored", "conversation", j.turn.Conversation.ID, "message", j.turn.MessageID, "error", ferr)
 		return oai.NotStored(ferr)
@@ -201,7 +202,9 @@ func choicesN(n *int) (int, *oai.Error) {
 
 // generate runs choice i, turning a panic of the backend into an error
 // (generations run in their own goroutines, where a panic would otherwise
-// take the whole gateway down).
+// take the whole gateway down). Every event's text is cleaned (oai.CleanEmit) as
+// it comes out of the backend: what the client reads and what a stored turn keeps
+// are the same text.
 func (j *job) generate(ctx context.Context, i int, emit func(sdk.Event) error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -209,5 +212,5 @@ func (j *job) generate(ctx context.Context, i int, emit func(sdk.Event) error) (
 			err = fmt.Errorf("backend panicked: %v", r)
 		}
 	}()
-	return j.s.b.Generate(ctx, j.model, j.reqs[i], emit)
+	return j.s.b.Generate(ctx, j.model, j.reqs[i], oai.CleanEmit(emit))
 }

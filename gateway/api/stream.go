@@ -236,7 +236,10 @@ func (st *stream) record() error {
 	if final.Usage == nil {
 		final.Usage = &st.usages[0]
 	}
-	return st.j.finishTurn(st.failure, final, st.status == oai.StatusClientClosed)
+	if e := st.j.finishTurn(st.failure, final, st.status == oai.StatusClientClosed); e != nil {
+		return e
+	}
+	return nil
 }
 
 // handle appends what item it produces to buf.
@@ -246,6 +249,10 @@ func (st *stream) handle(buf []byte, it streamItem) []byte {
 	}
 	if err := itemError(it); err != nil {
 		e := oai.FromError(err)
+		if e.Status >= 500 && e.Cause != nil {
+			// Committed to 200: the error handler never sees this one.
+			st.j.s.log.Warn("stream failed", "model", st.j.model, "status", e.Status, "error", e.Cause)
+		}
 		st.failure = err
 		st.status = e.Status
 		st.done = true

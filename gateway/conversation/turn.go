@@ -113,7 +113,7 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 		msgs = append(msgs, store.NewMessage{Role: m.Role, Content: m.Content})
 	}
 	if len(msgs) == 0 {
-		return nil, fmt.Errorf("%w: a turn needs at least one user message", store.ErrInvalid)
+		return nil, &store.FieldError{Field: "messages", Reason: "a turn of a stored conversation needs at least one message that is not a system message"}
 	}
 	budget := req.HistoryBudget()
 	t := store.Turn{Messages: msgs, Model: req.Model, SystemPrompt: system, Budget: budget}
@@ -247,11 +247,15 @@ func (t *Turn) Finish(o Outcome) (store.Message, error) {
 }
 
 // End stores the end of the turn's generation (see OutcomeOf); describe turns a
-// generation error into the text stored with the answer (what the client was told).
-// It returns the error of storing it.
+// generation error into the text stored with the answer (what the client was told:
+// clients read it back with the conversation, so a backend's own words, a final event's
+// error included, are never stored). It returns the error of storing it.
 func (t *Turn) End(err error, final sdk.Event, cancelled bool, describe func(error) string) error {
 	o := OutcomeOf(err, final, cancelled)
-	if err != nil && o.Status == store.StatusFailed {
+	if o.Status == store.StatusFailed {
+		if err == nil {
+			err = errors.New(o.Error)
+		}
 		o.Error = describe(err)
 	}
 	o.Sources = t.Sources

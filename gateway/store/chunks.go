@@ -56,21 +56,37 @@ func NewChunkID() string {
 // IndexDocument stores chunks as the whole content of document docID of userID's
 // knowledge base kbID, in one transaction: the document's earlier chunks are replaced,
 // and it becomes indexed with its chunk count. It returns the stored chunks with their
-// ids. A document that is not userID's is ErrNotFound.
+// ids. A document that is not userID's (or whose knowledge base is deleted meanwhile)
+// is ErrNotFound; a chunk's text Postgres cannot store is a *FieldError ("text").
 func (s *Store) IndexDocument(ctx context.Context, userID, kbID, docID string, chunks []NewChunk) ([]Chunk, error) {
 	out := make([]Chunk, len(chunks))
 	err := s.do(ctx, "index document", func(ctx context.Context) error {
 		if !validIDs(userID, kbID, docID) {
 			return ErrNotFound
 		}
+		for _, c := range chunks {
+			if err := checkTexts("text", c.Heading, "text", c.Content); err != nil {
+				return err
+			}
+		}
 		tx, err := s.db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback() // a no-op after Commit
+		// Lock order: the knowledge base, then the document. DeleteKnowledgeBase locks
+		// the knowledge base's row first and its cascade then the documents'; locking
+		// the document first would let the chunks' foreign-key check (at the end of the
+		// COPY, a KEY SHARE lock on the knowledge base) wait for a delete that waits for
+		// this document: a deadlock. KEY SHARE is the weakest lock a delete waits for;
+		// concurrent indexing into one knowledge base shares it.
 		var found bool
-		err = tx.QueryRowContext(ctx, `SELECT true FROM documents d JOIN knowledge_bases k ON k.id = d.kb_id
-			WHERE d.id = $1 AND d.kb_id = $2 AND k.user_id = $3 FOR UPDATE OF d`, docID, kbID, userID).Scan(&found)
+		err = tx.QueryRowContext(ctx, `SELECT true FROM knowledge_bases WHERE id = $1 AND user_id = $2 FOR KEY SHARE`,
+			kbID, userID).Scan(&found)
+		if err != nil {
+			return err
+		}
+		err = tx.QueryRowContext(ctx, `SELECT true FROM documents WHERE id = $1 AND kb_id = $2 FOR UPDATE`, docID, kbID).Scan(&found)
 		if err != nil {
 			return err
 		}

@@ -13,7 +13,8 @@ import (
 )
 
 // CreateConversation starts an empty conversation of userID (an unknown user is
-// ErrNotFound).
+// ErrNotFound). A title, model or system prompt Postgres cannot store ([CheckText]) is
+// a *FieldError ("title", "model", "system_prompt") before any write.
 func (s *Store) CreateConversation(ctx context.Context, userID string, c NewConversation) (Conversation, error) {
 	o := &models.Conversation{
 		UserID:       userID,
@@ -24,6 +25,9 @@ func (s *Store) CreateConversation(ctx context.Context, userID string, c NewConv
 	err := s.do(ctx, "create conversation", func(ctx context.Context) error {
 		if !validID(userID) {
 			return fmt.Errorf("%w: user %q", ErrNotFound, userID)
+		}
+		if err := checkTexts("title", c.Title, "model", c.Model, "system_prompt", c.SystemPrompt); err != nil {
+			return err
 		}
 		return o.Insert(ctx, s.db, boil.Infer())
 	})

@@ -10,9 +10,14 @@
 //
 // Every operation runs under the caller's context bounded by [Options.QueryTimeout].
 // Errors: [ErrNotFound], [ErrConflict] (a unique constraint; [*DuplicateError] for a
-// document's content), [ErrInvalid] (a value the schema rejects) and [ErrUnavailable]
+// document's content), [ErrInvalid] (a value the schema rejects; [*FieldError], naming
+// the field, for text checked before any write: NUL or invalid UTF-8 ([CheckText]), a
+// knowledge-base name's length) and [ErrUnavailable]
 // (Postgres cannot be reached, is shutting down, or did not answer within QueryTimeout:
 // the caller answers 503). A caller's own cancellation or deadline is reported as
 // context.Canceled or context.DeadlineExceeded, not ErrUnavailable. database/sql
-// reconnects by itself, so once Postgres is back the next call succeeds.
+// reconnects by itself, so once Postgres is back the next call succeeds. A deadlock or
+// serialization failure (40P01, 40001) is run again a few times before it is
+// [ErrDatabase]; locks are taken in one order (a knowledge base before its documents)
+// so that deleting a knowledge base and indexing into it do not deadlock.
 package store

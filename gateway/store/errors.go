@@ -119,3 +119,17 @@ func (e *DuplicateError) Error() string {
 
 // Unwrap returns ErrConflict.
 func (e *DuplicateError) Unwrap() error { return ErrConflict }
+
+// FieldError is an ErrInvalid about one field of the input, found before any write:
+// Field names it as the API does ("title", "messages[1].content"), Reason says what is
+// wrong with it in words for the client (never Postgres's).
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+// Error is "field: reason".
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// Unwrap returns ErrInvalid.
+func (e *FieldError) Unwrap() error { return ErrInvalid }

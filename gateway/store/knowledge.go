@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/aarondl/null/v8"
 	"github.com/aarondl/sqlboiler/v4/boil"
@@ -13,9 +14,13 @@ import (
 	"github.com/ragway/ragway/db/models"
 )
 
+// MaxKnowledgeBaseName is the longest knowledge-base name, in characters.
+const MaxKnowledgeBaseName = 200
+
 // CreateKnowledgeBase creates a knowledge base of userID. A name the user already gave
-// one is ErrConflict (other users' names do not count); an empty name or one over 200
-// bytes is ErrInvalid.
+// one is ErrConflict (other users' names do not count); an empty name, one over
+// MaxKnowledgeBaseName characters, or a name or description Postgres cannot store
+// ([CheckText]) is a *FieldError ("name", "description") before any write.
 func (s *Store) CreateKnowledgeBase(ctx context.Context, userID string, kb NewKnowledgeBase) (KnowledgeBase, error) {
 	o := &models.KnowledgeBasis{
 		UserID:         userID,
@@ -26,6 +31,12 @@ func (s *Store) CreateKnowledgeBase(ctx context.Context, userID string, kb NewKn
 	err := s.do(ctx, "create knowledge base", func(ctx context.Context) error {
 		if !validID(userID) {
 			return fmt.Errorf("%w: user %q", ErrNotFound, userID)
+		}
+		if err := checkTexts("name", kb.Name, "description", kb.Description); err != nil {
+			return err
+		}
+		if n := utf8.RuneCountInString(kb.Name); n == 0 || n > MaxKnowledgeBaseName {
+			return &FieldError{Field: "name", Reason: fmt.Sprintf("it must be 1 to %d characters long, not %d", MaxKnowledgeBaseName, n)}
 		}
 		return o.Insert(ctx, s.db, boil.Infer())
 	})
@@ -97,12 +108,16 @@ func (s *Store) ownKnowledgeBase(ctx context.Context, userID, id string) error {
 
 // CreateDocument adds a pending document to userID's knowledge base kbID. Content the
 // knowledge base already holds (the same SHA-256) is a *DuplicateError (ErrConflict)
-// carrying the stored document.
+// carrying the stored document; a title or source Postgres cannot store ([CheckText])
+// is a *FieldError ("title", "source") before any write.
 func (s *Store) CreateDocument(ctx context.Context, userID, kbID string, d NewDocument) (Document, error) {
 	o := &models.Document{KBID: kbID, Title: d.Title, Source: d.Source, MimeType: d.MimeType, Sha256: d.SHA256, Bytes: d.Bytes}
 	err := s.do(ctx, "create document", func(ctx context.Context) error {
 		if !validIDs(userID, kbID) {
 			return ErrNotFound
+		}
+		if err := checkTexts("title", d.Title, "source", d.Source, "mime_type", d.MimeType); err != nil {
+			return err
 		}
 		if err := s.ownKnowledgeBase(ctx, userID, kbID); err != nil {
 			return err

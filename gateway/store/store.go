@@ -189,10 +189,19 @@ func (s *Store) Ready(ctx context.Context) error {
 // error classified ([classify]) and prefixed with "store: op: ". The store's own
 // deadline is ErrUnavailable (Postgres hangs); the caller's cancellation or deadline is
 // reported as such (wrapping context.Canceled or context.DeadlineExceeded).
+//
+// A serialization failure or a deadlock (SQLSTATE 40001, 40P01: Postgres rolled the
+// statement or transaction back, nothing of it was written) runs fn again, at most
+// maxAttempts times in all, within the same deadline: fn must be a unit Postgres rolls
+// back whole (one statement, or one transaction it begins itself). A conflict that
+// outlasts the attempts is ErrDatabase.
 func (s *Store) do(ctx context.Context, op string, fn func(ctx context.Context) error) error {
 	qctx, cancel := context.WithTimeoutCause(ctx, s.opts.QueryTimeout, errQueryTimeout)
 	defer cancel()
 	err := fn(qctx)
+	for attempt := 1; attempt < maxAttempts && isTransient(err) && qctx.Err() == nil; attempt++ {
+		err = fn(qctx)
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -208,6 +217,17 @@ func (s *Store) do(ctx context.Context, op string, fn func(ctx context.Context) 
 		err = fmt.Errorf("%w: %w", errQueryTimeout, err)
 	}
 	return fmt.Errorf("store: %s: %w", op, classify(err))
+}
+
+// maxAttempts bounds the runs of one store operation that Postgres aborts with a
+// serialization failure or a deadlock ([isTransient]).
+const maxAttempts = 4
+
+// isTransient reports whether err is a serialization failure (40001) or a deadlock
+// (40P01): Postgres rolled the work back and running it again may well succeed.
+func isTransient(err error) bool {
+	var pe *pq.Error
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }
 
 // isOutcome reports whether err is an answer about the data (not found, conflict,

@@ -26,7 +26,9 @@ const beginTurnSQL = `SELECT * FROM ragway_begin_turn($1, $2, $3, $4, $5, $6, $7
 // It sets the conversation's model to t.Model, replaces its system prompt when
 // t.SystemPrompt is not nil, and titles an untitled conversation after its first user
 // message. A role other than RoleSystem, RoleUser, RoleAssistant and RoleTool is
-// ErrInvalid; a conversation that is not userID's is ErrNotFound.
+// ErrInvalid; text Postgres cannot store ([CheckText]) is a *FieldError ("content",
+// "system_prompt", "model") before any write; a conversation that is not userID's is
+// ErrNotFound.
 func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t Turn) (TurnStarted, error) {
 	var out TurnStarted
 	err := s.do(ctx, "begin turn", func(ctx context.Context) error {
@@ -38,7 +40,18 @@ func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t 
 			if !slices.Contains([]string{RoleSystem, RoleUser, RoleAssistant, RoleTool}, m.Role) {
 				return fmt.Errorf("%w: message %d: role %q (want system, user, assistant or tool)", ErrInvalid, i, m.Role)
 			}
+			if err := CheckText("content", m.Content); err != nil {
+				return err
+			}
 			roles[i], contents[i] = m.Role, m.Content
+		}
+		if t.SystemPrompt != nil {
+			if err := CheckText("system_prompt", *t.SystemPrompt); err != nil {
+				return err
+			}
+		}
+		if err := CheckText("model", t.Model); err != nil {
+			return err
 		}
 		stmt, err := s.prepared(ctx, beginTurnSQL)
 		if err != nil {
@@ -161,7 +174,9 @@ SELECT * FROM m`
 
 // FinishMessage ends userID's in-progress assistant message messageID with f and
 // returns it. f.Status must be StatusComplete, StatusCancelled or StatusFailed (else
-// ErrInvalid); a message that is not in progress, or not userID's, is ErrNotFound.
+// ErrInvalid); content or an error Postgres cannot store is a *FieldError ("content",
+// "error": the caller cleans generated text first, see oai.CleanText); a message that
+// is not in progress, or not userID's, is ErrNotFound.
 func (s *Store) FinishMessage(ctx context.Context, userID, messageID string, f Finish) (Message, error) {
 	var m models.Message
 	err := s.do(ctx, "finish message", func(ctx context.Context) error {
@@ -170,6 +185,9 @@ func (s *Store) FinishMessage(ctx context.Context, userID, messageID string, f F
 		}
 		if !validIDs(userID, messageID) {
 			return ErrNotFound
+		}
+		if err := checkTexts("content", f.Content, "error", f.Error, "finish_reason", f.FinishReason); err != nil {
+			return err
 		}
 		// Every chat turn ends here: a prepared statement, one round trip.
 		stmt, err := s.prepared(ctx, finishMessageSQL)

@@ -1,0 +1,29 @@
+package apitest
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ragway/ragway/gateway/store"
+)
+
+// LastMessage returns the content and status of a stored conversation's last message.
+func LastMessage(t testing.TB, st *store.Store, conversationID string) (content, status string) {
+	t.Helper()
+	if err := st.DB().QueryRow(`SELECT content, status FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT 1`,
+		conversationID).Scan(&content, &status); err != nil {
+		t.Fatal(err)
+	}
+	return content, status
+}
+
+// NoInternals fails the test if a client-facing message (what names it) carries
+// Postgres's words, driver prefixes or the store's.
+func NoInternals(t testing.TB, what, msg string) {
+	t.Helper()
+	for _, bad := range []string{"store:", "UTF8", "invalid byte sequence", "deadlock", "constraint", "pq:", "0x00", "connection"} {
+		if strings.Contains(msg, bad) {
+			t.Errorf("%s: message %q carries %q", what, msg, bad)
+		}
+	}
+}

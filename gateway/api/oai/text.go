@@ -1,0 +1,96 @@
+package oai
+
+import (
+	"errors"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/ragway/ragway/gateway/store"
+	sdk "github.com/ragway/ragway/plugin-sdk"
+)
+
+// CheckText returns the 400 invalid_request_error naming param when s holds text the
+// gateway cannot store: a NUL character (U+0000, which Postgres text refuses) or bytes
+// that are not UTF-8 (which a multipart field, unlike a JSON string, can carry). Every
+// client text field that is stored (chat messages of a stored conversation, titles,
+// system prompts, knowledge-base and document fields) is checked with it before any
+// write.
+func CheckText(param, s string) *Error {
+	err := store.CheckText(param, s)
+	if err == nil {
+		return nil
+	}
+	var fe *store.FieldError
+	if errors.As(err, &fe) {
+		return Invalid(param, CodeInvalidValue, "invalid value for '%s': %s", param, fe.Reason)
+	}
+	return FromError(err)
+}
+
+// CleanText is the one rule for generated text: every NUL character (U+0000) and every
+// byte that does not start valid UTF-8 becomes U+FFFD. Text is cleaned where it comes
+// out of the backend ([CleanEmit]), so what a client reads (HTTP, SSE, WebSocket) and
+// what the store keeps are the same text, and a model that emits NUL never loses its
+// answer to Postgres refusing it. Clean text is returned as is, without allocating.
+//
+// Invalid UTF-8 cannot be split across events: events cross the plugin boundary as
+// protobuf strings, which must be valid UTF-8, so a per-event rule is the whole rule.
+func CleanText(s string) string {
+	if strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == 0, r == utf8.RuneError && size == 1:
+			b.WriteRune(utf8.RuneError)
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// CleanEmit wraps the emit function given to a backend's Generate so that every
+// event's text (and its logprob tokens) follows [CleanText] before anything else sees
+// it: the chat paths (HTTP, SSE, WebSocket, stored turns) wrap their emit with it.
+func CleanEmit(emit func(sdk.Event) error) func(sdk.Event) error {
+	return func(e sdk.Event) error {
+		e.Text = CleanText(e.Text)
+		if len(e.Logprobs) > 0 && !cleanLogprobs(e.Logprobs) {
+			lps := make([]sdk.TokenLogprob, len(e.Logprobs))
+			for i, lp := range e.Logprobs {
+				lp.Token = CleanText(lp.Token)
+				if len(lp.Top) > 0 {
+					top := make([]sdk.TopLogprob, len(lp.Top))
+					for k, alt := range lp.Top {
+						alt.Token = CleanText(alt.Token)
+						top[k] = alt
+					}
+					lp.Top = top
+				}
+				lps[i] = lp
+			}
+			e.Logprobs = lps
+		}
+		return emit(e)
+	}
+}
+
+// cleanLogprobs reports whether every token of lps is clean text already.
+func cleanLogprobs(lps []sdk.TokenLogprob) bool {
+	for _, lp := range lps {
+		if CleanText(lp.Token) != lp.Token {
+			return false
+		}
+		for _, alt := range lp.Top {
+			if CleanText(alt.Token) != alt.Token {
+				return false
+			}
+		}
+	}
+	return true
+}
