@@ -164,6 +164,19 @@ func (g *gateway) Logs() string {
 	return g.logs.String()
 }
 
+// logged reports whether the gateway logs s within 5s: its log arrives through a pipe,
+// possibly after the response of the request that logged it.
+func (g *gateway) logged(s string) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(g.Logs(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond) // the log pipe gives no signal
+	}
+	return true
+}
+
 // stop signals the gateway and waits for it to exit (SIGKILL after 15s).
 func (g *gateway) stop(sig syscall.Signal) error {
 	if g.cmd.ProcessState != nil {

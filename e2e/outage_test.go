@@ -222,7 +222,7 @@ func TestStartWithoutDatabase(t *testing.T) {
 	waitReadyzDatabase("with Postgres down", func(code int, ready bool, msg string) bool {
 		return code == 503 && !ready && strings.Contains(msg, "does not answer")
 	})
-	if !strings.Contains(g.Logs(), "the database is unreachable") {
+	if !g.logged("the database is unreachable") {
 		t.Errorf("the gateway did not log that it started without its database:\n%s", g.Logs())
 	}
 
@@ -230,7 +230,7 @@ func TestStartWithoutDatabase(t *testing.T) {
 	waitReadyzDatabase("with an unmigrated database", func(code int, ready bool, msg string) bool {
 		return code == 503 && !ready && strings.Contains(msg, "schema")
 	})
-	if !strings.Contains(g.Logs(), "lacks migrations") {
+	if !g.logged("lacks migrations") {
 		t.Errorf("the gateway's log does not name the missing migrations:\n%s", g.Logs())
 	}
 

@@ -8,6 +8,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/ws"
 )
@@ -23,7 +24,9 @@ type Accountant = ws.Accountant
 const principalKey ctxKey = requestIDKey + 1
 
 // requireScope authenticates the request's bearer key and requires scope; the
-// principal is kept for the handler (principalOf).
+// principal is kept for the handler (principalOf). It then marks the connection
+// authenticated (netguard) and decodes the body (decodeBody): nothing of a body is
+// decoded or parsed before its key is checked.
 func (s *server) requireScope(scope string) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		key, err := auth.BearerToken(c.Get(fiber.HeaderAuthorization))
@@ -36,6 +39,10 @@ func (s *server) requireScope(scope string) fiber.Handler {
 			return err
 		}
 		c.Locals(principalKey, p)
+		netguard.Authenticated(c.Context().Conn())
+		if err := s.decodeBody(c); err != nil {
+			return err
+		}
 		return c.Next()
 	}
 }

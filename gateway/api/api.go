@@ -80,6 +80,16 @@ type Options struct {
 	// MetricsOpen serves /metrics without a token (the server listens on loopback
 	// only); otherwise, without MetricsToken, /metrics needs an admin key.
 	MetricsOpen bool
+	// HeaderTimeout is how long a request's headers may take to arrive, from its
+	// first byte (default 10s). Serve the app on a netguard listener with the same
+	// value to bound a new connection's first request from its accept.
+	HeaderTimeout time.Duration
+	// BodyTimeout is how long a request's body may take to arrive after its headers
+	// (default 60s).
+	BodyTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle for that long (default 2m; it
+	// does not limit streams or WebSockets).
+	IdleTimeout time.Duration
 }
 
 // Defaults of Options.
@@ -88,6 +98,9 @@ const (
 	DefaultRequestTimeout    = 10 * time.Minute
 	DefaultHeartbeatInterval = 5 * time.Second
 	DefaultWSPingInterval    = 30 * time.Second
+	DefaultHeaderTimeout     = 10 * time.Second
+	DefaultBodyTimeout       = 60 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
 )
 
 func (o Options) withDefaults() Options {
@@ -103,6 +116,15 @@ func (o Options) withDefaults() Options {
 	if o.WSPingInterval <= 0 {
 		o.WSPingInterval = DefaultWSPingInterval
 	}
+	if o.HeaderTimeout <= 0 {
+		o.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = DefaultBodyTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -111,10 +133,6 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
-
-// idleTimeout closes keep-alive connections idle for that long (it does
-// not limit streams or WebSockets).
-const idleTimeout = 2 * time.Minute
 
 // Route names, used as the metrics' route label.
 const (
@@ -147,8 +165,19 @@ func New(b Backends, opts Options) *fiber.App {
 		ErrorHandler:          s.handleError,
 		DisableStartupMessage: true,
 		ReadBufferSize:        16 << 10, // request headers up to 16 KiB
-		IdleTimeout:           idleTimeout,
+		// Nothing taken from a request (parameters, query, headers, form values,
+		// the body) may alias fasthttp's buffers, which the next request reuses
+		// once the handler returns: values kept for later (background indexing,
+		// usage rows, a socket's key, logs) would silently become another
+		// request's bytes.
+		Immutable:   true,
+		ReadTimeout: opts.HeaderTimeout,
+		IdleTimeout: opts.IdleTimeout,
+		// Bodies are decoded (Content-Encoding) and multipart forms parsed only
+		// after the key is checked, under the body limit (decodeBody).
+		DisablePreParseMultipartForm: true,
 	})
+	app.Server().HeaderReceived = s.headerReceived
 	shutdown := make(chan struct{})
 	var once sync.Once
 	app.Hooks().OnShutdown(func() error {

@@ -19,7 +19,8 @@
 // and closes the socket; closing with the body unread would make the
 // kernel reset the connection and the client would see "connection reset"
 // instead of the 413. The 413 path therefore drains the body first;
-// LingeringListener does the same for every connection the server closes.
+// netguard.Listen's connections do the same for every connection the server
+// closes.
 //
 // Subpackages: oai holds the OpenAI wire pieces shared with package ws
 // (error shape and mapping, parameter validation, a JSON string appender);

@@ -16,6 +16,7 @@ import (
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/api/apitest"
 	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/netguard"
 )
 
 // testServer is the real Fiber app on a real TCP listener.
@@ -55,7 +56,9 @@ func startWith(t testing.TB, backends api.Backends, fake *apitest.Fake, opts api
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- app.Listener(api.LingeringListener(ln)) }()
+	go func() {
+		served <- app.Listener(netguard.Listen(ln, netguard.Options{HeaderTimeout: opts.HeaderTimeout}))
+	}()
 	t.Cleanup(func() {
 		_ = app.ShutdownWithTimeout(5 * time.Second)
 		<-served
@@ -78,6 +81,9 @@ func (s *testServer) do(t *testing.T, method, path, body string, header ...strin
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	// The server reads no body of a request without a well-formed key (the fake
+	// gate accepts any).
+	req.Header.Set("Authorization", "Bearer test-key")
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}

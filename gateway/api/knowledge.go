@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -77,6 +81,29 @@ func toDocumentJSON(d store.Document) documentJSON {
 		CreatedAt: d.CreatedAt.Unix(), UpdatedAt: d.UpdatedAt.Unix()}
 }
 
+// MaxKBNameRunes is the longest knowledge-base name, in characters.
+const MaxKBNameRunes = 200
+
+// checkKBName checks a knowledge-base name: 1 to 200 characters of UTF-8 text without
+// control characters, and not "." or ".." (which URL paths resolve away). Any other
+// character is allowed; clients percent-encode the name in paths.
+func checkKBName(name string) *oai.Error {
+	bad := func(why string) *oai.Error {
+		return oai.Invalid("name", oai.CodeInvalidValue, "invalid 'name': %s", why)
+	}
+	switch {
+	case !utf8.ValidString(name):
+		return bad("it must be UTF-8 text")
+	case utf8.RuneCountInString(name) > MaxKBNameRunes:
+		return bad(fmt.Sprintf("it is longer than %d characters", MaxKBNameRunes))
+	case name == "." || name == "..":
+		return bad("'.' and '..' cannot be used in URLs")
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return bad("it must not contain control characters (NUL, newlines, tabs …)")
+	}
+	return nil
+}
+
 // knowledgeRoutes mounts /v1/knowledge-bases: managing knowledge bases and documents
 // needs the ingest scope, searching needs chat.
 func (s *server) knowledgeRoutes(app *fiber.App) {
@@ -97,9 +124,17 @@ func (s *server) knowledgeRoutes(app *fiber.App) {
 	app.Post("/v1/knowledge-bases/:kb/search", chat, s.searchKB)
 }
 
-// kb resolves the :kb parameter (an id or a name) among the caller's knowledge bases.
+// kb resolves the :kb parameter (an id or a percent-encoded name) among the caller's
+// knowledge bases.
 func (s *server) kb(c *fiber.Ctx) (store.KnowledgeBase, error) {
-	name := c.Params("kb")
+	name, err := url.PathUnescape(c.Params("kb"))
+	if err != nil {
+		return store.KnowledgeBase{}, oai.Invalid("kb", oai.CodeInvalidValue, "the knowledge base in the path is not valid percent-encoding")
+	}
+	if e := oai.CheckText("kb", name); e != nil {
+		// No knowledge base can have such a name (nor can the database look it up).
+		return store.KnowledgeBase{}, e
+	}
 	k, err := s.opts.Knowledge.Store.KnowledgeBase(c.UserContext(), principalOf(c).UserID, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return k, oai.NoKnowledgeBase(name, "")
@@ -117,6 +152,12 @@ func (s *server) createKB(c *fiber.Ctx) error {
 	}
 	if req.Name == "" {
 		return oai.Missing("name")
+	}
+	if err := checkKBName(req.Name); err != nil {
+		return err
+	}
+	if e := oai.CheckText("description", req.Description); e != nil {
+		return e
 	}
 	k, err := s.opts.Knowledge.Store.CreateKnowledgeBase(c.UserContext(), principalOf(c).UserID,
 		store.NewKnowledgeBase{Name: req.Name, Description: req.Description, EmbeddingModel: s.opts.EmbeddingModel})
@@ -191,7 +232,8 @@ func (s *server) addDocument(c *fiber.Ctx) error {
 		return ingestError(err)
 	}
 	if title == "" {
-		title = x.Title
+		// A title found in the file is the file's text: made storable, not refused.
+		title = oai.CleanText(x.Title)
 	}
 	uid := principalOf(c).UserID
 	d, err := s.opts.Knowledge.Store.CreateDocument(c.UserContext(), uid, k.ID, store.NewDocument{
@@ -238,14 +280,22 @@ func documentBody(c *fiber.Ctx) (name, title, contentType string, data []byte, a
 	if fh, err := c.FormFile("file"); err == nil {
 		f, err := fh.Open()
 		if err != nil {
-			return "", "", "", nil, oai.Invalid("file", oai.CodeInvalidValue, "cannot read the uploaded file: %v", err)
+			return "", "", "", nil, oai.Invalid("file", oai.CodeInvalidValue, "cannot read the uploaded file")
 		}
 		defer f.Close()
 		data, err = io.ReadAll(f)
 		if err != nil {
-			return "", "", "", nil, oai.Invalid("file", oai.CodeInvalidValue, "cannot read the uploaded file: %v", err)
+			return "", "", "", nil, oai.Invalid("file", oai.CodeInvalidValue, "cannot read the uploaded file")
 		}
-		return fh.Filename, c.FormValue("title"), fh.Header.Get("Content-Type"), data, nil
+		title := c.FormValue("title")
+		if e := oai.CheckText("file", fh.Filename); e != nil {
+			e.Message = "invalid file name: " + strings.TrimPrefix(e.Message, "invalid value for 'file': ")
+			return "", "", "", nil, e
+		}
+		if e := oai.CheckText("title", title); e != nil {
+			return "", "", "", nil, e
+		}
+		return fh.Filename, title, fh.Header.Get("Content-Type"), data, nil
 	}
 	var req struct {
 		Title  string  `json:"title"`
@@ -258,6 +308,11 @@ func documentBody(c *fiber.Ctx) (name, title, contentType string, data []byte, a
 	}
 	if req.Text == nil {
 		return "", "", "", nil, oai.Missing("text")
+	}
+	for _, f := range []struct{ param, v string }{{"title", req.Title}, {"source", req.Source}, {"text", *req.Text}} {
+		if e := oai.CheckText(f.param, f.v); e != nil {
+			return "", "", "", nil, e
+		}
 	}
 	types := map[string]string{"": "text/plain", "text": "text/plain", "markdown": "text/markdown", "html": "text/html"}
 	ct, ok := types[req.Format]
@@ -357,10 +412,19 @@ func (s *server) searchKB(c *fiber.Ctx) error {
 	var docs []string
 	if req.Filter != nil {
 		docs = req.Filter.DocumentIDs
+		for i, id := range docs {
+			if !store.IsID(id) {
+				return oai.Invalid(fmt.Sprintf("filter.document_ids[%d]", i), oai.CodeInvalidValue,
+					"invalid 'filter.document_ids[%d]': document ids look like 3f0c2a4e-…; list them with GET /v1/knowledge-bases/{kb}/documents", i)
+			}
+		}
 	}
 	srcs, err := s.opts.RAG.Retriever.Retrieve(c.UserContext(), principalOf(c).UserID, k.ID, req.Query, req.TopK, docs...)
 	if errors.Is(err, vectorstore.ErrInvalid) {
-		return oai.Invalid("filter.document_ids", oai.CodeInvalidValue, "invalid 'filter': %v", err)
+		return oai.Invalid("filter.document_ids", oai.CodeInvalidValue, "invalid 'filter.document_ids'")
+	}
+	if e := oai.FromError(err); err != nil && e.Status >= 400 && e.Status < 500 && e.Status != oai.StatusClientClosed {
+		return e // the query itself was refused (a poison request, an input the model refuses)
 	}
 	if err != nil {
 		return &oai.Error{Status: http.StatusServiceUnavailable, Type: oai.TypeServer, Code: "index_unavailable", RetryAfter: time.Second,

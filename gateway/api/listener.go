@@ -1,9 +1,6 @@
 package api
 
 import (
-	"io"
-	"net"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -25,8 +22,8 @@ const (
 // it, so the client would see "connection reset by peer" instead of the
 // 413. It reads until the announced length has arrived, the client pauses
 // for drainIdle, lingerTimeout passes or lingerMax bytes were read.
-// (LingeringListener does the same for every connection the server
-// closes.)
+// (netguard.Listen's connections do the same whenever the server closes
+// them.)
 func drainBody(c *fiber.Ctx) {
 	if c.Get(fiber.HeaderExpect) != "" {
 		return // the client waits for 100 Continue: nothing was sent
@@ -51,51 +48,4 @@ func drainBody(c *fiber.Ctx) {
 		}
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-}
-
-// LingeringListener wraps ln so that a connection the server closes is
-// closed gracefully: the write side is shut down first and whatever the
-// client is still sending is read and discarded (for at most 2s and
-// 64 MiB) before the socket is closed.
-//
-// Serving the app on it (app.Listener(api.LingeringListener(ln))) is
-// optional: it extends to every early close what the 413 path already does
-// (see drainBody). Without it, a client still sending when fasthttp closes
-// the connection after an early error (a malformed request, headers too
-// large) gets "connection reset by peer" instead of the response, since
-// closing a socket with unread data makes the kernel reset it. Go's
-// net/http server does the same lingering close.
-func LingeringListener(ln net.Listener) net.Listener { return lingerListener{ln} }
-
-type lingerListener struct{ net.Listener }
-
-func (l lingerListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		return &lingerConn{TCPConn: tc}, nil
-	}
-	return c, nil
-}
-
-type lingerConn struct {
-	*net.TCPConn
-	once sync.Once
-}
-
-func (c *lingerConn) Close() error {
-	c.once.Do(func() {
-		if c.TCPConn.CloseWrite() != nil {
-			_ = c.TCPConn.Close()
-			return
-		}
-		go func() {
-			_ = c.TCPConn.SetReadDeadline(time.Now().Add(lingerTimeout))
-			_, _ = io.CopyN(io.Discard, c.TCPConn, lingerMax)
-			_ = c.TCPConn.Close()
-		}()
-	})
-	return nil
 }

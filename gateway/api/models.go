@@ -46,7 +46,7 @@ func (s *server) listModels(c *fiber.Ctx) error {
 func (s *server) getModel(c *fiber.Ctx) error {
 	id, err := url.PathUnescape(c.Params("+"))
 	if err != nil {
-		return oai.Invalid("model", oai.CodeInvalidValue, "invalid model id: %v", err)
+		return oai.Invalid("model", oai.CodeInvalidValue, "invalid model id: it is not valid percent-encoding")
 	}
 	m, ok := s.b.Model(id)
 	if !ok {

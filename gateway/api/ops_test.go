@@ -15,6 +15,7 @@ import (
 
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/api/apitest"
+	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -155,7 +156,7 @@ func TestWebSocketMountedAndClosedOnShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- app.Listener(api.LingeringListener(ln)) }()
+	go func() { served <- app.Listener(netguard.Listen(ln, netguard.Options{})) }()
 	conn, resp, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+"/v1/ws", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -124,6 +124,21 @@ type Server struct {
 	// /metrics is open when listen is a loopback address, and otherwise needs an API
 	// key with the admin scope.
 	MetricsToken string `yaml:"metrics_token"`
+	// HeaderTimeout is how long a request's headers may take to arrive, counted from
+	// a new connection's accept or a request's first byte. Default 10s.
+	HeaderTimeout Duration `yaml:"header_timeout"`
+	// BodyTimeout is how long a request's body may take to arrive after its headers.
+	// Default 60s.
+	BodyTimeout Duration `yaml:"body_timeout"`
+	// IdleTimeout closes keep-alive connections idle for that long. Default 2m.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxUnauthenticatedConns bounds the connections that have not yet carried a
+	// request with a valid key, over all clients; beyond it new connections get 503.
+	// Default 1024; 0: no limit.
+	MaxUnauthenticatedConns int `yaml:"max_unauthenticated_conns"`
+	// MaxUnauthenticatedConnsPerIP bounds them per client IP address. Default 64; 0:
+	// no limit (behind a proxy every client has the proxy's address).
+	MaxUnauthenticatedConnsPerIP int `yaml:"max_unauthenticated_conns_per_ip"`
 }
 
 // Default model knobs, applied to every models entry before the keys it sets.

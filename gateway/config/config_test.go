@@ -39,6 +39,12 @@ func TestDefault(t *testing.T) {
 			RequestTimeout:    Duration(10 * time.Minute),
 			QueueTimeout:      Duration(30 * time.Second),
 			HeartbeatInterval: Duration(5 * time.Second),
+			HeaderTimeout:     Duration(10 * time.Second),
+			BodyTimeout:       Duration(60 * time.Second),
+			IdleTimeout:       Duration(2 * time.Minute),
+
+			MaxUnauthenticatedConns:      1024,
+			MaxUnauthenticatedConnsPerIP: 64,
 		},
 	}
 	if !reflect.DeepEqual(c, want) {

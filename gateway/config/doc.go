@@ -39,6 +39,11 @@
 //	RAGWAY_SERVER_QUEUE_TIMEOUT       server.queue_timeout
 //	RAGWAY_SERVER_HEARTBEAT_INTERVAL  server.heartbeat_interval
 //	RAGWAY_SERVER_METRICS_TOKEN       server.metrics_token
+//	RAGWAY_SERVER_HEADER_TIMEOUT      server.header_timeout
+//	RAGWAY_SERVER_BODY_TIMEOUT        server.body_timeout
+//	RAGWAY_SERVER_IDLE_TIMEOUT        server.idle_timeout
+//	RAGWAY_SERVER_MAX_UNAUTHENTICATED_CONNS         server.max_unauthenticated_conns
+//	RAGWAY_SERVER_MAX_UNAUTHENTICATED_CONNS_PER_IP  server.max_unauthenticated_conns_per_ip
 //
 // String values are taken literally (an empty value sets the empty string); numbers,
 // durations and lists are parsed like their YAML counterparts. RAGWAY_* variables that

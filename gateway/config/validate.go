@@ -99,6 +99,12 @@ func (c *Config) Validate() error {
 	if s.MaxBodyBytes < 1 {
 		p.add("server.max_body_bytes", "must be >= 1, got %d", s.MaxBodyBytes)
 	}
+	if s.MaxUnauthenticatedConns < 0 {
+		p.add("server.max_unauthenticated_conns", "must be >= 0 (0: no limit), got %d", s.MaxUnauthenticatedConns)
+	}
+	if s.MaxUnauthenticatedConnsPerIP < 0 {
+		p.add("server.max_unauthenticated_conns_per_ip", "must be >= 0 (0: no limit), got %d", s.MaxUnauthenticatedConnsPerIP)
+	}
 	if s.ShutdownGrace < 0 {
 		p.add("server.shutdown_grace", "must be >= 0, got %s", s.ShutdownGrace)
 	}
@@ -109,6 +115,9 @@ func (c *Config) Validate() error {
 		{"server.request_timeout", s.RequestTimeout},
 		{"server.queue_timeout", s.QueueTimeout},
 		{"server.heartbeat_interval", s.HeartbeatInterval},
+		{"server.header_timeout", s.HeaderTimeout},
+		{"server.body_timeout", s.BodyTimeout},
+		{"server.idle_timeout", s.IdleTimeout},
 	} {
 		if d.v <= 0 {
 			p.add(d.path, "must be > 0, got %s", d.v)

@@ -40,15 +40,17 @@ func (o Options) Isolated(ctx context.Context, exe, name string, f Format, data 
 	cmd := exec.CommandContext(ctx, exe, "ingest-extract", "-name", name, "-format", string(f),
 		"-max-bytes", fmt.Sprint(o.MaxBytes), "-max-text-bytes", fmt.Sprint(o.MaxTextBytes))
 	cmd.Stdin = bytes.NewReader(data)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	runErr := cmd.Run()
+	var out bytes.Buffer
+	cmd.Stdout = &out // stderr is discarded
+	// The outcome is read from stdout: how the child failed (a signal, its stderr)
+	// is not the client's business, what it could not parse is.
+	_ = cmd.Run()
 	var r result
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		if ctx.Err() != nil {
 			return Extracted{}, fmt.Errorf("%w: %q: extraction did not finish within %s", ErrInvalidPDF, name, isolatedTimeout)
 		}
-		return Extracted{}, fmt.Errorf("%w: %q: the extractor failed (%v)", ErrInvalidPDF, name, runErr)
+		return Extracted{}, fmt.Errorf("%w: %q: the file could not be parsed", ErrInvalidPDF, name)
 	}
 	if r.Error != "" {
 		if sentinel, ok := kinds[r.Kind]; ok {

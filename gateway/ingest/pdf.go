@@ -29,7 +29,9 @@ import (
 func extractPDF(ctx context.Context, name string, data []byte, maxText int64) (x Extracted, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			x, err = Extracted{}, fmt.Errorf("%w: %q: malformed PDF: %v", ErrInvalidPDF, name, r)
+			// What the parser tripped on (a runtime error's text) is not the
+			// client's business: that the file is malformed is.
+			x, err = Extracted{}, fmt.Errorf("%w: %q: malformed PDF (the parser could not read its structure)", ErrInvalidPDF, name)
 		}
 	}()
 	r, err := pdf.NewReader(pdfHeaderFix(data), int64(len(data)))

@@ -26,7 +26,7 @@ type server struct {
 	met  *metrics.Metrics
 }
 
-func start(t *testing.T, fake *apitest.Fake, opts ws.Options) *server {
+func start(t testing.TB, fake *apitest.Fake, opts ws.Options) *server {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
@@ -181,11 +183,14 @@ func New(b Backend, opts Options) fiber.Handler {
 		p, err := h.opts.Gate.Verify(c.UserContext(), key, store.ScopeChat)
 		switch {
 		case err == nil:
+			netguard.Authenticated(c.Context().Conn())
 			c.Locals(localAuthenticated, true)
 			c.Locals(localKey, key)
 			c.Locals(localPrincipal, p)
 		case key == "" && errors.Is(err, auth.ErrNoKey):
-			// The first frame must carry the key.
+			// The first frame must carry the key; the connection counts as
+			// unauthenticated until it does.
+			c.Locals(localConn, c.Context().Conn())
 		default:
 			return err
 		}
@@ -198,6 +203,7 @@ const (
 	localAuthenticated = "ragway.ws.authenticated"
 	localKey           = "ragway.ws.key"
 	localPrincipal     = "ragway.ws.principal"
+	localConn          = "ragway.ws.conn"
 )
 
 // frame is one server frame waiting for the writer. chat is nil for frames
@@ -277,6 +283,9 @@ type socket struct {
 	authenticated atomic.Bool
 	key           string
 	principal     auth.Principal
+	// netConn is the connection of a socket opened without a key, marked
+	// authenticated (netguard) by its auth frame.
+	netConn net.Conn
 }
 
 func (h *handler) serve(conn *fws.Conn) {
@@ -292,6 +301,7 @@ func (h *handler) serve(conn *fws.Conn) {
 	}
 	s.key, _ = conn.Locals(localKey).(string)
 	s.principal, _ = conn.Locals(localPrincipal).(auth.Principal)
+	s.netConn, _ = conn.Locals(localConn).(net.Conn)
 	// Every goroutine using conn ends before serve returns: the conn is
 	// recycled then.
 	var wg sync.WaitGroup
@@ -545,6 +555,7 @@ func (s *socket) authenticate(f *clientFrame) {
 		if p, err = s.h.opts.Gate.Verify(s.ctx, f.APIKey, store.ScopeChat); err == nil {
 			s.key, s.principal = f.APIKey, p
 			s.authenticated.Store(true)
+			netguard.Authenticated(s.netConn)
 			return
 		}
 	}
@@ -722,6 +733,15 @@ func (s *socket) parseChat(f *clientFrame, c *chat) (sdk.GenerateRequest, *oai.E
 		}
 		req.Messages = append(req.Messages, sdk.Message{Role: "user", Content: content})
 		if s.h.opts.Conversations != nil {
+			// Stored: text Postgres cannot store is the client's 400, before any write.
+			if err := oai.CheckText("content", content); err != nil {
+				return req, err
+			}
+			if f.System != nil {
+				if err := oai.CheckText("system", *f.System); err != nil {
+					return req, err
+				}
+			}
 			c.stored = true
 			if f.ConversationID != nil {
 				if *f.ConversationID == "" {
@@ -791,8 +811,8 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 			if errors.Is(err, store.ErrNotFound) {
 				e = oai.NotFound("conversation", c.conversationID, "conversation_id")
 			}
-			if e.Cause != nil {
-				s.h.log.Warn("conversation turn not started", "conversation", c.conversationID, "error", e.Cause)
+			if e.Status >= 500 {
+				s.h.log.Warn("conversation turn not started", "conversation", c.conversationID, "error", err)
 			}
 			s.end(c, e.Status, sdk.Usage{}, errorFrame(c.id, e), false)
 			return
@@ -850,7 +870,11 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 	cancelled := (c.cancelled.Load() || s.ctx.Err() != nil) && !(err == nil && gotFinal)
 	var storeErr error
 	if turn != nil {
-		if storeErr = turn.End(err, final, cancelled, oai.Describe); storeErr != nil {
+		ended := err
+		if err == nil && gotFinal && final.FinishReason == sdk.FinishError {
+			ended = oai.BackendFailed(final.Error) // stored as the client is told it
+		}
+		if storeErr = turn.End(ended, final, cancelled, oai.Describe); storeErr != nil {
 			s.h.log.Warn("conversation turn not stored", "conversation", turn.Conversation.ID, "message", turn.MessageID, "error", storeErr)
 		}
 	}
@@ -864,6 +888,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 		status, b = oai.StatusClientClosed, doneFrame(c.id, string(sdk.FinishCancelled), usage)
 	case err == nil && gotFinal && final.FinishReason == sdk.FinishError:
 		e := oai.BackendFailed(final.Error)
+		s.h.log.Warn("chat failed", "model", c.model, "status", e.Status, "error", e.Cause)
 		status, b = e.Status, errorFrame(c.id, e)
 	case err == nil:
 		reason := string(final.FinishReason)
@@ -873,6 +898,9 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 		b = doneFrame(c.id, reason, usage)
 	default:
 		e := oai.FromError(err)
+		if e.Status >= 500 {
+			s.h.log.Warn("chat failed", "model", c.model, "status", e.Status, "error", err)
+		}
 		status, b = e.Status, errorFrame(c.id, e)
 	}
 	s.end(c, status, usage, b, true)
@@ -898,7 +926,8 @@ func (s *socket) end(c *chat, status int, usage sdk.Usage, b *[]byte, started bo
 }
 
 // generate runs the chat's generation, turning a panic of the backend into
-// an error.
+// an error. Every event's text is cleaned (oai.CleanEmit) as it comes out of the
+// backend: the token frames and a stored answer carry the same text.
 func (s *socket) generate(c *chat, req sdk.GenerateRequest, emit func(sdk.Event) error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -906,7 +935,7 @@ func (s *socket) generate(c *chat, req sdk.GenerateRequest, emit func(sdk.Event)
 			err = fmt.Errorf("backend panicked: %v", r)
 		}
 	}()
-	return s.h.b.Generate(c.ctx, c.model, req, emit)
+	return s.h.b.Generate(c.ctx, c.model, req, oai.CleanEmit(emit))
 }
 
 // forget removes c from the socket's chats (if a cancel did not already)

@@ -21,6 +21,7 @@ import (
 	"github.com/ragway/ragway/gateway/config"
 	"github.com/ragway/ragway/gateway/ingest"
 	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/usage"
@@ -117,7 +118,7 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	embed := embedder(mgr, cfg.RAG.EmbeddingModel)
 	ragSvc := &rag.Service{KBs: st, TopK: cfg.RAG.TopK, Logger: log,
-		Retriever: &rag.Retriever{Vectors: vectors, Chunks: st, Embed: embed}}
+		Retriever: &rag.Retriever{Vectors: vectors, Chunks: st, Embedding: embed}}
 	overlap := cfg.RAG.ChunkOverlap
 	if overlap == 0 {
 		overlap = -1 // rag.Options: 0 is its default, negative none
@@ -127,7 +128,7 @@ func serve(args []string, stderr io.Writer) error {
 		_ = mgr.Close(context.Background())
 		return fmt.Errorf("locate the ragway executable (PDF extraction runs in a child process): %w", err)
 	}
-	knowledge := &api.Knowledge{Store: st, Indexer: &rag.Indexer{Store: st, Vectors: vectors, Embed: embed,
+	knowledge := &api.Knowledge{Store: st, Indexer: &rag.Indexer{Store: st, Vectors: vectors, Embedding: embed, Logger: log,
 		Options: rag.Options{ChunkTokens: cfg.RAG.ChunkTokens, Overlap: overlap}},
 		Extract: func(ctx context.Context, o ingest.Options, name string, f ingest.Format, data []byte) (ingest.Extracted, error) {
 			return o.Isolated(ctx, exe, name, f, data)
@@ -147,6 +148,9 @@ func serve(args []string, stderr io.Writer) error {
 		RAG:               ragSvc,
 		Knowledge:         knowledge,
 		EmbeddingModel:    cfg.RAG.EmbeddingModel,
+		HeaderTimeout:     cfg.Server.HeaderTimeout.Std(),
+		BodyTimeout:       cfg.Server.BodyTimeout.Std(),
+		IdleTimeout:       cfg.Server.IdleTimeout.Std(),
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -156,7 +160,12 @@ func serve(args []string, stderr io.Writer) error {
 	log.Info("ragway listening", "addr", "http://"+ln.Addr().String(), "models", modelNames(cfg), "plugins_dir", pluginsDir)
 
 	served := make(chan error, 1)
-	go func() { served <- app.Listener(api.LingeringListener(ln)) }()
+	guarded := netguard.Listen(ln, netguard.Options{
+		HeaderTimeout:           cfg.Server.HeaderTimeout.Std(),
+		MaxUnauthenticated:      noLimit(cfg.Server.MaxUnauthenticatedConns),
+		MaxUnauthenticatedPerIP: noLimit(cfg.Server.MaxUnauthenticatedConnsPerIP),
+	})
+	go func() { served <- app.Listener(guarded) }()
 	select {
 	case err := <-served:
 		_ = mgr.Close(context.Background())
@@ -190,6 +199,14 @@ func serve(args []string, stderr io.Writer) error {
 	authn.Wait()
 	log.Info("stopped")
 	return nil
+}
+
+// noLimit maps the config's 0 (no limit) to netguard's negative.
+func noLimit(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func modelNames(cfg *config.Config) string {
