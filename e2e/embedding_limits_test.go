@@ -74,3 +74,47 @@ func TestEmbeddingModelLimits(t *testing.T) {
 		t.Fatalf("chat with a long question: %d %.400s; want 200 with sources", code, body)
 	}
 }
+
+// TestHostileInputsKeepTheEmbeddingModelUp sends what used to kill the shared llama.cpp
+// embedding model (any text holding NUL: each crash was retried on fresh replicas, four
+// deaths from one search) through every path that embeds: /v1/embeddings, a
+// knowledge-base search and a grounded chat. Each is answered, and the model's process
+// is the one that started.
+func TestHostileInputsKeepTheEmbeddingModelUp(t *testing.T) {
+	lib, model := llamaFixtures(t)
+	g := launchGatewayConfig(t, pgtest.Database(t), "rag: {embedding_model: embed}", fmt.Sprintf(`
+  - {name: chat, backend: echo}
+  - {name: embed, backend: llamacpp, embedding: true, options: {model_path: %q, lib_path: %q, threads: 1, pooling: mean}}
+`, model, lib))
+	before := pids(g.waitReady(60*time.Second), "embed")
+	code, body := g.call("POST", "/v1/knowledge-bases", g.Key, `{"name":"ops"}`)
+	decode(t, "create", code, body, 201, nil)
+	code, body = g.call("POST", "/v1/knowledge-bases/ops/documents?wait=true", g.Key, `{"title":"Ops","text":"The gateway keeps serving while a replica restarts."}`)
+	decode(t, "document", code, body, 201, nil)
+
+	for _, c := range []struct{ what, path, body string }{
+		{"embedding of x NUL", "/v1/embeddings", `{"model":"embed","input":"x\u0000"}`},
+		{"embedding of NULs only", "/v1/embeddings", `{"model":"embed","input":["\u0000\u0000","","   ","ok"]}`},
+		{"search with NUL", "/v1/knowledge-bases/ops/search", `{"query":"replica\u0000restarts"}`},
+		{"grounded chat with NUL", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"gateway\u0000serving"}],"rag":{"knowledge_base":"ops"}}`},
+	} {
+		code, body := g.call("POST", c.path, g.Key, c.body)
+		if code >= 500 {
+			t.Errorf("%s: %d %.300s", c.what, code, body)
+		}
+		if strings.Contains(string(body), "unavailable") {
+			t.Errorf("%s: %.300s; the embedding model should have answered", c.what, body)
+		}
+	}
+	_, r := g.readyz()
+	for _, m := range r.Models {
+		if m.Name != "embed" {
+			continue
+		}
+		for _, rep := range m.Replicas {
+			if rep.Restarts != 0 || len(before) != 1 || rep.Pid != before[0] {
+				t.Fatalf("the embedding model's replica after hostile inputs: %+v (pid before %v)", rep, before)
+			}
+		}
+	}
+}
