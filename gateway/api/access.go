@@ -38,6 +38,9 @@ func (s *server) requireScope(scope string) fiber.Handler {
 		if err != nil {
 			return err
 		}
+		if c.Get(headerWithheld) != "" {
+			return withheld
+		}
 		c.Locals(principalKey, p)
 		netguard.Authenticated(c.Context().Conn())
 		if err := s.decodeBody(c); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
@@ -178,13 +179,14 @@ func New(b Backends, opts Options) *fiber.App {
 		DisablePreParseMultipartForm: true,
 	})
 	app.Server().HeaderReceived = s.headerReceived
+	app.Server().SecureErrorLogMessage = true // no request bytes in fasthttp's errors
 	shutdown := make(chan struct{})
 	var once sync.Once
 	app.Hooks().OnShutdown(func() error {
 		once.Do(func() { close(shutdown) })
 		return nil
 	})
-	app.Use(s.recoverPanics, s.requestID)
+	app.Use(s.recoverPanics, s.requestID, closeUnauthenticated)
 
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
@@ -207,6 +209,7 @@ func New(b Backends, opts Options) *fiber.App {
 		app.Delete("/v1/conversations/:id", chat, s.deleteConversation)
 	}
 	wsOpts := ws.Options{
+		MaxFrameBytes:  int64(opts.MaxBodyBytes),
 		PingInterval:   opts.WSPingInterval,
 		RequestTimeout: opts.RequestTimeout,
 		Logger:         opts.Logger,
@@ -230,9 +233,14 @@ func New(b Backends, opts Options) *fiber.App {
 // OpenAI error shape.
 func (s *server) handleError(c *fiber.Ctx, err error) error {
 	e := toAPIError(err)
-	if e.Code == oai.CodeTooLarge {
+	var fe *fiber.Error
+	if errors.As(err, &fe) && fe.Code == fiber.StatusRequestEntityTooLarge {
+		// fasthttp refused the body unread (a decoded body over the limit is
+		// decodeBody's own 413, read whole): drain it so that the client reads the
+		// answer, and end the connection, whose next bytes are that body's.
 		e.Message = fmt.Sprintf("the request body is larger than the limit of %d bytes", s.opts.MaxBodyBytes)
 		drainBody(c)
+		c.Context().SetConnectionClose()
 	}
 	if e.Status >= 500 && e.Status != http.StatusServiceUnavailable && e.Status != http.StatusGatewayTimeout {
 		cause := e.Message
@@ -278,6 +286,14 @@ func fromFiber(fe *fiber.Error) *oai.Error {
 		e.Code = oai.CodeMethodNotAllowed
 	case fiber.StatusRequestEntityTooLarge:
 		e.Code = oai.CodeTooLarge
+	case fiber.StatusBadRequest, fiber.StatusRequestHeaderFieldsTooLarge:
+		// fasthttp's parser errors quote the request's bytes (its headers, a key
+		// among them) and its own internals: say only what is wrong.
+		e.Code = "malformed_request"
+		e.Message = "the HTTP request is malformed"
+		if fe.Code == fiber.StatusRequestHeaderFieldsTooLarge {
+			e.Message = "the request's headers are too large"
+		}
 	}
 	if fe.Code >= 500 {
 		e.Type = oai.TypeServer
@@ -300,6 +316,17 @@ func (s *server) recoverPanics(c *fiber.Ctx) (err error) {
 		}
 	}()
 	return c.Next()
+}
+
+// closeUnauthenticated ends, after its answer, a connection that has not carried an
+// authenticated request: it would otherwise hold one of the listener's slots for
+// unauthenticated connections while idle (netguard). WebSocket upgrades are left alone.
+func closeUnauthenticated(c *fiber.Ctx) error {
+	err := c.Next()
+	if conn := c.Context().Conn(); conn != nil && !netguard.IsAuthenticated(conn) && c.Response().StatusCode() != fiber.StatusSwitchingProtocols {
+		c.Context().SetConnectionClose()
+	}
+	return err
 }
 
 const headerRequestID = "X-Request-Id"

@@ -29,13 +29,19 @@ const preAuthBodyBytes = 64 << 10
 // verifyTimeout bounds the key check of a large body's headers.
 const verifyTimeout = 5 * time.Second
 
+// headerWithheld marks, for the handler, a request whose body headerReceived did not
+// read. Any value a client sends in it is dropped first.
+const headerWithheld = "X-Ragway-Body-Withheld"
+
 // headerReceived runs when a request's headers have arrived, before fasthttp reads
-// its body. A body the request cannot be entitled to — no well-formed bearer key, or
-// a large (or chunked) body whose key does not verify — is not read at all: the
-// request goes on with an empty body and a closed connection, and the route's key
-// check answers it (401). It also gives the body its own read deadline.
+// its body. A body the request cannot be entitled to — no bearer key of a ragway key's
+// shape, or a large (or chunked) body whose key does not verify — is not read at all:
+// the request goes on with an empty body, marked withheld, on a connection that closes
+// after the answer (requireScope answers it). It also gives the body its own read
+// deadline.
 func (s *server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	cfg := fasthttp.RequestConfig{ReadTimeout: s.opts.BodyTimeout}
+	h.Del(headerWithheld)
 	n := h.ContentLength() // -1: chunked; -2: none (identity without a length)
 	if n == 0 || n == -2 {
 		return cfg
@@ -46,6 +52,7 @@ func (s *server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 	h.SetContentLength(0)
 	h.Del(fiber.HeaderExpect)
 	h.SetConnectionClose()
+	h.Set(headerWithheld, "1")
 	return cfg
 }
 
@@ -53,7 +60,10 @@ func (s *server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 // request whose headers are h.
 func (s *server) mayReadBody(h *fasthttp.RequestHeader, n int) bool {
 	key, err := auth.BearerToken(string(h.Peek(fiber.HeaderAuthorization)))
-	if err != nil || key == "" {
+	if err != nil {
+		return false
+	}
+	if _, ok := auth.PrefixOf(key); !ok {
 		return false
 	}
 	if n > 0 && n <= preAuthBodyBytes {
@@ -66,20 +76,30 @@ func (s *server) mayReadBody(h *fasthttp.RequestHeader, n int) bool {
 	return err == nil || errors.Is(err, auth.ErrMissingScope)
 }
 
+// withheld is the answer to a request whose key is valid but whose body was not read
+// (its key could not be verified in time when its headers came).
+var withheld = &oai.Error{Status: http.StatusServiceUnavailable, Type: oai.TypeServer, Code: "key_check_timeout", RetryAfter: time.Second,
+	Message: "the request's key could not be verified before its body arrived; try again"}
+
 // decodeBody makes the request's body what its Content-Encoding encodes, bounded by
 // MaxBodyBytes as it is decoded (a compressed body may not expand past the limit that
 // holds for plain ones: 413). It accepts identity, gzip and deflate, once; anything
 // else is 415 naming the header. Handlers then read the decoded body with c.Body().
 func (s *server) decodeBody(c *fiber.Ctx) error {
-	enc := strings.TrimSpace(string(c.Request().Header.Peek(fiber.HeaderContentEncoding)))
-	if enc == "" {
-		return nil
-	}
+	// Every Content-Encoding header counts, an empty one too: Fiber's own decoding
+	// (c.Body()) reads the last one, so none may be left behind.
 	var codings []string
-	for _, cd := range strings.Split(enc, ",") {
-		if cd = strings.ToLower(strings.TrimSpace(cd)); cd != "" && cd != "identity" {
-			codings = append(codings, cd)
+	headers := 0
+	for _, v := range c.Request().Header.PeekAll(fiber.HeaderContentEncoding) {
+		headers++
+		for _, cd := range strings.Split(string(v), ",") {
+			if cd = strings.ToLower(strings.TrimSpace(cd)); cd != "" && cd != "identity" {
+				codings = append(codings, cd)
+			}
 		}
+	}
+	if headers == 0 {
+		return nil
 	}
 	c.Request().Header.Del(fiber.HeaderContentEncoding)
 	if len(codings) == 0 {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ragway/ragway/gateway/api"
+	"github.com/ragway/ragway/gateway/api/apitest"
 	"github.com/ragway/ragway/gateway/store"
 )
 
@@ -46,7 +47,7 @@ func postEncoded(t *testing.T, s *testServer, path, encoding string, body []byte
 	req, _ := http.NewRequest("POST", s.url+path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Content-Encoding", encoding)
-	req.Header.Set("Authorization", "Bearer test-key")
+	req.Header.Set("Authorization", "Bearer "+apitest.Key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +89,50 @@ func TestCompressedBodiesAreBoundedAsTheyDecode(t *testing.T) {
 		checkError(t, resp, 415, "invalid_request_error", "unsupported_encoding", "Content-Encoding")
 		resp = postEncoded(t, s, "/v1/embeddings", "br", []byte("x"))
 		checkError(t, resp, 415, "invalid_request_error", "unsupported_encoding", "Content-Encoding")
+	})
+
+	t.Run("every Content-Encoding header counts", func(t *testing.T) {
+		// An empty first header once hid a second one from the limit, and Fiber's own
+		// decoding then expanded the body without any.
+		for _, headers := range [][]string{{"", "gzip, gzip"}, {"identity", "gzip"}, {"gzip", "gzip"}, {" ", "gzip"}} {
+			req, _ := http.NewRequest("POST", s.url+"/v1/chat/completions", bytes.NewReader(gzipped(t, spaces(64<<20), 2)))
+			req.Header.Set("Authorization", "Bearer "+apitest.Key)
+			for _, h := range headers {
+				req.Header.Add("Content-Encoding", h)
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runtime.ReadMemStats(&after)
+			if resp.StatusCode == 200 || after.TotalAlloc-before.TotalAlloc > 32<<20 {
+				t.Fatalf("Content-Encoding %q: status %d, %d MiB allocated", headers, resp.StatusCode, (after.TotalAlloc-before.TotalAlloc)>>20)
+			}
+			resp.Body.Close()
+		}
+	})
+
+	t.Run("a 413 of a decoded body keeps the connection's next request", func(t *testing.T) {
+		bomb := gzipped(t, spaces(8<<20), 1)
+		c, r := rawRequest(t, s.url, fmt.Sprintf("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
+			"Content-Encoding: gzip\r\nContent-Length: %d\r\n", apitest.Key, len(bomb)))
+		next := "GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + apitest.Key + "\r\n\r\n"
+		if _, err := c.Write(append(bomb, next...)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for i, want := range []int{413, 200} {
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil {
+				t.Fatalf("response %d: %v", i, err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != want {
+				t.Fatalf("response %d: %d, want %d", i, resp.StatusCode, want)
+			}
+		}
 	})
 
 	t.Run("a corrupt body is a 400", func(t *testing.T) {
@@ -139,6 +184,7 @@ func TestBodiesWaitForTheKey(t *testing.T) {
 		{"no key, chunked body", "", "Transfer-Encoding: chunked"},
 		{"a key that does not exist, large body", "Authorization: Bearer " + fake + "\r\n", "Content-Length: 4000000"},
 		{"a malformed key, small body", "Authorization: Basic abc\r\n", "Content-Length: 100"},
+		{"a key of the wrong shape, small body", "Authorization: Bearer k\r\n", "Content-Length: 100"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, r := rawRequest(t, s.url, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
@@ -204,7 +250,7 @@ func TestSlowClientsAreCut(t *testing.T) {
 	})
 
 	t.Run("a body that never ends", func(t *testing.T) {
-		c, _ := rawRequest(t, s.url, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: 1000\r\n")
+		c, _ := rawRequest(t, s.url, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+apitest.Key+"\r\nContent-Length: 1000\r\n")
 		if _, err := io.WriteString(c, "{"); err != nil {
 			t.Fatal(err)
 		}
@@ -219,5 +265,54 @@ func expectClosedWithin(t *testing.T, c net.Conn, d time.Duration) {
 	_, err := io.Copy(io.Discard, c)
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatalf("the server kept the connection open for %s", d)
+	}
+}
+
+// TestUnauthenticatedConnectionsDoNotIdle: the answer to a request on a connection that
+// never authenticated closes it (it would hold an unauthenticated slot while idle); an
+// authenticated connection stays open.
+func TestUnauthenticatedConnectionsDoNotIdle(t *testing.T) {
+	s := start(t, newFake(), api.Options{})
+	for _, c := range []struct {
+		name, head string
+		close      bool
+	}{
+		{"no key", "GET /healthz HTTP/1.1\r\nHost: x\r\n", true},
+		{"a key", "GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + apitest.Key + "\r\n", false},
+	} {
+		_, r := rawRequest(t, s.url, c.head)
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.Close != c.close {
+			t.Errorf("%s: Connection: close is %v, want %v", c.name, resp.Close, c.close)
+		}
+	}
+}
+
+// TestMalformedRequestsAreAnsweredWithoutTheirBytes: fasthttp's parser errors quote
+// the request (a key among its headers); the answer says only what is wrong.
+func TestMalformedRequestsAreAnsweredWithoutTheirBytes(t *testing.T) {
+	s := start(t, newFake(), api.Options{})
+	for _, c := range []struct{ head, body string }{
+		{"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + apitest.Key + "\r\nContent-Length: zz\r\n", ""},
+		{"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + apitest.Key + "\r\nTransfer-Encoding: chunked\r\n", "zz\r\n"},
+	} {
+		conn, r := rawRequest(t, s.url, c.head)
+		if _, err := io.WriteString(conn, c.body); err != nil {
+			t.Fatal(err)
+		}
+		head := c.head
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || strings.Contains(string(b), apitest.Key[5:]) || !strings.Contains(string(b), "malformed") {
+			t.Errorf("%q: %d %s", head, resp.StatusCode, b)
+		}
 	}
 }

@@ -135,7 +135,7 @@ func TestBodyTooLargeIs413(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"model\":", 1<<20)
+	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+apitest.Key+"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"model\":", 1<<20)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func TestBodyTooLargeIs413(t *testing.T) {
 	// large bodies), and a chunked body that grows past the limit.
 	req, _ := http.NewRequest("POST", s.url+"/v1/chat/completions", strings.NewReader(strings.Repeat("x", 4<<10)))
 	req.Header.Set("Expect", "100-continue")
-	req.Header.Set("Authorization", "Bearer k")
+	req.Header.Set("Authorization", "Bearer "+apitest.Key)
 	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}
 	resp, err = client.Do(req)
 	if err != nil {
@@ -298,7 +298,7 @@ func postWithKey(url string, body io.Reader) (*http.Response, error) {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer k")
+	req.Header.Set("Authorization", "Bearer "+apitest.Key)
 	return http.DefaultClient.Do(req)
 }
 

@@ -57,7 +57,7 @@ func FuzzChatRequest(f *testing.F) {
 		}
 		req := httptest.NewRequest("POST", path, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer k")
+		req.Header.Set("Authorization", "Bearer "+apitest.Key)
 		resp, err := app.Test(req, -1)
 		if err != nil {
 			t.Fatal(err)

@@ -83,7 +83,7 @@ func (s *testServer) do(t *testing.T, method, path, body string, header ...strin
 	req.Header.Set("Content-Type", "application/json")
 	// The server reads no body of a request without a well-formed key (the fake
 	// gate accepts any).
-	req.Header.Set("Authorization", "Bearer test-key")
+	req.Header.Set("Authorization", "Bearer "+apitest.Key)
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}

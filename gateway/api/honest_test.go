@@ -19,7 +19,7 @@ import (
 
 // bearer is a well-formed key for requests with a body: the gateway reads no body of
 // a request without one (apitest.Gate admits any).
-var bearer = []string{"Authorization", "Bearer rgw_test"}
+var bearer = []string{"Authorization", "Bearer " + apitest.Key}
 
 // storedServer serves the API over fake and a real store on a fresh database, as
 // one user.

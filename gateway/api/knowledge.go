@@ -326,16 +326,22 @@ func documentBody(c *fiber.Ctx) (name, title, contentType string, data []byte, a
 	return name, req.Title, ct + "; charset=utf-8", []byte(*req.Text), nil
 }
 
-// ingestError maps the ingest package's errors to API errors.
+// ingestError maps the ingest package's errors to API errors: its sentinels describe
+// the upload (their messages name the file and what is wrong with it); anything else
+// is the server's fault (a child process that could not start), a 500 without details.
 func ingestError(err error) error {
-	e := &oai.Error{Status: http.StatusBadRequest, Type: oai.TypeInvalidRequest, Code: oai.CodeInvalidValue, Message: err.Error()}
+	e := &oai.Error{Status: http.StatusBadRequest, Type: oai.TypeInvalidRequest, Code: oai.CodeInvalidValue, Param: "file", Message: err.Error()}
 	switch {
 	case errors.Is(err, ingest.ErrUnsupportedFormat):
 		e.Status, e.Code = http.StatusUnsupportedMediaType, "unsupported_format"
 	case errors.Is(err, ingest.ErrTooLarge):
-		e.Status, e.Code = http.StatusRequestEntityTooLarge, oai.CodeTooLarge
+		e.Status, e.Code, e.Param = http.StatusRequestEntityTooLarge, oai.CodeTooLarge, ""
+	case errors.Is(err, ingest.ErrInvalidText), errors.Is(err, ingest.ErrInvalidPDF):
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
+	default:
+		return &oai.Error{Status: http.StatusInternalServerError, Type: oai.TypeServer, Code: oai.CodeInternal,
+			Message: "the server could not extract the document's text; try again later", Cause: err}
 	}
 	return e
 }

@@ -20,7 +20,7 @@ import (
 // response shape, streaming with usage included.
 func TestOpenAIGoSDK(t *testing.T) {
 	s := start(t, newFake(), api.Options{})
-	client := openai.NewClient(option.WithBaseURL(s.url+"/v1/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	client := openai.NewClient(option.WithBaseURL(s.url+"/v1/"), option.WithAPIKey(apitest.Key), option.WithMaxRetries(0))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

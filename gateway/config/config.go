@@ -132,6 +132,9 @@ type Server struct {
 	BodyTimeout Duration `yaml:"body_timeout"`
 	// IdleTimeout closes keep-alive connections idle for that long. Default 2m.
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// WriteTimeout bounds each write to a client: one that does not read what it asked
+	// for is cut. Default 60s.
+	WriteTimeout Duration `yaml:"write_timeout"`
 	// MaxUnauthenticatedConns bounds the connections that have not yet carried a
 	// request with a valid key, over all clients; beyond it new connections get 503.
 	// Default 1024; 0: no limit.

@@ -42,6 +42,7 @@ func TestDefault(t *testing.T) {
 			HeaderTimeout:     Duration(10 * time.Second),
 			BodyTimeout:       Duration(60 * time.Second),
 			IdleTimeout:       Duration(2 * time.Minute),
+			WriteTimeout:      Duration(60 * time.Second),
 
 			MaxUnauthenticatedConns:      1024,
 			MaxUnauthenticatedConnsPerIP: 64,

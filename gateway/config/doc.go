@@ -42,6 +42,7 @@
 //	RAGWAY_SERVER_HEADER_TIMEOUT      server.header_timeout
 //	RAGWAY_SERVER_BODY_TIMEOUT        server.body_timeout
 //	RAGWAY_SERVER_IDLE_TIMEOUT        server.idle_timeout
+//	RAGWAY_SERVER_WRITE_TIMEOUT       server.write_timeout
 //	RAGWAY_SERVER_MAX_UNAUTHENTICATED_CONNS         server.max_unauthenticated_conns
 //	RAGWAY_SERVER_MAX_UNAUTHENTICATED_CONNS_PER_IP  server.max_unauthenticated_conns_per_ip
 //

@@ -118,6 +118,7 @@ func (c *Config) Validate() error {
 		{"server.header_timeout", s.HeaderTimeout},
 		{"server.body_timeout", s.BodyTimeout},
 		{"server.idle_timeout", s.IdleTimeout},
+		{"server.write_timeout", s.WriteTimeout},
 	} {
 		if d.v <= 0 {
 			p.add(d.path, "must be > 0, got %s", d.v)

@@ -43,8 +43,13 @@ func (o Options) Isolated(ctx context.Context, exe, name string, f Format, data 
 	var out bytes.Buffer
 	cmd.Stdout = &out // stderr is discarded
 	// The outcome is read from stdout: how the child failed (a signal, its stderr)
-	// is not the client's business, what it could not parse is.
-	_ = cmd.Run()
+	// is not the client's business, what it could not parse is. A child that did not
+	// start at all is the server's fault, not the file's.
+	runErr := cmd.Run()
+	var exit *exec.ExitError
+	if runErr != nil && !errors.As(runErr, &exit) && ctx.Err() == nil {
+		return Extracted{}, fmt.Errorf("start the PDF extractor: %w", runErr)
+	}
 	var r result
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		if ctx.Err() != nil {
@@ -56,7 +61,7 @@ func (o Options) Isolated(ctx context.Context, exe, name string, f Format, data 
 		if sentinel, ok := kinds[r.Kind]; ok {
 			return Extracted{}, fmt.Errorf("%w: %s", sentinel, r.Error)
 		}
-		return Extracted{}, errors.New(r.Error)
+		return Extracted{}, fmt.Errorf("the PDF extractor failed: %s", r.Error) // the server's fault: no sentinel
 	}
 	return r.Extracted, nil
 }

@@ -17,9 +17,14 @@ type Options struct {
 	// MaxUnauthenticated bounds the connections that have not carried an authenticated
 	// request yet, over all clients (default 1024; negative: no limit).
 	MaxUnauthenticated int
-	// MaxUnauthenticatedPerIP bounds them per client IP address (default 64; negative:
-	// no limit).
+	// MaxUnauthenticatedPerIP bounds them per client address (default 64; negative:
+	// no limit). IPv6 clients are counted per /64 network, which one host usually has
+	// whole.
 	MaxUnauthenticatedPerIP int
+	// WriteTimeout bounds each write to the client (default 60s): a client that does
+	// not read what it asked for is cut, whatever it holds. A deadline the server sets
+	// itself (SetWriteDeadline) applies when it is sooner.
+	WriteTimeout time.Duration
 }
 
 // Defaults of Options.
@@ -27,6 +32,7 @@ const (
 	DefaultHeaderTimeout           = 10 * time.Second
 	DefaultMaxUnauthenticated      = 1024
 	DefaultMaxUnauthenticatedPerIP = 64
+	DefaultWriteTimeout            = 60 * time.Second
 )
 
 func (o Options) withDefaults() Options {
@@ -39,6 +45,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxUnauthenticatedPerIP == 0 {
 		o.MaxUnauthenticatedPerIP = DefaultMaxUnauthenticatedPerIP
 	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
 	return o
 }
 
@@ -49,6 +58,9 @@ const (
 	lingerMax = 64 << 20
 	// refuseTimeout bounds the write of the refusal of a connection over a limit.
 	refuseTimeout = 100 * time.Millisecond
+	// maxLingering bounds the connections draining at once; beyond, a connection is
+	// closed at once.
+	maxLingering = 256
 )
 
 // Listen wraps ln. Serve the HTTP server on the result; the HTTP and WebSocket layers
@@ -60,6 +72,8 @@ func Listen(ln net.Listener, o Options) net.Listener {
 type listener struct {
 	net.Listener
 	opts Options
+	// lingering counts the connections draining after their close.
+	lingering atomic.Int64
 
 	mu    sync.Mutex
 	total int
@@ -137,8 +151,13 @@ func refuse(c net.Conn) {
 	_ = c.Close()
 }
 
+// hostOf is the client a connection's limits count against: its IPv4 address, or its
+// IPv6 /64 network.
 func hostOf(a net.Addr) string {
 	if ta, ok := a.(*net.TCPAddr); ok {
+		if ta.IP.To4() == nil && len(ta.IP) == net.IPv6len {
+			return ta.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
+		}
 		return ta.IP.String()
 	}
 	host, _, err := net.SplitHostPort(a.String())
@@ -156,6 +175,48 @@ type conn struct {
 	// counted is set while the connection counts against the limits.
 	counted atomic.Bool
 	once    sync.Once
+	// deadline is the write deadline the server set itself (unix nanoseconds; 0:
+	// none).
+	deadline atomic.Int64
+}
+
+// Write writes p within the write timeout (or the server's own deadline, if sooner).
+func (c *conn) Write(p []byte) (int, error) {
+	d := time.Now().Add(c.l.opts.WriteTimeout)
+	if own := c.deadline.Load(); own != 0 && own < d.UnixNano() {
+		d = time.Unix(0, own)
+	}
+	if err := c.Conn.SetWriteDeadline(d); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// SetWriteDeadline records the server's own write deadline (Write applies it).
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	c.setOwn(t)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline records the server's own write deadline and sets both.
+func (c *conn) SetDeadline(t time.Time) error {
+	c.setOwn(t)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *conn) setOwn(t time.Time) {
+	if t.IsZero() {
+		c.deadline.Store(0)
+	} else {
+		c.deadline.Store(t.UnixNano())
+	}
+}
+
+// IsAuthenticated reports whether conn (from a listener of Listen) has carried an
+// authenticated request; false for any other conn.
+func IsAuthenticated(nc net.Conn) bool {
+	c, ok := nc.(*conn)
+	return ok && !c.counted.Load()
 }
 
 // uncount stops counting c against the limits.
@@ -172,11 +233,20 @@ func (c *conn) Close() error {
 	c.once.Do(func() {
 		c.uncount()
 		tc, ok := c.Conn.(*net.TCPConn)
-		if !ok || tc.CloseWrite() != nil {
+		if !ok || c.l.lingering.Add(1) > maxLingering {
+			if ok {
+				c.l.lingering.Add(-1)
+			}
+			_ = c.Conn.Close()
+			return
+		}
+		if tc.CloseWrite() != nil {
+			c.l.lingering.Add(-1)
 			_ = c.Conn.Close()
 			return
 		}
 		go func() {
+			defer c.l.lingering.Add(-1)
 			_ = tc.SetReadDeadline(time.Now().Add(lingerTimeout))
 			_, _ = io.CopyN(io.Discard, tc, lingerMax)
 			_ = tc.Close()

@@ -141,3 +141,28 @@ func TestLingeringClose(t *testing.T) {
 		t.Fatalf("client read %q, %v", got, err)
 	}
 }
+
+// TestWritesHaveADeadline: a client that does not read what it asked for is cut by the
+// write timeout, and a sooner deadline the server sets itself still applies.
+func TestWritesHaveADeadline(t *testing.T) {
+	ln, conns := serve(t, netguard.Options{WriteTimeout: 300 * time.Millisecond})
+	client := dial(t, ln) // never reads
+	_ = client
+	server := <-conns
+	start := time.Now()
+	buf := make([]byte, 1<<20)
+	var err error
+	for err == nil && time.Since(start) < 5*time.Second {
+		_, err = server.Write(buf)
+	}
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("writing to a client that does not read: %v after %s, want a timeout", err, time.Since(start))
+	}
+
+	dial(t, ln)
+	server = <-conns
+	_ = server.SetWriteDeadline(time.Now().Add(-time.Second)) // the server's own, already past
+	if _, err := server.Write([]byte("x")); err == nil {
+		t.Fatal("a write past the server's own deadline succeeded")
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 
+	"github.com/ragway/ragway/gateway/api/apitest"
 	"github.com/ragway/ragway/gateway/ws"
 )
 
@@ -32,7 +33,7 @@ func FuzzFrame(f *testing.F) {
 	var conn *websocket.Conn
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if conn == nil {
-			c, resp, err := websocket.DefaultDialer.Dial(s.url, http.Header{"Authorization": {"Bearer k"}})
+			c, resp, err := websocket.DefaultDialer.Dial(s.url, http.Header{"Authorization": {"Bearer " + apitest.Key}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package ws_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -40,4 +41,56 @@ func TestNoCompressedFrames(t *testing.T) {
 	if _, _, err := conn.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
 		t.Fatalf("read after an oversize fragmented message: %v, want close 1009", err)
 	}
+}
+
+// TestUnauthenticatedSocketEndsEvenIfItPings: a socket that never authenticates is cut
+// at the auth timeout, whatever it sends meanwhile (pings no longer extend its life),
+// and may not send a frame larger than an auth frame needs.
+func TestUnauthenticatedSocketEndsEvenIfItPings(t *testing.T) {
+	s := start(t, newFake(), ws.Options{Gate: keyGate{}, AuthTimeout: 300 * time.Millisecond})
+	conn, resp, err := websocket.DefaultDialer.Dial(s.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp.Body.Close()
+	raw := conn.UnderlyingConn()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		// Pings, and no reading: the close frame the server sends is ignored.
+		if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second)); err != nil {
+			break
+		}
+		_ = raw.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := raw.Read(make([]byte, 4096)); err != nil && !isTimeout(err) {
+			break // the server closed the connection
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("an unauthenticated socket that pings was still open after 5s (auth timeout 300ms)")
+		}
+	}
+
+	big, resp, err := websocket.DefaultDialer.Dial(s.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	resp.Body.Close()
+	if err := big.WriteMessage(websocket.TextMessage, []byte(`{"type":"auth","api_key":"`+strings.Repeat("x", 32<<10)+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = big.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := big.ReadMessage(); err != nil {
+			if !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
+				t.Fatalf("a 32 KiB first frame: %v, want close 1009", err)
+			}
+			break
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
 }

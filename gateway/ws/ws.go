@@ -116,6 +116,8 @@ const (
 	// reading the answers blocks its own reader.
 	ctrlQueue = 16
 	maxIDLen  = 256
+	// authFrameBytes caps the frames of a socket that has not authenticated yet.
+	authFrameBytes = 16 << 10
 )
 
 func (o Options) withDefaults() Options {
@@ -190,10 +192,12 @@ func New(b Backend, opts Options) fiber.Handler {
 		case key == "" && errors.Is(err, auth.ErrNoKey):
 			// The first frame must carry the key; the connection counts as
 			// unauthenticated until it does.
-			c.Locals(localConn, c.Context().Conn())
 		default:
 			return err
 		}
+		// The socket's own connection: closing the upgraded one fasthttp hands the
+		// handler does not close the socket.
+		c.Locals(localConn, c.Context().Conn())
 		return upgrade(c)
 	}
 }
@@ -283,8 +287,9 @@ type socket struct {
 	authenticated atomic.Bool
 	key           string
 	principal     auth.Principal
-	// netConn is the connection of a socket opened without a key, marked
-	// authenticated (netguard) by its auth frame.
+	// netConn is the socket's network connection: closing it ends the socket (the
+	// upgraded conn's Close does not), and the auth frame marks it authenticated
+	// (netguard).
 	netConn net.Conn
 }
 
@@ -336,7 +341,7 @@ func (h *handler) serve(conn *fws.Conn) {
 	}
 	s.readLoop()
 	cancel() // cancels every chat of the socket
-	_ = conn.NetConn().Close()
+	s.closeConn()
 	wg.Wait()
 }
 
@@ -345,11 +350,24 @@ func (h *handler) serve(conn *fws.Conn) {
 func (s *socket) readLoop() {
 	c := s.conn
 	wait := 2 * s.h.opts.PingInterval
-	c.SetReadLimit(s.h.opts.MaxFrameBytes)
-	_ = c.SetReadDeadline(time.Now().Add(wait))
-	c.SetPongHandler(func(string) error { return c.SetReadDeadline(time.Now().Add(wait)) })
-	c.SetPingHandler(func(msg string) error {
+	if s.authenticated.Load() {
+		c.SetReadLimit(s.h.opts.MaxFrameBytes)
 		_ = c.SetReadDeadline(time.Now().Add(wait))
+	} else {
+		// Until its auth frame, a socket holds little and not for long: pings do
+		// not extend its deadline.
+		// (The deadline leaves the auth timer a second to say why it closes it.)
+		c.SetReadLimit(min(authFrameBytes, s.h.opts.MaxFrameBytes))
+		_ = c.SetReadDeadline(time.Now().Add(s.h.opts.AuthTimeout + time.Second))
+	}
+	extend := func() {
+		if s.authenticated.Load() {
+			_ = c.SetReadDeadline(time.Now().Add(wait))
+		}
+	}
+	c.SetPongHandler(func(string) error { extend(); return nil })
+	c.SetPingHandler(func(msg string) error {
+		extend()
 		// A pong that cannot be written now (the writer is stuck on a slow
 		// peer) is not worth dropping the socket for.
 		_ = c.WriteControl(websocket.PongMessage, []byte(msg), time.Now().Add(time.Second))
@@ -360,7 +378,7 @@ func (s *socket) readLoop() {
 		if err != nil {
 			return
 		}
-		_ = c.SetReadDeadline(time.Now().Add(wait))
+		extend()
 		if mt != websocket.TextMessage {
 			s.sendError("", oai.Invalid("", oai.CodeUnsupported, "binary frames are not supported: send JSON text frames"))
 			if !s.authenticated.Load() {
@@ -429,6 +447,15 @@ func (s *socket) writeLoop() {
 // fails and every chat is cancelled.
 func (s *socket) fail() {
 	s.cancel()
+	s.closeConn()
+}
+
+// closeConn closes the socket's network connection.
+func (s *socket) closeConn() {
+	if s.netConn != nil {
+		_ = s.netConn.Close()
+		return
+	}
 	_ = s.conn.NetConn().Close()
 }
 
@@ -556,6 +583,8 @@ func (s *socket) authenticate(f *clientFrame) {
 			s.key, s.principal = f.APIKey, p
 			s.authenticated.Store(true)
 			netguard.Authenticated(s.netConn)
+			s.conn.SetReadLimit(s.h.opts.MaxFrameBytes)
+			_ = s.conn.SetReadDeadline(time.Now().Add(2 * s.h.opts.PingInterval))
 			return
 		}
 	}

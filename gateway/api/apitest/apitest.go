@@ -34,6 +34,10 @@ type Fake struct {
 	calls    []Call
 }
 
+// Key is a key of the shape of a ragway key, for tests against the fake Gate (which
+// accepts any key): the server reads no body of a request without a well-formed key.
+const Key = "rgw_testtest_0123456789abcdefghijABCDEFGHIJ0123456789"
+
 // New returns a Fake serving models.
 func New(models ...workers.ModelStatus) *Fake {
 	return &Fake{models: models, generate: Echo, embed: HashEmbed}

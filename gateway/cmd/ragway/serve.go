@@ -162,6 +162,7 @@ func serve(args []string, stderr io.Writer) error {
 	served := make(chan error, 1)
 	guarded := netguard.Listen(ln, netguard.Options{
 		HeaderTimeout:           cfg.Server.HeaderTimeout.Std(),
+		WriteTimeout:            cfg.Server.WriteTimeout.Std(),
 		MaxUnauthenticated:      noLimit(cfg.Server.MaxUnauthenticatedConns),
 		MaxUnauthenticatedPerIP: noLimit(cfg.Server.MaxUnauthenticatedConnsPerIP),
 	})
