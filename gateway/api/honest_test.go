@@ -1,19 +1,15 @@
 package api_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/api/apitest"
-	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/store"
-	"github.com/ragway/ragway/internal/pgtest"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -25,18 +21,8 @@ var bearer = []string{"Authorization", "Bearer " + apitest.Key}
 // one user.
 func storedServer(t *testing.T, fake *apitest.Fake) (*testServer, *store.Store) {
 	t.Helper()
-	st, err := store.Open(pgtest.Database(t), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	u, err := st.EnsureUser(ctx, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return start(t, fake, api.Options{Store: st, Gate: apitest.Gate{Principal: auth.Principal{UserID: u.ID, UserName: u.Name}}}), st
+	st, p := apitest.StoreWithUser(t)
+	return start(t, fake, api.Options{Store: st, Gate: apitest.Gate{Principal: p}}), st
 }
 
 func rows(t *testing.T, st *store.Store, query string) int {

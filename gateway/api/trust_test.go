@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -299,4 +300,66 @@ func waitIndexed(t *testing.T, s *realServer, key, kb string, n int) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling the API: there is no signal to wait on
 	}
+}
+
+// TestKnowledgeBaseNamesAndIDs: names are percent-decoded from paths, so any name a
+// knowledge base may have is reachable by it; names that URLs cannot carry, or the
+// database cannot store, are refused at creation naming the rule; a search filter's
+// document ids are checked.
+func TestKnowledgeBaseNamesAndIDs(t *testing.T) {
+	s := startReal(t, api.Options{})
+	key := s.key(t, "names", store.ScopeIngest, store.ScopeChat)
+	for _, name := range []string{"my docs", "文档", "a/b", "100% sure?#"} {
+		code, b := s.send(t, "POST", "/v1/knowledge-bases", key, "application/json", []byte(`{"name":`+jsonQuote(name)+`}`))
+		if code != 201 {
+			t.Fatalf("create %q: %d %s", name, code, b)
+		}
+		path := "/v1/knowledge-bases/" + url.PathEscape(name)
+		code, b = s.send(t, "GET", path, key, "", nil)
+		var kb struct{ Name string }
+		decodeBytes(t, b, &kb)
+		if code != 200 || kb.Name != name {
+			t.Fatalf("GET %s: %d %s", path, code, b)
+		}
+		code, b = s.send(t, "POST", path+"/documents?wait=true", key, "application/json", []byte(`{"text":"Lanterns light the harbour."}`))
+		if code != 201 {
+			t.Fatalf("upload into %q: %d %s", name, code, b)
+		}
+		code, b = s.send(t, "POST", path+"/search", key, "application/json", []byte(`{"query":"lanterns"}`))
+		if code != 200 || !strings.Contains(string(b), "Lanterns") {
+			t.Fatalf("search %q: %d %s", name, code, b)
+		}
+	}
+	for _, c := range []struct{ name, param, code string }{
+		{"tab\there", "name", "invalid_value"},
+		{"line\nbreak", "name", "invalid_value"},
+		{"nul\u0000", "name", "invalid_value"},
+		{".", "name", "invalid_value"},
+		{"..", "name", "invalid_value"},
+		{strings.Repeat("名", 201), "name", "invalid_value"},
+	} {
+		code, b := s.send(t, "POST", "/v1/knowledge-bases", key, "application/json", []byte(`{"name":`+jsonQuote(c.name)+`}`))
+		checkErrorBody(t, b, "application/json", "invalid_request_error", c.code, c.param)
+		if code != 400 {
+			t.Fatalf("create %q: %d %s", c.name, code, b)
+		}
+	}
+	// (net/http will not send a bad escape.)
+	_, r := rawRequest(t, s.url, "GET /v1/knowledge-bases/bad%zzescape HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+key+"\r\n")
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkError(t, resp, 400, "invalid_request_error", "invalid_value", "kb")
+	code, b := s.send(t, "POST", "/v1/knowledge-bases/"+url.PathEscape("my docs")+"/search", key, "application/json",
+		[]byte(`{"query":"lanterns","filter":{"document_ids":["not-an-id"]}}`))
+	checkErrorBody(t, b, "application/json", "invalid_request_error", "invalid_value", "filter.document_ids[0]")
+	if code != 400 {
+		t.Fatalf("a document id that is not one: %d %s", code, b)
+	}
+}
+
+func jsonQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }

@@ -1,19 +1,15 @@
 package ws_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ragway/ragway/gateway/api/apitest"
-	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/ws"
-	"github.com/ragway/ragway/internal/pgtest"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -21,19 +17,8 @@ import (
 // store on a fresh database, as one user.
 func storedServer(t *testing.T, fake *apitest.Fake) (*server, *store.Store) {
 	t.Helper()
-	st, err := store.Open(pgtest.Database(t), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	u, err := st.EnsureUser(ctx, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return start(t, fake, ws.Options{Conversations: conversation.NewTurns(st),
-		Gate: apitest.Gate{Principal: auth.Principal{UserID: u.ID, UserName: u.Name}}}), st
+	st, p := apitest.StoreWithUser(t)
+	return start(t, fake, ws.Options{Conversations: conversation.NewTurns(st), Gate: apitest.Gate{Principal: p}}), st
 }
 
 // runChat reads the frames of chat id to its end: its start frame's conversation id,

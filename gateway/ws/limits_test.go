@@ -77,7 +77,7 @@ func TestUnauthenticatedSocketEndsEvenIfItPings(t *testing.T) {
 	defer big.Close()
 	resp.Body.Close()
 	if err := big.WriteMessage(websocket.TextMessage, []byte(`{"type":"auth","api_key":"`+strings.Repeat("x", 32<<10)+`"}`)); err != nil {
-		t.Fatal(err)
+		return // the server cut the connection on the frame's header, before its end
 	}
 	_ = big.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"path/filepath"
 	"slices"
@@ -19,22 +17,7 @@ import (
 // embeddings, options merged over a working setup.
 func launchEmbedding(t *testing.T, extra map[string]any) (*sdk.Plugin, sdk.ModelInfo) {
 	t.Helper()
-	lib, model := fixtures(t)
-	ctx := context.Background()
-	p, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: pluginBinary(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Kill)
-	opts := map[string]any{"model_path": model, "lib_path": lib, "threads": 1, "parallel": 2, "context_length": 256}
-	for k, v := range extra {
-		opts[k] = v
-	}
-	mi, err := p.Load(ctx, sdk.LoadRequest{Model: "e", Options: opts, Embedding: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p, mi
+	return launchModel(t, sdk.LoadRequest{Model: "e", Embedding: true}, map[string]any{"context_length": 256}, extra)
 }
 
 func tokenCounts(t *testing.T, p *sdk.Plugin, in ...string) []int {

@@ -106,6 +106,13 @@ func launch(t *testing.T, extra map[string]any) *sdk.Plugin {
 
 func launchInfo(t *testing.T, extra map[string]any) (*sdk.Plugin, sdk.ModelInfo) {
 	t.Helper()
+	return launchModel(t, sdk.LoadRequest{Model: "m"}, map[string]any{"context_length": 512}, extra)
+}
+
+// launchModel starts the plugin and loads req's model with the demo setup, base and
+// extra merged in that order.
+func launchModel(t *testing.T, req sdk.LoadRequest, base, extra map[string]any) (*sdk.Plugin, sdk.ModelInfo) {
+	t.Helper()
 	lib, model := fixtures(t)
 	ctx := context.Background()
 	p, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: pluginBinary(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -113,11 +120,13 @@ func launchInfo(t *testing.T, extra map[string]any) (*sdk.Plugin, sdk.ModelInfo)
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Kill)
-	opts := map[string]any{"model_path": model, "lib_path": lib, "threads": 1, "parallel": 2, "context_length": 512}
-	for k, v := range extra {
-		opts[k] = v
+	req.Options = map[string]any{"model_path": model, "lib_path": lib, "threads": 1, "parallel": 2}
+	for _, m := range []map[string]any{base, extra} {
+		for k, v := range m {
+			req.Options[k] = v
+		}
 	}
-	mi, err := p.Load(ctx, sdk.LoadRequest{Model: "m", Options: opts})
+	mi, err := p.Load(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}

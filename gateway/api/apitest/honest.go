@@ -1,10 +1,14 @@
 package apitest
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/internal/pgtest"
 )
 
 // LastMessage returns the content and status of a stored conversation's last message.
@@ -26,4 +30,22 @@ func NoInternals(t testing.TB, what, msg string) {
 			t.Errorf("%s: message %q carries %q", what, msg, bad)
 		}
 	}
+}
+
+// StoreWithUser opens a real store on a fresh database (closed when the test ends) with
+// one user, alice, and returns it and her principal.
+func StoreWithUser(t testing.TB) (*store.Store, auth.Principal) {
+	t.Helper()
+	st, err := store.Open(pgtest.Database(t), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u, err := st.EnsureUser(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, auth.Principal{UserID: u.ID, UserName: u.Name}
 }
