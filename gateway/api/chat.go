@@ -35,6 +35,7 @@ type chatRequest struct {
 	// RAG (a ragway extension) grounds the answer in a knowledge base.
 	RAG *rag.Params `json:"rag"`
 	oai.SamplingParams
+	oai.Unhonoured
 }
 
 type chatMessageJSON struct {
@@ -71,6 +72,9 @@ var jsonNull = json.RawMessage("null")
 func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 	var req chatRequest
 	if err := oai.Decode(c.Body(), &req, ""); err != nil {
+		return err
+	}
+	if err := req.Unhonoured.Check(""); err != nil {
 		return err
 	}
 	m, aerr := s.resolveModel(cl, req.Model, false)

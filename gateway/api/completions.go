@@ -26,6 +26,7 @@ type completionRequest struct {
 	Echo          *bool           `json:"echo"`
 	Suffix        *string         `json:"suffix"`
 	BestOf        *int            `json:"best_of"`
+	LogitBias     json.RawMessage `json:"logit_bias"`
 	oai.SamplingParams
 }
 
@@ -74,6 +75,10 @@ func (s *server) completions(c *fiber.Ctx, cl *call) error {
 	}
 	if req.BestOf != nil && *req.BestOf != 1 {
 		return oai.Unsupported("best_of", "'best_of' is not supported")
+	}
+	u := oai.Unhonoured{LogitBias: req.LogitBias}
+	if err := u.Check(""); err != nil {
+		return err
 	}
 	sampling, aerr := req.Sampling("")
 	if aerr != nil {

@@ -172,4 +172,26 @@ func TestOpenAIGoSDK(t *testing.T) {
 			t.Errorf("queue full: %v", err)
 		}
 	})
+
+	// What the gateway does not implement is refused naming the field, never ignored.
+	t.Run("unimplemented fields", func(t *testing.T) {
+		msgs := []openai.ChatCompletionMessageParamUnion{openai.UserMessage("x")}
+		for _, c := range []struct {
+			param string
+			req   openai.ChatCompletionNewParams
+		}{
+			{"tools", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs,
+				Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "lookup"})}}},
+			{"response_format", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs,
+				ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONObject: &openai.ResponseFormatJSONObjectParam{}}}},
+			{"logit_bias", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs, LogitBias: map[string]int64{"50256": -100}}},
+			{"reasoning_effort", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs, ReasoningEffort: "high"}},
+		} {
+			_, err := client.Chat.Completions.New(ctx, c.req)
+			var apiErr *openai.Error
+			if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || apiErr.Param != c.param || apiErr.Type != "invalid_request_error" {
+				t.Errorf("%s: %v, want a 400 naming it", c.param, err)
+			}
+		}
+	})
 }

@@ -94,3 +94,28 @@ func isTimeout(err error) bool {
 	var ne interface{ Timeout() bool }
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// TestChatFramesNameWhatTheProtocolLacks: a chat frame with a field the protocol does
+// not define, a sampling parameter outside "params", an unknown parameter, or an
+// OpenAI feature the gateway does not implement gets an error frame naming it, and
+// nothing reaches the backend.
+func TestChatFramesNameWhatTheProtocolLacks(t *testing.T) {
+	s := start(t, newFake(), ws.Options{})
+	c := s.dial(t)
+	for _, tc := range []struct{ frame, code, param string }{
+		{`{"type":"chat","id":"a","model":"chat","content":"x","temperature":0.2}`, "unknown_parameter", "temperature"},
+		{`{"type":"chat","id":"b","model":"chat","content":"x","colour":"red"}`, "unknown_parameter", "colour"},
+		{`{"type":"chat","id":"c","model":"chat","content":"x","params":{"temprature":0.2}}`, "unknown_parameter", "params.temprature"},
+		{`{"type":"chat","id":"d","model":"chat","content":"x","params":{"tools":[{"type":"function","function":{"name":"f"}}]}}`, "unsupported", "params.tools"},
+		{`{"type":"chat","id":"e","model":"chat","content":"x","params":{"response_format":{"type":"json_object"}}}`, "unsupported", "params.response_format"},
+	} {
+		c.send(tc.frame)
+		c.expectError(strings.Split(strings.Split(tc.frame, `"id":"`)[1], `"`)[0], "invalid_request_error", tc.code, tc.param)
+	}
+	if n := len(s.fake.Calls()); n != 0 {
+		t.Fatalf("%d refused chats reached the backend", n)
+	}
+	// Neutral values of the unimplemented fields change nothing and pass.
+	c.send(`{"type":"chat","id":"ok","model":"chat","content":"x","params":{"tools":[],"tool_choice":"none","response_format":{"type":"text"}}}`)
+	c.expect("start", "ok")
+}

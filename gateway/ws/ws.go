@@ -520,18 +520,11 @@ func doneFrame(id, reason string, u sdk.Usage) *[]byte {
 	return b
 }
 
-// clientFrame is any client frame; which fields matter depends on Type.
+// clientFrame is any client frame; which fields matter depends on Type: a chat
+// frame's are chatFields, an auth frame's type and api_key.
 type clientFrame struct {
-	Type           string          `json:"type"`
-	ID             string          `json:"id"`
-	Model          string          `json:"model"`
-	Messages       json.RawMessage `json:"messages"`
-	Content        json.RawMessage `json:"content"`
-	ConversationID *string         `json:"conversation_id"`
-	System         *string         `json:"system"`
-	RAG            *rag.Params     `json:"rag"`
-	Params         json.RawMessage `json:"params"`
-	APIKey         string          `json:"api_key"`
+	chatFields
+	APIKey string `json:"api_key"`
 }
 
 // dispatch handles one client frame.
@@ -559,6 +552,10 @@ func (s *socket) dispatch(data []byte) {
 	case "cancel":
 		s.cancelChat(f.ID)
 	case "chat":
+		if e := checkChatFields(data); e != nil {
+			s.sendError(f.ID, e)
+			return
+		}
 		s.startChat(&f)
 	case "":
 		s.sendError(f.ID, oai.Missing("type"))
@@ -729,6 +726,39 @@ func startFrame(id, model string, t *conversation.Turn) *[]byte {
 
 // parseChat validates a chat frame into a generation request, filling c's model
 // fields and whether it is a stored turn.
+// chatParams is the "params" object of a chat frame: OpenAI's sampling parameters.
+type chatParams struct {
+	oai.SamplingParams
+	oai.Unhonoured
+}
+
+// chatFields are the fields a chat frame may have (and every frame's type and id).
+type chatFields struct {
+	Type           string          `json:"type"`
+	ID             string          `json:"id"`
+	Model          string          `json:"model"`
+	Messages       json.RawMessage `json:"messages"`
+	Content        json.RawMessage `json:"content"`
+	ConversationID *string         `json:"conversation_id"`
+	System         *string         `json:"system"`
+	RAG            *rag.Params     `json:"rag"`
+	Params         json.RawMessage `json:"params"`
+}
+
+// checkChatFields refuses a chat frame field the protocol does not define, naming it;
+// a sampling parameter belongs in "params".
+func checkChatFields(data []byte) *oai.Error {
+	k := oai.UnknownField(data, &chatFields{})
+	if k == "" {
+		return nil
+	}
+	probe, _ := json.Marshal(map[string]any{k: nil})
+	if oai.UnknownField(probe, &chatParams{}) == "" {
+		return oai.Invalid(k, "unknown_parameter", "'%s' goes in 'params': {\"params\": {\"%s\": …}}", k, k)
+	}
+	return oai.Invalid(k, "unknown_parameter", "unknown field '%s' in a chat frame", k)
+}
+
 func (s *socket) parseChat(f *clientFrame, c *chat) (sdk.GenerateRequest, *oai.Error) {
 	var req sdk.GenerateRequest
 	if f.Model == "" {
@@ -789,8 +819,14 @@ func (s *socket) parseChat(f *clientFrame, c *chat) (sdk.GenerateRequest, *oai.E
 		c.rag = f.RAG
 	}
 	if !oai.IsNull(f.Params) {
-		var p oai.SamplingParams
+		var p chatParams
 		if err := oai.Decode(f.Params, &p, "params"); err != nil {
+			return req, err
+		}
+		if k := oai.UnknownField(f.Params, &p); k != "" {
+			return req, oai.Invalid("params."+k, "unknown_parameter", "unknown parameter 'params.%s'", k)
+		}
+		if err := p.Unhonoured.Check("params."); err != nil {
 			return req, err
 		}
 		sampling, err := p.Sampling("params.")
