@@ -11,6 +11,7 @@ import (
 	"github.com/ragway/ragway/gateway/api/oai"
 	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/rag"
+	"github.com/ragway/ragway/gateway/tokens"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -43,7 +44,7 @@ type job struct {
 
 // observe records an event: its tokens, and its text for a stored turn.
 func (j *job) observe(e sdk.Event) {
-	j.generated.Add(int64(conversation.Tokens(e)))
+	j.generated.Add(int64(tokens.Of(e)))
 	if j.turn != nil {
 		j.turn.Observe(e)
 	}

@@ -1,34 +1,14 @@
 package conversation
 
 import (
-	"unicode/utf8"
-
 	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/tokens"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
 // perMessageTokens is what a chat template adds around one message (role markers,
 // separators): a few tokens in every template in use.
 const perMessageTokens = 8
-
-// EstimateTokens is a conservative estimate of the tokens of text, without the model's
-// tokenizer: one per three bytes of ASCII, one per rune beyond (CJK characters are
-// about one token each, often more than one per rune in small vocabularies: the
-// estimate errs high).
-func EstimateTokens(text string) int {
-	n, ascii := 0, 0
-	for i := 0; i < len(text); {
-		if text[i] < utf8.RuneSelf {
-			ascii++
-			i++
-			continue
-		}
-		_, size := utf8.DecodeRuneInString(text[i:])
-		i += size
-		n++
-	}
-	return n + (ascii+2)/3
-}
 
 // Fit returns the prompt for a turn: the system prompt (when not empty), then the
 // longest suffix of history whose estimated size, with the system prompt, fits in
@@ -41,7 +21,7 @@ func Fit(system string, history []store.Message, budget int) []sdk.Message {
 	if budget > 0 {
 		used := 0
 		if system != "" {
-			used = EstimateTokens(system) + perMessageTokens
+			used = tokens.Estimate(system) + perMessageTokens
 		}
 		keep = 0
 		for i := len(history) - 1; i >= 0; i-- {
@@ -67,7 +47,7 @@ func Fit(system string, history []store.Message, budget int) []sdk.Message {
 }
 
 func messageTokens(m store.Message) int {
-	n := EstimateTokens(m.Content)
+	n := tokens.Estimate(m.Content)
 	if m.Role == store.RoleAssistant && m.CompletionTokens > n {
 		n = m.CompletionTokens
 	}

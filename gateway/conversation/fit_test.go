@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/tokens"
 )
 
 func msg(role, content string) store.Message { return store.Message{Role: role, Content: content} }
@@ -23,9 +24,9 @@ func TestFitDropsOldestTurnsAndKeepsSystem(t *testing.T) {
 		msg("user", "q2 "+long), msg("assistant", "a2 "+long),
 		msg("user", "q3"),
 	}
-	each := EstimateTokens("q1 "+long) + perMessageTokens
+	each := tokens.Estimate("q1 "+long) + perMessageTokens
 	sys := "be brief"
-	sysCost := EstimateTokens(sys) + perMessageTokens
+	sysCost := tokens.Estimate(sys) + perMessageTokens
 
 	cases := []struct {
 		name   string
@@ -71,21 +72,6 @@ func TestFitUsesStoredCompletionTokens(t *testing.T) {
 	out := Fit("", history, 100)
 	if len(out) != 1 || out[0].Content != "q2" {
 		t.Fatalf("kept %+v, want only q2", out)
-	}
-}
-
-func TestEstimateTokens(t *testing.T) {
-	for _, c := range []struct {
-		text string
-		min  int
-	}{
-		{"", 0},
-		{"hello world", 3},
-		{"数据库连接失败时网关返回503", 13}, // one per CJK rune at least
-	} {
-		if got := EstimateTokens(c.text); got < c.min {
-			t.Errorf("EstimateTokens(%q) = %d, want ≥ %d", c.text, got, c.min)
-		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/tokens"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -45,7 +46,7 @@ type Request struct {
 func (r Request) HistoryBudget() int {
 	budget := Budget(r.ContextLength, r.MaxTokens)
 	if budget > 0 && r.Context != "" {
-		budget = max(budget-EstimateTokens(r.Context)-perMessageTokens, 1)
+		budget = max(budget-tokens.Estimate(r.Context)-perMessageTokens, 1)
 	}
 	return budget
 }
@@ -164,21 +165,9 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 	return turn, nil
 }
 
-// Tokens is the number of tokens an event carries: its count, else one for a text
-// delta from a backend that does not count.
-func Tokens(e sdk.Event) int {
-	switch {
-	case e.Tokens > 0:
-		return e.Tokens
-	case e.Text != "":
-		return 1
-	}
-	return 0
-}
-
 // Observe records a generation event: its text joins the answer.
 func (t *Turn) Observe(e sdk.Event) {
-	n := Tokens(e)
+	n := tokens.Of(e)
 	if e.Text == "" && n == 0 {
 		return
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/tokens"
 	"github.com/ragway/ragway/internal/pgtest"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -294,7 +295,7 @@ func TestTurnsFitTheHistoryBesideTheContext(t *testing.T) {
 	sources := strings.Repeat("retrieved text of a source ", 60) // ~540 tokens
 	size := func(msgs []sdk.Message) (n int) {
 		for _, m := range msgs {
-			n += conversation.EstimateTokens(m.Content) + 8
+			n += tokens.Estimate(m.Content) + 8
 		}
 		return n
 	}
@@ -307,7 +308,7 @@ func TestTurnsFitTheHistoryBesideTheContext(t *testing.T) {
 			t.Fatal(err)
 		}
 		prompts[i] = turn.Prompt
-		if got := size(turn.Prompt) + conversation.EstimateTokens(context) + 8; context != "" && got > budget {
+		if got := size(turn.Prompt) + tokens.Estimate(context) + 8; context != "" && got > budget {
 			t.Errorf("history and sources take %d tokens, budget %d", got, budget)
 		}
 		answer(t, turn, "")

@@ -1,6 +1,10 @@
 package rag
 
-import "unicode/utf8"
+import (
+	"unicode/utf8"
+
+	"github.com/ragway/ragway/gateway/tokens"
+)
 
 // Document is the text to split.
 type Document struct {
@@ -54,7 +58,7 @@ type Chunk struct {
 	// Text is the chunk: its overlap, then its own text. It never spans two
 	// sections, and a heading line is in Heading, not in Text.
 	Text string
-	// Tokens is EstimateTokens(Text): at most ChunkTokens + Overlap.
+	// Tokens is tokens.Estimate(Text): at most ChunkTokens + Overlap.
 	Tokens int
 	// OverlapBytes is the length of the prefix of Text that repeats the end of the
 	// previous chunk; Text[OverlapBytes:] is the chunk's own text.
@@ -90,7 +94,7 @@ func Split(doc Document, opts Options) []Chunk {
 			start, sum := units[i].start, units[i].tokens
 			j := i + 1
 			for ; j < len(units); j++ {
-				n := sum + EstimateTokens(text[units[j-1].end:units[j].start]) + units[j].tokens
+				n := sum + tokens.Estimate(text[units[j-1].end:units[j].start]) + units[j].tokens
 				if n > opts.ChunkTokens {
 					break
 				}
@@ -106,7 +110,7 @@ func Split(doc Document, opts Options) []Chunk {
 				Ordinal:      len(chunks),
 				Heading:      sec.heading,
 				Text:         t,
-				Tokens:       EstimateTokens(t),
+				Tokens:       tokens.Estimate(t),
 				OverlapBytes: start - from,
 			})
 			prevStart, i = start, j
@@ -129,14 +133,14 @@ func overlapStart(text string, prev, start, limit int) int {
 	}
 	// Sentence and line starts first, then clause starts: the earliest that fits is
 	// the longest overlap (cuts increase).
-	if lo == prev && EstimateTokens(text[prev:start]) <= limit {
+	if lo == prev && tokens.Estimate(text[prev:start]) <= limit {
 		return prev
 	}
 	for _, tier := range [][]cutter{{sentenceCuts, lineCuts}, {clauseCuts}} {
 		best := start
 		for _, cut := range tier {
 			for _, c := range cut(text, lo, start) {
-				if c < best && EstimateTokens(text[c:start]) <= limit {
+				if c < best && tokens.Estimate(text[c:start]) <= limit {
 					best = c
 					break
 				}
@@ -150,7 +154,7 @@ func overlapStart(text string, prev, start, limit int) int {
 	l, h := lo, start
 	for l < h {
 		mid := int(uint(l+h) >> 1)
-		if EstimateTokens(text[mid:start]) <= limit {
+		if tokens.Estimate(text[mid:start]) <= limit {
 			h = mid
 		} else {
 			l = mid + 1

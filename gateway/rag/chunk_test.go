@@ -6,6 +6,8 @@ import (
 	"testing"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/ragway/ragway/gateway/tokens"
 )
 
 // pieces returns the pieces of s by cutter.
@@ -183,7 +185,7 @@ func TestSplitOverlap(t *testing.T) {
 			continue
 		}
 		ov := c.Text[:c.OverlapBytes]
-		if n := EstimateTokens(ov); n > limit {
+		if n := tokens.Estimate(ov); n > limit {
 			t.Errorf("chunk %d overlap %q is %d tokens", i, ov, n)
 		}
 		if !strings.HasSuffix(cs[i-1].Text, strings.TrimSpace(ov)) {
@@ -212,7 +214,7 @@ func TestSplitOverlapFallsBackToWords(t *testing.T) {
 	cs := Split(Document{Text: text}, Options{ChunkTokens: 50, Overlap: 10})
 	for i, c := range cs[1:] {
 		ov := c.Text[:c.OverlapBytes]
-		if ov == "" || EstimateTokens(ov) > 10 {
+		if ov == "" || tokens.Estimate(ov) > 10 {
 			t.Errorf("chunk %d: overlap %q", i+1, ov)
 		}
 		if r, _ := utf8.DecodeRuneInString(ov); !unicode.IsLetter(r) || inWord(cs[i].Text, len(cs[i].Text)-len(strings.TrimSpace(ov))) {
@@ -305,10 +307,10 @@ func TestSplitProperties(t *testing.T) {
 			if strings.TrimSpace(c.Text[c.OverlapBytes:]) == "" {
 				t.Fatalf("%+v: chunk %d is empty: %q", opts, i, c.Text)
 			}
-			if c.Tokens != EstimateTokens(c.Text) || c.Tokens > o.ChunkTokens+o.Overlap {
-				t.Errorf("%+v: chunk %d: %d tokens (estimate %d), bound %d", opts, i, c.Tokens, EstimateTokens(c.Text), o.ChunkTokens+o.Overlap)
+			if c.Tokens != tokens.Estimate(c.Text) || c.Tokens > o.ChunkTokens+o.Overlap {
+				t.Errorf("%+v: chunk %d: %d tokens (estimate %d), bound %d", opts, i, c.Tokens, tokens.Estimate(c.Text), o.ChunkTokens+o.Overlap)
 			}
-			if n := EstimateTokens(c.Text[c.OverlapBytes:]); n > o.ChunkTokens {
+			if n := tokens.Estimate(c.Text[c.OverlapBytes:]); n > o.ChunkTokens {
 				t.Errorf("%+v: chunk %d: own text %d tokens", opts, i, n)
 			}
 			if !utf8.ValidString(c.Text) || c.Text != strings.TrimSpace(c.Text) {

@@ -15,7 +15,7 @@
 // and for a query, QueryVector(q); the store applies IDF at query time.
 //
 // The text functions are pure and deterministic: no I/O, no model, no tokenizer. Token
-// counts are estimates (EstimateTokens), conservative so that a chunk fits the budget
+// counts are estimates (tokens.Estimate), conservative so that a chunk fits the budget
 // the caller sized it for. Indexer and Retriever reach storage only through small
 // interfaces (*store.Store and a vectorstore.Store implement them). With an embedding
 // model (EmbeddingModel; NewModelEmbedder serves rag.embedding_model through the

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/ragway/ragway/gateway/tokens"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -43,7 +44,7 @@ func Resplit(c Chunk, target, overlap int) []Chunk {
 		return pieces
 	}
 	// As many pieces, evened out: the own text shared equally, plus the overlap.
-	own := EstimateTokens(c.Text[c.OverlapBytes:])
+	own := tokens.Estimate(c.Text[c.OverlapBytes:])
 	even := min(target, (own+len(pieces)-1)/len(pieces)+overlap+overlap/2+1)
 	if p := pack(c, even, overlap); len(p) == len(pieces) {
 		return p
@@ -68,10 +69,10 @@ func pack(c Chunk, target, overlap int) []Chunk {
 			from = overlapStart(text, 0, start, overlap)
 		}
 		j := i + 1
-		for ; j < len(units) && EstimateTokens(text[from:units[j].end]) <= target; j++ {
+		for ; j < len(units) && tokens.Estimate(text[from:units[j].end]) <= target; j++ {
 		}
 		t := text[from:units[j-1].end]
-		out = append(out, Chunk{Heading: c.Heading, Text: t, Tokens: EstimateTokens(t), OverlapBytes: start - from})
+		out = append(out, Chunk{Heading: c.Heading, Text: t, Tokens: tokens.Estimate(t), OverlapBytes: start - from})
 		prevStart, i = start, j
 	}
 	return out
@@ -82,8 +83,8 @@ func pack(c Chunk, target, overlap int) []Chunk {
 // with their heading: the limit converted at c's own ratio of model tokens to
 // estimated ones, with a margin.
 func fitTarget(c Chunk, n, limit int) int {
-	ratio := float64(n) / float64(max(EstimateTokens(embedText(c)), 1))
-	return int(float64(limit)/ratio*fitMargin) - EstimateTokens(c.Heading+"\n")
+	ratio := float64(n) / float64(max(tokens.Estimate(embedText(c)), 1))
+	return int(float64(limit)/ratio*fitMargin) - tokens.Estimate(c.Heading+"\n")
 }
 
 // fit makes every chunk fit the embedding model's limit per input: it counts the
@@ -185,9 +186,9 @@ func trimOverlap(c, prev Chunk) (Chunk, bool) {
 	if lo <= 0 || c.Text[lo:end] != prevOwn {
 		return c, false // within prev already (or not prev's end: left as it is)
 	}
-	from := overlapStart(c.Text, lo, c.OverlapBytes, EstimateTokens(c.Text[:c.OverlapBytes]))
+	from := overlapStart(c.Text, lo, c.OverlapBytes, tokens.Estimate(c.Text[:c.OverlapBytes]))
 	c.Text, c.OverlapBytes = c.Text[from:], c.OverlapBytes-from
-	c.Tokens = EstimateTokens(c.Text)
+	c.Tokens = tokens.Estimate(c.Text)
 	return c, true
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/ragway/ragway/gateway/tokens"
 	"github.com/ragway/ragway/gateway/vectorstore/embedded"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -41,11 +42,11 @@ func TestResplit(t *testing.T) {
 				if p.Heading != c.Heading {
 					t.Errorf("piece %d: heading %q, want %q", i, p.Heading, c.Heading)
 				}
-				if p.Tokens != EstimateTokens(p.Text) || p.Tokens > tc.target || !utf8.ValidString(p.Text) || p.Text != strings.TrimSpace(p.Text) {
+				if p.Tokens != tokens.Estimate(p.Text) || p.Tokens > tc.target || !utf8.ValidString(p.Text) || p.Text != strings.TrimSpace(p.Text) {
 					t.Errorf("piece %d: %d tokens (target %d): %q", i, p.Tokens, tc.target, p.Text)
 				}
 				ov := p.Text[:p.OverlapBytes]
-				if EstimateTokens(ov) > ovLimit {
+				if tokens.Estimate(ov) > ovLimit {
 					t.Errorf("piece %d: overlap %q over %d tokens", i, ov, ovLimit)
 				}
 				switch {

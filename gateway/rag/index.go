@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/tokens"
 	"github.com/ragway/ragway/gateway/vectorstore"
 )
 
@@ -65,7 +66,7 @@ func (x *Indexer) index(ctx context.Context, userID, kbID, docID string, doc Doc
 			return 0, &failure{reason: "the document has no text", err: errors.New("no text")}
 		}
 		// Only headings (sections without bodies make no chunks): they are the text.
-		chunks = []Chunk{{Heading: doc.Title, Text: text, Tokens: EstimateTokens(text)}}
+		chunks = []Chunk{{Heading: doc.Title, Text: text, Tokens: tokens.Estimate(text)}}
 	}
 	truncate := false
 	if x.Embedding != nil {

@@ -1,6 +1,10 @@
 package rag
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/ragway/ragway/gateway/tokens"
+)
 
 func TestNormalize(t *testing.T) {
 	tests := []struct {
@@ -50,8 +54,8 @@ func TestEstimateTokens(t *testing.T) {
 		{"数据ab", 3},
 	}
 	for _, tt := range tests {
-		if got := EstimateTokens(tt.in); got != tt.want {
-			t.Errorf("EstimateTokens(%q) = %d, want %d", tt.in, got, tt.want)
+		if got := tokens.Estimate(tt.in); got != tt.want {
+			t.Errorf("tokens.Estimate(%q) = %d, want %d", tt.in, got, tt.want)
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/ragway/ragway/gateway/tokens"
 )
 
 // A unit is the smallest piece the packer places whole: a paragraph, or a piece of
@@ -31,7 +33,7 @@ func refine(out []unit, text string, a, b, target int, cutters []cutter) []unit 
 	if a >= b {
 		return out
 	}
-	if n := EstimateTokens(text[a:b]); n <= target {
+	if n := tokens.Estimate(text[a:b]); n <= target {
 		return append(out, unit{a, b, n})
 	}
 	for i, cut := range cutters {
@@ -216,14 +218,14 @@ func clauseCuts(text string, a, b int) []int {
 func hardCuts(text string, a, b, target int) []int {
 	var cuts []int
 	for p := a; p < b; {
-		if EstimateTokens(text[p:b]) <= target {
+		if tokens.Estimate(text[p:b]) <= target {
 			break
 		}
-		// Largest e with EstimateTokens(text[p:e]) <= target (the estimate grows with e).
+		// Largest e with tokens.Estimate(text[p:e]) <= target (the estimate grows with e).
 		lo, hi := p+1, b
 		for lo < hi {
 			mid := int(uint(lo+hi+1) >> 1)
-			if EstimateTokens(text[p:mid]) <= target {
+			if tokens.Estimate(text[p:mid]) <= target {
 				lo = mid
 			} else {
 				hi = mid - 1

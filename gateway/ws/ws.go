@@ -24,6 +24,7 @@ import (
 	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/tokens"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -904,7 +905,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 		if turn != nil {
 			turn.Observe(e)
 		}
-		c.completion.Add(int64(conversation.Tokens(e)))
+		c.completion.Add(int64(tokens.Of(e)))
 		if e.Text != "" {
 			if !firstTok {
 				firstTok = true
