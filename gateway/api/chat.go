@@ -145,7 +145,7 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 	created := time.Now().Unix()
 	if req.Stream != nil && *req.Stream {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-		return s.serveStream(c, j, newChatChunks(respID, created, req.Model, includeUsage), includeUsage)
+		return s.serveStream(c, j, newChatSSE(respID, created, req.Model, includeUsage), includeUsage)
 	}
 
 	res, err := j.collect(context.Background())

@@ -121,7 +121,7 @@ func (s *server) completions(c *fiber.Ctx, cl *call) error {
 	created := time.Now().Unix()
 	if req.Stream != nil && *req.Stream {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-		return s.serveStream(c, j, newCompletionChunks(respID, created, req.Model, includeUsage, total), includeUsage)
+		return s.serveStream(c, j, newCompletionSSE(respID, created, req.Model, includeUsage, total), includeUsage)
 	}
 
 	res, err := j.collect(context.Background())

@@ -41,7 +41,7 @@ type streamItem struct {
 // hands over to run, which executes inside fasthttp's body stream writer.
 type stream struct {
 	j            *job
-	f            chunkFormat
+	f            sseFormat
 	includeUsage bool
 	hb           time.Duration
 
@@ -67,7 +67,7 @@ type stream struct {
 	failure error
 }
 
-func (j *job) newStream(f chunkFormat, includeUsage bool) *stream {
+func (j *job) newStream(f sseFormat, includeUsage bool) *stream {
 	n := len(j.reqs)
 	ctx, cancel := context.WithTimeout(context.Background(), j.s.opts.RequestTimeout)
 	return &stream{
@@ -122,7 +122,7 @@ func itemError(it streamItem) error {
 // serveStream runs j as an SSE response. Until the first event arrives (or
 // a heartbeat is due) nothing is committed, so an early failure is an
 // ordinary HTTP error returned to the caller.
-func (s *server) serveStream(c *fiber.Ctx, j *job, f chunkFormat, includeUsage bool) error {
+func (s *server) serveStream(c *fiber.Ctx, j *job, f sseFormat, includeUsage bool) error {
 	st := j.newStream(f, includeUsage)
 	st.launch()
 	timer := time.NewTimer(st.hb)

@@ -16,7 +16,7 @@ const heldBytes = 64 << 20
 // and what the allocator rounds up.
 const heldMessageSize = int64(unsafe.Sizeof(store.Message{})) + 16
 
-// held keeps the final messages of the conversations a gateway served last, so that
+// heldLRU keeps the final messages of the conversations a gateway served last, so that
 // a turn reads from Postgres only the messages it does not hold. It relies on two
 // facts of the store: a final message never changes (only an in-progress answer is
 // ever updated, once), and the messages of one conversation are inserted one turn at
@@ -25,7 +25,7 @@ const heldMessageSize = int64(unsafe.Sizeof(store.Message{})) + 16
 // every message up to the last one held, therefore stays true as long as that last
 // message stands: BeginTurn checks it (a Postgres crash may lose the turns not yet on
 // disk, and hand their seqs out again), and a deleted conversation is not found.
-type held struct {
+type heldLRU struct {
 	mu   sync.Mutex
 	max  int64
 	size int64
@@ -49,13 +49,13 @@ type heldConversation struct {
 	bytes  int64
 }
 
-func newHeld(max int64) *held {
-	return &held{max: max, lru: list.New(), byID: make(map[string]*list.Element)}
+func newHeldLRU(max int64) *heldLRU {
+	return &heldLRU{max: max, lru: list.New(), byID: make(map[string]*list.Element)}
 }
 
 // get returns what is held of conversation id, if it can serve a prompt of budget
 // tokens (0: unbounded).
-func (h *held) get(id string, budget int) (heldConversation, bool) {
+func (h *heldLRU) get(id string, budget int) (heldConversation, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	el, ok := h.byID[id]
@@ -74,7 +74,7 @@ func (h *held) get(id string, budget int) (heldConversation, bool) {
 // last one; trimmed for budget) for conversation id, replacing what was held unless
 // that ran further (a later turn of the conversation stored it first: either is true,
 // the later one serves more).
-func (h *held) put(id string, msgs []store.Message, budget int) {
+func (h *heldLRU) put(id string, msgs []store.Message, budget int) {
 	if len(msgs) == 0 {
 		return
 	}
@@ -102,7 +102,7 @@ func (h *held) put(id string, msgs []store.Message, budget int) {
 // conversation id, if what is held runs through after, the seq of the message the
 // answer follows (nothing of the conversation lies between them: a turn inserts its
 // messages and its answer at once).
-func (h *held) extend(id string, after int64, answer store.Message) {
+func (h *heldLRU) extend(id string, after int64, answer store.Message) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	el, ok := h.byID[id]
@@ -122,7 +122,7 @@ func (h *held) extend(id string, after int64, answer store.Message) {
 }
 
 // drop forgets conversation id.
-func (h *held) drop(id string) {
+func (h *heldLRU) drop(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if el, ok := h.byID[id]; ok {
@@ -130,13 +130,13 @@ func (h *held) drop(id string) {
 	}
 }
 
-func (h *held) evict() {
+func (h *heldLRU) evict() {
 	for h.size > h.max && h.lru.Len() > 0 {
 		h.remove(h.lru.Back())
 	}
 }
 
-func (h *held) remove(el *list.Element) {
+func (h *heldLRU) remove(el *list.Element) {
 	c := el.Value.(*heldConversation)
 	h.lru.Remove(el)
 	delete(h.byID, c.id)

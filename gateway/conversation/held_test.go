@@ -28,7 +28,7 @@ func seqs(ms []store.Message) []int64 {
 }
 
 func TestHeldExtendsOnlyWithoutGap(t *testing.T) {
-	h := newHeld(1 << 20)
+	h := newHeldLRU(1 << 20)
 	h.put("c", msgs(1, 2, 3), 0)
 	// Another turn's put that read less does not replace what ran further.
 	h.put("c", msgs(1, 2), 0)
@@ -55,7 +55,7 @@ func TestHeldExtendsOnlyWithoutGap(t *testing.T) {
 // What is held of a message is what a prompt and the anchor need, in an array of
 // its own, and counted.
 func TestHeldKeepsLittleAndCountsIt(t *testing.T) {
-	h := newHeld(1 << 20)
+	h := newHeldLRU(1 << 20)
 	row := store.Message{Seq: 1, ID: "0190a5c4-7e1b-7c3d-8f00-123456789abc", Role: "user", Content: "hello",
 		Status: store.StatusComplete, Model: "m", Sources: []byte(`[{"n":1}]`), CompletionTokens: 3}
 	rows := append(make([]store.Message, 0, 64), row)
@@ -75,7 +75,7 @@ func TestHeldKeepsLittleAndCountsIt(t *testing.T) {
 }
 
 func TestHeldServesSmallerBudgetsOnly(t *testing.T) {
-	h := newHeld(1 << 20)
+	h := newHeldLRU(1 << 20)
 	h.put("c", msgs(1, 2), 100)
 	for budget, want := range map[int]bool{0: false, 50: true, 100: true, 101: false} {
 		if _, ok := h.get("c", budget); ok != want {
@@ -89,7 +89,7 @@ func TestHeldServesSmallerBudgetsOnly(t *testing.T) {
 }
 
 func TestHeldEvictsLeastRecentlyUsed(t *testing.T) {
-	h := newHeld(8 * sizeOf(msgs(1, 2, 3))) // 8 conversations of 3 messages
+	h := newHeldLRU(8 * sizeOf(msgs(1, 2, 3))) // 8 conversations of 3 messages
 	for i := range 9 {
 		h.put(fmt.Sprint(i), msgs(1, 2, 3), 0)
 		if i == 7 {

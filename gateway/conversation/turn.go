@@ -79,12 +79,12 @@ type Turn struct {
 // messages it does not hold (see held): one per gateway, shared by its protocols.
 type Turns struct {
 	st   Store
-	held *held
+	held *heldLRU
 }
 
 // NewTurns returns Turns on st.
 func NewTurns(st Store) *Turns {
-	return &Turns{st: st, held: newHeld(heldBytes)}
+	return &Turns{st: st, held: newHeldLRU(heldBytes)}
 }
 
 // Forget drops what is held of conversation id (deleted: its next turn would learn

@@ -9,10 +9,10 @@ import (
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
-// chunkFormat writes the SSE events of one streamed response by appending
+// sseFormat writes the SSE events of one streamed response by appending
 // to a caller-owned buffer: the hot path of streaming, so it builds JSON by
 // hand around prefixes computed once per request.
-type chunkFormat interface {
+type sseFormat interface {
 	// start appends what opens choice i before its first content (the chat
 	// role delta; nothing for completions).
 	start(b []byte, i int) []byte
@@ -36,8 +36,8 @@ func appendSSEError(b []byte, e *oai.Error) []byte {
 	return append(b, "}\n\n"...)
 }
 
-// chunkHead returns `data: {"id":…,"object":…,"created":…,"model":…,"choices":[`.
-func chunkHead(id, object string, created int64, model string) []byte {
+// sseHead returns `data: {"id":…,"object":…,"created":…,"model":…,"choices":[`.
+func sseHead(id, object string, created int64, model string) []byte {
 	b := append([]byte(nil), `data: {"id":`...)
 	b = oai.AppendString(b, id)
 	b = append(b, `,"object":`...)
@@ -49,9 +49,9 @@ func chunkHead(id, object string, created int64, model string) []byte {
 	return append(b, `,"choices":[`...)
 }
 
-// chunkTail closes the choices array and the chunk ("usage":null when the
+// sseTail closes the choices array and the chunk ("usage":null when the
 // client asked for usage: every chunk but the last then carries it).
-func chunkTail(includeUsage bool) []byte {
+func sseTail(includeUsage bool) []byte {
 	if includeUsage {
 		return []byte("],\"usage\":null}\n\n")
 	}
@@ -73,7 +73,7 @@ func appendUsage(b []byte, u usageJSON) []byte {
 	return append(b, '}')
 }
 
-func appendUsageChunk(b, head []byte, u usageJSON) []byte {
+func appendUsageEvent(b, head []byte, u usageJSON) []byte {
 	b = append(b, head...)
 	b = append(b, `],"usage":`...)
 	b = appendUsage(b, u)
@@ -86,22 +86,22 @@ func appendIndex(b, head []byte, i int) []byte {
 	return strconv.AppendInt(b, int64(i), 10)
 }
 
-// chatChunks formats chat.completion.chunk events.
-type chatChunks struct {
+// chatSSE formats chat.completion.chunk events.
+type chatSSE struct {
 	head, tail []byte
 }
 
-func newChatChunks(id string, created int64, model string, includeUsage bool) *chatChunks {
-	return &chatChunks{head: chunkHead(id, "chat.completion.chunk", created, model), tail: chunkTail(includeUsage)}
+func newChatSSE(id string, created int64, model string, includeUsage bool) *chatSSE {
+	return &chatSSE{head: sseHead(id, "chat.completion.chunk", created, model), tail: sseTail(includeUsage)}
 }
 
-func (f *chatChunks) start(b []byte, i int) []byte {
+func (f *chatSSE) start(b []byte, i int) []byte {
 	b = appendIndex(b, f.head, i)
 	b = append(b, `,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}`...)
 	return append(b, f.tail...)
 }
 
-func (f *chatChunks) delta(b []byte, i int, text string, lps []sdk.TokenLogprob) []byte {
+func (f *chatSSE) delta(b []byte, i int, text string, lps []sdk.TokenLogprob) []byte {
 	b = appendIndex(b, f.head, i)
 	b = append(b, `,"delta":{"content":`...)
 	b = oai.AppendString(b, text)
@@ -115,7 +115,7 @@ func (f *chatChunks) delta(b []byte, i int, text string, lps []sdk.TokenLogprob)
 	return append(b, f.tail...)
 }
 
-func (f *chatChunks) finish(b []byte, i int, reason string) []byte {
+func (f *chatSSE) finish(b []byte, i int, reason string) []byte {
 	b = appendIndex(b, f.head, i)
 	b = append(b, `,"delta":{},"logprobs":null,"finish_reason":`...)
 	b = oai.AppendString(b, reason)
@@ -123,22 +123,22 @@ func (f *chatChunks) finish(b []byte, i int, reason string) []byte {
 	return append(b, f.tail...)
 }
 
-func (f *chatChunks) usage(b []byte, u usageJSON) []byte { return appendUsageChunk(b, f.head, u) }
+func (f *chatSSE) usage(b []byte, u usageJSON) []byte { return appendUsageEvent(b, f.head, u) }
 
-// completionChunks formats text_completion stream events.
-type completionChunks struct {
+// completionSSE formats text_completion stream events.
+type completionSSE struct {
 	head, tail []byte
 	// offsets[i] is the text offset (in characters) of choice i so far.
 	offsets []int
 }
 
-func newCompletionChunks(id string, created int64, model string, includeUsage bool, n int) *completionChunks {
-	return &completionChunks{head: chunkHead(id, "text_completion", created, model), tail: chunkTail(includeUsage), offsets: make([]int, n)}
+func newCompletionSSE(id string, created int64, model string, includeUsage bool, n int) *completionSSE {
+	return &completionSSE{head: sseHead(id, "text_completion", created, model), tail: sseTail(includeUsage), offsets: make([]int, n)}
 }
 
-func (f *completionChunks) start(b []byte, _ int) []byte { return b }
+func (f *completionSSE) start(b []byte, _ int) []byte { return b }
 
-func (f *completionChunks) delta(b []byte, i int, text string, lps []sdk.TokenLogprob) []byte {
+func (f *completionSSE) delta(b []byte, i int, text string, lps []sdk.TokenLogprob) []byte {
 	b = appendIndex(b, f.head, i)
 	b = append(b, `,"text":`...)
 	b = oai.AppendString(b, text)
@@ -153,7 +153,7 @@ func (f *completionChunks) delta(b []byte, i int, text string, lps []sdk.TokenLo
 	return append(b, f.tail...)
 }
 
-func (f *completionChunks) finish(b []byte, i int, reason string) []byte {
+func (f *completionSSE) finish(b []byte, i int, reason string) []byte {
 	b = appendIndex(b, f.head, i)
 	b = append(b, `,"text":"","logprobs":null,"finish_reason":`...)
 	b = oai.AppendString(b, reason)
@@ -161,7 +161,7 @@ func (f *completionChunks) finish(b []byte, i int, reason string) []byte {
 	return append(b, f.tail...)
 }
 
-func (f *completionChunks) usage(b []byte, u usageJSON) []byte { return appendUsageChunk(b, f.head, u) }
+func (f *completionSSE) usage(b []byte, u usageJSON) []byte { return appendUsageEvent(b, f.head, u) }
 
 // appendLogprob appends a log probability as a JSON number; -Inf and NaN,
 // which JSON cannot carry, become -9999 (what OpenAI reports for
