@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -148,14 +147,16 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		return s.serveStream(c, j, newChatSSE(respID, created, req.Model, includeUsage), includeUsage)
 	}
 
-	res, err := j.collect(context.Background())
+	ctx, left, stop := whileClientWaits(c)
+	res, err := j.collect(ctx)
+	stop()
 	var notStored *oai.Error
 	if j.turn != nil {
 		final := sdk.Event{}
 		if err == nil {
 			final = sdk.Event{FinishReason: res[0].finish, Usage: &res[0].usage}
 		}
-		if ferr := j.finishTurn(err, final, false); err == nil && ferr != nil {
+		if ferr := j.finishTurn(err, final, left()); err == nil && ferr != nil {
 			notStored = ferr
 		}
 	}

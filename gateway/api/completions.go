@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"time"
 
@@ -124,7 +123,9 @@ func (s *server) completions(c *fiber.Ctx, cl *call) error {
 		return s.serveStream(c, j, newCompletionSSE(respID, created, req.Model, includeUsage, total), includeUsage)
 	}
 
-	res, err := j.collect(context.Background())
+	ctx, _, stop := whileClientWaits(c)
+	res, err := j.collect(ctx)
+	stop()
 	if err != nil {
 		return err
 	}

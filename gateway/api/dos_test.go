@@ -3,6 +3,7 @@ package api_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"compress/gzip"
 	"compress/zlib"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/api/apitest"
 	"github.com/ragway/ragway/gateway/store"
+	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
 // gzipped returns data compressed with gzip, layers times.
@@ -314,5 +316,66 @@ func TestMalformedRequestsAreAnsweredWithoutTheirBytes(t *testing.T) {
 		if resp.StatusCode != 400 || strings.Contains(string(b), apitest.Key[5:]) || !strings.Contains(string(b), "malformed") {
 			t.Errorf("%q: %d %s", head, resp.StatusCode, b)
 		}
+	}
+}
+
+// TestNonStreamedAnswerStopsWhenTheClientLeaves: a client that closes its connection
+// while a non-streamed answer is generated cancels the generation in the backend,
+// instead of leaving it to run to the end for nobody.
+func TestNonStreamedAnswerStopsWhenTheClientLeaves(t *testing.T) {
+	fake := newFake()
+	started, stopped := make(chan struct{}, 4), make(chan error, 4)
+	fake.SetGenerate(func(ctx context.Context, _ string, _ sdk.GenerateRequest, _ func(sdk.Event) error) error {
+		started <- struct{}{}
+		select {
+		case <-ctx.Done():
+			stopped <- ctx.Err()
+		case <-time.After(20 * time.Second):
+			stopped <- nil
+		}
+		return ctx.Err()
+	})
+	s := start(t, fake, api.Options{})
+	for _, path := range []string{"/v1/chat/completions", "/v1/completions"} {
+		body := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"prompt":"hi"}`
+		c, _ := rawRequest(t, s.url, fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", path, apitest.Key, len(body)))
+		if _, err := io.WriteString(c, body); err != nil {
+			t.Fatal(err)
+		}
+		<-started
+		c.Close()
+		select {
+		case err := <-stopped:
+			if err == nil {
+				t.Fatalf("%s: the generation ran to its end after the client left", path)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the generation was not cancelled", path)
+		}
+	}
+}
+
+// TestPipelinedRequestsAreNotTakenForALeavingClient: a request that arrives while a
+// non-streamed answer is computed is data, not a close: both are answered.
+func TestPipelinedRequestsAreNotTakenForALeavingClient(t *testing.T) {
+	s := start(t, newFake(), api.Options{})
+	body := `{"model":"chat","messages":[{"role":"user","content":"one two three"}]}`
+	req := fmt.Sprintf("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", apitest.Key, len(body), body)
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, req+req); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range 2 {
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		decodeJSON(t, resp, 200, &struct{}{})
 	}
 }

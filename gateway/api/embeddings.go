@@ -62,9 +62,11 @@ func (s *server) embeddings(c *fiber.Ctx, cl *call) error {
 		return oai.Unsupported("dimensions", "'dimensions' is not supported: the model's embedding size is fixed")
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
-	defer cancel()
+	waiting, _, stop := whileClientWaits(c)
+	ctx, cancel := context.WithTimeout(waiting, s.opts.RequestTimeout)
 	resp, err := s.b.Embed(ctx, m.Name, sdk.EmbedRequest{Input: inputs})
+	cancel()
+	stop()
 	if err != nil {
 		return err
 	}

@@ -263,3 +263,13 @@ func Authenticated(c net.Conn) {
 		gc.uncount()
 	}
 }
+
+// tcpConn returns the TCP connection under nc, a connection of a listener of Listen.
+func tcpConn(nc net.Conn) (*net.TCPConn, bool) {
+	gc, ok := nc.(*conn)
+	if !ok {
+		return nil, false
+	}
+	tc, ok := gc.Conn.(*net.TCPConn)
+	return tc, ok
+}

@@ -1,9 +1,13 @@
 package api
 
 import (
+	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/ragway/ragway/gateway/netguard"
 )
 
 const (
@@ -48,4 +52,21 @@ func drainBody(c *fiber.Ctx) {
 		}
 	}
 	_ = conn.SetReadDeadline(time.Time{})
+}
+
+// whileClientWaits returns the context of a non-streamed answer: it is cancelled when
+// the client closes its connection meanwhile (netguard.WatchClose), so that nothing is
+// generated for nobody, and left tells whether that happened. stop ends the watch; call
+// it before the handler writes the answer.
+func whileClientWaits(c *fiber.Ctx) (ctx context.Context, left func() bool, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var gone atomic.Bool
+	stopWatch := netguard.WatchClose(c.Context().Conn(), func() {
+		gone.Store(true)
+		cancel()
+	})
+	return ctx, gone.Load, func() {
+		stopWatch()
+		cancel()
+	}
 }
