@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -225,5 +226,69 @@ func TestAnswerNotStoredIsAServerError(t *testing.T) {
 			e := checkErrorBody(t, []byte(evs[len(evs)-2]), "application/json", "server_error", c.code, "")
 			apitest.NoInternals(t, "SSE", e.Message)
 		})
+	}
+}
+
+// TestConversationDeletedWhileItsTurnGenerates: the client still gets the generated
+// text, and the error is a server-side one (the answer could not be stored), not a 404.
+func TestConversationDeletedWhileItsTurnGenerates(t *testing.T) {
+	fake := newFake()
+	generating, release := make(chan struct{}), make(chan struct{})
+	fake.SetGenerate(func(ctx context.Context, _ string, _ sdk.GenerateRequest, emit func(sdk.Event) error) error {
+		close(generating)
+		<-release
+		if err := emit(sdk.Event{Text: "the answer", Tokens: 2}); err != nil {
+			return err
+		}
+		return emit(sdk.Event{FinishReason: sdk.FinishStop, Usage: &sdk.Usage{PromptTokens: 3, CompletionTokens: 2}})
+	})
+	s, st := storedServer(t, fake)
+	type answer struct {
+		status int
+		body   []byte
+	}
+	done := make(chan answer, 1)
+	go func() {
+		resp := s.post(t, "/v1/chat/completions", `{"model":"chat","conversation_id":"new","messages":[{"role":"user","content":"hi"}]}`, bearer...)
+		done <- answer{resp.StatusCode, readAll(t, resp)}
+	}()
+	<-generating
+	var id string
+	if err := st.DB().QueryRow(`SELECT id FROM conversations`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	resp := s.do(t, http.MethodDelete, "/v1/conversations/"+id, "", bearer...)
+	if resp.StatusCode != 200 {
+		t.Fatalf("delete: %d %s", resp.StatusCode, readAll(t, resp))
+	}
+	resp.Body.Close()
+	close(release)
+	a := <-done
+	var out struct {
+		Error *struct {
+			Type string `json:"type"`
+		} `json:"error"`
+		Completion *struct {
+			Choices []struct {
+				Message struct{ Content string } `json:"message"`
+			} `json:"choices"`
+		} `json:"completion"`
+		Choices []struct {
+			Message struct{ Content string } `json:"message"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(a.body, &out); err != nil {
+		t.Fatalf("%d %s", a.status, a.body)
+	}
+	text := ""
+	switch {
+	case out.Completion != nil && len(out.Completion.Choices) == 1:
+		text = out.Completion.Choices[0].Message.Content
+	case len(out.Choices) == 1:
+		text = out.Choices[0].Message.Content
+	}
+	t.Logf("answer after its conversation was deleted: %d %.200s", a.status, a.body)
+	if text != "the answer" || (a.status != 200 && (a.status < 500 || out.Error == nil || out.Error.Type != "server_error")) {
+		t.Fatalf("answer after its conversation was deleted: %d %s; want the text, and a server-side error if any", a.status, a.body)
 	}
 }
