@@ -3,9 +3,9 @@ package api_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"compress/gzip"
 	"compress/zlib"
+	"context"
 	"fmt"
 	"io"
 	"net"
