@@ -91,6 +91,12 @@ type Options struct {
 	// IdleTimeout closes keep-alive connections idle for that long (default 2m; it
 	// does not limit streams or WebSockets).
 	IdleTimeout time.Duration
+	// CORSOrigins are the origins (exactly as browsers send them in Origin, e.g.
+	// "https://chat.example.com"; package config validates them) whose pages may call
+	// the API from a browser: their preflights are answered and their responses carry
+	// CORS headers (see cors.go). They may also open WebSockets, besides the gateway's
+	// own origin. Empty: CORS off.
+	CORSOrigins []string
 }
 
 // Defaults of Options.
@@ -187,6 +193,7 @@ func New(b Backends, opts Options) *fiber.App {
 		return nil
 	})
 	app.Use(s.recoverPanics, s.requestID, closeUnauthenticated)
+	app.Use(newCORS(opts.CORSOrigins))
 
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
@@ -219,6 +226,7 @@ func New(b Backends, opts Options) *fiber.App {
 		Usage:          opts.Usage,
 		Chats:          opts.Chats,
 		RAG:            opts.RAG,
+		AllowedOrigins: opts.CORSOrigins,
 	}
 	if s.opts.Store != nil {
 		s.turns = conversation.NewTurns(s.opts.Store)

@@ -142,6 +142,13 @@ type Server struct {
 	// MaxUnauthenticatedConnsPerIP bounds them per client IP address. Default 64; 0:
 	// no limit (behind a proxy every client has the proxy's address).
 	MaxUnauthenticatedConnsPerIP int `yaml:"max_unauthenticated_conns_per_ip"`
+	// CORSOrigins are the origins (scheme://host[:port], exactly as browsers send them
+	// in Origin: lower case, no default port, no path) of the web pages that may call
+	// the API from a browser: preflights from them are answered and their responses
+	// carry CORS headers. WebSocket upgrades whose Origin is neither the gateway's own
+	// nor listed here are refused. Empty (the default): CORS off. "*" and "null" are not
+	// accepted: any page could then ride on a browser's credentials.
+	CORSOrigins []string `yaml:"cors_origins"`
 }
 
 // Default model knobs, applied to every models entry before the keys it sets.

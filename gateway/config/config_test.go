@@ -46,6 +46,7 @@ func TestDefault(t *testing.T) {
 
 			MaxUnauthenticatedConns:      1024,
 			MaxUnauthenticatedConnsPerIP: 64,
+			CORSOrigins:                  []string{}, // CORS off
 		},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -492,6 +493,101 @@ server: {max_body_bytes: 0, shutdown_grace: -1, request_timeout: 0, queue_timeou
 				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 		})
+	}
+}
+
+// TestCORSOrigins checks server.cors_origins: exact origins as browsers send them, from
+// the file or RAGWAY_SERVER_CORS_ORIGINS, and a clear error naming the entry otherwise.
+func TestCORSOrigins(t *testing.T) {
+	valid := []struct {
+		name string
+		yaml string
+		env  []string
+		want []string
+	}{
+		{name: "off by default", want: []string{}},
+		{
+			name: "listed in the file",
+			yaml: "server:\n  cors_origins:\n    - https://chat.example.com\n    - http://localhost:5173\n    - http://[::1]:8080\n    - app://obsidian.md\n",
+			want: []string{"https://chat.example.com", "http://localhost:5173", "http://[::1]:8080", "app://obsidian.md"},
+		},
+		{
+			name: "env as a comma-separated list replaces the file's",
+			yaml: "server: {cors_origins: [https://a.example]}\n",
+			env:  []string{"RAGWAY_SERVER_CORS_ORIGINS= https://b.example, http://localhost:3000 ,"},
+			want: []string{"https://b.example", "http://localhost:3000"},
+		},
+		{
+			name: "env as a YAML list",
+			env:  []string{`RAGWAY_SERVER_CORS_ORIGINS=["https://b.example"]`},
+			want: []string{"https://b.example"},
+		},
+		{
+			name: "an empty env value turns CORS off",
+			yaml: "server: {cors_origins: [https://a.example]}\n",
+			env:  []string{"RAGWAY_SERVER_CORS_ORIGINS="},
+			want: []string{},
+		},
+	}
+	for _, tt := range valid {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), tt.env)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !reflect.DeepEqual(c.Server.CORSOrigins, tt.want) {
+				t.Errorf("cors_origins = %#v, want %#v", c.Server.CORSOrigins, tt.want)
+			}
+		})
+	}
+
+	yml := `server:
+  cors_origins:
+    - ""
+    - "*"
+    - "null"
+    - https://chat.example.com/
+    - chat.example.com
+    - https://chat.example.com/app?x=1
+    - https://user@chat.example.com
+    - https://Chat.Example.com
+    - https://chat.example.com:443
+    - http://localhost:80
+    - http://localhost:99999
+    - https://bücher.example
+    - https://chat.example.com
+    - https://chat.example.com
+    - "https://"
+    - http://[::1]:80
+`
+	want := []string{
+		`config: line 3: server.cors_origins[0]: must not be empty`,
+		`config: line 4: server.cors_origins[1]: "*" is not accepted: list the origin of each page that may call the gateway, e.g. "https://chat.example.com" (any origin could then ride on a browser's credentials, and WebSocket upgrades are checked against this list)`,
+		`config: line 5: server.cors_origins[2]: "null" is not accepted: browsers send it for sandboxed and file:// pages, which any site can make`,
+		`config: line 6: server.cors_origins[3]: must be an origin, scheme://host[:port] without a path, query or user, got "https://chat.example.com/" (did you mean "https://chat.example.com"?)`,
+		`config: line 7: server.cors_origins[4]: must be an origin, scheme://host[:port], got "chat.example.com"`,
+		`config: line 8: server.cors_origins[5]: must be an origin, scheme://host[:port] without a path, query or user, got "https://chat.example.com/app?x=1" (did you mean "https://chat.example.com"?)`,
+		`config: line 9: server.cors_origins[6]: must be an origin, scheme://host[:port] without a path, query or user, got "https://user@chat.example.com" (did you mean "https://chat.example.com"?)`,
+		`config: line 10: server.cors_origins[7]: browsers send origins in lower case: use "https://chat.example.com"`,
+		`config: line 11: server.cors_origins[8]: browsers send origins without their scheme's default port: use "https://chat.example.com"`,
+		`config: line 12: server.cors_origins[9]: browsers send origins without their scheme's default port: use "http://localhost"`,
+		`config: line 13: server.cors_origins[10]: port must be a number from 1 to 65535, got "99999"`,
+		`config: line 14: server.cors_origins[11]: browsers send a host name in its ASCII (punycode, xn--) form: got "https://bücher.example"`,
+		`config: line 16: server.cors_origins[13]: duplicate origin "https://chat.example.com" (already server.cors_origins[12])`,
+		`config: line 17: server.cors_origins[14]: must be an origin, scheme://host[:port], got "https://"`,
+		`config: line 18: server.cors_origins[15]: browsers send origins without their scheme's default port: use "http://[::1]"`,
+	}
+	_, err := Parse([]byte(yml), nil)
+	if err == nil {
+		t.Fatal("Parse succeeded, want errors")
+	}
+	if got := strings.Split(err.Error(), "\n"); !slices.Equal(got, want) {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	_, err = Parse(nil, []string{"RAGWAY_SERVER_CORS_ORIGINS=https://a.example,*"})
+	if want := `config: env RAGWAY_SERVER_CORS_ORIGINS: server.cors_origins[1]: "*" is not accepted`; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("env with *: %v, want prefix %q", err, want)
 	}
 }
 

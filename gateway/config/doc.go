@@ -45,9 +45,12 @@
 //	RAGWAY_SERVER_WRITE_TIMEOUT       server.write_timeout
 //	RAGWAY_SERVER_MAX_UNAUTHENTICATED_CONNS         server.max_unauthenticated_conns
 //	RAGWAY_SERVER_MAX_UNAUTHENTICATED_CONNS_PER_IP  server.max_unauthenticated_conns_per_ip
+//	RAGWAY_SERVER_CORS_ORIGINS        server.cors_origins, e.g. 'https://chat.example.com,http://localhost:5173'
 //
 // String values are taken literally (an empty value sets the empty string); numbers,
-// durations and lists are parsed like their YAML counterparts. RAGWAY_* variables that
+// durations and lists are parsed like their YAML counterparts. A list of strings
+// (server.cors_origins) may also be given comma-separated, and an empty value sets an
+// empty list. RAGWAY_* variables that
 // name no key (RAGWAY_BIN_DIR, which tests use, for instance) are ignored. [EnvVars]
 // returns this table.
 //

@@ -124,6 +124,17 @@ func setFromEnv(v reflect.Value, raw, path string) error {
 		v.SetBool(b)
 		return nil
 	}
+	// A list of strings (server.cors_origins) may be comma-separated; empty: no entries.
+	if v.Type() == reflect.TypeFor[[]string]() && !strings.HasPrefix(strings.TrimSpace(raw), "[") {
+		list := []string{}
+		for _, item := range strings.Split(raw, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				list = append(list, item)
+			}
+		}
+		v.Set(reflect.ValueOf(list))
+		return nil
+	}
 	// Lists (models) and anything else: a YAML (or JSON) value, decoded as strictly as
 	// the file.
 	if strings.TrimSpace(raw) == "" {

@@ -125,7 +125,63 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	firstOrigin := map[string]string{} // origin → the key path that first listed it
+	for i, o := range s.CORSOrigins {
+		path := fmt.Sprintf("server.cors_origins[%d]", i)
+		if err := checkOrigin(o); err != nil {
+			p.add(path, "%v", err)
+			continue
+		}
+		if first, dup := firstOrigin[o]; dup {
+			p.add(path, "duplicate origin %q (already %s)", o, first)
+			continue
+		}
+		firstOrigin[o] = path
+	}
+
 	return errors.Join(p...)
+}
+
+// checkOrigin accepts an origin exactly as a browser sends it in an Origin header:
+// scheme://host[:port] in lower case, without its scheme's default port, a path, a query
+// or a user, with an ASCII host. Entries are compared with the header byte for byte, so
+// any other spelling would never match.
+func checkOrigin(s string) error {
+	switch s {
+	case "":
+		return errors.New("must not be empty")
+	case "*":
+		return errors.New(`"*" is not accepted: list the origin of each page that may call the gateway, e.g. "https://chat.example.com" ` +
+			"(any origin could then ride on a browser's credentials, and WebSocket upgrades are checked against this list)")
+	case "null":
+		return errors.New(`"null" is not accepted: browsers send it for sandboxed and file:// pages, which any site can make`)
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || u.Host == "" || u.Opaque != "" || !strings.Contains(s, "://") {
+		return fmt.Errorf("must be an origin, scheme://host[:port], got %q", s)
+	}
+	origin := u.Scheme + "://" + u.Host
+	if u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(s, "#") {
+		return fmt.Errorf("must be an origin, scheme://host[:port] without a path, query or user, got %q (did you mean %q?)", s, strings.ToLower(origin))
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return fmt.Errorf("browsers send a host name in its ASCII (punycode, xn--) form: got %q", s)
+		}
+	}
+	if lower := strings.ToLower(s); lower != s {
+		return fmt.Errorf("browsers send origins in lower case: use %q", lower)
+	}
+	if port := u.Port(); port != "" || strings.HasSuffix(u.Host, ":") {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port must be a number from 1 to 65535, got %q", port)
+		}
+		if (u.Scheme == "http" || u.Scheme == "ws") && n == 80 || (u.Scheme == "https" || u.Scheme == "wss") && n == 443 {
+			return fmt.Errorf("browsers send origins without their scheme's default port: use %q", u.Scheme+"://"+strings.TrimSuffix(u.Host, ":"+port))
+		}
+	}
+	return nil
 }
 
 // Validate checks one model on its own (not the uniqueness of its names among other

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/fasthttp/websocket"
 	fws "github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/ragway/ragway/gateway/api/oai"
 	"github.com/ragway/ragway/gateway/auth"
@@ -98,6 +101,11 @@ type Options struct {
 	// away) and cancels its chats. Nil: sockets live until their peers
 	// leave.
 	Shutdown <-chan struct{}
+	// AllowedOrigins are the origins (exactly as browsers send them in Origin, e.g.
+	// "https://chat.example.com") whose pages may open sockets besides the gateway's
+	// own (server.cors_origins). An upgrade with any other Origin is refused with 403;
+	// one without Origin (not from a browser) is not concerned.
+	AllowedOrigins []string
 }
 
 // Defaults of Options.
@@ -157,7 +165,10 @@ type handler struct {
 }
 
 // New returns the Fiber handler of GET /v1/ws. A request that is not a
-// WebSocket upgrade gets fiber.ErrUpgradeRequired (426). A key given with the
+// WebSocket upgrade gets fiber.ErrUpgradeRequired (426). An upgrade from a browser
+// page on another origin than the gateway's own or Options.AllowedOrigins is refused
+// with 403 (originAllowed) before anything else, so that such a page cannot ride on
+// credentials the browser holds for the gateway. A key given with the
 // upgrade request (Authorization: Bearer, or ?api_key=) is checked before the
 // upgrade: a bad one is an HTTP error in the OpenAI shape.
 func New(b Backend, opts Options) fiber.Handler {
@@ -172,9 +183,16 @@ func New(b Backend, opts Options) fiber.Handler {
 			}
 		},
 	})
+	allowed := make(map[string]bool, len(opts.AllowedOrigins))
+	for _, o := range opts.AllowedOrigins {
+		allowed[o] = true
+	}
 	return func(c *fiber.Ctx) error {
 		if !fws.IsWebSocketUpgrade(c) {
 			return fiber.ErrUpgradeRequired
+		}
+		if !originAllowed(&c.Request().Header, allowed) {
+			return errOriginNotAllowed
 		}
 		key := c.Query("api_key")
 		if hdr := c.Get(fiber.HeaderAuthorization); hdr != "" {
@@ -201,6 +219,51 @@ func New(b Backend, opts Options) fiber.Handler {
 		c.Locals(localConn, c.Context().Conn())
 		return upgrade(c)
 	}
+}
+
+// errOriginNotAllowed refuses an upgrade from a page on another origin.
+var errOriginNotAllowed = &oai.Error{Status: http.StatusForbidden, Type: oai.TypePermission, Code: "origin_not_allowed",
+	Message: "this page's origin may not open WebSockets here: it is neither the gateway's own nor listed in server.cors_origins"}
+
+// originAllowed reports whether an upgrade request with headers h may proceed: one
+// without Origin is not from a browser; one from a browser must come from a page of
+// the gateway's own origin (the host and port of the request's Host, for http and
+// https pages; the scheme is not compared, a proxy may terminate TLS) or of an allowed
+// origin, byte for byte. More than one Origin header is refused.
+func originAllowed(h *fasthttp.RequestHeader, allowed map[string]bool) bool {
+	values := h.PeekAll(fiber.HeaderOrigin)
+	switch len(values) {
+	case 0:
+		return true
+	case 1:
+	default:
+		return false
+	}
+	origin := string(values[0])
+	if allowed[origin] {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Scheme+"://"+u.Host != origin || u.Host == "" {
+		return false // "null", a path, a user, anything but scheme://host[:port]
+	}
+	var port string
+	switch u.Scheme {
+	case "http":
+		port = "80"
+	case "https":
+		port = "443"
+	default:
+		return false
+	}
+	withPort := func(hostport string) string {
+		if strings.LastIndexByte(hostport, ':') > strings.LastIndexByte(hostport, ']') {
+			return hostport
+		}
+		return hostport + ":" + port
+	}
+	host := string(h.Host())
+	return host != "" && strings.EqualFold(withPort(u.Host), withPort(host))
 }
 
 // Locals carrying the key checked before the upgrade into the socket.

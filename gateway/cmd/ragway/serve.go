@@ -151,6 +151,7 @@ func serve(args []string, stderr io.Writer) error {
 		HeaderTimeout:     cfg.Server.HeaderTimeout.Std(),
 		BodyTimeout:       cfg.Server.BodyTimeout.Std(),
 		IdleTimeout:       cfg.Server.IdleTimeout.Std(),
+		CORSOrigins:       cfg.Server.CORSOrigins,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
