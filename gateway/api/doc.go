@@ -27,6 +27,8 @@
 // apitest is a scripted fake of the workers for tests.
 //
 // The package does not run models, queue requests or retry them: that is
-// package workers, reached through the Backends interface. Not here yet:
-// RAG, knowledge bases, conversations, admin routes, authentication.
+// package workers, reached through the Backends interface. Routes here: the OpenAI
+// API, knowledge bases (retrieval in package rag), conversations (package
+// conversation and the store), with API keys checked by package auth; admin routes
+// are not built yet.
 package api

@@ -108,6 +108,9 @@ func TestChatFramesNameWhatTheProtocolLacks(t *testing.T) {
 		{`{"type":"chat","id":"c","model":"chat","content":"x","params":{"temprature":0.2}}`, "unknown_parameter", "params.temprature"},
 		{`{"type":"chat","id":"d","model":"chat","content":"x","params":{"tools":[{"type":"function","function":{"name":"f"}}]}}`, "unsupported", "params.tools"},
 		{`{"type":"chat","id":"e","model":"chat","content":"x","params":{"response_format":{"type":"json_object"}}}`, "unsupported", "params.response_format"},
+		{`{"type":"chat","id":"f","model":"chat","content":"x","messages":[{"role":"user","content":"y"}]}`, "invalid_value", "content"},
+		{`{"type":"chat","id":"g","model":"chat","system":"s","messages":[{"role":"user","content":"y"}]}`, "invalid_value", "system"},
+		{`{"type":"chat","id":"h","model":"chat","content":"x","conversation_id":"c"}`, "unsupported", "conversation_id"},
 	} {
 		c.send(tc.frame)
 		c.expectError(strings.Split(strings.Split(tc.frame, `"id":"`)[1], `"`)[0], "invalid_request_error", tc.code, tc.param)

@@ -727,20 +727,23 @@ func (s *socket) startChat(f *clientFrame) {
 		s.sendError("", err)
 		return
 	}
-	p, err := s.h.opts.Gate.Check(s.ctx, s.key, store.ScopeChat)
-	if err != nil {
-		s.sendError(f.ID, oai.FromError(err))
-		return
-	}
-	s.principal = p
+	// The frame is checked before the key: a refused chat costs no request of the
+	// key's limits.
 	ctx, cancel := context.WithTimeout(s.ctx, s.h.opts.RequestTimeout)
-	c := &chat{id: f.ID, start: time.Now(), ctx: ctx, cancel: cancel, startWritten: make(chan struct{}), principal: p}
+	c := &chat{id: f.ID, start: time.Now(), ctx: ctx, cancel: cancel, startWritten: make(chan struct{})}
 	req, aerr := s.parseChat(f, c)
 	if aerr != nil {
 		cancel()
 		s.sendError(f.ID, aerr)
 		return
 	}
+	p, err := s.h.opts.Gate.Check(s.ctx, s.key, store.ScopeChat)
+	if err != nil {
+		cancel()
+		s.sendError(f.ID, oai.FromError(err))
+		return
+	}
+	s.principal, c.principal = p, p
 	c.tokenHead = append(c.tokenHead, `{"type":"token","id":`...)
 	c.tokenHead = oai.AppendString(c.tokenHead, f.ID)
 	c.tokenHead = append(c.tokenHead, `,"text":`...)
@@ -837,6 +840,12 @@ func (s *socket) parseChat(f *clientFrame, c *chat) (sdk.GenerateRequest, *oai.E
 	}
 	c.model, c.ctxLen = m.Name, m.ContextLength
 	switch {
+	case !oai.IsNull(f.Messages) && !oai.IsNull(f.Content):
+		return req, oai.Invalid("content", oai.CodeInvalidValue, "give either 'messages' (the whole history) or 'content' (one turn, the history kept by the server), not both")
+	case !oai.IsNull(f.Messages) && f.System != nil:
+		return req, oai.Invalid("system", oai.CodeInvalidValue, "'system' goes with 'content'; with 'messages', send a system message")
+	case !oai.IsNull(f.Content) && f.ConversationID != nil && s.h.opts.Conversations == nil:
+		return req, oai.Unsupported("conversation_id", "this gateway has no database: 'conversation_id' is not available")
 	case !oai.IsNull(f.Messages):
 		if f.ConversationID != nil {
 			return req, oai.Invalid("conversation_id", oai.CodeInvalidValue, "'conversation_id' goes with 'content' (the server keeps the history), not with 'messages'")

@@ -210,7 +210,7 @@ func TestMalformedFramesKeepTheSocketUsable(t *testing.T) {
 func TestParamsAndContentShorthand(t *testing.T) {
 	s := start(t, newFake(), ws.Options{})
 	c := s.dial(t)
-	c.send(`{"type":"chat","id":"p","model":"chat","content":"hello","conversation_id":"ignored","params":{"temperature":0.3,"top_p":0.5,"max_tokens":9,"stop":"END","seed":42,"top_k":5,"min_p":0.1,"repetition_penalty":1.2,"presence_penalty":0.5,"frequency_penalty":-0.5}}`)
+	c.send(`{"type":"chat","id":"p","model":"chat","content":"hello","params":{"temperature":0.3,"top_p":0.5,"max_tokens":9,"stop":"END","seed":42,"top_k":5,"min_p":0.1,"repetition_penalty":1.2,"presence_penalty":0.5,"frequency_penalty":-0.5}}`)
 	c.expect("start", "p")
 	for c.read().Type != "done" {
 	}
