@@ -14,11 +14,12 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/ragway/ragway/gateway/api/oai"
 	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/netguard"
+	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
@@ -282,7 +283,7 @@ func toAPIError(err error) *oai.Error {
 	if errors.As(err, &fe) {
 		return fromFiber(fe)
 	}
-	return oai.FromError(err)
+	return chat.APIError(err)
 }
 
 func fromFiber(fe *fiber.Error) *oai.Error {

@@ -15,8 +15,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
-	"github.com/ragway/ragway/gateway/api/oai"
 	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/store"
 )
 

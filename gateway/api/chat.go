@@ -7,8 +7,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/conversation"
+	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
@@ -186,7 +187,7 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 }
 
 // answerNotStored answers a chat whose answer was generated but could not be stored
-// (e, an oai.NotStored error): the status of e (5xx) with the OpenAI error shape, and
+// (e, an chat.NotStored error): the status of e (5xx) with the OpenAI error shape, and
 // beside "error" the whole completion as "completion", so the answer is not lost. The
 // header X-Should-Retry: false tells OpenAI's SDKs not to retry it: the question is
 // stored already, a retry would ask it again.
@@ -229,12 +230,12 @@ const headerKB = "X-Ragway-KB"
 // ground retrieves the sources of the request's last user message in knowledge base
 // kb of the caller.
 func (s *server) ground(c *fiber.Ctx, kb string, topK int, msgs []sdk.Message) (rag.Grounding, *oai.Error) {
-	if e := oai.CheckRAG(s.opts.RAG != nil, rag.Params{KnowledgeBase: kb, TopK: topK}); e != nil {
+	if e := chat.CheckRAG(s.opts.RAG != nil, rag.Params{KnowledgeBase: kb, TopK: topK}); e != nil {
 		return rag.Grounding{}, e
 	}
 	g, err := s.opts.RAG.Ground(c.UserContext(), principalOf(c).UserID, kb, rag.Question(msgs), topK)
 	if err != nil {
-		return g, oai.GroundError(err, kb)
+		return g, chat.GroundError(err, kb)
 	}
 	return g, nil
 }
@@ -282,7 +283,7 @@ func (s *server) beginTurn(c *fiber.Ctx, id string, m workers.ModelStatus, msgs 
 		ContextLength: m.ContextLength, MaxTokens: maxTokens, Context: sourcesPrompt,
 	})
 	if err != nil {
-		e := oai.FromError(notFound(err, "conversation", id))
+		e := chat.APIError(notFound(err, "conversation", id))
 		switch e.Code {
 		case oai.CodeNotFound:
 			e.Param = "conversation_id"

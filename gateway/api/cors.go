@@ -5,7 +5,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/oai"
 )
 
 // CORS answers of a listed origin. Nothing a request sends is echoed but its Origin,

@@ -8,8 +8,9 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/conversation"
+	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/tokens"
 	sdk "github.com/ragway/ragway/plugin-sdk"
@@ -61,11 +62,11 @@ func (j *job) account(u usageJSON) {
 
 // finishTurn stores the end of the turn: err is what the generation returned, final
 // its final event, cancelled whether the client went away. A failure to store it is
-// an oai.NotStored error (5xx), logged here with its cause.
+// an chat.NotStored error (5xx), logged here with its cause.
 func (j *job) finishTurn(err error, final sdk.Event, cancelled bool) *oai.Error {
-	if ferr := j.turn.End(err, final, cancelled, oai.Describe); ferr != nil {
+	if ferr := j.turn.End(err, final, cancelled, chat.Describe); ferr != nil {
 		j.s.log.Warn("conversation turn not stored", "conversation", j.turn.Conversation.ID, "message", j.turn.MessageID, "error", ferr)
-		return oai.NotStored(ferr)
+		return chat.NotStored(ferr)
 	}
 	return nil
 }

@@ -14,8 +14,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/ingest"
+	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/vectorstore"
@@ -429,7 +430,7 @@ func (s *server) searchKB(c *fiber.Ctx) error {
 	if errors.Is(err, vectorstore.ErrInvalid) {
 		return oai.Invalid("filter.document_ids", oai.CodeInvalidValue, "invalid 'filter.document_ids'")
 	}
-	if e := oai.FromError(err); err != nil && e.Status >= 400 && e.Status < 500 && e.Status != oai.StatusClientClosed {
+	if e := chat.APIError(err); err != nil && e.Status >= 400 && e.Status < 500 && e.Status != oai.StatusClientClosed {
 		return e // the query itself was refused (a poison request, an input the model refuses)
 	}
 	if err != nil {

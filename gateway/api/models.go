@@ -8,7 +8,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 )

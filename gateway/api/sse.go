@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/oai"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 

@@ -10,7 +10,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/ragway/ragway/gateway/api/oai"
+	"github.com/ragway/ragway/gateway/chat"
+	"github.com/ragway/ragway/gateway/oai"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -180,7 +181,7 @@ func (st *stream) run(w *bufio.Writer, first streamItem, got bool) {
 				// by then, or the client learns it was not.
 				if err := st.record(); err != nil {
 					buf = bytes.TrimSuffix(buf, sseDone)
-					buf = appendSSEError(buf, oai.FromError(err))
+					buf = appendSSEError(buf, chat.APIError(err))
 					buf = append(buf, sseDone...)
 				}
 			}
@@ -248,7 +249,7 @@ func (st *stream) handle(buf []byte, it streamItem) []byte {
 		return buf
 	}
 	if err := itemError(it); err != nil {
-		e := oai.FromError(err)
+		e := chat.APIError(err)
 		if e.Status >= 500 && e.Cause != nil {
 			// Committed to 200: the error handler never sees this one.
 			st.j.s.log.Warn("stream failed", "model", st.j.model, "status", e.Status, "error", e.Cause)

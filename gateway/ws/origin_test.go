@@ -17,9 +17,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/ragway/ragway/gateway/api/oai"
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/ws"
 )
 

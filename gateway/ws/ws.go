@@ -20,11 +20,12 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
-	"github.com/ragway/ragway/gateway/api/oai"
 	"github.com/ragway/ragway/gateway/auth"
+	core "github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/netguard"
+	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/tokens"
@@ -649,7 +650,7 @@ func (s *socket) authenticate(f *clientFrame) {
 			return
 		}
 	}
-	e := oai.FromError(err)
+	e := core.APIError(err)
 	if errors.Is(err, auth.ErrNoKey) {
 		e.Message = "authenticate first: send {\"type\":\"auth\",\"api_key\":\"<key>\"} as the first frame, or open the socket with an Authorization header"
 	}
@@ -740,7 +741,7 @@ func (s *socket) startChat(f *clientFrame) {
 	p, err := s.h.opts.Gate.Check(s.ctx, s.key, store.ScopeChat)
 	if err != nil {
 		cancel()
-		s.sendError(f.ID, oai.FromError(err))
+		s.sendError(f.ID, core.APIError(err))
 		return
 	}
 	s.principal, c.principal = p, p
@@ -886,7 +887,7 @@ func (s *socket) parseChat(f *clientFrame, c *chat) (sdk.GenerateRequest, *oai.E
 		return req, oai.Missing("messages")
 	}
 	if f.RAG != nil {
-		if e := oai.CheckRAG(s.h.opts.RAG != nil, *f.RAG); e != nil {
+		if e := core.CheckRAG(s.h.opts.RAG != nil, *f.RAG); e != nil {
 			return req, e
 		}
 		c.rag = f.RAG
@@ -925,7 +926,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 	if c.rag != nil {
 		g, err := s.h.opts.RAG.Ground(c.ctx, c.principal.UserID, c.rag.KnowledgeBase, rag.Question(req.Messages), c.rag.TopK)
 		if err != nil {
-			e := oai.GroundError(err, c.rag.KnowledgeBase)
+			e := core.GroundError(err, c.rag.KnowledgeBase)
 			s.end(c, e.Status, sdk.Usage{}, errorFrame(c.id, e), !c.stored)
 			return
 		}
@@ -945,7 +946,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 			ContextLength: c.ctxLen, MaxTokens: req.Sampling.MaxTokens, Context: sourcesPrompt,
 		})
 		if err != nil {
-			e := oai.FromError(err)
+			e := core.APIError(err)
 			if errors.Is(err, store.ErrNotFound) {
 				e = oai.NotFound("conversation", c.conversationID, "conversation_id")
 			}
@@ -1012,7 +1013,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 		if err == nil && gotFinal && final.FinishReason == sdk.FinishError {
 			ended = oai.BackendFailed(final.Error) // stored as the client is told it
 		}
-		if storeErr = turn.End(ended, final, cancelled, oai.Describe); storeErr != nil {
+		if storeErr = turn.End(ended, final, cancelled, core.Describe); storeErr != nil {
 			s.h.log.Warn("conversation turn not stored", "conversation", turn.Conversation.ID, "message", turn.MessageID, "error", storeErr)
 		}
 	}
@@ -1020,7 +1021,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 	status := http.StatusOK
 	switch {
 	case storeErr != nil:
-		e := oai.NotStored(storeErr)
+		e := core.NotStored(storeErr)
 		status, b = e.Status, errorFrame(c.id, e)
 	case cancelled:
 		status, b = oai.StatusClientClosed, doneFrame(c.id, string(sdk.FinishCancelled), usage)
@@ -1035,7 +1036,7 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 		}
 		b = doneFrame(c.id, reason, usage)
 	default:
-		e := oai.FromError(err)
+		e := core.APIError(err)
 		if e.Status >= 500 {
 			s.h.log.Warn("chat failed", "model", c.model, "status", e.Status, "error", err)
 		}

@@ -24,7 +24,13 @@ const (
 	sdkInt     = sdkModule + "/internal"
 	sdkExamp   = sdkModule + "/examples"
 	pluginsDir = rootModule + "/plugins"
+	gatewayDir = rootModule + "/gateway"
+	wirePkg    = gatewayDir + "/oai"
 )
+
+// leaves are the gateway's leaf packages: they import nothing of the gateway, so
+// that any package may use them without depending on storage or the domain.
+var leaves = []string{gatewayDir + "/text", gatewayDir + "/tokens"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -155,6 +161,14 @@ func ruleFor(pkg string) (allowed func(string) bool, rule string) {
 	case within(pkg, sdkModule):
 		return func(imp string) bool { return within(imp, sdkModule) },
 			"plugin-sdk may import nothing from the rest of the repository"
+	case slices.Contains(leaves, pkg):
+		return func(imp string) bool { return within(imp, sdkModule) && !within(imp, sdkInt) },
+			"the gateway's leaf packages (text, tokens) may import only the public plugin-sdk packages from this repository"
+	case pkg == wirePkg:
+		return func(imp string) bool {
+				return within(imp, sdkModule) && !within(imp, sdkInt) || slices.Contains(leaves, imp)
+			},
+			"the OpenAI wire package (gateway/oai) knows only the wire: it may import plugin-sdk and the leaf packages, no domain package"
 	case within(pkg, pluginsDir) && pkg != pluginsDir:
 		// plugins/NAME/... may also import its own packages.
 		name, _, _ := strings.Cut(strings.TrimPrefix(pkg, pluginsDir+"/"), "/")

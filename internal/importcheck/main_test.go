@@ -65,6 +65,24 @@ func TestCheck(t *testing.T) {
 			want: []string{echo + " imports " + sdkPB + ": plugin-sdk examples may import only the public plugin-sdk packages from this repository"},
 		},
 		{
+			name: "the wire package importing a domain package",
+			pkgs: []Package{
+				{ImportPath: "github.com/ragway/ragway/gateway/oai", Imports: []string{sdk, "github.com/ragway/ragway/gateway/text"}},
+				{ImportPath: "github.com/ragway/ragway/gateway/oai", Imports: []string{"github.com/ragway/ragway/gateway/store"}},
+			},
+			want: []string{"github.com/ragway/ragway/gateway/oai imports github.com/ragway/ragway/gateway/store: " +
+				"the OpenAI wire package (gateway/oai) knows only the wire: it may import plugin-sdk and the leaf packages, no domain package"},
+		},
+		{
+			name: "a leaf importing the gateway",
+			pkgs: []Package{
+				{ImportPath: "github.com/ragway/ragway/gateway/tokens", Imports: []string{sdk}},
+				{ImportPath: "github.com/ragway/ragway/gateway/text", TestImports: []string{"github.com/ragway/ragway/gateway/conversation"}},
+			},
+			want: []string{"github.com/ragway/ragway/gateway/text imports (in tests) github.com/ragway/ragway/gateway/conversation: " +
+				"the gateway's leaf packages (text, tokens) may import only the public plugin-sdk packages from this repository"},
+		},
+		{
 			name: "duplicates reported once, sorted",
 			pkgs: []Package{
 				{ImportPath: vllm, Imports: []string{gw, "github.com/ragway/ragway/gateway/api"}, TestImports: []string{gw, "github.com/ragway/ragway/gateway/ws"}, XTestImports: []string{gw}},

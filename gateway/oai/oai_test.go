@@ -2,7 +2,6 @@ package oai
 
 import (
 	"encoding/json"
-	"errors"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -67,9 +66,6 @@ func TestErrorJSONAndRetryAfter(t *testing.T) {
 		if got := e.RetryAfterSeconds(); got != want {
 			t.Errorf("RetryAfter %v → %q, want %q", d, got, want)
 		}
-	}
-	if FromError(errors.Join(e)) != e {
-		t.Error("a wrapped *Error is not returned as is")
 	}
 }
 

@@ -1,18 +1,21 @@
 // Package oai holds the pieces of the OpenAI wire format that the HTTP API
 // (package api) and the WebSocket chat protocol (package ws) share: the
-// error shape and the mapping of gateway and backend errors onto it,
-// request decoding that names the offending parameter, validation of
-// sampling parameters and chat messages, and an allocation-light JSON
-// string appender for the streaming hot paths.
+// error shape, request decoding that names the offending parameter,
+// validation of sampling parameters and chat messages, the refusal of
+// OpenAI fields the gateway does not implement ([Unhonoured]), and an
+// allocation-light JSON string appender for the streaming hot paths. It
+// knows only the wire: it imports no domain package of the gateway
+// (internal/importcheck enforces it); the chat core, package chat, maps the
+// domain's errors onto the wire's.
 //
-// Honest errors. [FromError] gives every error a fixed message for humans
+// Honest errors. chat.APIError gives every error a fixed message for humans
 // and the status of whoever is at fault: the client's input is a 4xx naming
 // the param where one applies; a failure of the server (the database, a
 // model's process) is a 5xx server_error. An error's own text — Postgres's
 // words and constraint names, a plugin's stderr, Go's "store: …" prefixes —
 // never reaches a client: it is [Error.Cause], which the server logs.
 //
-// An answer that was generated but could not be stored ([NotStored]) is a
+// An answer that was generated but could not be stored (chat.NotStored) is a
 // 5xx server_error (database_error, or database_unavailable when Postgres is
 // unreachable), never a client error, and the client still gets the answer:
 // over SSE and WebSocket its tokens went out before the error event or frame;

@@ -1,58 +1,30 @@
 package oai
 
 import (
-	"errors"
-	"strings"
-	"unicode/utf8"
-
-	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/text"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
 // CheckText returns the 400 invalid_request_error naming param when s holds text the
-// gateway cannot store: a NUL character (U+0000, which Postgres text refuses) or bytes
-// that are not UTF-8 (which a multipart field, unlike a JSON string, can carry). Every
-// client text field that is stored (chat messages of a stored conversation, titles,
-// system prompts, knowledge-base and document fields) is checked with it before any
-// write.
+// gateway cannot store (text.Check: a NUL character, or bytes that are not UTF-8,
+// which a multipart field, unlike a JSON string, can carry). Every client text field
+// that is stored (chat messages of a stored conversation, titles, system prompts,
+// knowledge-base and document fields) is checked with it before any write.
 func CheckText(param, s string) *Error {
-	err := store.CheckText(param, s)
-	if err == nil {
-		return nil
+	if why := text.Check(s); why != "" {
+		return Invalid(param, CodeInvalidValue, "invalid value for '%s': %s", param, why)
 	}
-	var fe *store.FieldError
-	if errors.As(err, &fe) {
-		return Invalid(param, CodeInvalidValue, "invalid value for '%s': %s", param, fe.Reason)
-	}
-	return FromError(err)
+	return nil
 }
 
-// CleanText is the one rule for generated text: every NUL character (U+0000) and every
-// byte that does not start valid UTF-8 becomes U+FFFD. Text is cleaned where it comes
-// out of the backend ([CleanEmit]), so what a client reads (HTTP, SSE, WebSocket) and
-// what the store keeps are the same text, and a model that emits NUL never loses its
-// answer to Postgres refusing it. Clean text is returned as is, without allocating.
+// CleanText is the one rule for generated text (text.Clean: NUL and invalid UTF-8
+// become U+FFFD). Text is cleaned where it comes out of the backend ([CleanEmit]), so
+// what a client reads (HTTP, SSE, WebSocket) and what the store keeps are the same
+// text, and a model that emits NUL never loses its answer to Postgres refusing it.
 //
 // Invalid UTF-8 cannot be split across events: events cross the plugin boundary as
 // protobuf strings, which must be valid UTF-8, so a per-event rule is the whole rule.
-func CleanText(s string) string {
-	if strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s) + 8)
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == 0, r == utf8.RuneError && size == 1:
-			b.WriteRune(utf8.RuneError)
-		default:
-			b.WriteString(s[i : i+size])
-		}
-		i += size
-	}
-	return b.String()
-}
+func CleanText(s string) string { return text.Clean(s) }
 
 // CleanEmit wraps the emit function given to a backend's Generate so that every
 // event's text (and its logprob tokens) follows [CleanText] before anything else sees
