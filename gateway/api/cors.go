@@ -31,7 +31,7 @@ const (
 	corsMaxAge = "7200"
 )
 
-// newCORS returns the middleware that serves browsers on other origins (DESIGN.md §7,
+// newCORS returns the middleware that serves browsers on other origins (README, "Browsers";
 // server.cors_origins): origins lists the origins allowed, exactly as browsers send them
 // in Origin; empty means CORS is off.
 //

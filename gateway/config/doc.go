@@ -1,5 +1,5 @@
 // Package config loads, defaults and validates the ragway configuration: one YAML file
-// (DESIGN.md §4) plus RAGWAY_* environment variables.
+// (ragway.example.yaml documents every key) plus RAGWAY_* environment variables.
 //
 // # Sources and precedence
 //

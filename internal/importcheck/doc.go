@@ -1,4 +1,4 @@
-// Command importcheck enforces the repository's import rules (DESIGN.md §2), the ones the
+// Command importcheck enforces the repository's import rules (docs/architecture.md), the ones the
 // Go toolchain cannot:
 //
 //   - plugin-sdk imports nothing from the rest of the repository: from

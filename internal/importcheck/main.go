@@ -79,7 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "importcheck:", v)
 	}
 	if len(violations) > 0 {
-		fmt.Fprintf(stderr, "importcheck: %d forbidden import(s); see DESIGN.md §2\n", len(violations))
+		fmt.Fprintf(stderr, "importcheck: %d forbidden import(s); see docs/architecture.md (Import rules)\n", len(violations))
 		return 1
 	}
 	fmt.Fprintf(stdout, "importcheck: %d packages in %d modules follow the import rules\n", len(pkgs), len(modules))
