@@ -38,9 +38,72 @@ type gateway struct {
 	DatabaseURL string
 	// Key is an API key with every scope, of user "e2e".
 	Key  string
-	mu   sync.Mutex
-	logs bytes.Buffer
+	log  *logBuffer // its stderr, line by line
 	exit chan error // receives the process's exit once
+}
+
+// logBuffer holds a process's log as its lines arrive and wakes whoever waits for
+// one (a process's log comes through a pipe, possibly after the response of the
+// request that logged it).
+type logBuffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{} // closed, and replaced, when a line arrives and when the log ends
+	ended   bool
+	// blocked, when set, is called each time wait goes to sleep (for its test).
+	blocked func()
+}
+
+func newLogBuffer() *logBuffer { return &logBuffer{changed: make(chan struct{})} }
+
+// add appends one line (without its newline) and wakes the waiters.
+func (l *logBuffer) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.WriteString(line + "\n")
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// end records that no line will come (the process closed its stderr) and wakes the
+// waiters.
+func (l *logBuffer) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.ended {
+		l.ended = true
+		close(l.changed)
+	}
+}
+
+// String returns the log so far.
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// wait reports whether the log contains s within timeout. It checks again as each
+// line arrives, and gives up at once when the log ended without s.
+func (l *logBuffer) wait(s string, timeout time.Duration) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		found, ended, changed := strings.Contains(l.buf.String(), s), l.ended, l.changed
+		l.mu.Unlock()
+		if found || ended {
+			return found
+		}
+		if l.blocked != nil {
+			l.blocked()
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return strings.Contains(l.String(), s)
+		}
+	}
 }
 
 var listenRe = regexp.MustCompile(`msg="ragway listening" addr=(http://\S+)`)
@@ -85,7 +148,7 @@ func serveOn(t *testing.T, dbURL, extra, models string, withKey bool) *gateway {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{t: t, exit: make(chan error, 1), Config: path, DatabaseURL: dbURL}
+	g := &gateway{t: t, log: newLogBuffer(), exit: make(chan error, 1), Config: path, DatabaseURL: dbURL}
 	if withKey {
 		g.Key = g.createKey("e2e", "chat,ingest,admin")
 	}
@@ -106,13 +169,12 @@ func serveOn(t *testing.T, dbURL, extra, models string, withKey bool) *gateway {
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
-			g.mu.Lock()
-			g.logs.WriteString(line + "\n")
-			g.mu.Unlock()
+			g.log.add(line)
 			if m := listenRe.FindStringSubmatch(line); m != nil {
 				addr <- m[1]
 			}
 		}
+		g.log.end()
 		g.exit <- g.cmd.Wait()
 		close(addr)
 	}()
@@ -158,24 +220,14 @@ func (g *gateway) createKey(user, scopes string, extra ...string) string {
 }
 
 // Logs returns everything the gateway logged so far.
-func (g *gateway) Logs() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.logs.String()
-}
+func (g *gateway) Logs() string { return g.log.String() }
 
-// logged reports whether the gateway logs s within 5s: its log arrives through a pipe,
-// possibly after the response of the request that logged it.
-func (g *gateway) logged(s string) bool {
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(g.Logs(), s) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond) // the log pipe gives no signal
-	}
-	return true
-}
+// logTimeout bounds the wait for a log line that is due: the line may arrive after
+// the response of the request that logged it, later still on a loaded machine.
+const logTimeout = 15 * time.Second
+
+// logged reports whether the gateway logs s (within logTimeout, and while it runs).
+func (g *gateway) logged(s string) bool { return g.log.wait(s, logTimeout) }
 
 // stop signals the gateway and waits for it to exit (SIGKILL after 15s).
 func (g *gateway) stop(sig syscall.Signal) error {

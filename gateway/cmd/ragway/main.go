@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -64,7 +65,8 @@ Usage:
 
 The migrate, keys and reindex commands use database_url from the config file (-c) or
 RAGWAY_DATABASE_URL, else DATABASE_URL (task db:up starts a local Postgres and prints
-its URL). Flags may be written -flag or --flag, before or after arguments.
+its URL). Flags may be written -flag or --flag, before or after arguments; -c FILE
+may also come before the command or its subcommand (ragway -c FILE keys list).
 Every config key can also be set by environment: RAGWAY_LISTEN, RAGWAY_PLUGINS_DIR, ...
 `
 
@@ -84,6 +86,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 func dispatch(args []string, stdout, stderr io.Writer) error {
+	args, err := hoistGlobals(args)
+	if err != nil {
+		fmt.Fprint(stderr, usageText)
+		return err
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText)
 		return errors.New("missing command")
@@ -102,12 +109,92 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	case "ingest-extract":
 		// Internal: the gateway runs PDF extraction in a child process (ingest.Isolated).
 		return ingestExtract(args[1:], stdout, stderr)
-	case "help", "-h", "--help":
+	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usageText)
 		return nil
 	}
 	fmt.Fprint(stderr, usageText)
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// configCommands are the commands that take the global flag -c FILE, and of them
+// those whose first argument is a subcommand.
+var (
+	configCommands = []string{"serve", "migrate", "keys", "reindex"}
+	subcommands    = []string{"migrate", "keys"}
+)
+
+// hoistGlobals moves the global flag -c FILE (also --c, -c=FILE) from before the
+// command, and from between the command and its subcommand, to after them, where
+// the command's own flags are parsed:
+//
+//	ragway -c FILE migrate up, ragway migrate -c FILE up  =>  ragway migrate up -c FILE
+//
+// Flags after the subcommand come after the hoisted ones, so a later -c wins, as with
+// any flag given twice. Any other flag in those positions is an error naming where it
+// goes. "-h"/"--help" as the command is left to dispatch.
+func hoistGlobals(args []string) ([]string, error) {
+	globals, rest, err := leadingGlobals(args, "")
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) == 0 {
+		if len(globals) > 0 {
+			return nil, errors.New("missing command after -c FILE")
+		}
+		return rest, nil
+	}
+	cmd := rest[0]
+	head := []string{cmd}
+	rest = rest[1:]
+	if slices.Contains(subcommands, cmd) {
+		more, after, err := leadingGlobals(rest, cmd)
+		if err != nil {
+			return nil, err
+		}
+		globals = append(globals, more...)
+		if len(after) == 0 {
+			return head, nil // subcommand reports the missing subcommand
+		}
+		head = append(head, after[0])
+		rest = after[1:]
+	}
+	if len(globals) > 0 && !slices.Contains(configCommands, cmd) {
+		if cmd == "help" || cmd == "-h" || cmd == "--help" || cmd == "-help" {
+			return head, nil
+		}
+		return nil, fmt.Errorf("%s takes no config file: -c FILE is for %s", cmd, strings.Join(configCommands, ", "))
+	}
+	out := append(head, globals...)
+	return append(out, rest...), nil
+}
+
+// leadingGlobals splits the -c flags args starts with from the rest; cmd is the
+// command they follow ("" before the command), for the error that names a flag
+// that cannot go there.
+func leadingGlobals(args []string, cmd string) (globals, rest []string, err error) {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") && len(args[0]) > 1 {
+		a := args[0]
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		switch {
+		case name == "c" && hasValue:
+			globals = append(globals, a)
+			args = args[1:]
+		case name == "c":
+			if len(args) < 2 {
+				return nil, nil, errors.New("flag needs an argument: -c (the config file)")
+			}
+			globals = append(globals, a, args[1])
+			args = args[2:]
+		case a == "-h" || a == "--help" || a == "-help":
+			return globals, args, nil // dispatch prints the help, subcommand the usage
+		case cmd == "":
+			return nil, nil, fmt.Errorf("flag %s before the command: only -c FILE may come before it; a command's own flags go after its name (ragway serve %s ...)", a, a)
+		default:
+			return nil, nil, fmt.Errorf("%s: flag %s before the subcommand: only -c FILE may come before it; the subcommand's flags go after it (ragway %s SUBCOMMAND %s ...)", cmd, a, cmd, a)
+		}
+	}
+	return globals, args, nil
 }
 
 // subcommand returns the subcommand args start with, one of names; it prints the

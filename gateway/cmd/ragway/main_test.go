@@ -92,6 +92,7 @@ func TestUsage(t *testing.T) {
 
 func TestNoDatabaseConfigured(t *testing.T) {
 	useDatabase(t, "")
+	t.Chdir(t.TempDir()) // outside a checkout: no project-local cluster either
 	for _, args := range [][]string{{"migrate", "up"}, {"keys", "list"}} {
 		_, _, err := ragway(t, args...)
 		if err == nil || !strings.Contains(err.Error(), "no database configured") || !strings.Contains(err.Error(), "task db:up") {

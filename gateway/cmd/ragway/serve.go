@@ -73,7 +73,7 @@ func serve(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	dbURL, err := cfg.ResolveDatabaseURL(os.Getenv)
+	dbURL, _, err := resolveDatabaseURL(cfg)
 	if err != nil {
 		return err
 	}
@@ -159,6 +159,7 @@ func serve(args []string, stderr io.Writer) error {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	log.Info("ragway listening", "addr", "http://"+ln.Addr().String(), "models", modelNames(cfg), "plugins_dir", pluginsDir)
+	go announceAfterStart(ctx, mgr, cfg, stderr, log)
 
 	served := make(chan error, 1)
 	guarded := netguard.Listen(ln, netguard.Options{
