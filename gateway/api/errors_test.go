@@ -218,7 +218,7 @@ func TestBackendErrorsMapToStatuses(t *testing.T) {
 		}
 	})
 	t.Run("database error details are logged, not sent", func(t *testing.T) {
-		var log syncBuffer
+		var log apitest.SyncBuffer
 		s := start(t, newFake(), api.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 		s.fake.SetGenerate(apitest.Fail(fmt.Errorf("%w: pq: relation \"secret_table\" does not exist", store.ErrDatabase)))
 		e := checkError(t, s.post(t, "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"x"}]}`), 500, "server_error", "database_error", "")
@@ -231,7 +231,7 @@ func TestBackendErrorsMapToStatuses(t *testing.T) {
 	})
 	t.Run("final event with error", func(t *testing.T) {
 		// The backend's words are the operator's (logged), the client reads a fixed message.
-		var log syncBuffer
+		var log apitest.SyncBuffer
 		s := start(t, newFake(), api.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 		s.fake.SetGenerate(func(_ context.Context, _ string, _ sdk.GenerateRequest, emit func(sdk.Event) error) error {
 			return emit(sdk.Event{FinishReason: sdk.FinishError, Error: "CUDA exploded at ggml.c:1234", Usage: &sdk.Usage{}})

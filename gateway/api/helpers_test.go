@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -309,22 +308,4 @@ func parseChunk(t *testing.T, data string) (chunk, map[string]json.RawMessage) {
 	var keys map[string]json.RawMessage
 	_ = json.Unmarshal([]byte(data), &keys)
 	return c, keys
-}
-
-// syncBuffer is a bytes.Buffer a logger may write while a test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

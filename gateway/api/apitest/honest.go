@@ -1,8 +1,10 @@
 package apitest
 
 import (
+	"bytes"
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,4 +50,23 @@ func StoreWithUser(t testing.TB) (*store.Store, auth.Principal) {
 		t.Fatal(err)
 	}
 	return st, auth.Principal{UserID: u.ID, UserName: u.Name}
+}
+
+// SyncBuffer is a bytes.Buffer that a logger (or any writer) may write while a test
+// reads it.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -1,16 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/ragway/ragway/gateway/api/apitest"
 )
 
 // fakeModels is a model manager whose models become ready when release is closed.
@@ -29,24 +29,6 @@ func (f *fakeModels) WaitReady(ctx context.Context, model string) error {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader in two goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 const testKey = "rgw_abcd1234_0123456789abcdefghijABCDEFGHIJ0123456789"
 
 func writeKeyFile(t *testing.T) string {
@@ -63,7 +45,7 @@ func writeKeyFile(t *testing.T) string {
 func TestAnnounceKey(t *testing.T) {
 	path := writeKeyFile(t)
 	models := &fakeModels{release: make(chan struct{}), asked: make(chan string, 2)}
-	var out syncBuffer
+	var out apitest.SyncBuffer
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -105,7 +87,7 @@ func TestAnnounceKey(t *testing.T) {
 func TestAnnounceKeyNotReady(t *testing.T) {
 	path := writeKeyFile(t)
 	models := &fakeModels{release: make(chan struct{}), asked: make(chan string, 2)}
-	var out syncBuffer
+	var out apitest.SyncBuffer
 	announceKey(context.Background(), models, []string{"chat"}, path, time.Millisecond, &out, slog.New(slog.DiscardHandler))
 	if !strings.Contains(out.String(), testKey) {
 		t.Fatalf("a model not ready in time held the key back: %q", out.String())
@@ -114,7 +96,7 @@ func TestAnnounceKeyNotReady(t *testing.T) {
 	path = writeKeyFile(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	var none syncBuffer
+	var none apitest.SyncBuffer
 	announceKey(ctx, models, []string{"chat"}, path, time.Hour, &none, slog.New(slog.DiscardHandler))
 	if none.String() != "" {
 		t.Fatalf("a stopping gateway printed %q", none.String())
