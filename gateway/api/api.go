@@ -157,6 +157,9 @@ type server struct {
 	// turns begins the turns of conversations (nil without a Store), over HTTP and
 	// WebSocket alike.
 	turns *conversation.Turns
+	// core runs chat turns (grounding, stored turns, generation), for HTTP and
+	// WebSocket alike.
+	core *chat.Service
 	// ingests holds a token per document being indexed (Knowledge.Ingests).
 	ingests chan struct{}
 }
@@ -168,6 +171,10 @@ type server struct {
 func New(b Backends, opts Options) *fiber.App {
 	opts = opts.withDefaults()
 	s := &server{b: b, opts: opts, log: opts.Logger, met: opts.Metrics}
+	if opts.Store != nil {
+		s.turns = conversation.NewTurns(opts.Store)
+	}
+	s.core = &chat.Service{Backends: b, Turns: s.turns, RAG: opts.RAG, Logger: opts.Logger}
 	app := fiber.New(fiber.Config{
 		BodyLimit:             opts.MaxBodyBytes,
 		ErrorHandler:          s.handleError,
@@ -229,10 +236,7 @@ func New(b Backends, opts Options) *fiber.App {
 		RAG:            opts.RAG,
 		AllowedOrigins: opts.CORSOrigins,
 	}
-	if s.opts.Store != nil {
-		s.turns = conversation.NewTurns(s.opts.Store)
-		wsOpts.Conversations = s.turns
-	}
+	wsOpts.Conversations = s.turns
 	app.Get("/v1/ws", ws.New(b, wsOpts))
 	return app
 }

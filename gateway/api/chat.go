@@ -8,10 +8,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/ragway/ragway/gateway/chat"
-	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/rag"
-	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -105,18 +103,14 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 	}
 
 	id := reqID(c)
-	j := &job{s: s, cl: cl, model: m.Name, reqs: make([]sdk.GenerateRequest, n), group: make([]int, n)}
+	creq := chat.Request{UserID: principalOf(c).UserID, Model: m, Messages: msgs, MaxTokens: sampling.MaxTokens}
 	kb, topK := c.Get(headerKB), 0
 	if req.RAG != nil {
 		kb, topK = req.RAG.KnowledgeBase, req.RAG.TopK
 	}
 	if req.RAG != nil || kb != "" {
-		if j.grounding, aerr = s.ground(c, kb, topK, msgs); aerr != nil {
-			return aerr
-		}
-		j.grounded = true
+		creq.RAG = &rag.Params{KnowledgeBase: kb, TopK: topK}
 	}
-	sourcesPrompt := rag.Context(j.grounding.Sources)
 	if req.ConversationID != nil {
 		if n > 1 {
 			return oai.Invalid("n", oai.CodeUnsupported, "'n' must be 1 with 'conversation_id'")
@@ -124,15 +118,25 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		if aerr := checkStored(msgs, "messages"); aerr != nil {
 			return aerr
 		}
-		if j.turn, aerr = s.beginTurn(c, *req.ConversationID, m, msgs, sampling.MaxTokens, sourcesPrompt); aerr != nil {
-			return aerr
+		switch id := *req.ConversationID; id {
+		case "new":
+		case "":
+			return oai.Invalid("conversation_id", oai.CodeInvalidValue, "'conversation_id' is empty: give a conversation's id, or \"new\"")
+		default:
+			creq.ConversationID = id
 		}
-		msgs = j.turn.Prompt
-		if j.grounded {
-			j.turn.Sources = sourcesJSON(j.grounding.Sources)
-		}
+		creq.Stored = true
 	}
-	msgs = rag.Augment(msgs, sourcesPrompt)
+	t, aerr := s.core.Begin(c.UserContext(), creq)
+	if aerr != nil {
+		return aerr
+	}
+	if t.Stored != nil {
+		c.Set(headerConversationID, t.Stored.Conversation.ID)
+		c.Set(headerMessageID, t.Stored.MessageID)
+	}
+	j := s.newJob(cl, t, m.Name, n)
+	msgs = t.Prompt
 	for i := range n {
 		r := sdk.GenerateRequest{Messages: msgs, Sampling: sampling, RequestID: choiceRequestID(id, i, n)}
 		if sampling.Seed != nil && i > 0 {
@@ -152,12 +156,12 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 	res, err := j.collect(ctx)
 	stop()
 	var notStored *oai.Error
-	if j.turn != nil {
+	if t.Stored != nil {
 		final := sdk.Event{}
 		if err == nil {
 			final = sdk.Event{FinishReason: res[0].finish, Usage: &res[0].usage}
 		}
-		if ferr := j.finishTurn(err, final, left()); err == nil && ferr != nil {
+		if ferr := t.End(err, final, left()); err == nil && ferr != nil {
 			notStored = ferr
 		}
 	}
@@ -176,10 +180,12 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		out.Choices[i] = chatChoiceJSON{Index: i, Message: chatMessageJSON{Role: "assistant", Content: r.text.String()}, Logprobs: lp, FinishReason: finishReason(r.finish)}
 	}
 	out.Usage = j.usageOf(usages)
-	if j.turn != nil {
-		out.ConversationID, out.MessageID = j.turn.Conversation.ID, j.turn.MessageID
+	if t.Stored != nil {
+		out.ConversationID, out.MessageID = t.Stored.Conversation.ID, t.Stored.MessageID
 	}
-	out.Sources, out.Warning = j.grounding.Sources, j.grounding.Warning
+	if g := t.Grounding; g != nil {
+		out.Sources, out.Warning = g.Sources, g.Warning
+	}
 	if notStored != nil {
 		return answerNotStored(c, notStored, out)
 	}
@@ -227,28 +233,6 @@ func checkStored(msgs []sdk.Message, param string) *oai.Error {
 // headerKB names a knowledge base to ground a chat in, like "rag": {"knowledge_base"}.
 const headerKB = "X-Ragway-KB"
 
-// ground retrieves the sources of the request's last user message in knowledge base
-// kb of the caller.
-func (s *server) ground(c *fiber.Ctx, kb string, topK int, msgs []sdk.Message) (rag.Grounding, *oai.Error) {
-	if e := chat.CheckRAG(s.opts.RAG != nil, rag.Params{KnowledgeBase: kb, TopK: topK}); e != nil {
-		return rag.Grounding{}, e
-	}
-	g, err := s.opts.RAG.Ground(c.UserContext(), principalOf(c).UserID, kb, rag.Question(msgs), topK)
-	if err != nil {
-		return g, chat.GroundError(err, kb)
-	}
-	return g, nil
-}
-
-// sourcesJSON is sources as stored with an answer (nil: none).
-func sourcesJSON(sources []rag.Source) json.RawMessage {
-	if len(sources) == 0 {
-		return nil
-	}
-	b, _ := json.Marshal(sources)
-	return b
-}
-
 // sourcesEvent is the SSE event (and WebSocket frame body) carrying a grounded
 // answer's sources and warning.
 func sourcesEvent(g rag.Grounding) []byte {
@@ -265,37 +249,6 @@ const (
 	headerConversationID = "X-Ragway-Conversation-Id"
 	headerMessageID      = "X-Ragway-Message-Id"
 )
-
-// beginTurn stores the request's messages in the conversation id ("new": a new one)
-// and returns the turn, whose prompt is the history fitted to what sourcesPrompt
-// (the retrieved sources the prompt will carry, a rag.Context) leaves of the model's context.
-func (s *server) beginTurn(c *fiber.Ctx, id string, m workers.ModelStatus, msgs []sdk.Message, maxTokens int, sourcesPrompt string) (*conversation.Turn, *oai.Error) {
-	if s.turns == nil {
-		return nil, oai.Unsupported("conversation_id", "this gateway has no database: 'conversation_id' is not available")
-	}
-	if id == "new" {
-		id = ""
-	} else if id == "" {
-		return nil, oai.Invalid("conversation_id", oai.CodeInvalidValue, "'conversation_id' is empty: give a conversation's id, or \"new\"")
-	}
-	t, err := s.turns.Begin(c.UserContext(), conversation.Request{
-		UserID: principalOf(c).UserID, ConversationID: id, Model: m.Name, Messages: msgs,
-		ContextLength: m.ContextLength, MaxTokens: maxTokens, Context: sourcesPrompt,
-	})
-	if err != nil {
-		e := chat.APIError(notFound(err, "conversation", id))
-		switch e.Code {
-		case oai.CodeNotFound:
-			e.Param = "conversation_id"
-		case oai.CodeInvalidValue:
-			e.Param = "messages"
-		}
-		return nil, e
-	}
-	c.Set(headerConversationID, t.Conversation.ID)
-	c.Set(headerMessageID, t.MessageID)
-	return t, nil
-}
 
 // choiceRequestID is the RequestID passed to the backend for choice i of n.
 func choiceRequestID(id string, i, n int) string {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/oai"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -103,7 +104,11 @@ func (s *server) completions(c *fiber.Ctx, cl *call) error {
 	}
 
 	id := reqID(c)
-	j := &job{s: s, cl: cl, model: m.Name, reqs: make([]sdk.GenerateRequest, total), group: make([]int, total)}
+	t, aerr := s.core.Begin(c.UserContext(), chat.Request{UserID: principalOf(c).UserID, Model: m})
+	if aerr != nil {
+		return aerr
+	}
+	j := s.newJob(cl, t, m.Name, total)
 	for p, prompt := range prompts {
 		for k := range n {
 			i := p*n + k

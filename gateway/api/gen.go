@@ -2,17 +2,12 @@ package api
 
 import (
 	"context"
-	"fmt"
-	"runtime/debug"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/oai"
-	"github.com/ragway/ragway/gateway/rag"
-	"github.com/ragway/ragway/gateway/tokens"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -22,53 +17,37 @@ const (
 	maxChoices = 64
 )
 
-// job is the set of generations (choices) one API request runs.
+// job is the fan-out of one API request into its n choices (and, for
+// /v1/completions, its prompts), all generations of one chat turn t.
 type job struct {
 	s  *server
 	cl *call
-	// model is the canonical model name, passed to Generate.
+	// model is the canonical model name.
 	model string
 	reqs  []sdk.GenerateRequest
 	// group[i] is the prompt of choice i: prompt tokens are counted once
 	// per prompt, not once per choice.
 	group []int
-	// turn, when the request continues a stored conversation, records the
-	// answer (one choice).
-	turn *conversation.Turn
-	// grounded is set for a request with "rag"; grounding is what retrieval gave it.
-	grounded  bool
-	grounding rag.Grounding
-	// generated counts the tokens the backends produced (across choices), for
-	// the accounting of generations that end without a final usage.
-	generated atomic.Int64
+	// t is the turn: its grounding, its stored part (a request continuing a
+	// conversation, one choice), the generations' guard and token count.
+	t *chat.Turn
 }
 
-// observe records an event: its tokens, and its text for a stored turn.
-func (j *job) observe(e sdk.Event) {
-	j.generated.Add(int64(tokens.Of(e)))
-	if j.turn != nil {
-		j.turn.Observe(e)
-	}
+// newJob returns the job of n choices of turn t.
+func (s *server) newJob(cl *call, t *chat.Turn, model string, n int) *job {
+	return &job{s: s, cl: cl, model: model, t: t, reqs: make([]sdk.GenerateRequest, n), group: make([]int, n)}
 }
+
+// stored is the request's stored turn (nil: stateless).
+func (j *job) stored() *conversation.Turn { return j.t.Stored }
 
 // account records the request's tokens: u, or when the backends reported no
 // completion tokens (a failed generation), those they were seen to produce.
 func (j *job) account(u usageJSON) {
 	if u.CompletionTokens == 0 {
-		u.CompletionTokens = int(j.generated.Load())
+		u.CompletionTokens = j.t.Generated()
 	}
 	j.cl.tokens(u.PromptTokens, u.CompletionTokens)
-}
-
-// finishTurn stores the end of the turn: err is what the generation returned, final
-// its final event, cancelled whether the client went away. A failure to store it is
-// an chat.NotStored error (5xx), logged here with its cause.
-func (j *job) finishTurn(err error, final sdk.Event, cancelled bool) *oai.Error {
-	if ferr := j.turn.End(err, final, cancelled, chat.Describe); ferr != nil {
-		j.s.log.Warn("conversation turn not stored", "conversation", j.turn.Conversation.ID, "message", j.turn.MessageID, "error", ferr)
-		return chat.NotStored(ferr)
-	}
-	return nil
 }
 
 // choiceResult is a collected (non-streamed) choice.
@@ -95,7 +74,7 @@ func (j *job) collect(ctx context.Context) ([]choiceResult, error) {
 	run := func(i int) {
 		r := &res[i]
 		err := j.generate(ctx, i, func(e sdk.Event) error {
-			j.observe(e)
+			j.t.Observe(e)
 			if e.Text != "" {
 				first.Do(j.cl.firstToken)
 				r.text.WriteString(e.Text)
@@ -202,17 +181,8 @@ func choicesN(n *int) (int, *oai.Error) {
 	return *n, nil
 }
 
-// generate runs choice i, turning a panic of the backend into an error
-// (generations run in their own goroutines, where a panic would otherwise
-// take the whole gateway down). Every event's text is cleaned (oai.CleanEmit) as
-// it comes out of the backend: what the client reads and what a stored turn keeps
-// are the same text.
-func (j *job) generate(ctx context.Context, i int, emit func(sdk.Event) error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			j.s.log.Error("panic in Generate", "model", j.model, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			err = fmt.Errorf("backend panicked: %v", r)
-		}
-	}()
-	return j.s.b.Generate(ctx, j.model, j.reqs[i], oai.CleanEmit(emit))
+// generate runs choice i (chat.Turn.Generate: cleaned text, a backend's panic an
+// error).
+func (j *job) generate(ctx context.Context, i int, emit func(sdk.Event) error) error {
+	return j.t.Generate(ctx, j.reqs[i], emit)
 }

@@ -139,9 +139,7 @@ func (s *server) serveStream(c *fiber.Ctx, j *job, f sseFormat, includeUsage boo
 		if err := itemError(first); err != nil {
 			st.close()
 			j.account(usageJSON{})
-			if j.turn != nil {
-				_ = j.finishTurn(err, sdk.Event{}, false)
-			}
+			_ = j.t.End(err, sdk.Event{}, false)
 			return err
 		}
 	}
@@ -230,14 +228,14 @@ func (st *stream) record() error {
 	st.recorded = true
 	st.j.account(st.j.usageOf(st.usages))
 	st.j.cl.finish(st.status)
-	if st.j.turn == nil {
+	if st.j.stored() == nil {
 		return nil
 	}
 	final := st.final
 	if final.Usage == nil {
 		final.Usage = &st.usages[0]
 	}
-	if e := st.j.finishTurn(st.failure, final, st.status == oai.StatusClientClosed); e != nil {
+	if e := st.j.t.End(st.failure, final, st.status == oai.StatusClientClosed); e != nil {
 		return e
 	}
 	return nil
@@ -267,7 +265,7 @@ func (st *stream) handle(buf []byte, it streamItem) []byte {
 		return st.endChoice(buf, it.i, "stop")
 	}
 	e := &it.ev
-	st.j.observe(*e)
+	st.j.t.Observe(*e)
 	if e.Text != "" || len(e.Logprobs) > 0 {
 		if !st.started[it.i] {
 			st.started[it.i] = true
@@ -303,10 +301,10 @@ func (st *stream) endChoice(buf []byte, i int, reason string) []byte {
 	if st.includeUsage {
 		buf = st.f.usage(buf, st.j.usageOf(st.usages))
 	}
-	if st.j.grounded {
+	if g := st.j.t.Grounding; g != nil {
 		// The sources, a last event before [DONE].
 		buf = append(buf, "data: "...)
-		buf = append(buf, sourcesEvent(st.j.grounding)...)
+		buf = append(buf, sourcesEvent(*g)...)
 		buf = append(buf, "\n\n"...)
 	}
 	st.done = true

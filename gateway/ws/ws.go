@@ -163,6 +163,8 @@ type handler struct {
 	opts Options
 	log  *slog.Logger
 	met  *metrics.Metrics
+	// core runs the chat turns (grounding, stored turns, generation).
+	core *core.Service
 }
 
 // New returns the Fiber handler of GET /v1/ws. A request that is not a
@@ -174,7 +176,8 @@ type handler struct {
 // upgrade: a bad one is an HTTP error in the OpenAI shape.
 func New(b Backend, opts Options) fiber.Handler {
 	opts = opts.withDefaults()
-	h := &handler{b: b, opts: opts, log: opts.Logger, met: opts.Metrics}
+	h := &handler{b: b, opts: opts, log: opts.Logger, met: opts.Metrics,
+		core: &core.Service{Backends: b, Turns: opts.Conversations, RAG: opts.RAG, Logger: opts.Logger}}
 	upgrade := fws.New(h.serve, fws.Config{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
@@ -922,62 +925,32 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 	if wg := s.h.opts.Chats; wg != nil {
 		defer wg.Done()
 	}
-	var grounding *rag.Grounding
-	if c.rag != nil {
-		g, err := s.h.opts.RAG.Ground(c.ctx, c.principal.UserID, c.rag.KnowledgeBase, rag.Question(req.Messages), c.rag.TopK)
-		if err != nil {
-			e := core.GroundError(err, c.rag.KnowledgeBase)
-			s.end(c, e.Status, sdk.Usage{}, errorFrame(c.id, e), !c.stored)
-			return
-		}
-		grounding = &g
+	t, e := s.h.core.Begin(c.ctx, core.Request{
+		UserID: c.principal.UserID, Model: workers.ModelStatus{Name: c.model, ContextLength: c.ctxLen},
+		Messages: req.Messages, Stored: c.stored, ConversationID: c.conversationID, MaxTokens: req.Sampling.MaxTokens, RAG: c.rag,
+	})
+	if e != nil {
+		// A stateless chat's start frame was sent; a stored chat's comes with its turn.
+		s.end(c, e.Status, sdk.Usage{}, errorFrame(c.id, e), !c.stored)
+		return
 	}
-	var sourcesPrompt string
-	if grounding != nil {
-		sourcesPrompt = rag.Context(grounding.Sources)
-	}
-	var turn *conversation.Turn
+	turn := t.Stored
 	if c.stored {
-		// Not under the chat's context: a turn Postgres stored must get its end
-		// stored too, even when the chat is cancelled meanwhile (it then ends at once,
-		// cancelled).
-		t, err := s.h.opts.Conversations.Begin(context.WithoutCancel(c.ctx), conversation.Request{
-			UserID: c.principal.UserID, ConversationID: c.conversationID, Model: c.model, Messages: req.Messages,
-			ContextLength: c.ctxLen, MaxTokens: req.Sampling.MaxTokens, Context: sourcesPrompt,
-		})
-		if err != nil {
-			e := core.APIError(err)
-			if errors.Is(err, store.ErrNotFound) {
-				e = oai.NotFound("conversation", c.conversationID, "conversation_id")
-			}
-			if e.Status >= 500 {
-				s.h.log.Warn("conversation turn not started", "conversation", c.conversationID, "error", err)
-			}
-			s.end(c, e.Status, sdk.Usage{}, errorFrame(c.id, e), false)
-			return
-		}
-		turn = t
-		req.Messages = t.Prompt
 		s.sendCtrl(frame{chat: c, buf: startFrame(c.id, modelName, turn), start: true})
 	}
-	if grounding != nil {
-		req.Messages = rag.Augment(req.Messages, sourcesPrompt)
-		if turn != nil && len(grounding.Sources) > 0 {
-			turn.Sources, _ = json.Marshal(grounding.Sources)
-		}
+	req.Messages = t.Prompt
+	if t.Grounding != nil {
 		// A cancelled chat fails to send it; its generation then ends at once, and the
 		// usual end (stored as cancelled) follows.
-		_ = s.sendData(c.ctx, frame{chat: c, buf: sourcesFrame(c.id, *grounding)})
+		_ = s.sendData(c.ctx, frame{chat: c, buf: sourcesFrame(c.id, *t.Grounding)})
 	}
 	var (
 		final    sdk.Event
 		gotFinal bool
 		firstTok bool
 	)
-	err := s.generate(c, req, func(e sdk.Event) error {
-		if turn != nil {
-			turn.Observe(e)
-		}
+	err := t.Generate(c.ctx, req, func(e sdk.Event) error {
+		t.Observe(e)
 		c.completion.Add(int64(tokens.Of(e)))
 		if e.Text != "" {
 			if !firstTok {
@@ -1007,22 +980,16 @@ func (s *socket) runChat(c *chat, req sdk.GenerateRequest, modelName string) {
 	// A generation that ended on its own is not cancelled by a cancel that came
 	// after its end.
 	cancelled := (c.cancelled.Load() || s.ctx.Err() != nil) && !(err == nil && gotFinal)
-	var storeErr error
-	if turn != nil {
-		ended := err
-		if err == nil && gotFinal && final.FinishReason == sdk.FinishError {
-			ended = oai.BackendFailed(final.Error) // stored as the client is told it
-		}
-		if storeErr = turn.End(ended, final, cancelled, core.Describe); storeErr != nil {
-			s.h.log.Warn("conversation turn not stored", "conversation", turn.Conversation.ID, "message", turn.MessageID, "error", storeErr)
-		}
+	ended := err
+	if err == nil && gotFinal && final.FinishReason == sdk.FinishError {
+		ended = oai.BackendFailed(final.Error) // stored as the client is told it
 	}
+	storeErr := t.End(ended, final, cancelled)
 	var b *[]byte
 	status := http.StatusOK
 	switch {
 	case storeErr != nil:
-		e := core.NotStored(storeErr)
-		status, b = e.Status, errorFrame(c.id, e)
+		status, b = storeErr.Status, errorFrame(c.id, storeErr)
 	case cancelled:
 		status, b = oai.StatusClientClosed, doneFrame(c.id, string(sdk.FinishCancelled), usage)
 	case err == nil && gotFinal && final.FinishReason == sdk.FinishError:
@@ -1062,19 +1029,6 @@ func (s *socket) end(c *chat, status int, usage sdk.Usage, b *[]byte, started bo
 		return
 	}
 	_ = s.sendData(s.ctx, f)
-}
-
-// generate runs the chat's generation, turning a panic of the backend into
-// an error. Every event's text is cleaned (oai.CleanEmit) as it comes out of the
-// backend: the token frames and a stored answer carry the same text.
-func (s *socket) generate(c *chat, req sdk.GenerateRequest, emit func(sdk.Event) error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.h.log.Error("panic in Generate", "model", c.model, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			err = fmt.Errorf("backend panicked: %v", r)
-		}
-	}()
-	return s.h.b.Generate(c.ctx, c.model, req, oai.CleanEmit(emit))
 }
 
 // forget removes c from the socket's chats (if a cancel did not already)
