@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -45,6 +46,13 @@ type Knowledge struct {
 	// Extract extracts an upload's text (default: ingest.Options.Extract in this
 	// process; the gateway isolates PDF parsing in a child process).
 	Extract func(ctx context.Context, o ingest.Options, name string, f ingest.Format, data []byte) (ingest.Extracted, error)
+	// Context bounds background indexing (documents uploaded without ?wait=true):
+	// when it ends, a document still waiting or being indexed is marked failed
+	// ("upload it again") instead of being left pending (default: never ends).
+	Context context.Context
+	// Indexing, when set, counts the documents indexed in the background, so that
+	// the owner of Context can wait for them before closing the database.
+	Indexing *sync.WaitGroup
 }
 
 type kbJSON struct {
@@ -255,15 +263,38 @@ func (s *server) addDocument(c *fiber.Ctx) error {
 		}
 		return c.Status(fiber.StatusCreated).JSON(toDocumentJSON(d))
 	}
-	go s.index(context.Background(), uid, k.ID, d.ID, doc)
+	bg := s.opts.Knowledge.Context
+	if bg == nil {
+		bg = context.Background()
+	}
+	if wg := s.opts.Knowledge.Indexing; wg != nil {
+		wg.Add(1)
+	}
+	go func() {
+		if wg := s.opts.Knowledge.Indexing; wg != nil {
+			defer wg.Done()
+		}
+		s.index(bg, uid, k.ID, d.ID, doc)
+	}()
 	return c.Status(fiber.StatusAccepted).JSON(toDocumentJSON(d))
 }
 
 // index indexes a document, one (Knowledge.Ingests) at a time.
 func (s *server) index(ctx context.Context, userID, kbID, docID string, doc rag.Document) {
-	select {
-	case s.ingests <- struct{}{}:
-	case <-ctx.Done():
+	acquired := false
+	if ctx.Err() == nil {
+		select {
+		case s.ingests <- struct{}{}:
+			acquired = true
+		case <-ctx.Done():
+		}
+	}
+	if !acquired {
+		// Never left pending: the gateway stops before it could index it.
+		if err := s.opts.Knowledge.Indexer.Store.FailDocument(context.WithoutCancel(ctx), userID, kbID, docID,
+			"the gateway stopped before indexing the document; upload it again"); err != nil {
+			s.log.Warn("document left pending", "kb", kbID, "document", docID, "error", err)
+		}
 		return
 	}
 	defer func() { <-s.ingests }()

@@ -41,7 +41,11 @@ func startReal(t testing.TB, opts api.Options) *realServer {
 	opts.Gate = &auth.Gate{Auth: auth.New(st, auth.Options{Logger: quietLogger()}), Limiter: auth.NewLimiter(time.Now)}
 	opts.Store = st
 	opts.RAG = &rag.Service{KBs: st, TopK: 4, Logger: quietLogger(), Retriever: &rag.Retriever{Vectors: vs, Chunks: st}}
-	opts.Knowledge = &api.Knowledge{Store: st, Indexer: &rag.Indexer{Store: st, Vectors: vs}}
+	k := &api.Knowledge{Store: st, Indexer: &rag.Indexer{Store: st, Vectors: vs}}
+	if opts.Knowledge != nil {
+		k.Context, k.Indexing = opts.Knowledge.Context, opts.Knowledge.Indexing
+	}
+	opts.Knowledge = k
 	fake := newFake()
 	return &realServer{testServer: startWith(t, fake, fake, opts), st: st}
 }
@@ -362,4 +366,31 @@ func TestKnowledgeBaseNamesAndIDs(t *testing.T) {
 func jsonQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestBackgroundIndexingStopsWithTheGateway: a document uploaded without ?wait=true
+// once the gateway's indexing context has ended is marked failed with a reason to
+// upload it again, never left pending, and its goroutine is counted until it is done.
+func TestBackgroundIndexingStopsWithTheGateway(t *testing.T) {
+	ctx, stop := context.WithCancel(context.Background())
+	var indexing sync.WaitGroup
+	s := startReal(t, api.Options{Knowledge: &api.Knowledge{Context: ctx, Indexing: &indexing}})
+	key := s.key(t, "owner", store.ScopeIngest)
+	if code, b := s.send(t, "POST", "/v1/knowledge-bases", key, "application/json", []byte(`{"name":"docs"}`)); code != 201 {
+		t.Fatalf("create: %d %s", code, b)
+	}
+	stop() // the gateway is stopping
+	code, b := s.send(t, "POST", "/v1/knowledge-bases/docs/documents", key, "application/json", []byte(`{"text":"Late words."}`))
+	if code != 202 {
+		t.Fatalf("upload: %d %s", code, b)
+	}
+	var d struct{ ID string }
+	decodeBytes(t, b, &d)
+	indexing.Wait()
+	_, b = s.send(t, "GET", "/v1/knowledge-bases/docs/documents/"+d.ID, key, "", nil)
+	var got struct{ Status, Error string }
+	decodeBytes(t, b, &got)
+	if got.Status != "failed" || !strings.Contains(got.Error, "upload it again") {
+		t.Fatalf("a document uploaded as the gateway stops: %+v", got)
+	}
 }

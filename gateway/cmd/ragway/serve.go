@@ -90,7 +90,7 @@ func serve(args []string, stderr io.Writer) error {
 		log.Warn("the database is unreachable; requests that need it fail with 503 until it returns", "database", store.RedactURL(dbURL), "error", err)
 	}
 	go failInterrupted(ctx, st, cfg.Server.RequestTimeout.Std(), log)
-	var chats sync.WaitGroup
+	var chats, indexing sync.WaitGroup
 	authn := auth.New(st, auth.Options{Logger: log})
 	gate := &auth.Gate{Auth: authn, Limiter: auth.NewLimiter(time.Now)}
 	rec := usage.New(st, usage.Options{Spend: gate.Spend, Logger: log})
@@ -132,7 +132,10 @@ func serve(args []string, stderr io.Writer) error {
 		Options: rag.Options{ChunkTokens: cfg.RAG.ChunkTokens, Overlap: overlap}},
 		Extract: func(ctx context.Context, o ingest.Options, name string, f ingest.Format, data []byte) (ingest.Extracted, error) {
 			return o.Isolated(ctx, exe, name, f, data)
-		}}
+		},
+		// Documents indexed in the background stop with the gateway (marked failed, to
+		// upload again), and the database closes after them.
+		Context: ctx, Indexing: &indexing}
 	app := api.New(mgr, api.Options{
 		MaxBodyBytes:      int(cfg.Server.MaxBodyBytes),
 		RequestTimeout:    cfg.Server.RequestTimeout.Std(),
@@ -187,21 +190,27 @@ func serve(args []string, stderr io.Writer) error {
 	if err := <-httpDone; err != nil {
 		log.Warn("http shutdown", "error", err)
 	}
-	// The WebSocket chats cancelled by the shutdown store their ends before the
-	// database closes.
-	chatsDone := make(chan struct{})
-	go func() { chats.Wait(); close(chatsDone) }()
-	select {
-	case <-chatsDone:
-	case <-graceCtx.Done():
-		log.Warn("shutdown: WebSocket chats still running at the end of the grace period")
-	}
+	// The WebSocket chats cancelled by the shutdown store their ends, and documents
+	// being indexed their state, before the database closes.
+	waitUntil(graceCtx, &chats, log, "WebSocket chats")
+	waitUntil(graceCtx, &indexing, log, "documents being indexed")
 	if err := rec.Close(graceCtx); err != nil {
 		log.Warn("shutdown", "error", err)
 	}
 	authn.Wait()
 	log.Info("stopped")
 	return nil
+}
+
+// waitUntil waits for wg, or logs that what is still running when ctx ends.
+func waitUntil(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, what string) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		log.Warn("shutdown: " + what + " still running at the end of the grace period")
+	}
 }
 
 // noLimit maps the config's 0 (no limit) to netguard's negative.
