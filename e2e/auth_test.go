@@ -205,9 +205,11 @@ func TestAuthRevokedKey(t *testing.T) {
 	wantAPIError(t, "chat after revocation", code, body, 401, "revoked_api_key")
 	code, body = g.call("GET", "/v1/conversations", key, "")
 	wantAPIError(t, "conversations after revocation", code, body, 401, "revoked_api_key")
-	// The socket opened before: its next chat frame gets an error frame.
+	// The socket opened before: its next chat frame gets an error frame, and the
+	// socket, whose key is no longer one, is closed.
 	writeWS(t, sock, statelessChat("after", "after revocation"))
 	wantWSError(t, sock, "after", "revoked_api_key")
+	wantClose(t, sock, websocket.ClosePolicyViolation)
 	// New sockets are refused, by header and by first frame.
 	if conn, status, body, err := tryDialWS(g, key, ""); err == nil {
 		conn.Close()

@@ -160,6 +160,8 @@ type server struct {
 	// core runs chat turns (grounding, stored turns, generation), for HTTP and
 	// WebSocket alike.
 	core *chat.Service
+	// cors is server.cors_origins.
+	cors *corsPolicy
 	// ingests holds a token per document being indexed (Knowledge.Ingests).
 	ingests chan struct{}
 }
@@ -175,6 +177,7 @@ func New(b Backends, opts Options) *fiber.App {
 		s.turns = conversation.NewTurns(opts.Store)
 	}
 	s.core = &chat.Service{Backends: b, Turns: s.turns, RAG: opts.RAG, Logger: opts.Logger}
+	s.cors = newCORSPolicy(opts.CORSOrigins)
 	app := fiber.New(fiber.Config{
 		BodyLimit:             opts.MaxBodyBytes,
 		ErrorHandler:          s.handleError,
@@ -201,7 +204,7 @@ func New(b Backends, opts Options) *fiber.App {
 		return nil
 	})
 	app.Use(s.recoverPanics, s.requestID, closeUnauthenticated)
-	app.Use(newCORS(opts.CORSOrigins))
+	app.Use(newCORS(s.cors))
 
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
@@ -246,6 +249,7 @@ func New(b Backends, opts Options) *fiber.App {
 // OpenAI error shape.
 func (s *server) handleError(c *fiber.Ctx, err error) error {
 	e := toAPIError(err)
+	s.cors.mark(c) // errors fasthttp raised before any middleware, too
 	var fe *fiber.Error
 	if errors.As(err, &fe) && fe.Code == fiber.StatusRequestEntityTooLarge {
 		// fasthttp refused the body unread (a decoded body over the limit is

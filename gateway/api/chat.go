@@ -153,6 +153,7 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 	}
 
 	ctx, left, stop := whileClientWaits(c)
+	defer stop()
 	res, err := j.collect(ctx)
 	stop()
 	var notStored *oai.Error
@@ -161,7 +162,8 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		if err == nil {
 			final = sdk.Event{FinishReason: res[0].finish, Usage: &res[0].usage}
 		}
-		if ferr := t.End(err, final, left()); err == nil && ferr != nil {
+		// An answer generated whole is not cancelled by a client that left after it.
+		if ferr := t.End(err, final, left() && err != nil); err == nil && ferr != nil {
 			notStored = ferr
 		}
 	}

@@ -129,6 +129,7 @@ func (s *server) completions(c *fiber.Ctx, cl *call) error {
 	}
 
 	ctx, _, stop := whileClientWaits(c)
+	defer stop()
 	res, err := j.collect(ctx)
 	stop()
 	if err != nil {

@@ -57,7 +57,7 @@ func drainBody(c *fiber.Ctx) {
 // whileClientWaits returns the context of a non-streamed answer: it is cancelled when
 // the client closes its connection meanwhile (netguard.WatchClose), so that nothing is
 // generated for nobody, and left tells whether that happened. stop ends the watch; call
-// it before the handler writes the answer.
+// it before the handler writes the answer (and defer it too: it is idempotent).
 func whileClientWaits(c *fiber.Ctx) (ctx context.Context, left func() bool, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var gone atomic.Bool

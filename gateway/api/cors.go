@@ -32,8 +32,8 @@ const (
 )
 
 // newCORS returns the middleware that serves browsers on other origins (README, "Browsers";
-// server.cors_origins): origins lists the origins allowed, exactly as browsers send them
-// in Origin; empty means CORS is off.
+// server.cors_origins): p lists the origins allowed, exactly as browsers send them in
+// Origin; none means CORS is off.
 //
 // A preflight (OPTIONS with Origin and Access-Control-Request-Method) is answered here
 // and never reaches a route or the key check (a browser sends no key with it): 204 with
@@ -43,34 +43,20 @@ const (
 // Access-Control-Expose-Headers, errors included, so that the page can read why it
 // failed. Credentials are never allowed. While CORS is on every answer varies on Origin.
 // A request with more than one Origin header is from no listed origin.
-func newCORS(origins []string) fiber.Handler {
-	allowed := make(map[string]bool, len(origins))
-	for _, o := range origins {
-		allowed[o] = true
-	}
-	on := len(allowed) > 0
+func newCORS(p *corsPolicy) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		h := &c.Request().Header
-		// PeekAll's result is valid until its next call only.
-		values := h.PeekAll(fiber.HeaderOrigin)
-		n, first := len(values), ""
-		if n > 0 {
-			first = string(values[0])
-		}
-		preflight := n > 0 && c.Method() == fiber.MethodOptions &&
+		preflight := c.Method() == fiber.MethodOptions && len(h.PeekAll(fiber.HeaderOrigin)) > 0 &&
 			len(h.PeekAll(fiber.HeaderAccessControlRequestMethod)) > 0
-		if !on {
+		if !p.on {
 			if preflight {
 				return originNotAllowed("cross-origin requests are off: list this page's origin in server.cors_origins to call the API from it")
 			}
 			return c.Next()
 		}
-		c.Vary(fiber.HeaderOrigin)
-		origin := ""
-		if n == 1 && allowed[first] {
-			origin = first
-		}
 		if preflight {
+			c.Vary(fiber.HeaderOrigin)
+			origin := p.origin(c)
 			if origin == "" {
 				return originNotAllowed("this page's origin is not listed in server.cors_origins")
 			}
@@ -81,11 +67,48 @@ func newCORS(origins []string) fiber.Handler {
 			c.Status(http.StatusNoContent)
 			return nil
 		}
-		if origin != "" {
-			c.Set(fiber.HeaderAccessControlAllowOrigin, origin)
-			c.Set(fiber.HeaderAccessControlExposeHeaders, corsExposeHeaders)
-		}
+		p.mark(c)
 		return c.Next()
+	}
+}
+
+// corsPolicy is the set of origins allowed (server.cors_origins).
+type corsPolicy struct {
+	allowed map[string]bool
+	on      bool
+}
+
+func newCORSPolicy(origins []string) *corsPolicy {
+	p := &corsPolicy{allowed: make(map[string]bool, len(origins))}
+	for _, o := range origins {
+		p.allowed[o] = true
+	}
+	p.on = len(p.allowed) > 0
+	return p
+}
+
+// origin returns the request's Origin when it is exactly one listed origin, else "".
+func (p *corsPolicy) origin(c *fiber.Ctx) string {
+	// PeekAll's result is valid until its next call only.
+	values := c.Request().Header.PeekAll(fiber.HeaderOrigin)
+	if len(values) != 1 || !p.allowed[string(values[0])] {
+		return ""
+	}
+	return string(values[0])
+}
+
+// mark gives the answer to a (non-preflight) request the CORS headers it is due: Vary
+// while CORS is on, and for a listed origin Allow-Origin and Expose-Headers. Errors
+// fasthttp raises before any middleware (a body over the limit, a malformed request)
+// get them from the error handler.
+func (p *corsPolicy) mark(c *fiber.Ctx) {
+	if !p.on {
+		return
+	}
+	c.Vary(fiber.HeaderOrigin)
+	if origin := p.origin(c); origin != "" {
+		c.Set(fiber.HeaderAccessControlAllowOrigin, origin)
+		c.Set(fiber.HeaderAccessControlExposeHeaders, corsExposeHeaders)
 	}
 }
 

@@ -346,3 +346,21 @@ func TestWebSocketOrigin(t *testing.T) {
 		})
 	}
 }
+
+// TestCORSOnErrorsBeforeAnyMiddleware: an answer fasthttp gives before any
+// middleware (a body over the limit) still carries the CORS headers a listed origin is
+// due, so the page can read why its request failed.
+func TestCORSOnErrorsBeforeAnyMiddleware(t *testing.T) {
+	s := start(t, newFake(), api.Options{MaxBodyBytes: 1 << 10, CORSOrigins: []string{"https://chat.example.com"}})
+	req, _ := http.NewRequest("POST", s.url+"/v1/chat/completions", strings.NewReader(strings.Repeat("x", 4<<10)))
+	req.Header.Set("Authorization", "Bearer "+apitest.Key)
+	req.Header.Set("Origin", "https://chat.example.com")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 || resp.Header.Get("Access-Control-Allow-Origin") != "https://chat.example.com" || resp.Header.Get("Vary") == "" {
+		t.Fatalf("413 for a listed origin: %d %v", resp.StatusCode, resp.Header)
+	}
+}

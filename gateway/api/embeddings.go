@@ -63,6 +63,7 @@ func (s *server) embeddings(c *fiber.Ctx, cl *call) error {
 	}
 
 	waiting, _, stop := whileClientWaits(c)
+	defer stop()
 	ctx, cancel := context.WithTimeout(waiting, s.opts.RequestTimeout)
 	resp, err := s.b.Embed(ctx, m.Name, sdk.EmbedRequest{Input: inputs})
 	cancel()

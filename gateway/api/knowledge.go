@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -274,6 +275,13 @@ func (s *server) addDocument(c *fiber.Ctx) error {
 		if wg := s.opts.Knowledge.Indexing; wg != nil {
 			defer wg.Done()
 		}
+		defer func() {
+			// A bug in indexing fails the document, not the gateway.
+			if r := recover(); r != nil {
+				s.log.Error("panic indexing a document", "kb", k.ID, "document", d.ID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				_ = s.opts.Knowledge.Indexer.Store.FailDocument(context.WithoutCancel(bg), uid, k.ID, d.ID, "the document could not be indexed; upload it again")
+			}
+		}()
 		s.index(bg, uid, k.ID, d.ID, doc)
 	}()
 	return c.Status(fiber.StatusAccepted).JSON(toDocumentJSON(d))
@@ -299,7 +307,10 @@ func (s *server) index(ctx context.Context, userID, kbID, docID string, doc rag.
 	}
 	defer func() { <-s.ingests }()
 	start := time.Now()
-	n, err := s.opts.Knowledge.Indexer.Index(ctx, userID, kbID, docID, doc)
+	// Once started, a document is indexed whole (shutdown waits for it, within its
+	// grace period): cancelling it halfway would leave chunks in Postgres and not in
+	// the index.
+	n, err := s.opts.Knowledge.Indexer.Index(context.WithoutCancel(ctx), userID, kbID, docID, doc)
 	if err != nil {
 		s.log.Warn("document not indexed", "kb", kbID, "document", docID, "error", err)
 		return

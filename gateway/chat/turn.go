@@ -86,6 +86,9 @@ type Turn struct {
 // it, its end must be stored too.
 func (s *Service) Begin(ctx context.Context, r Request) (*Turn, *oai.Error) {
 	t := &Turn{svc: s, model: r.Model.Name, Prompt: r.Messages}
+	if r.Stored && s.Turns == nil {
+		return nil, oai.Unsupported("conversation_id", "this gateway has no database: 'conversation_id' is not available")
+	}
 	var sourcesPrompt string
 	if r.RAG != nil {
 		if e := CheckRAG(s.RAG != nil, *r.RAG); e != nil {
@@ -99,9 +102,6 @@ func (s *Service) Begin(ctx context.Context, r Request) (*Turn, *oai.Error) {
 		sourcesPrompt = rag.Context(g.Sources)
 	}
 	if r.Stored {
-		if s.Turns == nil {
-			return nil, oai.Unsupported("conversation_id", "this gateway has no database: 'conversation_id' is not available")
-		}
 		st, err := s.Turns.Begin(context.WithoutCancel(ctx), conversation.Request{
 			UserID: r.UserID, ConversationID: r.ConversationID, Model: r.Model.Name, Messages: r.Messages,
 			ContextLength: r.Model.ContextLength, MaxTokens: r.MaxTokens, Context: sourcesPrompt,

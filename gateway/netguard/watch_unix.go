@@ -4,6 +4,7 @@ package netguard
 
 import (
 	"net"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -13,7 +14,8 @@ import (
 // handler computes an answer it sends only at the end, the only way to learn that
 // nobody waits for it any more. Data the client sends meanwhile (a pipelined request)
 // is left unread and ends the watch. stop ends the watch and must be called before the
-// server reads nc again; it leaves no read deadline set. For any other conn WatchClose
+// server reads nc again (calling it more than once is harmless); it leaves no read
+// deadline set. For any other conn WatchClose
 // does nothing.
 //
 // Like nginx, it takes a client that shuts down its sending side as gone: HTTP/1.1
@@ -27,6 +29,9 @@ func WatchClose(nc net.Conn, gone func()) (stop func()) {
 	if err != nil {
 		return func() {}
 	}
+	// The request's own read deadline (headers, then body) must not end the watch: a
+	// long answer outlives it. The server sets its deadlines again before it reads.
+	_ = tc.SetReadDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -42,9 +47,12 @@ func WatchClose(nc net.Conn, gone func()) (stop func()) {
 			return true
 		})
 	}()
+	var once sync.Once
 	return func() {
-		_ = tc.SetReadDeadline(time.Now()) // wakes the watch if it waits
-		<-done
-		_ = tc.SetReadDeadline(time.Time{})
+		once.Do(func() {
+			_ = tc.SetReadDeadline(time.Now()) // wakes the watch if it waits
+			<-done
+			_ = tc.SetReadDeadline(time.Time{})
+		})
 	}
 }

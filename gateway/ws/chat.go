@@ -5,6 +5,7 @@ package ws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -104,7 +105,12 @@ func (s *socket) startChat(f *clientFrame) {
 	p, err := s.h.opts.Gate.Check(s.ctx, s.key, store.ScopeChat)
 	if err != nil {
 		cancel()
-		s.sendError(f.ID, core.APIError(err))
+		e := core.APIError(err)
+		s.sendError(f.ID, e)
+		if errors.Is(err, auth.ErrRevokedKey) || errors.Is(err, auth.ErrInvalidKey) {
+			// The socket's key is no longer a key: the socket ends (1008).
+			s.closePolicy(e.Message)
+		}
 		return
 	}
 	s.principal, c.principal = p, p
