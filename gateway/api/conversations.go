@@ -89,8 +89,8 @@ func (s *server) createConversation(c *fiber.Ctx) error {
 		SystemPrompt string `json:"system_prompt"`
 		Model        string `json:"model"`
 	}
-	if len(c.Body()) > 0 {
-		if err := oai.Decode(c.Body(), &req, ""); err != nil {
+	if body := c.Body(); len(body) > 0 { // a copy (Immutable): read once
+		if err := oai.Decode(body, &req, ""); err != nil {
 			return err
 		}
 	}

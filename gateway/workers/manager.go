@@ -158,7 +158,7 @@ func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRe
 	}
 	canon := req
 	canon.RequestID = "" // the same request sent again has another id
-	return m.withRetry(ctx, p, keyOf("generate", canon), func(proc Process, sent *bool) error {
+	return m.withRetry(ctx, p, func() requestKey { return keyOf("generate", canon) }, func(proc Process, sent *bool) error {
 		return proc.Generate(ctx, req, func(e sdk.Event) error {
 			// Only what the caller can have passed on makes a retry
 			// impossible; an empty delta does not.
@@ -181,7 +181,7 @@ func (m *Manager) Embed(ctx context.Context, model string, req sdk.EmbedRequest)
 		return sdk.EmbedResponse{}, sdk.InvalidRequestf("model %q is not an embedding model", model)
 	}
 	var resp sdk.EmbedResponse
-	err = m.withRetry(ctx, p, keyOf("embed", req), func(proc Process, _ *bool) error {
+	err = m.withRetry(ctx, p, func() requestKey { return keyOf("embed", req) }, func(proc Process, _ *bool) error {
 		var err error
 		resp, err = proc.Embed(ctx, req)
 		return err
@@ -198,7 +198,7 @@ func (m *Manager) Tokenize(ctx context.Context, model string, req sdk.TokenizeRe
 		return sdk.TokenizeResponse{}, err
 	}
 	var resp sdk.TokenizeResponse
-	err = m.withRetry(ctx, p, keyOf("tokenize", req), func(proc Process, _ *bool) error {
+	err = m.withRetry(ctx, p, func() requestKey { return keyOf("tokenize", req) }, func(proc Process, _ *bool) error {
 		var err error
 		resp, err = proc.Tokenize(ctx, req)
 		return err
@@ -211,9 +211,21 @@ func (m *Manager) Tokenize(ctx context.Context, model string, req sdk.TokenizeRe
 // runs call once more on another replica. A request during which two replicas
 // died is not run again: it is answered with a *PoisonError and its key is
 // quarantined, so that the same request is refused at once for the poison
-// window. Only the key's short hash is logged, never the request.
-func (m *Manager) withRetry(ctx context.Context, p *pool, key requestKey, call func(Process, *bool) error) error {
-	if p.quarantine.has(key) {
+// window. Only the key's short hash is logged, never the request. keyOf computes the
+// request's key; it runs only when a key is needed (something is quarantined, or a
+// replica died), not on every request's path.
+func (m *Manager) withRetry(ctx context.Context, p *pool, keyOf func() requestKey, call func(Process, *bool) error) error {
+	var (
+		key    requestKey
+		hasKey bool
+	)
+	keyNow := func() requestKey {
+		if !hasKey {
+			key, hasKey = keyOf(), true
+		}
+		return key
+	}
+	if p.quarantine.len() > 0 && p.quarantine.has(keyNow()) {
 		m.poison.WithLabelValues(p.model.Name, "refused").Inc()
 		m.opts.Logger.Warn("poison request refused: it made the backend crash twice recently", "model", p.model.Name, "request", key.String())
 		return &PoisonError{Model: p.model.Name, Hash: key.String(), Quarantined: true}
@@ -236,12 +248,13 @@ func (m *Manager) withRetry(ctx context.Context, p *pool, key requestKey, call f
 			return err
 		}
 		deaths++
+		k := keyNow()
 		if deaths >= 2 {
-			p.quarantine.add(key)
+			p.quarantine.add(k)
 			m.poison.WithLabelValues(p.model.Name, "crashed").Inc()
 			m.opts.Logger.Error("poison request: two replicas died while serving it; not retried, refused for the poison window",
-				"model", p.model.Name, "replica", g.r.id, "request", key.String(), "window", m.opts.PoisonWindow)
-			return &PoisonError{Model: p.model.Name, Hash: key.String()}
+				"model", p.model.Name, "replica", g.r.id, "request", k.String(), "window", m.opts.PoisonWindow)
+			return &PoisonError{Model: p.model.Name, Hash: k.String()}
 		}
 		if sent {
 			return err // the caller has passed events on: a retry would repeat them
@@ -250,7 +263,7 @@ func (m *Manager) withRetry(ctx context.Context, p *pool, key requestKey, call f
 		// ErrPluginShutdown once the exit is observed, and dispatch skips
 		// processes whose Done is closed.
 		m.opts.Metrics.Retries.WithLabelValues(p.model.Name).Inc()
-		m.opts.Logger.Warn("replica died before the first event; retrying once", "model", p.model.Name, "replica", g.r.id, "request", key.String())
+		m.opts.Logger.Warn("replica died before the first event; retrying once", "model", p.model.Name, "replica", g.r.id, "request", k.String())
 	}
 }
 

@@ -39,6 +39,12 @@ func start(t testing.TB, fake *apitest.Fake, opts ws.Options) *server {
 	}
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Get("/v1/ws", ws.New(fake, opts))
+	return &server{url: "ws://" + listen(t, app) + "/v1/ws", fake: fake, met: opts.Metrics}
+}
+
+// listen serves app on 127.0.0.1 until the test ends and returns its address.
+func listen(t testing.TB, app *fiber.App) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +55,7 @@ func start(t testing.TB, fake *apitest.Fake, opts ws.Options) *server {
 		_ = app.ShutdownWithTimeout(5 * time.Second)
 		<-served
 	})
-	return &server{url: "ws://" + ln.Addr().String() + "/v1/ws", fake: fake, met: opts.Metrics}
+	return ln.Addr().String()
 }
 
 func newFake() *apitest.Fake {

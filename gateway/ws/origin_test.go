@@ -50,17 +50,7 @@ func startWithErrors(t *testing.T, opts ws.Options) string {
 		return c.Status(e.Status).Send(e.Body())
 	}})
 	app.Get("/v1/ws", ws.New(newFake(), opts))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- app.Listener(ln) }()
-	t.Cleanup(func() {
-		_ = app.ShutdownWithTimeout(5 * time.Second)
-		<-served
-	})
-	return ln.Addr().String()
+	return listen(t, app)
 }
 
 // upgrade sends a WebSocket upgrade request with the given Host and extra header lines
