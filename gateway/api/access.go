@@ -9,7 +9,6 @@ import (
 
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/netguard"
-	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/ws"
 )
 
@@ -69,7 +68,7 @@ func (s *server) metricsAccess(c *fiber.Ctx) error {
 	if s.opts.MetricsOpen {
 		return c.Next()
 	}
-	return s.requireScope(store.ScopeAdmin)(c)
+	return s.requireScope(auth.ScopeAdmin)(c)
 }
 
 // IsLoopback reports whether the listen address binds loopback interfaces only.

@@ -21,7 +21,6 @@ import (
 	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/rag"
-	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 	"github.com/ragway/ragway/gateway/ws"
 	sdk "github.com/ragway/ragway/plugin-sdk"
@@ -211,7 +210,7 @@ func New(b Backends, opts Options) *fiber.App {
 	if s.met != nil {
 		app.Get("/metrics", s.metricsAccess, adaptor.HTTPHandler(promhttp.HandlerFor(s.met.Registry, promhttp.HandlerOpts{})))
 	}
-	chat := s.requireScope(store.ScopeChat)
+	chat := s.requireScope(auth.ScopeChat)
 	app.Get("/v1/models", chat, s.listModels)
 	app.Get("/v1/models/+", chat, s.getModel)
 	app.Post(routeChat, chat, s.instrument(routeChat, s.chatCompletions))

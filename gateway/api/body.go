@@ -17,7 +17,6 @@ import (
 
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/oai"
-	"github.com/ragway/ragway/gateway/store"
 )
 
 // preAuthBodyBytes is the largest body read before its key is verified against the
@@ -72,7 +71,7 @@ func (s *server) mayReadBody(h *fasthttp.RequestHeader, n int) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
 	defer cancel()
 	// Any valid key may send a body: the route checks the scope.
-	_, err = s.opts.Gate.Verify(ctx, key, store.ScopeChat)
+	_, err = s.opts.Gate.Verify(ctx, key, auth.ScopeChat)
 	return err == nil || errors.Is(err, auth.ErrMissingScope)
 }
 

@@ -253,3 +253,11 @@ func (a *Authenticator) touch(id, prefix string) {
 // Wait waits for the last-use updates in flight to end (each is bounded by a
 // timeout). Call it at shutdown, before closing the store.
 func (a *Authenticator) Wait() { a.touches.Wait() }
+
+// The scopes a key can carry (the store's names): what a route or protocol
+// requires of the caller.
+const (
+	ScopeChat   = store.ScopeChat
+	ScopeIngest = store.ScopeIngest
+	ScopeAdmin  = store.ScopeAdmin
+)

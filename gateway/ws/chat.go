@@ -15,7 +15,6 @@ import (
 	core "github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/rag"
-	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/tokens"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
@@ -102,7 +101,7 @@ func (s *socket) startChat(f *clientFrame) {
 		s.sendError(f.ID, aerr)
 		return
 	}
-	p, err := s.h.opts.Gate.Check(s.ctx, s.key, store.ScopeChat)
+	p, err := s.h.opts.Gate.Check(s.ctx, s.key, auth.ScopeChat)
 	if err != nil {
 		cancel()
 		e := core.APIError(err)

@@ -14,7 +14,6 @@ import (
 	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/rag"
-	"github.com/ragway/ragway/gateway/store"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -103,7 +102,7 @@ func (s *socket) authenticate(f *clientFrame) {
 		err = auth.ErrNoKey
 	default:
 		var p auth.Principal
-		if p, err = s.h.opts.Gate.Verify(s.ctx, f.APIKey, store.ScopeChat); err == nil {
+		if p, err = s.h.opts.Gate.Verify(s.ctx, f.APIKey, auth.ScopeChat); err == nil {
 			s.key, s.principal = f.APIKey, p
 			s.authenticated.Store(true)
 			netguard.Authenticated(s.netConn)

@@ -23,7 +23,6 @@ import (
 	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/rag"
-	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -200,7 +199,7 @@ func New(b Backend, opts Options) fiber.Handler {
 				return err
 			}
 		}
-		p, err := h.opts.Gate.Verify(c.UserContext(), key, store.ScopeChat)
+		p, err := h.opts.Gate.Verify(c.UserContext(), key, auth.ScopeChat)
 		switch {
 		case err == nil:
 			netguard.Authenticated(c.Context().Conn())
