@@ -8,17 +8,16 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/netguard"
-	"github.com/ragway/ragway/gateway/ws"
 )
 
-// Gate admits requests by API key (package auth's *Gate implements it); the
-// WebSocket protocol's, shared.
-type Gate = ws.Gate
+// Gate admits requests by API key (package auth's *Gate implements it).
+type Gate = auth.Admitter
 
 // Accountant accounts for served requests: rate-limit tokens and usage rows
 // (package usage's *Recorder implements it).
-type Accountant = ws.Accountant
+type Accountant = chat.Accountant
 
 const principalKey ctxKey = requestIDKey + 1
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -22,17 +21,14 @@ import (
 	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/workers"
-	"github.com/ragway/ragway/gateway/ws"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
 // Backends is what the HTTP layer needs from the workers (package workers
 // implements it).
 type Backends interface {
-	// Generate runs req on model (a name or alias), calling emit with delta
-	// events and then one final event. If emit returns an error Generate
-	// stops and returns it.
-	Generate(ctx context.Context, model string, req sdk.GenerateRequest, emit func(sdk.Event) error) error
+	// Generate serves the default chat core (Options.Chat).
+	chat.Backends
 	// Embed embeds req.Input with an embedding model.
 	Embed(ctx context.Context, model string, req sdk.EmbedRequest) (sdk.EmbedResponse, error)
 	// Models returns the status of every model.
@@ -52,9 +48,6 @@ type Options struct {
 	// HeartbeatInterval is the period of SSE comment heartbeats sent while a
 	// stream waits for the backend (default 5s).
 	HeartbeatInterval time.Duration
-	// WSPingInterval is the WebSocket protocol ping period (default 30s); a
-	// peer silent for two intervals is dropped.
-	WSPingInterval time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Metrics may be nil (no metrics, no /metrics route).
@@ -71,13 +64,16 @@ type Options struct {
 	Knowledge *Knowledge
 	// EmbeddingModel is rag.embedding_model, recorded on new knowledge bases.
 	EmbeddingModel string
-	// RAG grounds chats in knowledge bases ("rag" on chat requests, X-Ragway-KB);
-	// nil: such requests are refused.
+	// Chat runs the chat turns of /v1/chat/completions and /v1/completions (the
+	// same core serves the WebSocket protocol, which the caller mounts: see
+	// package ws). Nil: a core over the Backends with no conversations and no
+	// retrieval ("conversation_id" and "rag" are refused), bounded by
+	// RequestTimeout.
+	Chat *chat.Service
+	// RAG serves the knowledge-base routes' search; nil: no such routes.
 	RAG *rag.Service
 	// MetricsToken, when set, is the bearer token /metrics requires.
 	MetricsToken string
-	// Chats, when set, counts running WebSocket chats (see ws.Options.Chats).
-	Chats *sync.WaitGroup
 	// MetricsOpen serves /metrics without a token (the server listens on loopback
 	// only); otherwise, without MetricsToken, /metrics needs an admin key.
 	MetricsOpen bool
@@ -104,7 +100,6 @@ const (
 	DefaultMaxBodyBytes      = 4 << 20
 	DefaultRequestTimeout    = 10 * time.Minute
 	DefaultHeartbeatInterval = 5 * time.Second
-	DefaultWSPingInterval    = 30 * time.Second
 	DefaultHeaderTimeout     = 10 * time.Second
 	DefaultBodyTimeout       = 60 * time.Second
 	DefaultIdleTimeout       = 2 * time.Minute
@@ -119,9 +114,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = DefaultHeartbeatInterval
-	}
-	if o.WSPingInterval <= 0 {
-		o.WSPingInterval = DefaultWSPingInterval
 	}
 	if o.HeaderTimeout <= 0 {
 		o.HeaderTimeout = DefaultHeaderTimeout
@@ -153,11 +145,10 @@ type server struct {
 	opts Options
 	log  *slog.Logger
 	met  *metrics.Metrics
-	// turns begins the turns of conversations (nil without a Store), over HTTP and
-	// WebSocket alike.
+	// turns holds the conversations' turns (the core's; nil without a database).
 	turns *conversation.Turns
-	// core runs chat turns (grounding, stored turns, generation), for HTTP and
-	// WebSocket alike.
+	// core runs chat turns (grounding, stored turns, generation, accounting), for
+	// HTTP and WebSocket alike.
 	core *chat.Service
 	// cors is server.cors_origins.
 	cors *corsPolicy
@@ -172,10 +163,11 @@ type server struct {
 func New(b Backends, opts Options) *fiber.App {
 	opts = opts.withDefaults()
 	s := &server{b: b, opts: opts, log: opts.Logger, met: opts.Metrics}
-	if opts.Store != nil {
-		s.turns = conversation.NewTurns(opts.Store)
+	s.core = opts.Chat
+	if s.core == nil {
+		s.core = &chat.Service{Backends: b, Usage: opts.Usage, Metrics: opts.Metrics, Timeout: opts.RequestTimeout, Logger: opts.Logger}
 	}
-	s.core = &chat.Service{Backends: b, Turns: s.turns, RAG: opts.RAG, Logger: opts.Logger}
+	s.turns = s.core.Turns
 	s.cors = newCORSPolicy(opts.CORSOrigins)
 	app := fiber.New(fiber.Config{
 		BodyLimit:             opts.MaxBodyBytes,
@@ -196,12 +188,6 @@ func New(b Backends, opts Options) *fiber.App {
 	})
 	app.Server().HeaderReceived = s.headerReceived
 	app.Server().SecureErrorLogMessage = true // no request bytes in fasthttp's errors
-	shutdown := make(chan struct{})
-	var once sync.Once
-	app.Hooks().OnShutdown(func() error {
-		once.Do(func() { close(shutdown) })
-		return nil
-	})
 	app.Use(s.recoverPanics, s.requestID, closeUnauthenticated)
 	app.Use(newCORS(s.cors))
 
@@ -225,21 +211,6 @@ func New(b Backends, opts Options) *fiber.App {
 		app.Get("/v1/conversations/:id", chat, s.getConversation)
 		app.Delete("/v1/conversations/:id", chat, s.deleteConversation)
 	}
-	wsOpts := ws.Options{
-		MaxFrameBytes:  int64(opts.MaxBodyBytes),
-		PingInterval:   opts.WSPingInterval,
-		RequestTimeout: opts.RequestTimeout,
-		Logger:         opts.Logger,
-		Metrics:        opts.Metrics,
-		Shutdown:       shutdown,
-		Gate:           opts.Gate,
-		Usage:          opts.Usage,
-		Chats:          opts.Chats,
-		RAG:            opts.RAG,
-		AllowedOrigins: opts.CORSOrigins,
-	}
-	wsOpts.Conversations = s.turns
-	app.Get("/v1/ws", ws.New(b, wsOpts))
 	return app
 }
 
@@ -422,9 +393,6 @@ func (s *server) instrument(route string, h func(*fiber.Ctx, *call) error) fiber
 func (cl *call) finish(status int) {
 	cl.s.met.ObserveRequest(cl.route, cl.model, status, cl.start)
 }
-
-// firstToken records the time to first token.
-func (cl *call) firstToken() { cl.s.met.ObserveFirstToken(cl.model, cl.start) }
 
 // tokens records the token counts of a served request: metrics, the key's
 // tokens-per-minute limit and the usage row.

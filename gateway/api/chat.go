@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -9,7 +10,6 @@ import (
 
 	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/oai"
-	"github.com/ragway/ragway/gateway/rag"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -31,7 +31,7 @@ type chatRequest struct {
 	// starts one): messages are the new turn, the history is the server's.
 	ConversationID *string `json:"conversation_id"`
 	// RAG (a ragway extension) grounds the answer in a knowledge base.
-	RAG *rag.Params `json:"rag"`
+	RAG *chat.RAGParams `json:"rag"`
 	oai.SamplingParams
 	oai.Unhonoured
 }
@@ -60,8 +60,8 @@ type chatCompletionJSON struct {
 	MessageID      string `json:"message_id,omitempty"`
 	// Sources are the chunks the answer may cite as [1], [2] … (with "rag"); Warning
 	// says why there are none.
-	Sources []rag.Source `json:"sources,omitempty"`
-	Warning string       `json:"warning,omitempty"`
+	Sources []chat.Source `json:"sources,omitempty"`
+	Warning string        `json:"warning,omitempty"`
 }
 
 var jsonNull = json.RawMessage("null")
@@ -102,14 +102,16 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		sampling.TopLogprobs = *v
 	}
 
-	id := reqID(c)
-	creq := chat.Request{UserID: principalOf(c).UserID, Model: m, Messages: msgs, MaxTokens: sampling.MaxTokens}
+	creq := chat.Request{
+		Principal: principalOf(c), Route: cl.route, Arrived: cl.start, Model: m, RequestID: reqID(c),
+		Messages: msgs, N: n, Sampling: sampling,
+	}
 	kb, topK := c.Get(headerKB), 0
 	if req.RAG != nil {
 		kb, topK = req.RAG.KnowledgeBase, req.RAG.TopK
 	}
 	if req.RAG != nil || kb != "" {
-		creq.RAG = &rag.Params{KnowledgeBase: kb, TopK: topK}
+		creq.RAG = &chat.RAGParams{KnowledgeBase: kb, TopK: topK}
 	}
 	if req.ConversationID != nil {
 		if n > 1 {
@@ -127,69 +129,43 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		}
 		creq.Stored = true
 	}
-	t, aerr := s.core.Begin(c.UserContext(), creq)
-	if aerr != nil {
-		return aerr
-	}
-	if t.Stored != nil {
-		c.Set(headerConversationID, t.Stored.Conversation.ID)
-		c.Set(headerMessageID, t.Stored.MessageID)
-	}
-	j := s.newJob(cl, t, m.Name, n)
-	msgs = t.Prompt
-	for i := range n {
-		r := sdk.GenerateRequest{Messages: msgs, Sampling: sampling, RequestID: choiceRequestID(id, i, n)}
-		if sampling.Seed != nil && i > 0 {
-			seed := *sampling.Seed + int64(i)
-			r.Sampling.Seed = &seed
-		}
-		j.reqs[i] = r
-	}
+	t := s.core.Turn(creq)
 	respID := "chatcmpl-" + oai.NewID()
 	created := time.Now().Unix()
 	if req.Stream != nil && *req.Stream {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-		return s.serveStream(c, j, newChatSSE(respID, created, req.Model, includeUsage), includeUsage)
+		return s.serveStream(c, cl, t, n, creq.Stored, newChatSSE(respID, created, req.Model, includeUsage), includeUsage)
 	}
 
-	ctx, left, stop := whileClientWaits(c)
+	ctx, _, stop := whileClientWaits(c)
 	defer stop()
-	res, err := j.collect(ctx)
+	res := collect(ctx, t, n)
 	stop()
-	var notStored *oai.Error
-	if t.Stored != nil {
-		final := sdk.Event{}
-		if err == nil {
-			final = sdk.Event{FinishReason: res[0].finish, Usage: &res[0].usage}
-		}
-		// An answer generated whole is not cancelled by a client that left after it.
-		if ferr := t.End(err, final, left() && err != nil); err == nil && ferr != nil {
-			notStored = ferr
-		}
+	if id := res.start.ConversationID; id != "" {
+		c.Set(headerConversationID, id)
+		c.Set(headerMessageID, res.start.MessageID)
 	}
-	if err != nil {
-		return err
+	switch {
+	case res.failure != nil:
+		return res.failure
+	case res.cancelled:
+		return chat.APIError(context.Canceled)
 	}
-	out := chatCompletionJSON{ID: respID, Object: "chat.completion", Created: created, Model: req.Model, Choices: make([]chatChoiceJSON, n)}
-	usages := make([]sdk.Usage, n)
-	for i := range res {
-		r := &res[i]
-		usages[i] = r.usage
+	out := chatCompletionJSON{ID: respID, Object: "chat.completion", Created: created, Model: req.Model, Choices: make([]chatChoiceJSON, n),
+		Usage: usageOf(res.usage), ConversationID: res.start.ConversationID, MessageID: res.start.MessageID}
+	for i := range res.choices {
+		r := &res.choices[i]
 		lp := jsonNull
 		if sampling.Logprobs {
 			lp = appendChatLogprobs(nil, r.logprobs)
 		}
 		out.Choices[i] = chatChoiceJSON{Index: i, Message: chatMessageJSON{Role: "assistant", Content: r.text.String()}, Logprobs: lp, FinishReason: finishReason(r.finish)}
 	}
-	out.Usage = j.usageOf(usages)
-	if t.Stored != nil {
-		out.ConversationID, out.MessageID = t.Stored.Conversation.ID, t.Stored.MessageID
-	}
-	if g := t.Grounding; g != nil {
+	if g := res.grounding; g != nil {
 		out.Sources, out.Warning = g.Sources, g.Warning
 	}
-	if notStored != nil {
-		return answerNotStored(c, notStored, out)
+	if res.notStored != nil {
+		return answerNotStored(c, res.notStored, out)
 	}
 	return c.JSON(out)
 }
@@ -237,12 +213,12 @@ const headerKB = "X-Ragway-KB"
 
 // sourcesEvent is the SSE event (and WebSocket frame body) carrying a grounded
 // answer's sources and warning.
-func sourcesEvent(g rag.Grounding) []byte {
+func sourcesEvent(g chat.Grounding) []byte {
 	b, _ := json.Marshal(struct {
-		Object  string       `json:"object"`
-		Sources []rag.Source `json:"sources"`
-		Warning string       `json:"warning,omitempty"`
-	}{"chat.completion.sources", append([]rag.Source{}, g.Sources...), g.Warning})
+		Object  string        `json:"object"`
+		Sources []chat.Source `json:"sources"`
+		Warning string        `json:"warning,omitempty"`
+	}{"chat.completion.sources", append([]chat.Source{}, g.Sources...), g.Warning})
 	return b
 }
 
@@ -251,11 +227,3 @@ const (
 	headerConversationID = "X-Ragway-Conversation-Id"
 	headerMessageID      = "X-Ragway-Message-Id"
 )
-
-// choiceRequestID is the RequestID passed to the backend for choice i of n.
-func choiceRequestID(id string, i, n int) string {
-	if n == 1 {
-		return id
-	}
-	return fmt.Sprintf("%s-%d", id, i)
-}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
@@ -8,7 +9,6 @@ import (
 
 	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/oai"
-	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
 // defaultCompletionMaxTokens is OpenAI's (and vLLM's) max_tokens default
@@ -103,49 +103,35 @@ func (s *server) completions(c *fiber.Ctx, cl *call) error {
 		return oai.Invalid("prompt", oai.CodeInvalidValue, "too many choices: %d prompts × n=%d is more than %d", len(prompts), n, maxChoices)
 	}
 
-	id := reqID(c)
-	t, aerr := s.core.Begin(c.UserContext(), chat.Request{UserID: principalOf(c).UserID, Model: m})
-	if aerr != nil {
-		return aerr
-	}
-	j := s.newJob(cl, t, m.Name, total)
-	for p, prompt := range prompts {
-		for k := range n {
-			i := p*n + k
-			r := sdk.GenerateRequest{Prompt: prompt, Sampling: sampling, RequestID: choiceRequestID(id, i, total)}
-			if sampling.Seed != nil && k > 0 {
-				seed := *sampling.Seed + int64(k)
-				r.Sampling.Seed = &seed
-			}
-			j.reqs[i] = r
-			j.group[i] = p
-		}
-	}
+	t := s.core.Turn(chat.Request{
+		Principal: principalOf(c), Route: cl.route, Arrived: cl.start, Model: m, RequestID: reqID(c),
+		Prompts: prompts, N: n, Sampling: sampling,
+	})
 	respID := "cmpl-" + oai.NewID()
 	created := time.Now().Unix()
 	if req.Stream != nil && *req.Stream {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-		return s.serveStream(c, j, newCompletionSSE(respID, created, req.Model, includeUsage, total), includeUsage)
+		return s.serveStream(c, cl, t, total, false, newCompletionSSE(respID, created, req.Model, includeUsage, total), includeUsage)
 	}
 
 	ctx, _, stop := whileClientWaits(c)
 	defer stop()
-	res, err := j.collect(ctx)
+	res := collect(ctx, t, total)
 	stop()
-	if err != nil {
-		return err
+	switch {
+	case res.failure != nil:
+		return res.failure
+	case res.cancelled:
+		return chat.APIError(context.Canceled)
 	}
-	out := completionJSON{ID: respID, Object: "text_completion", Created: created, Model: req.Model, Choices: make([]completionChoiceJSON, total)}
-	usages := make([]sdk.Usage, total)
-	for i := range res {
-		r := &res[i]
-		usages[i] = r.usage
+	out := completionJSON{ID: respID, Object: "text_completion", Created: created, Model: req.Model, Choices: make([]completionChoiceJSON, total), Usage: usageOf(res.usage)}
+	for i := range res.choices {
+		r := &res.choices[i]
 		lp := jsonNull
 		if sampling.Logprobs {
 			lp = appendCompletionLogprobs(nil, r.logprobs, 0)
 		}
 		out.Choices[i] = completionChoiceJSON{Index: i, Text: r.text.String(), Logprobs: lp, FinishReason: finishReason(r.finish)}
 	}
-	out.Usage = j.usageOf(usages)
 	return c.JSON(out)
 }

@@ -14,8 +14,11 @@ import (
 
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/api/apitest"
+	"github.com/ragway/ragway/gateway/chat"
+	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/netguard"
+	"github.com/ragway/ragway/gateway/ws"
 )
 
 // testServer is the real Fiber app on a real TCP listener.
@@ -49,7 +52,18 @@ func startWith(t testing.TB, backends api.Backends, fake *apitest.Fake, opts api
 	if opts.Gate == nil {
 		opts.Gate = apitest.Gate{}
 	}
+	if opts.Chat == nil {
+		// The core as cmd/ragway wires it: conversations over opts.Store, retrieval
+		// over opts.RAG.
+		opts.Chat = &chat.Service{Backends: backends, RAG: opts.RAG, Usage: opts.Usage, Metrics: opts.Metrics,
+			Timeout: opts.RequestTimeout, Logger: opts.Logger}
+		if opts.Store != nil {
+			opts.Chat.Turns = conversation.NewTurns(opts.Store)
+		}
+	}
 	app := api.New(backends, opts)
+	ws.Mount(app, backends, ws.Options{Gate: opts.Gate, Chat: opts.Chat, Logger: opts.Logger, Metrics: opts.Metrics,
+		MaxFrameBytes: int64(opts.MaxBodyBytes), AllowedOrigins: opts.CORSOrigins})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -5,17 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"math"
-	"net"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/fasthttp/websocket"
 
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/api/apitest"
-	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -145,47 +140,5 @@ func TestMetrics(t *testing.T) {
 	}
 	if strings.Contains(body, "random-name-1") {
 		t.Error("a client-chosen model name became a label value")
-	}
-}
-
-func TestWebSocketMountedAndClosedOnShutdown(t *testing.T) {
-	fake := newFake()
-	app := api.New(fake, api.Options{Logger: quietLogger(), Gate: apitest.Gate{}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- app.Listener(netguard.Listen(ln, netguard.Options{})) }()
-	conn, resp, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+"/v1/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	defer conn.Close()
-	cancelled := make(chan struct{})
-	fake.SetGenerate(func(ctx context.Context, _ string, _ sdk.GenerateRequest, _ func(sdk.Event) error) error {
-		<-ctx.Done()
-		close(cancelled)
-		return ctx.Err()
-	})
-	if err := conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"chat","id":"a","model":"chat","content":"hi"}`)); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, msg, err := conn.ReadMessage(); err != nil || !strings.Contains(string(msg), `"type":"start"`) {
-		t.Fatalf("%s, %v", msg, err)
-	}
-	if err := app.ShutdownWithTimeout(5 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	<-served
-	if _, _, err := conn.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
-		t.Errorf("after shutdown: %v, want close 1001", err)
-	}
-	select {
-	case <-cancelled:
-	case <-time.After(5 * time.Second):
-		t.Error("the socket's chat was not cancelled on shutdown")
 	}
 }

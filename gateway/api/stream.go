@@ -2,7 +2,6 @@ package api
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -12,96 +11,55 @@ import (
 
 	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/oai"
-	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
 const (
 	// streamQueue is how many events of one response may wait between the
-	// generations and the writer; a full queue blocks the generations.
+	// turn and the writer; a full queue blocks the turn's generations.
 	streamQueue = 64
 	// maxBatch is how many bytes the writer gathers from events that are
 	// already waiting before it flushes.
 	maxBatch = 32 << 10
 )
 
-// errStreamClosed is what emit returns once the response writer is gone.
+// errStreamClosed is what the turn's emit returns once the response writer is gone.
 var errStreamClosed = errors.New("stream closed: the client went away")
 
-// streamItem is one event of choice i, or (end) the end of its Generate
-// call with the error it returned.
-type streamItem struct {
-	i   int
-	ev  sdk.Event
-	end bool
-	err error
-}
-
-// stream relays the generations of a job to an SSE response. The
-// generations run in goroutines feeding a bounded channel; the handler
-// waits for the first item (or a heartbeat) before committing to 200, then
-// hands over to run, which executes inside fasthttp's body stream writer.
+// stream relays a turn's events to an SSE response. The turn runs in a goroutine
+// feeding a bounded channel; the handler waits for the first event worth committing
+// to 200 for (or a heartbeat), then hands over to run, which executes inside
+// fasthttp's body stream writer.
 type stream struct {
-	j            *job
+	cl           *call
 	f            sseFormat
 	includeUsage bool
 	hb           time.Duration
 
-	ctx    context.Context
 	cancel context.CancelFunc
-	ch     chan streamItem
+	ch     chan chat.Event
 	// quit is closed when the writer is gone: emit then fails at once.
 	quit      chan struct{}
 	closeOnce sync.Once
 
 	// Writer state: owned by the handler until it commits, then by run.
-	started  []bool
-	ended    []bool
-	usages   []sdk.Usage
-	open     int
-	firstTok bool
-	done     bool // the response is complete ([DONE] written)
-	status   int  // status recorded in metrics
-	recorded bool
-	// final is the last final event (a stored turn's finish reason and usage);
-	// failure is the error that ended the stream, if any.
-	final   sdk.Event
-	failure error
+	started   []bool
+	grounding *chat.Grounding
+	done      bool // the response is complete ([DONE] written)
+	status    int  // status recorded in metrics
+	recorded  bool
 }
 
-func (j *job) newStream(f sseFormat, includeUsage bool) *stream {
-	n := len(j.reqs)
-	ctx, cancel := context.WithTimeout(context.Background(), j.s.opts.RequestTimeout)
-	return &stream{
-		j: j, f: f, includeUsage: includeUsage, hb: j.s.opts.HeartbeatInterval,
-		ctx: ctx, cancel: cancel,
-		ch:      make(chan streamItem, streamQueue),
-		quit:    make(chan struct{}),
-		started: make([]bool, n), ended: make([]bool, n), usages: make([]sdk.Usage, n),
-		open: n, status: fiber.StatusOK,
+// emit passes an event of the turn to the writer; it fails once the writer is gone.
+func (st *stream) emit(e chat.Event) error {
+	select {
+	case st.ch <- e:
+		return nil
+	case <-st.quit:
+		return errStreamClosed
 	}
 }
 
-// launch starts one goroutine per choice.
-func (st *stream) launch() {
-	for i := range st.j.reqs {
-		go func() {
-			err := st.j.generate(st.ctx, i, func(e sdk.Event) error {
-				select {
-				case st.ch <- streamItem{i: i, ev: e}:
-					return nil
-				case <-st.quit:
-					return errStreamClosed
-				}
-			})
-			select {
-			case st.ch <- streamItem{i: i, end: true, err: err}:
-			case <-st.quit:
-			}
-		}()
-	}
-}
-
-// close cancels the generations and releases their goroutines.
+// close cancels the turn and releases its goroutine.
 func (st *stream) close() {
 	st.closeOnce.Do(func() {
 		st.cancel()
@@ -109,41 +67,56 @@ func (st *stream) close() {
 	})
 }
 
-// itemError is the error an item reports, if any.
-func itemError(it streamItem) error {
-	switch {
-	case it.end:
-		return it.err
-	case it.ev.FinishReason == sdk.FinishError:
-		return oai.BackendFailed(it.ev.Error)
+// serveStream runs turn t (of n choices) as an SSE response. Until its first
+// generated event arrives (or a heartbeat is due) nothing is committed, so an early
+// failure is an ordinary HTTP error returned to the caller. A stored turn commits
+// only once it started (a replica took it, the turn is stored): its response headers
+// name the conversation and the message.
+func (s *server) serveStream(c *fiber.Ctx, cl *call, t *chat.Turn, n int, stored bool, f sseFormat, includeUsage bool) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	st := &stream{
+		cl: cl, f: f, includeUsage: includeUsage, hb: s.opts.HeartbeatInterval,
+		cancel: cancel, ch: make(chan chat.Event, streamQueue), quit: make(chan struct{}),
+		started: make([]bool, n), status: fiber.StatusOK,
 	}
-	return nil
-}
-
-// serveStream runs j as an SSE response. Until the first event arrives (or
-// a heartbeat is due) nothing is committed, so an early failure is an
-// ordinary HTTP error returned to the caller.
-func (s *server) serveStream(c *fiber.Ctx, j *job, f sseFormat, includeUsage bool) error {
-	st := j.newStream(f, includeUsage)
-	st.launch()
+	go t.Run(ctx, st.emit)
 	timer := time.NewTimer(st.hb)
-	var first streamItem
-	got := false
-	select {
-	case first = <-st.ch:
-		got = true
-	case <-timer.C:
-	}
-	timer.Stop()
-	if got {
-		if err := itemError(first); err != nil {
-			st.close()
-			j.account(usageJSON{})
-			_ = j.t.End(err, sdk.Event{}, false)
-			return err
+	defer timer.Stop()
+	var (
+		first    chat.Event
+		got      bool
+		admitted bool
+	)
+wait:
+	for {
+		select {
+		case e := <-st.ch:
+			switch e.Kind {
+			case chat.EventStart:
+				admitted = true
+				if e.ConversationID != "" {
+					c.Set(headerConversationID, e.ConversationID)
+					c.Set(headerMessageID, e.MessageID)
+				}
+				continue
+			case chat.EventSources:
+				st.grounding = e.Grounding
+				continue
+			case chat.EventError:
+				st.close()
+				return e.Err
+			}
+			first, got = e, true
+			break wait
+		case <-timer.C:
+			if stored && !admitted {
+				timer.Reset(st.hb)
+				continue
+			}
+			break wait
 		}
 	}
-	j.cl.streamed = true
+	cl.streamed = true
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
@@ -154,14 +127,14 @@ func (s *server) serveStream(c *fiber.Ctx, j *job, f sseFormat, includeUsage boo
 	return nil
 }
 
-// run writes the response. It flushes after each batch of events (all
-// that are ready, up to maxBatch bytes), writes a heartbeat comment when
-// nothing was written for a heartbeat interval, and cancels the
-// generations as soon as a write fails (the client went away).
-func (st *stream) run(w *bufio.Writer, first streamItem, got bool) {
+// run writes the response. It flushes after each batch of events (all that are
+// ready, up to maxBatch bytes), writes a heartbeat comment when nothing was written
+// for a heartbeat interval, and cancels the turn as soon as a write fails (the client
+// went away).
+func (st *stream) run(w *bufio.Writer, first chat.Event, got bool) {
 	defer func() {
 		st.close()
-		_ = st.record()
+		st.record()
 	}()
 	buf := make([]byte, 0, 4096)
 	if got {
@@ -175,20 +148,14 @@ func (st *stream) run(w *bufio.Writer, first streamItem, got bool) {
 	for {
 		if len(buf) > 0 {
 			if st.done {
-				// Before the client can see the end: a stored turn is stored
-				// by then, or the client learns it was not.
-				if err := st.record(); err != nil {
-					buf = bytes.TrimSuffix(buf, sseDone)
-					buf = appendSSEError(buf, chat.APIError(err))
-					buf = append(buf, sseDone...)
-				}
+				st.record() // before the client can see the end
 			}
 			_, err := w.Write(buf)
 			if err == nil {
 				err = w.Flush()
 			}
 			if err != nil {
-				st.cancel() // stop the generations now: the plugin frees its slot
+				st.close() // stop the turn now: the plugin frees its slot
 				st.status = oai.StatusClientClosed
 				return
 			}
@@ -199,13 +166,13 @@ func (st *stream) run(w *bufio.Writer, first streamItem, got bool) {
 			return
 		}
 		select {
-		case it := <-st.ch:
-			buf = st.handle(buf, it)
+		case e := <-st.ch:
+			buf = st.handle(buf, e)
 		drain:
 			for len(buf) < maxBatch && !st.done {
 				select {
-				case it := <-st.ch:
-					buf = st.handle(buf, it)
+				case e := <-st.ch:
+					buf = st.handle(buf, e)
 				default:
 					break drain
 				}
@@ -219,94 +186,61 @@ func (st *stream) run(w *bufio.Writer, first streamItem, got bool) {
 	}
 }
 
-// record records the request's metrics and usage, and stores the end of a stored
-// turn, once. It returns the error of storing the turn.
-func (st *stream) record() error {
-	if st.recorded {
-		return nil
+// record records the request's status and duration, once.
+func (st *stream) record() {
+	if !st.recorded {
+		st.recorded = true
+		st.cl.finish(st.status)
 	}
-	st.recorded = true
-	st.j.account(st.j.usageOf(st.usages))
-	st.j.cl.finish(st.status)
-	if st.j.stored() == nil {
-		return nil
-	}
-	final := st.final
-	if final.Usage == nil {
-		final.Usage = &st.usages[0]
-	}
-	if e := st.j.t.End(st.failure, final, st.status == oai.StatusClientClosed); e != nil {
-		return e
-	}
-	return nil
 }
 
-// handle appends what item it produces to buf.
-func (st *stream) handle(buf []byte, it streamItem) []byte {
-	if st.done || st.ended[it.i] {
+// handle appends what event e produces to buf.
+func (st *stream) handle(buf []byte, e chat.Event) []byte {
+	if st.done {
 		return buf
 	}
-	if err := itemError(it); err != nil {
-		e := chat.APIError(err)
-		if e.Status >= 500 && e.Cause != nil {
-			// Committed to 200: the error handler never sees this one.
-			st.j.s.log.Warn("stream failed", "model", st.j.model, "status", e.Status, "error", e.Cause)
+	switch e.Kind {
+	case chat.EventSources:
+		st.grounding = e.Grounding
+	case chat.EventDelta:
+		buf = st.startChoice(buf, e.Choice)
+		buf = st.f.delta(buf, e.Choice, e.Text, e.Logprobs)
+	case chat.EventFinish:
+		buf = st.startChoice(buf, e.Choice)
+		buf = st.f.finish(buf, e.Choice, finishReason(e.FinishReason))
+	case chat.EventDone:
+		if st.includeUsage {
+			buf = st.f.usage(buf, usageOf(e.Usage))
 		}
-		st.failure = err
-		st.status = e.Status
+		if g := st.grounding; g != nil {
+			// The sources, a last event before [DONE].
+			buf = append(buf, "data: "...)
+			buf = append(buf, sourcesEvent(*g)...)
+			buf = append(buf, "\n\n"...)
+		}
+		if e.Err != nil {
+			// Generated but not stored: the client learns it before [DONE].
+			st.status = e.Err.Status
+			buf = appendSSEError(buf, e.Err)
+		}
 		st.done = true
-		st.cancel()
-		buf = appendSSEError(buf, e)
-		return append(buf, sseDone...)
-	}
-	if it.end {
-		// Generate returned without a final event: end the choice as if
-		// it had stopped.
-		return st.endChoice(buf, it.i, "stop")
-	}
-	e := &it.ev
-	st.j.t.Observe(*e)
-	if e.Text != "" || len(e.Logprobs) > 0 {
-		if !st.started[it.i] {
-			st.started[it.i] = true
-			buf = st.f.start(buf, it.i)
-		}
-		if e.Text != "" && !st.firstTok {
-			st.firstTok = true
-			st.j.cl.firstToken()
-		}
-		buf = st.f.delta(buf, it.i, e.Text, e.Logprobs)
-	}
-	if e.Final() {
-		st.final = *e
-		if e.Usage != nil {
-			st.usages[it.i] = *e.Usage
-		}
-		buf = st.endChoice(buf, it.i, finishReason(e.FinishReason))
+		buf = append(buf, sseDone...)
+	case chat.EventError:
+		// Committed to 200: the error handler never sees this one (the core logged
+		// a server-side failure).
+		st.status = e.Err.Status
+		st.done = true
+		buf = appendSSEError(buf, e.Err)
+		buf = append(buf, sseDone...)
 	}
 	return buf
 }
 
-func (st *stream) endChoice(buf []byte, i int, reason string) []byte {
-	if !st.started[i] {
-		st.started[i] = true
-		buf = st.f.start(buf, i)
-	}
-	st.ended[i] = true
-	buf = st.f.finish(buf, i, reason)
-	st.open--
-	if st.open > 0 {
+// startChoice opens choice i's first chunk, once.
+func (st *stream) startChoice(buf []byte, i int) []byte {
+	if st.started[i] {
 		return buf
 	}
-	if st.includeUsage {
-		buf = st.f.usage(buf, st.j.usageOf(st.usages))
-	}
-	if g := st.j.t.Grounding; g != nil {
-		// The sources, a last event before [DONE].
-		buf = append(buf, "data: "...)
-		buf = append(buf, sourcesEvent(*g)...)
-		buf = append(buf, "\n\n"...)
-	}
-	st.done = true
-	return append(buf, sseDone...)
+	st.started[i] = true
+	return st.f.start(buf, i)
 }

@@ -10,6 +10,17 @@ type Gate struct {
 	Limiter *Limiter
 }
 
+// Admitter admits requests by API key (*Gate implements it): what a transport needs
+// of keys.
+type Admitter interface {
+	// Check authenticates key, requires scope and admits one request under the
+	// key's rate limits.
+	Check(ctx context.Context, key, scope string) (Principal, error)
+	// Verify authenticates key and requires scope, admitting no request (opening a
+	// socket, reading a body before its route runs).
+	Verify(ctx context.Context, key, scope string) (Principal, error)
+}
+
 // Check authenticates key ("" is ErrNoKey), requires scope and admits one request
 // under the key's requests-per-minute and tokens-per-minute limits.
 func (g *Gate) Check(ctx context.Context, key, scope string) (Principal, error) {

@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"sync/atomic"
+	"sync"
+	"time"
 
+	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/conversation"
+	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/oai"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
@@ -22,9 +25,20 @@ import (
 // Backends is what a turn needs of the workers (package workers implements it).
 type Backends interface {
 	// Generate runs req on model, calling emit with delta events and then one final
-	// event; if emit returns an error Generate stops and returns it.
-	Generate(ctx context.Context, model string, req sdk.GenerateRequest, emit func(sdk.Event) error) error
+	// event; if emit returns an error Generate stops and returns it. admit, when not
+	// nil, runs once when a replica has taken the request, before it is sent; it may
+	// change the request, and its error ends Generate (workers.Manager.Generate).
+	Generate(ctx context.Context, model string, req sdk.GenerateRequest, admit func(*sdk.GenerateRequest) error, emit func(sdk.Event) error) error
 }
+
+// Accountant accounts for the tokens of served turns: the key's tokens-per-minute
+// limit and its usage rows (package usage implements it).
+type Accountant interface {
+	Account(p auth.Principal, route, model string, promptTokens, completionTokens int)
+}
+
+// DefaultTimeout bounds a turn when Service.Timeout is not set.
+const DefaultTimeout = 10 * time.Minute
 
 // Service runs chat turns for every transport.
 type Service struct {
@@ -34,6 +48,12 @@ type Service struct {
 	Turns *conversation.Turns
 	// RAG grounds chats in knowledge bases; nil: no retrieval.
 	RAG *rag.Service
+	// Usage accounts for every admitted turn's tokens; may be nil.
+	Usage Accountant
+	// Metrics may be nil.
+	Metrics *metrics.Metrics
+	// Timeout bounds a turn, from Run to its end (default DefaultTimeout).
+	Timeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -45,79 +65,405 @@ func (s *Service) log() *slog.Logger {
 	return s.Logger
 }
 
+// Stores reports whether the service keeps conversations (stored turns are possible).
+func (s *Service) Stores() bool { return s.Turns != nil }
+
+// Grounds reports whether the service can ground chats in knowledge bases.
+func (s *Service) Grounds() bool { return s.RAG != nil }
+
 // Request is a chat turn as a transport decoded it.
 type Request struct {
-	// UserID is the caller's.
-	UserID string
+	// Principal is the caller: its user owns the conversation and the knowledge
+	// base, its key is accounted.
+	Principal auth.Principal
+	// Route names the transport's route in usage rows.
+	Route string
+	// Arrived is when the request arrived (the first-token latency's start).
+	Arrived time.Time
 	// Model is the model that answers, resolved by the transport.
 	Model workers.ModelStatus
-	// Messages are the request's messages: the whole history of a stateless chat, or
-	// the new messages of a stored turn.
+	// RequestID is passed to the backend (with "-i" for choice i of several).
+	RequestID string
+	// Messages are a chat's messages: the whole history of a stateless chat, or the
+	// new messages of a stored turn. Prompts, instead, are raw completion prompts,
+	// each with N choices (choice p*N+k is choice k of prompt p).
 	Messages []sdk.Message
+	Prompts  []string
+	// N is the number of choices (per prompt), at least 1.
+	N        int
+	Sampling sdk.Sampling
 	// Stored makes the turn part of a stored conversation: ConversationID ("" for a
-	// new one) gets the messages and then the answer.
+	// new one) gets the messages and then the answer. A stored turn has one choice.
 	Stored         bool
 	ConversationID string
-	// MaxTokens is the answer's budget (0: unbounded), which the history leaves room
-	// for.
-	MaxTokens int
 	// RAG, when set, grounds the answer in a knowledge base.
-	RAG *rag.Params
+	RAG *RAGParams
 }
 
-// Turn is a chat turn under way: grounded in its sources, its stored part begun.
+// Turn is one chat turn: Service.Turn makes it, Run runs it once.
 type Turn struct {
-	svc   *Service
-	model string
-	// Prompt is what the backend gets: the messages (a stored turn's history fitted
-	// to the model's context) with the sources.
-	Prompt []sdk.Message
-	// Grounding is what retrieval gave (nil without "rag").
-	Grounding *rag.Grounding
-	// Stored is the stored turn (nil for a stateless chat).
-	Stored *conversation.Turn
-	// generated counts the tokens the backend produced.
-	generated atomic.Int64
+	svc *Service
+	r   Request
+	// reqs are the choices' generation requests; group[i] is the prompt of choice i
+	// (prompt tokens count once per prompt).
+	reqs  []sdk.GenerateRequest
+	group []int
+
+	// mu orders the events: emit is called under it, one event at a time.
+	mu        sync.Mutex
+	emit      func(Event) error
+	emitErr   error // emit failed: the client is gone
+	grounding *Grounding
+	stored    *conversation.Turn
+	started   bool // EventStart was emitted (a replica took the turn)
+	firstTok  bool
+	finals    []*sdk.Event // each choice's final event (nil: not yet)
+	open      int          // choices not finished
+	last      int          // the choice whose Finish waits for the stored end
+	// prompt[g] is the prompt tokens of prompt g the backend reported (early, with
+	// its first events, or in the final usage); generated counts tokens produced.
+	prompt    []int
+	generated int
 }
 
-// Begin grounds r in its knowledge base and begins its stored turn. Its errors are
-// the client's to read (*oai.Error): an unknown knowledge base or conversation names
-// its param. A stored turn is begun outside ctx's cancellation: once Postgres holds
-// it, its end must be stored too.
-func (s *Service) Begin(ctx context.Context, r Request) (*Turn, *oai.Error) {
-	t := &Turn{svc: s, model: r.Model.Name, Prompt: r.Messages}
+// Turn returns the turn of r, to Run.
+func (s *Service) Turn(r Request) *Turn {
+	r.N = max(r.N, 1)
+	t := &Turn{svc: s, r: r}
+	if r.Prompts != nil {
+		for p, prompt := range r.Prompts {
+			for k := range r.N {
+				t.addChoice(sdk.GenerateRequest{Prompt: prompt, Sampling: r.Sampling}, k, p)
+			}
+		}
+	} else {
+		for k := range r.N {
+			t.addChoice(sdk.GenerateRequest{Messages: r.Messages, Sampling: r.Sampling}, k, 0)
+		}
+	}
+	n := len(t.reqs)
+	for i := range t.reqs {
+		t.reqs[i].RequestID = choiceRequestID(r.RequestID, i, n)
+	}
+	t.finals, t.open = make([]*sdk.Event, n), n
+	t.prompt = make([]int, max(len(r.Prompts), 1))
+	return t
+}
+
+// addChoice adds choice k of prompt p: choices after the first of a prompt with a
+// seed get the seed plus k, so that they differ yet repeat.
+func (t *Turn) addChoice(req sdk.GenerateRequest, k, p int) {
+	if s := req.Sampling.Seed; s != nil && k > 0 {
+		seed := *s + int64(k)
+		req.Sampling.Seed = &seed
+	}
+	t.reqs = append(t.reqs, req)
+	t.group = append(t.group, p)
+}
+
+// choiceRequestID is the RequestID passed to the backend for choice i of n.
+func choiceRequestID(id string, i, n int) string {
+	if n == 1 {
+		return id
+	}
+	return fmt.Sprintf("%s-%d", id, i)
+}
+
+// Usage is the turn's token count so far: the prompt tokens the backends reported
+// (they report them once the prompt is evaluated, before the first token) and the
+// tokens generated. It is what a transport reports for a turn it ends before Run does.
+func (t *Turn) Usage() sdk.Usage {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.usageLocked()
+}
+
+func (t *Turn) usageLocked() sdk.Usage {
+	var u sdk.Usage
+	for _, p := range t.prompt {
+		u.PromptTokens += p
+	}
+	for i, f := range t.finals {
+		if f != nil && f.Usage != nil {
+			u.CompletionTokens += f.Usage.CompletionTokens
+			if t.isFirstOfGroup(i) {
+				u.CachedTokens += f.Usage.CachedTokens
+			}
+		}
+	}
+	if u.CompletionTokens == 0 {
+		// The backends reported no completion count (a failed or cancelled
+		// generation): what they were seen to produce.
+		u.CompletionTokens = t.generated
+	}
+	return u
+}
+
+// isFirstOfGroup reports whether choice i is the first of its prompt.
+func (t *Turn) isFirstOfGroup(i int) bool { return i == 0 || t.group[i-1] != t.group[i] }
+
+// Run runs the turn: it grounds it in its knowledge base, runs its choices
+// concurrently, begins its stored part once a replica took it and ends it before the
+// end is told, accounts its tokens, and tells emit what happens, in order, one event
+// at a time (see Kind). Run ends with a terminal event unless emit failed; an emit
+// error (the client is gone) cancels the turn, as does ctx's end.
+func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
+	s := t.svc
+	t.emit = emit
+	timeout := s.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	gctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	r := &t.r
 	if r.Stored && s.Turns == nil {
-		return nil, oai.Unsupported("conversation_id", "this gateway has no database: 'conversation_id' is not available")
+		t.fail(oai.Unsupported("conversation_id", "this gateway has no database: 'conversation_id' is not available"))
+		return
 	}
 	var sourcesPrompt string
 	if r.RAG != nil {
 		if e := CheckRAG(s.RAG != nil, *r.RAG); e != nil {
-			return nil, e
+			t.fail(e)
+			return
 		}
-		g, err := s.RAG.Ground(ctx, r.UserID, r.RAG.KnowledgeBase, rag.Question(r.Messages), r.RAG.TopK)
+		g, err := s.RAG.Ground(gctx, r.Principal.UserID, r.RAG.KnowledgeBase, rag.Question(r.Messages), r.RAG.TopK)
 		if err != nil {
-			return nil, GroundError(err, r.RAG.KnowledgeBase)
+			t.fail(GroundError(err, r.RAG.KnowledgeBase))
+			return
 		}
-		t.Grounding = &g
+		t.grounding = &g
 		sourcesPrompt = rag.Context(g.Sources)
+		if !r.Stored {
+			for i := range t.reqs {
+				t.reqs[i].Messages = rag.Augment(t.reqs[i].Messages, sourcesPrompt)
+			}
+		}
 	}
+
+	var (
+		once     sync.Once
+		admitErr error
+		errMu    sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	admit := func(req *sdk.GenerateRequest) error {
+		once.Do(func() { admitErr = t.admit(gctx, req, sourcesPrompt) })
+		if admitErr == nil && t.r.Stored {
+			req.Messages = t.reqs[0].Messages // the stored turn's prompt
+		}
+		return admitErr
+	}
+	runChoice := func(i int) {
+		err := t.generate(gctx, i, admit)
+		if err == nil {
+			t.mu.Lock()
+			if t.finals[i] == nil {
+				// Generate returned without a final event: the choice stopped.
+				err = t.onEventLocked(i, sdk.Event{FinishReason: sdk.FinishStop})
+			}
+			t.mu.Unlock()
+		}
+		if err != nil {
+			errMu.Lock()
+			if firstErr == nil {
+				firstErr = err
+				cancel() // the other choices stop
+			}
+			errMu.Unlock()
+		}
+	}
+	if len(t.reqs) == 1 {
+		runChoice(0)
+	} else {
+		for i := range t.reqs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runChoice(i)
+			}()
+		}
+		wg.Wait()
+	}
+	t.end(ctx, firstErr)
+}
+
+// admit runs when a replica took the turn's first choice: a stored turn is begun (its
+// history fitted to what the sources leave of the model's context), then the turn
+// starts (EventStart, EventSources).
+func (t *Turn) admit(ctx context.Context, req *sdk.GenerateRequest, sourcesPrompt string) error {
+	r := &t.r
 	if r.Stored {
-		st, err := s.Turns.Begin(context.WithoutCancel(ctx), conversation.Request{
-			UserID: r.UserID, ConversationID: r.ConversationID, Model: r.Model.Name, Messages: r.Messages,
-			ContextLength: r.Model.ContextLength, MaxTokens: r.MaxTokens, Context: sourcesPrompt,
+		// Outside ctx's cancellation: once Postgres holds the turn, its end must be
+		// stored too.
+		st, err := t.svc.Turns.Begin(context.WithoutCancel(ctx), conversation.Request{
+			UserID: r.Principal.UserID, ConversationID: r.ConversationID, Model: r.Model.Name, Messages: req.Messages,
+			ContextLength: r.Model.ContextLength, MaxTokens: r.Sampling.MaxTokens, Context: sourcesPrompt,
 		})
 		if err != nil {
-			return nil, s.beginError(err, r.ConversationID)
+			return t.svc.beginError(err, r.ConversationID)
 		}
-		t.Stored, t.Prompt = st, st.Prompt
-		if t.Grounding != nil && len(t.Grounding.Sources) > 0 {
-			st.Sources, _ = json.Marshal(t.Grounding.Sources)
+		prompt := st.Prompt
+		if t.grounding != nil {
+			prompt = rag.Augment(prompt, sourcesPrompt)
+			if len(t.grounding.Sources) > 0 {
+				st.Sources, _ = json.Marshal(t.grounding.Sources)
+			}
+		}
+		t.mu.Lock()
+		t.stored = st
+		t.reqs[0].Messages = prompt
+		t.mu.Unlock()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.started = true
+	start := Event{Kind: EventStart}
+	if st := t.stored; st != nil {
+		start.ConversationID, start.MessageID = st.Conversation.ID, st.MessageID
+	}
+	if err := t.emitLocked(start); err != nil {
+		return err
+	}
+	if t.grounding != nil {
+		return t.emitLocked(Event{Kind: EventSources, Grounding: t.grounding})
+	}
+	return nil
+}
+
+// generate runs choice i. Every event's text is cleaned as it comes out of the
+// backend (oai.CleanEmit): what the client reads and what the stored turn keeps are
+// the same text. A panic of the backend is an error, not the end of the gateway.
+func (t *Turn) generate(ctx context.Context, i int, admit func(*sdk.GenerateRequest) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.svc.log().Error("panic in Generate", "model", t.r.Model.Name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = fmt.Errorf("backend panicked: %v", r)
+		}
+	}()
+	return t.svc.Backends.Generate(ctx, t.r.Model.Name, t.reqs[i], admit, oai.CleanEmit(func(e sdk.Event) error {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return t.onEventLocked(i, e)
+	}))
+}
+
+// onEventLocked handles an event of choice i: its tokens and text are counted and
+// kept, and it is passed on as the turn's events. A final event with FinishReason
+// error is the choice's error.
+func (t *Turn) onEventLocked(i int, e sdk.Event) error {
+	if t.finals[i] != nil {
+		return nil // nothing of a choice after its end
+	}
+	t.generated += tokens.Of(e)
+	if t.stored != nil {
+		t.stored.Observe(e)
+	}
+	if e.Usage != nil && t.isFirstOfGroup(i) {
+		t.prompt[t.group[i]] = e.Usage.PromptTokens
+	}
+	if e.Text != "" && !t.firstTok {
+		t.firstTok = true
+		t.svc.Metrics.ObserveFirstToken(t.r.Model.Name, t.r.Arrived)
+	}
+	if e.Final() && e.FinishReason == sdk.FinishError {
+		return oai.BackendFailed(e.Error)
+	}
+	if e.Text != "" || len(e.Logprobs) > 0 {
+		if err := t.emitLocked(Event{Kind: EventDelta, Choice: i, Text: e.Text, Logprobs: e.Logprobs}); err != nil {
+			return err
 		}
 	}
-	if t.Grounding != nil {
-		t.Prompt = rag.Augment(t.Prompt, sourcesPrompt)
+	if !e.Final() {
+		return nil
 	}
-	return t, nil
+	if e.Usage == nil {
+		e.Usage = &sdk.Usage{}
+	}
+	t.finals[i] = &e
+	t.open--
+	if t.open == 0 {
+		// The last choice's Finish waits for the stored turn's end (Run's end).
+		t.last = i
+		return nil
+	}
+	return t.emitLocked(Event{Kind: EventFinish, Choice: i, FinishReason: e.FinishReason, Usage: *e.Usage})
+}
+
+// emitLocked passes ev on. Once emit failed (the client is gone, or the transport
+// cancelled the turn) only the terminal event is still passed on: a transport may
+// still have a client to tell how the turn ended.
+func (t *Turn) emitLocked(ev Event) error {
+	terminal := ev.Kind == EventDone || ev.Kind == EventError
+	if t.emitErr != nil && !terminal {
+		return t.emitErr
+	}
+	err := t.emit(ev)
+	if err != nil && t.emitErr == nil {
+		t.emitErr = err
+	}
+	return err
+}
+
+// end ends the turn once its choices returned: err is the first choice's error.
+// The stored turn is ended, the tokens accounted (for a turn a replica took), and
+// then the client is told: the last Finish and Done, or the Error.
+func (t *Turn) end(ctx context.Context, err error) {
+	s := t.svc
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	finished := t.open == 0
+	// Cancelled: the caller went away (ctx) or its client did (emit), before the
+	// answer was whole. An answer generated whole is not cancelled by a client that
+	// left after it.
+	cancelled := !finished && (ctx.Err() != nil || t.emitErr != nil)
+	if finished {
+		err = nil
+	}
+	u := t.usageLocked()
+	if t.started {
+		s.Metrics.AddTokens(t.r.Model.Name, u.PromptTokens, u.CompletionTokens)
+		if s.Usage != nil {
+			s.Usage.Account(t.r.Principal, t.r.Route, t.r.Model.Name, u.PromptTokens, u.CompletionTokens)
+		}
+	}
+	var notStored *oai.Error
+	if t.stored != nil {
+		var final sdk.Event
+		if f := t.finals[0]; f != nil {
+			final = *f
+			final.Usage = &u
+		}
+		if ferr := t.stored.End(err, final, cancelled, Describe); ferr != nil {
+			s.log().Warn("conversation turn not stored", "conversation", t.stored.Conversation.ID, "message", t.stored.MessageID, "error", ferr)
+			notStored = NotStored(ferr)
+		}
+	}
+	switch {
+	case cancelled && !t.started:
+		// Cancelled before a replica took it: nothing was generated or stored.
+		_ = t.emitLocked(Event{Kind: EventError, Err: APIError(context.Canceled)})
+	case cancelled:
+		_ = t.emitLocked(Event{Kind: EventDone, FinishReason: sdk.FinishCancelled, Usage: u, Err: notStored})
+	case err != nil:
+		e := APIError(err)
+		if e.Status >= http.StatusInternalServerError {
+			s.log().Warn("chat failed", "model", t.r.Model.Name, "status", e.Status, "error", err)
+		}
+		_ = t.emitLocked(Event{Kind: EventError, Err: e})
+	default:
+		f := t.finals[t.last]
+		_ = t.emitLocked(Event{Kind: EventFinish, Choice: t.last, FinishReason: f.FinishReason, Usage: *f.Usage})
+		_ = t.emitLocked(Event{Kind: EventDone, Usage: u, Err: notStored})
+	}
+}
+
+// fail ends a turn refused before it reached a backend: only its Error.
+func (t *Turn) fail(e *oai.Error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_ = t.emitLocked(Event{Kind: EventError, Err: e})
 }
 
 // beginError maps an error of beginning the stored turn of conversation id.
@@ -133,48 +479,4 @@ func (s *Service) beginError(err error, id string) *oai.Error {
 		s.log().Warn("conversation turn not started", "conversation", id, "error", err)
 	}
 	return e
-}
-
-// Generate runs req (whose messages are t.Prompt, or a choice's variant of it) on
-// the turn's model. Every event's text is cleaned as it comes out of the backend
-// (oai.CleanEmit): what the client reads and what the stored turn keeps are the same
-// text. A panic of the backend is an error, not the end of the gateway (generations
-// run in their own goroutines). The transport calls Observe for each event it
-// delivers.
-func (t *Turn) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(sdk.Event) error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			t.svc.log().Error("panic in Generate", "model", t.model, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			err = fmt.Errorf("backend panicked: %v", r)
-		}
-	}()
-	return t.svc.Backends.Generate(ctx, t.model, req, oai.CleanEmit(emit))
-}
-
-// Observe records an event the transport delivered: its tokens, and its text for the
-// stored turn.
-func (t *Turn) Observe(e sdk.Event) {
-	t.generated.Add(int64(tokens.Of(e)))
-	if t.Stored != nil {
-		t.Stored.Observe(e)
-	}
-}
-
-// Generated is how many tokens the backend was seen to produce: the completion count
-// of a generation that ended without a final usage.
-func (t *Turn) Generated() int { return int(t.generated.Load()) }
-
-// End stores the end of a stored turn (nothing for a stateless one): err is what the
-// generation returned, final its final event, cancelled whether the client went away
-// or cancelled. A failure to store it is a NotStored error (5xx), logged here with its
-// cause.
-func (t *Turn) End(err error, final sdk.Event, cancelled bool) *oai.Error {
-	if t.Stored == nil {
-		return nil
-	}
-	if ferr := t.Stored.End(err, final, cancelled, Describe); ferr != nil {
-		t.svc.log().Warn("conversation turn not stored", "conversation", t.Stored.Conversation.ID, "message", t.Stored.MessageID, "error", ferr)
-		return NotStored(ferr)
-	}
-	return nil
 }

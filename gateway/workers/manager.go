@@ -148,7 +148,14 @@ func (m *Manager) pool(name string) (*pool, error) {
 // for each event. A request whose replica dies before any event was emitted
 // is retried once on another (or the restarted) replica within ctx; a request
 // during which two replicas died is a poison request (see ErrPoisonRequest).
-func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRequest, emit func(sdk.Event) error) error {
+//
+// admit, when not nil, runs once, when a replica has taken the request and before
+// the request is sent to it: a request refused before that (the model unavailable,
+// its queue full or timed out, a quarantined poison request) never runs admit. admit
+// may change the request (a stored turn fits its history there); its error ends
+// Generate with that error, the replica released. A retry after a replica's death
+// does not run admit again.
+func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRequest, admit func(*sdk.GenerateRequest) error, emit func(sdk.Event) error) error {
 	p, err := m.pool(model)
 	if err != nil {
 		return err
@@ -156,9 +163,18 @@ func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRe
 	if p.model.Embedding {
 		return sdk.InvalidRequestf("model %q is an embedding model", model)
 	}
+	// The poison key is the request as the caller gave it, before admit changed it:
+	// the same request asked again is recognised before anything is admitted.
 	canon := req
 	canon.RequestID = "" // the same request sent again has another id
+	admitted := admit == nil
 	return m.withRetry(ctx, p, func() requestKey { return keyOf("generate", canon) }, func(proc Process, sent *bool) error {
+		if !admitted {
+			if err := admit(&req); err != nil {
+				return err
+			}
+			admitted = true
+		}
 		return proc.Generate(ctx, req, func(e sdk.Event) error {
 			// Only what the caller can have passed on makes a retry
 			// impossible; an empty delta does not.

@@ -229,7 +229,7 @@ func TestRequestSharingAReplicaWithPoisonIsServed(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "open")
 	gen := func(prompt string) (string, error) {
 		var b strings.Builder
-		err := rig.mgr.Generate(ctx, "p", sdk.GenerateRequest{Prompt: prompt}, func(e sdk.Event) error {
+		err := rig.mgr.Generate(ctx, "p", sdk.GenerateRequest{Prompt: prompt}, nil, func(e sdk.Event) error {
 			b.WriteString(e.Text)
 			return nil
 		})

@@ -114,7 +114,7 @@ func newFakeManager(t *testing.T, m config.Model, queueTimeout time.Duration) (*
 }
 
 func generate(mgr *Manager, ctx context.Context) error {
-	return mgr.Generate(ctx, "m", sdk.GenerateRequest{Prompt: "x"}, func(sdk.Event) error { return nil })
+	return mgr.Generate(ctx, "m", sdk.GenerateRequest{Prompt: "x"}, nil, func(sdk.Event) error { return nil })
 }
 
 func TestDispatchSpreadsLoadAndQueues(t *testing.T) {
@@ -192,7 +192,7 @@ func TestUnknownModelAndAliases(t *testing.T) {
 	if err := generate(mgr, context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	err := mgr.Generate(context.Background(), "nope", sdk.GenerateRequest{}, nil)
+	err := mgr.Generate(context.Background(), "nope", sdk.GenerateRequest{}, nil, nil)
 	if !errors.Is(err, ErrUnknownModel) {
 		t.Fatalf("err = %v, want ErrUnknownModel", err)
 	}
@@ -278,7 +278,7 @@ func echoManager(t *testing.T, options map[string]any, replicas int) *Manager {
 
 func chat(mgr *Manager, ctx context.Context, text string, onEvent func(sdk.Event)) (string, error) {
 	var b strings.Builder
-	err := mgr.Generate(ctx, "echo", sdk.GenerateRequest{Messages: []sdk.Message{{Role: "user", Content: text}}}, func(e sdk.Event) error {
+	err := mgr.Generate(ctx, "echo", sdk.GenerateRequest{Messages: []sdk.Message{{Role: "user", Content: text}}}, nil, func(e sdk.Event) error {
 		b.WriteString(e.Text)
 		if onEvent != nil {
 			onEvent(e)

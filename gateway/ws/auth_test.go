@@ -11,6 +11,7 @@ import (
 
 	"github.com/ragway/ragway/gateway/api/apitest"
 	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/ws"
 )
 
@@ -76,7 +77,7 @@ func TestUnauthenticatedSocketIsClosed(t *testing.T) {
 
 func TestChatWithRAGSendsSources(t *testing.T) {
 	svc, _ := apitest.KnowledgeBase(t)
-	srv := start(t, apitest.New(apitest.ReadyModel("chat")), ws.Options{RAG: svc})
+	srv := start(t, apitest.New(apitest.ReadyModel("chat")), ws.Options{Chat: &chat.Service{RAG: svc}})
 	c := srv.dial(t)
 	c.send(`{"type":"chat","id":"c1","model":"chat","content":"is postgres down?","rag":{"knowledge_base":"docs"}}`)
 	c.expect("start", "c1")

@@ -10,10 +10,8 @@ import (
 
 	"github.com/ragway/ragway/gateway/auth"
 	core "github.com/ragway/ragway/gateway/chat"
-	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/oai"
-	"github.com/ragway/ragway/gateway/rag"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -142,17 +140,17 @@ func validID(id string) *oai.Error {
 }
 
 // startFrame is `{"type":"start","id","model"[,"conversation_id","message_id"]}`.
-func startFrame(id, model string, t *conversation.Turn) *[]byte {
+func startFrame(id, model, conversationID, messageID string) *[]byte {
 	b := getBuf()
 	*b = append(*b, `{"type":"start","id":`...)
 	*b = oai.AppendString(*b, id)
 	*b = append(*b, `,"model":`...)
 	*b = oai.AppendString(*b, model)
-	if t != nil {
+	if conversationID != "" {
 		*b = append(*b, `,"conversation_id":`...)
-		*b = oai.AppendString(*b, t.Conversation.ID)
+		*b = oai.AppendString(*b, conversationID)
 		*b = append(*b, `,"message_id":`...)
-		*b = oai.AppendString(*b, t.MessageID)
+		*b = oai.AppendString(*b, messageID)
 	}
 	*b = append(*b, '}')
 	return b
@@ -173,7 +171,7 @@ type chatFields struct {
 	Content        json.RawMessage `json:"content"`
 	ConversationID *string         `json:"conversation_id"`
 	System         *string         `json:"system"`
-	RAG            *rag.Params     `json:"rag"`
+	RAG            *core.RAGParams `json:"rag"`
 	Params         json.RawMessage `json:"params"`
 }
 
@@ -192,13 +190,13 @@ func checkChatFields(data []byte) *oai.Error {
 }
 
 // sourcesFrame is `{"type":"sources","id","sources":[…],"warning"?}`.
-func sourcesFrame(id string, g rag.Grounding) *[]byte {
+func sourcesFrame(id string, g core.Grounding) *[]byte {
 	body, _ := json.Marshal(struct {
-		Type    string       `json:"type"`
-		ID      string       `json:"id"`
-		Sources []rag.Source `json:"sources"`
-		Warning string       `json:"warning,omitempty"`
-	}{"sources", id, append([]rag.Source{}, g.Sources...), g.Warning})
+		Type    string        `json:"type"`
+		ID      string        `json:"id"`
+		Sources []core.Source `json:"sources"`
+		Warning string        `json:"warning,omitempty"`
+	}{"sources", id, append([]core.Source{}, g.Sources...), g.Warning})
 	b := getBuf()
 	*b = append(*b, body...)
 	return b

@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ragway/ragway/gateway/api/apitest"
+	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/ws"
 )
@@ -37,9 +38,27 @@ func start(t testing.TB, fake *apitest.Fake, opts ws.Options) *server {
 	if opts.Gate == nil {
 		opts.Gate = apitest.Gate{}
 	}
+	opts.Chat = withCore(fake, opts)
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Get("/v1/ws", ws.New(fake, opts))
 	return &server{url: "ws://" + listen(t, app) + "/v1/ws", fake: fake, met: opts.Metrics}
+}
+
+// withCore returns opts.Chat over fake (a stateless core when nil), with the test's
+// logger and metrics.
+func withCore(fake *apitest.Fake, opts ws.Options) *chat.Service {
+	c := opts.Chat
+	if c == nil {
+		c = &chat.Service{}
+	}
+	c.Backends = fake
+	if c.Logger == nil {
+		c.Logger = opts.Logger
+	}
+	if c.Metrics == nil {
+		c.Metrics = opts.Metrics
+	}
+	return c
 }
 
 // listen serves app on 127.0.0.1 until the test ends and returns its address.

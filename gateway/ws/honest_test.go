@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ragway/ragway/gateway/api/apitest"
+	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/ws"
@@ -18,7 +19,7 @@ import (
 func storedServer(t *testing.T, fake *apitest.Fake) (*server, *store.Store) {
 	t.Helper()
 	st, p := apitest.StoreWithUser(t)
-	return start(t, fake, ws.Options{Conversations: conversation.NewTurns(st), Gate: apitest.Gate{Principal: p}}), st
+	return start(t, fake, ws.Options{Chat: &chat.Service{Turns: conversation.NewTurns(st)}, Gate: apitest.Gate{Principal: p}}), st
 }
 
 // runChat reads the frames of chat id to its end: its start frame's conversation id,

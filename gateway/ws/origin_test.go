@@ -49,7 +49,9 @@ func startWithErrors(t *testing.T, opts ws.Options) string {
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 		return c.Status(e.Status).Send(e.Body())
 	}})
-	app.Get("/v1/ws", ws.New(newFake(), opts))
+	fake := newFake()
+	opts.Chat = withCore(fake, opts)
+	app.Get("/v1/ws", ws.New(fake, opts))
 	return listen(t, app)
 }
 

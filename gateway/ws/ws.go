@@ -1,7 +1,6 @@
 package ws
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,40 +17,22 @@ import (
 
 	"github.com/ragway/ragway/gateway/auth"
 	core "github.com/ragway/ragway/gateway/chat"
-	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/oai"
-	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/workers"
-	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
-// Backend is what the WebSocket protocol needs from the workers.
+// Backend is what the WebSocket protocol needs from the workers: a chat frame's
+// model is resolved before the chat starts (the chat core runs it).
 type Backend interface {
-	// Generate runs req on model (a name or alias), calling emit with delta
-	// events and then one final event; if emit returns an error Generate
-	// stops and returns it.
-	Generate(ctx context.Context, model string, req sdk.GenerateRequest, emit func(sdk.Event) error) error
 	// Model returns the status of the model with that name or alias.
 	Model(name string) (workers.ModelStatus, bool)
 }
 
-// Gate admits chats by API key (package auth's *Gate implements it).
-type Gate interface {
-	// Check authenticates key, requires scope and admits one request under the
-	// key's rate limits (once per chat).
-	Check(ctx context.Context, key, scope string) (auth.Principal, error)
-	// Verify authenticates key and requires scope, admitting no request (opening
-	// the socket is not one).
-	Verify(ctx context.Context, key, scope string) (auth.Principal, error)
-}
-
-// Accountant accounts for served chats: rate-limit tokens and usage rows (package
-// usage's *Recorder implements it).
-type Accountant interface {
-	Account(p auth.Principal, route, model string, promptTokens, completionTokens int)
-}
+// Gate admits chats by API key: Check once per chat, Verify when the socket
+// authenticates (opening it is not a request).
+type Gate = auth.Admitter
 
 // Options configures the protocol. Zero values take the defaults.
 type Options struct {
@@ -59,21 +40,15 @@ type Options struct {
 	// first frame {"type":"auth","api_key":…}) and re-checks it for every chat, so a
 	// revoked key stops at once. Required.
 	Gate Gate
-	// Conversations stores `content` chats as conversations; nil: `content` chats
-	// are single stateless turns.
-	Conversations *conversation.Turns
-	// Usage accounts for every chat; may be nil.
-	Usage Accountant
-	// RAG grounds chats with "rag" in knowledge bases (a sources frame follows the
-	// start frame); nil: such chats are refused.
-	RAG *rag.Service
+	// Chat runs the chats (the same core as the HTTP API's). `content` chats are
+	// stored turns when it stores conversations, else single stateless turns; "rag"
+	// is refused when it grounds in no knowledge base. Its Timeout bounds a chat,
+	// queueing included. Required.
+	Chat *core.Service
 	// PingInterval is the period of protocol pings (default 30s). A peer
 	// that sends nothing (not even a pong) for two intervals is dropped,
 	// and so is one that does not take a frame for two intervals.
 	PingInterval time.Duration
-	// RequestTimeout is the deadline of one chat, queueing included
-	// (default 10m).
-	RequestTimeout time.Duration
 	// AuthTimeout is how long a socket opened without a key has to send its auth
 	// frame (default 10s).
 	AuthTimeout time.Duration
@@ -105,16 +80,15 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultPingInterval   = 30 * time.Second
-	DefaultRequestTimeout = 10 * time.Minute
-	DefaultMaxChats       = 16
-	DefaultAuthTimeout    = 10 * time.Second
-	DefaultSendQueue      = 64
-	DefaultMaxFrameBytes  = 1 << 20
+	DefaultPingInterval  = 30 * time.Second
+	DefaultMaxChats      = 16
+	DefaultAuthTimeout   = 10 * time.Second
+	DefaultSendQueue     = 64
+	DefaultMaxFrameBytes = 1 << 20
 )
 
 const (
-	route = "/v1/ws"
+	route = Route
 	// ctrlQueue bounds the frames the reader produces (start, pong,
 	// errors, cancellations); a client that floods requests without
 	// reading the answers blocks its own reader.
@@ -127,9 +101,6 @@ const (
 func (o Options) withDefaults() Options {
 	if o.PingInterval <= 0 {
 		o.PingInterval = DefaultPingInterval
-	}
-	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = DefaultRequestTimeout
 	}
 	if o.AuthTimeout <= 0 {
 		o.AuthTimeout = DefaultAuthTimeout
@@ -149,6 +120,9 @@ func (o Options) withDefaults() Options {
 	if o.Gate == nil {
 		panic("ws: Options.Gate is required")
 	}
+	if o.Chat == nil {
+		panic("ws: Options.Chat is required")
+	}
 	return o
 }
 
@@ -157,8 +131,24 @@ type handler struct {
 	opts Options
 	log  *slog.Logger
 	met  *metrics.Metrics
-	// core runs the chat turns (grounding, stored turns, generation).
-	core *core.Service
+}
+
+// Route is where Mount serves the protocol.
+const Route = "/v1/ws"
+
+// Mount serves the protocol at GET /v1/ws on app (behind app's middleware), closing
+// every socket when app shuts down (unless opts.Shutdown says otherwise).
+func Mount(app *fiber.App, b Backend, opts Options) {
+	if opts.Shutdown == nil {
+		closing := make(chan struct{})
+		var once sync.Once
+		app.Hooks().OnShutdown(func() error {
+			once.Do(func() { close(closing) })
+			return nil
+		})
+		opts.Shutdown = closing
+	}
+	app.Get(Route, New(b, opts))
 }
 
 // New returns the Fiber handler of GET /v1/ws. A request that is not a
@@ -170,8 +160,7 @@ type handler struct {
 // upgrade: a bad one is an HTTP error in the OpenAI shape.
 func New(b Backend, opts Options) fiber.Handler {
 	opts = opts.withDefaults()
-	h := &handler{b: b, opts: opts, log: opts.Logger, met: opts.Metrics,
-		core: &core.Service{Backends: b, Turns: opts.Conversations, RAG: opts.RAG, Logger: opts.Logger}}
+	h := &handler{b: b, opts: opts, log: opts.Logger, met: opts.Metrics}
 	upgrade := fws.New(h.serve, fws.Config{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,

@@ -30,6 +30,7 @@ type Fake struct {
 	mu       sync.Mutex
 	models   []workers.ModelStatus
 	generate GenerateFunc
+	refuse   func(model string) error
 	embed    EmbedFunc
 	calls    []Call
 }
@@ -86,13 +87,37 @@ func (f *Fake) Calls() []Call {
 	return append([]Call(nil), f.calls...)
 }
 
-// Generate records the call and runs the current behaviour.
-func (f *Fake) Generate(ctx context.Context, model string, req sdk.GenerateRequest, emit func(sdk.Event) error) error {
+// Generate admits the request (unless SetRefuse refuses it: a replica never took
+// it), runs admit on it as workers.Manager does, records the call and runs the
+// current behaviour.
+func (f *Fake) Generate(ctx context.Context, model string, req sdk.GenerateRequest, admit func(*sdk.GenerateRequest) error, emit func(sdk.Event) error) error {
+	f.mu.Lock()
+	refuse := f.refuse
+	f.mu.Unlock()
+	if refuse != nil {
+		if err := refuse(model); err != nil {
+			return err
+		}
+	}
+	if admit != nil {
+		if err := admit(&req); err != nil {
+			return err
+		}
+	}
 	f.mu.Lock()
 	f.calls = append(f.calls, Call{Model: model, Req: req})
 	fn := f.generate
 	f.mu.Unlock()
 	return fn(ctx, model, req, emit)
+}
+
+// SetRefuse makes Generate refuse requests before a replica takes them (as a model
+// that is unavailable or whose queue is full): a non-nil error of fn is returned
+// before admission. nil admits every request again.
+func (f *Fake) SetRefuse(fn func(model string) error) {
+	f.mu.Lock()
+	f.refuse = fn
+	f.mu.Unlock()
 }
 
 // Embed runs the current behaviour.

@@ -18,7 +18,9 @@ import (
 
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/config"
+	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/ingest"
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/netguard"
@@ -26,6 +28,7 @@ import (
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/usage"
 	"github.com/ragway/ragway/gateway/workers"
+	"github.com/ragway/ragway/gateway/ws"
 )
 
 func serve(args []string, stderr io.Writer) error {
@@ -136,6 +139,9 @@ func serve(args []string, stderr io.Writer) error {
 		// Documents indexed in the background stop with the gateway (marked failed, to
 		// upload again), and the database closes after them.
 		Context: ctx, Indexing: &indexing}
+	// One chat core for HTTP and WebSocket: conversations, retrieval, accounting.
+	core := &chat.Service{Backends: mgr, Turns: conversation.NewTurns(st), RAG: ragSvc, Usage: rec, Metrics: met,
+		Timeout: cfg.Server.RequestTimeout.Std(), Logger: log}
 	app := api.New(mgr, api.Options{
 		MaxBodyBytes:      int(cfg.Server.MaxBodyBytes),
 		RequestTimeout:    cfg.Server.RequestTimeout.Std(),
@@ -147,7 +153,7 @@ func serve(args []string, stderr io.Writer) error {
 		Usage:             rec,
 		MetricsToken:      cfg.Server.MetricsToken,
 		MetricsOpen:       cfg.Server.MetricsToken == "" && api.IsLoopback(cfg.Listen),
-		Chats:             &chats,
+		Chat:              core,
 		RAG:               ragSvc,
 		Knowledge:         knowledge,
 		EmbeddingModel:    cfg.RAG.EmbeddingModel,
@@ -155,6 +161,18 @@ func serve(args []string, stderr io.Writer) error {
 		BodyTimeout:       cfg.Server.BodyTimeout.Std(),
 		IdleTimeout:       cfg.Server.IdleTimeout.Std(),
 		CORSOrigins:       cfg.Server.CORSOrigins,
+	})
+	// The WebSocket protocol, on the API's app (its middleware: request ids, CORS,
+	// panics), over the same chat core. The app's shutdown closes the sockets (1001),
+	// which cancels their chats; serve waits for their ends to be stored.
+	ws.Mount(app, mgr, ws.Options{
+		Gate:           gate,
+		Chat:           core,
+		Chats:          &chats,
+		MaxFrameBytes:  cfg.Server.MaxBodyBytes,
+		Logger:         log,
+		Metrics:        met,
+		AllowedOrigins: cfg.Server.CORSOrigins,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
