@@ -325,6 +325,9 @@ func TestConversationCancelledTurnIsStored(t *testing.T) {
 	if end.Type != "done" || end.FinishReason != "cancelled" {
 		t.Fatalf("after cancel: %s, want done cancelled", end.raw)
 	}
+	if end.Usage == nil || end.Usage.PromptTokens < 200 {
+		t.Fatalf("after cancel: %s, want the real prompt count (over 200 tokens)", end.raw)
+	}
 
 	// The done frame came after the partial answer was stored.
 	got := g.conversation(g.Key, conv)

@@ -17,6 +17,7 @@ type frame struct {
 	Text         string `json:"text"`
 	FinishReason string `json:"finish_reason"`
 	Usage        *struct {
+		PromptTokens     int `json:"prompt_tokens"`
 		CompletionTokens int `json:"completion_tokens"`
 	} `json:"usage"`
 	Error *struct {
@@ -113,6 +114,10 @@ func TestWebSocketChat(t *testing.T) {
 		}
 		if f.Type != "done" || f.FinishReason != "cancelled" {
 			t.Fatalf("after cancel: %+v", f)
+		}
+		// The prompt the plugin evaluated, as it reported with its first text.
+		if f.Usage == nil || f.Usage.PromptTokens < 200 {
+			t.Fatalf("cancelled chat's usage %+v: want the real prompt count (over 200 tokens)", f.Usage)
 		}
 		break
 	}

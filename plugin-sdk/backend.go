@@ -189,8 +189,9 @@ type Usage struct {
 	CachedTokens int
 }
 
-// Event is one step of a generation. Delta events carry Text; the final
-// event has FinishReason and Usage set (and may carry the last Text).
+// Event is one step of a generation. Delta events carry Text (the first may
+// carry the prompt's Usage); the final event has FinishReason and Usage set (and
+// may carry the last Text).
 type Event struct {
 	Text string
 	// Tokens is how many tokens Text came from.
@@ -198,7 +199,10 @@ type Event struct {
 	Logprobs []TokenLogprob
 	// FinishReason is set on the final event only.
 	FinishReason FinishReason
-	// Usage is set on the final event only.
+	// Usage is set on the final event. A delta event may carry it early (API
+	// 1.3): PromptTokens and CachedTokens once the prompt is evaluated, with the
+	// first text, so that a generation cut short (cancelled, its client gone)
+	// still reports the prompt it cost. The final event's Usage is the whole.
 	Usage *Usage
 	// Error says what went wrong when FinishReason is FinishError.
 	Error string

@@ -18,10 +18,11 @@ const ProtocolVersion = 1
 // major version equals its own.
 //
 // 1.1 added vLLM's sampling extras; 1.2 added Tokenize (Tokenizer),
-// EmbedRequest.Truncate and ModelInfo.MaxInputTokens. A plugin built against
-// an older minor lacks them: Tokenize answers ErrUnsupported, Truncate is
-// ignored and MaxInputTokens is 0.
-const APIVersion = "1.2.0"
+// EmbedRequest.Truncate and ModelInfo.MaxInputTokens; 1.3 lets a delta event
+// carry the prompt's Usage early (Event.Usage). A plugin built against an older
+// minor lacks them: Tokenize answers ErrUnsupported, Truncate is ignored,
+// MaxInputTokens is 0, and a generation cut short reports no prompt tokens.
+const APIVersion = "1.3.0"
 
 // Handshake is the go-plugin handshake shared by host and plugins. The magic
 // cookie only keeps a plugin binary from being run by hand by mistake; it is

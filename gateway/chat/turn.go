@@ -430,7 +430,9 @@ func (t *Turn) end(ctx context.Context, err error) {
 	}
 	var notStored *oai.Error
 	if t.stored != nil {
-		var final sdk.Event
+		// The turn's usage is stored however it ended: a cancelled or failed answer
+		// cost its prompt too.
+		final := sdk.Event{Usage: &u}
 		if f := t.finals[0]; f != nil {
 			final = *f
 			final.Usage = &u

@@ -477,3 +477,48 @@ func TestFailedHealthProbesReplaceTheProcess(t *testing.T) {
 		t.Fatalf("replica = %+v, want a restart after failed health probes", st.Replicas[0])
 	}
 }
+
+// TestAdmitRunsOnceAReplicaTookTheRequest: Generate's admit runs only once a replica
+// took the request (never for a request refused before: a full queue), once, before
+// the request reaches the process; its error ends the request and frees the slot.
+func TestAdmitRunsOnceAReplicaTookTheRequest(t *testing.T) {
+	mgr, release, started := newFakeManager(t, fakeModel(1, 1, 0), 5*time.Second)
+	ctx := context.Background()
+	busy := make(chan error, 1)
+	go func() { busy <- generate(mgr, ctx) }()
+	<-started // the only slot is taken
+
+	admits := 0
+	admit := func(*sdk.GenerateRequest) error { admits++; return nil }
+	err := mgr.Generate(ctx, "m", sdk.GenerateRequest{Prompt: "x"}, admit, func(sdk.Event) error { return nil })
+	var full *QueueFullError
+	if !errors.As(err, &full) || admits != 0 {
+		t.Fatalf("refused request: err %v, admitted %d times; want a queue-full error and no admission", err, admits)
+	}
+	close(release)
+	if err := <-busy; err != nil {
+		t.Fatal(err)
+	}
+
+	err = mgr.Generate(ctx, "m", sdk.GenerateRequest{Prompt: "x"}, func(req *sdk.GenerateRequest) error {
+		admits++
+		if len(started) != 0 {
+			t.Error("admit ran after the process got the request")
+		}
+		return nil
+	}, func(sdk.Event) error { return nil })
+	if err != nil || admits != 1 {
+		t.Fatalf("admitted request: err %v, admitted %d times; want nil, once", err, admits)
+	}
+	<-started
+
+	refused := errors.New("the conversation is gone")
+	err = mgr.Generate(ctx, "m", sdk.GenerateRequest{Prompt: "x"}, func(*sdk.GenerateRequest) error { return refused }, func(sdk.Event) error { return nil })
+	if !errors.Is(err, refused) || len(started) != 0 {
+		t.Fatalf("admit's error: err %v (want it), %d generations started (want 0)", err, len(started))
+	}
+	// The slot was released: the next request runs.
+	if err := generate(mgr, ctx); err != nil {
+		t.Fatalf("after a refused admission: %v", err)
+	}
+}

@@ -94,7 +94,8 @@ func TestCancelAnswersAtOnceAndNothingFollows(t *testing.T) {
 		if req.Messages[0].Content != "slow" {
 			return apitest.Echo(ctx, m, req, emit)
 		}
-		if err := emit(sdk.Event{Text: "t1", Tokens: 1}); err != nil {
+		// The first text carries the prompt's usage (plugin API 1.3).
+		if err := emit(sdk.Event{Text: "t1", Tokens: 1, Usage: &sdk.Usage{PromptTokens: 7}}); err != nil {
 			return err
 		}
 		<-ctx.Done()
@@ -114,7 +115,8 @@ func TestCancelAnswersAtOnceAndNothingFollows(t *testing.T) {
 	sent := time.Now()
 	c.send(`{"type":"cancel","id":"c1"}`)
 	f := c.expect("done", "c1")
-	if f.FinishReason != "cancelled" || f.Usage == nil || f.Usage.CompletionTokens != 1 {
+	// The usage is the real one: the prompt the backend evaluated, the tokens it sent.
+	if f.FinishReason != "cancelled" || f.Usage == nil || f.Usage.PromptTokens != 7 || f.Usage.CompletionTokens != 1 || f.Usage.TotalTokens != 8 {
 		t.Errorf("done %s", f)
 	}
 	if d := time.Since(sent); d > 500*time.Millisecond {

@@ -74,6 +74,7 @@ type slot struct {
 	stop    *sdk.StopBuffer
 	bytes   []byte // detokenized bytes not yet emitted (incomplete UTF-8)
 	usage   sdk.Usage
+	told    bool               // the prompt's usage went out with the first text
 	pending int                // tokens sampled since the last emitted text
 	lps     []sdk.TokenLogprob // logprobs of those tokens
 }
@@ -413,6 +414,12 @@ func (e *engine) emit(s *slot, text string) {
 		return
 	}
 	ev := sdk.Event{Text: text, Tokens: s.pending, Logprobs: s.lps}
+	if !s.told {
+		// The first text carries the prompt's usage (API 1.3): a generation cut
+		// short still reports what its prompt cost.
+		s.told = true
+		ev.Usage = &sdk.Usage{PromptTokens: s.usage.PromptTokens, CachedTokens: s.usage.CachedTokens}
+	}
 	s.pending, s.lps = 0, nil
 	e.send(s.req, ev)
 }
@@ -426,7 +433,10 @@ func (e *engine) send(r *genRequest, ev sdk.Event) {
 		last.Text += ev.Text
 		last.Tokens += ev.Tokens
 		last.Logprobs = append(last.Logprobs, ev.Logprobs...)
-		last.FinishReason, last.Usage = ev.FinishReason, ev.Usage
+		last.FinishReason = ev.FinishReason
+		if ev.Usage != nil {
+			last.Usage = ev.Usage
+		}
 	} else {
 		r.backlog = append(r.backlog, ev)
 	}

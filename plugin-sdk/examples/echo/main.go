@@ -218,7 +218,12 @@ func (e *echo) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(
 			return emit(sdk.Event{Text: out, Tokens: held, FinishReason: sdk.FinishStop, Usage: usage})
 		}
 		if out != "" {
-			if err := emit(sdk.Event{Text: out, Tokens: held}); err != nil {
+			ev := sdk.Event{Text: out, Tokens: held}
+			if usage.CompletionTokens == held {
+				// The first text: the prompt's usage with it (API 1.3).
+				ev.Usage = &sdk.Usage{PromptTokens: promptTokens}
+			}
+			if err := emit(ev); err != nil {
 				return err
 			}
 			held = 0
