@@ -223,6 +223,7 @@ func checkEvents(evs []sdk.Event) error {
 		return errors.New("generation produced no events")
 	}
 	tokens := 0
+	var early *sdk.Usage // the prompt's usage a delta carried (API 1.3)
 	for i, e := range evs {
 		last := i == len(evs)-1
 		if e.Tokens < 0 {
@@ -232,8 +233,12 @@ func checkEvents(evs []sdk.Event) error {
 		switch {
 		case !last && e.Final():
 			return fmt.Errorf("event %d of %d is final (%q): the final event must be the last", i, len(evs), e.FinishReason)
+		case !last && e.Usage != nil && early != nil:
+			return fmt.Errorf("delta event %d carries Usage again; one delta at most may carry the prompt's", i)
+		case !last && e.Usage != nil && e.Usage.CompletionTokens != 0:
+			return fmt.Errorf("delta event %d carries Usage with CompletionTokens %d; a delta carries only the prompt's", i, e.Usage.CompletionTokens)
 		case !last && e.Usage != nil:
-			return fmt.Errorf("delta event %d carries Usage; only the final event may", i)
+			early = e.Usage
 		case last && !e.Final():
 			return fmt.Errorf("the last event has no FinishReason")
 		}
@@ -258,6 +263,9 @@ func checkEvents(evs []sdk.Event) error {
 		return fmt.Errorf("Usage.CompletionTokens = %d, but the events' Tokens add up to %d", u.CompletionTokens, tokens)
 	case u.CachedTokens < 0 || u.CachedTokens > u.PromptTokens:
 		return fmt.Errorf("Usage.CachedTokens = %d, want between 0 and PromptTokens %d", u.CachedTokens, u.PromptTokens)
+	case early != nil && (early.PromptTokens != u.PromptTokens || early.CachedTokens != u.CachedTokens):
+		return fmt.Errorf("a delta's early Usage (prompt %d, cached %d) differs from the final's (prompt %d, cached %d)",
+			early.PromptTokens, early.CachedTokens, u.PromptTokens, u.CachedTokens)
 	}
 	return nil
 }
