@@ -1,17 +1,25 @@
-// Package chat is the gateway's chat core: what a chat turn means, once, for every
+// Package chat is the gateway's chat core: one chat turn, end to end, for every
 // transport (the OpenAI HTTP API in package api, the WebSocket protocol in package ws).
 //
-// It owns what a turn means whatever the wire: Service.Begin grounds the turn in its
-// knowledge base and begins its stored part (the user's message and an in-progress
-// answer, the history fitted to what the sources leave of the model's context);
-// Turn.Generate runs a generation with the backend's panic turned into an error and
-// its text cleaned once for the client and the store; Turn.Observe and Turn.End keep
-// the stored answer. It also owns the table that turns the domain's errors (of the
-// workers and their plugins, of keys and rate limits, of the store, of retrieval)
-// into the wire's (package oai, which knows only the wire).
+// A transport decodes its wire into a Request (messages or completion prompts, the
+// model, sampling, n choices, a stored conversation, a knowledge base) and runs
+// Service.Turn(r).Run(ctx, emit). The turn tells emit what happens, one Event at a
+// time and in order: EventStart once a replica took it, EventSources with "rag",
+// each choice's EventDelta and EventFinish, then one terminal event, EventDone or
+// EventError. The transport translates events into its wire (SSE chunks or a JSON
+// completion; frames) and nothing else.
 //
-// Still in the transports, and next to move here (issue 12): the fan-out of n
-// choices, accounting and metrics, and events out of the core in one shape (start,
-// sources, deltas, usage, finish, error) that api turns into SSE or JSON and ws into
-// frames.
+// What a turn means, whatever the wire, lives here: grounding in a knowledge base
+// (package rag), the fan-out of n choices with prompt tokens counted once per prompt,
+// the stored turn (package conversation) begun only once a replica admitted the
+// request (workers.Manager.Generate's admit hook: a request refused by a full queue
+// or an unavailable model stores nothing) and ended before its end is told, the
+// history fitted to the model's context, the backend's panics turned into errors,
+// text cleaned once for the client and the store, cancellation (ctx, or a client
+// gone when emit fails) and its real token counts (Turn.Usage), the key's
+// accounting and the token metrics.
+//
+// It also owns the table that turns the domain's errors (of the workers and their
+// plugins, of keys and rate limits, of the store, of retrieval) into the wire's
+// (APIError; package oai knows only the wire).
 package chat
