@@ -17,6 +17,9 @@ import (
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/conversation"
+	"github.com/ragway/ragway/gateway/conversations"
+	"github.com/ragway/ragway/gateway/health"
+	"github.com/ragway/ragway/gateway/knowledge"
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/oai"
@@ -62,15 +65,17 @@ type Options struct {
 	// Gate authenticates every route but /healthz, /readyz and (see MetricsOpen)
 	// /metrics. Required.
 	Gate Gate
-	// Store holds conversations; nil serves no conversation routes and rejects
-	// conversation_id (a gateway without a database).
-	Store Store
+	// Turns stores the turns of conversations, over HTTP (conversation_id) and
+	// WebSocket alike; nil rejects conversation_id (a gateway without a database).
+	Turns *conversation.Turns
+	// Conversations serves /v1/conversations; nil: no such routes.
+	Conversations *conversations.Service
+	// Database is checked by /readyz; nil: /readyz does not report a database.
+	Database *health.Database
 	// Usage accounts for every served request; may be nil.
 	Usage Accountant
-	// Knowledge serves /v1/knowledge-bases (with RAG); nil: no such routes.
-	Knowledge *Knowledge
-	// EmbeddingModel is rag.embedding_model, recorded on new knowledge bases.
-	EmbeddingModel string
+	// Knowledge serves /v1/knowledge-bases; nil: no such routes.
+	Knowledge *knowledge.Service
 	// RAG grounds chats in knowledge bases ("rag" on chat requests, X-Ragway-KB);
 	// nil: such requests are refused.
 	RAG *rag.Service
@@ -161,8 +166,6 @@ type server struct {
 	core *chat.Service
 	// cors is server.cors_origins.
 	cors *corsPolicy
-	// ingests holds a token per document being indexed (Knowledge.Ingests).
-	ingests chan struct{}
 }
 
 // New returns a Fiber app with every route mounted. Serve it with
@@ -172,9 +175,7 @@ type server struct {
 func New(b Backends, opts Options) *fiber.App {
 	opts = opts.withDefaults()
 	s := &server{b: b, opts: opts, log: opts.Logger, met: opts.Metrics}
-	if opts.Store != nil {
-		s.turns = conversation.NewTurns(opts.Store)
-	}
+	s.turns = opts.Turns
 	s.core = &chat.Service{Backends: b, Turns: s.turns, RAG: opts.RAG, Logger: opts.Logger}
 	s.cors = newCORSPolicy(opts.CORSOrigins)
 	app := fiber.New(fiber.Config{
@@ -216,10 +217,10 @@ func New(b Backends, opts Options) *fiber.App {
 	app.Post(routeChat, chat, s.instrument(routeChat, s.chatCompletions))
 	app.Post(routeCompletions, chat, s.instrument(routeCompletions, s.completions))
 	app.Post(routeEmbeddings, chat, s.instrument(routeEmbeddings, s.embeddings))
-	if s.opts.Knowledge != nil && s.opts.RAG != nil {
+	if s.opts.Knowledge != nil {
 		s.knowledgeRoutes(app)
 	}
-	if s.opts.Store != nil {
+	if s.opts.Conversations != nil {
 		app.Get("/v1/conversations", chat, s.listConversations)
 		app.Post("/v1/conversations", chat, s.createConversation)
 		app.Get("/v1/conversations/:id", chat, s.getConversation)
