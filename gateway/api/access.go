@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"net"
@@ -9,16 +10,24 @@ import (
 
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/netguard"
-	"github.com/ragway/ragway/gateway/ws"
 )
 
-// Gate admits requests by API key (package auth's *Gate implements it); the
-// WebSocket protocol's, shared.
-type Gate = ws.Gate
+// Gate admits requests by API key (package auth's *Gate implements it, for the
+// WebSocket protocol too).
+type Gate interface {
+	// Check authenticates key, requires scope and admits one request under the key's
+	// rate limits.
+	Check(ctx context.Context, key, scope string) (auth.Principal, error)
+	// Verify authenticates key and requires scope, admitting no request (reading a
+	// body is not one).
+	Verify(ctx context.Context, key, scope string) (auth.Principal, error)
+}
 
 // Accountant accounts for served requests: rate-limit tokens and usage rows
 // (package usage's *Recorder implements it).
-type Accountant = ws.Accountant
+type Accountant interface {
+	Account(p auth.Principal, route, model string, promptTokens, completionTokens int)
+}
 
 const principalKey ctxKey = requestIDKey + 1
 
