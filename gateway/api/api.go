@@ -15,11 +15,12 @@ import (
 
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/chat"
-	"github.com/ragway/ragway/gateway/conversation"
+	"github.com/ragway/ragway/gateway/conversations"
+	"github.com/ragway/ragway/gateway/health"
+	"github.com/ragway/ragway/gateway/knowledge"
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/oai"
-	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/workers"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -55,23 +56,20 @@ type Options struct {
 	// Gate authenticates every route but /healthz, /readyz and (see MetricsOpen)
 	// /metrics. Required.
 	Gate Gate
-	// Store holds conversations; nil serves no conversation routes and rejects
-	// conversation_id (a gateway without a database).
-	Store Store
+	// Conversations serves /v1/conversations; nil: no such routes.
+	Conversations *conversations.Service
+	// Database is checked by /readyz; nil: /readyz does not report a database.
+	Database *health.Database
 	// Usage accounts for every served request; may be nil.
 	Usage Accountant
-	// Knowledge serves /v1/knowledge-bases (with RAG); nil: no such routes.
-	Knowledge *Knowledge
-	// EmbeddingModel is rag.embedding_model, recorded on new knowledge bases.
-	EmbeddingModel string
+	// Knowledge serves /v1/knowledge-bases; nil: no such routes.
+	Knowledge *knowledge.Service
 	// Chat runs the chat turns of /v1/chat/completions and /v1/completions (the
 	// same core serves the WebSocket protocol, which the caller mounts: see
 	// package ws). Nil: a core over the Backends with no conversations and no
 	// retrieval ("conversation_id" and "rag" are refused), bounded by
 	// RequestTimeout.
 	Chat *chat.Service
-	// RAG serves the knowledge-base routes' search; nil: no such routes.
-	RAG *rag.Service
 	// MetricsToken, when set, is the bearer token /metrics requires.
 	MetricsToken string
 	// MetricsOpen serves /metrics without a token (the server listens on loopback
@@ -145,21 +143,16 @@ type server struct {
 	opts Options
 	log  *slog.Logger
 	met  *metrics.Metrics
-	// turns holds the conversations' turns (the core's; nil without a database).
-	turns *conversation.Turns
 	// core runs chat turns (grounding, stored turns, generation, accounting), for
 	// HTTP and WebSocket alike.
 	core *chat.Service
 	// cors is server.cors_origins.
 	cors *corsPolicy
-	// ingests holds a token per document being indexed (Knowledge.Ingests).
-	ingests chan struct{}
 }
 
-// New returns a Fiber app with every route mounted. Serve it with
-// app.Listener(ln) (or LingeringListener(ln)); stop it with app.ShutdownWithContext,
-// which waits for HTTP requests (streams included) and then closes the
-// WebSockets (status 1001), cancelling their chats.
+// New returns a Fiber app with the HTTP routes mounted (the WebSocket protocol is
+// mounted beside them by the caller: ws.Mount). Serve it with app.Listener(ln); stop
+// it with app.ShutdownWithContext, which waits for HTTP requests (streams included).
 func New(b Backends, opts Options) *fiber.App {
 	opts = opts.withDefaults()
 	s := &server{b: b, opts: opts, log: opts.Logger, met: opts.Metrics}
@@ -167,7 +160,6 @@ func New(b Backends, opts Options) *fiber.App {
 	if s.core == nil {
 		s.core = &chat.Service{Backends: b, Usage: opts.Usage, Metrics: opts.Metrics, Timeout: opts.RequestTimeout, Logger: opts.Logger}
 	}
-	s.turns = s.core.Turns
 	s.cors = newCORSPolicy(opts.CORSOrigins)
 	app := fiber.New(fiber.Config{
 		BodyLimit:             opts.MaxBodyBytes,
@@ -202,10 +194,10 @@ func New(b Backends, opts Options) *fiber.App {
 	app.Post(routeChat, chat, s.instrument(routeChat, s.chatCompletions))
 	app.Post(routeCompletions, chat, s.instrument(routeCompletions, s.completions))
 	app.Post(routeEmbeddings, chat, s.instrument(routeEmbeddings, s.embeddings))
-	if s.opts.Knowledge != nil && s.opts.RAG != nil {
+	if s.opts.Knowledge != nil {
 		s.knowledgeRoutes(app)
 	}
-	if s.opts.Store != nil {
+	if s.opts.Conversations != nil {
 		app.Get("/v1/conversations", chat, s.listConversations)
 		app.Post("/v1/conversations", chat, s.createConversation)
 		app.Get("/v1/conversations/:id", chat, s.getConversation)

@@ -1,28 +1,14 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/ragway/ragway/gateway/conversation"
+	"github.com/ragway/ragway/gateway/conversations"
 	"github.com/ragway/ragway/gateway/oai"
-	"github.com/ragway/ragway/gateway/store"
 )
-
-// Store is what the HTTP layer needs from the repository (*store.Store implements it).
-type Store interface {
-	conversation.Store
-	// Ready reports whether the database answers and has this build's schema.
-	Ready(ctx context.Context) error
-	CreateConversation(ctx context.Context, userID string, c store.NewConversation) (store.Conversation, error)
-	ListConversations(ctx context.Context, userID string, p store.Page) ([]store.Conversation, error)
-	GetConversation(ctx context.Context, userID, id string) (store.Conversation, error)
-	DeleteConversation(ctx context.Context, userID, id string) error
-	ListMessages(ctx context.Context, userID, conversationID string) ([]store.Message, error)
-}
 
 type conversationJSON struct {
 	ID           string        `json:"id"`
@@ -49,21 +35,22 @@ type messageJSON struct {
 	CreatedAt        int64           `json:"created_at"`
 }
 
-func toConversationJSON(c store.Conversation) conversationJSON {
+func toConversationJSON(c conversations.Conversation) conversationJSON {
 	return conversationJSON{ID: c.ID, Object: "conversation", Title: c.Title, Model: c.Model, SystemPrompt: c.SystemPrompt,
 		CreatedAt: c.CreatedAt.Unix(), UpdatedAt: c.UpdatedAt.Unix()}
 }
 
-func toMessageJSON(m store.Message) messageJSON {
+func toMessageJSON(m conversations.Message) messageJSON {
 	return messageJSON{ID: m.ID, Role: m.Role, Content: m.Content, Status: m.Status, Model: m.Model,
 		FinishReason: m.FinishReason, Error: m.Error, PromptTokens: m.PromptTokens, CompletionTokens: m.CompletionTokens,
 		Sources: m.Sources, CreatedAt: m.CreatedAt.Unix()}
 }
 
-// notFound turns store.ErrNotFound into a 404 naming what was looked up; another
-// user's conversation is reported exactly like one that does not exist.
-func notFound(err error, what, id string) error {
-	if errors.Is(err, store.ErrNotFound) {
+// notFound turns a service's not-found error (missing: conversations.ErrNotFound,
+// knowledge.ErrNotFound) into a 404 naming what was looked up; another user's
+// conversation is reported exactly like one that does not exist.
+func notFound(err, missing error, what, id string) error {
+	if errors.Is(err, missing) {
 		return oai.NotFound(what, id, "")
 	}
 	return err
@@ -71,15 +58,15 @@ func notFound(err error, what, id string) error {
 
 // listConversations serves GET /v1/conversations?limit=N&after=ID.
 func (s *server) listConversations(c *fiber.Ctx) error {
-	p, aerr := pageOf(c)
+	p, aerr := pageOf(c, conversations.MaxPageLimit)
 	if aerr != nil {
 		return aerr
 	}
-	convs, err := s.opts.Store.ListConversations(c.UserContext(), principalOf(c).UserID, p)
+	l, err := s.opts.Conversations.List(c.UserContext(), principalOf(c).UserID, conversations.Page(p))
 	if err != nil {
-		return notFound(err, "conversation", p.After)
+		return notFound(err, conversations.ErrNotFound, "conversation", p.After)
 	}
-	return c.JSON(pageList(convs, p, toConversationJSON))
+	return c.JSON(pageList(l.Conversations, l.HasMore, toConversationJSON))
 }
 
 // createConversation serves POST /v1/conversations {"title"?, "system_prompt"?, "model"?}.
@@ -106,8 +93,8 @@ func (s *server) createConversation(c *fiber.Ctx) error {
 		}
 		req.Model = m.Name
 	}
-	cv, err := s.opts.Store.CreateConversation(c.UserContext(), principalOf(c).UserID,
-		store.NewConversation{Title: req.Title, Model: req.Model, SystemPrompt: req.SystemPrompt})
+	cv, err := s.opts.Conversations.Create(c.UserContext(), principalOf(c).UserID,
+		conversations.NewConversation{Title: req.Title, Model: req.Model, SystemPrompt: req.SystemPrompt})
 	if err != nil {
 		return err
 	}
@@ -116,14 +103,10 @@ func (s *server) createConversation(c *fiber.Ctx) error {
 
 // getConversation serves GET /v1/conversations/{id}: the conversation with its messages.
 func (s *server) getConversation(c *fiber.Ctx) error {
-	id, uid := c.Params("id"), principalOf(c).UserID
-	cv, err := s.opts.Store.GetConversation(c.UserContext(), uid, id)
+	id := c.Params("id")
+	cv, msgs, err := s.opts.Conversations.Get(c.UserContext(), principalOf(c).UserID, id)
 	if err != nil {
-		return notFound(err, "conversation", id)
-	}
-	msgs, err := s.opts.Store.ListMessages(c.UserContext(), uid, id)
-	if err != nil {
-		return notFound(err, "conversation", id)
+		return notFound(err, conversations.ErrNotFound, "conversation", id)
 	}
 	out := toConversationJSON(cv)
 	out.Messages = make([]messageJSON, 0, len(msgs))
@@ -136,9 +119,8 @@ func (s *server) getConversation(c *fiber.Ctx) error {
 // deleteConversation serves DELETE /v1/conversations/{id}.
 func (s *server) deleteConversation(c *fiber.Ctx) error {
 	id := c.Params("id")
-	if err := s.opts.Store.DeleteConversation(c.UserContext(), principalOf(c).UserID, id); err != nil {
-		return notFound(err, "conversation", id)
+	if err := s.opts.Conversations.Delete(c.UserContext(), principalOf(c).UserID, id); err != nil {
+		return notFound(err, conversations.ErrNotFound, "conversation", id)
 	}
-	s.turns.Forget(id)
 	return c.JSON(fiber.Map{"id": id, "object": "conversation.deleted", "deleted": true})
 }

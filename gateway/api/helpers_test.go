@@ -15,7 +15,6 @@ import (
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/api/apitest"
 	"github.com/ragway/ragway/gateway/chat"
-	"github.com/ragway/ragway/gateway/conversation"
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/ws"
@@ -52,15 +51,8 @@ func startWith(t testing.TB, backends api.Backends, fake *apitest.Fake, opts api
 	if opts.Gate == nil {
 		opts.Gate = apitest.Gate{}
 	}
-	if opts.Chat == nil {
-		// The core as cmd/ragway wires it: conversations over opts.Store, retrieval
-		// over opts.RAG.
-		opts.Chat = &chat.Service{Backends: backends, RAG: opts.RAG, Usage: opts.Usage, Metrics: opts.Metrics,
-			Timeout: opts.RequestTimeout, Logger: opts.Logger}
-		if opts.Store != nil {
-			opts.Chat.Turns = conversation.NewTurns(opts.Store)
-		}
-	}
+	opts.Chat = core(opts)
+	opts.Chat.Backends = backends
 	app := api.New(backends, opts)
 	ws.Mount(app, backends, ws.Options{Gate: opts.Gate, Chat: opts.Chat, Logger: opts.Logger, Metrics: opts.Metrics,
 		MaxFrameBytes: int64(opts.MaxBodyBytes), AllowedOrigins: opts.CORSOrigins})
@@ -77,6 +69,29 @@ func startWith(t testing.TB, backends api.Backends, fake *apitest.Fake, opts api
 		<-served
 	})
 	return &testServer{url: "http://" + ln.Addr().String(), fake: fake, met: opts.Metrics}
+}
+
+// core returns opts.Chat (a new one when nil: stateless, no retrieval) with what
+// cmd/ragway gives it that it lacks: the usage accountant, metrics, the request
+// timeout and the logger.
+func core(opts api.Options) *chat.Service {
+	c := opts.Chat
+	if c == nil {
+		c = &chat.Service{}
+	}
+	if c.Usage == nil && opts.Usage != nil {
+		c.Usage = opts.Usage
+	}
+	if c.Metrics == nil {
+		c.Metrics = opts.Metrics
+	}
+	if c.Timeout == 0 {
+		c.Timeout = opts.RequestTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = opts.Logger
+	}
+	return c
 }
 
 func newFake() *apitest.Fake {

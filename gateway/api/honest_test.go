@@ -10,6 +10,9 @@ import (
 
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/api/apitest"
+	"github.com/ragway/ragway/gateway/conversation"
+	"github.com/ragway/ragway/gateway/conversations"
+	"github.com/ragway/ragway/gateway/health"
 	"github.com/ragway/ragway/gateway/store"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -23,7 +26,18 @@ var bearer = []string{"Authorization", "Bearer " + apitest.Key}
 func storedServer(t *testing.T, fake *apitest.Fake) (*testServer, *store.Store) {
 	t.Helper()
 	st, p := apitest.StoreWithUser(t)
-	return start(t, fake, api.Options{Store: st, Gate: apitest.Gate{Principal: p}}), st
+	return start(t, fake, withStore(st, api.Options{Gate: apitest.Gate{Principal: p}})), st
+}
+
+// withStore gives opts what a gateway with a database has: stored turns, the
+// conversation routes and the database's readiness.
+func withStore(st *store.Store, opts api.Options) api.Options {
+	turns := conversation.NewTurns(st)
+	opts.Chat = core(opts)
+	opts.Chat.Turns = turns
+	opts.Conversations = conversations.New(st, turns)
+	opts.Database = &health.Database{Store: st, Logger: quietLogger()}
+	return opts
 }
 
 func rows(t *testing.T, st *store.Store, query string) int {

@@ -7,54 +7,18 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/chat"
-	"github.com/ragway/ragway/gateway/ingest"
+	"github.com/ragway/ragway/gateway/knowledge"
 	"github.com/ragway/ragway/gateway/oai"
-	"github.com/ragway/ragway/gateway/rag"
-	"github.com/ragway/ragway/gateway/store"
-	"github.com/ragway/ragway/gateway/vectorstore"
 )
-
-// KnowledgeStore is what the knowledge-base routes need from the repository
-// (*store.Store implements it).
-type KnowledgeStore interface {
-	CreateKnowledgeBase(ctx context.Context, userID string, kb store.NewKnowledgeBase) (store.KnowledgeBase, error)
-	ListKnowledgeBases(ctx context.Context, userID string) ([]store.KnowledgeBase, error)
-	KnowledgeBase(ctx context.Context, userID, idOrName string) (store.KnowledgeBase, error)
-	DeleteKnowledgeBase(ctx context.Context, userID, id string) error
-	CreateDocument(ctx context.Context, userID, kbID string, d store.NewDocument) (store.Document, error)
-	ListDocuments(ctx context.Context, userID, kbID string, p store.Page) ([]store.Document, error)
-	Document(ctx context.Context, userID, kbID, id string) (store.Document, error)
-	DeleteDocument(ctx context.Context, userID, kbID, id string) error
-}
-
-// Knowledge configures the knowledge-base routes.
-type Knowledge struct {
-	Store   KnowledgeStore
-	Indexer *rag.Indexer
-	// Ingests bounds the documents indexed at once (default 1): ingestion runs
-	// beside chat traffic on the same cores, never ahead of it.
-	Ingests int
-	// Extract extracts an upload's text (default: ingest.Options.Extract in this
-	// process; the gateway isolates PDF parsing in a child process).
-	Extract func(ctx context.Context, o ingest.Options, name string, f ingest.Format, data []byte) (ingest.Extracted, error)
-	// Context bounds background indexing (documents uploaded without ?wait=true):
-	// when it ends, a document still waiting or being indexed is marked failed
-	// ("upload it again") instead of being left pending (default: never ends).
-	Context context.Context
-	// Indexing, when set, counts the documents indexed in the background, so that
-	// the owner of Context can wait for them before closing the database.
-	Indexing *sync.WaitGroup
-}
 
 type kbJSON struct {
 	ID             string `json:"id"`
@@ -81,12 +45,29 @@ type documentJSON struct {
 	UpdatedAt  int64  `json:"updated_at"`
 }
 
-func toKBJSON(k store.KnowledgeBase) kbJSON {
+// hitJSON is a search hit: a source as chats cite it, with the chunk's heading and text.
+type hitJSON struct {
+	N          int     `json:"n"`
+	DocumentID string  `json:"document_id"`
+	Title      string  `json:"title"`
+	ChunkID    string  `json:"chunk_id"`
+	Score      float64 `json:"score"`
+	Snippet    string  `json:"snippet"`
+	Heading    string  `json:"heading"`
+	Text       string  `json:"text"`
+}
+
+func toHitJSON(h knowledge.Hit) hitJSON {
+	return hitJSON{N: h.N, DocumentID: h.DocumentID, Title: h.Title, ChunkID: h.ChunkID, Score: h.Score, Snippet: h.Snippet,
+		Heading: h.Heading, Text: h.Text}
+}
+
+func toKBJSON(k knowledge.Base) kbJSON {
 	return kbJSON{ID: k.ID, Object: "knowledge_base", Name: k.Name, Description: k.Description, EmbeddingModel: k.EmbeddingModel, CreatedAt: k.CreatedAt.Unix()}
 }
 
-func toDocumentJSON(d store.Document) documentJSON {
-	return documentJSON{ID: d.ID, Object: "document", KBID: d.KBID, Title: d.Title, Source: d.Source, MimeType: d.MimeType,
+func toDocumentJSON(d knowledge.Document) documentJSON {
+	return documentJSON{ID: d.ID, Object: "document", KBID: d.BaseID, Title: d.Title, Source: d.Source, MimeType: d.MimeType,
 		SHA256: fmt.Sprintf("%x", d.SHA256), Bytes: d.Bytes, Status: d.Status, Error: d.Error, ChunkCount: d.ChunkCount,
 		CreatedAt: d.CreatedAt.Unix(), UpdatedAt: d.UpdatedAt.Unix()}
 }
@@ -117,12 +98,7 @@ func checkKBName(name string) *oai.Error {
 // knowledgeRoutes mounts /v1/knowledge-bases: managing knowledge bases and documents
 // needs the ingest scope, searching needs chat.
 func (s *server) knowledgeRoutes(app *fiber.App) {
-	k := s.opts.Knowledge
-	if k.Ingests <= 0 {
-		k.Ingests = 1
-	}
-	s.ingests = make(chan struct{}, k.Ingests)
-	ing, chat := s.requireScope(store.ScopeIngest), s.requireScope(store.ScopeChat)
+	ing, chat := s.requireScope(auth.ScopeIngest), s.requireScope(auth.ScopeChat)
 	app.Post("/v1/knowledge-bases", ing, s.createKB)
 	app.Get("/v1/knowledge-bases", ing, s.listKBs)
 	app.Get("/v1/knowledge-bases/:kb", ing, s.getKB)
@@ -136,17 +112,17 @@ func (s *server) knowledgeRoutes(app *fiber.App) {
 
 // kb resolves the :kb parameter (an id or a percent-encoded name) among the caller's
 // knowledge bases.
-func (s *server) kb(c *fiber.Ctx) (store.KnowledgeBase, error) {
+func (s *server) kb(c *fiber.Ctx) (knowledge.Base, error) {
 	name, err := url.PathUnescape(c.Params("kb"))
 	if err != nil {
-		return store.KnowledgeBase{}, oai.Invalid("kb", oai.CodeInvalidValue, "the knowledge base in the path is not valid percent-encoding")
+		return knowledge.Base{}, oai.Invalid("kb", oai.CodeInvalidValue, "the knowledge base in the path is not valid percent-encoding")
 	}
 	if e := oai.CheckText("kb", name); e != nil {
 		// No knowledge base can have such a name (nor can the database look it up).
-		return store.KnowledgeBase{}, e
+		return knowledge.Base{}, e
 	}
-	k, err := s.opts.Knowledge.Store.KnowledgeBase(c.UserContext(), principalOf(c).UserID, name)
-	if errors.Is(err, store.ErrNotFound) {
+	k, err := s.opts.Knowledge.Base(c.UserContext(), principalOf(c).UserID, name)
+	if errors.Is(err, knowledge.ErrNotFound) {
 		return k, oai.NoKnowledgeBase(name, "")
 	}
 	return k, err
@@ -169,9 +145,9 @@ func (s *server) createKB(c *fiber.Ctx) error {
 	if e := oai.CheckText("description", req.Description); e != nil {
 		return e
 	}
-	k, err := s.opts.Knowledge.Store.CreateKnowledgeBase(c.UserContext(), principalOf(c).UserID,
-		store.NewKnowledgeBase{Name: req.Name, Description: req.Description, EmbeddingModel: s.opts.EmbeddingModel})
-	if errors.Is(err, store.ErrConflict) {
+	k, err := s.opts.Knowledge.CreateBase(c.UserContext(), principalOf(c).UserID,
+		knowledge.NewBase{Name: req.Name, Description: req.Description})
+	if errors.Is(err, knowledge.ErrConflict) {
 		return &oai.Error{Status: http.StatusConflict, Type: oai.TypeInvalidRequest, Code: oai.CodeConflict, Param: "name",
 			Message: fmt.Sprintf("you already have a knowledge base named '%s'", req.Name)}
 	}
@@ -182,7 +158,7 @@ func (s *server) createKB(c *fiber.Ctx) error {
 }
 
 func (s *server) listKBs(c *fiber.Ctx) error {
-	kbs, err := s.opts.Knowledge.Store.ListKnowledgeBases(c.UserContext(), principalOf(c).UserID)
+	kbs, err := s.opts.Knowledge.Bases(c.UserContext(), principalOf(c).UserID)
 	if err != nil {
 		return err
 	}
@@ -202,13 +178,8 @@ func (s *server) deleteKB(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := s.opts.Knowledge.Store.DeleteKnowledgeBase(c.UserContext(), principalOf(c).UserID, k.ID); err != nil {
-		return notFound(err, "knowledge base", k.ID)
-	}
-	// Postgres is the source of truth: an index that misses the delete is corrected
-	// by `ragway reindex` (and its hits are never shown: their chunks are gone).
-	if err := s.opts.Knowledge.Indexer.Vectors.DeleteKB(c.UserContext(), k.ID); err != nil {
-		s.log.Warn("knowledge base deleted, its index entries not", "kb", k.ID, "error", err)
+	if err := s.opts.Knowledge.DeleteBase(c.UserContext(), principalOf(c).UserID, k.ID); err != nil {
+		return notFound(err, knowledge.ErrNotFound, "knowledge base", k.ID)
 	}
 	return c.JSON(fiber.Map{"id": k.ID, "object": "knowledge_base.deleted", "deleted": true})
 }
@@ -227,95 +198,21 @@ func (s *server) addDocument(c *fiber.Ctx) error {
 	if aerr != nil {
 		return aerr
 	}
-	format, err := ingest.Detect(name, contentType, data)
-	if err != nil {
-		return ingestError(err)
-	}
-	extract := s.opts.Knowledge.Extract
-	if extract == nil {
-		extract = func(ctx context.Context, o ingest.Options, name string, f ingest.Format, data []byte) (ingest.Extracted, error) {
-			return o.Extract(ctx, name, f, data)
-		}
-	}
-	x, err := extract(c.UserContext(), ingest.Options{MaxBytes: int64(s.opts.MaxBodyBytes)}, name, format, data)
-	if err != nil {
-		return ingestError(err)
-	}
-	if title == "" {
-		// A title found in the file is the file's text: made storable, not refused.
-		title = oai.CleanText(x.Title)
-	}
-	uid := principalOf(c).UserID
-	d, err := s.opts.Knowledge.Store.CreateDocument(c.UserContext(), uid, k.ID, store.NewDocument{
-		Title: title, Source: name, MimeType: string(format), SHA256: ingest.SHA256(data), Bytes: int64(len(data))})
-	var dup *store.DuplicateError
+	wait := c.QueryBool("wait")
+	d, err := s.opts.Knowledge.AddDocument(c.UserContext(), principalOf(c).UserID, k.ID,
+		knowledge.Upload{Name: name, Title: title, ContentType: contentType, Data: data, Wait: wait})
+	var dup *knowledge.DuplicateError
 	if errors.As(err, &dup) {
 		return &oai.Error{Status: http.StatusConflict, Type: oai.TypeInvalidRequest, Code: "duplicate_document",
 			Message: fmt.Sprintf("this knowledge base already has this content: document '%s' (%s)", dup.Existing.ID, dup.Existing.Title)}
 	}
 	if err != nil {
-		return err
+		return uploadError(err)
 	}
-	doc := rag.Document{Title: title, Text: x.Text, Markdown: x.Markdown}
-	if c.QueryBool("wait") {
-		s.index(c.UserContext(), uid, k.ID, d.ID, doc)
-		if d, err = s.opts.Knowledge.Store.Document(c.UserContext(), uid, k.ID, d.ID); err != nil {
-			return err
-		}
+	if wait {
 		return c.Status(fiber.StatusCreated).JSON(toDocumentJSON(d))
 	}
-	bg := s.opts.Knowledge.Context
-	if bg == nil {
-		bg = context.Background()
-	}
-	if wg := s.opts.Knowledge.Indexing; wg != nil {
-		wg.Add(1)
-	}
-	go func() {
-		if wg := s.opts.Knowledge.Indexing; wg != nil {
-			defer wg.Done()
-		}
-		defer func() {
-			// A bug in indexing fails the document, not the gateway.
-			if r := recover(); r != nil {
-				s.log.Error("panic indexing a document", "kb", k.ID, "document", d.ID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-				_ = s.opts.Knowledge.Indexer.Store.FailDocument(context.WithoutCancel(bg), uid, k.ID, d.ID, "the document could not be indexed; upload it again")
-			}
-		}()
-		s.index(bg, uid, k.ID, d.ID, doc)
-	}()
 	return c.Status(fiber.StatusAccepted).JSON(toDocumentJSON(d))
-}
-
-// index indexes a document, one (Knowledge.Ingests) at a time.
-func (s *server) index(ctx context.Context, userID, kbID, docID string, doc rag.Document) {
-	acquired := false
-	if ctx.Err() == nil {
-		select {
-		case s.ingests <- struct{}{}:
-			acquired = true
-		case <-ctx.Done():
-		}
-	}
-	if !acquired {
-		// Never left pending: the gateway stops before it could index it.
-		if err := s.opts.Knowledge.Indexer.Store.FailDocument(context.WithoutCancel(ctx), userID, kbID, docID,
-			"the gateway stopped before indexing the document; upload it again"); err != nil {
-			s.log.Warn("document left pending", "kb", kbID, "document", docID, "error", err)
-		}
-		return
-	}
-	defer func() { <-s.ingests }()
-	start := time.Now()
-	// Once started, a document is indexed whole (shutdown waits for it, within its
-	// grace period): cancelling it halfway would leave chunks in Postgres and not in
-	// the index.
-	n, err := s.opts.Knowledge.Indexer.Index(context.WithoutCancel(ctx), userID, kbID, docID, doc)
-	if err != nil {
-		s.log.Warn("document not indexed", "kb", kbID, "document", docID, "error", err)
-		return
-	}
-	s.log.Debug("document indexed", "kb", kbID, "document", docID, "chunks", n, "took", time.Since(start))
 }
 
 // documentBody reads an upload: multipart (field "file") or JSON.
@@ -369,24 +266,29 @@ func documentBody(c *fiber.Ctx) (name, title, contentType string, data []byte, a
 	return name, req.Title, ct + "; charset=utf-8", []byte(*req.Text), nil
 }
 
-// ingestError maps the ingest package's errors to API errors: its sentinels describe
-// the upload (their messages name the file and what is wrong with it); anything else
-// is the server's fault (a child process that could not start), a 500 without details.
-func ingestError(err error) error {
-	e := &oai.Error{Status: http.StatusBadRequest, Type: oai.TypeInvalidRequest, Code: oai.CodeInvalidValue, Param: "file", Message: err.Error()}
+// uploadError maps AddDocument's errors to API errors: an UploadError describes the
+// upload (its message names the file and what is wrong with it); a failed extraction
+// is the server's fault (a child process that could not start), a 500 without
+// details; the rest (the store's) is chat.APIError's.
+func uploadError(err error) error {
+	var ue *knowledge.UploadError
 	switch {
-	case errors.Is(err, ingest.ErrUnsupportedFormat):
-		e.Status, e.Code = http.StatusUnsupportedMediaType, "unsupported_format"
-	case errors.Is(err, ingest.ErrTooLarge):
-		e.Status, e.Code, e.Param = http.StatusRequestEntityTooLarge, oai.CodeTooLarge, ""
-	case errors.Is(err, ingest.ErrInvalidText), errors.Is(err, ingest.ErrInvalidPDF):
+	case errors.As(err, &ue):
+		e := &oai.Error{Status: http.StatusBadRequest, Type: oai.TypeInvalidRequest, Code: oai.CodeInvalidValue, Param: "file", Message: ue.Error()}
+		switch {
+		case errors.Is(ue, knowledge.ErrUnsupportedFormat):
+			e.Status, e.Code = http.StatusUnsupportedMediaType, "unsupported_format"
+		case errors.Is(ue, knowledge.ErrTooLarge):
+			e.Status, e.Code, e.Param = http.StatusRequestEntityTooLarge, oai.CodeTooLarge, ""
+		}
+		return e
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
-	default:
+	case errors.Is(err, knowledge.ErrExtract):
 		return &oai.Error{Status: http.StatusInternalServerError, Type: oai.TypeServer, Code: oai.CodeInternal,
 			Message: "the server could not extract the document's text; try again later", Cause: err}
 	}
-	return e
+	return err
 }
 
 func (s *server) listDocuments(c *fiber.Ctx) error {
@@ -394,15 +296,15 @@ func (s *server) listDocuments(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	p, aerr := pageOf(c)
+	p, aerr := pageOf(c, knowledge.MaxPageLimit)
 	if aerr != nil {
 		return aerr
 	}
-	docs, err := s.opts.Knowledge.Store.ListDocuments(c.UserContext(), principalOf(c).UserID, k.ID, p)
+	docs, err := s.opts.Knowledge.Documents(c.UserContext(), principalOf(c).UserID, k.ID, knowledge.Page(p))
 	if err != nil {
-		return notFound(err, "document", p.After)
+		return notFound(err, knowledge.ErrNotFound, "document", p.After)
 	}
-	return c.JSON(pageList(docs, p, toDocumentJSON))
+	return c.JSON(pageList(docs.Documents, docs.HasMore, toDocumentJSON))
 }
 
 func (s *server) getDocument(c *fiber.Ctx) error {
@@ -410,9 +312,9 @@ func (s *server) getDocument(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	d, err := s.opts.Knowledge.Store.Document(c.UserContext(), principalOf(c).UserID, k.ID, c.Params("id"))
+	d, err := s.opts.Knowledge.Document(c.UserContext(), principalOf(c).UserID, k.ID, c.Params("id"))
 	if err != nil {
-		return notFound(err, "document", c.Params("id"))
+		return notFound(err, knowledge.ErrNotFound, "document", c.Params("id"))
 	}
 	return c.JSON(toDocumentJSON(d))
 }
@@ -423,11 +325,8 @@ func (s *server) deleteDocument(c *fiber.Ctx) error {
 		return err
 	}
 	id := c.Params("id")
-	if err := s.opts.Knowledge.Store.DeleteDocument(c.UserContext(), principalOf(c).UserID, k.ID, id); err != nil {
-		return notFound(err, "document", id)
-	}
-	if err := s.opts.Knowledge.Indexer.Vectors.DeleteDocument(c.UserContext(), k.ID, id); err != nil {
-		s.log.Warn("document deleted, its index entries not", "kb", k.ID, "document", id, "error", err)
+	if err := s.opts.Knowledge.DeleteDocument(c.UserContext(), principalOf(c).UserID, k.ID, id); err != nil {
+		return notFound(err, knowledge.ErrNotFound, "document", id)
 	}
 	return c.JSON(fiber.Map{"id": id, "object": "document.deleted", "deleted": true})
 }
@@ -453,23 +352,24 @@ func (s *server) searchKB(c *fiber.Ctx) error {
 		return oai.Missing("query")
 	}
 	if req.TopK == 0 {
-		req.TopK = s.opts.RAG.TopK
+		req.TopK = s.opts.Knowledge.TopK()
 	}
-	if req.TopK < 1 || req.TopK > rag.MaxTopK {
-		return oai.Invalid("top_k", oai.CodeInvalidValue, "invalid value for 'top_k': %d; it must be between 1 and %d", req.TopK, rag.MaxTopK)
+	if req.TopK < 1 || req.TopK > knowledge.MaxTopK {
+		return oai.Invalid("top_k", oai.CodeInvalidValue, "invalid value for 'top_k': %d; it must be between 1 and %d", req.TopK, knowledge.MaxTopK)
 	}
 	var docs []string
 	if req.Filter != nil {
 		docs = req.Filter.DocumentIDs
 		for i, id := range docs {
-			if !store.IsID(id) {
+			if !knowledge.IsID(id) {
 				return oai.Invalid(fmt.Sprintf("filter.document_ids[%d]", i), oai.CodeInvalidValue,
 					"invalid 'filter.document_ids[%d]': document ids look like 3f0c2a4e-…; list them with GET /v1/knowledge-bases/{kb}/documents", i)
 			}
 		}
 	}
-	srcs, err := s.opts.RAG.Retriever.Retrieve(c.UserContext(), principalOf(c).UserID, k.ID, req.Query, req.TopK, docs...)
-	if errors.Is(err, vectorstore.ErrInvalid) {
+	hits, err := s.opts.Knowledge.Search(c.UserContext(), principalOf(c).UserID, k.ID,
+		knowledge.Query{Text: req.Query, TopK: req.TopK, DocumentIDs: docs})
+	if errors.Is(err, knowledge.ErrInvalidFilter) {
 		return oai.Invalid("filter.document_ids", oai.CodeInvalidValue, "invalid 'filter.document_ids'")
 	}
 	if e := chat.APIError(err); err != nil && e.Status >= 400 && e.Status < 500 && e.Status != oai.StatusClientClosed {
@@ -479,10 +379,5 @@ func (s *server) searchKB(c *fiber.Ctx) error {
 		return &oai.Error{Status: http.StatusServiceUnavailable, Type: oai.TypeServer, Code: "index_unavailable", RetryAfter: time.Second,
 			Message: "the knowledge base's index is unavailable; try again shortly"}
 	}
-	type hit struct {
-		rag.Source
-		Heading string `json:"heading"`
-		Text    string `json:"text"`
-	}
-	return c.JSON(list(srcs, func(src rag.Source) hit { return hit{Source: src, Heading: src.Heading, Text: src.Text} }))
+	return c.JSON(list(hits, toHitJSON))
 }

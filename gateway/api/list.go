@@ -6,7 +6,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/ragway/ragway/gateway/oai"
-	"github.com/ragway/ragway/gateway/store"
 )
 
 // listJSON is the body of a listing: {"object": "list", "data": […]}, and for a paged
@@ -26,22 +25,27 @@ func list[T, J any](items []T, show func(T) J) listJSON[J] {
 	return out
 }
 
-// pageList returns the listing of items, page p of a longer one: more may follow
-// when the page is full.
-func pageList[T, J any](items []T, p store.Page, show func(T) J) listJSON[J] {
+// pageList returns the listing of items, one page of a longer one: more says whether
+// another page may follow.
+func pageList[T, J any](items []T, more bool, show func(T) J) listJSON[J] {
 	out := list(items, show)
-	more := len(items) == p.Size()
 	out.HasMore = &more
 	return out
 }
 
-// pageOf reads a listing's ?limit=N&after=ID.
-func pageOf(c *fiber.Ctx) (store.Page, *oai.Error) {
-	p := store.Page{After: c.Query("after")}
+// page is a listing's ?limit=N&after=ID (the services' Page types have its fields).
+type page struct {
+	Limit int // 0: the service's default
+	After string
+}
+
+// pageOf reads a listing's ?limit=N&after=ID; limit is between 1 and maxLimit.
+func pageOf(c *fiber.Ctx, maxLimit int) (page, *oai.Error) {
+	p := page{After: c.Query("after")}
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > store.MaxPageLimit {
-			return p, oai.Invalid("limit", oai.CodeInvalidValue, "invalid value for 'limit': '%s'; it must be between 1 and %d", v, store.MaxPageLimit)
+		if err != nil || n < 1 || n > maxLimit {
+			return p, oai.Invalid("limit", oai.CodeInvalidValue, "invalid value for 'limit': '%s'; it must be between 1 and %d", v, maxLimit)
 		}
 		p.Limit = n
 	}

@@ -2,14 +2,12 @@ package api
 
 import (
 	"context"
-	"errors"
 	"net/url"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/ragway/ragway/gateway/oai"
-	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/workers"
 )
 
@@ -94,25 +92,15 @@ const readyPingTimeout = 2 * time.Second
 // with their states and last errors.
 func (s *server) readyz(c *fiber.Ctx) error {
 	body := readyBody{Status: "ready", Models: []readyModel{}}
-	if s.opts.Store != nil {
+	if s.opts.Database != nil {
 		ctx, cancel := context.WithTimeout(c.UserContext(), readyPingTimeout)
-		err := s.opts.Store.Ready(ctx)
+		// /readyz needs no key: the state's words name no host or user (the causes go
+		// to the log).
+		st := s.opts.Database.Check(ctx)
 		cancel()
-		body.Database = &readyDatabase{Ready: err == nil}
-		if err != nil {
-			// /readyz needs no key: the details (host, user) are for the log only.
+		body.Database = &readyDatabase{Ready: st.Ready, Error: st.Error}
+		if !st.Ready {
 			body.Status = "unavailable"
-			switch {
-			case errors.Is(err, store.ErrUnavailable):
-				body.Database.Error = "the database does not answer"
-				s.log.Debug("readyz: database", "error", err)
-			case errors.Is(err, store.ErrSchema):
-				body.Database.Error = "the database's schema is not this ragway's (see the gateway's log)"
-				s.log.Error("readyz: database", "error", err)
-			default:
-				body.Database.Error = "database error"
-				s.log.Warn("readyz: database", "error", err)
-			}
 		}
 	}
 	for _, m := range s.b.Models() {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/api/apitest"
+	"github.com/ragway/ragway/gateway/chat"
 )
 
 type groundedResponse struct {
@@ -23,7 +24,7 @@ type groundedResponse struct {
 
 func TestChatWithRAG(t *testing.T) {
 	svc, vs := apitest.KnowledgeBase(t)
-	s := start(t, newFake(), api.Options{RAG: svc})
+	s := start(t, newFake(), api.Options{Chat: &chat.Service{RAG: svc}})
 
 	t.Run("sources in the prompt and the response", func(t *testing.T) {
 		resp := s.post(t, "/v1/chat/completions", `{"model":"default","rag":{"knowledge_base":"docs"},
@@ -89,7 +90,7 @@ func TestChatWithRAGRefused(t *testing.T) {
 	checkError(t, resp, 400, "invalid_request_error", "unsupported", "rag")
 
 	svc, _ := apitest.KnowledgeBase(t)
-	s = start(t, newFake(), api.Options{RAG: svc})
+	s = start(t, newFake(), api.Options{Chat: &chat.Service{RAG: svc}})
 	resp = s.post(t, "/v1/chat/completions", `{"model":"default","rag":{"knowledge_base":"docs","top_k":99},"messages":[{"role":"user","content":"x"}]}`)
 	checkError(t, resp, 400, "invalid_request_error", "invalid_value", "rag.top_k")
 	resp = s.post(t, "/v1/chat/completions", `{"model":"default","rag":{},"messages":[{"role":"user","content":"x"}]}`)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/knowledge"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/vectorstore/embedded"
@@ -31,6 +32,12 @@ type realServer struct {
 
 func startReal(t testing.TB, opts api.Options) *realServer {
 	t.Helper()
+	return startRealWith(t, opts, knowledge.Options{})
+}
+
+// startRealWith is startReal with background indexing's Context and Indexing from ko.
+func startRealWith(t testing.TB, opts api.Options, ko knowledge.Options) *realServer {
+	t.Helper()
 	st, err := store.Open(pgtest.Database(t), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -39,13 +46,15 @@ func startReal(t testing.TB, opts api.Options) *realServer {
 	vs := embedded.New()
 	t.Cleanup(func() { vs.Close() })
 	opts.Gate = &auth.Gate{Auth: auth.New(st, auth.Options{Logger: quietLogger()}), Limiter: auth.NewLimiter(time.Now)}
-	opts.Store = st
-	opts.RAG = &rag.Service{KBs: st, TopK: 4, Logger: quietLogger(), Retriever: &rag.Retriever{Vectors: vs, Chunks: st}}
-	k := &api.Knowledge{Store: st, Indexer: &rag.Indexer{Store: st, Vectors: vs}}
-	if opts.Knowledge != nil {
-		k.Context, k.Indexing = opts.Knowledge.Context, opts.Knowledge.Indexing
+	opts = withStore(st, opts)
+	ragSvc := &rag.Service{KBs: st, TopK: 4, Logger: quietLogger(), Retriever: &rag.Retriever{Vectors: vs, Chunks: st}}
+	opts.Chat.RAG = ragSvc
+	maxBytes := opts.MaxBodyBytes // documents are bounded like bodies, as the gateway does
+	if maxBytes <= 0 {
+		maxBytes = api.DefaultMaxBodyBytes
 	}
-	opts.Knowledge = k
+	opts.Knowledge = knowledge.New(knowledge.Options{Store: st, Indexer: &rag.Indexer{Store: st, Vectors: vs}, Retriever: ragSvc.Retriever,
+		TopK: ragSvc.TopK, MaxBytes: int64(maxBytes), Context: ko.Context, Indexing: ko.Indexing, Logger: quietLogger()})
 	fake := newFake()
 	return &realServer{testServer: startWith(t, fake, fake, opts), st: st}
 }
@@ -374,7 +383,7 @@ func jsonQuote(s string) string {
 func TestBackgroundIndexingStopsWithTheGateway(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	var indexing sync.WaitGroup
-	s := startReal(t, api.Options{Knowledge: &api.Knowledge{Context: ctx, Indexing: &indexing}})
+	s := startRealWith(t, api.Options{}, knowledge.Options{Context: ctx, Indexing: &indexing})
 	key := s.key(t, "owner", store.ScopeIngest)
 	if code, b := s.send(t, "POST", "/v1/knowledge-bases", key, "application/json", []byte(`{"name":"docs"}`)); code != 201 {
 		t.Fatalf("create: %d %s", code, b)

@@ -21,7 +21,10 @@ import (
 	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/config"
 	"github.com/ragway/ragway/gateway/conversation"
+	"github.com/ragway/ragway/gateway/conversations"
+	"github.com/ragway/ragway/gateway/health"
 	"github.com/ragway/ragway/gateway/ingest"
+	"github.com/ragway/ragway/gateway/knowledge"
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/rag"
@@ -131,16 +134,28 @@ func serve(args []string, stderr io.Writer) error {
 		_ = mgr.Close(context.Background())
 		return fmt.Errorf("locate the ragway executable (PDF extraction runs in a child process): %w", err)
 	}
-	knowledge := &api.Knowledge{Store: st, Indexer: &rag.Indexer{Store: st, Vectors: vectors, Embedding: embed, Logger: log,
-		Options: rag.Options{ChunkTokens: cfg.RAG.ChunkTokens, Overlap: overlap}},
+	kbs := knowledge.New(knowledge.Options{
+		Store: st,
+		Indexer: &rag.Indexer{Store: st, Vectors: vectors, Embedding: embed, Logger: log,
+			Options: rag.Options{ChunkTokens: cfg.RAG.ChunkTokens, Overlap: overlap}},
+		Retriever:      ragSvc.Retriever,
+		EmbeddingModel: cfg.RAG.EmbeddingModel,
+		TopK:           cfg.RAG.TopK,
+		// An upload is never larger than a request's body may be.
+		MaxBytes: cfg.Server.MaxBodyBytes,
 		Extract: func(ctx context.Context, o ingest.Options, name string, f ingest.Format, data []byte) (ingest.Extracted, error) {
 			return o.Isolated(ctx, exe, name, f, data)
 		},
 		// Documents indexed in the background stop with the gateway (marked failed, to
 		// upload again), and the database closes after them.
-		Context: ctx, Indexing: &indexing}
+		Context: ctx, Indexing: &indexing,
+		Logger: log,
+	})
+	// One holder of conversations' histories: chat turns read it, deleting a
+	// conversation forgets it.
+	turns := conversation.NewTurns(st)
 	// One chat core for HTTP and WebSocket: conversations, retrieval, accounting.
-	core := &chat.Service{Backends: mgr, Turns: conversation.NewTurns(st), RAG: ragSvc, Usage: rec, Metrics: met,
+	core := &chat.Service{Backends: mgr, Turns: turns, RAG: ragSvc, Usage: rec, Metrics: met,
 		Timeout: cfg.Server.RequestTimeout.Std(), Logger: log}
 	app := api.New(mgr, api.Options{
 		MaxBodyBytes:      int(cfg.Server.MaxBodyBytes),
@@ -149,14 +164,13 @@ func serve(args []string, stderr io.Writer) error {
 		Logger:            log,
 		Metrics:           met,
 		Gate:              gate,
-		Store:             st,
+		Conversations:     conversations.New(st, turns),
+		Database:          &health.Database{Store: st, Logger: log},
 		Usage:             rec,
 		MetricsToken:      cfg.Server.MetricsToken,
 		MetricsOpen:       cfg.Server.MetricsToken == "" && api.IsLoopback(cfg.Listen),
 		Chat:              core,
-		RAG:               ragSvc,
-		Knowledge:         knowledge,
-		EmbeddingModel:    cfg.RAG.EmbeddingModel,
+		Knowledge:         kbs,
 		HeaderTimeout:     cfg.Server.HeaderTimeout.Std(),
 		BodyTimeout:       cfg.Server.BodyTimeout.Std(),
 		IdleTimeout:       cfg.Server.IdleTimeout.Std(),

@@ -1,0 +1,63 @@
+package knowledge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ragway/ragway/gateway/rag"
+	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/vectorstore"
+)
+
+// MaxTopK bounds a search's Query.TopK.
+const MaxTopK = rag.MaxTopK
+
+// IsID reports whether s has the form of a document's (or a knowledge base's) id.
+func IsID(s string) bool { return store.IsID(s) }
+
+// Query is a search of a knowledge base.
+type Query struct {
+	Text string
+	// TopK is the number of hits wanted, 1 to MaxTopK.
+	TopK int
+	// DocumentIDs, when set, restricts the search to these documents (ids: IsID).
+	DocumentIDs []string
+}
+
+// Hit is a chunk that answers a query.
+type Hit struct {
+	// N numbers the hits from 1, best first.
+	N          int
+	DocumentID string
+	Title      string
+	ChunkID    string
+	Score      float64
+	// Snippet is the start of the chunk's text.
+	Snippet string
+	// Heading is the chunk's heading path; Text, the whole chunk.
+	Heading string
+	Text    string
+}
+
+// TopK is the number of hits a search returns when asked for none (rag.top_k).
+func (s *Service) TopK() int { return s.opts.TopK }
+
+// Search returns the chunks of the user's knowledge base kbID that answer q, best
+// first. A malformed document filter is [ErrInvalidFilter]; other errors are the
+// retrieval's (the index or the embedding model failing, a query the model refuses).
+func (s *Service) Search(ctx context.Context, userID, kbID string, q Query) ([]Hit, error) {
+	srcs, err := s.opts.Retriever.Retrieve(ctx, userID, kbID, q.Text, q.TopK, q.DocumentIDs...)
+	if errors.Is(err, vectorstore.ErrInvalid) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidFilter, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: search knowledge base %s: %w", kbID, err)
+	}
+	hits := make([]Hit, 0, len(srcs))
+	for _, src := range srcs {
+		hits = append(hits, Hit{N: src.N, DocumentID: src.DocumentID, Title: src.Title, ChunkID: src.ChunkID, Score: src.Score,
+			Snippet: src.Snippet, Heading: src.Heading, Text: src.Text})
+	}
+	return hits, nil
+}
