@@ -10,6 +10,8 @@ import (
 	"testing"
 )
 
+const transportRule = "a transport (gateway/api, gateway/ws) imports no storage or domain package (store, rag, conversation, vectorstore, ingest, usage, db) and no other transport: it calls the chat core or a service, and cmd/ragway wires them"
+
 func TestCheck(t *testing.T) {
 	const (
 		sdk     = "github.com/ragway/ragway/plugin-sdk"
@@ -72,6 +74,23 @@ func TestCheck(t *testing.T) {
 			},
 			want: []string{"github.com/ragway/ragway/gateway/oai imports github.com/ragway/ragway/gateway/store: " +
 				"the OpenAI wire package (gateway/oai) knows only the wire: it may import plugin-sdk and the leaf packages, no domain package"},
+		},
+		{
+			name: "a transport importing storage, a domain package or another transport",
+			pkgs: []Package{
+				// The core, the wire, auth: allowed; tests may build the core over a store.
+				{ImportPath: "github.com/ragway/ragway/gateway/ws", Imports: []string{sdk, "github.com/ragway/ragway/gateway/chat", "github.com/ragway/ragway/gateway/oai", "github.com/ragway/ragway/gateway/auth"},
+					XTestImports: []string{"github.com/ragway/ragway/gateway/store", "github.com/ragway/ragway/gateway/conversation"}},
+				{ImportPath: "github.com/ragway/ragway/gateway/api", Imports: []string{"github.com/ragway/ragway/gateway/store", "github.com/ragway/ragway/gateway/vectorstore/embedded", "github.com/ragway/ragway/gateway/ws", "github.com/ragway/ragway/db/models"}},
+				// A package under a transport (its test helpers) is not one.
+				{ImportPath: "github.com/ragway/ragway/gateway/api/apitest", Imports: []string{"github.com/ragway/ragway/gateway/store"}},
+			},
+			want: []string{
+				"github.com/ragway/ragway/gateway/api imports github.com/ragway/ragway/db/models: " + transportRule,
+				"github.com/ragway/ragway/gateway/api imports github.com/ragway/ragway/gateway/store: " + transportRule,
+				"github.com/ragway/ragway/gateway/api imports github.com/ragway/ragway/gateway/vectorstore/embedded: " + transportRule,
+				"github.com/ragway/ragway/gateway/api imports github.com/ragway/ragway/gateway/ws: " + transportRule,
+			},
 		},
 		{
 			name: "a leaf importing the gateway",
