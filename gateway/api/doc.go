@@ -1,7 +1,14 @@
 // Package api is the gateway's HTTP surface on Fiber: the OpenAI API
 // (/v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings, with
-// SSE streaming), the WebSocket chat endpoint (/v1/ws, served by package
-// ws), and the operational routes /healthz, /readyz and /metrics.
+// SSE streaming), knowledge bases and conversations, and the operational routes
+// /healthz, /readyz and /metrics. The WebSocket protocol (package ws) is mounted
+// on the same app by cmd/ragway.
+//
+// A chat or completion request is decoded here into a chat.Request and run by the
+// chat core (package chat), whose events this package writes as SSE chunks
+// (stream.go) or gathers into one JSON completion (collect.go). The resource routes
+// call services (packages knowledge, conversations, health); nothing here reaches
+// the store (enforced by internal/importcheck).
 //
 // Every error leaving any route, including Fiber's own (unknown route,
 // wrong method, body too large) and recovered panics, has the OpenAI shape
@@ -9,7 +16,8 @@
 // backend errors onto it.
 //
 // Streaming responses do not commit to 200 until the backend produced its
-// first event or a heartbeat is due, so errors that happen before that
+// first event or a heartbeat is due (for a stored turn, not before its start:
+// its headers name the conversation), so errors that happen before that
 // (unknown model, full queue, backend failure) are ordinary HTTP errors.
 // Fasthttp cannot see a client go away on its own: a stream learns it when
 // a write fails, which heartbeats make happen while the backend is quiet,
@@ -22,13 +30,7 @@
 // netguard.Listen's connections do the same for every connection the server
 // closes.
 //
-// Subpackages: oai holds the OpenAI wire pieces shared with package ws
-// (error shape and mapping, parameter validation, a JSON string appender);
-// apitest is a scripted fake of the workers for tests.
-//
-// The package does not run models, queue requests or retry them: that is
-// package workers, reached through the Backends interface. Routes here: the OpenAI
-// API, knowledge bases (retrieval in package rag), conversations (package
-// conversation and the store), with API keys checked by package auth; admin routes
-// are not built yet.
+// Subpackage apitest is a scripted fake of the workers for tests. The package does
+// not run models, queue requests or retry them: that is package workers, reached by
+// the chat core; admin routes are not built yet.
 package api
