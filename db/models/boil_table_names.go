@@ -5,6 +5,8 @@ package models
 
 var TableNames = struct {
 	APIKeys          string
+	ChangeHorizon    string
+	Changes          string
 	Chunks           string
 	Conversations    string
 	Documents        string
@@ -15,6 +17,8 @@ var TableNames = struct {
 	Users            string
 }{
 	APIKeys:          "api_keys",
+	ChangeHorizon:    "change_horizon",
+	Changes:          "changes",
 	Chunks:           "chunks",
 	Conversations:    "conversations",
 	Documents:        "documents",

@@ -145,7 +145,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (Principal
 	switch {
 	case err == nil:
 	case errors.Is(err, store.ErrNotFound):
-		a.forget(prefix)
+		a.Forget(prefix)
 		return Principal{}, ErrInvalidKey
 	case errors.Is(err, store.ErrUnavailable):
 		return a.stale(prefix, hash, err)
@@ -156,7 +156,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (Principal
 		return Principal{}, ErrInvalidKey
 	}
 	if k.Revoked() {
-		a.forget(prefix)
+		a.Forget(prefix)
 		return Principal{}, ErrRevokedKey
 	}
 	p := Principal{
@@ -226,8 +226,10 @@ func (a *Authenticator) remember(prefix string, hash []byte, p Principal) (touch
 	return false
 }
 
-// forget drops what is remembered of prefix (the key is gone or revoked).
-func (a *Authenticator) forget(prefix string) {
+// Forget drops what is remembered of prefix (the key is gone or revoked, here or, told
+// by the change feed, through another gateway): it is not accepted while the store is
+// unavailable.
+func (a *Authenticator) Forget(prefix string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if el, ok := a.known[prefix]; ok {

@@ -31,6 +31,9 @@ type Metrics struct {
 	QueueDepth *prometheus.GaugeVec
 	// Retries counts requests retried on another replica after a crash.
 	Retries *prometheus.CounterVec
+	// FeedDelay is the time from a change made through another gateway (its row in
+	// the change feed) to this gateway having applied it, by kind.
+	FeedDelay *prometheus.HistogramVec
 }
 
 // New creates the collectors in a fresh registry (with Go and process
@@ -66,10 +69,13 @@ func New() *Metrics {
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ragway_request_retries_total", Help: "Requests retried on another replica after their replica failed before the first token.",
 		}, []string{"model"}),
+		FeedDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ragway_feed_delay_seconds", Help: "Time from a change made through another gateway to this gateway applying it, by kind.", Buckets: latency,
+		}, []string{"kind"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Requests, m.TTFT, m.Duration, m.Tokens, m.ReplicaStates, m.Restarts, m.StartSeconds, m.QueueDepth, m.Retries,
+		m.Requests, m.TTFT, m.Duration, m.Tokens, m.ReplicaStates, m.Restarts, m.StartSeconds, m.QueueDepth, m.Retries, m.FeedDelay,
 	)
 	return m
 }
@@ -103,4 +109,12 @@ func (m *Metrics) AddTokens(model string, prompt, completion int) {
 	if completion > 0 {
 		m.Tokens.WithLabelValues(model, "completion").Add(float64(completion))
 	}
+}
+
+// ObserveChange records that a change of kind, made at, was applied now.
+func (m *Metrics) ObserveChange(kind string, at time.Time) {
+	if m == nil {
+		return
+	}
+	m.FeedDelay.WithLabelValues(kind).Observe(max(time.Since(at), 0).Seconds())
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/vectorstore"
 	"github.com/ragway/ragway/gateway/vectorstore/embedded"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -218,5 +219,93 @@ func TestRebuild(t *testing.T) {
 	r := &Retriever{Vectors: fresh, Chunks: mem}
 	if srcs, err := r.Retrieve(ctx, "alice", kbA, "reconnects", 3); err != nil || len(srcs) != 1 {
 		t.Fatalf("retrieval from the rebuilt index: %+v, %v", srcs, err)
+	}
+}
+
+func (m *memChunks) EachDocumentChunks(ctx context.Context, kbID, docID string, batch int, fn func([]store.Chunk) error) error {
+	return m.EachKBChunks(ctx, kbID, batch, func(cs []store.Chunk) error {
+		var mine []store.Chunk
+		for _, c := range cs {
+			if c.DocumentID == docID {
+				mine = append(mine, c)
+			}
+		}
+		if len(mine) == 0 {
+			return nil
+		}
+		return fn(mine)
+	})
+}
+
+func (m *memChunks) KnowledgeBaseIDs(context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range m.chunks {
+		if !seen[c.KBID] {
+			seen[c.KBID] = true
+			out = append(out, c.KBID)
+		}
+	}
+	return out, nil
+}
+
+// TestApplyChangeAndLoadAll: another gateway's index follows the changes of the feed
+// (a document indexed elsewhere read from Postgres, a document or a knowledge base
+// deleted), and LoadAll makes an index hold exactly what Postgres holds, dropping a
+// knowledge base Postgres no longer has.
+func TestApplyChangeAndLoadAll(t *testing.T) {
+	ctx := context.Background()
+	mem := newMemChunks("alice")
+	here := embedded.New()
+	defer here.Close()
+	x := &Indexer{Store: mem, Vectors: here}
+	if _, err := x.Index(ctx, "alice", kbA, docX, Document{Text: "the gateway reconnects to the database"}); err != nil {
+		t.Fatal(err)
+	}
+	there := embedded.New() // another gateway's index
+	defer there.Close()
+	r := &Retriever{Vectors: there, Chunks: mem}
+	found := func() int {
+		t.Helper()
+		srcs, err := r.Retrieve(ctx, "alice", kbA, "reconnects", 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(srcs)
+	}
+	if n := found(); n != 0 {
+		t.Fatalf("before the change: %d sources", n)
+	}
+	indexed := store.Change{Kind: store.ChangeDocumentIndexed, KBID: kbA, DocumentID: docX}
+	for range 2 { // applying twice is applying once
+		if err := ApplyChange(ctx, mem, there, indexed); err != nil {
+			t.Fatal(err)
+		}
+		if n := found(); n != 1 {
+			t.Fatalf("after a document indexed elsewhere: %d sources, want 1", n)
+		}
+	}
+	if err := ApplyChange(ctx, mem, there, store.Change{Kind: store.ChangeDocumentDeleted, KBID: kbA, DocumentID: docX}); err != nil || found() != 0 {
+		t.Fatalf("after the document's deletion: %d sources, %v", found(), err)
+	}
+	_ = ApplyChange(ctx, mem, there, indexed)
+	if err := ApplyChange(ctx, mem, there, store.Change{Kind: store.ChangeKBDeleted, KBID: kbA}); err != nil || found() != 0 {
+		t.Fatalf("after the knowledge base's deletion: %d sources, %v", found(), err)
+	}
+
+	// A reload: a knowledge base deleted while the index was not following is dropped.
+	stale := "00000000-0000-4000-8000-00000000dead"
+	if err := there.Upsert(ctx, []vectorstore.Point{{ChunkID: "00000000-0000-4000-8000-000000000bad", KBID: stale, DocumentID: docX,
+		Sparse: vectorstore.Sparse{Indices: []uint32{1}, Values: []float32{1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	kbs, chunks, err := LoadAll(ctx, mem, there)
+	if err != nil || kbs != 1 || chunks != 1 {
+		t.Fatalf("LoadAll = %d knowledge bases, %d chunks, %v; want 1, 1", kbs, chunks, err)
+	}
+	if ids := there.KBIDs(); len(ids) != 1 || ids[0] != kbA || found() != 1 {
+		t.Fatalf("after LoadAll: the index holds %v and finds %d sources; want only %s, 1", ids, found(), kbA)
 	}
 }

@@ -32,11 +32,15 @@ type Options struct {
 	QueryTimeout time.Duration
 	// MaxOpenConns bounds the connection pool (default 20).
 	MaxOpenConns int
+	// Origin names this gateway in the change feed (the changes its transactions
+	// make carry it, so that it skips them when it follows the feed); "" for tools.
+	Origin string
 }
 
 // Store is the repository. It is safe for concurrent use.
 type Store struct {
 	db   *sql.DB
+	dsn  string // the connection string, for the feed's listening connection
 	url  string // the database's URL with its password masked, for messages ("": a key=value string)
 	opts Options
 
@@ -76,7 +80,7 @@ func Open(dsn string, opts Options) (*Store, error) {
 	db.SetMaxOpenConns(opts.MaxOpenConns)
 	db.SetMaxIdleConns(opts.MaxOpenConns)
 	db.SetConnMaxIdleTime(connMaxIdleTime)
-	return &Store{db: db, url: redacted, opts: opts, stmts: map[string]*sql.Stmt{}}, nil
+	return &Store{db: db, dsn: dsn, url: redacted, opts: opts, stmts: map[string]*sql.Stmt{}}, nil
 }
 
 // dsnPassword matches the password of a key=value connection string.

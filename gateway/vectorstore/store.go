@@ -117,6 +117,12 @@ type Store interface {
 	Close() error
 }
 
+// KBLister is an index that can list the knowledge bases it holds (the embedded one):
+// what a reload drops the deleted ones by.
+type KBLister interface {
+	KBIDs() []string
+}
+
 // Validate reports whether s is well formed: as many values as indices,
 // indices strictly increasing, values finite.
 func (s Sparse) Validate() error {

@@ -83,7 +83,8 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(dbURL, store.Options{})
+	origin := newOrigin()
+	st, err := store.Open(dbURL, store.Options{Origin: origin})
 	if err != nil {
 		return err
 	}
@@ -119,9 +120,7 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer vectors.Close()
-	if !persistent {
-		go loadIndex(ctx, st, vectors, log)
-	}
+	go follow(ctx, st, origin, vectors, persistent, authn, met, log)
 	embed := embedder(mgr, cfg.RAG.EmbeddingModel)
 	ragSvc := &rag.Service{KBs: st, TopK: cfg.RAG.TopK, Logger: log,
 		Retriever: &rag.Retriever{Vectors: vectors, Chunks: st, Embedding: embed}}

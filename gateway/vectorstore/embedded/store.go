@@ -111,6 +111,17 @@ func (s *Store) DeleteDocument(ctx context.Context, kbID, documentID string) err
 	return nil
 }
 
+// KBIDs implements vectorstore.KBLister: the knowledge bases the index holds.
+func (s *Store) KBIDs() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.kbs))
+	for id := range s.kbs {
+		out = append(out, id)
+	}
+	return out
+}
+
 // DeleteKB implements vectorstore.Store.
 func (s *Store) DeleteKB(ctx context.Context, kbID string) error {
 	if err := ctx.Err(); err != nil {

@@ -1,0 +1,109 @@
+package e2e
+
+import (
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ragway/ragway/internal/pgtest"
+)
+
+// propagation is how soon a change made through one gateway must be visible on the
+// others (the change feed: a notification, then the change read and applied).
+const propagation = time.Second
+
+// searchUntil searches kb through g until found(hits) or the deadline, and returns
+// how long it took; it fails the test at the deadline.
+func (g *gateway) searchUntil(t *testing.T, key, kb, query string, deadline time.Time, what string, found func([]searchHit) bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		hits := g.search(t, key, kb, query)
+		if found(hits) {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not seen on %s within %v: %+v", what, g.URL, propagation, hits)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func hasDoc(id string) func([]searchHit) bool {
+	return func(hits []searchHit) bool {
+		for _, h := range hits {
+			if h.DocumentID == id {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func lacksDoc(id string) func([]searchHit) bool {
+	has := hasDoc(id)
+	return func(hits []searchHit) bool { return !has(hits) }
+}
+
+// TestGatewaysShareOneIndex: three gateways on one database, each with its own
+// embedded index, act as one: a document ingested through one is found through the
+// others within a second, one deleted through another is gone from all, and a gateway
+// that was down while a document was ingested finds it once it is back.
+func TestGatewaysShareOneIndex(t *testing.T) {
+	db := pgtest.Database(t)
+	a := launchGatewayOn(t, db, echoModels)
+	b := serveOn(t, db, "", echoModels, false)
+	c := serveOn(t, db, "", echoModels, false)
+	for _, g := range []*gateway{a, b, c} {
+		g.waitReady(20 * time.Second)
+	}
+	key := a.Key // keys live in the database: every gateway knows them
+
+	code, body := a.call("POST", "/v1/knowledge-bases", key, `{"name":"docs"}`)
+	decode(t, "create through A", code, body, 201, nil)
+	ingest := func(g *gateway, title, text string) string {
+		t.Helper()
+		var doc kbDoc
+		code, body := g.call("POST", "/v1/knowledge-bases/docs/documents?wait=true", key, `{"title":`+jsonString(title)+`,"format":"text","text":`+jsonString(text)+`}`)
+		decode(t, "ingest "+title, code, body, 201, &doc)
+		return doc.ID
+	}
+
+	first := ingest(a, "Zanzibar", "The zanzibar quux rotates the keys every night.")
+	deadline := time.Now().Add(propagation)
+	for _, g := range []*gateway{b, c} {
+		d := g.searchUntil(t, key, "docs", "zanzibar quux", deadline, "a document ingested through A", hasDoc(first))
+		t.Logf("ingested through A, found through %s after %v", g.URL, d)
+	}
+
+	if code, body := c.call("DELETE", "/v1/knowledge-bases/docs/documents/"+first, key, ""); code != 200 {
+		t.Fatalf("delete through C: %d %s", code, body)
+	}
+	deadline = time.Now().Add(propagation)
+	for _, g := range []*gateway{a, b} {
+		g.searchUntil(t, key, "docs", "zanzibar quux", deadline, "a document deleted through C", lacksDoc(first))
+	}
+
+	// B is away while A ingests; back, it finds what was ingested meanwhile.
+	if err := b.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("stopping B: %v", err)
+	}
+	second := ingest(a, "Quokka", "The quokka ledger settles accounts at noon.")
+	b = serveOn(t, db, "", echoModels, false)
+	b.waitReady(20 * time.Second)
+	b.searchUntil(t, key, "docs", "quokka ledger", time.Now().Add(propagation), "a document ingested while B was down", hasDoc(second))
+	// And it follows the feed again: a document ingested through C now.
+	third := ingest(c, "Wombat", "The wombat cache warms before dawn.")
+	b.searchUntil(t, key, "docs", "wombat cache", time.Now().Add(propagation), "a document ingested through C after B's return", hasDoc(third))
+
+	// Deleting the knowledge base through B empties it everywhere (it is gone).
+	if code, body := b.call("DELETE", "/v1/knowledge-bases/docs", key, ""); code != 200 {
+		t.Fatalf("delete the knowledge base through B: %d %s", code, body)
+	}
+	code, body = a.call("POST", "/v1/knowledge-bases", key, `{"name":"docs"}`)
+	decode(t, "create again through A", code, body, 201, nil)
+	deadline = time.Now().Add(propagation)
+	for _, g := range []*gateway{a, b, c} {
+		g.searchUntil(t, key, "docs", "quokka ledger wombat", deadline, "a deleted knowledge base's documents", func(hits []searchHit) bool { return len(hits) == 0 })
+	}
+}
