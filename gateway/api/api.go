@@ -60,7 +60,8 @@ type Options struct {
 	Conversations *conversations.Service
 	// Database is checked by /readyz; nil: /readyz does not report a database.
 	Database *health.Database
-	// Usage accounts for every served request; may be nil.
+	// Usage accounts for embeddings (and the chats of the default core when Chat is
+	// nil; a Chat given accounts its turns with its own Usage); may be nil.
 	Usage Accountant
 	// Knowledge serves /v1/knowledge-bases; nil: no such routes.
 	Knowledge *knowledge.Service
@@ -291,7 +292,7 @@ func (s *server) recoverPanics(c *fiber.Ctx) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("panic in handler", "method", c.Method(), "path", c.Path(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			err = &oai.Error{Status: fiber.StatusInternalServerError, Type: oai.TypeServer, Code: oai.CodeInternal, Message: "internal server error"}
+			err = oai.Internal()
 		}
 	}()
 	return c.Next()

@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/ragway/ragway/gateway/chat"
+	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/oai"
 )
 
@@ -80,6 +81,11 @@ func (s *server) serveStream(c *fiber.Ctx, cl *call, t *chat.Turn, n int, stored
 		started: make([]bool, n), status: fiber.StatusOK,
 	}
 	go t.Run(ctx, st.emit)
+	// Until it commits nothing is written, so no failed write can tell that the client
+	// left: the connection is watched instead. A client that leaves while its turn
+	// waits for a replica cancels it, and a stored turn is not stored.
+	stopWatch := netguard.WatchClose(c.Context().Conn(), st.close)
+	defer stopWatch()
 	timer := time.NewTimer(st.hb)
 	defer timer.Stop()
 	var (
@@ -108,6 +114,8 @@ wait:
 			}
 			first, got = e, true
 			break wait
+		case <-st.quit:
+			return chat.APIError(context.Canceled) // the client left
 		case <-timer.C:
 			if stored && !admitted {
 				timer.Reset(st.hb)
@@ -115,6 +123,12 @@ wait:
 			}
 			break wait
 		}
+	}
+	stopWatch() // from here on, writes tell
+	select {
+	case <-st.quit:
+		return chat.APIError(context.Canceled) // it left just now
+	default:
 	}
 	cl.streamed = true
 	c.Set(fiber.HeaderContentType, "text/event-stream")

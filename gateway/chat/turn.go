@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,10 +26,11 @@ import (
 // Backends is what a turn needs of the workers (package workers implements it).
 type Backends interface {
 	// Generate runs req on model, calling emit with delta events and then one final
-	// event; if emit returns an error Generate stops and returns it. admit, when not
-	// nil, runs once when a replica has taken the request, before it is sent; it may
-	// change the request, and its error ends Generate (workers.Manager.Generate).
-	Generate(ctx context.Context, model string, req sdk.GenerateRequest, admit func(*sdk.GenerateRequest) error, emit func(sdk.Event) error) error
+	// event; if emit returns an error Generate stops and returns it. adm, when not
+	// nil, is admitted once a replica has taken the request, before it is sent: its
+	// Admit may change the request, and its error ends Generate; its Key tells the
+	// request apart for the poison quarantine (workers.Manager.Generate).
+	Generate(ctx context.Context, model string, req sdk.GenerateRequest, adm *workers.Admission, emit func(sdk.Event) error) error
 }
 
 // Accountant accounts for the tokens of served turns: the key's tokens-per-minute
@@ -123,7 +125,10 @@ type Turn struct {
 	// prompt[g] is the prompt tokens of prompt g the backend reported (early, with
 	// its first events, or in the final usage); generated counts tokens produced.
 	prompt    []int
+	cached    []int
 	generated int
+	// ended: the terminal event was emitted.
+	ended bool
 }
 
 // Turn returns the turn of r, to Run.
@@ -147,6 +152,7 @@ func (s *Service) Turn(r Request) *Turn {
 	}
 	t.finals, t.open = make([]*sdk.Event, n), n
 	t.prompt = make([]int, max(len(r.Prompts), 1))
+	t.cached = make([]int, len(t.prompt))
 	return t
 }
 
@@ -180,15 +186,13 @@ func (t *Turn) Usage() sdk.Usage {
 
 func (t *Turn) usageLocked() sdk.Usage {
 	var u sdk.Usage
-	for _, p := range t.prompt {
+	for g, p := range t.prompt {
 		u.PromptTokens += p
+		u.CachedTokens += t.cached[g]
 	}
-	for i, f := range t.finals {
+	for _, f := range t.finals {
 		if f != nil && f.Usage != nil {
 			u.CompletionTokens += f.Usage.CompletionTokens
-			if t.isFirstOfGroup(i) {
-				u.CachedTokens += f.Usage.CachedTokens
-			}
 		}
 	}
 	if u.CompletionTokens == 0 {
@@ -210,6 +214,17 @@ func (t *Turn) isFirstOfGroup(i int) bool { return i == 0 || t.group[i-1] != t.g
 func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 	s := t.svc
 	t.emit = emit
+	defer func() {
+		// A panic of the turn itself (not of a backend: generate catches those) is
+		// the gateway's fault: the turn ends with a 500, the gateway goes on.
+		if r := recover(); r != nil {
+			s.log().Error("panic in a chat turn", "model", t.r.Model.Name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			if t.mu.TryLock() { // else the panicking code held it: nothing can be told
+				_ = t.emitLocked(Event{Kind: EventError, Err: oai.Internal()})
+				t.mu.Unlock()
+			}
+		}
+	}()
 	timeout := s.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -220,6 +235,14 @@ func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 	if r.Stored && s.Turns == nil {
 		t.fail(oai.Unsupported("conversation_id", "this gateway has no database: 'conversation_id' is not available"))
 		return
+	}
+	if r.Stored {
+		// What can be told without the database is told before the turn waits for a
+		// replica.
+		if err := conversation.CheckTurn(r.Messages); err != nil {
+			t.fail(s.beginError(err, r.ConversationID))
+			return
+		}
 	}
 	var sourcesPrompt string
 	if r.RAG != nil {
@@ -248,22 +271,22 @@ func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 		firstErr error
 		wg       sync.WaitGroup
 	)
-	admit := func(req *sdk.GenerateRequest) error {
+	adm := &workers.Admission{Admit: func(req *sdk.GenerateRequest) error {
 		once.Do(func() { admitErr = t.admit(gctx, req, sourcesPrompt) })
 		if admitErr == nil && t.r.Stored {
 			req.Messages = t.reqs[0].Messages // the stored turn's prompt
 		}
 		return admitErr
+	}}
+	if r.Stored {
+		// The history Admit adds is the user's conversation's: the same new message in
+		// another conversation is another request.
+		adm.Key = r.Principal.UserID + "/" + cmp.Or(r.ConversationID, "new")
 	}
 	runChoice := func(i int) {
-		err := t.generate(gctx, i, admit)
+		err := t.generate(gctx, i, adm)
 		if err == nil {
-			t.mu.Lock()
-			if t.finals[i] == nil {
-				// Generate returned without a final event: the choice stopped.
-				err = t.onEventLocked(i, sdk.Event{FinishReason: sdk.FinishStop})
-			}
-			t.mu.Unlock()
+			err = t.stopped(i)
 		}
 		if err != nil {
 			errMu.Lock()
@@ -281,6 +304,18 @@ func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer func() {
+					// As Run's own: a choice's goroutine must not end the gateway.
+					if r := recover(); r != nil {
+						s.log().Error("panic in a chat turn's choice", "model", t.r.Model.Name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+						errMu.Lock()
+						if firstErr == nil {
+							firstErr = oai.Internal()
+							cancel()
+						}
+						errMu.Unlock()
+					}
+				}()
 				runChoice(i)
 			}()
 		}
@@ -289,11 +324,24 @@ func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 	t.end(ctx, firstErr)
 }
 
+// stopped ends choice i whose Generate returned without a final event: it stopped.
+func (t *Turn) stopped(i int) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.finals[i] != nil {
+		return nil
+	}
+	return t.onEventLocked(i, sdk.Event{FinishReason: sdk.FinishStop})
+}
+
 // admit runs when a replica took the turn's first choice: a stored turn is begun (its
 // history fitted to what the sources leave of the model's context), then the turn
 // starts (EventStart, EventSources).
 func (t *Turn) admit(ctx context.Context, req *sdk.GenerateRequest, sourcesPrompt string) error {
 	r := &t.r
+	if err := ctx.Err(); err != nil {
+		return err // cancelled as a replica took it: nothing is stored
+	}
 	if r.Stored {
 		// Outside ctx's cancellation: once Postgres holds the turn, its end must be
 		// stored too.
@@ -335,14 +383,14 @@ func (t *Turn) admit(ctx context.Context, req *sdk.GenerateRequest, sourcesPromp
 // generate runs choice i. Every event's text is cleaned as it comes out of the
 // backend (oai.CleanEmit): what the client reads and what the stored turn keeps are
 // the same text. A panic of the backend is an error, not the end of the gateway.
-func (t *Turn) generate(ctx context.Context, i int, admit func(*sdk.GenerateRequest) error) (err error) {
+func (t *Turn) generate(ctx context.Context, i int, adm *workers.Admission) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			t.svc.log().Error("panic in Generate", "model", t.r.Model.Name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			err = fmt.Errorf("backend panicked: %v", r)
 		}
 	}()
-	return t.svc.Backends.Generate(ctx, t.r.Model.Name, t.reqs[i], admit, oai.CleanEmit(func(e sdk.Event) error {
+	return t.svc.Backends.Generate(ctx, t.r.Model.Name, t.reqs[i], adm, oai.CleanEmit(func(e sdk.Event) error {
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		return t.onEventLocked(i, e)
@@ -361,7 +409,7 @@ func (t *Turn) onEventLocked(i int, e sdk.Event) error {
 		t.stored.Observe(e)
 	}
 	if e.Usage != nil && t.isFirstOfGroup(i) {
-		t.prompt[t.group[i]] = e.Usage.PromptTokens
+		t.prompt[t.group[i]], t.cached[t.group[i]] = e.Usage.PromptTokens, e.Usage.CachedTokens
 	}
 	if e.Text != "" && !t.firstTok {
 		t.firstTok = true
@@ -396,9 +444,10 @@ func (t *Turn) onEventLocked(i int, e sdk.Event) error {
 // still have a client to tell how the turn ended.
 func (t *Turn) emitLocked(ev Event) error {
 	terminal := ev.Kind == EventDone || ev.Kind == EventError
-	if t.emitErr != nil && !terminal {
+	if t.ended || t.emitErr != nil && !terminal {
 		return t.emitErr
 	}
+	t.ended = terminal
 	err := t.emit(ev)
 	if err != nil && t.emitErr == nil {
 		t.emitErr = err

@@ -114,7 +114,7 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 		msgs = append(msgs, store.NewMessage{Role: m.Role, Content: m.Content})
 	}
 	if len(msgs) == 0 {
-		return nil, &store.FieldError{Field: "messages", Reason: "a turn of a stored conversation needs at least one message that is not a system message"}
+		return nil, CheckTurn(req.Messages)
 	}
 	budget := req.HistoryBudget()
 	t := store.Turn{Messages: msgs, Model: req.Model, SystemPrompt: system, Budget: budget}
@@ -163,6 +163,19 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 	}
 	ts.held.put(started.Conversation.ID, trimFor(history, holdBudget), holdBudget)
 	return turn, nil
+}
+
+// CheckTurn reports whether msgs can be a turn of a stored conversation: it needs at
+// least one message that is not a system message (*store.FieldError "messages").
+// Begin checks it too; a caller checks it first to refuse such a turn before it waits
+// for a model.
+func CheckTurn(msgs []sdk.Message) error {
+	for _, m := range msgs {
+		if m.Role != store.RoleSystem && m.Role != "developer" {
+			return nil
+		}
+	}
+	return &store.FieldError{Field: "messages", Reason: "a turn of a stored conversation needs at least one message that is not a system message"}
 }
 
 // Observe records a generation event: its text joins the answer.

@@ -157,3 +157,9 @@ func NoKnowledgeBase(kb, param string) *Error {
 	e.Message = "no knowledge base '" + kb + "'"
 	return e
 }
+
+// Internal is the error of a fault of the gateway itself (a recovered panic): 500,
+// saying nothing of it (the cause goes to the log).
+func Internal() *Error {
+	return &Error{Status: http.StatusInternalServerError, Type: TypeServer, Code: CodeInternal, Message: "internal server error"}
+}

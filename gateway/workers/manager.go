@@ -149,13 +149,14 @@ func (m *Manager) pool(name string) (*pool, error) {
 // is retried once on another (or the restarted) replica within ctx; a request
 // during which two replicas died is a poison request (see ErrPoisonRequest).
 //
-// admit, when not nil, runs once, when a replica has taken the request and before
-// the request is sent to it: a request refused before that (the model unavailable,
-// its queue full or timed out, a quarantined poison request) never runs admit. admit
-// may change the request (a stored turn fits its history there); its error ends
-// Generate with that error, the replica released. A retry after a replica's death
-// does not run admit again.
-func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRequest, admit func(*sdk.GenerateRequest) error, emit func(sdk.Event) error) error {
+// adm, when not nil, is the caller's part once a replica took the request: its Admit
+// runs once, when a replica has taken the request and before the request is sent
+// to it. A request refused before that (the model unavailable, its queue full or
+// timed out, a quarantined poison request) never runs Admit. Admit may change the
+// request (a stored turn fits its history there); its error ends Generate with that
+// error, the replica released. A retry after a replica's death does not run Admit
+// again.
+func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRequest, adm *Admission, emit func(sdk.Event) error) error {
 	p, err := m.pool(model)
 	if err != nil {
 		return err
@@ -163,14 +164,22 @@ func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRe
 	if p.model.Embedding {
 		return sdk.InvalidRequestf("model %q is an embedding model", model)
 	}
-	// The poison key is the request as the caller gave it, before admit changed it:
-	// the same request asked again is recognised before anything is admitted.
-	canon := req
-	canon.RequestID = "" // the same request sent again has another id
-	admitted := admit == nil
+	// The poison key is the request as the caller gave it, before Admit changed it,
+	// with what tells it apart beyond its body (Admission.Key): the same request asked
+	// again is recognised before anything is admitted, and no other request shares
+	// its key.
+	canon := struct {
+		Req sdk.GenerateRequest
+		Key string `json:",omitempty"`
+	}{Req: req}
+	canon.Req.RequestID = "" // the same request sent again has another id
+	admitted := adm == nil || adm.Admit == nil
+	if adm != nil {
+		canon.Key = adm.Key
+	}
 	return m.withRetry(ctx, p, func() requestKey { return keyOf("generate", canon) }, func(proc Process, sent *bool) error {
 		if !admitted {
-			if err := admit(&req); err != nil {
+			if err := adm.Admit(&req); err != nil {
 				return err
 			}
 			admitted = true
@@ -184,6 +193,17 @@ func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRe
 			return emit(e)
 		})
 	})
+}
+
+// Admission is a caller's part in Generate once a replica took its request.
+type Admission struct {
+	// Key tells the request apart beyond its body, for the poison quarantine: what
+	// Admit adds to it (a stored turn's user and conversation). Two requests with the
+	// same body and the same Key are the same request.
+	Key string
+	// Admit runs once a replica took the request, before it is sent; it may change
+	// the request, and its error ends Generate.
+	Admit func(req *sdk.GenerateRequest) error
 }
 
 // Embed runs req on a replica of an embedding model, with Generate's retry

@@ -442,3 +442,33 @@ func TestIsolatedRequestGetsAReplicaToItself(t *testing.T) {
 		p.release(g)
 	}
 }
+
+// TestPoisonKeyIsTheAdmittedRequest: a request completed at admission (a stored turn,
+// whose history Admit adds) is quarantined under its Admission.Key too: another
+// conversation's turn with the same new message is not refused, the same turn asked
+// again is, before it is admitted.
+func TestPoisonKeyIsTheAdmittedRequest(t *testing.T) {
+	rig := newPoisonRig(t, 3, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	turn := func(key, history string) (admitted bool, err error) {
+		adm := &Admission{Key: key, Admit: func(req *sdk.GenerateRequest) error {
+			admitted = true
+			req.Prompt = history + req.Prompt
+			return nil
+		}}
+		err = rig.mgr.Generate(ctx, "p", sdk.GenerateRequest{Prompt: "hi"}, adm, func(sdk.Event) error { return nil })
+		return admitted, err
+	}
+	var pe *PoisonError
+	if _, err := turn("alice/conversation-1", "x\x00"); !errors.As(err, &pe) || pe.Quarantined {
+		t.Fatalf("a turn whose history crashes the backend: %v, want a *PoisonError", err)
+	}
+	rig.waitReady(t)
+	if admitted, err := turn("bob/conversation-2", "hello "); err != nil || !admitted {
+		t.Fatalf("another conversation's turn with the same message: admitted %v, %v; want served", admitted, err)
+	}
+	if admitted, err := turn("alice/conversation-1", "x\x00"); !errors.As(err, &pe) || !pe.Quarantined || admitted {
+		t.Fatalf("the poison turn again: admitted %v, %v; want refused as quarantined before admission", admitted, err)
+	}
+}

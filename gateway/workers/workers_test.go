@@ -489,7 +489,7 @@ func TestAdmitRunsOnceAReplicaTookTheRequest(t *testing.T) {
 	<-started // the only slot is taken
 
 	admits := 0
-	admit := func(*sdk.GenerateRequest) error { admits++; return nil }
+	admit := &Admission{Admit: func(*sdk.GenerateRequest) error { admits++; return nil }}
 	err := mgr.Generate(ctx, "m", sdk.GenerateRequest{Prompt: "x"}, admit, func(sdk.Event) error { return nil })
 	var full *QueueFullError
 	if !errors.As(err, &full) || admits != 0 {
@@ -500,20 +500,20 @@ func TestAdmitRunsOnceAReplicaTookTheRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	err = mgr.Generate(ctx, "m", sdk.GenerateRequest{Prompt: "x"}, func(req *sdk.GenerateRequest) error {
+	err = mgr.Generate(ctx, "m", sdk.GenerateRequest{Prompt: "x"}, &Admission{Admit: func(req *sdk.GenerateRequest) error {
 		admits++
 		if len(started) != 0 {
 			t.Error("admit ran after the process got the request")
 		}
 		return nil
-	}, func(sdk.Event) error { return nil })
+	}}, func(sdk.Event) error { return nil })
 	if err != nil || admits != 1 {
 		t.Fatalf("admitted request: err %v, admitted %d times; want nil, once", err, admits)
 	}
 	<-started
 
 	refused := errors.New("the conversation is gone")
-	err = mgr.Generate(ctx, "m", sdk.GenerateRequest{Prompt: "x"}, func(*sdk.GenerateRequest) error { return refused }, func(sdk.Event) error { return nil })
+	err = mgr.Generate(ctx, "m", sdk.GenerateRequest{Prompt: "x"}, &Admission{Admit: func(*sdk.GenerateRequest) error { return refused }}, func(sdk.Event) error { return nil })
 	if !errors.Is(err, refused) || len(started) != 0 {
 		t.Fatalf("admit's error: err %v (want it), %d generations started (want 0)", err, len(started))
 	}

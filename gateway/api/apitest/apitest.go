@@ -88,9 +88,9 @@ func (f *Fake) Calls() []Call {
 }
 
 // Generate admits the request (unless SetRefuse refuses it: a replica never took
-// it), runs admit on it as workers.Manager does, records the call and runs the
+// it), admits it as workers.Manager does, records the call and runs the
 // current behaviour.
-func (f *Fake) Generate(ctx context.Context, model string, req sdk.GenerateRequest, admit func(*sdk.GenerateRequest) error, emit func(sdk.Event) error) error {
+func (f *Fake) Generate(ctx context.Context, model string, req sdk.GenerateRequest, adm *workers.Admission, emit func(sdk.Event) error) error {
 	f.mu.Lock()
 	refuse := f.refuse
 	f.mu.Unlock()
@@ -99,8 +99,8 @@ func (f *Fake) Generate(ctx context.Context, model string, req sdk.GenerateReque
 			return err
 		}
 	}
-	if admit != nil {
-		if err := admit(&req); err != nil {
+	if adm != nil && adm.Admit != nil {
+		if err := adm.Admit(&req); err != nil {
 			return err
 		}
 	}
