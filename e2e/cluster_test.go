@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -105,5 +106,42 @@ func TestGatewaysShareOneIndex(t *testing.T) {
 	deadline = time.Now().Add(propagation)
 	for _, g := range []*gateway{a, b, c} {
 		g.searchUntil(t, key, "docs", "quokka ledger wombat", deadline, "a deleted knowledge base's documents", func(hits []searchHit) bool { return len(hits) == 0 })
+	}
+}
+
+// TestRateLimitHoldsAcrossGateways: a key of 30 requests per minute gets no more than
+// 30 (and a refill's one) from three gateways together, 90 requests at once spread
+// over them; the others are 429 rate_limit_exceeded.
+func TestRateLimitHoldsAcrossGateways(t *testing.T) {
+	db := pgtest.Database(t)
+	a := launchGatewayOn(t, db, echoModels)
+	b := serveOn(t, db, "", echoModels, false)
+	c := serveOn(t, db, "", echoModels, false)
+	gws := []*gateway{a, b, c}
+	for _, g := range gws {
+		g.waitReady(20 * time.Second)
+	}
+	key := a.createKey("limited", "chat", "--rpm", "30")
+	var (
+		mu    sync.Mutex
+		codes = map[int]int{}
+		wg    sync.WaitGroup
+	)
+	for i := range 90 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, body := gws[i%3].call("POST", "/v1/chat/completions", key, `{"model":"chat","max_tokens":2,"messages":[{"role":"user","content":"hello there"}]}`)
+			if code == 429 {
+				wantAPIError(t, "over the limit", code, body, 429, "rate_limit_exceeded")
+			}
+			mu.Lock()
+			codes[code]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if codes[200] < 30 || codes[200] > 31 || codes[200]+codes[429] != 90 {
+		t.Fatalf("statuses %v: want 30 (or 31) successes and the rest 429 over 3 gateways", codes)
 	}
 }

@@ -267,17 +267,20 @@ var APIKeyWhere = struct {
 
 // APIKeyRels is where relationship names are stored.
 var APIKeyRels = struct {
-	User   string
-	Usages string
+	User           string
+	KeyLimitBucket string
+	Usages         string
 }{
-	User:   "User",
-	Usages: "Usages",
+	User:           "User",
+	KeyLimitBucket: "KeyLimitBucket",
+	Usages:         "Usages",
 }
 
 // apiKeyR is where relationships are stored.
 type apiKeyR struct {
-	User   *User      `boil:"User" json:"User" toml:"User" yaml:"User"`
-	Usages UsageSlice `boil:"Usages" json:"Usages" toml:"Usages" yaml:"Usages"`
+	User           *User        `boil:"User" json:"User" toml:"User" yaml:"User"`
+	KeyLimitBucket *LimitBucket `boil:"KeyLimitBucket" json:"KeyLimitBucket" toml:"KeyLimitBucket" yaml:"KeyLimitBucket"`
+	Usages         UsageSlice   `boil:"Usages" json:"Usages" toml:"Usages" yaml:"Usages"`
 }
 
 // NewStruct creates a new relationship struct
@@ -299,6 +302,22 @@ func (r *apiKeyR) GetUser() *User {
 	}
 
 	return r.User
+}
+
+func (o *APIKey) GetKeyLimitBucket() *LimitBucket {
+	if o == nil {
+		return nil
+	}
+
+	return o.R.GetKeyLimitBucket()
+}
+
+func (r *apiKeyR) GetKeyLimitBucket() *LimitBucket {
+	if r == nil {
+		return nil
+	}
+
+	return r.KeyLimitBucket
 }
 
 func (o *APIKey) GetUsages() UsageSlice {
@@ -430,6 +449,17 @@ func (o *APIKey) User(mods ...qm.QueryMod) userQuery {
 	return Users(queryMods...)
 }
 
+// KeyLimitBucket pointed to by the foreign key.
+func (o *APIKey) KeyLimitBucket(mods ...qm.QueryMod) limitBucketQuery {
+	queryMods := []qm.QueryMod{
+		qm.Where("\"key_id\" = ?", o.ID),
+	}
+
+	queryMods = append(queryMods, mods...)
+
+	return LimitBuckets(queryMods...)
+}
+
 // Usages retrieves all the usage's Usages with an executor.
 func (o *APIKey) Usages(mods ...qm.QueryMod) usageQuery {
 	var queryMods []qm.QueryMod
@@ -548,6 +578,115 @@ func (apiKeyL) LoadUser(ctx context.Context, e boil.ContextExecutor, singular bo
 					foreign.R = &userR{}
 				}
 				foreign.R.APIKeys = append(foreign.R.APIKeys, local)
+				break
+			}
+		}
+	}
+
+	return nil
+}
+
+// LoadKeyLimitBucket allows an eager lookup of values, cached into the
+// loaded structs of the objects. This is for a 1-1 relationship.
+func (apiKeyL) LoadKeyLimitBucket(ctx context.Context, e boil.ContextExecutor, singular bool, maybeAPIKey interface{}, mods queries.Applicator) error {
+	var slice []*APIKey
+	var object *APIKey
+
+	if singular {
+		var ok bool
+		object, ok = maybeAPIKey.(*APIKey)
+		if !ok {
+			object = new(APIKey)
+			ok = queries.SetFromEmbeddedStruct(&object, &maybeAPIKey)
+			if !ok {
+				return errors.New(fmt.Sprintf("failed to set %T from embedded struct %T", object, maybeAPIKey))
+			}
+		}
+	} else {
+		s, ok := maybeAPIKey.(*[]*APIKey)
+		if ok {
+			slice = *s
+		} else {
+			ok = queries.SetFromEmbeddedStruct(&slice, maybeAPIKey)
+			if !ok {
+				return errors.New(fmt.Sprintf("failed to set %T from embedded struct %T", slice, maybeAPIKey))
+			}
+		}
+	}
+
+	args := make(map[interface{}]struct{})
+	if singular {
+		if object.R == nil {
+			object.R = &apiKeyR{}
+		}
+		args[object.ID] = struct{}{}
+	} else {
+		for _, obj := range slice {
+			if obj.R == nil {
+				obj.R = &apiKeyR{}
+			}
+
+			args[obj.ID] = struct{}{}
+		}
+	}
+
+	if len(args) == 0 {
+		return nil
+	}
+
+	argsSlice := make([]interface{}, len(args))
+	i := 0
+	for arg := range args {
+		argsSlice[i] = arg
+		i++
+	}
+
+	query := NewQuery(
+		qm.From(`limit_buckets`),
+		qm.WhereIn(`limit_buckets.key_id in ?`, argsSlice...),
+	)
+	if mods != nil {
+		mods.Apply(query)
+	}
+
+	results, err := query.QueryContext(ctx, e)
+	if err != nil {
+		return errors.Wrap(err, "failed to eager load LimitBucket")
+	}
+
+	var resultSlice []*LimitBucket
+	if err = queries.Bind(results, &resultSlice); err != nil {
+		return errors.Wrap(err, "failed to bind eager loaded slice LimitBucket")
+	}
+
+	if err = results.Close(); err != nil {
+		return errors.Wrap(err, "failed to close results of eager load for limit_buckets")
+	}
+	if err = results.Err(); err != nil {
+		return errors.Wrap(err, "error occurred during iteration of eager loaded relations for limit_buckets")
+	}
+
+	if len(resultSlice) == 0 {
+		return nil
+	}
+
+	if singular {
+		foreign := resultSlice[0]
+		object.R.KeyLimitBucket = foreign
+		if foreign.R == nil {
+			foreign.R = &limitBucketR{}
+		}
+		foreign.R.Key = object
+	}
+
+	for _, local := range slice {
+		for _, foreign := range resultSlice {
+			if local.ID == foreign.KeyID {
+				local.R.KeyLimitBucket = foreign
+				if foreign.R == nil {
+					foreign.R = &limitBucketR{}
+				}
+				foreign.R.Key = local
 				break
 			}
 		}
@@ -706,6 +845,56 @@ func (o *APIKey) SetUser(ctx context.Context, exec boil.ContextExecutor, insert 
 		related.R.APIKeys = append(related.R.APIKeys, o)
 	}
 
+	return nil
+}
+
+// SetKeyLimitBucket of the apiKey to the related item.
+// Sets o.R.KeyLimitBucket to related.
+// Adds o to related.R.Key.
+func (o *APIKey) SetKeyLimitBucket(ctx context.Context, exec boil.ContextExecutor, insert bool, related *LimitBucket) error {
+	var err error
+
+	if insert {
+		related.KeyID = o.ID
+
+		if err = related.Insert(ctx, exec, boil.Infer()); err != nil {
+			return errors.Wrap(err, "failed to insert into foreign table")
+		}
+	} else {
+		updateQuery := fmt.Sprintf(
+			"UPDATE \"limit_buckets\" SET %s WHERE %s",
+			strmangle.SetParamNames("\"", "\"", 1, []string{"key_id"}),
+			strmangle.WhereClause("\"", "\"", 2, limitBucketPrimaryKeyColumns),
+		)
+		values := []interface{}{o.ID, related.KeyID}
+
+		if boil.IsDebug(ctx) {
+			writer := boil.DebugWriterFrom(ctx)
+			fmt.Fprintln(writer, updateQuery)
+			fmt.Fprintln(writer, values)
+		}
+		if _, err = exec.ExecContext(ctx, updateQuery, values...); err != nil {
+			return errors.Wrap(err, "failed to update foreign table")
+		}
+
+		related.KeyID = o.ID
+	}
+
+	if o.R == nil {
+		o.R = &apiKeyR{
+			KeyLimitBucket: related,
+		}
+	} else {
+		o.R.KeyLimitBucket = related
+	}
+
+	if related.R == nil {
+		related.R = &limitBucketR{
+			Key: o,
+		}
+	} else {
+		related.R.Key = o
+	}
 	return nil
 }
 

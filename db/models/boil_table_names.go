@@ -11,6 +11,7 @@ var TableNames = struct {
 	Conversations    string
 	Documents        string
 	KnowledgeBases   string
+	LimitBuckets     string
 	Messages         string
 	ModelDeployments string
 	Usage            string
@@ -23,6 +24,7 @@ var TableNames = struct {
 	Conversations:    "conversations",
 	Documents:        "documents",
 	KnowledgeBases:   "knowledge_bases",
+	LimitBuckets:     "limit_buckets",
 	Messages:         "messages",
 	ModelDeployments: "model_deployments",
 	Usage:            "usage",

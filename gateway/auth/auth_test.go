@@ -547,7 +547,7 @@ func TestConcurrentUse(t *testing.T) {
 					}
 					continue
 				}
-				if _, err := l.Admit(p); err != nil && !errors.Is(err, ErrRateLimited) {
+				if _, err := l.Admit(context.Background(), p); err != nil && !errors.Is(err, ErrRateLimited) {
 					t.Error(err)
 				}
 				l.Spend(p, 3)

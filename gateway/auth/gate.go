@@ -1,13 +1,27 @@
 package auth
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Gate admits requests: it authenticates the key, requires a scope and applies the
 // key's rate limits, in that order. The HTTP and WebSocket layers call Check once per
 // request (per chat on a socket).
 type Gate struct {
-	Auth    *Authenticator
-	Limiter *Limiter
+	Auth *Authenticator
+	// Limiter applies keys' limits: a *Limiter (this gateway's own buckets) or a
+	// *SharedLimiter (every gateway's, on one database); nil: no limits.
+	Limiter RateLimiter
+}
+
+// RateLimiter applies keys' requests-per-minute and tokens-per-minute limits.
+type RateLimiter interface {
+	// Admit takes one request of p's allowance, or returns a *RateLimitError and the
+	// time until the key may make its next request.
+	Admit(ctx context.Context, p Principal) (retryAfter time.Duration, err error)
+	// Spend charges the tokens a request of p used.
+	Spend(p Principal, tokens int)
 }
 
 // Admitter admits requests by API key (*Gate implements it): what a transport needs
@@ -29,7 +43,7 @@ func (g *Gate) Check(ctx context.Context, key, scope string) (Principal, error) 
 		return Principal{}, err
 	}
 	if g.Limiter != nil {
-		if _, err := g.Limiter.Admit(p); err != nil {
+		if _, err := g.Limiter.Admit(ctx, p); err != nil {
 			return Principal{}, err
 		}
 	}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -167,7 +168,7 @@ func (l *Limiter) sweep(now time.Time) {
 // are charged after the fact by [Limiter.Spend], so a request may overdraw it). When
 // both limits refuse, the longer wait is reported. A key whose limits are both 0 is
 // never limited.
-func (l *Limiter) Admit(p Principal) (retryAfter time.Duration, err error) {
+func (l *Limiter) Admit(_ context.Context, p Principal) (retryAfter time.Duration, err error) {
 	if p.RPMLimit <= 0 && p.TPMLimit <= 0 {
 		return 0, nil
 	}

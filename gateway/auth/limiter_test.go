@@ -1,16 +1,17 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 )
 
-// admit calls l.Admit(p) and checks the outcome: admitted, or refused for limit with
+// admit calls l.Admit(context.Background(), p) and checks the outcome: admitted, or refused for limit with
 // retryAfter.
 func admit(t *testing.T, l *Limiter, p Principal, limit string, retryAfter time.Duration) {
 	t.Helper()
-	got, err := l.Admit(p)
+	got, err := l.Admit(context.Background(), p)
 	if limit == "" {
 		if err != nil || got != 0 {
 			t.Fatalf("Admit = %v, %v; want admitted", got, err)

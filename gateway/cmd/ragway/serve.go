@@ -99,7 +99,10 @@ func serve(args []string, stderr io.Writer) error {
 	go failInterrupted(ctx, st, cfg.Server.RequestTimeout.Std(), log)
 	var chats, indexing sync.WaitGroup
 	authn := auth.New(st, auth.Options{Logger: log})
-	gate := &auth.Gate{Auth: authn, Limiter: auth.NewLimiter(time.Now)}
+	// Keys' limits hold for the sum over every gateway on the database.
+	limiter := &auth.SharedLimiter{Store: st, Logger: log}
+	go limiter.Run(ctx)
+	gate := &auth.Gate{Auth: authn, Limiter: limiter}
 	rec := usage.New(st, usage.Options{Spend: gate.Spend, Logger: log})
 
 	met := metrics.New()

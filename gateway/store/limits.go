@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/lib/pq"
+)
+
+// LimitTake is one key's part in TakeLimits: its limits, the requests a gateway leases
+// from the key's shared bucket (negative: gives back unused ones) and the tokens it
+// debits (what the key's requests used).
+type LimitTake struct {
+	KeyID    string
+	RPM, TPM int // per minute; 0: not limited
+	Requests int
+	Tokens   int64
+}
+
+// LimitLevel is a key's bucket after TakeLimits: the requests granted (of those
+// asked) and the tokens left (negative: a debt).
+type LimitLevel struct {
+	Granted    int
+	TokensLeft float64
+}
+
+// TakeLimits applies takes to the keys' shared buckets (db/migrations/
+// 00006_shared_limits.sql: refilled to now, then taken from) in one round trip, and
+// returns each key's level, in the order of takes. A key that no longer exists is
+// ErrNotFound.
+func (s *Store) TakeLimits(ctx context.Context, takes []LimitTake) ([]LimitLevel, error) {
+	// Buckets are locked in key order: two gateways taking for the same keys cannot
+	// deadlock.
+	order := make([]int, len(takes))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(takes[a].KeyID, takes[b].KeyID) })
+	var (
+		keys           = make([]string, len(takes))
+		rpm, tpm, reqs = make([]int64, len(takes)), make([]int64, len(takes)), make([]int64, len(takes))
+		toks           = make([]int64, len(takes))
+	)
+	for j, i := range order {
+		t := takes[i]
+		if !validID(t.KeyID) {
+			return nil, fmt.Errorf("store: take limits: %w: key %q", ErrNotFound, t.KeyID)
+		}
+		keys[j], rpm[j], tpm[j], reqs[j], toks[j] = t.KeyID, int64(t.RPM), int64(t.TPM), int64(t.Requests), t.Tokens
+	}
+	out := make([]LimitLevel, len(takes))
+	err := s.do(ctx, "take limits", func(ctx context.Context) error {
+		rows, err := s.db.QueryContext(ctx, `SELECT t.i, l.granted, l.tokens_left
+			FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::bigint[]) WITH ORDINALITY AS t(k, rpm, tpm, req, tok, i),
+			LATERAL ragway_limit(t.k, t.rpm, t.tpm, t.req, t.tok) l ORDER BY t.i`,
+			pq.Array(keys), pq.Array(rpm), pq.Array(tpm), pq.Array(reqs), pq.Array(toks))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				j int
+				l LimitLevel
+			)
+			if err := rows.Scan(&j, &l.Granted, &l.TokensLeft); err != nil {
+				return err
+			}
+			out[order[j-1]] = l
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
