@@ -1,12 +1,21 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ragway/ragway/internal/pgtest"
+	"github.com/ragway/ragway/internal/testbin"
 )
 
 // propagation is how soon a change made through one gateway must be visible on the
@@ -144,4 +153,123 @@ func TestRateLimitHoldsAcrossGateways(t *testing.T) {
 	if codes[200] < 30 || codes[200] > 31 || codes[200]+codes[429] != 90 {
 		t.Fatalf("statuses %v: want 30 (or 31) successes and the rest 429 over 3 gateways", codes)
 	}
+}
+
+// freePorts returns a port p such that p, p+1, …, p+n are free on 127.0.0.1 (the
+// cluster's balancer and its gateways).
+func freePorts(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if p+n > 65535 {
+			continue
+		}
+		free := true
+		for i := 1; i <= n && free; i++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+i))
+			if err != nil {
+				free = false
+				continue
+			}
+			l.Close()
+		}
+		if free {
+			return p
+		}
+	}
+	t.Fatal("no free run of ports")
+	return 0
+}
+
+// TestClusterScript runs deploy/cluster.sh (what `task cluster` runs) with two gateways:
+// HAProxy spreads requests over both, a conversation started through the balancer
+// continues through it whichever gateway serves, and stopping the script stops them
+// all.
+func TestClusterScript(t *testing.T) {
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		t.Fatalf("haproxy is not installed: task setup:haproxy installs it (task test depends on it): %v", err)
+	}
+	db := pgtest.Database(t)
+	keyOut, keyErr, code := runCommand(t, withEnv(exec.Command(testbin.Ragway(t), "keys", "create", "--user", "ops", "--scopes", "chat"), "DATABASE_URL="+db))
+	if code != 0 {
+		t.Fatalf("keys create: %s", keyErr)
+	}
+	key := strings.TrimSpace(keyOut)
+	port := freePorts(t, 2)
+	cmd := exec.Command("sh", "deploy/cluster.sh", "2")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+db, "RAGWAY_BIN="+testbin.Ragway(t), fmt.Sprint("CLUSTER_PORT=", port),
+		"CLUSTER_DIR="+t.TempDir(), "RAGWAY_PLUGINS_DIR="+testbin.Dir(t), "RAGWAY_MODELS=[{name: chat, backend: echo}]", "TMPDIR="+t.TempDir())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	})
+	lb := &gateway{t: t, URL: fmt.Sprintf("http://127.0.0.1:%d", port), Key: key}
+
+	// Both gateways up behind the balancer: their /readyz name two echo plugins.
+	plugins := map[int]bool{}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(plugins) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the balancer did not reach two ready gateways (plugins %v); script output:\n%s", plugins, out.String())
+		}
+		// Until HAProxy listens and has checked a gateway, it refuses or answers 503
+		// in its own words.
+		if resp, err := http.Get(lb.URL + "/readyz"); err == nil {
+			var r readiness
+			if resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&r) == nil {
+				for _, p := range pids(r, "chat") {
+					plugins[p] = true
+				}
+			}
+			resp.Body.Close()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A stored conversation through the balancer, turn after turn.
+	var first struct {
+		ConversationID string `json:"conversation_id"`
+	}
+	code, body := lb.call("POST", "/v1/chat/completions", key, `{"model":"chat","conversation_id":"new","messages":[{"role":"user","content":"first turn"}]}`)
+	decode(t, "first turn", code, body, 200, &first)
+	for i := range 3 {
+		code, body := lb.call("POST", "/v1/chat/completions", key, `{"model":"chat","conversation_id":"`+first.ConversationID+`","messages":[{"role":"user","content":"turn `+fmt.Sprint(i)+`"}]}`)
+		decode(t, "next turn", code, body, 200, nil)
+	}
+	if got := lb.conversation(key, first.ConversationID); len(got.Messages) != 8 {
+		t.Fatalf("the conversation has %d messages, want 8", len(got.Messages))
+	}
+
+	// Stopping the script stops every gateway (and so their plugins).
+	if err := syscall.Kill(cmd.Process.Pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the script did not stop within 20 s:\n%s", out.String())
+	}
+	for p := range plugins {
+		if !processGone(p, 10*time.Second) {
+			t.Errorf("plugin %d outlived the cluster", p)
+		}
+	}
+}
+
+func withEnv(cmd *exec.Cmd, env ...string) *exec.Cmd {
+	cmd.Env = append(os.Environ(), env...)
+	return cmd
 }

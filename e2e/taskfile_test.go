@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,6 +108,22 @@ func TestTestTaskRunsBothModules(t *testing.T) {
 			if !slices.Contains(strings.Fields(string(ran)), module) {
 				t.Errorf("with the tests of %s failing, those of %s did not run (ran: %q)", failIn, module, ran)
 			}
+		}
+	}
+}
+
+// TestClusterTaskRunsTheScript: `task cluster` is deploy/cluster.sh (which
+// TestClusterScript runs) after migrating and making a key, and the test task installs
+// the balancer that test needs.
+func TestClusterTaskRunsTheScript(t *testing.T) {
+	tf := readTaskfile(t)
+	cluster := tf.Tasks["cluster"]
+	if len(cluster.Cmds) != 1 || !strings.Contains(fmt.Sprint(cluster.Cmds[0]), "exec deploy/cluster.sh {{.CLI_ARGS}}") {
+		t.Fatalf("task cluster's commands %v do not end in the script", cluster.Cmds)
+	}
+	for _, task := range []string{"cluster", "test"} {
+		if !slices.Contains(tf.Tasks[task].Deps, any("setup:haproxy")) {
+			t.Errorf("task %s does not depend on setup:haproxy (its deps: %v)", task, tf.Tasks[task].Deps)
 		}
 	}
 }
