@@ -273,3 +273,143 @@ func withEnv(cmd *exec.Cmd, env ...string) *exec.Cmd {
 	cmd.Env = append(os.Environ(), env...)
 	return cmd
 }
+
+// killModels makes chats long enough to be cut: 30 ms a token.
+const killModels = `
+  - {name: chat, backend: echo, max_concurrency: 16, options: {delay_ms: 30}}
+`
+
+// socketChat is what a client read of its one stored chat: until done, or until the
+// socket broke.
+type socketChat struct {
+	conversationID string
+	tokens         int
+	done           bool
+	err            error
+}
+
+// TestKillOneGatewayDuringChats: 16 WebSocket chats on gateway A, half of them done,
+// when A is killed (kill -9). Every chat whose done arrived is stored complete; the
+// others, left in progress by A, are marked failed by B within seconds; their clients
+// continue the conversations on B.
+func TestKillOneGatewayDuringChats(t *testing.T) {
+	db := pgtest.Database(t)
+	a := launchGatewayOn(t, db, killModels)
+	b := serveOn(t, db, "", killModels, false)
+	a.waitReady(20 * time.Second)
+	b.waitReady(20 * time.Second)
+	long := strings.Repeat("word ", 400) // 12 s of tokens
+	chats := make([]socketChat, 16)
+	var wg sync.WaitGroup
+	started := make(chan int, 16) // a chat's first token arrived
+	for i := range chats {
+		c := dialWSKey(t, a, a.Key, "")
+		content := "short answer here"
+		if i%2 == 1 {
+			content = long
+		}
+		writeWS(t, c, map[string]any{"type": "chat", "id": "c", "model": "chat", "content": content})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &chats[i]
+			for {
+				var f wsFrame
+				if r.err = c.ReadJSON(&f); r.err != nil {
+					return
+				}
+				switch f.Type {
+				case "start":
+					r.conversationID = f.ConversationID
+				case "token":
+					if r.tokens++; r.tokens == 1 {
+						started <- i
+					}
+				case "done":
+					r.done = true
+					return
+				default:
+					r.err = fmt.Errorf("unexpected frame %s", f.raw)
+					return
+				}
+			}
+		}()
+	}
+	for range chats {
+		select {
+		case <-started:
+		case <-time.After(20 * time.Second):
+			t.Fatal("not every chat got its first token")
+		}
+	}
+	// The short chats end; the long ones are mid-answer.
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; i < len(chats); i += 2 {
+		for {
+			if cs := readAnswer(t, b, a.Key, chats[i].conversationID); cs.Status == "complete" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("short chat %d did not complete", i)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	_ = a.stop(syscall.SIGKILL) // its exit is "killed", as meant
+	wg.Wait() // every socket ends: with done, or broken
+
+	for i, c := range chats {
+		if c.conversationID == "" {
+			t.Fatalf("chat %d has no conversation id", i)
+		}
+		if c.done {
+			if m := readAnswer(t, b, a.Key, c.conversationID); m.Status != "complete" || m.Content == "" {
+				t.Errorf("chat %d got its done but is stored %s %q", i, m.Status, m.Content)
+			}
+			continue
+		}
+		if i%2 == 0 {
+			t.Errorf("short chat %d never got its done: %v", i, c.err)
+		}
+	}
+	// A's answers left in progress are failed by B: A stopped saying it is alive.
+	deadline = time.Now().Add(30 * time.Second)
+	for i, c := range chats {
+		if c.done {
+			continue
+		}
+		for {
+			m := readAnswer(t, b, a.Key, c.conversationID)
+			if m.Status == "failed" {
+				// (Its text is stored at its end, which A never reached.)
+				if !strings.Contains(m.Error, "gateway generating the answer stopped") {
+					t.Errorf("chat %d's answer failed as %q: want why", i, m.Error)
+				}
+				break
+			}
+			if m.Status != "in_progress" || time.Now().After(deadline) {
+				t.Fatalf("chat %d's answer is %s %q, want failed within 30 s of A's death", i, m.Status, m.Error)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		// Its client continues the conversation on B.
+		ws := dialWSKey(t, b, a.Key, "")
+		r := runWSChat(t, ws, map[string]any{"type": "chat", "id": "again", "model": "chat", "conversation_id": c.conversationID, "content": "still there?"})
+		if r.End.Type != "done" || r.Text != "still there?" {
+			t.Fatalf("chat %d continued on B: %+v", i, r.End)
+		}
+		if got := b.conversation(a.Key, c.conversationID); len(got.Messages) != 4 || got.Messages[3].Status != "complete" {
+			t.Fatalf("chat %d's conversation after continuing on B: %+v", i, got.Messages)
+		}
+	}
+}
+
+// readAnswer returns the last message (the answer) of conversation id, read through g.
+func readAnswer(t *testing.T, g *gateway, key, id string) storedMessage {
+	t.Helper()
+	c := g.conversation(key, id)
+	if len(c.Messages) == 0 {
+		t.Fatalf("conversation %s has no messages", id)
+	}
+	return c.Messages[len(c.Messages)-1]
+}

@@ -10,6 +10,7 @@ var TableNames = struct {
 	Chunks           string
 	Conversations    string
 	Documents        string
+	Gateways         string
 	KnowledgeBases   string
 	LimitBuckets     string
 	Messages         string
@@ -23,6 +24,7 @@ var TableNames = struct {
 	Chunks:           "chunks",
 	Conversations:    "conversations",
 	Documents:        "documents",
+	Gateways:         "gateways",
 	KnowledgeBases:   "knowledge_bases",
 	LimitBuckets:     "limit_buckets",
 	Messages:         "messages",

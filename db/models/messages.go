@@ -38,6 +38,7 @@ type Message struct {
 	Sources          null.JSON   `boil:"sources" json:"sources,omitempty" toml:"sources" yaml:"sources,omitempty"`
 	CreatedAt        time.Time   `boil:"created_at" json:"created_at" toml:"created_at" yaml:"created_at"`
 	CompletedAt      null.Time   `boil:"completed_at" json:"completed_at,omitempty" toml:"completed_at" yaml:"completed_at,omitempty"`
+	Gateway          null.String `boil:"gateway" json:"gateway,omitempty" toml:"gateway" yaml:"gateway,omitempty"`
 
 	R *messageR `boil:"-" json:"-" toml:"-" yaml:"-"`
 	L messageL  `boil:"-" json:"-" toml:"-" yaml:"-"`
@@ -58,6 +59,7 @@ var MessageColumns = struct {
 	Sources          string
 	CreatedAt        string
 	CompletedAt      string
+	Gateway          string
 }{
 	ID:               "id",
 	Seq:              "seq",
@@ -73,6 +75,7 @@ var MessageColumns = struct {
 	Sources:          "sources",
 	CreatedAt:        "created_at",
 	CompletedAt:      "completed_at",
+	Gateway:          "gateway",
 }
 
 var MessageTableColumns = struct {
@@ -90,6 +93,7 @@ var MessageTableColumns = struct {
 	Sources          string
 	CreatedAt        string
 	CompletedAt      string
+	Gateway          string
 }{
 	ID:               "messages.id",
 	Seq:              "messages.seq",
@@ -105,6 +109,7 @@ var MessageTableColumns = struct {
 	Sources:          "messages.sources",
 	CreatedAt:        "messages.created_at",
 	CompletedAt:      "messages.completed_at",
+	Gateway:          "messages.gateway",
 }
 
 // Generated where
@@ -148,6 +153,7 @@ var MessageWhere = struct {
 	Sources          whereHelpernull_JSON
 	CreatedAt        whereHelpertime_Time
 	CompletedAt      whereHelpernull_Time
+	Gateway          whereHelpernull_String
 }{
 	ID:               whereHelperstring{field: "\"messages\".\"id\""},
 	Seq:              whereHelperint64{field: "\"messages\".\"seq\""},
@@ -163,6 +169,7 @@ var MessageWhere = struct {
 	Sources:          whereHelpernull_JSON{field: "\"messages\".\"sources\""},
 	CreatedAt:        whereHelpertime_Time{field: "\"messages\".\"created_at\""},
 	CompletedAt:      whereHelpernull_Time{field: "\"messages\".\"completed_at\""},
+	Gateway:          whereHelpernull_String{field: "\"messages\".\"gateway\""},
 }
 
 // MessageRels is where relationship names are stored.
@@ -202,9 +209,9 @@ func (r *messageR) GetConversation() *Conversation {
 type messageL struct{}
 
 var (
-	messageAllColumns            = []string{"id", "seq", "conversation_id", "role", "content", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at"}
+	messageAllColumns            = []string{"id", "seq", "conversation_id", "role", "content", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway"}
 	messageColumnsWithoutDefault = []string{"conversation_id", "role", "content"}
-	messageColumnsWithDefault    = []string{"id", "seq", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at"}
+	messageColumnsWithDefault    = []string{"id", "seq", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway"}
 	messagePrimaryKeyColumns     = []string{"id"}
 	messageGeneratedColumns      = []string{"seq"}
 )

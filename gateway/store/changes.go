@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
@@ -164,14 +163,4 @@ func (s *Store) EachDocumentChunks(ctx context.Context, kbID, docID string, batc
 		}
 		after = page[len(page)-1].Ordinal
 	}
-}
-
-// setOrigin names this gateway as the origin of the changes tx makes (ragway.origin,
-// for the feed's triggers).
-func (s *Store) setOrigin(ctx context.Context, tx *sql.Tx) error {
-	if s.opts.Origin == "" {
-		return nil
-	}
-	_, err := tx.ExecContext(ctx, `SELECT set_config('ragway.origin', $1, true)`, s.opts.Origin)
-	return err
 }

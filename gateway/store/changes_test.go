@@ -67,9 +67,9 @@ func TestChangeFeed(t *testing.T) {
 	want := []string{
 		fmt.Sprintf("document_indexed %s %s  gateway-a", kb.ID, d1.ID),
 		fmt.Sprintf("document_indexed %s %s  ", kb.ID, d2.ID),
-		fmt.Sprintf("document_deleted %s %s  ", kb.ID, d1.ID),
-		fmt.Sprintf("kb_deleted %s   ", kb.ID),
-		"key_revoked   rgw_feedtest ",
+		fmt.Sprintf("document_deleted %s %s  gateway-a", kb.ID, d1.ID),
+		fmt.Sprintf("kb_deleted %s   gateway-a", kb.ID),
+		"key_revoked   rgw_feedtest gateway-a",
 	}
 	if g := kinds(got); fmt.Sprint(g) != fmt.Sprint(want) || horizon != 0 {
 		t.Fatalf("changes (horizon %d):\n%q\nwant\n%q", horizon, g, want)
@@ -186,5 +186,46 @@ func TestListenChanges(t *testing.T) {
 	}
 	cancel()
 	for range wake { // closed once ctx ends
+	}
+}
+
+// TestFailOrphaned: an answer in progress names the gateway generating it; once that
+// gateway has not been seen for a while, another gateway marks the answer failed,
+// text kept. Answers of live gateways are left alone.
+func TestFailOrphaned(t *testing.T) {
+	url := pgtest.Database(t)
+	a := openURL(t, url, store.Options{Origin: "gateway-a"})
+	b := openURL(t, url, store.Options{Origin: "gateway-b"})
+	u := user(t, a, "alice")
+	dead := turn(t, a, u.ID, conversation(t, a, u.ID).ID, userTurn("left hanging"))
+	alive := turn(t, b, u.ID, conversation(t, b, u.ID).ID, userTurn("still going"))
+	for _, s := range []*store.Store{a, b} {
+		if err := s.Heartbeat(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := b.FailOrphaned(ctx(t), 5*time.Second); err != nil || n != 0 {
+		t.Fatalf("with both gateways alive: failed %d, %v", n, err)
+	}
+	// A stops: its heartbeat ages, and so do both answers.
+	if _, err := a.DB().Exec(`UPDATE gateways SET seen_at = now() - interval '10 seconds' WHERE origin = 'gateway-a';
+		UPDATE messages SET created_at = created_at - interval '10 seconds'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Heartbeat(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.FailOrphaned(ctx(t), 5*time.Second); err != nil || n != 1 {
+		t.Fatalf("after A stopped: failed %d, %v; want 1", n, err)
+	}
+	var status, why string
+	if err := a.DB().QueryRow(`SELECT status, coalesce(error, '') FROM messages WHERE id = $1`, dead.AssistantMessageID).Scan(&status, &why); err != nil {
+		t.Fatal(err)
+	}
+	if status != "failed" || why != store.Orphaned {
+		t.Fatalf("A's answer: %s %q", status, why)
+	}
+	if err := a.DB().QueryRow(`SELECT status FROM messages WHERE id = $1`, alive.AssistantMessageID).Scan(&status); err != nil || status != "in_progress" {
+		t.Fatalf("B's answer: %s, %v; want still in progress", status, err)
 	}
 }

@@ -74,11 +74,6 @@ func (s *Store) IndexDocument(ctx context.Context, userID, kbID, docID string, c
 			return err
 		}
 		defer tx.Rollback() // a no-op after Commit
-		// The feed's change (document_indexed, by trigger) names this gateway: it has
-		// indexed the chunks itself.
-		if err := s.setOrigin(ctx, tx); err != nil {
-			return err
-		}
 		// Lock order: the knowledge base, then the document. DeleteKnowledgeBase locks
 		// the knowledge base's row first and its cascade then the documents'; locking
 		// the document first would let the chunks' foreign-key check (at the end of the

@@ -32,8 +32,9 @@ type Options struct {
 	QueryTimeout time.Duration
 	// MaxOpenConns bounds the connection pool (default 20).
 	MaxOpenConns int
-	// Origin names this gateway in the change feed (the changes its transactions
-	// make carry it, so that it skips them when it follows the feed); "" for tools.
+	// Origin names this gateway on its database sessions (ragway.origin): the
+	// changes it makes carry it in the change feed (it skips them when it follows the
+	// feed), and so do the answers it generates (FailOrphaned); "" for tools.
 	Origin string
 }
 
@@ -62,6 +63,9 @@ func Open(dsn string, opts Options) (*Store, error) {
 	// OpenDB over pq's Connector rather than sql.Open: the Connector dials with the
 	// operation's context, so a server that does not answer costs QueryTimeout, not
 	// the operating system's connect timeout.
+	if opts.Origin != "" {
+		dsn = withOrigin(dsn, opts.Origin)
+	}
 	connector, err := pq.NewConnector(dsn)
 	switch {
 	case err != nil && redacted == "":
@@ -81,6 +85,20 @@ func Open(dsn string, opts Options) (*Store, error) {
 	db.SetMaxIdleConns(opts.MaxOpenConns)
 	db.SetConnMaxIdleTime(connMaxIdleTime)
 	return &Store{db: db, dsn: dsn, url: redacted, opts: opts, stmts: map[string]*sql.Stmt{}}, nil
+}
+
+// withOrigin adds ragway.origin=origin to dsn's run-time parameters: every session of
+// the gateway then names it (the change feed's triggers and an answer's gateway read
+// it).
+func withOrigin(dsn, origin string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		q.Set("ragway.origin", origin)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	quoted := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(origin)
+	return dsn + " ragway.origin='" + quoted + "'"
 }
 
 // dsnPassword matches the password of a key=value connection string.

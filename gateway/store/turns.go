@@ -231,3 +231,45 @@ func (s *Store) FailInterrupted(ctx context.Context, olderThan time.Duration) (i
 	})
 	return int(n), err
 }
+
+// Orphaned is the error stored on an answer FailOrphaned ends.
+const Orphaned = "interrupted: the gateway generating the answer stopped before its end"
+
+// Heartbeat records that this gateway (Options.Origin) is alive, for FailOrphaned on
+// the other gateways.
+func (s *Store) Heartbeat(ctx context.Context) error {
+	if s.opts.Origin == "" {
+		return nil
+	}
+	return s.do(ctx, "heartbeat", func(ctx context.Context) error {
+		_, err := s.db.ExecContext(ctx, `INSERT INTO gateways (origin) VALUES ($1)
+			ON CONFLICT (origin) DO UPDATE SET seen_at = now()`, s.opts.Origin)
+		return err
+	})
+}
+
+// FailOrphaned marks failed (finish reason "error", error Orphaned) the answers in
+// progress (their text is stored at their end, which they never reached) of gateways
+// not seen for silentFor (stopped without ending
+// them: killed, their machine lost), forgets gateways silent for a day, and returns
+// how many answers it failed. Every gateway runs it now and then.
+func (s *Store) FailOrphaned(ctx context.Context, silentFor time.Duration) (int, error) {
+	var n int64
+	err := s.do(ctx, "fail orphaned answers", func(ctx context.Context) error {
+		res, err := s.db.ExecContext(ctx, `UPDATE messages SET status = 'failed', finish_reason = 'error',
+			error = $1, completed_at = now()
+			WHERE status = 'in_progress' AND gateway IS NOT NULL
+			AND created_at < now() - make_interval(secs => $2)
+			AND NOT EXISTS (SELECT 1 FROM gateways g WHERE g.origin = messages.gateway AND g.seen_at > now() - make_interval(secs => $2))`,
+			Orphaned, silentFor.Seconds())
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		_, err = s.db.ExecContext(ctx, `DELETE FROM gateways WHERE seen_at < now() - interval '1 day'`)
+		return err
+	})
+	return int(n), err
+}

@@ -97,6 +97,7 @@ func serve(args []string, stderr io.Writer) error {
 		log.Warn("the database is unreachable; requests that need it fail with 503 until it returns", "database", store.RedactURL(dbURL), "error", err)
 	}
 	go failInterrupted(ctx, st, cfg.Server.RequestTimeout.Std(), log)
+	go keepAlive(ctx, st, log)
 	var chats, indexing sync.WaitGroup
 	authn := auth.New(st, auth.Options{Logger: log})
 	// Keys' limits hold for the sum over every gateway on the database.
@@ -288,6 +289,40 @@ func failInterrupted(ctx context.Context, st *store.Store, requestTimeout time.D
 			log.Debug("failing interrupted answers", "error", err)
 		case n > 0:
 			log.Info("interrupted answers marked failed", "answers", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Liveness of the gateways sharing the database.
+const (
+	// heartbeatEvery is how often a gateway says it is alive.
+	heartbeatEvery = 2 * time.Second
+	// orphanedAfter is how long a gateway may be silent before the others fail the
+	// answers it left in progress.
+	orphanedAfter = 10 * time.Second
+)
+
+// keepAlive says this gateway is alive every heartbeatEvery, and marks failed the
+// answers of gateways silent for orphanedAfter (killed mid-answer, their machine
+// lost), until ctx ends.
+func keepAlive(ctx context.Context, st *store.Store, log *slog.Logger) {
+	tick := time.NewTicker(heartbeatEvery)
+	defer tick.Stop()
+	for {
+		if err := st.Heartbeat(ctx); err != nil && ctx.Err() == nil {
+			log.Debug("heartbeat", "error", err)
+		}
+		n, err := st.FailOrphaned(ctx, orphanedAfter)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Debug("failing the answers of stopped gateways", "error", err)
+		case n > 0:
+			log.Info("answers of a stopped gateway marked failed", "answers", n)
 		}
 		select {
 		case <-ctx.Done():
