@@ -356,7 +356,7 @@ func TestKillOneGatewayDuringChats(t *testing.T) {
 		}
 	}
 	_ = a.stop(syscall.SIGKILL) // its exit is "killed", as meant
-	wg.Wait() // every socket ends: with done, or broken
+	wg.Wait()                   // every socket ends: with done, or broken
 
 	for i, c := range chats {
 		if c.conversationID == "" {
