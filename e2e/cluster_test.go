@@ -413,3 +413,50 @@ func readAnswer(t *testing.T, g *gateway, key, id string) storedMessage {
 	}
 	return c.Messages[len(c.Messages)-1]
 }
+
+// TestQuotaHoldsAcrossGatewaysAndRestarts: a user's daily token quota counts what
+// every gateway served, refuses with 429 quota_exceeded naming the quota and when it
+// resets, and still holds for a gateway started afterwards.
+func TestQuotaHoldsAcrossGatewaysAndRestarts(t *testing.T) {
+	db := pgtest.Database(t)
+	a := launchGatewayOn(t, db, echoModels)
+	b := serveOn(t, db, "", echoModels, false)
+	a.waitReady(20 * time.Second)
+	b.waitReady(20 * time.Second)
+	key := a.createKey("quoted", "chat")
+	if out, err := a.cli("users", "quota", "--user", "quoted", "--daily", "60"); err != nil || !strings.Contains(out, "daily quota 60 tokens") {
+		t.Fatalf("users quota: %q, %v", out, err)
+	}
+	body := `{"model":"chat","messages":[{"role":"user","content":"one two three four five"}]}` // 6 + 5 tokens
+	served := 0
+	var refusal []byte
+	for i := 0; refusal == nil; i++ {
+		if i == 20 {
+			t.Fatalf("20 requests of 11 tokens served under a daily quota of 60")
+		}
+		code, resp := []*gateway{a, b}[i%2].call("POST", "/v1/chat/completions", key, body)
+		switch code {
+		case 200:
+			served++
+		case 429:
+			refusal = resp
+		default:
+			t.Fatalf("request %d: %d %s", i, code, resp)
+		}
+	}
+	e := wantAPIError(t, "over the quota", 429, refusal, 429, "quota_exceeded")
+	tomorrow := time.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour).Format(time.RFC3339)
+	if !strings.Contains(e.Message, "daily token quota of 60 tokens") || !strings.Contains(e.Message, tomorrow) {
+		t.Fatalf("refusal %q: want the quota and when it resets (%s)", e.Message, tomorrow)
+	}
+	// 5 requests (55 tokens) fit; a few more may pass while the gateways sync (250 ms).
+	if served < 5 || served > 8 {
+		t.Fatalf("%d requests of 11 tokens served under a daily quota of 60", served)
+	}
+	// B restarts: the quota is the database's.
+	_ = b.stop(syscall.SIGTERM)
+	b = serveOn(t, db, "", echoModels, false)
+	b.waitReady(20 * time.Second)
+	code, resp := b.call("POST", "/v1/chat/completions", key, body)
+	wantAPIError(t, "after B's restart", code, resp, 429, "quota_exceeded")
+}

@@ -15,6 +15,7 @@ var TableNames = struct {
 	LimitBuckets     string
 	Messages         string
 	ModelDeployments string
+	QuotaUsage       string
 	Usage            string
 	Users            string
 }{
@@ -29,6 +30,7 @@ var TableNames = struct {
 	LimitBuckets:     "limit_buckets",
 	Messages:         "messages",
 	ModelDeployments: "model_deployments",
+	QuotaUsage:       "quota_usage",
 	Usage:            "usage",
 	Users:            "users",
 }

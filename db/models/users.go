@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aarondl/null/v8"
 	"github.com/aarondl/sqlboiler/v4/boil"
 	"github.com/aarondl/sqlboiler/v4/queries"
 	"github.com/aarondl/sqlboiler/v4/queries/qm"
@@ -23,44 +24,96 @@ import (
 
 // User is an object representing the database table.
 type User struct {
-	ID        string    `boil:"id" json:"id" toml:"id" yaml:"id"`
-	Name      string    `boil:"name" json:"name" toml:"name" yaml:"name"`
-	CreatedAt time.Time `boil:"created_at" json:"created_at" toml:"created_at" yaml:"created_at"`
+	ID                string     `boil:"id" json:"id" toml:"id" yaml:"id"`
+	Name              string     `boil:"name" json:"name" toml:"name" yaml:"name"`
+	CreatedAt         time.Time  `boil:"created_at" json:"created_at" toml:"created_at" yaml:"created_at"`
+	DailyTokenQuota   null.Int64 `boil:"daily_token_quota" json:"daily_token_quota,omitempty" toml:"daily_token_quota" yaml:"daily_token_quota,omitempty"`
+	MonthlyTokenQuota null.Int64 `boil:"monthly_token_quota" json:"monthly_token_quota,omitempty" toml:"monthly_token_quota" yaml:"monthly_token_quota,omitempty"`
 
 	R *userR `boil:"-" json:"-" toml:"-" yaml:"-"`
 	L userL  `boil:"-" json:"-" toml:"-" yaml:"-"`
 }
 
 var UserColumns = struct {
-	ID        string
-	Name      string
-	CreatedAt string
+	ID                string
+	Name              string
+	CreatedAt         string
+	DailyTokenQuota   string
+	MonthlyTokenQuota string
 }{
-	ID:        "id",
-	Name:      "name",
-	CreatedAt: "created_at",
+	ID:                "id",
+	Name:              "name",
+	CreatedAt:         "created_at",
+	DailyTokenQuota:   "daily_token_quota",
+	MonthlyTokenQuota: "monthly_token_quota",
 }
 
 var UserTableColumns = struct {
-	ID        string
-	Name      string
-	CreatedAt string
+	ID                string
+	Name              string
+	CreatedAt         string
+	DailyTokenQuota   string
+	MonthlyTokenQuota string
 }{
-	ID:        "users.id",
-	Name:      "users.name",
-	CreatedAt: "users.created_at",
+	ID:                "users.id",
+	Name:              "users.name",
+	CreatedAt:         "users.created_at",
+	DailyTokenQuota:   "users.daily_token_quota",
+	MonthlyTokenQuota: "users.monthly_token_quota",
 }
 
 // Generated where
 
+type whereHelpernull_Int64 struct{ field string }
+
+func (w whereHelpernull_Int64) EQ(x null.Int64) qm.QueryMod {
+	return qmhelper.WhereNullEQ(w.field, false, x)
+}
+func (w whereHelpernull_Int64) NEQ(x null.Int64) qm.QueryMod {
+	return qmhelper.WhereNullEQ(w.field, true, x)
+}
+func (w whereHelpernull_Int64) LT(x null.Int64) qm.QueryMod {
+	return qmhelper.Where(w.field, qmhelper.LT, x)
+}
+func (w whereHelpernull_Int64) LTE(x null.Int64) qm.QueryMod {
+	return qmhelper.Where(w.field, qmhelper.LTE, x)
+}
+func (w whereHelpernull_Int64) GT(x null.Int64) qm.QueryMod {
+	return qmhelper.Where(w.field, qmhelper.GT, x)
+}
+func (w whereHelpernull_Int64) GTE(x null.Int64) qm.QueryMod {
+	return qmhelper.Where(w.field, qmhelper.GTE, x)
+}
+func (w whereHelpernull_Int64) IN(slice []int64) qm.QueryMod {
+	values := make([]interface{}, 0, len(slice))
+	for _, value := range slice {
+		values = append(values, value)
+	}
+	return qm.WhereIn(fmt.Sprintf("%s IN ?", w.field), values...)
+}
+func (w whereHelpernull_Int64) NIN(slice []int64) qm.QueryMod {
+	values := make([]interface{}, 0, len(slice))
+	for _, value := range slice {
+		values = append(values, value)
+	}
+	return qm.WhereNotIn(fmt.Sprintf("%s NOT IN ?", w.field), values...)
+}
+
+func (w whereHelpernull_Int64) IsNull() qm.QueryMod    { return qmhelper.WhereIsNull(w.field) }
+func (w whereHelpernull_Int64) IsNotNull() qm.QueryMod { return qmhelper.WhereIsNotNull(w.field) }
+
 var UserWhere = struct {
-	ID        whereHelperstring
-	Name      whereHelperstring
-	CreatedAt whereHelpertime_Time
+	ID                whereHelperstring
+	Name              whereHelperstring
+	CreatedAt         whereHelpertime_Time
+	DailyTokenQuota   whereHelpernull_Int64
+	MonthlyTokenQuota whereHelpernull_Int64
 }{
-	ID:        whereHelperstring{field: "\"users\".\"id\""},
-	Name:      whereHelperstring{field: "\"users\".\"name\""},
-	CreatedAt: whereHelpertime_Time{field: "\"users\".\"created_at\""},
+	ID:                whereHelperstring{field: "\"users\".\"id\""},
+	Name:              whereHelperstring{field: "\"users\".\"name\""},
+	CreatedAt:         whereHelpertime_Time{field: "\"users\".\"created_at\""},
+	DailyTokenQuota:   whereHelpernull_Int64{field: "\"users\".\"daily_token_quota\""},
+	MonthlyTokenQuota: whereHelpernull_Int64{field: "\"users\".\"monthly_token_quota\""},
 }
 
 // UserRels is where relationship names are stored.
@@ -68,11 +121,13 @@ var UserRels = struct {
 	APIKeys        string
 	Conversations  string
 	KnowledgeBases string
+	QuotaUsages    string
 	Usages         string
 }{
 	APIKeys:        "APIKeys",
 	Conversations:  "Conversations",
 	KnowledgeBases: "KnowledgeBases",
+	QuotaUsages:    "QuotaUsages",
 	Usages:         "Usages",
 }
 
@@ -81,6 +136,7 @@ type userR struct {
 	APIKeys        APIKeySlice         `boil:"APIKeys" json:"APIKeys" toml:"APIKeys" yaml:"APIKeys"`
 	Conversations  ConversationSlice   `boil:"Conversations" json:"Conversations" toml:"Conversations" yaml:"Conversations"`
 	KnowledgeBases KnowledgeBasisSlice `boil:"KnowledgeBases" json:"KnowledgeBases" toml:"KnowledgeBases" yaml:"KnowledgeBases"`
+	QuotaUsages    QuotaUsageSlice     `boil:"QuotaUsages" json:"QuotaUsages" toml:"QuotaUsages" yaml:"QuotaUsages"`
 	Usages         UsageSlice          `boil:"Usages" json:"Usages" toml:"Usages" yaml:"Usages"`
 }
 
@@ -137,6 +193,22 @@ func (r *userR) GetKnowledgeBases() KnowledgeBasisSlice {
 	return r.KnowledgeBases
 }
 
+func (o *User) GetQuotaUsages() QuotaUsageSlice {
+	if o == nil {
+		return nil
+	}
+
+	return o.R.GetQuotaUsages()
+}
+
+func (r *userR) GetQuotaUsages() QuotaUsageSlice {
+	if r == nil {
+		return nil
+	}
+
+	return r.QuotaUsages
+}
+
 func (o *User) GetUsages() UsageSlice {
 	if o == nil {
 		return nil
@@ -157,9 +229,9 @@ func (r *userR) GetUsages() UsageSlice {
 type userL struct{}
 
 var (
-	userAllColumns            = []string{"id", "name", "created_at"}
+	userAllColumns            = []string{"id", "name", "created_at", "daily_token_quota", "monthly_token_quota"}
 	userColumnsWithoutDefault = []string{"name"}
-	userColumnsWithDefault    = []string{"id", "created_at"}
+	userColumnsWithDefault    = []string{"id", "created_at", "daily_token_quota", "monthly_token_quota"}
 	userPrimaryKeyColumns     = []string{"id"}
 	userGeneratedColumns      = []string{}
 )
@@ -295,6 +367,20 @@ func (o *User) KnowledgeBases(mods ...qm.QueryMod) knowledgeBasisQuery {
 	)
 
 	return KnowledgeBases(queryMods...)
+}
+
+// QuotaUsages retrieves all the quota_usage's QuotaUsages with an executor.
+func (o *User) QuotaUsages(mods ...qm.QueryMod) quotaUsageQuery {
+	var queryMods []qm.QueryMod
+	if len(mods) != 0 {
+		queryMods = append(queryMods, mods...)
+	}
+
+	queryMods = append(queryMods,
+		qm.Where("\"quota_usage\".\"user_id\"=?", o.ID),
+	)
+
+	return QuotaUsages(queryMods...)
 }
 
 // Usages retrieves all the usage's Usages with an executor.
@@ -629,6 +715,112 @@ func (userL) LoadKnowledgeBases(ctx context.Context, e boil.ContextExecutor, sin
 	return nil
 }
 
+// LoadQuotaUsages allows an eager lookup of values, cached into the
+// loaded structs of the objects. This is for a 1-M or N-M relationship.
+func (userL) LoadQuotaUsages(ctx context.Context, e boil.ContextExecutor, singular bool, maybeUser interface{}, mods queries.Applicator) error {
+	var slice []*User
+	var object *User
+
+	if singular {
+		var ok bool
+		object, ok = maybeUser.(*User)
+		if !ok {
+			object = new(User)
+			ok = queries.SetFromEmbeddedStruct(&object, &maybeUser)
+			if !ok {
+				return errors.New(fmt.Sprintf("failed to set %T from embedded struct %T", object, maybeUser))
+			}
+		}
+	} else {
+		s, ok := maybeUser.(*[]*User)
+		if ok {
+			slice = *s
+		} else {
+			ok = queries.SetFromEmbeddedStruct(&slice, maybeUser)
+			if !ok {
+				return errors.New(fmt.Sprintf("failed to set %T from embedded struct %T", slice, maybeUser))
+			}
+		}
+	}
+
+	args := make(map[interface{}]struct{})
+	if singular {
+		if object.R == nil {
+			object.R = &userR{}
+		}
+		args[object.ID] = struct{}{}
+	} else {
+		for _, obj := range slice {
+			if obj.R == nil {
+				obj.R = &userR{}
+			}
+			args[obj.ID] = struct{}{}
+		}
+	}
+
+	if len(args) == 0 {
+		return nil
+	}
+
+	argsSlice := make([]interface{}, len(args))
+	i := 0
+	for arg := range args {
+		argsSlice[i] = arg
+		i++
+	}
+
+	query := NewQuery(
+		qm.From(`quota_usage`),
+		qm.WhereIn(`quota_usage.user_id in ?`, argsSlice...),
+	)
+	if mods != nil {
+		mods.Apply(query)
+	}
+
+	results, err := query.QueryContext(ctx, e)
+	if err != nil {
+		return errors.Wrap(err, "failed to eager load quota_usage")
+	}
+
+	var resultSlice []*QuotaUsage
+	if err = queries.Bind(results, &resultSlice); err != nil {
+		return errors.Wrap(err, "failed to bind eager loaded slice quota_usage")
+	}
+
+	if err = results.Close(); err != nil {
+		return errors.Wrap(err, "failed to close results in eager load on quota_usage")
+	}
+	if err = results.Err(); err != nil {
+		return errors.Wrap(err, "error occurred during iteration of eager loaded relations for quota_usage")
+	}
+
+	if singular {
+		object.R.QuotaUsages = resultSlice
+		for _, foreign := range resultSlice {
+			if foreign.R == nil {
+				foreign.R = &quotaUsageR{}
+			}
+			foreign.R.User = object
+		}
+		return nil
+	}
+
+	for _, foreign := range resultSlice {
+		for _, local := range slice {
+			if local.ID == foreign.UserID {
+				local.R.QuotaUsages = append(local.R.QuotaUsages, foreign)
+				if foreign.R == nil {
+					foreign.R = &quotaUsageR{}
+				}
+				foreign.R.User = local
+				break
+			}
+		}
+	}
+
+	return nil
+}
+
 // LoadUsages allows an eager lookup of values, cached into the
 // loaded structs of the objects. This is for a 1-M or N-M relationship.
 func (userL) LoadUsages(ctx context.Context, e boil.ContextExecutor, singular bool, maybeUser interface{}, mods queries.Applicator) error {
@@ -885,6 +1077,59 @@ func (o *User) AddKnowledgeBases(ctx context.Context, exec boil.ContextExecutor,
 	for _, rel := range related {
 		if rel.R == nil {
 			rel.R = &knowledgeBasisR{
+				User: o,
+			}
+		} else {
+			rel.R.User = o
+		}
+	}
+	return nil
+}
+
+// AddQuotaUsages adds the given related objects to the existing relationships
+// of the user, optionally inserting them as new records.
+// Appends related to o.R.QuotaUsages.
+// Sets related.R.User appropriately.
+func (o *User) AddQuotaUsages(ctx context.Context, exec boil.ContextExecutor, insert bool, related ...*QuotaUsage) error {
+	var err error
+	for _, rel := range related {
+		if insert {
+			rel.UserID = o.ID
+			if err = rel.Insert(ctx, exec, boil.Infer()); err != nil {
+				return errors.Wrap(err, "failed to insert into foreign table")
+			}
+		} else {
+			updateQuery := fmt.Sprintf(
+				"UPDATE \"quota_usage\" SET %s WHERE %s",
+				strmangle.SetParamNames("\"", "\"", 1, []string{"user_id"}),
+				strmangle.WhereClause("\"", "\"", 2, quotaUsagePrimaryKeyColumns),
+			)
+			values := []interface{}{o.ID, rel.UserID, rel.Period, rel.Starts}
+
+			if boil.IsDebug(ctx) {
+				writer := boil.DebugWriterFrom(ctx)
+				fmt.Fprintln(writer, updateQuery)
+				fmt.Fprintln(writer, values)
+			}
+			if _, err = exec.ExecContext(ctx, updateQuery, values...); err != nil {
+				return errors.Wrap(err, "failed to update foreign table")
+			}
+
+			rel.UserID = o.ID
+		}
+	}
+
+	if o.R == nil {
+		o.R = &userR{
+			QuotaUsages: related,
+		}
+	} else {
+		o.R.QuotaUsages = append(o.R.QuotaUsages, related...)
+	}
+
+	for _, rel := range related {
+		if rel.R == nil {
+			rel.R = &quotaUsageR{
 				User: o,
 			}
 		} else {

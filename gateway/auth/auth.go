@@ -24,6 +24,10 @@ type Principal struct {
 	// RPMLimit and TPMLimit are requests and tokens per minute; 0 means unlimited.
 	RPMLimit int
 	TPMLimit int
+	// DailyTokenQuota and MonthlyTokenQuota are the user's token quotas (UTC days and
+	// months, over all the user's keys and every gateway); 0: none.
+	DailyTokenQuota   int64
+	MonthlyTokenQuota int64
 }
 
 // Has reports whether p carries scope.
@@ -167,6 +171,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (Principal
 		Scopes:   slices.Clone(k.Scopes),
 		RPMLimit: k.RPMLimit,
 		TPMLimit: k.TPMLimit,
+
+		DailyTokenQuota:   k.DailyTokenQuota,
+		MonthlyTokenQuota: k.MonthlyTokenQuota,
 	}
 	if a.remember(prefix, hash, p) {
 		a.touch(p.KeyID, prefix)

@@ -64,6 +64,25 @@ func (e *RateLimitError) Error() string {
 // Unwrap returns ErrRateLimited.
 func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
 
+// QuotaError is the error of [SharedLimiter.Admit] for a user whose token quota is
+// used up. It satisfies errors.Is(err, ErrRateLimited).
+type QuotaError struct {
+	// Period is "daily" or "monthly".
+	Period string
+	// Quota is the quota, in tokens.
+	Quota int64
+	// ResetAt is when the period ends (UTC midnight, the first of a month).
+	ResetAt time.Time
+}
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("the %s token quota of %d tokens of this key's user is used up; it resets at %s",
+		e.Period, e.Quota, e.ResetAt.UTC().Format(time.RFC3339))
+}
+
+// Unwrap returns ErrRateLimited.
+func (e *QuotaError) Unwrap() error { return ErrRateLimited }
+
 // RetryAfterSeconds rounds d up to whole seconds, at least 1: the value of a
 // Retry-After header.
 func RetryAfterSeconds(d time.Duration) int {

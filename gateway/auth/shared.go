@@ -11,9 +11,11 @@ import (
 	"github.com/ragway/ragway/gateway/store"
 )
 
-// LimitStore holds the keys' shared buckets (*store.Store implements it).
+// LimitStore holds the keys' shared buckets and the users' quota usage (*store.Store
+// implements it).
 type LimitStore interface {
 	TakeLimits(ctx context.Context, takes []store.LimitTake) ([]store.LimitLevel, error)
+	AddQuotaUsage(ctx context.Context, adds []store.QuotaAdd) ([]store.QuotaUsage, error)
 }
 
 // Timing of a SharedLimiter.
@@ -43,8 +45,14 @@ const (
 // overdraw by what its requests in flight use, and here by what other gateways spent
 // in the last SyncEvery too.
 //
+// Users' token quotas (daily, monthly; UTC) are counted the same way: the tokens a
+// user's requests used are added to the user's usage in Postgres every SyncEvery, the
+// totals read back, and a request is admitted while the user's usage, with what this
+// gateway counted since, is below the quota; refused, it is a *QuotaError.
+//
 // When the database cannot be reached, each gateway falls back to its own buckets
-// (Local): a key then gets at most its limits per gateway.
+// (Local): a key then gets at most its limits per gateway; quotas hold with the last
+// usage read (a user first seen during the outage is not held to them).
 type SharedLimiter struct {
 	Store LimitStore
 	// Local is the fallback while the database is unavailable.
@@ -54,22 +62,23 @@ type SharedLimiter struct {
 	// Now defaults to time.Now.
 	Now func() time.Time
 
-	mu       sync.Mutex // guards keys; taken before a key's own mutex, never after
+	wake     chan struct{} // kick: sync now
+	mu       sync.Mutex    // guards keys and users; taken before their own mutexes, never after
 	keys     map[string]*sharedKey
+	users    map[string]*sharedUser
 	failing  atomic.Bool // the last round trip failed: logged once
 	initOnce sync.Once
 }
 
 // sharedKey is what this gateway holds of a key's shared bucket.
 type sharedKey struct {
-	mu       sync.Mutex // one round trip at a time for a key
-	p        Principal  // its latest limits
-	lease    int        // requests leased and not used
-	used     time.Time  // last request admitted
-	tokens   float64    // the shared tokens level at synced
-	synced   time.Time  // zero: never read
-	spent    int64      // tokens spent here, not yet debited
-	debiting int64      // of which a round trip is debiting now
+	mu     sync.Mutex // one round trip at a time for a key
+	p      Principal  // its latest limits
+	lease  int        // requests leased and not used
+	used   time.Time  // last request admitted
+	tokens float64    // the shared tokens level at synced
+	synced time.Time  // zero: never read
+	spent  int64      // tokens spent here, not yet debited
 }
 
 func (l *SharedLimiter) init() {
@@ -84,7 +93,108 @@ func (l *SharedLimiter) init() {
 			l.Local = NewLimiter(l.Now)
 		}
 		l.keys = map[string]*sharedKey{}
+		l.users = map[string]*sharedUser{}
+		l.wake = make(chan struct{}, 1)
 	})
+}
+
+// sharedUser is what this gateway holds of a user's quota usage.
+type sharedUser struct {
+	mu     sync.Mutex // one round trip at a time for a user
+	quotas bool       // the user has a quota (a request said so)
+	used   time.Time  // last request admitted
+	day    int64      // the day's usage at synced
+	month  int64      // the month's usage at synced
+	synced time.Time  // zero: never read
+	spent  int64      // tokens counted here, not yet added
+	perReq float64    // tokens a request of the user uses, on average (recent)
+}
+
+// near reports whether u's usage is close to one of p's quotas: within a tenth of it,
+// or four requests' worth. Close to a quota, requests read the usage before they are
+// admitted and tokens counted are added at once, so that the gateways together
+// overshoot a quota by little more than what requests in flight use.
+func (u *sharedUser) near(p Principal, now time.Time) bool {
+	day, month := u.usage(now)
+	margin := func(quota int64) int64 { return max(quota/10, int64(4*u.perReq)) }
+	return p.DailyTokenQuota > 0 && day >= p.DailyTokenQuota-margin(p.DailyTokenQuota) ||
+		p.MonthlyTokenQuota > 0 && month >= p.MonthlyTokenQuota-margin(p.MonthlyTokenQuota)
+}
+
+// usage is u's usage of the current day and month at now, with what was counted here
+// since: a period that ended since the last read starts from nothing.
+func (u *sharedUser) usage(now time.Time) (day, month int64) {
+	day, month = u.day, u.month
+	if !sameDay(u.synced, now) {
+		day = 0
+	}
+	if !sameMonth(u.synced, now) {
+		month = 0
+	}
+	return day + u.spent, month + u.spent
+}
+
+func sameDay(a, b time.Time) bool {
+	a, b = a.UTC(), b.UTC()
+	return a.YearDay() == b.YearDay() && a.Year() == b.Year()
+}
+
+func sameMonth(a, b time.Time) bool {
+	a, b = a.UTC(), b.UTC()
+	return a.Month() == b.Month() && a.Year() == b.Year()
+}
+
+// nextDay and nextMonth are when the UTC day and month of t end.
+func nextDay(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d+1, 0, 0, 0, 0, time.UTC)
+}
+
+func nextMonth(t time.Time) time.Time {
+	y, m, _ := t.UTC().Date()
+	return time.Date(y, m+1, 1, 0, 0, 0, 0, time.UTC)
+}
+
+func (l *SharedLimiter) user(id string) *sharedUser {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := l.users[id]
+	if u == nil {
+		u = &sharedUser{}
+		l.users[id] = u
+	}
+	return u
+}
+
+// checkQuotas refuses a request of p whose user's quota is used up, reading the
+// user's usage first when what this gateway knows is stale.
+func (l *SharedLimiter) checkQuotas(ctx context.Context, p Principal, now time.Time) *QuotaError {
+	u := l.user(p.UserID)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.quotas, u.used = true, now
+	if now.Sub(u.synced) > tokensStale || !sameDay(u.synced, now) || u.near(p, now) {
+		add := u.spent
+		got, err := l.Store.AddQuotaUsage(ctx, []store.QuotaAdd{{UserID: p.UserID, Tokens: add}})
+		if err != nil {
+			l.fail(err)
+			if u.synced.IsZero() {
+				return nil // nothing known: not held to it while the database is away
+			}
+		} else {
+			l.recovered()
+			u.spent -= add
+			u.day, u.month, u.synced = got[0].Day, got[0].Month, now
+		}
+	}
+	day, month := u.usage(now)
+	switch {
+	case p.DailyTokenQuota > 0 && day >= p.DailyTokenQuota:
+		return &QuotaError{Period: "daily", Quota: p.DailyTokenQuota, ResetAt: nextDay(now)}
+	case p.MonthlyTokenQuota > 0 && month >= p.MonthlyTokenQuota:
+		return &QuotaError{Period: "monthly", Quota: p.MonthlyTokenQuota, ResetAt: nextMonth(now)}
+	}
+	return nil
 }
 
 // leaseSize is how many requests a gateway leases at a time for a limit of rpm.
@@ -105,10 +215,19 @@ func (l *SharedLimiter) key(p Principal) *sharedKey {
 // key's shared bucket (leasing more when this gateway has none left), while the key's
 // tokens level is positive.
 func (l *SharedLimiter) Admit(ctx context.Context, p Principal) (time.Duration, error) {
-	if p.RPMLimit <= 0 && p.TPMLimit <= 0 {
+	hasQuota := p.DailyTokenQuota > 0 || p.MonthlyTokenQuota > 0
+	if p.RPMLimit <= 0 && p.TPMLimit <= 0 && !hasQuota {
 		return 0, nil
 	}
 	l.init()
+	if hasQuota {
+		if q := l.checkQuotas(ctx, p, l.Now()); q != nil {
+			return q.ResetAt.Sub(l.Now()), q
+		}
+		if p.RPMLimit <= 0 && p.TPMLimit <= 0 {
+			return 0, nil
+		}
+	}
 	k := l.key(p)
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -121,7 +240,7 @@ func (l *SharedLimiter) Admit(ctx context.Context, p Principal) (time.Duration, 
 		if needLease {
 			want = leaseSize(p.RPMLimit)
 		}
-		spent := k.spent - k.debiting
+		spent := k.spent
 		lv, err := l.Store.TakeLimits(ctx, []store.LimitTake{{KeyID: p.KeyID, RPM: p.RPMLimit, TPM: p.TPMLimit, Requests: want, Tokens: spent}})
 		if err != nil {
 			l.fail(err)
@@ -154,10 +273,28 @@ func (l *SharedLimiter) Admit(ctx context.Context, p Principal) (time.Duration, 
 // Spend implements RateLimiter: the tokens are debited from the key's shared bucket at
 // the next sync.
 func (l *SharedLimiter) Spend(p Principal, tokens int) {
-	if p.TPMLimit <= 0 || tokens <= 0 {
+	if tokens <= 0 {
 		return
 	}
 	l.init()
+	if p.DailyTokenQuota > 0 || p.MonthlyTokenQuota > 0 {
+		u := l.user(p.UserID)
+		u.mu.Lock()
+		u.spent += int64(tokens)
+		if u.perReq == 0 {
+			u.perReq = float64(tokens)
+		} else {
+			u.perReq = 0.8*u.perReq + 0.2*float64(tokens)
+		}
+		near := u.near(p, l.Now())
+		u.mu.Unlock()
+		if near {
+			l.kick() // added now, not at the next tick: the other gateways read it
+		}
+	}
+	if p.TPMLimit <= 0 {
+		return
+	}
 	k := l.key(p)
 	k.mu.Lock()
 	k.p = p
@@ -182,14 +319,64 @@ func (l *SharedLimiter) Run(ctx context.Context) {
 			return
 		case <-tick.C:
 			l.sync(ctx, false)
+		case <-l.wake:
+			l.sync(ctx, false)
 		}
 	}
 }
 
-// sync debits the tokens spent here, gives back leases idle for leaseIdle (all of
-// them when final) and reads back the tokens levels of the keys in use, in one round
-// trip.
+// sync syncs the keys' buckets (syncKeys) and the users' quota usage (syncUsers).
 func (l *SharedLimiter) sync(ctx context.Context, final bool) {
+	l.syncKeys(ctx, final)
+	l.syncUsers(ctx, final)
+}
+
+// syncUsers adds the tokens counted here to the users' quota usage and reads back the
+// usage of the users in use, in one round trip. The users synced stay locked until
+// their usage is read back: what is added and what is read agree.
+func (l *SharedLimiter) syncUsers(ctx context.Context, final bool) {
+	now := l.Now()
+	var (
+		users []*sharedUser
+		adds  []store.QuotaAdd
+	)
+	l.mu.Lock()
+	for id, u := range l.users {
+		u.mu.Lock()
+		idle := now.Sub(u.used)
+		switch {
+		case u.spent != 0 || (u.quotas && idle < time.Minute && !final):
+			users = append(users, u) // unlocked once read back
+			adds = append(adds, store.QuotaAdd{UserID: id, Tokens: u.spent})
+			continue
+		case idle >= sharedIdleDrop:
+			delete(l.users, id)
+		}
+		u.mu.Unlock()
+	}
+	l.mu.Unlock()
+	if len(adds) == 0 {
+		return
+	}
+	got, err := l.Store.AddQuotaUsage(ctx, adds)
+	for i, u := range users {
+		if err == nil {
+			u.spent -= adds[i].Tokens
+			u.day, u.month, u.synced = got[i].Day, got[i].Month, now
+		}
+		u.mu.Unlock()
+	}
+	if err != nil {
+		l.fail(err)
+		return
+	}
+	l.recovered()
+}
+
+// syncKeys debits the tokens spent here, gives back leases idle for leaseIdle (all of
+// them when final) and reads back the tokens levels of the keys in use, in one round
+// trip. The keys synced stay locked until their levels are read back.
+func (l *SharedLimiter) syncKeys(ctx context.Context, final bool) {
 	now := l.Now()
 	type part struct {
 		k    *sharedKey
@@ -208,8 +395,8 @@ func (l *SharedLimiter) sync(ctx context.Context, final bool) {
 		used := k.p.TPMLimit > 0 && idle < time.Minute
 		switch {
 		case t.Requests != 0 || t.Tokens != 0 || (used && !final):
-			k.debiting = t.Tokens
-			parts = append(parts, part{k, t})
+			parts = append(parts, part{k, t}) // unlocked once read back
+			continue
 		case idle >= sharedIdleDrop:
 			delete(l.keys, id)
 		}
@@ -226,14 +413,12 @@ func (l *SharedLimiter) sync(ctx context.Context, final bool) {
 	levels, err := l.Store.TakeLimits(ctx, takes)
 	for i, p := range parts {
 		k := p.k
-		k.mu.Lock()
 		if err != nil {
 			k.lease -= p.take.Requests // not given back: still here (Requests ≤ 0)
 		} else {
 			k.spent -= p.take.Tokens
 			k.tokens, k.synced = levels[i].TokensLeft, now
 		}
-		k.debiting = 0
 		k.mu.Unlock()
 	}
 	if err != nil {
@@ -241,6 +426,14 @@ func (l *SharedLimiter) sync(ctx context.Context, final bool) {
 		return
 	}
 	l.recovered()
+}
+
+// kick asks Run to sync now.
+func (l *SharedLimiter) kick() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (l *SharedLimiter) fail(err error) {

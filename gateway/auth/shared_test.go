@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -127,6 +128,10 @@ func (down) TakeLimits(context.Context, []store.LimitTake) ([]store.LimitLevel, 
 	return nil, store.ErrUnavailable
 }
 
+func (down) AddQuotaUsage(context.Context, []store.QuotaAdd) ([]store.QuotaUsage, error) {
+	return nil, store.ErrUnavailable
+}
+
 // TestSharedLimitFallsBackToLocal: without the database, a gateway applies the limits
 // alone.
 func TestSharedLimitFallsBackToLocal(t *testing.T) {
@@ -137,5 +142,38 @@ func TestSharedLimitFallsBackToLocal(t *testing.T) {
 		if (i < 3) != (err == nil) {
 			t.Fatalf("request %d: %v", i, err)
 		}
+	}
+}
+
+// TestQuotaAcrossGatewaysAndRestarts: a user's daily quota counts the tokens used
+// through every gateway, and holds for a gateway that starts afterwards (it is
+// Postgres's); refused, the error names the quota and when it resets.
+func TestQuotaAcrossGatewaysAndRestarts(t *testing.T) {
+	st, p := sharedKeyOf(t, 0, 0)
+	if err := st.SetUserQuotas(context.Background(), "alice", 1000, 0); err != nil {
+		t.Fatal(err)
+	}
+	p.DailyTokenQuota = 1000
+	a := &SharedLimiter{Store: st, Logger: quietLogger()}
+	b := &SharedLimiter{Store: st, Logger: quietLogger()}
+	ctx := context.Background()
+	for _, l := range []*SharedLimiter{a, b} {
+		if _, err := l.Admit(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Spend(p, 700)
+	b.Spend(p, 400)
+	a.sync(ctx, false)
+	b.sync(ctx, false)
+	a.sync(ctx, false) // the next sync reads what B added
+	var q *QuotaError
+	if _, err := a.Admit(ctx, p); !errors.As(err, &q) || q.Period != "daily" || q.Quota != 1000 ||
+		!q.ResetAt.Equal(nextDay(time.Now())) || !strings.Contains(err.Error(), "daily token quota of 1000 tokens") {
+		t.Fatalf("after 1100 tokens through two gateways: %v, want the daily quota's error", err)
+	}
+	restarted := &SharedLimiter{Store: st, Logger: quietLogger()}
+	if _, err := restarted.Admit(ctx, p); !errors.As(err, &q) {
+		t.Fatalf("a gateway started afterwards: %v, want the quota held", err)
 	}
 }

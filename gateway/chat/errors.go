@@ -36,6 +36,7 @@ import (
 //	auth.ErrNoKey, ErrInvalidKey, ErrRevokedKey 401 authentication_error
 //	auth.ErrMissingScope                     403 permission_error insufficient_scope
 //	*auth.RateLimitError                     429 rate_limit_error rate_limit_exceeded, Retry-After
+//	*auth.QuotaError                         429 rate_limit_error quota_exceeded (names the quota and its reset), Retry-After
 //	store.ErrUnavailable                     503 server_error database_unavailable, Retry-After 1
 //	*store.FieldError                        400 invalid_request_error invalid_value (param: its field)
 //	store.ErrNotFound                        404 invalid_request_error not_found
@@ -113,6 +114,7 @@ func fromError(err error) *oai.Error {
 func fromAccessError(err error) *oai.Error {
 	var (
 		rl    *auth.RateLimitError
+		quota *auth.QuotaError
 		scope auth.ScopeError
 		field *store.FieldError
 	)
@@ -132,6 +134,10 @@ func fromAccessError(err error) *oai.Error {
 	case errors.As(err, &rl):
 		return &oai.Error{Status: http.StatusTooManyRequests, Type: oai.TypeRateLimit, Code: oai.CodeRateLimited, RetryAfter: rl.RetryAfter,
 			Message: fmt.Sprintf("rate limit exceeded: too many %s per minute for this API key; retry in %ds", rl.Limit, auth.RetryAfterSeconds(rl.RetryAfter))}
+	case errors.As(err, &quota):
+		// The message is the error's own: it names the quota and when it resets.
+		return &oai.Error{Status: http.StatusTooManyRequests, Type: oai.TypeRateLimit, Code: oai.CodeQuotaExceeded,
+			RetryAfter: max(time.Until(quota.ResetAt), time.Second), Message: quota.Error()}
 	case errors.Is(err, store.ErrUnavailable):
 		return &oai.Error{Status: http.StatusServiceUnavailable, Type: oai.TypeServer, Code: oai.CodeDBUnavailable, RetryAfter: time.Second,
 			Message: "the database is unavailable; try again shortly"}

@@ -42,6 +42,7 @@ const (
 	CodeRevokedKey       = "revoked_api_key"
 	CodeScope            = "insufficient_scope"
 	CodeRateLimited      = "rate_limit_exceeded"
+	CodeQuotaExceeded    = "quota_exceeded"
 	CodeDBUnavailable    = "database_unavailable"
 	CodeNotFound         = "not_found"
 	CodeConflict         = "conflict"

@@ -143,17 +143,19 @@ func (s *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error 
 // select it.
 type keyRow struct {
 	models.APIKey `boil:",bind"`
-	UserName      string `boil:"user_name"`
+	UserName      string     `boil:"user_name"`
+	DailyQuota    null.Int64 `boil:"daily_token_quota"`
+	MonthlyQuota  null.Int64 `boil:"monthly_token_quota"`
 }
 
 // keyByPrefixSQL is keysWithUser for one prefix, as SQL to prepare.
-const keyByPrefixSQL = `SELECT "api_keys".*, "users"."name" AS "user_name" FROM "api_keys"
+const keyByPrefixSQL = `SELECT "api_keys".*, "users"."name" AS "user_name", "users"."daily_token_quota", "users"."monthly_token_quota" FROM "api_keys"
 INNER JOIN "users" ON "users"."id" = "api_keys"."user_id" WHERE "api_keys"."prefix" = $1`
 
 // keysWithUser selects keys (filtered and ordered by mods) with their user's name.
 func keysWithUser(mods ...qm.QueryMod) *queries.Query {
 	return models.NewQuery(append([]qm.QueryMod{
-		qm.Select(`"api_keys".*`, `"users"."name" AS "user_name"`),
+		qm.Select(`"api_keys".*`, `"users"."name" AS "user_name"`, `"users"."daily_token_quota"`, `"users"."monthly_token_quota"`),
 		qm.From(`"api_keys"`),
 		qm.InnerJoin(`"users" ON "users"."id" = "api_keys"."user_id"`),
 	}, mods...)...)
@@ -174,5 +176,8 @@ func (r *keyRow) domain() APIKey {
 		CreatedAt:  k.CreatedAt,
 		LastUsedAt: k.LastUsedAt.Time,
 		RevokedAt:  k.RevokedAt.Time,
+
+		DailyTokenQuota:   r.DailyQuota.Int64,
+		MonthlyTokenQuota: r.MonthlyQuota.Int64,
 	}
 }

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -60,5 +61,52 @@ func TestTakeLimits(t *testing.T) {
 	}
 	if l := take(10, 0); l.Granted != 5 || math.Abs(l.TokensLeft-(-50)) > 1 {
 		t.Fatalf("after 30 s: %+v, want 5 granted and ~-50 tokens", l)
+	}
+}
+
+// TestQuotaUsage: a user's quotas come with their keys; usage adds up per UTC day and
+// month over every caller.
+func TestQuotaUsage(t *testing.T) {
+	s := open(t)
+	alice, bob := user(t, s, "alice"), user(t, s, "bob")
+	if err := s.SetUserQuotas(ctx(t), "alice", 1000, 20000); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "unknown user", s.SetUserQuotas(ctx(t), "nobody", 1, 1), store.ErrNotFound)
+	wantErr(t, "negative quota", s.SetUserQuotas(ctx(t), "alice", -1, 0), store.ErrInvalid)
+	k, err := s.CreateAPIKey(ctx(t), store.NewAPIKey{UserID: alice.ID, Prefix: "rgw_quotas", Hash: hash("q"), Name: "q", Scopes: []string{store.ScopeChat}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.APIKeyByPrefix(ctx(t), k.Prefix)
+	if err != nil || got.DailyTokenQuota != 1000 || got.MonthlyTokenQuota != 20000 {
+		t.Fatalf("the key's user's quotas: %d/%d, %v", got.DailyTokenQuota, got.MonthlyTokenQuota, err)
+	}
+	for _, step := range []struct {
+		adds []store.QuotaAdd
+		want []store.QuotaUsage
+	}{
+		{[]store.QuotaAdd{{alice.ID, 300}, {bob.ID, 5}}, []store.QuotaUsage{{300, 300}, {5, 5}}},
+		{[]store.QuotaAdd{{alice.ID, 0}}, []store.QuotaUsage{{300, 300}}},
+		{[]store.QuotaAdd{{alice.ID, 800}}, []store.QuotaUsage{{1100, 1100}}},
+	} {
+		got, err := s.AddQuotaUsage(ctx(t), step.adds)
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(step.want) {
+			t.Fatalf("AddQuotaUsage(%v) = %v, %v; want %v", step.adds, got, err, step.want)
+		}
+	}
+	// Yesterday's usage is not today's, though it is this month's.
+	if _, err := s.DB().Exec(`UPDATE quota_usage SET starts = starts - 1 WHERE period = 'day'`); err != nil {
+		t.Fatal(err)
+	}
+	got2, err := s.AddQuotaUsage(ctx(t), []store.QuotaAdd{{alice.ID, 10}})
+	if err != nil || got2[0].Day != 10 || got2[0].Month != 1110 {
+		t.Fatalf("the next day: %+v, %v; want day 10, month 1110", got2, err)
+	}
+	if err := s.SetUserQuotas(ctx(t), "alice", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.APIKeyByPrefix(ctx(t), k.Prefix); got.DailyTokenQuota != 0 || got.MonthlyTokenQuota != 0 {
+		t.Fatalf("quotas removed: %d/%d", got.DailyTokenQuota, got.MonthlyTokenQuota)
 	}
 }

@@ -36,6 +36,10 @@ type APIKey struct {
 	CreatedAt  time.Time
 	LastUsedAt time.Time // zero: never
 	RevokedAt  time.Time // zero: active
+	// DailyTokenQuota and MonthlyTokenQuota are the key's user's token quotas (UTC
+	// days and months, over all the user's keys); 0: none.
+	DailyTokenQuota   int64
+	MonthlyTokenQuota int64
 }
 
 // Revoked reports whether the key was revoked.

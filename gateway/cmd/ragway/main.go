@@ -8,6 +8,8 @@
 //	                                             make an API key (printed once, alone, on stdout)
 //	ragway keys list [--user NAME] [-c FILE]     list API keys
 //	ragway keys revoke PREFIX|KEY [-c FILE]      revoke an API key
+//	ragway users quota --user NAME [--daily N] [--monthly N] [-c FILE]
+//	                                             set a user's token quotas
 //	ragway ingest --kb NAME [--create] [--url URL] [--api-key KEY]
 //	              [--concurrency N] PATH...
 //	                                             upload files and directories through the HTTP API
@@ -47,6 +49,9 @@ Usage:
                                               --if-none does nothing if NAME has an active key
   ragway keys list [--user NAME] [-c FILE]    list API keys (every user's without --user)
   ragway keys revoke PREFIX|KEY [-c FILE]     revoke a key, named by its prefix (rgw_xxxxxxxx)
+  ragway users quota --user NAME [--daily N] [--monthly N] [-c FILE]
+                                              set a user's token quotas (0: none), shared by
+                                              every gateway; over one, 429 quota_exceeded
   ragway ingest --kb NAME [--create] [--url URL] [--api-key KEY]
                 [--concurrency N] PATH...
                                               upload files and directories (recursively:
@@ -102,6 +107,8 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		return migrate(args[1:], stdout, stderr)
 	case "keys":
 		return keys(args[1:], stdout, stderr)
+	case "users":
+		return users(args[1:], stdout, stderr)
 	case "ingest":
 		return ingestCmd(args[1:], stdout, stderr)
 	case "reindex":
@@ -120,8 +127,8 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 // configCommands are the commands that take the global flag -c FILE, and of them
 // those whose first argument is a subcommand.
 var (
-	configCommands = []string{"serve", "migrate", "keys", "reindex"}
-	subcommands    = []string{"migrate", "keys"}
+	configCommands = []string{"serve", "migrate", "keys", "users", "reindex"}
+	subcommands    = []string{"migrate", "keys", "users"}
 )
 
 // hoistGlobals moves the global flag -c FILE (also --c, -c=FILE) from before the

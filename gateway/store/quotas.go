@@ -1,0 +1,77 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/lib/pq"
+)
+
+// SetUserQuotas sets the daily and monthly token quotas of the user called name (0:
+// none). An unknown user is ErrNotFound; a negative quota ErrInvalid.
+func (s *Store) SetUserQuotas(ctx context.Context, name string, daily, monthly int64) error {
+	if daily < 0 || monthly < 0 {
+		return fmt.Errorf("%w: a token quota is 0 (none) or more", ErrInvalid)
+	}
+	return s.do(ctx, "set user quotas", func(ctx context.Context) error {
+		res, err := s.db.ExecContext(ctx, `UPDATE users SET daily_token_quota = nullif($2, 0), monthly_token_quota = nullif($3, 0)
+			WHERE name = $1`, name, daily, monthly)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+}
+
+// QuotaAdd is tokens a user's requests used, to add to the user's quota usage.
+type QuotaAdd struct {
+	UserID string
+	Tokens int64
+}
+
+// QuotaUsage is a user's usage of the current UTC day and month, in tokens.
+type QuotaUsage struct {
+	Day, Month int64
+}
+
+// AddQuotaUsage adds each user's tokens to their usage of the current UTC day and
+// month, in one round trip, and returns the totals, in the order of adds.
+func (s *Store) AddQuotaUsage(ctx context.Context, adds []QuotaAdd) ([]QuotaUsage, error) {
+	users, toks := make([]string, len(adds)), make([]int64, len(adds))
+	for i, a := range adds {
+		if !validID(a.UserID) {
+			return nil, fmt.Errorf("store: add quota usage: %w: user %q", ErrNotFound, a.UserID)
+		}
+		users[i], toks[i] = a.UserID, a.Tokens
+	}
+	out := make([]QuotaUsage, len(adds))
+	err := s.do(ctx, "add quota usage", func(ctx context.Context) error {
+		rows, err := s.db.QueryContext(ctx, `SELECT t.i, q.day_tokens, q.month_tokens
+			FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS t(u, tok, i), LATERAL ragway_quota_add(t.u, t.tok) q
+			ORDER BY t.i`, pq.Array(users), pq.Array(toks))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				i int
+				u QuotaUsage
+			)
+			if err := rows.Scan(&i, &u.Day, &u.Month); err != nil {
+				return err
+			}
+			out[i-1] = u
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
