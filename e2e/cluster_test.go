@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -156,21 +157,15 @@ func TestRateLimitHoldsAcrossGateways(t *testing.T) {
 }
 
 // freePorts returns a port p such that p, p+1, …, p+n are free on 127.0.0.1 (the
-// cluster's balancer and its gateways).
+// cluster's balancer and its gateways). They are drawn below the ephemeral range
+// (32768 and up on Linux), where the listeners of other tests (on port 0) do not land
+// meanwhile.
 func freePorts(t *testing.T, n int) int {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if p+n > 65535 {
-			continue
-		}
+	for range 100 {
+		p := 20000 + rand.IntN(12000-n)
 		free := true
-		for i := 1; i <= n && free; i++ {
+		for i := 0; i <= n && free; i++ {
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+i))
 			if err != nil {
 				free = false
@@ -203,8 +198,9 @@ func TestClusterScript(t *testing.T) {
 	port := freePorts(t, 2)
 	cmd := exec.Command("sh", "deploy/cluster.sh", "2")
 	cmd.Dir = ".."
+	logs := t.TempDir()
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+db, "RAGWAY_BIN="+testbin.Ragway(t), fmt.Sprint("CLUSTER_PORT=", port),
-		"CLUSTER_DIR="+t.TempDir(), "RAGWAY_PLUGINS_DIR="+testbin.Dir(t), "RAGWAY_MODELS=[{name: chat, backend: echo}]", "TMPDIR="+t.TempDir())
+		"CLUSTER_DIR="+logs, "RAGWAY_PLUGINS_DIR="+testbin.Dir(t), "RAGWAY_MODELS=[{name: chat, backend: echo}]", "TMPDIR="+t.TempDir())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -223,7 +219,9 @@ func TestClusterScript(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for len(plugins) < 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the balancer did not reach two ready gateways (plugins %v); script output:\n%s", plugins, out.String())
+			gw1, _ := os.ReadFile(logs + "/gw1.log")
+			gw2, _ := os.ReadFile(logs + "/gw2.log")
+			t.Fatalf("the balancer did not reach two ready gateways (plugins %v); script output:\n%s\ngw1:\n%s\ngw2:\n%s", plugins, out.String(), gw1, gw2)
 		}
 		// Until HAProxy listens and has checked a gateway, it refuses or answers 503
 		// in its own words.

@@ -31,6 +31,13 @@ func migrator(db *sql.DB) (*goose.Provider, error) {
 		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
 }
 
+// reader is a migrator that only reads (the schema check): it takes no lock, so that
+// gateways starting together do not wait for each other's checks (goose's session
+// lock is retried every 5 s).
+func reader(db *sql.DB) (*goose.Provider, error) {
+	return goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithDisableGlobalRegistry(true))
+}
+
 // Migrate applies every pending migration and returns the files applied.
 func Migrate(ctx context.Context, db *sql.DB) ([]string, error) {
 	p, err := migrator(db)
@@ -75,7 +82,7 @@ func MigrationStatus(ctx context.Context, db *sql.DB) ([]MigrationState, error) 
 // db has migrations this build does not know (a newer ragway migrated it: this one
 // would call what that one changed).
 func CheckSchema(ctx context.Context, db *sql.DB) error {
-	p, err := migrator(db)
+	p, err := reader(db)
 	if err != nil {
 		return fmt.Errorf("check the schema: %w", err)
 	}

@@ -126,7 +126,7 @@ func TestGlobalFlagErrors(t *testing.T) {
 		{[]string{"-c", "x.yaml"}, "missing command after -c FILE"},
 		{[]string{"-log-level", "debug", "serve"}, "flag -log-level before the command: only -c FILE may come before it"},
 		{[]string{"keys", "--user", "a", "create"}, "keys: flag --user before the subcommand: only -c FILE may come before it"},
-		{[]string{"-c", "x.yaml", "ingest", "--kb", "k", "."}, "ingest takes no config file: -c FILE is for serve, migrate, keys, reindex"},
+		{[]string{"-c", "x.yaml", "ingest", "--kb", "k", "."}, "ingest takes no config file: -c FILE is for serve, migrate, keys, users, reindex"},
 		{[]string{"migrate", "-c", "x.yaml"}, "migrate: missing subcommand (up, status)"},
 	} {
 		stdout, stderr, err := ragway(t, tt.args...)
