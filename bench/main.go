@@ -41,7 +41,7 @@ import (
 )
 
 // benchNames are the benches in the order they run (-only selects among them).
-var benchNames = []string{"relay", "crash", "proxy", "llama", "persist", "rag"}
+var benchNames = []string{"relay", "crash", "proxy", "llama", "persist", "rag", "cluster"}
 
 var only = flag.String("only", "", "run only these benches, comma-separated: "+strings.Join(benchNames, ", ")+" (default: all; -proxy=false and -llama=false still skip theirs)")
 
@@ -140,6 +140,12 @@ func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes in
 	if selected("rag") {
 		if err := runRAG(binDir); err != nil {
 			return fmt.Errorf("rag: %w", err)
+		}
+	}
+	// Gateways sharing one database (bench/cluster.go).
+	if selected("cluster") {
+		if err := runCluster(binDir); err != nil {
+			return fmt.Errorf("cluster: %w", err)
 		}
 	}
 	if profile != "" && selected("relay") {
@@ -324,7 +330,7 @@ type gatewayClient struct {
 	url    string
 	model  string // what requests ask for
 	key    string // API key (chat scope) of the gateway's database
-	dbName string // its scratch database, dropped by stop
+	dbName string // its scratch database, dropped by stop ("": another gateway's)
 	dbURL  string // and its URL
 	client *http.Client
 	once   sync.Once
@@ -374,10 +380,6 @@ func stopAllGateways() {
 // gateway's environment (which its plugins inherit). The tail buffer keeps its
 // last log lines for error messages.
 func spawnGateway(binDir, models string, conns int, env []string, args ...string) (*gatewayClient, *tailBuffer, error) {
-	dir, err := os.MkdirTemp("", "ragway-bench-")
-	if err != nil {
-		return nil, nil, err
-	}
 	dbName, dbURL, err := dbs.create(context.Background())
 	if err != nil {
 		return nil, nil, err
@@ -385,6 +387,22 @@ func spawnGateway(binDir, models string, conns int, env []string, args ...string
 	key, err := dbs.createKey(context.Background(), dbURL, "bench", "chat")
 	if err != nil {
 		_ = dbs.drop(dbName)
+		return nil, nil, err
+	}
+	g, tail, err := spawnGatewayOn(binDir, models, conns, dbURL, key, env, args...)
+	if err != nil {
+		_ = dbs.drop(dbName)
+		return nil, nil, err
+	}
+	g.dbName = dbName // dropped with this gateway
+	return g, tail, nil
+}
+
+// spawnGatewayOn is spawnGateway on the database at dbURL, with key: another gateway
+// of the same deployment (stop leaves the database).
+func spawnGatewayOn(binDir, models string, conns int, dbURL, key string, env []string, args ...string) (*gatewayClient, *tailBuffer, error) {
+	dir, err := os.MkdirTemp("", "ragway-bench-")
+	if err != nil {
 		return nil, nil, err
 	}
 	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nplugins_dir: %s\nmodels:\n%s", binDir, models)
@@ -399,7 +417,6 @@ func spawnGateway(binDir, models string, conns int, env []string, args ...string
 		return nil, nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		_ = dbs.drop(dbName)
 		return nil, nil, err
 	}
 	addr := make(chan string, 1)
@@ -417,7 +434,7 @@ func spawnGateway(binDir, models string, conns int, env []string, args ...string
 	if m := modelNameRe.FindStringSubmatch(models); m != nil {
 		model = m[1]
 	}
-	g := &gatewayClient{cmd: cmd, model: model, key: key, dbName: dbName, dbURL: dbURL,
+	g := &gatewayClient{cmd: cmd, model: model, key: key, dbURL: dbURL,
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: max(conns*2, 2)}}}
 	gatewaysMu.Lock()
 	gateways[g] = true
@@ -438,6 +455,9 @@ func (g *gatewayClient) stop() {
 	g.once.Do(func() {
 		_ = g.cmd.Process.Signal(syscall.SIGTERM)
 		_ = g.cmd.Wait()
+		if g.dbName == "" {
+			return // another gateway's database
+		}
 		if err := dbs.drop(g.dbName); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 		}

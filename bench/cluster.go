@@ -1,0 +1,225 @@
+package main
+
+// Gateways sharing one database: how soon a document ingested through one is found
+// through the others (the change feed), and what shared rate limits and quotas add to
+// a request before it reaches a model.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/store"
+)
+
+const (
+	clusterDocs          = 200 // documents ingested through gateway A
+	clusterChunksPerDoc  = 50  // chunks each (rag.chunk_tokens 64)
+	clusterWordsPerChunk = 48
+)
+
+// runCluster runs the two measurements of gateways sharing a database.
+func runCluster(binDir string) error {
+	if err := clusterPropagation(binDir); err != nil {
+		return err
+	}
+	return limitsCost()
+}
+
+// clusterPropagation ingests clusterDocs documents (clusterDocs×clusterChunksPerDoc
+// chunks) one after another through gateway A, and after each one's answer (its
+// chunks are committed) searches gateways B and C for it until they find it.
+func clusterPropagation(binDir string) error {
+	models := "  - {name: echo, backend: echo, max_concurrency: 4, options: {parallel: 4}}\n"
+	env := []string{"RAGWAY_RAG_CHUNK_TOKENS=64", "RAGWAY_RAG_CHUNK_OVERLAP=0"}
+	a, tail, err := spawnGateway(binDir, models, 8, env)
+	if err != nil {
+		return err
+	}
+	defer a.stop()
+	others := make([]*gatewayClient, 2)
+	for i := range others {
+		g, t, err := spawnGatewayOn(binDir, models, 8, a.dbURL, a.key, env)
+		if err != nil {
+			return err
+		}
+		defer g.stop()
+		if err := g.waitServing(30 * time.Second); err != nil {
+			return fmt.Errorf("%w\n%s", err, t.String())
+		}
+		others[i] = g
+	}
+	if err := a.waitServing(30 * time.Second); err != nil {
+		return fmt.Errorf("%w\n%s", err, tail.String())
+	}
+	key, err := dbs.createKey(context.Background(), a.dbURL, "cluster", "chat,ingest")
+	if err != nil {
+		return err
+	}
+	call := func(g *gatewayClient, path, body string) ([]byte, int, error) {
+		req, err := http.NewRequest("POST", g.url+path, strings.NewReader(body))
+		if err != nil {
+			return nil, 0, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := g.client.Do(req)
+		if err != nil {
+			return nil, 0, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return b, resp.StatusCode, err
+	}
+	if b, code, err := call(a, "/v1/knowledge-bases", `{"name":"cluster"}`); err != nil || code != 201 {
+		return fmt.Errorf("create the knowledge base: %d %s %v", code, b, err)
+	}
+	fmt.Printf("\ncluster: 3 gateways on one database (embedded index each); %d documents of %d chunks ingested through A one after another, each searched for through B and C from A's answer until found\n",
+		clusterDocs, clusterChunksPerDoc)
+	var (
+		mu     sync.Mutex
+		delays []time.Duration
+	)
+	start := time.Now()
+	chunks := 0
+	for i := range clusterDocs {
+		tag := fmt.Sprintf("zq%dx", i)
+		var text strings.Builder
+		for c := range clusterChunksPerDoc {
+			fmt.Fprintf(&text, "Section %d of %s.", c, tag)
+			for w := range clusterWordsPerChunk {
+				fmt.Fprintf(&text, " w%d", (i*7+c*13+w)%997)
+			}
+			text.WriteString("\n\n")
+		}
+		body := fmt.Sprintf(`{"title":%q,"format":"text","text":%q}`, tag, text.String())
+		b, code, err := call(a, "/v1/knowledge-bases/cluster/documents?wait=true", body)
+		if err != nil || code != 201 {
+			return fmt.Errorf("ingest document %d: %d %s %v", i, code, b, err)
+		}
+		answered := time.Now()
+		var n int
+		if j := bytes.Index(b, []byte(`"chunk_count":`)); j >= 0 {
+			fmt.Sscan(string(b[j+len(`"chunk_count":`):]), &n)
+		}
+		chunks += n
+		var wg sync.WaitGroup
+		var firstErr error
+		for _, g := range others {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				q := fmt.Sprintf(`{"query":%q,"top_k":1}`, tag)
+				for time.Since(answered) < 10*time.Second {
+					b, code, err := call(g, "/v1/knowledge-bases/cluster/search", q)
+					if err == nil && code == 200 && bytes.Contains(b, []byte(`"title":"`+tag+`"`)) {
+						mu.Lock()
+						delays = append(delays, time.Since(answered))
+						mu.Unlock()
+						return
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+				mu.Lock()
+				firstErr = fmt.Errorf("document %s not found through %s within 10 s", tag, g.url)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if firstErr != nil {
+			return firstErr
+		}
+	}
+	took := time.Since(start)
+	slices.Sort(delays)
+	p := func(q float64) time.Duration { return delays[min(int(q*float64(len(delays))), len(delays)-1)] }
+	fmt.Printf("%-40s %12d\n", "chunks ingested through A", chunks)
+	fmt.Printf("%-40s %12.0f\n", "chunks/s (ingest and propagation)", float64(chunks)/took.Seconds())
+	fmt.Printf("%-40s %12s\n", "found through B and C after, p50", ms(p(0.50)))
+	fmt.Printf("%-40s %12s\n", "found through B and C after, p99", ms(p(0.99)))
+	fmt.Printf("%-40s %12s\n", "found through B and C after, max", ms(delays[len(delays)-1]))
+	fmt.Printf("(%d observations; searches poll every 2 ms, which bounds the resolution)\ntarget: p99 ≤ 1s\n", len(delays))
+	return nil
+}
+
+// limitsCost measures what admitting a request costs, on a key with limits and a user
+// with a quota: this gateway's own buckets (auth.Limiter) against the buckets shared
+// through Postgres (auth.SharedLimiter), one request at a time.
+func limitsCost() error {
+	ctx := context.Background()
+	name, dbURL, err := dbs.create(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = dbs.drop(name) }()
+	st, err := store.Open(dbURL, store.Options{Origin: "bench"})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	u, err := st.EnsureUser(ctx, "limits")
+	if err != nil {
+		return err
+	}
+	if err := st.SetUserQuotas(ctx, "limits", 1<<40, 0); err != nil {
+		return err
+	}
+	fmt.Printf("\nshared limits: the cost of admitting one request (auth.Limiter vs auth.SharedLimiter over this Postgres), %s\n", "1000 requests one after another per row")
+	fmt.Printf("%-44s %10s %10s\n", "", "p50", "p99")
+	quiet := slog.New(slog.DiscardHandler)
+	for _, c := range []struct {
+		name     string
+		rpm, tpm int
+		quota    bool
+		shared   bool
+	}{
+		{"local buckets, 60000 rpm, 1M tpm", 60000, 1_000_000, false, false},
+		{"shared, 60000 rpm (leases of 3000), 1M tpm", 60000, 1_000_000, false, true},
+		{"shared, 1200 rpm (leases of 60), 1M tpm", 1200, 1_000_000, false, true},
+		{"shared, 60000 rpm, 1M tpm, a daily quota", 60000, 1_000_000, true, true},
+	} {
+		k, err := st.CreateAPIKey(ctx, store.NewAPIKey{UserID: u.ID, Prefix: fmt.Sprintf("rgw_b%07d", time.Now().UnixNano()%10_000_000),
+			Hash: []byte(c.name), Name: c.name, Scopes: []string{store.ScopeChat}, RPMLimit: c.rpm, TPMLimit: c.tpm})
+		if err != nil {
+			return err
+		}
+		p := auth.Principal{KeyID: k.ID, UserID: u.ID, RPMLimit: c.rpm, TPMLimit: c.tpm}
+		if c.quota {
+			p.DailyTokenQuota = 1 << 40
+		}
+		var l auth.RateLimiter = auth.NewLimiter(nil)
+		rctx, cancel := context.WithCancel(ctx)
+		if c.shared {
+			sl := &auth.SharedLimiter{Store: st, Logger: quiet}
+			go sl.Run(rctx)
+			l = sl
+		}
+		n := 1000
+		if c.rpm < n {
+			n = c.rpm * 8 / 10 // within the minute's allowance
+		}
+		ds := make([]time.Duration, 0, n)
+		for range n {
+			t0 := time.Now()
+			if _, err := l.Admit(ctx, p); err != nil {
+				cancel()
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			ds = append(ds, time.Since(t0))
+			l.Spend(p, 20)
+		}
+		cancel()
+		slices.Sort(ds)
+		fmt.Printf("%-44s %10s %10s\n", c.name, ms(ds[len(ds)/2]), ms(ds[len(ds)*99/100]))
+	}
+	fmt.Println("(a request also costs the key's lookup in Postgres, as before; the shared rows add a round trip only when a lease runs out, a level is stale, or a quota is near)")
+	return nil
+}
