@@ -7,13 +7,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ragway/ragway/gateway/auth"
@@ -22,20 +29,90 @@ import (
 
 const (
 	clusterDocs          = 200 // documents ingested through gateway A
-	clusterChunksPerDoc  = 50  // chunks each (rag.chunk_tokens 64)
+	clusterChunksPerDoc  = 25  // sections each: about 50 chunks of rag.chunk_tokens 64
 	clusterWordsPerChunk = 48
 )
 
-// runCluster runs the two measurements of gateways sharing a database.
-func runCluster(binDir string) error {
+// runCluster runs the measurements of gateways sharing a database.
+func runCluster(binDir string, streams, words int, dur time.Duration) error {
 	if err := clusterPropagation(binDir); err != nil {
+		return err
+	}
+	if err := clusterRelay(binDir, streams, words, dur); err != nil {
 		return err
 	}
 	return limitsCost()
 }
 
-// clusterPropagation ingests clusterDocs documents (clusterDocs×clusterChunksPerDoc
-// chunks) one after another through gateway A, and after each one's answer (its
+// clusterRelay compares the relay bench through one gateway with the same load through
+// deploy/cluster.sh: three gateways on one database behind HAProxy (on this machine's
+// cores: what it shows is the balancer's cost, not a scale-out).
+func clusterRelay(binDir string, streams, words int, dur time.Duration) error {
+	prompt := strings.TrimSpace(strings.Repeat("tok ", words))
+	single, err := startGateway(binDir, streams, "")
+	if err != nil {
+		return err
+	}
+	oneRate, err := throughput(streams, dur, func(ctx context.Context) (int, error) { return single.stream(ctx, prompt) })
+	single.stop()
+	if err != nil {
+		return fmt.Errorf("relay through one gateway: %w", err)
+	}
+
+	ctx := context.Background()
+	name, dbURL, err := dbs.create(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = dbs.drop(name) }()
+	key, err := dbs.createKey(ctx, dbURL, "relay", "chat")
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "ragway-bench-cluster-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	port := 20000 + ln.Addr().(*net.TCPAddr).Port%10000 // below the ephemeral range, like the tests
+	ln.Close()
+	cmd := exec.Command("sh", "deploy/cluster.sh", "3")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "RAGWAY_BIN="+filepath.Join(binDir, "ragway"), fmt.Sprint("CLUSTER_PORT=", port),
+		"CLUSTER_DIR="+dir, "TMPDIR="+dir, "RAGWAY_PLUGINS_DIR="+binDir,
+		fmt.Sprintf("RAGWAY_MODELS=[{name: echo, backend: echo, max_concurrency: %d, max_queue: 1024, options: {parallel: %d}}]", streams, streams))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	lb := &gatewayClient{url: fmt.Sprintf("http://127.0.0.1:%d", port), model: "echo", key: key,
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: streams * 2}}}
+	if err := lb.waitServing(60 * time.Second); err != nil {
+		return fmt.Errorf("the cluster: %w\n%s", err, out.String())
+	}
+	// Every gateway serving: the balancer checks each before it sends it requests.
+	time.Sleep(2 * time.Second)
+	threeRate, err := throughput(streams, dur, func(ctx context.Context) (int, error) { return lb.stream(ctx, prompt) })
+	if err != nil {
+		return fmt.Errorf("relay through the cluster: %w\n%s", err, out.String())
+	}
+	fmt.Printf("\nrelay through HAProxy and 3 gateways on one database vs 1 gateway, %d streams × %d tokens (one machine of %d cores)\n", streams, words, runtime.NumCPU())
+	fmt.Printf("%-40s %12s %12s %8s\n", "", "1 gateway", "3 + HAProxy", "ratio")
+	fmt.Printf("%-40s %12.0f %12.0f %8.2f\n", "content chunks/s", oneRate, threeRate, threeRate/oneRate)
+	return nil
+}
+
+// clusterPropagation ingests clusterDocs documents (of clusterChunksPerDoc sections,
+// about 10k chunks in all) one after another through gateway A, and after each one's answer (its
 // chunks are committed) searches gateways B and C for it until they find it.
 func clusterPropagation(binDir string) error {
 	models := "  - {name: echo, backend: echo, max_concurrency: 4, options: {parallel: 4}}\n"
@@ -82,7 +159,7 @@ func clusterPropagation(binDir string) error {
 	if b, code, err := call(a, "/v1/knowledge-bases", `{"name":"cluster"}`); err != nil || code != 201 {
 		return fmt.Errorf("create the knowledge base: %d %s %v", code, b, err)
 	}
-	fmt.Printf("\ncluster: 3 gateways on one database (embedded index each); %d documents of %d chunks ingested through A one after another, each searched for through B and C from A's answer until found\n",
+	fmt.Printf("\ncluster: 3 gateways on one database (embedded index each); %d documents of %d sections ingested through A one after another, each searched for through B and C from A's answer until found\n",
 		clusterDocs, clusterChunksPerDoc)
 	var (
 		mu     sync.Mutex
@@ -173,7 +250,8 @@ func limitsCost() error {
 		return err
 	}
 	fmt.Printf("\nshared limits: the cost of admitting one request (auth.Limiter vs auth.SharedLimiter over this Postgres), %s\n", "1000 requests one after another per row")
-	fmt.Printf("%-44s %10s %10s\n", "", "p50", "p99")
+	fmt.Printf("%-44s %10s %10s %10s\n", "", "p50", "p99", "mean")
+	us := func(d time.Duration) string { return fmt.Sprintf("%.1fµs", float64(d.Nanoseconds())/1000) }
 	quiet := slog.New(slog.DiscardHandler)
 	for _, c := range []struct {
 		name     string
@@ -186,8 +264,9 @@ func limitsCost() error {
 		{"shared, 1200 rpm (leases of 60), 1M tpm", 1200, 1_000_000, false, true},
 		{"shared, 60000 rpm, 1M tpm, a daily quota", 60000, 1_000_000, true, true},
 	} {
+		hash := sha256.Sum256([]byte(c.name))
 		k, err := st.CreateAPIKey(ctx, store.NewAPIKey{UserID: u.ID, Prefix: fmt.Sprintf("rgw_b%07d", time.Now().UnixNano()%10_000_000),
-			Hash: []byte(c.name), Name: c.name, Scopes: []string{store.ScopeChat}, RPMLimit: c.rpm, TPMLimit: c.tpm})
+			Hash: hash[:], Name: c.name, Scopes: []string{store.ScopeChat}, RPMLimit: c.rpm, TPMLimit: c.tpm})
 		if err != nil {
 			return err
 		}
@@ -218,7 +297,11 @@ func limitsCost() error {
 		}
 		cancel()
 		slices.Sort(ds)
-		fmt.Printf("%-44s %10s %10s\n", c.name, ms(ds[len(ds)/2]), ms(ds[len(ds)*99/100]))
+		var sum time.Duration
+		for _, d := range ds {
+			sum += d
+		}
+		fmt.Printf("%-44s %10s %10s %10s\n", c.name, us(ds[len(ds)/2]), us(ds[len(ds)*99/100]), us(sum/time.Duration(len(ds))))
 	}
 	fmt.Println("(a request also costs the key's lookup in Postgres, as before; the shared rows add a round trip only when a lease runs out, a level is stale, or a quota is near)")
 	return nil

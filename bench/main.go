@@ -144,7 +144,7 @@ func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes in
 	}
 	// Gateways sharing one database (bench/cluster.go).
 	if selected("cluster") {
-		if err := runCluster(binDir); err != nil {
+		if err := runCluster(binDir, streams, words, dur); err != nil {
 			return fmt.Errorf("cluster: %w", err)
 		}
 	}

@@ -69,7 +69,8 @@ func TestTakeLimits(t *testing.T) {
 func TestQuotaUsage(t *testing.T) {
 	s := open(t)
 	alice, bob := user(t, s, "alice"), user(t, s, "bob")
-	if err := s.SetUserQuotas(ctx(t), "alice", 1000, 20000); err != nil {
+	// Quotas beyond 32 bits (a monthly budget of billions of tokens) are stored whole.
+	if err := s.SetUserQuotas(ctx(t), "alice", 1000, 5_000_000_000); err != nil {
 		t.Fatal(err)
 	}
 	wantErr(t, "unknown user", s.SetUserQuotas(ctx(t), "nobody", 1, 1), store.ErrNotFound)
@@ -79,7 +80,7 @@ func TestQuotaUsage(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := s.APIKeyByPrefix(ctx(t), k.Prefix)
-	if err != nil || got.DailyTokenQuota != 1000 || got.MonthlyTokenQuota != 20000 {
+	if err != nil || got.DailyTokenQuota != 1000 || got.MonthlyTokenQuota != 5_000_000_000 {
 		t.Fatalf("the key's user's quotas: %d/%d, %v", got.DailyTokenQuota, got.MonthlyTokenQuota, err)
 	}
 	for _, step := range []struct {

@@ -14,7 +14,7 @@ func (s *Store) SetUserQuotas(ctx context.Context, name string, daily, monthly i
 		return fmt.Errorf("%w: a token quota is 0 (none) or more", ErrInvalid)
 	}
 	return s.do(ctx, "set user quotas", func(ctx context.Context) error {
-		res, err := s.db.ExecContext(ctx, `UPDATE users SET daily_token_quota = nullif($2, 0), monthly_token_quota = nullif($3, 0)
+		res, err := s.db.ExecContext(ctx, `UPDATE users SET daily_token_quota = nullif($2::bigint, 0), monthly_token_quota = nullif($3::bigint, 0)
 			WHERE name = $1`, name, daily, monthly)
 		if err != nil {
 			return err
