@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os/exec"
@@ -35,7 +36,11 @@ func (o Options) Isolated(ctx context.Context, exe, name string, f Format, data 
 	if f != PDF {
 		return o.Extract(ctx, name, f, data)
 	}
-	ctx, cancel := context.WithTimeout(ctx, isolatedTimeout)
+	timeout := o.IsolatedTimeout
+	if timeout <= 0 {
+		timeout = isolatedTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, "ingest-extract", "-name", name, "-format", string(f),
 		"-max-bytes", fmt.Sprint(o.MaxBytes), "-max-text-bytes", fmt.Sprint(o.MaxTextBytes))
@@ -53,7 +58,7 @@ func (o Options) Isolated(ctx context.Context, exe, name string, f Format, data 
 	var r result
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		if ctx.Err() != nil {
-			return Extracted{}, fmt.Errorf("%w: %q: extraction did not finish within %s", ErrInvalidPDF, name, isolatedTimeout)
+			return Extracted{}, fmt.Errorf("%w: %q: extraction did not finish within %s", ErrInvalidPDF, name, timeout)
 		}
 		return Extracted{}, fmt.Errorf("%w: %q: the file could not be parsed", ErrInvalidPDF, name)
 	}
@@ -64,6 +69,22 @@ func (o Options) Isolated(ctx context.Context, exe, name string, f Format, data 
 		return Extracted{}, fmt.Errorf("the PDF extractor failed: %s", r.Error) // the server's fault: no sentinel
 	}
 	return r.Extracted, nil
+}
+
+// ServeCommand is the child process of Isolated: args are what Isolated passes after
+// "ingest-extract" (the document's name, format and limits); the document comes on
+// stdin, the result goes to stdout (Serve).
+func ServeCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ingest-extract", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("name", "document", "the document's name")
+	format := fs.String("format", "", "its format (text, markdown, html, pdf)")
+	maxBytes := fs.Int64("max-bytes", 0, "largest document accepted")
+	maxText := fs.Int64("max-text-bytes", 0, "most text extracted")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return Serve(context.Background(), *name, Format(*format), Options{MaxBytes: *maxBytes, MaxTextBytes: *maxText}, stdin, stdout)
 }
 
 // Serve is the child side of Isolated: it extracts stdin and writes the result as

@@ -3,6 +3,7 @@ package ingest
 import (
 	"fmt"
 	"io"
+	"time"
 )
 
 // Default limits.
@@ -19,6 +20,9 @@ type Options struct {
 	// <= 0 means DefaultMaxTextBytes. It bounds what a small compressed PDF can expand
 	// to.
 	MaxTextBytes int64
+	// IsolatedTimeout bounds one extraction in a child process (Isolated); <= 0 means
+	// two minutes.
+	IsolatedTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
