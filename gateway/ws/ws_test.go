@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,6 +250,21 @@ func (b *blocker) generate(ctx context.Context, _ string, req sdk.GenerateReques
 	return ctx.Err()
 }
 
+// waitStarted waits until the generations of want have started, in any order.
+func (b *blocker) waitStarted(t *testing.T, want ...string) {
+	t.Helper()
+	for range want {
+		select {
+		case got := <-b.started:
+			if !slices.Contains(want, got) {
+				t.Fatalf("%q started, want %v", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v did not all start", want)
+		}
+	}
+}
+
 func (b *blocker) waitCancelled(t *testing.T, want string) {
 	t.Helper()
 	select {
@@ -274,6 +290,9 @@ func TestDuplicateIDsAndTheChatCap(t *testing.T) {
 	c.expect("start", "b")
 	c.send(chatFrame("c", "c"))
 	c.expectError("c", "rate_limit_error", "too_many_chats", "")
+	// Both generations are running (a chat cancelled before a replica took it never
+	// reaches the backend at all).
+	b.waitStarted(t, "a", "b")
 	c.send(`{"type":"cancel","id":"a"}`)
 	c.expect("done", "a")
 	b.waitCancelled(t, "a")
