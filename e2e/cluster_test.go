@@ -120,8 +120,8 @@ func TestGatewaysShareOneIndex(t *testing.T) {
 }
 
 // TestRateLimitHoldsAcrossGateways: a key of 30 requests per minute gets no more than
-// 30 (and a refill's one) from three gateways together, 90 requests at once spread
-// over them; the others are 429 rate_limit_exceeded.
+// 30 (and what refills meanwhile) from three gateways together, 90 requests at once
+// spread over them; the others are 429 rate_limit_exceeded.
 func TestRateLimitHoldsAcrossGateways(t *testing.T) {
 	db := pgtest.Database(t)
 	a := launchGatewayOn(t, db, echoModels)
@@ -137,6 +137,7 @@ func TestRateLimitHoldsAcrossGateways(t *testing.T) {
 		codes = map[int]int{}
 		wg    sync.WaitGroup
 	)
+	start := time.Now()
 	for i := range 90 {
 		wg.Add(1)
 		go func() {
@@ -151,8 +152,10 @@ func TestRateLimitHoldsAcrossGateways(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if codes[200] < 30 || codes[200] > 31 || codes[200]+codes[429] != 90 {
-		t.Fatalf("statuses %v: want 30 (or 31) successes and the rest 429 over 3 gateways", codes)
+	// The bucket refills by one request every 2 s while the burst lasts.
+	most := 30 + int(time.Since(start)/(2*time.Second)) + 1
+	if codes[200] < 30 || codes[200] > most || codes[200]+codes[429] != 90 {
+		t.Fatalf("statuses %v in %v: want 30 to %d successes and the rest 429 over 3 gateways", codes, time.Since(start), most)
 	}
 }
 
