@@ -41,7 +41,76 @@ func runCluster(binDir string, streams, words int, dur time.Duration) error {
 	if err := clusterRelay(binDir, streams, words, dur); err != nil {
 		return err
 	}
-	return limitsCost()
+	if err := limitsCost(); err != nil {
+		return err
+	}
+	return limitsTTFT(binDir)
+}
+
+// limitsTTFT measures time to first token through one gateway, one request at a time,
+// for keys without limits (what this gateway's own buckets cost is below a
+// microsecond: limitsCost) and with limits and a quota shared through Postgres, the
+// arms taking turns.
+func limitsTTFT(binDir string) error {
+	g, err := startGateway(binDir, 4, "")
+	if err != nil {
+		return err
+	}
+	defer g.stop()
+	ctx := context.Background()
+	type arm struct {
+		name string
+		key  string
+		ds   []time.Duration
+	}
+	arms := []*arm{{name: "no limits", key: g.key}}
+	for _, a := range []struct {
+		name, user string
+		flags      []string
+	}{
+		{"shared: 1200 rpm (leases of 60), 1M tpm", "limited", []string{"--rpm", "1200", "--tpm", "1000000"}},
+		{"shared: 60000 rpm, 10M tpm, a daily quota", "quoted", []string{"--rpm", "60000", "--tpm", "10000000"}},
+	} {
+		key, err := dbs.createKey(ctx, g.dbURL, a.user, "chat", a.flags...)
+		if err != nil {
+			return err
+		}
+		arms = append(arms, &arm{name: a.name, key: key})
+	}
+	quota := exec.Command(filepath.Join(binDir, "ragway"), "users", "quota", "--user", "quoted", "--daily", "1000000000000")
+	quota.Env = append(os.Environ(), "RAGWAY_DATABASE_URL="+g.dbURL)
+	if out, err := quota.CombinedOutput(); err != nil {
+		return fmt.Errorf("users quota: %w\n%s", err, out)
+	}
+	const rounds, each = 3, 100 // 300 requests per arm, within 1200 rpm
+	for range rounds {
+		for _, a := range arms {
+			g.key = a.key
+			for range each {
+				c, cancel := context.WithTimeout(ctx, 10*time.Second)
+				d, err := g.firstToken(c, "hello there")
+				cancel()
+				if err != nil {
+					return fmt.Errorf("%s: %w", a.name, err)
+				}
+				a.ds = append(a.ds, d)
+			}
+		}
+	}
+	fmt.Printf("\nshared limits on TTFT through the gateway (echo, 1 request at a time, %d per arm, arms taking turns)\n", rounds*each)
+	fmt.Printf("%-44s %10s %10s\n", "", "p50", "p99")
+	base := arms[0].ds
+	slices.Sort(base)
+	for _, a := range arms {
+		slices.Sort(a.ds)
+		p50, p99 := a.ds[len(a.ds)/2], a.ds[len(a.ds)*99/100]
+		extra := ""
+		if a != arms[0] {
+			extra = fmt.Sprintf("  (%+.3fms, %+.3fms)", float64((p50-base[len(base)/2]).Microseconds())/1000, float64((p99-base[len(base)*99/100]).Microseconds())/1000)
+		}
+		fmt.Printf("%-44s %10s %10s%s\n", a.name, ms(p50), ms(p99), extra)
+	}
+	return nil
 }
 
 // clusterRelay compares the relay bench through one gateway with the same load through

@@ -152,11 +152,12 @@ func (s *scratchDBs) create(ctx context.Context) (name, dbURL string, err error)
 }
 
 // createKey makes a user and a key with scopes (comma-separated) in the database at
-// dbURL with `ragway keys create` and returns the key.
-func (s *scratchDBs) createKey(ctx context.Context, dbURL, user, scopes string) (string, error) {
+// dbURL with `ragway keys create` (and its extra flags: --rpm N …) and returns the key.
+func (s *scratchDBs) createKey(ctx context.Context, dbURL, user, scopes string, extra ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(s.binDir, "ragway"), "keys", "create", "--user", user, "--scopes", scopes, "--name", "bench")
+	args := append([]string{"keys", "create", "--user", user, "--scopes", scopes, "--name", "bench"}, extra...)
+	cmd := exec.CommandContext(ctx, filepath.Join(s.binDir, "ragway"), args...)
 	cmd.Env = append(os.Environ(), "RAGWAY_DATABASE_URL="+dbURL)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
