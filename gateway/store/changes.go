@@ -136,31 +136,8 @@ func (s *Store) ListenChanges(ctx context.Context) <-chan struct{} {
 // batch at a time, in ordinal order: what a follower of the feed reads of a document
 // indexed elsewhere. It is not scoped by user (the gateway's path, never a client's).
 func (s *Store) EachDocumentChunks(ctx context.Context, kbID, docID string, batch int, fn func([]Chunk) error) error {
-	if batch <= 0 {
-		batch = 1000
-	}
 	if !validIDs(kbID, docID) {
 		return fmt.Errorf("store: document chunks: %w", ErrNotFound)
 	}
-	after := -1
-	for {
-		var page []Chunk
-		err := s.do(ctx, "document chunks", func(ctx context.Context) error {
-			rows, err := s.db.QueryContext(ctx, `SELECT `+chunkColumns+` FROM chunks c
-				WHERE c.kb_id = $1 AND c.document_id = $2 AND c.ordinal > $3
-				ORDER BY c.ordinal LIMIT $4`, kbID, docID, after, batch)
-			if err != nil {
-				return err
-			}
-			page, err = scanChunks(rows, nil, false)
-			return err
-		})
-		if err != nil || len(page) == 0 {
-			return err
-		}
-		if err := fn(page); err != nil {
-			return err
-		}
-		after = page[len(page)-1].Ordinal
-	}
+	return s.eachChunks(ctx, "document chunks", kbID, docID, batch, fn)
 }

@@ -191,19 +191,30 @@ func (s *Store) Chunks(ctx context.Context, userID, kbID string, ids []string) (
 // document and ordinal order: what rebuilds a vector index from Postgres. It is not
 // scoped by user (the operator's and the gateway's path, never a client's).
 func (s *Store) EachKBChunks(ctx context.Context, kbID string, batch int, fn func([]Chunk) error) error {
+	if !validID(kbID) {
+		return fmt.Errorf("store: knowledge base chunks: %w", ErrNotFound)
+	}
+	return s.eachChunks(ctx, "knowledge base chunks", kbID, "", batch, fn)
+}
+
+// eachChunks calls fn with the chunks of knowledge base kbID (of its document docID
+// only, when docID is set), batch at a time, in document and ordinal order, reading a
+// page after the last chunk of the one before.
+func (s *Store) eachChunks(ctx context.Context, op, kbID, docID string, batch int, fn func([]Chunk) error) error {
 	if batch <= 0 {
 		batch = 1000
 	}
-	if !validID(kbID) {
-		return fmt.Errorf("store: knowledge base chunks: %w", ErrNotFound)
+	var doc any // NULL: every document
+	if docID != "" {
+		doc = docID
 	}
 	afterDoc, afterOrd := "00000000-0000-0000-0000-000000000000", -1
 	for {
 		var page []Chunk
-		err := s.do(ctx, "knowledge base chunks", func(ctx context.Context) error {
+		err := s.do(ctx, op, func(ctx context.Context) error {
 			rows, err := s.db.QueryContext(ctx, `SELECT `+chunkColumns+` FROM chunks c
-				WHERE c.kb_id = $1 AND (c.document_id, c.ordinal) > ($2::uuid, $3)
-				ORDER BY c.document_id, c.ordinal LIMIT $4`, kbID, afterDoc, afterOrd, batch)
+				WHERE c.kb_id = $1 AND ($5::uuid IS NULL OR c.document_id = $5) AND (c.document_id, c.ordinal) > ($2::uuid, $3)
+				ORDER BY c.document_id, c.ordinal LIMIT $4`, kbID, afterDoc, afterOrd, batch, doc)
 			if err != nil {
 				return err
 			}
