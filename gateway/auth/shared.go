@@ -75,6 +75,7 @@ type sharedKey struct {
 	mu     sync.Mutex // one round trip at a time for a key
 	p      Principal  // its latest limits
 	lease  int        // requests leased and not used
+	empty  time.Time  // until then the bucket had nothing to lease: refused here
 	used   time.Time  // last request admitted
 	tokens float64    // the shared tokens level at synced
 	synced time.Time  // zero: never read
@@ -233,6 +234,12 @@ func (l *SharedLimiter) Admit(ctx context.Context, p Principal) (time.Duration, 
 	defer k.mu.Unlock()
 	k.p = p
 	now := l.Now()
+	if p.RPMLimit > 0 && k.lease == 0 && now.Before(k.empty) {
+		// The bucket was empty a moment ago: a client hammering a spent key costs no
+		// round trip per request.
+		wait := k.empty.Sub(now)
+		return wait, &RateLimitError{Limit: LimitRequests, RetryAfter: wait}
+	}
 	needLease := p.RPMLimit > 0 && k.lease == 0
 	staleTokens := p.TPMLimit > 0 && now.Sub(k.synced) > tokensStale
 	if needLease || staleTokens {
@@ -249,6 +256,9 @@ func (l *SharedLimiter) Admit(ctx context.Context, p Principal) (time.Duration, 
 		l.recovered()
 		k.spent -= spent
 		k.lease += lv[0].Granted
+		if needLease && lv[0].Granted == 0 {
+			k.empty = now.Add(time.Minute / time.Duration(p.RPMLimit))
+		}
 		k.tokens, k.synced = lv[0].TokensLeft, now
 	}
 	if p.TPMLimit > 0 {
@@ -342,7 +352,9 @@ func (l *SharedLimiter) syncUsers(ctx context.Context, final bool) {
 	)
 	l.mu.Lock()
 	for id, u := range l.users {
-		u.mu.Lock()
+		if !lockForSync(&u.mu, final) {
+			continue // busy with its own round trip: the next tick syncs it
+		}
 		idle := now.Sub(u.used)
 		switch {
 		case u.spent != 0 || (u.quotas && idle < time.Minute && !final):
@@ -385,7 +397,9 @@ func (l *SharedLimiter) syncKeys(ctx context.Context, final bool) {
 	var parts []part
 	l.mu.Lock()
 	for id, k := range l.keys {
-		k.mu.Lock()
+		if !lockForSync(&k.mu, final) {
+			continue // busy with its own round trip: the next tick syncs it
+		}
 		idle := now.Sub(k.used)
 		t := store.LimitTake{KeyID: id, RPM: k.p.RPMLimit, TPM: k.p.TPMLimit, Tokens: k.spent}
 		if k.lease > 0 && (final || idle >= leaseIdle) {
@@ -426,6 +440,17 @@ func (l *SharedLimiter) syncKeys(ctx context.Context, final bool) {
 		return
 	}
 	l.recovered()
+}
+
+// lockForSync locks mu for a sync: at once or not at all (a request holding it across
+// its own round trip must not hold up the sync, which holds l.mu), except for the
+// final sync, which waits.
+func lockForSync(mu *sync.Mutex, final bool) bool {
+	if final {
+		mu.Lock()
+		return true
+	}
+	return mu.TryLock()
 }
 
 // kick asks Run to sync now.

@@ -179,3 +179,37 @@ func TestQuotaAcrossGatewaysAndRestarts(t *testing.T) {
 		t.Fatalf("a gateway started afterwards: %v, want the quota held", err)
 	}
 }
+
+// counting counts the round trips to the shared buckets.
+type counting struct {
+	LimitStore
+	takes atomic.Int64
+}
+
+func (c *counting) TakeLimits(ctx context.Context, t []store.LimitTake) ([]store.LimitLevel, error) {
+	c.takes.Add(1)
+	return c.LimitStore.TakeLimits(ctx, t)
+}
+
+// TestSpentKeyCostsNoRoundTrips: once its bucket had nothing to lease, a key's
+// requests are refused here until the next request is due, without a round trip each.
+func TestSpentKeyCostsNoRoundTrips(t *testing.T) {
+	st, p := sharedKeyOf(t, 2, 0)
+	c := &counting{LimitStore: st}
+	l := &SharedLimiter{Store: c, Logger: quietLogger()}
+	ctx := context.Background()
+	for range 2 {
+		if _, err := l.Admit(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := c.takes.Load()
+	for range 50 {
+		if _, err := l.Admit(ctx, p); !errors.Is(err, ErrRateLimited) {
+			t.Fatalf("over the limit: %v", err)
+		}
+	}
+	if n := c.takes.Load() - before; n != 1 {
+		t.Fatalf("50 refused requests made %d round trips, want 1", n)
+	}
+}

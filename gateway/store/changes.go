@@ -53,9 +53,6 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]Change, 
 	)
 	err := s.do(ctx, "read changes", func(ctx context.Context) error {
 		out = out[:0]
-		if err := s.db.QueryRowContext(ctx, `SELECT pruned_through FROM change_horizon`).Scan(&horizon); err != nil {
-			return err
-		}
 		rows, err := s.db.QueryContext(ctx, `SELECT id, at, kind, coalesce(kb_id::text, ''), coalesce(document_id::text, ''),
 			coalesce(key_prefix, ''), origin FROM changes WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 		if err != nil {
@@ -69,7 +66,12 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]Change, 
 			}
 			out = append(out, c)
 		}
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		// The horizon after the rows: a prune between the two reads shows as a horizon
+		// past the position (the caller reloads), never as a gap in the rows unseen.
+		return s.db.QueryRowContext(ctx, `SELECT pruned_through FROM change_horizon`).Scan(&horizon)
 	})
 	return out, horizon, err
 }

@@ -33,11 +33,7 @@ type LimitLevel struct {
 func (s *Store) TakeLimits(ctx context.Context, takes []LimitTake) ([]LimitLevel, error) {
 	// Buckets are locked in key order: two gateways taking for the same keys cannot
 	// deadlock.
-	order := make([]int, len(takes))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int { return strings.Compare(takes[a].KeyID, takes[b].KeyID) })
+	order := lockOrder(len(takes), func(i int) string { return takes[i].KeyID })
 	var (
 		keys           = make([]string, len(takes))
 		rpm, tpm, reqs = make([]int64, len(takes)), make([]int64, len(takes)), make([]int64, len(takes))
@@ -76,4 +72,15 @@ func (s *Store) TakeLimits(ctx context.Context, takes []LimitTake) ([]LimitLevel
 		return nil, err
 	}
 	return out, nil
+}
+
+// lockOrder returns the indexes 0..n-1 sorted by the row each names (id(i)): rows
+// locked in one order by every gateway cannot deadlock.
+func lockOrder(n int, id func(int) string) []int {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(id(a), id(b)) })
+	return order
 }

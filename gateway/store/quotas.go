@@ -40,14 +40,17 @@ type QuotaUsage struct {
 }
 
 // AddQuotaUsage adds each user's tokens to their usage of the current UTC day and
-// month, in one round trip, and returns the totals, in the order of adds.
+// month, in one round trip, and returns the totals, in the order of adds. Rows are
+// locked in user order (lockOrder).
 func (s *Store) AddQuotaUsage(ctx context.Context, adds []QuotaAdd) ([]QuotaUsage, error) {
+	order := lockOrder(len(adds), func(i int) string { return adds[i].UserID })
 	users, toks := make([]string, len(adds)), make([]int64, len(adds))
-	for i, a := range adds {
+	for j, i := range order {
+		a := adds[i]
 		if !validID(a.UserID) {
 			return nil, fmt.Errorf("store: add quota usage: %w: user %q", ErrNotFound, a.UserID)
 		}
-		users[i], toks[i] = a.UserID, a.Tokens
+		users[j], toks[j] = a.UserID, a.Tokens
 	}
 	out := make([]QuotaUsage, len(adds))
 	err := s.do(ctx, "add quota usage", func(ctx context.Context) error {
@@ -66,7 +69,7 @@ func (s *Store) AddQuotaUsage(ctx context.Context, adds []QuotaAdd) ([]QuotaUsag
 			if err := rows.Scan(&i, &u.Day, &u.Month); err != nil {
 				return err
 			}
-			out[i-1] = u
+			out[order[i-1]] = u
 		}
 		return rows.Err()
 	})

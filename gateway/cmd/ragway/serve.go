@@ -97,6 +97,11 @@ func serve(args []string, stderr io.Writer) error {
 		log.Warn("the database is unreachable; requests that need it fail with 503 until it returns", "database", store.RedactURL(dbURL), "error", err)
 	}
 	go failInterrupted(ctx, st, cfg.Server.RequestTimeout.Std(), log)
+	// Alive before it serves: the answers it begins are not taken for a stopped
+	// gateway's by the others (keepAlive goes on from there).
+	if err := st.Heartbeat(ctx); err != nil {
+		log.Debug("heartbeat", "error", err)
+	}
 	go keepAlive(ctx, st, log)
 	var chats, indexing sync.WaitGroup
 	authn := auth.New(st, auth.Options{Logger: log})
