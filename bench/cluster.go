@@ -68,7 +68,7 @@ func limitsTTFT(binDir string) error {
 		name, user string
 		flags      []string
 	}{
-		{"shared: 1200 rpm (leases of 60), 1M tpm", "limited", []string{"--rpm", "1200", "--tpm", "1000000"}},
+		{"shared: 6000 rpm (leases of 150), 1M tpm", "limited", []string{"--rpm", "6000", "--tpm", "1000000"}},
 		{"shared: 60000 rpm, 10M tpm, a daily quota", "quoted", []string{"--rpm", "60000", "--tpm", "10000000"}},
 	} {
 		key, err := dbs.createKey(ctx, g.dbURL, a.user, "chat", a.flags...)
@@ -82,7 +82,7 @@ func limitsTTFT(binDir string) error {
 	if out, err := quota.CombinedOutput(); err != nil {
 		return fmt.Errorf("users quota: %w\n%s", err, out)
 	}
-	const rounds, each = 3, 100 // 300 requests per arm, within 1200 rpm
+	const rounds, each = 3, 100 // 300 requests per arm, within the burst of 6000 rpm (600)
 	for range rounds {
 		for _, a := range arms {
 			g.key = a.key
@@ -315,7 +315,7 @@ func limitsCost() error {
 	if err != nil {
 		return err
 	}
-	if err := st.SetUserQuotas(ctx, "limits", 1<<40, 0); err != nil {
+	if err := st.SetUserQuotas(ctx, "limits", store.QuotaChange{Daily: new(int64(1 << 40))}); err != nil {
 		return err
 	}
 	fmt.Printf("\nshared limits: the cost of admitting one request (auth.Limiter vs auth.SharedLimiter over this Postgres), %s\n", "1000 requests one after another per row")
@@ -329,8 +329,8 @@ func limitsCost() error {
 		shared   bool
 	}{
 		{"local buckets, 60000 rpm, 1M tpm", 60000, 1_000_000, false, false},
-		{"shared, 60000 rpm (leases of 3000), 1M tpm", 60000, 1_000_000, false, true},
-		{"shared, 1200 rpm (leases of 60), 1M tpm", 1200, 1_000_000, false, true},
+		{"shared, 60000 rpm (leases of 1500), 1M tpm", 60000, 1_000_000, false, true},
+		{"shared, 6000 rpm (leases of 150), 1M tpm", 6000, 1_000_000, false, true},
 		{"shared, 60000 rpm, 1M tpm, a daily quota", 60000, 1_000_000, true, true},
 	} {
 		hash := sha256.Sum256([]byte(c.name))
@@ -350,10 +350,7 @@ func limitsCost() error {
 			go sl.Run(rctx)
 			l = sl
 		}
-		n := 1000
-		if c.rpm < n {
-			n = c.rpm * 8 / 10 // within the minute's allowance
-		}
+		n := min(1000, auth.Burst(c.rpm)*8/10) // within the burst
 		ds := make([]time.Duration, 0, n)
 		for range n {
 			t0 := time.Now()

@@ -18,9 +18,9 @@ const (
 )
 
 // Limiter enforces the per-key limits of principals: requests per minute and tokens
-// per minute, each a token bucket that holds a minute's allowance and refills
-// continuously. Its arithmetic is exact (integers, to the nanosecond). It is safe for
-// concurrent use.
+// per minute, each a token bucket that holds a burst (Burst) and refills continuously
+// at the limit, so that a key gets at most its limit plus the burst in any minute. Its
+// arithmetic is exact (integers, to the nanosecond). It is safe for concurrent use.
 type Limiter struct {
 	now func() time.Time
 
@@ -36,12 +36,22 @@ type buckets struct {
 	updated  time.Time
 }
 
-// bucket is a token bucket of limit per minute. Its level is counted in units of
-// 1/60e9 of a token (one token is time.Minute units), so that it gains exactly limit
-// units per nanosecond. A limit of 0 means the bucket is not enforced.
+// bucket is a token bucket of limit per minute that holds Burst(limit) tokens. Its
+// level is counted in units of 1/60e9 of a token (one token is time.Minute units), so
+// that it gains exactly limit units per nanosecond. A limit of 0 means the bucket is
+// not enforced.
 type bucket struct {
 	limit int64
-	level int64 // ≤ limit*unit; negative after an overspend, down to minLevel
+	level int64 // ≤ capacity(); negative after an overspend, down to minLevel
+}
+
+// Burst is what a bucket of limit per minute holds: a tenth of the limit, at least 1.
+// A key may spend it at once, then what refills at the limit: in any minute, at most
+// limit + Burst(limit) (10 % over the limit, like a provider enforcing 60 requests a
+// minute as one a second with a little slack).
+func Burst(limit int) int {
+	l := clampLimit(limit)
+	return int(max(1, (l+9)/10))
 }
 
 const (
@@ -59,7 +69,7 @@ func clampLimit(limit int) int64 {
 	return int64(min(max(limit, 0), MaxLimit))
 }
 
-func (b *bucket) capacity() int64 { return b.limit * unit }
+func (b *bucket) capacity() int64 { return int64(Burst(int(b.limit))) * unit }
 
 // refill adds what b gains in d (> 0), up to its capacity.
 func (b *bucket) refill(d time.Duration) {

@@ -30,50 +30,65 @@ func admit(t *testing.T, l *Limiter, p Principal, limit string, retryAfter time.
 func TestLimiterRequests(t *testing.T) {
 	clk := newClock()
 	l := NewLimiter(clk.Now)
-	p := Principal{KeyID: "k1", RPMLimit: 3}
+	p := Principal{KeyID: "k1", RPMLimit: 30} // a burst of 3, then one per 2 s
 	for range 3 {
 		admit(t, l, p, "", 0)
 	}
-	admit(t, l, p, LimitRequests, 20*time.Second) // one request per 20s
-	clk.Advance(19 * time.Second)
+	admit(t, l, p, LimitRequests, 2*time.Second)
+	clk.Advance(time.Second)
 	admit(t, l, p, LimitRequests, time.Second)
 	clk.Advance(time.Second)
 	admit(t, l, p, "", 0)
-	admit(t, l, p, LimitRequests, 20*time.Second)
+	admit(t, l, p, LimitRequests, 2*time.Second)
 
-	// Half a request's time, then a full refill capped at the capacity.
-	clk.Advance(10 * time.Second)
-	admit(t, l, p, LimitRequests, 10*time.Second)
+	// However long a key waits, it gets its burst at once, no more.
 	clk.Advance(time.Hour)
 	for range 3 {
 		admit(t, l, p, "", 0)
 	}
-	admit(t, l, p, LimitRequests, 20*time.Second)
+	admit(t, l, p, LimitRequests, 2*time.Second)
 
-	// Another key has its own buckets.
+	// Another key has its own buckets; a limit below 10 has a burst of 1.
 	admit(t, l, Principal{KeyID: "k2", RPMLimit: 1}, "", 0)
 	admit(t, l, Principal{KeyID: "k2", RPMLimit: 1}, LimitRequests, time.Minute)
+}
+
+// TestLimiterHoldsOverAnyMinute: a key asking ten times a second for a minute, from a
+// full bucket, gets its burst and what refills: 3 + 29 for 30 a minute, within the
+// limit plus a tenth.
+func TestLimiterHoldsOverAnyMinute(t *testing.T) {
+	clk := newClock()
+	l := NewLimiter(clk.Now)
+	p := Principal{KeyID: "k1", RPMLimit: 30}
+	admitted := 0
+	for range 600 {
+		if _, err := l.Admit(context.Background(), p); err == nil {
+			admitted++
+		}
+		clk.Advance(100 * time.Millisecond)
+	}
+	if admitted != 32 {
+		t.Fatalf("%d requests admitted in a minute for 30 a minute, want 32 (a burst of 3, 29 refilled)", admitted)
+	}
 }
 
 func TestLimiterTokens(t *testing.T) {
 	clk := newClock()
 	l := NewLimiter(clk.Now)
-	p := Principal{KeyID: "k1", TPMLimit: 100}
+	p := Principal{KeyID: "k1", TPMLimit: 100} // holds 10 tokens
 	admit(t, l, p, "", 0)
-	l.Spend(p, 60)
-	admit(t, l, p, "", 0) // 40 left: the next request may overdraw
-	l.Spend(p, 190)       // balance -150
-	// 150 tokens at 100 per minute: 90s until the balance is 0, and a request needs a
+	l.Spend(p, 60) // balance -50: a request may overdraw it
+	// 50 tokens at 100 per minute: 30 s until the balance is 0, and a request needs a
 	// positive balance.
-	admit(t, l, p, LimitTokens, 90*time.Second+1)
-	clk.Advance(90 * time.Second)
+	admit(t, l, p, LimitTokens, 30*time.Second+1)
+	clk.Advance(30 * time.Second)
 	admit(t, l, p, LimitTokens, 1)
 	clk.Advance(1)
 	admit(t, l, p, "", 0)
 
 	// Spending exactly the whole balance blocks too (≤ 0).
 	clk.Advance(time.Hour)
-	l.Spend(p, 100)
+	l.Spend(p, 10)
 	admit(t, l, p, LimitTokens, 1)
 	clk.Advance(600 * time.Millisecond) // +1 token
 	admit(t, l, p, "", 0)
@@ -86,21 +101,22 @@ func TestLimiterTokens(t *testing.T) {
 func TestLimiterBothLimits(t *testing.T) {
 	clk := newClock()
 	l := NewLimiter(clk.Now)
-	p := Principal{KeyID: "k1", RPMLimit: 60, TPMLimit: 60}
-	admit(t, l, p, "", 0)
-	l.Spend(p, 120) // balance -60: a minute to 0
-	// Requests are available, tokens are not.
-	admit(t, l, p, LimitTokens, time.Minute+1)
-	clk.Advance(time.Minute + 1)
-	// The refused request did not use a request token.
-	for range 60 {
+	p := Principal{KeyID: "k1", RPMLimit: 60, TPMLimit: 60} // bursts of 6, one a second
+	for range 6 {
 		admit(t, l, p, "", 0)
 	}
+	admit(t, l, p, LimitRequests, time.Second)
 	// Both limits are hit: the longer wait is reported.
-	l.Spend(p, 10)
-	admit(t, l, p, LimitTokens, 10*time.Second) // requests: 1s
-	clk.Advance(10 * time.Second)
-	for range 10 {
+	l.Spend(p, 12) // balance -6
+	admit(t, l, p, LimitTokens, 6*time.Second+1)
+	clk.Advance(time.Second)
+	// A request is available, tokens are not; the refused request does not use it.
+	admit(t, l, p, LimitTokens, 5*time.Second+1)
+	if lv := l.keys["k1"].requests.level; lv != unit {
+		t.Fatalf("requests level %d after a request refused for tokens, want %d (one request)", lv, unit)
+	}
+	clk.Advance(5*time.Second + 1)
+	for range 6 {
 		admit(t, l, p, "", 0)
 	}
 	admit(t, l, p, LimitRequests, time.Second)

@@ -32,11 +32,16 @@ const (
 	// sharedIdleDrop: a key unused this long, with nothing to give back or debit, is
 	// forgotten.
 	sharedIdleDrop = 10 * time.Minute
+	// outageRetry is how long after a failed round trip requests skip the shared
+	// buckets (the local ones decide) instead of each waiting on a database that is
+	// away; the syncs keep trying meanwhile.
+	outageRetry = time.Second
 )
 
 // SharedLimiter enforces keys' limits for the sum over every gateway on one database:
-// each key has one bucket in Postgres (store.TakeLimits). A gateway leases requests
-// from it a few at a time (a twentieth of a minute's allowance, at least one), so that
+// each key has one bucket in Postgres (store.TakeLimits), holding a burst (Burst) and
+// refilled at the limit, as over one gateway. A gateway leases requests from it a few
+// at a time (a quarter of the burst, at least one), so that
 // most requests cost no round trip and no gateway ever admits more than the bucket
 // granted; it gives back what it did not use within two seconds. Tokens are charged
 // after the fact (a request's size is known at its end): debited every SyncEvery,
@@ -66,7 +71,8 @@ type SharedLimiter struct {
 	mu       sync.Mutex    // guards keys and users; taken before their own mutexes, never after
 	keys     map[string]*sharedKey
 	users    map[string]*sharedUser
-	failing  atomic.Bool // the last round trip failed: logged once
+	failing  atomic.Bool  // the last round trip failed: logged once
+	awayTill atomic.Int64 // until then (Unix ns) requests skip the database: it failed
 	initOnce sync.Once
 }
 
@@ -80,6 +86,9 @@ type sharedKey struct {
 	tokens float64    // the shared tokens level at synced
 	synced time.Time  // zero: never read
 	spent  int64      // tokens spent here, not yet debited
+	// dropped: forgotten by a sync (no longer in keys); whoever locks it after
+	// takes the key's new entry instead.
+	dropped bool
 }
 
 func (l *SharedLimiter) init() {
@@ -109,6 +118,9 @@ type sharedUser struct {
 	synced time.Time  // zero: never read
 	spent  int64      // tokens counted here, not yet added
 	perReq float64    // tokens a request of the user uses, on average (recent)
+	// dropped: forgotten by a sync (no longer in users); whoever locks it after
+	// takes the user's new entry instead.
+	dropped bool
 }
 
 // near reports whether u's usage is close to one of p's quotas: within a tenth of it,
@@ -156,25 +168,39 @@ func nextMonth(t time.Time) time.Time {
 	return time.Date(y, m+1, 1, 0, 0, 0, 0, time.UTC)
 }
 
-func (l *SharedLimiter) user(id string) *sharedUser {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	u := l.users[id]
-	if u == nil {
-		u = &sharedUser{}
-		l.users[id] = u
+// lockedUser returns the user id's entry, locked (u.mu).
+func (l *SharedLimiter) lockedUser(id string) *sharedUser {
+	for {
+		l.mu.Lock()
+		u := l.users[id]
+		if u == nil {
+			u = &sharedUser{}
+			l.users[id] = u
+		}
+		l.mu.Unlock()
+		u.mu.Lock()
+		if !u.dropped {
+			return u
+		}
+		u.mu.Unlock() // forgotten by a sync meanwhile: a new entry
 	}
-	return u
 }
 
 // checkQuotas refuses a request of p whose user's quota is used up, reading the
 // user's usage first when what this gateway knows is stale.
 func (l *SharedLimiter) checkQuotas(ctx context.Context, p Principal, now time.Time) *QuotaError {
-	u := l.user(p.UserID)
-	u.mu.Lock()
+	u := l.lockedUser(p.UserID)
 	defer u.mu.Unlock()
 	u.quotas, u.used = true, now
-	if now.Sub(u.synced) > tokensStale || !sameDay(u.synced, now) || u.near(p, now) {
+	stale := now.Sub(u.synced) > tokensStale || !sameDay(u.synced, now) || u.near(p, now)
+	if stale && l.away(now) {
+		// The database failed a moment ago: decide on what is known.
+		if u.synced.IsZero() {
+			return nil // nothing: not held to it while the database is away
+		}
+		stale = false
+	}
+	if stale {
 		add := u.spent
 		got, err := l.Store.AddQuotaUsage(ctx, []store.QuotaAdd{{UserID: p.UserID, Tokens: add}})
 		if err != nil {
@@ -198,18 +224,33 @@ func (l *SharedLimiter) checkQuotas(ctx context.Context, p Principal, now time.T
 	return nil
 }
 
-// leaseSize is how many requests a gateway leases at a time for a limit of rpm.
-func leaseSize(rpm int) int { return max(1, rpm/20) }
+// leaseSize is how many requests a gateway leases at a time for a limit of rpm: a
+// quarter of the bucket's burst, at least one, so that a few gateways leasing at
+// once leave some for the others.
+func leaseSize(rpm int) int { return max(1, Burst(rpm)/4) }
 
-func (l *SharedLimiter) key(p Principal) *sharedKey {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	k := l.keys[p.KeyID]
-	if k == nil {
-		k = &sharedKey{}
-		l.keys[p.KeyID] = k
+// take is p's part in a TakeLimits round trip.
+func take(p Principal, requests int, tokens int64) store.LimitTake {
+	return store.LimitTake{KeyID: p.KeyID, RPM: p.RPMLimit, RPMBurst: Burst(p.RPMLimit), TPM: p.TPMLimit, TPMBurst: Burst(p.TPMLimit),
+		Requests: requests, Tokens: tokens}
+}
+
+// lockedKey returns p's key's entry, locked (k.mu).
+func (l *SharedLimiter) lockedKey(p Principal) *sharedKey {
+	for {
+		l.mu.Lock()
+		k := l.keys[p.KeyID]
+		if k == nil {
+			k = &sharedKey{}
+			l.keys[p.KeyID] = k
+		}
+		l.mu.Unlock()
+		k.mu.Lock()
+		if !k.dropped {
+			return k
+		}
+		k.mu.Unlock() // forgotten by a sync meanwhile: a new entry
 	}
-	return k
 }
 
 // Admit implements RateLimiter: one request of p's allowance, from a lease of the
@@ -229,8 +270,7 @@ func (l *SharedLimiter) Admit(ctx context.Context, p Principal) (time.Duration, 
 			return 0, nil
 		}
 	}
-	k := l.key(p)
-	k.mu.Lock()
+	k := l.lockedKey(p)
 	defer k.mu.Unlock()
 	k.p = p
 	now := l.Now()
@@ -242,13 +282,16 @@ func (l *SharedLimiter) Admit(ctx context.Context, p Principal) (time.Duration, 
 	}
 	needLease := p.RPMLimit > 0 && k.lease == 0
 	staleTokens := p.TPMLimit > 0 && now.Sub(k.synced) > tokensStale
+	if (needLease || staleTokens) && l.away(now) {
+		return l.Local.Admit(ctx, p)
+	}
 	if needLease || staleTokens {
 		want := 0
 		if needLease {
 			want = leaseSize(p.RPMLimit)
 		}
 		spent := k.spent
-		lv, err := l.Store.TakeLimits(ctx, []store.LimitTake{{KeyID: p.KeyID, RPM: p.RPMLimit, TPM: p.TPMLimit, Requests: want, Tokens: spent}})
+		lv, err := l.Store.TakeLimits(ctx, []store.LimitTake{take(p, want, spent)})
 		if err != nil {
 			l.fail(err)
 			return l.Local.Admit(ctx, p)
@@ -264,7 +307,7 @@ func (l *SharedLimiter) Admit(ctx context.Context, p Principal) (time.Duration, 
 	if p.TPMLimit > 0 {
 		if left := k.tokens - float64(k.spent); left <= 0 {
 			// The time until the bucket refills to a positive level.
-			wait := time.Duration(math.Ceil((1-left)*float64(time.Minute)/float64(p.TPMLimit))) + time.Millisecond
+			wait := time.Duration(math.Ceil(-left*float64(time.Minute)/float64(p.TPMLimit))) + time.Millisecond
 			return wait, &RateLimitError{Limit: LimitTokens, RetryAfter: wait}
 		}
 	}
@@ -288,8 +331,7 @@ func (l *SharedLimiter) Spend(p Principal, tokens int) {
 	}
 	l.init()
 	if p.DailyTokenQuota > 0 || p.MonthlyTokenQuota > 0 {
-		u := l.user(p.UserID)
-		u.mu.Lock()
+		u := l.lockedUser(p.UserID)
 		u.spent += int64(tokens)
 		if u.perReq == 0 {
 			u.perReq = float64(tokens)
@@ -305,8 +347,7 @@ func (l *SharedLimiter) Spend(p Principal, tokens int) {
 	if p.TPMLimit <= 0 {
 		return
 	}
-	k := l.key(p)
-	k.mu.Lock()
+	k := l.lockedKey(p)
 	k.p = p
 	k.spent += int64(tokens)
 	k.mu.Unlock()
@@ -362,6 +403,7 @@ func (l *SharedLimiter) syncUsers(ctx context.Context, final bool) {
 			adds = append(adds, store.QuotaAdd{UserID: id, Tokens: u.spent})
 			continue
 		case idle >= sharedIdleDrop:
+			u.dropped = true // a request that found it meanwhile takes a new one
 			delete(l.users, id)
 		}
 		u.mu.Unlock()
@@ -401,7 +443,7 @@ func (l *SharedLimiter) syncKeys(ctx context.Context, final bool) {
 			continue // busy with its own round trip: the next tick syncs it
 		}
 		idle := now.Sub(k.used)
-		t := store.LimitTake{KeyID: id, RPM: k.p.RPMLimit, TPM: k.p.TPMLimit, Tokens: k.spent}
+		t := take(k.p, 0, k.spent)
 		if k.lease > 0 && (final || idle >= leaseIdle) {
 			t.Requests = -k.lease
 			k.lease = 0
@@ -412,6 +454,7 @@ func (l *SharedLimiter) syncKeys(ctx context.Context, final bool) {
 			parts = append(parts, part{k, t}) // unlocked once read back
 			continue
 		case idle >= sharedIdleDrop:
+			k.dropped = true // a request that found it meanwhile takes a new one
 			delete(l.keys, id)
 		}
 		k.mu.Unlock()
@@ -461,13 +504,18 @@ func (l *SharedLimiter) kick() {
 	}
 }
 
+// away reports whether a round trip failed less than outageRetry ago.
+func (l *SharedLimiter) away(now time.Time) bool { return now.UnixNano() < l.awayTill.Load() }
+
 func (l *SharedLimiter) fail(err error) {
+	l.awayTill.Store(l.Now().Add(outageRetry).UnixNano())
 	if l.failing.CompareAndSwap(false, true) {
 		l.Logger.Warn("shared rate limits unavailable: each gateway applies the limits alone until the database answers", "error", err)
 	}
 }
 
 func (l *SharedLimiter) recovered() {
+	l.awayTill.Store(0)
 	if l.failing.CompareAndSwap(true, false) {
 		l.Logger.Info("shared rate limits available again")
 	}

@@ -40,8 +40,9 @@ func sharedKeyOf(t *testing.T, rpm, tpm int) (*store.Store, Principal) {
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // TestSharedLimitHoldsAcrossGateways: three gateways' limiters on one database admit,
-// together, no more requests than the key's limit, however the requests are spread:
-// 90 requests in a second for a key of 30 per minute, while the limiters sync.
+// together, no more requests than the key's bucket holds, however the requests are
+// spread: 90 requests in a second for a key of 30 per minute (a burst of 3), while the
+// limiters sync.
 func TestSharedLimitHoldsAcrossGateways(t *testing.T) {
 	st, p := sharedKeyOf(t, 30, 0)
 	gateways := make([]*SharedLimiter, 3)
@@ -72,8 +73,8 @@ func TestSharedLimitHoldsAcrossGateways(t *testing.T) {
 	}
 	wg.Wait()
 	// The bucket refills by one request every 2 s meanwhile.
-	most := 30 + int64(time.Since(start)/(2*time.Second)) + 1
-	if a := admitted.Load(); a < 30 || a > most || a+refused.Load() != 90 {
+	most := 3 + int64(time.Since(start)/(2*time.Second)) + 1
+	if a := admitted.Load(); a < 3 || a > most || a+refused.Load() != 90 {
 		t.Fatalf("admitted %d, refused %d of 90 in %v for a limit of 30 per minute over 3 gateways (at most %d)", a, refused.Load(), time.Since(start), most)
 	}
 }
@@ -81,13 +82,13 @@ func TestSharedLimitHoldsAcrossGateways(t *testing.T) {
 // TestSharedLimitGivesBackIdleLeases: requests leased by one gateway and not used go
 // back to the shared bucket, for another gateway to use.
 func TestSharedLimitGivesBackIdleLeases(t *testing.T) {
-	st, p := sharedKeyOf(t, 40, 0) // leases of 2
+	st, p := sharedKeyOf(t, 160, 0) // a burst of 16, leases of 4
 	now := time.Now()
 	clock := func() time.Time { return now }
 	a := &SharedLimiter{Store: st, Logger: quietLogger(), Now: clock}
 	b := &SharedLimiter{Store: st, Logger: quietLogger(), Now: clock}
 	ctx := context.Background()
-	for range 39 { // A leases the 2nd-to-last pair and uses one: one stays leased
+	for range 13 { // A leases the last 4 and uses one: 3 stay leased
 		if _, err := a.Admit(ctx, p); err != nil {
 			t.Fatal(err)
 		}
@@ -138,7 +139,7 @@ func (down) AddQuotaUsage(context.Context, []store.QuotaAdd) ([]store.QuotaUsage
 // alone.
 func TestSharedLimitFallsBackToLocal(t *testing.T) {
 	l := &SharedLimiter{Store: down{}, Logger: quietLogger()}
-	p := Principal{KeyID: "k", RPMLimit: 3}
+	p := Principal{KeyID: "k", RPMLimit: 30} // a burst of 3
 	for i := range 4 {
 		_, err := l.Admit(context.Background(), p)
 		if (i < 3) != (err == nil) {
@@ -152,7 +153,7 @@ func TestSharedLimitFallsBackToLocal(t *testing.T) {
 // Postgres's); refused, the error names the quota and when it resets.
 func TestQuotaAcrossGatewaysAndRestarts(t *testing.T) {
 	st, p := sharedKeyOf(t, 0, 0)
-	if err := st.SetUserQuotas(context.Background(), "alice", 1000, 0); err != nil {
+	if err := st.SetUserQuotas(context.Background(), "alice", store.QuotaChange{Daily: new(int64(1000))}); err != nil {
 		t.Fatal(err)
 	}
 	p.DailyTokenQuota = 1000
@@ -194,7 +195,7 @@ func (c *counting) TakeLimits(ctx context.Context, t []store.LimitTake) ([]store
 // TestSpentKeyCostsNoRoundTrips: once its bucket had nothing to lease, a key's
 // requests are refused here until the next request is due, without a round trip each.
 func TestSpentKeyCostsNoRoundTrips(t *testing.T) {
-	st, p := sharedKeyOf(t, 2, 0)
+	st, p := sharedKeyOf(t, 20, 0) // a burst of 2
 	c := &counting{LimitStore: st}
 	l := &SharedLimiter{Store: c, Logger: quietLogger()}
 	ctx := context.Background()
@@ -211,5 +212,48 @@ func TestSpentKeyCostsNoRoundTrips(t *testing.T) {
 	}
 	if n := c.takes.Load() - before; n != 1 {
 		t.Fatalf("50 refused requests made %d round trips, want 1", n)
+	}
+}
+
+// TestOutageCostsOneRoundTrip: once the database failed, requests decide on the local
+// buckets for a moment instead of each waiting on it; the syncs keep trying.
+func TestOutageCostsOneRoundTrip(t *testing.T) {
+	c := &counting{LimitStore: down{}}
+	now := time.Now()
+	l := &SharedLimiter{Store: c, Logger: quietLogger(), Now: func() time.Time { return now }}
+	p := Principal{KeyID: "k", RPMLimit: 30000, TPMLimit: 1_000_000}
+	for range 100 {
+		if _, err := l.Admit(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := c.takes.Load(); n != 1 {
+		t.Fatalf("100 requests during an outage made %d round trips, want 1", n)
+	}
+	now = now.Add(outageRetry)
+	if _, err := l.Admit(context.Background(), p); err != nil || c.takes.Load() != 2 {
+		t.Fatalf("after %v: %v, %d round trips; want the database tried again", outageRetry, err, c.takes.Load())
+	}
+}
+
+// TestDroppedEntryIsNotUsed: a key's entry forgotten by a sync is not the one a
+// request then counts in (what it counted would never reach the database).
+func TestDroppedEntryIsNotUsed(t *testing.T) {
+	st, p := sharedKeyOf(t, 0, 1000)
+	now := time.Now()
+	l := &SharedLimiter{Store: st, Logger: quietLogger(), Now: func() time.Time { return now }}
+	ctx := context.Background()
+	if _, err := l.Admit(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	old := l.keys[p.KeyID] // what a request holds when the sync drops it
+	now = now.Add(sharedIdleDrop)
+	l.sync(ctx, false)
+	if _, ok := l.keys[p.KeyID]; ok || !old.dropped {
+		t.Fatal("the idle key was not dropped")
+	}
+	l.Spend(p, 300)
+	if k := l.keys[p.KeyID]; k == nil || k == old || k.spent != 300 {
+		t.Fatalf("tokens spent after the drop went to %p (the dropped entry is %p)", k, old)
 	}
 }

@@ -9,14 +9,15 @@ import (
 	"github.com/lib/pq"
 )
 
-// LimitTake is one key's part in TakeLimits: its limits, the requests a gateway leases
-// from the key's shared bucket (negative: gives back unused ones) and the tokens it
-// debits (what the key's requests used).
+// LimitTake is one key's part in TakeLimits: its limits and what its bucket holds,
+// the requests a gateway leases from the key's shared bucket (negative: gives back
+// unused ones) and the tokens it debits (what the key's requests used).
 type LimitTake struct {
-	KeyID    string
-	RPM, TPM int // per minute; 0: not limited
-	Requests int
-	Tokens   int64
+	KeyID              string
+	RPM, TPM           int // per minute; 0: not limited
+	RPMBurst, TPMBurst int // the most the bucket holds
+	Requests           int
+	Tokens             int64
 }
 
 // LimitLevel is a key's bucket after TakeLimits: the requests granted (of those
@@ -27,31 +28,36 @@ type LimitLevel struct {
 }
 
 // TakeLimits applies takes to the keys' shared buckets (db/migrations/
-// 00006_shared_limits.sql: refilled to now, then taken from) in one round trip, and
-// returns each key's level, in the order of takes. A key that no longer exists is
-// ErrNotFound.
+// 00009_limit_bursts.sql: refilled to now, then taken from) in one round trip, and
+// returns each key's level, in the order of takes. A take that asks for nothing and
+// debits nothing only reads. A key that no longer exists is granted nothing and has
+// no tokens left; a malformed key id is ErrNotFound.
 func (s *Store) TakeLimits(ctx context.Context, takes []LimitTake) ([]LimitLevel, error) {
 	// Buckets are locked in key order: two gateways taking for the same keys cannot
 	// deadlock.
 	order := lockOrder(len(takes), func(i int) string { return takes[i].KeyID })
 	var (
-		keys           = make([]string, len(takes))
-		rpm, tpm, reqs = make([]int64, len(takes)), make([]int64, len(takes)), make([]int64, len(takes))
-		toks           = make([]int64, len(takes))
+		keys     = make([]string, len(takes))
+		rpm, tpm = make([]int64, len(takes)), make([]int64, len(takes))
+		rb, tb   = make([]int64, len(takes)), make([]int64, len(takes))
+		reqs     = make([]int64, len(takes))
+		toks     = make([]int64, len(takes))
 	)
 	for j, i := range order {
 		t := takes[i]
 		if !validID(t.KeyID) {
 			return nil, fmt.Errorf("store: take limits: %w: key %q", ErrNotFound, t.KeyID)
 		}
-		keys[j], rpm[j], tpm[j], reqs[j], toks[j] = t.KeyID, int64(t.RPM), int64(t.TPM), int64(t.Requests), t.Tokens
+		keys[j], rpm[j], tpm[j], rb[j], tb[j] = t.KeyID, int64(t.RPM), int64(t.TPM), int64(t.RPMBurst), int64(t.TPMBurst)
+		reqs[j], toks[j] = int64(t.Requests), t.Tokens
 	}
 	out := make([]LimitLevel, len(takes))
 	err := s.do(ctx, "take limits", func(ctx context.Context) error {
 		rows, err := s.db.QueryContext(ctx, `SELECT t.i, l.granted, l.tokens_left
-			FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::bigint[]) WITH ORDINALITY AS t(k, rpm, tpm, req, tok, i),
-			LATERAL ragway_limit(t.k, t.rpm, t.tpm, t.req, t.tok) l ORDER BY t.i`,
-			pq.Array(keys), pq.Array(rpm), pq.Array(tpm), pq.Array(reqs), pq.Array(toks))
+			FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[], $7::bigint[])
+				WITH ORDINALITY AS t(k, rpm, rb, tpm, tb, req, tok, i),
+			LATERAL ragway_limit(t.k, t.rpm, t.rb, t.tpm, t.tb, t.req, t.tok) l ORDER BY t.i`,
+			pq.Array(keys), pq.Array(rpm), pq.Array(rb), pq.Array(tpm), pq.Array(tb), pq.Array(reqs), pq.Array(toks))
 		if err != nil {
 			return err
 		}

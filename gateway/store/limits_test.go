@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"testing"
@@ -9,7 +10,8 @@ import (
 )
 
 // TestTakeLimits: a key's shared bucket grants requests while it holds them, takes
-// back what a gateway returns, refills with time, and keeps a bounded token debt.
+// back what a gateway returns, refills with time up to its burst, and keeps a bounded
+// token debt.
 func TestTakeLimits(t *testing.T) {
 	s := open(t)
 	alice := user(t, s, "alice")
@@ -26,7 +28,7 @@ func TestTakeLimits(t *testing.T) {
 		// Two keys in one round trip, given in an order that is not the keys' order.
 		got, err := s.TakeLimits(ctx(t), []store.LimitTake{
 			{KeyID: other.ID, Requests: 1},
-			{KeyID: key.ID, RPM: 10, TPM: 100, Requests: req, Tokens: tok},
+			{KeyID: key.ID, RPM: 10, RPMBurst: 10, TPM: 100, TPMBurst: 100, Requests: req, Tokens: tok},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -48,7 +50,7 @@ func TestTakeLimits(t *testing.T) {
 		{10, 0, 6, 100},   // only 6 left
 		{1, 150, 0, -50},  // none left; tokens go into debt
 		{-3, 0, 0, -50},   // 3 given back
-		{5, 100, 3, -100}, // the 3, and the debt is bounded by a minute's allowance
+		{5, 100, 3, -150}, // the 3; a debt is kept whole
 	} {
 		l := take(step.req, step.tok)
 		if l.Granted != step.granted || math.Abs(l.TokensLeft-step.tokens) > 1 {
@@ -59,8 +61,52 @@ func TestTakeLimits(t *testing.T) {
 	if _, err := s.DB().Exec(`UPDATE limit_buckets SET updated_at = updated_at - interval '30 seconds' WHERE key_id = $1`, key.ID); err != nil {
 		t.Fatal(err)
 	}
-	if l := take(10, 0); l.Granted != 5 || math.Abs(l.TokensLeft-(-50)) > 1 {
-		t.Fatalf("after 30 s: %+v, want 5 granted and ~-50 tokens", l)
+	if l := take(10, 0); l.Granted != 5 || math.Abs(l.TokensLeft-(-100)) > 1 {
+		t.Fatalf("after 30 s: %+v, want 5 granted and ~-100 tokens", l)
+	}
+
+	// A bucket holds its burst, however long it waited.
+	burst := func(req int) store.LimitLevel {
+		t.Helper()
+		got, err := s.TakeLimits(ctx(t), []store.LimitTake{{KeyID: key.ID, RPM: 10, RPMBurst: 2, TPM: 100, TPMBurst: 20, Requests: req}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[0]
+	}
+	if _, err := s.DB().Exec(`UPDATE limit_buckets SET updated_at = updated_at - interval '1 hour' WHERE key_id = $1`, key.ID); err != nil {
+		t.Fatal(err)
+	}
+	if l := burst(10); l.Granted != 2 || math.Abs(l.TokensLeft-20) > 1 {
+		t.Fatalf("after an hour, with a burst of 2 requests and 20 tokens: %+v", l)
+	}
+	// Reading a bucket (nothing asked, nothing debited) writes nothing.
+	var before, after string
+	if err := s.DB().QueryRow(`SELECT updated_at::text FROM limit_buckets WHERE key_id = $1`, key.ID).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if l := burst(0); l.Granted != 0 || math.Abs(l.TokensLeft-20) > 1 {
+		t.Fatalf("a read: %+v", l)
+	}
+	if err := s.DB().QueryRow(`SELECT updated_at::text FROM limit_buckets WHERE key_id = $1`, key.ID).Scan(&after); err != nil || after != before {
+		t.Fatalf("a read wrote the bucket: updated_at %s → %s (%v)", before, after, err)
+	}
+
+	// A key deleted while a gateway still counts for it gets nothing, and does not
+	// fail the others in its batch.
+	if _, err := s.DB().Exec(`DELETE FROM api_keys WHERE id = $1`, key.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.TakeLimits(ctx(t), []store.LimitTake{
+		{KeyID: key.ID, RPM: 10, RPMBurst: 10, TPM: 100, TPMBurst: 100, Requests: 1, Tokens: 5},
+		{KeyID: other.ID, Requests: 1},
+	})
+	if err != nil || got[0].Granted != 0 || got[0].TokensLeft != 0 || got[1].Granted != 1 {
+		t.Fatalf("a deleted key in a batch: %+v, %v; want nothing for it and 1 for the other", got, err)
+	}
+	var rows int
+	if err := s.DB().QueryRow(`SELECT count(*) FROM limit_buckets WHERE key_id = $1`, key.ID).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("%d buckets for a deleted key (%v)", rows, err)
 	}
 }
 
@@ -70,11 +116,11 @@ func TestQuotaUsage(t *testing.T) {
 	s := open(t)
 	alice, bob := user(t, s, "alice"), user(t, s, "bob")
 	// Quotas beyond 32 bits (a monthly budget of billions of tokens) are stored whole.
-	if err := s.SetUserQuotas(ctx(t), "alice", 1000, 5_000_000_000); err != nil {
+	if err := s.SetUserQuotas(ctx(t), "alice", store.QuotaChange{Daily: new(int64(1000)), Monthly: new(int64(5_000_000_000))}); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, "unknown user", s.SetUserQuotas(ctx(t), "nobody", 1, 1), store.ErrNotFound)
-	wantErr(t, "negative quota", s.SetUserQuotas(ctx(t), "alice", -1, 0), store.ErrInvalid)
+	wantErr(t, "unknown user", s.SetUserQuotas(ctx(t), "nobody", store.QuotaChange{Daily: new(int64(1))}), store.ErrNotFound)
+	wantErr(t, "negative quota", s.SetUserQuotas(ctx(t), "alice", store.QuotaChange{Monthly: new(int64(-1))}), store.ErrInvalid)
 	k, err := s.CreateAPIKey(ctx(t), store.NewAPIKey{UserID: alice.ID, Prefix: "rgw_quotas", Hash: hash("q"), Name: "q", Scopes: []string{store.ScopeChat}})
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +150,30 @@ func TestQuotaUsage(t *testing.T) {
 	if err != nil || got2[0].Day != 10 || got2[0].Month != 1110 {
 		t.Fatalf("the next day: %+v, %v; want day 10, month 1110", got2, err)
 	}
-	if err := s.SetUserQuotas(ctx(t), "alice", 0, 0); err != nil {
+	// A user deleted while a gateway still counts for them: nothing, and the others in
+	// the batch are counted.
+	if _, err := s.DB().Exec(`DELETE FROM users WHERE id = $1`, bob.ID); err != nil {
+		t.Fatal(err)
+	}
+	got3, err := s.AddQuotaUsage(ctx(t), []store.QuotaAdd{{bob.ID, 7}, {alice.ID, 1}})
+	if err != nil || fmt.Sprint(got3) != fmt.Sprint([]store.QuotaUsage{{0, 0}, {11, 1111}}) {
+		t.Fatalf("a deleted user in a batch: %v, %v", got3, err)
+	}
+	// The usage and quotas as a person reads them.
+	if q, err := s.UserQuota(ctx(t), "alice"); err != nil || q != (store.UserQuota{Daily: 1000, Monthly: 5_000_000_000, QuotaUsage: store.QuotaUsage{Day: 11, Month: 1111}}) {
+		t.Fatalf("UserQuota = %+v, %v", q, err)
+	}
+	if _, err := s.UserQuota(ctx(t), "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UserQuota of nobody: %v", err)
+	}
+	// A change names what it changes: the other quota stays; 0 removes one.
+	if err := s.SetUserQuotas(ctx(t), "alice", store.QuotaChange{Daily: new(int64(0))}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.APIKeyByPrefix(ctx(t), k.Prefix); got.DailyTokenQuota != 0 || got.MonthlyTokenQuota != 5_000_000_000 {
+		t.Fatalf("daily quota removed: %d/%d", got.DailyTokenQuota, got.MonthlyTokenQuota)
+	}
+	if err := s.SetUserQuotas(ctx(t), "alice", store.QuotaChange{Monthly: new(int64(0))}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.APIKeyByPrefix(ctx(t), k.Prefix); got.DailyTokenQuota != 0 || got.MonthlyTokenQuota != 0 {

@@ -7,15 +7,23 @@ import (
 	"github.com/lib/pq"
 )
 
-// SetUserQuotas sets the daily and monthly token quotas of the user called name (0:
-// none). An unknown user is ErrNotFound; a negative quota ErrInvalid.
-func (s *Store) SetUserQuotas(ctx context.Context, name string, daily, monthly int64) error {
-	if daily < 0 || monthly < 0 {
+// QuotaChange changes a user's token quotas: a nil field keeps that quota, 0 removes
+// it.
+type QuotaChange struct {
+	Daily, Monthly *int64
+}
+
+// SetUserQuotas changes the daily and monthly token quotas of the user called name.
+// An unknown user is ErrNotFound; a negative quota ErrInvalid.
+func (s *Store) SetUserQuotas(ctx context.Context, name string, c QuotaChange) error {
+	if c.Daily != nil && *c.Daily < 0 || c.Monthly != nil && *c.Monthly < 0 {
 		return fmt.Errorf("%w: a token quota is 0 (none) or more", ErrInvalid)
 	}
 	return s.do(ctx, "set user quotas", func(ctx context.Context) error {
-		res, err := s.db.ExecContext(ctx, `UPDATE users SET daily_token_quota = nullif($2::bigint, 0), monthly_token_quota = nullif($3::bigint, 0)
-			WHERE name = $1`, name, daily, monthly)
+		res, err := s.db.ExecContext(ctx, `UPDATE users SET
+				daily_token_quota = CASE WHEN $2::bigint IS NULL THEN daily_token_quota ELSE nullif($2, 0) END,
+				monthly_token_quota = CASE WHEN $3::bigint IS NULL THEN monthly_token_quota ELSE nullif($3, 0) END
+			WHERE name = $1`, name, c.Daily, c.Monthly)
 		if err != nil {
 			return err
 		}
@@ -26,6 +34,28 @@ func (s *Store) SetUserQuotas(ctx context.Context, name string, daily, monthly i
 		}
 		return nil
 	})
+}
+
+// UserQuota is a user's token quotas (0: none) and usage of the current UTC day and
+// month.
+type UserQuota struct {
+	Daily, Monthly int64
+	QuotaUsage
+}
+
+// UserQuota returns the quotas and usage of the user called name (ErrNotFound if
+// there is none).
+func (s *Store) UserQuota(ctx context.Context, name string) (UserQuota, error) {
+	var q UserQuota
+	err := s.do(ctx, "user quota", func(ctx context.Context) error {
+		return s.db.QueryRowContext(ctx, `SELECT coalesce(u.daily_token_quota, 0), coalesce(u.monthly_token_quota, 0),
+				coalesce((SELECT tokens FROM quota_usage WHERE user_id = u.id AND period = 'day'
+					AND starts = (now() AT TIME ZONE 'UTC')::date), 0),
+				coalesce((SELECT tokens FROM quota_usage WHERE user_id = u.id AND period = 'month'
+					AND starts = date_trunc('month', (now() AT TIME ZONE 'UTC')::date)::date), 0)
+			FROM users u WHERE u.name = $1`, name).Scan(&q.Daily, &q.Monthly, &q.Day, &q.Month)
+	})
+	return q, err
 }
 
 // QuotaAdd is tokens a user's requests used, to add to the user's quota usage.

@@ -9,7 +9,8 @@
 //	ragway keys list [--user NAME] [-c FILE]     list API keys
 //	ragway keys revoke PREFIX|KEY [-c FILE]      revoke an API key
 //	ragway users quota --user NAME [--daily N] [--monthly N] [-c FILE]
-//	                                             set a user's token quotas
+//	                                             show a user's token quotas and usage,
+//	                                             after setting those given
 //	ragway ingest --kb NAME [--create] [--url URL] [--api-key KEY]
 //	              [--concurrency N] PATH...
 //	                                             upload files and directories through the HTTP API
@@ -50,8 +51,10 @@ Usage:
   ragway keys list [--user NAME] [-c FILE]    list API keys (every user's without --user)
   ragway keys revoke PREFIX|KEY [-c FILE]     revoke a key, named by its prefix (rgw_xxxxxxxx)
   ragway users quota --user NAME [--daily N] [--monthly N] [-c FILE]
-                                              set a user's token quotas (0: none), shared by
-                                              every gateway; over one, 429 quota_exceeded
+                                              show a user's token quotas and usage today and
+                                              this month, after setting those given (0: none);
+                                              shared by every gateway; over one, 429
+                                              quota_exceeded
   ragway ingest --kb NAME [--create] [--url URL] [--api-key KEY]
                 [--concurrency N] PATH...
                                               upload files and directories (recursively:
