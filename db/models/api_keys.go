@@ -269,18 +269,21 @@ var APIKeyWhere = struct {
 var APIKeyRels = struct {
 	User           string
 	KeyLimitBucket string
+	KeyLimitLeases string
 	Usages         string
 }{
 	User:           "User",
 	KeyLimitBucket: "KeyLimitBucket",
+	KeyLimitLeases: "KeyLimitLeases",
 	Usages:         "Usages",
 }
 
 // apiKeyR is where relationships are stored.
 type apiKeyR struct {
-	User           *User        `boil:"User" json:"User" toml:"User" yaml:"User"`
-	KeyLimitBucket *LimitBucket `boil:"KeyLimitBucket" json:"KeyLimitBucket" toml:"KeyLimitBucket" yaml:"KeyLimitBucket"`
-	Usages         UsageSlice   `boil:"Usages" json:"Usages" toml:"Usages" yaml:"Usages"`
+	User           *User           `boil:"User" json:"User" toml:"User" yaml:"User"`
+	KeyLimitBucket *LimitBucket    `boil:"KeyLimitBucket" json:"KeyLimitBucket" toml:"KeyLimitBucket" yaml:"KeyLimitBucket"`
+	KeyLimitLeases LimitLeaseSlice `boil:"KeyLimitLeases" json:"KeyLimitLeases" toml:"KeyLimitLeases" yaml:"KeyLimitLeases"`
+	Usages         UsageSlice      `boil:"Usages" json:"Usages" toml:"Usages" yaml:"Usages"`
 }
 
 // NewStruct creates a new relationship struct
@@ -318,6 +321,22 @@ func (r *apiKeyR) GetKeyLimitBucket() *LimitBucket {
 	}
 
 	return r.KeyLimitBucket
+}
+
+func (o *APIKey) GetKeyLimitLeases() LimitLeaseSlice {
+	if o == nil {
+		return nil
+	}
+
+	return o.R.GetKeyLimitLeases()
+}
+
+func (r *apiKeyR) GetKeyLimitLeases() LimitLeaseSlice {
+	if r == nil {
+		return nil
+	}
+
+	return r.KeyLimitLeases
 }
 
 func (o *APIKey) GetUsages() UsageSlice {
@@ -458,6 +477,20 @@ func (o *APIKey) KeyLimitBucket(mods ...qm.QueryMod) limitBucketQuery {
 	queryMods = append(queryMods, mods...)
 
 	return LimitBuckets(queryMods...)
+}
+
+// KeyLimitLeases retrieves all the limit_lease's LimitLeases with an executor via key_id column.
+func (o *APIKey) KeyLimitLeases(mods ...qm.QueryMod) limitLeaseQuery {
+	var queryMods []qm.QueryMod
+	if len(mods) != 0 {
+		queryMods = append(queryMods, mods...)
+	}
+
+	queryMods = append(queryMods,
+		qm.Where("\"limit_leases\".\"key_id\"=?", o.ID),
+	)
+
+	return LimitLeases(queryMods...)
 }
 
 // Usages retrieves all the usage's Usages with an executor.
@@ -695,6 +728,112 @@ func (apiKeyL) LoadKeyLimitBucket(ctx context.Context, e boil.ContextExecutor, s
 	return nil
 }
 
+// LoadKeyLimitLeases allows an eager lookup of values, cached into the
+// loaded structs of the objects. This is for a 1-M or N-M relationship.
+func (apiKeyL) LoadKeyLimitLeases(ctx context.Context, e boil.ContextExecutor, singular bool, maybeAPIKey interface{}, mods queries.Applicator) error {
+	var slice []*APIKey
+	var object *APIKey
+
+	if singular {
+		var ok bool
+		object, ok = maybeAPIKey.(*APIKey)
+		if !ok {
+			object = new(APIKey)
+			ok = queries.SetFromEmbeddedStruct(&object, &maybeAPIKey)
+			if !ok {
+				return errors.New(fmt.Sprintf("failed to set %T from embedded struct %T", object, maybeAPIKey))
+			}
+		}
+	} else {
+		s, ok := maybeAPIKey.(*[]*APIKey)
+		if ok {
+			slice = *s
+		} else {
+			ok = queries.SetFromEmbeddedStruct(&slice, maybeAPIKey)
+			if !ok {
+				return errors.New(fmt.Sprintf("failed to set %T from embedded struct %T", slice, maybeAPIKey))
+			}
+		}
+	}
+
+	args := make(map[interface{}]struct{})
+	if singular {
+		if object.R == nil {
+			object.R = &apiKeyR{}
+		}
+		args[object.ID] = struct{}{}
+	} else {
+		for _, obj := range slice {
+			if obj.R == nil {
+				obj.R = &apiKeyR{}
+			}
+			args[obj.ID] = struct{}{}
+		}
+	}
+
+	if len(args) == 0 {
+		return nil
+	}
+
+	argsSlice := make([]interface{}, len(args))
+	i := 0
+	for arg := range args {
+		argsSlice[i] = arg
+		i++
+	}
+
+	query := NewQuery(
+		qm.From(`limit_leases`),
+		qm.WhereIn(`limit_leases.key_id in ?`, argsSlice...),
+	)
+	if mods != nil {
+		mods.Apply(query)
+	}
+
+	results, err := query.QueryContext(ctx, e)
+	if err != nil {
+		return errors.Wrap(err, "failed to eager load limit_leases")
+	}
+
+	var resultSlice []*LimitLease
+	if err = queries.Bind(results, &resultSlice); err != nil {
+		return errors.Wrap(err, "failed to bind eager loaded slice limit_leases")
+	}
+
+	if err = results.Close(); err != nil {
+		return errors.Wrap(err, "failed to close results in eager load on limit_leases")
+	}
+	if err = results.Err(); err != nil {
+		return errors.Wrap(err, "error occurred during iteration of eager loaded relations for limit_leases")
+	}
+
+	if singular {
+		object.R.KeyLimitLeases = resultSlice
+		for _, foreign := range resultSlice {
+			if foreign.R == nil {
+				foreign.R = &limitLeaseR{}
+			}
+			foreign.R.Key = object
+		}
+		return nil
+	}
+
+	for _, foreign := range resultSlice {
+		for _, local := range slice {
+			if local.ID == foreign.KeyID {
+				local.R.KeyLimitLeases = append(local.R.KeyLimitLeases, foreign)
+				if foreign.R == nil {
+					foreign.R = &limitLeaseR{}
+				}
+				foreign.R.Key = local
+				break
+			}
+		}
+	}
+
+	return nil
+}
+
 // LoadUsages allows an eager lookup of values, cached into the
 // loaded structs of the objects. This is for a 1-M or N-M relationship.
 func (apiKeyL) LoadUsages(ctx context.Context, e boil.ContextExecutor, singular bool, maybeAPIKey interface{}, mods queries.Applicator) error {
@@ -894,6 +1033,59 @@ func (o *APIKey) SetKeyLimitBucket(ctx context.Context, exec boil.ContextExecuto
 		}
 	} else {
 		related.R.Key = o
+	}
+	return nil
+}
+
+// AddKeyLimitLeases adds the given related objects to the existing relationships
+// of the api_key, optionally inserting them as new records.
+// Appends related to o.R.KeyLimitLeases.
+// Sets related.R.Key appropriately.
+func (o *APIKey) AddKeyLimitLeases(ctx context.Context, exec boil.ContextExecutor, insert bool, related ...*LimitLease) error {
+	var err error
+	for _, rel := range related {
+		if insert {
+			rel.KeyID = o.ID
+			if err = rel.Insert(ctx, exec, boil.Infer()); err != nil {
+				return errors.Wrap(err, "failed to insert into foreign table")
+			}
+		} else {
+			updateQuery := fmt.Sprintf(
+				"UPDATE \"limit_leases\" SET %s WHERE %s",
+				strmangle.SetParamNames("\"", "\"", 1, []string{"key_id"}),
+				strmangle.WhereClause("\"", "\"", 2, limitLeasePrimaryKeyColumns),
+			)
+			values := []interface{}{o.ID, rel.KeyID, rel.Gateway}
+
+			if boil.IsDebug(ctx) {
+				writer := boil.DebugWriterFrom(ctx)
+				fmt.Fprintln(writer, updateQuery)
+				fmt.Fprintln(writer, values)
+			}
+			if _, err = exec.ExecContext(ctx, updateQuery, values...); err != nil {
+				return errors.Wrap(err, "failed to update foreign table")
+			}
+
+			rel.KeyID = o.ID
+		}
+	}
+
+	if o.R == nil {
+		o.R = &apiKeyR{
+			KeyLimitLeases: related,
+		}
+	} else {
+		o.R.KeyLimitLeases = append(o.R.KeyLimitLeases, related...)
+	}
+
+	for _, rel := range related {
+		if rel.R == nil {
+			rel.R = &limitLeaseR{
+				Key: o,
+			}
+		} else {
+			rel.R.Key = o
+		}
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ var TableNames = struct {
 	Gateways         string
 	KnowledgeBases   string
 	LimitBuckets     string
+	LimitLeases      string
 	Messages         string
 	ModelDeployments string
 	QuotaUsage       string
@@ -28,6 +29,7 @@ var TableNames = struct {
 	Gateways:         "gateways",
 	KnowledgeBases:   "knowledge_bases",
 	LimitBuckets:     "limit_buckets",
+	LimitLeases:      "limit_leases",
 	Messages:         "messages",
 	ModelDeployments: "model_deployments",
 	QuotaUsage:       "quota_usage",

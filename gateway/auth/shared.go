@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"sync"
@@ -23,9 +24,16 @@ const (
 	// SyncEvery is how often tokens spent here are debited from the shared buckets,
 	// their levels read back, and idle leases given back.
 	SyncEvery = 250 * time.Millisecond
-	// leaseIdle is how long requests leased and not used stay here before they are
-	// given back for other gateways.
+	// leaseIdle is how long requests leased and not used stay here, the key idle,
+	// before they are given back for other gateways.
 	leaseIdle = 2 * time.Second
+	// leaseValid is how long after its last round trip for a key this gateway uses
+	// requests leased for it: the database counts them as leased for 3 s after that
+	// (store.TakeLimits), and a lease it no longer counts must not be used. Syncs
+	// refresh the leases held every SyncEvery.
+	leaseValid = 2 * time.Second
+	// roundTripTimeout bounds one round trip to the shared buckets.
+	roundTripTimeout = 2 * time.Second
 	// tokensStale is the age of a tokens level past which a request reads it again
 	// before it is admitted.
 	tokensStale = 4 * SyncEvery
@@ -41,9 +49,13 @@ const (
 // SharedLimiter enforces keys' limits for the sum over every gateway on one database:
 // each key has one bucket in Postgres (store.TakeLimits), holding a burst (Burst) and
 // refilled at the limit, as over one gateway. A gateway leases requests from it a few
-// at a time (a quarter of the burst, at least one), so that
-// most requests cost no round trip and no gateway ever admits more than the bucket
-// granted; it gives back what it did not use within two seconds. Tokens are charged
+// at a time (a quarter of the burst, at least one), so that most requests cost no
+// round trip; the bucket counts the requests leased and not yet used as its own, so
+// that requests in the bucket and in every gateway's leases never exceed the burst,
+// and a key gets at most its limit plus the burst in any minute over all gateways. A
+// gateway says which leased requests it used, and gives back the ones it did not use
+// once the key is idle for two seconds, as it syncs; a lease it could not refresh for
+// leaseValid is dropped. Tokens are charged
 // after the fact (a request's size is known at its end): debited every SyncEvery,
 // with the level read back, and a request is admitted while the key's level, less
 // what this gateway spent since, is positive — as over one gateway, a key may
@@ -78,14 +90,16 @@ type SharedLimiter struct {
 
 // sharedKey is what this gateway holds of a key's shared bucket.
 type sharedKey struct {
-	mu     sync.Mutex // one round trip at a time for a key
-	p      Principal  // its latest limits
-	lease  int        // requests leased and not used
-	empty  time.Time  // until then the bucket had nothing to lease: refused here
-	used   time.Time  // last request admitted
-	tokens float64    // the shared tokens level at synced
-	synced time.Time  // zero: never read
-	spent  int64      // tokens spent here, not yet debited
+	mu      sync.Mutex // one round trip at a time for a key
+	p       Principal  // its latest limits
+	lease   int        // requests leased and not used
+	leaseAt time.Time  // the lease's last round trip: usable until leaseAt+leaseValid
+	taken   int        // requests of the lease used and not yet said
+	empty   time.Time  // until then the bucket had nothing to lease: refused here
+	used    time.Time  // last request admitted
+	tokens  float64    // the shared tokens level at synced
+	synced  time.Time  // zero: never read
+	spent   int64      // tokens spent here, not yet debited
 	// dropped: forgotten by a sync (no longer in keys); whoever locks it after
 	// takes the key's new entry instead.
 	dropped bool
@@ -202,14 +216,12 @@ func (l *SharedLimiter) checkQuotas(ctx context.Context, p Principal, now time.T
 	}
 	if stale {
 		add := u.spent
-		got, err := l.Store.AddQuotaUsage(ctx, []store.QuotaAdd{{UserID: p.UserID, Tokens: add}})
+		got, err := l.addUsage(ctx, []store.QuotaAdd{{UserID: p.UserID, Tokens: add}})
 		if err != nil {
-			l.fail(err)
 			if u.synced.IsZero() {
 				return nil // nothing known: not held to it while the database is away
 			}
 		} else {
-			l.recovered()
 			u.spent -= add
 			u.day, u.month, u.synced = got[0].Day, got[0].Month, now
 		}
@@ -229,10 +241,32 @@ func (l *SharedLimiter) checkQuotas(ctx context.Context, p Principal, now time.T
 // once leave some for the others.
 func leaseSize(rpm int) int { return max(1, Burst(rpm)/4) }
 
-// take is p's part in a TakeLimits round trip.
-func take(p Principal, requests int, tokens int64) store.LimitTake {
+// take is k's part in a TakeLimits round trip: the requests it leases (negative:
+// gives back), what it used of its lease and the tokens it spent.
+func (k *sharedKey) take(requests int) store.LimitTake {
+	p := k.p
 	return store.LimitTake{KeyID: p.KeyID, RPM: p.RPMLimit, RPMBurst: Burst(p.RPMLimit), TPM: p.TPMLimit, TPMBurst: Burst(p.TPMLimit),
-		Requests: requests, Tokens: tokens}
+		Requests: requests, Used: k.taken, Tokens: k.spent}
+}
+
+// settled records a round trip made with t at now, answered with lv.
+func (k *sharedKey) settled(t store.LimitTake, lv store.LimitLevel, now time.Time) {
+	k.taken -= t.Used
+	k.spent -= t.Tokens
+	k.lease += lv.Granted
+	if k.lease > 0 {
+		k.leaseAt = now
+	}
+	k.tokens, k.synced = lv.TokensLeft, now
+}
+
+// roundTrip runs one TakeLimits call, on a bounded context, and notes its outcome.
+func (l *SharedLimiter) roundTrip(ctx context.Context, takes []store.LimitTake) ([]store.LimitLevel, error) {
+	c, cancel := bounded(ctx)
+	defer cancel()
+	lv, err := l.Store.TakeLimits(c, takes)
+	l.noted(err)
+	return lv, err
 }
 
 // lockedKey returns p's key's entry, locked (k.mu).
@@ -274,6 +308,9 @@ func (l *SharedLimiter) Admit(ctx context.Context, p Principal) (time.Duration, 
 	defer k.mu.Unlock()
 	k.p = p
 	now := l.Now()
+	if k.lease > 0 && now.Sub(k.leaseAt) >= leaseValid {
+		k.lease = 0 // no longer counted by the database: not ours to use
+	}
 	if p.RPMLimit > 0 && k.lease == 0 && now.Before(k.empty) {
 		// The bucket was empty a moment ago: a client hammering a spent key costs no
 		// round trip per request.
@@ -290,19 +327,15 @@ func (l *SharedLimiter) Admit(ctx context.Context, p Principal) (time.Duration, 
 		if needLease {
 			want = leaseSize(p.RPMLimit)
 		}
-		spent := k.spent
-		lv, err := l.Store.TakeLimits(ctx, []store.LimitTake{take(p, want, spent)})
+		t := k.take(want)
+		lv, err := l.roundTrip(ctx, []store.LimitTake{t})
 		if err != nil {
-			l.fail(err)
 			return l.Local.Admit(ctx, p)
 		}
-		l.recovered()
-		k.spent -= spent
-		k.lease += lv[0].Granted
+		k.settled(t, lv[0], now)
 		if needLease && lv[0].Granted == 0 {
 			k.empty = now.Add(time.Minute / time.Duration(p.RPMLimit))
 		}
-		k.tokens, k.synced = lv[0].TokensLeft, now
 	}
 	if p.TPMLimit > 0 {
 		if left := k.tokens - float64(k.spent); left <= 0 {
@@ -317,6 +350,7 @@ func (l *SharedLimiter) Admit(ctx context.Context, p Principal) (time.Duration, 
 			return wait, &RateLimitError{Limit: LimitRequests, RetryAfter: wait}
 		}
 		k.lease--
+		k.taken++
 	}
 	k.used = now
 	_, _ = l.Local.Admit(ctx, p) // kept in step for a fallback; its verdict is not this one
@@ -378,6 +412,9 @@ func (l *SharedLimiter) Run(ctx context.Context) {
 
 // sync syncs the keys' buckets (syncKeys) and the users' quota usage (syncUsers).
 func (l *SharedLimiter) sync(ctx context.Context, final bool) {
+	if !final && l.away(l.Now()) {
+		return // the first tick after outageRetry tries again
+	}
 	l.syncKeys(ctx, final)
 	l.syncUsers(ctx, final)
 }
@@ -412,7 +449,7 @@ func (l *SharedLimiter) syncUsers(ctx context.Context, final bool) {
 	if len(adds) == 0 {
 		return
 	}
-	got, err := l.Store.AddQuotaUsage(ctx, adds)
+	got, err := l.addUsage(ctx, adds)
 	for i, u := range users {
 		if err == nil {
 			u.spent -= adds[i].Tokens
@@ -420,16 +457,21 @@ func (l *SharedLimiter) syncUsers(ctx context.Context, final bool) {
 		}
 		u.mu.Unlock()
 	}
-	if err != nil {
-		l.fail(err)
-		return
-	}
-	l.recovered()
 }
 
-// syncKeys debits the tokens spent here, gives back leases idle for leaseIdle (all of
-// them when final) and reads back the tokens levels of the keys in use, in one round
-// trip. The keys synced stay locked until their levels are read back.
+// addUsage runs one AddQuotaUsage call, on a bounded context, and notes its outcome.
+func (l *SharedLimiter) addUsage(ctx context.Context, adds []store.QuotaAdd) ([]store.QuotaUsage, error) {
+	c, cancel := bounded(ctx)
+	defer cancel()
+	got, err := l.Store.AddQuotaUsage(c, adds)
+	l.noted(err)
+	return got, err
+}
+
+// syncKeys says which leased requests were used, debits the tokens spent here, gives
+// back leases idle for leaseIdle (all of them when final), refreshes the leases held
+// and reads back the tokens levels of the keys in use, in one round trip. The keys
+// synced stay locked until their levels are read back.
 func (l *SharedLimiter) syncKeys(ctx context.Context, final bool) {
 	now := l.Now()
 	type part struct {
@@ -443,14 +485,17 @@ func (l *SharedLimiter) syncKeys(ctx context.Context, final bool) {
 			continue // busy with its own round trip: the next tick syncs it
 		}
 		idle := now.Sub(k.used)
-		t := take(k.p, 0, k.spent)
-		if k.lease > 0 && (final || idle >= leaseIdle) {
-			t.Requests = -k.lease
-			k.lease = 0
+		if k.lease > 0 && now.Sub(k.leaseAt) >= leaseValid {
+			k.lease = 0 // no longer counted by the database
 		}
-		used := k.p.TPMLimit > 0 && idle < time.Minute
+		give := 0
+		if k.lease > 0 && (final || idle >= leaseIdle) {
+			give, k.lease = k.lease, 0
+		}
+		t := k.take(-give)
+		inUse := k.p.TPMLimit > 0 && idle < time.Minute
 		switch {
-		case t.Requests != 0 || t.Tokens != 0 || (used && !final):
+		case t.Requests != 0 || t.Used != 0 || t.Tokens != 0 || k.lease > 0 || (inUse && !final):
 			parts = append(parts, part{k, t}) // unlocked once read back
 			continue
 		case idle >= sharedIdleDrop:
@@ -467,22 +512,16 @@ func (l *SharedLimiter) syncKeys(ctx context.Context, final bool) {
 	for i, p := range parts {
 		takes[i] = p.take
 	}
-	levels, err := l.Store.TakeLimits(ctx, takes)
+	levels, err := l.roundTrip(ctx, takes)
 	for i, p := range parts {
 		k := p.k
 		if err != nil {
-			k.lease -= p.take.Requests // not given back: still here (Requests ≤ 0)
+			k.lease -= p.take.Requests // not given back: still here until it lapses
 		} else {
-			k.spent -= p.take.Tokens
-			k.tokens, k.synced = levels[i].TokensLeft, now
+			k.settled(p.take, levels[i], now)
 		}
 		k.mu.Unlock()
 	}
-	if err != nil {
-		l.fail(err)
-		return
-	}
-	l.recovered()
 }
 
 // lockForSync locks mu for a sync: at once or not at all (a request holding it across
@@ -504,19 +543,30 @@ func (l *SharedLimiter) kick() {
 	}
 }
 
-// away reports whether a round trip failed less than outageRetry ago.
+// away reports whether the database was found away less than outageRetry ago.
 func (l *SharedLimiter) away(now time.Time) bool { return now.UnixNano() < l.awayTill.Load() }
 
-func (l *SharedLimiter) fail(err error) {
-	l.awayTill.Store(l.Now().Add(outageRetry).UnixNano())
-	if l.failing.CompareAndSwap(false, true) {
-		l.Logger.Warn("shared rate limits unavailable: each gateway applies the limits alone until the database answers", "error", err)
-	}
+// bounded is the context of one round trip: its own (a client that goes away mid-way
+// must not lose what the database granted or counted), bounded by roundTripTimeout.
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), roundTripTimeout)
 }
 
-func (l *SharedLimiter) recovered() {
-	l.awayTill.Store(0)
-	if l.failing.CompareAndSwap(true, false) {
-		l.Logger.Info("shared rate limits available again")
+// noted records a round trip's outcome. An outage (store.ErrUnavailable, or no answer
+// within roundTripTimeout) makes the requests of the next outageRetry skip the
+// database, and is logged once; an answer ends it. Other errors say nothing of the
+// database's health.
+func (l *SharedLimiter) noted(err error) {
+	switch {
+	case err == nil:
+		l.awayTill.Store(0)
+		if l.failing.CompareAndSwap(true, false) {
+			l.Logger.Info("shared rate limits available again")
+		}
+	case errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
+		l.awayTill.Store(l.Now().Add(outageRetry).UnixNano())
+		if l.failing.CompareAndSwap(false, true) {
+			l.Logger.Warn("shared rate limits unavailable: each gateway applies the limits alone until the database answers", "error", err)
+		}
 	}
 }

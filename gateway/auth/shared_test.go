@@ -15,15 +15,21 @@ import (
 	"github.com/ragway/ragway/internal/pgtest"
 )
 
-// sharedKeyOf creates a key with limits in a fresh database and returns its store and
-// the key's principal.
-func sharedKeyOf(t *testing.T, rpm, tpm int) (*store.Store, Principal) {
+// sharedKeyOf creates a key with limits in a fresh database and returns the key's
+// principal and gateway, which opens the database as the gateway called name (each
+// gateway has its leases).
+func sharedKeyOf(t *testing.T, rpm, tpm int) (gateway func(name string) *store.Store, _ Principal) {
 	t.Helper()
-	st, err := store.Open(pgtest.Database(t), store.Options{})
-	if err != nil {
-		t.Fatal(err)
+	url := pgtest.Database(t)
+	gateway = func(name string) *store.Store {
+		st, err := store.Open(url, store.Options{Origin: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
 	}
-	t.Cleanup(func() { st.Close() })
+	st := gateway("setup")
 	ctx := context.Background()
 	u, err := st.EnsureUser(ctx, "alice")
 	if err != nil {
@@ -34,7 +40,7 @@ func sharedKeyOf(t *testing.T, rpm, tpm int) (*store.Store, Principal) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, Principal{KeyID: k.ID, UserID: u.ID, RPMLimit: rpm, TPMLimit: tpm}
+	return gateway, Principal{KeyID: k.ID, UserID: u.ID, RPMLimit: rpm, TPMLimit: tpm}
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -44,12 +50,12 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // spread: 90 requests in a second for a key of 30 per minute (a burst of 3), while the
 // limiters sync.
 func TestSharedLimitHoldsAcrossGateways(t *testing.T) {
-	st, p := sharedKeyOf(t, 30, 0)
+	gw, p := sharedKeyOf(t, 30, 0)
 	gateways := make([]*SharedLimiter, 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for i := range gateways {
-		gateways[i] = &SharedLimiter{Store: st, Logger: quietLogger()}
+		gateways[i] = &SharedLimiter{Store: gw(string(rune('a' + i))), Logger: quietLogger()}
 		go gateways[i].Run(ctx) // syncing meanwhile, as in a gateway
 	}
 	var admitted, refused atomic.Int64
@@ -82,11 +88,11 @@ func TestSharedLimitHoldsAcrossGateways(t *testing.T) {
 // TestSharedLimitGivesBackIdleLeases: requests leased by one gateway and not used go
 // back to the shared bucket, for another gateway to use.
 func TestSharedLimitGivesBackIdleLeases(t *testing.T) {
-	st, p := sharedKeyOf(t, 160, 0) // a burst of 16, leases of 4
+	gw, p := sharedKeyOf(t, 160, 0) // a burst of 16, leases of 4
 	now := time.Now()
 	clock := func() time.Time { return now }
-	a := &SharedLimiter{Store: st, Logger: quietLogger(), Now: clock}
-	b := &SharedLimiter{Store: st, Logger: quietLogger(), Now: clock}
+	a := &SharedLimiter{Store: gw("a"), Logger: quietLogger(), Now: clock}
+	b := &SharedLimiter{Store: gw("b"), Logger: quietLogger(), Now: clock}
 	ctx := context.Background()
 	for range 13 { // A leases the last 4 and uses one: 3 stay leased
 		if _, err := a.Admit(ctx, p); err != nil {
@@ -96,7 +102,14 @@ func TestSharedLimitGivesBackIdleLeases(t *testing.T) {
 	if _, err := b.Admit(ctx, p); !errors.Is(err, ErrRateLimited) {
 		t.Fatalf("B while A holds the last request: %v, want refused", err)
 	}
-	now = now.Add(leaseIdle)
+	// A keeps its lease alive while the key is busy, and gives it back once the key
+	// is idle.
+	now = now.Add(leaseIdle / 2)
+	a.sync(ctx, false)
+	if _, err := b.Admit(ctx, p); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("B while A still holds its lease: %v, want refused", err)
+	}
+	now = now.Add(leaseIdle / 2)
 	a.sync(ctx, false) // A gives back its idle lease
 	if _, err := b.Admit(ctx, p); err != nil {
 		t.Fatalf("B once A gave back its lease: %v", err)
@@ -106,9 +119,9 @@ func TestSharedLimitGivesBackIdleLeases(t *testing.T) {
 // TestSharedTokensLimit: tokens spent through one gateway count against the key on
 // another once synced.
 func TestSharedTokensLimit(t *testing.T) {
-	st, p := sharedKeyOf(t, 0, 1000)
-	a := &SharedLimiter{Store: st, Logger: quietLogger()}
-	b := &SharedLimiter{Store: st, Logger: quietLogger()}
+	gw, p := sharedKeyOf(t, 0, 1000)
+	a := &SharedLimiter{Store: gw("a"), Logger: quietLogger()}
+	b := &SharedLimiter{Store: gw("b"), Logger: quietLogger()}
 	ctx := context.Background()
 	if _, err := b.Admit(ctx, p); err != nil {
 		t.Fatal(err)
@@ -152,13 +165,14 @@ func TestSharedLimitFallsBackToLocal(t *testing.T) {
 // through every gateway, and holds for a gateway that starts afterwards (it is
 // Postgres's); refused, the error names the quota and when it resets.
 func TestQuotaAcrossGatewaysAndRestarts(t *testing.T) {
-	st, p := sharedKeyOf(t, 0, 0)
+	gw, p := sharedKeyOf(t, 0, 0)
+	st := gw("a")
 	if err := st.SetUserQuotas(context.Background(), "alice", store.QuotaChange{Daily: new(int64(1000))}); err != nil {
 		t.Fatal(err)
 	}
 	p.DailyTokenQuota = 1000
 	a := &SharedLimiter{Store: st, Logger: quietLogger()}
-	b := &SharedLimiter{Store: st, Logger: quietLogger()}
+	b := &SharedLimiter{Store: gw("b"), Logger: quietLogger()}
 	ctx := context.Background()
 	for _, l := range []*SharedLimiter{a, b} {
 		if _, err := l.Admit(ctx, p); err != nil {
@@ -175,7 +189,7 @@ func TestQuotaAcrossGatewaysAndRestarts(t *testing.T) {
 		!q.ResetAt.Equal(nextDay(time.Now())) || !strings.Contains(err.Error(), "daily token quota of 1000 tokens") {
 		t.Fatalf("after 1100 tokens through two gateways: %v, want the daily quota's error", err)
 	}
-	restarted := &SharedLimiter{Store: st, Logger: quietLogger()}
+	restarted := &SharedLimiter{Store: gw("b"), Logger: quietLogger()}
 	if _, err := restarted.Admit(ctx, p); !errors.As(err, &q) {
 		t.Fatalf("a gateway started afterwards: %v, want the quota held", err)
 	}
@@ -195,8 +209,8 @@ func (c *counting) TakeLimits(ctx context.Context, t []store.LimitTake) ([]store
 // TestSpentKeyCostsNoRoundTrips: once its bucket had nothing to lease, a key's
 // requests are refused here until the next request is due, without a round trip each.
 func TestSpentKeyCostsNoRoundTrips(t *testing.T) {
-	st, p := sharedKeyOf(t, 20, 0) // a burst of 2
-	c := &counting{LimitStore: st}
+	gw, p := sharedKeyOf(t, 20, 0) // a burst of 2
+	c := &counting{LimitStore: gw("a")}
 	l := &SharedLimiter{Store: c, Logger: quietLogger()}
 	ctx := context.Background()
 	for range 2 {
@@ -236,24 +250,97 @@ func TestOutageCostsOneRoundTrip(t *testing.T) {
 	}
 }
 
-// TestDroppedEntryIsNotUsed: a key's entry forgotten by a sync is not the one a
-// request then counts in (what it counted would never reach the database).
+// TestDroppedEntryIsNotUsed: a request that found a key's entry just as a sync
+// forgot it counts in the key's new entry, not in the forgotten one (what it counted
+// there would never reach the database).
 func TestDroppedEntryIsNotUsed(t *testing.T) {
-	st, p := sharedKeyOf(t, 0, 1000)
-	now := time.Now()
-	l := &SharedLimiter{Store: st, Logger: quietLogger(), Now: func() time.Time { return now }}
-	ctx := context.Background()
-	if _, err := l.Admit(ctx, p); err != nil {
+	gw, p := sharedKeyOf(t, 0, 1000)
+	l := &SharedLimiter{Store: gw("a"), Logger: quietLogger()}
+	if _, err := l.Admit(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
-	old := l.keys[p.KeyID] // what a request holds when the sync drops it
-	now = now.Add(sharedIdleDrop)
-	l.sync(ctx, false)
-	if _, ok := l.keys[p.KeyID]; ok || !old.dropped {
-		t.Fatal("the idle key was not dropped")
+	old := l.keys[p.KeyID]
+	old.mu.Lock() // a sync holds it...
+	spent := make(chan struct{})
+	go func() {
+		l.Spend(p, 300) // ...while a request finds it and waits for it
+		close(spent)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	// The sync forgets it.
+	l.mu.Lock()
+	old.dropped = true
+	delete(l.keys, p.KeyID)
+	l.mu.Unlock()
+	old.mu.Unlock()
+	<-spent
+	if k := l.keys[p.KeyID]; old.spent != 0 || k == nil || k.spent != 300 {
+		t.Fatalf("300 tokens spent as the entry was dropped: %d in the dropped entry, new entry %+v", old.spent, k)
 	}
-	l.Spend(p, 300)
-	if k := l.keys[p.KeyID]; k == nil || k == old || k.spent != 300 {
-		t.Fatalf("tokens spent after the drop went to %p (the dropped entry is %p)", k, old)
+}
+
+// TestCancelledRequestIsNoOutage: a request whose client went away mid-way does not
+// make the gateway think the database is away (which would leave every key to the
+// local buckets for a moment).
+func TestCancelledRequestIsNoOutage(t *testing.T) {
+	gw, p := sharedKeyOf(t, 30000, 0)
+	c := &counting{LimitStore: gw("a")}
+	l := &SharedLimiter{Store: c, Logger: quietLogger()}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.Admit(cancelled, p); err != nil {
+		t.Fatalf("a cancelled request's admission: %v (the round trip runs on its own context)", err)
+	}
+	if l.away(time.Now()) {
+		t.Fatal("a cancelled request made the database look away")
+	}
+	if n := c.takes.Load(); n != 1 {
+		t.Fatalf("%d round trips, want 1", n)
+	}
+}
+
+// TestLeasesCountInTheBucket: requests that gateways leased and keep alive are part of
+// the key's burst. The bucket, refilled meanwhile, does not add its whole burst on
+// top of them: in any window, the gateways together get at most the burst and what
+// refills.
+func TestLeasesCountInTheBucket(t *testing.T) {
+	const rpm = 6000 // a burst of 600, leases of 150, 100 requests a second
+	gw, p := sharedKeyOf(t, rpm, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gateways := make([]*SharedLimiter, 4)
+	for i := range gateways {
+		gateways[i] = &SharedLimiter{Store: gw(string(rune('a' + i))), Logger: quietLogger()}
+		go gateways[i].Run(ctx)
+	}
+	// Each gateway leases 150 and keeps 149 alive with a request a second, for as long
+	// as the bucket takes to refill its burst (6 s).
+	for range 7 {
+		for _, g := range gateways {
+			if _, err := g.Admit(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	// Then a burst through every gateway: what they held and what the bucket holds
+	// together make one burst, and what refills while it lasts.
+	start := time.Now()
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for _, g := range gateways {
+		wg.Go(func() {
+			for range 1000 {
+				if _, err := g.Admit(ctx, p); err == nil {
+					admitted.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	most := int64(Burst(rpm)) + int64(time.Since(start).Seconds()*rpm/60) + 1
+	if a := admitted.Load(); a > most || a < int64(Burst(rpm))/2 {
+		t.Fatalf("a burst through 4 gateways holding leases admitted %d in %v, want at most %d (the burst and what refilled)",
+			a, time.Since(start), most)
 	}
 }

@@ -9,14 +9,16 @@ import (
 	"github.com/lib/pq"
 )
 
-// LimitTake is one key's part in TakeLimits: its limits and what its bucket holds,
-// the requests a gateway leases from the key's shared bucket (negative: gives back
-// unused ones) and the tokens it debits (what the key's requests used).
+// LimitTake is one key's part in TakeLimits: its limits and what its bucket holds;
+// the requests this gateway leases from the key's shared bucket (negative: gives back
+// unused ones) and, of those it leased, the ones it used since it last said; and the
+// tokens it debits (what the key's requests used).
 type LimitTake struct {
 	KeyID              string
 	RPM, TPM           int // per minute; 0: not limited
-	RPMBurst, TPMBurst int // the most the bucket holds
+	RPMBurst, TPMBurst int // the most the bucket holds, leases included
 	Requests           int
+	Used               int
 	Tokens             int64
 }
 
@@ -27,11 +29,13 @@ type LimitLevel struct {
 	TokensLeft float64
 }
 
-// TakeLimits applies takes to the keys' shared buckets (db/migrations/
-// 00009_limit_bursts.sql: refilled to now, then taken from) in one round trip, and
-// returns each key's level, in the order of takes. A take that asks for nothing and
-// debits nothing only reads. A key that no longer exists is granted nothing and has
-// no tokens left; a malformed key id is ErrNotFound.
+// TakeLimits applies takes to the keys' shared buckets for this gateway (Options.
+// Origin; db/migrations/00009_limit_bursts.sql: refilled to now, then taken from) in
+// one round trip, and returns each key's level, in the order of takes. The requests
+// this gateway leased and has not said it used stay counted in the bucket for 3 s
+// after its last take for the key; it must not use them past that. A key that no
+// longer exists is granted nothing and has no tokens left; a malformed key id is
+// ErrNotFound.
 func (s *Store) TakeLimits(ctx context.Context, takes []LimitTake) ([]LimitLevel, error) {
 	// Buckets are locked in key order: two gateways taking for the same keys cannot
 	// deadlock.
@@ -41,6 +45,7 @@ func (s *Store) TakeLimits(ctx context.Context, takes []LimitTake) ([]LimitLevel
 		rpm, tpm = make([]int64, len(takes)), make([]int64, len(takes))
 		rb, tb   = make([]int64, len(takes)), make([]int64, len(takes))
 		reqs     = make([]int64, len(takes))
+		used     = make([]int64, len(takes))
 		toks     = make([]int64, len(takes))
 	)
 	for j, i := range order {
@@ -49,15 +54,15 @@ func (s *Store) TakeLimits(ctx context.Context, takes []LimitTake) ([]LimitLevel
 			return nil, fmt.Errorf("store: take limits: %w: key %q", ErrNotFound, t.KeyID)
 		}
 		keys[j], rpm[j], tpm[j], rb[j], tb[j] = t.KeyID, int64(t.RPM), int64(t.TPM), int64(t.RPMBurst), int64(t.TPMBurst)
-		reqs[j], toks[j] = int64(t.Requests), t.Tokens
+		reqs[j], used[j], toks[j] = int64(t.Requests), int64(t.Used), t.Tokens
 	}
 	out := make([]LimitLevel, len(takes))
 	err := s.do(ctx, "take limits", func(ctx context.Context) error {
 		rows, err := s.db.QueryContext(ctx, `SELECT t.i, l.granted, l.tokens_left
-			FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[], $7::bigint[])
-				WITH ORDINALITY AS t(k, rpm, rb, tpm, tb, req, tok, i),
-			LATERAL ragway_limit(t.k, t.rpm, t.rb, t.tpm, t.tb, t.req, t.tok) l ORDER BY t.i`,
-			pq.Array(keys), pq.Array(rpm), pq.Array(rb), pq.Array(tpm), pq.Array(tb), pq.Array(reqs), pq.Array(toks))
+			FROM unnest($2::uuid[], $3::int[], $4::int[], $5::int[], $6::int[], $7::int[], $8::int[], $9::bigint[])
+				WITH ORDINALITY AS t(k, rpm, rb, tpm, tb, req, used, tok, i),
+			LATERAL ragway_limit(t.k, $1, t.rpm, t.rb, t.tpm, t.tb, t.req, t.used, t.tok) l ORDER BY t.i`,
+			s.opts.Origin, pq.Array(keys), pq.Array(rpm), pq.Array(rb), pq.Array(tpm), pq.Array(tb), pq.Array(reqs), pq.Array(used), pq.Array(toks))
 		if err != nil {
 			return err
 		}

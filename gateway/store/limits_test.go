@@ -7,13 +7,18 @@ import (
 	"testing"
 
 	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/internal/pgtest"
 )
 
 // TestTakeLimits: a key's shared bucket grants requests while it holds them, takes
-// back what a gateway returns, refills with time up to its burst, and keeps a bounded
-// token debt.
+// back what a gateway returns, refills with time up to its burst less what gateways
+// hold leased, lets a lease lapse when its gateway stops refreshing it, and keeps a
+// token debt whole.
 func TestTakeLimits(t *testing.T) {
-	s := open(t)
+	url := pgtest.Database(t)
+	s := openURL(t, url, store.Options{Origin: "a"})
+	b := openURL(t, url, store.Options{Origin: "b"})
+	c := openURL(t, url, store.Options{Origin: "c"})
 	alice := user(t, s, "alice")
 	key, err := s.CreateAPIKey(ctx(t), store.NewAPIKey{UserID: alice.ID, Prefix: "rgw_limits", Hash: hash("k"), Name: "k", Scopes: []string{store.ScopeChat}, RPMLimit: 10, TPMLimit: 100})
 	if err != nil {
@@ -23,12 +28,12 @@ func TestTakeLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	take := func(req int, tok int64) store.LimitLevel {
+	take := func(gw *store.Store, req, used int, tok int64) store.LimitLevel {
 		t.Helper()
 		// Two keys in one round trip, given in an order that is not the keys' order.
-		got, err := s.TakeLimits(ctx(t), []store.LimitTake{
+		got, err := gw.TakeLimits(ctx(t), []store.LimitTake{
 			{KeyID: other.ID, Requests: 1},
-			{KeyID: key.ID, RPM: 10, RPMBurst: 10, TPM: 100, TPMBurst: 100, Requests: req, Tokens: tok},
+			{KeyID: key.ID, RPM: 10, RPMBurst: 10, TPM: 100, TPMBurst: 100, Requests: req, Used: used, Tokens: tok},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -38,54 +43,74 @@ func TestTakeLimits(t *testing.T) {
 		}
 		return got[1]
 	}
-	// Refilling is continuous, so a level may have gained a fraction meanwhile: compare
-	// what is granted (whole requests) and tokens to a tolerance.
-	for _, step := range []struct {
-		req     int
-		tok     int64
-		granted int
-		tokens  float64
-	}{
-		{4, 0, 4, 100},
-		{10, 0, 6, 100},   // only 6 left
-		{1, 150, 0, -50},  // none left; tokens go into debt
-		{-3, 0, 0, -50},   // 3 given back
-		{5, 100, 3, -150}, // the 3; a debt is kept whole
-	} {
-		l := take(step.req, step.tok)
-		if l.Granted != step.granted || math.Abs(l.TokensLeft-step.tokens) > 1 {
-			t.Fatalf("take %d requests, %d tokens: %+v, want granted %d and ~%v tokens", step.req, step.tok, l, step.granted, step.tokens)
+	ago := func(d string) {
+		t.Helper()
+		if _, err := s.DB().Exec(`UPDATE limit_buckets SET updated_at = updated_at - $2::interval WHERE key_id = $1`, key.ID, d); err != nil {
+			t.Fatal(err)
 		}
 	}
-	// Half a minute later: half the allowance is back.
-	if _, err := s.DB().Exec(`UPDATE limit_buckets SET updated_at = updated_at - interval '30 seconds' WHERE key_id = $1`, key.ID); err != nil {
+	// Refilling is continuous, so a level may have gained a fraction meanwhile: compare
+	// what is granted (whole requests) and tokens to a tolerance.
+	for i, step := range []struct {
+		gw        *store.Store
+		ago       string // the bucket's last change moved back by this much first
+		req, used int
+		tok       int64
+		granted   int
+		tokens    float64
+	}{
+		{s, "", 4, 0, 0, 4, 100},
+		{s, "", 10, 0, 0, 6, 100},      // only 6 left
+		{s, "", 1, 0, 150, 0, -50},     // none left; tokens go into debt
+		{s, "", -3, 0, 0, 0, -50},      // 3 given back
+		{s, "", 5, 0, 100, 3, -150},    // the 3; a debt is kept whole
+		{s, "30 s", 10, 0, 0, 0, -100}, // A holds the whole burst leased: nothing refilled
+		{s, "", 0, 10, 0, 0, -100},     // A used its 10
+		{b, "30 s", 10, 0, 0, 5, -50},  // half a minute's refill, to B
+		{b, "", 0, 1, 0, 0, -50},       // B used 1 and holds 4
+		{s, "1 h", 10, 0, 0, 6, 100},   // an hour later: the burst, less B's 4
+	} {
+		if step.ago != "" {
+			ago(step.ago)
+		}
+		l := take(step.gw, step.req, step.used, step.tok)
+		if l.Granted != step.granted || math.Abs(l.TokensLeft-step.tokens) > 1 {
+			t.Fatalf("step %d: take %d requests (%d used), %d tokens: %+v, want granted %d and ~%v tokens",
+				i, step.req, step.used, step.tok, l, step.granted, step.tokens)
+		}
+	}
+	// B stops refreshing its lease (it died): once the lease lapses, it is the bucket's
+	// again.
+	if _, err := s.DB().Exec(`UPDATE limit_leases SET expires = now() - interval '1 s' WHERE gateway = 'b'`); err != nil {
 		t.Fatal(err)
 	}
-	if l := take(10, 0); l.Granted != 5 || math.Abs(l.TokensLeft-(-100)) > 1 {
-		t.Fatalf("after 30 s: %+v, want 5 granted and ~-100 tokens", l)
+	take(s, 0, 6, 0) // A used its 6
+	ago("1 h")
+	if l := take(s, 10, 0, 0); l.Granted != 10 {
+		t.Fatalf("B's lease lapsed: %+v, want the whole burst for A", l)
 	}
+	take(s, 0, 10, 0)
 
 	// A bucket holds its burst, however long it waited.
-	burst := func(req int) store.LimitLevel {
+	burst := func(gw *store.Store, req int) store.LimitLevel {
 		t.Helper()
-		got, err := s.TakeLimits(ctx(t), []store.LimitTake{{KeyID: key.ID, RPM: 10, RPMBurst: 2, TPM: 100, TPMBurst: 20, Requests: req}})
+		got, err := gw.TakeLimits(ctx(t), []store.LimitTake{{KeyID: key.ID, RPM: 10, RPMBurst: 2, TPM: 100, TPMBurst: 20, Requests: req}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return got[0]
 	}
-	if _, err := s.DB().Exec(`UPDATE limit_buckets SET updated_at = updated_at - interval '1 hour' WHERE key_id = $1`, key.ID); err != nil {
-		t.Fatal(err)
-	}
-	if l := burst(10); l.Granted != 2 || math.Abs(l.TokensLeft-20) > 1 {
+	ago("1 h")
+	if l := burst(s, 10); l.Granted != 2 || math.Abs(l.TokensLeft-20) > 1 {
 		t.Fatalf("after an hour, with a burst of 2 requests and 20 tokens: %+v", l)
 	}
-	// Reading a bucket (nothing asked, nothing debited) writes nothing.
+	// Reading a bucket (nothing asked, used or debited, by a gateway without a lease)
+	// writes nothing.
 	var before, after string
 	if err := s.DB().QueryRow(`SELECT updated_at::text FROM limit_buckets WHERE key_id = $1`, key.ID).Scan(&before); err != nil {
 		t.Fatal(err)
 	}
-	if l := burst(0); l.Granted != 0 || math.Abs(l.TokensLeft-20) > 1 {
+	if l := burst(c, 0); l.Granted != 0 || math.Abs(l.TokensLeft-20) > 1 {
 		t.Fatalf("a read: %+v", l)
 	}
 	if err := s.DB().QueryRow(`SELECT updated_at::text FROM limit_buckets WHERE key_id = $1`, key.ID).Scan(&after); err != nil || after != before {
@@ -105,8 +130,8 @@ func TestTakeLimits(t *testing.T) {
 		t.Fatalf("a deleted key in a batch: %+v, %v; want nothing for it and 1 for the other", got, err)
 	}
 	var rows int
-	if err := s.DB().QueryRow(`SELECT count(*) FROM limit_buckets WHERE key_id = $1`, key.ID).Scan(&rows); err != nil || rows != 0 {
-		t.Fatalf("%d buckets for a deleted key (%v)", rows, err)
+	if err := s.DB().QueryRow(`SELECT (SELECT count(*) FROM limit_buckets WHERE key_id = $1) + (SELECT count(*) FROM limit_leases WHERE key_id = $1)`, key.ID).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("%d buckets and leases for a deleted key (%v)", rows, err)
 	}
 }
 
