@@ -35,12 +35,14 @@ CREATE TABLE limit_leases (
 --   - p_requests > 0 more are leased (fewer when fewer are left: granted says how
 --     many), p_requests < 0 unused ones are given back;
 --   - p_tokens tokens are debited.
--- The bucket is refilled to now first. It returns the requests granted and the
--- tokens left. A key that does not exist gets nothing. A call that asks, uses and
+-- The bucket is refilled to now first. It returns the requests granted, the requests
+-- the gateway holds leased after the call (what it may use: a gateway whose call
+-- failed, or whose lease lapsed, learns here what the bucket counts as its own) and
+-- the tokens left. A key that does not exist gets nothing. A call that asks, uses and
 -- debits nothing, from a gateway without a lease, writes nothing.
 CREATE FUNCTION ragway_limit(p_key uuid, p_gateway text, p_rpm integer, p_rpm_burst integer, p_tpm integer,
                              p_tpm_burst integer, p_requests integer, p_used integer, p_tokens bigint,
-                             OUT granted integer, OUT tokens_left double precision)
+                             OUT granted integer, OUT held integer, OUT tokens_left double precision)
 LANGUAGE plpgsql AS $$
 DECLARE
     b       limit_buckets;
@@ -51,6 +53,7 @@ DECLARE
     elapsed double precision;
 BEGIN
     granted := 0;
+    held := 0;
     tokens_left := 0;
     PERFORM 1 FROM api_keys WHERE id = p_key FOR KEY SHARE;
     IF NOT FOUND THEN
@@ -70,6 +73,9 @@ BEGIN
     INSERT INTO limit_buckets (key_id, requests, tokens) VALUES (p_key, p_rpm_burst, p_tpm_burst)
     ON CONFLICT (key_id) DO NOTHING;
     SELECT * INTO b FROM limit_buckets WHERE key_id = p_key FOR UPDATE;
+    -- The time of the call once the bucket is ours: calls that waited for each other
+    -- refill in order.
+    at := greatest(clock_timestamp(), b.updated_at);
     SELECT coalesce(sum(leased) FILTER (WHERE gateway = p_gateway), 0), coalesce(sum(leased) FILTER (WHERE gateway <> p_gateway), 0)
     INTO mine, others FROM limit_leases WHERE key_id = p_key AND expires > at;
     elapsed := greatest(extract(epoch FROM at - b.updated_at), 0);
@@ -107,6 +113,7 @@ BEGIN
     END IF;
     -- This gateway's lease when it holds none, and expired ones (gateways that died).
     DELETE FROM limit_leases WHERE key_id = p_key AND (expires <= at OR gateway = p_gateway AND mine = 0);
+    held := mine;
     tokens_left := b.tokens;
 END;
 $$;

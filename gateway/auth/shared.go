@@ -95,6 +95,7 @@ type sharedKey struct {
 	lease   int        // requests leased and not used
 	leaseAt time.Time  // the lease's last round trip: usable until leaseAt+leaseValid
 	taken   int        // requests of the lease used and not yet said
+	unsure  bool       // a round trip failed: the next sync asks what the lease is
 	empty   time.Time  // until then the bucket had nothing to lease: refused here
 	used    time.Time  // last request admitted
 	tokens  float64    // the shared tokens level at synced
@@ -249,15 +250,25 @@ func (k *sharedKey) take(requests int) store.LimitTake {
 		Requests: requests, Used: k.taken, Tokens: k.spent}
 }
 
-// settled records a round trip made with t at now, answered with lv.
+// settled records a round trip made with t, started at now, answered with lv: the
+// lease is what the database counts as this gateway's (a give-back or a grant whose
+// answer was lost, a lease that lapsed, are settled here), usable until now +
+// leaseValid (the database counts it 3 s from the call, which is after now).
 func (k *sharedKey) settled(t store.LimitTake, lv store.LimitLevel, now time.Time) {
 	k.taken -= t.Used
 	k.spent -= t.Tokens
-	k.lease += lv.Granted
+	k.lease, k.unsure = lv.Leased, false
 	if k.lease > 0 {
 		k.leaseAt = now
 	}
 	k.tokens, k.synced = lv.TokensLeft, now
+}
+
+// unsettled records a round trip made with t that failed: whether the database
+// applied it is unknown, so the lease is not used until a round trip says what it
+// is (the database may have given it back, or let it lapse).
+func (k *sharedKey) unsettled() {
+	k.lease, k.unsure = 0, true
 }
 
 // roundTrip runs one TakeLimits call, on a bounded context, and notes its outcome.
@@ -330,6 +341,7 @@ func (l *SharedLimiter) Admit(ctx context.Context, p Principal) (time.Duration, 
 		t := k.take(want)
 		lv, err := l.roundTrip(ctx, []store.LimitTake{t})
 		if err != nil {
+			k.unsettled()
 			return l.Local.Admit(ctx, p)
 		}
 		k.settled(t, lv[0], now)
@@ -495,7 +507,7 @@ func (l *SharedLimiter) syncKeys(ctx context.Context, final bool) {
 		t := k.take(-give)
 		inUse := k.p.TPMLimit > 0 && idle < time.Minute
 		switch {
-		case t.Requests != 0 || t.Used != 0 || t.Tokens != 0 || k.lease > 0 || (inUse && !final):
+		case t.Requests != 0 || t.Used != 0 || t.Tokens != 0 || k.lease > 0 || k.unsure || (inUse && !final):
 			parts = append(parts, part{k, t}) // unlocked once read back
 			continue
 		case idle >= sharedIdleDrop:
@@ -516,7 +528,7 @@ func (l *SharedLimiter) syncKeys(ctx context.Context, final bool) {
 	for i, p := range parts {
 		k := p.k
 		if err != nil {
-			k.lease -= p.take.Requests // not given back: still here until it lapses
+			k.unsettled()
 		} else {
 			k.settled(p.take, levels[i], now)
 		}

@@ -297,6 +297,76 @@ func TestCancelledRequestIsNoOutage(t *testing.T) {
 	if n := c.takes.Load(); n != 1 {
 		t.Fatalf("%d round trips, want 1", n)
 	}
+	if k := l.keys[p.KeyID]; k.lease != leaseSize(p.RPMLimit)-1 {
+		t.Fatalf("lease %d after the cancelled request, want %d: what the database granted is kept", k.lease, leaseSize(p.RPMLimit)-1)
+	}
+}
+
+// lossy is a LimitStore whose next armed round trips are applied by the database but
+// answered with an error (the answer lost on the way).
+type lossy struct {
+	LimitStore
+	armed atomic.Int64
+}
+
+func (s *lossy) TakeLimits(ctx context.Context, t []store.LimitTake) ([]store.LimitLevel, error) {
+	lv, err := s.LimitStore.TakeLimits(ctx, t)
+	if err == nil && s.armed.Add(-1) >= 0 {
+		return nil, store.ErrUnavailable
+	}
+	return lv, err
+}
+
+// TestLostAnswersMakeNoRequests: a give-back the database applied but whose answer
+// was lost is not used again here (another gateway gets those requests), and a grant
+// whose answer was lost is not lost: the next round trip hands it over.
+func TestLostAnswersMakeNoRequests(t *testing.T) {
+	gw, p := sharedKeyOf(t, 160, 0) // a burst of 16, leases of 4
+	now := time.Now()
+	clock := func() time.Time { return now }
+	la := &lossy{LimitStore: gw("a")}
+	la.armed.Store(-1 << 40)
+	a := &SharedLimiter{Store: la, Logger: quietLogger(), Now: clock}
+	b := &SharedLimiter{Store: gw("b"), Logger: quietLogger(), Now: clock}
+	ctx := context.Background()
+	start := time.Now()
+	admitted := 0
+	for range 13 { // A holds 3 leased
+		if _, err := a.Admit(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		admitted++
+	}
+	now = now.Add(leaseIdle / 2)
+	a.sync(ctx, false) // refreshes its lease
+	now = now.Add(leaseIdle / 2)
+	la.armed.Store(1)
+	a.sync(ctx, false) // gives back its 3; the answer is lost
+	now = now.Add(outageRetry)
+	for _, l := range []*SharedLimiter{a, b, a, b, a, b, a, b} {
+		if _, err := l.Admit(ctx, p); err == nil {
+			admitted++
+		}
+	}
+	refilled := int(time.Since(start).Seconds() * 160 / 60)
+	if admitted > 16+refilled {
+		t.Fatalf("%d admitted over two gateways for a burst of 16 (+%d refilled): a lost give-back was used again", admitted, refilled)
+	}
+	if admitted < 16 {
+		t.Fatalf("%d admitted for a burst of 16: requests given back were lost", admitted)
+	}
+
+	// A grant whose answer is lost: the next round trip hands it over.
+	gw2, p2 := sharedKeyOf(t, 160, 0)
+	lc := &lossy{LimitStore: gw2("c")}
+	lc.armed.Store(1)
+	c := &SharedLimiter{Store: lc, Logger: quietLogger(), Now: clock}
+	_, _ = c.Admit(ctx, p2) // granted 4, answer lost: the local buckets decide
+	now = now.Add(outageRetry)
+	c.sync(ctx, false)
+	if k := c.keys[p2.KeyID]; k.lease != 4 {
+		t.Fatalf("lease %d after a grant whose answer was lost, want the 4 granted", k.lease)
+	}
 }
 
 // TestLeasesCountInTheBucket: requests that gateways leased and keep alive are part of

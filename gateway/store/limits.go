@@ -23,9 +23,11 @@ type LimitTake struct {
 }
 
 // LimitLevel is a key's bucket after TakeLimits: the requests granted (of those
-// asked) and the tokens left (negative: a debt).
+// asked), the requests the gateway holds leased (granted included: the ones it may
+// use) and the tokens left (negative: a debt).
 type LimitLevel struct {
 	Granted    int
+	Leased     int
 	TokensLeft float64
 }
 
@@ -58,7 +60,7 @@ func (s *Store) TakeLimits(ctx context.Context, takes []LimitTake) ([]LimitLevel
 	}
 	out := make([]LimitLevel, len(takes))
 	err := s.do(ctx, "take limits", func(ctx context.Context) error {
-		rows, err := s.db.QueryContext(ctx, `SELECT t.i, l.granted, l.tokens_left
+		rows, err := s.db.QueryContext(ctx, `SELECT t.i, l.granted, l.held, l.tokens_left
 			FROM unnest($2::uuid[], $3::int[], $4::int[], $5::int[], $6::int[], $7::int[], $8::int[], $9::bigint[])
 				WITH ORDINALITY AS t(k, rpm, rb, tpm, tb, req, used, tok, i),
 			LATERAL ragway_limit(t.k, $1, t.rpm, t.rb, t.tpm, t.tb, t.req, t.used, t.tok) l ORDER BY t.i`,
@@ -72,7 +74,7 @@ func (s *Store) TakeLimits(ctx context.Context, takes []LimitTake) ([]LimitLevel
 				j int
 				l LimitLevel
 			)
-			if err := rows.Scan(&j, &l.Granted, &l.TokensLeft); err != nil {
+			if err := rows.Scan(&j, &l.Granted, &l.Leased, &l.TokensLeft); err != nil {
 				return err
 			}
 			out[order[j-1]] = l

@@ -107,7 +107,15 @@ func serve(args []string, stderr io.Writer) error {
 	authn := auth.New(st, auth.Options{Logger: log})
 	// Keys' limits hold for the sum over every gateway on the database.
 	limiter := &auth.SharedLimiter{Store: st, Logger: log}
-	go limiter.Run(ctx)
+	// The limiter syncs until the requests in flight at shutdown are accounted for;
+	// its last sync gives back the leases and debits their tokens.
+	limCtx, limStop := context.WithCancel(context.WithoutCancel(ctx))
+	limDone := make(chan struct{})
+	go func() {
+		defer close(limDone)
+		limiter.Run(limCtx)
+	}()
+	defer func() { limStop(); <-limDone }()
 	gate := &auth.Gate{Auth: authn, Limiter: limiter}
 	rec := usage.New(st, usage.Options{Spend: gate.Spend, Logger: log})
 
@@ -237,6 +245,8 @@ func serve(args []string, stderr io.Writer) error {
 	if err := rec.Close(graceCtx); err != nil {
 		log.Warn("shutdown", "error", err)
 	}
+	limStop()
+	<-limDone
 	authn.Wait()
 	log.Info("stopped")
 	return nil
