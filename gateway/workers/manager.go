@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -34,6 +35,9 @@ type Options struct {
 	// PoisonMemory bounds how many such requests each model remembers (the
 	// least recently seen are forgotten first). Default DefaultPoisonMemory.
 	PoisonMemory int
+	// DrainTimeout bounds how long a replaced or removed model's requests may run
+	// on after the change; its processes stop then. Default 10m.
+	DrainTimeout time.Duration
 	Logger       *slog.Logger
 	Metrics      *metrics.Metrics
 	// now is the clock of the poison quarantine (tests); nil: time.Now.
@@ -49,6 +53,9 @@ type Manager struct {
 	pools   map[string]*pool // by name
 	aliases map[string]string
 	closed  bool
+	// retired are the pools replaced or removed, draining.
+	retired map[*pool]struct{}
+	drains  sync.WaitGroup
 }
 
 // New returns a Manager with no models; add them with Add.
@@ -77,10 +84,14 @@ func New(opts Options) *Manager {
 	if opts.PoisonMemory <= 0 {
 		opts.PoisonMemory = DefaultPoisonMemory
 	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 10 * time.Minute
+	}
 	if opts.now == nil {
 		opts.now = time.Now
 	}
-	return &Manager{opts: opts, poison: poisonMetrics(opts.Metrics), pools: map[string]*pool{}, aliases: map[string]string{}}
+	return &Manager{opts: opts, poison: poisonMetrics(opts.Metrics), pools: map[string]*pool{}, aliases: map[string]string{},
+		retired: map[*pool]struct{}{}}
 }
 
 // PluginLauncher launches ragway-<backend> from pluginsDir (or the model's
@@ -106,18 +117,159 @@ func (m *Manager) Add(model config.Model) error {
 	if m.closed {
 		return ErrStopping
 	}
-	for _, n := range append([]string{model.Name}, model.Aliases...) {
-		if _, ok := m.resolveLocked(n); ok {
-			return fmt.Errorf("model %q: name %q is already in use", model.Name, n)
-		}
+	if err := m.namesFreeLocked(model, nil); err != nil {
+		return err
 	}
-	p := newPool(model, m.opts.Launch, m.opts.Backoff, m.opts.LoadTimeout, m.opts.Logger, m.opts.Metrics)
-	p.quarantine = newQuarantine(m.opts.PoisonWindow, m.opts.PoisonMemory, m.opts.now)
+	p := m.newPool(model)
 	m.pools[model.Name] = p
 	for _, a := range model.Aliases {
 		m.aliases[a] = model.Name
 	}
 	p.start()
+	return nil
+}
+
+func (m *Manager) newPool(model config.Model) *pool {
+	p := newPool(model, m.opts.Launch, m.opts.Backoff, m.opts.LoadTimeout, m.opts.Logger, m.opts.Metrics)
+	p.quarantine = newQuarantine(m.opts.PoisonWindow, m.opts.PoisonMemory, m.opts.now)
+	return p
+}
+
+// namesFreeLocked checks that model's name and aliases name no other model than
+// replacing (nil: none).
+func (m *Manager) namesFreeLocked(model config.Model, replacing *pool) error {
+	for _, n := range model.Names() {
+		if p, ok := m.resolveLocked(n); ok && p != replacing {
+			return fmt.Errorf("%w: model %q: name %q is already in use by model %q", ErrConflict, model.Name, n, p.model.Name)
+		}
+	}
+	return nil
+}
+
+// Replace serves a new version of the model called model.Name without a failed
+// request: the new version's replicas start and load while the old ones serve; once
+// every new replica is ready, new requests go to them (aliases switch with the name,
+// at once), requests queued for the old version move over, and the old replicas
+// finish what they run (up to Options.DrainTimeout), then stop. When a new replica
+// cannot start or load, or the new version is not ready when ctx ends, the new
+// version is stopped, the old one keeps serving, and the error says why.
+func (m *Manager) Replace(ctx context.Context, model config.Model) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrStopping
+	}
+	old, ok := m.pools[model.Name]
+	if !ok {
+		m.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrUnknownModel, model.Name)
+	}
+	if err := m.namesFreeLocked(model, old); err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	np := m.newPool(model)
+	m.mu.Unlock()
+
+	np.start()
+	if err := np.waitServing(ctx); err != nil {
+		np.shutdown(context.Background())
+		np.forget()
+		return fmt.Errorf("model %q: the new version did not start, the old one keeps serving: %w", model.Name, err)
+	}
+	m.mu.Lock()
+	if m.closed || m.pools[model.Name] != old {
+		m.mu.Unlock()
+		np.shutdown(context.Background())
+		np.forget()
+		return fmt.Errorf("%w: model %q changed while its new version started", ErrConflict, model.Name)
+	}
+	m.pools[model.Name] = np
+	for a, n := range m.aliases {
+		if n == model.Name {
+			delete(m.aliases, a)
+		}
+	}
+	for _, a := range model.Aliases {
+		m.aliases[a] = model.Name
+	}
+	m.retireLocked(old, true)
+	m.mu.Unlock()
+	return nil
+}
+
+// Remove stops serving the model called name: new requests for it (and its aliases)
+// are ErrUnknownModel at once; the requests it has, running or queued, finish (up to
+// Options.DrainTimeout), then its processes stop.
+func (m *Manager) Remove(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.pools[name]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownModel, name)
+	}
+	delete(m.pools, name)
+	for a, n := range m.aliases {
+		if n == name {
+			delete(m.aliases, a)
+		}
+	}
+	m.retireLocked(p, false)
+	return nil
+}
+
+// retireLocked retires p (see pool.retire) and drains it in the background.
+func (m *Manager) retireLocked(p *pool, redirect bool) {
+	p.retire(redirect)
+	m.retired[p] = struct{}{}
+	m.drains.Add(1)
+	go func() {
+		defer m.drains.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), m.opts.DrainTimeout)
+		defer cancel()
+		if !p.drain(ctx) {
+			m.opts.Logger.Warn("a replaced or removed model's requests were still running at the end of the drain timeout: stopped",
+				"model", p.model.Name, "drain_timeout", m.opts.DrainTimeout)
+		}
+		p.forget()
+		m.mu.Lock()
+		delete(m.retired, p)
+		m.mu.Unlock()
+	}()
+}
+
+// Scale makes the model called name (or aliased so) run n ≥ 1 replicas: new ones
+// start at once; the ones to go take no new request and stop once their requests are
+// done.
+func (m *Manager) Scale(name string, n int) error {
+	if n < 1 {
+		return fmt.Errorf("replicas must be >= 1, got %d (to scale to zero when idle, set idle_timeout)", n)
+	}
+	p, err := m.pool(name)
+	if err != nil {
+		return err
+	}
+	p.scale(n)
+	return nil
+}
+
+// SetAlias points alias at the model called target, at once: requests resolve it to
+// the new target from then on (a model's versions side by side, switched). An empty
+// target removes the alias.
+func (m *Manager) SetAlias(alias, target string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.pools[alias]; ok {
+		return fmt.Errorf("%w: %q is a model's name, not an alias", ErrConflict, alias)
+	}
+	if target == "" {
+		delete(m.aliases, alias)
+		return nil
+	}
+	if _, ok := m.pools[target]; !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownModel, target)
+	}
+	m.aliases[alias] = target
 	return nil
 }
 
@@ -157,12 +309,11 @@ func (m *Manager) pool(name string) (*pool, error) {
 // error, the replica released. A retry after a replica's death does not run Admit
 // again.
 func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRequest, adm *Admission, emit func(sdk.Event) error) error {
-	p, err := m.pool(model)
-	if err != nil {
-		return err
-	}
-	if p.model.Embedding {
-		return sdk.InvalidRequestf("model %q is an embedding model", model)
+	check := func(p *pool) error {
+		if p.model.Embedding {
+			return sdk.InvalidRequestf("model %q is an embedding model", model)
+		}
+		return nil
 	}
 	// The poison key is the request as the caller gave it, before Admit changed it,
 	// with what tells it apart beyond its body (Admission.Key): the same request asked
@@ -177,7 +328,7 @@ func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRe
 	if adm != nil {
 		canon.Key = adm.Key
 	}
-	return m.withRetry(ctx, p, func() requestKey { return keyOf("generate", canon) }, func(proc Process, sent *bool) error {
+	return m.withRetry(ctx, model, check, func() requestKey { return keyOf("generate", canon) }, func(proc Process, sent *bool) error {
 		if !admitted {
 			if err := adm.Admit(&req); err != nil {
 				return err
@@ -209,15 +360,14 @@ type Admission struct {
 // Embed runs req on a replica of an embedding model, with Generate's retry
 // and poison rules.
 func (m *Manager) Embed(ctx context.Context, model string, req sdk.EmbedRequest) (sdk.EmbedResponse, error) {
-	p, err := m.pool(model)
-	if err != nil {
-		return sdk.EmbedResponse{}, err
-	}
-	if !p.model.Embedding {
-		return sdk.EmbedResponse{}, sdk.InvalidRequestf("model %q is not an embedding model", model)
+	check := func(p *pool) error {
+		if !p.model.Embedding {
+			return sdk.InvalidRequestf("model %q is not an embedding model", model)
+		}
+		return nil
 	}
 	var resp sdk.EmbedResponse
-	err = m.withRetry(ctx, p, func() requestKey { return keyOf("embed", req) }, func(proc Process, _ *bool) error {
+	err := m.withRetry(ctx, model, check, func() requestKey { return keyOf("embed", req) }, func(proc Process, _ *bool) error {
 		var err error
 		resp, err = proc.Embed(ctx, req)
 		return err
@@ -229,12 +379,8 @@ func (m *Manager) Embed(ctx context.Context, model string, req sdk.EmbedRequest)
 // with Generate's retry and poison rules. A plugin that cannot tokenize
 // answers sdk.ErrUnsupported.
 func (m *Manager) Tokenize(ctx context.Context, model string, req sdk.TokenizeRequest) (sdk.TokenizeResponse, error) {
-	p, err := m.pool(model)
-	if err != nil {
-		return sdk.TokenizeResponse{}, err
-	}
 	var resp sdk.TokenizeResponse
-	err = m.withRetry(ctx, p, func() requestKey { return keyOf("tokenize", req) }, func(proc Process, _ *bool) error {
+	err := m.withRetry(ctx, model, nil, func() requestKey { return keyOf("tokenize", req) }, func(proc Process, _ *bool) error {
 		var err error
 		resp, err = proc.Tokenize(ctx, req)
 		return err
@@ -250,7 +396,34 @@ func (m *Manager) Tokenize(ctx context.Context, model string, req sdk.TokenizeRe
 // window. Only the key's short hash is logged, never the request. keyOf computes the
 // request's key; it runs only when a key is needed (something is quarantined, or a
 // replica died), not on every request's path.
-func (m *Manager) withRetry(ctx context.Context, p *pool, keyOf func() requestKey, call func(Process, *bool) error) error {
+//
+// The model's name is resolved to its pool (check, when not nil, may refuse it) and
+// resolved again when that pool was replaced or removed before the request was
+// taken: the request goes to the new version, or is ErrUnknownModel.
+func (m *Manager) withRetry(ctx context.Context, model string, check func(*pool) error, keyOf func() requestKey, call func(Process, *bool) error) error {
+	for range maxRedirects {
+		p, err := m.pool(model)
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(p); err != nil {
+				return err
+			}
+		}
+		err = m.runOn(ctx, p, keyOf, call)
+		if !errors.Is(err, errRetired) {
+			return err
+		}
+	}
+	return fmt.Errorf("model %q: %w: it changed %d times while the request waited", model, ErrUnavailable, maxRedirects)
+}
+
+// maxRedirects bounds how often a request follows its model to a new version.
+const maxRedirects = 8
+
+// runOn is withRetry on one pool.
+func (m *Manager) runOn(ctx context.Context, p *pool, keyOf func() requestKey, call func(Process, *bool) error) error {
 	var (
 		key    requestKey
 		hasKey bool
@@ -311,11 +484,44 @@ func (m *Manager) Models() []ModelStatus {
 		pools = append(pools, p)
 	}
 	m.mu.RUnlock()
+	aliases := m.aliasesByModel()
 	out := make([]ModelStatus, 0, len(pools))
 	for _, p := range pools {
-		out = append(out, p.status())
+		st := p.status()
+		st.Aliases = aliases[st.Name]
+		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b ModelStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// aliasesByModel returns each model's aliases, sorted.
+func (m *Manager) aliasesByModel() map[string][]string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := map[string][]string{}
+	for a, n := range m.aliases {
+		out[n] = append(out[n], a)
+	}
+	for _, as := range out {
+		slices.Sort(as)
+	}
+	return out
+}
+
+// Retired returns the status of the versions replaced or removed that are still
+// finishing their requests (their replicas draining), by name.
+func (m *Manager) Retired() []ModelStatus {
+	m.mu.RLock()
+	out := make([]ModelStatus, 0, len(m.retired))
+	for p := range m.retired {
+		out = append(out, p.status())
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(out, func(a, b ModelStatus) int { return strings.Compare(a.Name, b.Name) })
+	for i := range out {
+		out[i].Aliases = nil
+	}
 	return out
 }
 
@@ -327,7 +533,9 @@ func (m *Manager) Model(name string) (ModelStatus, bool) {
 	if !ok {
 		return ModelStatus{}, false
 	}
-	return p.status(), true
+	st := p.status()
+	st.Aliases = m.aliasesByModel()[st.Name]
+	return st, true
 }
 
 // WaitReady blocks until every replica of model is serving, or ctx ends.
@@ -360,9 +568,12 @@ func (m *Manager) WaitReady(ctx context.Context, model string) error {
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
-	pools := make([]*pool, 0, len(m.pools))
+	pools := make([]*pool, 0, len(m.pools)+len(m.retired))
 	for _, p := range m.pools {
 		pools = append(pools, p)
+	}
+	for p := range m.retired {
+		pools = append(pools, p) // draining: shut down with the rest
 	}
 	m.mu.Unlock()
 	var wg sync.WaitGroup

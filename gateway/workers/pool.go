@@ -1,9 +1,11 @@
 package workers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,6 +25,7 @@ type pool struct {
 	// quarantine holds the keys of this model's poison requests.
 	quarantine *quarantine
 
+	ctx    context.Context    // the supervisors'
 	cancel context.CancelFunc // stops the supervisors
 	wg     sync.WaitGroup     // supervisors
 
@@ -31,6 +34,9 @@ type pool struct {
 	waiters       []*waiter // FIFO
 	next          int       // round-robin start for ties
 	closing       bool
+	// retiring: replaced or removed; new requests go elsewhere (errRetired), the
+	// ones it has finish, then its processes stop.
+	retiring      bool
 	contextLength int
 	// maxInputTokens is what the last replica loaded reported (embedding
 	// models: the most tokens per input; 0 unknown).
@@ -70,26 +76,46 @@ func newPool(m config.Model, launch LaunchFunc, b Backoff, loadTimeout time.Dura
 		changed: make(chan struct{}),
 	}
 	for _, s := range AllStates {
-		met.ReplicaStates.WithLabelValues(m.Name, string(s)).Set(0)
+		// Every series exists from the start; another pool of the same name (a
+		// version being replaced) keeps its counts.
+		met.ReplicaStates.WithLabelValues(m.Name, string(s)).Add(0)
 	}
-	for i := range m.Replicas {
-		p.replicas = append(p.replicas, &replica{id: i, pool: p, state: StateStarting, since: time.Now(), wake: make(chan struct{}, 1)})
-		met.ReplicaStates.WithLabelValues(m.Name, string(StateStarting)).Inc()
+	for range m.Replicas {
+		p.replicas = append(p.replicas, p.newReplicaLocked())
 	}
 	return p
 }
 
+// newReplicaLocked returns a new replica of p, starting, with the next free id.
+func (p *pool) newReplicaLocked() *replica {
+	id := 0
+	for _, r := range p.replicas {
+		id = max(id, r.id+1)
+	}
+	p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(StateStarting)).Inc()
+	return &replica{id: id, pool: p, state: StateStarting, since: time.Now(), wake: make(chan struct{}, 1)}
+}
+
 // start runs one supervisor per replica.
 func (p *pool) start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, r := range p.replicas {
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			r.supervise(ctx)
-		}()
+		p.superviseLocked(r)
 	}
+}
+
+// superviseLocked runs r's supervisor until r or p is stopped.
+func (p *pool) superviseLocked(r *replica) {
+	ctx, cancel := context.WithCancel(p.ctx)
+	r.cancel = cancel
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer cancel()
+		r.supervise(ctx)
+	}()
 }
 
 // broadcastLocked wakes everyone watching p.changed. Caller holds p.mu.
@@ -126,7 +152,11 @@ func (p *pool) setStateLocked(r *replica, s State, err error) {
 	}
 	p.grantLocked()
 	if !p.serviceableLocked() {
-		p.failWaitersLocked(ErrUnavailable)
+		if p.retiring {
+			p.failWaitersLocked(errRetired) // the model's name may be served elsewhere now
+		} else {
+			p.failWaitersLocked(ErrUnavailable)
+		}
 	}
 	p.broadcastLocked()
 }
@@ -151,7 +181,7 @@ func (r *replica) serving() bool { return r.state == StateReady || r.state == St
 // serviceableLocked: some replica serves or will soon.
 func (p *pool) serviceableLocked() bool {
 	for _, r := range p.replicas {
-		if r.state.serviceable() {
+		if r.state.serviceable() && !r.leaving {
 			return true
 		}
 	}
@@ -181,18 +211,20 @@ func (p *pool) pickLocked(isolated bool) *replica {
 		return p.pickIsolatedLocked()
 	}
 	var best *replica
+	at := 0
 	n := len(p.replicas)
 	for i := range n {
-		r := p.replicas[(p.next+i)%n]
-		if !r.serving() || !alive(r.proc) || r.outstanding >= p.model.MaxConcurrency || r.isolation != isolationNone {
+		j := (p.next + i) % n
+		r := p.replicas[j]
+		if !r.serving() || r.leaving || !alive(r.proc) || r.outstanding >= p.model.MaxConcurrency || r.isolation != isolationNone {
 			continue
 		}
 		if best == nil || r.outstanding < best.outstanding {
-			best = r
+			best, at = r, j
 		}
 	}
 	if best != nil {
-		p.next = (best.id + 1) % n
+		p.next = (at + 1) % n
 		p.takeLocked(best)
 	}
 	return best
@@ -201,7 +233,7 @@ func (p *pool) pickLocked(isolated bool) *replica {
 func (p *pool) pickIsolatedLocked() *replica {
 	var idle, drain, reserved *replica
 	for _, r := range p.replicas {
-		if !r.serving() || !alive(r.proc) {
+		if !r.serving() || r.leaving || !alive(r.proc) {
 			continue
 		}
 		switch {
@@ -297,6 +329,10 @@ func (p *pool) failWaitersLocked(err error) {
 // its own.
 func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration, isolated bool) (grant, error) {
 	p.mu.Lock()
+	if p.retiring {
+		p.mu.Unlock()
+		return grant{}, errRetired
+	}
 	if p.closing {
 		p.mu.Unlock()
 		return grant{}, ErrStopping
@@ -379,7 +415,7 @@ func (p *pool) lastErrorLocked() string {
 // about to wait for capacity.
 func (p *pool) wakeOneLocked() {
 	for _, r := range p.replicas {
-		if r.state == StateIdle {
+		if r.state == StateIdle && !r.leaving {
 			p.setStateLocked(r, StateStarting, nil)
 			r.wake <- struct{}{}
 			return
@@ -423,6 +459,9 @@ func (p *pool) releaseLocked(g grant) {
 		p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(StateReady)).Inc()
 		r.state = StateReady
 	}
+	if r.outstanding == 0 && r.leaving {
+		r.cancel() // scaled down: its last request is done
+	}
 	p.grantLocked()
 	p.broadcastLocked()
 }
@@ -440,6 +479,61 @@ func (p *pool) shutdown(ctx context.Context) (drained bool) {
 		}
 	}
 	p.mu.Unlock()
+	return p.stopWhenEmpty(ctx)
+}
+
+// retire stops p taking new requests: acquire answers errRetired, for the caller to
+// resolve the model's name again (a replacement, or nothing). With redirect, the
+// requests waiting in its queue are sent back the same way; without, they are served
+// as its replicas free up. Its replicas are not restarted any more. drain does the
+// rest.
+func (p *pool) retire(redirect bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.retiring = true
+	if redirect {
+		p.failWaitersLocked(errRetired)
+	}
+	p.broadcastLocked()
+}
+
+// drain waits for the requests a retired pool has (in flight or queued) until ctx
+// ends, then stops its processes. It reports whether they finished in time.
+func (p *pool) drain(ctx context.Context) (drained bool) {
+	for {
+		p.mu.Lock()
+		busy := len(p.waiters)
+		for _, r := range p.replicas {
+			busy += r.outstanding
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		if busy == 0 {
+			break
+		}
+		select {
+		case <-ch:
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	p.mu.Lock()
+	p.closing = true
+	p.failWaitersLocked(errRetired)
+	for _, r := range p.replicas {
+		if r.serving() {
+			p.setStateLocked(r, StateDraining, nil)
+		}
+	}
+	p.mu.Unlock()
+	return p.stopWhenEmpty(ctx)
+}
+
+// stopWhenEmpty waits for the in-flight requests until ctx ends, then stops
+// every replica's process and waits for the supervisors. It reports whether the
+// requests finished in time.
+func (p *pool) stopWhenEmpty(ctx context.Context) (drained bool) {
 	for {
 		p.mu.Lock()
 		busy := 0
@@ -464,6 +558,116 @@ func (p *pool) shutdown(ctx context.Context) (drained bool) {
 	}
 	p.wg.Wait()
 	return drained
+}
+
+// forget removes p's replicas from the replica-state metric once it is stopped for
+// good (replaced or removed): another pool of the same name counts its own.
+func (p *pool) forget() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.replicas {
+		p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(r.state)).Dec()
+	}
+	p.replicas = nil
+}
+
+// scale makes p run n replicas: new ones start at once; of the ones to go, those
+// not serving (starting, failed, idle) and then the least busy are chosen, take no
+// new request, and stop once their requests are done.
+func (p *pool) scale(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var staying []*replica
+	for _, r := range p.replicas {
+		if !r.leaving {
+			staying = append(staying, r)
+		}
+	}
+	for len(staying) < n {
+		r := p.newReplicaLocked()
+		p.replicas = append(p.replicas, r)
+		staying = append(staying, r)
+		if p.ctx != nil {
+			p.superviseLocked(r)
+		}
+	}
+	if len(staying) > n {
+		// Idle, failed or starting first, then the least busy; the newest first among
+		// equals.
+		slices.SortStableFunc(staying, func(a, b *replica) int {
+			if a.serving() != b.serving() {
+				if a.serving() {
+					return 1
+				}
+				return -1
+			}
+			if c := cmp.Compare(a.outstanding, b.outstanding); c != 0 {
+				return c
+			}
+			return cmp.Compare(b.id, a.id)
+		})
+		for _, r := range staying[:len(staying)-n] {
+			r.leaving = true
+			if r.outstanding == 0 && r.cancel != nil {
+				r.cancel()
+			}
+		}
+	}
+	p.model.Replicas = n
+	p.grantLocked()
+	p.broadcastLocked()
+}
+
+func (p *pool) leaving(r *replica) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return r.leaving
+}
+
+func (p *pool) isRetiring() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.retiring
+}
+
+// removeReplica drops r, stopped after scaling down, from p.
+func (p *pool) removeReplica(r *replica) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i := slices.Index(p.replicas, r); i >= 0 {
+		p.replicas = slices.Delete(p.replicas, i, i+1)
+		p.metrics.ReplicaStates.WithLabelValues(p.model.Name, string(r.state)).Dec()
+		p.next = 0
+	}
+	p.broadcastLocked()
+}
+
+// waitServing waits until every replica of a new pool serves. It fails with the
+// error of the first replica that could not start or load (the model's new version
+// does not work: the old one must stay), or when ctx ends.
+func (p *pool) waitServing(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		all := true
+		for _, r := range p.replicas {
+			if r.lastErr != "" {
+				err := fmt.Errorf("replica %d: %s", r.id, r.lastErr)
+				p.mu.Unlock()
+				return err
+			}
+			all = all && r.serving()
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		if all {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("not ready in time: %w", context.Cause(ctx))
+		}
+	}
 }
 
 // status snapshots the pool.

@@ -67,6 +67,10 @@ type replica struct {
 	lastActive  time.Time     // last take or release, for idle_timeout
 	isolation   isolation     // held or reserved for an isolated request
 	wake        chan struct{} // buffered(1): start an idle replica
+	// leaving: scaled down; takes no new request and stops once it has none.
+	leaving bool
+	// cancel stops the replica's supervisor (set when it starts).
+	cancel context.CancelFunc
 }
 
 // errIdle ends serve when the replica was idle for the model's idle_timeout.
@@ -83,6 +87,11 @@ func (e permanentError) Unwrap() error { return e.error }
 func (r *replica) supervise(ctx context.Context) {
 	p := r.pool
 	log := p.log.With("replica", r.id)
+	defer func() {
+		if p.leaving(r) {
+			p.removeReplica(r) // scaled down: gone from the pool
+		}
+	}()
 	failures := 0
 	for {
 		started := time.Now()
@@ -112,6 +121,12 @@ func (r *replica) supervise(ctx context.Context) {
 		}
 		if ctx.Err() != nil {
 			p.setState(r, StateStopped, nil)
+			return
+		}
+		if p.isRetiring() {
+			// Replaced or removed: what it served is elsewhere now.
+			log.Info("replica of a retired version down: not restarted", "error", err)
+			p.setState(r, StateStopped, err)
 			return
 		}
 		failures++

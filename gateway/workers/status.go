@@ -89,6 +89,12 @@ var (
 	ErrQueueTimeout = errors.New("timed out waiting for a free replica")
 	// ErrStopping: the gateway is shutting down (503).
 	ErrStopping = errors.New("gateway is shutting down")
+	// ErrConflict: a change names a model or alias already in use, or a model that
+	// changed meanwhile (409).
+	ErrConflict = errors.New("conflict")
+	// errRetired: the pool was replaced or removed; the model's name is to be
+	// resolved again (the Manager does).
+	errRetired = errors.New("model replaced or removed")
 )
 
 // QueueFullError is returned when a model's queue is full (429).
