@@ -29,11 +29,11 @@ type pool struct {
 	cancel context.CancelFunc // stops the supervisors
 	wg     sync.WaitGroup     // supervisors
 
-	mu            sync.Mutex
-	replicas      []*replica
-	waiters       []*waiter // FIFO
-	next          int       // round-robin start for ties
-	closing       bool
+	mu       sync.Mutex
+	replicas []*replica
+	waiters  []*waiter // FIFO
+	next     int       // round-robin start for ties
+	closing  bool
 	// retiring: replaced or removed; new requests go elsewhere (errRetired), the
 	// ones it has finish, then its processes stop.
 	retiring      bool
