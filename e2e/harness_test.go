@@ -199,8 +199,14 @@ func serveOn(t *testing.T, dbURL, extra, models string, withKey bool) *gateway {
 // cli runs a ragway command on the gateway's config and returns its stdout.
 func (g *gateway) cli(args ...string) (string, error) {
 	g.t.Helper()
+	return g.cliEnv(nil, args...)
+}
+
+// cliEnv is cli with more environment.
+func (g *gateway) cliEnv(env []string, args ...string) (string, error) {
+	g.t.Helper()
 	cmd := exec.Command(testbin.Ragway(g.t), args...)
-	cmd.Env = append(os.Environ(), "RAGWAY_DATABASE_URL="+g.DatabaseURL)
+	cmd.Env = append(append(os.Environ(), "RAGWAY_DATABASE_URL="+g.DatabaseURL), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -391,6 +397,11 @@ func sseEvents(t *testing.T, body io.Reader) []string {
 		}
 	}
 	return out
+}
+
+// contextWithTimeout is context.WithTimeout on the background context.
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
 }
 
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {

@@ -15,6 +15,7 @@ var TableNames = struct {
 	LimitBuckets     string
 	LimitLeases      string
 	Messages         string
+	ModelChanges     string
 	ModelDeployments string
 	QuotaUsage       string
 	Usage            string
@@ -31,6 +32,7 @@ var TableNames = struct {
 	LimitBuckets:     "limit_buckets",
 	LimitLeases:      "limit_leases",
 	Messages:         "messages",
+	ModelChanges:     "model_changes",
 	ModelDeployments: "model_deployments",
 	QuotaUsage:       "quota_usage",
 	Usage:            "usage",

@@ -31,6 +31,7 @@ type Change struct {
 	DocumentID null.String `boil:"document_id" json:"document_id,omitempty" toml:"document_id" yaml:"document_id,omitempty"`
 	KeyPrefix  null.String `boil:"key_prefix" json:"key_prefix,omitempty" toml:"key_prefix" yaml:"key_prefix,omitempty"`
 	Origin     string      `boil:"origin" json:"origin" toml:"origin" yaml:"origin"`
+	Model      null.String `boil:"model" json:"model,omitempty" toml:"model" yaml:"model,omitempty"`
 
 	R *changeR `boil:"-" json:"-" toml:"-" yaml:"-"`
 	L changeL  `boil:"-" json:"-" toml:"-" yaml:"-"`
@@ -44,6 +45,7 @@ var ChangeColumns = struct {
 	DocumentID string
 	KeyPrefix  string
 	Origin     string
+	Model      string
 }{
 	ID:         "id",
 	At:         "at",
@@ -52,6 +54,7 @@ var ChangeColumns = struct {
 	DocumentID: "document_id",
 	KeyPrefix:  "key_prefix",
 	Origin:     "origin",
+	Model:      "model",
 }
 
 var ChangeTableColumns = struct {
@@ -62,6 +65,7 @@ var ChangeTableColumns = struct {
 	DocumentID string
 	KeyPrefix  string
 	Origin     string
+	Model      string
 }{
 	ID:         "changes.id",
 	At:         "changes.at",
@@ -70,6 +74,7 @@ var ChangeTableColumns = struct {
 	DocumentID: "changes.document_id",
 	KeyPrefix:  "changes.key_prefix",
 	Origin:     "changes.origin",
+	Model:      "changes.model",
 }
 
 // Generated where
@@ -138,6 +143,7 @@ var ChangeWhere = struct {
 	DocumentID whereHelpernull_String
 	KeyPrefix  whereHelpernull_String
 	Origin     whereHelperstring
+	Model      whereHelpernull_String
 }{
 	ID:         whereHelperint64{field: "\"changes\".\"id\""},
 	At:         whereHelpertime_Time{field: "\"changes\".\"at\""},
@@ -146,6 +152,7 @@ var ChangeWhere = struct {
 	DocumentID: whereHelpernull_String{field: "\"changes\".\"document_id\""},
 	KeyPrefix:  whereHelpernull_String{field: "\"changes\".\"key_prefix\""},
 	Origin:     whereHelperstring{field: "\"changes\".\"origin\""},
+	Model:      whereHelpernull_String{field: "\"changes\".\"model\""},
 }
 
 // ChangeRels is where relationship names are stored.
@@ -165,9 +172,9 @@ func (*changeR) NewStruct() *changeR {
 type changeL struct{}
 
 var (
-	changeAllColumns            = []string{"id", "at", "kind", "kb_id", "document_id", "key_prefix", "origin"}
+	changeAllColumns            = []string{"id", "at", "kind", "kb_id", "document_id", "key_prefix", "origin", "model"}
 	changeColumnsWithoutDefault = []string{"kind"}
-	changeColumnsWithDefault    = []string{"id", "at", "kb_id", "document_id", "key_prefix", "origin"}
+	changeColumnsWithDefault    = []string{"id", "at", "kb_id", "document_id", "key_prefix", "origin", "model"}
 	changePrimaryKeyColumns     = []string{"id"}
 	changeGeneratedColumns      = []string{"id"}
 )

@@ -28,6 +28,8 @@ type ModelDeployment struct {
 	Config    types.JSON `boil:"config" json:"config" toml:"config" yaml:"config"`
 	CreatedAt time.Time  `boil:"created_at" json:"created_at" toml:"created_at" yaml:"created_at"`
 	UpdatedAt time.Time  `boil:"updated_at" json:"updated_at" toml:"updated_at" yaml:"updated_at"`
+	CreatedBy string     `boil:"created_by" json:"created_by" toml:"created_by" yaml:"created_by"`
+	UpdatedBy string     `boil:"updated_by" json:"updated_by" toml:"updated_by" yaml:"updated_by"`
 
 	R *modelDeploymentR `boil:"-" json:"-" toml:"-" yaml:"-"`
 	L modelDeploymentL  `boil:"-" json:"-" toml:"-" yaml:"-"`
@@ -38,11 +40,15 @@ var ModelDeploymentColumns = struct {
 	Config    string
 	CreatedAt string
 	UpdatedAt string
+	CreatedBy string
+	UpdatedBy string
 }{
 	Name:      "name",
 	Config:    "config",
 	CreatedAt: "created_at",
 	UpdatedAt: "updated_at",
+	CreatedBy: "created_by",
+	UpdatedBy: "updated_by",
 }
 
 var ModelDeploymentTableColumns = struct {
@@ -50,11 +56,15 @@ var ModelDeploymentTableColumns = struct {
 	Config    string
 	CreatedAt string
 	UpdatedAt string
+	CreatedBy string
+	UpdatedBy string
 }{
 	Name:      "model_deployments.name",
 	Config:    "model_deployments.config",
 	CreatedAt: "model_deployments.created_at",
 	UpdatedAt: "model_deployments.updated_at",
+	CreatedBy: "model_deployments.created_by",
+	UpdatedBy: "model_deployments.updated_by",
 }
 
 // Generated where
@@ -85,11 +95,15 @@ var ModelDeploymentWhere = struct {
 	Config    whereHelpertypes_JSON
 	CreatedAt whereHelpertime_Time
 	UpdatedAt whereHelpertime_Time
+	CreatedBy whereHelperstring
+	UpdatedBy whereHelperstring
 }{
 	Name:      whereHelperstring{field: "\"model_deployments\".\"name\""},
 	Config:    whereHelpertypes_JSON{field: "\"model_deployments\".\"config\""},
 	CreatedAt: whereHelpertime_Time{field: "\"model_deployments\".\"created_at\""},
 	UpdatedAt: whereHelpertime_Time{field: "\"model_deployments\".\"updated_at\""},
+	CreatedBy: whereHelperstring{field: "\"model_deployments\".\"created_by\""},
+	UpdatedBy: whereHelperstring{field: "\"model_deployments\".\"updated_by\""},
 }
 
 // ModelDeploymentRels is where relationship names are stored.
@@ -109,9 +123,9 @@ func (*modelDeploymentR) NewStruct() *modelDeploymentR {
 type modelDeploymentL struct{}
 
 var (
-	modelDeploymentAllColumns            = []string{"name", "config", "created_at", "updated_at"}
+	modelDeploymentAllColumns            = []string{"name", "config", "created_at", "updated_at", "created_by", "updated_by"}
 	modelDeploymentColumnsWithoutDefault = []string{"name", "config"}
-	modelDeploymentColumnsWithDefault    = []string{"created_at", "updated_at"}
+	modelDeploymentColumnsWithDefault    = []string{"created_at", "updated_at", "created_by", "updated_by"}
 	modelDeploymentPrimaryKeyColumns     = []string{"name"}
 	modelDeploymentGeneratedColumns      = []string{}
 )

@@ -65,6 +65,9 @@ type Options struct {
 	Usage Accountant
 	// Knowledge serves /v1/knowledge-bases; nil: no such routes.
 	Knowledge *knowledge.Service
+	// Models serves /admin/models, /admin/aliases and /admin/reload; nil: no such
+	// routes.
+	Models ModelAdmin
 	// Chat runs the chat turns of /v1/chat/completions and /v1/completions (the
 	// same core serves the WebSocket protocol, which the caller mounts: see
 	// package ws). Nil: a core over the Backends with no conversations and no
@@ -197,6 +200,9 @@ func New(b Backends, opts Options) *fiber.App {
 	app.Post(routeEmbeddings, chat, s.instrument(routeEmbeddings, s.embeddings))
 	if s.opts.Knowledge != nil {
 		s.knowledgeRoutes(app)
+	}
+	if s.opts.Models != nil {
+		s.adminRoutes(app)
 	}
 	if s.opts.Conversations != nil {
 		app.Get("/v1/conversations", chat, s.listConversations)

@@ -233,6 +233,14 @@ func (m Model) validate(prefix string, p *problems) {
 	}
 }
 
+// CheckModelName checks a model's name or alias as a models entry's are checked.
+func CheckModelName(s string) error {
+	if s == "" {
+		return errors.New("required")
+	}
+	return checkModelName(s)
+}
+
 // checkModelName rejects names clients could not send back reliably.
 func checkModelName(s string) error {
 	for _, r := range s {

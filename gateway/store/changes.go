@@ -21,6 +21,9 @@ const (
 	ChangeKBDeleted ChangeKind = "kb_deleted"
 	// ChangeKeyRevoked: the API key with prefix KeyPrefix was revoked.
 	ChangeKeyRevoked ChangeKind = "key_revoked"
+	// ChangeModelChanged: the model deployment called Model was added, changed or
+	// deleted (db/migrations/00010_model_changes.sql).
+	ChangeModelChanged ChangeKind = "model_changed"
 )
 
 // Change is one entry of the change feed: what gateways sharing the database keep in
@@ -34,6 +37,7 @@ type Change struct {
 	KBID       string
 	DocumentID string
 	KeyPrefix  string
+	Model      string
 	// Origin names the gateway that made the change (Options.Origin), "" for anyone
 	// else (the CLI, psql).
 	Origin string
@@ -54,14 +58,14 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]Change, 
 	err := s.do(ctx, "read changes", func(ctx context.Context) error {
 		out = out[:0]
 		rows, err := s.db.QueryContext(ctx, `SELECT id, at, kind, coalesce(kb_id::text, ''), coalesce(document_id::text, ''),
-			coalesce(key_prefix, ''), origin FROM changes WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+			coalesce(key_prefix, ''), coalesce(model, ''), origin FROM changes WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var c Change
-			if err := rows.Scan(&c.ID, &c.At, &c.Kind, &c.KBID, &c.DocumentID, &c.KeyPrefix, &c.Origin); err != nil {
+			if err := rows.Scan(&c.ID, &c.At, &c.Kind, &c.KBID, &c.DocumentID, &c.KeyPrefix, &c.Model, &c.Origin); err != nil {
 				return err
 			}
 			out = append(out, c)

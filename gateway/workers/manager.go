@@ -538,6 +538,16 @@ func (m *Manager) Model(name string) (ModelStatus, bool) {
 	return st, true
 }
 
+// Started waits until every replica of the model called name serves. It fails with
+// the error of the first replica that could not start or load, or when ctx ends.
+func (m *Manager) Started(ctx context.Context, name string) error {
+	p, err := m.pool(name)
+	if err != nil {
+		return err
+	}
+	return p.waitServing(ctx)
+}
+
 // WaitReady blocks until every replica of model is serving, or ctx ends.
 func (m *Manager) WaitReady(ctx context.Context, model string) error {
 	p, err := m.pool(model)

@@ -11,6 +11,7 @@ import (
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/feed"
 	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/models"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/vectorstore"
@@ -37,10 +38,11 @@ func newOrigin() string {
 // what other gateways (and the CLI) change — documents indexed or deleted, knowledge
 // bases deleted, keys revoked — until ctx ends. It also prunes the feed.
 func follow(ctx context.Context, st *store.Store, origin string, vectors vectorstore.Store, persistent bool,
-	authn *auth.Authenticator, met *metrics.Metrics, log *slog.Logger) {
+	authn *auth.Authenticator, mods *models.Service, met *metrics.Metrics, log *slog.Logger) {
 	load := func(ctx context.Context) (int64, error) {
 		// The position first: what changes during the load is applied again after it.
 		pos, err := st.LastChange(ctx)
+		mods.Kick() // the stored models too, as they are now
 		if err != nil || persistent {
 			return pos, err
 		}
@@ -56,8 +58,12 @@ func follow(ctx context.Context, st *store.Store, origin string, vectors vectors
 		Source: st,
 		Origin: origin,
 		Apply: func(ctx context.Context, c store.Change) error {
-			if c.Kind == store.ChangeKeyRevoked {
+			switch c.Kind {
+			case store.ChangeKeyRevoked:
 				authn.Forget(c.KeyPrefix)
+				return nil
+			case store.ChangeModelChanged:
+				mods.Kick() // synced in the background: a new version may take a while to load
 				return nil
 			}
 			if persistent {

@@ -16,6 +16,9 @@
 //	                                             upload files and directories through the HTTP API
 //	ragway reindex --kb NAME|ID [--user NAME] [-c FILE]
 //	                                             rebuild a knowledge base's vector index from Postgres
+//	ragway models list|add|replace|scale|alias|remove|changes
+//	                                             manage the models served, through the admin API
+//	ragway reload                                re-read the gateway's config file (as SIGHUP)
 //
 // The database commands use database_url from the config file (-c) or
 // RAGWAY_DATABASE_URL, else DATABASE_URL.
@@ -69,6 +72,20 @@ Usage:
                                               vector store (Qdrant) from the database; a
                                               name needs --user. The embedded store needs
                                               none: every gateway rebuilds it at start
+  ragway models list                          the models, their source, state and replicas
+  ragway models add FILE|-                    serve a models entry (YAML or JSON, as in the
+                                              config file) on every gateway of the database
+  ragway models replace NAME FILE|-           serve a new version: it starts beside the old
+                                              one, which finishes its requests
+  ragway models scale NAME REPLICAS           run that many replicas
+  ragway models alias ALIAS MODEL             point ALIAS at MODEL at once (--remove ALIAS)
+  ragway models remove NAME                   stop serving NAME once its requests finish
+  ragway models changes [--limit N]           who changed which model, when, and the result
+                                              (models commands: --url URL, --api-key KEY
+                                              with the admin scope, or RAGWAY_URL and
+                                              RAGWAY_API_KEY)
+  ragway reload                               re-read the gateway's config file and serve
+                                              its models as it says (as SIGHUP does)
   ragway help                                 show this help
 
 The migrate, keys and reindex commands use database_url from the config file (-c) or
@@ -116,6 +133,10 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		return ingestCmd(args[1:], stdout, stderr)
 	case "reindex":
 		return reindex(args[1:], stdout, stderr)
+	case "models":
+		return modelsCmd(args[1:], stdout, stderr)
+	case "reload":
+		return reloadCmd(args[1:], stdout, stderr)
 	case "ingest-extract":
 		// Internal: the gateway runs PDF extraction in a child process (ingest.Isolated).
 		return ingestExtract(args[1:], stdout, stderr)

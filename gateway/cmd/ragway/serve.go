@@ -26,6 +26,7 @@ import (
 	"github.com/ragway/ragway/gateway/ingest"
 	"github.com/ragway/ragway/gateway/knowledge"
 	"github.com/ragway/ragway/gateway/metrics"
+	"github.com/ragway/ragway/gateway/models"
 	"github.com/ragway/ragway/gateway/netguard"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
@@ -126,18 +127,27 @@ func serve(args []string, stderr io.Writer) error {
 		Logger:       log,
 		Metrics:      met,
 	})
-	for _, m := range cfg.Models {
-		if err := mgr.Add(m); err != nil {
-			return err
-		}
+	// The models: the config file's now; the admin API's (stored) as Run syncs them,
+	// and as the change feed says they changed; the file's again on SIGHUP.
+	mods := models.New(models.Options{
+		Workers: mgr,
+		Store:   st,
+		Config:  func() (*config.Config, error) { return config.Load(*cfgPath, os.Environ()) },
+		Logger:  log,
+	})
+	if err := mods.Start(cfg.Models); err != nil {
+		_ = mgr.Close(context.Background())
+		return err
 	}
+	go mods.Run(ctx)
+	go reloadOnHangup(ctx, mods, log)
 	vectors, persistent, err := openVectors(ctx, cfg, log)
 	if err != nil {
 		_ = mgr.Close(context.Background())
 		return err
 	}
 	defer vectors.Close()
-	go follow(ctx, st, origin, vectors, persistent, authn, met, log)
+	go follow(ctx, st, origin, vectors, persistent, authn, mods, met, log)
 	embed := embedder(mgr, cfg.RAG.EmbeddingModel)
 	ragSvc := &rag.Service{KBs: st, TopK: cfg.RAG.TopK, Logger: log,
 		Retriever: &rag.Retriever{Vectors: vectors, Chunks: st, Embedding: embed}}
@@ -187,6 +197,7 @@ func serve(args []string, stderr io.Writer) error {
 		MetricsOpen:       cfg.Server.MetricsToken == "" && api.IsLoopback(cfg.Listen),
 		Chat:              core,
 		Knowledge:         kbs,
+		Models:            mods,
 		HeaderTimeout:     cfg.Server.HeaderTimeout.Std(),
 		BodyTimeout:       cfg.Server.BodyTimeout.Std(),
 		IdleTimeout:       cfg.Server.IdleTimeout.Std(),
@@ -343,6 +354,32 @@ func keepAlive(ctx context.Context, st *store.Store, log *slog.Logger) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+	}
+}
+
+// reloadOnHangup reloads the config file's models on every SIGHUP until ctx ends, and
+// logs what came of it (a broken file changes nothing; its errors are logged as at
+// start).
+func reloadOnHangup(ctx context.Context, mods *models.Service, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		rep, err := mods.Reload(ctx, "SIGHUP")
+		var inv *models.InvalidError
+		switch {
+		case errors.As(err, &inv):
+			log.Error("reload: the config file is not valid; nothing changed", "error", inv.Err)
+		case err != nil:
+			log.Error("reload: some models could not be changed", "added", rep.Added, "changed", rep.Changed, "removed", rep.Removed, "error", err)
+		default:
+			log.Info("reload: models changed as the config file says", "added", rep.Added, "changed", rep.Changed, "removed", rep.Removed)
 		}
 	}
 }

@@ -1,0 +1,625 @@
+package models
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ragway/ragway/gateway/config"
+	"github.com/ragway/ragway/gateway/store"
+	"github.com/ragway/ragway/gateway/workers"
+)
+
+// Source says where a model's entry comes from, and so what may change it.
+type Source string
+
+// Sources of models.
+const (
+	SourceConfig Source = "config" // the config file, at start
+	SourceReload Source = "reload" // the config file, added or changed by a reload
+	SourceAdmin  Source = "admin"  // the admin API (Postgres)
+)
+
+func (s Source) fromFile() bool { return s == SourceConfig || s == SourceReload }
+
+// Errors of Service's changes; the admin API maps them to statuses.
+var (
+	// ErrNotFound: no model has that name (404).
+	ErrNotFound = errors.New("model not found")
+	// ErrConflict: the name is in use, or the model is the config file's (409).
+	ErrConflict = errors.New("conflict")
+	// ErrNotStarted: the model (or its new version) did not start; what served
+	// before serves on (422).
+	ErrNotStarted = errors.New("the model did not start")
+)
+
+// InvalidError is a model entry that fails the config file's checks (400): each
+// problem a *config.FieldError naming its key.
+type InvalidError struct{ Err error }
+
+func (e *InvalidError) Error() string { return e.Err.Error() }
+func (e *InvalidError) Unwrap() error { return e.Err }
+
+// Store keeps the admin API's models and the record of changes (*store.Store).
+type Store interface {
+	ModelDeployments(ctx context.Context) ([]store.ModelDeployment, error)
+	PutModelDeployments(ctx context.Context, actor string, ds []store.ModelDeployment, c store.ModelChange) error
+	DeleteModelDeployment(ctx context.Context, name string, c store.ModelChange) error
+	RecordModelChange(ctx context.Context, c store.ModelChange) error
+	ModelChanges(ctx context.Context, limit int) ([]store.ModelChange, error)
+}
+
+// Options configures a Service.
+type Options struct {
+	Workers *workers.Manager
+	Store   Store
+	// Config reads the config file again (a reload); nil: reloading is refused.
+	Config func() (*config.Config, error)
+	// StartTimeout bounds how long a change waits for a new model or version to
+	// start before it gives up on it. Default 5m.
+	StartTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Service manages the models of one gateway. It is safe for concurrent use; changes
+// are made one at a time.
+type Service struct {
+	opts Options
+
+	mu      sync.Mutex
+	current map[string]entry // what the workers serve, by name
+	syncing chan struct{}    // kick: Sync again
+}
+
+// entry is a model as served: its entry and where it comes from.
+type entry struct {
+	Model  config.Model
+	Source Source
+}
+
+// New returns a Service serving nothing yet: Start adds the config file's models.
+func New(opts Options) *Service {
+	if opts.StartTimeout <= 0 {
+		opts.StartTimeout = 5 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Service{opts: opts, current: map[string]entry{}, syncing: make(chan struct{}, 1)}
+}
+
+// Start serves the config file's models (their replicas start in the background).
+func (s *Service) Start(models []config.Model) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range models {
+		if err := s.opts.Workers.Add(m); err != nil {
+			return err
+		}
+		s.current[m.Name] = entry{m, SourceConfig}
+	}
+	return nil
+}
+
+// Change is one recorded change to the models (who, what, when, where, result).
+type Change = store.ModelChange
+
+// Model is a model as the admin API shows it: its entry, source and state.
+type Model struct {
+	Config config.Model
+	Source Source
+	Status workers.ModelStatus
+}
+
+// List returns every model served, by name, and the versions replaced or removed
+// still finishing their requests.
+func (s *Service) List() (models []Model, draining []workers.ModelStatus) {
+	s.mu.Lock()
+	cur := maps.Clone(s.current)
+	s.mu.Unlock()
+	for _, st := range s.opts.Workers.Models() {
+		e, ok := cur[st.Name]
+		if !ok {
+			continue
+		}
+		models = append(models, Model{Config: e.Model, Source: e.Source, Status: st})
+	}
+	return models, s.opts.Workers.Retired()
+}
+
+// Changes returns the latest limit changes, newest first.
+func (s *Service) Changes(ctx context.Context, limit int) ([]Change, error) {
+	return s.opts.Store.ModelChanges(ctx, limit)
+}
+
+// Add serves model m, added through the admin API by actor, on every gateway: it
+// starts here first (ErrNotStarted, nothing kept, when it does not), then is stored.
+func (s *Service) Add(ctx context.Context, actor string, m config.Model) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := checkAdmin(m); err != nil {
+		return err
+	}
+	if _, ok := s.current[m.Name]; ok {
+		return fmt.Errorf("%w: a model called %q exists: replace it (POST /admin/models/%s/replace)", ErrConflict, m.Name, m.Name)
+	}
+	next := maps.Clone(s.current)
+	next[m.Name] = entry{m, SourceAdmin}
+	return s.change(ctx, actor, store.ModelAdded, m.Name, m, next)
+}
+
+// Replace serves a new version of the admin API's model called name (m.Name must be
+// name): it starts beside the old one, takes new requests once ready, and the old one
+// finishes its requests; ErrNotStarted, and the old one serving on, when it does not
+// start.
+func (s *Service) Replace(ctx context.Context, actor, name string, m config.Model) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.Name != name {
+		return &InvalidError{&config.FieldError{Path: "name", Msg: fmt.Sprintf("must be %q, the model replaced, got %q", name, m.Name)}}
+	}
+	if err := checkAdmin(m); err != nil {
+		return err
+	}
+	if _, err := s.adminLocked(name); err != nil {
+		return err
+	}
+	next := maps.Clone(s.current)
+	next[name] = entry{m, SourceAdmin}
+	return s.change(ctx, actor, store.ModelReplaced, name, m, next)
+}
+
+// Scale makes the admin API's model called name run n replicas.
+func (s *Service) Scale(ctx context.Context, actor, name string, n int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.adminLocked(name)
+	if err != nil {
+		return err
+	}
+	m := e.Model
+	m.Replicas = n
+	if err := m.Validate(); err != nil {
+		return &InvalidError{err}
+	}
+	next := maps.Clone(s.current)
+	next[name] = entry{m, SourceAdmin}
+	return s.change(ctx, actor, store.ModelScaled, name, m, next)
+}
+
+// Alias points alias at the admin API's model called target, at once, on every
+// gateway (a model's versions side by side, switched); target "" removes it. The
+// alias may belong to another admin API model (it moves) or to none.
+func (s *Service) Alias(ctx context.Context, actor, alias, target string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := config.CheckModelName(alias); err != nil {
+		return &InvalidError{&config.FieldError{Path: "alias", Msg: err.Error()}}
+	}
+	if _, ok := s.current[alias]; ok {
+		return fmt.Errorf("%w: %q is a model's name, not an alias", ErrConflict, alias)
+	}
+	next := maps.Clone(s.current)
+	for name, e := range s.current {
+		if !slices.Contains(e.Model.Aliases, alias) {
+			continue
+		}
+		if e.Source != SourceAdmin {
+			return fmt.Errorf("%w: alias %q belongs to model %q of the config file: change it there and reload", ErrConflict, alias, name)
+		}
+		m := e.Model
+		m.Aliases = slices.DeleteFunc(slices.Clone(m.Aliases), func(a string) bool { return a == alias })
+		next[name] = entry{m, SourceAdmin}
+	}
+	if target != "" {
+		e, err := s.adminLocked(target)
+		if err != nil {
+			return err
+		}
+		m := next[target].Model
+		m.Aliases = append(slices.Clone(e.Model.Aliases), alias)
+		next[target] = entry{m, SourceAdmin}
+	}
+	what, _ := json.Marshal(map[string]string{"alias": alias, "model": target})
+	return s.changeRaw(ctx, actor, store.ModelAliased, alias, what, next)
+}
+
+// Remove stops serving the admin API's model called name on every gateway: new
+// requests for it are 404 at once, the ones it has finish.
+func (s *Service) Remove(ctx context.Context, actor, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.adminLocked(name); err != nil {
+		return err
+	}
+	next := maps.Clone(s.current)
+	delete(next, name)
+	if err := s.apply(ctx, next); err != nil {
+		s.record(ctx, store.ModelChange{Actor: actor, Action: store.ModelRemoved, Model: name, Error: err.Error()})
+		return err
+	}
+	err := s.opts.Store.DeleteModelDeployment(ctx, name, store.ModelChange{Actor: actor, Action: store.ModelRemoved, Model: name, OK: true})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("model %q is removed here, but not stored as removed (other gateways serve it still): %w", name, err)
+	}
+	return nil
+}
+
+// checkAdmin refuses what the admin API may not set: a plugin binary of its own (an
+// admin key would run any program on the host) — plugins come from plugins_dir.
+func checkAdmin(m config.Model) error {
+	if m.Command != "" {
+		return &InvalidError{&config.FieldError{Path: "command",
+			Msg: "cannot be set through the admin API: install the plugin as ragway-<backend> in plugins_dir and name its backend"}}
+	}
+	return nil
+}
+
+// adminLocked returns the admin API's model called name.
+func (s *Service) adminLocked(name string) (entry, error) {
+	e, ok := s.current[name]
+	switch {
+	case !ok:
+		return entry{}, fmt.Errorf("%w: %q", ErrNotFound, name)
+	case e.Source != SourceAdmin:
+		return entry{}, fmt.Errorf("%w: model %q comes from the config file: change it there and reload (SIGHUP, ragway reload)", ErrConflict, name)
+	}
+	return e, nil
+}
+
+// change applies next (the models after an admin API change of model name by
+// actor) here, then stores the admin API's models that changed and records the
+// change. When applying fails, what served before serves on and nothing is stored.
+func (s *Service) change(ctx context.Context, actor, action, name string, m config.Model, next map[string]entry) error {
+	what, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return s.changeRaw(ctx, actor, action, name, what, next)
+}
+
+func (s *Service) changeRaw(ctx context.Context, actor, action, name string, what json.RawMessage, next map[string]entry) error {
+	if err := checkNames(next); err != nil {
+		return err
+	}
+	before := maps.Clone(s.current)
+	c := store.ModelChange{Actor: actor, Action: action, Model: name, Config: what}
+	if err := s.apply(ctx, next); err != nil {
+		c.Error = err.Error()
+		s.record(ctx, c)
+		// What did start (an added model, here) goes again.
+		if rerr := s.apply(context.WithoutCancel(ctx), before); rerr != nil {
+			s.opts.Logger.Error("undoing a failed model change", "model", name, "error", rerr)
+		}
+		return err
+	}
+	var put []store.ModelDeployment
+	for n, e := range next {
+		if e.Source != SourceAdmin || sameEntry(before[n], e) {
+			continue
+		}
+		cfg, err := json.Marshal(e.Model)
+		if err != nil {
+			return err
+		}
+		put = append(put, store.ModelDeployment{Name: n, Config: cfg})
+	}
+	c.OK = true
+	if err := s.opts.Store.PutModelDeployments(ctx, actor, put, c); err != nil {
+		if rerr := s.apply(context.WithoutCancel(ctx), before); rerr != nil {
+			s.opts.Logger.Error("undoing a model change that could not be stored", "model", name, "error", rerr)
+		}
+		return fmt.Errorf("the change could not be stored, and was undone here: %w", err)
+	}
+	s.opts.Logger.Info("model changed", "action", action, "model", name, "by", actor)
+	return nil
+}
+
+// record records a change, logging (not returning) a failure to.
+func (s *Service) record(ctx context.Context, c store.ModelChange) {
+	level := slog.LevelInfo
+	if !c.OK {
+		level = slog.LevelWarn
+	}
+	s.opts.Logger.Log(ctx, level, "model change", "action", c.Action, "model", c.Model, "by", c.Actor, "ok", c.OK, "error", c.Error)
+	if err := s.opts.Store.RecordModelChange(context.WithoutCancel(ctx), c); err != nil {
+		s.opts.Logger.Warn("recording a model change", "model", c.Model, "error", err)
+	}
+}
+
+// checkNames checks that models' names and aliases are unique among them.
+func checkNames(models map[string]entry) error {
+	seen := map[string]string{}
+	for _, n := range slices.Sorted(maps.Keys(models)) {
+		for _, name := range models[n].Model.Names() {
+			if other, dup := seen[name]; dup {
+				return fmt.Errorf("%w: name %q is used by models %q and %q", ErrConflict, name, other, n)
+			}
+			seen[name] = n
+		}
+	}
+	return nil
+}
+
+// sameEntry reports whether two entries serve the same model the same way.
+func sameEntry(a, b entry) bool {
+	if a.Source != b.Source {
+		return false
+	}
+	ja, _ := json.Marshal(a.Model)
+	jb, _ := json.Marshal(b.Model)
+	return string(ja) == string(jb)
+}
+
+// sameBut reports whether a and b differ at most in their replicas and aliases (a
+// change that needs no new version).
+func sameBut(a, b config.Model) bool {
+	a.Replicas, b.Replicas = 0, 0
+	a.Aliases, b.Aliases = nil, nil
+	return sameEntry(entry{Model: a}, entry{Model: b})
+}
+
+// apply makes the workers serve next, from s.current, and sets s.current to what
+// they serve: new models start (and are waited for), changed ones get a new version
+// (waited for: the old one serves until it is ready) or just their replicas, aliases
+// switch, gone ones are removed. A model that does not start is not served; the
+// errors are joined (ErrNotStarted).
+func (s *Service) apply(ctx context.Context, next map[string]entry) error {
+	w := s.opts.Workers
+	var errs []error
+	startCtx, cancel := context.WithTimeout(ctx, s.opts.StartTimeout)
+	defer cancel()
+	// Added and changed models, without aliases: those move at once below.
+	for _, name := range slices.Sorted(maps.Keys(next)) {
+		e := next[name]
+		cur, ok := s.current[name]
+		m := e.Model
+		switch {
+		case !ok:
+			m.Aliases = nil
+			if err := w.Add(m); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := w.Started(startCtx, name); err != nil {
+				_ = w.Remove(name)
+				errs = append(errs, fmt.Errorf("%w: model %q: %w", ErrNotStarted, name, err))
+				continue
+			}
+			e.Model.Aliases = nil
+			s.current[name] = e
+		case sameEntry(cur, e):
+		case sameBut(cur.Model, m):
+			if cur.Model.Replicas != m.Replicas {
+				if err := w.Scale(name, m.Replicas); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+			}
+			e.Model.Aliases = cur.Model.Aliases
+			s.current[name] = e
+		default:
+			m.Aliases = cur.Model.Aliases
+			if err := w.Replace(startCtx, m); err != nil {
+				errs = append(errs, fmt.Errorf("%w: model %q: %w", ErrNotStarted, name, err))
+				continue
+			}
+			e.Model.Aliases = cur.Model.Aliases
+			s.current[name] = e
+		}
+	}
+	// Aliases: each points at its model at once (an alias moving between two
+	// versions resolves to one or the other, never to nothing).
+	want := map[string]string{}
+	for name, e := range next {
+		if _, served := s.current[name]; !served {
+			continue
+		}
+		for _, a := range e.Model.Aliases {
+			want[a] = name
+		}
+	}
+	have := map[string]string{}
+	for name, e := range s.current {
+		for _, a := range e.Model.Aliases {
+			have[a] = name
+		}
+	}
+	for a, name := range want {
+		if have[a] == name {
+			continue
+		}
+		if err := w.SetAlias(a, name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if old, ok := have[a]; ok {
+			s.setAliases(old, func(as []string) []string { return slices.DeleteFunc(as, func(x string) bool { return x == a }) })
+		}
+		s.setAliases(name, func(as []string) []string { return append(as, a) })
+	}
+	for a, name := range have {
+		if _, ok := want[a]; !ok {
+			_ = w.SetAlias(a, "")
+			s.setAliases(name, func(as []string) []string { return slices.DeleteFunc(as, func(x string) bool { return x == a }) })
+		}
+	}
+	// Gone models, last: their aliases have moved.
+	for name := range s.current {
+		if _, ok := next[name]; ok {
+			continue
+		}
+		if err := w.Remove(name); err != nil && !errors.Is(err, workers.ErrUnknownModel) {
+			errs = append(errs, err)
+			continue
+		}
+		delete(s.current, name)
+	}
+	return errors.Join(errs...)
+}
+
+// setAliases changes the aliases recorded for the model called name.
+func (s *Service) setAliases(name string, f func([]string) []string) {
+	e, ok := s.current[name]
+	if !ok {
+		return
+	}
+	e.Model.Aliases = f(slices.Clone(e.Model.Aliases))
+	slices.Sort(e.Model.Aliases)
+	s.current[name] = e
+}
+
+// Sync serves the admin API's models as stored: what other gateways (or this one,
+// before a restart) added, replaced, scaled, re-aliased or removed. A stored model
+// that fails the checks, or whose names the config file's models use, is not served
+// (and logged). A new version that does not start leaves the old one serving here.
+func (s *Service) Sync(ctx context.Context) error {
+	ds, err := s.opts.Store.ModelDeployments(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := map[string]entry{}
+	taken := map[string]string{} // names of the config file's models
+	for n, e := range s.current {
+		if e.Source.fromFile() {
+			next[n] = e
+			for _, name := range e.Model.Names() {
+				taken[name] = n
+			}
+		}
+	}
+	for _, d := range ds {
+		m, err := config.ParseModelJSON(d.Config)
+		if err == nil && m.Name != d.Name {
+			err = fmt.Errorf("its entry is called %q", m.Name)
+		}
+		if err == nil {
+			for _, name := range m.Names() {
+				if other, ok := taken[name]; ok {
+					err = fmt.Errorf("%w: name %q is used by model %q", ErrConflict, name, other)
+				}
+			}
+		}
+		if err != nil {
+			s.opts.Logger.Error("a stored model is not served here", "model", d.Name, "error", err)
+			continue
+		}
+		for _, name := range m.Names() {
+			taken[name] = m.Name
+		}
+		next[m.Name] = entry{m, SourceAdmin}
+	}
+	if err := s.apply(ctx, next); err != nil {
+		s.record(ctx, store.ModelChange{Actor: "sync", Action: store.ModelApplied, Model: "*", Error: err.Error()})
+		return err
+	}
+	return nil
+}
+
+// Kick asks Run to Sync soon (a model deployment changed in the database).
+func (s *Service) Kick() {
+	select {
+	case s.syncing <- struct{}{}:
+	default:
+	}
+}
+
+// Run syncs at once and whenever kicked, until ctx ends; a sync that fails is tried
+// again after a while. Slow changes (a new version loading) never hold up the
+// caller of Kick.
+func (s *Service) Run(ctx context.Context) {
+	s.Kick()
+	retry := time.NewTimer(0)
+	<-retry.C
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.syncing:
+		case <-retry.C:
+		}
+		if err := s.Sync(ctx); err != nil && ctx.Err() == nil {
+			s.opts.Logger.Warn("serving the stored models: trying again in 10s", "error", err)
+			retry.Reset(10 * time.Second)
+		}
+	}
+}
+
+// Report says what a reload changed.
+type Report struct {
+	Added, Changed, Removed, Unchanged []string
+}
+
+// Reload reads the config file again and serves its models as it now says, the way
+// the admin API's changes are made (new versions beside the old, removed models
+// finishing their requests). A file that fails the checks changes nothing: the
+// error is the one `ragway serve` would give at start (an *InvalidError). The admin
+// API's models are not the file's to change: a file naming one is refused. Other
+// settings take effect at the next start.
+func (s *Service) Reload(ctx context.Context, actor string) (Report, error) {
+	if s.opts.Config == nil {
+		return Report{}, fmt.Errorf("%w: this gateway has no config file to reload", ErrConflict)
+	}
+	cfg, err := s.opts.Config()
+	if err != nil {
+		return Report{}, &InvalidError{err}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := map[string]entry{}
+	for n, e := range s.current {
+		if e.Source == SourceAdmin {
+			next[n] = e
+		}
+	}
+	var rep Report
+	for i, m := range cfg.Models {
+		if _, ok := next[m.Name]; ok {
+			return Report{}, &InvalidError{&config.FieldError{Path: fmt.Sprintf("models[%d].name", i),
+				Msg: fmt.Sprintf("%q is a model of the admin API: remove it there first, or name this one otherwise", m.Name)}}
+		}
+		cur, ok := s.current[m.Name]
+		switch {
+		case !ok:
+			rep.Added = append(rep.Added, m.Name)
+			next[m.Name] = entry{m, SourceReload}
+		case sameEntry(entry{Model: cur.Model}, entry{Model: m}):
+			rep.Unchanged = append(rep.Unchanged, m.Name)
+			next[m.Name] = cur
+		default:
+			rep.Changed = append(rep.Changed, m.Name)
+			next[m.Name] = entry{m, SourceReload}
+		}
+	}
+	for n, e := range s.current {
+		if _, ok := next[n]; !ok && e.Source.fromFile() {
+			rep.Removed = append(rep.Removed, n)
+		}
+	}
+	if err := checkNames(next); err != nil {
+		return Report{}, &InvalidError{err}
+	}
+	err = s.apply(ctx, next)
+	for _, list := range [][]string{rep.Added, rep.Changed, rep.Removed} {
+		for _, n := range list {
+			c := store.ModelChange{Actor: actor, Action: store.ModelReloaded, Model: n, OK: true}
+			if e, ok := next[n]; ok {
+				c.Config, _ = json.Marshal(e.Model)
+			}
+			if err != nil && strings.Contains(err.Error(), fmt.Sprintf("%q", n)) {
+				c.OK, c.Error = false, err.Error()
+			}
+			s.record(ctx, c)
+		}
+	}
+	return rep, err
+}
