@@ -263,6 +263,9 @@ type readiness struct {
 			Pid       int    `json:"pid"`
 			Restarts  int    `json:"restarts"`
 			LastError string `json:"last_error"`
+			// ColdStarts and LastColdStartMS report starts from idle.
+			ColdStarts      int   `json:"cold_starts"`
+			LastColdStartMS int64 `json:"last_cold_start_ms"`
 		} `json:"replicas"`
 	} `json:"models"`
 }

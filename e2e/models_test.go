@@ -527,3 +527,29 @@ func TestReloadOnHangup(t *testing.T) {
 		t.Fatalf("ragway reload: %q, %v", out, err)
 	}
 }
+
+// TestColdStartsAreReported: a scale-to-zero model's replica, stopped for idleness
+// and woken by a request, is counted and timed in /readyz and /metrics.
+func TestColdStartsAreReported(t *testing.T) {
+	g := startGateway(t, `  - {name: lazy, backend: echo, idle_timeout: 300ms, options: {load_delay_ms: 100}}`)
+	idle := func(_ int, r readiness) bool {
+		return len(r.Models) == 1 && len(r.Models[0].Replicas) == 1 && r.Models[0].Replicas[0].State == "idle"
+	}
+	g.waitFor("the replica idle", 10*time.Second, idle)
+	if code, body := g.call("POST", "/v1/chat/completions", g.Key, chatBody("lazy", "wake up", false)); code != http.StatusOK {
+		t.Fatalf("a chat waking the model: %d %s", code, body)
+	}
+	_, r := g.readyz()
+	rep := r.Models[0].Replicas[0]
+	if rep.ColdStarts != 1 || rep.LastColdStartMS < 100 {
+		t.Fatalf("/readyz after a cold start: %d cold starts, last %d ms (want 1, at least the load's 100 ms)", rep.ColdStarts, rep.LastColdStartMS)
+	}
+	code, body := g.call("GET", "/metrics", "", "")
+	if code != http.StatusOK || !strings.Contains(string(body), `ragway_cold_starts_total{model="lazy"} 1`) ||
+		!strings.Contains(string(body), `ragway_cold_start_seconds_count{model="lazy"} 1`) {
+		t.Fatalf("/metrics after a cold start: %d\n%s", code, body)
+	}
+	if !g.logged(`msg="cold start: an idle replica woken by a request is ready"`) {
+		t.Fatal("the cold start is not logged")
+	}
+}

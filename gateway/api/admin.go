@@ -59,6 +59,10 @@ type adminReplica struct {
 	Outstanding int    `json:"outstanding"`
 	LastError   string `json:"last_error"`
 	Since       int64  `json:"since"`
+	// ColdStarts counts starts from idle on a request; LastColdStartMS is the
+	// last one's time.
+	ColdStarts      int   `json:"cold_starts"`
+	LastColdStartMS int64 `json:"last_cold_start_ms"`
 }
 
 type adminModel struct {
@@ -82,7 +86,8 @@ func toAdminModel(st workers.ModelStatus, source string, cfg *config.Model) admi
 	serving, starting := false, false
 	for _, r := range st.Replicas {
 		m.Replicas = append(m.Replicas, adminReplica{ID: r.ID, State: string(r.State), Pid: r.Pid, Restarts: r.Restarts,
-			Outstanding: r.Outstanding, LastError: r.LastError, Since: r.Since.Unix()})
+			Outstanding: r.Outstanding, LastError: r.LastError, Since: r.Since.Unix(), ColdStarts: r.ColdStarts,
+			LastColdStartMS: r.LastColdStart.Milliseconds()})
 		serving = serving || r.State == workers.StateReady || r.State == workers.StateBusy
 		starting = starting || r.State == workers.StateStarting || r.State == workers.StateLoading || r.State == workers.StateIdle
 	}

@@ -64,6 +64,10 @@ type readyReplica struct {
 	Pid       int    `json:"pid"`
 	Restarts  int    `json:"restarts"`
 	LastError string `json:"last_error"`
+	// ColdStarts counts the replica's starts from idle (idle_timeout) on a request;
+	// LastColdStartMS is how long the last one took, in milliseconds.
+	ColdStarts      int   `json:"cold_starts"`
+	LastColdStartMS int64 `json:"last_cold_start_ms"`
 }
 
 type readyModel struct {
@@ -106,7 +110,8 @@ func (s *server) readyz(c *fiber.Ctx) error {
 	for _, m := range s.b.Models() {
 		rm := readyModel{Name: m.Name, Ready: m.Serviceable(), Replicas: []readyReplica{}}
 		for _, r := range m.Replicas {
-			rm.Replicas = append(rm.Replicas, readyReplica{ID: r.ID, State: string(r.State), Pid: r.Pid, Restarts: r.Restarts, LastError: r.LastError})
+			rm.Replicas = append(rm.Replicas, readyReplica{ID: r.ID, State: string(r.State), Pid: r.Pid, Restarts: r.Restarts, LastError: r.LastError,
+				ColdStarts: r.ColdStarts, LastColdStartMS: r.LastColdStart.Milliseconds()})
 		}
 		if !rm.Ready {
 			body.Status = "unavailable"

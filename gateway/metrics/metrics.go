@@ -27,6 +27,12 @@ type Metrics struct {
 	// StartSeconds is the time from launching a replica to it being ready
 	// (cold start).
 	StartSeconds *prometheus.HistogramVec
+	// ColdStarts counts the starts of replicas that were stopped for idleness
+	// (scale to zero) and woken by a request, by model.
+	ColdStarts *prometheus.CounterVec
+	// ColdStartSeconds is the time from a request waking an idle replica to the
+	// replica being ready, by model.
+	ColdStartSeconds *prometheus.HistogramVec
 	// QueueDepth is the number of requests waiting for a replica, by model.
 	QueueDepth *prometheus.GaugeVec
 	// Retries counts requests retried on another replica after a crash.
@@ -63,6 +69,12 @@ func New() *Metrics {
 		StartSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "ragway_replica_start_seconds", Help: "Time from launching a replica to ready (cold start).", Buckets: latency,
 		}, []string{"model"}),
+		ColdStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ragway_cold_starts_total", Help: "Starts of replicas stopped for idleness (idle_timeout) and woken by a request, by model.",
+		}, []string{"model"}),
+		ColdStartSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ragway_cold_start_seconds", Help: "Time from a request waking an idle replica to the replica being ready, by model.", Buckets: latency,
+		}, []string{"model"}),
 		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ragway_queue_depth", Help: "Requests waiting for a replica, by model.",
 		}, []string{"model"}),
@@ -75,7 +87,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Requests, m.TTFT, m.Duration, m.Tokens, m.ReplicaStates, m.Restarts, m.StartSeconds, m.QueueDepth, m.Retries, m.FeedDelay,
+		m.Requests, m.TTFT, m.Duration, m.Tokens, m.ReplicaStates, m.Restarts, m.StartSeconds, m.ColdStarts, m.ColdStartSeconds, m.QueueDepth, m.Retries, m.FeedDelay,
 	)
 	return m
 }

@@ -679,7 +679,8 @@ func (p *pool) status() ModelStatus {
 		Created: p.created, ContextLength: p.contextLength, MaxInputTokens: p.maxInputTokens, Queued: len(p.waiters),
 	}
 	for _, r := range p.replicas {
-		rs := ReplicaStatus{ID: r.id, State: r.state, Restarts: r.restarts, Outstanding: r.outstanding, LastError: r.lastErr, Since: r.since}
+		rs := ReplicaStatus{ID: r.id, State: r.state, Restarts: r.restarts, Outstanding: r.outstanding, LastError: r.lastErr, Since: r.since,
+			ColdStarts: r.coldStarts, LastColdStart: r.lastColdStart}
 		if r.proc != nil {
 			rs.Pid = r.proc.Pid()
 		}

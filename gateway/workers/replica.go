@@ -69,6 +69,9 @@ type replica struct {
 	wake        chan struct{} // buffered(1): start an idle replica
 	// leaving: scaled down; takes no new request and stops once it has none.
 	leaving bool
+	// coldStarts counts its starts from idle; lastColdStart is the last one's time.
+	coldStarts    int
+	lastColdStart time.Duration
 	// cancel stops the replica's supervisor (set when it starts).
 	cancel context.CancelFunc
 }
@@ -93,11 +96,23 @@ func (r *replica) supervise(ctx context.Context) {
 		}
 	}()
 	failures := 0
+	cold := false // woken from idle: a cold start
 	for {
 		started := time.Now()
 		proc, err := r.start(ctx)
 		if err == nil {
-			p.metrics.StartSeconds.WithLabelValues(p.model.Name).Observe(time.Since(started).Seconds())
+			took := time.Since(started)
+			p.metrics.StartSeconds.WithLabelValues(p.model.Name).Observe(took.Seconds())
+			if cold {
+				cold = false
+				p.metrics.ColdStarts.WithLabelValues(p.model.Name).Inc()
+				p.metrics.ColdStartSeconds.WithLabelValues(p.model.Name).Observe(took.Seconds())
+				p.mu.Lock()
+				r.coldStarts++
+				r.lastColdStart = took
+				p.mu.Unlock()
+				log.Info("cold start: an idle replica woken by a request is ready", "took", took.Round(time.Millisecond))
+			}
 			log.Info("replica ready", "pid", proc.Pid(), "start", time.Since(started).Round(time.Millisecond))
 			readyAt := time.Now()
 			err = r.serve(ctx, proc)
@@ -109,6 +124,7 @@ func (r *replica) supervise(ctx context.Context) {
 				log.Info("replica idle: stopped", "idle_timeout", p.model.IdleTimeout.Std())
 				select {
 				case <-r.wake:
+					cold = true
 					continue
 				case <-ctx.Done():
 					p.setState(r, StateStopped, nil)

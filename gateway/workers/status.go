@@ -76,6 +76,10 @@ type ReplicaStatus struct {
 	Outstanding int
 	LastError   string
 	Since       time.Time
+	// ColdStarts counts the replica's starts from idle (scale to zero) on a
+	// request; LastColdStart is how long the last one took.
+	ColdStarts    int
+	LastColdStart time.Duration
 }
 
 // Errors the dispatcher returns; the HTTP layer maps them to statuses.
