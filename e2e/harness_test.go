@@ -141,6 +141,21 @@ func launchGatewayConfig(t *testing.T, dbURL, extra, models string) *gateway {
 // when withKey: without, the database need not be reachable.
 func serveOn(t *testing.T, dbURL, extra, models string, withKey bool) *gateway {
 	t.Helper()
+	return serveOnEnv(t, dbURL, extra, models, withKey, nil)
+}
+
+// startGatewayEnv is startGateway with extra top-level YAML and more environment for
+// the gateway's process.
+func startGatewayEnv(t *testing.T, extra, models string, env []string) *gateway {
+	t.Helper()
+	g := serveOnEnv(t, pgtest.Database(t), extra, models, true, env)
+	g.waitReady(20 * time.Second)
+	return g
+}
+
+// serveOnEnv is serveOn with more environment for the gateway's process.
+func serveOnEnv(t *testing.T, dbURL, extra, models string, withKey bool, env []string) *gateway {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := fmt.Sprintf("listen: 127.0.0.1:0\ndatabase_url: %q\nplugins_dir: %s\nserver: {shutdown_grace: 10s, heartbeat_interval: 200ms}\n%s\nmodels:\n%s",
 		dbURL, testbin.Dir(t), extra, models)
@@ -155,7 +170,7 @@ func serveOn(t *testing.T, dbURL, extra, models string, withKey bool) *gateway {
 	g.cmd = exec.Command(testbin.Ragway(t), "serve", "-c", path)
 	// go-plugin's socket directories go under TMPDIR; a SIGKILLed gateway
 	// cannot remove them, so keep them in the test's directory.
-	g.cmd.Env = append(os.Environ(), "TMPDIR="+dir)
+	g.cmd.Env = append(append(os.Environ(), "TMPDIR="+dir), env...)
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"os"
 
 	"github.com/hashicorp/go-plugin"
 	"github.com/ragway/ragway/plugin-sdk/internal/pb"
@@ -64,3 +65,11 @@ func pluginSets(impl Backend) map[int]plugin.PluginSet {
 		ProtocolVersion: {pluginName: &grpcPlugin{impl: impl}},
 	}
 }
+
+// EnvModelsDir names the environment variable in which the host tells a plugin its
+// models directory (absolute): where `ragway models pull` puts model files. A backend
+// may resolve a model named without a path there (llamacpp's model_path: NAME).
+const EnvModelsDir = "RAGWAY_MODELS_DIR"
+
+// ModelsDir returns the models directory the host told the plugin ("" if none).
+func ModelsDir() string { return os.Getenv(EnvModelsDir) }

@@ -17,6 +17,7 @@ import (
 	"github.com/ragway/ragway/gateway/config"
 	"github.com/ragway/ragway/gateway/models"
 	"github.com/ragway/ragway/gateway/oai"
+	"github.com/ragway/ragway/gateway/pull"
 	"github.com/ragway/ragway/gateway/workers"
 )
 
@@ -43,6 +44,10 @@ func (s *server) adminRoutes(app *fiber.App) {
 	app.Get("/admin/models", admin, s.adminListModels)
 	app.Get("/admin/models/changes", admin, s.adminModelChanges)
 	app.Post("/admin/models", admin, s.adminAddModel)
+	if s.opts.Pulls != nil {
+		app.Post("/admin/models/pull", admin, s.adminPull)
+		app.Get("/admin/models/pulls", admin, s.adminPulls)
+	}
 	app.Post("/admin/models/+", admin, s.adminModelAction)
 	app.Put("/admin/models/+", admin, s.adminReplaceModel)
 	app.Delete("/admin/models/+", admin, s.adminRemoveModel)
@@ -361,4 +366,78 @@ func modelError(err error) error {
 		return &oai.Error{Status: http.StatusUnprocessableEntity, Type: oai.TypeInvalidRequest, Code: codeModelNotStarted, Message: err.Error()}
 	}
 	return err
+}
+
+// Pulls runs model downloads in the background (package pull's *Puller implements it).
+type Pulls interface {
+	Start(src, sha256 string) (pull.Job, error)
+	Jobs() []pull.Job
+}
+
+type pullJSON struct {
+	ID       string `json:"id"`
+	Object   string `json:"object"`
+	Source   string `json:"source"`
+	Name     string `json:"name"`
+	Status   string `json:"status"`
+	Bytes    int64  `json:"bytes"`
+	Total    int64  `json:"total"`
+	SHA256   string `json:"sha256,omitempty"`
+	Resumed  bool   `json:"resumed"`
+	Error    string `json:"error,omitempty"`
+	Started  int64  `json:"started_at"`
+	Finished int64  `json:"finished_at,omitempty"`
+}
+
+func toPullJSON(j pull.Job) pullJSON {
+	out := pullJSON{ID: j.ID, Object: "model.pull", Source: j.Source, Name: j.Name, Status: j.Status, Bytes: j.Bytes, Total: j.Total,
+		SHA256: j.SHA256, Resumed: j.Resumed, Error: j.Error, Started: j.Started.Unix()}
+	if !j.Finished.IsZero() {
+		out.Finished = j.Finished.Unix()
+	}
+	return out
+}
+
+// adminPull serves POST /admin/models/pull {"source": URL or hf:ORG/REPO/FILE.gguf,
+// "sha256"?: HEX or "none"}: the gateway downloads the file into its models
+// directory in the background (202); GET /admin/models/pulls shows how far it got.
+func (s *server) adminPull(c *fiber.Ctx) error {
+	var req struct {
+		Source string `json:"source"`
+		SHA256 string `json:"sha256"`
+	}
+	if err := oai.Decode(c.Body(), &req, ""); err != nil {
+		return err
+	}
+	if req.Source == "" {
+		return oai.Missing("source")
+	}
+	for _, f := range []struct{ name, v string }{{"source", req.Source}, {"sha256", req.SHA256}} {
+		if e := oai.CheckText(f.name, f.v); e != nil {
+			return e
+		}
+	}
+	j, err := s.opts.Pulls.Start(req.Source, strings.ToLower(req.SHA256))
+	switch {
+	case errors.Is(err, pull.ErrBusy):
+		return &oai.Error{Status: http.StatusConflict, Type: oai.TypeInvalidRequest, Code: oai.CodeConflict, Param: "source", Message: err.Error()}
+	case err != nil:
+		param := "source"
+		if strings.Contains(err.Error(), "SHA-256") {
+			param = "sha256"
+		}
+		return oai.Invalid(param, oai.CodeInvalidValue, "invalid '%s': %v", param, err)
+	}
+	s.log.Info("model pull started", "pull", j.ID, "source", j.Source, "by", actor(c))
+	return c.Status(fiber.StatusAccepted).JSON(toPullJSON(j))
+}
+
+// adminPulls serves GET /admin/models/pulls: the latest pulls, newest first.
+func (s *server) adminPulls(c *fiber.Ctx) error {
+	jobs := s.opts.Pulls.Jobs()
+	out := make([]pullJSON, len(jobs))
+	for i, j := range jobs {
+		out[i] = toPullJSON(j)
+	}
+	return c.JSON(fiber.Map{"object": "list", "data": out})
 }

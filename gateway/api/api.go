@@ -68,6 +68,9 @@ type Options struct {
 	// Models serves /admin/models, /admin/aliases and /admin/reload; nil: no such
 	// routes.
 	Models ModelAdmin
+	// Pulls serves POST /admin/models/pull and GET /admin/models/pulls (with
+	// Models); nil: no such routes.
+	Pulls Pulls
 	// Chat runs the chat turns of /v1/chat/completions and /v1/completions (the
 	// same core serves the WebSocket protocol, which the caller mounts: see
 	// package ws). Nil: a core over the Backends with no conversations and no

@@ -33,6 +33,11 @@ type Config struct {
 	// the directory of the running ragway binary; see [ResolvePluginsDir]. A relative
 	// path is relative to the working directory.
 	PluginsDir string `yaml:"plugins_dir"`
+	// ModelsDir is where `ragway models pull` (and POST /admin/models/pull) put model
+	// files, and where backends find a model named without a path (llamacpp's
+	// model_path: NAME or NAME.gguf). A relative path is relative to the working
+	// directory. Default ".data/models".
+	ModelsDir string `yaml:"models_dir"`
 	// Models are the models served at start. Names and aliases share one namespace.
 	Models []Model `yaml:"models"`
 	// RAG tunes chunking and retrieval.

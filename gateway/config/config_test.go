@@ -32,7 +32,8 @@ func TestDefault(t *testing.T) {
 			HealthInterval: Duration(5 * time.Second),
 			Options:        map[string]any{"delay_ms": 20},
 		}},
-		RAG: RAG{ChunkTokens: 400, ChunkOverlap: 60, TopK: 4},
+		ModelsDir: ".data/models",
+		RAG:       RAG{ChunkTokens: 400, ChunkOverlap: 60, TopK: 4},
 		Server: Server{
 			MaxBodyBytes:      4 << 20,
 			ShutdownGrace:     Duration(30 * time.Second),
@@ -321,7 +322,7 @@ rag:
   topk: 3
 `,
 			want: []string{
-				"config: line 2: listn: unknown key (known keys: listen, database_url, vector_store, plugins_dir, models, rag, server)",
+				"config: line 2: listn: unknown key (known keys: listen, database_url, vector_store, plugins_dir, models_dir, models, rag, server)",
 				"config: line 3: vector_store.path: unknown key (known keys: kind, url, api_key)",
 				"config: line 7: models[0].opitons: unknown key (known keys: name, aliases, backend, command, replicas, max_concurrency, max_queue, idle_timeout, sha256, embedding, options, health_interval)",
 				"config: line 9: rag.topk: unknown key (known keys: embedding_model, chunk_tokens, chunk_overlap, top_k)",

@@ -28,6 +28,7 @@
 //	RAGWAY_VECTOR_STORE_URL           vector_store.url
 //	RAGWAY_VECTOR_STORE_API_KEY       vector_store.api_key
 //	RAGWAY_PLUGINS_DIR                plugins_dir
+//	RAGWAY_MODELS_DIR                 models_dir (plugins are told it, made absolute, by the same name)
 //	RAGWAY_MODELS                     models, e.g. '[{"name":"chat","backend":"echo"}]'
 //	RAGWAY_RAG_EMBEDDING_MODEL        rag.embedding_model
 //	RAGWAY_RAG_CHUNK_TOKENS           rag.chunk_tokens

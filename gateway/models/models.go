@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ragway/ragway/gateway/config"
@@ -50,7 +51,7 @@ func (e *InvalidError) Unwrap() error { return e.Err }
 // Store keeps the admin API's models and the record of changes (*store.Store).
 type Store interface {
 	ModelDeployments(ctx context.Context) ([]store.ModelDeployment, error)
-	PutModelDeployments(ctx context.Context, actor string, ds []store.ModelDeployment, c store.ModelChange) error
+	PutModelDeployments(ctx context.Context, actor string, ds []store.ModelDeployment, c store.ModelChange, create bool) error
 	DeleteModelDeployment(ctx context.Context, name string, c store.ModelChange) error
 	RecordModelChange(ctx context.Context, c store.ModelChange) error
 	ModelChanges(ctx context.Context, limit int) ([]store.ModelChange, error)
@@ -65,7 +66,11 @@ type Options struct {
 	// StartTimeout bounds how long a change waits for a new model or version to
 	// start before it gives up on it. Default 5m.
 	StartTimeout time.Duration
-	Logger       *slog.Logger
+	// EmbeddingModel is rag.embedding_model as the gateway started with it: its
+	// vectors are in the index, so neither it nor its model's entry may change
+	// while the gateway runs (a reload that would is refused).
+	EmbeddingModel string
+	Logger         *slog.Logger
 }
 
 // Service manages the models of one gateway. It is safe for concurrent use; changes
@@ -76,6 +81,12 @@ type Service struct {
 	mu      sync.Mutex
 	current map[string]entry // what the workers serve, by name
 	syncing chan struct{}    // kick: Sync again
+	// failed are the stored models (their entries, as JSON) that did not start here:
+	// not tried again until their entry changes.
+	failed map[string]string
+	// shown is current as of the last change made (List reads it without waiting
+	// for a change in progress).
+	shown atomic.Pointer[map[string]entry]
 }
 
 // entry is a model as served: its entry and where it comes from.
@@ -92,7 +103,15 @@ func New(opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Service{opts: opts, current: map[string]entry{}, syncing: make(chan struct{}, 1)}
+	s := &Service{opts: opts, current: map[string]entry{}, syncing: make(chan struct{}, 1), failed: map[string]string{}}
+	s.publish()
+	return s
+}
+
+// publish makes current what List shows. s.mu must be held.
+func (s *Service) publish() {
+	m := maps.Clone(s.current)
+	s.shown.Store(&m)
 }
 
 // Start serves the config file's models (their replicas start in the background).
@@ -105,6 +124,7 @@ func (s *Service) Start(models []config.Model) error {
 		}
 		s.current[m.Name] = entry{m, SourceConfig}
 	}
+	s.publish()
 	return nil
 }
 
@@ -121,9 +141,7 @@ type Model struct {
 // List returns every model served, by name, and the versions replaced or removed
 // still finishing their requests.
 func (s *Service) List() (models []Model, draining []workers.ModelStatus) {
-	s.mu.Lock()
-	cur := maps.Clone(s.current)
-	s.mu.Unlock()
+	cur := *s.shown.Load()
 	for _, st := range s.opts.Workers.Models() {
 		e, ok := cur[st.Name]
 		if !ok {
@@ -154,6 +172,9 @@ func (s *Service) Add(ctx context.Context, actor string, m config.Model) error {
 	next[m.Name] = entry{m, SourceAdmin}
 	return s.change(ctx, actor, store.ModelAdded, m.Name, m, next)
 }
+
+// errAddedElsewhere: another gateway stored a model of that name meanwhile.
+var errAddedElsewhere = fmt.Errorf("%w: another gateway added a model of that name meanwhile", ErrConflict)
 
 // Replace serves a new version of the admin API's model called name (m.Name must be
 // name): it starts beside the old one, takes new requests once ready, and the old one
@@ -223,6 +244,9 @@ func (s *Service) Alias(ctx context.Context, actor, alias, target string) error 
 		if err != nil {
 			return err
 		}
+		if slices.Contains(e.Model.Aliases, alias) {
+			return nil // so it is already
+		}
 		m := next[target].Model
 		m.Aliases = append(slices.Clone(e.Model.Aliases), alias)
 		next[target] = entry{m, SourceAdmin}
@@ -239,25 +263,39 @@ func (s *Service) Remove(ctx context.Context, actor, name string) error {
 	if _, err := s.adminLocked(name); err != nil {
 		return err
 	}
-	next := maps.Clone(s.current)
-	delete(next, name)
-	if err := s.apply(ctx, next); err != nil {
-		s.record(ctx, store.ModelChange{Actor: actor, Action: store.ModelRemoved, Model: name, Error: err.Error()})
-		return err
-	}
+	// Stored as removed first: a removal that cannot be stored changes nothing (and
+	// removing here cannot fail).
 	err := s.opts.Store.DeleteModelDeployment(ctx, name, store.ModelChange{Actor: actor, Action: store.ModelRemoved, Model: name, OK: true})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("model %q is removed here, but not stored as removed (other gateways serve it still): %w", name, err)
+		return fmt.Errorf("model %q could not be stored as removed; it is served still: %w", name, err)
 	}
-	return nil
+	next := maps.Clone(s.current)
+	delete(next, name)
+	delete(s.failed, name)
+	return s.apply(ctx, next)
 }
 
-// checkAdmin refuses what the admin API may not set: a plugin binary of its own (an
-// admin key would run any program on the host) — plugins come from plugins_dir.
+// checkAdmin refuses what the admin API may not set, whoever stored it: a plugin
+// binary of its own (an admin key would run any program on the host: plugins come
+// from plugins_dir), and paths on the gateway's host in the backend's options (a
+// library to load is code to run; a file named by path tells whether it exists).
+// Files are named by their name in the models directory (models pull puts them
+// there): an option naming a file (a key ending in _path, _file or _dir) is a bare
+// name.
 func checkAdmin(m config.Model) error {
 	if m.Command != "" {
 		return &InvalidError{&config.FieldError{Path: "command",
 			Msg: "cannot be set through the admin API: install the plugin as ragway-<backend> in plugins_dir and name its backend"}}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.Options)) {
+		if !strings.HasSuffix(k, "_path") && !strings.HasSuffix(k, "_file") && !strings.HasSuffix(k, "_dir") {
+			continue
+		}
+		v, _ := m.Options[k].(string)
+		if k == "lib_path" || strings.HasSuffix(k, "_dir") || v == "" || strings.ContainsAny(v, `/\`) || strings.HasPrefix(v, ".") {
+			return &InvalidError{&config.FieldError{Path: "options." + k,
+				Msg: "paths on the gateway's host are the config file's to set: through the admin API, name a file of the models directory (ragway models pull puts it there) by its bare name, e.g. \"demo\" for demo.gguf"}}
+		}
 	}
 	return nil
 }
@@ -312,9 +350,18 @@ func (s *Service) changeRaw(ctx context.Context, actor, action, name string, wha
 		put = append(put, store.ModelDeployment{Name: n, Config: cfg})
 	}
 	c.OK = true
-	if err := s.opts.Store.PutModelDeployments(ctx, actor, put, c); err != nil {
+	err := s.opts.Store.PutModelDeployments(ctx, actor, put, c, action == store.ModelAdded)
+	if errors.Is(err, store.ErrConflict) {
+		err = errAddedElsewhere
+	}
+	if err != nil {
 		if rerr := s.apply(context.WithoutCancel(ctx), before); rerr != nil {
 			s.opts.Logger.Error("undoing a model change that could not be stored", "model", name, "error", rerr)
+		}
+		c.OK, c.Error = false, err.Error()
+		s.record(ctx, c)
+		if errors.Is(err, ErrConflict) {
+			return err
 		}
 		return fmt.Errorf("the change could not be stored, and was undone here: %w", err)
 	}
@@ -374,6 +421,12 @@ func sameBut(a, b config.Model) bool {
 func (s *Service) apply(ctx context.Context, next map[string]entry) error {
 	w := s.opts.Workers
 	var errs []error
+	failed := map[string]bool{} // models whose change failed: they keep what they had
+	fail := func(name string, err error) {
+		errs = append(errs, err)
+		failed[name] = true
+	}
+	defer s.publish()
 	startCtx, cancel := context.WithTimeout(ctx, s.opts.StartTimeout)
 	defer cancel()
 	// Added and changed models, without aliases: those move at once below.
@@ -385,12 +438,12 @@ func (s *Service) apply(ctx context.Context, next map[string]entry) error {
 		case !ok:
 			m.Aliases = nil
 			if err := w.Add(m); err != nil {
-				errs = append(errs, err)
+				fail(name, err)
 				continue
 			}
 			if err := w.Started(startCtx, name); err != nil {
 				_ = w.Remove(name)
-				errs = append(errs, fmt.Errorf("%w: model %q: %w", ErrNotStarted, name, err))
+				fail(name, fmt.Errorf("%w: model %q: %w", ErrNotStarted, name, err))
 				continue
 			}
 			e.Model.Aliases = nil
@@ -399,7 +452,7 @@ func (s *Service) apply(ctx context.Context, next map[string]entry) error {
 		case sameBut(cur.Model, m):
 			if cur.Model.Replicas != m.Replicas {
 				if err := w.Scale(name, m.Replicas); err != nil {
-					errs = append(errs, err)
+					fail(name, err)
 					continue
 				}
 			}
@@ -408,7 +461,7 @@ func (s *Service) apply(ctx context.Context, next map[string]entry) error {
 		default:
 			m.Aliases = cur.Model.Aliases
 			if err := w.Replace(startCtx, m); err != nil {
-				errs = append(errs, fmt.Errorf("%w: model %q: %w", ErrNotStarted, name, err))
+				fail(name, fmt.Errorf("%w: model %q: %w", ErrNotStarted, name, err))
 				continue
 			}
 			e.Model.Aliases = cur.Model.Aliases
@@ -419,11 +472,28 @@ func (s *Service) apply(ctx context.Context, next map[string]entry) error {
 	// versions resolves to one or the other, never to nothing).
 	want := map[string]string{}
 	for name, e := range next {
-		if _, served := s.current[name]; !served {
+		cur, served := s.current[name]
+		if !served {
 			continue
 		}
-		for _, a := range e.Model.Aliases {
+		aliases := e.Model.Aliases
+		if failed[name] {
+			aliases = cur.Model.Aliases // a change that failed changes nothing
+		}
+		for _, a := range aliases {
 			want[a] = name
+		}
+	}
+	for name, cur := range s.current {
+		if _, kept := next[name]; !kept {
+			continue
+		}
+		if failed[name] {
+			for _, a := range cur.Model.Aliases {
+				if _, taken := want[a]; !taken {
+					want[a] = name
+				}
+			}
 		}
 	}
 	have := map[string]string{}
@@ -481,12 +551,14 @@ func (s *Service) setAliases(name string, f func([]string) []string) {
 // that fails the checks, or whose names the config file's models use, is not served
 // (and logged). A new version that does not start leaves the old one serving here.
 func (s *Service) Sync(ctx context.Context) error {
+	// Read under the lock: a change made here meanwhile is either in what is read,
+	// or made after this sync.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	ds, err := s.opts.Store.ModelDeployments(ctx)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	next := map[string]entry{}
 	taken := map[string]string{} // names of the config file's models
 	for n, e := range s.current {
@@ -503,6 +575,9 @@ func (s *Service) Sync(ctx context.Context) error {
 			err = fmt.Errorf("its entry is called %q", m.Name)
 		}
 		if err == nil {
+			err = checkAdmin(m)
+		}
+		if err == nil {
 			for _, name := range m.Names() {
 				if other, ok := taken[name]; ok {
 					err = fmt.Errorf("%w: name %q is used by model %q", ErrConflict, name, other)
@@ -516,13 +591,48 @@ func (s *Service) Sync(ctx context.Context) error {
 		for _, name := range m.Names() {
 			taken[name] = m.Name
 		}
+		if cfg := string(d.Config); s.failed[m.Name] == cfg {
+			// It did not start here as stored: not again until it changes.
+			if cur, ok := s.current[m.Name]; ok {
+				next[m.Name] = cur
+			}
+			continue
+		}
 		next[m.Name] = entry{m, SourceAdmin}
 	}
-	if err := s.apply(ctx, next); err != nil {
-		s.record(ctx, store.ModelChange{Actor: "sync", Action: store.ModelApplied, Model: "*", Error: err.Error()})
-		return err
+	err = s.apply(ctx, next)
+	for name, e := range next {
+		if e.Source != SourceAdmin {
+			continue
+		}
+		if cur, ok := s.current[name]; !ok || !sameBut(cur.Model, e.Model) {
+			// Not served as stored: remembered, recorded once.
+			for _, d := range ds {
+				if d.Name == name && s.failed[name] != string(d.Config) {
+					s.failed[name] = string(d.Config)
+					s.record(ctx, store.ModelChange{Actor: "sync", Action: store.ModelApplied, Model: name, Config: d.Config,
+						Error: fmt.Sprintf("the stored model did not start on this gateway: %v", err)})
+				}
+			}
+		} else {
+			delete(s.failed, name)
+		}
 	}
-	return nil
+	return err
+}
+
+// embeddingModelLocked returns the name of the model rag.embedding_model names (it
+// may be an alias), "" if none.
+func (s *Service) embeddingModelLocked() string {
+	if s.opts.EmbeddingModel == "" {
+		return ""
+	}
+	for n, e := range s.current {
+		if slices.Contains(e.Model.Names(), s.opts.EmbeddingModel) {
+			return n
+		}
+	}
+	return ""
 }
 
 // Kick asks Run to Sync soon (a model deployment changed in the database).
@@ -573,12 +683,24 @@ func (s *Service) Reload(ctx context.Context, actor string) (Report, error) {
 	if err != nil {
 		return Report{}, &InvalidError{err}
 	}
+	if cfg.RAG.EmbeddingModel != s.opts.EmbeddingModel {
+		return Report{}, &InvalidError{&config.FieldError{Path: "rag.embedding_model",
+			Msg: fmt.Sprintf("cannot change while the gateway runs (the index holds %q's vectors): restart the gateway", s.opts.EmbeddingModel)}}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := map[string]entry{}
 	for n, e := range s.current {
 		if e.Source == SourceAdmin {
 			next[n] = e
+		}
+	}
+	if emb := s.embeddingModelLocked(); emb != "" {
+		cur := s.current[emb]
+		m, ok := cfg.Model(emb)
+		if !ok || m.Name != emb || !sameBut(cur.Model, m) || m.Replicas != cur.Model.Replicas {
+			return Report{}, &InvalidError{&config.FieldError{Path: "models",
+				Msg: fmt.Sprintf("model %q (rag.embedding_model) cannot be removed or changed while the gateway runs (the index holds its vectors): restart the gateway", emb)}}
 		}
 	}
 	var rep Report

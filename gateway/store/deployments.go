@@ -68,8 +68,9 @@ func (s *Store) ModelDeployments(ctx context.Context) ([]ModelDeployment, error)
 // PutModelDeployments stores deployments (new ones, or new configs for existing
 // ones: several at once when an alias moves between two) and records c, in one
 // transaction: every gateway on the database applies them together. actor is who
-// asked.
-func (s *Store) PutModelDeployments(ctx context.Context, actor string, ds []ModelDeployment, c ModelChange) error {
+// asked. With create, the deployments must be new: one that exists is ErrConflict
+// (two gateways adding the same name at once), and nothing is stored.
+func (s *Store) PutModelDeployments(ctx context.Context, actor string, ds []ModelDeployment, c ModelChange, create bool) error {
 	return s.do(ctx, "put model deployments", func(ctx context.Context) error {
 		for _, d := range ds {
 			if err := checkTexts("name", d.Name, "actor", actor); err != nil {
@@ -87,6 +88,14 @@ func (s *Store) PutModelDeployments(ctx context.Context, actor string, ds []Mode
 		for _, d := range ds {
 			row := &models.ModelDeployment{Name: d.Name, Config: types.JSON(d.Config), CreatedBy: actor, UpdatedBy: actor,
 				UpdatedAt: time.Now()}
+			if create {
+				// A unique violation is ErrConflict (classify).
+				if err := row.Insert(ctx, tx, boil.Whitelist(models.ModelDeploymentColumns.Name, models.ModelDeploymentColumns.Config,
+					models.ModelDeploymentColumns.CreatedBy, models.ModelDeploymentColumns.UpdatedBy)); err != nil {
+					return err
+				}
+				continue
+			}
 			err := row.Upsert(ctx, tx, true, []string{models.ModelDeploymentColumns.Name},
 				boil.Whitelist(models.ModelDeploymentColumns.Config, models.ModelDeploymentColumns.UpdatedBy, models.ModelDeploymentColumns.UpdatedAt),
 				boil.Whitelist(models.ModelDeploymentColumns.Name, models.ModelDeploymentColumns.Config,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,10 +20,14 @@ import (
 
 // Options configures a Manager.
 type Options struct {
-	// Launch starts plugin processes. Default: PluginLauncher(PluginsDir, Logger).
+	// Launch starts plugin processes. Default: PluginLauncher(PluginsDir,
+	// ModelsDir, Logger).
 	Launch LaunchFunc
 	// PluginsDir is where ragway-<backend> binaries live (for the default launcher).
 	PluginsDir string
+	// ModelsDir is the models directory, told to plugins as RAGWAY_MODELS_DIR (for
+	// the default launcher; "": not told).
+	ModelsDir string
 	// QueueTimeout bounds the wait for a free replica. Default 30s.
 	QueueTimeout time.Duration
 	// LoadTimeout bounds a replica's Info+Load. Default 5m.
@@ -56,6 +61,8 @@ type Manager struct {
 	// retired are the pools replaced or removed, draining.
 	retired map[*pool]struct{}
 	drains  sync.WaitGroup
+	// starting are the new versions Replace is starting (Close stops them too).
+	starting map[*pool]struct{}
 }
 
 // New returns a Manager with no models; add them with Add.
@@ -67,7 +74,7 @@ func New(opts Options) *Manager {
 		opts.Metrics = metrics.New()
 	}
 	if opts.Launch == nil {
-		opts.Launch = PluginLauncher(opts.PluginsDir, opts.Logger)
+		opts.Launch = PluginLauncher(opts.PluginsDir, opts.ModelsDir, opts.Logger)
 	}
 	if opts.QueueTimeout <= 0 {
 		opts.QueueTimeout = 30 * time.Second
@@ -91,15 +98,23 @@ func New(opts Options) *Manager {
 		opts.now = time.Now
 	}
 	return &Manager{opts: opts, poison: poisonMetrics(opts.Metrics), pools: map[string]*pool{}, aliases: map[string]string{},
-		retired: map[*pool]struct{}{}}
+		retired: map[*pool]struct{}{}, starting: map[*pool]struct{}{}}
 }
 
 // PluginLauncher launches ragway-<backend> from pluginsDir (or the model's
-// command) as a go-plugin subprocess, logging through log.
-func PluginLauncher(pluginsDir string, log *slog.Logger) LaunchFunc {
+// command) as a go-plugin subprocess, logging through log. A plugin learns the models
+// directory (modelsDir, made absolute) from RAGWAY_MODELS_DIR.
+func PluginLauncher(pluginsDir, modelsDir string, log *slog.Logger) LaunchFunc {
+	var env []string
+	if modelsDir != "" {
+		if abs, err := filepath.Abs(modelsDir); err == nil {
+			env = []string{sdk.EnvModelsDir + "=" + abs}
+		}
+	}
 	return func(ctx context.Context, m config.Model, replica int) (Process, error) {
 		p, err := sdk.Launch(ctx, sdk.LaunchConfig{
 			Path:   m.PluginPath(pluginsDir),
+			Env:    env,
 			SHA256: m.SHA256,
 			Logger: log.With("model", m.Name, "replica", replica),
 		})
@@ -169,10 +184,15 @@ func (m *Manager) Replace(ctx context.Context, model config.Model) error {
 		return err
 	}
 	np := m.newPool(model)
+	m.starting[np] = struct{}{}
+	np.start()
 	m.mu.Unlock()
 
-	np.start()
-	if err := np.waitServing(ctx); err != nil {
+	err := np.waitServing(ctx)
+	m.mu.Lock()
+	delete(m.starting, np)
+	m.mu.Unlock()
+	if err != nil {
 		np.shutdown(context.Background())
 		np.forget()
 		return fmt.Errorf("model %q: the new version did not start, the old one keeps serving: %w", model.Name, err)
@@ -401,7 +421,10 @@ func (m *Manager) Tokenize(ctx context.Context, model string, req sdk.TokenizeRe
 // resolved again when that pool was replaced or removed before the request was
 // taken: the request goes to the new version, or is ErrUnknownModel.
 func (m *Manager) withRetry(ctx context.Context, model string, check func(*pool) error, keyOf func() requestKey, call func(Process, *bool) error) error {
-	for range maxRedirects {
+	// deaths counts the replicas that died serving the request, over redirects: a
+	// request retried after a death runs alone wherever it goes.
+	deaths := 0
+	for redirect := range maxRedirects {
 		p, err := m.pool(model)
 		if err != nil {
 			return err
@@ -411,7 +434,9 @@ func (m *Manager) withRetry(ctx context.Context, model string, check func(*pool)
 				return err
 			}
 		}
-		err = m.runOn(ctx, p, keyOf, call)
+		// A request sent back by a version replaced while it waited was accepted
+		// already: the new version's queue takes it whatever its max_queue.
+		err = m.runOn(ctx, p, &deaths, redirect > 0, keyOf, call)
 		if !errors.Is(err, errRetired) {
 			return err
 		}
@@ -423,7 +448,7 @@ func (m *Manager) withRetry(ctx context.Context, model string, check func(*pool)
 const maxRedirects = 8
 
 // runOn is withRetry on one pool.
-func (m *Manager) runOn(ctx context.Context, p *pool, keyOf func() requestKey, call func(Process, *bool) error) error {
+func (m *Manager) runOn(ctx context.Context, p *pool, deaths *int, redirected bool, keyOf func() requestKey, call func(Process, *bool) error) error {
 	var (
 		key    requestKey
 		hasKey bool
@@ -439,12 +464,11 @@ func (m *Manager) runOn(ctx context.Context, p *pool, keyOf func() requestKey, c
 		m.opts.Logger.Warn("poison request refused: it made the backend crash twice recently", "model", p.model.Name, "request", key.String())
 		return &PoisonError{Model: p.model.Name, Hash: key.String(), Quarantined: true}
 	}
-	deaths := 0
 	for {
 		// After a death the request runs alone on its replica: should it
 		// kill that one too, the death is its own and no other request dies
 		// with it.
-		g, err := p.acquire(ctx, m.opts.QueueTimeout, deaths > 0)
+		g, err := p.acquire(ctx, m.opts.QueueTimeout, *deaths > 0, redirected)
 		if err != nil {
 			return err
 		}
@@ -456,9 +480,9 @@ func (m *Manager) runOn(ctx context.Context, p *pool, keyOf func() requestKey, c
 		if err == nil || ctx.Err() != nil || !sdk.IsPluginShutdown(err) {
 			return err
 		}
-		deaths++
+		*deaths++
 		k := keyNow()
-		if deaths >= 2 {
+		if *deaths >= 2 {
 			p.quarantine.add(k)
 			m.poison.WithLabelValues(p.model.Name, "crashed").Inc()
 			m.opts.Logger.Error("poison request: two replicas died while serving it; not retried, refused for the poison window",
@@ -585,7 +609,11 @@ func (m *Manager) Close(ctx context.Context) error {
 	for p := range m.retired {
 		pools = append(pools, p) // draining: shut down with the rest
 	}
+	for p := range m.starting {
+		pools = append(pools, p) // a new version Replace starts: it will not serve
+	}
 	m.mu.Unlock()
+	defer m.drains.Wait() // the drains end with their pools
 	var wg sync.WaitGroup
 	var cut atomic.Int32
 	for _, p := range pools {

@@ -327,9 +327,14 @@ func (p *pool) failWaitersLocked(err error) {
 // request that is retried after its replica died runs alone, so that should
 // it kill this replica too, no other request dies with it and the death is
 // its own.
-func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration, isolated bool) (grant, error) {
+//
+// A retired pool takes no new request (errRetired), except an isolated one: a
+// request whose replica died here is retried here, alone. A redirected request (one
+// a replaced version sent back) is queued whatever max_queue says: it was accepted
+// already.
+func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration, isolated, redirected bool) (grant, error) {
 	p.mu.Lock()
-	if p.retiring {
+	if p.retiring && (!isolated || !p.serviceableLocked()) {
 		p.mu.Unlock()
 		return grant{}, errRetired
 	}
@@ -354,7 +359,7 @@ func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration, isolated
 	// starting (at boot, after a crash, from idle) admits a slot's worth of
 	// waiters whatever max_queue says.
 	limit := max(p.model.MaxQueue, p.startingLocked()*p.model.MaxConcurrency)
-	if len(p.waiters) >= limit {
+	if len(p.waiters) >= limit && !redirected {
 		p.unreserveLocked() // an isolated request's reservation, when it is not queued
 		p.mu.Unlock()
 		return grant{}, &QueueFullError{Model: p.model.Name, RetryAfter: time.Second}
@@ -561,7 +566,8 @@ func (p *pool) stopWhenEmpty(ctx context.Context) (drained bool) {
 }
 
 // forget removes p's replicas from the replica-state metric once it is stopped for
-// good (replaced or removed): another pool of the same name counts its own.
+// good (replaced or removed): another pool of the same name counts its own. A second
+// call does nothing.
 func (p *pool) forget() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -648,6 +654,10 @@ func (p *pool) removeReplica(r *replica) {
 func (p *pool) waitServing(ctx context.Context) error {
 	for {
 		p.mu.Lock()
+		if p.closing {
+			p.mu.Unlock()
+			return ErrStopping
+		}
 		all := true
 		for _, r := range p.replicas {
 			if r.lastErr != "" {

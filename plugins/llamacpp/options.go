@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -106,5 +107,20 @@ func parseOptions(m map[string]any) (options, error) {
 	if o.LibPath == "" {
 		o.LibPath = os.Getenv("RAGWAY_LLAMA_LIB")
 	}
+	o.ModelPath = resolveModel(o.ModelPath, sdk.ModelsDir())
 	return o, nil
+}
+
+// resolveModel finds a model_path given as a bare name (no directory: "demo" or
+// "demo.gguf") in the models directory, where `ragway models pull` puts files; a
+// path is used as given.
+func resolveModel(p, modelsDir string) string {
+	if modelsDir == "" || strings.ContainsRune(p, filepath.Separator) || p == "." || p == ".." {
+		return p
+	}
+	name := p
+	if !strings.HasSuffix(name, ".gguf") {
+		name += ".gguf"
+	}
+	return filepath.Join(modelsDir, name)
 }

@@ -57,3 +57,19 @@ func TestSplitUTF8(t *testing.T) {
 		})
 	}
 }
+
+func TestResolveModel(t *testing.T) {
+	for _, c := range []struct{ path, dir, want string }{
+		{"demo", "/m", "/m/demo.gguf"},
+		{"demo.gguf", "/m", "/m/demo.gguf"},
+		{"./demo.gguf", "/m", "./demo.gguf"},
+		{"/abs/x.gguf", "/m", "/abs/x.gguf"},
+		{"sub/x.gguf", "/m", "sub/x.gguf"},
+		{"demo", "", "demo"},
+		{"..", "/m", ".."},
+	} {
+		if got := resolveModel(c.path, c.dir); got != c.want {
+			t.Errorf("resolveModel(%q, %q) = %q, want %q", c.path, c.dir, got, c.want)
+		}
+	}
+}

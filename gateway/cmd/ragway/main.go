@@ -84,6 +84,10 @@ Usage:
                                               (models commands: --url URL, --api-key KEY
                                               with the admin scope, or RAGWAY_URL and
                                               RAGWAY_API_KEY)
+  ragway models pull URL|hf:ORG/REPO/FILE.gguf[@REVISION] [--sha256 HEX|none] [--dir DIR]
+                                              download a GGUF file into models_dir (resumable;
+                                              checked against the SHA-256 given or published;
+                                              HF_ENDPOINT names a mirror, HF_TOKEN a token)
   ragway reload                               re-read the gateway's config file and serve
                                               its models as it says (as SIGHUP does)
   ragway help                                 show this help

@@ -22,9 +22,12 @@ import (
 // modelsCmd runs `ragway models list|add|replace|remove|scale|alias|changes` through
 // the admin API.
 func modelsCmd(args []string, stdout, stderr io.Writer) error {
-	sub, err := subcommand("models", args, stderr, "list", "add", "replace", "remove", "scale", "alias", "changes")
+	sub, err := subcommand("models", args, stderr, "list", "add", "replace", "remove", "scale", "alias", "changes", "pull")
 	if err != nil {
 		return err
+	}
+	if sub == "pull" {
+		return modelsPull(args[1:], stdout, stderr)
 	}
 	usage := map[string]string{
 		"list":    "",

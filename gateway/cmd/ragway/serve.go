@@ -28,6 +28,7 @@ import (
 	"github.com/ragway/ragway/gateway/metrics"
 	"github.com/ragway/ragway/gateway/models"
 	"github.com/ragway/ragway/gateway/netguard"
+	"github.com/ragway/ragway/gateway/pull"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/usage"
@@ -123,6 +124,7 @@ func serve(args []string, stderr io.Writer) error {
 	met := metrics.New()
 	mgr := workers.New(workers.Options{
 		PluginsDir:   pluginsDir,
+		ModelsDir:    cfg.ModelsDir,
 		QueueTimeout: cfg.Server.QueueTimeout.Std(),
 		Logger:       log,
 		Metrics:      met,
@@ -133,7 +135,9 @@ func serve(args []string, stderr io.Writer) error {
 		Workers: mgr,
 		Store:   st,
 		Config:  func() (*config.Config, error) { return config.Load(*cfgPath, os.Environ()) },
-		Logger:  log,
+		// The index holds this model's vectors: it stays as it is while the gateway runs.
+		EmbeddingModel: cfg.RAG.EmbeddingModel,
+		Logger:         log,
 	})
 	if err := mods.Start(cfg.Models); err != nil {
 		_ = mgr.Close(context.Background())
@@ -198,10 +202,12 @@ func serve(args []string, stderr io.Writer) error {
 		Chat:              core,
 		Knowledge:         kbs,
 		Models:            mods,
-		HeaderTimeout:     cfg.Server.HeaderTimeout.Std(),
-		BodyTimeout:       cfg.Server.BodyTimeout.Std(),
-		IdleTimeout:       cfg.Server.IdleTimeout.Std(),
-		CORSOrigins:       cfg.Server.CORSOrigins,
+		Pulls: &pull.Puller{Context: ctx, Options: pull.Options{Dir: cfg.ModelsDir,
+			HFEndpoint: os.Getenv("HF_ENDPOINT"), HFToken: os.Getenv("HF_TOKEN")}},
+		HeaderTimeout: cfg.Server.HeaderTimeout.Std(),
+		BodyTimeout:   cfg.Server.BodyTimeout.Std(),
+		IdleTimeout:   cfg.Server.IdleTimeout.Std(),
+		CORSOrigins:   cfg.Server.CORSOrigins,
 	})
 	// The WebSocket protocol, on the API's app (its middleware: request ids, CORS,
 	// panics), over the same chat core. The app's shutdown closes the sockets (1001),
