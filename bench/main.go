@@ -41,7 +41,7 @@ import (
 )
 
 // benchNames are the benches in the order they run (-only selects among them).
-var benchNames = []string{"relay", "crash", "proxy", "llama", "persist", "rag", "cluster"}
+var benchNames = []string{"relay", "crash", "proxy", "llama", "persist", "rag", "cluster", "models"}
 
 var only = flag.String("only", "", "run only these benches, comma-separated: "+strings.Join(benchNames, ", ")+" (default: all; -proxy=false and -llama=false still skip theirs)")
 
@@ -146,6 +146,12 @@ func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes in
 	if selected("cluster") {
 		if err := runCluster(binDir, streams, words, dur); err != nil {
 			return fmt.Errorf("cluster: %w", err)
+		}
+	}
+	// Models managed while the gateway runs (bench/models.go).
+	if selected("models") {
+		if err := runModels(binDir); err != nil {
+			return fmt.Errorf("models: %w", err)
 		}
 	}
 	if profile != "" && selected("relay") {
@@ -473,7 +479,12 @@ func (g *gatewayClient) authorize(req *http.Request) {
 }
 
 func (g *gatewayClient) post(ctx context.Context, prompt string, stream bool) (*http.Response, error) {
-	body := fmt.Sprintf(`{"model":%q,"stream":%t,"messages":[{"role":"user","content":%q}]}`, g.model, stream, prompt)
+	return g.postTo(ctx, g.model, prompt, stream)
+}
+
+// postTo is post to model.
+func (g *gatewayClient) postTo(ctx context.Context, model, prompt string, stream bool) (*http.Response, error) {
+	body := fmt.Sprintf(`{"model":%q,"stream":%t,"messages":[{"role":"user","content":%q}]}`, model, stream, prompt)
 	req, err := http.NewRequestWithContext(ctx, "POST", g.url+"/v1/chat/completions", strings.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -513,8 +524,13 @@ func (g *gatewayClient) stream(ctx context.Context, prompt string) (int, error) 
 }
 
 func (g *gatewayClient) firstToken(ctx context.Context, prompt string) (time.Duration, error) {
+	return g.firstTokenOf(ctx, g.model, prompt)
+}
+
+// firstTokenOf is firstToken of model.
+func (g *gatewayClient) firstTokenOf(ctx context.Context, model, prompt string) (time.Duration, error) {
 	start := time.Now()
-	resp, err := g.post(ctx, prompt, true)
+	resp, err := g.postTo(ctx, model, prompt, true)
 	if err != nil {
 		return 0, err
 	}

@@ -124,3 +124,25 @@ func TestServeAnnouncesTheKeyLast(t *testing.T) {
 		t.Fatal("the key's file is still there once printed")
 	}
 }
+
+// TestREADMEModelsExample runs the README's models lines, in order, against a
+// gateway with the embedded defaults' model: the new model serves, the alias names
+// it, the list and the record show it.
+func TestREADMEModelsExample(t *testing.T) {
+	g := startGateway(t, echoModels)
+	for _, want := range []struct{ line, out string }{
+		{"bin/ragway models add -", "chat@v2"},
+		{"bin/ragway models alias latest chat@v2", "alias latest now names model chat@v2"},
+		{"bin/ragway models list", "chat@v2"},
+		{"bin/ragway models changes", "alias"},
+	} {
+		line := readmeLine(t, want.line)
+		stdout, stderr, code := readmeShell(t, g, line)
+		if code != 0 || !strings.Contains(stdout, want.out) {
+			t.Fatalf("%s: exit %d\nstdout:\n%s\nstderr:\n%s", line, code, stdout, stderr)
+		}
+	}
+	if code, body := g.call("POST", "/v1/chat/completions", g.Key, chatBody("latest", "hello", false)); code != 200 || !strings.Contains(string(body), `"hello"`) {
+		t.Fatalf("a chat through the alias: %d %s", code, body)
+	}
+}
