@@ -32,7 +32,7 @@ type backend struct {
 	model     llama.Model
 	lctx      llama.Context
 	engine    *engine // generation models
-	template  string
+	template  chatTemplate
 	embedding bool
 	nEmbd     int
 	tok       *tokenizer
@@ -167,9 +167,13 @@ func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo,
 		_ = llama.ModelFree(model)
 		return sdk.ModelInfo{}, fmt.Errorf("creating a llama.cpp context (%d tokens × %d sequences): %v", ctxLen, o.Parallel, err)
 	}
-	tmpl, own := chatTemplate(model, o.ChatTemplate)
+	tmpl, own, err := newChatTemplate(model, o.ChatTemplate)
+	if err == nil && !req.Embedding {
+		// A template that cannot render a user's message is the option's fault.
+		_, err = tmpl.apply([]sdk.Message{{Role: "user", Content: "x"}})
+	}
 	if !req.Embedding {
-		if _, err := applyTemplate(tmpl, []sdk.Message{{Role: "user", Content: "x"}}); err != nil {
+		if err != nil {
 			_ = llama.Free(lctx)
 			_ = llama.ModelFree(model)
 			return sdk.ModelInfo{}, sdk.InvalidRequestf("option chat_template: %v", err)
@@ -220,7 +224,7 @@ func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit fu
 	}
 	if len(req.Messages) > 0 {
 		var err error
-		if text, err = applyTemplate(b.template, req.Messages); err != nil {
+		if text, err = b.template.apply(req.Messages); err != nil {
 			return sdk.InvalidRequestf("%v", err)
 		}
 		field = "the messages"

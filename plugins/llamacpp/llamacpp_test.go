@@ -273,3 +273,51 @@ func TestStopTokenIDs(t *testing.T) {
 		t.Fatalf("stop_token_ids [%d] (%q): %q (%s), want %q", id, words[2], cut.text, cut.final.FinishReason, want)
 	}
 }
+
+// TestJinjaChatTemplate: a chat_template option holding a Jinja template's text is
+// rendered (not only names llama.cpp knows): ChatML written as Jinja gives what the
+// model's own ChatML gives; a FastChat-style template gives exactly its text (the
+// BOS it writes not doubled); raise_exception refuses messages; a broken template
+// fails the load naming the option.
+func TestJinjaChatTemplate(t *testing.T) {
+	msgs := []sdk.Message{{Role: "user", Content: "Hello there"}}
+	greedy := sdk.Sampling{Temperature: f64(0), MaxTokens: 4}
+	own := run(t, launch(t, nil), sdk.GenerateRequest{Messages: msgs, Sampling: greedy})
+	chatml := "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}" +
+		"{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+	jinja := run(t, launch(t, map[string]any{"chat_template": chatml}), sdk.GenerateRequest{Messages: msgs, Sampling: greedy})
+	if jinja.text != own.text || jinja.final.Usage.PromptTokens != own.final.Usage.PromptTokens {
+		t.Fatalf("ChatML as Jinja: %q (%d prompt tokens), the model's own: %q (%d)", jinja.text, jinja.final.Usage.PromptTokens,
+			own.text, own.final.Usage.PromptTokens)
+	}
+
+	vicuna := "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system messages, please') }}" +
+		"{% elif m.role == 'user' %}USER: {{ m.content }} {% else %}ASSISTANT: {{ m.content }}{{ eos_token }}{% endif %}{% endfor %}ASSISTANT:"
+	p := launch(t, map[string]any{"chat_template": vicuna})
+	got := run(t, p, sdk.GenerateRequest{Messages: msgs, Sampling: greedy})
+	want, err := p.Tokenize(context.Background(), sdk.TokenizeRequest{Input: []string{"USER: Hello there ASSISTANT:"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.final.Usage.PromptTokens != want.Counts[0] {
+		t.Fatalf("the Jinja template's prompt: %d tokens, its text alone %d", got.final.Usage.PromptTokens, want.Counts[0])
+	}
+	err = p.Generate(context.Background(), sdk.GenerateRequest{Messages: []sdk.Message{{Role: "system", Content: "s"}, {Role: "user", Content: "x"}},
+		Sampling: greedy}, func(sdk.Event) error { return nil })
+	if !sdk.IsInvalidRequest(err) || !strings.Contains(err.Error(), "no system messages, please") {
+		t.Fatalf("raise_exception: %v, want ErrInvalidRequest with the template's words", err)
+	}
+
+	lib, model := fixtures(t)
+	for _, bad := range []string{"{% for m in messages %}{{ m.content }}", "{% include 'other' %}{{ messages }}"} {
+		pl, err := sdk.Launch(context.Background(), sdk.LaunchConfig{Path: pluginBinary(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = pl.Load(context.Background(), sdk.LoadRequest{Model: "m", Options: map[string]any{"model_path": model, "lib_path": lib, "threads": 1, "chat_template": bad}})
+		pl.Kill()
+		if !sdk.IsInvalidRequest(err) || !strings.Contains(err.Error(), "chat_template") {
+			t.Fatalf("template %q: %v, want ErrInvalidRequest naming chat_template", bad, err)
+		}
+	}
+}

@@ -20,7 +20,7 @@ type options struct {
 	BatchSize     int // tokens per decode call
 	GPULayers     int
 	Pooling       string // embeddings: mean, cls, last ("" = the model's, else mean)
-	ChatTemplate  string // Jinja-like template override; "chatml" for ChatML
+	ChatTemplate  string // a template llama.cpp knows by name ("chatml"), or a Jinja template's text
 	LibPath       string
 }
 

@@ -1,32 +1,124 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
+	"github.com/nikolalohinski/gonja/v2"
+	"github.com/nikolalohinski/gonja/v2/exec"
+	"github.com/nikolalohinski/gonja/v2/loaders"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
-// chatTemplate picks the template for a model: the override from the
-// options, else the model's own (tokenizer.chat_template), else ChatML.
-// llama.cpp recognises templates by name ("chatml", "llama3", ...; see
-// llama.ChatBuiltinTemplates) or by their Jinja source.
-func chatTemplate(model llama.Model, override string) (tmpl string, own bool) {
-	if override != "" {
-		return override, false
-	}
-	if t := llama.ModelChatTemplate(model, ""); t != "" {
-		return t, true
-	}
-	return "chatml", false
+func init() {
+	gonja.SetLoggerOutput(io.Discard) // its errors are returned; no log of its own
 }
 
-// applyTemplate renders messages into a prompt ending with the assistant's
-// turn. llama.cpp takes the messages as C strings, which cannot hold NUL:
-// each NUL of a role or content goes through the template as a marker that
-// occurs nowhere else and comes back as NUL in the prompt (see tokenize.go
-// for what NUL then becomes).
+// chatTemplate renders chat messages into a prompt ending with the assistant's turn:
+// either a template llama.cpp knows (by name — "chatml", "llama3", … — or by its
+// Jinja source: the model's own tokenizer.chat_template), or a Jinja template given
+// as the chat_template option's text (FastChat's conversation templates, for a model
+// whose GGUF has none or a wrong one), rendered by gonja with the variables chat
+// templates use: messages, add_generation_prompt, bos_token, eos_token and
+// raise_exception.
+type chatTemplate struct {
+	name  string         // llama.cpp's
+	jinja *exec.Template // or the option's Jinja text
+	// bos and eos are the vocabulary's BOS and EOS tokens as text; addsBOS says the
+	// tokenizer adds BOS itself (a BOS the template writes is then dropped).
+	bos, eos string
+	addsBOS  bool
+}
+
+// isJinja reports whether a chat_template option is a Jinja template's text rather
+// than a name.
+func isJinja(s string) bool { return strings.Contains(s, "{%") || strings.Contains(s, "{{") }
+
+// newChatTemplate picks the template for a model: the option's (a name or Jinja
+// text), else the model's own (tokenizer.chat_template), else ChatML. own says the
+// model's own is used.
+func newChatTemplate(model llama.Model, option string) (t chatTemplate, own bool, err error) {
+	switch {
+	case isJinja(option):
+		vocab := llama.ModelGetVocab(model)
+		t.bos, t.eos = tokenText(vocab, llama.VocabBOS(vocab)), tokenText(vocab, llama.VocabEOS(vocab))
+		t.addsBOS = llama.VocabGetAddBOS(vocab)
+		// Templates are one text: include, import and extends find nothing.
+		loader, err := loaders.NewMemoryLoader(map[string]string{"/chat_template": option})
+		if err != nil {
+			return t, false, err
+		}
+		if t.jinja, err = exec.NewTemplate("/chat_template", gonja.DefaultConfig, loader, gonja.DefaultEnvironment); err != nil {
+			return t, false, fmt.Errorf("not a valid Jinja template: %w", err)
+		}
+		return t, false, nil
+	case option != "":
+		t.name = option
+		return t, false, nil
+	}
+	if s := llama.ModelChatTemplate(model, ""); s != "" {
+		t.name = s
+		return t, true, nil
+	}
+	t.name = "chatml"
+	return t, false, nil
+}
+
+// tokenText is token id's text ("" for none).
+func tokenText(vocab llama.Vocab, id llama.Token) string {
+	if id < 0 {
+		return ""
+	}
+	buf := make([]byte, 64)
+	n := llama.TokenToPiece(vocab, id, buf, 0, true)
+	if n < 0 || int(n) > len(buf) {
+		return ""
+	}
+	return string(buf[:n])
+}
+
+// errRaised is what a template's raise_exception says.
+var errRaised = errors.New("the chat template refuses these messages")
+
+// apply renders msgs.
+func (t chatTemplate) apply(msgs []sdk.Message) (string, error) {
+	if t.jinja == nil {
+		return applyTemplate(t.name, msgs)
+	}
+	list := make([]map[string]any, len(msgs))
+	for i, m := range msgs {
+		list[i] = map[string]any{"role": m.Role, "content": m.Content}
+	}
+	ctx := exec.NewContext(map[string]any{
+		"messages":              list,
+		"add_generation_prompt": true,
+		"bos_token":             t.bos,
+		"eos_token":             t.eos,
+		"raise_exception": func(msg string) (string, error) {
+			return "", fmt.Errorf("%w: %s", errRaised, msg)
+		},
+	})
+	out, err := t.jinja.ExecuteToString(ctx)
+	if err != nil {
+		if i := strings.Index(err.Error(), errRaised.Error()); i >= 0 {
+			return "", errors.New(err.Error()[i:])
+		}
+		return "", fmt.Errorf("the chat template failed on these messages: %w", err)
+	}
+	if t.addsBOS && t.bos != "" {
+		out = strings.TrimPrefix(out, t.bos) // the tokenizer adds it: not twice
+	}
+	return out, nil
+}
+
+// applyTemplate renders messages with a template llama.cpp knows into a prompt
+// ending with the assistant's turn. llama.cpp takes the messages as C strings, which
+// cannot hold NUL: each NUL of a role or content goes through the template as a
+// marker that occurs nowhere else and comes back as NUL in the prompt (see
+// tokenize.go for what NUL then becomes).
 func applyTemplate(tmpl string, msgs []sdk.Message) (string, error) {
 	texts := []string{tmpl}
 	hasNUL := false
@@ -55,7 +147,7 @@ func applyTemplate(tmpl string, msgs []sdk.Message) (string, error) {
 		n = llama.ChatApplyTemplate(tmpl, chat, true, buf)
 	}
 	if n < 0 {
-		return "", fmt.Errorf("llama.cpp does not support this chat template; set the chat_template option to a supported one (e.g. %q)", "chatml")
+		return "", fmt.Errorf("llama.cpp does not support this chat template; set the chat_template option to a supported one (e.g. %q) or to a Jinja template's text", "chatml")
 	}
 	out := string(buf[:n])
 	if hasNUL {
