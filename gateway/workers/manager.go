@@ -140,6 +140,7 @@ func (m *Manager) Add(model config.Model) error {
 	for _, a := range model.Aliases {
 		m.aliases[a] = model.Name
 	}
+	p.setNamed()
 	p.start()
 	return nil
 }
@@ -205,6 +206,7 @@ func (m *Manager) Replace(ctx context.Context, model config.Model) error {
 		return fmt.Errorf("%w: model %q changed while its new version started", ErrConflict, model.Name)
 	}
 	m.pools[model.Name] = np
+	np.setNamed()
 	for a, n := range m.aliases {
 		if n == model.Name {
 			delete(m.aliases, a)

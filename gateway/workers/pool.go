@@ -36,7 +36,10 @@ type pool struct {
 	closing  bool
 	// retiring: replaced or removed; new requests go elsewhere (errRetired), the
 	// ones it has finish, then its processes stop.
-	retiring      bool
+	retiring bool
+	// named: the pool serves its model's name (not a new version starting, nor an
+	// old one draining): its queue is the model's queue-depth metric.
+	named         bool
 	contextLength int
 	// maxInputTokens is what the last replica loaded reported (embedding
 	// models: the most tokens per input; 0 unknown).
@@ -116,6 +119,22 @@ func (p *pool) superviseLocked(r *replica) {
 		defer cancel()
 		r.supervise(ctx)
 	}()
+}
+
+// queueGaugeLocked sets the model's queue-depth metric to p's queue, when p is the
+// pool serving the model's name.
+func (p *pool) queueGaugeLocked() {
+	if p.named {
+		p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(float64(len(p.waiters)))
+	}
+}
+
+// setNamed makes p the pool serving its model's name (for the queue metric).
+func (p *pool) setNamed() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.named = true
+	p.queueGaugeLocked()
 }
 
 // broadcastLocked wakes everyone watching p.changed. Caller holds p.mu.
@@ -308,7 +327,7 @@ func (p *pool) grantLocked() {
 		p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 		w.ch <- grant{r: r, proc: r.proc, isolated: w.isolated} // buffered: never blocks
 	}
-	p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(float64(len(p.waiters)))
+	p.queueGaugeLocked()
 }
 
 func (p *pool) failWaitersLocked(err error) {
@@ -318,7 +337,7 @@ func (p *pool) failWaitersLocked(err error) {
 	}
 	p.waiters = nil
 	p.unreserveLocked()
-	p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(0)
+	p.queueGaugeLocked()
 }
 
 // acquire reserves a slot on a replica, waiting in the queue up to
@@ -366,7 +385,7 @@ func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration, isolated
 	}
 	w := &waiter{ch: make(chan grant, 1), isolated: isolated}
 	p.waiters = append(p.waiters, w)
-	p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(float64(len(p.waiters)))
+	p.queueGaugeLocked()
 	p.broadcastLocked()
 	p.mu.Unlock()
 
@@ -390,7 +409,7 @@ func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration, isolated
 	for i, x := range p.waiters {
 		if x == w {
 			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-			p.metrics.QueueDepth.WithLabelValues(p.model.Name).Set(float64(len(p.waiters)))
+			p.queueGaugeLocked()
 			if isolated {
 				p.unreserveLocked()
 				p.grantLocked() // the replica it reserved takes ordinary requests again
@@ -495,7 +514,7 @@ func (p *pool) shutdown(ctx context.Context) (drained bool) {
 func (p *pool) retire(redirect bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.retiring = true
+	p.retiring, p.named = true, false
 	if redirect {
 		p.failWaitersLocked(errRetired)
 	}
