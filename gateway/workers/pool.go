@@ -494,16 +494,22 @@ func (p *pool) releaseLocked(g grant) {
 // ends, then stops every replica's process and waits for the supervisors.
 // It reports whether the in-flight requests finished in time.
 func (p *pool) shutdown(ctx context.Context) (drained bool) {
+	p.close(ErrStopping)
+	return p.stopWhenEmpty(ctx)
+}
+
+// close makes p take no request any more: its queue is told err, its serving
+// replicas are draining.
+func (p *pool) close(err error) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.closing = true
-	p.failWaitersLocked(ErrStopping)
+	p.failWaitersLocked(err)
 	for _, r := range p.replicas {
 		if r.serving() {
 			p.setStateLocked(r, StateDraining, nil)
 		}
 	}
-	p.mu.Unlock()
-	return p.stopWhenEmpty(ctx)
 }
 
 // retire stops p taking new requests: acquire answers errRetired, for the caller to
@@ -524,33 +530,8 @@ func (p *pool) retire(redirect bool) {
 // drain waits for the requests a retired pool has (in flight or queued) until ctx
 // ends, then stops its processes. It reports whether they finished in time.
 func (p *pool) drain(ctx context.Context) (drained bool) {
-	for {
-		p.mu.Lock()
-		busy := len(p.waiters)
-		for _, r := range p.replicas {
-			busy += r.outstanding
-		}
-		ch := p.changed
-		p.mu.Unlock()
-		if busy == 0 {
-			break
-		}
-		select {
-		case <-ch:
-			continue
-		case <-ctx.Done():
-		}
-		break
-	}
-	p.mu.Lock()
-	p.closing = true
-	p.failWaitersLocked(errRetired)
-	for _, r := range p.replicas {
-		if r.serving() {
-			p.setStateLocked(r, StateDraining, nil)
-		}
-	}
-	p.mu.Unlock()
+	p.waitIdle(ctx, true)
+	p.close(errRetired)
 	return p.stopWhenEmpty(ctx)
 }
 
@@ -558,30 +539,37 @@ func (p *pool) drain(ctx context.Context) (drained bool) {
 // every replica's process and waits for the supervisors. It reports whether the
 // requests finished in time.
 func (p *pool) stopWhenEmpty(ctx context.Context) (drained bool) {
+	drained = p.waitIdle(ctx, false)
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.wg.Wait()
+	return drained
+}
+
+// waitIdle waits until p has no request in flight (nor queued, with queued) or ctx
+// ends, and reports whether it has none.
+func (p *pool) waitIdle(ctx context.Context, queued bool) bool {
 	for {
 		p.mu.Lock()
 		busy := 0
+		if queued {
+			busy = len(p.waiters)
+		}
 		for _, r := range p.replicas {
 			busy += r.outstanding
 		}
 		ch := p.changed
 		p.mu.Unlock()
 		if busy == 0 {
-			drained = true
-			break
+			return true
 		}
 		select {
 		case <-ch:
-			continue
 		case <-ctx.Done():
+			return false
 		}
-		break
 	}
-	if p.cancel != nil {
-		p.cancel()
-	}
-	p.wg.Wait()
-	return drained
 }
 
 // forget removes p's replicas from the replica-state metric once it is stopped for
