@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -573,5 +574,43 @@ func TestColdStartsAreReported(t *testing.T) {
 	}
 	if !g.logged(`msg="cold start: an idle replica woken by a request is ready"`) {
 		t.Fatal("the cold start is not logged")
+	}
+}
+
+// TestPluginsDoNotGetTheGatewaysSecrets: a backend option naming an environment
+// variable (vllm-proxy's api_key_env) cannot read the gateway's own secrets — they are
+// not in the plugins' environment — and through the admin API it may only name a
+// variable meant for upstreams.
+func TestPluginsDoNotGetTheGatewaysSecrets(t *testing.T) {
+	var mu sync.Mutex
+	var auths []string
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auths = append(auths, r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"object":"list","data":[{"id":"up","object":"model"}]}`))
+	}))
+	defer upstream.Close()
+	g := serveOnEnv(t, pgtest.Database(t), "", fmt.Sprintf(`  - {name: chat, backend: echo}
+  - {name: leak, backend: vllm-proxy, options: {upstreams: [%q], api_key_env: DATABASE_URL}}`, upstream.URL), true,
+		[]string{"DATABASE_URL=postgres://u:secret-marker@db/x", "HF_TOKEN=hf_secret-marker"})
+	// The plugin does not see the variable at all.
+	g.waitFor("the proxy refused for want of its key", 20*time.Second, func(_ int, r readiness) bool {
+		for _, m := range r.Models {
+			if m.Name == "leak" && len(m.Replicas) == 1 && strings.Contains(m.Replicas[0].LastError, "environment variable DATABASE_URL is not set") {
+				return true
+			}
+		}
+		return false
+	})
+	code, body := g.call("POST", "/admin/models", g.Key, fmt.Sprintf(`{"name":"x","backend":"vllm-proxy","options":{"upstreams":[%q],"api_key_env":"HF_TOKEN"}}`, upstream.URL))
+	wantAPIError(t, "an admin model reading HF_TOKEN", code, body, http.StatusBadRequest, "invalid_value")
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range auths {
+		if strings.Contains(a, "secret-marker") {
+			t.Fatalf("the upstream received the gateway's secret: %q", a)
+		}
 	}
 }

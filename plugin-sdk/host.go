@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,9 @@ type LaunchConfig struct {
 	Args []string
 	// Env is added to the host's environment for the plugin.
 	Env []string
+	// DropEnv names variables of the host's environment the plugin does not get
+	// (the host's secrets: a plugin's options may name a variable to read).
+	DropEnv []string
 	// SHA256, when set, pins the binary: a binary with another hash is not
 	// started. Hex encoded.
 	SHA256 string
@@ -100,7 +104,10 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
 			cmd.Path = cfg.Path
 			cmd.Args = append([]string{cfg.Path}, cfg.Args...)
-			cmd.Env = append(cmd.Env, cfg.Env...)
+			cmd.Env = append(slices.DeleteFunc(cmd.Env, func(kv string) bool {
+				k, _, _ := strings.Cut(kv, "=")
+				return slices.Contains(cfg.DropEnv, k)
+			}), cfg.Env...)
 			r, err := newProcRunner(cmd)
 			if err != nil {
 				return nil, err

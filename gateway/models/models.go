@@ -275,19 +275,32 @@ func (s *Service) Remove(ctx context.Context, actor, name string) error {
 	return s.apply(ctx, next)
 }
 
+// UpstreamEnvPrefix starts the names of the environment variables an admin API
+// model's options may name (an upstream's API key for vllm-proxy's api_key_env).
+const UpstreamEnvPrefix = "RAGWAY_UPSTREAM_"
+
 // checkAdmin refuses what the admin API may not set, whoever stored it: a plugin
 // binary of its own (an admin key would run any program on the host: plugins come
 // from plugins_dir), and paths on the gateway's host in the backend's options (a
 // library to load is code to run; a file named by path tells whether it exists).
 // Files are named by their name in the models directory (models pull puts them
 // there): an option naming a file (a key ending in _path, _file or _dir) is a bare
-// name.
+// name. An option naming an environment variable to read (a key ending in _env) names
+// one starting with UpstreamEnvPrefix.
 func checkAdmin(m config.Model) error {
 	if m.Command != "" {
 		return &InvalidError{&config.FieldError{Path: "command",
 			Msg: "cannot be set through the admin API: install the plugin as ragway-<backend> in plugins_dir and name its backend"}}
 	}
 	for _, k := range slices.Sorted(maps.Keys(m.Options)) {
+		if strings.HasSuffix(k, "_env") {
+			// A variable to read: only the ones meant for upstreams.
+			if v, _ := m.Options[k].(string); !strings.HasPrefix(v, UpstreamEnvPrefix) || len(v) == len(UpstreamEnvPrefix) {
+				return &InvalidError{&config.FieldError{Path: "options." + k,
+					Msg: fmt.Sprintf("through the admin API, a variable a backend reads must be one meant for it: its name starts with %s (set it in the gateway's environment)", UpstreamEnvPrefix)}}
+			}
+			continue
+		}
 		if !strings.HasSuffix(k, "_path") && !strings.HasSuffix(k, "_file") && !strings.HasSuffix(k, "_dir") {
 			continue
 		}

@@ -101,6 +101,12 @@ func New(opts Options) *Manager {
 		retired: map[*pool]struct{}{}, starting: map[*pool]struct{}{}}
 }
 
+// HostSecrets are the gateway's environment variables its plugins do not get: a
+// backend may read a variable an option names (vllm-proxy's api_key_env), and these
+// are the gateway's own secrets, not an upstream's.
+var HostSecrets = []string{"DATABASE_URL", "RAGWAY_DATABASE_URL", "RAGWAY_VECTOR_STORE_API_KEY", "RAGWAY_SERVER_METRICS_TOKEN",
+	"RAGWAY_ANNOUNCE_KEY_FILE", "HF_TOKEN", "PGPASSWORD", "PGPASSFILE"}
+
 // PluginLauncher launches ragway-<backend> from pluginsDir (or the model's
 // command) as a go-plugin subprocess, logging through log. A plugin learns the models
 // directory (modelsDir, made absolute) from RAGWAY_MODELS_DIR.
@@ -113,10 +119,11 @@ func PluginLauncher(pluginsDir, modelsDir string, log *slog.Logger) LaunchFunc {
 	}
 	return func(ctx context.Context, m config.Model, replica int) (Process, error) {
 		p, err := sdk.Launch(ctx, sdk.LaunchConfig{
-			Path:   m.PluginPath(pluginsDir),
-			Env:    env,
-			SHA256: m.SHA256,
-			Logger: log.With("model", m.Name, "replica", replica),
+			Path:    m.PluginPath(pluginsDir),
+			Env:     env,
+			DropEnv: HostSecrets,
+			SHA256:  m.SHA256,
+			Logger:  log.With("model", m.Name, "replica", replica),
 		})
 		if err != nil {
 			return nil, err
