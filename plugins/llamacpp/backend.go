@@ -169,8 +169,16 @@ func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo,
 	}
 	tmpl, own, err := newChatTemplate(model, o.ChatTemplate)
 	if err == nil && !req.Embedding {
-		// A template that cannot render a user's message is the option's fault.
+		// A template that cannot render a user's message, or a conversation, is the
+		// option's fault (some templates refuse system messages: a conversation
+		// without one then).
 		_, err = tmpl.apply([]sdk.Message{{Role: "user", Content: "x"}})
+		if err == nil {
+			conv := []sdk.Message{{Role: "user", Content: "x"}, {Role: "assistant", Content: "y"}, {Role: "user", Content: "z"}}
+			if _, serr := tmpl.apply(append([]sdk.Message{{Role: "system", Content: "s"}}, conv...)); serr != nil {
+				_, err = tmpl.apply(conv)
+			}
+		}
 	}
 	if !req.Embedding {
 		if err != nil {

@@ -308,8 +308,21 @@ func TestJinjaChatTemplate(t *testing.T) {
 		t.Fatalf("raise_exception: %v, want ErrInvalidRequest with the template's words", err)
 	}
 
+	// gonja panics on some operations (a string times a negative number): the
+	// request fails, the process lives on.
+	panicky := launch(t, map[string]any{"chat_template": "{{ '-' * (3 - messages|length) }}{% for m in messages %}{{ m.content }} {% endfor %}"})
+	four := []sdk.Message{{Role: "user", Content: "a"}, {Role: "assistant", Content: "b"}, {Role: "user", Content: "c"}, {Role: "assistant", Content: "d"}, {Role: "user", Content: "e"}}
+	err = panicky.Generate(context.Background(), sdk.GenerateRequest{Messages: four, Sampling: greedy}, func(sdk.Event) error { return nil })
+	if !sdk.IsInvalidRequest(err) || !strings.Contains(err.Error(), "the chat template failed") {
+		t.Fatalf("a template that panics: %v, want ErrInvalidRequest", err)
+	}
+	if r := run(t, panicky, sdk.GenerateRequest{Messages: msgs, Sampling: greedy}); r.final.Usage.CompletionTokens == 0 {
+		t.Fatal("the plugin does not serve after a template panicked")
+	}
+
 	lib, model := fixtures(t)
-	for _, bad := range []string{"{% for m in messages %}{{ m.content }}", "{% include 'other' %}{{ messages }}"} {
+	for _, bad := range []string{"{% for m in messages %}{{ m.content }}", "{% include 'other' %}{{ messages }}",
+		"{% macro loop(n) %}{{ loop(n) }}{% endmacro %}{{ loop(1) }}"} {
 		pl, err := sdk.Launch(context.Background(), sdk.LaunchConfig{Path: pluginBinary(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
@@ -46,6 +47,11 @@ func newChatTemplate(model llama.Model, option string) (t chatTemplate, own bool
 		vocab := llama.ModelGetVocab(model)
 		t.bos, t.eos = tokenText(vocab, llama.VocabBOS(vocab)), tokenText(vocab, llama.VocabEOS(vocab))
 		t.addsBOS = llama.VocabGetAddBOS(vocab)
+		if name := selfRecursiveMacro(option); name != "" {
+			// A macro that calls itself can recurse until the stack is exhausted,
+			// which no recover catches: the process would die.
+			return t, false, fmt.Errorf("macro %q calls itself: recursive macros are not supported", name)
+		}
 		// Templates are one text: include, import and extends find nothing.
 		loader, err := loaders.NewMemoryLoader(map[string]string{"/chat_template": option})
 		if err != nil {
@@ -83,11 +89,38 @@ func tokenText(vocab llama.Vocab, id llama.Token) string {
 // errRaised is what a template's raise_exception says.
 var errRaised = errors.New("the chat template refuses these messages")
 
-// apply renders msgs.
-func (t chatTemplate) apply(msgs []sdk.Message) (string, error) {
+// maxRendered bounds a rendered prompt (a template can repeat text): far more than
+// any context holds.
+const maxRendered = 16 << 20
+
+var macroRE = regexp.MustCompile(`\{%-?\s*macro\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(`)
+
+// selfRecursiveMacro returns the name of a macro whose body calls it ("" if none).
+func selfRecursiveMacro(src string) string {
+	for _, m := range macroRE.FindAllStringSubmatchIndex(src, -1) {
+		name := src[m[2]:m[3]]
+		body := src[m[1]:]
+		if end := strings.Index(body, "endmacro"); end >= 0 {
+			body = body[:end]
+		}
+		if regexp.MustCompile(`\b` + regexp.QuoteMeta(name) + `\s*\(`).MatchString(body) {
+			return name
+		}
+	}
+	return ""
+}
+
+// apply renders msgs. A template that panics (gonja does, on some operations of odd
+// values) fails the request, not the process.
+func (t chatTemplate) apply(msgs []sdk.Message) (out string, err error) {
 	if t.jinja == nil {
 		return applyTemplate(t.name, msgs)
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = "", fmt.Errorf("the chat template failed on these messages: %v", r)
+		}
+	}()
 	list := make([]map[string]any, len(msgs))
 	for i, m := range msgs {
 		list[i] = map[string]any{"role": m.Role, "content": m.Content}
@@ -101,7 +134,12 @@ func (t chatTemplate) apply(msgs []sdk.Message) (string, error) {
 			return "", fmt.Errorf("%w: %s", errRaised, msg)
 		},
 	})
-	out, err := t.jinja.ExecuteToString(ctx)
+	var b limitedBuilder
+	err = t.jinja.Execute(&b, ctx)
+	out = b.String()
+	if b.over {
+		return "", fmt.Errorf("the chat template renders more than %d bytes for these messages", maxRendered)
+	}
 	if err != nil {
 		if i := strings.Index(err.Error(), errRaised.Error()); i >= 0 {
 			return "", errors.New(err.Error()[i:])
@@ -112,6 +150,20 @@ func (t chatTemplate) apply(msgs []sdk.Message) (string, error) {
 		out = strings.TrimPrefix(out, t.bos) // the tokenizer adds it: not twice
 	}
 	return out, nil
+}
+
+// limitedBuilder is a strings.Builder that keeps at most maxRendered bytes.
+type limitedBuilder struct {
+	strings.Builder
+	over bool
+}
+
+func (b *limitedBuilder) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > maxRendered {
+		b.over = true
+		return 0, errors.New("too long")
+	}
+	return b.Builder.Write(p)
 }
 
 // applyTemplate renders messages with a template llama.cpp knows into a prompt
