@@ -189,12 +189,25 @@ func (s *Service) Replace(ctx context.Context, actor, name string, m config.Mode
 	if err := checkAdmin(m); err != nil {
 		return err
 	}
-	if _, err := s.adminLocked(name); err != nil {
+	if _, err := s.adminLocked(name); errors.Is(err, ErrNotFound) && s.storedLocked(ctx, name) {
+		// Stored, but not served here (it did not start on this gateway): it starts.
+	} else if err != nil {
 		return err
 	}
+	delete(s.failed, name)
 	next := maps.Clone(s.current)
 	next[name] = entry{m, SourceAdmin}
 	return s.change(ctx, actor, store.ModelReplaced, name, m, next)
+}
+
+// storedLocked reports whether a model called name is stored (an admin API model not
+// served here).
+func (s *Service) storedLocked(ctx context.Context, name string) bool {
+	ds, err := s.opts.Store.ModelDeployments(ctx)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(ds, func(d store.ModelDeployment) bool { return d.Name == name })
 }
 
 // Scale makes the admin API's model called name run n replicas.
@@ -260,7 +273,9 @@ func (s *Service) Alias(ctx context.Context, actor, alias, target string) error 
 func (s *Service) Remove(ctx context.Context, actor, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.adminLocked(name); err != nil {
+	if _, err := s.adminLocked(name); errors.Is(err, ErrNotFound) && s.storedLocked(ctx, name) {
+		// Stored, but not served here (it did not start on this gateway).
+	} else if err != nil {
 		return err
 	}
 	// Stored as removed first: a removal that cannot be stored changes nothing (and
@@ -573,7 +588,8 @@ func (s *Service) Sync(ctx context.Context) error {
 		return err
 	}
 	next := map[string]entry{}
-	taken := map[string]string{} // names of the config file's models
+	stored := map[string]store.ModelDeployment{} // the stored models this gateway should serve
+	taken := map[string]string{}                 // names of the config file's models
 	for n, e := range s.current {
 		if e.Source.fromFile() {
 			next[n] = e
@@ -604,6 +620,7 @@ func (s *Service) Sync(ctx context.Context) error {
 		for _, name := range m.Names() {
 			taken[name] = m.Name
 		}
+		stored[m.Name] = d
 		if cfg := string(d.Config); s.failed[m.Name] == cfg {
 			// It did not start here as stored: not again until it changes.
 			if cur, ok := s.current[m.Name]; ok {
@@ -614,21 +631,23 @@ func (s *Service) Sync(ctx context.Context) error {
 		next[m.Name] = entry{m, SourceAdmin}
 	}
 	err = s.apply(ctx, next)
-	for name, e := range next {
-		if e.Source != SourceAdmin {
+	for name := range s.failed {
+		if _, ok := stored[name]; !ok {
+			delete(s.failed, name) // gone from the store: a new entry is tried afresh
+		}
+	}
+	for name, d := range stored {
+		want, _ := config.ParseModelJSON(d.Config)
+		if cur, ok := s.current[name]; ok && cur.Source == SourceAdmin && sameBut(cur.Model, want) && cur.Model.Replicas == want.Replicas {
+			delete(s.failed, name)
 			continue
 		}
-		if cur, ok := s.current[name]; !ok || !sameBut(cur.Model, e.Model) {
-			// Not served as stored: remembered, recorded once.
-			for _, d := range ds {
-				if d.Name == name && s.failed[name] != string(d.Config) {
-					s.failed[name] = string(d.Config)
-					s.record(ctx, store.ModelChange{Actor: "sync", Action: store.ModelApplied, Model: name, Config: d.Config,
-						Error: fmt.Sprintf("the stored model did not start on this gateway: %v", err)})
-				}
-			}
-		} else {
-			delete(s.failed, name)
+		// Not served as stored (the new version did not start here): remembered,
+		// recorded once, not tried again until the stored entry changes.
+		if s.failed[name] != string(d.Config) {
+			s.failed[name] = string(d.Config)
+			s.record(ctx, store.ModelChange{Actor: "sync", Action: store.ModelApplied, Model: name, Config: d.Config,
+				Error: fmt.Sprintf("the stored model did not start on this gateway: %v", err)})
 		}
 	}
 	return err

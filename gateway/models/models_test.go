@@ -133,7 +133,10 @@ func TestSyncDoesNotUndoAChange(t *testing.T) {
 	ctx := context.Background()
 	added := make(chan error, 1)
 	go func() { added <- s.Add(ctx, "alice (rgw_x)", echo("fresh", map[string]any{"load_delay_ms": 300})) }()
-	time.Sleep(100 * time.Millisecond) // the add is loading
+	for s.mu.TryLock() { // until the add holds the lock (it loads for 300 ms)
+		s.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +156,7 @@ func TestStoredModelsAreChecked(t *testing.T) {
 	s := newService(t, st)
 	ctx := context.Background()
 	evil := echo("evil", nil)
-	evil.Command = "/bin/sh"
+	evil.Command = testbin.Echo(t) // a working plugin: only the check keeps it out
 	st.put(t, evil)
 	st.put(t, echo("pathy", map[string]any{"lib_path": "/tmp/x"}))
 	st.put(t, echo("broken", map[string]any{"fail_load": true}))
@@ -218,5 +221,47 @@ func TestFailedReplaceKeepsItsAliases(t *testing.T) {
 	}
 	if st, ok := s.opts.Workers.Model("chat"); !ok || st.Name != "v" {
 		t.Fatalf("the alias after a failed replace: %+v, %v", st, ok)
+	}
+}
+
+// TestStoredVersionThatCannotStart: a stored new version of a served model that
+// cannot start here leaves the old version serving, is recorded once and not tried
+// again until it changes; a replace through this gateway tries it again, and a
+// model stored but not served here can be removed through it.
+func TestStoredVersionThatCannotStart(t *testing.T) {
+	st := newMemStore()
+	s := newService(t, st)
+	ctx := context.Background()
+	if err := s.Add(ctx, "a", echo("v", nil)); err != nil {
+		t.Fatal(err)
+	}
+	pid := func() int {
+		m, _ := s.opts.Workers.Model("v")
+		return m.Replicas[0].Pid
+	}
+	before := pid()
+	st.put(t, echo("v", map[string]any{"fail_load": true})) // another gateway's new version
+	for range 3 {
+		_ = s.Sync(ctx)
+	}
+	if n := len(st.recorded(store.ModelApplied, "v")); n != 1 || pid() != before {
+		t.Fatalf("a stored version that cannot start: recorded %d times over 3 syncs (want 1); pid %d → %d", n, before, pid())
+	}
+	// Fixed through this gateway: served, and the memo gone.
+	if err := s.Replace(ctx, "a", "v", echo("v", map[string]any{"delay_ms": 1})); err != nil {
+		t.Fatal(err)
+	}
+	if pid() == before {
+		t.Fatal("the replacement did not start a new version")
+	}
+	// A stored model not served here (it cannot start on this gateway) is removed
+	// through it.
+	st.put(t, echo("elsewhere", map[string]any{"fail_load": true}))
+	_ = s.Sync(ctx)
+	if err := s.Remove(ctx, "a", "elsewhere"); err != nil {
+		t.Fatalf("removing a stored model not served here: %v", err)
+	}
+	if rows, _ := st.ModelDeployments(ctx); len(rows) != 1 {
+		t.Fatalf("%d stored models after the removal, want 1", len(rows))
 	}
 }
