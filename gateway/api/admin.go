@@ -428,7 +428,7 @@ func (s *server) adminPull(c *fiber.Ctx) error {
 		}
 		return oai.Invalid(param, oai.CodeInvalidValue, "invalid '%s': %v", param, err)
 	}
-	s.log.Info("model pull started", "pull", j.ID, "source", j.Source, "by", actor(c))
+	s.log.Info("model pull started", "pull", j.ID, "file", j.Name, "by", actor(c)) // not the source: its query may hold a token
 	return c.Status(fiber.StatusAccepted).JSON(toPullJSON(j))
 }
 

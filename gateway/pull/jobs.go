@@ -68,8 +68,13 @@ func (p *Puller) Start(src, sum string) (Job, error) {
 	p.seq++
 	j := &Job{ID: fmt.Sprintf("pull-%d", p.seq), Source: src, Name: s.Name, Status: JobDownloading, Started: time.Now()}
 	p.jobs = append(p.jobs, j)
-	if len(p.jobs) > keptJobs {
-		p.jobs = slices.Delete(p.jobs, 0, len(p.jobs)-keptJobs)
+	// The oldest finished pulls are forgotten; running ones never.
+	for i := 0; len(p.jobs) > keptJobs && i < len(p.jobs); {
+		if p.jobs[i].Status != JobDownloading {
+			p.jobs = slices.Delete(p.jobs, i, i+1)
+			continue
+		}
+		i++
 	}
 	opts := p.Options
 	opts.SHA256 = sum

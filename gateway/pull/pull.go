@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -51,9 +52,22 @@ type Options struct {
 	// Progress, when set, is called as bytes arrive: done of total (total ≤ 0:
 	// unknown).
 	Progress func(done, total int64)
-	// Retries bounds the resumptions after a dropped connection. Default 5.
+	// Retries bounds the resumptions after a dropped connection without progress
+	// in between. Default 5.
 	Retries int
+	// MaxBytes bounds a file (a server may send without end). Default 1 TiB; the
+	// free space of Dir, less a reserve, bounds it too.
+	MaxBytes int64
+	// Stall ends a download that receives nothing for that long (it resumes, as
+	// after a dropped connection). Default 60s.
+	Stall time.Duration
+	// Force replaces a file of the same name and another content.
+	Force bool
 }
+
+// keepFree is the space a download leaves free in the models directory (the
+// project's Postgres may share the disk).
+const keepFree = 1 << 30
 
 // Result is a finished pull.
 type Result struct {
@@ -164,22 +178,41 @@ func Pull(ctx context.Context, src string, opts Options) (Result, error) {
 		return Result{}, fmt.Errorf("the SHA-256 must be 64 hex characters (or %q to skip the check), got %q", SkipVerify, opts.SHA256)
 	}
 	if opts.Client == nil {
-		opts.Client = &http.Client{}
+		opts.Client = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   30 * time.Second,
+			ResponseHeaderTimeout: 60 * time.Second,
+		}}
 	}
 	opts.Client = keepTokenHome(opts.Client)
 	if opts.Retries <= 0 {
 		opts.Retries = 5
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 1 << 40
+	}
+	if opts.Stall <= 0 {
+		opts.Stall = 60 * time.Second
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return Result{}, fmt.Errorf("models directory: %w", err)
 	}
 	final := filepath.Join(opts.Dir, s.Name)
 	part, statePath := final+".part", final+".part.json"
+	// One pull of a file at a time, whoever pulls it (the CLI, a gateway, another
+	// gateway on shared storage): a lock released when its process ends.
+	unlock, err := lockFile(final + ".lock")
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", s.Name, err)
+	}
+	defer unlock()
 
 	h, err := opts.head(ctx, s)
 	if err != nil {
 		return Result{}, err
 	}
+	h.size = max(h.size, 0) // -1: unknown
 	if want == "" {
 		if h.published == "" {
 			return Result{}, fmt.Errorf("%s publishes no SHA-256 for %s: give the checksum (--sha256 HEX), or --sha256 %s to take it unchecked", host(s.URL), s.Name, SkipVerify)
@@ -188,13 +221,20 @@ func Pull(ctx context.Context, src string, opts Options) (Result, error) {
 	} else if h.published != "" && want != SkipVerify && want != h.published {
 		return Result{}, fmt.Errorf("%s: the SHA-256 given (%s) is not the one the server publishes (%s): nothing downloaded", s.Name, want, h.published)
 	}
-	if sum, size, err := fileSHA256(final); err == nil && (want == SkipVerify && (h.size <= 0 || size == h.size) || sum == want) {
-		return Result{Path: final, Name: s.Name, Bytes: size, SHA256: sum}, nil // there already
-	}
-	if h.size > 0 {
-		if err := enoughSpace(opts.Dir, h.size); err != nil {
-			return Result{}, err
+	if sum, size, err := fileSHA256(final); err == nil {
+		switch {
+		case sum == want:
+			return Result{Path: final, Name: s.Name, Bytes: size, SHA256: sum}, nil // there already
+		case !opts.Force:
+			return Result{}, fmt.Errorf("%s exists with another content (SHA-256 %s): pull with --force to replace it", s.Name, sum)
 		}
+	}
+	limit := opts.MaxBytes
+	if free, ok := freeSpace(opts.Dir); ok {
+		limit = min(limit, free-keepFree)
+	}
+	if h.size > limit {
+		return Result{}, fmt.Errorf("%s is %d bytes: more than %s can take (%d, keeping %d free)", s.Name, h.size, opts.Dir, max(limit, 0), int64(keepFree))
 	}
 
 	// What an earlier pull left: kept when it is the same file, else started over.
@@ -216,7 +256,10 @@ func Pull(ctx context.Context, src string, opts Options) (Result, error) {
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		n, err := opts.fetch(ctx, s, part, have, h)
+		n, err := opts.fetch(ctx, s, part, have, h, limit)
+		if n > have {
+			attempt = 0 // progress: the retries count again
+		}
 		have = n
 		if err == nil {
 			break
@@ -312,7 +355,7 @@ func (o Options) head(ctx context.Context, s Source) (head, error) {
 	// (The first answer only: the token stays with the Hub.)
 	resp, err := cl.Do(req)
 	if err != nil {
-		return head{}, fmt.Errorf("%s: %w", host(s.URL), err)
+		return head{}, netError(s, err)
 	}
 	resp.Body.Close()
 	redirected := resp.StatusCode >= 300 && resp.StatusCode < 400
@@ -332,7 +375,7 @@ func (o Options) head(ctx context.Context, s Source) (head, error) {
 		}
 		resp, err := o.Client.Do(req)
 		if err != nil {
-			return head{}, fmt.Errorf("%s: %w", host(s.URL), err)
+			return head{}, netError(s, err)
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
@@ -369,11 +412,16 @@ func statusError(s Source, code int) error {
 }
 
 // fetch downloads the bytes of s from offset have (a Range request when > 0) and
-// appends them to part; it returns how many bytes part holds.
-func (o Options) fetch(ctx context.Context, s Source, part string, have int64, h head) (int64, error) {
+// appends them to part, up to limit bytes in all; it returns how many bytes part
+// holds. A body that sends nothing for o.Stall is cut (and resumed by the caller).
+func (o Options) fetch(ctx context.Context, s Source, part string, have int64, h head, limit int64) (int64, error) {
 	if h.size > 0 && have == h.size {
 		return have, nil
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(o.Stall, func() { cancel(errStalled) })
+	defer stall.Stop()
 	req, err := o.request(ctx, http.MethodGet, s)
 	if err != nil {
 		return have, err
@@ -386,7 +434,7 @@ func (o Options) fetch(ctx context.Context, s Source, part string, have int64, h
 	}
 	resp, err := o.Client.Do(req)
 	if err != nil {
-		return have, err
+		return have, netError(s, err)
 	}
 	defer resp.Body.Close()
 	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
@@ -400,6 +448,8 @@ func (o Options) fetch(ctx context.Context, s Source, part string, have int64, h
 		// from the start.
 		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 		have = 0
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && have > 0 && h.size <= 0:
+		return have, nil // nothing after what is here: the checksum says whether it is whole
 	default:
 		return have, statusError(s, resp.StatusCode)
 	}
@@ -412,8 +462,12 @@ func (o Options) fetch(ctx context.Context, s Source, part string, have int64, h
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
+			stall.Reset(o.Stall)
 			if h.size > 0 && have+int64(n) > h.size {
 				return have, &permanent{fmt.Errorf("the server sent more than the %d bytes it announced", h.size)}
+			}
+			if have+int64(n) > limit {
+				return have, &permanent{fmt.Errorf("the file is larger than %d bytes, the most the models directory takes", limit)}
 			}
 			if _, err := f.Write(buf[:n]); err != nil {
 				return have, &permanent{err}
@@ -430,9 +484,43 @@ func (o Options) fetch(ctx context.Context, s Source, part string, have int64, h
 			return have, f.Sync()
 		}
 		if rerr != nil {
-			return have, rerr
+			if errors.Is(context.Cause(ctx), errStalled) {
+				return have, fmt.Errorf("nothing received for %v", o.Stall)
+			}
+			return have, netError(s, rerr)
 		}
 	}
+}
+
+var errStalled = errors.New("stalled")
+
+// netError says what went wrong reaching s without the URL Go's client quotes (a
+// storage redirect's URL carries a signature).
+func netError(s Source, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("%s: %w", host(s.URL), err)
+}
+
+// lockFile takes an exclusive lock on path (created if needed), released when the
+// process ends or unlock is called; a lock held elsewhere is an error at once.
+func lockFile(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, errors.New("it is being pulled already (by this or another process)")
+	}
+	// The file stays: removed, a process that opened it meanwhile would lock a file
+	// nobody else sees.
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }
 
 // fileSHA256 returns the SHA-256 and size of the file at p.
@@ -450,14 +538,11 @@ func fileSHA256(p string) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-// enoughSpace refuses a download larger than the free space of dir.
-func enoughSpace(dir string, size int64) error {
+// freeSpace returns the bytes free for this user in dir's file system.
+func freeSpace(dir string) (int64, bool) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
-		return nil // unknown: let the write tell
+		return 0, false
 	}
-	if free := int64(st.Bavail) * int64(st.Bsize); free < size {
-		return fmt.Errorf("the file is %d bytes and %s has %d free", size, dir, free)
-	}
-	return nil
+	return int64(st.Bavail) * int64(st.Bsize), true
 }

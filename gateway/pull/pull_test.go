@@ -187,8 +187,8 @@ func TestPullRefusesAWrongChecksum(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "the file is refused") {
 		t.Fatalf("a wrong checksum: %v", err)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Fatalf("left in the models directory: %v", entries)
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 || entries[0].Name() != "m.gguf.lock" {
+		t.Fatalf("left in the models directory: %v (want only the lock file)", entries)
 	}
 	// Nothing published and nothing given: refused, unless asked to skip.
 	_, err = Pull(context.Background(), h.storage.URL+"/blob/org/repo/resolve/main/m.gguf", Options{Dir: dir})
@@ -230,5 +230,70 @@ func TestResolve(t *testing.T) {
 	}
 	if s, err := Resolve("hf:a/b/c.gguf", "http://127.0.0.1:9/mirror/"); err != nil || s.URL != "http://127.0.0.1:9/mirror/a/b/resolve/main/c.gguf" {
 		t.Fatalf("a mirror: %+v, %v", s, err)
+	}
+}
+
+// TestPullBoundsHostileServers: a body without a size that never ends stops at the
+// limit; a body that stalls is resumed; a second pull of the same file is refused
+// while one runs; a file of the same name and another content is kept unless forced.
+func TestPullBoundsHostileServers(t *testing.T) {
+	var stalled atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/endless.gguf":
+			if r.Method == http.MethodHead {
+				return
+			}
+			w.WriteHeader(http.StatusOK)
+			buf := make([]byte, 64<<10)
+			for {
+				if _, err := w.Write(buf); err != nil {
+					return
+				}
+			}
+		case "/stall.gguf":
+			data := bytes.Repeat([]byte("s"), 1<<20)
+			if r.Method == http.MethodGet && r.Header.Get("Range") == "" && !stalled.Swap(true) {
+				w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+				w.WriteHeader(http.StatusOK)
+				_, _ = w.Write(data[:1000])
+				w.(http.Flusher).Flush()
+				<-r.Context().Done() // then nothing
+				return
+			}
+			w.Header().Set("ETag", `"s1"`)
+			http.ServeContent(w, r, "s.gguf", time.Unix(1700000000, 0), bytes.NewReader(data))
+		}
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	_, err := Pull(context.Background(), srv.URL+"/endless.gguf", Options{Dir: dir, SHA256: SkipVerify, MaxBytes: 4 << 20})
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("an endless body: %v", err)
+	}
+	res, err := Pull(context.Background(), srv.URL+"/stall.gguf", Options{Dir: dir, SHA256: SkipVerify, Stall: 300 * time.Millisecond})
+	if err != nil || !res.Resumed || res.Bytes != 1<<20 {
+		t.Fatalf("a stalled body: %+v, %v", res, err)
+	}
+	// Another content under the same name: kept, unless forced.
+	other := bytes.Repeat([]byte("o"), 10)
+	if err := os.WriteFile(filepath.Join(dir, "stall.gguf"), other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Pull(context.Background(), srv.URL+"/stall.gguf", Options{Dir: dir, SHA256: sumOf(bytes.Repeat([]byte("s"), 1<<20))}); err == nil ||
+		!strings.Contains(err.Error(), "exists with another content") {
+		t.Fatalf("overwriting another file: %v", err)
+	}
+	if _, err := Pull(context.Background(), srv.URL+"/stall.gguf", Options{Dir: dir, SHA256: sumOf(bytes.Repeat([]byte("s"), 1<<20)), Force: true}); err != nil {
+		t.Fatalf("forced: %v", err)
+	}
+	// One pull of a file at a time.
+	unlock, err := lockFile(filepath.Join(dir, "busy.gguf.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := Pull(context.Background(), srv.URL+"/busy.gguf", Options{Dir: dir, SHA256: SkipVerify}); err == nil || !strings.Contains(err.Error(), "being pulled already") {
+		t.Fatalf("a second pull of one file: %v", err)
 	}
 }

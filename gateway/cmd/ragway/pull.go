@@ -17,10 +17,11 @@ import (
 // modelsPull runs `ragway models pull SOURCE`: it downloads a GGUF file by URL or
 // hf:ORG/REPO/FILE.gguf into the models directory, here (not through a gateway).
 func modelsPull(args []string, stdout, stderr io.Writer) error {
-	c := newCommand("models pull", "URL|hf:ORG/REPO/FILE.gguf[@REVISION] [--sha256 HEX|none] [--dir DIR] [-c FILE]")
+	c := newCommand("models pull", "URL|hf:ORG/REPO/FILE.gguf[@REVISION] [--sha256 HEX|none] [--dir DIR] [--force] [-c FILE]")
 	cfgPath := c.fs.String("c", "", "config file (YAML) naming models_dir")
 	dir := c.fs.String("dir", "", "the models directory (default: models_dir of the config, .data/models)")
 	sum := c.fs.String("sha256", "", "the file's SHA-256; default: the one the server publishes (Hugging Face does); none: unchecked")
+	force := c.fs.Bool("force", false, "replace a file of the same name and another content")
 	pos, err := c.parse(args, stdout, stderr)
 	if err != nil {
 		return err
@@ -43,6 +44,7 @@ func modelsPull(args []string, stdout, stderr io.Writer) error {
 		HFEndpoint: os.Getenv("HF_ENDPOINT"),
 		HFToken:    os.Getenv("HF_TOKEN"),
 		SHA256:     *sum,
+		Force:      *force,
 		Progress:   bar.progress,
 	})
 	bar.finish()
