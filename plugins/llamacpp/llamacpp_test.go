@@ -308,6 +308,14 @@ func TestJinjaChatTemplate(t *testing.T) {
 		t.Fatalf("raise_exception: %v, want ErrInvalidRequest with the template's words", err)
 	}
 
+	// messages[-1] of a one-message chat is that message (gonja alone gives None).
+	last := launch(t, map[string]any{"chat_template": "{{ messages[-1].role }}: {{ messages[-1]['content'] }} / {{ messages[0].content }}\nA:"})
+	got = run(t, last, sdk.GenerateRequest{Messages: msgs, Sampling: greedy})
+	want, err = last.Tokenize(context.Background(), sdk.TokenizeRequest{Input: []string{"user: Hello there / Hello there\nA:"}})
+	if err != nil || got.final.Usage.PromptTokens != want.Counts[0] {
+		t.Fatalf("messages[-1]: %d prompt tokens, want %v (%v)", got.final.Usage.PromptTokens, want.Counts, err)
+	}
+
 	// gonja panics on some operations (a string times a negative number): the
 	// request fails, the process lives on.
 	panicky := launch(t, map[string]any{"chat_template": "{{ '-' * (3 - messages|length) }}{% for m in messages %}{{ m.content }} {% endfor %}"})

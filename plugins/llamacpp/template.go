@@ -121,7 +121,7 @@ func (t chatTemplate) apply(msgs []sdk.Message) (out string, err error) {
 			out, err = "", fmt.Errorf("the chat template failed on these messages: %v", r)
 		}
 	}()
-	list := make([]map[string]any, len(msgs))
+	list := make(messageList, len(msgs))
 	for i, m := range msgs {
 		list[i] = map[string]any{"role": m.Role, "content": m.Content}
 	}
@@ -150,6 +150,27 @@ func (t chatTemplate) apply(msgs []sdk.Message) (out string, err error) {
 		out = strings.TrimPrefix(out, t.bos) // the tokenizer adds it: not twice
 	}
 	return out, nil
+}
+
+// messageList is the messages a template sees. Its items are indexed as Python
+// does: gonja v2.9.1 gives None for messages[-n] when there are n messages (an
+// off-by-one in its negative indexes), so messages[-1] of a one-message chat would
+// be nothing.
+type messageList []map[string]any
+
+// GetItem implements gonja's exec.ItemGetter.
+func (l messageList) GetItem(key any) (*exec.Value, bool) {
+	i, ok := key.(int)
+	if !ok {
+		return exec.AsValue(nil), false
+	}
+	if i < 0 {
+		i += len(l)
+	}
+	if i < 0 || i >= len(l) {
+		return exec.AsValue(nil), false
+	}
+	return exec.AsValue(l[i]), true
 }
 
 // limitedBuilder is a strings.Builder that keeps at most maxRendered bytes.
