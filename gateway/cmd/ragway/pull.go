@@ -89,9 +89,10 @@ func (b *pullBar) progress(done, total int64) {
 	rate := float64(done) / max(time.Since(b.start).Seconds(), 0.001)
 	line := fmt.Sprintf("%s  %s  %s/s", truncateLeft(b.name, 40), human(done), human(int64(rate)))
 	if total > 0 {
-		width := max(terminalWidth()-len(line)-16, 10)
-		fill := int(float64(width) * float64(done) / float64(total))
-		line = fmt.Sprintf("%s [%s%s] %3d%% of %s", line, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), done*100/total, human(total))
+		tail := fmt.Sprintf("] %3d%% of %s", done*100/total, human(total))
+		width := max(terminalWidth()-1-len(line)-2-len(tail), 10)
+		fill := min(int(float64(width)*float64(done)/float64(total)), width)
+		line = fmt.Sprintf("%s [%s%s%s", line, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), tail)
 	}
 	fmt.Fprintf(b.w, "\r%s", truncateColumns(line, terminalWidth()-1))
 	b.drawn = true
