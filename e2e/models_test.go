@@ -351,6 +351,7 @@ func TestModelChangesRefused(t *testing.T) {
 		{"POST", "/admin/models", `{"name":"x","backend":"llamacpp","options":{"model_path":"demo","lib_path":"/tmp/evil"}}`, 400, "invalid_value", "options.lib_path"},
 		{"POST", "/admin/models", `{"name":"x","backend":"llamacpp","options":{"model_path":"/etc/passwd"}}`, 400, "invalid_value", "options.model_path"},
 		{"POST", "/admin/models", `{"name":"x","backend":"llamacpp","options":{"model_path":"../secret"}}`, 400, "invalid_value", "options.model_path"},
+		{"POST", "/admin/models", `{"name":"x","backend":"echo","options":{"nested":[{"key_file":"/etc/shadow"}]}}`, 400, "invalid_value", "options.nested[0].key_file"},
 		{"POST", "/admin/models", `{"name":"x","backend":"echo","idle_timeout":"soon"}`, 400, "invalid_value", ""},
 		{"POST", "/admin/models", `{"name":"x"`, 400, "invalid_value", ""},
 		{"POST", "/admin/models", `{"name":"x","backend":"no-such-plugin"}`, 422, "model_not_started", ""},

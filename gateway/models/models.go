@@ -307,22 +307,40 @@ func checkAdmin(m config.Model) error {
 		return &InvalidError{&config.FieldError{Path: "command",
 			Msg: "cannot be set through the admin API: install the plugin as ragway-<backend> in plugins_dir and name its backend"}}
 	}
-	for _, k := range slices.Sorted(maps.Keys(m.Options)) {
-		if strings.HasSuffix(k, "_env") {
-			// A variable to read: only the ones meant for upstreams.
-			if v, _ := m.Options[k].(string); !strings.HasPrefix(v, UpstreamEnvPrefix) || len(v) == len(UpstreamEnvPrefix) {
-				return &InvalidError{&config.FieldError{Path: "options." + k,
-					Msg: fmt.Sprintf("through the admin API, a variable a backend reads must be one meant for it: its name starts with %s (set it in the gateway's environment)", UpstreamEnvPrefix)}}
+	return checkAdminOptions("options", m.Options)
+}
+
+// checkAdminOptions applies checkAdmin's rules to the options under path, nested
+// maps and lists included.
+func checkAdminOptions(path string, v any) error {
+	switch t := v.(type) {
+	case []any:
+		for i, x := range t {
+			if err := checkAdminOptions(fmt.Sprintf("%s[%d]", path, i), x); err != nil {
+				return err
 			}
-			continue
 		}
-		if !strings.HasSuffix(k, "_path") && !strings.HasSuffix(k, "_file") && !strings.HasSuffix(k, "_dir") {
-			continue
-		}
-		v, _ := m.Options[k].(string)
-		if k == "lib_path" || strings.HasSuffix(k, "_dir") || v == "" || strings.ContainsAny(v, `/\`) || strings.HasPrefix(v, ".") {
-			return &InvalidError{&config.FieldError{Path: "options." + k,
-				Msg: "paths on the gateway's host are the config file's to set: through the admin API, name a file of the models directory (ragway models pull puts it there) by its bare name, e.g. \"demo\" for demo.gguf"}}
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(t)) {
+			p := path + "." + k
+			val, _ := t[k].(string)
+			switch {
+			case strings.HasSuffix(k, "_env"):
+				// A variable to read: only the ones meant for upstreams.
+				if !strings.HasPrefix(val, UpstreamEnvPrefix) || len(val) == len(UpstreamEnvPrefix) {
+					return &InvalidError{&config.FieldError{Path: p,
+						Msg: fmt.Sprintf("through the admin API, a variable a backend reads must be one meant for it: its name starts with %s (set it in the gateway's environment)", UpstreamEnvPrefix)}}
+				}
+			case strings.HasSuffix(k, "_path") || strings.HasSuffix(k, "_file") || strings.HasSuffix(k, "_dir"):
+				if k == "lib_path" || strings.HasSuffix(k, "_dir") || val == "" || strings.ContainsAny(val, `/\`) || strings.HasPrefix(val, ".") {
+					return &InvalidError{&config.FieldError{Path: p,
+						Msg: "paths on the gateway's host are the config file's to set: through the admin API, name a file of the models directory (ragway models pull puts it there) by its bare name, e.g. \"demo\" for demo.gguf"}}
+				}
+			default:
+				if err := checkAdminOptions(p, t[k]); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil
