@@ -90,6 +90,9 @@ Usage:
                                               HF_ENDPOINT names a mirror, HF_TOKEN a token)
   ragway reload                               re-read the gateway's config file and serve
                                               its models as it says (as SIGHUP does)
+  ragway eval --kb NAME --qa FILE             run a question file (JSON Lines: q, expect or
+                                              docs, kind) through the gateway's search: recall@1,
+                                              5, 10, MRR@10 and nDCG@10, per kind, and the misses
   ragway help                                 show this help
 
 The migrate, keys and reindex commands use database_url from the config file (-c) or
@@ -141,6 +144,8 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		return modelsCmd(args[1:], stdout, stderr)
 	case "reload":
 		return reloadCmd(args[1:], stdout, stderr)
+	case "eval":
+		return evalCmd(args[1:], stdout, stderr)
 	case "ingest-extract":
 		// Internal: the gateway runs PDF extraction in a child process (ingest.Isolated).
 		return ingestExtract(args[1:], stdout, stderr)

@@ -1,0 +1,71 @@
+package evaluate
+
+import (
+	"bytes"
+	"math"
+	"strings"
+	"testing"
+)
+
+func TestReadQuestions(t *testing.T) {
+	qs, err := ReadQuestions(strings.NewReader(`# a comment
+{"q": "where is the sea", "expect": ["The Sea"], "kind": "lexical"}
+
+{"q": "which doc", "docs": ["d1"]}
+`))
+	if err != nil || len(qs) != 2 || qs[0].Line != 2 || qs[1].Line != 4 || qs[1].Kind != "" {
+		t.Fatalf("ReadQuestions = %+v, %v", qs, err)
+	}
+	for _, c := range []struct{ file, want string }{
+		{`{"q": "x"}`, "line 1: give \"expect\""},
+		{`{"q": "", "expect": ["a"]}`, "line 1: \"q\" is empty"},
+		{`{"q": "x", "expect": [" "]}`, "matches everything"},
+		{`{"q": "x", "expect": ["a"], "kinds": "y"}`, "line 1: json: unknown field"},
+		{"{\"q\": \"x\", \"expect\": [\"a\"]}\nnot json", "line 2:"},
+		{"", "no questions"},
+	} {
+		if _, err := ReadQuestions(strings.NewReader(c.file)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ReadQuestions(%q) = %v, want %q", c.file, err, c.want)
+		}
+	}
+}
+
+func TestJudgeAndSummarize(t *testing.T) {
+	hits := []Hit{
+		{DocumentID: "d9", Text: "nothing here"},
+		{DocumentID: "d2", Text: "The  SEA is\nblue"},
+		{DocumentID: "d3", Title: "Waves", Text: "the sea is blue again"},
+	}
+	j := Judge(Question{Q: "q", Expect: []string{"the sea is blue"}}, hits)
+	// First relevant at rank 2; the second hit with the same substring adds nothing.
+	if j.Rank != 2 || math.Abs(j.DCG-1/math.Log2(3)) > 1e-9 || j.IDCG != 1 {
+		t.Fatalf("Judge = %+v", j)
+	}
+	two := Judge(Question{Q: "q", Expect: []string{"sea is blue"}, Docs: []string{"Waves"}}, hits)
+	if two.Rank != 2 || math.Abs(two.DCG/two.IDCG-(1/math.Log2(3)+1/math.Log2(4))/(1+1/math.Log2(3))) > 1e-9 {
+		t.Fatalf("two expectations: %+v", two)
+	}
+	miss := Judge(Question{Q: "q", Expect: []string{"absent"}, Kind: "needle", Line: 7}, hits)
+	first := Judge(Question{Q: "q", Docs: []string{"d9"}, Kind: "needle"}, hits)
+	r := Summarize([]Judged{j, miss, first})
+	if r.Overall.Questions != 3 || r.Overall.Recall1 != 1.0/3 || r.Overall.Recall5 != 2.0/3 ||
+		math.Abs(r.Overall.MRR10-(0.5+1)/3) > 1e-9 || len(r.Misses) != 1 || strings.Join(r.Kinds, ",") != "needle,other" {
+		t.Fatalf("Summarize = %+v", r)
+	}
+	if f := r.ByKind["needle"]; f.Questions != 2 || f.Recall10 != 0.5 || f.MRR10 != 0.5 {
+		t.Fatalf("needle: %+v", f)
+	}
+	var out bytes.Buffer
+	r.Write(&out, 10)
+	for _, want := range []string{"needle", "other", "all", "0.333", "missed (no relevant hit in the first 10): 1", "line 7 [needle] q"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	// Beyond the 10th hit nothing counts.
+	far := make([]Hit, 12)
+	far[11] = Hit{Text: "needle"}
+	if j := Judge(Question{Q: "q", Expect: []string{"needle"}}, far); j.Rank != 0 {
+		t.Fatalf("a hit at rank 12 counted: %+v", j)
+	}
+}
