@@ -477,6 +477,9 @@ func (o Options) fetch(ctx context.Context, s Source, part string, have int64, h
 				o.Progress(have, h.size)
 			}
 		}
+		if err := ctx.Err(); err != nil && !errors.Is(context.Cause(ctx), errStalled) {
+			return have, err // asked to stop: at once, whatever the connection still holds
+		}
 		if rerr == io.EOF {
 			if h.size > 0 && have < h.size {
 				return have, io.ErrUnexpectedEOF
