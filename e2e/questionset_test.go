@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ragway/ragway/gateway/evaluate"
+	"github.com/ragway/ragway/gateway/ingest"
+	"github.com/ragway/ragway/internal/bm25ref"
 )
 
 // questionSetFloor is below the recall@5 measured on e2e/testdata/eval/qa.jsonl with
@@ -49,6 +54,7 @@ func TestRetrievalQuestionSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("ragway eval:\n%s", out)
+	t.Logf("textbook BM25 (internal/bm25ref) on the same files and questions:\n%s", referenceReport(t, files))
 	for _, l := range strings.Split(out, "\n") {
 		if f := strings.Fields(l); len(f) == 7 && f[0] == "all" {
 			recall5, err := strconv.ParseFloat(f[3], 64)
@@ -62,4 +68,47 @@ func TestRetrievalQuestionSet(t *testing.T) {
 		}
 	}
 	t.Fatalf("no figures in:\n%s", out)
+}
+
+// referenceReport runs the question set through the textbook BM25 of
+// internal/bm25ref over the same files (extracted as ragway extracts them) and
+// returns its report.
+func referenceReport(t *testing.T, files []string) string {
+	t.Helper()
+	var ix bm25ref.Index
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		format := ingest.HTML
+		if strings.HasSuffix(f, ".md") {
+			format = ingest.Markdown
+		}
+		x, err := ingest.Extract(context.Background(), filepath.Base(f), format, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix.Add(filepath.Base(f), x.Text)
+	}
+	qf, err := os.Open(filepath.Join("testdata", "eval", "qa.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qf.Close()
+	qs, err := evaluate.ReadQuestions(qf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	judged := make([]evaluate.Judged, len(qs))
+	for i, q := range qs {
+		var hits []evaluate.Hit
+		for _, c := range ix.Search(q.Q, 10) {
+			hits = append(hits, evaluate.Hit{DocumentID: c.Doc, Text: c.Text})
+		}
+		judged[i] = evaluate.Judge(q, hits)
+	}
+	var b strings.Builder
+	evaluate.Summarize(judged).Write(&b, 0)
+	return b.String()
 }
