@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,6 +57,34 @@ func TestEvalReportsRecall(t *testing.T) {
 	if !strings.Contains(out, "line 4 [needle] zebra migration patterns") {
 		t.Fatalf("the miss is not listed:\n%s", out)
 	}
+	// The same through the admin API.
+	data, err := os.ReadFile(qa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Overall struct {
+			Questions int     `json:"questions"`
+			Recall5   float64 `json:"recall_at_5"`
+			MRR10     float64 `json:"mrr_at_10"`
+		} `json:"overall"`
+		ByKind map[string]struct {
+			Recall1 float64 `json:"recall_at_1"`
+		} `json:"by_kind"`
+		Misses []struct {
+			Line int    `json:"line"`
+			Kind string `json:"kind"`
+		} `json:"misses"`
+	}
+	code, body := g.call("POST", "/admin/knowledge-bases/ops/eval", g.Key, `{"questions":`+jsonString(string(data))+`}`)
+	if code != 200 || json.Unmarshal(body, &rep) != nil || rep.Overall.Questions != 4 || rep.Overall.Recall5 != 0.75 || rep.Overall.MRR10 != 0.75 ||
+		rep.ByKind["needle"].Recall1 != 0 || rep.ByKind["lexical"].Recall1 != 1 || len(rep.Misses) != 1 || rep.Misses[0].Line != 4 {
+		t.Fatalf("POST /admin/knowledge-bases/ops/eval: %d %s", code, body)
+	}
+	code, body = g.call("POST", "/admin/knowledge-bases/ops/eval", g.Key, `{"questions":"{\"q\": \"x\"}"}`)
+	wantAPIError(t, "a question without expectations", code, body, 400, "invalid_value")
+	code, body = g.call("POST", "/admin/knowledge-bases/ops/eval", g.createKey("someone", "chat"), `{"questions":"x"}`)
+	wantAPIError(t, "a chat key", code, body, 403, "insufficient_scope")
 	if _, err := g.adminCLI("eval", "--kb", "ops", "--qa", qa+".missing"); err == nil {
 		t.Fatal("eval with a missing file succeeded")
 	}

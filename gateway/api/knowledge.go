@@ -108,6 +108,8 @@ func (s *server) knowledgeRoutes(app *fiber.App) {
 	app.Get("/v1/knowledge-bases/:kb/documents/:id", ing, s.getDocument)
 	app.Delete("/v1/knowledge-bases/:kb/documents/:id", ing, s.deleteDocument)
 	app.Post("/v1/knowledge-bases/:kb/search", chat, s.searchKB)
+	// `ragway eval` in the gateway (the caller's knowledge base, admin scope).
+	app.Post("/admin/knowledge-bases/:kb/eval", s.requireScope(auth.ScopeAdmin), s.adminEval)
 }
 
 // kb resolves the :kb parameter (an id or a percent-encoded name) among the caller's

@@ -1,0 +1,108 @@
+package api
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/ragway/ragway/gateway/evaluate"
+	"github.com/ragway/ragway/gateway/knowledge"
+	"github.com/ragway/ragway/gateway/oai"
+)
+
+// maxEvalQuestions bounds the questions of one evaluation request.
+const maxEvalQuestions = 1000
+
+type figuresJSON struct {
+	Questions int     `json:"questions"`
+	Recall1   float64 `json:"recall_at_1"`
+	Recall5   float64 `json:"recall_at_5"`
+	Recall10  float64 `json:"recall_at_10"`
+	MRR10     float64 `json:"mrr_at_10"`
+	NDCG10    float64 `json:"ndcg_at_10"`
+}
+
+func toFiguresJSON(f evaluate.Figures) figuresJSON {
+	return figuresJSON{Questions: f.Questions, Recall1: f.Recall1, Recall5: f.Recall5, Recall10: f.Recall10, MRR10: f.MRR10, NDCG10: f.NDCG10}
+}
+
+// adminEval serves POST /admin/knowledge-bases/{kb}/eval {"questions": "…JSON Lines…"}:
+// `ragway eval` in the gateway. The questions (a question file's text, at most 1000)
+// run through the same search as chats, over the caller's knowledge base; the answer
+// has the figures overall and per kind, and the misses.
+func (s *server) adminEval(c *fiber.Ctx) error {
+	k, err := s.kb(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Questions string `json:"questions"`
+	}
+	if err := oai.Decode(c.Body(), &req, ""); err != nil {
+		return err
+	}
+	if req.Questions == "" {
+		return oai.Missing("questions")
+	}
+	if e := oai.CheckText("questions", req.Questions); e != nil {
+		return e
+	}
+	qs, err := evaluate.ReadQuestions(strings.NewReader(req.Questions))
+	if err != nil {
+		return oai.Invalid("questions", oai.CodeInvalidValue, "invalid 'questions': %v", err)
+	}
+	if len(qs) > maxEvalQuestions {
+		return oai.Invalid("questions", oai.CodeInvalidValue, "invalid 'questions': at most %d per request, got %d", maxEvalQuestions, len(qs))
+	}
+	ctx, user := c.UserContext(), principalOf(c).UserID
+	judged := make([]evaluate.Judged, len(qs))
+	errs := make([]error, len(qs))
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for i, q := range qs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			hits, err := s.opts.Knowledge.Search(ctx, user, k.ID, knowledge.Query{Text: q.Q, TopK: 10})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			eh := make([]evaluate.Hit, len(hits))
+			for j, h := range hits {
+				eh[j] = evaluate.Hit{DocumentID: h.DocumentID, Title: h.Title, Text: h.Text}
+			}
+			judged[i] = evaluate.Judge(q, eh)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			e := toAPIError(err)
+			e.Message = fmt.Sprintf("question on line %d: %s", qs[i].Line, e.Message)
+			return e
+		}
+	}
+	r := evaluate.Summarize(judged)
+	type missJSON struct {
+		Line int    `json:"line"`
+		Kind string `json:"kind"`
+		Q    string `json:"q"`
+	}
+	out := struct {
+		Object        string                 `json:"object"`
+		KnowledgeBase string                 `json:"knowledge_base"`
+		Overall       figuresJSON            `json:"overall"`
+		ByKind        map[string]figuresJSON `json:"by_kind"`
+		Misses        []missJSON             `json:"misses"`
+	}{Object: "eval.report", KnowledgeBase: k.Name, Overall: toFiguresJSON(r.Overall), ByKind: map[string]figuresJSON{}, Misses: []missJSON{}}
+	for kind, f := range r.ByKind {
+		out.ByKind[kind] = toFiguresJSON(*f)
+	}
+	for _, m := range r.Misses {
+		out.Misses = append(out.Misses, missJSON{Line: m.Question.Line, Kind: m.Question.Kind, Q: m.Question.Q})
+	}
+	return c.JSON(out)
+}
