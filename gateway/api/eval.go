@@ -1,9 +1,10 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -56,34 +57,23 @@ func (s *server) adminEval(c *fiber.Ctx) error {
 	if len(qs) > maxEvalQuestions {
 		return oai.Invalid("questions", oai.CodeInvalidValue, "invalid 'questions': at most %d per request, got %d", maxEvalQuestions, len(qs))
 	}
-	ctx, user := c.UserContext(), principalOf(c).UserID
-	judged := make([]evaluate.Judged, len(qs))
-	errs := make([]error, len(qs))
-	sem := make(chan struct{}, 4)
-	var wg sync.WaitGroup
-	for i, q := range qs {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			hits, err := s.opts.Knowledge.Search(ctx, user, k.ID, knowledge.Query{Text: q.Q, TopK: 10})
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			eh := make([]evaluate.Hit, len(hits))
-			for j, h := range hits {
-				eh[j] = evaluate.Hit{DocumentID: h.DocumentID, Title: h.Title, Text: h.Text}
-			}
-			judged[i] = evaluate.Judge(q, eh)
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			e := toAPIError(err)
-			e.Message = fmt.Sprintf("question on line %d: %s", qs[i].Line, e.Message)
-			return e
+	user := principalOf(c).UserID
+	judged, err := evaluate.Run(c.UserContext(), qs, func(ctx context.Context, q string) ([]evaluate.Hit, error) {
+		hits, err := s.opts.Knowledge.Search(ctx, user, k.ID, knowledge.Query{Text: q, TopK: 10})
+		out := make([]evaluate.Hit, len(hits))
+		for j, h := range hits {
+			out[j] = evaluate.Hit{DocumentID: h.DocumentID, Title: h.Title, Text: h.Text}
 		}
+		return out, err
+	}, 4)
+	var qe *evaluate.QuestionError
+	if errors.As(err, &qe) {
+		e := toAPIError(qe.Err)
+		e.Message = fmt.Sprintf("question on line %d: %s", qe.Line, e.Message)
+		return e
+	}
+	if err != nil {
+		return err
 	}
 	r := evaluate.Summarize(judged)
 	type missJSON struct {

@@ -2,6 +2,7 @@ package evaluate
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
 )
 
@@ -229,3 +231,43 @@ func (r Report) Write(w io.Writer, maxMisses int) {
 		fmt.Fprintf(w, "  line %d [%s] %s\n", m.Question.Line, m.Question.Kind, m.Question.Q)
 	}
 }
+
+// SearchFunc searches for a question's text and returns the hits, best first.
+type SearchFunc func(ctx context.Context, q string) ([]Hit, error)
+
+// Run judges every question of qs on what search returns, parallel at a time. The
+// first error is returned, naming its question's line.
+func Run(ctx context.Context, qs []Question, search SearchFunc, parallel int) ([]Judged, error) {
+	judged := make([]Judged, len(qs))
+	errs := make([]error, len(qs))
+	sem := make(chan struct{}, max(parallel, 1))
+	var wg sync.WaitGroup
+	for i, q := range qs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			hits, err := search(ctx, q.Q)
+			if err != nil {
+				errs[i] = &QuestionError{Line: q.Line, Err: err}
+				return
+			}
+			judged[i] = Judge(q, hits)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return judged, nil
+}
+
+// QuestionError is a search that failed for the question on Line.
+type QuestionError struct {
+	Line int
+	Err  error
+}
+
+func (e *QuestionError) Error() string { return fmt.Sprintf("question on line %d: %v", e.Line, e.Err) }
+func (e *QuestionError) Unwrap() error { return e.Err }

@@ -2,6 +2,8 @@ package evaluate
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -67,5 +69,25 @@ func TestJudgeAndSummarize(t *testing.T) {
 	far[11] = Hit{Text: "needle"}
 	if j := Judge(Question{Q: "q", Expect: []string{"needle"}}, far); j.Rank != 0 {
 		t.Fatalf("a hit at rank 12 counted: %+v", j)
+	}
+}
+
+func TestRun(t *testing.T) {
+	qs := []Question{{Q: "a", Expect: []string{"x"}, Line: 1}, {Q: "b", Expect: []string{"y"}, Line: 2}}
+	judged, err := Run(context.Background(), qs, func(_ context.Context, q string) ([]Hit, error) {
+		return []Hit{{Text: "x y"}}, nil
+	}, 2)
+	if err != nil || len(judged) != 2 || judged[0].Rank != 1 || judged[1].Rank != 1 {
+		t.Fatalf("Run = %+v, %v", judged, err)
+	}
+	_, err = Run(context.Background(), qs, func(_ context.Context, q string) ([]Hit, error) {
+		if q == "b" {
+			return nil, errors.New("index down")
+		}
+		return nil, nil
+	}, 2)
+	var qe *QuestionError
+	if !errors.As(err, &qe) || qe.Line != 2 || !strings.Contains(err.Error(), "question on line 2: index down") {
+		t.Fatalf("Run with a failing search: %v", err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"sync"
 
 	"github.com/ragway/ragway/gateway/evaluate"
 )
@@ -49,38 +48,26 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	judged := make([]evaluate.Judged, len(qs))
-	errs := make([]error, len(qs))
-	sem := make(chan struct{}, 4)
-	var wg sync.WaitGroup
-	for i, q := range qs {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			body, _ := json.Marshal(map[string]any{"query": q.Q, "top_k": 10})
-			var out struct {
-				Data []struct {
-					DocumentID string `json:"document_id"`
-					Title      string `json:"title"`
-					Text       string `json:"text"`
-				} `json:"data"`
-			}
-			if err := cl.do(ctx, http.MethodPost, "/v1/knowledge-bases/"+url.PathEscape(*kb)+"/search", body, &out); err != nil {
-				errs[i] = fmt.Errorf("line %d: %w", q.Line, err)
-				return
-			}
-			hits := make([]evaluate.Hit, len(out.Data))
-			for k, h := range out.Data {
-				hits[k] = evaluate.Hit{DocumentID: h.DocumentID, Title: h.Title, Text: h.Text}
-			}
-			judged[i] = evaluate.Judge(q, hits)
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return fmt.Errorf("eval: %w", err)
+	judged, err := evaluate.Run(ctx, qs, func(ctx context.Context, q string) ([]evaluate.Hit, error) {
+		body, _ := json.Marshal(map[string]any{"query": q, "top_k": 10})
+		var out struct {
+			Data []struct {
+				DocumentID string `json:"document_id"`
+				Title      string `json:"title"`
+				Text       string `json:"text"`
+			} `json:"data"`
 		}
+		if err := cl.do(ctx, http.MethodPost, "/v1/knowledge-bases/"+url.PathEscape(*kb)+"/search", body, &out); err != nil {
+			return nil, err
+		}
+		hits := make([]evaluate.Hit, len(out.Data))
+		for k, h := range out.Data {
+			hits[k] = evaluate.Hit{DocumentID: h.DocumentID, Title: h.Title, Text: h.Text}
+		}
+		return hits, nil
+	}, 4)
+	if err != nil {
+		return fmt.Errorf("eval: %w", err)
 	}
 	fmt.Fprintf(stdout, "knowledge base %s, %d questions from %s\n\n", printable(*kb), len(qs), *qa)
 	evaluate.Summarize(judged).Write(stdout, *misses)
