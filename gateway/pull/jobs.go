@@ -3,7 +3,9 @@ package pull
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -43,8 +45,12 @@ const (
 	JobFailed      = "failed"
 )
 
-// keptJobs bounds how many finished pulls are remembered.
-const keptJobs = 50
+// keptJobs bounds how many finished pulls are remembered; maxRunning, how many run at
+// once.
+const (
+	keptJobs   = 50
+	maxRunning = 2
+)
 
 // ErrBusy: the same file is being pulled already.
 var ErrBusy = fmt.Errorf("already being pulled")
@@ -60,13 +66,26 @@ func (p *Puller) Start(src, sum string) (Job, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	running := 0
 	for _, j := range p.jobs {
-		if j.Name == s.Name && j.Status == JobDownloading {
+		if j.Status != JobDownloading {
+			continue
+		}
+		if j.Name == s.Name {
 			return Job{}, fmt.Errorf("%s: %w (pull %s)", s.Name, ErrBusy, j.ID)
 		}
+		running++
+	}
+	if running >= maxRunning {
+		// Each checks the free space alone: more at once could fill the disk together.
+		return Job{}, fmt.Errorf("%w: %d pulls are running, the most at once", ErrBusy, running)
 	}
 	p.seq++
-	j := &Job{ID: fmt.Sprintf("pull-%d", p.seq), Source: src, Name: s.Name, Status: JobDownloading, Started: time.Now()}
+	shown := src // an hf: name holds no secret
+	if !s.HF {
+		shown = s.Shown()
+	}
+	j := &Job{ID: fmt.Sprintf("pull-%d", p.seq), Source: shown, Name: s.Name, Status: JobDownloading, Started: time.Now()}
 	p.jobs = append(p.jobs, j)
 	// The oldest finished pulls are forgotten; running ones never.
 	for i := 0; len(p.jobs) > keptJobs && i < len(p.jobs); {
@@ -93,7 +112,8 @@ func (p *Puller) Start(src, sum string) (Job, error) {
 		defer p.mu.Unlock()
 		j.Finished = time.Now()
 		if err != nil {
-			j.Status, j.Error = JobFailed, err.Error()
+			// Said without the models directory's path (the server's, not the caller's).
+			j.Status, j.Error = JobFailed, strings.ReplaceAll(err.Error(), opts.Dir+string(filepath.Separator), "")
 			return
 		}
 		j.Status, j.Bytes, j.SHA256, j.Resumed = JobDone, res.Bytes, res.SHA256, res.Resumed

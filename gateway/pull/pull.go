@@ -78,6 +78,16 @@ type Result struct {
 	Resumed bool // part of it was there from an earlier, interrupted pull
 }
 
+// Shown is the source as it may be shown: without credentials or query (a signed or
+// tokened URL's secrets).
+func (s Source) Shown() string {
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		return s.Name
+	}
+	return redact(u)
+}
+
 // Source is what a pull names: the URL to get and the file's name.
 type Source struct {
 	URL  string

@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -295,5 +297,44 @@ func TestPullBoundsHostileServers(t *testing.T) {
 	defer unlock()
 	if _, err := Pull(context.Background(), srv.URL+"/busy.gguf", Options{Dir: dir, SHA256: SkipVerify}); err == nil || !strings.Contains(err.Error(), "being pulled already") {
 		t.Fatalf("a second pull of one file: %v", err)
+	}
+}
+
+// TestPullerShowsNoSecrets: a pull's source is shown without its query (a token or a
+// signature), its error without the models directory's path, and pulls beyond the
+// most at once are refused.
+func TestPullerShowsNoSecrets(t *testing.T) {
+	dir := t.TempDir()
+	p := &Puller{Options: Options{Dir: dir}}
+	j, err := p.Start("http://127.0.0.1:1/a/m.gguf?token=secret", "")
+	if err != nil || strings.Contains(j.Source, "secret") {
+		t.Fatalf("Start = %+v, %v", j, err)
+	}
+	for range 100 {
+		if p.Jobs()[0].Status != JobDownloading {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := p.Jobs()[0]; got.Status != JobFailed || strings.Contains(got.Error, dir) || strings.Contains(got.Error, "secret") {
+		t.Fatalf("a failed pull: %+v", got)
+	}
+	// At most maxRunning at once: hold them running on a server that never answers.
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer hang.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p = &Puller{Options: Options{Dir: dir}, Context: ctx}
+	for i := range maxRunning {
+		if _, err := p.Start(fmt.Sprintf("%s/m%d.gguf", hang.URL, i), SkipVerify); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.Start(hang.URL+"/one-more.gguf", SkipVerify); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a pull beyond %d at once: %v", maxRunning, err)
+	}
+	cancel() // the gateway stops: the pulls end before the directory goes
+	for slices.ContainsFunc(p.Jobs(), func(j Job) bool { return j.Status == JobDownloading }) {
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -560,14 +560,25 @@ func (m *Manager) Retired() []ModelStatus {
 
 // Model returns the status of the model with that name or alias.
 func (m *Manager) Model(name string) (ModelStatus, bool) {
+	// Every request resolves its model here: the model's own aliases only, under the
+	// lock taken anyway.
 	m.mu.RLock()
 	p, ok := m.resolveLocked(name)
+	var aliases []string
+	if ok {
+		for a, n := range m.aliases {
+			if n == p.model.Name {
+				aliases = append(aliases, a)
+			}
+		}
+	}
 	m.mu.RUnlock()
 	if !ok {
 		return ModelStatus{}, false
 	}
+	slices.Sort(aliases)
 	st := p.status()
-	st.Aliases = m.aliasesByModel()[st.Name]
+	st.Aliases = aliases
 	return st, true
 }
 

@@ -1,6 +1,7 @@
 package bm25ref
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"strings"
@@ -170,15 +171,7 @@ func (ix *Index) Search(query string, k int) []Chunk {
 			hits = append(hits, scored{i, s})
 		}
 	}
-	slices.SortStableFunc(hits, func(a, b scored) int {
-		switch {
-		case a.s > b.s:
-			return -1
-		case a.s < b.s:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(hits, func(a, b scored) int { return cmp.Compare(b.s, a.s) }) // best first
 	out := make([]Chunk, 0, min(k, len(hits)))
 	for _, h := range hits[:min(k, len(hits))] {
 		out = append(out, ix.chunks[h.i])

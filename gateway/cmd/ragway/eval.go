@@ -42,7 +42,7 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("eval: %s: %w", *qa, err)
 	}
-	cl, err := newAdminClient(*gwURL, *apiKey)
+	cl, err := newAdminClient(*gwURL, *apiKey, "eval", "chat")
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}

@@ -263,7 +263,7 @@ func ingestCmd(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cl := &ingestClient{base: base, key: key, http: &http.Client{}, maxBytes: *maxBytes}
+	cl := &apiClient{base: base, key: key, cmd: "ingest", needs: "ingest", http: &http.Client{}, maxBytes: *maxBytes}
 	kbID, err := cl.knowledgeBase(ctx, *kb, *create)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
@@ -541,7 +541,7 @@ func reason(err error) string {
 // each. An error that will fail every upload (the key is refused, the gateway is
 // unreachable) stops it: that error is returned, and the files not yet started are
 // not uploaded.
-func uploadAll(ctx context.Context, cl *ingestClient, kbID string, files []ingestFile, n int,
+func uploadAll(ctx context.Context, cl *apiClient, kbID string, files []ingestFile, n int,
 	done func(ingestResult), started func(ingestFile)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -593,12 +593,16 @@ type fatalError struct{ msg string }
 
 func (e *fatalError) Error() string { return e.msg }
 
-// ingestClient talks to the gateway's knowledge-base API.
-type ingestClient struct {
-	base     string
-	key      string
-	http     *http.Client
-	maxBytes int64 // the largest upload body sent (0: no limit)
+// apiClient talks to the gateway's API: ingest's knowledge-base calls, and the
+// models, reload and eval commands'.
+type apiClient struct {
+	base string
+	key  string
+	// cmd and needs name the command and the scope its calls need, for the message of
+	// a 403.
+	cmd, needs string
+	http       *http.Client
+	maxBytes   int64 // the largest upload body sent (0: no limit)
 }
 
 // apiError is the gateway's OpenAI-shaped error body.
@@ -624,7 +628,7 @@ func kbPath(kb string, below ...string) string {
 // that is an io.Closer is closed) and returns the status and the answer, or a
 // fatalError for what no retry or other file fixes (unreachable gateway, refused
 // key). Other errors are for humans: they name no internals.
-func (c *ingestClient) do(ctx context.Context, method, path, contentType string, body io.Reader, length int64) (int, apiError, []byte, error) {
+func (c *apiClient) do(ctx context.Context, method, path, contentType string, body io.Reader, length int64) (int, apiError, []byte, error) {
 	var ae apiError
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
@@ -665,13 +669,21 @@ func (c *ingestClient) do(ctx context.Context, method, path, contentType string,
 		}
 		return resp.StatusCode, ae, data, &fatalError{fmt.Sprintf("the gateway refused the API key (%s): %s", ae.Error.Message, what)}
 	case http.StatusForbidden:
-		return resp.StatusCode, ae, data, &fatalError{fmt.Sprintf("the API key may not do this (%s): check RAGWAY_API_KEY; ingest needs a key with the ingest scope (ragway keys create --scopes chat,ingest)", ae.Error.Message)}
+		return resp.StatusCode, ae, data, &fatalError{fmt.Sprintf("the API key may not do this (%s): check RAGWAY_API_KEY; %s needs a key with the %s scope (ragway keys create --scopes %s)", ae.Error.Message, c.cmd, c.needs, scopesFor(c.needs))}
 	}
 	return resp.StatusCode, ae, data, nil
 }
 
+// scopesFor is the --scopes of a key for a command that needs scope.
+func scopesFor(scope string) string {
+	if scope == "chat" {
+		return scope
+	}
+	return "chat," + scope
+}
+
 // requestError says for humans why a request got no answer.
-func (c *ingestClient) requestError(ctx context.Context, err error) error {
+func (c *apiClient) requestError(ctx context.Context, err error) error {
 	var dnsErr *net.DNSError
 	switch {
 	case errors.Is(err, errFileGrew):
@@ -696,7 +708,7 @@ func (c *ingestClient) requestError(ctx context.Context, err error) error {
 
 // knowledgeBase returns the id of the caller's knowledge base kb (a name or an id),
 // creating it first if create is set.
-func (c *ingestClient) knowledgeBase(ctx context.Context, kb string, create bool) (string, error) {
+func (c *apiClient) knowledgeBase(ctx context.Context, kb string, create bool) (string, error) {
 	var out struct {
 		ID string `json:"id"`
 	}
@@ -737,7 +749,7 @@ var duplicateOf = regexp.MustCompile(`document '([^']+)'`)
 // is opened without blocking (a pipe put in its place since the walk is refused,
 // not waited on), its size taken from the open file and checked against
 // c.maxBytes before anything is sent, and the body's length announced.
-func (c *ingestClient) upload(ctx context.Context, kbID string, f ingestFile) ingestResult {
+func (c *apiClient) upload(ctx context.Context, kbID string, f ingestFile) ingestResult {
 	r := ingestResult{file: f, outcome: outFailed}
 	file, size, err := openRegular(f.path)
 	if err != nil {

@@ -54,7 +54,7 @@ func modelsCmd(args []string, stdout, stderr io.Writer) error {
 	if err := c.wantArgs(pos, want, stderr); err != nil {
 		return err
 	}
-	cl, err := newAdminClient(*gwURL, *apiKey)
+	cl, err := newAdminClient(*gwURL, *apiKey, "models "+sub, "admin")
 	if err != nil {
 		return fmt.Errorf("models %s: %w", sub, err)
 	}
@@ -155,7 +155,7 @@ func reloadCmd(args []string, stdout, stderr io.Writer) error {
 	if err := c.wantArgs(pos, 0, stderr); err != nil {
 		return err
 	}
-	cl, err := newAdminClient(*gwURL, *apiKey)
+	cl, err := newAdminClient(*gwURL, *apiKey, "reload", "admin")
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
@@ -238,15 +238,22 @@ func printModels(w io.Writer, ms adminModels) {
 // readEntry reads a models entry, YAML (as in the config file) or JSON, from a file
 // or stdin ("-"), and returns it as JSON.
 func readEntry(file string) ([]byte, error) {
-	var data []byte
-	var err error
-	if file == "-" {
-		data, err = io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
-	} else {
-		data, err = os.ReadFile(file)
+	const most = 1 << 20 // an entry is a few lines
+	in := io.Reader(os.Stdin)
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		in = f
 	}
+	data, err := io.ReadAll(io.LimitReader(in, most+1))
 	if err != nil {
 		return nil, err
+	}
+	if len(data) > most {
+		return nil, fmt.Errorf("%s: more than %d bytes: not a models entry", file, most)
 	}
 	var v any
 	if err := yaml.Unmarshal(data, &v); err != nil {
@@ -258,13 +265,14 @@ func readEntry(file string) ([]byte, error) {
 	return json.Marshal(v)
 }
 
-// adminClient calls the admin API.
-type adminClient struct {
-	base, key string
-	http      *http.Client
-}
+// adminClient calls the gateway's API and decodes JSON answers (the models, reload
+// and eval commands).
+type adminClient struct{ api *apiClient }
 
-func newAdminClient(flagURL, flagKey string) (*adminClient, error) {
+// newAdminClient returns a client of the gateway --url (else RAGWAY_URL) names, with
+// the key --api-key (else RAGWAY_API_KEY) gives, for command cmd, whose calls need
+// scope needs.
+func newAdminClient(flagURL, flagKey, cmd, needs string) (*adminClient, error) {
 	base, err := gatewayURL(flagURL, os.Getenv("RAGWAY_URL"))
 	if err != nil {
 		return nil, err
@@ -274,53 +282,28 @@ func newAdminClient(flagURL, flagKey string) (*adminClient, error) {
 		key = os.Getenv("RAGWAY_API_KEY")
 	}
 	if key == "" {
-		return nil, errors.New("no API key was given: set RAGWAY_API_KEY or --api-key (a key with the admin scope)")
+		return nil, fmt.Errorf("no API key was given: set RAGWAY_API_KEY or --api-key (a key with the %s scope)", needs)
 	}
-	return &adminClient{base: base, key: key, http: &http.Client{}}, nil
+	return &adminClient{api: &apiClient{base: base, key: key, cmd: cmd, needs: needs, http: &http.Client{}}}, nil
 }
 
 // do sends a request and decodes a 2xx answer into out (when not nil); an error
 // answer is returned as the API's message.
 func (c *adminClient) do(ctx context.Context, method, path string, body []byte, out any) error {
-	var rd io.Reader
+	var (
+		rd          io.Reader
+		contentType string
+	)
 	if body != nil {
-		rd = bytes.NewReader(body)
+		rd, contentType = bytes.NewReader(body), "application/json"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
+	status, ae, data, err := c.api.do(ctx, method, path, contentType, rd, int64(len(body)))
+	switch {
+	case err != nil:
 		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		cl := &ingestClient{base: c.base}
-		return cl.requestError(ctx, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return fmt.Errorf("reading the gateway's answer: %w", err)
-	}
-	if resp.StatusCode >= 300 {
-		var ae struct {
-			Error struct{ Message string } `json:"error"`
-		}
-		msg := resp.Status
-		if json.Unmarshal(data, &ae) == nil && ae.Error.Message != "" {
-			msg = ae.Error.Message
-		}
-		switch resp.StatusCode {
-		case http.StatusUnauthorized:
-			msg += " (check RAGWAY_API_KEY or --api-key)"
-		case http.StatusForbidden:
-			msg += " (this needs a key with the admin scope: ragway keys create --scopes admin)"
-		}
-		return errors.New(printable(msg))
-	}
-	if out != nil {
+	case status >= 300:
+		return errors.New(ae.Error.Message)
+	case out != nil:
 		if err := json.Unmarshal(data, out); err != nil {
 			return fmt.Errorf("the gateway's answer is not what this ragway expects: %w", err)
 		}
