@@ -16,10 +16,11 @@ import (
 )
 
 // questionSetFloor is below the recall@5 measured on e2e/testdata/eval/qa.jsonl with
-// the sparse retrieval of this version (0.675: 54 of 80; see the figures in the
-// test's log): a floor, so that a change that makes retrieval worse fails, not a
-// target. Raise it with every change that measurably helps.
-const questionSetFloor = 0.65
+// the sparse retrieval of this version (0.775: 62 of 80; 0.675 before sections were
+// joined, words stemmed, headings weighted and chunks made 800 tokens; see the
+// figures in the test's log): a floor, so that a change that makes retrieval worse
+// fails, not a target. Raise it with every change that measurably helps.
+const questionSetFloor = 0.75
 
 // TestRetrievalQuestionSet ingests real documentation nobody on the project wrote
 // (Debian's Chinese reference and FAQ, Go's specification, memory model, assembler

@@ -18,6 +18,7 @@ import (
 	"github.com/aarondl/sqlboiler/v4/queries"
 	"github.com/aarondl/sqlboiler/v4/queries/qm"
 	"github.com/aarondl/sqlboiler/v4/queries/qmhelper"
+	"github.com/aarondl/sqlboiler/v4/types"
 	"github.com/aarondl/strmangle"
 	"github.com/friendsofgo/errors"
 )
@@ -30,6 +31,8 @@ type KnowledgeBasis struct {
 	Description    string      `boil:"description" json:"description" toml:"description" yaml:"description"`
 	EmbeddingModel null.String `boil:"embedding_model" json:"embedding_model,omitempty" toml:"embedding_model" yaml:"embedding_model,omitempty"`
 	CreatedAt      time.Time   `boil:"created_at" json:"created_at" toml:"created_at" yaml:"created_at"`
+	Analyzer       int         `boil:"analyzer" json:"analyzer" toml:"analyzer" yaml:"analyzer"`
+	Retrieval      types.JSON  `boil:"retrieval" json:"retrieval" toml:"retrieval" yaml:"retrieval"`
 
 	R *knowledgeBasisR `boil:"-" json:"-" toml:"-" yaml:"-"`
 	L knowledgeBasisL  `boil:"-" json:"-" toml:"-" yaml:"-"`
@@ -42,6 +45,8 @@ var KnowledgeBasisColumns = struct {
 	Description    string
 	EmbeddingModel string
 	CreatedAt      string
+	Analyzer       string
+	Retrieval      string
 }{
 	ID:             "id",
 	UserID:         "user_id",
@@ -49,6 +54,8 @@ var KnowledgeBasisColumns = struct {
 	Description:    "description",
 	EmbeddingModel: "embedding_model",
 	CreatedAt:      "created_at",
+	Analyzer:       "analyzer",
+	Retrieval:      "retrieval",
 }
 
 var KnowledgeBasisTableColumns = struct {
@@ -58,6 +65,8 @@ var KnowledgeBasisTableColumns = struct {
 	Description    string
 	EmbeddingModel string
 	CreatedAt      string
+	Analyzer       string
+	Retrieval      string
 }{
 	ID:             "knowledge_bases.id",
 	UserID:         "knowledge_bases.user_id",
@@ -65,9 +74,32 @@ var KnowledgeBasisTableColumns = struct {
 	Description:    "knowledge_bases.description",
 	EmbeddingModel: "knowledge_bases.embedding_model",
 	CreatedAt:      "knowledge_bases.created_at",
+	Analyzer:       "knowledge_bases.analyzer",
+	Retrieval:      "knowledge_bases.retrieval",
 }
 
 // Generated where
+
+type whereHelpertypes_JSON struct{ field string }
+
+func (w whereHelpertypes_JSON) EQ(x types.JSON) qm.QueryMod {
+	return qmhelper.Where(w.field, qmhelper.EQ, x)
+}
+func (w whereHelpertypes_JSON) NEQ(x types.JSON) qm.QueryMod {
+	return qmhelper.Where(w.field, qmhelper.NEQ, x)
+}
+func (w whereHelpertypes_JSON) LT(x types.JSON) qm.QueryMod {
+	return qmhelper.Where(w.field, qmhelper.LT, x)
+}
+func (w whereHelpertypes_JSON) LTE(x types.JSON) qm.QueryMod {
+	return qmhelper.Where(w.field, qmhelper.LTE, x)
+}
+func (w whereHelpertypes_JSON) GT(x types.JSON) qm.QueryMod {
+	return qmhelper.Where(w.field, qmhelper.GT, x)
+}
+func (w whereHelpertypes_JSON) GTE(x types.JSON) qm.QueryMod {
+	return qmhelper.Where(w.field, qmhelper.GTE, x)
+}
 
 var KnowledgeBasisWhere = struct {
 	ID             whereHelperstring
@@ -76,6 +108,8 @@ var KnowledgeBasisWhere = struct {
 	Description    whereHelperstring
 	EmbeddingModel whereHelpernull_String
 	CreatedAt      whereHelpertime_Time
+	Analyzer       whereHelperint
+	Retrieval      whereHelpertypes_JSON
 }{
 	ID:             whereHelperstring{field: "\"knowledge_bases\".\"id\""},
 	UserID:         whereHelperstring{field: "\"knowledge_bases\".\"user_id\""},
@@ -83,6 +117,8 @@ var KnowledgeBasisWhere = struct {
 	Description:    whereHelperstring{field: "\"knowledge_bases\".\"description\""},
 	EmbeddingModel: whereHelpernull_String{field: "\"knowledge_bases\".\"embedding_model\""},
 	CreatedAt:      whereHelpertime_Time{field: "\"knowledge_bases\".\"created_at\""},
+	Analyzer:       whereHelperint{field: "\"knowledge_bases\".\"analyzer\""},
+	Retrieval:      whereHelpertypes_JSON{field: "\"knowledge_bases\".\"retrieval\""},
 }
 
 // KnowledgeBasisRels is where relationship names are stored.
@@ -160,9 +196,9 @@ func (r *knowledgeBasisR) GetKBDocuments() DocumentSlice {
 type knowledgeBasisL struct{}
 
 var (
-	knowledgeBasisAllColumns            = []string{"id", "user_id", "name", "description", "embedding_model", "created_at"}
+	knowledgeBasisAllColumns            = []string{"id", "user_id", "name", "description", "embedding_model", "created_at", "analyzer", "retrieval"}
 	knowledgeBasisColumnsWithoutDefault = []string{"user_id", "name"}
-	knowledgeBasisColumnsWithDefault    = []string{"id", "description", "embedding_model", "created_at"}
+	knowledgeBasisColumnsWithDefault    = []string{"id", "description", "embedding_model", "created_at", "analyzer", "retrieval"}
 	knowledgeBasisPrimaryKeyColumns     = []string{"id"}
 	knowledgeBasisGeneratedColumns      = []string{}
 )

@@ -96,14 +96,19 @@ type Model struct {
 	HealthInterval Duration `yaml:"health_interval" json:"health_interval"`
 }
 
+// DefaultOverlapPercent is rag.chunk_overlap when not set, in percent of
+// rag.chunk_tokens.
+const DefaultOverlapPercent = 15
+
 // RAG is the rag block.
 type RAG struct {
 	// EmbeddingModel names (or aliases) a model with embedding: true used for dense
 	// retrieval. Empty: retrieval uses sparse lexical vectors only.
 	EmbeddingModel string `yaml:"embedding_model"`
-	// ChunkTokens is the target chunk size in tokens. Default 400.
+	// ChunkTokens is the target chunk size in tokens. Default 800.
 	ChunkTokens int `yaml:"chunk_tokens"`
-	// ChunkOverlap is the number of tokens consecutive chunks share. Default 60; must be
+	// ChunkOverlap is the number of tokens consecutive chunks share. Default
+	// DefaultOverlapPercent of ChunkTokens (120 for 800); must be
 	// less than ChunkTokens.
 	ChunkOverlap int `yaml:"chunk_overlap"`
 	// TopK is the number of chunks retrieved per question. Default 4.
@@ -299,6 +304,10 @@ func load(prefix string, data []byte, env []string) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 
+	// The overlap follows the chunk size (DefaultOverlapPercent of it) unless set.
+	if !index.has("rag.chunk_overlap") && fromEnv["rag.chunk_overlap"] == "" {
+		c.RAG.ChunkOverlap = c.RAG.ChunkTokens * DefaultOverlapPercent / 100
+	}
 	if err := c.Validate(); err != nil {
 		for _, fe := range fieldErrors(err) {
 			switch {

@@ -33,7 +33,7 @@ func TestDefault(t *testing.T) {
 			Options:        map[string]any{"delay_ms": 20},
 		}},
 		ModelsDir: ".data/models",
-		RAG:       RAG{ChunkTokens: 400, ChunkOverlap: 60, TopK: 4},
+		RAG:       RAG{ChunkTokens: 800, ChunkOverlap: 120, TopK: 4},
 		Server: Server{
 			MaxBodyBytes:      4 << 20,
 			ShutdownGrace:     Duration(30 * time.Second),
@@ -225,6 +225,7 @@ models:
 				want.PluginsDir = "/opt/ragway"
 				want.RAG.TopK = 9
 				want.RAG.ChunkTokens = 100 // from the file
+				want.RAG.ChunkOverlap = 15 // follows it (DefaultOverlapPercent) when not set
 				want.Server.RequestTimeout = Duration(90 * time.Second)
 				want.Server.QueueTimeout = Duration(90 * time.Second)
 				want.Server.MaxBodyBytes = 1024
@@ -394,7 +395,7 @@ models:
     replicas: 0
   - backend: ""
     replicas: -1
-rag: {embedding_model: chat, chunk_tokens: 50}
+rag: {embedding_model: chat, chunk_tokens: 50, chunk_overlap: 60}
 server: {max_body_bytes: 0, shutdown_grace: -1, request_timeout: 0, queue_timeout: 0s, heartbeat_interval: -1s}
 `,
 			want: []string{

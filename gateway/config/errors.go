@@ -163,6 +163,15 @@ func joinPath(base, key string) string {
 
 // line returns the line where path, or the nearest enclosing key the document sets, is;
 // 0 if none.
+// has reports whether the file set the key path itself.
+func (ix *nodeIndex) has(path string) bool {
+	if ix == nil {
+		return false
+	}
+	_, ok := ix.lines[path]
+	return ok
+}
+
 func (ix *nodeIndex) line(path string) int {
 	if ix == nil {
 		return 0

@@ -1,6 +1,7 @@
 package rag
 
 import (
+	"strings"
 	"unicode/utf8"
 
 	"github.com/ragway/ragway/gateway/tokens"
@@ -20,17 +21,17 @@ type Document struct {
 // Options size the chunks. The zero value is the defaults.
 type Options struct {
 	// ChunkTokens is the target size of a chunk, without its overlap, in estimated
-	// tokens (EstimateTokens). <= 0 means 400.
+	// tokens (tokens.Estimate). <= 0 means DefaultChunkTokens.
 	ChunkTokens int
 	// Overlap is how much of the end of the previous chunk of the same section a
 	// chunk starts with, at most, in estimated tokens. 0 means the default, 15% of
-	// ChunkTokens (60 for 400); < 0 means none. It is capped at ChunkTokens/2.
+	// ChunkTokens (120 for 800); < 0 means none. It is capped at ChunkTokens/2.
 	Overlap int
 }
 
 // Defaults.
 const (
-	DefaultChunkTokens = 400
+	DefaultChunkTokens = 800
 	defaultOverlapPct  = 15
 )
 
@@ -65,22 +66,44 @@ type Chunk struct {
 	OverlapBytes int
 }
 
-// Split cuts doc into chunks: by section (headings), then within a section by
-// paragraphs packed up to opts.ChunkTokens, with a paragraph over the target cut at
-// sentence ends, then line ends, then commas, then anywhere (at a rune, preferably
-// between words). A Markdown code fence is one paragraph, cut only at line ends when
-// over the target. Each chunk after the first of a section starts with the end of the
-// previous one (opts.Overlap), taken from a sentence start when one is near enough,
-// else from a word or rune. The chunks' own texts, in order, are the sections' texts
-// (headings left out) up to white space.
+// Split cuts doc into chunks. Consecutive sections (the text under a heading) that
+// fit in opts.ChunkTokens together are one chunk, which is the document's text from
+// the first section's to the last one's, the later sections' heading lines included;
+// its heading path is what the sections' paths have in common (the first section's
+// heading line starts the text when its path is longer). A section too long for one
+// chunk is cut alone: by paragraphs packed up to opts.ChunkTokens, with a paragraph
+// over the target cut at sentence ends, then line ends, then commas, then anywhere (at
+// a rune, preferably between words). A Markdown code fence is one paragraph, cut only
+// at line ends when over the target. Each chunk after the first of a long section
+// starts with the end of the previous one (opts.Overlap), taken from a sentence start
+// when one is near enough, else from a word or rune.
+//
+// Small sections are joined because a chunk of a few words under its own heading is
+// a poor retrieval unit: scored alone it either wins on one shared word or never
+// holds enough of an answer to be worth citing.
 func Split(doc Document, opts Options) []Chunk {
 	opts = opts.withDefaults()
 	text := doc.Text
 	var (
 		chunks []Chunk
 		units  []unit
+		group  sectionGroup // whole sections waiting to be one chunk
 	)
+	flush := func() {
+		if c, ok := group.chunk(text, len(chunks)); ok {
+			chunks = append(chunks, c)
+		}
+		group = sectionGroup{}
+	}
 	for _, sec := range sections(doc) {
+		if tokens.Estimate(text[sec.start():sec.end()]) <= opts.ChunkTokens {
+			if !group.add(text, sec, opts.ChunkTokens) {
+				flush()
+				group.add(text, sec, opts.ChunkTokens)
+			}
+			continue
+		}
+		flush()
 		units = units[:0]
 		for _, bl := range sec.blocks {
 			cutters := proseCutters
@@ -116,7 +139,54 @@ func Split(doc Document, opts Options) []Chunk {
 			prevStart, i = start, j
 		}
 	}
+	flush()
 	return chunks
+}
+
+// A sectionGroup is consecutive whole sections that make one chunk.
+type sectionGroup struct {
+	first  section
+	common []string // the heading path elements the sections share
+	end    int
+	n      int // sections
+}
+
+// from is where the group's text starts: the first section's heading line when its
+// path says more than the common one.
+func (g *sectionGroup) from() int {
+	if len(g.first.path) > len(g.common) {
+		return g.first.headStart
+	}
+	return g.first.start()
+}
+
+// add adds sec to the group if the text from the group's start to sec's end fits in
+// limit tokens (a section that fits alone always fits an empty group).
+func (g *sectionGroup) add(text string, sec section, limit int) bool {
+	if g.n == 0 {
+		*g = sectionGroup{first: sec, common: sec.path, end: sec.end(), n: 1}
+		return true
+	}
+	k := 0
+	for k < len(g.common) && k < len(sec.path) && g.common[k] == sec.path[k] {
+		k++
+	}
+	next := *g
+	next.common, next.end, next.n = g.common[:k], sec.end(), g.n+1
+	if tokens.Estimate(text[next.from():next.end]) > limit {
+		return false
+	}
+	*g = next
+	return true
+}
+
+// chunk is the group's chunk, numbered ordinal; false for an empty group.
+func (g *sectionGroup) chunk(text string, ordinal int) (Chunk, bool) {
+	if g.n == 0 {
+		return Chunk{}, false
+	}
+	t := text[g.from():g.end]
+	return Chunk{Ordinal: ordinal, Heading: strings.Join(g.common, headingSep), Text: t, Tokens: tokens.Estimate(t)}, true
 }
 
 // overlapStart returns where the overlap of a chunk starting at start begins, the

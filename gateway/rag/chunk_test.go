@@ -1,6 +1,8 @@
 package rag
 
 import (
+	"cmp"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -66,7 +68,8 @@ func headings(cs []Chunk) []string {
 	return out
 }
 
-func TestSplitHeadings(t *testing.T) {
+// TestSections checks what a heading is and the paths and texts of the sections.
+func TestSections(t *testing.T) {
 	tests := []struct {
 		name     string
 		doc      Document
@@ -106,18 +109,78 @@ func TestSplitHeadings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cs := Split(tt.doc, Options{})
+			var heads, texts []string
+			for _, s := range sections(tt.doc) {
+				heads = append(heads, s.heading)
+				texts = append(texts, tt.doc.Text[s.start():s.end()])
+			}
+			if !slices.Equal(heads, tt.headings) {
+				t.Errorf("headings = %q, want %q", heads, tt.headings)
+			}
+			if !slices.Equal(texts, tt.texts) {
+				t.Errorf("texts = %q, want %q", texts, tt.texts)
+			}
+		})
+	}
+}
+
+// TestSplitJoinsSmallSections: consecutive sections that fit in a chunk together are
+// one chunk, the document's text from the first to the last, under the heading path
+// they share; a long section is cut alone.
+func TestSplitJoinsSmallSections(t *testing.T) {
+	guide := Document{Title: "Guide", Markdown: true, Text: "Intro.\n\n# Guide\n\nTop.\n\n## Install\n\nRun it.\n\n### Linux\n\napt.\n\n## Use\n\nCall it."}
+	long := strings.Repeat("A long sentence about one thing. ", 40)
+	tests := []struct {
+		name     string
+		doc      Document
+		opts     Options
+		headings []string
+		texts    []string
+	}{
+		{
+			name:     "all in one",
+			doc:      guide,
+			headings: []string{"Guide"},
+			texts:    []string{"Intro.\n\n# Guide\n\nTop.\n\n## Install\n\nRun it.\n\n### Linux\n\napt.\n\n## Use\n\nCall it."},
+		},
+		{
+			// "Intro.\n\n# Guide\n\nTop." is 7 tokens; adding Install's 9 more is over 12.
+			name:     "groups as the size allows",
+			doc:      guide,
+			opts:     Options{ChunkTokens: 12},
+			headings: []string{"Guide", "Guide > Install", "Guide > Use"},
+			texts:    []string{"Intro.\n\n# Guide\n\nTop.", "Run it.\n\n### Linux\n\napt.", "Call it."},
+		},
+		{
+			name:     "the first heading line starts the text when the path it adds is not shared",
+			doc:      Document{Title: "T", Markdown: true, Text: "## A\n\nx.\n\n## B\n\ny."},
+			headings: []string{"T"},
+			texts:    []string{"## A\n\nx.\n\n## B\n\ny."},
+		},
+		{
+			name:     "a long section is cut alone",
+			doc:      Document{Markdown: true, Text: "# S\n\nshort.\n\n# L\n\n" + long + "\n\n# E\n\nend."},
+			opts:     Options{ChunkTokens: 250, Overlap: -1}, // 440 tokens in 11-token sentences
+			headings: []string{"S", "L", "L", "E"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := Split(tt.doc, tt.opts)
 			if got := headings(cs); !slices.Equal(got, tt.headings) {
 				t.Errorf("headings = %q, want %q", got, tt.headings)
 			}
 			var texts []string
 			for i, c := range cs {
 				texts = append(texts, c.Text)
-				if c.Ordinal != i {
-					t.Errorf("chunk %d has ordinal %d", i, c.Ordinal)
+				if c.Ordinal != i || c.Tokens != tokens.Estimate(c.Text) {
+					t.Errorf("chunk %d: ordinal %d, %d tokens", i, c.Ordinal, c.Tokens)
+				}
+				if max := cmp.Or(tt.opts.ChunkTokens, DefaultChunkTokens); c.Tokens > max {
+					t.Errorf("chunk %d: %d tokens, over %d", i, c.Tokens, max)
 				}
 			}
-			if !slices.Equal(texts, tt.texts) {
+			if tt.texts != nil && !slices.Equal(texts, tt.texts) {
 				t.Errorf("texts = %q, want %q", texts, tt.texts)
 			}
 		})
@@ -291,9 +354,16 @@ func stripSpace(s string) string {
 	}, s)
 }
 
+// headingLines are mixedCorpus's heading lines (ATX, and setext with its underline).
+var headingLines = regexp.MustCompile(`(?m)^(#{1,3} 第\d+节 Section \d+|第\d+节 设置\n[=-]{8})$`)
+
+// withoutHeadings is text without mixedCorpus's heading lines, which the joined
+// sections of a chunk keep.
+func withoutHeadings(text string) string { return headingLines.ReplaceAllString(text, "") }
+
 // TestSplitProperties checks, on a long mixed corpus and several sizes: no empty
 // chunks, token bounds, valid UTF-8, ordinals, overlaps that repeat the previous
-// chunk, and that the chunks' own texts reproduce the document without its headings.
+// chunk, and that the chunks' own texts reproduce the document (headings left out).
 func TestSplitProperties(t *testing.T) {
 	doc, bodies := mixedCorpus(300 << 10)
 	for _, opts := range []Options{{}, {ChunkTokens: 100, Overlap: 20}, {ChunkTokens: 37, Overlap: -1}, {ChunkTokens: 1000, Overlap: 200}, {ChunkTokens: 5, Overlap: 2}} {
@@ -316,15 +386,15 @@ func TestSplitProperties(t *testing.T) {
 			if !utf8.ValidString(c.Text) || c.Text != strings.TrimSpace(c.Text) {
 				t.Errorf("%+v: chunk %d: invalid or untrimmed %q", opts, i, c.Text)
 			}
-			if !strings.HasPrefix(c.Heading, "Corpus > 第") {
+			if c.Heading != "Corpus" && !strings.HasPrefix(c.Heading, "Corpus > 第") {
 				t.Errorf("%+v: chunk %d: heading %q", opts, i, c.Heading)
 			}
 			if c.OverlapBytes > 0 && (cs[i-1].Heading != c.Heading || !strings.HasSuffix(cs[i-1].Text, strings.TrimSpace(c.Text[:c.OverlapBytes]))) {
 				t.Errorf("%+v: chunk %d: overlap %q not from the previous chunk", opts, i, c.Text[:c.OverlapBytes])
 			}
-			own.WriteString(c.Text[c.OverlapBytes:])
+			own.WriteString(c.Text[c.OverlapBytes:] + "\n")
 		}
-		if got, want := stripSpace(own.String()), stripSpace(bodies); got != want {
+		if got, want := stripSpace(withoutHeadings(own.String())), stripSpace(bodies); got != want {
 			i := 0
 			for i < len(got) && i < len(want) && got[i] == want[i] {
 				i++

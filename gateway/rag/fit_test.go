@@ -255,15 +255,15 @@ func TestFitAMixedCorpus(t *testing.T) {
 			if l := len(embedText(c)); l > limit || c.Ordinal != i {
 				t.Errorf("limit %d: chunk %d (ordinal %d) is %d tokens: %q", limit, i, c.Ordinal, l, embedText(c))
 			}
-			if !strings.HasPrefix(c.Heading, "Corpus > 第") {
+			if c.Heading != "Corpus" && !strings.HasPrefix(c.Heading, "Corpus > 第") {
 				t.Errorf("limit %d: chunk %d: heading %q", limit, i, c.Heading)
 			}
 			if c.OverlapBytes > 0 && (cs[i-1].Heading != c.Heading || !strings.HasSuffix(cs[i-1].Text, strings.TrimSpace(c.Text[:c.OverlapBytes]))) {
 				t.Errorf("limit %d: chunk %d: overlap %q not from the previous chunk", limit, i, c.Text[:c.OverlapBytes])
 			}
-			own.WriteString(c.Text[c.OverlapBytes:])
+			own.WriteString(c.Text[c.OverlapBytes:] + "\n")
 		}
-		if stripSpace(own.String()) != stripSpace(bodies) {
+		if stripSpace(withoutHeadings(own.String())) != stripSpace(bodies) {
 			t.Errorf("limit %d: the chunks do not reproduce the document", limit)
 		}
 	}

@@ -79,7 +79,7 @@ func (x *Indexer) index(ctx context.Context, userID, kbID, docID string, doc Doc
 	texts := make([]string, len(chunks))
 	for i, c := range chunks {
 		texts[i] = embedText(c) // the heading makes its words findable
-		v := DocVector(texts[i])
+		v := ChunkVector(c.Heading, c.Text)
 		rows[i] = store.NewChunk{ID: store.NewChunkID(), Ordinal: c.Ordinal, Heading: c.Heading, Content: c.Text, TokenCount: c.Tokens,
 			SparseIndices: v.Indices, SparseValues: v.Values}
 	}

@@ -7,7 +7,12 @@ import "strings"
 // The heading line itself is not part of the section; it is in the path.
 type section struct {
 	heading string
-	blocks  []block
+	// path is the heading path's elements (heading is them joined by headingSep).
+	path []string
+	// headStart is where the section's heading line starts (for a setext heading,
+	// its title line); the text before the first heading has none: its body start.
+	headStart int
+	blocks    []block
 }
 
 // A block is a paragraph (blank-line separated) or, in Markdown, a fenced code block
@@ -30,7 +35,7 @@ func sections(doc Document) []section {
 	var (
 		out    []section
 		path   []headingLevel
-		cur    = section{heading: headingPath(doc.Title, path)}
+		cur    = newSectionAt(doc.Title, path, 0)
 		para   = -1 // index in cur.blocks of the open paragraph, or -1
 		paraN  = 0  // lines in the open paragraph
 		fence  string
@@ -41,13 +46,13 @@ func sections(doc Document) []section {
 			out = append(out, cur)
 		}
 	}
-	newSection := func(level int, title string) {
+	newSection := func(level int, title string, at int) {
 		flush()
 		for len(path) > 0 && path[len(path)-1].level >= level {
 			path = path[:len(path)-1]
 		}
 		path = append(path, headingLevel{level, title})
-		cur = section{heading: headingPath(doc.Title, path)}
+		cur = newSectionAt(doc.Title, path, at)
 		para, paraN = -1, 0
 	}
 	for start := 0; start < len(text); {
@@ -75,7 +80,7 @@ func sections(doc Document) []section {
 			para, paraN = -1, 0
 		default:
 			if level, title, ok := atxHeading(line); ok {
-				newSection(level, title)
+				newSection(level, title, start)
 				break
 			}
 			if doc.Markdown && para >= 0 && paraN == 1 {
@@ -83,7 +88,7 @@ func sections(doc Document) []section {
 					p := cur.blocks[para]
 					if title := strings.TrimSpace(text[p.start:p.end]); !startsListOrQuote(title) {
 						cur.blocks = cur.blocks[:para]
-						newSection(level, title)
+						newSection(level, title, p.start)
 						break
 					}
 				}
@@ -107,9 +112,19 @@ type headingLevel struct {
 	title string
 }
 
-// headingPath joins the title and the headings, leaving out empty ones and a heading
+// newSectionAt is an empty section under title and path, its heading line at at.
+func newSectionAt(title string, path []headingLevel, at int) section {
+	parts := headingPath(title, path)
+	return section{heading: strings.Join(parts, headingSep), path: parts, headStart: at}
+}
+
+// start and end are where the section's text (headings left out) starts and ends.
+func (s section) start() int { return s.blocks[0].start }
+func (s section) end() int   { return s.blocks[len(s.blocks)-1].end }
+
+// headingPath is the title and the headings, leaving out empty ones and a heading
 // that repeats the element before it (a document whose first "# H1" is its title).
-func headingPath(title string, path []headingLevel) string {
+func headingPath(title string, path []headingLevel) []string {
 	var parts []string
 	if title = strings.TrimSpace(title); title != "" {
 		parts = append(parts, title)
@@ -120,7 +135,7 @@ func headingPath(title string, path []headingLevel) string {
 		}
 		parts = append(parts, h.title)
 	}
-	return strings.Join(parts, headingSep)
+	return parts
 }
 
 // indent3 strips up to three leading spaces; ok is false for more (an indented code

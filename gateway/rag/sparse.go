@@ -27,7 +27,33 @@ const (
 // store multiplies by IDF at query time (as Qdrant's "idf" modifier does), so stored
 // vectors stay valid as the corpus changes. Indices are increasing.
 func DocVector(text string) vectorstore.Sparse {
-	ids := termIDs(text)
+	return docVector(termIDs(nil, text))
+}
+
+// HeadingWeight is how many times the terms of a chunk's heading path count in its
+// vector (ChunkVector): a heading says what its text is about, so it weighs more
+// than a word of the text (a field weight).
+const HeadingWeight = 2
+
+// ChunkVector is the sparse vector of a chunk: DocVector of its heading path (counted
+// HeadingWeight times) and its text. What the index stores for every chunk, so what
+// re-analysing a stored chunk computes again (Analyzer).
+func ChunkVector(heading, text string) vectorstore.Sparse {
+	ids := termIDs(nil, heading)
+	n := len(ids)
+	for range HeadingWeight - 1 {
+		ids = append(ids, ids[:n]...)
+	}
+	return docVector(termIDs(ids, text))
+}
+
+// Analyzer names the rules of Terms, HeadingWeight and the BM25 weights that made a
+// stored sparse vector. Stored chunks of an older analyzer are analysed again when the
+// gateway starts (store.Reanalyze), so that documents and questions always meet on
+// the same terms. Raise it with every change of those rules.
+const Analyzer = 2
+
+func docVector(ids []uint32) vectorstore.Sparse {
 	if len(ids) == 0 {
 		return vectorstore.Sparse{}
 	}
@@ -51,7 +77,7 @@ func DocVector(text string) vectorstore.Sparse {
 // that a chunk's score is the sum over shared terms of IDF × its BM25 weight.
 // Indices are increasing.
 func QueryVector(text string) vectorstore.Sparse {
-	ids := termIDs(text)
+	ids := termIDs(nil, text)
 	if len(ids) == 0 {
 		return vectorstore.Sparse{}
 	}
@@ -64,9 +90,9 @@ func QueryVector(text string) vectorstore.Sparse {
 	return vectorstore.Sparse{Indices: ids, Values: values}
 }
 
-// termIDs returns the TermID of each term of text, with repeats.
-func termIDs(text string) []uint32 {
-	ids := make([]uint32, 0, len(text)/4+1)
+// termIDs appends the TermID of each term of text, with repeats, to ids.
+func termIDs(ids []uint32, text string) []uint32 {
+	ids = slices.Grow(ids, len(text)/4+1)
 	forEachTerm(text, nil, func(t []byte) { ids = append(ids, termIDBytes(t)) })
 	return ids
 }

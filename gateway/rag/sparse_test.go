@@ -36,7 +36,7 @@ func TestDocVector(t *testing.T) {
 	}{
 		{"empty", "", nil},
 		{"stopwords only", "the and of", nil},
-		{"english repeats merged", "cache miss cache hit cache", map[string]int{"cache": 3, "miss": 1, "hit": 1}},
+		{"english repeats merged", "cache miss cache hit cache", map[string]int{"cach": 3, "miss": 1, "hit": 1}},
 		{"chinese", "网关返回503错误，网关重试", map[string]int{"网关": 2, "关返": 1, "返回": 1, "503": 1, "错误": 1, "关重": 1, "重试": 1}},
 	}
 	for _, tt := range tests {
@@ -69,20 +69,20 @@ func TestDocVectorMonotonicInTF(t *testing.T) {
 		words := make([]string, 0, 40)
 		for i := 0; i < 40; i++ {
 			if i < tf {
-				words = append(words, "redis")
+				words = append(words, "redis5")
 			} else {
 				words = append(words, "w"+strings.Repeat("x", i%7+1)+string(rune('a'+i%26)))
 			}
 		}
-		w := weightOf(DocVector(strings.Join(words, " ")), "redis")
+		w := weightOf(DocVector(strings.Join(words, " ")), "redis5")
 		if w <= prev || w >= K1+1 {
 			t.Fatalf("tf=%d: weight %v after %v (cap %v)", tf, w, prev, K1+1)
 		}
 		prev = w
 	}
 	// Longer documents weigh the same tf less.
-	short := weightOf(DocVector("redis cache"), "redis")
-	long := weightOf(DocVector("redis "+strings.Repeat("cache ", 500)), "redis")
+	short := weightOf(DocVector("redis cache"), "redi")
+	long := weightOf(DocVector("redis "+strings.Repeat("cache ", 500)), "redi")
 	if long >= short {
 		t.Errorf("length normalisation: long %v >= short %v", long, short)
 	}
@@ -91,7 +91,7 @@ func TestDocVectorMonotonicInTF(t *testing.T) {
 func TestQueryVector(t *testing.T) {
 	v := QueryVector("Redis 缓存 redis 缓存失效")
 	checkSorted(t, v)
-	want := map[string]bool{"redis": true, "缓存": true, "存失": true, "失效": true}
+	want := map[string]bool{"redi": true, "缓存": true, "存失": true, "失效": true}
 	if len(v.Indices) != len(want) {
 		t.Fatalf("QueryVector has %d terms, want %d", len(v.Indices), len(want))
 	}
@@ -102,5 +102,21 @@ func TestQueryVector(t *testing.T) {
 	}
 	if e := QueryVector("..."); len(e.Indices) != 0 {
 		t.Errorf("empty query: %v", e)
+	}
+}
+
+// TestChunkVector: a heading's terms count HeadingWeight times, as if the heading
+// were written that many times before the text.
+func TestChunkVector(t *testing.T) {
+	got := ChunkVector("Guide > Install", "Run the installer.")
+	want := DocVector(strings.Repeat("Guide > Install\n", HeadingWeight) + "Run the installer.")
+	if !slices.Equal(got.Indices, want.Indices) || !slices.Equal(got.Values, want.Values) {
+		t.Errorf("ChunkVector = %v, want %v", got, want)
+	}
+	if weightOf(got, "guid") <= weightOf(got, "run") {
+		t.Errorf("a heading term weighs %v, a text term %v", weightOf(got, "guid"), weightOf(got, "run"))
+	}
+	if v := ChunkVector("", "..."); len(v.Indices) != 0 {
+		t.Errorf("no terms: %v", v)
 	}
 }

@@ -20,6 +20,10 @@ import (
 //   - A one-letter word is dropped (digits are kept: "5"), and so is a word of more
 //     than maxTermRunes runes (hashes, base64), and a few English function words
 //     (stopwords: the, and, of, …) that IDF would weigh near zero anyway.
+//   - A word of ASCII letters only is reduced to its English stem by the Snowball
+//     (Porter2) stemmer, so that "goroutines", "goroutine" and "evaluated",
+//     "evaluation" meet: "running" → run. Words with digits or other letters are
+//     kept as they are.
 func Terms(text string) []string {
 	var out []string
 	forEachTerm(text, nil, func(t []byte) { out = append(out, string(t)) })
@@ -57,18 +61,23 @@ func foldWidth(r rune) rune {
 // not keep. It returns the buffer for reuse.
 func forEachTerm(text string, buf []byte, fn func([]byte)) []byte {
 	var (
-		word      = buf[:0] // the Latin word being read
-		wordRunes int
-		wordDigit bool // the word is all digits
-		prev      rune // the previous rune of the CJK run, or -1
-		runLen    int  // runes in the CJK run
+		word        = buf[:0] // the Latin word being read
+		wordRunes   int
+		wordDigit   bool   // the word is all digits
+		wordLetters = true // the word is all ASCII letters
+		prev        rune   // the previous rune of the CJK run, or -1
+		runLen      int    // runes in the CJK run
 	)
 	endWord := func() {
 		if wordRunes > 0 && wordRunes <= maxTermRunes && (wordRunes > 1 || wordDigit) &&
 			!(len(word) <= 5 && stopwords[string(word)]) {
-			fn(word)
+			if wordLetters && len(word) > 2 {
+				fn(stem(word))
+			} else {
+				fn(word)
+			}
 		}
-		word, wordRunes = word[:0], 0
+		word, wordRunes, wordLetters = word[:0], 0, true
 	}
 	var pair [8]byte
 	endRun := func() {
@@ -96,6 +105,7 @@ func forEachTerm(text string, buf []byte, fn func([]byte)) []byte {
 					wordDigit = true
 				}
 				endRun()
+				wordLetters = false
 				word = append(word, byte(r))
 				wordRunes++
 				continue
@@ -125,6 +135,7 @@ func forEachTerm(text string, buf []byte, fn func([]byte)) []byte {
 			if !unicode.IsDigit(r) {
 				wordDigit = false
 			}
+			wordLetters = false
 			word = utf8.AppendRune(word, unicode.ToLower(r))
 			wordRunes++
 		default:

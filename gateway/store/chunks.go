@@ -232,12 +232,68 @@ func (s *Store) eachChunks(ctx context.Context, op, kbID, docID string, batch in
 	}
 }
 
+// KnowledgeBasesToReanalyze returns the ids of the knowledge bases whose chunks' sparse
+// vectors were made by analyzer rules older than analyzer (see gateway/rag.Analyzer).
+func (s *Store) KnowledgeBasesToReanalyze(ctx context.Context, analyzer int) ([]string, error) {
+	return s.ids(ctx, "knowledge bases to reanalyze", `SELECT id FROM knowledge_bases WHERE analyzer < $1 ORDER BY id`, analyzer)
+}
+
+// SparseUpdate is a chunk's new sparse vector.
+type SparseUpdate struct {
+	ChunkID string
+	Indices []uint32
+	Values  []float32
+}
+
+// UpdateSparse replaces the sparse vectors of chunks of knowledge base kbID, in one
+// statement. Chunks deleted meanwhile are skipped.
+func (s *Store) UpdateSparse(ctx context.Context, kbID string, updates []SparseUpdate) error {
+	if len(updates) == 0 {
+		return nil
+	}
+	ids := make([]string, len(updates))
+	vecs := make([][]byte, len(updates))
+	for i, u := range updates {
+		if !validID(u.ChunkID) || len(u.Indices) != len(u.Values) {
+			return fmt.Errorf("store: update sparse vectors: %w: chunk %q", ErrInvalid, u.ChunkID)
+		}
+		ids[i], vecs[i] = u.ChunkID, packSparse(u.Indices, u.Values)
+	}
+	return s.do(ctx, "update sparse vectors", func(ctx context.Context) error {
+		if !validID(kbID) {
+			return ErrNotFound
+		}
+		_, err := s.db.ExecContext(ctx, `UPDATE chunks c SET sparse = u.sparse
+			FROM unnest($2::uuid[], $3::bytea[]) AS u (id, sparse) WHERE c.id = u.id AND c.kb_id = $1`,
+			kbID, pq.Array(ids), pq.ByteaArray(vecs))
+		return err
+	})
+}
+
+// SetAnalyzer records that the sparse vectors of knowledge base kbID's chunks are made
+// by analyzer (never lowering it).
+func (s *Store) SetAnalyzer(ctx context.Context, kbID string, analyzer int) error {
+	return s.do(ctx, "set analyzer", func(ctx context.Context) error {
+		if !validID(kbID) {
+			return ErrNotFound
+		}
+		_, err := s.db.ExecContext(ctx, `UPDATE knowledge_bases SET analyzer = $2 WHERE id = $1 AND analyzer < $2`, kbID, analyzer)
+		return err
+	})
+}
+
 // KnowledgeBaseIDs returns the id of every knowledge base (all users'): what the
 // gateway loads its embedded index from at start.
 func (s *Store) KnowledgeBaseIDs(ctx context.Context) ([]string, error) {
+	return s.ids(ctx, "knowledge base ids", `SELECT id FROM knowledge_bases ORDER BY id`)
+}
+
+// ids runs query, which selects one uuid column, and returns the ids.
+func (s *Store) ids(ctx context.Context, op, query string, args ...any) ([]string, error) {
 	var ids []string
-	err := s.do(ctx, "knowledge base ids", func(ctx context.Context) error {
-		rows, err := s.db.QueryContext(ctx, `SELECT id FROM knowledge_bases ORDER BY id`)
+	err := s.do(ctx, op, func(ctx context.Context) error {
+		ids = ids[:0]
+		rows, err := s.db.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
 		}

@@ -1,15 +1,19 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/aarondl/null/v8"
 	"github.com/aarondl/sqlboiler/v4/boil"
 	"github.com/aarondl/sqlboiler/v4/queries/qm"
+	"github.com/aarondl/sqlboiler/v4/types"
 
 	"github.com/ragway/ragway/db/models"
 )
@@ -27,8 +31,12 @@ func (s *Store) CreateKnowledgeBase(ctx context.Context, userID string, kb NewKn
 		Name:           kb.Name,
 		Description:    kb.Description,
 		EmbeddingModel: null.NewString(kb.EmbeddingModel, kb.EmbeddingModel != ""),
+		Retrieval:      types.JSON(cmp.Or(kb.Retrieval, "{}")),
 	}
 	err := s.do(ctx, "create knowledge base", func(ctx context.Context) error {
+		if err := checkRetrieval(kb.Retrieval); err != nil {
+			return err
+		}
 		if !validID(userID) {
 			return fmt.Errorf("%w: user %q", ErrNotFound, userID)
 		}
@@ -95,6 +103,40 @@ func (s *Store) DeleteKnowledgeBase(ctx context.Context, userID, id string) erro
 		}
 		return err
 	})
+}
+
+// SetRetrieval replaces the retrieval settings (a JSON object) of userID's knowledge
+// base id.
+func (s *Store) SetRetrieval(ctx context.Context, userID, id, retrieval string) error {
+	return s.do(ctx, "set retrieval settings", func(ctx context.Context) error {
+		if !validIDs(userID, id) {
+			return ErrNotFound
+		}
+		if err := checkRetrieval(retrieval); err != nil {
+			return err
+		}
+		n, err := models.KnowledgeBases(models.KnowledgeBasisWhere.ID.EQ(id), models.KnowledgeBasisWhere.UserID.EQ(userID)).
+			UpdateAll(ctx, s.db, models.M{models.KnowledgeBasisColumns.Retrieval: types.JSON(cmp.Or(retrieval, "{}"))})
+		if err == nil && n == 0 {
+			err = ErrNotFound
+		}
+		return err
+	})
+}
+
+// maxRetrieval caps a knowledge base's retrieval settings (a few numbers and words).
+const maxRetrieval = 4 << 10
+
+// checkRetrieval is a *FieldError ("retrieval") unless b is empty or a JSON object of
+// at most maxRetrieval bytes. What the object says is the caller's to check.
+func checkRetrieval(s string) error {
+	if s == "" {
+		return nil
+	}
+	if len(s) > maxRetrieval || !json.Valid([]byte(s)) || strings.TrimSpace(s)[0] != '{' {
+		return &FieldError{Field: "retrieval", Reason: fmt.Sprintf("it must be a JSON object of at most %d bytes", maxRetrieval)}
+	}
+	return nil
 }
 
 // ownKnowledgeBase returns ErrNotFound unless userID has the knowledge base id.
@@ -220,6 +262,7 @@ func knowledgeBaseFromModel(k *models.KnowledgeBasis) KnowledgeBase {
 		Name:           k.Name,
 		Description:    k.Description,
 		EmbeddingModel: k.EmbeddingModel.String,
+		Retrieval:      string(k.Retrieval),
 		CreatedAt:      k.CreatedAt,
 	}
 }

@@ -203,7 +203,10 @@ type KnowledgeBase struct {
 	Name           string
 	Description    string
 	EmbeddingModel string
-	CreatedAt      time.Time
+	// Retrieval is the knowledge base's own retrieval settings, a JSON object
+	// (gateway/rag.Settings; "{}": the gateway's).
+	Retrieval string
+	CreatedAt time.Time
 }
 
 // NewKnowledgeBase is what CreateKnowledgeBase stores.
@@ -214,6 +217,8 @@ type NewKnowledgeBase struct {
 	// EmbeddingModel is the model its chunks are embedded with ("": none, lexical
 	// retrieval only).
 	EmbeddingModel string
+	// Retrieval is its own retrieval settings, a JSON object; "": none.
+	Retrieval string
 }
 
 // Document statuses.

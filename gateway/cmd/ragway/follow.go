@@ -43,11 +43,28 @@ func follow(ctx context.Context, st *store.Store, origin string, vectors vectors
 		// The position first: what changes during the load is applied again after it.
 		pos, err := st.LastChange(ctx)
 		mods.Kick() // the stored models too, as they are now
-		if err != nil || persistent {
+		if err != nil {
 			return pos, err
 		}
+		// Chunks stored under older analyzer rules are brought up to date before the
+		// index is read (a persistent index is written as they are).
 		start := time.Now()
-		kbs, chunks, err := rag.LoadAll(ctx, st, vectors)
+		var shared vectorstore.Store
+		if persistent {
+			shared = vectors
+		}
+		kbs, chunks, err := rag.Reanalyze(ctx, st, shared)
+		if err != nil {
+			return 0, err
+		}
+		if kbs > 0 {
+			log.Info("sparse vectors analysed again with the current rules", "knowledge_bases", kbs, "chunks", chunks, "took", time.Since(start).Round(time.Millisecond))
+		}
+		if persistent {
+			return pos, nil
+		}
+		start = time.Now()
+		kbs, chunks, err = rag.LoadAll(ctx, st, vectors)
 		if err != nil {
 			return 0, err
 		}
