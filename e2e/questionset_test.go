@@ -56,6 +56,23 @@ func TestRetrievalQuestionSet(t *testing.T) {
 	}
 	t.Logf("ragway eval:\n%s", out)
 	t.Logf("textbook BM25 (internal/bm25ref) on the same files and questions:\n%s", referenceReport(t, files))
+
+	// The same files chunked as before (400 tokens, 60 of overlap), compared side by
+	// side: what users tune their chunking with.
+	if code, body := g.call("POST", "/v1/knowledge-bases", g.Key, `{"name":"corpus-400","retrieval":{"chunk_tokens":400,"chunk_overlap":60}}`); code != 201 {
+		t.Fatalf("create corpus-400: %d %s", code, body)
+	}
+	if out, err := g.adminCLI(append([]string{"ingest", "--kb", "corpus-400"}, files...)...); err != nil {
+		t.Fatalf("ingest: %v\n%s", err, out)
+	}
+	compared, err := g.adminCLI("eval", "--kb", "corpus", "--qa", filepath.Join("testdata", "eval", "qa.jsonl"), "--compare-kb", "corpus-400", "--misses", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ragway eval --compare-kb corpus-400:\n%s", compared)
+	if !strings.Contains(compared, "B: knowledge base corpus-400") || !strings.Contains(compared, "B-A") {
+		t.Fatalf("eval --compare-kb printed:\n%s", compared)
+	}
 	for _, l := range strings.Split(out, "\n") {
 		if f := strings.Fields(l); len(f) == 7 && f[0] == "all" {
 			recall5, err := strconv.ParseFloat(f[3], 64)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -29,17 +30,21 @@ func toFiguresJSON(f evaluate.Figures) figuresJSON {
 	return figuresJSON{Questions: f.Questions, Recall1: f.Recall1, Recall5: f.Recall5, Recall10: f.Recall10, MRR10: f.MRR10, NDCG10: f.NDCG10}
 }
 
-// adminEval serves POST /admin/knowledge-bases/{kb}/eval {"questions": "…JSON Lines…"}:
-// `ragway eval` in the gateway. The questions (a question file's text, at most 1000)
-// run through the same search as chats, over the caller's knowledge base; the answer
-// has the figures overall and per kind, and the misses.
+// adminEval serves POST /admin/knowledge-bases/{kb}/eval {"questions": "…JSON Lines…",
+// "retrieval"?: {…}, "compare"?: {…}}: `ragway eval` in the gateway. The questions (a
+// question file's text, at most 1000) run through the same search as chats, over the
+// caller's knowledge base, by its retrieval settings with "retrieval" over them; the
+// answer has the figures overall and per kind, and the misses. With "compare" they
+// run again with those settings instead, and the answer has both.
 func (s *server) adminEval(c *fiber.Ctx) error {
 	k, err := s.kb(c)
 	if err != nil {
 		return err
 	}
 	var req struct {
-		Questions string `json:"questions"`
+		Questions string           `json:"questions"`
+		Retrieval json.RawMessage  `json:"retrieval"`
+		Compare   *json.RawMessage `json:"compare"`
 	}
 	if err := oai.Decode(c.Body(), &req, ""); err != nil {
 		return err
@@ -57,42 +62,79 @@ func (s *server) adminEval(c *fiber.Ctx) error {
 	if len(qs) > maxEvalQuestions {
 		return oai.Invalid("questions", oai.CodeInvalidValue, "invalid 'questions': at most %d per request, got %d", maxEvalQuestions, len(qs))
 	}
-	user := principalOf(c).UserID
-	judged, err := evaluate.Run(c.UserContext(), qs, func(ctx context.Context, q string) ([]evaluate.Hit, error) {
-		hits, err := s.opts.Knowledge.Search(ctx, user, k.ID, knowledge.Query{Text: q, TopK: 10})
-		out := make([]evaluate.Hit, len(hits))
-		for j, h := range hits {
-			out[j] = evaluate.Hit{DocumentID: h.DocumentID, Title: h.Title, Text: h.Text}
+	runs := []json.RawMessage{req.Retrieval}
+	names := []string{"retrieval"}
+	if req.Compare != nil {
+		runs, names = append(runs, *req.Compare), append(names, "compare")
+	}
+	sets := make([]knowledge.Settings, len(runs))
+	for i, raw := range runs {
+		set, err := knowledge.ParseSettings(raw, names[i])
+		if err == nil {
+			err = set.CheckSearch(names[i])
 		}
-		return out, err
-	}, 4)
-	var qe *evaluate.QuestionError
-	if errors.As(err, &qe) {
-		e := toAPIError(qe.Err)
-		e.Message = fmt.Sprintf("question on line %d: %s", qe.Line, e.Message)
-		return e
+		if e := settingsError(err); e != nil {
+			return e
+		}
+		if err != nil {
+			return err
+		}
+		sets[i] = set
 	}
-	if err != nil {
-		return err
+	user := principalOf(c).UserID
+	reports := make([]evalReportJSON, len(sets))
+	for i, set := range sets {
+		judged, err := evaluate.Run(c.UserContext(), qs, func(ctx context.Context, q string) ([]evaluate.Hit, error) {
+			hits, err := s.opts.Knowledge.Search(ctx, user, k.ID, knowledge.Query{Text: q, TopK: 10, Settings: set})
+			out := make([]evaluate.Hit, len(hits))
+			for j, h := range hits {
+				out[j] = evaluate.Hit{DocumentID: h.DocumentID, Title: h.Title, Text: h.Text}
+			}
+			return out, err
+		}, 4)
+		var qe *evaluate.QuestionError
+		if errors.As(err, &qe) {
+			e := toAPIError(qe.Err)
+			e.Message = fmt.Sprintf("question on line %d: %s", qe.Line, e.Message)
+			return e
+		}
+		if err != nil {
+			return err
+		}
+		reports[i] = toEvalReportJSON(k.Name, set, evaluate.Summarize(judged))
 	}
-	r := evaluate.Summarize(judged)
-	type missJSON struct {
-		Line int    `json:"line"`
-		Kind string `json:"kind"`
-		Q    string `json:"q"`
+	if len(reports) == 1 {
+		return c.JSON(reports[0])
 	}
-	out := struct {
-		Object        string                 `json:"object"`
-		KnowledgeBase string                 `json:"knowledge_base"`
-		Overall       figuresJSON            `json:"overall"`
-		ByKind        map[string]figuresJSON `json:"by_kind"`
-		Misses        []missJSON             `json:"misses"`
-	}{Object: "eval.report", KnowledgeBase: k.Name, Overall: toFiguresJSON(r.Overall), ByKind: map[string]figuresJSON{}, Misses: []missJSON{}}
+	reports[0].Compare = &reports[1]
+	return c.JSON(reports[0])
+}
+
+type missJSON struct {
+	Line int    `json:"line"`
+	Kind string `json:"kind"`
+	Q    string `json:"q"`
+}
+
+type evalReportJSON struct {
+	Object        string                 `json:"object"`
+	KnowledgeBase string                 `json:"knowledge_base"`
+	Retrieval     json.RawMessage        `json:"retrieval"`
+	Overall       figuresJSON            `json:"overall"`
+	ByKind        map[string]figuresJSON `json:"by_kind"`
+	Misses        []missJSON             `json:"misses"`
+	// Compare is the run with the "compare" settings, when asked for.
+	Compare *evalReportJSON `json:"compare,omitempty"`
+}
+
+func toEvalReportJSON(kb string, set knowledge.Settings, r evaluate.Report) evalReportJSON {
+	out := evalReportJSON{Object: "eval.report", KnowledgeBase: kb, Retrieval: json.RawMessage(set.String()),
+		Overall: toFiguresJSON(r.Overall), ByKind: map[string]figuresJSON{}, Misses: []missJSON{}}
 	for kind, f := range r.ByKind {
 		out.ByKind[kind] = toFiguresJSON(*f)
 	}
 	for _, m := range r.Misses {
 		out.Misses = append(out.Misses, missJSON{Line: m.Question.Line, Kind: m.Question.Kind, Q: m.Question.Q})
 	}
-	return c.JSON(out)
+	return out
 }

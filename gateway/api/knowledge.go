@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,12 +22,13 @@ import (
 )
 
 type kbJSON struct {
-	ID             string `json:"id"`
-	Object         string `json:"object"`
-	Name           string `json:"name"`
-	Description    string `json:"description"`
-	EmbeddingModel string `json:"embedding_model,omitempty"`
-	CreatedAt      int64  `json:"created_at"`
+	ID             string          `json:"id"`
+	Object         string          `json:"object"`
+	Name           string          `json:"name"`
+	Description    string          `json:"description"`
+	EmbeddingModel string          `json:"embedding_model,omitempty"`
+	Retrieval      json.RawMessage `json:"retrieval"`
+	CreatedAt      int64           `json:"created_at"`
 }
 
 type documentJSON struct {
@@ -63,7 +65,27 @@ func toHitJSON(h knowledge.Hit) hitJSON {
 }
 
 func toKBJSON(k knowledge.Base) kbJSON {
-	return kbJSON{ID: k.ID, Object: "knowledge_base", Name: k.Name, Description: k.Description, EmbeddingModel: k.EmbeddingModel, CreatedAt: k.CreatedAt.Unix()}
+	return kbJSON{ID: k.ID, Object: "knowledge_base", Name: k.Name, Description: k.Description, EmbeddingModel: k.EmbeddingModel,
+		Retrieval: json.RawMessage(k.Retrieval.String()), CreatedAt: k.CreatedAt.Unix()}
+}
+
+// retrievalSettings reads a request's "retrieval" object (absent or null: none).
+func retrievalSettings(raw json.RawMessage) (knowledge.Settings, error) {
+	set, err := knowledge.ParseSettings(raw, "retrieval")
+	if e := settingsError(err); e != nil {
+		return set, e
+	}
+	return set, err
+}
+
+// settingsError is the 400 of retrieval settings that are not valid, naming the
+// setting; nil for other errors.
+func settingsError(err error) *oai.Error {
+	var se *knowledge.SettingsError
+	if errors.As(err, &se) {
+		return oai.Invalid(se.Field, oai.CodeInvalidValue, "invalid '%s': %s", se.Field, se.Reason)
+	}
+	return nil
 }
 
 func toDocumentJSON(d knowledge.Document) documentJSON {
@@ -102,6 +124,7 @@ func (s *server) knowledgeRoutes(app *fiber.App) {
 	app.Post("/v1/knowledge-bases", ing, s.createKB)
 	app.Get("/v1/knowledge-bases", ing, s.listKBs)
 	app.Get("/v1/knowledge-bases/:kb", ing, s.getKB)
+	app.Patch("/v1/knowledge-bases/:kb", ing, s.patchKB)
 	app.Delete("/v1/knowledge-bases/:kb", ing, s.deleteKB)
 	app.Post("/v1/knowledge-bases/:kb/documents", ing, s.addDocument)
 	app.Get("/v1/knowledge-bases/:kb/documents", ing, s.listDocuments)
@@ -132,8 +155,9 @@ func (s *server) kb(c *fiber.Ctx) (knowledge.Base, error) {
 
 func (s *server) createKB(c *fiber.Ctx) error {
 	var req struct {
-		Name        string `json:"name"`
-		Description string `json:"description"`
+		Name        string          `json:"name"`
+		Description string          `json:"description"`
+		Retrieval   json.RawMessage `json:"retrieval"`
 	}
 	if err := oai.Decode(c.Body(), &req, ""); err != nil {
 		return err
@@ -147,8 +171,12 @@ func (s *server) createKB(c *fiber.Ctx) error {
 	if e := oai.CheckText("description", req.Description); e != nil {
 		return e
 	}
+	set, err := retrievalSettings(req.Retrieval)
+	if err != nil {
+		return err
+	}
 	k, err := s.opts.Knowledge.CreateBase(c.UserContext(), principalOf(c).UserID,
-		knowledge.NewBase{Name: req.Name, Description: req.Description})
+		knowledge.NewBase{Name: req.Name, Description: req.Description, Retrieval: set})
 	if errors.Is(err, knowledge.ErrConflict) {
 		return &oai.Error{Status: http.StatusConflict, Type: oai.TypeInvalidRequest, Code: oai.CodeConflict, Param: "name",
 			Message: fmt.Sprintf("you already have a knowledge base named '%s'", req.Name)}
@@ -173,6 +201,36 @@ func (s *server) getKB(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(toKBJSON(k))
+}
+
+// patchKB serves PATCH /v1/knowledge-bases/{kb} {"retrieval": {…}}: the knowledge
+// base's own retrieval settings, replaced whole ({} or null: the gateway's).
+func (s *server) patchKB(c *fiber.Ctx) error {
+	k, err := s.kb(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Retrieval *json.RawMessage `json:"retrieval"`
+	}
+	if err := oai.Decode(c.Body(), &req, ""); err != nil {
+		return err
+	}
+	if req.Retrieval == nil {
+		return oai.Missing("retrieval")
+	}
+	set, err := retrievalSettings(*req.Retrieval)
+	if err != nil {
+		return err
+	}
+	updated, err := s.opts.Knowledge.SetSettings(c.UserContext(), principalOf(c).UserID, k.ID, set)
+	if e := settingsError(err); e != nil {
+		return e
+	}
+	if err != nil {
+		return notFound(err, knowledge.ErrNotFound, "knowledge base", k.ID)
+	}
+	return c.JSON(toKBJSON(updated))
 }
 
 func (s *server) deleteKB(c *fiber.Ctx) error {
@@ -334,7 +392,9 @@ func (s *server) deleteDocument(c *fiber.Ctx) error {
 }
 
 // searchKB serves POST /v1/knowledge-bases/{kb}/search {"query", "top_k"?, "filter"?:
-// {"document_ids": [...]}}: the chunks that answer the query, best first.
+// {"document_ids": [...]}, "retrieval"?: {…}}: the chunks that answer the query, best
+// first, by the knowledge base's retrieval settings (and the search's own over them:
+// what acts at search time).
 func (s *server) searchKB(c *fiber.Ctx) error {
 	k, err := s.kb(c)
 	if err != nil {
@@ -346,6 +406,7 @@ func (s *server) searchKB(c *fiber.Ctx) error {
 		Filter *struct {
 			DocumentIDs []string `json:"document_ids"`
 		} `json:"filter"`
+		Retrieval json.RawMessage `json:"retrieval"`
 	}
 	if err := oai.Decode(c.Body(), &req, ""); err != nil {
 		return err
@@ -369,8 +430,15 @@ func (s *server) searchKB(c *fiber.Ctx) error {
 			}
 		}
 	}
+	set, err := retrievalSettings(req.Retrieval)
+	if err != nil {
+		return err
+	}
 	hits, err := s.opts.Knowledge.Search(c.UserContext(), principalOf(c).UserID, k.ID,
-		knowledge.Query{Text: req.Query, TopK: req.TopK, DocumentIDs: docs})
+		knowledge.Query{Text: req.Query, TopK: req.TopK, DocumentIDs: docs, Settings: set})
+	if e := settingsError(err); e != nil {
+		return e
+	}
 	if errors.Is(err, knowledge.ErrInvalidFilter) {
 		return oai.Invalid("filter.document_ids", oai.CodeInvalidValue, "invalid 'filter.document_ids'")
 	}

@@ -100,6 +100,9 @@ type Model struct {
 // rag.chunk_tokens.
 const DefaultOverlapPercent = 15
 
+// MaxRRFK bounds rag.rrf_k (gateway/vectorstore.MaxRRFK).
+const MaxRRFK = 100000
+
 // RAG is the rag block.
 type RAG struct {
 	// EmbeddingModel names (or aliases) a model with embedding: true used for dense
@@ -113,6 +116,15 @@ type RAG struct {
 	ChunkOverlap int `yaml:"chunk_overlap"`
 	// TopK is the number of chunks retrieved per question. Default 4.
 	TopK int `yaml:"top_k"`
+	// Fusion is how hybrid search (with an embedding model) fuses the dense and the
+	// sparse lists: "rrf" (reciprocal rank fusion, the default) or "weighted" (a
+	// weighted sum of min-max normalised scores). A knowledge base may set its own.
+	Fusion string `yaml:"fusion"`
+	// RRFK is rrf's rank constant k: a hit at rank r scores 1/(k + r). Default 60.
+	RRFK int `yaml:"rrf_k"`
+	// DenseWeight is weighted's share of the dense list, 0 to 1 (the sparse list has
+	// the rest). Default 0.5.
+	DenseWeight float64 `yaml:"dense_weight"`
 }
 
 // Server is the server block: limits and timeouts of the HTTP/WebSocket server.

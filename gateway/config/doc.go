@@ -34,6 +34,9 @@
 //	RAGWAY_RAG_CHUNK_TOKENS           rag.chunk_tokens
 //	RAGWAY_RAG_CHUNK_OVERLAP          rag.chunk_overlap
 //	RAGWAY_RAG_TOP_K                  rag.top_k
+//	RAGWAY_RAG_FUSION                 rag.fusion
+//	RAGWAY_RAG_RRF_K                  rag.rrf_k
+//	RAGWAY_RAG_DENSE_WEIGHT           rag.dense_weight
 //	RAGWAY_SERVER_MAX_BODY_BYTES      server.max_body_bytes
 //	RAGWAY_SERVER_SHUTDOWN_GRACE      server.shutdown_grace
 //	RAGWAY_SERVER_REQUEST_TIMEOUT     server.request_timeout

@@ -94,6 +94,15 @@ func (c *Config) Validate() error {
 	if r.TopK < 1 {
 		p.add("rag.top_k", "must be >= 1, got %d", r.TopK)
 	}
+	if r.Fusion != "rrf" && r.Fusion != "weighted" {
+		p.add("rag.fusion", `must be "rrf" or "weighted", got %q`, r.Fusion)
+	}
+	if r.RRFK < 1 || r.RRFK > MaxRRFK {
+		p.add("rag.rrf_k", "must be 1 to %d, got %d", MaxRRFK, r.RRFK)
+	}
+	if !(r.DenseWeight >= 0 && r.DenseWeight <= 1) {
+		p.add("rag.dense_weight", "must be 0 to 1, got %v", r.DenseWeight)
+	}
 
 	s := c.Server
 	if s.MaxBodyBytes < 1 {

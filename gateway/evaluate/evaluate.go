@@ -232,6 +232,66 @@ func (r Report) Write(w io.Writer, maxMisses int) {
 	}
 }
 
+// WriteCompared prints two reports of the same questions side by side: for each kind
+// (and all), a row for a, a row for b, and their difference; then the questions only
+// one of them missed (at most maxMisses each).
+func WriteCompared(w io.Writer, a, b Report, maxMisses int) {
+	fmt.Fprintf(w, "%-14s %-4s %9s %9s %9s %9s %9s %9s\n", "kind", "", "questions", "recall@1", "recall@5", "recall@10", "MRR@10", "nDCG@10")
+	row := func(name, which string, f Figures) {
+		fmt.Fprintf(w, "%-14s %-4s %9d %9.3f %9.3f %9.3f %9.3f %9.3f\n", name, which, f.Questions, f.Recall1, f.Recall5, f.Recall10, f.MRR10, f.NDCG10)
+	}
+	diff := func(fa, fb Figures) {
+		fmt.Fprintf(w, "%-14s %-4s %9s %+9.3f %+9.3f %+9.3f %+9.3f %+9.3f\n", "", "B-A", "", fb.Recall1-fa.Recall1, fb.Recall5-fa.Recall5,
+			fb.Recall10-fa.Recall10, fb.MRR10-fa.MRR10, fb.NDCG10-fa.NDCG10)
+	}
+	kinds := slices.Clone(a.Kinds)
+	for _, k := range b.Kinds {
+		if !slices.Contains(kinds, k) {
+			kinds = append(kinds, k)
+		}
+	}
+	slices.Sort(kinds)
+	figures := func(r Report, kind string) Figures {
+		if f := r.ByKind[kind]; f != nil {
+			return *f
+		}
+		return Figures{}
+	}
+	for _, k := range kinds {
+		row(k, "A", figures(a, k))
+		row("", "B", figures(b, k))
+		diff(figures(a, k), figures(b, k))
+	}
+	row("all", "A", a.Overall)
+	row("", "B", b.Overall)
+	diff(a.Overall, b.Overall)
+	only := func(name string, x, y Report) {
+		missed := map[int]bool{}
+		for _, m := range y.Misses {
+			missed[m.Question.Line] = true
+		}
+		var lines []Judged
+		for _, m := range x.Misses {
+			if !missed[m.Question.Line] {
+				lines = append(lines, m)
+			}
+		}
+		if len(lines) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "\nmissed by %s only (no relevant hit in the first 10): %d\n", name, len(lines))
+		for i, m := range lines {
+			if i == maxMisses {
+				fmt.Fprintf(w, "  … and %d more\n", len(lines)-maxMisses)
+				break
+			}
+			fmt.Fprintf(w, "  line %d [%s] %s\n", m.Question.Line, m.Question.Kind, m.Question.Q)
+		}
+	}
+	only("A", a, b)
+	only("B", b, a)
+}
+
 // SearchFunc searches for a question's text and returns the hits, best first.
 type SearchFunc func(ctx context.Context, q string) ([]Hit, error)
 

@@ -79,6 +79,11 @@ func (s *Service) AddDocument(ctx context.Context, userID, kbID string, u Upload
 		// A title found in the file is the file's text: made storable, not refused.
 		title = text.Clean(x.Title)
 	}
+	k, err := s.opts.Store.KnowledgeBase(ctx, userID, kbID)
+	if err != nil {
+		return Document{}, fmt.Errorf("knowledge: knowledge base %s: %w", kbID, err)
+	}
+	set := s.settings(k)
 	d, err := s.opts.Store.CreateDocument(ctx, userID, kbID, store.NewDocument{
 		Title: title, Source: u.Name, MimeType: string(format), SHA256: ingest.SHA256(u.Data), Bytes: int64(len(u.Data))})
 	var dup *store.DuplicateError
@@ -90,20 +95,20 @@ func (s *Service) AddDocument(ctx context.Context, userID, kbID string, u Upload
 	}
 	doc := rag.Document{Title: title, Text: x.Text, Markdown: x.Markdown}
 	if u.Wait {
-		s.index(ctx, userID, kbID, d.ID, doc)
+		s.index(ctx, userID, kbID, d.ID, doc, set)
 		indexed, err := s.opts.Store.Document(ctx, userID, kbID, d.ID)
 		if err != nil {
 			return Document{}, fmt.Errorf("knowledge: read document %s after indexing it: %w", d.ID, err)
 		}
 		return toDocument(indexed), nil
 	}
-	s.indexInBackground(userID, kbID, d.ID, doc)
+	s.indexInBackground(userID, kbID, d.ID, doc, set)
 	return toDocument(d), nil
 }
 
 // indexInBackground indexes a document under Options.Context, counted by
 // Options.Indexing.
-func (s *Service) indexInBackground(userID, kbID, docID string, doc rag.Document) {
+func (s *Service) indexInBackground(userID, kbID, docID string, doc rag.Document, set Settings) {
 	bg := s.opts.Context
 	if wg := s.opts.Indexing; wg != nil {
 		wg.Add(1)
@@ -119,13 +124,13 @@ func (s *Service) indexInBackground(userID, kbID, docID string, doc rag.Document
 				_ = s.opts.Indexer.Store.FailDocument(context.WithoutCancel(bg), userID, kbID, docID, "the document could not be indexed; upload it again")
 			}
 		}()
-		s.index(bg, userID, kbID, docID, doc)
+		s.index(bg, userID, kbID, docID, doc, set)
 	}()
 }
 
-// index indexes a document, Options.Ingests at a time. Failures are the document's
-// (marked failed with a reason) and the log's.
-func (s *Service) index(ctx context.Context, userID, kbID, docID string, doc rag.Document) {
+// index indexes a document by its knowledge base's settings, Options.Ingests at a
+// time. Failures are the document's (marked failed with a reason) and the log's.
+func (s *Service) index(ctx context.Context, userID, kbID, docID string, doc rag.Document, set Settings) {
 	acquired := false
 	if ctx.Err() == nil {
 		select {
@@ -147,7 +152,7 @@ func (s *Service) index(ctx context.Context, userID, kbID, docID string, doc rag
 	// Once started, a document is indexed whole (shutdown waits for it, within its
 	// grace period): cancelling it halfway would leave chunks in Postgres and not in
 	// the index.
-	n, err := s.opts.Indexer.Index(context.WithoutCancel(ctx), userID, kbID, docID, doc)
+	n, err := s.opts.Indexer.Index(context.WithoutCancel(ctx), userID, kbID, docID, doc, set)
 	if err != nil {
 		s.log.Warn("document not indexed", "kb", kbID, "document", docID, "error", err)
 		return

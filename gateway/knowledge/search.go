@@ -23,6 +23,9 @@ type Query struct {
 	TopK int
 	// DocumentIDs, when set, restricts the search to these documents (ids: IsID).
 	DocumentIDs []string
+	// Settings are the search's own retrieval settings, over the knowledge base's
+	// (checked: Settings.CheckSearch).
+	Settings Settings
 }
 
 // Hit is a chunk that answers a query.
@@ -44,10 +47,20 @@ type Hit struct {
 func (s *Service) TopK() int { return s.opts.TopK }
 
 // Search returns the chunks of the user's knowledge base kbID that answer q, best
-// first. A malformed document filter is [ErrInvalidFilter]; other errors are the
-// retrieval's (the index or the embedding model failing, a query the model refuses).
+// first, by the knowledge base's retrieval settings (and q's over them). A malformed
+// document filter is [ErrInvalidFilter]; settings that are not valid, a
+// *SettingsError; other errors are the retrieval's (the index or the embedding model
+// failing, a query the model refuses).
 func (s *Service) Search(ctx context.Context, userID, kbID string, q Query) ([]Hit, error) {
-	srcs, err := s.opts.Retriever.Retrieve(ctx, userID, kbID, q.Text, q.TopK, q.DocumentIDs...)
+	if err := q.Settings.CheckSearch("retrieval"); err != nil {
+		return nil, err
+	}
+	k, err := s.opts.Store.KnowledgeBase(ctx, userID, kbID)
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: search knowledge base %s: %w", kbID, err)
+	}
+	srcs, err := s.opts.Retriever.Retrieve(ctx, rag.Request{UserID: userID, KBID: k.ID, Query: q.Text, TopK: q.TopK,
+		DocumentIDs: q.DocumentIDs, KB: s.settings(k), Search: q.Settings})
 	if errors.Is(err, vectorstore.ErrInvalid) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidFilter, err)
 	}

@@ -17,6 +17,7 @@ type Store interface {
 	CreateKnowledgeBase(ctx context.Context, userID string, kb store.NewKnowledgeBase) (store.KnowledgeBase, error)
 	ListKnowledgeBases(ctx context.Context, userID string) ([]store.KnowledgeBase, error)
 	KnowledgeBase(ctx context.Context, userID, idOrName string) (store.KnowledgeBase, error)
+	SetRetrieval(ctx context.Context, userID, id, retrieval string) error
 	DeleteKnowledgeBase(ctx context.Context, userID, id string) error
 	CreateDocument(ctx context.Context, userID, kbID string, d store.NewDocument) (store.Document, error)
 	ListDocuments(ctx context.Context, userID, kbID string, p store.Page) ([]store.Document, error)
@@ -27,7 +28,7 @@ type Store interface {
 // Retriever finds the chunks of a knowledge base that answer a query (*rag.Retriever
 // implements it).
 type Retriever interface {
-	Retrieve(ctx context.Context, userID, kbID, query string, topK int, docIDs ...string) ([]rag.Source, error)
+	Retrieve(ctx context.Context, req rag.Request) ([]rag.Source, error)
 }
 
 // ExtractFunc extracts an upload's text (ingest.Options.Extract in this process, or
@@ -109,7 +110,22 @@ type Base struct {
 	// EmbeddingModel is the model its chunks are embedded with ("": none, lexical
 	// retrieval only).
 	EmbeddingModel string
-	CreatedAt      time.Time
+	// Retrieval is its own retrieval settings (over the gateway's).
+	Retrieval Settings
+	CreatedAt time.Time
+}
+
+// Settings are retrieval settings (rag.Settings): a knowledge base's own, or a
+// search's.
+type Settings = rag.Settings
+
+// SettingsError names a setting that is not valid ("retrieval.fusion").
+type SettingsError = rag.SettingsError
+
+// ParseSettings reads settings from a JSON object and checks them; error fields
+// start with prefix.
+func ParseSettings(data []byte, prefix string) (Settings, error) {
+	return rag.ParseSettings(data, prefix)
 }
 
 // NewBase is what CreateBase creates.
@@ -117,21 +133,52 @@ type NewBase struct {
 	// Name is unique among the user's knowledge bases.
 	Name        string
 	Description string
+	// Retrieval is its own retrieval settings (checked: Settings.Check).
+	Retrieval Settings
 }
 
-func toBase(k store.KnowledgeBase) Base {
-	return Base{ID: k.ID, Name: k.Name, Description: k.Description, EmbeddingModel: k.EmbeddingModel, CreatedAt: k.CreatedAt}
+func (s *Service) toBase(k store.KnowledgeBase) Base {
+	return Base{ID: k.ID, Name: k.Name, Description: k.Description, EmbeddingModel: k.EmbeddingModel,
+		Retrieval: s.settings(k), CreatedAt: k.CreatedAt}
+}
+
+// settings are knowledge base k's own retrieval settings, checked as they were
+// stored; settings that no longer read are logged and left out (the gateway's act).
+func (s *Service) settings(k store.KnowledgeBase) Settings {
+	set, err := rag.ParseSettings([]byte(k.Retrieval), "retrieval")
+	if err != nil {
+		s.log.Warn("a knowledge base's retrieval settings are not valid: the gateway's are used", "kb", k.ID, "error", err)
+		return Settings{}
+	}
+	return set
 }
 
 // CreateBase creates a knowledge base, recording the gateway's embedding model on it.
 // A name the user already has is ErrConflict.
 func (s *Service) CreateBase(ctx context.Context, userID string, b NewBase) (Base, error) {
+	if err := b.Retrieval.Check("retrieval"); err != nil {
+		return Base{}, err
+	}
 	k, err := s.opts.Store.CreateKnowledgeBase(ctx, userID,
-		store.NewKnowledgeBase{Name: b.Name, Description: b.Description, EmbeddingModel: s.opts.EmbeddingModel})
+		store.NewKnowledgeBase{Name: b.Name, Description: b.Description, EmbeddingModel: s.opts.EmbeddingModel,
+			Retrieval: b.Retrieval.String()})
 	if err != nil {
 		return Base{}, fmt.Errorf("knowledge: create knowledge base %q: %w", b.Name, err)
 	}
-	return toBase(k), nil
+	return s.toBase(k), nil
+}
+
+// SetSettings replaces the user's knowledge base id's own retrieval settings: what
+// acts at search time from the next search, chunk sizes for documents indexed from now
+// on (documents indexed before keep their chunks until uploaded again).
+func (s *Service) SetSettings(ctx context.Context, userID, id string, set Settings) (Base, error) {
+	if err := set.Check("retrieval"); err != nil {
+		return Base{}, err
+	}
+	if err := s.opts.Store.SetRetrieval(ctx, userID, id, set.String()); err != nil {
+		return Base{}, fmt.Errorf("knowledge: set the retrieval settings of knowledge base %s: %w", id, err)
+	}
+	return s.Base(ctx, userID, id)
 }
 
 // Bases returns the user's knowledge bases.
@@ -142,7 +189,7 @@ func (s *Service) Bases(ctx context.Context, userID string) ([]Base, error) {
 	}
 	out := make([]Base, 0, len(kbs))
 	for _, k := range kbs {
-		out = append(out, toBase(k))
+		out = append(out, s.toBase(k))
 	}
 	return out, nil
 }
@@ -153,7 +200,7 @@ func (s *Service) Base(ctx context.Context, userID, idOrName string) (Base, erro
 	if err != nil {
 		return Base{}, fmt.Errorf("knowledge: knowledge base %q: %w", idOrName, err)
 	}
-	return toBase(k), nil
+	return s.toBase(k), nil
 }
 
 // DeleteBase deletes the user's knowledge base id with its documents (ErrNotFound when

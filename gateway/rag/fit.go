@@ -94,8 +94,8 @@ func fitTarget(c Chunk, n, limit int) int {
 // (sdk.ErrUnsupported) or does not say its limit, or when a piece still does not
 // fit (a heading alone over the limit), the embedding cuts what is over the limit
 // instead (logged, without the text).
-func (x *Indexer) fit(ctx context.Context, chunks []Chunk) ([]Chunk, bool, error) {
-	o := x.Options.withDefaults()
+func (x *Indexer) fit(ctx context.Context, chunks []Chunk, opts Options) ([]Chunk, bool, error) {
+	o := opts.withDefaults()
 	pending := make([]bool, len(chunks)) // to be counted
 	for i := range pending {
 		pending[i] = true

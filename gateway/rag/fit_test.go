@@ -140,7 +140,7 @@ func TestIndexerSplitsChunksOverTheModelLimit(t *testing.T) {
 	model := &byteModel{limit: 200, canCount: true}
 	x := &Indexer{Store: mem, Vectors: vs, Embedding: model, Options: Options{ChunkTokens: 120}}
 	doc := Document{Title: "Ops", Text: longParagraphs(), Markdown: true}
-	n, err := x.Index(ctx, "alice", kbA, docX, doc)
+	n, err := x.Index(ctx, "alice", kbA, docX, doc, Settings{})
 	if err != nil {
 		t.Fatalf("indexing long paragraphs with a 200-token model: %v", err)
 	}
@@ -168,7 +168,7 @@ func TestIndexerSplitsChunksOverTheModelLimit(t *testing.T) {
 	}
 	// Dense retrieval finds them.
 	r := &Retriever{Vectors: vs, Chunks: mem, Embedding: model}
-	if srcs, err := r.Retrieve(ctx, "alice", kbA, "database reconnects", 3); err != nil || len(srcs) == 0 {
+	if srcs, err := r.Retrieve(ctx, Request{UserID: "alice", KBID: kbA, Query: "database reconnects", TopK: 3}); err != nil || len(srcs) == 0 {
 		t.Fatalf("retrieve: %+v, %v", srcs, err)
 	}
 }
@@ -182,7 +182,7 @@ func TestIndexerTruncatesWhenTheModelCannotCount(t *testing.T) {
 	model := &byteModel{limit: 200}
 	x := &Indexer{Store: mem, Vectors: vs, Embedding: model, Options: Options{ChunkTokens: 120}, Logger: slog.New(&logs)}
 	for _, id := range []string{docX, docY} {
-		if _, err := x.Index(ctx, "alice", kbA, id, Document{Text: longParagraphs(), Markdown: true}); err != nil {
+		if _, err := x.Index(ctx, "alice", kbA, id, Document{Text: longParagraphs(), Markdown: true}, Settings{}); err != nil {
 			t.Fatalf("indexing with a model that cannot count: %v", err)
 		}
 	}
@@ -201,14 +201,14 @@ func TestRetrieveTruncatesALongQuestionForTheModel(t *testing.T) {
 	defer vs.Close()
 	model := &byteModel{limit: 200, canCount: true}
 	x := &Indexer{Store: mem, Vectors: vs, Embedding: model}
-	if _, err := x.Index(ctx, "alice", kbA, docX, Document{Text: "The gateway reconnects to the database."}); err != nil {
+	if _, err := x.Index(ctx, "alice", kbA, docX, Document{Text: "The gateway reconnects to the database."}, Settings{}); err != nil {
 		t.Fatal(err)
 	}
 	r := &Retriever{Vectors: vs, Chunks: mem, Embedding: model}
 	// No word in common with the chunk (the sparse side finds nothing), and far over
 	// the model's limit: the dense side still answers.
 	q := strings.Repeat("qwertz zyxwv ", 100)
-	srcs, err := r.Retrieve(ctx, "alice", kbA, q, 3)
+	srcs, err := r.Retrieve(ctx, Request{UserID: "alice", KBID: kbA, Query: q, TopK: 3})
 	if err != nil || len(srcs) != 1 {
 		t.Fatalf("a question over the model's limit: %+v, %v; want the chunk by its embedding", srcs, err)
 	}
@@ -246,7 +246,7 @@ func TestFitAMixedCorpus(t *testing.T) {
 	for _, limit := range []int{512, 300, 160, 100} {
 		model := &byteModel{limit: limit, canCount: true}
 		x := &Indexer{Embedding: model}
-		cs, truncate, err := x.fit(context.Background(), Split(d, x.Options))
+		cs, truncate, err := x.fit(context.Background(), Split(d, x.Options), x.Options)
 		if err != nil || truncate {
 			t.Fatalf("limit %d: fit: truncate %v, %v", limit, truncate, err)
 		}

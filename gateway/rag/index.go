@@ -36,11 +36,12 @@ type Indexer struct {
 	warnedTruncate atomic.Bool // logged once that the model cannot count tokens
 }
 
-// Index chunks doc (document docID of userID's knowledge base kbID), stores the chunks
-// and indexes them, and returns how many there are. On failure the document is marked
+// Index chunks doc (document docID of userID's knowledge base kbID) by the knowledge
+// base's own settings (kb: its chunk sizes over x.Options), stores the chunks and
+// indexes them, and returns how many there are. On failure the document is marked
 // failed with the reason, and the error is returned.
-func (x *Indexer) Index(ctx context.Context, userID, kbID, docID string, doc Document) (int, error) {
-	n, err := x.index(ctx, userID, kbID, docID, doc)
+func (x *Indexer) Index(ctx context.Context, userID, kbID, docID string, doc Document, kb Settings) (int, error) {
+	n, err := x.index(ctx, userID, kbID, docID, doc, kb.ChunkOptions(x.Options))
 	if err != nil {
 		// The reason is shown to the document's owner: what went wrong for them, never
 		// the cause's text (a model's or the database's words), which err keeps for the log.
@@ -57,9 +58,9 @@ func (x *Indexer) Index(ctx context.Context, userID, kbID, docID string, doc Doc
 	return n, nil
 }
 
-func (x *Indexer) index(ctx context.Context, userID, kbID, docID string, doc Document) (int, error) {
+func (x *Indexer) index(ctx context.Context, userID, kbID, docID string, doc Document, opts Options) (int, error) {
 	doc.Text = Normalize(doc.Text)
-	chunks := Split(doc, x.Options)
+	chunks := Split(doc, opts)
 	if len(chunks) == 0 {
 		text := strings.TrimSpace(doc.Text)
 		if text == "" {
@@ -71,7 +72,7 @@ func (x *Indexer) index(ctx context.Context, userID, kbID, docID string, doc Doc
 	truncate := false
 	if x.Embedding != nil {
 		var err error
-		if chunks, truncate, err = x.fit(ctx, chunks); err != nil {
+		if chunks, truncate, err = x.fit(ctx, chunks, opts); err != nil {
 			return 0, &failure{reason: reasonEmbed, err: fmt.Errorf("fit the chunks to the embedding model: %w", err)}
 		}
 	}

@@ -23,14 +23,29 @@ type Retriever struct {
 	// question over the model's limit per input is truncated for it (the sparse side
 	// has the whole question).
 	Embedding EmbeddingModel
+	// Defaults are the gateway's retrieval settings (its rag block).
+	Defaults Settings
 }
 
-// Retrieve returns up to topK sources for query in userID's knowledge base kbID (in
-// documents docIDs only, when given), numbered from 1 in rank order. The caller has
-// checked that kbID is userID's; chunks of other users' knowledge bases are never read
-// (ChunkReader is user-scoped).
-func (r *Retriever) Retrieve(ctx context.Context, userID, kbID, query string, topK int, docIDs ...string) ([]Source, error) {
-	q := vectorstore.Query{KBID: kbID, Sparse: QueryVector(query), TopK: topK, DocumentIDs: docIDs}
+// Request is one retrieval: up to TopK sources for Query in user UserID's knowledge
+// base KBID (in documents DocumentIDs only, when given).
+type Request struct {
+	UserID, KBID, Query string
+	TopK                int
+	DocumentIDs         []string
+	// KB is the knowledge base's own settings and Search the search's own (checked:
+	// Settings.CheckSearch): each over the one before, over Retriever.Defaults.
+	KB, Search Settings
+}
+
+// Retrieve returns the sources of req, numbered from 1 in rank order. The caller has
+// checked that the knowledge base is the user's; chunks of other users' knowledge
+// bases are never read (ChunkReader is user-scoped).
+func (r *Retriever) Retrieve(ctx context.Context, req Request) ([]Source, error) {
+	userID, kbID, query := req.UserID, req.KBID, req.Query
+	set := req.Search.Over(req.KB).Over(r.Defaults)
+	q := vectorstore.Query{KBID: kbID, Sparse: QueryVector(query), TopK: req.TopK, DocumentIDs: req.DocumentIDs,
+		Fusion: set.VectorFusion()}
 	if r.Embedding != nil {
 		vecs, err := r.Embedding.Embed(ctx, []string{query}, true)
 		if err != nil {

@@ -88,7 +88,7 @@ func TestIndexAndRetrieve(t *testing.T) {
 		{kbB, docZ, "# Other\n\nThe database of another knowledge base is down and 503 too."},
 	}
 	for _, d := range docs {
-		if n, err := x.Index(ctx, "alice", d.kb, d.id, Document{Title: "t", Text: d.text, Markdown: true}); err != nil || n == 0 {
+		if n, err := x.Index(ctx, "alice", d.kb, d.id, Document{Title: "t", Text: d.text, Markdown: true}, Settings{}); err != nil || n == 0 {
 			t.Fatalf("Index %s: %d chunks, %v", d.id, n, err)
 		}
 	}
@@ -101,7 +101,7 @@ func TestIndexAndRetrieve(t *testing.T) {
 		{"数据库恢复后会怎样", docY, "重新连接"},
 		{"how are API keys stored", docX, "SHA-256"},
 	} {
-		srcs, err := r.Retrieve(ctx, "alice", kbA, c.query, 3)
+		srcs, err := r.Retrieve(ctx, Request{UserID: "alice", KBID: kbA, Query: c.query, TopK: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,11 +115,11 @@ func TestIndexAndRetrieve(t *testing.T) {
 		}
 	}
 	// Another user reads nothing of alice's chunks, even when the index has hits.
-	if srcs, err := r.Retrieve(ctx, "bob", kbA, "database down", 3); err != nil || len(srcs) != 0 {
+	if srcs, err := r.Retrieve(ctx, Request{UserID: "bob", KBID: kbA, Query: "database down", TopK: 3}); err != nil || len(srcs) != 0 {
 		t.Fatalf("bob's retrieval in alice's knowledge base: %+v, %v", srcs, err)
 	}
 	// A question with no searchable term finds nothing, without error.
-	if srcs, err := r.Retrieve(ctx, "alice", kbA, "the of and ?!", 3); err != nil || len(srcs) != 0 {
+	if srcs, err := r.Retrieve(ctx, Request{UserID: "alice", KBID: kbA, Query: "the of and ?!", TopK: 3}); err != nil || len(srcs) != 0 {
 		t.Fatalf("stopword question: %+v, %v", srcs, err)
 	}
 }
@@ -129,18 +129,18 @@ func TestIndexFailureMarksTheDocument(t *testing.T) {
 	vs := embedded.New()
 	defer vs.Close()
 	x := &Indexer{Store: mem, Vectors: vs}
-	if _, err := x.Index(context.Background(), "alice", kbA, docX, Document{Text: "  \n\n "}); err == nil {
+	if _, err := x.Index(context.Background(), "alice", kbA, docX, Document{Text: "  \n\n "}, Settings{}); err == nil {
 		t.Fatal("indexing an empty document: want an error")
 	}
 	if mem.failed[docX] == "" {
 		t.Fatal("the empty document was not marked failed")
 	}
 	// A document of headings only is its headings.
-	if n, err := x.Index(context.Background(), "alice", kbA, docZ, Document{Text: "## Ports\n\n### Darwin\n", Markdown: true}); err != nil || n != 1 {
+	if n, err := x.Index(context.Background(), "alice", kbA, docZ, Document{Text: "## Ports\n\n### Darwin\n", Markdown: true}, Settings{}); err != nil || n != 1 {
 		t.Fatalf("a document of headings only: %d chunks, %v", n, err)
 	}
 	x.Embedding = failingModel{fmt.Errorf("model unavailable: stderr: r13 0x0")}
-	if _, err := x.Index(context.Background(), "alice", kbA, docY, Document{Text: "some text"}); err == nil ||
+	if _, err := x.Index(context.Background(), "alice", kbA, docY, Document{Text: "some text"}, Settings{}); err == nil ||
 		!strings.Contains(err.Error(), "model unavailable") || mem.failed[docY] != reasonEmbed {
 		t.Fatalf("embedding failure: %v, stored reason %q", err, mem.failed[docY])
 	}
@@ -207,7 +207,7 @@ func TestRebuild(t *testing.T) {
 	old := embedded.New()
 	defer old.Close()
 	x := &Indexer{Store: mem, Vectors: old}
-	if _, err := x.Index(ctx, "alice", kbA, docX, Document{Text: "the gateway reconnects to the database"}); err != nil {
+	if _, err := x.Index(ctx, "alice", kbA, docX, Document{Text: "the gateway reconnects to the database"}, Settings{}); err != nil {
 		t.Fatal(err)
 	}
 	fresh := embedded.New()
@@ -217,7 +217,7 @@ func TestRebuild(t *testing.T) {
 		t.Fatalf("Rebuild = %d, %v", n, err)
 	}
 	r := &Retriever{Vectors: fresh, Chunks: mem}
-	if srcs, err := r.Retrieve(ctx, "alice", kbA, "reconnects", 3); err != nil || len(srcs) != 1 {
+	if srcs, err := r.Retrieve(ctx, Request{UserID: "alice", KBID: kbA, Query: "reconnects", TopK: 3}); err != nil || len(srcs) != 1 {
 		t.Fatalf("retrieval from the rebuilt index: %+v, %v", srcs, err)
 	}
 }
@@ -261,7 +261,7 @@ func TestApplyChangeAndLoadAll(t *testing.T) {
 	here := embedded.New()
 	defer here.Close()
 	x := &Indexer{Store: mem, Vectors: here}
-	if _, err := x.Index(ctx, "alice", kbA, docX, Document{Text: "the gateway reconnects to the database"}); err != nil {
+	if _, err := x.Index(ctx, "alice", kbA, docX, Document{Text: "the gateway reconnects to the database"}, Settings{}); err != nil {
 		t.Fatal(err)
 	}
 	there := embedded.New() // another gateway's index
@@ -269,7 +269,7 @@ func TestApplyChangeAndLoadAll(t *testing.T) {
 	r := &Retriever{Vectors: there, Chunks: mem}
 	found := func() int {
 		t.Helper()
-		srcs, err := r.Retrieve(ctx, "alice", kbA, "reconnects", 3)
+		srcs, err := r.Retrieve(ctx, Request{UserID: "alice", KBID: kbA, Query: "reconnects", TopK: 3})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -62,7 +62,13 @@ func (s *Service) Ground(ctx context.Context, userID, kb, query string, topK int
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	srcs, err := s.Retriever.Retrieve(rctx, userID, k.ID, query, topK)
+	own, err := ParseSettings([]byte(k.Retrieval), "retrieval")
+	if err != nil {
+		// Checked as it was stored: not the asker's to fix.
+		s.logger().Warn("a knowledge base's retrieval settings are not valid: the gateway's are used", "kb", k.ID, "error", err)
+		own = Settings{}
+	}
+	srcs, err := s.Retriever.Retrieve(rctx, Request{UserID: userID, KBID: k.ID, Query: query, TopK: topK, KB: own})
 	switch {
 	case err == nil && len(srcs) == 0:
 		return Grounding{Warning: fmt.Sprintf("nothing in the knowledge base %q matched the question: the answer has no sources", k.Name)}, nil
@@ -71,15 +77,18 @@ func (s *Service) Ground(ctx context.Context, userID, kb, query string, topK int
 	case ctx.Err() != nil:
 		return Grounding{}, ctx.Err()
 	}
-	log := s.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	log.Warn("retrieval failed: answering without the knowledge base", "kb", k.ID, "error", err)
+	s.logger().Warn("retrieval failed: answering without the knowledge base", "kb", k.ID, "error", err)
 	if errors.Is(err, context.DeadlineExceeded) {
 		return Grounding{Warning: "retrieval timed out: the answer was generated without the knowledge base"}, nil
 	}
 	return Grounding{Warning: "the knowledge base's index is unavailable: the answer was generated without it"}, nil
+}
+
+func (s *Service) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.Default()
+	}
+	return s.Logger
 }
 
 // Params is the "rag" object of a chat request or WebSocket chat frame.

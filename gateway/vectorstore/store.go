@@ -1,6 +1,7 @@
 package vectorstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,10 +23,60 @@ var (
 	ErrClosed = errors.New("vectorstore: closed")
 )
 
-// RRFK is the rank constant of reciprocal rank fusion: a point at 1-based rank
-// r in a list contributes 1/(RRFK + r). (Qdrant counts positions from 0 and
-// defaults to k = 2, so a Qdrant store must ask for k = RRFK+1 explicitly.)
+// RRFK is the default rank constant of reciprocal rank fusion: a point at
+// 1-based rank r in a list contributes 1/(k + r). (Qdrant counts positions from
+// 0 and defaults to k = 2, so a Qdrant store must ask for k+1 explicitly.)
 const RRFK = 60
+
+// MaxRRFK bounds Fusion.K.
+const MaxRRFK = 100000
+
+// Fusion methods.
+const (
+	// FusionRRF is reciprocal rank fusion: Σ 1/(k + rank) over the lists.
+	FusionRRF = "rrf"
+	// FusionWeighted is a weighted sum of scores normalised per list: each list's
+	// scores are scaled to [0, 1] by its best and worst candidate (min-max), and a
+	// point scores DenseWeight·dense + (1 − DenseWeight)·sparse, 0 for a list it is
+	// not in. Unlike RRF it keeps how far apart the scores of a list are.
+	FusionWeighted = "weighted"
+)
+
+// Fusion is how a hybrid query's dense and sparse lists become one. The zero value
+// is RRF with k = RRFK.
+type Fusion struct {
+	// Method is FusionRRF ("" too) or FusionWeighted.
+	Method string
+	// K is RRF's rank constant, 1 to MaxRRFK; 0 means RRFK.
+	K int
+	// DenseWeight is the weighted method's share of the dense list, 0 to 1.
+	DenseWeight float64
+}
+
+// Validate reports whether f is well formed.
+func (f Fusion) Validate() error {
+	switch f.Method {
+	case "", FusionRRF, FusionWeighted:
+	default:
+		return fmt.Errorf("%w: fusion method %q", ErrInvalid, f.Method)
+	}
+	if f.K < 0 || f.K > MaxRRFK {
+		return fmt.Errorf("%w: rrf k %d is not in [0, %d]", ErrInvalid, f.K, MaxRRFK)
+	}
+	if !(f.DenseWeight >= 0 && f.DenseWeight <= 1) {
+		return fmt.Errorf("%w: dense weight %v is not in [0, 1]", ErrInvalid, f.DenseWeight)
+	}
+	return nil
+}
+
+// Fuse fuses a hybrid query's dense and sparse lists (each best first, up to
+// PrefetchLimit candidates) by f and returns the top topK.
+func (f Fusion) Fuse(topK int, dense, sparse []Hit) []Hit {
+	if f.Method == FusionWeighted {
+		return FuseWeighted(topK, f.DenseWeight, dense, sparse)
+	}
+	return FuseRRF(topK, cmp.Or(f.K, RRFK), dense, sparse)
+}
 
 // PrefetchLimit is how many candidates a hybrid search takes from each of the
 // dense and sparse lists before fusing them: max(4·topK, 20).
@@ -71,6 +122,8 @@ type Query struct {
 	TopK int
 	// DocumentIDs, if not empty, restricts hits to these documents.
 	DocumentIDs []string
+	// Fusion is how a hybrid query's lists are fused (zero: RRF, k = RRFK).
+	Fusion Fusion
 }
 
 // Hit is one search result.
@@ -79,7 +132,8 @@ type Hit struct {
 	DocumentID string
 	// Score depends on the query: for sparse-only, Σ q·idf·w over shared
 	// terms; for dense-only, the cosine similarity; for hybrid, the fused
-	// score Σ 1/(RRFK + rank) over the dense and sparse lists.
+	// score (Fusion): Σ 1/(k + rank) over the dense and sparse lists, or the
+	// weighted sum of their normalised scores.
 	Score float64
 }
 
@@ -96,7 +150,7 @@ type Hit struct {
 //   - Dense list: points with a dense vector, scored by cosine similarity.
 //   - Only one of q.Dense and q.Sparse given: the top q.TopK of that list with
 //     its scores. Both given: the top PrefetchLimit(q.TopK) of each list,
-//     fused by reciprocal rank fusion (RRFK), then the top q.TopK.
+//     fused by q.Fusion (Fusion.Fuse), then the top q.TopK.
 //   - Hits are ordered by score descending, then ChunkID ascending.
 //   - A knowledge base with no points yields no hits and no error; a dense
 //     query against one without dense vectors has an empty dense list.
@@ -180,6 +234,9 @@ func (q Query) Validate() error {
 	if err := q.Sparse.Validate(); err != nil {
 		return fmt.Errorf("query: %w", err)
 	}
+	if err := q.Fusion.Validate(); err != nil {
+		return fmt.Errorf("query: %w", err)
+	}
 	return nil
 }
 
@@ -222,22 +279,55 @@ func IsUUID(s string) bool {
 	return true
 }
 
-// FuseRRF fuses ranked lists (each best first) by reciprocal rank fusion and
-// returns the top topK, ordered by fused score descending, then ChunkID.
-func FuseRRF(topK int, lists ...[]Hit) []Hit {
+// FuseRRF fuses ranked lists (each best first) by reciprocal rank fusion with
+// rank constant k and returns the top topK, ordered by fused score descending,
+// then ChunkID.
+func FuseRRF(topK, k int, lists ...[]Hit) []Hit {
+	return fuse(topK, len(lists), func(i int) ([]Hit, func(r int, h Hit) float64) {
+		return lists[i], func(r int, _ Hit) float64 { return 1 / float64(k+r+1) }
+	})
+}
+
+// FuseWeighted fuses a dense and a sparse list (each best first) by the weighted
+// sum of their min-max normalised scores (FusionWeighted) and returns the top
+// topK, ordered by fused score descending, then ChunkID. A list whose scores are
+// all equal normalises them to 1.
+func FuseWeighted(topK int, denseWeight float64, dense, sparse []Hit) []Hit {
+	weights := [2]float64{denseWeight, 1 - denseWeight}
+	lists := [2][]Hit{dense, sparse}
+	return fuse(topK, 2, func(i int) ([]Hit, func(r int, h Hit) float64) {
+		l := lists[i]
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, h := range l {
+			lo, hi = min(lo, h.Score), max(hi, h.Score)
+		}
+		w := weights[i]
+		return l, func(_ int, h Hit) float64 {
+			if hi == lo {
+				return w
+			}
+			return w * (h.Score - lo) / (hi - lo)
+		}
+	})
+}
+
+// fuse sums, for each point of n lists, what list(i)'s score function gives it
+// at its (0-based) rank, and returns the top topK.
+func fuse(topK, n int, list func(i int) ([]Hit, func(r int, h Hit) float64)) []Hit {
 	type acc struct {
 		doc   string
 		score float64
 	}
 	m := make(map[string]*acc)
-	for _, l := range lists {
+	for i := range n {
+		l, score := list(i)
 		for r, h := range l {
 			a := m[h.ChunkID]
 			if a == nil {
 				a = &acc{doc: h.DocumentID}
 				m[h.ChunkID] = a
 			}
-			a.score += 1 / float64(RRFK+r+1)
+			a.score += score(r, h)
 		}
 	}
 	out := make([]Hit, 0, len(m))

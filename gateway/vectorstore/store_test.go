@@ -38,7 +38,7 @@ func TestPrefetchLimit(t *testing.T) {
 func TestFuseRRF(t *testing.T) {
 	dense := []Hit{{ChunkID: "a", DocumentID: "d1", Score: 0.9}, {ChunkID: "b", DocumentID: "d1", Score: 0.8}, {ChunkID: "c", DocumentID: "d2", Score: 0.1}}
 	sparse := []Hit{{ChunkID: "c", DocumentID: "d2", Score: 7}, {ChunkID: "a", DocumentID: "d1", Score: 3}, {ChunkID: "e", DocumentID: "d3", Score: 1}}
-	got := FuseRRF(10, dense, sparse)
+	got := FuseRRF(10, RRFK, dense, sparse)
 	want := []Hit{
 		{ChunkID: "a", DocumentID: "d1", Score: 1.0/61 + 1.0/62},
 		{ChunkID: "c", DocumentID: "d2", Score: 1.0/63 + 1.0/61},
@@ -53,11 +53,11 @@ func TestFuseRRF(t *testing.T) {
 			t.Errorf("hit %d = %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	if got := FuseRRF(1, dense, sparse); len(got) != 1 || got[0].ChunkID != "a" {
+	if got := FuseRRF(1, RRFK, dense, sparse); len(got) != 1 || got[0].ChunkID != "a" {
 		t.Errorf("FuseRRF top 1 = %+v", got)
 	}
 	// Equal fused scores order by chunk id.
-	got = FuseRRF(10, []Hit{{ChunkID: "z"}}, []Hit{{ChunkID: "y"}})
+	got = FuseRRF(10, RRFK, []Hit{{ChunkID: "z"}}, []Hit{{ChunkID: "y"}})
 	if len(got) != 2 || got[0].ChunkID != "y" || got[1].ChunkID != "z" {
 		t.Errorf("tie order = %+v", got)
 	}
@@ -78,5 +78,23 @@ func TestValidate(t *testing.T) {
 	}
 	if err := (Query{KBID: "kb", Dense: []float32{1}, TopK: 1}).Validate(); err != nil {
 		t.Errorf("dense-only query: %v", err)
+	}
+}
+
+func TestFuseWeighted(t *testing.T) {
+	dense := []Hit{{ChunkID: "a", Score: 0.9}, {ChunkID: "b", Score: 0.5}, {ChunkID: "c", Score: 0.1}}
+	sparse := []Hit{{ChunkID: "c", Score: 7}, {ChunkID: "d", Score: 7}} // equal scores: both 1
+	got := FuseWeighted(10, 0.25, dense, sparse)
+	want := []Hit{{ChunkID: "c", Score: 0.75}, {ChunkID: "d", Score: 0.75}, {ChunkID: "a", Score: 0.25}, {ChunkID: "b", Score: 0.125}}
+	if len(got) != len(want) {
+		t.Fatalf("FuseWeighted = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].ChunkID != want[i].ChunkID || math.Abs(got[i].Score-want[i].Score) > 1e-12 {
+			t.Fatalf("FuseWeighted = %+v, want %+v", got, want)
+		}
+	}
+	if got := FuseWeighted(10, 0.5, nil, nil); len(got) != 0 {
+		t.Errorf("no lists: %+v", got)
 	}
 }

@@ -154,7 +154,8 @@ func serve(args []string, stderr io.Writer) error {
 	go follow(ctx, st, origin, vectors, persistent, authn, mods, met, log)
 	embed := embedder(mgr, cfg.RAG.EmbeddingModel)
 	ragSvc := &rag.Service{KBs: st, TopK: cfg.RAG.TopK, Logger: log,
-		Retriever: &rag.Retriever{Vectors: vectors, Chunks: st, Embedding: embed}}
+		Retriever: &rag.Retriever{Vectors: vectors, Chunks: st, Embedding: embed, Defaults: rag.Settings{
+			Fusion: cfg.RAG.Fusion, RRFK: cfg.RAG.RRFK, DenseWeight: &cfg.RAG.DenseWeight}}}
 	overlap := cfg.RAG.ChunkOverlap
 	if overlap == 0 {
 		overlap = -1 // rag.Options: 0 is its default, negative none

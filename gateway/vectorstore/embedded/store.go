@@ -201,7 +201,7 @@ func (s *Store) Search(ctx context.Context, q vectorstore.Query) ([]vectorstore.
 	case !hasSparse:
 		return dense, nil
 	}
-	return vectorstore.FuseRRF(q.TopK, dense, sparse), nil
+	return q.Fusion.Fuse(q.TopK, dense, sparse), nil
 }
 
 // Close implements vectorstore.Store. It drops the index.

@@ -42,12 +42,14 @@
 // # Search
 //
 // Sparse-only and dense-only queries are a nearest query on one named vector.
-// Hybrid queries are one Query call with two prefetches (dense and sparse,
-// limit vectorstore.PrefetchLimit(topK)) fused by Qdrant's RRF with k =
-// vectorstore.RRFK+1 = 61: Qdrant scores 1/(k + position) with 0-based
-// positions, which is 1/(60 + rank) with 1-based ranks. This needs a server
-// that supports the parametrised Rrf query (Qdrant 1.17, the version of the
-// client). Qdrant leaves the order of equal scores unspecified, so results
+// Hybrid queries fused by RRF (the default) are one Query call with two
+// prefetches (dense and sparse, limit vectorstore.PrefetchLimit(topK)) fused by
+// Qdrant's RRF with k+1 (61 for the default 60): Qdrant scores 1/(k + position)
+// with 0-based positions, which is 1/(60 + rank) with 1-based ranks. This needs
+// a server that supports the parametrised Rrf query (Qdrant 1.17, the version of
+// the client). Hybrid queries fused by weights (vectorstore.FusionWeighted) are
+// two Query calls, one per list, fused here: Qdrant has no min-max weighted
+// fusion. Qdrant leaves the order of equal scores unspecified, so results
 // are re-sorted by score descending then ChunkID, and when the last hit
 // wanted ties with the next one the query is repeated with a doubled limit
 // until the tied group is complete: the top TopK are then exactly the

@@ -1,6 +1,7 @@
 package qdrant
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -601,14 +602,18 @@ func (s *Store) Search(ctx context.Context, q vectorstore.Query) ([]vectorstore.
 	}
 	fuseHere := false
 	switch {
+	case hasDense && hasSparse && q.Fusion.Method == vectorstore.FusionWeighted:
+		// Qdrant fuses by rank or by score distribution, not by min-max weights: the
+		// two lists are fetched and fused here.
+		return s.searchWeighted(ctx, q, req, denseQ(), sparseQ())
 	case hasDense && hasSparse:
 		limit := qc.PtrOf(uint64(vectorstore.PrefetchLimit(q.TopK)))
 		req.Prefetch = []*qc.PrefetchQuery{
 			{Query: denseQ(), Using: qc.PtrOf(DenseVector), Filter: filter, Limit: limit},
 			{Query: sparseQ(), Using: qc.PtrOf(SparseVector), Filter: filter, Limit: limit},
 		}
-		// Qdrant: 1/(k + 0-based position) = 1/(RRFK + 1-based rank).
-		req.Query = qc.NewQueryRRF(&qc.Rrf{K: qc.PtrOf(uint32(vectorstore.RRFK + 1))})
+		// Qdrant: 1/(k' + 0-based position) = 1/(k + 1-based rank) with k' = k+1.
+		req.Query = qc.NewQueryRRF(&qc.Rrf{K: qc.PtrOf(uint32(cmp.Or(q.Fusion.K, vectorstore.RRFK) + 1))})
 	case hasDense:
 		req.Query, req.Using = denseQ(), qc.PtrOf(DenseVector)
 	case hasSparse:
@@ -634,9 +639,32 @@ func (s *Store) Search(ctx context.Context, q vectorstore.Query) ([]vectorstore.
 		return nil, err
 	}
 	if fuseHere {
-		return vectorstore.FuseRRF(q.TopK, hits), nil
+		return q.Fusion.Fuse(q.TopK, nil, hits), nil
 	}
 	return hits, nil
+}
+
+// searchWeighted runs a hybrid query's dense and sparse lists (req is the query
+// without them) and fuses them by weights (vectorstore.FusionWeighted).
+func (s *Store) searchWeighted(ctx context.Context, q vectorstore.Query, req *qc.QueryPoints, dense, sparse *qc.Query) ([]vectorstore.Hit, error) {
+	var lists [2][]vectorstore.Hit
+	for i, l := range []struct {
+		query *qc.Query
+		using string
+	}{{dense, DenseVector}, {sparse, SparseVector}} {
+		r := &qc.QueryPoints{CollectionName: req.CollectionName, Filter: req.Filter, WithPayload: req.WithPayload,
+			Query: l.query, Using: qc.PtrOf(l.using)}
+		hits, err := s.query(ctx, r, vectorstore.PrefetchLimit(q.TopK))
+		if err != nil {
+			if notFound(err) {
+				s.forget(q.KBID)
+				return nil, nil
+			}
+			return nil, err
+		}
+		lists[i] = hits
+	}
+	return q.Fusion.Fuse(q.TopK, lists[0], lists[1]), nil
 }
 
 // query runs req and returns its top want hits ordered by score descending,

@@ -27,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) vectorstore.Store) {
 		{"IDFRareTermOutweighsCommon", testIDF},
 		{"DenseNearestNeighbour", testDense},
 		{"HybridRRF", testHybridRRF},
+		{"HybridFusionSettings", testHybridFusion},
 		{"TopK", testTopK},
 		{"FilterByKB", testFilterKB},
 		{"FilterByDocuments", testFilterDocuments},
@@ -223,6 +224,53 @@ func testHybridRRF(t *testing.T, s vectorstore.Store) {
 	}
 	hits = search(t, s, vectorstore.Query{KBID: kbA, Dense: []float32{1, 0, 0}, Sparse: Terms(term), TopK: 2})
 	wantIDs(t, "hybrid top 2", hits, a, c)
+}
+
+// testHybridFusion: RRF with another k, and weighted fusion of min-max normalised
+// scores, on testHybridRRF's points. Dense (cosine) list: a 1, b .8, c .6, d 0;
+// sparse list (the term's idf times): c 3, a 2.5, e 2, d 1.
+func testHybridFusion(t *testing.T, s vectorstore.Store) {
+	const term = 7
+	a, b, c, d, e := ID(1), ID(2), ID(3), ID(4), ID(5)
+	upsert(t, s,
+		vectorstore.Point{ChunkID: a, KBID: kbA, DocumentID: "d1", Dense: []float32{1, 0, 0}, Sparse: Sp(map[uint32]float32{term: 2.5})},
+		vectorstore.Point{ChunkID: b, KBID: kbA, DocumentID: "d1", Dense: []float32{0.8, 0.6, 0}},
+		vectorstore.Point{ChunkID: c, KBID: kbA, DocumentID: "d2", Dense: []float32{0.6, 0.8, 0}, Sparse: Sp(map[uint32]float32{term: 3, 8: 1})},
+		vectorstore.Point{ChunkID: d, KBID: kbA, DocumentID: "d2", Dense: []float32{0, 0, 1}, Sparse: Sp(map[uint32]float32{term: 1})},
+		vectorstore.Point{ChunkID: e, KBID: kbA, DocumentID: "d3", Sparse: Sp(map[uint32]float32{term: 2, 9: 1})},
+	)
+	for _, tc := range []struct {
+		name   string
+		fusion vectorstore.Fusion
+		ids    []string
+		scores []float64
+	}{
+		{"rrf k=1", vectorstore.Fusion{Method: vectorstore.FusionRRF, K: 1}, []string{a, c, d, b, e},
+			[]float64{1.0/2 + 1.0/3, 1.0/4 + 1.0/2, 2.0 / 5, 1.0 / 3, 1.0 / 4}},
+		{"weighted 0.5", vectorstore.Fusion{Method: vectorstore.FusionWeighted, DenseWeight: 0.5}, []string{a, c, b, e, d},
+			[]float64{0.5 + 0.5*0.75, 0.5*0.6 + 0.5, 0.5 * 0.8, 0.5 * 0.5, 0}},
+		{"weighted, sparse only", vectorstore.Fusion{Method: vectorstore.FusionWeighted}, []string{c, a, e, b, d},
+			[]float64{1, 0.75, 0.5, 0, 0}},
+		{"weighted, dense only", vectorstore.Fusion{Method: vectorstore.FusionWeighted, DenseWeight: 1}, []string{a, b, c, d, e},
+			[]float64{1, 0.8, 0.6, 0, 0}},
+	} {
+		hits := search(t, s, vectorstore.Query{KBID: kbA, Dense: []float32{1, 0, 0}, Sparse: Terms(term), TopK: 10, Fusion: tc.fusion})
+		wantIDs(t, tc.name, hits, tc.ids...)
+		if len(hits) == len(tc.scores) {
+			for i, h := range hits {
+				if tc.scores[i] == 0 {
+					if h.Score != 0 {
+						t.Errorf("%s: %s scores %v, want 0", tc.name, h.ChunkID, h.Score)
+					}
+					continue
+				}
+				wantScore(t, tc.name+" "+h.ChunkID, h.Score, tc.scores[i], 1e-5)
+			}
+		}
+	}
+	hits := search(t, s, vectorstore.Query{KBID: kbA, Dense: []float32{1, 0, 0}, Sparse: Terms(term), TopK: 2,
+		Fusion: vectorstore.Fusion{Method: vectorstore.FusionWeighted, DenseWeight: 0.5}})
+	wantIDs(t, "weighted top 2", hits, a, c)
 }
 
 func testTopK(t *testing.T, s vectorstore.Store) {
@@ -501,6 +549,9 @@ func testInvalidInput(t *testing.T, s vectorstore.Store) {
 		"no vectors":      {KBID: kbA, TopK: 1},
 		"sparse unsorted": {KBID: kbA, Sparse: vectorstore.Sparse{Indices: []uint32{2, 1}, Values: []float32{1, 1}}, TopK: 1},
 		"dense zero":      {KBID: kbA, Dense: []float32{0, 0}, TopK: 1},
+		"fusion method":   {KBID: kbA, Sparse: Terms(1), TopK: 1, Fusion: vectorstore.Fusion{Method: "max"}},
+		"fusion k":        {KBID: kbA, Sparse: Terms(1), TopK: 1, Fusion: vectorstore.Fusion{K: -1}},
+		"fusion weight":   {KBID: kbA, Sparse: Terms(1), TopK: 1, Fusion: vectorstore.Fusion{Method: vectorstore.FusionWeighted, DenseWeight: math.NaN()}},
 	}
 	for name, q := range queries {
 		if _, err := s.Search(ctx, q); !errors.Is(err, vectorstore.ErrInvalid) {

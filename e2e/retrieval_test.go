@@ -1,0 +1,102 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestRetrievalSettings: a knowledge base's own retrieval settings, set at creation
+// and replaced with PATCH, chunk its documents and reach its searches; a search may
+// try its own; settings that are not valid are a 400 naming the setting; the admin
+// eval route runs a question set twice to compare.
+func TestRetrievalSettings(t *testing.T) {
+	g := startGateway(t, echoModels)
+	code, body := g.call("POST", "/v1/knowledge-bases", g.Key, `{"name":"small","retrieval":{"chunk_tokens":40,"fusion":"weighted"}}`)
+	var kb struct {
+		ID        string          `json:"id"`
+		Retrieval json.RawMessage `json:"retrieval"`
+	}
+	decode(t, "create with settings", code, body, http.StatusCreated, &kb)
+	if string(kb.Retrieval) != `{"fusion":"weighted","chunk_tokens":40}` {
+		t.Fatalf("created with retrieval %s", kb.Retrieval)
+	}
+	code, body = g.call("POST", "/v1/knowledge-bases", g.Key, `{"name":"plain"}`)
+	decode(t, "create without", code, body, http.StatusCreated, nil)
+
+	var text strings.Builder
+	for _, s := range []string{"The gateway reconnects to Postgres by itself.", "Keys are stored as SHA-256 hashes.",
+		"Backups are kept for ninety days.", "The index is loaded from the database at start.", "Chunks keep their heading path."} {
+		text.WriteString(s + " " + strings.Repeat("More words about it follow here. ", 6) + "\n\n")
+	}
+	doc := `{"title":"Ops","format":"markdown","text":` + jsonString(text.String()) + `}`
+	chunks := map[string]int{}
+	for _, name := range []string{"small", "plain"} {
+		code, body = g.call("POST", "/v1/knowledge-bases/"+name+"/documents?wait=true", g.Key, doc)
+		var d kbDoc
+		decode(t, "document in "+name, code, body, http.StatusCreated, &d)
+		chunks[name] = d.ChunkCount
+	}
+	if chunks["plain"] != 1 || chunks["small"] < 5 {
+		t.Fatalf("chunks: %v; want the document whole with the gateway's 800 tokens, in pieces of 40 with the knowledge base's", chunks)
+	}
+	if hits := g.search(t, g.Key, "small", "how long are backups kept"); len(hits) == 0 || !strings.Contains(hits[0].Text, "ninety days") {
+		t.Fatalf("search in the small-chunked knowledge base: %+v", hits)
+	}
+
+	code, body = g.call("PATCH", "/v1/knowledge-bases/small", g.Key, `{"retrieval":{"rrf_k":10}}`)
+	decode(t, "patch", code, body, http.StatusOK, &kb)
+	if string(kb.Retrieval) != `{"rrf_k":10}` {
+		t.Fatalf("patched retrieval %s", kb.Retrieval)
+	}
+	code, body = g.call("GET", "/v1/knowledge-bases/small", g.Key, "")
+	decode(t, "get", code, body, http.StatusOK, &kb)
+	if string(kb.Retrieval) != `{"rrf_k":10}` {
+		t.Fatalf("stored retrieval %s", kb.Retrieval)
+	}
+	code, body = g.call("POST", "/v1/knowledge-bases/small/search", g.Key, `{"query":"backups","retrieval":{"fusion":"weighted","dense_weight":0.3}}`)
+	decode(t, "search with its own settings", code, body, http.StatusOK, nil)
+
+	for _, tc := range []struct {
+		what, method, path, body, param string
+	}{
+		{"unknown fusion", "POST", "/v1/knowledge-bases", `{"name":"x","retrieval":{"fusion":"max"}}`, "retrieval.fusion"},
+		{"unknown setting", "POST", "/v1/knowledge-bases", `{"name":"x","retrieval":{"top_k":3}}`, "retrieval.top_k"},
+		{"weight out of range", "PATCH", "/v1/knowledge-bases/small", `{"retrieval":{"dense_weight":2}}`, "retrieval.dense_weight"},
+		{"wrong type", "PATCH", "/v1/knowledge-bases/small", `{"retrieval":{"rrf_k":"ten"}}`, "retrieval.rrf_k"},
+		{"not an object", "PATCH", "/v1/knowledge-bases/small", `{"retrieval":[1]}`, "retrieval"},
+		{"no settings", "PATCH", "/v1/knowledge-bases/small", `{}`, "retrieval"},
+		{"overlap over size", "PATCH", "/v1/knowledge-bases/small", `{"retrieval":{"chunk_tokens":50,"chunk_overlap":50}}`, "retrieval.chunk_overlap"},
+		{"chunking in a search", "POST", "/v1/knowledge-bases/small/search", `{"query":"q","retrieval":{"chunk_tokens":100}}`, "retrieval.chunk_tokens"},
+		{"chunking in an eval", "POST", "/admin/knowledge-bases/small/eval", `{"questions":"{\"q\":\"a\",\"docs\":[\"b\"]}","compare":{"chunk_overlap":1}}`, "compare.chunk_overlap"},
+	} {
+		code, body := g.call(tc.method, tc.path, g.Key, tc.body)
+		if code != http.StatusBadRequest || apiErrorBody(t, body).Param != tc.param {
+			t.Errorf("%s: %d %s, want a 400 naming %s", tc.what, code, body, tc.param)
+		}
+	}
+
+	qs := `{"q":"how long are backups kept","expect":["ninety days"],"kind":"lexical"}` + "\n" +
+		`{"q":"where do chunks keep their headings","expect":["heading path"]}`
+	code, body = g.call("POST", "/admin/knowledge-bases/small/eval", g.Key,
+		`{"questions":`+jsonString(qs)+`,"compare":{"fusion":"weighted","dense_weight":0.5}}`)
+	var report struct {
+		Retrieval json.RawMessage `json:"retrieval"`
+		Overall   struct {
+			Questions int     `json:"questions"`
+			Recall10  float64 `json:"recall_at_10"`
+		} `json:"overall"`
+		Compare *struct {
+			Retrieval json.RawMessage `json:"retrieval"`
+			Overall   struct {
+				Questions int `json:"questions"`
+			} `json:"overall"`
+		} `json:"compare"`
+	}
+	decode(t, "eval with compare", code, body, http.StatusOK, &report)
+	if report.Overall.Questions != 2 || report.Overall.Recall10 != 1 || report.Compare == nil || report.Compare.Overall.Questions != 2 ||
+		string(report.Compare.Retrieval) != `{"fusion":"weighted","dense_weight":0.5}` {
+		t.Fatalf("eval report %s", body)
+	}
+}

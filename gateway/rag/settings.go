@@ -1,0 +1,163 @@
+package rag
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/ragway/ragway/gateway/vectorstore"
+)
+
+// Settings tune retrieval. The gateway's come from its rag block; a knowledge base
+// may have its own (stored with it), which replace the gateway's one field at a time;
+// a search may try its own on top (what `ragway eval --compare` does), for the fields
+// that act at search time. A zero field is not set.
+type Settings struct {
+	// Fusion is how hybrid search fuses the dense and sparse lists:
+	// vectorstore.FusionRRF or vectorstore.FusionWeighted.
+	Fusion string `json:"fusion,omitempty"`
+	// RRFK is rrf's rank constant, 1 to vectorstore.MaxRRFK.
+	RRFK int `json:"rrf_k,omitempty"`
+	// DenseWeight is weighted's share of the dense list, 0 to 1.
+	DenseWeight *float64 `json:"dense_weight,omitempty"`
+	// ChunkTokens and ChunkOverlap size the chunks of documents indexed from now
+	// on (Options); they do not act on a search.
+	ChunkTokens  int  `json:"chunk_tokens,omitempty"`
+	ChunkOverlap *int `json:"chunk_overlap,omitempty"`
+}
+
+// MaxChunkTokens bounds Settings.ChunkTokens: a chunk is a passage to cite, not a
+// document.
+const MaxChunkTokens = 8192
+
+// SettingsError is a setting that is not valid: Field names it as a client wrote it
+// ("retrieval.fusion").
+type SettingsError struct {
+	Field, Reason string
+}
+
+func (e *SettingsError) Error() string { return e.Field + ": " + e.Reason }
+
+// ParseSettings reads settings from a JSON object (empty: none) and checks them
+// (Check); field names in errors start with prefix ("retrieval").
+func ParseSettings(data []byte, prefix string) (Settings, error) {
+	var s Settings
+	if len(bytes.TrimSpace(data)) == 0 {
+		return s, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te) && te.Field != "":
+			return Settings{}, &SettingsError{Field: prefix + "." + te.Field, Reason: "wrong type: want a " + te.Type.String()}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return Settings{}, &SettingsError{Field: prefix + "." + name,
+				Reason: "unknown setting (known: fusion, rrf_k, dense_weight, chunk_tokens, chunk_overlap)"}
+		}
+		return Settings{}, &SettingsError{Field: prefix, Reason: "must be a JSON object of settings"}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Settings{}, &SettingsError{Field: prefix, Reason: "must be one JSON object"}
+	}
+	return s, s.Check(prefix)
+}
+
+// Check reports the first setting that is not valid, its field name after prefix.
+func (s Settings) Check(prefix string) error {
+	bad := func(field, reason string, args ...any) error {
+		return &SettingsError{Field: prefix + "." + field, Reason: fmt.Sprintf(reason, args...)}
+	}
+	switch s.Fusion {
+	case "", vectorstore.FusionRRF, vectorstore.FusionWeighted:
+	default:
+		return bad("fusion", "must be %q or %q, not %q", vectorstore.FusionRRF, vectorstore.FusionWeighted, s.Fusion)
+	}
+	if s.RRFK < 0 || s.RRFK > vectorstore.MaxRRFK {
+		return bad("rrf_k", "must be 1 to %d, not %d", vectorstore.MaxRRFK, s.RRFK)
+	}
+	if w := s.DenseWeight; w != nil && !(*w >= 0 && *w <= 1) { // NaN too
+		return bad("dense_weight", "must be 0 to 1, not %v", *w)
+	}
+	if s.ChunkTokens < 0 || s.ChunkTokens > MaxChunkTokens {
+		return bad("chunk_tokens", "must be 1 to %d, not %d", MaxChunkTokens, s.ChunkTokens)
+	}
+	if o := s.ChunkOverlap; o != nil {
+		if *o < 0 || *o > MaxChunkTokens {
+			return bad("chunk_overlap", "must be 0 to %d, not %d", MaxChunkTokens, *o)
+		}
+		if s.ChunkTokens > 0 && *o >= s.ChunkTokens {
+			return bad("chunk_overlap", "must be less than chunk_tokens (%d), not %d", s.ChunkTokens, *o)
+		}
+	}
+	return nil
+}
+
+// CheckSearch is Check for the settings of one search, which may only set what acts
+// at search time.
+func (s Settings) CheckSearch(prefix string) error {
+	switch {
+	case s.ChunkTokens != 0:
+		return &SettingsError{Field: prefix + ".chunk_tokens", Reason: "sizes the chunks of documents as they are indexed; a search cannot change it"}
+	case s.ChunkOverlap != nil:
+		return &SettingsError{Field: prefix + ".chunk_overlap", Reason: "sizes the chunks of documents as they are indexed; a search cannot change it"}
+	}
+	return s.Check(prefix)
+}
+
+// Over returns s with the fields it does not set taken from base.
+func (s Settings) Over(base Settings) Settings {
+	if s.Fusion == "" {
+		s.Fusion = base.Fusion
+	}
+	if s.RRFK == 0 {
+		s.RRFK = base.RRFK
+	}
+	if s.DenseWeight == nil {
+		s.DenseWeight = base.DenseWeight
+	}
+	if s.ChunkTokens == 0 {
+		s.ChunkTokens = base.ChunkTokens
+	}
+	if s.ChunkOverlap == nil {
+		s.ChunkOverlap = base.ChunkOverlap
+	}
+	return s
+}
+
+// VectorFusion is the fusion the settings choose.
+func (s Settings) VectorFusion() vectorstore.Fusion {
+	f := vectorstore.Fusion{Method: s.Fusion, K: s.RRFK}
+	if s.DenseWeight != nil {
+		f.DenseWeight = *s.DenseWeight
+	}
+	return f
+}
+
+// ChunkOptions are the chunk sizes the settings choose over base.
+func (s Settings) ChunkOptions(base Options) Options {
+	if s.ChunkTokens > 0 {
+		base.ChunkTokens = s.ChunkTokens
+		if s.ChunkOverlap == nil {
+			base.Overlap = 0 // the default share of the new size
+		}
+	}
+	if s.ChunkOverlap != nil {
+		base.Overlap = *s.ChunkOverlap
+		if base.Overlap == 0 {
+			base.Overlap = -1 // Options: 0 is the default, negative none
+		}
+	}
+	return base
+}
+
+// String is the settings as JSON, "{}" when none are set.
+func (s Settings) String() string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
