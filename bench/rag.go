@@ -8,7 +8,7 @@ package main
 // Chinese ones from a word list, with headings, lists and code fences, every document
 // different) goes through the text path twice:
 //
-//   - in process: ingest.Extract + rag.Normalize + rag.Split + rag.DocVector for every
+//   - in process: ingest.Extract + rag.Normalize + rag.Split + rag.ChunkVector for every
 //     chunk, as the gateway's indexer runs them (no dense embedding: no model);
 //   - through a gateway on a scratch database: every document uploaded one after the
 //     other (multipart, ?wait=true), i.e. HTTP, extraction, chunking, the Postgres
@@ -47,11 +47,12 @@ import (
 )
 
 var (
-	ragCorpusMB = flag.Int("rag-corpus-mb", 20, "rag bench: size of the ingest corpus in MB (Go docs + synthetic Markdown)")
-	ragChunks   = flag.Int("rag-chunks", 100_000, "rag bench: chunks in the embedded store for the search latency")
-	ragQueries  = flag.Int("rag-queries", 2000, "rag bench: search queries per arm")
-	ragDim      = flag.Int("rag-dim", 384, "rag bench: dimension of the random dense vectors of the hybrid arm")
-	ragProfile  = flag.String("rag-cpuprofile", "", "rag bench: write the gateway's CPU profile of the ingest run here and print its top")
+	ragCorpusMB    = flag.Int("rag-corpus-mb", 20, "rag bench: size of the ingest corpus in MB (Go docs + synthetic Markdown)")
+	ragChunks      = flag.Int("rag-chunks", 100_000, "rag bench: chunks in the embedded store for the search latency")
+	ragQueries     = flag.Int("rag-queries", 2000, "rag bench: search queries per arm")
+	ragChunkTokens = flag.Int("rag-chunk-tokens", 0, "rag bench: chunk size of the search arms' chunks (0: rag's default)")
+	ragDim         = flag.Int("rag-dim", 384, "rag bench: dimension of the random dense vectors of the hybrid arm")
+	ragProfile     = flag.String("rag-cpuprofile", "", "rag bench: write the gateway's CPU profile of the ingest run here and print its top")
 )
 
 const (
@@ -129,7 +130,7 @@ func runRAG(binDir string) error {
 	fmt.Printf("%-40s %16.1f %16.1f %8.2f\n", fmt.Sprintf("synthetic en/zh Markdown (%d docs)", len(corpus)-len(goDocs)), mbps(inSyn.bytes, inSyn.d), mbps(size-docBytes(goDocs), gwSyn), mbps(size-docBytes(goDocs), gwSyn)/mbps(inSyn.bytes, inSyn.d))
 	gwAll := mbps(size, gwGo+gwSyn)
 	fmt.Printf("%-40s %16.1f %16.1f %8.2f\n", fmt.Sprintf("whole corpus (%.1f MB, %d chunks)", float64(size)/mb, gwChunks), inAll, gwAll, gwAll/inAll)
-	fmt.Printf("(in process: ingest.Extract + rag.Normalize + rag.Split + rag.DocVector, one goroutine; gateway: one upload at a time, multipart ?wait=true: HTTP, extraction, chunking, Postgres COPY, embedded index)\n")
+	fmt.Printf("(in process: ingest.Extract + rag.Normalize + rag.Split + rag.ChunkVector, one goroutine; gateway: one upload at a time, multipart ?wait=true: HTTP, extraction, chunking, Postgres COPY, embedded index)\n")
 	fmt.Printf("targets: ingest ≥ %.0f MB/s\n", ragIngestTarget)
 	verdict := "PASS"
 	if gwAll < ragIngestTarget || inAll < ragIngestTarget {
@@ -167,9 +168,9 @@ func textPath(d ragDoc, fn func(rag.Chunk, vectorstore.Sparse)) (int, int, error
 		return 0, 0, fmt.Errorf("%s: %w", d.name, err)
 	}
 	text := rag.Normalize(x.Text)
-	chunks := rag.Split(rag.Document{Title: x.Title, Text: text, Markdown: x.Markdown}, rag.Options{})
+	chunks := rag.Split(rag.Document{Title: x.Title, Text: text, Markdown: x.Markdown}, rag.Options{ChunkTokens: *ragChunkTokens})
 	for _, c := range chunks {
-		v := rag.DocVector(c.Heading + "\n" + c.Text)
+		v := rag.ChunkVector(c.Heading, c.Text)
 		if fn != nil {
 			fn(c, v)
 		}

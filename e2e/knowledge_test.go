@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"mime/multipart"
 	"net/http"
 	"strings"
@@ -250,5 +251,24 @@ func TestKnowledgeBaseWithEmbeddings(t *testing.T) {
 	// every chunk (a sparse-only gateway finds nothing here).
 	if hits := g.search(t, g.Key, "docs", "zyxwv qwertz"); len(hits) != 2 {
 		t.Fatalf("a question sharing no word with the chunks: %d hits, want both chunks by their embeddings", len(hits))
+	}
+	// The fusion settings reach the hybrid search: the best of the dense list alone
+	// (no shared word) scores 1/(k+1) by rrf, 1 by its normalised score when weighted
+	// wholly to it, 0 when weighted wholly to the (empty) sparse list.
+	for _, tc := range []struct {
+		retrieval string
+		score     float64
+	}{
+		{`{}`, 1.0 / 61},
+		{`{"rrf_k": 1}`, 1.0 / 2},
+		{`{"fusion": "weighted", "dense_weight": 1}`, 1},
+		{`{"fusion": "weighted", "dense_weight": 0}`, 0},
+	} {
+		var out struct{ Data []searchHit }
+		code, body := g.call("POST", "/v1/knowledge-bases/docs/search", g.Key, `{"query":"zyxwv qwertz","retrieval":`+tc.retrieval+`}`)
+		decode(t, "search with "+tc.retrieval, code, body, 200, &out)
+		if len(out.Data) != 2 || math.Abs(out.Data[0].Score-tc.score) > 1e-6 {
+			t.Errorf("retrieval %s: hits %+v, want 2, the first scoring %v", tc.retrieval, out.Data, tc.score)
+		}
 	}
 }

@@ -217,29 +217,24 @@ func (k *kb) allowedDocs(documentIDs []string) (mask []bool, found bool) {
 
 // scratch is per-search working memory for sparse scoring, pooled.
 type scratch struct {
-	acc     []float32 // by slot
-	gen     []uint32  // by slot: acc[slot] is valid when gen[slot] == g
-	g       uint32
+	acc     []float32 // by slot; valid for the slots touched
+	seen    []uint64  // a bit by slot: touched by this search (small enough to stay in cache)
 	touched []int32
 }
 
 func (sc *scratch) reset(n int) {
 	if len(sc.acc) < n {
 		sc.acc = make([]float32, n)
-		sc.gen = make([]uint32, n)
-		sc.g = 0
-	}
-	sc.g++
-	if sc.g == 0 { // wrapped: old stamps could collide
-		clear(sc.gen)
-		sc.g = 1
+		sc.seen = make([]uint64, (n+63)/64)
+	} else {
+		clear(sc.seen[:(n+63)/64])
 	}
 	sc.touched = sc.touched[:0]
 }
 
 func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed []bool) []vectorstore.Hit {
 	sc.reset(len(k.ids))
-	acc, gen, g := sc.acc, sc.gen, sc.g
+	acc, seen := sc.acc, sc.seen
 	touched := sc.touched
 	for i, t := range q.Indices {
 		pl := k.post[t]
@@ -249,8 +244,8 @@ func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed 
 		qw := float32(vectorstore.IDF(k.nSparse, int(pl.df))) * q.Values[i]
 		weights := pl.weights[:len(pl.slots)]
 		for j, s := range pl.slots {
-			if gen[s] != g {
-				gen[s] = g
+			if w, b := s>>6, uint64(1)<<(s&63); seen[w]&b == 0 {
+				seen[w] |= b
 				acc[s] = 0
 				touched = append(touched, s)
 			}
@@ -260,10 +255,14 @@ func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed 
 	sc.touched = touched
 	h := topK{k: k, limit: limit}
 	for _, s := range touched {
+		score := acc[s]
+		if len(h.e) == limit && score < h.e[0].score {
+			continue // below the worst kept: most slots, checked first
+		}
 		if k.dead[s] || (allowed != nil && !allowed[k.doc[s]]) {
 			continue
 		}
-		h.offer(acc[s], s)
+		h.offer(score, s)
 	}
 	return h.hits()
 }
