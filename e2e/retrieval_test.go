@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ragway/ragway/internal/pgtest"
 )
 
 // TestRetrievalSettings: a knowledge base's own retrieval settings, set at creation
@@ -98,5 +101,93 @@ func TestRetrievalSettings(t *testing.T) {
 	if report.Overall.Questions != 2 || report.Overall.Recall10 != 1 || report.Compare == nil || report.Compare.Overall.Questions != 2 ||
 		string(report.Compare.Retrieval) != `{"fusion":"weighted","dense_weight":0.5}` {
 		t.Fatalf("eval report %s", body)
+	}
+}
+
+// TestRerank runs a rerank model (the echo plugin loaded with rerank: true: it scores a
+// document by the distinct words of the query it holds) behind /v1/rerank and as
+// rag.rerank_model: searches and chats cite the reranker's order, a knowledge base or
+// a search may turn it off, and models of the wrong kind are refused.
+func TestRerank(t *testing.T) {
+	g := launchGatewayConfig(t, pgtest.Database(t), "rag: {rerank_model: rank, rerank_candidates: 10}", `
+  - {name: chat, backend: echo}
+  - {name: rank, backend: echo, rerank: true}
+`)
+	g.waitReady(20 * time.Second)
+
+	code, body := g.call("POST", "/v1/rerank", g.Key, `{"model":"rank","query":"postgres outage","documents":["keys are hashed","a postgres outage","postgres"]}`)
+	var rr struct {
+		Results []struct {
+			Index int     `json:"index"`
+			Score float64 `json:"relevance_score"`
+		} `json:"results"`
+		Usage struct {
+			TotalTokens int `json:"total_tokens"`
+		} `json:"usage"`
+	}
+	decode(t, "rerank", code, body, http.StatusOK, &rr)
+	if len(rr.Results) != 3 || rr.Results[0].Index != 1 || rr.Results[0].Score != 2 || rr.Results[1].Index != 2 || rr.Usage.TotalTokens == 0 {
+		t.Fatalf("rerank: %s", body)
+	}
+	code, body = g.call("POST", "/v1/rerank", g.Key, `{"model":"chat","query":"q","documents":["a"]}`)
+	wantAPIError(t, "rerank with a chat model", code, body, http.StatusBadRequest, "invalid_value")
+	code, body = g.call("POST", "/v1/chat/completions", g.Key, chatBody("rank", "hello", false))
+	wantAPIError(t, "chat with a rerank model", code, body, http.StatusBadRequest, "invalid_value")
+
+	code, body = g.call("POST", "/v1/knowledge-bases", g.Key, `{"name":"docs"}`)
+	decode(t, "create", code, body, http.StatusCreated, nil)
+	// BM25 puts the first document first (two of the query's words, many times, in
+	// few words); the reranker counts distinct words: the second, long, holds all three.
+	for _, text := range []string{"# Failover\n\nFailover replica, failover replica, failover replica.",
+		"# Runbook\n\n" + strings.Repeat("Steps to follow during an incident are written down here. ", 30) + "When the primary fails, failover to the replica.",
+		"# Keys\n\nThe primary key of a table is hashed."} {
+		code, body = g.call("POST", "/v1/knowledge-bases/docs/documents?wait=true", g.Key, `{"format":"markdown","text":`+jsonString(text)+`}`)
+		decode(t, "document", code, body, http.StatusCreated, nil)
+	}
+	search := func(retrieval string) []searchHit {
+		var out struct{ Data []searchHit }
+		code, body := g.call("POST", "/v1/knowledge-bases/docs/search", g.Key, `{"query":"failover replica primary","top_k":2,"retrieval":`+retrieval+`}`)
+		decode(t, "search "+retrieval, code, body, http.StatusOK, &out)
+		return out.Data
+	}
+	if hits := search(`{}`); len(hits) != 2 || !strings.Contains(hits[0].Text, "When the primary fails") || hits[0].Score != 3 {
+		t.Fatalf("reranked search: %+v", hits)
+	}
+	if hits := search(`{"rerank":false}`); len(hits) != 2 || !strings.Contains(hits[0].Text, "Failover replica") {
+		t.Fatalf("search without the reranker: %+v", hits)
+	}
+	code, body = g.call("PATCH", "/v1/knowledge-bases/docs", g.Key, `{"retrieval":{"rerank":false}}`)
+	decode(t, "turn reranking off", code, body, http.StatusOK, nil)
+	if hits := search(`{}`); len(hits) != 2 || !strings.Contains(hits[0].Text, "Failover replica") {
+		t.Fatalf("search in a knowledge base without reranking: %+v", hits)
+	}
+	if hits := search(`{"rerank":true}`); len(hits) != 2 || hits[0].Score != 3 {
+		t.Fatalf("a search asking for the reranker: %+v", hits)
+	}
+	code, body = g.call("PATCH", "/v1/knowledge-bases/docs", g.Key, `{"retrieval":{}}`)
+	decode(t, "reranking back on", code, body, http.StatusOK, nil)
+
+	// A chat cites the reranker's order.
+	code, body = g.call("POST", "/v1/chat/completions", g.Key, `{"model":"chat","rag":{"knowledge_base":"docs","top_k":1},"messages":[{"role":"user","content":"failover replica primary"}]}`)
+	var chat struct{ Sources []searchHit }
+	decode(t, "chat", code, body, http.StatusOK, &chat)
+	if len(chat.Sources) != 1 || chat.Sources[0].Score != 3 {
+		t.Fatalf("chat sources %+v", chat.Sources)
+	}
+}
+
+// TestRerankSettingsNeedAReranker: without rag.rerank_model, asking a knowledge base
+// or a search for reranking is a 400 naming the setting.
+func TestRerankSettingsNeedAReranker(t *testing.T) {
+	g := startGateway(t, echoModels)
+	code, body := g.call("POST", "/v1/knowledge-bases", g.Key, `{"name":"docs","retrieval":{"rerank":true}}`)
+	if code != http.StatusBadRequest || apiErrorBody(t, body).Param != "retrieval.rerank" {
+		t.Fatalf("a knowledge base asking for a reranker: %d %s", code, body)
+	}
+	code, body = g.call("POST", "/v1/knowledge-bases", g.Key, `{"name":"docs"}`)
+	decode(t, "create", code, body, http.StatusCreated, nil)
+	code, body = g.call("POST", "/v1/knowledge-bases/docs/search", g.Key, `{"query":"q","retrieval":{"rerank":true}}`)
+	if code != http.StatusBadRequest || apiErrorBody(t, body).Param != "retrieval.rerank" {
+		t.Fatalf("a search asking for a reranker: %d %s", code, body)
 	}
 }

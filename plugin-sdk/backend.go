@@ -46,6 +46,34 @@ type Tokenizer interface {
 	Tokenize(ctx context.Context, req TokenizeRequest) (TokenizeResponse, error)
 }
 
+// Reranker is the optional reranking capability (API 1.4). Plugins that
+// implement it should list CapabilityRerank in Info; the host calls it on a
+// model loaded with LoadRequest.Rerank. On the host side Rerank is always
+// present and returns ErrUnsupported when the plugin lacks it.
+type Reranker interface {
+	// Rerank scores how well each document answers the query: one score per
+	// document, in order, higher is more relevant. A query-document pair over
+	// the model's limit is ErrInvalidRequest naming it unless Truncate is set.
+	Rerank(ctx context.Context, req RerankRequest) (RerankResponse, error)
+}
+
+// RerankRequest asks for the relevance of each document to the query.
+type RerankRequest struct {
+	Query     string
+	Documents []string
+	// Truncate cuts a query-document pair longer than the model's limit to the
+	// limit (the document's end goes first) instead of refusing it.
+	Truncate bool
+}
+
+// RerankResponse holds one relevance score per document, in order. Scores are
+// the model's own (a logit for llama.cpp's rank pooling), comparable within one
+// response.
+type RerankResponse struct {
+	Scores       []float32
+	PromptTokens int
+}
+
 // TokenizeRequest asks for the token count of each input.
 type TokenizeRequest struct {
 	Input []string
@@ -65,6 +93,7 @@ const (
 	CapabilityCompletion Capability = "completion"
 	CapabilityEmbedding  Capability = "embedding"
 	CapabilityTokenize   Capability = "tokenize"
+	CapabilityRerank     Capability = "rerank"
 )
 
 // Info describes a plugin.
@@ -99,6 +128,8 @@ type LoadRequest struct {
 	Options map[string]any
 	// Embedding is set when the model is used for embeddings.
 	Embedding bool
+	// Rerank is set when the model is used to rerank (API 1.4).
+	Rerank bool
 }
 
 // ModelInfo describes a loaded model.

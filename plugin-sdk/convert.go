@@ -15,6 +15,7 @@ var capabilityToPB = map[Capability]pb.Capability{
 	CapabilityCompletion: pb.Capability_CAPABILITY_COMPLETION,
 	CapabilityEmbedding:  pb.Capability_CAPABILITY_EMBEDDING,
 	CapabilityTokenize:   pb.Capability_CAPABILITY_TOKENIZE,
+	CapabilityRerank:     pb.Capability_CAPABILITY_RERANK,
 }
 
 var finishToPB = map[FinishReason]pb.FinishReason{
@@ -55,11 +56,11 @@ func loadRequestToPB(r LoadRequest) (*pb.LoadRequest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: options: %v", ErrInvalidRequest, err)
 	}
-	return &pb.LoadRequest{Model: r.Model, Options: opts, Embedding: r.Embedding}, nil
+	return &pb.LoadRequest{Model: r.Model, Options: opts, Embedding: r.Embedding, Rerank: r.Rerank}, nil
 }
 
 func loadRequestFromPB(p *pb.LoadRequest) LoadRequest {
-	return LoadRequest{Model: p.GetModel(), Options: p.GetOptions().AsMap(), Embedding: p.GetEmbedding()}
+	return LoadRequest{Model: p.GetModel(), Options: p.GetOptions().AsMap(), Embedding: p.GetEmbedding(), Rerank: p.GetRerank()}
 }
 
 // normalizeOptions converts the value types a YAML decoder produces (ints,
@@ -293,6 +294,28 @@ func embedResponseFromPB(p *pb.EmbedResponse) EmbedResponse {
 		out.Embeddings = append(out.Embeddings, e.GetValues())
 	}
 	return out
+}
+
+func rerankRequestToPB(r RerankRequest) (*pb.RerankRequest, error) {
+	if err := checkText("query", r.Query); err != nil {
+		return nil, err
+	}
+	if err := checkTexts("documents", r.Documents); err != nil {
+		return nil, err
+	}
+	return &pb.RerankRequest{Query: r.Query, Documents: r.Documents, Truncate: r.Truncate}, nil
+}
+
+func rerankRequestFromPB(p *pb.RerankRequest) RerankRequest {
+	return RerankRequest{Query: p.GetQuery(), Documents: p.GetDocuments(), Truncate: p.GetTruncate()}
+}
+
+func rerankResponseToPB(r RerankResponse) *pb.RerankResponse {
+	return &pb.RerankResponse{Scores: r.Scores, PromptTokens: int32(r.PromptTokens)}
+}
+
+func rerankResponseFromPB(p *pb.RerankResponse) RerankResponse {
+	return RerankResponse{Scores: p.GetScores(), PromptTokens: int(p.GetPromptTokens())}
 }
 
 func healthToPB(h Health) *pb.HealthResponse {

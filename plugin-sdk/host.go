@@ -67,6 +67,7 @@ var (
 	_ Backend   = (*Plugin)(nil)
 	_ Embedder  = (*Plugin)(nil)
 	_ Tokenizer = (*Plugin)(nil)
+	_ Reranker  = (*Plugin)(nil)
 )
 
 // Launch starts the plugin binary, completes the handshake (go-plugin with
@@ -404,6 +405,26 @@ func (p *Plugin) Tokenize(ctx context.Context, req TokenizeRequest) (TokenizeRes
 	out := tokenizeResponseFromPB(resp)
 	if len(out.Counts) != len(req.Input) {
 		return TokenizeResponse{}, fmt.Errorf("tokenize: %s returned %d token counts for %d inputs", p.name, len(out.Counts), len(req.Input))
+	}
+	return out, nil
+}
+
+// Rerank implements Reranker; a plugin without the capability (or built
+// against API 1.3 or older) gives ErrUnsupported.
+func (p *Plugin) Rerank(ctx context.Context, req RerankRequest) (RerankResponse, error) {
+	preq, err := rerankRequestToPB(req)
+	if err != nil {
+		return RerankResponse{}, fmt.Errorf("rerank: %w", err)
+	}
+	cctx, cancel := p.call(ctx)
+	defer cancel()
+	resp, err := p.rpc.Rerank(cctx, preq)
+	if err != nil {
+		return RerankResponse{}, p.wrap(ctx, "rerank", err)
+	}
+	out := rerankResponseFromPB(resp)
+	if len(out.Scores) != len(req.Documents) {
+		return RerankResponse{}, fmt.Errorf("rerank: %s returned %d scores for %d documents", p.name, len(out.Scores), len(req.Documents))
 	}
 	return out, nil
 }

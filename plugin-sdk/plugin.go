@@ -20,10 +20,11 @@ const ProtocolVersion = 1
 //
 // 1.1 added vLLM's sampling extras; 1.2 added Tokenize (Tokenizer),
 // EmbedRequest.Truncate and ModelInfo.MaxInputTokens; 1.3 lets a delta event
-// carry the prompt's Usage early (Event.Usage). A plugin built against an older
-// minor lacks them: Tokenize answers ErrUnsupported, Truncate is ignored,
-// MaxInputTokens is 0, and a generation cut short reports no prompt tokens.
-const APIVersion = "1.3.0"
+// carry the prompt's Usage early (Event.Usage); 1.4 added Rerank (Reranker) and
+// LoadRequest.Rerank. A plugin built against an older minor lacks them: Tokenize
+// and Rerank answer ErrUnsupported, Truncate is ignored, MaxInputTokens is 0, and
+// a generation cut short reports no prompt tokens.
+const APIVersion = "1.4.0"
 
 // Handshake is the go-plugin handshake shared by host and plugins. The magic
 // cookie only keeps a plugin binary from being run by hand by mistake; it is

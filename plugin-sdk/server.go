@@ -77,6 +77,27 @@ func (s *server) Embed(ctx context.Context, req *pb.EmbedRequest) (*pb.EmbedResp
 	return embedResponseToPB(resp), nil
 }
 
+func (s *server) Rerank(ctx context.Context, req *pb.RerankRequest) (*pb.RerankResponse, error) {
+	r, ok := s.impl.(Reranker)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, ErrUnsupported.Error()+": rerank")
+	}
+	in := rerankRequestFromPB(req)
+	resp, err := r.Rerank(ctx, in)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if len(resp.Scores) != len(in.Documents) {
+		return nil, status.Errorf(codes.Internal, "plugin returned %d scores for %d documents", len(resp.Scores), len(in.Documents))
+	}
+	for i, v := range resp.Scores {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, status.Errorf(codes.Internal, "plugin returned a score that is not a number for document %d", i)
+		}
+	}
+	return rerankResponseToPB(resp), nil
+}
+
 func (s *server) Tokenize(ctx context.Context, req *pb.TokenizeRequest) (*pb.TokenizeResponse, error) {
 	t, ok := s.impl.(Tokenizer)
 	if !ok {

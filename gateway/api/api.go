@@ -32,6 +32,8 @@ type Backends interface {
 	chat.Backends
 	// Embed embeds req.Input with an embedding model.
 	Embed(ctx context.Context, model string, req sdk.EmbedRequest) (sdk.EmbedResponse, error)
+	// Rerank scores req.Documents against req.Query with a rerank model.
+	Rerank(ctx context.Context, model string, req sdk.RerankRequest) (sdk.RerankResponse, error)
 	// Models returns the status of every model.
 	Models() []workers.ModelStatus
 	// Model returns the status of the model with that name or alias.
@@ -143,6 +145,7 @@ const (
 	routeChat        = "/v1/chat/completions"
 	routeCompletions = "/v1/completions"
 	routeEmbeddings  = "/v1/embeddings"
+	routeRerank      = "/v1/rerank"
 )
 
 type server struct {
@@ -201,6 +204,7 @@ func New(b Backends, opts Options) *fiber.App {
 	app.Post(routeChat, chat, s.instrument(routeChat, s.chatCompletions))
 	app.Post(routeCompletions, chat, s.instrument(routeCompletions, s.completions))
 	app.Post(routeEmbeddings, chat, s.instrument(routeEmbeddings, s.embeddings))
+	app.Post(routeRerank, chat, s.instrument(routeRerank, s.rerank))
 	if s.opts.Knowledge != nil {
 		s.knowledgeRoutes(app)
 	}
@@ -407,7 +411,16 @@ func (cl *call) tokens(prompt, completion int) {
 
 // resolveModel looks name up for a generation (embedding false) or an
 // embedding request and sets cl.model.
-func (s *server) resolveModel(cl *call, name string, embedding bool) (workers.ModelStatus, *oai.Error) {
+// The kinds of model a route serves.
+type modelKind int
+
+const (
+	kindChat modelKind = iota
+	kindEmbedding
+	kindRerank
+)
+
+func (s *server) resolveModel(cl *call, name string, kind modelKind) (workers.ModelStatus, *oai.Error) {
 	if name == "" {
 		return workers.ModelStatus{}, oai.Missing("model")
 	}
@@ -417,10 +430,14 @@ func (s *server) resolveModel(cl *call, name string, embedding bool) (workers.Mo
 	}
 	cl.model = m.Name
 	switch {
-	case embedding && !m.Embedding:
+	case kind == kindEmbedding && !m.Embedding:
 		return m, oai.Invalid("model", oai.CodeInvalidValue, "the model '%s' is not an embedding model", name)
-	case !embedding && m.Embedding:
+	case kind == kindRerank && !m.Rerank:
+		return m, oai.Invalid("model", oai.CodeInvalidValue, "the model '%s' is not a rerank model", name)
+	case kind == kindChat && m.Embedding:
 		return m, oai.Invalid("model", oai.CodeInvalidValue, "the model '%s' is an embedding model: use /v1/embeddings", name)
+	case kind == kindChat && m.Rerank:
+		return m, oai.Invalid("model", oai.CodeInvalidValue, "the model '%s' is a rerank model: use /v1/rerank", name)
 	}
 	return m, nil
 }

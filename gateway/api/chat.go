@@ -75,7 +75,7 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 	if err := req.Unhonoured.Check(""); err != nil {
 		return err
 	}
-	m, aerr := s.resolveModel(cl, req.Model, false)
+	m, aerr := s.resolveModel(cl, req.Model, kindChat)
 	if aerr != nil {
 		return aerr
 	}

@@ -53,7 +53,7 @@ func (s *server) completions(c *fiber.Ctx, cl *call) error {
 	if err := oai.Decode(c.Body(), &req, ""); err != nil {
 		return err
 	}
-	m, aerr := s.resolveModel(cl, req.Model, false)
+	m, aerr := s.resolveModel(cl, req.Model, kindChat)
 	if aerr != nil {
 		return aerr
 	}

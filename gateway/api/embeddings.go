@@ -29,7 +29,7 @@ func (s *server) embeddings(c *fiber.Ctx, cl *call) error {
 	if err := oai.Decode(c.Body(), &req, ""); err != nil {
 		return err
 	}
-	m, aerr := s.resolveModel(cl, req.Model, true)
+	m, aerr := s.resolveModel(cl, req.Model, kindEmbedding)
 	if aerr != nil {
 		return aerr
 	}

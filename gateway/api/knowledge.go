@@ -177,6 +177,9 @@ func (s *server) createKB(c *fiber.Ctx) error {
 	}
 	k, err := s.opts.Knowledge.CreateBase(c.UserContext(), principalOf(c).UserID,
 		knowledge.NewBase{Name: req.Name, Description: req.Description, Retrieval: set})
+	if e := settingsError(err); e != nil {
+		return e
+	}
 	if errors.Is(err, knowledge.ErrConflict) {
 		return &oai.Error{Status: http.StatusConflict, Type: oai.TypeInvalidRequest, Code: oai.CodeConflict, Param: "name",
 			Message: fmt.Sprintf("you already have a knowledge base named '%s'", req.Name)}

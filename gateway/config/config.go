@@ -89,6 +89,10 @@ type Model struct {
 	SHA256 string `yaml:"sha256" json:"sha256,omitempty"`
 	// Embedding marks a model that serves /v1/embeddings (and can be rag.embedding_model).
 	Embedding bool `yaml:"embedding" json:"embedding,omitempty"`
+	// Rerank marks a model that serves /v1/rerank, scoring query-document pairs (and
+	// can be rag.rerank_model): a cross-encoder such as a llama.cpp model with rank
+	// pooling, or one vLLM serves for /v1/rerank.
+	Rerank bool `yaml:"rerank" json:"rerank,omitempty"`
 	// Options is passed to the plugin's Load as is; its meaning belongs to the backend.
 	// Nested values decode as map[string]any, []any, string, int, float64 and bool.
 	Options map[string]any `yaml:"options" json:"options,omitempty"`
@@ -125,7 +129,17 @@ type RAG struct {
 	// DenseWeight is weighted's share of the dense list, 0 to 1 (the sparse list has
 	// the rest). Default 0.5.
 	DenseWeight float64 `yaml:"dense_weight"`
+	// RerankModel names (or aliases) a model with rerank: true that re-scores the
+	// best RerankCandidates hits of every retrieval before the top_k are cited. Empty:
+	// no reranking. A knowledge base may turn it off for itself.
+	RerankModel string `yaml:"rerank_model"`
+	// RerankCandidates is how many hits the reranker re-scores, 1 to
+	// MaxRerankCandidates. Default 20.
+	RerankCandidates int `yaml:"rerank_candidates"`
 }
+
+// MaxRerankCandidates bounds rag.rerank_candidates (gateway/rag.MaxRerankCandidates).
+const MaxRerankCandidates = 200
 
 // Server is the server block: limits and timeouts of the HTTP/WebSocket server.
 type Server struct {

@@ -33,7 +33,7 @@ func TestDefault(t *testing.T) {
 			Options:        map[string]any{"delay_ms": 20},
 		}},
 		ModelsDir: ".data/models",
-		RAG:       RAG{ChunkTokens: 800, ChunkOverlap: 120, TopK: 4, Fusion: "rrf", RRFK: 60, DenseWeight: 0.5},
+		RAG:       RAG{ChunkTokens: 800, ChunkOverlap: 120, TopK: 4, Fusion: "rrf", RRFK: 60, DenseWeight: 0.5, RerankCandidates: 20},
 		Server: Server{
 			MaxBodyBytes:      4 << 20,
 			ShutdownGrace:     Duration(30 * time.Second),
@@ -325,8 +325,8 @@ rag:
 			want: []string{
 				"config: line 2: listn: unknown key (known keys: listen, database_url, vector_store, plugins_dir, models_dir, models, rag, server)",
 				"config: line 3: vector_store.path: unknown key (known keys: kind, url, api_key)",
-				"config: line 7: models[0].opitons: unknown key (known keys: name, aliases, backend, command, replicas, max_concurrency, max_queue, idle_timeout, sha256, embedding, options, health_interval)",
-				"config: line 9: rag.topk: unknown key (known keys: embedding_model, chunk_tokens, chunk_overlap, top_k, fusion, rrf_k, dense_weight)",
+				"config: line 7: models[0].opitons: unknown key (known keys: name, aliases, backend, command, replicas, max_concurrency, max_queue, idle_timeout, sha256, embedding, rerank, options, health_interval)",
+				"config: line 9: rag.topk: unknown key (known keys: embedding_model, chunk_tokens, chunk_overlap, top_k, fusion, rrf_k, dense_weight, rerank_model, rerank_candidates)",
 			},
 		},
 		{
@@ -395,7 +395,7 @@ models:
     replicas: 0
   - backend: ""
     replicas: -1
-rag: {embedding_model: chat, chunk_tokens: 50, chunk_overlap: 60, fusion: max, rrf_k: 0, dense_weight: 1.5}
+rag: {embedding_model: chat, chunk_tokens: 50, chunk_overlap: 60, fusion: max, rrf_k: 0, dense_weight: 1.5, rerank_model: chat, rerank_candidates: 0}
 server: {max_body_bytes: 0, shutdown_grace: -1, request_timeout: 0, queue_timeout: 0s, heartbeat_interval: -1s}
 `,
 			want: []string{
@@ -417,6 +417,8 @@ server: {max_body_bytes: 0, shutdown_grace: -1, request_timeout: 0, queue_timeou
 				`config: line 21: models[3].replicas: must be >= 1, got -1 (to scale to zero when idle, set idle_timeout)`,
 				`config: line 22: rag.embedding_model: model "chat" is not an embedding model (set embedding: true on it)`,
 				`config: line 22: rag.chunk_overlap: must be less than rag.chunk_tokens (50), got 60`,
+				`config: line 22: rag.rerank_model: model "chat" is not a rerank model (set rerank: true on it)`,
+				`config: line 22: rag.rerank_candidates: must be 1 to 200, got 0`,
 				`config: line 22: rag.fusion: must be "rrf" or "weighted", got "max"`,
 				`config: line 22: rag.rrf_k: must be 1 to 100000, got 0`,
 				`config: line 22: rag.dense_weight: must be 0 to 1, got 1.5`,
@@ -458,7 +460,7 @@ server: {max_body_bytes: 0, shutdown_grace: -1, request_timeout: 0, queue_timeou
 				"RAGWAY_MODELS=[{name: a, backend: echo, bogus: 1}]",
 			},
 			want: []string{
-				"config: env RAGWAY_MODELS: line 1: models[0].bogus: unknown key (known keys: name, aliases, backend, command, replicas, max_concurrency, max_queue, idle_timeout, sha256, embedding, options, health_interval)",
+				"config: env RAGWAY_MODELS: line 1: models[0].bogus: unknown key (known keys: name, aliases, backend, command, replicas, max_concurrency, max_queue, idle_timeout, sha256, embedding, rerank, options, health_interval)",
 				`config: env RAGWAY_RAG_TOP_K: rag.top_k: expected an integer, got "many"`,
 				"config: env RAGWAY_SERVER_QUEUE_TIMEOUT: server.queue_timeout: invalid duration `1.5`: use a Go duration such as \"30s\" or \"2m\", or whole seconds",
 			},

@@ -37,6 +37,8 @@
 //	RAGWAY_RAG_FUSION                 rag.fusion
 //	RAGWAY_RAG_RRF_K                  rag.rrf_k
 //	RAGWAY_RAG_DENSE_WEIGHT           rag.dense_weight
+//	RAGWAY_RAG_RERANK_MODEL           rag.rerank_model
+//	RAGWAY_RAG_RERANK_CANDIDATES      rag.rerank_candidates
 //	RAGWAY_SERVER_MAX_BODY_BYTES      server.max_body_bytes
 //	RAGWAY_SERVER_SHUTDOWN_GRACE      server.shutdown_grace
 //	RAGWAY_SERVER_REQUEST_TIMEOUT     server.request_timeout

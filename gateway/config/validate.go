@@ -94,6 +94,18 @@ func (c *Config) Validate() error {
 	if r.TopK < 1 {
 		p.add("rag.top_k", "must be >= 1, got %d", r.TopK)
 	}
+	if r.RerankModel != "" {
+		m, ok := c.Model(r.RerankModel)
+		switch {
+		case !ok:
+			p.add("rag.rerank_model", "no model or alias named %q in models", r.RerankModel)
+		case !m.Rerank:
+			p.add("rag.rerank_model", "model %q is not a rerank model (set rerank: true on it)", m.Name)
+		}
+	}
+	if r.RerankCandidates < 1 || r.RerankCandidates > MaxRerankCandidates {
+		p.add("rag.rerank_candidates", "must be 1 to %d, got %d", MaxRerankCandidates, r.RerankCandidates)
+	}
 	if r.Fusion != "rrf" && r.Fusion != "weighted" {
 		p.add("rag.fusion", `must be "rrf" or "weighted", got %q`, r.Fusion)
 	}
@@ -233,6 +245,9 @@ func (m Model) validate(prefix string, p *problems) {
 	}
 	if m.IdleTimeout < 0 {
 		p.add(prefix+"idle_timeout", "must be >= 0, got %s", m.IdleTimeout)
+	}
+	if m.Embedding && m.Rerank {
+		p.add(prefix+"rerank", "a model is an embedding model or a rerank model, not both")
 	}
 	if m.HealthInterval <= 0 {
 		p.add(prefix+"health_interval", "must be > 0, got %s", m.HealthInterval)

@@ -45,6 +45,9 @@ type Options struct {
 	Retriever Retriever
 	// EmbeddingModel is rag.embedding_model, recorded on new knowledge bases.
 	EmbeddingModel string
+	// Reranking is set when the gateway has a rerank model (rag.rerank_model): a
+	// knowledge base may ask for it ("rerank": true) only then.
+	Reranking bool
 	// TopK is the number of hits of a search that asks for none (rag.top_k; default 4).
 	TopK int
 	// MaxBytes is the largest document accepted, in bytes (<= 0: ingest's default).
@@ -156,7 +159,7 @@ func (s *Service) settings(k store.KnowledgeBase) Settings {
 // CreateBase creates a knowledge base, recording the gateway's embedding model on it.
 // A name the user already has is ErrConflict.
 func (s *Service) CreateBase(ctx context.Context, userID string, b NewBase) (Base, error) {
-	if err := b.Retrieval.Check("retrieval"); err != nil {
+	if err := s.checkSettings(b.Retrieval); err != nil {
 		return Base{}, err
 	}
 	k, err := s.opts.Store.CreateKnowledgeBase(ctx, userID,
@@ -168,11 +171,20 @@ func (s *Service) CreateBase(ctx context.Context, userID string, b NewBase) (Bas
 	return s.toBase(k), nil
 }
 
+// checkSettings checks a knowledge base's own settings: valid, and asking only for
+// what this gateway has.
+func (s *Service) checkSettings(set Settings) error {
+	if set.Rerank != nil && *set.Rerank && !s.opts.Reranking {
+		return &SettingsError{Field: "retrieval.rerank", Reason: "this gateway has no rerank model (rag.rerank_model)"}
+	}
+	return set.Check("retrieval")
+}
+
 // SetSettings replaces the user's knowledge base id's own retrieval settings: what
 // acts at search time from the next search, chunk sizes for documents indexed from now
 // on (documents indexed before keep their chunks until uploaded again).
 func (s *Service) SetSettings(ctx context.Context, userID, id string, set Settings) (Base, error) {
-	if err := set.Check("retrieval"); err != nil {
+	if err := s.checkSettings(set); err != nil {
 		return Base{}, err
 	}
 	if err := s.opts.Store.SetRetrieval(ctx, userID, id, set.String()); err != nil {

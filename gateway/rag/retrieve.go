@@ -1,8 +1,10 @@
 package rag
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/vectorstore"
@@ -23,8 +25,15 @@ type Retriever struct {
 	// question over the model's limit per input is truncated for it (the sparse side
 	// has the whole question).
 	Embedding EmbeddingModel
+	// Reranker, when set (rag.rerank_model), re-scores the best hits before the
+	// top ones are kept (Settings.Rerank, Settings.RerankCandidates). A reranker
+	// that fails leaves the index's order, logged.
+	Reranker RerankModel
 	// Defaults are the gateway's retrieval settings (its rag block).
 	Defaults Settings
+	// Logger gets what is worth knowing of retrievals (a reranker that failed);
+	// nil: slog.Default().
+	Logger *slog.Logger
 }
 
 // Request is one retrieval: up to TopK sources for Query in user UserID's knowledge
@@ -43,8 +52,16 @@ type Request struct {
 // bases are never read (ChunkReader is user-scoped).
 func (r *Retriever) Retrieve(ctx context.Context, req Request) ([]Source, error) {
 	userID, kbID, query := req.UserID, req.KBID, req.Query
+	if req.Search.Rerank != nil && *req.Search.Rerank && r.Reranker == nil {
+		return nil, &SettingsError{Field: "retrieval.rerank", Reason: "this gateway has no rerank model (rag.rerank_model)"}
+	}
 	set := req.Search.Over(req.KB).Over(r.Defaults)
-	q := vectorstore.Query{KBID: kbID, Sparse: QueryVector(query), TopK: req.TopK, DocumentIDs: req.DocumentIDs,
+	rerank := r.Reranker != nil && (set.Rerank == nil || *set.Rerank)
+	want := req.TopK
+	if rerank {
+		want = max(want, cmp.Or(set.RerankCandidates, DefaultRerankCandidates))
+	}
+	q := vectorstore.Query{KBID: kbID, Sparse: QueryVector(query), TopK: want, DocumentIDs: req.DocumentIDs,
 		Fusion: set.VectorFusion()}
 	if r.Embedding != nil {
 		vecs, err := r.Embedding.Embed(ctx, []string{query}, true)
@@ -86,5 +103,27 @@ func (r *Retriever) Retrieve(ctx context.Context, req Request) ([]Source, error)
 		out = append(out, Source{N: len(out) + 1, DocumentID: c.DocumentID, Title: c.DocumentTitle, ChunkID: c.ID,
 			Score: h.Score, Snippet: Snippet(c.Content), Heading: c.Heading, Text: c.Content})
 	}
+	if rerank && len(out) > 1 {
+		ranked, err := r.rerank(ctx, query, out)
+		if err != nil {
+			// The index's order is still an answer: sources are not lost for it.
+			r.logger().Warn("reranking failed: the sources keep the index's order", "kb", kbID, "error", err)
+		} else {
+			out = ranked
+		}
+	}
+	if len(out) > req.TopK {
+		out = out[:req.TopK]
+	}
+	for i := range out {
+		out[i].N = i + 1
+	}
 	return out, nil
+}
+
+func (r *Retriever) logger() *slog.Logger {
+	if r.Logger == nil {
+		return slog.Default()
+	}
+	return r.Logger
 }

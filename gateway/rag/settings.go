@@ -23,6 +23,12 @@ type Settings struct {
 	RRFK int `json:"rrf_k,omitempty"`
 	// DenseWeight is weighted's share of the dense list, 0 to 1.
 	DenseWeight *float64 `json:"dense_weight,omitempty"`
+	// Rerank, when false, turns the gateway's reranker (rag.rerank_model) off;
+	// true asks for it (an error where the gateway has none).
+	Rerank *bool `json:"rerank,omitempty"`
+	// RerankCandidates is how many of the best hits the reranker re-scores, 1 to
+	// MaxRerankCandidates.
+	RerankCandidates int `json:"rerank_candidates,omitempty"`
 	// ChunkTokens and ChunkOverlap size the chunks of documents indexed from now
 	// on (Options); they do not act on a search.
 	ChunkTokens  int  `json:"chunk_tokens,omitempty"`
@@ -58,7 +64,7 @@ func ParseSettings(data []byte, prefix string) (Settings, error) {
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			return Settings{}, &SettingsError{Field: prefix + "." + name,
-				Reason: "unknown setting (known: fusion, rrf_k, dense_weight, chunk_tokens, chunk_overlap)"}
+				Reason: "unknown setting (known: fusion, rrf_k, dense_weight, rerank, rerank_candidates, chunk_tokens, chunk_overlap)"}
 		}
 		return Settings{}, &SettingsError{Field: prefix, Reason: "must be a JSON object of settings"}
 	}
@@ -83,6 +89,9 @@ func (s Settings) Check(prefix string) error {
 	}
 	if w := s.DenseWeight; w != nil && !(*w >= 0 && *w <= 1) { // NaN too
 		return bad("dense_weight", "must be 0 to 1, not %v", *w)
+	}
+	if s.RerankCandidates < 0 || s.RerankCandidates > MaxRerankCandidates {
+		return bad("rerank_candidates", "must be 1 to %d, not %d", MaxRerankCandidates, s.RerankCandidates)
 	}
 	if s.ChunkTokens < 0 || s.ChunkTokens > MaxChunkTokens {
 		return bad("chunk_tokens", "must be 1 to %d, not %d", MaxChunkTokens, s.ChunkTokens)
@@ -120,6 +129,12 @@ func (s Settings) Over(base Settings) Settings {
 	}
 	if s.DenseWeight == nil {
 		s.DenseWeight = base.DenseWeight
+	}
+	if s.Rerank == nil {
+		s.Rerank = base.Rerank
+	}
+	if s.RerankCandidates == 0 {
+		s.RerankCandidates = base.RerankCandidates
 	}
 	if s.ChunkTokens == 0 {
 		s.ChunkTokens = base.ChunkTokens

@@ -339,8 +339,11 @@ func (m *Manager) pool(name string) (*pool, error) {
 // again.
 func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRequest, adm *Admission, emit func(sdk.Event) error) error {
 	check := func(p *pool) error {
-		if p.model.Embedding {
+		switch {
+		case p.model.Embedding:
 			return sdk.InvalidRequestf("model %q is an embedding model", model)
+		case p.model.Rerank:
+			return sdk.InvalidRequestf("model %q is a rerank model", model)
 		}
 		return nil
 	}
@@ -399,6 +402,24 @@ func (m *Manager) Embed(ctx context.Context, model string, req sdk.EmbedRequest)
 	err := m.withRetry(ctx, model, check, func() requestKey { return keyOf("embed", req) }, func(proc Process, _ *bool) error {
 		var err error
 		resp, err = proc.Embed(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// Rerank scores req's documents against its query on a replica of a rerank
+// model, with Generate's retry and poison rules.
+func (m *Manager) Rerank(ctx context.Context, model string, req sdk.RerankRequest) (sdk.RerankResponse, error) {
+	check := func(p *pool) error {
+		if !p.model.Rerank {
+			return sdk.InvalidRequestf("model %q is not a rerank model", model)
+		}
+		return nil
+	}
+	var resp sdk.RerankResponse
+	err := m.withRetry(ctx, model, check, func() requestKey { return keyOf("rerank", req) }, func(proc Process, _ *bool) error {
+		var err error
+		resp, err = proc.Rerank(ctx, req)
 		return err
 	})
 	return resp, err

@@ -693,7 +693,7 @@ func (p *pool) status() ModelStatus {
 	defer p.mu.Unlock()
 	st := ModelStatus{
 		Name: p.model.Name, Aliases: p.model.Aliases, Backend: p.model.Backend, Embedding: p.model.Embedding,
-		Created: p.created, ContextLength: p.contextLength, MaxInputTokens: p.maxInputTokens, Queued: len(p.waiters),
+		Rerank: p.model.Rerank, Created: p.created, ContextLength: p.contextLength, MaxInputTokens: p.maxInputTokens, Queued: len(p.waiters),
 	}
 	for _, r := range p.replicas {
 		rs := ReplicaStatus{ID: r.id, State: r.state, Restarts: r.restarts, Outstanding: r.outstanding, LastError: r.lastErr, Since: r.since,

@@ -16,6 +16,7 @@ type Process interface {
 	sdk.Backend
 	sdk.Embedder
 	sdk.Tokenizer
+	sdk.Reranker
 	// Done is closed when the process has exited.
 	Done() <-chan struct{}
 	// ExitError says how the process ended (nil while it runs).
@@ -201,7 +202,11 @@ func (r *replica) start(ctx context.Context) (Process, error) {
 	if p.model.Embedding && !info.Has(sdk.CapabilityEmbedding) {
 		return fail(permanentError{fmt.Errorf("backend %s (plugin %s) cannot serve embedding models", p.model.Backend, info.Name)})
 	}
-	mi, err := proc.Load(loadCtx, sdk.LoadRequest{Model: p.model.Name, Options: p.model.Options, Embedding: p.model.Embedding})
+	if p.model.Rerank && !info.Has(sdk.CapabilityRerank) {
+		return fail(permanentError{fmt.Errorf("backend %s (plugin %s) cannot serve rerank models", p.model.Backend, info.Name)})
+	}
+	mi, err := proc.Load(loadCtx, sdk.LoadRequest{Model: p.model.Name, Options: p.model.Options, Embedding: p.model.Embedding,
+		Rerank: p.model.Rerank})
 	if err != nil {
 		if sdk.IsInvalidRequest(err) {
 			err = permanentError{err}

@@ -33,7 +33,9 @@ type ModelStatus struct {
 	Aliases   []string
 	Backend   string
 	Embedding bool
-	Created   time.Time
+	// Rerank marks a rerank model (config rerank: true).
+	Rerank  bool
+	Created time.Time
 	// ContextLength as reported by the plugin's Load (0 until loaded).
 	ContextLength int
 	// MaxInputTokens is, for an embedding model, the most tokens one input

@@ -52,6 +52,9 @@ func (f *fakeProc) Embed(context.Context, sdk.EmbedRequest) (sdk.EmbedResponse, 
 func (f *fakeProc) Tokenize(context.Context, sdk.TokenizeRequest) (sdk.TokenizeResponse, error) {
 	return sdk.TokenizeResponse{}, sdk.ErrUnsupported
 }
+func (f *fakeProc) Rerank(context.Context, sdk.RerankRequest) (sdk.RerankResponse, error) {
+	return sdk.RerankResponse{}, sdk.ErrUnsupported
+}
 func (f *fakeProc) Health(context.Context) (sdk.Health, error) {
 	if f.sick != nil && f.sick.Load() {
 		return sdk.Health{}, errors.New("probe timed out")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,8 +25,9 @@ import (
 // User-Agent.
 const version = "1.0.0"
 
-// proxy implements sdk.Backend, sdk.Embedder and sdk.Tokenizer by
-// forwarding to the upstreams of its options. Its state is set by Load.
+// proxy implements sdk.Backend, sdk.Embedder, sdk.Tokenizer and
+// sdk.Reranker by forwarding to the upstreams of its options. Its state is
+// set by Load.
 type proxy struct {
 	log *slog.Logger
 
@@ -37,6 +39,7 @@ var (
 	_ sdk.Backend   = (*proxy)(nil)
 	_ sdk.Embedder  = (*proxy)(nil)
 	_ sdk.Tokenizer = (*proxy)(nil)
+	_ sdk.Reranker  = (*proxy)(nil)
 )
 
 func newProxy(log *slog.Logger) *proxy { return &proxy{log: log} }
@@ -50,8 +53,15 @@ type state struct {
 	// and nowhere else.
 	key     string
 	keyHint string // what to check when an upstream refuses the key
-	// maxInput is an embedding model's limit on one input, in tokens:
-	// vLLM's max_model_len (0: unknown).
+	// name is the model's name in the gateway config (else the upstream
+	// model), for messages.
+	name string
+	// rerank: the model was loaded to rerank (LoadRequest.Rerank); it
+	// serves Rerank and Tokenize, not Generate or Embed.
+	rerank bool
+	// maxInput is an embedding model's limit on one input, or a rerank
+	// model's on one query-document pair, in tokens: vLLM's max_model_len
+	// (0: unknown).
 	maxInput  int
 	log       *slog.Logger
 	stopProbe context.CancelFunc
@@ -61,7 +71,7 @@ func (p *proxy) Info(context.Context) (sdk.Info, error) {
 	return sdk.Info{
 		Name:         "vllm-proxy",
 		Version:      version,
-		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding, sdk.CapabilityTokenize},
+		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding, sdk.CapabilityTokenize, sdk.CapabilityRerank},
 		// The upstreams decide; Health.Slots gives a nominal figure.
 		MaxParallel: 0,
 	}, nil
@@ -86,10 +96,15 @@ func newHTTPClient(o options) *http.Client {
 
 // Load validates the options, reads the API key, probes every upstream
 // (at least one must be healthy), checks that the upstreams that list
-// their models serve the upstream model, and for an embedding model
-// embeds a probe input to learn the vector size. It then starts probing
-// the upstreams every health_interval for the life of the process.
+// their models serve the upstream model, for an embedding model embeds a
+// probe input to learn the vector size, and for a rerank model reranks a
+// probe document (which fails early on an upstream without POST /v1/rerank
+// or a model that does not score). It then starts probing the upstreams
+// every health_interval for the life of the process.
 func (p *proxy) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo, error) {
+	if req.Embedding && req.Rerank {
+		return sdk.ModelInfo{}, sdk.InvalidRequestf("model %q is marked both embedding and rerank: a model is loaded for one of them", req.Model)
+	}
 	o, err := parseOptions(req.Options)
 	if err != nil {
 		return sdk.ModelInfo{}, err
@@ -105,7 +120,7 @@ func (p *proxy) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo, e
 	if model == "" {
 		return sdk.ModelInfo{}, sdk.InvalidRequestf("option upstream_model: required when the model has no name")
 	}
-	st := &state{opts: o, model: model, key: key, log: p.log}
+	st := &state{opts: o, model: model, name: cmp.Or(req.Model, model), rerank: req.Rerank, key: key, log: p.log}
 	if o.APIKeyEnv != "" {
 		st.keyHint = fmt.Sprintf("check the key in environment variable %s (option api_key_env)", o.APIKeyEnv)
 	} else {
@@ -140,6 +155,14 @@ func (p *proxy) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo, e
 		// vLLM embeds one input in one sequence of max_model_len tokens.
 		mi.MaxInputTokens, st.maxInput = mi.ContextLength, mi.ContextLength
 	}
+	if req.Rerank {
+		if _, err := st.rerankDocs(ctx, "ragway rerank probe", []string{"ragway rerank probe document"}, 0); err != nil {
+			return sdk.ModelInfo{}, fmt.Errorf("rerank model %q: a probe rerank failed: %w", model, err)
+		}
+		// vLLM scores one query-document pair in one sequence of
+		// max_model_len tokens.
+		mi.MaxInputTokens, st.maxInput = mi.ContextLength, mi.ContextLength
+	}
 
 	probeCtx, stop := context.WithCancel(context.Background())
 	st.stopProbe = stop
@@ -155,7 +178,7 @@ func (p *proxy) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo, e
 		// connections (the probes' among them) would linger otherwise.
 		old.pool.client.CloseIdleConnections()
 	}
-	p.log.Info("model loaded", "model", req.Model, "upstream_model", model,
+	p.log.Info("model loaded", "model", req.Model, "upstream_model", model, "embedding", req.Embedding, "rerank", req.Rerank,
 		"upstreams", len(o.Upstreams), "healthy", st.pool.healthyCount(), "context_length", mi.ContextLength)
 	return mi, nil
 }
@@ -213,6 +236,15 @@ func (p *proxy) loaded() (*state, error) {
 	return st, nil
 }
 
+// notForRerank refuses a generation or an embedding (what) on a model
+// loaded to rerank.
+func (s *state) notForRerank(what string) error {
+	if !s.rerank {
+		return nil
+	}
+	return sdk.InvalidRequestf("model %q is loaded to rerank (rerank: true in the gateway config): it does not serve %s", s.name, what)
+}
+
 func (p *proxy) Health(context.Context) (sdk.Health, error) {
 	st := p.st.Load()
 	if st == nil {
@@ -244,6 +276,9 @@ func (p *proxy) Generate(ctx context.Context, req sdk.GenerateRequest, emit func
 	if err != nil {
 		return err
 	}
+	if err := st.notForRerank("generation"); err != nil {
+		return err
+	}
 	path, body, err := generateBody(st.model, req, st.opts.ExtraBody)
 	if err != nil {
 		return err
@@ -263,6 +298,9 @@ func (p *proxy) Generate(ctx context.Context, req sdk.GenerateRequest, emit func
 func (p *proxy) Embed(ctx context.Context, req sdk.EmbedRequest) (sdk.EmbedResponse, error) {
 	st, err := p.loaded()
 	if err != nil {
+		return sdk.EmbedResponse{}, err
+	}
+	if err := st.notForRerank("embeddings"); err != nil {
 		return sdk.EmbedResponse{}, err
 	}
 	if len(req.Input) == 0 {
@@ -685,4 +723,118 @@ func (s *state) embedOnce(ctx context.Context, commit func() bool, u *upstream, 
 		out.PromptTokens = er.Usage.PromptTokens
 	}
 	return out, nil
+}
+
+// Rerank scores each document against the query with the upstream's POST
+// /v1/rerank on the least loaded healthy upstream, moving to the next on
+// failure as Embed does. The scores come back in the documents' order
+// whatever order the upstream sorted them in. Truncate sends
+// truncate_prompt_tokens as Embed does. An upstream without the endpoint
+// makes it sdk.ErrUnsupported.
+func (p *proxy) Rerank(ctx context.Context, req sdk.RerankRequest) (sdk.RerankResponse, error) {
+	st, err := p.loaded()
+	if err != nil {
+		return sdk.RerankResponse{}, err
+	}
+	if !st.rerank {
+		return sdk.RerankResponse{}, sdk.InvalidRequestf("model %q is not loaded to rerank: mark it rerank: true in the gateway config", st.name)
+	}
+	if len(req.Documents) == 0 {
+		return sdk.RerankResponse{Scores: []float32{}}, nil
+	}
+	truncate := 0
+	if req.Truncate {
+		truncate = st.maxInput
+		if truncate == 0 {
+			truncate = -1 // vLLM: the model's max_model_len
+		}
+	}
+	return st.rerankDocs(ctx, req.Query, req.Documents, truncate)
+}
+
+// rerankDocs reranks documents against query on the least loaded healthy
+// upstream, moving to the next on failure. truncate is rerankBody's.
+func (s *state) rerankDocs(ctx context.Context, query string, documents []string, truncate int) (sdk.RerankResponse, error) {
+	body, err := rerankBody(s.model, query, documents, truncate)
+	if err != nil {
+		return sdk.RerankResponse{}, sdk.InvalidRequestf("encode the upstream request: %v", err)
+	}
+	limit := rerankAnswerLimit(documents)
+	var out sdk.RerankResponse
+	err = s.withUpstreams(ctx, func(actx context.Context, commit func() bool, u *upstream) (bool, error) {
+		r, err := s.rerankOnce(actx, commit, u, body, len(documents), limit)
+		out = r
+		return false, err
+	})
+	return out, err
+}
+
+// rerankAnswerLimit bounds the size of a rerank answer: vLLM echoes every
+// document back (JSON-escaped, at most 6 bytes for one byte of text), plus
+// a little for each result and the envelope.
+func rerankAnswerLimit(documents []string) int64 {
+	n := int64(1 << 20)
+	for _, d := range documents {
+		n += 6*int64(len(d)) + 512
+	}
+	return n
+}
+
+// rerankOnce reranks on u; it commits (see withUpstreams) once u answers
+// 200. An answer over limit bytes, one that is not JSON, or one whose
+// results do not score every document exactly once is a (retryable)
+// protocol error.
+func (s *state) rerankOnce(ctx context.Context, commit func() bool, u *upstream, body []byte, n int, limit int64) (sdk.RerankResponse, error) {
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	u.inflight.Add(1)
+	defer u.inflight.Add(-1)
+
+	resp, err := s.post(rctx, u, pathRerank, body, false, "")
+	if err != nil {
+		if ctx.Err() != nil {
+			return sdk.RerankResponse{}, ctx.Err()
+		}
+		err = fmt.Errorf("upstream %s: %w", u.base, transportError(err))
+		s.pool.markDown(u, err)
+		return sdk.RerankResponse{}, retryable{err}
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return sdk.RerankResponse{}, fmt.Errorf("%w: upstream %s has no POST %s (HTTP %d: %s); vLLM serves it for score (cross-encoder) models",
+			sdk.ErrUnsupported, u.base, pathRerank, resp.StatusCode, parseErrorBody(s.redact(b)).text())
+	default:
+		return sdk.RerankResponse{}, s.statusError(u, resp)
+	}
+	if !commit() {
+		return sdk.RerankResponse{}, errDeadline
+	}
+	s.pool.markUp(u)
+	wd := newWatchdog(s.opts.Timeout, cancel)
+	defer wd.stop()
+	b, err := io.ReadAll(idleReader{r: io.LimitReader(resp.Body, limit+1), w: wd})
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return sdk.RerankResponse{}, ctx.Err()
+		case errors.Is(context.Cause(rctx), errIdle):
+			err = fmt.Errorf("no data for %v (option timeout)", s.opts.Timeout)
+		}
+		return sdk.RerankResponse{}, retryable{fmt.Errorf("upstream %s: reading the rerank answer: %w", u.base, transportError(err))}
+	}
+	if int64(len(b)) > limit {
+		return sdk.RerankResponse{}, retryable{fmt.Errorf("upstream %s: the rerank answer is over %d bytes for %d documents", u.base, limit, n)}
+	}
+	var rr rerankResponse
+	if err := json.Unmarshal(b, &rr); err != nil {
+		return sdk.RerankResponse{}, retryable{fmt.Errorf("upstream %s: reading the rerank answer: %w", u.base, err)}
+	}
+	scores, err := rr.scores(n)
+	if err != nil {
+		return sdk.RerankResponse{}, retryable{fmt.Errorf("upstream %s returned a bad rerank answer: %w", u.base, err)}
+	}
+	return sdk.RerankResponse{Scores: scores, PromptTokens: rr.promptTokens()}, nil
 }

@@ -1,7 +1,7 @@
 // Command ragway-vllm-proxy is ragway's proxy backend plugin: it serves a
 // model by forwarding to one or more OpenAI-compatible upstreams — vLLM
 // first, but also llama.cpp's llama-server, SGLang or another ragway
-// gateway — for chat, completion and embedding models.
+// gateway — for chat, completion, embedding and rerank models.
 //
 // Options (the model's `options:` in the gateway config):
 //
@@ -65,6 +65,35 @@
 // the model's own, when unknown). Tokenize asks vLLM's POST /tokenize for
 // each input (special tokens added); an upstream without it (404) makes
 // Tokenize sdk.ErrUnsupported.
+//
+// Rerank models (LoadRequest.Rerank: `rerank: true` in the gateway config)
+// need an upstream serving vLLM's POST /v1/rerank, which vLLM has for score
+// models (cross-encoders such as BAAI/bge-reranker-v2-m3); llama-server
+// with --reranking speaks the same shape. Such a model answers Rerank and
+// Tokenize only: Generate and Embed on it, Rerank on any other model, and a
+// model marked both embedding and rerank are sdk.ErrInvalidRequest. Load
+// reranks a probe document (an upstream without the endpoint, or a model
+// without the score API, fails Load) and reports max_model_len as
+// ModelInfo.MaxInputTokens, the limit on one query-document pair. Rerank
+// sends
+//
+//	{"model": upstream_model, "query": ..., "documents": [...], "top_n": len(documents)}
+//
+// plus, with RerankRequest.Truncate, truncate_prompt_tokens as an embedding
+// does (vLLM then cuts the pair with its tokenizer's longest-first
+// truncation: the longer of query and document, normally the document,
+// loses its end). It reads {"id", "model", "usage": {"total_tokens"},
+// "results": [{"index", "document", "relevance_score"}]}, results sorted by
+// score, back into the documents' order by index; usage.total_tokens (else
+// usage.prompt_tokens) is PromptTokens. Every index must come exactly once
+// with a score that is a finite float32 and the answer may be at most 1 MiB
+// plus 6 bytes per byte of the documents (which vLLM echoes) plus 512 per
+// document; anything else is the upstream's error, and the request moves
+// to the next upstream as it does when one fails. A pair over the limit is
+// the upstream's HTTP 400, sdk.ErrInvalidRequest with its message (vLLM's
+// does not say which document); an upstream without POST /v1/rerank (404,
+// 405) makes Rerank sdk.ErrUnsupported. No documents give no scores,
+// without a request.
 //
 // Cancelling a generation closes its upstream connection at once, which
 // makes vLLM abort the request. One keep-alive connection pool serves all

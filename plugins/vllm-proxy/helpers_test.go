@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -155,13 +156,17 @@ func writeGolden(w http.ResponseWriter, file string) {
 // and stop (never streaming a partial stop sequence), with the usage
 // chunk and [DONE]; embeddings hash words into a fixed-size vector;
 // embeddings refuse an input of more than max_model_len (4096) words as vLLM
-// does, unless truncate_prompt_tokens cuts it; POST /tokenize counts words;
-// /health, /v1/models and /metrics (with the running gauge) answer too.
+// does, unless truncate_prompt_tokens cuts it; POST /v1/rerank scores each
+// document by the share of the query's words it contains (see fakeRerank);
+// POST /tokenize counts words; /health, /v1/models and /metrics (with the
+// running gauge) answer too.
 type fakeOpenAI struct {
 	model string
 	key   string // required bearer key, if set
 	delay time.Duration
 	dims  int
+	// waiting is the vllm:num_requests_waiting gauge /metrics reports.
+	waiting int
 
 	running atomic.Int64
 	log     requestLog
@@ -174,8 +179,8 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case "/metrics":
 		fmt.Fprintf(w, "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{engine=\"0\",model_name=%q} %d.0\n"+
-			"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine=\"0\",model_name=%q} 0.0\n",
-			f.model, f.running.Load(), f.model)
+			"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine=\"0\",model_name=%q} %d.0\n",
+			f.model, f.running.Load(), f.model, f.waiting)
 		return
 	}
 	if f.key != "" && r.Header.Get("Authorization") != "Bearer "+f.key {
@@ -191,6 +196,8 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.generate(w, r, body, r.URL.Path == "/v1/chat/completions")
 	case "/v1/embeddings":
 		f.embed(w, body)
+	case "/v1/rerank":
+		f.rerank(w, body)
 	case "/tokenize":
 		var req struct {
 			Model  string `json:"model"`
@@ -493,3 +500,78 @@ func chatReq(content string) sdk.GenerateRequest {
 
 func f64(v float64) *float64 { return &v }
 func i64(v int64) *int64     { return &v }
+
+// rerank answers POST /v1/rerank as vLLM does for a cross-encoder: each
+// pair is the query's words then the document's, refused over
+// max_model_len (4096) words unless truncate_prompt_tokens cuts the
+// document; a document's score is the share of the query's distinct words
+// it contains; results are sorted by score (ties by index), cut to top_n,
+// and echo the documents.
+func (f *fakeOpenAI) rerank(w http.ResponseWriter, body []byte) {
+	var req struct {
+		Model     string   `json:"model"`
+		Query     string   `json:"query"`
+		Documents []string `json:"documents"`
+		TopN      int      `json:"top_n"`
+		Truncate  *int     `json:"truncate_prompt_tokens"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	if req.Model != f.model {
+		badRequest(w, fmt.Sprintf("The model `%s` does not exist.", req.Model))
+		return
+	}
+	limit := fakeMaxModelLen
+	if req.Truncate != nil && *req.Truncate > 0 {
+		limit = min(limit, *req.Truncate)
+	}
+	query := strings.Fields(strings.ToLower(req.Query))
+	type result struct {
+		Index int            `json:"index"`
+		Doc   map[string]any `json:"document"`
+		Score float64        `json:"relevance_score"`
+	}
+	results := make([]result, len(req.Documents))
+	tokens := 0
+	for i, d := range req.Documents {
+		doc := strings.Fields(strings.ToLower(d))
+		n := len(query) + len(doc)
+		if n > fakeMaxModelLen && req.Truncate == nil {
+			badRequest(w, fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens in the input for "+
+				"score. Please reduce the length of the input.", fakeMaxModelLen, n))
+			return
+		}
+		if n > limit {
+			doc = doc[:max(0, limit-len(query))]
+			n = len(query) + len(doc)
+		}
+		tokens += n
+		in := map[string]bool{}
+		for _, wd := range doc {
+			in[wd] = true
+		}
+		distinct, hit := map[string]bool{}, 0
+		for _, q := range query {
+			if !distinct[q] {
+				distinct[q] = true
+				if in[q] {
+					hit++
+				}
+			}
+		}
+		score := 0.0
+		if len(distinct) > 0 {
+			score = float64(hit) / float64(len(distinct))
+		}
+		results[i] = result{Index: i, Doc: map[string]any{"text": d, "multi_modal": nil}, Score: score}
+	}
+	sort.SliceStable(results, func(a, b int) bool { return results[a].Score > results[b].Score })
+	if req.TopN > 0 && req.TopN < len(results) {
+		results = results[:req.TopN]
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"id": "rerank-fake-1", "model": f.model,
+		"usage": map[string]any{"prompt_tokens": tokens, "total_tokens": tokens}, "results": results})
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"strings"
 	"unicode/utf8"
 
@@ -24,8 +25,11 @@ const (
 	// pathTokenize is vLLM's own endpoint (not OpenAI's): one prompt per
 	// request.
 	pathTokenize = "/tokenize"
-	pathHealth   = "/health"
-	pathMetrics  = "/metrics"
+	// pathRerank is vLLM's (and llama-server's) Jina/Cohere-style rerank
+	// endpoint.
+	pathRerank  = "/v1/rerank"
+	pathHealth  = "/health"
+	pathMetrics = "/metrics"
 )
 
 // wireMessage is one chat message of a request.
@@ -472,4 +476,77 @@ func tokenizeBody(model, input string) ([]byte, error) {
 type tokenizeResponse struct {
 	Count  *int  `json:"count"`
 	Tokens []int `json:"tokens"`
+}
+
+// rerankBody is the request body of vLLM's POST /v1/rerank: every document
+// scored (top_n is the number of documents, so none is left out).
+// truncate is embeddingBody's: truncate_prompt_tokens cuts each
+// query-document pair.
+func rerankBody(model, query string, documents []string, truncate int) ([]byte, error) {
+	m := map[string]any{"model": model, "query": query, "documents": documents, "top_n": len(documents)}
+	if truncate != 0 {
+		m["truncate_prompt_tokens"] = truncate
+	}
+	return json.Marshal(m)
+}
+
+// rerankResponse is POST /v1/rerank: vLLM's RerankResponse{id, model,
+// usage{total_tokens} (newer releases add prompt_tokens), results[{index,
+// document{text}, relevance_score}]}, results sorted by score, most
+// relevant first. The echoed documents are not kept. Index and
+// score are pointers so that a missing one is told from zero.
+type rerankResponse struct {
+	Results []struct {
+		Index          *int     `json:"index"`
+		RelevanceScore *float64 `json:"relevance_score"`
+	} `json:"results"`
+	Usage *struct {
+		TotalTokens  int `json:"total_tokens"`
+		PromptTokens int `json:"prompt_tokens"`
+	} `json:"usage"`
+}
+
+// scores returns the relevance score of each of n documents in the
+// request's order. Every index in [0, n) must come exactly once with a
+// score that is a finite float32; anything else is an error describing
+// the upstream's mistake.
+func (r *rerankResponse) scores(n int) ([]float32, error) {
+	if len(r.Results) != n {
+		return nil, fmt.Errorf("%d results for %d documents", len(r.Results), n)
+	}
+	out := make([]float32, n)
+	seen := make([]bool, n)
+	for i, res := range r.Results {
+		switch {
+		case res.Index == nil:
+			return nil, fmt.Errorf("result %d has no index", i)
+		case *res.Index < 0 || *res.Index >= n:
+			return nil, fmt.Errorf("result %d has index %d, out of range for %d documents", i, *res.Index, n)
+		case seen[*res.Index]:
+			return nil, fmt.Errorf("index %d comes twice", *res.Index)
+		case res.RelevanceScore == nil:
+			return nil, fmt.Errorf("result for document %d has no relevance_score", *res.Index)
+		}
+		s := float32(*res.RelevanceScore)
+		if math.IsNaN(float64(s)) || math.IsInf(float64(s), 0) {
+			return nil, fmt.Errorf("result for document %d has relevance_score %v, not a finite float32", *res.Index, *res.RelevanceScore)
+		}
+		seen[*res.Index] = true
+		out[*res.Index] = s
+	}
+	return out, nil
+}
+
+// promptTokens is the usage's total_tokens (vLLM counts the tokens of
+// every query-document pair; a rerank generates none), else its
+// prompt_tokens (which newer vLLM releases and llama-server also send);
+// 0 when absent or negative.
+func (r *rerankResponse) promptTokens() int {
+	switch {
+	case r.Usage == nil:
+		return 0
+	case r.Usage.TotalTokens > 0:
+		return r.Usage.TotalTokens
+	}
+	return max(0, r.Usage.PromptTokens)
 }

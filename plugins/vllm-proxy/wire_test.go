@@ -198,3 +198,40 @@ func TestTruncate(t *testing.T) {
 		t.Errorf("truncate at length: %q", got)
 	}
 }
+
+func TestRerankBody(t *testing.T) {
+	for _, tc := range []struct {
+		truncate int
+		want     string
+	}{
+		{0, `{"documents":["a","b"],"model":"m","query":"q","top_n":2}`},
+		{512, `{"documents":["a","b"],"model":"m","query":"q","top_n":2,"truncate_prompt_tokens":512}`},
+		{-1, `{"documents":["a","b"],"model":"m","query":"q","top_n":2,"truncate_prompt_tokens":-1}`},
+	} {
+		b, err := rerankBody("m", "q", []string{"a", "b"}, tc.truncate)
+		if err != nil || string(b) != tc.want {
+			t.Errorf("rerankBody with truncate %d = %s, %v; want %s", tc.truncate, b, err, tc.want)
+		}
+	}
+}
+
+func TestRerankPromptTokens(t *testing.T) {
+	for body, want := range map[string]int{
+		`{}`:                            0,
+		`{"usage":{"total_tokens":52}}`: 52,
+		`{"usage":{"prompt_tokens":52,"total_tokens":52}}`:  52,
+		`{"usage":{"prompt_tokens":40}}`:                    40, // no total_tokens: prompt_tokens
+		`{"usage":{"total_tokens":-3}}`:                     0,
+		`{"usage":{"prompt_tokens":-3,"total_tokens":0}}`:   0,
+		`{"usage":null,"results":[]}`:                       0,
+		`{"usage":{"prompt_tokens":7,"total_tokens":null}}`: 7,
+	} {
+		var r rerankResponse
+		if err := json.Unmarshal([]byte(body), &r); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.promptTokens(); got != want {
+			t.Errorf("promptTokens of %s = %d, want %d", body, got, want)
+		}
+	}
+}

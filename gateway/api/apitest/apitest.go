@@ -17,6 +17,9 @@ type GenerateFunc func(ctx context.Context, model string, req sdk.GenerateReques
 // EmbedFunc is the behaviour of Embed.
 type EmbedFunc func(ctx context.Context, model string, req sdk.EmbedRequest) (sdk.EmbedResponse, error)
 
+// RerankFunc is the behaviour of Rerank.
+type RerankFunc func(ctx context.Context, model string, req sdk.RerankRequest) (sdk.RerankResponse, error)
+
 // Call is one recorded Generate call.
 type Call struct {
 	Model string
@@ -32,6 +35,7 @@ type Fake struct {
 	generate GenerateFunc
 	refuse   func(model string) error
 	embed    EmbedFunc
+	rerank   RerankFunc
 	calls    []Call
 }
 
@@ -41,7 +45,7 @@ const Key = "rgw_testtest_0123456789abcdefghijABCDEFGHIJ0123456789"
 
 // New returns a Fake serving models.
 func New(models ...workers.ModelStatus) *Fake {
-	return &Fake{models: models, generate: Echo, embed: HashEmbed}
+	return &Fake{models: models, generate: Echo, embed: HashEmbed, rerank: OverlapRerank}
 }
 
 // ReadyModel returns the status of a model with one ready replica.
@@ -71,6 +75,46 @@ func (f *Fake) SetEmbed(fn EmbedFunc) {
 	f.mu.Lock()
 	f.embed = fn
 	f.mu.Unlock()
+}
+
+// SetRerank replaces the behaviour of Rerank.
+func (f *Fake) SetRerank(fn RerankFunc) {
+	f.mu.Lock()
+	f.rerank = fn
+	f.mu.Unlock()
+}
+
+// Rerank runs the current behaviour.
+func (f *Fake) Rerank(ctx context.Context, model string, req sdk.RerankRequest) (sdk.RerankResponse, error) {
+	f.mu.Lock()
+	fn := f.rerank
+	f.mu.Unlock()
+	return fn(ctx, model, req)
+}
+
+// RerankModel returns the status of a ready rerank model.
+func RerankModel(name string) workers.ModelStatus {
+	m := ReadyModel(name)
+	m.Rerank = true
+	return m
+}
+
+// OverlapRerank scores each document by how many of the query's words (lower-cased,
+// split at spaces) it contains, and counts a token per word of the query and the
+// documents.
+func OverlapRerank(_ context.Context, _ string, req sdk.RerankRequest) (sdk.RerankResponse, error) {
+	words := strings.Fields(strings.ToLower(req.Query))
+	resp := sdk.RerankResponse{Scores: make([]float32, len(req.Documents))}
+	for i, d := range req.Documents {
+		d = strings.ToLower(d)
+		for _, w := range words {
+			if strings.Contains(d, w) {
+				resp.Scores[i]++
+			}
+		}
+		resp.PromptTokens += len(words) + len(strings.Fields(d))
+	}
+	return resp, nil
 }
 
 // SetModels replaces the model list.

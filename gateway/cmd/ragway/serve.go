@@ -154,8 +154,11 @@ func serve(args []string, stderr io.Writer) error {
 	go follow(ctx, st, origin, vectors, persistent, authn, mods, met, log)
 	embed := embedder(mgr, cfg.RAG.EmbeddingModel)
 	ragSvc := &rag.Service{KBs: st, TopK: cfg.RAG.TopK, Logger: log,
-		Retriever: &rag.Retriever{Vectors: vectors, Chunks: st, Embedding: embed, Defaults: rag.Settings{
-			Fusion: cfg.RAG.Fusion, RRFK: cfg.RAG.RRFK, DenseWeight: &cfg.RAG.DenseWeight}}}
+		Retriever: &rag.Retriever{Vectors: vectors, Chunks: st, Embedding: embed, Logger: log, Defaults: rag.Settings{
+			Fusion: cfg.RAG.Fusion, RRFK: cfg.RAG.RRFK, DenseWeight: &cfg.RAG.DenseWeight, RerankCandidates: cfg.RAG.RerankCandidates}}}
+	if cfg.RAG.RerankModel != "" {
+		ragSvc.Retriever.Reranker = &rag.ModelReranker{Models: mgr, Name: cfg.RAG.RerankModel}
+	}
 	overlap := cfg.RAG.ChunkOverlap
 	if overlap == 0 {
 		overlap = -1 // rag.Options: 0 is its default, negative none
@@ -171,6 +174,7 @@ func serve(args []string, stderr io.Writer) error {
 			Options: rag.Options{ChunkTokens: cfg.RAG.ChunkTokens, Overlap: overlap}},
 		Retriever:      ragSvc.Retriever,
 		EmbeddingModel: cfg.RAG.EmbeddingModel,
+		Reranking:      cfg.RAG.RerankModel != "",
 		TopK:           cfg.RAG.TopK,
 		// An upload is never larger than a request's body may be.
 		MaxBytes: cfg.Server.MaxBodyBytes,

@@ -14,6 +14,12 @@
 // are its words (each with the whitespace before it): Tokenize counts them
 // as a raw prompt's PromptTokens does. Any text is echoed as it is, NUL
 // bytes included. echo has no embedding mode.
+//
+// Loaded as a rerank model (rerank: true), echo scores each document by how many
+// distinct words of the query (lower-cased, punctuation at their ends trimmed)
+// it contains as words: a deterministic stand-in for a cross-encoder, and the
+// example of sdk.Reranker. A rerank model does not generate, and a chat model
+// does not rerank.
 package main
 
 import (
@@ -24,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -40,13 +47,14 @@ type options struct {
 	parallel  int
 }
 
-// echo implements sdk.Backend and sdk.Tokenizer. Its state is set once by
-// Load.
+// echo implements sdk.Backend, sdk.Tokenizer and sdk.Reranker. Its state is set
+// once by Load.
 type echo struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
 	opts    *options
+	rerank  bool // loaded as a rerank model
 	slots   chan struct{}
 	waiting int
 	emitted int // tokens emitted by this process, for fail_after
@@ -56,7 +64,7 @@ func (e *echo) Info(context.Context) (sdk.Info, error) {
 	return sdk.Info{
 		Name:         "echo",
 		Version:      "1.0.0",
-		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityTokenize},
+		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityTokenize, sdk.CapabilityRerank},
 		MaxParallel:  e.parallel(),
 	}, nil
 }
@@ -139,6 +147,7 @@ func (e *echo) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo, er
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.opts = o
+	e.rerank = req.Rerank
 	e.slots = make(chan struct{}, o.parallel)
 	e.log.Info("model loaded", "model", req.Model, "parallel", o.parallel)
 	return sdk.ModelInfo{ContextLength: 1 << 16, HasChatTemplate: true}, nil
@@ -163,10 +172,13 @@ func words(s string) []string {
 
 func (e *echo) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(sdk.Event) error) error {
 	e.mu.Lock()
-	o, slots := e.opts, e.slots
+	o, slots, rerank := e.opts, e.slots, e.rerank
 	e.mu.Unlock()
 	if o == nil {
 		return sdk.ErrModelNotLoaded
+	}
+	if rerank {
+		return sdk.InvalidRequestf("this model is loaded to rerank: it does not generate")
 	}
 	if len(req.Sampling.StopTokenIDs) > 0 || req.Sampling.MinTokens > 0 {
 		// echo has no token ids and cannot make its answer longer.
@@ -240,6 +252,43 @@ func (e *echo) Tokenize(_ context.Context, req sdk.TokenizeRequest) (sdk.Tokeniz
 		out.Counts[i] = len(words(in))
 	}
 	return out, nil
+}
+
+// Rerank scores each document by the distinct words of the query it contains.
+func (e *echo) Rerank(_ context.Context, req sdk.RerankRequest) (sdk.RerankResponse, error) {
+	e.mu.Lock()
+	o, rerank := e.opts, e.rerank
+	e.mu.Unlock()
+	switch {
+	case o == nil:
+		return sdk.RerankResponse{}, sdk.ErrModelNotLoaded
+	case !rerank:
+		return sdk.RerankResponse{}, sdk.InvalidRequestf("this model is not loaded to rerank (set rerank: true)")
+	}
+	query := wordSet(req.Query)
+	out := sdk.RerankResponse{Scores: make([]float32, len(req.Documents))}
+	for i, d := range req.Documents {
+		doc := wordSet(d)
+		for w := range query {
+			if doc[w] {
+				out.Scores[i]++
+			}
+		}
+		out.PromptTokens += len(words(req.Query)) + len(words(d))
+	}
+	return out, nil
+}
+
+// wordSet is the distinct words of s, lower-cased, punctuation at their ends
+// trimmed.
+func wordSet(s string) map[string]bool {
+	set := map[string]bool{}
+	for _, w := range strings.Fields(strings.ToLower(s)) {
+		if w = strings.TrimFunc(w, unicode.IsPunct); w != "" {
+			set[w] = true
+		}
+	}
+	return set
 }
 
 // crashIfDue exits the process when fail_after tokens have been emitted.

@@ -90,6 +90,7 @@ const (
 	Capability_CAPABILITY_COMPLETION  Capability = 2
 	Capability_CAPABILITY_EMBEDDING   Capability = 3
 	Capability_CAPABILITY_TOKENIZE    Capability = 4
+	Capability_CAPABILITY_RERANK      Capability = 5
 )
 
 // Enum value maps for Capability.
@@ -100,6 +101,7 @@ var (
 		2: "CAPABILITY_COMPLETION",
 		3: "CAPABILITY_EMBEDDING",
 		4: "CAPABILITY_TOKENIZE",
+		5: "CAPABILITY_RERANK",
 	}
 	Capability_value = map[string]int32{
 		"CAPABILITY_UNSPECIFIED": 0,
@@ -107,6 +109,7 @@ var (
 		"CAPABILITY_COMPLETION":  2,
 		"CAPABILITY_EMBEDDING":   3,
 		"CAPABILITY_TOKENIZE":    4,
+		"CAPABILITY_RERANK":      5,
 	}
 )
 
@@ -313,7 +316,10 @@ type LoadRequest struct {
 	// The model's options map from the gateway config.
 	Options *structpb.Struct `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
 	// The model is used for embeddings.
-	Embedding     bool `protobuf:"varint,3,opt,name=embedding,proto3" json:"embedding,omitempty"`
+	Embedding bool `protobuf:"varint,3,opt,name=embedding,proto3" json:"embedding,omitempty"`
+	// The model is used to rerank: Rerank scores query-document pairs
+	// (api_version 1.4).
+	Rerank        bool `protobuf:"varint,4,opt,name=rerank,proto3" json:"rerank,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -365,6 +371,13 @@ func (x *LoadRequest) GetOptions() *structpb.Struct {
 func (x *LoadRequest) GetEmbedding() bool {
 	if x != nil {
 		return x.Embedding
+	}
+	return false
+}
+
+func (x *LoadRequest) GetRerank() bool {
+	if x != nil {
+		return x.Rerank
 	}
 	return false
 }
@@ -1140,6 +1153,122 @@ func (x *EmbedResponse) GetPromptTokens() int32 {
 	return 0
 }
 
+type RerankRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Query     string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	Documents []string               `protobuf:"bytes,2,rep,name=documents,proto3" json:"documents,omitempty"`
+	// Cut a query-document pair longer than the model's limit to the limit
+	// (the document's end goes first) instead of refusing it.
+	Truncate      bool `protobuf:"varint,3,opt,name=truncate,proto3" json:"truncate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerankRequest) Reset() {
+	*x = RerankRequest{}
+	mi := &file_backend_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerankRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerankRequest) ProtoMessage() {}
+
+func (x *RerankRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerankRequest.ProtoReflect.Descriptor instead.
+func (*RerankRequest) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RerankRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *RerankRequest) GetDocuments() []string {
+	if x != nil {
+		return x.Documents
+	}
+	return nil
+}
+
+func (x *RerankRequest) GetTruncate() bool {
+	if x != nil {
+		return x.Truncate
+	}
+	return false
+}
+
+type RerankResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One relevance score per document, in the order of the request; higher is
+	// more relevant. Scores are the model's own (a logit), not probabilities.
+	Scores        []float32 `protobuf:"fixed32,1,rep,packed,name=scores,proto3" json:"scores,omitempty"`
+	PromptTokens  int32     `protobuf:"varint,2,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerankResponse) Reset() {
+	*x = RerankResponse{}
+	mi := &file_backend_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerankResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerankResponse) ProtoMessage() {}
+
+func (x *RerankResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerankResponse.ProtoReflect.Descriptor instead.
+func (*RerankResponse) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RerankResponse) GetScores() []float32 {
+	if x != nil {
+		return x.Scores
+	}
+	return nil
+}
+
+func (x *RerankResponse) GetPromptTokens() int32 {
+	if x != nil {
+		return x.PromptTokens
+	}
+	return 0
+}
+
 type TokenizeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Input         []string               `protobuf:"bytes,1,rep,name=input,proto3" json:"input,omitempty"`
@@ -1149,7 +1278,7 @@ type TokenizeRequest struct {
 
 func (x *TokenizeRequest) Reset() {
 	*x = TokenizeRequest{}
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1290,7 @@ func (x *TokenizeRequest) String() string {
 func (*TokenizeRequest) ProtoMessage() {}
 
 func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1303,7 @@ func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeRequest.ProtoReflect.Descriptor instead.
 func (*TokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{14}
+	return file_backend_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TokenizeRequest) GetInput() []string {
@@ -1194,7 +1323,7 @@ type TokenizeResponse struct {
 
 func (x *TokenizeResponse) Reset() {
 	*x = TokenizeResponse{}
-	mi := &file_backend_proto_msgTypes[15]
+	mi := &file_backend_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1335,7 @@ func (x *TokenizeResponse) String() string {
 func (*TokenizeResponse) ProtoMessage() {}
 
 func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[15]
+	mi := &file_backend_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1348,7 @@ func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeResponse.ProtoReflect.Descriptor instead.
 func (*TokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{15}
+	return file_backend_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TokenizeResponse) GetCounts() []int32 {
@@ -1237,7 +1366,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_backend_proto_msgTypes[16]
+	mi := &file_backend_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1378,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[16]
+	mi := &file_backend_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1391,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{16}
+	return file_backend_proto_rawDescGZIP(), []int{18}
 }
 
 type HealthResponse struct {
@@ -1281,7 +1410,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_backend_proto_msgTypes[17]
+	mi := &file_backend_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1422,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[17]
+	mi := &file_backend_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1435,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{17}
+	return file_backend_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HealthResponse) GetOk() bool {
@@ -1356,11 +1485,12 @@ const file_backend_proto_rawDesc = "" +
 	"\vapi_version\x18\x03 \x01(\tR\n" +
 	"apiVersion\x12A\n" +
 	"\fcapabilities\x18\x04 \x03(\x0e2\x1d.ragway.backend.v1.CapabilityR\fcapabilities\x12!\n" +
-	"\fmax_parallel\x18\x05 \x01(\x05R\vmaxParallel\"t\n" +
+	"\fmax_parallel\x18\x05 \x01(\x05R\vmaxParallel\"\x8c\x01\n" +
 	"\vLoadRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x121\n" +
 	"\aoptions\x18\x02 \x01(\v2\x17.google.protobuf.StructR\aoptions\x12\x1c\n" +
-	"\tembedding\x18\x03 \x01(\bR\tembedding\"\xb2\x01\n" +
+	"\tembedding\x18\x03 \x01(\bR\tembedding\x12\x16\n" +
+	"\x06rerank\x18\x04 \x01(\bR\x06rerank\"\xb2\x01\n" +
 	"\fLoadResponse\x12%\n" +
 	"\x0econtext_length\x18\x01 \x01(\x05R\rcontextLength\x12%\n" +
 	"\x0eembedding_size\x18\x02 \x01(\x05R\rembeddingSize\x12*\n" +
@@ -1427,6 +1557,13 @@ const file_backend_proto_rawDesc = "" +
 	"\n" +
 	"embeddings\x18\x01 \x03(\v2\x1c.ragway.backend.v1.EmbeddingR\n" +
 	"embeddings\x12#\n" +
+	"\rprompt_tokens\x18\x02 \x01(\x05R\fpromptTokens\"_\n" +
+	"\rRerankRequest\x12\x14\n" +
+	"\x05query\x18\x01 \x01(\tR\x05query\x12\x1c\n" +
+	"\tdocuments\x18\x02 \x03(\tR\tdocuments\x12\x1a\n" +
+	"\btruncate\x18\x03 \x01(\bR\btruncate\"M\n" +
+	"\x0eRerankResponse\x12\x16\n" +
+	"\x06scores\x18\x01 \x03(\x02R\x06scores\x12#\n" +
 	"\rprompt_tokens\x18\x02 \x01(\x05R\fpromptTokens\"'\n" +
 	"\x0fTokenizeRequest\x12\x14\n" +
 	"\x05input\x18\x01 \x03(\tR\x05input\"*\n" +
@@ -1441,27 +1578,29 @@ const file_backend_proto_rawDesc = "" +
 	"\amessage\x18\x05 \x01(\tR\amessage*Q\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x1c\n" +
-	"\x18PROTOCOL_VERSION_CURRENT\x10\x01*\x8b\x01\n" +
+	"\x18PROTOCOL_VERSION_CURRENT\x10\x01*\xa2\x01\n" +
 	"\n" +
 	"Capability\x12\x1a\n" +
 	"\x16CAPABILITY_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCAPABILITY_CHAT\x10\x01\x12\x19\n" +
 	"\x15CAPABILITY_COMPLETION\x10\x02\x12\x18\n" +
 	"\x14CAPABILITY_EMBEDDING\x10\x03\x12\x17\n" +
-	"\x13CAPABILITY_TOKENIZE\x10\x04*\x95\x01\n" +
+	"\x13CAPABILITY_TOKENIZE\x10\x04\x12\x15\n" +
+	"\x11CAPABILITY_RERANK\x10\x05*\x95\x01\n" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
 	"\x14FINISH_REASON_LENGTH\x10\x02\x12\x1b\n" +
 	"\x17FINISH_REASON_CANCELLED\x10\x03\x12\x17\n" +
-	"\x13FINISH_REASON_ERROR\x10\x042\xdf\x03\n" +
+	"\x13FINISH_REASON_ERROR\x10\x042\xae\x04\n" +
 	"\aBackend\x12G\n" +
 	"\x04Info\x12\x1e.ragway.backend.v1.InfoRequest\x1a\x1f.ragway.backend.v1.InfoResponse\x12G\n" +
 	"\x04Load\x12\x1e.ragway.backend.v1.LoadRequest\x1a\x1f.ragway.backend.v1.LoadResponse\x12R\n" +
 	"\bGenerate\x12\".ragway.backend.v1.GenerateRequest\x1a .ragway.backend.v1.GenerateEvent0\x01\x12J\n" +
 	"\x05Embed\x12\x1f.ragway.backend.v1.EmbedRequest\x1a .ragway.backend.v1.EmbedResponse\x12S\n" +
 	"\bTokenize\x12\".ragway.backend.v1.TokenizeRequest\x1a#.ragway.backend.v1.TokenizeResponse\x12M\n" +
-	"\x06Health\x12 .ragway.backend.v1.HealthRequest\x1a!.ragway.backend.v1.HealthResponseB1Z/github.com/ragway/ragway/plugin-sdk/internal/pbb\x06proto3"
+	"\x06Health\x12 .ragway.backend.v1.HealthRequest\x1a!.ragway.backend.v1.HealthResponse\x12M\n" +
+	"\x06Rerank\x12 .ragway.backend.v1.RerankRequest\x1a!.ragway.backend.v1.RerankResponseB1Z/github.com/ragway/ragway/plugin-sdk/internal/pbb\x06proto3"
 
 var (
 	file_backend_proto_rawDescOnce sync.Once
@@ -1476,7 +1615,7 @@ func file_backend_proto_rawDescGZIP() []byte {
 }
 
 var file_backend_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_backend_proto_goTypes = []any{
 	(ProtocolVersion)(0),     // 0: ragway.backend.v1.ProtocolVersion
 	(Capability)(0),          // 1: ragway.backend.v1.Capability
@@ -1495,15 +1634,17 @@ var file_backend_proto_goTypes = []any{
 	(*EmbedRequest)(nil),     // 14: ragway.backend.v1.EmbedRequest
 	(*Embedding)(nil),        // 15: ragway.backend.v1.Embedding
 	(*EmbedResponse)(nil),    // 16: ragway.backend.v1.EmbedResponse
-	(*TokenizeRequest)(nil),  // 17: ragway.backend.v1.TokenizeRequest
-	(*TokenizeResponse)(nil), // 18: ragway.backend.v1.TokenizeResponse
-	(*HealthRequest)(nil),    // 19: ragway.backend.v1.HealthRequest
-	(*HealthResponse)(nil),   // 20: ragway.backend.v1.HealthResponse
-	(*structpb.Struct)(nil),  // 21: google.protobuf.Struct
+	(*RerankRequest)(nil),    // 17: ragway.backend.v1.RerankRequest
+	(*RerankResponse)(nil),   // 18: ragway.backend.v1.RerankResponse
+	(*TokenizeRequest)(nil),  // 19: ragway.backend.v1.TokenizeRequest
+	(*TokenizeResponse)(nil), // 20: ragway.backend.v1.TokenizeResponse
+	(*HealthRequest)(nil),    // 21: ragway.backend.v1.HealthRequest
+	(*HealthResponse)(nil),   // 22: ragway.backend.v1.HealthResponse
+	(*structpb.Struct)(nil),  // 23: google.protobuf.Struct
 }
 var file_backend_proto_depIdxs = []int32{
 	1,  // 0: ragway.backend.v1.InfoResponse.capabilities:type_name -> ragway.backend.v1.Capability
-	21, // 1: ragway.backend.v1.LoadRequest.options:type_name -> google.protobuf.Struct
+	23, // 1: ragway.backend.v1.LoadRequest.options:type_name -> google.protobuf.Struct
 	7,  // 2: ragway.backend.v1.GenerateRequest.messages:type_name -> ragway.backend.v1.Message
 	8,  // 3: ragway.backend.v1.GenerateRequest.sampling:type_name -> ragway.backend.v1.Sampling
 	11, // 4: ragway.backend.v1.TokenLogprob.top:type_name -> ragway.backend.v1.TopLogprob
@@ -1515,16 +1656,18 @@ var file_backend_proto_depIdxs = []int32{
 	5,  // 10: ragway.backend.v1.Backend.Load:input_type -> ragway.backend.v1.LoadRequest
 	9,  // 11: ragway.backend.v1.Backend.Generate:input_type -> ragway.backend.v1.GenerateRequest
 	14, // 12: ragway.backend.v1.Backend.Embed:input_type -> ragway.backend.v1.EmbedRequest
-	17, // 13: ragway.backend.v1.Backend.Tokenize:input_type -> ragway.backend.v1.TokenizeRequest
-	19, // 14: ragway.backend.v1.Backend.Health:input_type -> ragway.backend.v1.HealthRequest
-	4,  // 15: ragway.backend.v1.Backend.Info:output_type -> ragway.backend.v1.InfoResponse
-	6,  // 16: ragway.backend.v1.Backend.Load:output_type -> ragway.backend.v1.LoadResponse
-	13, // 17: ragway.backend.v1.Backend.Generate:output_type -> ragway.backend.v1.GenerateEvent
-	16, // 18: ragway.backend.v1.Backend.Embed:output_type -> ragway.backend.v1.EmbedResponse
-	18, // 19: ragway.backend.v1.Backend.Tokenize:output_type -> ragway.backend.v1.TokenizeResponse
-	20, // 20: ragway.backend.v1.Backend.Health:output_type -> ragway.backend.v1.HealthResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
+	19, // 13: ragway.backend.v1.Backend.Tokenize:input_type -> ragway.backend.v1.TokenizeRequest
+	21, // 14: ragway.backend.v1.Backend.Health:input_type -> ragway.backend.v1.HealthRequest
+	17, // 15: ragway.backend.v1.Backend.Rerank:input_type -> ragway.backend.v1.RerankRequest
+	4,  // 16: ragway.backend.v1.Backend.Info:output_type -> ragway.backend.v1.InfoResponse
+	6,  // 17: ragway.backend.v1.Backend.Load:output_type -> ragway.backend.v1.LoadResponse
+	13, // 18: ragway.backend.v1.Backend.Generate:output_type -> ragway.backend.v1.GenerateEvent
+	16, // 19: ragway.backend.v1.Backend.Embed:output_type -> ragway.backend.v1.EmbedResponse
+	20, // 20: ragway.backend.v1.Backend.Tokenize:output_type -> ragway.backend.v1.TokenizeResponse
+	22, // 21: ragway.backend.v1.Backend.Health:output_type -> ragway.backend.v1.HealthResponse
+	18, // 22: ragway.backend.v1.Backend.Rerank:output_type -> ragway.backend.v1.RerankResponse
+	16, // [16:23] is the sub-list for method output_type
+	9,  // [9:16] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -1542,7 +1685,7 @@ func file_backend_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backend_proto_rawDesc), len(file_backend_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

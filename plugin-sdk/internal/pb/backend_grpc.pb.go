@@ -36,6 +36,7 @@ const (
 	Backend_Embed_FullMethodName    = "/ragway.backend.v1.Backend/Embed"
 	Backend_Tokenize_FullMethodName = "/ragway.backend.v1.Backend/Tokenize"
 	Backend_Health_FullMethodName   = "/ragway.backend.v1.Backend/Health"
+	Backend_Rerank_FullMethodName   = "/ragway.backend.v1.Backend/Rerank"
 )
 
 // BackendClient is the client API for Backend service.
@@ -58,6 +59,10 @@ type BackendClient interface {
 	Tokenize(ctx context.Context, in *TokenizeRequest, opts ...grpc.CallOption) (*TokenizeResponse, error)
 	// Health reports liveness and load; the host uses it for dispatch.
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
+	// Rerank is optional (api_version 1.4): it scores how well each document
+	// answers the query, for a model loaded with rerank set. Plugins without
+	// the capability answer UNIMPLEMENTED.
+	Rerank(ctx context.Context, in *RerankRequest, opts ...grpc.CallOption) (*RerankResponse, error)
 }
 
 type backendClient struct {
@@ -137,6 +142,16 @@ func (c *backendClient) Health(ctx context.Context, in *HealthRequest, opts ...g
 	return out, nil
 }
 
+func (c *backendClient) Rerank(ctx context.Context, in *RerankRequest, opts ...grpc.CallOption) (*RerankResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RerankResponse)
+	err := c.cc.Invoke(ctx, Backend_Rerank_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BackendServer is the server API for Backend service.
 // All implementations must embed UnimplementedBackendServer
 // for forward compatibility.
@@ -157,6 +172,10 @@ type BackendServer interface {
 	Tokenize(context.Context, *TokenizeRequest) (*TokenizeResponse, error)
 	// Health reports liveness and load; the host uses it for dispatch.
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
+	// Rerank is optional (api_version 1.4): it scores how well each document
+	// answers the query, for a model loaded with rerank set. Plugins without
+	// the capability answer UNIMPLEMENTED.
+	Rerank(context.Context, *RerankRequest) (*RerankResponse, error)
 	mustEmbedUnimplementedBackendServer()
 }
 
@@ -184,6 +203,9 @@ func (UnimplementedBackendServer) Tokenize(context.Context, *TokenizeRequest) (*
 }
 func (UnimplementedBackendServer) Health(context.Context, *HealthRequest) (*HealthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Health not implemented")
+}
+func (UnimplementedBackendServer) Rerank(context.Context, *RerankRequest) (*RerankResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rerank not implemented")
 }
 func (UnimplementedBackendServer) mustEmbedUnimplementedBackendServer() {}
 func (UnimplementedBackendServer) testEmbeddedByValue()                 {}
@@ -307,6 +329,24 @@ func _Backend_Health_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Backend_Rerank_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RerankRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackendServer).Rerank(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Backend_Rerank_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackendServer).Rerank(ctx, req.(*RerankRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Backend_ServiceDesc is the grpc.ServiceDesc for Backend service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -333,6 +373,10 @@ var Backend_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Health",
 			Handler:    _Backend_Health_Handler,
+		},
+		{
+			MethodName: "Rerank",
+			Handler:    _Backend_Rerank_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
