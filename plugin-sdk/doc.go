@@ -1,7 +1,8 @@
 // Package sdk is the ragway backend plugin SDK: the contract between the
 // ragway gateway and a model backend running as a separate process.
 //
-// Plugin authors implement Backend (and optionally Embedder and Tokenizer)
+// Plugin authors implement Backend (and optionally Embedder, Tokenizer and
+// Reranker)
 // and call Serve from main. The gateway calls Launch with the plugin
 // binary's path and gets a *Plugin, which implements the same interface over gRPC (hashicorp
 // go-plugin, automatic mutual TLS). Errors cross the process boundary as gRPC

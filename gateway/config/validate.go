@@ -74,13 +74,23 @@ func (c *Config) Validate() error {
 	}
 
 	r := c.RAG
-	if r.EmbeddingModel != "" {
-		m, ok := c.Model(r.EmbeddingModel)
+	// rag's models are named models of their kind.
+	for _, ref := range []struct {
+		path, name, kind, flag string
+		is                     func(Model) bool
+	}{
+		{"rag.embedding_model", r.EmbeddingModel, "an embedding", "embedding", func(m Model) bool { return m.Embedding }},
+		{"rag.rerank_model", r.RerankModel, "a rerank", "rerank", func(m Model) bool { return m.Rerank }},
+	} {
+		if ref.name == "" {
+			continue
+		}
+		m, ok := c.Model(ref.name)
 		switch {
 		case !ok:
-			p.add("rag.embedding_model", "no model or alias named %q in models", r.EmbeddingModel)
-		case !m.Embedding:
-			p.add("rag.embedding_model", "model %q is not an embedding model (set embedding: true on it)", m.Name)
+			p.add(ref.path, "no model or alias named %q in models", ref.name)
+		case !ref.is(m):
+			p.add(ref.path, "model %q is not %s model (set %s: true on it)", m.Name, ref.kind, ref.flag)
 		}
 	}
 	if r.ChunkTokens < 1 {
@@ -93,15 +103,6 @@ func (c *Config) Validate() error {
 	}
 	if r.TopK < 1 {
 		p.add("rag.top_k", "must be >= 1, got %d", r.TopK)
-	}
-	if r.RerankModel != "" {
-		m, ok := c.Model(r.RerankModel)
-		switch {
-		case !ok:
-			p.add("rag.rerank_model", "no model or alias named %q in models", r.RerankModel)
-		case !m.Rerank:
-			p.add("rag.rerank_model", "model %q is not a rerank model (set rerank: true on it)", m.Name)
-		}
 	}
 	if r.RerankCandidates < 1 || r.RerankCandidates > MaxRerankCandidates {
 		p.add("rag.rerank_candidates", "must be 1 to %d, got %d", MaxRerankCandidates, r.RerankCandidates)

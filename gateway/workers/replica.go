@@ -208,7 +208,9 @@ func (r *replica) start(ctx context.Context) (Process, error) {
 	mi, err := proc.Load(loadCtx, sdk.LoadRequest{Model: p.model.Name, Options: p.model.Options, Embedding: p.model.Embedding,
 		Rerank: p.model.Rerank})
 	if err != nil {
-		if sdk.IsInvalidRequest(err) {
+		// A model the backend refuses, or cannot serve in the mode asked (a rerank
+		// upstream without the endpoint), does not load on a retry either.
+		if sdk.IsInvalidRequest(err) || errors.Is(err, sdk.ErrUnsupported) {
 			err = permanentError{err}
 		}
 		return fail(err)

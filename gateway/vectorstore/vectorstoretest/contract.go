@@ -201,9 +201,16 @@ func testDense(t *testing.T, s vectorstore.Store) {
 //	dense  (query x): A 1, B 0.8, C 0.6, D 0     → ranks A1 B2 C3 D4
 //	sparse (term t):  C 3, A 2.5, E 2, D 1       → ranks C1 A2 E3 D4
 //	fused: A 1/61+1/62, C 1/63+1/61, D 2/64, B 1/62, E 1/63
-func testHybridRRF(t *testing.T, s vectorstore.Store) {
-	const term = 7
-	a, b, c, d, e := ID(1), ID(2), ID(3), ID(4), ID(5)
+//
+// hybridTerm is the query term of hybridPoints.
+const hybridTerm = 7
+
+// hybridPoints upserts five points of one knowledge base for the hybrid tests and
+// returns their ids: a and c in both lists, b dense only, e sparse only, d last in
+// both.
+func hybridPoints(t *testing.T, s vectorstore.Store) (a, b, c, d, e string) {
+	const term = hybridTerm
+	a, b, c, d, e = ID(1), ID(2), ID(3), ID(4), ID(5)
 	upsert(t, s,
 		vectorstore.Point{ChunkID: a, KBID: kbA, DocumentID: "d1", Dense: []float32{1, 0, 0}, Sparse: Sp(map[uint32]float32{term: 2.5})},
 		vectorstore.Point{ChunkID: b, KBID: kbA, DocumentID: "d1", Dense: []float32{0.8, 0.6, 0}},
@@ -211,6 +218,12 @@ func testHybridRRF(t *testing.T, s vectorstore.Store) {
 		vectorstore.Point{ChunkID: d, KBID: kbA, DocumentID: "d2", Dense: []float32{0, 0, 1}, Sparse: Sp(map[uint32]float32{term: 1})},
 		vectorstore.Point{ChunkID: e, KBID: kbA, DocumentID: "d3", Sparse: Sp(map[uint32]float32{term: 2, 9: 1})},
 	)
+	return a, b, c, d, e
+}
+
+func testHybridRRF(t *testing.T, s vectorstore.Store) {
+	const term = hybridTerm
+	a, b, c, d, e := hybridPoints(t, s)
 	hits := search(t, s, vectorstore.Query{KBID: kbA, Dense: []float32{1, 0, 0}, Sparse: Terms(term), TopK: 10})
 	wantIDs(t, "hybrid", hits, a, c, d, b, e)
 	want := []float64{1.0/61 + 1.0/62, 1.0/61 + 1.0/63, 2.0 / 64, 1.0 / 62, 1.0 / 63}
@@ -230,15 +243,8 @@ func testHybridRRF(t *testing.T, s vectorstore.Store) {
 // scores, on testHybridRRF's points. Dense (cosine) list: a 1, b .8, c .6, d 0;
 // sparse list (the term's idf times): c 3, a 2.5, e 2, d 1.
 func testHybridFusion(t *testing.T, s vectorstore.Store) {
-	const term = 7
-	a, b, c, d, e := ID(1), ID(2), ID(3), ID(4), ID(5)
-	upsert(t, s,
-		vectorstore.Point{ChunkID: a, KBID: kbA, DocumentID: "d1", Dense: []float32{1, 0, 0}, Sparse: Sp(map[uint32]float32{term: 2.5})},
-		vectorstore.Point{ChunkID: b, KBID: kbA, DocumentID: "d1", Dense: []float32{0.8, 0.6, 0}},
-		vectorstore.Point{ChunkID: c, KBID: kbA, DocumentID: "d2", Dense: []float32{0.6, 0.8, 0}, Sparse: Sp(map[uint32]float32{term: 3, 8: 1})},
-		vectorstore.Point{ChunkID: d, KBID: kbA, DocumentID: "d2", Dense: []float32{0, 0, 1}, Sparse: Sp(map[uint32]float32{term: 1})},
-		vectorstore.Point{ChunkID: e, KBID: kbA, DocumentID: "d3", Sparse: Sp(map[uint32]float32{term: 2, 9: 1})},
-	)
+	const term = hybridTerm
+	a, b, c, d, e := hybridPoints(t, s)
 	for _, tc := range []struct {
 		name   string
 		fusion vectorstore.Fusion
