@@ -2,12 +2,17 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ragway/ragway/internal/pgtest"
+	"github.com/ragway/ragway/internal/testbin"
 )
 
 // TestRetrievalSettings: a knowledge base's own retrieval settings, set at creation
@@ -189,5 +194,55 @@ func TestRerankSettingsNeedAReranker(t *testing.T) {
 	code, body = g.call("POST", "/v1/knowledge-bases/docs/search", g.Key, `{"query":"q","retrieval":{"rerank":true}}`)
 	if code != http.StatusBadRequest || apiErrorBody(t, body).Param != "retrieval.rerank" {
 		t.Fatalf("a search asking for a reranker: %d %s", code, body)
+	}
+}
+
+// TestLlamaReranker serves the generated reranker GGUF (task models:rerank: random
+// weights, so its scores say nothing about relevance) through the llama.cpp plugin
+// as rag.rerank_model: /v1/rerank answers with one probability per document, the same
+// twice, and a search cites the reranker's scores, most relevant first.
+func TestLlamaReranker(t *testing.T) {
+	lib, _ := llamaFixtures(t)
+	model := filepath.Join(testbin.Root(), ".data", "models", "rerank.gguf")
+	if _, err := os.Stat(model); err != nil {
+		t.Fatalf("reranker model missing: run `task models:rerank` (%v)", err)
+	}
+	g := launchGatewayConfig(t, pgtest.Database(t), "rag: {rerank_model: rank, rerank_candidates: 5}", fmt.Sprintf(`
+  - {name: chat, backend: echo}
+  - {name: rank, backend: llamacpp, rerank: true, options: {model_path: %q, lib_path: %q, threads: 1, parallel: 2, context_length: 512}}
+`, model, lib))
+	g.waitReady(60 * time.Second)
+
+	type result struct {
+		Index int     `json:"index"`
+		Score float64 `json:"relevance_score"`
+	}
+	rerank := func() []result {
+		var out struct{ Results []result }
+		code, body := g.call("POST", "/v1/rerank", g.Key, `{"model":"rank","query":"how do I restart the gateway?","documents":["Restart it with systemctl restart ragway.","Keys are hashed.","The index is loaded at start."]}`)
+		decode(t, "rerank", code, body, http.StatusOK, &out)
+		return out.Results
+	}
+	first, second := rerank(), rerank()
+	if len(first) != 3 || !reflect.DeepEqual(first, second) {
+		t.Fatalf("rerank twice: %+v then %+v", first, second)
+	}
+	for i, r := range first {
+		if r.Score < 0 || r.Score > 1 || (i > 0 && r.Score > first[i-1].Score) {
+			t.Fatalf("scores %+v: want probabilities, most relevant first", first)
+		}
+	}
+
+	code, body := g.call("POST", "/v1/knowledge-bases", g.Key, `{"name":"docs"}`)
+	decode(t, "create", code, body, http.StatusCreated, nil)
+	for _, text := range []string{"# Restart\n\nRestart the gateway with systemctl.", "# Keys\n\nKeys are hashed with SHA-256.", "# Index\n\nThe gateway loads its index at start."} {
+		code, body = g.call("POST", "/v1/knowledge-bases/docs/documents?wait=true", g.Key, `{"format":"markdown","text":`+jsonString(text)+`}`)
+		decode(t, "document", code, body, http.StatusCreated, nil)
+	}
+	var out struct{ Data []searchHit }
+	code, body = g.call("POST", "/v1/knowledge-bases/docs/search", g.Key, `{"query":"gateway restart","top_k":2}`)
+	decode(t, "reranked search", code, body, http.StatusOK, &out)
+	if len(out.Data) != 2 || out.Data[0].Score < out.Data[1].Score || out.Data[0].Score > 1 || out.Data[1].Score < 0 {
+		t.Fatalf("reranked search: %+v", out.Data)
 	}
 }

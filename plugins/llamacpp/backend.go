@@ -22,8 +22,8 @@ const version = "0.1.0"
 // none (models often train on far longer contexts than a small box holds).
 const defaultContextLength = 4096
 
-// backend implements sdk.Backend, sdk.Embedder and sdk.Tokenizer over
-// llama.cpp.
+// backend implements sdk.Backend, sdk.Embedder, sdk.Tokenizer and
+// sdk.Reranker over llama.cpp.
 type backend struct {
 	log *slog.Logger
 
@@ -34,11 +34,14 @@ type backend struct {
 	engine    *engine // generation models
 	template  chatTemplate
 	embedding bool
+	rerank    bool
 	nEmbd     int
 	tok       *tokenizer
-	maxInput  int // embedding models: the most tokens one input may have
+	maxInput  int // embedding and rerank models: the most tokens one input (query-document pair) may have
+	rerankFmt *rerankFormat
+	nClsOut   int // rerank models: the classification head's outputs per sequence
 
-	embedMu sync.Mutex // one embedding batch at a time
+	embedMu sync.Mutex // one embedding or rerank batch at a time
 }
 
 func newBackend(log *slog.Logger) *backend { return &backend{log: log} }
@@ -49,7 +52,7 @@ func (b *backend) Info(context.Context) (sdk.Info, error) {
 	return sdk.Info{
 		Name:         "llamacpp",
 		Version:      version,
-		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding, sdk.CapabilityTokenize},
+		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding, sdk.CapabilityTokenize, sdk.CapabilityRerank},
 		MaxParallel:  b.opts.Parallel,
 	}, nil
 }
@@ -109,7 +112,14 @@ func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo,
 	if err != nil {
 		return sdk.ModelInfo{}, err
 	}
-	if !req.Embedding && o.Pooling != "" {
+	switch {
+	case req.Embedding && req.Rerank:
+		return sdk.ModelInfo{}, sdk.InvalidRequestf("a model is loaded for embeddings or for reranking, not both")
+	case req.Rerank && o.Pooling != "" && o.Pooling != "rank":
+		return sdk.ModelInfo{}, sdk.InvalidRequestf(`option pooling: a rerank model pools by rank; leave it unset or set "rank", not %q`, o.Pooling)
+	case !req.Rerank && o.Pooling == "rank":
+		return sdk.ModelInfo{}, sdk.InvalidRequestf(`option pooling: "rank" is for rerank models (rerank: true)`)
+	case !req.Embedding && !req.Rerank && o.Pooling != "":
 		return sdk.ModelInfo{}, sdk.InvalidRequestf("option pooling: only for embedding models (embedding: true)")
 	}
 	st, err := os.Stat(o.ModelPath)
@@ -118,6 +128,11 @@ func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo,
 	}
 	if st.IsDir() {
 		return sdk.ModelInfo{}, sdk.InvalidRequestf("option model_path: %s is a directory, want a GGUF file", o.ModelPath)
+	}
+	if req.Rerank {
+		if err := checkRerankModel(o.ModelPath); err != nil {
+			return sdk.ModelInfo{}, err
+		}
 	}
 	if err := loadLibrary(o.LibPath); err != nil {
 		return sdk.ModelInfo{}, err
@@ -155,6 +170,10 @@ func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo,
 		cp.Embeddings = 1
 		cp.PoolingType = map[string]llama.PoolingType{"": llama.PoolingTypeUnspecified, "mean": llama.PoolingTypeMean, "cls": llama.PoolingTypeCLS, "last": llama.PoolingTypeLast}[o.Pooling]
 	}
+	if req.Rerank {
+		cp.Embeddings = 1
+		cp.PoolingType = llama.PoolingTypeRank
+	}
 	lctx, err := llama.InitFromModel(model, cp)
 	if err == nil && lctx != 0 && req.Embedding && o.Pooling == "" && llama.GetPoolingType(lctx) == llama.PoolingTypeNone {
 		// The GGUF names no pooling (usual for generative models): pool by
@@ -167,8 +186,26 @@ func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo,
 		_ = llama.ModelFree(model)
 		return sdk.ModelInfo{}, fmt.Errorf("creating a llama.cpp context (%d tokens × %d sequences): %v", ctxLen, o.Parallel, err)
 	}
+	var rerankFmt *rerankFormat
+	nClsOut := 0
+	if req.Rerank {
+		nClsOut = int(llama.ModelNClsOut(model))
+		switch {
+		case llama.GetPoolingType(lctx) != llama.PoolingTypeRank:
+			err = errors.New("llama.cpp did not take rank pooling for it")
+		case nClsOut < 1:
+			err = errors.New("its classification head has no outputs")
+		default:
+			rerankFmt, err = newRerankFormat(model)
+		}
+		if err != nil {
+			_ = llama.Free(lctx)
+			_ = llama.ModelFree(model)
+			return sdk.ModelInfo{}, fmt.Errorf("%w: model_path %s cannot rerank: %v", sdk.ErrUnsupported, o.ModelPath, err)
+		}
+	}
 	tmpl, own, err := newChatTemplate(model, o.ChatTemplate)
-	if err == nil && !req.Embedding {
+	if err == nil && !req.Embedding && !req.Rerank {
 		// A template that cannot render a user's message, or a conversation, is the
 		// option's fault (some templates refuse system messages: a conversation
 		// without one then).
@@ -180,7 +217,7 @@ func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo,
 			}
 		}
 	}
-	if !req.Embedding {
+	if !req.Embedding && !req.Rerank {
 		if err != nil {
 			_ = llama.Free(lctx)
 			_ = llama.ModelFree(model)
@@ -190,17 +227,21 @@ func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo,
 	}
 	// Loaded: only now does the backend take the model.
 	b.opts, b.model, b.lctx, b.embedding, b.template = o, model, lctx, req.Embedding, tmpl
+	b.rerank, b.rerankFmt, b.nClsOut = req.Rerank, rerankFmt, nClsOut
 	b.nEmbd = int(llama.ModelNEmbd(model))
 	b.tok = newTokenizer(llama.ModelGetVocab(model))
-	if req.Embedding {
-		// One input is one sequence of one decode call.
+	if req.Embedding || req.Rerank {
+		// One input (query-document pair) is one sequence of one decode call.
 		b.maxInput = min(int(llama.NCtxSeq(lctx)), o.BatchSize)
 	}
 	b.log.Info("model loaded", "model", req.Model, "path", o.ModelPath, "context", ctxLen, "parallel", o.Parallel,
-		"threads", o.Threads, "embedding", req.Embedding, "libs", libDir)
+		"threads", o.Threads, "embedding", req.Embedding, "rerank", req.Rerank, "libs", libDir)
 	info := sdk.ModelInfo{ContextLength: int(llama.NCtxSeq(lctx)), HasChatTemplate: own}
-	if req.Embedding {
+	switch {
+	case req.Embedding:
 		info.EmbeddingSize, info.MaxInputTokens = b.nEmbd, b.maxInput
+	case req.Rerank:
+		info.MaxInputTokens = b.maxInput // of one query-document pair, as Rerank puts it together
 	}
 	return info, nil
 }
@@ -221,6 +262,9 @@ func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit fu
 	}
 	if b.embedding {
 		return sdk.InvalidRequestf("this model is loaded for embeddings")
+	}
+	if b.rerank {
+		return sdk.InvalidRequestf("this model is loaded for reranking")
 	}
 	text, field := req.Prompt, "the prompt"
 	for i, m := range req.Messages {
@@ -275,6 +319,9 @@ func (b *backend) Embed(ctx context.Context, req sdk.EmbedRequest) (sdk.EmbedRes
 	if _, err := b.loaded(); err != nil {
 		return sdk.EmbedResponse{}, err
 	}
+	if b.rerank {
+		return sdk.EmbedResponse{}, sdk.InvalidRequestf("this model is loaded for reranking, not embeddings")
+	}
 	if !b.embedding {
 		return sdk.EmbedResponse{}, sdk.InvalidRequestf("this model is not loaded for embeddings (set embedding: true)")
 	}
@@ -298,6 +345,22 @@ func (b *backend) Embed(ctx context.Context, req sdk.EmbedRequest) (sdk.EmbedRes
 		toks[i] = t
 		resp.PromptTokens += len(t)
 	}
+	err := b.pooled(ctx, "embeddings", toks, b.nEmbd, func(i int, v []float32) error {
+		resp.Embeddings[i] = normalize(v)
+		return nil
+	})
+	if err != nil {
+		return sdk.EmbedResponse{}, err
+	}
+	return resp, nil
+}
+
+// pooled decodes each token list as a sequence of its own, packing as many
+// into one decode call as the context has sequences and the batch has room
+// for (every list fits in the batch), and calls got with each list's index
+// and its pooled output, n floats (valid only during the call). what names
+// the work in errors.
+func (b *backend) pooled(ctx context.Context, what string, toks [][]llama.Token, n int, got func(i int, v []float32) error) error {
 	b.embedMu.Lock()
 	defer b.embedMu.Unlock()
 	batch := llama.BatchInit(int32(b.opts.BatchSize), 0, 1)
@@ -305,7 +368,7 @@ func (b *backend) Embed(ctx context.Context, req sdk.EmbedRequest) (sdk.EmbedRes
 	mem, _ := llama.GetMemory(b.lctx)
 	for start := 0; start < len(toks); {
 		if err := ctx.Err(); err != nil {
-			return sdk.EmbedResponse{}, err
+			return err
 		}
 		// Pack inputs into one batch: one sequence each.
 		_ = batch.Clear()
@@ -318,23 +381,27 @@ func (b *backend) Embed(ctx context.Context, req sdk.EmbedRequest) (sdk.EmbedRes
 		}
 		_ = llama.MemoryClear(mem, true)
 		if ret, err := llama.Decode(b.lctx, batch); err != nil || ret != 0 {
-			return sdk.EmbedResponse{}, fmt.Errorf("llama decode for embeddings failed (status %d): %v", ret, err)
+			return fmt.Errorf("llama decode for %s failed (status %d): %v", what, ret, err)
 		}
 		for i := start; i < end; i++ {
-			v, err := llama.GetEmbeddingsSeq(b.lctx, llama.SeqId(i-start), int32(b.nEmbd))
+			v, err := llama.GetEmbeddingsSeq(b.lctx, llama.SeqId(i-start), int32(n))
 			if err != nil || v == nil {
-				return sdk.EmbedResponse{}, fmt.Errorf("no embedding for input %d (does the model support pooling?): %v", i, err)
+				return fmt.Errorf("no pooled output for input %d (does the model support pooling?): %v", i, err)
 			}
-			resp.Embeddings[i] = normalize(v)
+			if err := got(i, v); err != nil {
+				return err
+			}
 		}
 		start = end
 	}
-	return resp, nil
+	return nil
 }
 
 // Tokenize counts the tokens of each input as the loaded model takes it:
 // as one input of Embed for an embedding model (compare with
-// ModelInfo.MaxInputTokens), as a raw prompt otherwise.
+// ModelInfo.MaxInputTokens), as a raw prompt for a generation model, and as
+// a text alone with the special tokens framing it for a rerank model (a
+// query-document pair adds the rerank format's tokens to its two texts).
 func (b *backend) Tokenize(ctx context.Context, req sdk.TokenizeRequest) (sdk.TokenizeResponse, error) {
 	if _, err := b.loaded(); err != nil {
 		return sdk.TokenizeResponse{}, err
@@ -344,7 +411,7 @@ func (b *backend) Tokenize(ctx context.Context, req sdk.TokenizeRequest) (sdk.To
 		if err := ctx.Err(); err != nil {
 			return sdk.TokenizeResponse{}, err
 		}
-		t, err := b.tok.tokenize(fmt.Sprintf("input[%d]", i), in, !b.embedding)
+		t, err := b.tok.tokenize(fmt.Sprintf("input[%d]", i), in, !b.embedding && !b.rerank)
 		if err != nil {
 			return sdk.TokenizeResponse{}, err
 		}

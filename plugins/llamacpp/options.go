@@ -19,7 +19,7 @@ type options struct {
 	Parallel      int // sequence slots
 	BatchSize     int // tokens per decode call
 	GPULayers     int
-	Pooling       string // embeddings: mean, cls, last ("" = the model's, else mean)
+	Pooling       string // embeddings: mean, cls, last ("" = the model's, else mean); rerank models: rank (the only one)
 	ChatTemplate  string // a template llama.cpp knows by name ("chatml"), or a Jinja template's text
 	LibPath       string
 }
@@ -83,9 +83,9 @@ func parseOptions(m map[string]any) (options, error) {
 		case "pooling":
 			strOpt(k, v, &o.Pooling)
 			switch o.Pooling {
-			case "", "mean", "cls", "last":
+			case "", "mean", "cls", "last", "rank": // rank: rerank models only (see Load)
 			default:
-				bad(k, `want "mean", "cls" or "last", got %q`, o.Pooling)
+				bad(k, `want "mean", "cls", "last" or "rank", got %q`, o.Pooling)
 			}
 		case "chat_template":
 			strOpt(k, v, &o.ChatTemplate)

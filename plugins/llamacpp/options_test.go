@@ -21,6 +21,7 @@ func TestParseOptions(t *testing.T) {
 		{"threads zero", map[string]any{"model_path": "m", "threads": 0.0}, "option threads: must be >= 1"},
 		{"parallel not integer", map[string]any{"model_path": "m", "parallel": 1.5}, "option parallel: want an integer"},
 		{"pooling bad", map[string]any{"model_path": "m", "pooling": "max"}, `option pooling: want "mean"`},
+		{"pooling rank", map[string]any{"model_path": "m", "pooling": "rank"}, ""}, // checked against rerank by Load
 		{"pooling none", map[string]any{"model_path": "m", "pooling": "none"}, `option pooling: want "mean"`},
 		{"NUL in a path", map[string]any{"model_path": "m\x00.gguf"}, "option model_path: contains a NUL byte"},
 		{"NUL in a template", map[string]any{"model_path": "m", "chat_template": "chatml\x00"}, "option chat_template: contains a NUL byte"},

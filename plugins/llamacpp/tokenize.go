@@ -71,13 +71,28 @@ func newTokenizer(vocab llama.Vocab) *tokenizer {
 // added; parseSpecial makes special-token text (<|im_start|>) its token.
 // field names the text in errors ("input[2]", "the prompt").
 func (t *tokenizer) tokenize(field, text string, parseSpecial bool) ([]llama.Token, error) {
+	return t.tokens(field, text, true, parseSpecial)
+}
+
+// plain returns the tokens of text alone: no special tokens added, none
+// parsed (a rerank pair's parts; see rerank.go).
+func (t *tokenizer) plain(field, text string) ([]llama.Token, error) {
+	return t.tokens(field, text, false, false)
+}
+
+// tokens tokenizes text under the NUL rule, adding the model's special tokens
+// around it when addSpecial is set.
+func (t *tokenizer) tokens(field, text string, addSpecial, parseSpecial bool) ([]llama.Token, error) {
 	if !strings.Contains(text, "\x00") {
-		return llama.Tokenize(t.vocab, text, true, parseSpecial), nil
+		return llama.Tokenize(t.vocab, text, addSpecial, parseSpecial), nil
 	}
-	if !t.takesNUL() {
+	if !t.hasNUL || addSpecial && !t.framed {
 		return nil, refuseNUL(field, text)
 	}
-	out := slices.Clone(t.pre)
+	var out []llama.Token
+	if addSpecial {
+		out = slices.Clone(t.pre)
+	}
 	for i, part := range strings.Split(text, "\x00") {
 		if i > 0 {
 			out = append(out, t.nul)
@@ -86,7 +101,21 @@ func (t *tokenizer) tokenize(field, text string, parseSpecial bool) ([]llama.Tok
 			out = append(out, llama.Tokenize(t.vocab, part, false, parseSpecial)...)
 		}
 	}
-	return append(out, t.post...), nil
+	if addSpecial {
+		out = append(out, t.post...)
+	}
+	return out, nil
+}
+
+// pieceLen is the number of bytes token id stands for in text (0 for a
+// control token).
+func (t *tokenizer) pieceLen(id llama.Token) int {
+	var buf [64]byte
+	n := llama.TokenToPiece(t.vocab, id, buf[:], 0, false)
+	if n < 0 {
+		n = llama.TokenToPiece(t.vocab, id, make([]byte, -n), 0, false)
+	}
+	return max(int(n), 0)
 }
 
 // takesNUL reports whether text holding NUL can be tokenized.

@@ -15,9 +15,15 @@
 // descriptions, not tensor data); [DecodeRow] turns F32, F16 and Q8_0 rows back
 // into float32.
 //
+// With [Config.Rerank] (preset "rerank") [Llama] generates a reranker instead:
+// a qwen3-architecture model with a two-output classification head
+// (cls.output.weight, labels "yes" and "no"), rank pooling and a rerank prompt
+// (tokenizer.chat_template.rerank), which llama.cpp scores query-document pairs
+// with; the scores are meaningless but deterministic.
+//
 // It is not a converter from other formats, does not quantise beyond Q8_0, and
 // does not run models: llama.cpp does that (see plugins/llamacpp).
 //
-// The command plugins/llamacpp/cmd/ragway-mkgguf writes the project's demo and
-// bench models (task models:demo, task models:bench).
+// The command plugins/llamacpp/cmd/ragway-mkgguf writes the project's demo,
+// bench and rerank models (task models:demo, task models:bench).
 package gguf

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -340,5 +341,103 @@ func TestLlamaCppBatchedEqualsSolo(t *testing.T) {
 		if !slices.Equal(batched[s], solo[s]) {
 			t.Errorf("sequence %d: batched %v, solo %v", s, batched[s], solo[s])
 		}
+	}
+}
+
+// The generated reranker loads, and under rank pooling llama.cpp gives each
+// sequence the softmax of its two-output head: P(yes), P(no), which differ
+// between documents and do not depend on the batch. A llama-architecture file
+// with the same head does not load: this llama.cpp reads cls.output.weight
+// for qwen3 (and BERT-like) architectures, not for llama.
+func TestLlamaCppRunsGeneratedReranker(t *testing.T) {
+	loadLlama(t)
+	f, err := gguf.Llama(gguf.Presets["rerank"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "rerank.gguf")
+	if err := f.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	model, err := llama.ModelLoadFromFile(path, llama.ModelDefaultParams())
+	if err != nil {
+		t.Fatalf("llama.cpp cannot load the reranker: %v", err)
+	}
+	defer llama.ModelFree(model)
+	if n := llama.ModelNClsOut(model); n != 2 {
+		t.Errorf("n_cls_out = %d, want 2", n)
+	}
+	if got := llama.ModelChatTemplate(model, "rerank"); got != gguf.RerankTemplate {
+		t.Errorf("rerank template %q", got)
+	}
+	cp := llama.ContextDefaultParams()
+	cp.NCtx, cp.NBatch, cp.NUbatch, cp.NSeqMax = 1024, 512, 512, 4
+	cp.NThreads, cp.NThreadsBatch = 1, 1
+	cp.Embeddings = 1 // pooling unspecified: the model's own, rank
+	ctx, err := llama.InitFromModel(model, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer llama.Free(ctx)
+	if pt := llama.GetPoolingType(ctx); pt != llama.PoolingTypeRank {
+		t.Fatalf("pooling type %d, want rank", pt)
+	}
+	vocab := llama.ModelGetVocab(model)
+	docs := []string{"the sea and the ships", "a dog ran home", "the sea and the ships", "water"}
+	batch := llama.BatchInit(512, 0, 1)
+	defer llama.BatchFree(batch)
+	scores := func(docs []string) [][]float32 {
+		batch.Clear()
+		for s, d := range docs {
+			for i, tok := range llama.Tokenize(vocab, "what is the sea? "+d, true, false) {
+				if err := batch.Add(tok, llama.Pos(i), []llama.SeqId{llama.SeqId(s)}, true); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		mem, _ := llama.GetMemory(ctx)
+		_ = llama.MemoryClear(mem, true)
+		if rc, err := llama.Decode(ctx, batch); err != nil || rc != 0 {
+			t.Fatalf("decode %d %v", rc, err)
+		}
+		var out [][]float32
+		for s := range docs {
+			v, err := llama.GetEmbeddingsSeq(ctx, llama.SeqId(s), 2)
+			if err != nil || v == nil {
+				t.Fatalf("no output for sequence %d: %v", s, err)
+			}
+			out = append(out, slices.Clone(v))
+		}
+		return out
+	}
+	all := scores(docs)
+	for s, v := range all {
+		if v[0] <= 0 || v[1] <= 0 || math.Abs(float64(v[0]+v[1])-1) > 1e-5 {
+			t.Errorf("sequence %d: %v, want two probabilities", s, v)
+		}
+	}
+	if math.Abs(float64(all[0][0]-all[2][0])) > 1e-5 || all[0][0] == all[1][0] || all[1][0] == all[3][0] {
+		t.Errorf("scores %v: want the same for the same document, different for others", all)
+	}
+	if solo := scores(docs[1:2]); math.Abs(float64(solo[0][0]-all[1][0])) > 1e-5 {
+		t.Errorf("document 1 alone %v, in the batch %v", solo[0], all[1])
+	}
+
+	for i, kv := range f.Metadata {
+		if kv.Key == "general.architecture" {
+			f.Metadata[i].Value = "llama"
+		} else if rest, ok := strings.CutPrefix(kv.Key, "qwen3."); ok {
+			f.Metadata[i].Key = "llama." + rest
+		}
+	}
+	f.Tensors = slices.DeleteFunc(f.Tensors, func(t gguf.Tensor) bool {
+		return strings.Contains(t.Name, "_norm.weight") && strings.Contains(t.Name, "attn_") && !strings.HasSuffix(t.Name, "attn_norm.weight")
+	})
+	if err := f.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := llama.ModelLoadFromFile(path, llama.ModelDefaultParams()); err == nil && m != 0 {
+		llama.ModelFree(m)
+		t.Error("this llama.cpp loads a llama-architecture model with a classification head: the generated reranker could be llama")
 	}
 }

@@ -25,6 +25,8 @@ func TestConfigValidate(t *testing.T) {
 		{"tiny", func(*Config) {}, ""},
 		{"demo preset", func(c *Config) { *c = Presets["demo"] }, ""},
 		{"bench preset", func(c *Config) { *c = Presets["bench"] }, ""},
+		{"rerank preset", func(c *Config) { *c = Presets["rerank"] }, ""},
+		{"q8_0 reranker", func(c *Config) { c.Type = TypeQ8_0; c.FeedForwardLength = 128; c.Rerank = true }, ""},
 		{"kv heads default to heads", func(c *Config) { c.HeadCountKV = 0 }, ""},
 		{"f32", func(c *Config) { c.Type = TypeF32 }, ""},
 		{"q8_0", func(c *Config) { c.Type = TypeQ8_0 }, ""},
@@ -202,6 +204,60 @@ func TestLlamaLayout(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A reranker is a qwen3-architecture model: the llama tensors, query and key
+// norms per layer, and a two-output classification head; its metadata names
+// rank pooling, the head's labels and a rerank prompt.
+func TestRerankLayout(t *testing.T) {
+	c := tiny
+	c.Rerank = true
+	data := writeModel(t, c)
+	h, err := Read(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{
+		"general.architecture":                   "qwen3",
+		"qwen3.embedding_length":                 uint32(64),
+		"qwen3.attention.head_count_kv":          uint32(2),
+		"qwen3.pooling_type":                     uint32(4),
+		"qwen3.classifier.output_labels":         []string{"yes", "no"},
+		"tokenizer.chat_template.rerank":         RerankTemplate,
+		"tokenizer.chat_template":                ChatMLTemplate,
+		"qwen3.attention.layer_norm_rms_epsilon": float32(1e-5),
+	} {
+		if got, _ := h.Get(k); !reflect.DeepEqual(got, want) {
+			t.Errorf("metadata %s = %#v, want %#v", k, got, want)
+		}
+	}
+	if _, ok := h.Get("llama.embedding_length"); ok {
+		t.Error("llama.* metadata in a qwen3 file")
+	}
+	shapes := map[string][]uint64{}
+	var params uint64
+	for _, ti := range h.Tensors {
+		shapes[ti.Name] = ti.Shape
+		n := uint64(1)
+		for _, d := range ti.Shape {
+			n *= d
+		}
+		params += n
+	}
+	for name, want := range map[string][]uint64{
+		"blk.0.attn_q_norm.weight": {16}, "blk.1.attn_k_norm.weight": {16}, "blk.1.ffn_down.weight": {96, 64},
+		"cls.output.weight": {64, 2}, "output.weight": {64, uint64(len(ChatVocab().Tokens))},
+	} {
+		if !reflect.DeepEqual(shapes[name], want) {
+			t.Errorf("tensor %s shape %v, want %v", name, shapes[name], want)
+		}
+	}
+	if int64(params) != c.NumParams() {
+		t.Errorf("NumParams() = %d, tensors hold %d", c.NumParams(), params)
+	}
+	if len(h.Tensors) != 1+2*(9+2)+2+1 { // embeddings, 2 layers with query and key norms, output norm and matrix, head
+		t.Errorf("%d tensors, want 26", len(h.Tensors))
 	}
 }
 

@@ -29,6 +29,13 @@ const ChatMLTemplate = "{% for message in messages %}" +
 	"{% endfor %}" +
 	"{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 
+// RerankTemplate is the rerank prompt the generated rerankers carry
+// (tokenizer.chat_template.rerank), in the manner of Qwen3-Reranker's (shorter):
+// llama.cpp's server, and the llamacpp plugin, put the query in place of {query}
+// and the document in place of {document}; the ChatML tokens in it are special
+// tokens.
+const RerankTemplate = "<|im_start|>user\nQuery: {query}\nDocument: {document}<|im_end|>\n<|im_start|>assistant\n"
+
 // Vocab is an SPM (tokenizer.ggml.model "llama") vocabulary.
 type Vocab struct {
 	Tokens []string

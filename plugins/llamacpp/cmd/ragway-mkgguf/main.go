@@ -1,8 +1,11 @@
 // Command ragway-mkgguf writes a generated llama-architecture chat model (GGUF v3,
-// seeded random weights) for tests and benchmarks:
+// seeded random weights) for tests and benchmarks, or a reranker (preset rerank:
+// a qwen3-architecture model with a classification head, for llama.cpp's rank
+// pooling; see gguf.Llama):
 //
 //	ragway-mkgguf -out .data/models/demo.gguf -preset demo
 //	ragway-mkgguf -out .data/models/bench-f16.gguf -preset bench
+//	ragway-mkgguf -out .data/models/rerank.gguf -preset rerank
 //	ragway-mkgguf -out m.gguf -preset demo -n-layer 4 -type q8_0 -seed 7
 //
 // A preset gives every dimension; flags given explicitly override it. The file

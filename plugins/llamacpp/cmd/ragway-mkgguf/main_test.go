@@ -30,6 +30,10 @@ func TestRun(t *testing.T) {
 		{"grouped-query attention", []string{"-n-head", "8", "-n-head-kv", "2", "-type", "f32"}, map[string]any{
 			"llama.attention.head_count": uint32(8), "llama.attention.head_count_kv": uint32(2), "general.file_type": uint32(0),
 		}, ""},
+		{"rerank preset", []string{"-preset", "rerank"}, map[string]any{
+			"general.name": "ragway-rerank", "general.architecture": "qwen3", "qwen3.embedding_length": uint32(64),
+			"qwen3.pooling_type": uint32(4), "general.file_type": uint32(1),
+		}, ""},
 		{"unknown preset", []string{"-preset", "huge"}, nil, `-preset "huge"`},
 		{"unknown type", []string{"-type", "q4_k"}, nil, "-type: unknown tensor type"},
 		{"invalid dimensions", []string{"-n-head", "5"}, nil, "not a multiple of head count 5"},
