@@ -78,11 +78,21 @@ func TestRetrievalSettings(t *testing.T) {
 		{"overlap over size", "PATCH", "/v1/knowledge-bases/small", `{"retrieval":{"chunk_tokens":50,"chunk_overlap":50}}`, "retrieval.chunk_overlap"},
 		{"chunking in a search", "POST", "/v1/knowledge-bases/small/search", `{"query":"q","retrieval":{"chunk_tokens":100}}`, "retrieval.chunk_tokens"},
 		{"chunking in an eval", "POST", "/admin/knowledge-bases/small/eval", `{"questions":"{\"q\":\"a\",\"docs\":[\"b\"]}","compare":{"chunk_overlap":1}}`, "compare.chunk_overlap"},
+		{"a misspelt field", "POST", "/v1/knowledge-bases", `{"name":"x","retreival":{"fusion":"rrf"}}`, "retreival"},
+		{"another field in a patch", "PATCH", "/v1/knowledge-bases/small", `{"retrieval":{},"name":"renamed"}`, "name"},
+		{"a setting's name in capitals", "PATCH", "/v1/knowledge-bases/small", `{"retrieval":{"FUSION":"rrf"}}`, "retrieval.FUSION"},
+		{"an overlap over half the gateway's chunks", "PATCH", "/v1/knowledge-bases/small", `{"retrieval":{"chunk_overlap":401}}`, "retrieval.chunk_overlap"},
 	} {
 		code, body := g.call(tc.method, tc.path, g.Key, tc.body)
 		if code != http.StatusBadRequest || apiErrorBody(t, body).Param != tc.param {
 			t.Errorf("%s: %d %s, want a 400 naming %s", tc.what, code, body, tc.param)
 		}
+	}
+
+	code, body = g.call("PATCH", "/v1/knowledge-bases/small", g.Key, `{"retrieval":null}`)
+	decode(t, "patch with null", code, body, http.StatusOK, &kb)
+	if string(kb.Retrieval) != `{}` {
+		t.Fatalf("retrieval after a patch with null: %s, want {}", kb.Retrieval)
 	}
 
 	qs := `{"q":"how long are backups kept","expect":["ninety days"],"kind":"lexical"}` + "\n" +
@@ -171,6 +181,16 @@ func TestRerank(t *testing.T) {
 	}
 	code, body = g.call("PATCH", "/v1/knowledge-bases/docs", g.Key, `{"retrieval":{}}`)
 	decode(t, "reranking back on", code, body, http.StatusOK, nil)
+	// The reranker is shared: no search or knowledge base has it score more than the
+	// gateway's rerank_candidates.
+	code, body = g.call("POST", "/v1/knowledge-bases/docs/search", g.Key, `{"query":"q","retrieval":{"rerank_candidates":11}}`)
+	if code != http.StatusBadRequest || apiErrorBody(t, body).Param != "retrieval.rerank_candidates" {
+		t.Fatalf("a search asking for more candidates than the gateway allows: %d %s", code, body)
+	}
+	code, body = g.call("PATCH", "/v1/knowledge-bases/docs", g.Key, `{"retrieval":{"rerank_candidates":11}}`)
+	if code != http.StatusBadRequest || apiErrorBody(t, body).Param != "retrieval.rerank_candidates" {
+		t.Fatalf("a knowledge base asking for more candidates than the gateway allows: %d %s", code, body)
+	}
 
 	// A chat cites the reranker's order.
 	code, body = g.call("POST", "/v1/chat/completions", g.Key, `{"model":"chat","rag":{"knowledge_base":"docs","top_k":1},"messages":[{"role":"user","content":"failover replica primary"}]}`)
@@ -194,6 +214,10 @@ func TestRerankSettingsNeedAReranker(t *testing.T) {
 	code, body = g.call("POST", "/v1/knowledge-bases/docs/search", g.Key, `{"query":"q","retrieval":{"rerank":true}}`)
 	if code != http.StatusBadRequest || apiErrorBody(t, body).Param != "retrieval.rerank" {
 		t.Fatalf("a search asking for a reranker: %d %s", code, body)
+	}
+	code, body = g.call("POST", "/admin/knowledge-bases/docs/eval", g.Key, `{"questions":"{\"q\":\"a\",\"docs\":[\"b\"]}","retrieval":{"rerank":true}}`)
+	if code != http.StatusBadRequest || apiErrorBody(t, body).Param != "retrieval.rerank" {
+		t.Fatalf("an evaluation asking for a reranker: %d %s", code, body)
 	}
 }
 

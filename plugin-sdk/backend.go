@@ -140,6 +140,8 @@ type ModelInfo struct {
 	// MaxInputTokens is, for embedding models, the most tokens one input of
 	// Embed may have, as Tokenize counts them (0: unknown). A longer input
 	// is ErrInvalidRequest unless EmbedRequest.Truncate is set. (API 1.2.)
+	// For rerank models it is the most tokens of one query-document pair
+	// (API 1.4).
 	MaxInputTokens int
 }
 

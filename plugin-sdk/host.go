@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -425,6 +426,12 @@ func (p *Plugin) Rerank(ctx context.Context, req RerankRequest) (RerankResponse,
 	out := rerankResponseFromPB(resp)
 	if len(out.Scores) != len(req.Documents) {
 		return RerankResponse{}, fmt.Errorf("rerank: %s returned %d scores for %d documents", p.name, len(out.Scores), len(req.Documents))
+	}
+	// A plugin not built on this SDK may send what its server would refuse.
+	for i, v := range out.Scores {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return RerankResponse{}, fmt.Errorf("rerank: %s returned a score that is not a number for document %d", p.name, i)
+		}
 	}
 	return out, nil
 }

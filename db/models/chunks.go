@@ -34,6 +34,7 @@ type Chunk struct {
 	CreatedAt  time.Time  `boil:"created_at" json:"created_at" toml:"created_at" yaml:"created_at"`
 	Dense      null.Bytes `boil:"dense" json:"dense,omitempty" toml:"dense" yaml:"dense,omitempty"`
 	Sparse     []byte     `boil:"sparse" json:"sparse" toml:"sparse" yaml:"sparse"`
+	Analyzer   int16      `boil:"analyzer" json:"analyzer" toml:"analyzer" yaml:"analyzer"`
 
 	R *chunkR `boil:"-" json:"-" toml:"-" yaml:"-"`
 	L chunkL  `boil:"-" json:"-" toml:"-" yaml:"-"`
@@ -50,6 +51,7 @@ var ChunkColumns = struct {
 	CreatedAt  string
 	Dense      string
 	Sparse     string
+	Analyzer   string
 }{
 	ID:         "id",
 	DocumentID: "document_id",
@@ -61,6 +63,7 @@ var ChunkColumns = struct {
 	CreatedAt:  "created_at",
 	Dense:      "dense",
 	Sparse:     "sparse",
+	Analyzer:   "analyzer",
 }
 
 var ChunkTableColumns = struct {
@@ -74,6 +77,7 @@ var ChunkTableColumns = struct {
 	CreatedAt  string
 	Dense      string
 	Sparse     string
+	Analyzer   string
 }{
 	ID:         "chunks.id",
 	DocumentID: "chunks.document_id",
@@ -85,6 +89,7 @@ var ChunkTableColumns = struct {
 	CreatedAt:  "chunks.created_at",
 	Dense:      "chunks.dense",
 	Sparse:     "chunks.sparse",
+	Analyzer:   "chunks.analyzer",
 }
 
 // Generated where
@@ -136,6 +141,29 @@ func (w whereHelpernull_Bytes) GTE(x null.Bytes) qm.QueryMod {
 func (w whereHelpernull_Bytes) IsNull() qm.QueryMod    { return qmhelper.WhereIsNull(w.field) }
 func (w whereHelpernull_Bytes) IsNotNull() qm.QueryMod { return qmhelper.WhereIsNotNull(w.field) }
 
+type whereHelperint16 struct{ field string }
+
+func (w whereHelperint16) EQ(x int16) qm.QueryMod  { return qmhelper.Where(w.field, qmhelper.EQ, x) }
+func (w whereHelperint16) NEQ(x int16) qm.QueryMod { return qmhelper.Where(w.field, qmhelper.NEQ, x) }
+func (w whereHelperint16) LT(x int16) qm.QueryMod  { return qmhelper.Where(w.field, qmhelper.LT, x) }
+func (w whereHelperint16) LTE(x int16) qm.QueryMod { return qmhelper.Where(w.field, qmhelper.LTE, x) }
+func (w whereHelperint16) GT(x int16) qm.QueryMod  { return qmhelper.Where(w.field, qmhelper.GT, x) }
+func (w whereHelperint16) GTE(x int16) qm.QueryMod { return qmhelper.Where(w.field, qmhelper.GTE, x) }
+func (w whereHelperint16) IN(slice []int16) qm.QueryMod {
+	values := make([]interface{}, 0, len(slice))
+	for _, value := range slice {
+		values = append(values, value)
+	}
+	return qm.WhereIn(fmt.Sprintf("%s IN ?", w.field), values...)
+}
+func (w whereHelperint16) NIN(slice []int16) qm.QueryMod {
+	values := make([]interface{}, 0, len(slice))
+	for _, value := range slice {
+		values = append(values, value)
+	}
+	return qm.WhereNotIn(fmt.Sprintf("%s NOT IN ?", w.field), values...)
+}
+
 var ChunkWhere = struct {
 	ID         whereHelperstring
 	DocumentID whereHelperstring
@@ -147,6 +175,7 @@ var ChunkWhere = struct {
 	CreatedAt  whereHelpertime_Time
 	Dense      whereHelpernull_Bytes
 	Sparse     whereHelper__byte
+	Analyzer   whereHelperint16
 }{
 	ID:         whereHelperstring{field: "\"chunks\".\"id\""},
 	DocumentID: whereHelperstring{field: "\"chunks\".\"document_id\""},
@@ -158,6 +187,7 @@ var ChunkWhere = struct {
 	CreatedAt:  whereHelpertime_Time{field: "\"chunks\".\"created_at\""},
 	Dense:      whereHelpernull_Bytes{field: "\"chunks\".\"dense\""},
 	Sparse:     whereHelper__byte{field: "\"chunks\".\"sparse\""},
+	Analyzer:   whereHelperint16{field: "\"chunks\".\"analyzer\""},
 }
 
 // ChunkRels is where relationship names are stored.
@@ -216,9 +246,9 @@ func (r *chunkR) GetKB() *KnowledgeBasis {
 type chunkL struct{}
 
 var (
-	chunkAllColumns            = []string{"id", "document_id", "kb_id", "ordinal", "heading", "content", "token_count", "created_at", "dense", "sparse"}
+	chunkAllColumns            = []string{"id", "document_id", "kb_id", "ordinal", "heading", "content", "token_count", "created_at", "dense", "sparse", "analyzer"}
 	chunkColumnsWithoutDefault = []string{"document_id", "kb_id", "ordinal", "content"}
-	chunkColumnsWithDefault    = []string{"id", "heading", "token_count", "created_at", "dense", "sparse"}
+	chunkColumnsWithDefault    = []string{"id", "heading", "token_count", "created_at", "dense", "sparse", "analyzer"}
 	chunkPrimaryKeyColumns     = []string{"id"}
 	chunkGeneratedColumns      = []string{}
 )

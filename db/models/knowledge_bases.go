@@ -31,7 +31,6 @@ type KnowledgeBasis struct {
 	Description    string      `boil:"description" json:"description" toml:"description" yaml:"description"`
 	EmbeddingModel null.String `boil:"embedding_model" json:"embedding_model,omitempty" toml:"embedding_model" yaml:"embedding_model,omitempty"`
 	CreatedAt      time.Time   `boil:"created_at" json:"created_at" toml:"created_at" yaml:"created_at"`
-	Analyzer       int         `boil:"analyzer" json:"analyzer" toml:"analyzer" yaml:"analyzer"`
 	Retrieval      types.JSON  `boil:"retrieval" json:"retrieval" toml:"retrieval" yaml:"retrieval"`
 
 	R *knowledgeBasisR `boil:"-" json:"-" toml:"-" yaml:"-"`
@@ -45,7 +44,6 @@ var KnowledgeBasisColumns = struct {
 	Description    string
 	EmbeddingModel string
 	CreatedAt      string
-	Analyzer       string
 	Retrieval      string
 }{
 	ID:             "id",
@@ -54,7 +52,6 @@ var KnowledgeBasisColumns = struct {
 	Description:    "description",
 	EmbeddingModel: "embedding_model",
 	CreatedAt:      "created_at",
-	Analyzer:       "analyzer",
 	Retrieval:      "retrieval",
 }
 
@@ -65,7 +62,6 @@ var KnowledgeBasisTableColumns = struct {
 	Description    string
 	EmbeddingModel string
 	CreatedAt      string
-	Analyzer       string
 	Retrieval      string
 }{
 	ID:             "knowledge_bases.id",
@@ -74,7 +70,6 @@ var KnowledgeBasisTableColumns = struct {
 	Description:    "knowledge_bases.description",
 	EmbeddingModel: "knowledge_bases.embedding_model",
 	CreatedAt:      "knowledge_bases.created_at",
-	Analyzer:       "knowledge_bases.analyzer",
 	Retrieval:      "knowledge_bases.retrieval",
 }
 
@@ -108,7 +103,6 @@ var KnowledgeBasisWhere = struct {
 	Description    whereHelperstring
 	EmbeddingModel whereHelpernull_String
 	CreatedAt      whereHelpertime_Time
-	Analyzer       whereHelperint
 	Retrieval      whereHelpertypes_JSON
 }{
 	ID:             whereHelperstring{field: "\"knowledge_bases\".\"id\""},
@@ -117,7 +111,6 @@ var KnowledgeBasisWhere = struct {
 	Description:    whereHelperstring{field: "\"knowledge_bases\".\"description\""},
 	EmbeddingModel: whereHelpernull_String{field: "\"knowledge_bases\".\"embedding_model\""},
 	CreatedAt:      whereHelpertime_Time{field: "\"knowledge_bases\".\"created_at\""},
-	Analyzer:       whereHelperint{field: "\"knowledge_bases\".\"analyzer\""},
 	Retrieval:      whereHelpertypes_JSON{field: "\"knowledge_bases\".\"retrieval\""},
 }
 
@@ -196,9 +189,9 @@ func (r *knowledgeBasisR) GetKBDocuments() DocumentSlice {
 type knowledgeBasisL struct{}
 
 var (
-	knowledgeBasisAllColumns            = []string{"id", "user_id", "name", "description", "embedding_model", "created_at", "analyzer", "retrieval"}
+	knowledgeBasisAllColumns            = []string{"id", "user_id", "name", "description", "embedding_model", "created_at", "retrieval"}
 	knowledgeBasisColumnsWithoutDefault = []string{"user_id", "name"}
-	knowledgeBasisColumnsWithDefault    = []string{"id", "description", "embedding_model", "created_at", "analyzer", "retrieval"}
+	knowledgeBasisColumnsWithDefault    = []string{"id", "description", "embedding_model", "created_at", "retrieval"}
 	knowledgeBasisPrimaryKeyColumns     = []string{"id"}
 	knowledgeBasisGeneratedColumns      = []string{}
 )

@@ -46,7 +46,7 @@ func (s *server) adminEval(c *fiber.Ctx) error {
 		Retrieval json.RawMessage  `json:"retrieval"`
 		Compare   *json.RawMessage `json:"compare"`
 	}
-	if err := oai.Decode(c.Body(), &req, ""); err != nil {
+	if err := decodeStrict(c.Body(), &req); err != nil {
 		return err
 	}
 	if req.Questions == "" {
@@ -92,6 +92,9 @@ func (s *server) adminEval(c *fiber.Ctx) error {
 			}
 			return out, err
 		}, 4)
+		if e := settingsError(err); e != nil {
+			return e // the run's settings, not one question
+		}
 		var qe *evaluate.QuestionError
 		if errors.As(err, &qe) {
 			e := toAPIError(qe.Err)

@@ -78,6 +78,19 @@ func retrievalSettings(raw json.RawMessage) (knowledge.Settings, error) {
 	return set, err
 }
 
+// decodeStrict decodes a request body as oai.Decode does and refuses a field v has
+// none for with a 400 naming it: the knowledge-base routes are ragway's own, and a
+// misspelt "retrieval" would otherwise be ignored.
+func decodeStrict(body []byte, v any) error {
+	if err := oai.Decode(body, v, ""); err != nil {
+		return err
+	}
+	if k := oai.UnknownField(body, v); k != "" {
+		return oai.Invalid(k, "unknown_parameter", "unknown field '%s'", k)
+	}
+	return nil
+}
+
 // settingsError is the 400 of retrieval settings that are not valid, naming the
 // setting; nil for other errors.
 func settingsError(err error) *oai.Error {
@@ -159,7 +172,7 @@ func (s *server) createKB(c *fiber.Ctx) error {
 		Description string          `json:"description"`
 		Retrieval   json.RawMessage `json:"retrieval"`
 	}
-	if err := oai.Decode(c.Body(), &req, ""); err != nil {
+	if err := decodeStrict(c.Body(), &req); err != nil {
 		return err
 	}
 	if req.Name == "" {
@@ -207,22 +220,23 @@ func (s *server) getKB(c *fiber.Ctx) error {
 }
 
 // patchKB serves PATCH /v1/knowledge-bases/{kb} {"retrieval": {…}}: the knowledge
-// base's own retrieval settings, replaced whole ({} or null: the gateway's).
+// base's own retrieval settings, replaced whole ({} or null: the gateway's). Nothing
+// else of a knowledge base changes here: another field is a 400.
 func (s *server) patchKB(c *fiber.Ctx) error {
 	k, err := s.kb(c)
 	if err != nil {
 		return err
 	}
 	var req struct {
-		Retrieval *json.RawMessage `json:"retrieval"`
+		Retrieval json.RawMessage `json:"retrieval"`
 	}
-	if err := oai.Decode(c.Body(), &req, ""); err != nil {
+	if err := decodeStrict(c.Body(), &req); err != nil {
 		return err
 	}
 	if req.Retrieval == nil {
 		return oai.Missing("retrieval")
 	}
-	set, err := retrievalSettings(*req.Retrieval)
+	set, err := retrievalSettings(req.Retrieval)
 	if err != nil {
 		return err
 	}
@@ -411,7 +425,7 @@ func (s *server) searchKB(c *fiber.Ctx) error {
 		} `json:"filter"`
 		Retrieval json.RawMessage `json:"retrieval"`
 	}
-	if err := oai.Decode(c.Body(), &req, ""); err != nil {
+	if err := decodeStrict(c.Body(), &req); err != nil {
 		return err
 	}
 	if req.Query == "" {

@@ -115,8 +115,8 @@ type RAG struct {
 	// ChunkTokens is the target chunk size in tokens. Default 800.
 	ChunkTokens int `yaml:"chunk_tokens"`
 	// ChunkOverlap is the number of tokens consecutive chunks share. Default
-	// DefaultOverlapPercent of ChunkTokens (120 for 800); must be
-	// less than ChunkTokens.
+	// DefaultOverlapPercent of ChunkTokens (120 for 800); at most half of
+	// ChunkTokens.
 	ChunkOverlap int `yaml:"chunk_overlap"`
 	// TopK is the number of chunks retrieved per question. Default 4.
 	TopK int `yaml:"top_k"`

@@ -417,7 +417,7 @@ server: {max_body_bytes: 0, shutdown_grace: -1, request_timeout: 0, queue_timeou
 				`config: line 21: models[3].replicas: must be >= 1, got -1 (to scale to zero when idle, set idle_timeout)`,
 				`config: line 22: rag.embedding_model: model "chat" is not an embedding model (set embedding: true on it)`,
 				`config: line 22: rag.rerank_model: model "chat" is not a rerank model (set rerank: true on it)`,
-				`config: line 22: rag.chunk_overlap: must be less than rag.chunk_tokens (50), got 60`,
+				`config: line 22: rag.chunk_overlap: must be at most half of rag.chunk_tokens (25), got 60`,
 				`config: line 22: rag.rerank_candidates: must be 1 to 200, got 0`,
 				`config: line 22: rag.fusion: must be "rrf" or "weighted", got "max"`,
 				`config: line 22: rag.rrf_k: must be 1 to 100000, got 0`,

@@ -98,8 +98,8 @@ func (c *Config) Validate() error {
 	}
 	if r.ChunkOverlap < 0 {
 		p.add("rag.chunk_overlap", "must be >= 0, got %d", r.ChunkOverlap)
-	} else if r.ChunkTokens >= 1 && r.ChunkOverlap >= r.ChunkTokens {
-		p.add("rag.chunk_overlap", "must be less than rag.chunk_tokens (%d), got %d", r.ChunkTokens, r.ChunkOverlap)
+	} else if r.ChunkTokens >= 1 && r.ChunkOverlap > r.ChunkTokens/2 {
+		p.add("rag.chunk_overlap", "must be at most half of rag.chunk_tokens (%d), got %d", r.ChunkTokens/2, r.ChunkOverlap)
 	}
 	if r.TopK < 1 {
 		p.add("rag.top_k", "must be >= 1, got %d", r.TopK)

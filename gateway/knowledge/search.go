@@ -55,6 +55,9 @@ func (s *Service) Search(ctx context.Context, userID, kbID string, q Query) ([]H
 	if err := q.Settings.CheckSearch("retrieval"); err != nil {
 		return nil, err
 	}
+	if err := s.checkReranking(q.Settings); err != nil {
+		return nil, err
+	}
 	k, err := s.opts.Store.KnowledgeBase(ctx, userID, kbID)
 	if err != nil {
 		return nil, fmt.Errorf("knowledge: search knowledge base %s: %w", kbID, err)

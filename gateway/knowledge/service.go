@@ -46,8 +46,11 @@ type Options struct {
 	// EmbeddingModel is rag.embedding_model, recorded on new knowledge bases.
 	EmbeddingModel string
 	// Reranking is set when the gateway has a rerank model (rag.rerank_model): a
-	// knowledge base may ask for it ("rerank": true) only then.
+	// knowledge base or a search may ask for it ("rerank": true) only then.
 	Reranking bool
+	// RerankCandidates is rag.rerank_candidates: the most hits a knowledge base or a
+	// search may have the reranker score (the rerank model is shared).
+	RerankCandidates int
 	// TopK is the number of hits of a search that asks for none (rag.top_k; default 4).
 	TopK int
 	// MaxBytes is the largest document accepted, in bytes (<= 0: ingest's default).
@@ -174,10 +177,31 @@ func (s *Service) CreateBase(ctx context.Context, userID string, b NewBase) (Bas
 // checkSettings checks a knowledge base's own settings: valid, and asking only for
 // what this gateway has.
 func (s *Service) checkSettings(set Settings) error {
+	if err := s.checkReranking(set); err != nil {
+		return err
+	}
+	if err := set.Check("retrieval"); err != nil {
+		return err
+	}
+	// An overlap alone is checked against the gateway's chunk size.
+	if tokens := s.opts.Indexer.Options.ChunkTokens; set.ChunkOverlap != nil && set.ChunkTokens == 0 && tokens > 0 && *set.ChunkOverlap > tokens/2 {
+		return &SettingsError{Field: "retrieval.chunk_overlap",
+			Reason: fmt.Sprintf("must be at most half of the gateway's chunk size (%d), not %d", tokens/2, *set.ChunkOverlap)}
+	}
+	return nil
+}
+
+// checkReranking refuses reranking settings the gateway cannot honour: reranking
+// without a rerank model, or more candidates than rag.rerank_candidates.
+func (s *Service) checkReranking(set Settings) error {
 	if set.Rerank != nil && *set.Rerank && !s.opts.Reranking {
 		return &SettingsError{Field: "retrieval.rerank", Reason: "this gateway has no rerank model (rag.rerank_model)"}
 	}
-	return set.Check("retrieval")
+	if limit := s.opts.RerankCandidates; limit > 0 && set.RerankCandidates > limit {
+		return &SettingsError{Field: "retrieval.rerank_candidates",
+			Reason: fmt.Sprintf("at most %d on this gateway (rag.rerank_candidates), not %d", limit, set.RerankCandidates)}
+	}
+	return nil
 }
 
 // SetSettings replaces the user's knowledge base id's own retrieval settings: what

@@ -70,7 +70,9 @@ type Chunk struct {
 // fit in opts.ChunkTokens together are one chunk, which is the document's text from
 // the first section's to the last one's, the later sections' heading lines included;
 // its heading path is what the sections' paths have in common (the first section's
-// heading line starts the text when its path is longer). A section too long for one
+// heading line starts the text when its path is longer, after its parents' headings
+// below the common path, written as Markdown heading lines when the document has no
+// text of theirs). A section too long for one
 // chunk is cut alone: by paragraphs packed up to opts.ChunkTokens, with a paragraph
 // over the target cut at sentence ends, then line ends, then commas, then anywhere (at
 // a rune, preferably between words). A Markdown code fence is one paragraph, cut only
@@ -160,8 +162,8 @@ func (g *sectionGroup) from() int {
 	return g.first.start()
 }
 
-// add adds sec to the group if the text from the group's start to sec's end fits in
-// limit tokens (a section that fits alone always fits an empty group).
+// add adds sec to the group if the group's text with it fits in limit tokens (a
+// section that fits alone always fits an empty group).
 func (g *sectionGroup) add(text string, sec section, limit int) bool {
 	if g.n == 0 {
 		*g = sectionGroup{first: sec, common: sec.path, end: sec.end(), n: 1}
@@ -173,11 +175,29 @@ func (g *sectionGroup) add(text string, sec section, limit int) bool {
 	}
 	next := *g
 	next.common, next.end, next.n = g.common[:k], sec.end(), g.n+1
-	if tokens.Estimate(text[next.from():next.end]) > limit {
+	if tokens.Estimate(next.text(text)) > limit {
 		return false
 	}
 	*g = next
 	return true
+}
+
+// text is the group's text: the document's from the group's start to its end. The
+// first section's headings between the common path and its own (sections of
+// headings only, which make no chunk) head it as Markdown heading lines, so that
+// their words are the chunk's.
+func (g *sectionGroup) text(text string) string {
+	t := text[g.from():g.end]
+	if k := len(g.common); k < len(g.first.path)-1 {
+		var b strings.Builder
+		for i := k; i < len(g.first.path)-1; i++ {
+			if lv := g.first.levels[i]; lv > 0 {
+				b.WriteString(strings.Repeat("#", lv) + " " + g.first.path[i] + "\n")
+			}
+		}
+		t = b.String() + t
+	}
+	return t
 }
 
 // chunk is the group's chunk, numbered ordinal; false for an empty group.
@@ -185,7 +205,7 @@ func (g *sectionGroup) chunk(text string, ordinal int) (Chunk, bool) {
 	if g.n == 0 {
 		return Chunk{}, false
 	}
-	t := text[g.from():g.end]
+	t := g.text(text)
 	return Chunk{Ordinal: ordinal, Heading: strings.Join(g.common, headingSep), Text: t, Tokens: tokens.Estimate(t)}, true
 }
 

@@ -158,6 +158,12 @@ func TestSplitJoinsSmallSections(t *testing.T) {
 			texts:    []string{"## A\n\nx.\n\n## B\n\ny."},
 		},
 		{
+			name:     "an empty parent's heading stays in the text",
+			doc:      Document{Markdown: true, Text: "# Kubernetes\n## Install\nrun the installer\n# Debian\nuse apt\n"},
+			headings: []string{""},
+			texts:    []string{"# Kubernetes\n## Install\nrun the installer\n# Debian\nuse apt"},
+		},
+		{
 			name:     "a long section is cut alone",
 			doc:      Document{Markdown: true, Text: "# S\n\nshort.\n\n# L\n\n" + long + "\n\n# E\n\nend."},
 			opts:     Options{ChunkTokens: 250, Overlap: -1}, // 440 tokens in 11-token sentences
@@ -354,8 +360,9 @@ func stripSpace(s string) string {
 	}, s)
 }
 
-// headingLines are mixedCorpus's heading lines (ATX, and setext with its underline).
-var headingLines = regexp.MustCompile(`(?m)^(#{1,3} 第\d+节 Section \d+|第\d+节 设置\n[=-]{8})$`)
+// headingLines are mixedCorpus's heading lines (ATX, and setext with its underline),
+// and the ATX lines a chunk writes for the headings of empty parent sections.
+var headingLines = regexp.MustCompile(`(?m)^(#{1,3} 第\d+节 (Section \d+|设置)|第\d+节 设置\n[=-]{8})$`)
 
 // withoutHeadings is text without mixedCorpus's heading lines, which the joined
 // sections of a chunk keep.

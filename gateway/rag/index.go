@@ -82,7 +82,7 @@ func (x *Indexer) index(ctx context.Context, userID, kbID, docID string, doc Doc
 		texts[i] = embedText(c) // the heading makes its words findable
 		v := ChunkVector(c.Heading, c.Text)
 		rows[i] = store.NewChunk{ID: store.NewChunkID(), Ordinal: c.Ordinal, Heading: c.Heading, Content: c.Text, TokenCount: c.Tokens,
-			SparseIndices: v.Indices, SparseValues: v.Values}
+			SparseIndices: v.Indices, SparseValues: v.Values, Analyzer: Analyzer}
 	}
 	if x.Embedding != nil {
 		vecs, err := x.Embedding.Embed(ctx, texts, truncate)

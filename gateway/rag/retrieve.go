@@ -103,7 +103,7 @@ func (r *Retriever) Retrieve(ctx context.Context, req Request) ([]Source, error)
 		out = append(out, Source{N: len(out) + 1, DocumentID: c.DocumentID, Title: c.DocumentTitle, ChunkID: c.ID,
 			Score: h.Score, Snippet: Snippet(c.Content), Heading: c.Heading, Text: c.Content})
 	}
-	if rerank && len(out) > 1 {
+	if rerank && len(out) > 0 { // one source too: its score is then always the reranker's
 		ranked, err := r.rerank(ctx, query, out)
 		if err != nil {
 			// The index's order is still an answer: sources are not lost for it.

@@ -7,8 +7,10 @@ import "strings"
 // The heading line itself is not part of the section; it is in the path.
 type section struct {
 	heading string
-	// path is the heading path's elements (heading is them joined by headingSep).
-	path []string
+	// path is the heading path's elements (heading is them joined by headingSep),
+	// and levels each one's heading level (0 for the document's title).
+	path   []string
+	levels []int
 	// headStart is where the section's heading line starts (for a setext heading,
 	// its title line); the text before the first heading has none: its body start.
 	headStart int
@@ -114,8 +116,8 @@ type headingLevel struct {
 
 // newSectionAt is an empty section under title and path, its heading line at at.
 func newSectionAt(title string, path []headingLevel, at int) section {
-	parts := headingPath(title, path)
-	return section{heading: strings.Join(parts, headingSep), path: parts, headStart: at}
+	parts, levels := headingPath(title, path)
+	return section{heading: strings.Join(parts, headingSep), path: parts, levels: levels, headStart: at}
 }
 
 // start and end are where the section's text (headings left out) starts and ends.
@@ -123,19 +125,19 @@ func (s section) start() int { return s.blocks[0].start }
 func (s section) end() int   { return s.blocks[len(s.blocks)-1].end }
 
 // headingPath is the title and the headings, leaving out empty ones and a heading
-// that repeats the element before it (a document whose first "# H1" is its title).
-func headingPath(title string, path []headingLevel) []string {
-	var parts []string
+// that repeats the element before it (a document whose first "# H1" is its title),
+// with each one's level (0: the title).
+func headingPath(title string, path []headingLevel) (parts []string, levels []int) {
 	if title = strings.TrimSpace(title); title != "" {
-		parts = append(parts, title)
+		parts, levels = append(parts, title), append(levels, 0)
 	}
 	for _, h := range path {
 		if h.title == "" || (len(parts) > 0 && parts[len(parts)-1] == h.title) {
 			continue
 		}
-		parts = append(parts, h.title)
+		parts, levels = append(parts, h.title), append(levels, h.level)
 	}
-	return parts
+	return parts, levels
 }
 
 // indent3 strips up to three leading spaces; ok is false for more (an indented code

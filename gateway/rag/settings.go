@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/ragway/ragway/gateway/vectorstore"
@@ -54,17 +56,29 @@ func ParseSettings(data []byte, prefix string) (Settings, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return s, nil
 	}
+	// Keys are matched exactly (encoding/json would take "FUSION" for "fusion"), and
+	// once each.
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(data, &keys); err == nil && keys != nil {
+		for _, k := range sortedKeys(keys) {
+			if !slices.Contains(settingNames, k) {
+				return Settings{}, &SettingsError{Field: prefix + "." + k,
+					Reason: "unknown setting (known: " + strings.Join(settingNames, ", ") + ")"}
+			}
+		}
+		if n := countKeys(data); n != len(keys) {
+			return Settings{}, &SettingsError{Field: prefix, Reason: "a setting is given twice"}
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
 		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &te) && te.Field != "":
-			return Settings{}, &SettingsError{Field: prefix + "." + te.Field, Reason: "wrong type: want a " + te.Type.String()}
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return Settings{}, &SettingsError{Field: prefix + "." + name,
-				Reason: "unknown setting (known: fusion, rrf_k, dense_weight, rerank, rerank_candidates, chunk_tokens, chunk_overlap)"}
+		if errors.As(err, &te) && te.Field != "" {
+			reason := "wrong type: want " + kindName(te.Type.Kind())
+			if strings.HasPrefix(te.Value, "number") {
+				reason = "the number is not " + kindName(te.Type.Kind()) + " in range"
+			}
+			return Settings{}, &SettingsError{Field: prefix + "." + te.Field, Reason: reason}
 		}
 		return Settings{}, &SettingsError{Field: prefix, Reason: "must be a JSON object of settings"}
 	}
@@ -97,14 +111,62 @@ func (s Settings) Check(prefix string) error {
 		return bad("chunk_tokens", "must be 1 to %d, not %d", MaxChunkTokens, s.ChunkTokens)
 	}
 	if o := s.ChunkOverlap; o != nil {
-		if *o < 0 || *o > MaxChunkTokens {
-			return bad("chunk_overlap", "must be 0 to %d, not %d", MaxChunkTokens, *o)
+		if *o < 0 || *o > MaxChunkTokens/2 {
+			return bad("chunk_overlap", "must be 0 to %d, not %d", MaxChunkTokens/2, *o)
 		}
-		if s.ChunkTokens > 0 && *o >= s.ChunkTokens {
-			return bad("chunk_overlap", "must be less than chunk_tokens (%d), not %d", s.ChunkTokens, *o)
+		if s.ChunkTokens > 0 && *o > s.ChunkTokens/2 {
+			return bad("chunk_overlap", "must be at most half of chunk_tokens (%d), not %d", s.ChunkTokens/2, *o)
 		}
 	}
 	return nil
+}
+
+// settingNames are the JSON names of Settings' fields.
+var settingNames = []string{"fusion", "rrf_k", "dense_weight", "rerank", "rerank_candidates", "chunk_tokens", "chunk_overlap"}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys(m map[string]json.RawMessage) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// countKeys counts the keys of the JSON object data (repeats included).
+func countKeys(data []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return 0
+	}
+	n := 0
+	for dec.More() {
+		if _, err := dec.Token(); err != nil { // the key
+			return n
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return n
+		}
+		n++
+	}
+	return n
+}
+
+// kindName names a Go kind the way a JSON client reads it.
+func kindName(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return "an integer"
+	case reflect.Float64, reflect.Float32:
+		return "a number"
+	}
+	return "another type"
 }
 
 // CheckSearch is Check for the settings of one search, which may only set what acts

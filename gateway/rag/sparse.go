@@ -48,9 +48,10 @@ func ChunkVector(heading, text string) vectorstore.Sparse {
 }
 
 // Analyzer names the rules of Terms, HeadingWeight and the BM25 weights that made a
-// stored sparse vector. Stored chunks of an older analyzer are analysed again when the
-// gateway starts (store.Reanalyze), so that documents and questions always meet on
-// the same terms. Raise it with every change of those rules.
+// stored sparse vector; every stored chunk records it. Chunks of older rules are
+// analysed again when a gateway starts, and when another gateway indexes a document
+// (Reanalyze, ReanalyzeDocument), so that documents and questions always meet on the
+// same terms. Raise it with every change of those rules.
 const Analyzer = 2
 
 func docVector(ids []uint32) vectorstore.Sparse {

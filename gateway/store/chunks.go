@@ -24,6 +24,9 @@ type NewChunk struct {
 	// SparseIndices and SparseValues are its lexical vector (term ids ascending).
 	SparseIndices []uint32
 	SparseValues  []float32
+	// Analyzer names the rules that made the sparse vector (gateway/rag.Analyzer;
+	// 0: the first rules).
+	Analyzer int
 }
 
 // Chunk is a stored chunk of a document.
@@ -40,6 +43,8 @@ type Chunk struct {
 	Dense         []float32
 	SparseIndices []uint32
 	SparseValues  []float32
+	// Analyzer names the rules that made the sparse vector (gateway/rag.Analyzer).
+	Analyzer int
 }
 
 // NewChunkID returns a random (version 4) UUID for a chunk: chunk ids are made by the
@@ -95,7 +100,7 @@ func (s *Store) IndexDocument(ctx context.Context, userID, kbID, docID string, c
 		}
 		// COPY: one round trip for the whole batch.
 		stmt, err := tx.PrepareContext(ctx, pq.CopyIn("chunks", "id", "document_id", "kb_id", "ordinal", "heading",
-			"content", "token_count", "dense", "sparse"))
+			"content", "token_count", "dense", "sparse", "analyzer"))
 		if err != nil {
 			return err
 		}
@@ -116,7 +121,7 @@ func (s *Store) IndexDocument(ctx context.Context, userID, kbID, docID string, c
 				dense = packDense(c.Dense)
 			}
 			if _, err := stmt.ExecContext(ctx, out[i].ID, docID, kbID, c.Ordinal, c.Heading, c.Content, c.TokenCount,
-				dense, packSparse(c.SparseIndices, c.SparseValues)); err != nil {
+				dense, packSparse(c.SparseIndices, c.SparseValues), max(c.Analyzer, 1)); err != nil {
 				stmt.Close()
 				return err
 			}
@@ -201,6 +206,12 @@ func (s *Store) EachKBChunks(ctx context.Context, kbID string, batch int, fn fun
 // only, when docID is set), batch at a time, in document and ordinal order, reading a
 // page after the last chunk of the one before.
 func (s *Store) eachChunks(ctx context.Context, op, kbID, docID string, batch int, fn func([]Chunk) error) error {
+	return s.eachChunksWhere(ctx, op, kbID, docID, 0, batch, fn)
+}
+
+// eachChunksWhere is eachChunks over the chunks made by analyzer rules older than
+// below only (0: every chunk).
+func (s *Store) eachChunksWhere(ctx context.Context, op, kbID, docID string, below, batch int, fn func([]Chunk) error) error {
 	if batch <= 0 {
 		batch = 1000
 	}
@@ -214,7 +225,8 @@ func (s *Store) eachChunks(ctx context.Context, op, kbID, docID string, batch in
 		err := s.do(ctx, op, func(ctx context.Context) error {
 			rows, err := s.db.QueryContext(ctx, `SELECT `+chunkColumns+` FROM chunks c
 				WHERE c.kb_id = $1 AND ($5::uuid IS NULL OR c.document_id = $5) AND (c.document_id, c.ordinal) > ($2::uuid, $3)
-				ORDER BY c.document_id, c.ordinal LIMIT $4`, kbID, afterDoc, afterOrd, batch, doc)
+				AND ($6 = 0 OR c.analyzer < $6)
+				ORDER BY c.document_id, c.ordinal LIMIT $4`, kbID, afterDoc, afterOrd, batch, doc, below)
 			if err != nil {
 				return err
 			}
@@ -232,10 +244,21 @@ func (s *Store) eachChunks(ctx context.Context, op, kbID, docID string, batch in
 	}
 }
 
-// KnowledgeBasesToReanalyze returns the ids of the knowledge bases whose chunks' sparse
-// vectors were made by analyzer rules older than analyzer (see gateway/rag.Analyzer).
+// KnowledgeBasesToReanalyze returns the ids of the knowledge bases holding chunks
+// whose sparse vectors were made by analyzer rules older than analyzer (see
+// gateway/rag.Analyzer).
 func (s *Store) KnowledgeBasesToReanalyze(ctx context.Context, analyzer int) ([]string, error) {
-	return s.ids(ctx, "knowledge bases to reanalyze", `SELECT id FROM knowledge_bases WHERE analyzer < $1 ORDER BY id`, analyzer)
+	return s.ids(ctx, "knowledge bases to reanalyze", `SELECT DISTINCT kb_id FROM chunks WHERE analyzer < $1 ORDER BY kb_id`, analyzer)
+}
+
+// EachChunkToReanalyze calls fn with the chunks of knowledge base kbID (of its
+// document docID only, when docID is set) whose sparse vectors were made by rules
+// older than analyzer, batch at a time, in document and ordinal order.
+func (s *Store) EachChunkToReanalyze(ctx context.Context, kbID, docID string, analyzer, batch int, fn func([]Chunk) error) error {
+	if !validID(kbID) || docID != "" && !validID(docID) {
+		return fmt.Errorf("store: chunks to reanalyze: %w", ErrNotFound)
+	}
+	return s.eachChunksWhere(ctx, "chunks to reanalyze", kbID, docID, analyzer, batch, fn)
 }
 
 // SparseUpdate is a chunk's new sparse vector.
@@ -245,41 +268,62 @@ type SparseUpdate struct {
 	Values  []float32
 }
 
-// UpdateSparse replaces the sparse vectors of chunks of knowledge base kbID, in one
-// statement. Chunks deleted meanwhile are skipped.
-func (s *Store) UpdateSparse(ctx context.Context, kbID string, updates []SparseUpdate) error {
+// UpdateSparse replaces the sparse vectors of chunks of knowledge base kbID, made by
+// analyzer, in one statement, and returns the ids of the chunks it changed: chunks
+// deleted meanwhile, and chunks already made by analyzer or newer rules (another
+// gateway's work), are left alone.
+func (s *Store) UpdateSparse(ctx context.Context, kbID string, analyzer int, updates []SparseUpdate) ([]string, error) {
 	if len(updates) == 0 {
-		return nil
+		return nil, nil
 	}
 	ids := make([]string, len(updates))
 	vecs := make([][]byte, len(updates))
 	for i, u := range updates {
 		if !validID(u.ChunkID) || len(u.Indices) != len(u.Values) {
-			return fmt.Errorf("store: update sparse vectors: %w: chunk %q", ErrInvalid, u.ChunkID)
+			return nil, fmt.Errorf("store: update sparse vectors: %w: chunk %q", ErrInvalid, u.ChunkID)
 		}
 		ids[i], vecs[i] = u.ChunkID, packSparse(u.Indices, u.Values)
 	}
-	return s.do(ctx, "update sparse vectors", func(ctx context.Context) error {
+	var changed []string
+	err := s.do(ctx, "update sparse vectors", func(ctx context.Context) error {
+		changed = changed[:0]
 		if !validID(kbID) {
 			return ErrNotFound
 		}
-		_, err := s.db.ExecContext(ctx, `UPDATE chunks c SET sparse = u.sparse
-			FROM unnest($2::uuid[], $3::bytea[]) AS u (id, sparse) WHERE c.id = u.id AND c.kb_id = $1`,
-			kbID, pq.Array(ids), pq.ByteaArray(vecs))
-		return err
+		rows, err := s.db.QueryContext(ctx, `UPDATE chunks c SET sparse = u.sparse, analyzer = $4
+			FROM unnest($2::uuid[], $3::bytea[]) AS u (id, sparse)
+			WHERE c.id = u.id AND c.kb_id = $1 AND c.analyzer < $4 RETURNING c.id`,
+			kbID, pq.Array(ids), pq.ByteaArray(vecs), analyzer)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			changed = append(changed, id)
+		}
+		return rows.Err()
 	})
+	return changed, err
 }
 
-// SetAnalyzer records that the sparse vectors of knowledge base kbID's chunks are made
-// by analyzer (never lowering it).
-func (s *Store) SetAnalyzer(ctx context.Context, kbID string, analyzer int) error {
-	return s.do(ctx, "set analyzer", func(ctx context.Context) error {
-		if !validID(kbID) {
-			return ErrNotFound
-		}
-		_, err := s.db.ExecContext(ctx, `UPDATE knowledge_bases SET analyzer = $2 WHERE id = $1 AND analyzer < $2`, kbID, analyzer)
-		return err
-	})
+// WithLock runs fn holding the session advisory lock key: gateways doing the same
+// long work (analysing stored chunks again) take turns. The lock is released when fn
+// returns, or with its connection.
+func (s *Store) WithLock(ctx context.Context, key int64, fn func() error) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: lock: %w", classify(err))
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		return fmt.Errorf("store: lock: %w", classify(err))
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key) //nolint:errcheck // the connection's end releases it too
+	return fn()
 }
 
 // KnowledgeBaseIDs returns the id of every knowledge base (all users'): what the
@@ -311,7 +355,7 @@ func (s *Store) ids(ctx context.Context, op, query string, args ...any) ([]strin
 }
 
 const chunkColumns = `c.id, c.document_id, c.kb_id, c.ordinal, c.heading, c.content, c.token_count,
-	c.dense, c.sparse`
+	c.dense, c.sparse, c.analyzer`
 
 // scanChunks reads rows of chunkColumns (followed by the document's title when
 // withTitle).
@@ -322,7 +366,7 @@ func scanChunks(rows *sql.Rows, out []Chunk, withTitle bool) ([]Chunk, error) {
 			c             Chunk
 			dense, sparse []byte
 		)
-		dest := []any{&c.ID, &c.DocumentID, &c.KBID, &c.Ordinal, &c.Heading, &c.Content, &c.TokenCount, &dense, &sparse}
+		dest := []any{&c.ID, &c.DocumentID, &c.KBID, &c.Ordinal, &c.Heading, &c.Content, &c.TokenCount, &dense, &sparse, &c.Analyzer}
 		if withTitle {
 			dest = append(dest, &c.DocumentTitle)
 		}

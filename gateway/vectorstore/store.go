@@ -151,6 +151,9 @@ type Hit struct {
 //   - Only one of q.Dense and q.Sparse given: the top q.TopK of that list with
 //     its scores. Both given: the top PrefetchLimit(q.TopK) of each list,
 //     fused by q.Fusion (Fusion.Fuse), then the top q.TopK.
+//   - Hits are ordered by score descending, then ChunkID ascending (weighted
+//     fusion: equal fused scores by their ranks in the lists first, see
+//     FuseWeighted).
 //   - Hits are ordered by score descending, then ChunkID ascending.
 //   - A knowledge base with no points yields no hits and no error; a dense
 //     query against one without dense vectors has an empty dense list.
@@ -290,12 +293,19 @@ func FuseRRF(topK, k int, lists ...[]Hit) []Hit {
 
 // FuseWeighted fuses a dense and a sparse list (each best first) by the weighted
 // sum of their min-max normalised scores (FusionWeighted) and returns the top
-// topK, ordered by fused score descending, then ChunkID. A list whose scores are
-// all equal normalises them to 1.
+// topK, ordered by fused score descending; equal scores by their rank in the list
+// weighted more (dense at 0.5), then in the other (a hit not in a list ranks after
+// every hit in it), then ChunkID, so that a list weighted 0, or the only list
+// there is, still orders its hits. A list whose scores are all equal normalises
+// them to 1.
 func FuseWeighted(topK int, denseWeight float64, dense, sparse []Hit) []Hit {
 	weights := [2]float64{denseWeight, 1 - denseWeight}
 	lists := [2][]Hit{dense, sparse}
-	return fuse(topK, 2, func(i int) ([]Hit, func(r int, h Hit) float64) {
+	order := []int{0, 1}
+	if denseWeight < 0.5 {
+		order = []int{1, 0}
+	}
+	return fuseBy(topK, 2, order, func(i int) ([]Hit, func(r int, h Hit) float64) {
 		l := lists[i]
 		lo, hi := math.Inf(1), math.Inf(-1)
 		for _, h := range l {
@@ -312,11 +322,17 @@ func FuseWeighted(topK int, denseWeight float64, dense, sparse []Hit) []Hit {
 }
 
 // fuse sums, for each point of n lists, what list(i)'s score function gives it
-// at its (0-based) rank, and returns the top topK.
+// at its (0-based) rank, and returns the top topK, ordered by score, then ChunkID.
 func fuse(topK, n int, list func(i int) ([]Hit, func(r int, h Hit) float64)) []Hit {
+	return fuseBy(topK, n, nil, list)
+}
+
+// fuseBy is fuse with equal scores ordered by the points' ranks in the lists
+// named by order, in that order, before ChunkID.
+func fuseBy(topK, n int, order []int, list func(i int) ([]Hit, func(r int, h Hit) float64)) []Hit {
 	type acc struct {
-		doc   string
-		score float64
+		Hit
+		ranks []int // by list; math.MaxInt when not in it
 	}
 	m := make(map[string]*acc)
 	for i := range n {
@@ -324,21 +340,36 @@ func fuse(topK, n int, list func(i int) ([]Hit, func(r int, h Hit) float64)) []H
 		for r, h := range l {
 			a := m[h.ChunkID]
 			if a == nil {
-				a = &acc{doc: h.DocumentID}
+				a = &acc{Hit: Hit{ChunkID: h.ChunkID, DocumentID: h.DocumentID}, ranks: make([]int, n)}
+				for k := range a.ranks {
+					a.ranks[k] = math.MaxInt
+				}
 				m[h.ChunkID] = a
 			}
-			a.score += score(r, h)
+			a.Score += score(r, h)
+			a.ranks[i] = min(a.ranks[i], r)
 		}
 	}
-	out := make([]Hit, 0, len(m))
-	for id, a := range m {
-		out = append(out, Hit{ChunkID: id, DocumentID: a.doc, Score: a.score})
+	out := make([]*acc, 0, len(m))
+	for _, a := range m {
+		out = append(out, a)
 	}
-	SortHits(out)
-	if len(out) > topK {
-		out = out[:topK]
+	slices.SortFunc(out, func(a, b *acc) int {
+		if c := cmp.Compare(b.Score, a.Score); c != 0 {
+			return c
+		}
+		for _, i := range order {
+			if c := cmp.Compare(a.ranks[i], b.ranks[i]); c != 0 {
+				return c
+			}
+		}
+		return strings.Compare(a.ChunkID, b.ChunkID)
+	})
+	hits := make([]Hit, min(len(out), topK))
+	for i := range hits {
+		hits[i] = out[i].Hit
 	}
-	return out
+	return hits
 }
 
 // SortHits orders hits by score descending, then ChunkID ascending.

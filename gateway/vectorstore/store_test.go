@@ -97,4 +97,9 @@ func TestFuseWeighted(t *testing.T) {
 	if got := FuseWeighted(10, 0.5, nil, nil); len(got) != 0 {
 		t.Errorf("no lists: %+v", got)
 	}
+	// All weight on an empty list: the other list's order stands.
+	got = FuseWeighted(3, 1, nil, []Hit{{ChunkID: "c", Score: 9}, {ChunkID: "a", Score: 5}, {ChunkID: "b", Score: 1}})
+	if len(got) != 3 || got[0].ChunkID != "c" || got[1].ChunkID != "a" || got[2].ChunkID != "b" {
+		t.Errorf("weight 1 on an empty dense list: %+v, want the sparse order c, a, b", got)
+	}
 }

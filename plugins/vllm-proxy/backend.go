@@ -804,8 +804,10 @@ func (s *state) rerankOnce(ctx context.Context, commit func() bool, u *upstream,
 	case http.StatusOK:
 	case http.StatusNotFound, http.StatusMethodNotAllowed:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return sdk.RerankResponse{}, fmt.Errorf("%w: upstream %s has no POST %s (HTTP %d: %s); vLLM serves it for score (cross-encoder) models",
-			sdk.ErrUnsupported, u.base, pathRerank, resp.StatusCode, parseErrorBody(s.redact(b)).text())
+		// Another upstream of the pool may have it (one misconfigured, or still
+		// starting): unsupported only when none has.
+		return sdk.RerankResponse{}, retryable{fmt.Errorf("%w: upstream %s has no POST %s (HTTP %d: %s); vLLM serves it for score (cross-encoder) models",
+			sdk.ErrUnsupported, u.base, pathRerank, resp.StatusCode, parseErrorBody(s.redact(b)).text())}
 	default:
 		return sdk.RerankResponse{}, s.statusError(u, resp)
 	}

@@ -306,8 +306,9 @@ func status(code int, body string) http.HandlerFunc {
 }
 
 // A rerank that fails on one upstream before it answered moves to the
-// next, as an embedding does; one the upstream blames on the request, or
-// that it has no endpoint for, does not.
+// next, as an embedding does, and so does one the upstream has no endpoint
+// for (another upstream of the pool may have it); one the upstream blames on
+// the request does not.
 func TestRerankFailover(t *testing.T) {
 	req := sdk.RerankRequest{Query: "the quick fox", Documents: []string{"a lazy dog", "the quick brown fox"}}
 	good := sdk.RerankResponse{Scores: []float32{0, 1}, PromptTokens: 6 + 7}
@@ -329,7 +330,7 @@ func TestRerankFailover(t *testing.T) {
 			is: sdk.IsInvalidRequest, want: "maximum context length is 8192 tokens"},
 		{name: "HTTP 422", fail: status(422, `{"detail":[{"type":"missing","loc":["body","query"],"msg":"Field required","input":{}}]}`),
 			is: sdk.IsInvalidRequest, want: "Field required"},
-		{name: "HTTP 404", fail: status(404, `{"detail":"Not Found"}`), is: sdk.IsUnsupported, want: "has no POST /v1/rerank"},
+		{name: "HTTP 404", fail: status(404, `{"detail":"Not Found"}`), next: true, want: "has no POST /v1/rerank"},
 		{name: "HTTP 401", fail: status(401, `{"error":"Unauthorized"}`), want: "unauthorised (HTTP 401: Unauthorized)"},
 	}
 	for _, tc := range tests {

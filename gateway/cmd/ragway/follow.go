@@ -83,6 +83,16 @@ func follow(ctx context.Context, st *store.Store, origin string, vectors vectors
 				mods.Kick() // synced in the background: a new version may take a while to load
 				return nil
 			}
+			if c.Kind == store.ChangeDocumentIndexed {
+				// A gateway of an older version may have indexed it by older rules.
+				var shared vectorstore.Store
+				if persistent {
+					shared = vectors
+				}
+				if _, err := rag.ReanalyzeDocument(ctx, st, shared, c.KBID, c.DocumentID); err != nil {
+					return err
+				}
+			}
 			if persistent {
 				return nil // the shared index was changed by whoever made the change
 			}

@@ -172,10 +172,11 @@ func serve(args []string, stderr io.Writer) error {
 		Store: st,
 		Indexer: &rag.Indexer{Store: st, Vectors: vectors, Embedding: embed, Logger: log,
 			Options: rag.Options{ChunkTokens: cfg.RAG.ChunkTokens, Overlap: overlap}},
-		Retriever:      ragSvc.Retriever,
-		EmbeddingModel: cfg.RAG.EmbeddingModel,
-		Reranking:      cfg.RAG.RerankModel != "",
-		TopK:           cfg.RAG.TopK,
+		Retriever:        ragSvc.Retriever,
+		EmbeddingModel:   cfg.RAG.EmbeddingModel,
+		Reranking:        cfg.RAG.RerankModel != "",
+		RerankCandidates: cfg.RAG.RerankCandidates,
+		TopK:             cfg.RAG.TopK,
 		// An upload is never larger than a request's body may be.
 		MaxBytes: cfg.Server.MaxBodyBytes,
 		Extract: func(ctx context.Context, o ingest.Options, name string, f ingest.Format, data []byte) (ingest.Extracted, error) {

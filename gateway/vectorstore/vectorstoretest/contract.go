@@ -255,7 +255,9 @@ func testHybridFusion(t *testing.T, s vectorstore.Store) {
 			[]float64{1.0/2 + 1.0/3, 1.0/4 + 1.0/2, 2.0 / 5, 1.0 / 3, 1.0 / 4}},
 		{"weighted 0.5", vectorstore.Fusion{Method: vectorstore.FusionWeighted, DenseWeight: 0.5}, []string{a, c, b, e, d},
 			[]float64{0.5 + 0.5*0.75, 0.5*0.6 + 0.5, 0.5 * 0.8, 0.5 * 0.5, 0}},
-		{"weighted, sparse only", vectorstore.Fusion{Method: vectorstore.FusionWeighted}, []string{c, a, e, b, d},
+		// Equal scores (0) by rank in the heavier list, then the other: d is last
+		// in the sparse list, b not in it.
+		{"weighted, sparse only", vectorstore.Fusion{Method: vectorstore.FusionWeighted}, []string{c, a, e, d, b},
 			[]float64{1, 0.75, 0.5, 0, 0}},
 		{"weighted, dense only", vectorstore.Fusion{Method: vectorstore.FusionWeighted, DenseWeight: 1}, []string{a, b, c, d, e},
 			[]float64{1, 0.8, 0.6, 0, 0}},
