@@ -284,30 +284,13 @@ func (s *Store) UpdateSparse(ctx context.Context, kbID string, analyzer int, upd
 		}
 		ids[i], vecs[i] = u.ChunkID, packSparse(u.Indices, u.Values)
 	}
-	var changed []string
-	err := s.do(ctx, "update sparse vectors", func(ctx context.Context) error {
-		changed = changed[:0]
-		if !validID(kbID) {
-			return ErrNotFound
-		}
-		rows, err := s.db.QueryContext(ctx, `UPDATE chunks c SET sparse = u.sparse, analyzer = $4
-			FROM unnest($2::uuid[], $3::bytea[]) AS u (id, sparse)
-			WHERE c.id = u.id AND c.kb_id = $1 AND c.analyzer < $4 RETURNING c.id`,
-			kbID, pq.Array(ids), pq.ByteaArray(vecs), analyzer)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			changed = append(changed, id)
-		}
-		return rows.Err()
-	})
-	return changed, err
+	if !validID(kbID) {
+		return nil, fmt.Errorf("store: update sparse vectors: %w", ErrNotFound)
+	}
+	return s.ids(ctx, "update sparse vectors", `UPDATE chunks c SET sparse = u.sparse, analyzer = $4
+		FROM unnest($2::uuid[], $3::bytea[]) AS u (id, sparse)
+		WHERE c.id = u.id AND c.kb_id = $1 AND c.analyzer < $4 RETURNING c.id`,
+		kbID, pq.Array(ids), pq.ByteaArray(vecs), analyzer)
 }
 
 // WithLock runs fn holding the session advisory lock key: gateways doing the same
@@ -332,7 +315,7 @@ func (s *Store) KnowledgeBaseIDs(ctx context.Context) ([]string, error) {
 	return s.ids(ctx, "knowledge base ids", `SELECT id FROM knowledge_bases ORDER BY id`)
 }
 
-// ids runs query, which selects one uuid column, and returns the ids.
+// ids runs query, which selects (or returns) one uuid column, and returns the ids.
 func (s *Store) ids(ctx context.Context, op, query string, args ...any) ([]string, error) {
 	var ids []string
 	err := s.do(ctx, op, func(ctx context.Context) error {
