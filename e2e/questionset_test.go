@@ -73,6 +73,20 @@ func TestRetrievalQuestionSet(t *testing.T) {
 	if !strings.Contains(compared, "B: knowledge base corpus-400") || !strings.Contains(compared, "B-A") {
 		t.Fatalf("eval --compare-kb printed:\n%s", compared)
 	}
+	// Other settings, side by side: without an embedding model fusion changes
+	// nothing, so the difference is 0 everywhere.
+	compared, err = g.adminCLI("eval", "--kb", "corpus", "--qa", filepath.Join("testdata", "eval", "qa.jsonl"), "--compare", `{"fusion": "weighted"}`, "--misses", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(compared, `B: knowledge base corpus, retrieval {"fusion": "weighted"}`) ||
+		strings.Count(compared, "+0.000    +0.000    +0.000    +0.000    +0.000") != 7 {
+		t.Fatalf("eval --compare printed:\n%s", compared)
+	}
+	if out, err := g.adminCLI("eval", "--kb", "corpus", "--qa", filepath.Join("testdata", "eval", "qa.jsonl"), "--compare", `{"fusion": "max"}`); err == nil ||
+		!strings.Contains(err.Error(), `eval: --compare (knowledge base corpus): invalid 'retrieval.fusion'`) {
+		t.Fatalf("eval --compare with a setting that is not valid: %v\n%s", err, out)
+	}
 	for _, l := range strings.Split(out, "\n") {
 		if f := strings.Fields(l); len(f) == 7 && f[0] == "all" {
 			recall5, err := strconv.ParseFloat(f[3], 64)

@@ -41,10 +41,10 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("eval: --kb and --qa are required")
 	}
 	type run struct {
-		name, kb  string
-		retrieval json.RawMessage
+		name, kb, flag string // flag: what set its settings, for messages
+		retrieval      json.RawMessage
 	}
-	runs := []run{{name: "A", kb: *kb}}
+	runs := []run{{name: "A", kb: *kb, flag: "--retrieval"}}
 	settings := func(flag, value string) (json.RawMessage, error) {
 		if !json.Valid([]byte(value)) {
 			return nil, fmt.Errorf(`eval: %s is not JSON: give an object such as '{"fusion": "weighted"}'`, flag)
@@ -57,7 +57,7 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if *compare != "" || *compareKB != "" {
-		b := run{name: "B", kb: cmp.Or(*compareKB, *kb), retrieval: runs[0].retrieval}
+		b := run{name: "B", kb: cmp.Or(*compareKB, *kb), flag: "--compare", retrieval: runs[0].retrieval}
 		if *compare != "" {
 			if b.retrieval, err = settings("--compare", *compare); err != nil {
 				return err
@@ -80,9 +80,8 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	reports := make([]evaluate.Report, len(runs))
-	for i, r := range runs {
-		judged, err := evaluate.Run(ctx, qs, func(ctx context.Context, q string) ([]evaluate.Hit, error) {
+	search := func(r run) evaluate.SearchFunc {
+		return func(ctx context.Context, q string) ([]evaluate.Hit, error) {
 			req := map[string]any{"query": q, "top_k": 10}
 			if r.retrieval != nil {
 				req["retrieval"] = r.retrieval
@@ -103,7 +102,21 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 				hits[k] = evaluate.Hit{DocumentID: h.DocumentID, Title: h.Title, Text: h.Text}
 			}
 			return hits, nil
-		}, 4)
+		}
+	}
+	// Each run's knowledge base and settings are tried once before any run: a
+	// setting the gateway refuses is said at once, as the flag's, not as a question's.
+	for _, r := range runs {
+		if _, err := search(r)(ctx, qs[0].Q); err != nil {
+			if r.retrieval != nil {
+				return fmt.Errorf("eval: %s (knowledge base %s): %w", r.flag, printable(r.kb), err)
+			}
+			return fmt.Errorf("eval: knowledge base %s: %w", printable(r.kb), err)
+		}
+	}
+	reports := make([]evaluate.Report, len(runs))
+	for i, r := range runs {
+		judged, err := evaluate.Run(ctx, qs, search(r), 4)
 		if err != nil {
 			if len(runs) > 1 {
 				return fmt.Errorf("eval: run %s: %w", r.name, err)
