@@ -36,6 +36,8 @@ type APIKey struct {
 	CreatedAt  time.Time         `boil:"created_at" json:"created_at" toml:"created_at" yaml:"created_at"`
 	LastUsedAt null.Time         `boil:"last_used_at" json:"last_used_at,omitempty" toml:"last_used_at" yaml:"last_used_at,omitempty"`
 	RevokedAt  null.Time         `boil:"revoked_at" json:"revoked_at,omitempty" toml:"revoked_at" yaml:"revoked_at,omitempty"`
+	Kind       string            `boil:"kind" json:"kind" toml:"kind" yaml:"kind"`
+	ExpiresAt  null.Time         `boil:"expires_at" json:"expires_at,omitempty" toml:"expires_at" yaml:"expires_at,omitempty"`
 
 	R *apiKeyR `boil:"-" json:"-" toml:"-" yaml:"-"`
 	L apiKeyL  `boil:"-" json:"-" toml:"-" yaml:"-"`
@@ -53,6 +55,8 @@ var APIKeyColumns = struct {
 	CreatedAt  string
 	LastUsedAt string
 	RevokedAt  string
+	Kind       string
+	ExpiresAt  string
 }{
 	ID:         "id",
 	UserID:     "user_id",
@@ -65,6 +69,8 @@ var APIKeyColumns = struct {
 	CreatedAt:  "created_at",
 	LastUsedAt: "last_used_at",
 	RevokedAt:  "revoked_at",
+	Kind:       "kind",
+	ExpiresAt:  "expires_at",
 }
 
 var APIKeyTableColumns = struct {
@@ -79,6 +85,8 @@ var APIKeyTableColumns = struct {
 	CreatedAt  string
 	LastUsedAt string
 	RevokedAt  string
+	Kind       string
+	ExpiresAt  string
 }{
 	ID:         "api_keys.id",
 	UserID:     "api_keys.user_id",
@@ -91,6 +99,8 @@ var APIKeyTableColumns = struct {
 	CreatedAt:  "api_keys.created_at",
 	LastUsedAt: "api_keys.last_used_at",
 	RevokedAt:  "api_keys.revoked_at",
+	Kind:       "api_keys.kind",
+	ExpiresAt:  "api_keys.expires_at",
 }
 
 // Generated where
@@ -251,6 +261,8 @@ var APIKeyWhere = struct {
 	CreatedAt  whereHelpertime_Time
 	LastUsedAt whereHelpernull_Time
 	RevokedAt  whereHelpernull_Time
+	Kind       whereHelperstring
+	ExpiresAt  whereHelpernull_Time
 }{
 	ID:         whereHelperstring{field: "\"api_keys\".\"id\""},
 	UserID:     whereHelperstring{field: "\"api_keys\".\"user_id\""},
@@ -263,6 +275,8 @@ var APIKeyWhere = struct {
 	CreatedAt:  whereHelpertime_Time{field: "\"api_keys\".\"created_at\""},
 	LastUsedAt: whereHelpernull_Time{field: "\"api_keys\".\"last_used_at\""},
 	RevokedAt:  whereHelpernull_Time{field: "\"api_keys\".\"revoked_at\""},
+	Kind:       whereHelperstring{field: "\"api_keys\".\"kind\""},
+	ExpiresAt:  whereHelpernull_Time{field: "\"api_keys\".\"expires_at\""},
 }
 
 // APIKeyRels is where relationship names are stored.
@@ -359,9 +373,9 @@ func (r *apiKeyR) GetUsages() UsageSlice {
 type apiKeyL struct{}
 
 var (
-	apiKeyAllColumns            = []string{"id", "user_id", "prefix", "hash", "name", "scopes", "rpm_limit", "tpm_limit", "created_at", "last_used_at", "revoked_at"}
+	apiKeyAllColumns            = []string{"id", "user_id", "prefix", "hash", "name", "scopes", "rpm_limit", "tpm_limit", "created_at", "last_used_at", "revoked_at", "kind", "expires_at"}
 	apiKeyColumnsWithoutDefault = []string{"user_id", "prefix", "hash", "scopes"}
-	apiKeyColumnsWithDefault    = []string{"id", "name", "rpm_limit", "tpm_limit", "created_at", "last_used_at", "revoked_at"}
+	apiKeyColumnsWithDefault    = []string{"id", "name", "rpm_limit", "tpm_limit", "created_at", "last_used_at", "revoked_at", "kind", "expires_at"}
 	apiKeyPrimaryKeyColumns     = []string{"id"}
 	apiKeyGeneratedColumns      = []string{}
 )

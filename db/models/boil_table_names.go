@@ -11,6 +11,7 @@ var TableNames = struct {
 	Conversations    string
 	Documents        string
 	Gateways         string
+	Invites          string
 	KnowledgeBases   string
 	LimitBuckets     string
 	LimitLeases      string
@@ -18,6 +19,7 @@ var TableNames = struct {
 	ModelChanges     string
 	ModelDeployments string
 	QuotaUsage       string
+	SigninFailures   string
 	Usage            string
 	Users            string
 }{
@@ -28,6 +30,7 @@ var TableNames = struct {
 	Conversations:    "conversations",
 	Documents:        "documents",
 	Gateways:         "gateways",
+	Invites:          "invites",
 	KnowledgeBases:   "knowledge_bases",
 	LimitBuckets:     "limit_buckets",
 	LimitLeases:      "limit_leases",
@@ -35,6 +38,7 @@ var TableNames = struct {
 	ModelChanges:     "model_changes",
 	ModelDeployments: "model_deployments",
 	QuotaUsage:       "quota_usage",
+	SigninFailures:   "signin_failures",
 	Usage:            "usage",
 	Users:            "users",
 }

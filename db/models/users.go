@@ -24,11 +24,13 @@ import (
 
 // User is an object representing the database table.
 type User struct {
-	ID                string     `boil:"id" json:"id" toml:"id" yaml:"id"`
-	Name              string     `boil:"name" json:"name" toml:"name" yaml:"name"`
-	CreatedAt         time.Time  `boil:"created_at" json:"created_at" toml:"created_at" yaml:"created_at"`
-	DailyTokenQuota   null.Int64 `boil:"daily_token_quota" json:"daily_token_quota,omitempty" toml:"daily_token_quota" yaml:"daily_token_quota,omitempty"`
-	MonthlyTokenQuota null.Int64 `boil:"monthly_token_quota" json:"monthly_token_quota,omitempty" toml:"monthly_token_quota" yaml:"monthly_token_quota,omitempty"`
+	ID                string      `boil:"id" json:"id" toml:"id" yaml:"id"`
+	Name              string      `boil:"name" json:"name" toml:"name" yaml:"name"`
+	CreatedAt         time.Time   `boil:"created_at" json:"created_at" toml:"created_at" yaml:"created_at"`
+	DailyTokenQuota   null.Int64  `boil:"daily_token_quota" json:"daily_token_quota,omitempty" toml:"daily_token_quota" yaml:"daily_token_quota,omitempty"`
+	MonthlyTokenQuota null.Int64  `boil:"monthly_token_quota" json:"monthly_token_quota,omitempty" toml:"monthly_token_quota" yaml:"monthly_token_quota,omitempty"`
+	PasswordHash      null.String `boil:"password_hash" json:"password_hash,omitempty" toml:"password_hash" yaml:"password_hash,omitempty"`
+	Admin             bool        `boil:"admin" json:"admin" toml:"admin" yaml:"admin"`
 
 	R *userR `boil:"-" json:"-" toml:"-" yaml:"-"`
 	L userL  `boil:"-" json:"-" toml:"-" yaml:"-"`
@@ -40,12 +42,16 @@ var UserColumns = struct {
 	CreatedAt         string
 	DailyTokenQuota   string
 	MonthlyTokenQuota string
+	PasswordHash      string
+	Admin             string
 }{
 	ID:                "id",
 	Name:              "name",
 	CreatedAt:         "created_at",
 	DailyTokenQuota:   "daily_token_quota",
 	MonthlyTokenQuota: "monthly_token_quota",
+	PasswordHash:      "password_hash",
+	Admin:             "admin",
 }
 
 var UserTableColumns = struct {
@@ -54,12 +60,16 @@ var UserTableColumns = struct {
 	CreatedAt         string
 	DailyTokenQuota   string
 	MonthlyTokenQuota string
+	PasswordHash      string
+	Admin             string
 }{
 	ID:                "users.id",
 	Name:              "users.name",
 	CreatedAt:         "users.created_at",
 	DailyTokenQuota:   "users.daily_token_quota",
 	MonthlyTokenQuota: "users.monthly_token_quota",
+	PasswordHash:      "users.password_hash",
+	Admin:             "users.admin",
 }
 
 // Generated where
@@ -108,36 +118,46 @@ var UserWhere = struct {
 	CreatedAt         whereHelpertime_Time
 	DailyTokenQuota   whereHelpernull_Int64
 	MonthlyTokenQuota whereHelpernull_Int64
+	PasswordHash      whereHelpernull_String
+	Admin             whereHelperbool
 }{
 	ID:                whereHelperstring{field: "\"users\".\"id\""},
 	Name:              whereHelperstring{field: "\"users\".\"name\""},
 	CreatedAt:         whereHelpertime_Time{field: "\"users\".\"created_at\""},
 	DailyTokenQuota:   whereHelpernull_Int64{field: "\"users\".\"daily_token_quota\""},
 	MonthlyTokenQuota: whereHelpernull_Int64{field: "\"users\".\"monthly_token_quota\""},
+	PasswordHash:      whereHelpernull_String{field: "\"users\".\"password_hash\""},
+	Admin:             whereHelperbool{field: "\"users\".\"admin\""},
 }
 
 // UserRels is where relationship names are stored.
 var UserRels = struct {
-	APIKeys        string
-	Conversations  string
-	KnowledgeBases string
-	QuotaUsages    string
-	Usages         string
+	APIKeys          string
+	Conversations    string
+	CreatedByInvites string
+	UsedByInvites    string
+	KnowledgeBases   string
+	QuotaUsages      string
+	Usages           string
 }{
-	APIKeys:        "APIKeys",
-	Conversations:  "Conversations",
-	KnowledgeBases: "KnowledgeBases",
-	QuotaUsages:    "QuotaUsages",
-	Usages:         "Usages",
+	APIKeys:          "APIKeys",
+	Conversations:    "Conversations",
+	CreatedByInvites: "CreatedByInvites",
+	UsedByInvites:    "UsedByInvites",
+	KnowledgeBases:   "KnowledgeBases",
+	QuotaUsages:      "QuotaUsages",
+	Usages:           "Usages",
 }
 
 // userR is where relationships are stored.
 type userR struct {
-	APIKeys        APIKeySlice         `boil:"APIKeys" json:"APIKeys" toml:"APIKeys" yaml:"APIKeys"`
-	Conversations  ConversationSlice   `boil:"Conversations" json:"Conversations" toml:"Conversations" yaml:"Conversations"`
-	KnowledgeBases KnowledgeBasisSlice `boil:"KnowledgeBases" json:"KnowledgeBases" toml:"KnowledgeBases" yaml:"KnowledgeBases"`
-	QuotaUsages    QuotaUsageSlice     `boil:"QuotaUsages" json:"QuotaUsages" toml:"QuotaUsages" yaml:"QuotaUsages"`
-	Usages         UsageSlice          `boil:"Usages" json:"Usages" toml:"Usages" yaml:"Usages"`
+	APIKeys          APIKeySlice         `boil:"APIKeys" json:"APIKeys" toml:"APIKeys" yaml:"APIKeys"`
+	Conversations    ConversationSlice   `boil:"Conversations" json:"Conversations" toml:"Conversations" yaml:"Conversations"`
+	CreatedByInvites InviteSlice         `boil:"CreatedByInvites" json:"CreatedByInvites" toml:"CreatedByInvites" yaml:"CreatedByInvites"`
+	UsedByInvites    InviteSlice         `boil:"UsedByInvites" json:"UsedByInvites" toml:"UsedByInvites" yaml:"UsedByInvites"`
+	KnowledgeBases   KnowledgeBasisSlice `boil:"KnowledgeBases" json:"KnowledgeBases" toml:"KnowledgeBases" yaml:"KnowledgeBases"`
+	QuotaUsages      QuotaUsageSlice     `boil:"QuotaUsages" json:"QuotaUsages" toml:"QuotaUsages" yaml:"QuotaUsages"`
+	Usages           UsageSlice          `boil:"Usages" json:"Usages" toml:"Usages" yaml:"Usages"`
 }
 
 // NewStruct creates a new relationship struct
@@ -175,6 +195,38 @@ func (r *userR) GetConversations() ConversationSlice {
 	}
 
 	return r.Conversations
+}
+
+func (o *User) GetCreatedByInvites() InviteSlice {
+	if o == nil {
+		return nil
+	}
+
+	return o.R.GetCreatedByInvites()
+}
+
+func (r *userR) GetCreatedByInvites() InviteSlice {
+	if r == nil {
+		return nil
+	}
+
+	return r.CreatedByInvites
+}
+
+func (o *User) GetUsedByInvites() InviteSlice {
+	if o == nil {
+		return nil
+	}
+
+	return o.R.GetUsedByInvites()
+}
+
+func (r *userR) GetUsedByInvites() InviteSlice {
+	if r == nil {
+		return nil
+	}
+
+	return r.UsedByInvites
 }
 
 func (o *User) GetKnowledgeBases() KnowledgeBasisSlice {
@@ -229,9 +281,9 @@ func (r *userR) GetUsages() UsageSlice {
 type userL struct{}
 
 var (
-	userAllColumns            = []string{"id", "name", "created_at", "daily_token_quota", "monthly_token_quota"}
+	userAllColumns            = []string{"id", "name", "created_at", "daily_token_quota", "monthly_token_quota", "password_hash", "admin"}
 	userColumnsWithoutDefault = []string{"name"}
-	userColumnsWithDefault    = []string{"id", "created_at", "daily_token_quota", "monthly_token_quota"}
+	userColumnsWithDefault    = []string{"id", "created_at", "daily_token_quota", "monthly_token_quota", "password_hash", "admin"}
 	userPrimaryKeyColumns     = []string{"id"}
 	userGeneratedColumns      = []string{}
 )
@@ -353,6 +405,34 @@ func (o *User) Conversations(mods ...qm.QueryMod) conversationQuery {
 	)
 
 	return Conversations(queryMods...)
+}
+
+// CreatedByInvites retrieves all the invite's Invites with an executor via created_by column.
+func (o *User) CreatedByInvites(mods ...qm.QueryMod) inviteQuery {
+	var queryMods []qm.QueryMod
+	if len(mods) != 0 {
+		queryMods = append(queryMods, mods...)
+	}
+
+	queryMods = append(queryMods,
+		qm.Where("\"invites\".\"created_by\"=?", o.ID),
+	)
+
+	return Invites(queryMods...)
+}
+
+// UsedByInvites retrieves all the invite's Invites with an executor via used_by column.
+func (o *User) UsedByInvites(mods ...qm.QueryMod) inviteQuery {
+	var queryMods []qm.QueryMod
+	if len(mods) != 0 {
+		queryMods = append(queryMods, mods...)
+	}
+
+	queryMods = append(queryMods,
+		qm.Where("\"invites\".\"used_by\"=?", o.ID),
+	)
+
+	return Invites(queryMods...)
 }
 
 // KnowledgeBases retrieves all the knowledge_basis's KnowledgeBases with an executor.
@@ -601,6 +681,218 @@ func (userL) LoadConversations(ctx context.Context, e boil.ContextExecutor, sing
 					foreign.R = &conversationR{}
 				}
 				foreign.R.User = local
+				break
+			}
+		}
+	}
+
+	return nil
+}
+
+// LoadCreatedByInvites allows an eager lookup of values, cached into the
+// loaded structs of the objects. This is for a 1-M or N-M relationship.
+func (userL) LoadCreatedByInvites(ctx context.Context, e boil.ContextExecutor, singular bool, maybeUser interface{}, mods queries.Applicator) error {
+	var slice []*User
+	var object *User
+
+	if singular {
+		var ok bool
+		object, ok = maybeUser.(*User)
+		if !ok {
+			object = new(User)
+			ok = queries.SetFromEmbeddedStruct(&object, &maybeUser)
+			if !ok {
+				return errors.New(fmt.Sprintf("failed to set %T from embedded struct %T", object, maybeUser))
+			}
+		}
+	} else {
+		s, ok := maybeUser.(*[]*User)
+		if ok {
+			slice = *s
+		} else {
+			ok = queries.SetFromEmbeddedStruct(&slice, maybeUser)
+			if !ok {
+				return errors.New(fmt.Sprintf("failed to set %T from embedded struct %T", slice, maybeUser))
+			}
+		}
+	}
+
+	args := make(map[interface{}]struct{})
+	if singular {
+		if object.R == nil {
+			object.R = &userR{}
+		}
+		args[object.ID] = struct{}{}
+	} else {
+		for _, obj := range slice {
+			if obj.R == nil {
+				obj.R = &userR{}
+			}
+			args[obj.ID] = struct{}{}
+		}
+	}
+
+	if len(args) == 0 {
+		return nil
+	}
+
+	argsSlice := make([]interface{}, len(args))
+	i := 0
+	for arg := range args {
+		argsSlice[i] = arg
+		i++
+	}
+
+	query := NewQuery(
+		qm.From(`invites`),
+		qm.WhereIn(`invites.created_by in ?`, argsSlice...),
+	)
+	if mods != nil {
+		mods.Apply(query)
+	}
+
+	results, err := query.QueryContext(ctx, e)
+	if err != nil {
+		return errors.Wrap(err, "failed to eager load invites")
+	}
+
+	var resultSlice []*Invite
+	if err = queries.Bind(results, &resultSlice); err != nil {
+		return errors.Wrap(err, "failed to bind eager loaded slice invites")
+	}
+
+	if err = results.Close(); err != nil {
+		return errors.Wrap(err, "failed to close results in eager load on invites")
+	}
+	if err = results.Err(); err != nil {
+		return errors.Wrap(err, "error occurred during iteration of eager loaded relations for invites")
+	}
+
+	if singular {
+		object.R.CreatedByInvites = resultSlice
+		for _, foreign := range resultSlice {
+			if foreign.R == nil {
+				foreign.R = &inviteR{}
+			}
+			foreign.R.CreatedByUser = object
+		}
+		return nil
+	}
+
+	for _, foreign := range resultSlice {
+		for _, local := range slice {
+			if queries.Equal(local.ID, foreign.CreatedBy) {
+				local.R.CreatedByInvites = append(local.R.CreatedByInvites, foreign)
+				if foreign.R == nil {
+					foreign.R = &inviteR{}
+				}
+				foreign.R.CreatedByUser = local
+				break
+			}
+		}
+	}
+
+	return nil
+}
+
+// LoadUsedByInvites allows an eager lookup of values, cached into the
+// loaded structs of the objects. This is for a 1-M or N-M relationship.
+func (userL) LoadUsedByInvites(ctx context.Context, e boil.ContextExecutor, singular bool, maybeUser interface{}, mods queries.Applicator) error {
+	var slice []*User
+	var object *User
+
+	if singular {
+		var ok bool
+		object, ok = maybeUser.(*User)
+		if !ok {
+			object = new(User)
+			ok = queries.SetFromEmbeddedStruct(&object, &maybeUser)
+			if !ok {
+				return errors.New(fmt.Sprintf("failed to set %T from embedded struct %T", object, maybeUser))
+			}
+		}
+	} else {
+		s, ok := maybeUser.(*[]*User)
+		if ok {
+			slice = *s
+		} else {
+			ok = queries.SetFromEmbeddedStruct(&slice, maybeUser)
+			if !ok {
+				return errors.New(fmt.Sprintf("failed to set %T from embedded struct %T", slice, maybeUser))
+			}
+		}
+	}
+
+	args := make(map[interface{}]struct{})
+	if singular {
+		if object.R == nil {
+			object.R = &userR{}
+		}
+		args[object.ID] = struct{}{}
+	} else {
+		for _, obj := range slice {
+			if obj.R == nil {
+				obj.R = &userR{}
+			}
+			args[obj.ID] = struct{}{}
+		}
+	}
+
+	if len(args) == 0 {
+		return nil
+	}
+
+	argsSlice := make([]interface{}, len(args))
+	i := 0
+	for arg := range args {
+		argsSlice[i] = arg
+		i++
+	}
+
+	query := NewQuery(
+		qm.From(`invites`),
+		qm.WhereIn(`invites.used_by in ?`, argsSlice...),
+	)
+	if mods != nil {
+		mods.Apply(query)
+	}
+
+	results, err := query.QueryContext(ctx, e)
+	if err != nil {
+		return errors.Wrap(err, "failed to eager load invites")
+	}
+
+	var resultSlice []*Invite
+	if err = queries.Bind(results, &resultSlice); err != nil {
+		return errors.Wrap(err, "failed to bind eager loaded slice invites")
+	}
+
+	if err = results.Close(); err != nil {
+		return errors.Wrap(err, "failed to close results in eager load on invites")
+	}
+	if err = results.Err(); err != nil {
+		return errors.Wrap(err, "error occurred during iteration of eager loaded relations for invites")
+	}
+
+	if singular {
+		object.R.UsedByInvites = resultSlice
+		for _, foreign := range resultSlice {
+			if foreign.R == nil {
+				foreign.R = &inviteR{}
+			}
+			foreign.R.UsedByUser = object
+		}
+		return nil
+	}
+
+	for _, foreign := range resultSlice {
+		for _, local := range slice {
+			if queries.Equal(local.ID, foreign.UsedBy) {
+				local.R.UsedByInvites = append(local.R.UsedByInvites, foreign)
+				if foreign.R == nil {
+					foreign.R = &inviteR{}
+				}
+				foreign.R.UsedByUser = local
 				break
 			}
 		}
@@ -1030,6 +1322,260 @@ func (o *User) AddConversations(ctx context.Context, exec boil.ContextExecutor, 
 			rel.R.User = o
 		}
 	}
+	return nil
+}
+
+// AddCreatedByInvites adds the given related objects to the existing relationships
+// of the user, optionally inserting them as new records.
+// Appends related to o.R.CreatedByInvites.
+// Sets related.R.CreatedByUser appropriately.
+func (o *User) AddCreatedByInvites(ctx context.Context, exec boil.ContextExecutor, insert bool, related ...*Invite) error {
+	var err error
+	for _, rel := range related {
+		if insert {
+			queries.Assign(&rel.CreatedBy, o.ID)
+			if err = rel.Insert(ctx, exec, boil.Infer()); err != nil {
+				return errors.Wrap(err, "failed to insert into foreign table")
+			}
+		} else {
+			updateQuery := fmt.Sprintf(
+				"UPDATE \"invites\" SET %s WHERE %s",
+				strmangle.SetParamNames("\"", "\"", 1, []string{"created_by"}),
+				strmangle.WhereClause("\"", "\"", 2, invitePrimaryKeyColumns),
+			)
+			values := []interface{}{o.ID, rel.ID}
+
+			if boil.IsDebug(ctx) {
+				writer := boil.DebugWriterFrom(ctx)
+				fmt.Fprintln(writer, updateQuery)
+				fmt.Fprintln(writer, values)
+			}
+			if _, err = exec.ExecContext(ctx, updateQuery, values...); err != nil {
+				return errors.Wrap(err, "failed to update foreign table")
+			}
+
+			queries.Assign(&rel.CreatedBy, o.ID)
+		}
+	}
+
+	if o.R == nil {
+		o.R = &userR{
+			CreatedByInvites: related,
+		}
+	} else {
+		o.R.CreatedByInvites = append(o.R.CreatedByInvites, related...)
+	}
+
+	for _, rel := range related {
+		if rel.R == nil {
+			rel.R = &inviteR{
+				CreatedByUser: o,
+			}
+		} else {
+			rel.R.CreatedByUser = o
+		}
+	}
+	return nil
+}
+
+// SetCreatedByInvites removes all previously related items of the
+// user replacing them completely with the passed
+// in related items, optionally inserting them as new records.
+// Sets o.R.CreatedByUser's CreatedByInvites accordingly.
+// Replaces o.R.CreatedByInvites with related.
+// Sets related.R.CreatedByUser's CreatedByInvites accordingly.
+func (o *User) SetCreatedByInvites(ctx context.Context, exec boil.ContextExecutor, insert bool, related ...*Invite) error {
+	query := "update \"invites\" set \"created_by\" = null where \"created_by\" = $1"
+	values := []interface{}{o.ID}
+	if boil.IsDebug(ctx) {
+		writer := boil.DebugWriterFrom(ctx)
+		fmt.Fprintln(writer, query)
+		fmt.Fprintln(writer, values)
+	}
+	_, err := exec.ExecContext(ctx, query, values...)
+	if err != nil {
+		return errors.Wrap(err, "failed to remove relationships before set")
+	}
+
+	if o.R != nil {
+		for _, rel := range o.R.CreatedByInvites {
+			queries.SetScanner(&rel.CreatedBy, nil)
+			if rel.R == nil {
+				continue
+			}
+
+			rel.R.CreatedByUser = nil
+		}
+		o.R.CreatedByInvites = nil
+	}
+
+	return o.AddCreatedByInvites(ctx, exec, insert, related...)
+}
+
+// RemoveCreatedByInvites relationships from objects passed in.
+// Removes related items from R.CreatedByInvites (uses pointer comparison, removal does not keep order)
+// Sets related.R.CreatedByUser.
+func (o *User) RemoveCreatedByInvites(ctx context.Context, exec boil.ContextExecutor, related ...*Invite) error {
+	if len(related) == 0 {
+		return nil
+	}
+
+	var err error
+	for _, rel := range related {
+		queries.SetScanner(&rel.CreatedBy, nil)
+		if rel.R != nil {
+			rel.R.CreatedByUser = nil
+		}
+		if _, err = rel.Update(ctx, exec, boil.Whitelist("created_by")); err != nil {
+			return err
+		}
+	}
+	if o.R == nil {
+		return nil
+	}
+
+	for _, rel := range related {
+		for i, ri := range o.R.CreatedByInvites {
+			if rel != ri {
+				continue
+			}
+
+			ln := len(o.R.CreatedByInvites)
+			if ln > 1 && i < ln-1 {
+				o.R.CreatedByInvites[i] = o.R.CreatedByInvites[ln-1]
+			}
+			o.R.CreatedByInvites = o.R.CreatedByInvites[:ln-1]
+			break
+		}
+	}
+
+	return nil
+}
+
+// AddUsedByInvites adds the given related objects to the existing relationships
+// of the user, optionally inserting them as new records.
+// Appends related to o.R.UsedByInvites.
+// Sets related.R.UsedByUser appropriately.
+func (o *User) AddUsedByInvites(ctx context.Context, exec boil.ContextExecutor, insert bool, related ...*Invite) error {
+	var err error
+	for _, rel := range related {
+		if insert {
+			queries.Assign(&rel.UsedBy, o.ID)
+			if err = rel.Insert(ctx, exec, boil.Infer()); err != nil {
+				return errors.Wrap(err, "failed to insert into foreign table")
+			}
+		} else {
+			updateQuery := fmt.Sprintf(
+				"UPDATE \"invites\" SET %s WHERE %s",
+				strmangle.SetParamNames("\"", "\"", 1, []string{"used_by"}),
+				strmangle.WhereClause("\"", "\"", 2, invitePrimaryKeyColumns),
+			)
+			values := []interface{}{o.ID, rel.ID}
+
+			if boil.IsDebug(ctx) {
+				writer := boil.DebugWriterFrom(ctx)
+				fmt.Fprintln(writer, updateQuery)
+				fmt.Fprintln(writer, values)
+			}
+			if _, err = exec.ExecContext(ctx, updateQuery, values...); err != nil {
+				return errors.Wrap(err, "failed to update foreign table")
+			}
+
+			queries.Assign(&rel.UsedBy, o.ID)
+		}
+	}
+
+	if o.R == nil {
+		o.R = &userR{
+			UsedByInvites: related,
+		}
+	} else {
+		o.R.UsedByInvites = append(o.R.UsedByInvites, related...)
+	}
+
+	for _, rel := range related {
+		if rel.R == nil {
+			rel.R = &inviteR{
+				UsedByUser: o,
+			}
+		} else {
+			rel.R.UsedByUser = o
+		}
+	}
+	return nil
+}
+
+// SetUsedByInvites removes all previously related items of the
+// user replacing them completely with the passed
+// in related items, optionally inserting them as new records.
+// Sets o.R.UsedByUser's UsedByInvites accordingly.
+// Replaces o.R.UsedByInvites with related.
+// Sets related.R.UsedByUser's UsedByInvites accordingly.
+func (o *User) SetUsedByInvites(ctx context.Context, exec boil.ContextExecutor, insert bool, related ...*Invite) error {
+	query := "update \"invites\" set \"used_by\" = null where \"used_by\" = $1"
+	values := []interface{}{o.ID}
+	if boil.IsDebug(ctx) {
+		writer := boil.DebugWriterFrom(ctx)
+		fmt.Fprintln(writer, query)
+		fmt.Fprintln(writer, values)
+	}
+	_, err := exec.ExecContext(ctx, query, values...)
+	if err != nil {
+		return errors.Wrap(err, "failed to remove relationships before set")
+	}
+
+	if o.R != nil {
+		for _, rel := range o.R.UsedByInvites {
+			queries.SetScanner(&rel.UsedBy, nil)
+			if rel.R == nil {
+				continue
+			}
+
+			rel.R.UsedByUser = nil
+		}
+		o.R.UsedByInvites = nil
+	}
+
+	return o.AddUsedByInvites(ctx, exec, insert, related...)
+}
+
+// RemoveUsedByInvites relationships from objects passed in.
+// Removes related items from R.UsedByInvites (uses pointer comparison, removal does not keep order)
+// Sets related.R.UsedByUser.
+func (o *User) RemoveUsedByInvites(ctx context.Context, exec boil.ContextExecutor, related ...*Invite) error {
+	if len(related) == 0 {
+		return nil
+	}
+
+	var err error
+	for _, rel := range related {
+		queries.SetScanner(&rel.UsedBy, nil)
+		if rel.R != nil {
+			rel.R.UsedByUser = nil
+		}
+		if _, err = rel.Update(ctx, exec, boil.Whitelist("used_by")); err != nil {
+			return err
+		}
+	}
+	if o.R == nil {
+		return nil
+	}
+
+	for _, rel := range related {
+		for i, ri := range o.R.UsedByInvites {
+			if rel != ri {
+				continue
+			}
+
+			ln := len(o.R.UsedByInvites)
+			if ln > 1 && i < ln-1 {
+				o.R.UsedByInvites[i] = o.R.UsedByInvites[ln-1]
+			}
+			o.R.UsedByInvites = o.R.UsedByInvites[:ln-1]
+			break
+		}
+	}
+
 	return nil
 }
 

@@ -28,6 +28,10 @@ type Principal struct {
 	// months, over all the user's keys and every gateway); 0: none.
 	DailyTokenQuota   int64
 	MonthlyTokenQuota int64
+	// Session marks a website session (a key of kind session).
+	Session bool
+	// ExpiresAt is when the key stops being accepted (zero: never).
+	ExpiresAt time.Time
 }
 
 // Has reports whether p carries scope.
@@ -163,6 +167,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (Principal
 		a.Forget(prefix)
 		return Principal{}, ErrRevokedKey
 	}
+	if k.Expired(a.now()) {
+		a.Forget(prefix)
+		return Principal{}, ErrExpiredKey
+	}
 	p := Principal{
 		KeyID:    k.ID,
 		Prefix:   k.Prefix,
@@ -174,6 +182,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (Principal
 
 		DailyTokenQuota:   k.DailyTokenQuota,
 		MonthlyTokenQuota: k.MonthlyTokenQuota,
+
+		Session:   k.Kind == store.KindSession,
+		ExpiresAt: k.ExpiresAt,
 	}
 	if a.remember(prefix, hash, p) {
 		a.touch(p.KeyID, prefix)
@@ -202,6 +213,9 @@ func (a *Authenticator) stale(prefix string, hash []byte, storeErr error) (Princ
 			prefix, storeErr, a.staleFor)
 	}
 	p := v.principal
+	if !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt) {
+		return Principal{}, ErrExpiredKey
+	}
 	p.Scopes = slices.Clone(p.Scopes)
 	return p, nil
 }

@@ -14,6 +14,9 @@ var (
 	ErrInvalidKey = errors.New("invalid API key")
 	// ErrRevokedKey: the key was revoked.
 	ErrRevokedKey = errors.New("API key revoked")
+	// ErrExpiredKey: the key (a website session) has expired; it is an
+	// ErrRevokedKey too.
+	ErrExpiredKey = fmt.Errorf("%w: expired", ErrRevokedKey)
 	// ErrMissingScope: the key lacks the scope the operation needs (see [ScopeError]).
 	ErrMissingScope = errors.New("API key lacks a required scope")
 	// ErrRateLimited: the key is over one of its limits (see [RateLimitError]).

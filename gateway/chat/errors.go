@@ -122,6 +122,8 @@ func fromAccessError(err error) *oai.Error {
 	case errors.Is(err, auth.ErrNoKey):
 		return &oai.Error{Status: http.StatusUnauthorized, Type: oai.TypeAuthentication, Code: oai.CodeMissingKey,
 			Message: "no API key: send it as 'Authorization: Bearer <key>' (ragway keys create makes one)"}
+	case errors.Is(err, auth.ErrExpiredKey):
+		return &oai.Error{Status: http.StatusUnauthorized, Type: oai.TypeAuthentication, Code: oai.CodeRevokedKey, Message: "this session has expired: sign in again"}
 	case errors.Is(err, auth.ErrRevokedKey):
 		return &oai.Error{Status: http.StatusUnauthorized, Type: oai.TypeAuthentication, Code: oai.CodeRevokedKey, Message: "this API key was revoked"}
 	case errors.Is(err, auth.ErrInvalidKey):

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -27,13 +28,15 @@ func (s *Store) CreateAPIKey(ctx context.Context, k NewAPIKey) (APIKey, error) {
 			return fmt.Errorf("%w: user %q", ErrNotFound, k.UserID)
 		}
 		o := &models.APIKey{
-			UserID:   k.UserID,
-			Prefix:   k.Prefix,
-			Hash:     k.Hash,
-			Name:     k.Name,
-			Scopes:   k.Scopes,
-			RPMLimit: null.NewInt(k.RPMLimit, k.RPMLimit != 0),
-			TPMLimit: null.NewInt(k.TPMLimit, k.TPMLimit != 0),
+			UserID:    k.UserID,
+			Prefix:    k.Prefix,
+			Hash:      k.Hash,
+			Name:      k.Name,
+			Scopes:    k.Scopes,
+			RPMLimit:  null.NewInt(k.RPMLimit, k.RPMLimit != 0),
+			TPMLimit:  null.NewInt(k.TPMLimit, k.TPMLimit != 0),
+			Kind:      cmp.Or(k.Kind, KindKey),
+			ExpiresAt: null.NewTime(k.ExpiresAt, !k.ExpiresAt.IsZero()),
 		}
 		if err := o.Insert(ctx, s.db, boil.Infer()); err != nil {
 			return err
@@ -87,7 +90,7 @@ func (s *Store) APIKeyByPrefix(ctx context.Context, prefix string) (APIKey, erro
 func (s *Store) ListAPIKeys(ctx context.Context, userName string) ([]APIKey, error) {
 	var rows []*keyRow
 	err := s.do(ctx, "list api keys", func(ctx context.Context) error {
-		mods := []qm.QueryMod{qm.OrderBy(`"api_keys"."created_at", "api_keys"."id"`)}
+		mods := []qm.QueryMod{models.APIKeyWhere.Kind.EQ(KindKey), qm.OrderBy(`"api_keys"."created_at", "api_keys"."id"`)}
 		if userName != "" {
 			u, err := models.Users(models.UserWhere.Name.EQ(userName)).One(ctx, s.db)
 			if err != nil {
@@ -176,6 +179,8 @@ func (r *keyRow) domain() APIKey {
 		CreatedAt:  k.CreatedAt,
 		LastUsedAt: k.LastUsedAt.Time,
 		RevokedAt:  k.RevokedAt.Time,
+		Kind:       k.Kind,
+		ExpiresAt:  k.ExpiresAt.Time,
 
 		DailyTokenQuota:   r.DailyQuota.Int64,
 		MonthlyTokenQuota: r.MonthlyQuota.Int64,

@@ -10,6 +10,8 @@ type User struct {
 	ID        string
 	Name      string
 	CreatedAt time.Time
+	// Admin: the user's website sessions carry the admin scope.
+	Admin bool
 }
 
 // Scopes of an API key.
@@ -36,6 +38,10 @@ type APIKey struct {
 	CreatedAt  time.Time
 	LastUsedAt time.Time // zero: never
 	RevokedAt  time.Time // zero: active
+	// Kind is KindKey or KindSession.
+	Kind string
+	// ExpiresAt is when the key stops being accepted (zero: never).
+	ExpiresAt time.Time
 	// DailyTokenQuota and MonthlyTokenQuota are the key's user's token quotas (UTC
 	// days and months, over all the user's keys); 0: none.
 	DailyTokenQuota   int64
@@ -44,6 +50,9 @@ type APIKey struct {
 
 // Revoked reports whether the key was revoked.
 func (k APIKey) Revoked() bool { return !k.RevokedAt.IsZero() }
+
+// Expired reports whether the key has expired at now.
+func (k APIKey) Expired(now time.Time) bool { return !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) }
 
 // HasScope reports whether the key carries scope s.
 func (k APIKey) HasScope(s string) bool {
@@ -64,7 +73,17 @@ type NewAPIKey struct {
 	Scopes   []string
 	RPMLimit int // 0: unlimited
 	TPMLimit int // 0: unlimited
+	// Kind is KindKey ("" too) or KindSession (a website session).
+	Kind string
+	// ExpiresAt, when set, is when the key stops being accepted.
+	ExpiresAt time.Time
 }
+
+// Kinds of API key.
+const (
+	KindKey     = "key"
+	KindSession = "session"
+)
 
 // Conversation is a user's chat with server-side history.
 type Conversation struct {

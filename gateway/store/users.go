@@ -57,5 +57,5 @@ func (s *Store) CountUsers(ctx context.Context) (int, error) {
 }
 
 func userFromModel(u *models.User) User {
-	return User{ID: u.ID, Name: u.Name, CreatedAt: u.CreatedAt}
+	return User{ID: u.ID, Name: u.Name, CreatedAt: u.CreatedAt, Admin: u.Admin}
 }

@@ -1,0 +1,328 @@
+package accounts
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/ragway/ragway/gateway/auth"
+	"github.com/ragway/ragway/gateway/store"
+)
+
+// Store is what the service needs of the repository (*store.Store implements it).
+type Store interface {
+	UserCredentials(ctx context.Context, name string) (store.Credentials, error)
+	SignUp(ctx context.Context, a store.NewAccount) (store.User, error)
+	CreateAPIKey(ctx context.Context, k store.NewAPIKey) (store.APIKey, error)
+	RevokeAPIKey(ctx context.Context, prefix string) (store.APIKey, error)
+	RevokeSessions(ctx context.Context, userID string) (int, error)
+	CreateInvite(ctx context.Context, in store.NewInvite) error
+	SigninFailures(ctx context.Context, keys []string) ([]int, []time.Time, error)
+	RecordSigninFailure(ctx context.Context, keys []string) error
+}
+
+// Sign-up modes (web.signup).
+const (
+	SignupInvite = "invite"
+	SignupOpen   = "open"
+	SignupOff    = "off"
+)
+
+// Options configures a Service. Zero values take the defaults.
+type Options struct {
+	// Signup is SignupInvite (default), SignupOpen or SignupOff.
+	Signup string
+	// SessionTTL is how long a session lasts from sign-in (default 30 days).
+	SessionTTL time.Duration
+	// InviteTTL is how long an invitation is valid (default 7 days).
+	InviteTTL time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Throttle of failed sign-ins (within store's 15-minute window).
+const (
+	MaxFailuresPerName = 10
+	MaxFailuresPerAddr = 30
+)
+
+// Bounds of names and passwords.
+const (
+	MaxNameRunes      = 64
+	MinPasswordBytes  = 10
+	MaxPasswordBytes  = 256
+	concurrentHashing = 2
+)
+
+// Service signs people up, in and out. Its methods are safe for concurrent use.
+type Service struct {
+	st      Store
+	opts    Options
+	hashing chan struct{} // one token per password hash being computed
+	dummy   string        // a hash to check unknown names against, in the same time
+}
+
+// New returns a Service over st.
+func New(st Store, opts Options) (*Service, error) {
+	if opts.Signup == "" {
+		opts.Signup = SignupInvite
+	}
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = 30 * 24 * time.Hour
+	}
+	if opts.InviteTTL <= 0 {
+		opts.InviteTTL = 7 * 24 * time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	dummy, err := hashPassword("not anyone's password")
+	if err != nil {
+		return nil, err
+	}
+	return &Service{st: st, opts: opts, hashing: make(chan struct{}, concurrentHashing), dummy: dummy}, nil
+}
+
+// FieldError is input that is not valid: Field names it ("name", "password",
+// "invite").
+type FieldError struct{ Field, Reason string }
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// Errors the routes map to answers.
+var (
+	// ErrBadCredentials: wrong name or password (which one is not said).
+	ErrBadCredentials = errors.New("wrong name or password")
+	// ErrSignupClosed: this site does not let people sign up (web.signup: off).
+	ErrSignupClosed = errors.New("signing up is closed on this site")
+	// ErrNameTaken: the name belongs to someone.
+	ErrNameTaken = errors.New("the name is taken")
+)
+
+// ThrottledError: too many failed sign-ins; try again after RetryAfter.
+type ThrottledError struct{ RetryAfter time.Duration }
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("too many failed sign-ins: try again in %s", e.RetryAfter.Round(time.Second))
+}
+
+// Session is a signed-in session.
+type Session struct {
+	User   store.User
+	Scopes []string
+	// Key is the session's secret, the cookie's value: shown once, never stored.
+	Key       string
+	ExpiresAt time.Time
+}
+
+// CSRFToken is the session's CSRF token: what a request that changes state must
+// carry beside the cookie.
+func (s Session) CSRFToken() string { return CSRFToken(s.Key) }
+
+// CSRFToken derives the CSRF token of the session whose secret is key.
+func CSRFToken(key string) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte("ragway csrf v1"))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// CheckCSRF reports whether token is the CSRF token of the session key.
+func CheckCSRF(key, token string) bool {
+	return token != "" && subtle.ConstantTimeCompare([]byte(CSRFToken(key)), []byte(token)) == 1
+}
+
+// Scopes are the scopes of a signed-in user's sessions.
+func Scopes(u store.User) []string {
+	if u.Admin {
+		return []string{store.ScopeChat, store.ScopeIngest, store.ScopeAdmin}
+	}
+	return []string{store.ScopeChat, store.ScopeIngest}
+}
+
+// CheckName reports whether name can be an account's: 1 to MaxNameRunes letters,
+// digits, '.', '_' or '-'.
+func CheckName(name string) error {
+	n := utf8.RuneCountInString(name)
+	switch {
+	case !utf8.ValidString(name) || n == 0 || n > MaxNameRunes:
+		return &FieldError{"name", fmt.Sprintf("a name is 1 to %d characters", MaxNameRunes)}
+	case strings.IndexFunc(name, func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '.' && r != '_' && r != '-'
+	}) >= 0:
+		return &FieldError{"name", "a name has only letters, digits, '.', '_' and '-'"}
+	}
+	return nil
+}
+
+// CheckPassword reports whether password can be one: MinPasswordBytes to
+// MaxPasswordBytes of UTF-8 text without NUL.
+func CheckPassword(password string) error {
+	switch {
+	case len(password) < MinPasswordBytes:
+		return &FieldError{"password", fmt.Sprintf("a password has at least %d characters", MinPasswordBytes)}
+	case len(password) > MaxPasswordBytes:
+		return &FieldError{"password", fmt.Sprintf("a password has at most %d bytes", MaxPasswordBytes)}
+	case !utf8.ValidString(password) || strings.IndexByte(password, 0) >= 0:
+		return &FieldError{"password", "a password is text (UTF-8, no NUL)"}
+	}
+	return nil
+}
+
+// HashPassword returns password's hash, at most concurrentHashing at once.
+func (s *Service) HashPassword(ctx context.Context, password string) (string, error) {
+	if err := s.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer s.release()
+	return hashPassword(password)
+}
+
+func (s *Service) acquire(ctx context.Context) error {
+	select {
+	case s.hashing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Service) release() { <-s.hashing }
+
+// SignUp creates an account (with invite, an invitation code, when the site asks
+// for one) and signs it in.
+func (s *Service) SignUp(ctx context.Context, name, password, invite string) (Session, error) {
+	if s.opts.Signup == SignupOff {
+		return Session{}, ErrSignupClosed
+	}
+	if err := CheckName(name); err != nil {
+		return Session{}, err
+	}
+	if err := CheckPassword(password); err != nil {
+		return Session{}, err
+	}
+	var inviteHash []byte
+	switch {
+	case invite != "":
+		h := sha256.Sum256([]byte(invite))
+		inviteHash = h[:]
+	case s.opts.Signup == SignupInvite:
+		return Session{}, &FieldError{"invite", "this site signs people up by invitation: ask an admin for a code"}
+	}
+	hash, err := s.HashPassword(ctx, password)
+	if err != nil {
+		return Session{}, err
+	}
+	u, err := s.st.SignUp(ctx, store.NewAccount{Name: name, PasswordHash: hash, InviteHash: inviteHash})
+	switch {
+	case errors.Is(err, store.ErrInviteInvalid):
+		return Session{}, &FieldError{"invite", "the invitation is not valid (unknown, used, lapsed, or for another name)"}
+	case errors.Is(err, store.ErrConflict):
+		return Session{}, ErrNameTaken
+	case err != nil:
+		return Session{}, fmt.Errorf("accounts: sign up: %w", err)
+	}
+	return s.newSession(ctx, u)
+}
+
+// SignIn checks name and password and opens a session. addr is the client's
+// address, for the throttle.
+func (s *Service) SignIn(ctx context.Context, name, password, addr string) (Session, error) {
+	keys := []string{"name:" + strings.ToLower(name), "addr:" + addr}
+	if len(keys[0]) > 200 {
+		keys[0] = keys[0][:200]
+	}
+	counts, until, err := s.st.SigninFailures(ctx, keys)
+	if err != nil {
+		return Session{}, fmt.Errorf("accounts: sign in: %w", err)
+	}
+	for i, limit := range []int{MaxFailuresPerName, MaxFailuresPerAddr} {
+		if counts[i] >= limit {
+			return Session{}, &ThrottledError{RetryAfter: max(until[i].Sub(s.opts.Now()), time.Second)}
+		}
+	}
+	cred, err := s.st.UserCredentials(ctx, name)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return Session{}, fmt.Errorf("accounts: sign in: %w", err)
+	}
+	hash := cred.PasswordHash
+	if hash == "" {
+		hash = s.dummy // the same work for an unknown name, or one without a password
+	}
+	if err := s.acquire(ctx); err != nil {
+		return Session{}, err
+	}
+	ok := checkPassword(hash, password) && cred.PasswordHash != ""
+	s.release()
+	if !ok {
+		if err := s.st.RecordSigninFailure(context.WithoutCancel(ctx), keys); err != nil {
+			return Session{}, fmt.Errorf("accounts: sign in: %w", err)
+		}
+		return Session{}, ErrBadCredentials
+	}
+	return s.newSession(ctx, cred.User)
+}
+
+// newSession makes a session of u: an API key of kind session.
+func (s *Service) newSession(ctx context.Context, u store.User) (Session, error) {
+	key, prefix, hash, err := auth.NewKey()
+	if err != nil {
+		return Session{}, fmt.Errorf("accounts: new session: %w", err)
+	}
+	expires := s.opts.Now().Add(s.opts.SessionTTL)
+	scopes := Scopes(u)
+	if _, err := s.st.CreateAPIKey(ctx, store.NewAPIKey{UserID: u.ID, Prefix: prefix, Hash: hash, Name: "website session",
+		Scopes: scopes, Kind: store.KindSession, ExpiresAt: expires}); err != nil {
+		return Session{}, fmt.Errorf("accounts: new session: %w", err)
+	}
+	return Session{User: u, Scopes: scopes, Key: key, ExpiresAt: expires}, nil
+}
+
+// SignOut revokes the session whose secret is key (on every gateway).
+func (s *Service) SignOut(ctx context.Context, key string) error {
+	prefix, ok := auth.PrefixOf(key)
+	if !ok {
+		return nil
+	}
+	if _, err := s.st.RevokeAPIKey(ctx, prefix); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("accounts: sign out: %w", err)
+	}
+	return nil
+}
+
+// SignOutEverywhere revokes every session of user userID (its API keys stay).
+func (s *Service) SignOutEverywhere(ctx context.Context, userID string) error {
+	if _, err := s.st.RevokeSessions(ctx, userID); err != nil {
+		return fmt.Errorf("accounts: sign out everywhere: %w", err)
+	}
+	return nil
+}
+
+// Invite makes an invitation code (shown once) for name ("": any free name), an admin
+// of the site when admin; createdBy is the inviting user's id ("": the operator).
+func (s *Service) Invite(ctx context.Context, createdBy, name string, admin bool) (code string, expires time.Time, err error) {
+	if name != "" {
+		if err := CheckName(name); err != nil {
+			return "", time.Time{}, err
+		}
+	}
+	raw := make([]byte, 18)
+	if _, err := rand.Read(raw); err != nil {
+		return "", time.Time{}, fmt.Errorf("accounts: invite: %w", err)
+	}
+	code = "inv_" + base64.RawURLEncoding.EncodeToString(raw)
+	h := sha256.Sum256([]byte(code))
+	expires = s.opts.Now().Add(s.opts.InviteTTL)
+	if err := s.st.CreateInvite(ctx, store.NewInvite{Hash: h[:], Name: name, Admin: admin, CreatedBy: createdBy, ExpiresAt: expires}); err != nil {
+		return "", time.Time{}, fmt.Errorf("accounts: invite: %w", err)
+	}
+	return code, expires, nil
+}
