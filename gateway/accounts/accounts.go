@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -28,6 +29,8 @@ type Store interface {
 	CreateInvite(ctx context.Context, in store.NewInvite) error
 	SigninFailures(ctx context.Context, keys []string) ([]int, []time.Time, error)
 	RecordSigninFailure(ctx context.Context, keys []string) error
+	UserKeys(ctx context.Context, userID, kind string) ([]store.APIKey, error)
+	RevokeUserKey(ctx context.Context, userID, prefix string) (store.APIKey, error)
 }
 
 // Sign-up modes (web.signup).
@@ -122,6 +125,22 @@ type Session struct {
 	// Key is the session's secret, the cookie's value: shown once, never stored.
 	Key       string
 	ExpiresAt time.Time
+}
+
+// The session cookie's names: __Host- when it is Secure (browsers then take it only
+// from this exact origin over TLS).
+const (
+	CookieName       = "ragway_session"
+	SecureCookieName = "__Host-ragway_session"
+)
+
+// SessionCookie returns the session secret among a request's cookies (cookie gives
+// a cookie's value by name), "" if there is none.
+func SessionCookie(cookie func(name string) string) string {
+	if v := cookie(SecureCookieName); v != "" {
+		return v
+	}
+	return cookie(CookieName)
 }
 
 // CSRFToken is the session's CSRF token: what a request that changes state must
@@ -326,3 +345,71 @@ func (s *Service) Invite(ctx context.Context, createdBy, name string, admin bool
 	}
 	return code, expires, nil
 }
+
+// Key is an API key as its owner sees it.
+type Key struct {
+	Prefix, Name string
+	Scopes       []string
+	CreatedAt    time.Time
+	LastUsedAt   time.Time // zero: never
+	RevokedAt    time.Time // zero: active
+}
+
+func toKey(k store.APIKey) Key {
+	return Key{Prefix: k.Prefix, Name: k.Name, Scopes: k.Scopes, CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, RevokedAt: k.RevokedAt}
+}
+
+// Keys lists user userID's API keys (not its sessions), oldest first.
+func (s *Service) Keys(ctx context.Context, userID string) ([]Key, error) {
+	ks, err := s.st.UserKeys(ctx, userID, store.KindKey)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: keys: %w", err)
+	}
+	out := make([]Key, len(ks))
+	for i, k := range ks {
+		out[i] = toKey(k)
+	}
+	return out, nil
+}
+
+// MaxKeyName bounds a key's name, in characters.
+const MaxKeyName = 200
+
+// CreateKey makes an API key of user userID named name with scopes, which must be
+// among have (the scopes of the credential asking): nobody makes a key stronger than
+// their own. It returns the key (its secret shown once).
+func (s *Service) CreateKey(ctx context.Context, userID, name string, scopes, have []string) (string, Key, error) {
+	if utf8.RuneCountInString(name) > MaxKeyName || !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		return "", Key{}, &FieldError{"name", fmt.Sprintf("a key's name is at most %d characters of text", MaxKeyName)}
+	}
+	if len(scopes) == 0 {
+		return "", Key{}, &FieldError{"scopes", "give at least one scope"}
+	}
+	for _, sc := range scopes {
+		if !slices.Contains(have, sc) {
+			return "", Key{}, &FieldError{"scopes", fmt.Sprintf("the scope %q is not yours to give (yours: %s)", sc, strings.Join(have, ", "))}
+		}
+	}
+	key, prefix, hash, err := auth.NewKey()
+	if err != nil {
+		return "", Key{}, fmt.Errorf("accounts: new key: %w", err)
+	}
+	k, err := s.st.CreateAPIKey(ctx, store.NewAPIKey{UserID: userID, Prefix: prefix, Hash: hash, Name: name, Scopes: slices.Clone(scopes)})
+	if err != nil {
+		return "", Key{}, fmt.Errorf("accounts: new key: %w", err)
+	}
+	return key, toKey(k), nil
+}
+
+// RevokeKey revokes user userID's API key with that prefix: another user's key, or a
+// session, is store.ErrNotFound.
+func (s *Service) RevokeKey(ctx context.Context, userID, prefix string) (Key, error) {
+	k, err := s.st.RevokeUserKey(ctx, userID, prefix)
+	if err != nil {
+		return Key{}, fmt.Errorf("accounts: revoke key: %w", err)
+	}
+	return toKey(k), nil
+}
+
+// ErrNotFound: no such key of the user.
+var ErrNotFound = store.ErrNotFound

@@ -31,6 +31,16 @@ func (s *server) requireScope(scope string) fiber.Handler {
 		if err != nil && !errors.Is(err, auth.ErrNoKey) {
 			return err
 		}
+		if key == "" && s.opts.Accounts != nil {
+			// The website's session cookie: an ambient credential, so a request that
+			// changes state must prove it comes from this site's page.
+			if key = sessionCookie(c); key != "" {
+				if err := checkCookieRequest(c, key); err != nil {
+					return err
+				}
+				c.Locals(localFromCookie, key)
+			}
+		}
 		// No key is the gate's to refuse (auth.ErrNoKey).
 		p, err := s.opts.Gate.Check(c.UserContext(), key, scope)
 		if err != nil {

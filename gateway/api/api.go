@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ragway/ragway/gateway/accounts"
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/conversations"
@@ -67,6 +68,12 @@ type Options struct {
 	Usage Accountant
 	// Knowledge serves /v1/knowledge-bases; nil: no such routes.
 	Knowledge *knowledge.Service
+	// Accounts serves /auth (the website's accounts and sessions), /v1/keys and
+	// /admin/invites, and makes the session cookie a credential; nil: none of it.
+	Accounts *accounts.Service
+	// SecureCookies is web.secure_cookies: "auto" (Secure over TLS), "always" or
+	// "never".
+	SecureCookies string
 	// Models serves /admin/models, /admin/aliases and /admin/reload; nil: no such
 	// routes.
 	Models ModelAdmin
@@ -207,6 +214,9 @@ func New(b Backends, opts Options) *fiber.App {
 	app.Post(routeRerank, chat, s.instrument(routeRerank, s.rerank))
 	if s.opts.Knowledge != nil {
 		s.knowledgeRoutes(app)
+	}
+	if s.opts.Accounts != nil {
+		s.accountRoutes(app)
 	}
 	if s.opts.Models != nil {
 		s.adminRoutes(app)

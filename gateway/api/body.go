@@ -15,6 +15,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/ragway/ragway/gateway/accounts"
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/oai"
 )
@@ -58,7 +59,18 @@ func (s *server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 // mayReadBody reports whether a body of n bytes (-1: chunked) may be read for the
 // request whose headers are h.
 func (s *server) mayReadBody(h *fasthttp.RequestHeader, n int) bool {
+	if s.opts.Accounts != nil && string(h.Method()) == fiber.MethodPost && n > 0 && n <= authBodyBytes {
+		// Signing up or in: the body is the credential.
+		switch path, _, _ := strings.Cut(string(h.RequestURI()), "?"); path {
+		case "/auth/signup", "/auth/signin":
+			return true
+		}
+	}
 	key, err := auth.BearerToken(string(h.Peek(fiber.HeaderAuthorization)))
+	if errors.Is(err, auth.ErrNoKey) && s.opts.Accounts != nil {
+		// The website's session cookie is a key too.
+		key, err = accounts.SessionCookie(func(name string) string { return string(h.Cookie(name)) }), nil
+	}
 	if err != nil {
 		return false
 	}
@@ -74,6 +86,9 @@ func (s *server) mayReadBody(h *fasthttp.RequestHeader, n int) bool {
 	_, err = s.opts.Gate.Verify(ctx, key, auth.ScopeChat)
 	return err == nil || errors.Is(err, auth.ErrMissingScope)
 }
+
+// authBodyBytes bounds the body of a sign-up or sign-in, read before any credential.
+const authBodyBytes = 16 << 10
 
 // withheld is the answer to a request whose key is valid but whose body was not read
 // (its key could not be verified in time when its headers came).

@@ -44,6 +44,20 @@ type Config struct {
 	RAG RAG `yaml:"rag"`
 	// Server holds the HTTP server's limits and timeouts.
 	Server Server `yaml:"server"`
+	// Web is the website's accounts and sessions.
+	Web Web `yaml:"web"`
+}
+
+// Web is the web block: the website's accounts and sessions (docs/web.md).
+type Web struct {
+	// Signup is who may sign up: "invite" (default: with an admin's invitation),
+	// "open" (anyone) or "off" (accounts come from the CLI).
+	Signup string `yaml:"signup"`
+	// SessionTTL is how long a session lasts from sign-in. Default 720h (30 days).
+	SessionTTL Duration `yaml:"session_ttl"`
+	// SecureCookies is "auto" (default: the session cookie is Secure when the request
+	// came over TLS), "always" (behind a proxy that terminates TLS) or "never".
+	SecureCookies string `yaml:"secure_cookies"`
 }
 
 // VectorStore is the vector_store block.

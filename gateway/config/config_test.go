@@ -49,6 +49,7 @@ func TestDefault(t *testing.T) {
 			MaxUnauthenticatedConnsPerIP: 64,
 			CORSOrigins:                  []string{}, // CORS off
 		},
+		Web: Web{Signup: "invite", SessionTTL: Duration(720 * time.Hour), SecureCookies: "auto"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
@@ -323,7 +324,7 @@ rag:
   topk: 3
 `,
 			want: []string{
-				"config: line 2: listn: unknown key (known keys: listen, database_url, vector_store, plugins_dir, models_dir, models, rag, server)",
+				"config: line 2: listn: unknown key (known keys: listen, database_url, vector_store, plugins_dir, models_dir, models, rag, server, web)",
 				"config: line 3: vector_store.path: unknown key (known keys: kind, url, api_key)",
 				"config: line 7: models[0].opitons: unknown key (known keys: name, aliases, backend, command, replicas, max_concurrency, max_queue, idle_timeout, sha256, embedding, rerank, options, health_interval)",
 				"config: line 9: rag.topk: unknown key (known keys: embedding_model, chunk_tokens, chunk_overlap, top_k, fusion, rrf_k, dense_weight, rerank_model, rerank_candidates)",

@@ -52,6 +52,9 @@
 //	RAGWAY_SERVER_MAX_UNAUTHENTICATED_CONNS         server.max_unauthenticated_conns
 //	RAGWAY_SERVER_MAX_UNAUTHENTICATED_CONNS_PER_IP  server.max_unauthenticated_conns_per_ip
 //	RAGWAY_SERVER_CORS_ORIGINS        server.cors_origins, e.g. 'https://chat.example.com,http://localhost:5173'
+//	RAGWAY_WEB_SIGNUP                 web.signup
+//	RAGWAY_WEB_SESSION_TTL            web.session_ttl
+//	RAGWAY_WEB_SECURE_COOKIES         web.secure_cookies
 //
 // String values are taken literally (an empty value sets the empty string); numbers,
 // durations and lists are parsed like their YAML counterparts. A list of strings

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -115,6 +116,17 @@ func (c *Config) Validate() error {
 	}
 	if !(r.DenseWeight >= 0 && r.DenseWeight <= 1) {
 		p.add("rag.dense_weight", "must be 0 to 1, got %v", r.DenseWeight)
+	}
+
+	w := c.Web
+	if w.Signup != "invite" && w.Signup != "open" && w.Signup != "off" {
+		p.add("web.signup", `must be "invite", "open" or "off", got %q`, w.Signup)
+	}
+	if w.SessionTTL < Duration(time.Minute) {
+		p.add("web.session_ttl", "must be at least 1m, got %s", w.SessionTTL)
+	}
+	if w.SecureCookies != "auto" && w.SecureCookies != "always" && w.SecureCookies != "never" {
+		p.add("web.secure_cookies", `must be "auto", "always" or "never", got %q`, w.SecureCookies)
 	}
 
 	s := c.Server

@@ -15,6 +15,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/ragway/ragway/gateway/accounts"
 	"github.com/ragway/ragway/gateway/auth"
 	core "github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/metrics"
@@ -76,6 +77,9 @@ type Options struct {
 	// own (server.cors_origins). An upgrade with any other Origin is refused with 403;
 	// one without Origin (not from a browser) is not concerned.
 	AllowedOrigins []string
+	// SessionCookies makes the website's session cookie a credential of upgrades
+	// from the gateway's own origin.
+	SessionCookies bool
 }
 
 // Defaults of Options.
@@ -187,6 +191,12 @@ func New(b Backend, opts Options) fiber.Handler {
 			if key, err = auth.BearerToken(hdr); err != nil {
 				return err
 			}
+		}
+		if key == "" && h.opts.SessionCookies && originAllowed(&c.Request().Header, nil) {
+			// The website's session cookie, from a page of the gateway's own origin
+			// only: a page of another origin, even an allowed one, cannot open a
+			// socket as the user.
+			key = accounts.SessionCookie(func(name string) string { return c.Cookies(name) })
 		}
 		p, err := h.opts.Gate.Verify(c.UserContext(), key, auth.ScopeChat)
 		switch {

@@ -58,6 +58,12 @@ Usage:
                                               this month, after setting those given (0: none);
                                               shared by every gateway; over one, 429
                                               quota_exceeded
+  ragway users invite [--name NAME] [--admin] [-c FILE]
+                                              make an invitation to sign up on the website
+                                              (web.signup: invite); the code is printed once
+  ragway users password --user NAME [--admin|--no-admin] [-c FILE]
+                                              set a user's website password, read from
+                                              stdin (the user is made if needed)
   ragway ingest --kb NAME [--create] [--url URL] [--api-key KEY]
                 [--concurrency N] PATH...
                                               upload files and directories (recursively:

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ragway/ragway/gateway/accounts"
 	"github.com/ragway/ragway/gateway/api"
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/chat"
@@ -193,6 +194,11 @@ func serve(args []string, stderr io.Writer) error {
 	// One chat core for HTTP and WebSocket: conversations, retrieval, accounting.
 	core := &chat.Service{Backends: mgr, Turns: turns, RAG: ragSvc, Usage: rec, Metrics: met,
 		Timeout: cfg.Server.RequestTimeout.Std(), Logger: log}
+	accts, err := accounts.New(st, accounts.Options{Signup: cfg.Web.Signup, SessionTTL: cfg.Web.SessionTTL.Std()})
+	if err != nil {
+		_ = mgr.Close(context.Background())
+		return err
+	}
 	app := api.New(mgr, api.Options{
 		MaxBodyBytes:      int(cfg.Server.MaxBodyBytes),
 		RequestTimeout:    cfg.Server.RequestTimeout.Std(),
@@ -207,6 +213,8 @@ func serve(args []string, stderr io.Writer) error {
 		MetricsOpen:       cfg.Server.MetricsToken == "" && api.IsLoopback(cfg.Listen),
 		Chat:              core,
 		Knowledge:         kbs,
+		Accounts:          accts,
+		SecureCookies:     cfg.Web.SecureCookies,
 		Models:            mods,
 		Pulls: &pull.Puller{Context: ctx, Options: pull.Options{Dir: cfg.ModelsDir,
 			HFEndpoint: os.Getenv("HF_ENDPOINT"), HFToken: os.Getenv("HF_TOKEN")}},
@@ -226,6 +234,7 @@ func serve(args []string, stderr io.Writer) error {
 		Logger:         log,
 		Metrics:        met,
 		AllowedOrigins: cfg.Server.CORSOrigins,
+		SessionCookies: true,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -1,23 +1,124 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/ragway/ragway/gateway/accounts"
 	"github.com/ragway/ragway/gateway/store"
 )
 
-// users runs `ragway users quota`.
+// users runs `ragway users quota|invite|password`.
 func users(args []string, stdout, stderr io.Writer) error {
-	if _, err := subcommand("users", args, stderr, "quota"); err != nil {
+	sub, err := subcommand("users", args, stderr, "quota", "invite", "password")
+	if err != nil {
 		return err
 	}
+	switch sub {
+	case "invite":
+		return usersInvite(args[1:], stdout, stderr)
+	case "password":
+		return usersPassword(args[1:], os.Stdin, stdout, stderr)
+	}
 	return usersQuota(args[1:], stdout, stderr)
+}
+
+// usersInvite makes an invitation to sign up on the website (shown once).
+func usersInvite(args []string, stdout, stderr io.Writer) error {
+	c := newCommand("users invite", "[--name NAME] [--admin] [-c FILE]")
+	cfgPath := c.fs.String("c", "", "config file (YAML) naming database_url")
+	name := c.fs.String("name", "", "the name the invited person must take (default: any free name)")
+	admin := c.fs.Bool("admin", false, "the account is an admin of the site (its sessions carry the admin scope)")
+	pos, err := c.parse(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	if err := c.wantArgs(pos, 0, stderr); err != nil {
+		return err
+	}
+	return withStore(*cfgPath, true, func(ctx context.Context, st *store.Store) error {
+		a, err := accounts.New(st, accounts.Options{})
+		if err != nil {
+			return fmt.Errorf("users invite: %w", err)
+		}
+		code, expires, err := a.Invite(ctx, "", strings.TrimSpace(*name), *admin)
+		var fe *accounts.FieldError
+		if errors.As(err, &fe) {
+			return fmt.Errorf("users invite: --%s: %s", fe.Field, fe.Reason)
+		}
+		if err != nil {
+			return fmt.Errorf("users invite: %w", err)
+		}
+		fmt.Fprintln(stdout, code)
+		fmt.Fprintf(stderr, "invitation made; it is shown only once and is valid until %s\n", expires.UTC().Format("2006-01-02 15:04 MST"))
+		return nil
+	})
+}
+
+// usersPassword sets a user's website password, read from stdin (its first line),
+// creating the user if needed.
+func usersPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	c := newCommand("users password", "--user NAME [--admin|--no-admin] [-c FILE]  (the password on stdin)")
+	cfgPath := c.fs.String("c", "", "config file (YAML) naming database_url")
+	user := c.fs.String("user", "", "the user; required")
+	admin := c.fs.Bool("admin", false, "make the user an admin of the site")
+	noAdmin := c.fs.Bool("no-admin", false, "make the user not an admin of the site")
+	pos, err := c.parse(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	if err := c.wantArgs(pos, 0, stderr); err != nil {
+		return err
+	}
+	*user = strings.TrimSpace(*user)
+	if *user == "" {
+		c.printUsage(stderr)
+		return errors.New("users password: --user is required")
+	}
+	if err := accounts.CheckName(*user); err != nil {
+		return fmt.Errorf("users password: --user: %w", err)
+	}
+	if *admin && *noAdmin {
+		return errors.New("users password: --admin or --no-admin, not both")
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, accounts.MaxPasswordBytes+2)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("users password: reading the password from stdin: %w", err)
+	}
+	password := strings.TrimRight(line, "\r\n")
+	if err := accounts.CheckPassword(password); err != nil {
+		return fmt.Errorf("users password: %w (the password is read from stdin)", err)
+	}
+	var role *bool
+	switch {
+	case *admin:
+		role = new(true)
+	case *noAdmin:
+		role = new(false)
+	}
+	return withStore(*cfgPath, true, func(ctx context.Context, st *store.Store) error {
+		a, err := accounts.New(st, accounts.Options{})
+		if err != nil {
+			return fmt.Errorf("users password: %w", err)
+		}
+		hash, err := a.HashPassword(ctx, password)
+		if err != nil {
+			return fmt.Errorf("users password: %w", err)
+		}
+		u, err := st.SetPassword(ctx, *user, hash, role)
+		if err != nil {
+			return fmt.Errorf("users password: %w", err)
+		}
+		fmt.Fprintf(stdout, "password set for user %s (admin of the site: %v)\n", u.Name, u.Admin)
+		return nil
+	})
 }
 
 // usersQuota shows a user's token quotas and usage, after changing those given.

@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/fasthttp/websocket"
+)
+
+// browser is an HTTP client with a cookie jar, as a browser holds the session.
+type browser struct {
+	t    *testing.T
+	g    *gateway
+	c    *http.Client
+	csrf string
+}
+
+func newBrowser(t *testing.T, g *gateway) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, g: g, c: &http.Client{Jar: jar}}
+}
+
+// do sends a request with the session cookie (and the CSRF token when it has one
+// and csrf is set), and an Origin when origin is not "".
+func (b *browser) do(method, path, body string, csrf bool, origin string) (int, []byte) {
+	b.t.Helper()
+	req, _ := http.NewRequest(method, b.g.URL+path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if csrf && b.csrf != "" {
+		req.Header.Set("X-CSRF-Token", b.csrf)
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+type sessionBody struct {
+	User struct {
+		Name  string `json:"name"`
+		Admin bool   `json:"admin"`
+	} `json:"user"`
+	Scopes    []string `json:"scopes"`
+	CSRFToken string   `json:"csrf_token"`
+}
+
+// TestAccounts: sign up by invitation (the CLI's), the session cookie authenticates
+// the API like a key, a request that changes state needs the CSRF token and this
+// origin, a user makes and revokes keys no stronger than theirs, signing out ends the
+// session, a wrong password says nothing about the name, and sign-ins are throttled.
+func TestAccounts(t *testing.T) {
+	g := startGateway(t, echoModels)
+	b := newBrowser(t, g)
+
+	code, body := b.do("POST", "/auth/signup", `{"name":"alice","password":"long enough password"}`, false, "")
+	wantAPIError(t, "sign up without an invitation", code, body, http.StatusBadRequest, "invalid_value")
+	invite, err := g.cli("users", "invite", "--name", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	invite = strings.TrimSpace(invite)
+	code, body = b.do("POST", "/auth/signup", `{"name":"alice","password":"long enough password","invite":"`+invite+`"}`, false, "")
+	var s sessionBody
+	decode(t, "sign up", code, body, http.StatusCreated, &s)
+	if s.User.Name != "alice" || s.User.Admin || s.CSRFToken == "" || strings.Join(s.Scopes, ",") != "chat,ingest" {
+		t.Fatalf("session %s", body)
+	}
+	u, _ := url.Parse(g.URL)
+	for _, ck := range b.c.Jar.Cookies(u) {
+		if ck.Name == "ragway_session" && (strings.Contains(string(body), ck.Value)) {
+			t.Fatal("the session's secret is in the answer's body")
+		}
+	}
+	b.csrf = s.CSRFToken
+
+	// The cookie authenticates as a key does.
+	if code, body := b.do("GET", "/v1/models", "", false, ""); code != http.StatusOK {
+		t.Fatalf("GET /v1/models with the session: %d %s", code, body)
+	}
+	code, body = b.do("GET", "/auth/session", "", false, "")
+	decode(t, "session", code, body, http.StatusOK, &s)
+	if s.CSRFToken != b.csrf {
+		t.Fatalf("GET /auth/session gives another CSRF token: %s", body)
+	}
+	// A change of state needs the CSRF token, and this origin.
+	create := `{"name":"docs"}`
+	code, body = b.do("POST", "/v1/knowledge-bases", create, false, "")
+	wantAPIError(t, "a POST without the CSRF token", code, body, http.StatusForbidden, "csrf_token")
+	code, body = b.do("POST", "/v1/knowledge-bases", create, true, "https://evil.example")
+	wantAPIError(t, "a POST from another origin", code, body, http.StatusForbidden, "cross_origin")
+	code, body = b.do("POST", "/v1/knowledge-bases", create, true, g.URL)
+	decode(t, "a POST from this origin with the token", code, body, http.StatusCreated, nil)
+
+	// Keys: at most the user's scopes, listed without sessions, revoked by their owner.
+	code, body = b.do("POST", "/v1/keys", `{"name":"laptop","scopes":["admin"]}`, true, "")
+	wantAPIError(t, "a key stronger than its user", code, body, http.StatusBadRequest, "invalid_value")
+	code, body = b.do("POST", "/v1/keys", `{"name":"laptop"}`, true, "")
+	var k struct {
+		Key, Prefix string
+		Scopes      []string
+	}
+	decode(t, "create a key", code, body, http.StatusCreated, &k)
+	if code, body := g.call("GET", "/v1/models", k.Key, ""); code != http.StatusOK {
+		t.Fatalf("the new key: %d %s", code, body)
+	}
+	code, body = b.do("GET", "/v1/keys", "", false, "")
+	var keys struct {
+		Data []struct{ Prefix, Name string }
+	}
+	decode(t, "list keys", code, body, http.StatusOK, &keys)
+	if len(keys.Data) != 1 || keys.Data[0].Prefix != k.Prefix || strings.Contains(string(body), `"key":`) {
+		t.Fatalf("keys %s", body)
+	}
+	code, body = b.do("DELETE", "/v1/keys/"+k.Prefix, "", true, "")
+	decode(t, "revoke the key", code, body, http.StatusOK, nil)
+	if code, _ := g.call("GET", "/v1/models", k.Key, ""); code != http.StatusUnauthorized {
+		t.Fatalf("a revoked key: %d", code)
+	}
+	adminKeys := g.Key
+	code, body = g.call("DELETE", "/v1/keys/"+strings.SplitN(adminKeys, "_", 3)[0]+"_"+strings.SplitN(adminKeys, "_", 3)[1], g.Key, "")
+	if code != http.StatusOK {
+		t.Fatalf("revoking one's own key: %d %s", code, body)
+	}
+
+	// The WebSocket takes the cookie from this origin only.
+	wsURL := strings.Replace(g.URL, "http://", "ws://", 1) + "/v1/ws"
+	header := func(origin string) http.Header {
+		h := http.Header{"Origin": {origin}}
+		for _, ck := range b.c.Jar.Cookies(u) {
+			h.Add("Cookie", ck.Name+"="+ck.Value)
+		}
+		return h
+	}
+	conn, resp, err := websocket.DefaultDialer.Dial(wsURL, header(g.URL))
+	if err != nil {
+		t.Fatalf("a socket from this origin with the cookie: %v %v", err, resp)
+	}
+	r := runWSChat(t, conn, map[string]any{"type": "chat", "id": "c1", "model": "chat", "content": "hello there"})
+	if r.End.Type != "done" {
+		t.Fatalf("chat over a socket signed in by cookie: %s", r.End.raw)
+	}
+	conn.Close()
+	evil, _, err := websocket.DefaultDialer.Dial(wsURL, header("https://evil.example"))
+	if err == nil {
+		evil.Close()
+		t.Fatal("a page of another origin opened a socket as the user")
+	}
+
+	// Signing out ends the session.
+	code, body = b.do("POST", "/auth/signout", "", true, "")
+	decode(t, "sign out", code, body, http.StatusOK, nil)
+	if code, _ := b.do("GET", "/v1/models", "", false, ""); code != http.StatusUnauthorized {
+		t.Fatalf("after signing out: %d", code)
+	}
+
+	// Sign in; wrong passwords; the throttle.
+	code, body = b.do("POST", "/auth/signin", `{"name":"alice","password":"long enough password"}`, false, "")
+	decode(t, "sign in", code, body, http.StatusOK, &s)
+	wrong := func(name string) (int, []byte) {
+		return newBrowser(t, g).do("POST", "/auth/signin", `{"name":"`+name+`","password":"not the password"}`, false, "")
+	}
+	codeKnown, bodyKnown := wrong("alice")
+	codeUnknown, bodyUnknown := wrong("nobody")
+	var e1, e2 struct {
+		Error struct{ Message, Code string }
+	}
+	_ = json.Unmarshal(bodyKnown, &e1)
+	_ = json.Unmarshal(bodyUnknown, &e2)
+	if codeKnown != http.StatusUnauthorized || codeKnown != codeUnknown || e1.Error != e2.Error || e1.Error.Code != "invalid_credentials" {
+		t.Fatalf("wrong passwords for a known and an unknown name differ: %d %s / %d %s", codeKnown, bodyKnown, codeUnknown, bodyUnknown)
+	}
+	for range 9 {
+		wrong("alice")
+	}
+	code, body = newBrowser(t, g).do("POST", "/auth/signin", `{"name":"alice","password":"long enough password"}`, false, "")
+	wantAPIError(t, "the right password after 10 failures", code, body, http.StatusTooManyRequests, "too_many_signins")
+}
