@@ -16,9 +16,10 @@ type Source struct {
 	ChunkID    string  `json:"chunk_id"`
 	Score      float64 `json:"score"`
 	Snippet    string  `json:"snippet"`
-	// Heading and Text are the chunk's, for the prompt (not sent to clients).
-	Heading string `json:"-"`
-	Text    string `json:"-"`
+	// Heading and Text are the chunk's heading path and text: what the prompt
+	// cites, and what a page shows when a citation is opened.
+	Heading string `json:"heading"`
+	Text    string `json:"text"`
 }
 
 // snippetRunes bounds a source's snippet.

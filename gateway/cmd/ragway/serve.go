@@ -33,6 +33,7 @@ import (
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/usage"
+	"github.com/ragway/ragway/gateway/web"
 	"github.com/ragway/ragway/gateway/workers"
 	"github.com/ragway/ragway/gateway/ws"
 )
@@ -236,6 +237,13 @@ func serve(args []string, stderr io.Writer) error {
 		AllowedOrigins: cfg.Server.CORSOrigins,
 		SessionCookies: true,
 	})
+	// The website, at / (its API is the one above).
+	site, err := web.New()
+	if err != nil {
+		_ = mgr.Close(context.Background())
+		return err
+	}
+	site.Mount(app)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		_ = mgr.Close(context.Background())

@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/ragway/ragway/internal/pgtest"
+	"github.com/ragway/ragway/internal/testbin"
+)
+
+// screenshotDir is where the website's tests write their screenshots
+// (RAGWAY_SCREENSHOTS, else .data/screenshots).
+func screenshotDir(t *testing.T) string {
+	dir := os.Getenv("RAGWAY_SCREENSHOTS")
+	if dir == "" {
+		dir = filepath.Join(testbin.Root(), ".data", "screenshots")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// newBrowserContext starts Debian's headless chromium (task setup:chromium) at the
+// given window width.
+func newBrowserContext(t *testing.T, width int) context.Context {
+	t.Helper()
+	exe, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium not found: task setup:chromium installs it (%v)", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
+		chromedp.WindowSize(width, 900), chromedp.Flag("lang", "en-US"))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 40*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+func shot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	path := filepath.Join(screenshotDir(t), name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s", path)
+}
+
+// TestWebsite drives the site in a real headless Chromium: sign up, a chat whose
+// tokens stream and render as Markdown, an answer holding HTML that shows as text and
+// runs nothing, reloading finds the conversation, and a page of another origin can
+// neither change anything with the user's session nor open a socket as the user.
+func TestWebsite(t *testing.T) {
+	g := launchGatewayConfig(t, pgtest.Database(t), "web: {signup: open}", `
+  - {name: chat, backend: echo, options: {delay_ms: 5}}
+`)
+	g.waitReady(20 * time.Second)
+	ctx := newBrowserContext(t, 1280)
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	eval := func(what, expr string) any {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+	poll := func(expr string) chromedp.Action[chromedp.Void] { return chromedp.Poll[chromedp.Void](expr) }
+
+	run("sign up", chromedp.Navigate(g.URL+"/#/signup"),
+		chromedp.WaitVisible(`form.auth input[name=name]`),
+		chromedp.SendKeys(`form.auth input[name=name]`, "alice"),
+		chromedp.SendKeys(`form.auth input[name=password]`, "long enough password"))
+	shot(t, ctx, "signup-desktop")
+	run("create the account", chromedp.Click(`form.auth button[type=submit]`), chromedp.WaitVisible(`.composer textarea`))
+
+	// A chat: the echo model streams the question back word by word.
+	question := "Tell me **about** the gateway and its sources"
+	run("ask", chromedp.SendKeys(`.composer textarea`, question), chromedp.Click(`.composer button[type=submit]`),
+		chromedp.WaitVisible(`.msg.assistant strong`),
+		poll(`document.querySelector(".msg.assistant .body").textContent.includes("sources")`))
+	answer, _ := eval("the answer", `document.querySelector(".msg.assistant .body").textContent`).(string)
+	if !strings.Contains(answer, "about the gateway") {
+		t.Fatalf("the answer as rendered: %q", answer)
+	}
+	ttft, _ := eval("time to first token", `window.__ragwayFirstPaint - window.__ragwaySentAt`).(float64)
+	t.Logf("time from sending the question to the first token painted: %.1f ms", ttft)
+	shot(t, ctx, "chat-desktop")
+
+	// HTML in an answer is text, and runs nothing.
+	xss := `<img src=x onerror="window.__xss=1"> and <script>window.__xss=2</script>`
+	run("an answer with HTML", chromedp.SendKeys(`.composer textarea`, xss), chromedp.Click(`.composer button[type=submit]`),
+		poll(`[...document.querySelectorAll(".msg.assistant .body")].pop().textContent.includes("window.__xss=2")`),
+		chromedp.Sleep(300*time.Millisecond))
+	shown, _ := eval("the answer", `[...document.querySelectorAll(".msg.assistant .body")].pop().textContent`).(string)
+	ran, _ := eval("what ran", `window.__xss !== undefined || document.querySelector(".msg.assistant img, .msg.assistant script") !== null`).(bool)
+	if ran || !strings.Contains(shown, "<img src=x") {
+		t.Fatalf("an answer's HTML ran or was not shown as text: ran %v, shown %q", ran, shown)
+	}
+
+	// Reloading finds the conversation.
+	run("reload", chromedp.Reload(), chromedp.WaitVisible(`.convs li a`),
+		poll(`document.querySelectorAll(".msg.assistant").length === 2`))
+	turns, _ := eval("messages", `document.querySelectorAll(".msg").length`).(float64)
+	if turns != 4 {
+		t.Fatalf("after reloading, %v messages, want 4", turns)
+	}
+
+	// A page on another origin (another port of the same host: the same site, so the
+	// browser sends the cookie) can neither use the session nor open a socket.
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<!doctype html><script>
+window.results = {};
+fetch(%[1]q + "/v1/knowledge-bases", {method: "POST", credentials: "include", headers: {"Content-Type": "text/plain"}, body: '{"name":"evil"}'})
+  .then(r => window.results.post = r.status, e => window.results.post = "blocked");
+const ws = new WebSocket(%[1]q.replace("http", "ws") + "/v1/ws");
+ws.onopen = () => window.results.ws = "open";
+ws.onerror = () => window.results.ws = "refused";
+</script>`, g.URL)
+	}))
+	defer evil.Close()
+	run("a page of another origin", chromedp.Navigate(evil.URL),
+		poll(`window.results && window.results.post !== undefined && window.results.ws !== undefined`))
+	results, _ := eval("its results", `window.results`).(map[string]any)
+	if results["ws"] != "refused" {
+		t.Errorf("another origin's socket: %v", results["ws"])
+	}
+	if code, body := g.call("GET", "/v1/knowledge-bases", g.Key, ""); strings.Contains(string(body), `"evil"`) {
+		t.Fatalf("a page of another origin created a knowledge base with the user's session: %d %s", code, body)
+	}
+	t.Logf("another origin's POST: %v, socket: %v", results["post"], results["ws"])
+
+	// Phone width.
+	phone := newBrowserContext(t, 390)
+	if err := chromedp.Do(phone, chromedp.Navigate(g.URL+"/#/signin"), chromedp.WaitVisible(`form.auth`)); err != nil {
+		t.Fatal(err)
+	}
+	shot(t, phone, "signin-phone")
+}

@@ -1,0 +1,455 @@
+// The ragway website: sign in, chat over /v1/ws with sources, knowledge bases, keys.
+// No key or session token is held here: the session is an HttpOnly cookie, and the
+// CSRF token that requests changing state carry lives in this module only.
+import { t, translate } from "/assets/i18n.js";
+import { render } from "/assets/md.js";
+
+const state = { session: null, csrf: "" };
+const view = document.getElementById("view");
+const nav = document.getElementById("nav");
+
+// h makes an element: attributes (on* take functions), then children (strings are
+// text, never HTML).
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c);
+  return el;
+}
+
+class ApiError extends Error {
+  constructor(status, message, param) {
+    super(message);
+    this.status = status;
+    this.param = param;
+  }
+}
+
+// api calls the gateway's API with the session cookie (and the CSRF token when the
+// request changes state).
+async function api(method, path, body) {
+  const headers = {};
+  const opts = { method, headers, credentials: "same-origin" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  const res = await fetch(path, opts);
+  const data = await res.json().catch(() => null);
+  if (!res.ok) {
+    if (res.status === 401 && state.session) signedOut();
+    throw new ApiError(res.status, data?.error?.message || t("error.generic"), data?.error?.param);
+  }
+  return data;
+}
+
+function errorLine(err) {
+  return h("p", { class: "error", role: "alert", text: err.message || String(err) });
+}
+
+function show(...children) {
+  view.replaceChildren(...children);
+  translate(view);
+}
+
+function setSession(s) {
+  state.session = s;
+  state.csrf = s?.csrf_token || "";
+  nav.hidden = !s;
+}
+
+function signedOut() {
+  setSession(null);
+  location.hash = "#/signin";
+}
+
+// ----- Sign in and up -----
+
+function authForm(kind) {
+  const signup = kind === "signup";
+  const err = h("div");
+  const invite = new URLSearchParams(location.hash.split("?")[1] || "").get("invite") || "";
+  const form = h("form", { class: "card auth", onsubmit: async (e) => {
+    e.preventDefault();
+    const f = new FormData(form);
+    const body = { name: f.get("name"), password: f.get("password") };
+    if (signup && f.get("invite")) body.invite = f.get("invite");
+    try {
+      setSession(await api("POST", signup ? "/auth/signup" : "/auth/signin", body));
+      location.hash = "#/chat";
+    } catch (e2) {
+      err.replaceChildren(errorLine(e2));
+    }
+  } },
+    h("h1", { "data-i18n": signup ? "signup.title" : "signin.title" }),
+    h("label", {}, h("span", { "data-i18n": "field.name" }), h("input", { name: "name", autocomplete: "username", required: true, maxlength: "64" })),
+    h("label", {}, h("span", { "data-i18n": "field.password" }),
+      h("input", { name: "password", type: "password", autocomplete: signup ? "new-password" : "current-password", required: true, minlength: signup ? "10" : undefined })),
+    signup ? h("label", {}, h("span", { "data-i18n": "field.invite" }), h("input", { name: "invite", value: invite, autocomplete: "off" })) : null,
+    err,
+    h("button", { type: "submit", "data-i18n": signup ? "signup.submit" : "signin.submit" }),
+    h("a", { href: signup ? "#/signin" : "#/signup", "data-i18n": signup ? "signup.toSignin" : "signin.toSignup" }));
+  show(form);
+  form.querySelector("input").focus();
+}
+
+// ----- Chat -----
+
+// Socket is /v1/ws, reconnecting with backoff; the cookie signs it in.
+class Socket {
+  constructor(onFrame, onState) {
+    this.onFrame = onFrame;
+    this.onState = onState;
+    this.delay = 500;
+    this.closed = false;
+    this.connect();
+  }
+  connect() {
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`);
+    this.ws = ws;
+    this.ready = new Promise((resolve) => { ws.onopen = () => { this.delay = 500; this.onState(true); resolve(); }; });
+    ws.onmessage = (e) => this.onFrame(JSON.parse(e.data));
+    ws.onclose = () => {
+      this.onState(false);
+      if (!this.closed) setTimeout(() => this.connect(), this.delay);
+      this.delay = Math.min(this.delay * 2, 8000);
+    };
+  }
+  async send(frame) {
+    await this.ready;
+    this.ws.send(JSON.stringify(frame));
+  }
+  close() {
+    this.closed = true;
+    this.ws.close();
+  }
+}
+
+let socket = null;
+
+async function chatView(convID) {
+  const list = h("ul", { class: "convs" });
+  const filter = h("input", { type: "search", "data-i18n-placeholder": "chat.search", placeholder: t("chat.search"),
+    oninput: () => drawList() });
+  const messages = h("div", { class: "messages", "aria-live": "polite" });
+  const sourcesPanel = h("aside", { class: "sources", hidden: true });
+  const status = h("p", { class: "status", hidden: true, text: t("chat.reconnecting") });
+  const modelSel = h("select", { "aria-label": t("chat.model") });
+  const kbSel = h("select", { "aria-label": t("chat.kb") }, h("option", { value: "", text: t("chat.noKb") }));
+  const input = h("textarea", { rows: "3", placeholder: t("chat.placeholder"), "aria-label": t("chat.placeholder") });
+  const send = h("button", { type: "submit", "data-i18n": "chat.send" });
+  const stop = h("button", { type: "button", class: "secondary", hidden: true, "data-i18n": "chat.stop" });
+  let convs = [];
+  let current = convID || null;
+  let running = null; // {id, el, text, sources, scheduled}
+  let seq = 0;
+
+  function drawList() {
+    const q = filter.value.toLowerCase();
+    list.replaceChildren(...convs.filter((c) => (c.title || "").toLowerCase().includes(q)).map((c) =>
+      h("li", { class: c.id === current ? "active" : "" },
+        h("a", { href: `#/chat/${c.id}`, text: c.title || t("chat.untitled") }),
+        h("button", { type: "button", class: "link", title: t("chat.delete"), "aria-label": t("chat.delete"), onclick: async () => {
+          await api("DELETE", `/v1/conversations/${c.id}`);
+          if (c.id === current) location.hash = "#/chat";
+          else loadList();
+        } }, "×"))));
+    if (!convs.length) list.append(h("li", { class: "muted", text: t("chat.empty") }));
+  }
+  async function loadList() {
+    convs = (await api("GET", "/v1/conversations")).data;
+    drawList();
+  }
+
+  function showSources(sources, n) {
+    sourcesPanel.hidden = false;
+    sourcesPanel.replaceChildren(h("h2", { text: t("chat.sources") }), ...sources.map((s) => {
+      const d = h("details", { id: `source-${s.n}`, open: s.n === n ? true : undefined },
+        h("summary", {}, `[${s.n}] `, s.title || s.document_id),
+        s.heading ? h("p", { class: "heading", text: s.heading }) : null,
+        h("pre", { class: "chunk", text: s.text || s.snippet || "" }));
+      return d;
+    }));
+    const open = sourcesPanel.querySelector(`#source-${n}`);
+    if (open) open.scrollIntoView({ block: "nearest" });
+  }
+
+  function bubble(role, text, sources) {
+    const body = h("div", { class: "body" });
+    const el = h("article", { class: `msg ${role}` }, body);
+    if (role === "assistant") render(body, text, sources ? (n) => showSources(sources, n) : null);
+    else body.textContent = text;
+    if (sources?.length) {
+      el.append(h("p", { class: "cites" }, ...sources.map((s) =>
+        h("a", { href: "#", class: "cite", text: `[${s.n}] ${s.title || ""}`, onclick: (e) => { e.preventDefault(); showSources(sources, s.n); } }))));
+    }
+    messages.append(el);
+    return body;
+  }
+
+  async function loadConversation() {
+    messages.replaceChildren();
+    sourcesPanel.hidden = true;
+    if (!current) return;
+    const c = await api("GET", `/v1/conversations/${current}`);
+    for (const m of c.messages || []) {
+      if (m.role === "system") continue;
+      bubble(m.role, m.content + (m.status === "failed" && m.error ? `\n\n*${m.error}*` : ""), m.sources || null);
+    }
+    messages.scrollTop = messages.scrollHeight;
+  }
+
+  function paint() {
+    if (!running) return;
+    running.scheduled = false;
+    render(running.el, running.text, running.sources ? (n) => showSources(running.sources, n) : null);
+    if (running.text && !window.__ragwayFirstPaint) window.__ragwayFirstPaint = performance.now();
+    messages.scrollTop = messages.scrollHeight;
+  }
+
+  function finish() {
+    running = null;
+    stop.hidden = true;
+    send.disabled = false;
+    loadList();
+  }
+
+  function onFrame(f) {
+    if (!running || f.id !== running.id) return;
+    switch (f.type) {
+      case "start":
+        if (f.conversation_id && current !== f.conversation_id) {
+          current = f.conversation_id;
+          history.replaceState(null, "", `#/chat/${current}`);
+        }
+        break;
+      case "sources":
+        running.sources = f.sources;
+        break;
+      case "token":
+        running.text += f.text;
+        if (!running.scheduled) {
+          running.scheduled = true;
+          requestAnimationFrame(paint);
+        }
+        break;
+      case "done":
+        paint();
+        if (running.sources?.length) {
+          const el = running.el.parentElement;
+          const srcs = running.sources;
+          el.append(h("p", { class: "cites" }, ...srcs.map((s) =>
+            h("a", { href: "#", class: "cite", text: `[${s.n}] ${s.title || ""}`, onclick: (e) => { e.preventDefault(); showSources(srcs, s.n); } }))));
+        }
+        finish();
+        break;
+      case "error":
+        running.el.append(errorLine(f.error));
+        finish();
+        break;
+    }
+  }
+
+  if (socket) socket.close();
+  socket = new Socket(onFrame, (up) => {
+    status.hidden = up;
+    if (up && running) {
+      // The socket dropped during an answer: the stored conversation has it.
+      running = null;
+      finish();
+      loadConversation();
+    }
+  });
+
+  const composer = h("form", { class: "composer", onsubmit: async (e) => {
+    e.preventDefault();
+    const content = input.value.trim();
+    if (!content || running) return;
+    input.value = "";
+    bubble("user", content);
+    const id = `c${++seq}`;
+    running = { id, el: bubble("assistant", ""), text: "", sources: null, scheduled: false };
+    window.__ragwayFirstPaint = 0;
+    window.__ragwaySentAt = performance.now();
+    send.disabled = true;
+    stop.hidden = false;
+    const frame = { type: "chat", id, model: modelSel.value, content };
+    if (current) frame.conversation_id = current;
+    if (kbSel.value) frame.rag = { knowledge_base: kbSel.value };
+    try {
+      await socket.send(frame);
+    } catch (e2) {
+      running.el.append(errorLine(e2));
+      finish();
+    }
+  } }, input, h("div", { class: "actions" }, stop, send));
+  stop.addEventListener("click", () => { if (running) socket.send({ type: "cancel", id: running.id }); });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); composer.requestSubmit(); }
+  });
+
+  show(h("div", { class: "chat" },
+    h("nav", { class: "side" }, h("a", { class: "button", href: "#/chat", "data-i18n": "chat.new" }), filter, list),
+    h("section", { class: "talk" },
+      h("div", { class: "pickers" },
+        h("label", {}, h("span", { "data-i18n": "chat.model" }), modelSel),
+        h("label", {}, h("span", { "data-i18n": "chat.kb" }), kbSel)),
+      status, messages, composer),
+    sourcesPanel));
+  const [models, kbs] = await Promise.all([api("GET", "/v1/models"), api("GET", "/v1/knowledge-bases").catch(() => ({ data: [] }))]);
+  for (const m of models.data) if (!m.embedding && !m.rerank) modelSel.append(h("option", { value: m.id, text: m.id }));
+  for (const k of kbs.data) kbSel.append(h("option", { value: k.name, text: k.name }));
+  await Promise.all([loadList(), loadConversation()]);
+  input.focus();
+}
+
+// ----- Knowledge bases -----
+
+async function knowledgeView(kbName) {
+  const err = h("div");
+  const list = h("ul", { class: "kbs" });
+  const create = h("form", { class: "inline", onsubmit: async (e) => {
+    e.preventDefault();
+    const name = new FormData(create).get("name");
+    try {
+      await api("POST", "/v1/knowledge-bases", { name });
+      location.hash = `#/knowledge/${encodeURIComponent(name)}`;
+    } catch (e2) { err.replaceChildren(errorLine(e2)); }
+  } }, h("input", { name: "name", required: true, placeholder: t("kb.name"), "aria-label": t("kb.name") }),
+    h("button", { type: "submit", "data-i18n": "kb.create" }));
+  const detail = h("section", { class: "kb" });
+  const kbs = (await api("GET", "/v1/knowledge-bases")).data;
+  list.replaceChildren(...kbs.map((k) => h("li", { class: k.name === kbName ? "active" : "" },
+    h("a", { href: `#/knowledge/${encodeURIComponent(k.name)}`, text: k.name }))));
+  show(h("div", { class: "knowledge" }, h("nav", { class: "side" }, h("h1", { "data-i18n": "kb.title" }), create, err, list), detail));
+  if (kbName) await kbDetail(detail, kbName);
+}
+
+async function kbDetail(el, name) {
+  const path = `/v1/knowledge-bases/${encodeURIComponent(name)}`;
+  const docs = h("ul", { class: "docs" });
+  const uploads = h("ul", { class: "uploads" });
+  const results = h("ol", { class: "results" });
+  let timer = null;
+  async function loadDocs() {
+    const d = (await api("GET", `${path}/documents`)).data;
+    docs.replaceChildren(...d.map((doc) => h("li", {},
+      h("span", { class: "title", text: doc.title || doc.source || doc.id }),
+      h("span", { class: `badge ${doc.status}`, text: t(`kb.status.${doc.status}`) }),
+      doc.error ? h("span", { class: "error", text: doc.error }) : null,
+      h("button", { type: "button", class: "link", text: t("kb.delete"), onclick: async () => { await api("DELETE", `${path}/documents/${doc.id}`); loadDocs(); } }))));
+    clearTimeout(timer);
+    if (d.some((doc) => doc.status === "pending")) timer = setTimeout(loadDocs, 1000);
+  }
+  function upload(file) {
+    const bar = h("progress", { max: "100", value: "0" });
+    const line = h("li", {}, h("span", { text: file.name }), bar);
+    uploads.append(line);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", `${path}/documents`);
+    xhr.setRequestHeader("X-CSRF-Token", state.csrf);
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = String(Math.round((100 * e.loaded) / e.total)); };
+    xhr.onload = () => {
+      bar.value = "100";
+      if (xhr.status >= 400) {
+        let msg = t("error.generic");
+        try { msg = JSON.parse(xhr.responseText).error.message; } catch { /* not JSON */ }
+        line.append(errorLine(new Error(msg)));
+      }
+      loadDocs();
+    };
+    const form = new FormData();
+    form.append("file", file);
+    xhr.send(form);
+  }
+  const picker = h("input", { type: "file", multiple: true, onchange: () => { for (const f of picker.files) upload(f); picker.value = ""; } });
+  const drop = h("label", { class: "drop", ondragover: (e) => { e.preventDefault(); drop.classList.add("over"); },
+    ondragleave: () => drop.classList.remove("over"),
+    ondrop: (e) => { e.preventDefault(); drop.classList.remove("over"); for (const f of e.dataTransfer.files) upload(f); } },
+    h("span", { "data-i18n": "kb.upload" }), picker);
+  const search = h("form", { class: "inline", onsubmit: async (e) => {
+    e.preventDefault();
+    const q = new FormData(search).get("q");
+    const hits = (await api("POST", `${path}/search`, { query: q })).data;
+    results.replaceChildren(...hits.map((hit) => h("li", {},
+      h("strong", { text: hit.title }), hit.heading ? h("p", { class: "heading", text: hit.heading }) : null,
+      h("pre", { class: "chunk", text: hit.text }))));
+  } }, h("input", { name: "q", required: true, placeholder: t("kb.searchPlaceholder"), "aria-label": t("kb.search") }),
+    h("button", { type: "submit", "data-i18n": "kb.search" }));
+  el.replaceChildren(h("h2", { text: name }),
+    h("button", { type: "button", class: "secondary", "data-i18n": "kb.delete", onclick: async () => {
+      await api("DELETE", path);
+      location.hash = "#/knowledge";
+    } }),
+    drop, uploads, h("h3", { "data-i18n": "kb.documents" }), docs, h("h3", { "data-i18n": "kb.search" }), search, results);
+  translate(el);
+  await loadDocs();
+}
+
+// ----- Keys -----
+
+async function keysView() {
+  const list = h("ul", { class: "keys" });
+  const shown = h("div");
+  async function load() {
+    const keys = (await api("GET", "/v1/keys")).data;
+    list.replaceChildren(...keys.filter((k) => !k.revoked_at).map((k) => h("li", {},
+      h("code", { text: k.prefix }), " ", h("span", { text: k.name }), " ", h("span", { class: "muted", text: k.scopes.join(", ") }),
+      h("button", { type: "button", class: "link", text: t("keys.revoke"), onclick: async () => { await api("DELETE", `/v1/keys/${k.prefix}`); load(); } }))));
+  }
+  const form = h("form", { class: "inline", onsubmit: async (e) => {
+    e.preventDefault();
+    const k = await api("POST", "/v1/keys", { name: new FormData(form).get("name") });
+    shown.replaceChildren(h("p", { text: t("keys.shown") }), h("code", { class: "secret", text: k.key }));
+    form.reset();
+    load();
+  } }, h("input", { name: "name", placeholder: t("keys.name"), "aria-label": t("keys.name"), maxlength: "200" }),
+    h("button", { type: "submit", "data-i18n": "keys.create" }));
+  show(h("section", { class: "card" }, h("h1", { "data-i18n": "keys.title" }), form, shown, list));
+  await load();
+}
+
+// ----- Routing -----
+
+async function route() {
+  const [, page = "chat", arg] = location.hash.split("?")[0].split("/");
+  if (!state.session && page !== "signin" && page !== "signup") {
+    location.hash = "#/signin";
+    return;
+  }
+  if (page !== "chat" && socket) {
+    socket.close();
+    socket = null;
+  }
+  try {
+    switch (page) {
+      case "signin": return authForm("signin");
+      case "signup": return authForm("signup");
+      case "knowledge": return await knowledgeView(arg ? decodeURIComponent(arg) : "");
+      case "keys": return await keysView();
+      default: return await chatView(arg || null);
+    }
+  } catch (e) {
+    if (state.session) show(errorLine(e));
+  }
+}
+
+document.getElementById("signout").addEventListener("click", async () => {
+  await api("POST", "/auth/signout").catch(() => {});
+  signedOut();
+});
+
+translate(document);
+try {
+  setSession(await api("GET", "/auth/session"));
+} catch {
+  setSession(null);
+}
+window.addEventListener("hashchange", route);
+route();

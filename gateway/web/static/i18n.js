@@ -1,0 +1,53 @@
+// The interface's words in English and Simplified Chinese, chosen from the browser's
+// languages.
+const words = {
+  en: {
+    "nav.chat": "Chat", "nav.knowledge": "Knowledge", "nav.keys": "Keys", "nav.signout": "Sign out",
+    "signin.title": "Sign in", "signup.title": "Sign up", "field.name": "Name", "field.password": "Password",
+    "field.invite": "Invitation code", "signin.submit": "Sign in", "signup.submit": "Create account",
+    "signin.toSignup": "No account? Sign up", "signup.toSignin": "Have an account? Sign in",
+    "chat.new": "New chat", "chat.placeholder": "Ask a question…", "chat.send": "Send", "chat.stop": "Stop",
+    "chat.model": "Model", "chat.kb": "Knowledge base", "chat.noKb": "None", "chat.sources": "Sources",
+    "chat.empty": "No conversations yet.", "chat.delete": "Delete", "chat.search": "Search titles",
+    "chat.reconnecting": "Connection lost; reconnecting…", "chat.untitled": "New conversation",
+    "kb.title": "Knowledge bases", "kb.create": "Create", "kb.name": "Name", "kb.delete": "Delete",
+    "kb.upload": "Drop files here or choose them", "kb.documents": "Documents", "kb.search": "Search",
+    "kb.searchPlaceholder": "What does retrieval find?", "kb.status.pending": "pending",
+    "kb.status.indexed": "indexed", "kb.status.failed": "failed",
+    "keys.title": "API keys", "keys.create": "Create a key", "keys.name": "Key name", "keys.revoke": "Revoke",
+    "keys.shown": "Copy this key now: it is not shown again.",
+    "error.generic": "Something went wrong.",
+  },
+  "zh-CN": {
+    "nav.chat": "对话", "nav.knowledge": "知识库", "nav.keys": "密钥", "nav.signout": "退出",
+    "signin.title": "登录", "signup.title": "注册", "field.name": "用户名", "field.password": "密码",
+    "field.invite": "邀请码", "signin.submit": "登录", "signup.submit": "创建账号",
+    "signin.toSignup": "没有账号？注册", "signup.toSignin": "已有账号？登录",
+    "chat.new": "新对话", "chat.placeholder": "输入问题…", "chat.send": "发送", "chat.stop": "停止",
+    "chat.model": "模型", "chat.kb": "知识库", "chat.noKb": "不使用", "chat.sources": "来源",
+    "chat.empty": "还没有对话。", "chat.delete": "删除", "chat.search": "搜索标题",
+    "chat.reconnecting": "连接已断开，正在重连…", "chat.untitled": "新对话",
+    "kb.title": "知识库", "kb.create": "创建", "kb.name": "名称", "kb.delete": "删除",
+    "kb.upload": "把文件拖到这里，或选择文件", "kb.documents": "文档", "kb.search": "检索",
+    "kb.searchPlaceholder": "看看检索会找到什么", "kb.status.pending": "处理中",
+    "kb.status.indexed": "已索引", "kb.status.failed": "失败",
+    "keys.title": "API 密钥", "keys.create": "创建密钥", "keys.name": "密钥名称", "keys.revoke": "吊销",
+    "keys.shown": "请现在复制这个密钥：它不会再次显示。",
+    "error.generic": "出错了。",
+  },
+};
+
+export const lang = (navigator.languages || [navigator.language || "en"])
+  .map((l) => (l.toLowerCase().startsWith("zh") ? "zh-CN" : l.toLowerCase().startsWith("en") ? "en" : null))
+  .find(Boolean) || "en";
+
+// t is the word for key in the page's language.
+export function t(key) {
+  return words[lang][key] ?? words.en[key] ?? key;
+}
+
+// translate fills every [data-i18n] element under root.
+export function translate(root) {
+  document.documentElement.lang = lang;
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+}
