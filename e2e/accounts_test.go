@@ -129,11 +129,26 @@ func TestAccounts(t *testing.T) {
 	if code, _ := g.call("GET", "/v1/models", k.Key, ""); code != http.StatusUnauthorized {
 		t.Fatalf("a revoked key: %d", code)
 	}
-	adminKeys := g.Key
-	code, body = g.call("DELETE", "/v1/keys/"+strings.SplitN(adminKeys, "_", 3)[0]+"_"+strings.SplitN(adminKeys, "_", 3)[1], g.Key, "")
-	if code != http.StatusOK {
-		t.Fatalf("revoking one's own key: %d %s", code, body)
+	// An API key cannot manage the account: a leaked key could mint keys outliving it.
+	code, body = g.call("POST", "/v1/keys", g.Key, `{"name":"more"}`)
+	wantAPIError(t, "a key minting keys", code, body, http.StatusForbidden, "session_required")
+	code, body = g.call("POST", "/auth/signout-everywhere", g.Key, "")
+	wantAPIError(t, "a key signing its user out everywhere", code, body, http.StatusForbidden, "session_required")
+
+	// Signing in or up is done from this site's page: a form of another site (text/plain
+	// that parses as JSON) cannot sign the browser into an attacker's account.
+	req, _ := http.NewRequest("POST", g.URL+"/auth/signin", strings.NewReader(`{"name":"alice","password":"long enough password"}`))
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType || len(resp.Cookies()) != 0 {
+		t.Fatalf("a text/plain sign-in: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	code, body = newBrowser(t, g).do("POST", "/auth/signin", `{"name":"alice","password":"long enough password"}`, false, "https://evil.example")
+	wantAPIError(t, "a sign-in from another origin", code, body, http.StatusForbidden, "cross_origin")
 
 	// The WebSocket takes the cookie from this origin only.
 	wsURL := strings.Replace(g.URL, "http://", "ws://", 1) + "/v1/ws"

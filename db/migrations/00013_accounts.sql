@@ -36,6 +36,8 @@ CREATE TABLE signin_failures (
 CREATE INDEX signin_failures_key_at_idx ON signin_failures (key, at);
 
 -- +goose Down
+-- Without a kind and an expiry a session would be a key for good: they end first.
+DELETE FROM api_keys WHERE kind = 'session';
 DROP TABLE signin_failures;
 DROP TABLE invites;
 ALTER TABLE api_keys DROP COLUMN expires_at, DROP COLUMN kind;

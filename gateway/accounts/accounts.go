@@ -9,8 +9,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -27,8 +29,9 @@ type Store interface {
 	RevokeAPIKey(ctx context.Context, prefix string) (store.APIKey, error)
 	RevokeSessions(ctx context.Context, userID string) (int, error)
 	CreateInvite(ctx context.Context, in store.NewInvite) error
-	SigninFailures(ctx context.Context, keys []string) ([]int, []time.Time, error)
-	RecordSigninFailure(ctx context.Context, keys []string) error
+	ReserveAttempt(ctx context.Context, keys []string, limits []int) ([]int64, time.Duration, error)
+	ForgetAttempts(ctx context.Context, ids []int64, forget ...string) error
+	InviteUsable(ctx context.Context, hash []byte, name string) error
 	UserKeys(ctx context.Context, userID, kind string) ([]store.APIKey, error)
 	RevokeUserKey(ctx context.Context, userID, prefix string) (store.APIKey, error)
 }
@@ -52,10 +55,13 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Throttle of failed sign-ins (within store's 15-minute window).
+// Throttles, within the store's 15-minute window: failed sign-ins per name and per
+// address, sign-ups per address.
 const (
-	MaxFailuresPerName = 10
-	MaxFailuresPerAddr = 30
+	MaxFailuresPerNameAddr = 10  // one name from one address
+	MaxFailuresPerAddr     = 30  // any names from one address
+	MaxFailuresPerName     = 100 // one name from anywhere
+	MaxSignupsPerAddr      = 10
 )
 
 // Bounds of names and passwords.
@@ -64,6 +70,9 @@ const (
 	MinPasswordBytes  = 10
 	MaxPasswordBytes  = 256
 	concurrentHashing = 2
+	// maxHashWaiting bounds the requests waiting to hash a password: more are
+	// refused at once (ErrBusy) instead of queueing without end.
+	maxHashWaiting = 16
 )
 
 // Service signs people up, in and out. Its methods are safe for concurrent use.
@@ -71,6 +80,7 @@ type Service struct {
 	st      Store
 	opts    Options
 	hashing chan struct{} // one token per password hash being computed
+	waiting atomic.Int32  // requests waiting for a token
 	dummy   string        // a hash to check unknown names against, in the same time
 }
 
@@ -109,6 +119,8 @@ var (
 	ErrSignupClosed = errors.New("signing up is closed on this site")
 	// ErrNameTaken: the name belongs to someone.
 	ErrNameTaken = errors.New("the name is taken")
+	// ErrBusy: too many passwords are being checked now; try again shortly.
+	ErrBusy = errors.New("the server is checking too many passwords at once; try again in a moment")
 )
 
 // ThrottledError: too many failed sign-ins; try again after RetryAfter.
@@ -135,9 +147,11 @@ const (
 )
 
 // SessionCookie returns the session secret among a request's cookies (cookie gives
-// a cookie's value by name), "" if there is none.
-func SessionCookie(cookie func(name string) string) string {
-	if v := cookie(SecureCookieName); v != "" {
+// a cookie's value by name), "" if there is none. When secure (the site's cookies are
+// Secure for this request) only the __Host- cookie counts: a cookie without the
+// prefix may have been planted by a sibling subdomain or a plain-HTTP answer.
+func SessionCookie(secure bool, cookie func(name string) string) string {
+	if v := cookie(SecureCookieName); v != "" || secure {
 		return v
 	}
 	return cookie(CookieName)
@@ -209,6 +223,16 @@ func (s *Service) acquire(ctx context.Context) error {
 	select {
 	case s.hashing <- struct{}{}:
 		return nil
+	default:
+	}
+	if s.waiting.Add(1) > maxHashWaiting {
+		s.waiting.Add(-1)
+		return ErrBusy
+	}
+	defer s.waiting.Add(-1)
+	select {
+	case s.hashing <- struct{}{}:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -217,8 +241,8 @@ func (s *Service) acquire(ctx context.Context) error {
 func (s *Service) release() { <-s.hashing }
 
 // SignUp creates an account (with invite, an invitation code, when the site asks
-// for one) and signs it in.
-func (s *Service) SignUp(ctx context.Context, name, password, invite string) (Session, error) {
+// for one) and signs it in. addr is the client's address, for the throttle.
+func (s *Service) SignUp(ctx context.Context, name, password, invite, addr string) (Session, error) {
 	if s.opts.Signup == SignupOff {
 		return Session{}, ErrSignupClosed
 	}
@@ -236,6 +260,22 @@ func (s *Service) SignUp(ctx context.Context, name, password, invite string) (Se
 	case s.opts.Signup == SignupInvite:
 		return Session{}, &FieldError{"invite", "this site signs people up by invitation: ask an admin for a code"}
 	}
+	if _, err := s.reserve(ctx, []string{"signup:" + addressKey(addr)}, []int{MaxSignupsPerAddr}); err != nil {
+		return Session{}, err
+	}
+	// What can be refused is refused before a password is hashed.
+	if inviteHash != nil {
+		if err := s.st.InviteUsable(ctx, inviteHash, name); errors.Is(err, store.ErrInviteInvalid) {
+			return Session{}, errInvite
+		} else if err != nil {
+			return Session{}, fmt.Errorf("accounts: sign up: %w", err)
+		}
+	}
+	if _, err := s.st.UserCredentials(ctx, name); err == nil {
+		return Session{}, ErrNameTaken
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return Session{}, fmt.Errorf("accounts: sign up: %w", err)
+	}
 	hash, err := s.HashPassword(ctx, password)
 	if err != nil {
 		return Session{}, err
@@ -243,7 +283,7 @@ func (s *Service) SignUp(ctx context.Context, name, password, invite string) (Se
 	u, err := s.st.SignUp(ctx, store.NewAccount{Name: name, PasswordHash: hash, InviteHash: inviteHash})
 	switch {
 	case errors.Is(err, store.ErrInviteInvalid):
-		return Session{}, &FieldError{"invite", "the invitation is not valid (unknown, used, lapsed, or for another name)"}
+		return Session{}, errInvite
 	case errors.Is(err, store.ErrConflict):
 		return Session{}, ErrNameTaken
 	case err != nil:
@@ -252,25 +292,59 @@ func (s *Service) SignUp(ctx context.Context, name, password, invite string) (Se
 	return s.newSession(ctx, u)
 }
 
-// SignIn checks name and password and opens a session. addr is the client's
-// address, for the throttle.
-func (s *Service) SignIn(ctx context.Context, name, password, addr string) (Session, error) {
-	keys := []string{"name:" + strings.ToLower(name), "addr:" + addr}
-	if len(keys[0]) > 200 {
-		keys[0] = keys[0][:200]
-	}
-	counts, until, err := s.st.SigninFailures(ctx, keys)
+var errInvite = &FieldError{"invite", "the invitation is not valid (unknown, used, lapsed, or for another name)"}
+
+// reserve counts an attempt for keys under limits, or returns a *ThrottledError.
+func (s *Service) reserve(ctx context.Context, keys []string, limits []int) ([]int64, error) {
+	ids, retry, err := s.st.ReserveAttempt(ctx, keys, limits)
 	if err != nil {
-		return Session{}, fmt.Errorf("accounts: sign in: %w", err)
+		return nil, fmt.Errorf("accounts: %w", err)
 	}
-	for i, limit := range []int{MaxFailuresPerName, MaxFailuresPerAddr} {
-		if counts[i] >= limit {
-			return Session{}, &ThrottledError{RetryAfter: max(until[i].Sub(s.opts.Now()), time.Second)}
+	if retry > 0 {
+		return nil, &ThrottledError{RetryAfter: retry}
+	}
+	return ids, nil
+}
+
+// addressKey is the throttle's key of a client address: an IPv6 address by its /64
+// (one subscriber's), anything else as it is.
+func addressKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil || !ip.Is6() || ip.Is4In6() {
+		return truncate(addr, 64)
+	}
+	p, _ := ip.Prefix(64)
+	return p.String()
+}
+
+// truncate cuts s to at most n bytes, at a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// SignIn checks name and password and opens a session. addr is the client's
+// address, for the throttle: an attempt is counted before the password is checked
+// (concurrent attempts cannot outrun it) and taken back when it succeeds.
+func (s *Service) SignIn(ctx context.Context, name, password, addr string) (Session, error) {
+	name200, addrKey := truncate(strings.ToLower(name), 200), addressKey(addr)
+	nameKey := "name:" + name200
+	ids, err := s.reserve(ctx, []string{"name@addr:" + name200 + "@" + addrKey, "addr:" + addrKey, nameKey},
+		[]int{MaxFailuresPerNameAddr, MaxFailuresPerAddr, MaxFailuresPerName})
+	if err != nil {
+		return Session{}, err
+	}
+	var cred store.Credentials
+	if CheckName(name) == nil && utf8.ValidString(password) {
+		cred, err = s.st.UserCredentials(ctx, name)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return Session{}, fmt.Errorf("accounts: sign in: %w", err)
 		}
-	}
-	cred, err := s.st.UserCredentials(ctx, name)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return Session{}, fmt.Errorf("accounts: sign in: %w", err)
 	}
 	hash := cred.PasswordHash
 	if hash == "" {
@@ -282,10 +356,10 @@ func (s *Service) SignIn(ctx context.Context, name, password, addr string) (Sess
 	ok := checkPassword(hash, password) && cred.PasswordHash != ""
 	s.release()
 	if !ok {
-		if err := s.st.RecordSigninFailure(context.WithoutCancel(ctx), keys); err != nil {
-			return Session{}, fmt.Errorf("accounts: sign in: %w", err)
-		}
-		return Session{}, ErrBadCredentials
+		return Session{}, ErrBadCredentials // the attempt stays counted
+	}
+	if err := s.st.ForgetAttempts(context.WithoutCancel(ctx), ids, nameKey, "name@addr:"+name200+"@"+addrKey); err != nil {
+		return Session{}, fmt.Errorf("accounts: sign in: %w", err)
 	}
 	return s.newSession(ctx, cred.User)
 }
@@ -305,10 +379,9 @@ func (s *Service) newSession(ctx context.Context, u store.User) (Session, error)
 	return Session{User: u, Scopes: scopes, Key: key, ExpiresAt: expires}, nil
 }
 
-// SignOut revokes the session whose secret is key (on every gateway).
-func (s *Service) SignOut(ctx context.Context, key string) error {
-	prefix, ok := auth.PrefixOf(key)
-	if !ok {
+// SignOut revokes the session with that prefix (on every gateway).
+func (s *Service) SignOut(ctx context.Context, prefix string) error {
+	if !auth.ValidPrefix(prefix) {
 		return nil
 	}
 	if _, err := s.st.RevokeAPIKey(ctx, prefix); err != nil && !errors.Is(err, store.ErrNotFound) {

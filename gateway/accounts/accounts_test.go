@@ -3,7 +3,10 @@ package accounts
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,29 +72,29 @@ func TestSignUpAndIn(t *testing.T) {
 	s, st, authn := open(t, Options{Now: clock})
 	c := ctx(t)
 
-	if _, err := s.SignUp(c, "alice", "long enough password", ""); !isField(err, "invite") {
+	if _, err := s.SignUp(c, "alice", "long enough password", "", "10.0.0.9"); !isField(err, "invite") {
 		t.Fatalf("sign up without an invitation on an invite-only site: %v", err)
 	}
 	code, _, err := s.Invite(c, "", "alice", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.SignUp(c, "mallory", "long enough password", code); !isField(err, "invite") {
+	if _, err := s.SignUp(c, "mallory", "long enough password", code, "10.0.0.9"); !isField(err, "invite") {
 		t.Fatalf("someone else with alice's invitation: %v", err)
 	}
 	for _, tc := range []struct{ name, password, field string }{
 		{"a b", "long enough password", "name"}, {"", "long enough password", "name"}, {strings.Repeat("n", 65), "long enough password", "name"},
 		{"alice", "short", "password"}, {"alice", "nul \x00 in a password", "password"}, {"alice", strings.Repeat("p", 257), "password"},
 	} {
-		if _, err := s.SignUp(c, tc.name, tc.password, code); !isField(err, tc.field) {
+		if _, err := s.SignUp(c, tc.name, tc.password, code, "10.0.0.9"); !isField(err, tc.field) {
 			t.Errorf("sign up %q/%q: %v, want a field error on %s", tc.name, tc.password, err, tc.field)
 		}
 	}
-	sess, err := s.SignUp(c, "alice", "long enough password", code)
+	sess, err := s.SignUp(c, "alice", "long enough password", code, "10.0.0.9")
 	if err != nil || sess.User.Name != "alice" || !sess.User.Admin || len(sess.Scopes) != 3 {
 		t.Fatalf("sign up: %+v, %v", sess, err)
 	}
-	if _, err := s.SignUp(c, "alice", "long enough password", code); !isField(err, "invite") {
+	if _, err := s.SignUp(c, "alice", "long enough password", code, "10.0.0.9"); !isField(err, "invite") {
 		t.Fatalf("an invitation used twice: %v", err)
 	}
 	p, err := authn.Authenticate(c, sess.Key)
@@ -109,7 +112,7 @@ func TestSignUpAndIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SignOut(c, sess.Key); err != nil {
+	if err := s.SignOut(c, strings.Join(strings.SplitN(sess.Key, "_", 3)[:2], "_")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := authn.Authenticate(c, sess.Key); !errors.Is(err, auth.ErrRevokedKey) {
@@ -146,40 +149,72 @@ func TestSignUpAndIn(t *testing.T) {
 // TestSignupModes: open lets anyone in, off no one.
 func TestSignupModes(t *testing.T) {
 	open1, _, _ := open(t, Options{Signup: SignupOpen})
-	if _, err := open1.SignUp(ctx(t), "bob", "long enough password", ""); err != nil {
+	if _, err := open1.SignUp(ctx(t), "bob", "long enough password", "", "10.0.0.9"); err != nil {
 		t.Fatalf("open sign-up: %v", err)
 	}
-	if _, err := open1.SignUp(ctx(t), "bob", "another long password", ""); !errors.Is(err, ErrNameTaken) {
+	if _, err := open1.SignUp(ctx(t), "bob", "another long password", "", "10.0.0.9"); !errors.Is(err, ErrNameTaken) {
 		t.Fatalf("a taken name: %v", err)
 	}
 	off, _, _ := open(t, Options{Signup: SignupOff})
-	if _, err := off.SignUp(ctx(t), "bob", "long enough password", ""); !errors.Is(err, ErrSignupClosed) {
+	if _, err := off.SignUp(ctx(t), "bob", "long enough password", "", "10.0.0.9"); !errors.Is(err, ErrSignupClosed) {
 		t.Fatalf("sign-up off: %v", err)
 	}
 }
 
-// TestSignInThrottle: 10 failures for a name lock it for the window, whatever the
-// password then; another name from another address is not held up.
+// TestSignInThrottle: 10 failures for a name from one address hold that name there
+// for the window, whatever the password then, while the right password from another
+// address still works; 30 guesses at once are no more than 10 password checks; a new
+// password ends the user's sessions.
 func TestSignInThrottle(t *testing.T) {
-	s, _, _ := open(t, Options{Signup: SignupOpen})
+	s, st, authn := open(t, Options{Signup: SignupOpen})
 	c := ctx(t)
-	if _, err := s.SignUp(c, "carol", "long enough password", ""); err != nil {
+	sess, err := s.SignUp(c, "carol", "long enough password", "", "10.0.0.9")
+	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range MaxFailuresPerName {
-		if _, err := s.SignIn(c, "carol", "wrong password!!", "10.0.0."+string(rune('a'+i))); !errors.Is(err, ErrBadCredentials) {
+	for i := range MaxFailuresPerNameAddr {
+		if _, err := s.SignIn(c, "carol", "wrong password!!", "10.0.0.1"); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("failure %d: %v", i, err)
 		}
 	}
 	var th *ThrottledError
-	if _, err := s.SignIn(c, "Carol", "long enough password", "10.9.9.9"); !errors.As(err, &th) || th.RetryAfter <= 0 || th.RetryAfter > 15*time.Minute {
-		t.Fatalf("the right password after 10 failures: %v", err)
+	if _, err := s.SignIn(c, "Carol", "long enough password", "10.0.0.1"); !errors.As(err, &th) || th.RetryAfter <= 0 || th.RetryAfter > 15*time.Minute {
+		t.Fatalf("the right password after 10 failures from that address: %v", err)
 	}
-	if _, err := s.SignUp(c, "dave", "long enough password", ""); err != nil {
+	if _, err := s.SignIn(c, "carol", "long enough password", "10.0.0.2"); err != nil {
+		t.Fatalf("the right password from another address: %v", err)
+	}
+
+	// Guesses in parallel from one address of a /64: at most 10 are checked.
+	var wg sync.WaitGroup
+	var checked, throttled atomic.Int32
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.SignIn(c, "dave", "wrong password!!", fmt.Sprintf("2001:db8::%x", i+1))
+			switch {
+			case errors.Is(err, ErrBadCredentials):
+				checked.Add(1)
+			case errors.As(err, new(*ThrottledError)), errors.Is(err, ErrBusy):
+				throttled.Add(1)
+			default:
+				t.Errorf("guess: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if checked.Load() > MaxFailuresPerNameAddr {
+		t.Errorf("%d guesses were checked at once, want at most %d", checked.Load(), MaxFailuresPerNameAddr)
+	}
+
+	// A new password ends the sessions of the old one.
+	newHash, _ := s.HashPassword(c, "another long password")
+	if _, err := st.SetPassword(c, "carol", newHash, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.SignIn(c, "dave", "long enough password", "10.1.1.1"); err != nil {
-		t.Fatalf("another name is held up: %v", err)
+	if _, err := authn.Authenticate(c, sess.Key); !errors.Is(err, auth.ErrRevokedKey) {
+		t.Fatalf("a session after the password changed: %v", err)
 	}
 }
 

@@ -34,7 +34,7 @@ func (s *server) requireScope(scope string) fiber.Handler {
 		if key == "" && s.opts.Accounts != nil {
 			// The website's session cookie: an ambient credential, so a request that
 			// changes state must prove it comes from this site's page.
-			if key = sessionCookie(c); key != "" {
+			if key = s.sessionCookie(c); key != "" {
 				if err := checkCookieRequest(c, key); err != nil {
 					return err
 				}

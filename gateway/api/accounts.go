@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -47,8 +48,8 @@ func (s *server) secureCookies(c *fiber.Ctx) bool {
 }
 
 // sessionCookie returns the session's secret from the request's cookie, "" if none.
-func sessionCookie(c *fiber.Ctx) string {
-	return accounts.SessionCookie(func(name string) string { return c.Cookies(name) })
+func (s *server) sessionCookie(c *fiber.Ctx) string {
+	return accounts.SessionCookie(s.secureCookies(c), func(name string) string { return c.Cookies(name) })
 }
 
 // setSession sets (key != "") or clears the session cookie.
@@ -128,13 +129,25 @@ func accountError(err error) error {
 		return &oai.Error{Status: http.StatusForbidden, Type: oai.TypePermission, Code: "signup_closed", Message: err.Error()}
 	case errors.Is(err, accounts.ErrNameTaken):
 		return &oai.Error{Status: http.StatusConflict, Type: oai.TypeInvalidRequest, Code: oai.CodeConflict, Param: "name", Message: "that name is taken"}
+	case errors.Is(err, accounts.ErrBusy):
+		return &oai.Error{Status: http.StatusServiceUnavailable, Type: oai.TypeServer, Code: "busy", RetryAfter: time.Second, Message: err.Error()}
 	}
 	return err
 }
 
-// plainBody refuses a compressed body on the routes that read one before any
-// credential (their bodies are a few hundred bytes).
+// plainBody checks a sign-up's or sign-in's request, read before any credential: a
+// plain JSON body of a few hundred bytes, from a page of this origin. A form of
+// another site (which can post text/plain that parses as JSON) cannot sign the
+// browser into an account of the attacker's.
 func plainBody(c *fiber.Ctx) error {
+	if ct, _, _ := strings.Cut(c.Get(fiber.HeaderContentType), ";"); !strings.EqualFold(strings.TrimSpace(ct), fiber.MIMEApplicationJSON) {
+		return &oai.Error{Status: http.StatusUnsupportedMediaType, Type: oai.TypeInvalidRequest, Code: "unsupported_media_type",
+			Param: fiber.HeaderContentType, Message: "send the body as application/json"}
+	}
+	if !sameOrigin(c) || c.Get("Sec-Fetch-Site") == "cross-site" {
+		return &oai.Error{Status: http.StatusForbidden, Type: oai.TypePermission, Code: "cross_origin",
+			Message: "signing in or up is done from this site's own page"}
+	}
 	for _, v := range c.Request().Header.PeekAll(fiber.HeaderContentEncoding) {
 		if s := string(v); s != "" && s != "identity" {
 			return &oai.Error{Status: http.StatusUnsupportedMediaType, Type: oai.TypeInvalidRequest, Code: "unsupported_encoding",
@@ -150,7 +163,14 @@ func plainBody(c *fiber.Ctx) error {
 }
 
 func (s *server) startSession(c *fiber.Ctx, status int, sess accounts.Session) error {
+	// The session this browser had (another account's, or the same one's) ends.
+	if old := s.sessionCookie(c); old != "" {
+		if prefix, ok := auth.PrefixOf(old); ok {
+			_ = s.opts.Accounts.SignOut(c.UserContext(), prefix)
+		}
+	}
 	s.setSession(c, sess.Key, sess.ExpiresAt)
+	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.Status(status).JSON(sessionJSON{Object: "session", User: userJSON{ID: sess.User.ID, Name: sess.User.Name, Admin: sess.User.Admin},
 		Scopes: sess.Scopes, CSRFToken: sess.CSRFToken(), ExpiresAt: sess.ExpiresAt.Unix()})
 }
@@ -168,7 +188,7 @@ func (s *server) signUp(c *fiber.Ctx) error {
 	if err := decodeStrict(c.Body(), &req); err != nil {
 		return err
 	}
-	sess, err := s.opts.Accounts.SignUp(c.UserContext(), req.Name, req.Password, req.Invite)
+	sess, err := s.opts.Accounts.SignUp(c.UserContext(), req.Name, req.Password, req.Invite, c.IP())
 	if err != nil {
 		return accountError(err)
 	}
@@ -211,6 +231,7 @@ func (s *server) session(c *fiber.Ctx) error {
 	if !p.ExpiresAt.IsZero() {
 		out.ExpiresAt = p.ExpiresAt.Unix()
 	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(out)
 }
 
@@ -218,11 +239,10 @@ func (s *server) session(c *fiber.Ctx) error {
 // revoked, the cookie cleared.
 func (s *server) signOut(c *fiber.Ctx) error {
 	p := principalOf(c)
-	if !p.Session {
-		return oai.Invalid("", oai.CodeInvalidValue, "only a website session signs out; revoke an API key with DELETE /v1/keys/{prefix}")
+	if err := requireSession(p); err != nil {
+		return err
 	}
-	key, _ := c.Locals(localFromCookie).(string)
-	if err := s.opts.Accounts.SignOut(c.UserContext(), key); err != nil {
+	if err := s.opts.Accounts.SignOut(c.UserContext(), p.Prefix); err != nil {
 		return err
 	}
 	s.setSession(c, "", time.Time{})
@@ -231,11 +251,25 @@ func (s *server) signOut(c *fiber.Ctx) error {
 
 // signOutEverywhere serves POST /auth/signout-everywhere: every session of the user.
 func (s *server) signOutEverywhere(c *fiber.Ctx) error {
+	if err := requireSession(principalOf(c)); err != nil {
+		return err
+	}
 	if err := s.opts.Accounts.SignOutEverywhere(c.UserContext(), principalOf(c).UserID); err != nil {
 		return err
 	}
 	s.setSession(c, "", time.Time{})
 	return c.JSON(fiber.Map{"object": "session.signed_out_everywhere"})
+}
+
+// requireSession refuses a request whose credential is not a website session: what
+// manages the account (its keys, its sessions) needs the person, not a program's key
+// (a leaked key could otherwise mint keys that outlive it).
+func requireSession(p auth.Principal) error {
+	if p.Session {
+		return nil
+	}
+	return &oai.Error{Status: http.StatusForbidden, Type: oai.TypePermission, Code: "session_required",
+		Message: "this is done signed in on the website, not with an API key"}
 }
 
 type keyJSON struct {
@@ -282,6 +316,9 @@ func (s *server) createKey(c *fiber.Ctx) error {
 		req.Scopes = []string{auth.ScopeChat}
 	}
 	p := principalOf(c)
+	if err := requireSession(p); err != nil {
+		return err
+	}
 	key, k, err := s.opts.Accounts.CreateKey(c.UserContext(), p.UserID, req.Name, slices.Compact(slices.Sorted(slices.Values(req.Scopes))), p.Scopes)
 	if err != nil {
 		return accountError(err)
@@ -292,6 +329,9 @@ func (s *server) createKey(c *fiber.Ctx) error {
 }
 
 func (s *server) revokeKey(c *fiber.Ctx) error {
+	if err := requireSession(principalOf(c)); err != nil {
+		return err
+	}
 	prefix := c.Params("prefix")
 	if !auth.ValidPrefix(prefix) {
 		return oai.Invalid("prefix", oai.CodeInvalidValue, "a key's prefix looks like rgw_xxxxxxxx")

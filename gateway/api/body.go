@@ -69,7 +69,7 @@ func (s *server) mayReadBody(h *fasthttp.RequestHeader, n int) bool {
 	key, err := auth.BearerToken(string(h.Peek(fiber.HeaderAuthorization)))
 	if errors.Is(err, auth.ErrNoKey) && s.opts.Accounts != nil {
 		// The website's session cookie is a key too.
-		key, err = accounts.SessionCookie(func(name string) string { return string(h.Cookie(name)) }), nil
+		key, err = accounts.SessionCookie(false, func(name string) string { return string(h.Cookie(name)) }), nil
 	}
 	if err != nil {
 		return false

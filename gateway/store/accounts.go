@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aarondl/null/v8"
@@ -37,19 +38,31 @@ func (s *Store) UserCredentials(ctx context.Context, name string) (Credentials, 
 }
 
 // SetPassword sets the password hash of the user called name, creating the user if
-// needed; admin, when not nil, makes it an admin of the site or not.
+// needed; admin, when not nil, makes it an admin of the site or not. Every session of
+// the user is revoked (on every gateway).
 func (s *Store) SetPassword(ctx context.Context, name, hash string, admin *bool) (User, error) {
 	u, err := s.EnsureUser(ctx, name)
 	if err != nil {
 		return User{}, err
 	}
 	err = s.do(ctx, "set password", func(ctx context.Context) error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
 		set := models.M{models.UserColumns.PasswordHash: null.StringFrom(hash)}
 		if admin != nil {
 			set[models.UserColumns.Admin] = *admin
 		}
-		_, err := models.Users(models.UserWhere.ID.EQ(u.ID)).UpdateAll(ctx, s.db, set)
-		return err
+		if _, err := models.Users(models.UserWhere.ID.EQ(u.ID)).UpdateAll(ctx, tx, set); err != nil {
+			return err
+		}
+		// A new password (or role) ends every session of the old one.
+		if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = now() WHERE user_id = $1 AND kind = 'session' AND revoked_at IS NULL`, u.ID); err != nil {
+			return err
+		}
+		return tx.Commit()
 	})
 	if err != nil {
 		return User{}, err
@@ -200,44 +213,85 @@ SELECT k.*, u.name AS user_name FROM k JOIN users u ON u.id = k.user_id`, prefix
 	return row.domain(), nil
 }
 
-// signinWindow is how far back failed sign-ins count.
-const signinWindow = 15 * time.Minute
-
-// SigninFailures returns how many sign-ins failed for each of keys within the window
-// before now, and when the oldest of them leaves it (zero when none failed).
-func (s *Store) SigninFailures(ctx context.Context, keys []string) (counts []int, oldest []time.Time, err error) {
-	counts, oldest = make([]int, len(keys)), make([]time.Time, len(keys))
-	err = s.do(ctx, "sign-in failures", func(ctx context.Context) error {
-		rows, err := s.db.QueryContext(ctx, `SELECT key, count(*), min(at) FROM signin_failures
-			WHERE key = ANY($1) AND at > now() - $2::interval GROUP BY key`, pq.Array(keys), fmt.Sprintf("%d seconds", int(signinWindow.Seconds())))
+// ReserveAttempt counts an attempt (a sign-in, a sign-up) for each of keys, unless
+// one of them already has limits[i] or more within the window: then nothing is
+// counted, and retryAfter says when the oldest of that key's attempts leaves the
+// window. Concurrent reservations for one key take turns (an advisory lock), so no
+// burst of attempts gets past a limit. The ids are the rows counted: ForgetAttempts
+// takes back an attempt that succeeded.
+func (s *Store) ReserveAttempt(ctx context.Context, keys []string, limits []int) (ids []int64, retryAfter time.Duration, err error) {
+	window := fmt.Sprintf("%d seconds", int(attemptWindow.Seconds()))
+	err = s.do(ctx, "reserve an attempt", func(ctx context.Context) error {
+		ids, retryAfter = nil, 0
+		tx, err := s.db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var k string
-			var n int
-			var at time.Time
-			if err := rows.Scan(&k, &n, &at); err != nil {
+		defer tx.Rollback()
+		sorted := slices.Clone(keys)
+		slices.Sort(sorted)
+		for _, k := range slices.Compact(sorted) {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 7296847419113734003))`, k); err != nil {
 				return err
 			}
-			for i := range keys {
-				if keys[i] == k {
-					counts[i], oldest[i] = n, at.Add(signinWindow)
-				}
+		}
+		for i, k := range keys {
+			var n int
+			var oldest sql.NullTime
+			var now time.Time
+			if err := tx.QueryRowContext(ctx, `SELECT count(*), min(at), now() FROM signin_failures WHERE key = $1 AND at > now() - $2::interval`,
+				k, window).Scan(&n, &oldest, &now); err != nil {
+				return err
+			}
+			if n >= limits[i] {
+				retryAfter = max(oldest.Time.Add(attemptWindow).Sub(now), time.Second)
+				return nil
 			}
 		}
-		return rows.Err()
+		rows, err := tx.QueryContext(ctx, `WITH gone AS (DELETE FROM signin_failures WHERE at < now() - $2::interval)
+			INSERT INTO signin_failures (key) SELECT unnest($1::text[]) RETURNING id`, pq.Array(keys), window)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return tx.Commit()
 	})
-	return counts, oldest, err
+	return ids, retryAfter, err
 }
 
-// RecordSigninFailure counts a failed sign-in for each of keys, and forgets failures
-// older than the window.
-func (s *Store) RecordSigninFailure(ctx context.Context, keys []string) error {
-	return s.do(ctx, "record sign-in failure", func(ctx context.Context) error {
-		_, err := s.db.ExecContext(ctx, `WITH gone AS (DELETE FROM signin_failures WHERE at < now() - $2::interval)
-			INSERT INTO signin_failures (key) SELECT unnest($1::text[])`, pq.Array(keys), fmt.Sprintf("%d seconds", int(signinWindow.Seconds())))
+// ForgetAttempts takes back the attempts ids (they succeeded), and every counted
+// attempt of the keys forget (a name signed in with its password).
+func (s *Store) ForgetAttempts(ctx context.Context, ids []int64, forget ...string) error {
+	return s.do(ctx, "forget attempts", func(ctx context.Context) error {
+		_, err := s.db.ExecContext(ctx, `DELETE FROM signin_failures WHERE id = ANY($1) OR key = ANY($2)`, pq.Array(ids), pq.Array(forget))
+		return err
+	})
+}
+
+// attemptWindow is how far back attempts count.
+const attemptWindow = 15 * time.Minute
+
+// InviteUsable reports, without using it, whether the invitation whose code hashes
+// to hash can sign up name: ErrInviteInvalid if not.
+func (s *Store) InviteUsable(ctx context.Context, hash []byte, name string) error {
+	return s.do(ctx, "check an invitation", func(ctx context.Context) error {
+		var ok bool
+		err := s.db.QueryRowContext(ctx, `SELECT true FROM invites WHERE hash = $1 AND used_at IS NULL AND expires_at > now()
+			AND (name IS NULL OR name = $2)`, hash, name).Scan(&ok)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrInviteInvalid
+		}
 		return err
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"path"
 	"strings"
+	"sync/atomic"
 
 	"github.com/andybalholm/brotli"
 	"github.com/gofiber/fiber/v2"
@@ -25,11 +26,14 @@ var static embed.FS
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
 	"connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
 
-// asset is one file, with its compressed forms.
+// asset is one file, with its compressed forms. Brotli's best compression is slow
+// (a third of a second for the site): it is made in the background after start, and
+// gzip serves until then.
 type asset struct {
-	typ           string
-	etag          string
-	plain, gz, br []byte
+	typ       string
+	etag      string
+	plain, gz []byte
+	br        atomic.Pointer[[]byte]
 }
 
 // Site serves the website.
@@ -49,17 +53,13 @@ func New() (*Site, error) {
 			return err
 		}
 		sum := sha256.Sum256(data)
-		a := &asset{typ: contentType(p), etag: `"` + hex.EncodeToString(sum[:8]) + `"`, plain: data}
+		a := &asset{typ: contentType(p), etag: `W/"` + hex.EncodeToString(sum[:8]) + `"`, plain: data}
 		if compressible(a.typ) {
 			var gz bytes.Buffer
 			w, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
 			w.Write(data)
 			w.Close()
-			var br bytes.Buffer
-			bw := brotli.NewWriterLevel(&br, brotli.BestCompression)
-			bw.Write(data)
-			bw.Close()
-			a.gz, a.br = gz.Bytes(), br.Bytes()
+			a.gz = gz.Bytes()
 		}
 		s.assets[strings.TrimPrefix(p, "static/")] = a
 		return nil
@@ -70,6 +70,19 @@ func New() (*Site, error) {
 	if s.assets["index.html"] == nil {
 		return nil, fmt.Errorf("web: the site has no index.html")
 	}
+	go func() {
+		for _, a := range s.assets {
+			if a.gz == nil {
+				continue
+			}
+			var br bytes.Buffer
+			bw := brotli.NewWriterLevel(&br, brotli.BestCompression)
+			bw.Write(a.plain)
+			bw.Close()
+			b := br.Bytes()
+			a.br.Store(&b)
+		}
+	}()
 	return s, nil
 }
 
@@ -136,10 +149,11 @@ func (s *Site) serve(c *fiber.Ctx, name string) error {
 	c.Set(fiber.HeaderContentType, a.typ)
 	body := a.plain
 	accept := c.Get(fiber.HeaderAcceptEncoding)
+	br := a.br.Load()
 	switch {
-	case a.br != nil && acceptsEncoding(accept, "br"):
+	case br != nil && acceptsEncoding(accept, "br"):
 		c.Set(fiber.HeaderContentEncoding, "br")
-		body = a.br
+		body = *br
 	case a.gz != nil && acceptsEncoding(accept, "gzip"):
 		c.Set(fiber.HeaderContentEncoding, "gzip")
 		body = a.gz

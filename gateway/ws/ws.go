@@ -80,6 +80,9 @@ type Options struct {
 	// SessionCookies makes the website's session cookie a credential of upgrades
 	// from the gateway's own origin.
 	SessionCookies bool
+	// SecureCookies reports whether the site's cookies are Secure for a request
+	// (only the __Host- cookie counts then); nil: over TLS.
+	SecureCookies func(c *fiber.Ctx) bool
 }
 
 // Defaults of Options.
@@ -103,6 +106,9 @@ const (
 )
 
 func (o Options) withDefaults() Options {
+	if o.SecureCookies == nil {
+		o.SecureCookies = func(c *fiber.Ctx) bool { return c.Context().IsTLS() }
+	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = DefaultPingInterval
 	}
@@ -196,7 +202,7 @@ func New(b Backend, opts Options) fiber.Handler {
 			// The website's session cookie, from a page of the gateway's own origin
 			// only: a page of another origin, even an allowed one, cannot open a
 			// socket as the user.
-			key = accounts.SessionCookie(func(name string) string { return c.Cookies(name) })
+			key = accounts.SessionCookie(h.opts.SecureCookies(c), func(name string) string { return c.Cookies(name) })
 		}
 		p, err := h.opts.Gate.Verify(c.UserContext(), key, auth.ScopeChat)
 		switch {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/gofiber/fiber/v2"
 	"io"
 	"log/slog"
 	"net"
@@ -236,6 +237,15 @@ func serve(args []string, stderr io.Writer) error {
 		Metrics:        met,
 		AllowedOrigins: cfg.Server.CORSOrigins,
 		SessionCookies: true,
+		SecureCookies: func(c *fiber.Ctx) bool {
+			switch cfg.Web.SecureCookies {
+			case "always":
+				return true
+			case "never":
+				return false
+			}
+			return c.Context().IsTLS()
+		},
 	})
 	// The website, at / (its API is the one above).
 	site, err := web.New()
