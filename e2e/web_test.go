@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/ragway/ragway/gateway/ingest/ingesttest"
 	"github.com/ragway/ragway/internal/pgtest"
 	"github.com/ragway/ragway/internal/testbin"
 )
@@ -161,4 +162,104 @@ ws.onerror = () => window.results.ws = "refused";
 		t.Fatal(err)
 	}
 	shot(t, phone, "signin-phone")
+}
+
+// TestWebsiteKnowledge: a knowledge base made in the page, a Markdown and a PDF file
+// uploaded and seen indexed, a document holding HTML shown as text, an answer
+// grounded in it whose citation opens the chunk, a long answer stopped, the keys page,
+// signing out; screenshots at desktop and phone widths.
+func TestWebsiteKnowledge(t *testing.T) {
+	g := launchGatewayConfig(t, pgtest.Database(t), "web: {signup: open}", `
+  - {name: chat, backend: echo, options: {delay_ms: 5}}
+`)
+	g.waitReady(20 * time.Second)
+	dir := t.TempDir()
+	md := filepath.Join(dir, "runbook.md")
+	if err := os.WriteFile(md, []byte("# Runbook\n\n## Failover\n\nWhen the primary fails, promote the replica and page the on-call engineer.\n\n"+
+		"<script>window.__xss=3</script> <img src=x onerror=\"window.__xss=4\"> are shown, not run.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pdf := filepath.Join(dir, "backups.pdf")
+	if err := os.WriteFile(pdf, ingesttest.PDF("Backups", []string{"Quarterly backups are kept for ninety days"}, ""), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, width := range []int{1280, 390} {
+		name, suffix := "bob", "desktop"
+		if width < 600 {
+			name, suffix = "carol", "phone"
+		}
+		ctx := newBrowserContext(t, width)
+		run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+			t.Helper()
+			if err := chromedp.Do(ctx, actions...); err != nil {
+				t.Fatalf("%s (%s): %v", what, suffix, err)
+			}
+		}
+		eval := func(what, expr string) any {
+			t.Helper()
+			v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr, chromedp.EvalAwaitPromise))
+			if err != nil {
+				t.Fatalf("%s (%s): %v", what, suffix, err)
+			}
+			return v
+		}
+		poll := func(expr string) chromedp.Action[chromedp.Void] { return chromedp.Poll[chromedp.Void](expr) }
+		kb := "docs-" + name
+		run("sign up", chromedp.Navigate(g.URL+"/#/signup"), chromedp.WaitVisible(`form.auth input[name=name]`),
+			chromedp.SendKeys(`form.auth input[name=name]`, name), chromedp.SendKeys(`form.auth input[name=password]`, "long enough password"),
+			chromedp.Click(`form.auth button[type=submit]`), chromedp.WaitVisible(`.composer textarea`))
+
+		run("create a knowledge base", chromedp.Navigate(g.URL+"/#/knowledge"), chromedp.WaitVisible(`.side form input[name=name]`),
+			chromedp.SendKeys(`.side form input[name=name]`, kb), chromedp.Click(`.side form button[type=submit]`),
+			chromedp.WaitVisible(`.drop input[type=file]`))
+		run("upload two files", chromedp.SetUploadFiles(`.drop input[type=file]`, []string{md, pdf}),
+			poll(`document.querySelectorAll(".docs .badge.indexed").length === 2`))
+		shown, _ := eval("search", `(async () => {
+			const f = document.querySelector(".kb form.inline");
+			f.querySelector("input").value = "are shown not run";
+			f.requestSubmit();
+			for (let i = 0; i < 100 && !document.querySelector(".results pre"); i++) await new Promise(r => setTimeout(r, 50));
+			return document.querySelector(".results pre").textContent;
+		})()`).(string)
+		if !strings.Contains(shown, "<script>window.__xss=3</script>") || eval("xss", `window.__xss === undefined && !document.querySelector(".results script, .results img")`) != true {
+			t.Fatalf("a document's HTML in the search results (%s): %q", suffix, shown)
+		}
+		shot(t, ctx, "knowledge-"+suffix)
+
+		// A grounded chat: its citation opens the chunk.
+		run("a grounded question", chromedp.Navigate(g.URL+"/#/chat"), chromedp.WaitVisible(`.composer textarea`),
+			poll(`[...document.querySelectorAll(".pickers select")[1].options].some(o => o.value === "`+kb+`")`),
+			chromedp.SetValue(`.pickers label:nth-child(2) select`, kb),
+			chromedp.SendKeys(`.composer textarea`, "what happens when the primary fails? [1]"),
+			chromedp.Click(`.composer button[type=submit]`),
+			poll(`document.querySelector(".msg.assistant .cites a")`),
+			chromedp.Click(`.msg.assistant .cites a`),
+			poll(`document.querySelector(".sources details[open] pre.chunk")`))
+		chunk, _ := eval("the cited chunk", `document.querySelector(".sources details[open] pre.chunk").textContent`).(string)
+		if !strings.Contains(chunk, "promote the replica") || eval("xss", `window.__xss === undefined && !document.querySelector(".sources script, .sources img")`) != true {
+			t.Fatalf("the cited chunk (%s): %q", suffix, chunk)
+		}
+		if eval("an inline citation", `!!document.querySelector(".msg.assistant .body a.cite")`) != true {
+			t.Errorf("the answer's [1] is not a link (%s)", suffix)
+		}
+		shot(t, ctx, "chat-sources-"+suffix)
+
+		// A long answer, stopped.
+		long := strings.TrimSpace(strings.Repeat("word ", 600))
+		run("stop a long answer", chromedp.SetValue(`.composer textarea`, long), chromedp.Click(`.composer button[type=submit]`),
+			poll(`[...document.querySelectorAll(".msg.assistant .body")].pop().textContent.length > 20`),
+			chromedp.Click(`.composer button.secondary`),
+			poll(`document.querySelector(".composer button[type=submit]").disabled === false`))
+		got, _ := eval("the stopped answer", `[...document.querySelectorAll(".msg.assistant .body")].pop().textContent.length`).(float64)
+		if got >= float64(len(long)) {
+			t.Errorf("the stopped answer has %v characters of %d (%s)", got, len(long), suffix)
+		}
+
+		run("keys", chromedp.Navigate(g.URL+"/#/keys"), chromedp.WaitVisible(`section.card form input`))
+		shot(t, ctx, "keys-"+suffix)
+		run("sign out", chromedp.Click(`#signout`), chromedp.WaitVisible(`form.auth`))
+		if eval("the session after signing out", `fetch("/auth/session").then(r => r.status)`) != float64(401) {
+			t.Errorf("after signing out the session still answers (%s)", suffix)
+		}
+	}
 }
