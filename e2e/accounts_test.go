@@ -184,6 +184,24 @@ func TestAccounts(t *testing.T) {
 	// Sign in; wrong passwords; the throttle.
 	code, body = b.do("POST", "/auth/signin", `{"name":"alice","password":"long enough password"}`, false, "")
 	decode(t, "sign in", code, body, http.StatusOK, &s)
+	b.csrf = s.CSRFToken
+
+	// Renaming a conversation: its owner only, a title of at most 200 characters.
+	code, body = g.call("POST", "/v1/conversations", g.Key, `{"title":"first"}`)
+	var conv struct{ ID, Title string }
+	decode(t, "a conversation", code, body, http.StatusCreated, &conv)
+	code, body = g.call("PATCH", "/v1/conversations/"+conv.ID, g.Key, `{"title":"renamed"}`)
+	decode(t, "rename", code, body, http.StatusOK, &conv)
+	if conv.Title != "renamed" {
+		t.Fatalf("renamed: %s", body)
+	}
+	code, body = g.call("PATCH", "/v1/conversations/"+conv.ID, g.Key, `{"title":"`+strings.Repeat("t", 201)+`"}`)
+	wantAPIError(t, "a title too long", code, body, http.StatusBadRequest, "invalid_value")
+	code, body = g.call("PATCH", "/v1/conversations/"+conv.ID, g.Key, `{"name":"x"}`)
+	wantAPIError(t, "another field", code, body, http.StatusBadRequest, "unknown_parameter")
+	code, body = b.do("PATCH", "/v1/conversations/"+conv.ID, `{"title":"mine now"}`, true, "")
+	wantAPIError(t, "another user's conversation", code, body, http.StatusNotFound, "not_found")
+
 	wrong := func(name string) (int, []byte) {
 		return newBrowser(t, g).do("POST", "/auth/signin", `{"name":"`+name+`","password":"not the password"}`, false, "")
 	}

@@ -123,6 +123,11 @@ func TestWebsite(t *testing.T) {
 		t.Fatalf("an answer's HTML ran or was not shown as text: ran %v, shown %q", ran, shown)
 	}
 
+	// Renaming a conversation.
+	run("rename", chromedp.Click(`.convs li button.rename`), chromedp.WaitVisible(`.convs li input`),
+		chromedp.SetValue(`.convs li input`, "Gateway questions"), chromedp.SendKeys(`.convs li input`, "\r"),
+		poll(`document.querySelector(".convs li a") && document.querySelector(".convs li a").textContent === "Gateway questions"`))
+
 	// Reloading finds the conversation.
 	run("reload", chromedp.Reload(), chromedp.WaitVisible(`.convs li a`),
 		poll(`document.querySelectorAll(".msg.assistant").length === 2`))

@@ -225,6 +225,7 @@ func New(b Backends, opts Options) *fiber.App {
 		app.Get("/v1/conversations", chat, s.listConversations)
 		app.Post("/v1/conversations", chat, s.createConversation)
 		app.Get("/v1/conversations/:id", chat, s.getConversation)
+		app.Patch("/v1/conversations/:id", chat, s.renameConversation)
 		app.Delete("/v1/conversations/:id", chat, s.deleteConversation)
 	}
 	return app

@@ -117,6 +117,25 @@ func (s *server) getConversation(c *fiber.Ctx) error {
 }
 
 // deleteConversation serves DELETE /v1/conversations/{id}.
+// renameConversation serves PATCH /v1/conversations/{id} {"title"}.
+func (s *server) renameConversation(c *fiber.Ctx) error {
+	var req struct {
+		Title *string `json:"title"`
+	}
+	if err := decodeStrict(c.Body(), &req); err != nil {
+		return err
+	}
+	if req.Title == nil {
+		return oai.Missing("title")
+	}
+	id := c.Params("id")
+	cv, err := s.opts.Conversations.Rename(c.UserContext(), principalOf(c).UserID, id, *req.Title)
+	if err != nil {
+		return notFound(err, conversations.ErrNotFound, "conversation", id)
+	}
+	return c.JSON(toConversationJSON(cv))
+}
+
 func (s *server) deleteConversation(c *fiber.Ctx) error {
 	id := c.Params("id")
 	if err := s.opts.Conversations.Delete(c.UserContext(), principalOf(c).UserID, id); err != nil {

@@ -20,6 +20,7 @@ type Store interface {
 	ListConversations(ctx context.Context, userID string, p store.Page) ([]store.Conversation, error)
 	GetConversation(ctx context.Context, userID, id string) (store.Conversation, error)
 	DeleteConversation(ctx context.Context, userID, id string) error
+	RenameConversation(ctx context.Context, userID, id, title string) (store.Conversation, error)
 	ListMessages(ctx context.Context, userID, conversationID string) ([]store.Message, error)
 }
 
@@ -147,6 +148,16 @@ func (s *Service) Get(ctx context.Context, userID, id string) (Conversation, []M
 		out = append(out, toMessage(m))
 	}
 	return toConversation(cv), out, nil
+}
+
+// Rename sets the title of the user's conversation id (ErrNotFound when there is
+// none; a title that is not valid is a *store.FieldError naming "title").
+func (s *Service) Rename(ctx context.Context, userID, id, title string) (Conversation, error) {
+	cv, err := s.store.RenameConversation(ctx, userID, id, title)
+	if err != nil {
+		return Conversation{}, fmt.Errorf("conversations: rename %s: %w", id, err)
+	}
+	return toConversation(cv), nil
 }
 
 // Delete deletes the user's conversation id with its messages (ErrNotFound when there

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/aarondl/null/v8"
 	"github.com/aarondl/sqlboiler/v4/boil"
@@ -74,6 +75,41 @@ func (s *Store) GetConversation(ctx context.Context, userID, id string) (Convers
 			return ErrNotFound
 		}
 		o, err = models.Conversations(models.ConversationWhere.ID.EQ(id), models.ConversationWhere.UserID.EQ(userID)).One(ctx, s.db)
+		return err
+	})
+	if err != nil {
+		return Conversation{}, err
+	}
+	return conversationFromModel(o), nil
+}
+
+// MaxTitleRunes bounds a conversation's title, in characters.
+const MaxTitleRunes = 200
+
+// RenameConversation sets the title of userID's conversation id. A title over
+// MaxTitleRunes characters, or one Postgres cannot store, is a *FieldError
+// ("title").
+func (s *Store) RenameConversation(ctx context.Context, userID, id, title string) (Conversation, error) {
+	var o *models.Conversation
+	err := s.do(ctx, "rename conversation", func(ctx context.Context) error {
+		if !validIDs(userID, id) {
+			return ErrNotFound
+		}
+		if err := checkTexts("title", title); err != nil {
+			return err
+		}
+		if n := utf8.RuneCountInString(title); n > MaxTitleRunes {
+			return &FieldError{Field: "title", Reason: fmt.Sprintf("it must be at most %d characters long, not %d", MaxTitleRunes, n)}
+		}
+		n, err := models.Conversations(models.ConversationWhere.ID.EQ(id), models.ConversationWhere.UserID.EQ(userID)).
+			UpdateAll(ctx, s.db, models.M{models.ConversationColumns.Title: title})
+		if err == nil && n == 0 {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		o, err = models.Conversations(models.ConversationWhere.ID.EQ(id)).One(ctx, s.db)
 		return err
 	})
 	if err != nil {

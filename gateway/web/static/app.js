@@ -155,6 +155,21 @@ async function chatView(convID) {
     list.replaceChildren(...convs.filter((c) => (c.title || "").toLowerCase().includes(q)).map((c) =>
       h("li", { class: c.id === current ? "active" : "" },
         h("a", { href: `#/chat/${c.id}`, text: c.title || t("chat.untitled") }),
+        h("button", { type: "button", class: "link rename", title: t("chat.rename"), "aria-label": t("chat.rename"), onclick: (e) => {
+          const li = e.currentTarget.parentElement;
+          const field = h("input", { value: c.title || "", "aria-label": t("chat.rename"), maxlength: "200" });
+          const save = async () => {
+            try {
+              await api("PATCH", `/v1/conversations/${c.id}`, { title: field.value.trim() });
+            } catch (e2) { li.append(errorLine(e2)); return; }
+            loadList();
+          };
+          field.addEventListener("keydown", (k) => { if (k.key === "Enter") save(); if (k.key === "Escape") drawList(); });
+          field.addEventListener("blur", save);
+          li.firstChild.replaceWith(field);
+          field.focus();
+          field.select();
+        } }, "✎"),
         h("button", { type: "button", class: "link", title: t("chat.delete"), "aria-label": t("chat.delete"), onclick: async () => {
           await api("DELETE", `/v1/conversations/${c.id}`);
           if (c.id === current) location.hash = "#/chat";
