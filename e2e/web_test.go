@@ -268,3 +268,54 @@ func TestWebsiteKnowledge(t *testing.T) {
 		}
 	}
 }
+
+// TestWebsiteAdmin: an admin (made with `ragway users password --admin`, the
+// password on stdin) sees the models and their replicas, adds, scales and removes a
+// model, and makes an invitation with which someone signs up; a user who is not an
+// admin has no admin page.
+func TestWebsiteAdmin(t *testing.T) {
+	g := launchGatewayConfig(t, pgtest.Database(t), "", `
+  - {name: chat, backend: echo}
+`)
+	g.waitReady(20 * time.Second)
+	cmd := exec.Command(testbin.Ragway(t), "users", "password", "--user", "root", "--admin")
+	cmd.Env = append(os.Environ(), "RAGWAY_DATABASE_URL="+g.DatabaseURL)
+	cmd.Stdin = strings.NewReader("a long admin password\n")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "admin of the site: true") {
+		t.Fatalf("users password: %v\n%s", err, out)
+	}
+	ctx := newBrowserContext(t, 1280)
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	poll := func(expr string) chromedp.Action[chromedp.Void] { return chromedp.Poll[chromedp.Void](expr) }
+	run("sign in as the admin", chromedp.Navigate(g.URL+"/#/signin"), chromedp.WaitVisible(`form.auth input[name=name]`),
+		chromedp.SendKeys(`form.auth input[name=name]`, "root"), chromedp.SendKeys(`form.auth input[name=password]`, "a long admin password"),
+		chromedp.Click(`form.auth button[type=submit]`), chromedp.WaitVisible(`.composer textarea`), chromedp.WaitVisible(`#nav-admin`))
+	run("the models", chromedp.Click(`#nav-admin`), poll(`[...document.querySelectorAll("tbody tr strong")].some(e => e.textContent === "chat")`))
+	run("add a model", chromedp.SetValue(`form.stack textarea`, `{"name": "chat2", "backend": "echo"}`), chromedp.Click(`form.stack button`),
+		poll(`[...document.querySelectorAll("tbody tr")].some(r => r.textContent.includes("chat2") && r.textContent.includes("admin"))`))
+	run("scale it", chromedp.Poll[chromedp.Void](`(() => { const r = [...document.querySelectorAll("tbody tr")].find(r => r.textContent.includes("chat2"));
+		r.querySelector("input").value = "2"; r.querySelector("button.secondary").click(); return true; })()`),
+		poll(`[...document.querySelectorAll("tbody tr")].find(r => r.textContent.includes("chat2")).querySelectorAll("td:nth-child(5) div").length === 2`))
+	shot(t, ctx, "admin-desktop")
+	run("remove it", chromedp.Poll[chromedp.Void](`(() => { [...document.querySelectorAll("tbody tr")].find(r => r.textContent.includes("chat2")).querySelector("button.link").click(); return true; })()`),
+		poll(`![...document.querySelectorAll("tbody tr")].some(r => r.textContent.includes("chat2"))`))
+	run("invite", chromedp.SendKeys(`form.inline input[name=name]`, "dora"), chromedp.Click(`form.inline button`),
+		poll(`document.querySelector("code.secret")`))
+	code, err := chromedp.Run(ctx, chromedp.Text(`code.secret`))
+	if err != nil || !strings.HasPrefix(code, "inv_") {
+		t.Fatalf("the invitation: %q %v", code, err)
+	}
+	b := newBrowser(t, g)
+	status, body := b.do("POST", "/auth/signup", `{"name":"dora","password":"long enough password","invite":"`+code+`"}`, false, "")
+	var s sessionBody
+	decode(t, "sign up with the invitation", status, body, http.StatusCreated, &s)
+	b.csrf = s.CSRFToken
+	if status, _ := b.do("GET", "/admin/models", "", false, ""); status != http.StatusForbidden {
+		t.Fatalf("a user who is not an admin reads /admin/models: %d", status)
+	}
+}

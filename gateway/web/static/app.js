@@ -62,6 +62,7 @@ function setSession(s) {
   state.session = s;
   state.csrf = s?.csrf_token || "";
   nav.hidden = !s;
+  document.getElementById("nav-admin").hidden = !s?.scopes?.includes("admin");
 }
 
 function signedOut() {
@@ -430,6 +431,56 @@ async function keysView() {
   await load();
 }
 
+// ----- Admin -----
+
+async function adminView() {
+  const err = h("div");
+  const models = h("tbody");
+  const invite = h("div");
+  async function load() {
+    const list = (await api("GET", "/admin/models")).data;
+    models.replaceChildren(...list.map((m) => {
+      const replicas = h("input", { type: "number", min: "1", max: "64", value: String(m.replicas.length || 1), "aria-label": t("admin.replicas"), class: "small" });
+      return h("tr", {},
+        h("td", {}, h("strong", { text: m.name }), m.aliases.length ? h("div", { class: "muted", text: m.aliases.join(", ") }) : null),
+        h("td", { text: m.backend }),
+        h("td", { text: m.source }),
+        h("td", {}, h("span", { class: `badge ${m.state}`, text: m.state })),
+        h("td", {}, ...m.replicas.map((r) => h("div", { class: "muted", text: `#${r.id} ${r.state}${r.pid ? ` pid ${r.pid}` : ""}${r.restarts ? ` ↻${r.restarts}` : ""}` }))),
+        h("td", {}, replicas,
+          h("button", { type: "button", class: "secondary", text: t("admin.scale"), onclick: async () => {
+            try { await api("POST", `/admin/models/${encodeURIComponent(m.name)}/scale`, { replicas: Number(replicas.value) }); load(); } catch (e2) { err.replaceChildren(errorLine(e2)); }
+          } }),
+          m.source === "admin" ? h("button", { type: "button", class: "link", text: t("admin.remove"), onclick: async () => {
+            try { await api("DELETE", `/admin/models/${encodeURIComponent(m.name)}`); load(); } catch (e2) { err.replaceChildren(errorLine(e2)); }
+          } }) : null));
+    }));
+  }
+  const entry = h("textarea", { rows: "3", "aria-label": t("admin.entry"), placeholder: '{"name": "chat2", "backend": "echo"}' });
+  const add = h("form", { class: "stack", onsubmit: async (e) => {
+    e.preventDefault();
+    let body;
+    try { body = JSON.parse(entry.value); } catch { err.replaceChildren(errorLine(new Error(t("admin.badJSON")))); return; }
+    try { await api("POST", "/admin/models", body); entry.value = ""; err.replaceChildren(); load(); } catch (e2) { err.replaceChildren(errorLine(e2)); }
+  } }, entry, h("button", { type: "submit", "data-i18n": "admin.add" }));
+  const inviteForm = h("form", { class: "inline", onsubmit: async (e) => {
+    e.preventDefault();
+    const f = new FormData(inviteForm);
+    try {
+      const inv = await api("POST", "/admin/invites", { name: f.get("name") || "", admin: f.get("admin") === "on" });
+      invite.replaceChildren(h("p", { text: t("admin.inviteShown") }), h("code", { class: "secret", text: inv.code }));
+    } catch (e2) { invite.replaceChildren(errorLine(e2)); }
+  } }, h("input", { name: "name", placeholder: t("field.name"), "aria-label": t("field.name") }),
+    h("label", { class: "check" }, h("input", { type: "checkbox", name: "admin" }), h("span", { "data-i18n": "admin.isAdmin" })),
+    h("button", { type: "submit", "data-i18n": "admin.invite" }));
+  show(h("section", { class: "card wide" },
+    h("h1", { "data-i18n": "admin.models" }), err,
+    h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ...["admin.name", "admin.backend", "admin.source", "admin.state", "admin.replicaList", "admin.actions"].map((k) => h("th", { "data-i18n": k })))), models)),
+    h("h2", { "data-i18n": "admin.addTitle" }), add,
+    h("h2", { "data-i18n": "admin.invites" }), inviteForm, invite));
+  await load();
+}
+
 // ----- Routing -----
 
 async function route() {
@@ -448,6 +499,7 @@ async function route() {
       case "signup": return authForm("signup");
       case "knowledge": return await knowledgeView(arg ? decodeURIComponent(arg) : "");
       case "keys": return await keysView();
+      case "admin": return await adminView();
       default: return await chatView(arg || null);
     }
   } catch (e) {

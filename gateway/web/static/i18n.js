@@ -17,6 +17,11 @@ const words = {
     "keys.title": "API keys", "keys.create": "Create a key", "keys.name": "Key name", "keys.revoke": "Revoke",
     "keys.shown": "Copy this key now: it is not shown again.",
     "error.generic": "Something went wrong.",
+    "nav.admin": "Admin", "admin.models": "Models", "admin.name": "Name", "admin.backend": "Backend", "admin.source": "Source",
+    "admin.state": "State", "admin.replicaList": "Replicas", "admin.actions": "Actions", "admin.replicas": "Replicas",
+    "admin.scale": "Scale", "admin.remove": "Remove", "admin.addTitle": "Add a model", "admin.add": "Add",
+    "admin.entry": "A models entry, as JSON", "admin.badJSON": "That is not JSON.", "admin.invites": "Invitations",
+    "admin.invite": "Invite", "admin.isAdmin": "admin", "admin.inviteShown": "Give this code to the person invited: it is shown once.",
   },
   "zh-CN": {
     "nav.chat": "对话", "nav.knowledge": "知识库", "nav.keys": "密钥", "nav.signout": "退出",
@@ -34,6 +39,11 @@ const words = {
     "keys.title": "API 密钥", "keys.create": "创建密钥", "keys.name": "密钥名称", "keys.revoke": "吊销",
     "keys.shown": "请现在复制这个密钥：它不会再次显示。",
     "error.generic": "出错了。",
+    "nav.admin": "管理", "admin.models": "模型", "admin.name": "名称", "admin.backend": "后端", "admin.source": "来源",
+    "admin.state": "状态", "admin.replicaList": "副本", "admin.actions": "操作", "admin.replicas": "副本数",
+    "admin.scale": "调整", "admin.remove": "移除", "admin.addTitle": "添加模型", "admin.add": "添加",
+    "admin.entry": "模型配置（JSON）", "admin.badJSON": "这不是 JSON。", "admin.invites": "邀请",
+    "admin.invite": "邀请", "admin.isAdmin": "管理员", "admin.inviteShown": "请把这个邀请码交给受邀者：它只显示一次。",
   },
 };
 
