@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -160,6 +161,36 @@ ws.onerror = () => window.results.ws = "refused";
 		t.Fatalf("a page of another origin created a knowledge base with the user's session: %d %s", code, body)
 	}
 	t.Logf("another origin's POST: %v, socket: %v", results["post"], results["ws"])
+
+	// The page's weight on a first load: every file it loads, compressed as the
+	// browser asks (Brotli, else gzip).
+	for _, enc := range []string{"br", "gzip"} {
+		total := 0
+		for _, p := range []string{"/", "/assets/style.css", "/assets/app.js", "/assets/i18n.js", "/assets/md.js",
+			"/assets/vendor/marked.esm.js", "/assets/vendor/purify.es.mjs"} {
+			req, _ := http.NewRequest("GET", g.URL+p, nil)
+			req.Header.Set("Accept-Encoding", enc)
+			var n int
+			for range 100 { // Brotli is made in the background after start
+				resp, err := http.DefaultTransport.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				n = len(b)
+				if resp.Header.Get("Content-Encoding") == enc {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			total += n
+		}
+		t.Logf("page weight on a first load (%s): %d bytes", enc, total)
+		if total > 100<<10 {
+			t.Errorf("the page weighs %d bytes (%s), over 100 KiB", total, enc)
+		}
+	}
 
 	// Phone width.
 	phone := newBrowserContext(t, 390)
