@@ -109,7 +109,7 @@ func TestWebsite(t *testing.T) {
 	if !strings.Contains(answer, "about the gateway") {
 		t.Fatalf("the answer as rendered: %q", answer)
 	}
-	ttft, _ := eval("time to first token", `window.__ragwayFirstPaint - window.__ragwaySentAt`).(float64)
+	ttft, _ := eval("time to first token", `window.ragwayTiming.firstPaint - window.ragwayTiming.sentAt`).(float64)
 	t.Logf("time from sending the question to the first token painted: %.1f ms", ttft)
 	shot(t, ctx, "chat-desktop")
 
@@ -124,6 +124,17 @@ func TestWebsite(t *testing.T) {
 		t.Fatalf("an answer's HTML ran or was not shown as text: ran %v, shown %q", ran, shown)
 	}
 
+	// A Markdown image in an answer is not shown (it would make requests with the
+	// session at every repaint), and a link off the site shows where it goes.
+	run("an answer with an image and an outside link", chromedp.SendKeys(`.composer textarea`, "see ![chart](/v1/models) and [the report](https://evil.example/r)"),
+		chromedp.Click(`.composer button[type=submit]`),
+		poll(`[...document.querySelectorAll(".msg.assistant .body")].pop().textContent.includes("the report")`),
+		chromedp.Sleep(300*time.Millisecond))
+	last := eval("the answer", `(() => { const b = [...document.querySelectorAll(".msg.assistant .body")].pop(); return [!!b.querySelector("img"), b.querySelector("a").textContent]; })()`).([]any)
+	if last[0] != false || !strings.Contains(last[1].(string), "↗ evil.example") {
+		t.Fatalf("an answer's image and outside link: %v", last)
+	}
+
 	// Renaming a conversation.
 	run("rename", chromedp.Click(`.convs li button.rename`), chromedp.WaitVisible(`.convs li input`),
 		chromedp.SetValue(`.convs li input`, "Gateway questions"), chromedp.SendKeys(`.convs li input`, "\r"),
@@ -131,10 +142,10 @@ func TestWebsite(t *testing.T) {
 
 	// Reloading finds the conversation.
 	run("reload", chromedp.Reload(), chromedp.WaitVisible(`.convs li a`),
-		poll(`document.querySelectorAll(".msg.assistant").length === 2`))
+		poll(`document.querySelectorAll(".msg.assistant").length === 3`))
 	turns, _ := eval("messages", `document.querySelectorAll(".msg").length`).(float64)
-	if turns != 4 {
-		t.Fatalf("after reloading, %v messages, want 4", turns)
+	if turns != 6 {
+		t.Fatalf("after reloading, %v messages, want 6", turns)
 	}
 
 	// A page on another origin (another port of the same host: the same site, so the

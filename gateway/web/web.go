@@ -23,7 +23,7 @@ var static embed.FS
 // CSP is the Content-Security-Policy of every answer of the site: nothing but this
 // origin, no inline script or style, no plugins, no framing, no <base>, forms only
 // to this origin.
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; " +
 	"connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
 
 // asset is one file, with its compressed forms. Brotli's best compression is slow

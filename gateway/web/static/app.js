@@ -49,6 +49,22 @@ async function api(method, path, body) {
   return data;
 }
 
+// timing is what the page measures of a chat: when the question went, when its first
+// token was painted.
+const timing = { sentAt: 0, firstPaint: 0 };
+window.ragwayTiming = timing;
+
+// guarded wraps an action so that its failure is shown, not lost.
+function guarded(fn) {
+  return async (...args) => {
+    try {
+      await fn(...args);
+    } catch (e) {
+      view.prepend(errorLine(e));
+    }
+  };
+}
+
 function errorLine(err) {
   return h("p", { class: "error", role: "alert", text: err.message || String(err) });
 }
@@ -76,6 +92,7 @@ function authForm(kind) {
   const signup = kind === "signup";
   const err = h("div");
   const invite = new URLSearchParams(location.hash.split("?")[1] || "").get("invite") || "";
+  if (invite) history.replaceState(null, "", "#/signup"); // not kept in the history
   const form = h("form", { class: "card auth", onsubmit: async (e) => {
     e.preventDefault();
     const f = new FormData(form);
@@ -102,32 +119,53 @@ function authForm(kind) {
 
 // ----- Chat -----
 
-// Socket is /v1/ws, reconnecting with backoff; the cookie signs it in.
+// Socket is /v1/ws, reconnecting with backoff (and jitter); the cookie signs it in.
+// A socket refused before it opened (or closed for policy, 1008) may mean the session
+// ended: the page then asks /auth/session, and signs out on 401.
 class Socket {
   constructor(onFrame, onState) {
     this.onFrame = onFrame;
     this.onState = onState;
     this.delay = 500;
     this.closed = false;
+    this.timer = null;
     this.connect();
   }
   connect() {
+    if (this.closed) return;
     const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`);
     this.ws = ws;
-    this.ready = new Promise((resolve) => { ws.onopen = () => { this.delay = 500; this.onState(true); resolve(); }; });
+    let opened = false;
+    let upSince = 0;
+    ws.onopen = () => {
+      opened = true;
+      upSince = Date.now();
+      this.onState(true);
+    };
     ws.onmessage = (e) => this.onFrame(JSON.parse(e.data));
-    ws.onclose = () => {
+    ws.onclose = async (e) => {
       this.onState(false);
-      if (!this.closed) setTimeout(() => this.connect(), this.delay);
+      if (this.closed) return;
+      if (!opened || e.code === 1008) {
+        const res = await fetch("/auth/session", { credentials: "same-origin" }).catch(() => null);
+        if (res && res.status === 401) { this.closed = true; signedOut(); return; }
+      }
+      if (opened && Date.now() - upSince > 10000) this.delay = 500; // it held a while
+      const wait = this.delay * (0.5 + Math.random());
       this.delay = Math.min(this.delay * 2, 8000);
+      this.timer = setTimeout(() => this.connect(), wait);
     };
   }
-  async send(frame) {
-    await this.ready;
+  get open() { return this.ws && this.ws.readyState === WebSocket.OPEN; }
+  // send sends frame now, or throws: a frame is never queued for a socket that may
+  // never open.
+  send(frame) {
+    if (!this.open) throw new Error(t("chat.reconnecting"));
     this.ws.send(JSON.stringify(frame));
   }
   close() {
     this.closed = true;
+    clearTimeout(this.timer);
     this.ws.close();
   }
 }
@@ -138,9 +176,9 @@ async function chatView(convID) {
   const list = h("ul", { class: "convs" });
   const filter = h("input", { type: "search", "data-i18n-placeholder": "chat.search", placeholder: t("chat.search"),
     oninput: () => drawList() });
-  const messages = h("div", { class: "messages", "aria-live": "polite" });
+  const messages = h("div", { class: "messages", role: "log" });
   const sourcesPanel = h("aside", { class: "sources", hidden: true });
-  const status = h("p", { class: "status", hidden: true, text: t("chat.reconnecting") });
+  const status = h("p", { class: "status", role: "status", hidden: true, text: t("chat.reconnecting") });
   const modelSel = h("select", { "aria-label": t("chat.model") });
   const kbSel = h("select", { "aria-label": t("chat.kb") }, h("option", { value: "", text: t("chat.noKb") }));
   const input = h("textarea", { rows: "3", placeholder: t("chat.placeholder"), "aria-label": t("chat.placeholder") });
@@ -148,7 +186,8 @@ async function chatView(convID) {
   const stop = h("button", { type: "button", class: "secondary", hidden: true, "data-i18n": "chat.stop" });
   let convs = [];
   let current = convID || null;
-  let running = null; // {id, el, text, sources, scheduled}
+  let running = null; // {id, el, text, sources, scheduled, sent, paintedAt}
+  let interrupted = false;
   let seq = 0;
 
   function drawList() {
@@ -159,23 +198,32 @@ async function chatView(convID) {
         h("button", { type: "button", class: "link rename", title: t("chat.rename"), "aria-label": t("chat.rename"), onclick: (e) => {
           const li = e.currentTarget.parentElement;
           const field = h("input", { value: c.title || "", "aria-label": t("chat.rename"), maxlength: "200" });
+          let done = false;
           const save = async () => {
-            try {
-              await api("PATCH", `/v1/conversations/${c.id}`, { title: field.value.trim() });
-            } catch (e2) { li.append(errorLine(e2)); return; }
+            if (done) return;
+            done = true;
+            const title = field.value.trim();
+            if (title && title !== c.title) {
+              try {
+                await api("PATCH", `/v1/conversations/${c.id}`, { title });
+              } catch (e2) { li.append(errorLine(e2)); return; }
+            }
             loadList();
           };
-          field.addEventListener("keydown", (k) => { if (k.key === "Enter") save(); if (k.key === "Escape") drawList(); });
+          field.addEventListener("keydown", (k) => {
+            if (k.key === "Enter") save();
+            if (k.key === "Escape") { done = true; drawList(); }
+          });
           field.addEventListener("blur", save);
           li.firstChild.replaceWith(field);
           field.focus();
           field.select();
         } }, "✎"),
-        h("button", { type: "button", class: "link", title: t("chat.delete"), "aria-label": t("chat.delete"), onclick: async () => {
+        h("button", { type: "button", class: "link", title: t("chat.delete"), "aria-label": t("chat.delete"), onclick: guarded(async () => {
           await api("DELETE", `/v1/conversations/${c.id}`);
           if (c.id === current) location.hash = "#/chat";
           else loadList();
-        } }, "×"))));
+        }) }, "×"))));
     if (!convs.length) list.append(h("li", { class: "muted", text: t("chat.empty") }));
   }
   async function loadList() {
@@ -216,24 +264,37 @@ async function chatView(convID) {
     const c = await api("GET", `/v1/conversations/${current}`);
     for (const m of c.messages || []) {
       if (m.role === "system") continue;
-      bubble(m.role, m.content + (m.status === "failed" && m.error ? `\n\n*${m.error}*` : ""), m.sources || null);
+      const body = bubble(m.role, m.content, m.sources || null);
+      if (m.status === "failed" && m.error) body.append(errorLine(new Error(m.error)));
     }
     messages.scrollTop = messages.scrollHeight;
   }
 
+  // paint renders the answer so far; a long answer is rendered at most every 250 ms
+  // (each render is the whole Markdown), and the view follows it only when the
+  // reader is at the bottom.
   function paint() {
     if (!running) return;
     running.scheduled = false;
+    const now = performance.now();
+    if (running.text.length > 5000 && now - (running.paintedAt || 0) < 250) {
+      running.scheduled = true;
+      setTimeout(() => requestAnimationFrame(paint), 250);
+      return;
+    }
+    running.paintedAt = now;
+    const follow = messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80;
     render(running.el, running.text, running.sources ? (n) => showSources(running.sources, n) : null);
-    if (running.text && !window.__ragwayFirstPaint) window.__ragwayFirstPaint = performance.now();
-    messages.scrollTop = messages.scrollHeight;
+    if (running.text && !timing.firstPaint) timing.firstPaint = now;
+    if (follow) messages.scrollTop = messages.scrollHeight;
   }
 
   function finish() {
     running = null;
     stop.hidden = true;
-    send.disabled = false;
-    loadList();
+    send.disabled = !socket?.open;
+    messages.removeAttribute("aria-busy");
+    loadList().catch(() => {});
   }
 
   function onFrame(f) {
@@ -256,6 +317,7 @@ async function chatView(convID) {
         }
         break;
       case "done":
+        running.paintedAt = 0;
         paint();
         if (running.sources?.length) {
           const el = running.el.parentElement;
@@ -275,11 +337,17 @@ async function chatView(convID) {
   if (socket) socket.close();
   socket = new Socket(onFrame, (up) => {
     status.hidden = up;
-    if (up && running) {
-      // The socket dropped during an answer: the stored conversation has it.
+    send.disabled = !up || !!running;
+    if (!up && running?.sent) {
+      // The socket dropped during an answer: the stored conversation has it, read
+      // back once the socket is up again.
       running = null;
       finish();
-      loadConversation();
+      interrupted = true;
+    }
+    if (up && interrupted) {
+      interrupted = false;
+      loadConversation().catch(() => {});
     }
   });
 
@@ -290,22 +358,25 @@ async function chatView(convID) {
     input.value = "";
     bubble("user", content);
     const id = `c${++seq}`;
-    running = { id, el: bubble("assistant", ""), text: "", sources: null, scheduled: false };
-    window.__ragwayFirstPaint = 0;
-    window.__ragwaySentAt = performance.now();
+    running = { id, el: bubble("assistant", ""), text: "", sources: null, scheduled: false, sent: false };
+    timing.firstPaint = 0;
+    timing.sentAt = performance.now();
     send.disabled = true;
     stop.hidden = false;
+    messages.setAttribute("aria-busy", "true");
     const frame = { type: "chat", id, model: modelSel.value, content };
     if (current) frame.conversation_id = current;
     if (kbSel.value) frame.rag = { knowledge_base: kbSel.value };
     try {
-      await socket.send(frame);
+      socket.send(frame);
+      running.sent = true;
     } catch (e2) {
       running.el.append(errorLine(e2));
+      input.value = content; // not sent: the question is kept
       finish();
     }
   } }, input, h("div", { class: "actions" }, stop, send));
-  stop.addEventListener("click", () => { if (running) socket.send({ type: "cancel", id: running.id }); });
+  stop.addEventListener("click", () => { if (running) try { socket.send({ type: "cancel", id: running.id }); } catch { /* the drop ends it */ } });
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); composer.requestSubmit(); }
   });
@@ -340,28 +411,40 @@ async function knowledgeView(kbName) {
   } }, h("input", { name: "name", required: true, placeholder: t("kb.name"), "aria-label": t("kb.name") }),
     h("button", { type: "submit", "data-i18n": "kb.create" }));
   const detail = h("section", { class: "kb" });
+  const g0 = generation;
   const kbs = (await api("GET", "/v1/knowledge-bases")).data;
+  if (g0 !== generation) return; // the reader went elsewhere meanwhile
   list.replaceChildren(...kbs.map((k) => h("li", { class: k.name === kbName ? "active" : "" },
     h("a", { href: `#/knowledge/${encodeURIComponent(k.name)}`, text: k.name }))));
   show(h("div", { class: "knowledge" }, h("nav", { class: "side" }, h("h1", { "data-i18n": "kb.title" }), create, err, list), detail));
   if (kbName) await kbDetail(detail, kbName);
 }
 
+// docsPoll is the one documents poll (a page shows one knowledge base).
+let docsPoll = null;
+
 async function kbDetail(el, name) {
   const path = `/v1/knowledge-bases/${encodeURIComponent(name)}`;
   const docs = h("ul", { class: "docs" });
   const uploads = h("ul", { class: "uploads" });
   const results = h("ol", { class: "results" });
-  let timer = null;
   async function loadDocs() {
-    const d = (await api("GET", `${path}/documents`)).data;
+    clearTimeout(docsPoll);
+    if (!el.isConnected) return;
+    let d;
+    try {
+      d = (await api("GET", `${path}/documents`)).data;
+    } catch (e) {
+      docs.replaceChildren(errorLine(e));
+      docsPoll = setTimeout(loadDocs, 5000);
+      return;
+    }
     docs.replaceChildren(...d.map((doc) => h("li", {},
       h("span", { class: "title", text: doc.title || doc.source || doc.id }),
       h("span", { class: `badge ${doc.status}`, text: t(`kb.status.${doc.status}`) }),
       doc.error ? h("span", { class: "error", text: doc.error }) : null,
-      h("button", { type: "button", class: "link", text: t("kb.delete"), onclick: async () => { await api("DELETE", `${path}/documents/${doc.id}`); loadDocs(); } }))));
-    clearTimeout(timer);
-    if (d.some((doc) => doc.status === "pending")) timer = setTimeout(loadDocs, 1000);
+      h("button", { type: "button", class: "link", text: t("kb.delete"), onclick: guarded(async () => { await api("DELETE", `${path}/documents/${doc.id}`); loadDocs(); }) }))));
+    if (d.some((doc) => doc.status === "pending")) docsPoll = setTimeout(loadDocs, 1000);
   }
   function upload(file) {
     const bar = h("progress", { max: "100", value: "0" });
@@ -371,6 +454,7 @@ async function kbDetail(el, name) {
     xhr.open("POST", `${path}/documents`);
     xhr.setRequestHeader("X-CSRF-Token", state.csrf);
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = String(Math.round((100 * e.loaded) / e.total)); };
+    xhr.onerror = xhr.onabort = () => line.append(errorLine(new Error(t("error.generic"))));
     xhr.onload = () => {
       bar.value = "100";
       if (xhr.status >= 400) {
@@ -389,20 +473,21 @@ async function kbDetail(el, name) {
     ondragleave: () => drop.classList.remove("over"),
     ondrop: (e) => { e.preventDefault(); drop.classList.remove("over"); for (const f of e.dataTransfer.files) upload(f); } },
     h("span", { "data-i18n": "kb.upload" }), picker);
-  const search = h("form", { class: "inline", onsubmit: async (e) => {
+  const search = h("form", { class: "inline", onsubmit: guarded(async (e) => {
     e.preventDefault();
     const q = new FormData(search).get("q");
     const hits = (await api("POST", `${path}/search`, { query: q })).data;
     results.replaceChildren(...hits.map((hit) => h("li", {},
       h("strong", { text: hit.title }), hit.heading ? h("p", { class: "heading", text: hit.heading }) : null,
       h("pre", { class: "chunk", text: hit.text }))));
-  } }, h("input", { name: "q", required: true, placeholder: t("kb.searchPlaceholder"), "aria-label": t("kb.search") }),
+  }) }, h("input", { name: "q", required: true, placeholder: t("kb.searchPlaceholder"), "aria-label": t("kb.search") }),
     h("button", { type: "submit", "data-i18n": "kb.search" }));
   el.replaceChildren(h("h2", { text: name }),
-    h("button", { type: "button", class: "secondary", "data-i18n": "kb.delete", onclick: async () => {
+    h("button", { type: "button", class: "secondary", "data-i18n": "kb.delete", onclick: guarded(async () => {
+      if (!confirm(`${t("kb.delete")} ${name}?`)) return;
       await api("DELETE", path);
       location.hash = "#/knowledge";
-    } }),
+    }) }),
     drop, uploads, h("h3", { "data-i18n": "kb.documents" }), docs, h("h3", { "data-i18n": "kb.search" }), search, results);
   translate(el);
   await loadDocs();
@@ -417,17 +502,21 @@ async function keysView() {
     const keys = (await api("GET", "/v1/keys")).data;
     list.replaceChildren(...keys.filter((k) => !k.revoked_at).map((k) => h("li", {},
       h("code", { text: k.prefix }), " ", h("span", { text: k.name }), " ", h("span", { class: "muted", text: k.scopes.join(", ") }),
-      h("button", { type: "button", class: "link", text: t("keys.revoke"), onclick: async () => { await api("DELETE", `/v1/keys/${k.prefix}`); load(); } }))));
+      h("button", { type: "button", class: "link", text: t("keys.revoke"), onclick: guarded(async () => { await api("DELETE", `/v1/keys/${k.prefix}`); load(); }) }))));
   }
-  const form = h("form", { class: "inline", onsubmit: async (e) => {
+  const form = h("form", { class: "inline", onsubmit: guarded(async (e) => {
     e.preventDefault();
     const k = await api("POST", "/v1/keys", { name: new FormData(form).get("name") });
     shown.replaceChildren(h("p", { text: t("keys.shown") }), h("code", { class: "secret", text: k.key }));
     form.reset();
     load();
-  } }, h("input", { name: "name", placeholder: t("keys.name"), "aria-label": t("keys.name"), maxlength: "200" }),
+  }) }, h("input", { name: "name", placeholder: t("keys.name"), "aria-label": t("keys.name"), maxlength: "200" }),
     h("button", { type: "submit", "data-i18n": "keys.create" }));
-  show(h("section", { class: "card" }, h("h1", { "data-i18n": "keys.title" }), form, shown, list));
+  const everywhere = h("button", { type: "button", class: "secondary", "data-i18n": "keys.signoutEverywhere", onclick: guarded(async () => {
+    await api("POST", "/auth/signout-everywhere"); // a failure is shown: the sessions live on
+    signedOut();
+  }) });
+  show(h("section", { class: "card" }, h("h1", { "data-i18n": "keys.title" }), form, shown, list, everywhere));
   await load();
 }
 
@@ -483,8 +572,12 @@ async function adminView() {
 
 // ----- Routing -----
 
+let generation = 0;
+
 async function route() {
+  const gen = ++generation;
   const [, page = "chat", arg] = location.hash.split("?")[0].split("/");
+  clearTimeout(docsPoll);
   if (!state.session && page !== "signin" && page !== "signup") {
     location.hash = "#/signin";
     return;
@@ -503,14 +596,15 @@ async function route() {
       default: return await chatView(arg || null);
     }
   } catch (e) {
-    if (state.session) show(errorLine(e));
+    if (state.session && gen === generation) show(errorLine(e));
   }
 }
 
-document.getElementById("signout").addEventListener("click", async () => {
-  await api("POST", "/auth/signout").catch(() => {});
+document.getElementById("signout").addEventListener("click", guarded(async () => {
+  await api("POST", "/auth/signout");
+  if (socket) { socket.close(); socket = null; }
   signedOut();
-});
+}));
 
 translate(document);
 try {

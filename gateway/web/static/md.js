@@ -8,17 +8,29 @@ import DOMPurify from "/assets/vendor/purify.es.mjs";
 const escapeHTML = (s) => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 marked.use({ gfm: true, breaks: false, renderer: { html: (token) => escapeHTML(token.text) } });
 
+// Links open apart, and a link off this site says where it goes: an answer may be
+// steered by a document to show a harmless-looking link.
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   if (node.tagName === "A") {
     node.setAttribute("rel", "noopener noreferrer nofollow");
     node.setAttribute("target", "_blank");
+    const href = node.getAttribute("href");
+    if (href) {
+      try {
+        const u = new URL(href, location.href);
+        if (u.origin !== location.origin) node.setAttribute("data-host", u.host);
+      } catch { node.removeAttribute("href"); }
+    }
   }
 });
 
+// Images are not shown: a Markdown image in an answer would make requests (with the
+// session) every time the answer is drawn.
 const purifyConfig = {
-  FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "iframe", "object", "embed", "svg", "math"],
+  FORBID_TAGS: ["img", "picture", "source", "video", "audio", "style", "form", "input", "button", "textarea", "select", "iframe", "object", "embed", "svg", "math"],
   FORBID_ATTR: ["style"],
   ALLOW_DATA_ATTR: false,
+  ADD_ATTR: ["data-host"],
 };
 
 // render sets el's content to text rendered as Markdown, sanitised, with [n]
@@ -26,6 +38,7 @@ const purifyConfig = {
 export function render(el, text, onCite) {
   const html = DOMPurify.sanitize(marked.parse(text), purifyConfig);
   el.innerHTML = html; // sanitised above: no script, no handler, no style
+  for (const a of el.querySelectorAll("a[data-host]")) a.append(` ↗ ${a.dataset.host}`);
   if (onCite) linkCitations(el, onCite);
 }
 
