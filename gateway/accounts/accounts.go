@@ -146,6 +146,18 @@ const (
 	SecureCookieName = "__Host-ragway_session"
 )
 
+// SecureCookies reports whether the session cookie is Secure for a request, by
+// web.secure_cookies (mode): "always", "never", or "auto" (when it came over TLS).
+func SecureCookies(mode string, tls bool) bool {
+	switch mode {
+	case "always":
+		return true
+	case "never":
+		return false
+	}
+	return tls
+}
+
 // SessionCookie returns the session secret among a request's cookies (cookie gives
 // a cookie's value by name), "" if there is none. When secure (the site's cookies are
 // Secure for this request) only the __Host- cookie counts: a cookie without the

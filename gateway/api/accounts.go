@@ -38,13 +38,7 @@ func (s *server) accountRoutes(app *fiber.App) {
 
 // secureCookies reports whether the session cookie is Secure for this request.
 func (s *server) secureCookies(c *fiber.Ctx) bool {
-	switch s.opts.SecureCookies {
-	case "always":
-		return true
-	case "never":
-		return false
-	}
-	return c.Context().IsTLS()
+	return accounts.SecureCookies(s.opts.SecureCookies, c.Context().IsTLS())
 }
 
 // sessionCookie returns the session's secret from the request's cookie, "" if none.

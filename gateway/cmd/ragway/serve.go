@@ -237,15 +237,7 @@ func serve(args []string, stderr io.Writer) error {
 		Metrics:        met,
 		AllowedOrigins: cfg.Server.CORSOrigins,
 		SessionCookies: true,
-		SecureCookies: func(c *fiber.Ctx) bool {
-			switch cfg.Web.SecureCookies {
-			case "always":
-				return true
-			case "never":
-				return false
-			}
-			return c.Context().IsTLS()
-		},
+		SecureCookies:  func(c *fiber.Ctx) bool { return accounts.SecureCookies(cfg.Web.SecureCookies, c.Context().IsTLS()) },
 	})
 	// The website, at / (its API is the one above).
 	site, err := web.New()
