@@ -102,7 +102,7 @@ func TestWebsite(t *testing.T) {
 
 	// A chat: the echo model streams the question back word by word.
 	question := "Tell me **about** the gateway and its sources"
-	run("ask", chromedp.SendKeys(`.composer textarea`, question), chromedp.Click(`.composer button[type=submit]`),
+	run("ask", chromedp.SendKeys(`.composer textarea`, question), chromedp.Poll[chromedp.Void](`!document.querySelector(".composer button[type=submit]").disabled`), chromedp.Click(`.composer button[type=submit]`),
 		chromedp.WaitVisible(`.msg.assistant strong`),
 		poll(`document.querySelector(".msg.assistant .body").textContent.includes("sources")`))
 	answer, _ := eval("the answer", `document.querySelector(".msg.assistant .body").textContent`).(string)
@@ -115,7 +115,7 @@ func TestWebsite(t *testing.T) {
 
 	// HTML in an answer is text, and runs nothing.
 	xss := `<img src=x onerror="window.__xss=1"> and <script>window.__xss=2</script>`
-	run("an answer with HTML", chromedp.SendKeys(`.composer textarea`, xss), chromedp.Click(`.composer button[type=submit]`),
+	run("an answer with HTML", chromedp.SendKeys(`.composer textarea`, xss), chromedp.Poll[chromedp.Void](`!document.querySelector(".composer button[type=submit]").disabled`), chromedp.Click(`.composer button[type=submit]`),
 		poll(`[...document.querySelectorAll(".msg.assistant .body")].pop().textContent.includes("window.__xss=2")`),
 		chromedp.Sleep(300*time.Millisecond))
 	shown, _ := eval("the answer", `[...document.querySelectorAll(".msg.assistant .body")].pop().textContent`).(string)
@@ -127,7 +127,7 @@ func TestWebsite(t *testing.T) {
 	// A Markdown image in an answer is not shown (it would make requests with the
 	// session at every repaint), and a link off the site shows where it goes.
 	run("an answer with an image and an outside link", chromedp.SendKeys(`.composer textarea`, "see ![chart](/v1/models) and [the report](https://evil.example/r)"),
-		chromedp.Click(`.composer button[type=submit]`),
+		chromedp.Poll[chromedp.Void](`!document.querySelector(".composer button[type=submit]").disabled`), chromedp.Click(`.composer button[type=submit]`),
 		poll(`[...document.querySelectorAll(".msg.assistant .body")].pop().textContent.includes("the report")`),
 		chromedp.Sleep(300*time.Millisecond))
 	last := eval("the answer", `(() => { const b = [...document.querySelectorAll(".msg.assistant .body")].pop(); return [!!b.querySelector("img"), b.querySelector("a").textContent]; })()`).([]any)
@@ -278,7 +278,7 @@ func TestWebsiteKnowledge(t *testing.T) {
 			poll(`[...document.querySelectorAll(".pickers select")[1].options].some(o => o.value === "`+kb+`")`),
 			chromedp.SetValue(`.pickers label:nth-child(2) select`, kb),
 			chromedp.SendKeys(`.composer textarea`, "what happens when the primary fails? [1]"),
-			chromedp.Click(`.composer button[type=submit]`),
+			chromedp.Poll[chromedp.Void](`!document.querySelector(".composer button[type=submit]").disabled`), chromedp.Click(`.composer button[type=submit]`),
 			poll(`document.querySelector(".msg.assistant .cites a")`),
 			chromedp.Click(`.msg.assistant .cites a`),
 			poll(`document.querySelector(".sources details[open] pre.chunk")`))
@@ -293,7 +293,7 @@ func TestWebsiteKnowledge(t *testing.T) {
 
 		// A long answer, stopped.
 		long := strings.TrimSpace(strings.Repeat("word ", 600))
-		run("stop a long answer", chromedp.SetValue(`.composer textarea`, long), chromedp.Click(`.composer button[type=submit]`),
+		run("stop a long answer", chromedp.SetValue(`.composer textarea`, long), chromedp.Poll[chromedp.Void](`!document.querySelector(".composer button[type=submit]").disabled`), chromedp.Click(`.composer button[type=submit]`),
 			poll(`[...document.querySelectorAll(".msg.assistant .body")].pop().textContent.length > 20`),
 			chromedp.Click(`.composer button.secondary`),
 			poll(`document.querySelector(".composer button[type=submit]").disabled === false`))

@@ -182,7 +182,7 @@ async function chatView(convID) {
   const modelSel = h("select", { "aria-label": t("chat.model") });
   const kbSel = h("select", { "aria-label": t("chat.kb") }, h("option", { value: "", text: t("chat.noKb") }));
   const input = h("textarea", { rows: "3", placeholder: t("chat.placeholder"), "aria-label": t("chat.placeholder") });
-  const send = h("button", { type: "submit", "data-i18n": "chat.send" });
+  const send = h("button", { type: "submit", "data-i18n": "chat.send", disabled: true }); // until the socket is open
   const stop = h("button", { type: "button", class: "secondary", hidden: true, "data-i18n": "chat.stop" });
   let convs = [];
   let current = convID || null;
