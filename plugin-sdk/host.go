@@ -269,6 +269,11 @@ func (p *Plugin) Kill() {
 // process dies.
 func (p *Plugin) call(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
+	if p.dead.Err() != nil {
+		// Dead already: cancelled now, not by AfterFunc's goroutine, which a quick
+		// call could outrun.
+		cancel()
+	}
 	stop := context.AfterFunc(p.dead, cancel)
 	return ctx, func() { stop(); cancel() }
 }
