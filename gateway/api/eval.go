@@ -85,7 +85,7 @@ func (s *server) adminEval(c *fiber.Ctx) error {
 	reports := make([]evalReportJSON, len(sets))
 	for i, set := range sets {
 		judged, err := evaluate.Run(c.UserContext(), qs, func(ctx context.Context, q string) ([]evaluate.Hit, error) {
-			hits, err := s.opts.Knowledge.Search(ctx, user, k.ID, knowledge.Query{Text: q, TopK: 10, Settings: set})
+			hits, err := s.opts.Knowledge.Search(ctx, user, k, knowledge.Query{Text: q, TopK: 10, Settings: set})
 			out := make([]evaluate.Hit, len(hits))
 			for j, h := range hits {
 				out[j] = evaluate.Hit{DocumentID: h.DocumentID, Title: h.Title, Text: h.Text}

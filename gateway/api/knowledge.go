@@ -276,7 +276,7 @@ func (s *server) addDocument(c *fiber.Ctx) error {
 		return aerr
 	}
 	wait := c.QueryBool("wait")
-	d, err := s.opts.Knowledge.AddDocument(c.UserContext(), principalOf(c).UserID, k.ID,
+	d, err := s.opts.Knowledge.AddDocument(c.UserContext(), principalOf(c).UserID, k,
 		knowledge.Upload{Name: name, Title: title, ContentType: contentType, Data: data, Wait: wait})
 	var dup *knowledge.DuplicateError
 	if errors.As(err, &dup) {
@@ -451,7 +451,7 @@ func (s *server) searchKB(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	hits, err := s.opts.Knowledge.Search(c.UserContext(), principalOf(c).UserID, k.ID,
+	hits, err := s.opts.Knowledge.Search(c.UserContext(), principalOf(c).UserID, k,
 		knowledge.Query{Text: req.Query, TopK: req.TopK, DocumentIDs: docs, Settings: set})
 	if e := settingsError(err); e != nil {
 		return e

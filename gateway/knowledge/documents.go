@@ -59,13 +59,15 @@ type Upload struct {
 	Wait bool
 }
 
-// AddDocument adds u to the user's knowledge base kbID: its format detected, its text
-// extracted, stored pending, then indexed (see Upload.Wait). It returns the document as
+// AddDocument adds u to the user's knowledge base kb (as Base resolved it): its format
+// detected, its text extracted, stored pending, then indexed by the knowledge base's
+// chunk sizes (see Upload.Wait). It returns the document as
 // stored: pending, or after indexing when waited for (indexed, or failed with a
 // reason). An upload refused for what it is is an [UploadError]; one the server could
 // not extract, [ErrExtract]; the same content twice in one knowledge base, a
 // [DuplicateError] naming the existing document.
-func (s *Service) AddDocument(ctx context.Context, userID, kbID string, u Upload) (Document, error) {
+func (s *Service) AddDocument(ctx context.Context, userID string, kb Base, u Upload) (Document, error) {
+	kbID, set := kb.ID, kb.Retrieval
 	format, err := ingest.Detect(u.Name, u.ContentType, u.Data)
 	if err != nil {
 		return Document{}, uploadError(u.Name, err)
@@ -79,11 +81,6 @@ func (s *Service) AddDocument(ctx context.Context, userID, kbID string, u Upload
 		// A title found in the file is the file's text: made storable, not refused.
 		title = text.Clean(x.Title)
 	}
-	k, err := s.opts.Store.KnowledgeBase(ctx, userID, kbID)
-	if err != nil {
-		return Document{}, fmt.Errorf("knowledge: knowledge base %s: %w", kbID, err)
-	}
-	set := s.settings(k)
 	d, err := s.opts.Store.CreateDocument(ctx, userID, kbID, store.NewDocument{
 		Title: title, Source: u.Name, MimeType: string(format), SHA256: ingest.SHA256(u.Data), Bytes: int64(len(u.Data))})
 	var dup *store.DuplicateError

@@ -46,29 +46,25 @@ type Hit struct {
 // TopK is the number of hits a search returns when asked for none (rag.top_k).
 func (s *Service) TopK() int { return s.opts.TopK }
 
-// Search returns the chunks of the user's knowledge base kbID that answer q, best
-// first, by the knowledge base's retrieval settings (and q's over them). A malformed
-// document filter is [ErrInvalidFilter]; settings that are not valid, a
-// *SettingsError; other errors are the retrieval's (the index or the embedding model
-// failing, a query the model refuses).
-func (s *Service) Search(ctx context.Context, userID, kbID string, q Query) ([]Hit, error) {
+// Search returns the chunks of the user's knowledge base kb (as Base resolved it) that
+// answer q, best first, by the knowledge base's retrieval settings (and q's over
+// them). A malformed document filter is [ErrInvalidFilter]; settings that are not
+// valid, a *SettingsError; other errors are the retrieval's (the index or the
+// embedding model failing, a query the model refuses).
+func (s *Service) Search(ctx context.Context, userID string, kb Base, q Query) ([]Hit, error) {
 	if err := q.Settings.CheckSearch("retrieval"); err != nil {
 		return nil, err
 	}
 	if err := s.checkReranking(q.Settings); err != nil {
 		return nil, err
 	}
-	k, err := s.opts.Store.KnowledgeBase(ctx, userID, kbID)
-	if err != nil {
-		return nil, fmt.Errorf("knowledge: search knowledge base %s: %w", kbID, err)
-	}
-	srcs, err := s.opts.Retriever.Retrieve(ctx, rag.Request{UserID: userID, KBID: k.ID, Query: q.Text, TopK: q.TopK,
-		DocumentIDs: q.DocumentIDs, KB: s.settings(k), Search: q.Settings})
+	srcs, err := s.opts.Retriever.Retrieve(ctx, rag.Request{UserID: userID, KBID: kb.ID, Query: q.Text, TopK: q.TopK,
+		DocumentIDs: q.DocumentIDs, KB: kb.Retrieval, Search: q.Settings})
 	if errors.Is(err, vectorstore.ErrInvalid) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidFilter, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("knowledge: search knowledge base %s: %w", kbID, err)
+		return nil, fmt.Errorf("knowledge: search knowledge base %s: %w", kb.ID, err)
 	}
 	hits := make([]Hit, 0, len(srcs))
 	for _, src := range srcs {

@@ -145,18 +145,7 @@ type NewBase struct {
 
 func (s *Service) toBase(k store.KnowledgeBase) Base {
 	return Base{ID: k.ID, Name: k.Name, Description: k.Description, EmbeddingModel: k.EmbeddingModel,
-		Retrieval: s.settings(k), CreatedAt: k.CreatedAt}
-}
-
-// settings are knowledge base k's own retrieval settings, checked as they were
-// stored; settings that no longer read are logged and left out (the gateway's act).
-func (s *Service) settings(k store.KnowledgeBase) Settings {
-	set, err := rag.ParseSettings([]byte(k.Retrieval), "retrieval")
-	if err != nil {
-		s.log.Warn("a knowledge base's retrieval settings are not valid: the gateway's are used", "kb", k.ID, "error", err)
-		return Settings{}
-	}
-	return set
+		Retrieval: rag.StoredSettings(k, s.log), CreatedAt: k.CreatedAt}
 }
 
 // CreateBase creates a knowledge base, recording the gateway's embedding model on it.

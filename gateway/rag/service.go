@@ -62,13 +62,7 @@ func (s *Service) Ground(ctx context.Context, userID, kb, query string, topK int
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	own, err := ParseSettings([]byte(k.Retrieval), "retrieval")
-	if err != nil {
-		// Checked as it was stored: not the asker's to fix.
-		s.logger().Warn("a knowledge base's retrieval settings are not valid: the gateway's are used", "kb", k.ID, "error", err)
-		own = Settings{}
-	}
-	srcs, err := s.Retriever.Retrieve(rctx, Request{UserID: userID, KBID: k.ID, Query: query, TopK: topK, KB: own})
+	srcs, err := s.Retriever.Retrieve(rctx, Request{UserID: userID, KBID: k.ID, Query: query, TopK: topK, KB: StoredSettings(k, s.logger())})
 	switch {
 	case err == nil && len(srcs) == 0:
 		return Grounding{Warning: fmt.Sprintf("nothing in the knowledge base %q matched the question: the answer has no sources", k.Name)}, nil

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
 
+	"github.com/ragway/ragway/gateway/store"
 	"github.com/ragway/ragway/gateway/vectorstore"
 )
 
@@ -86,6 +88,18 @@ func ParseSettings(data []byte, prefix string) (Settings, error) {
 		return Settings{}, &SettingsError{Field: prefix, Reason: "must be one JSON object"}
 	}
 	return s, s.Check(prefix)
+}
+
+// StoredSettings are knowledge base k's own settings as stored, checked when they were
+// written: settings that no longer read (the rules changed since) are logged and
+// left out, and the gateway's act. Not the asker's to fix.
+func StoredSettings(k store.KnowledgeBase, log *slog.Logger) Settings {
+	set, err := ParseSettings([]byte(k.Retrieval), "retrieval")
+	if err != nil {
+		log.Warn("a knowledge base's retrieval settings are not valid: the gateway's are used", "kb", k.ID, "error", err)
+		return Settings{}
+	}
+	return set
 }
 
 // Check reports the first setting that is not valid, its field name after prefix.
