@@ -135,8 +135,15 @@ func (s Settings) Check(prefix string) error {
 	return nil
 }
 
-// settingNames are the JSON names of Settings' fields.
-var settingNames = []string{"fusion", "rrf_k", "dense_weight", "rerank", "rerank_candidates", "chunk_tokens", "chunk_overlap"}
+// settingNames are the JSON names of Settings' fields, in their order.
+var settingNames = func() []string {
+	t := reflect.TypeFor[Settings]()
+	names := make([]string, t.NumField())
+	for i := range names {
+		names[i], _, _ = strings.Cut(t.Field(i).Tag.Get("json"), ",")
+	}
+	return names
+}()
 
 // sortedKeys returns m's keys in order.
 func sortedKeys(m map[string]json.RawMessage) []string {

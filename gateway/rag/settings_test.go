@@ -3,6 +3,7 @@ package rag
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/ragway/ragway/gateway/vectorstore"
@@ -45,6 +46,11 @@ func TestParseSettings(t *testing.T) {
 		if !errors.As(err, &se) || se.Field != field {
 			t.Errorf("ParseSettings(%s) = %v, want an error naming %s", in, err, field)
 		}
+	}
+	_, err = ParseSettings([]byte(`{"fussion": "rrf"}`), "retrieval")
+	const known = "(known: fusion, rrf_k, dense_weight, rerank, rerank_candidates, chunk_tokens, chunk_overlap)"
+	if err == nil || !strings.HasSuffix(err.Error(), known) {
+		t.Errorf("an unknown setting: %v, want the known ones listed %s", err, known)
 	}
 	if err := (Settings{ChunkTokens: 300}).CheckSearch("retrieval"); err == nil {
 		t.Error("a search may not set chunk_tokens")
