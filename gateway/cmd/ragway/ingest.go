@@ -237,11 +237,10 @@ func ingestCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	*kb = strings.TrimSpace(*kb)
+	if err := c.required("kb", kb, stderr); err != nil {
+		return err
+	}
 	switch {
-	case *kb == "":
-		c.printUsage(stderr)
-		return errors.New("ingest: --kb is required")
 	case len(pos) == 0:
 		c.printUsage(stderr)
 		return errors.New("ingest: missing argument (PATH...: files or directories to upload)")

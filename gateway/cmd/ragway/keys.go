@@ -48,10 +48,8 @@ func keysCreate(args []string, stdout, stderr io.Writer) error {
 	if err := c.wantArgs(pos, 0, stderr); err != nil {
 		return err
 	}
-	*user = strings.TrimSpace(*user)
-	if *user == "" {
-		c.printUsage(stderr)
-		return errors.New("keys create: --user is required")
+	if err := c.required("user", user, stderr); err != nil {
+		return err
 	}
 	scopes, err := parseScopes(*scopeList)
 	if err != nil {

@@ -320,6 +320,16 @@ func (c *command) wantArgs(pos []string, n int, stderr io.Writer) error {
 	return nil
 }
 
+// required trims the value of the string flag name in place and refuses it empty.
+func (c *command) required(name string, v *string, stderr io.Writer) error {
+	*v = strings.TrimSpace(*v)
+	if *v == "" {
+		c.printUsage(stderr)
+		return fmt.Errorf("%s: --%s is required", c.name, name)
+	}
+	return nil
+}
+
 // formatTime formats t for tables, in local time ("-" for the zero time).
 func formatTime(t time.Time) string {
 	if t.IsZero() {

@@ -64,6 +64,8 @@ func TestUsage(t *testing.T) {
 		{"revoke two prefixes", []string{"keys", "revoke", "rgw_aaaaaaaa", "rgw_bbbbbbbb"}, `unexpected argument "rgw_bbbbbbbb"`},
 		{"revoke a malformed prefix", []string{"keys", "revoke", "rgw_ABC"}, "neither a key prefix"},
 		{"create without user", []string{"keys", "create", "--scopes", "chat"}, "--user is required"},
+		{"quota without user", []string{"users", "quota", "--daily", "5", "--user", "  "}, "users quota: --user is required"},
+		{"password without user", []string{"users", "password", "--admin"}, "users password: --user is required"},
 		{"bad scope", []string{"keys", "create", "--user", "a", "--scopes", "chat,root"}, `unknown scope "root" in --scopes (allowed: chat, ingest, admin)`},
 		{"empty scopes", []string{"keys", "create", "--user", "a", "--scopes", ","}, "--scopes is empty"},
 		{"negative limit", []string{"keys", "create", "--user", "a", "--rpm", "-1"}, "--rpm and --tpm must be 0"},

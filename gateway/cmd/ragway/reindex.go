@@ -30,11 +30,11 @@ func reindex(args []string, stdout, stderr io.Writer) error {
 	if err := c.wantArgs(pos, 0, stderr); err != nil {
 		return err
 	}
-	*kb, *user = strings.TrimSpace(*kb), strings.TrimSpace(*user)
+	if err := c.required("kb", kb, stderr); err != nil {
+		return err
+	}
+	*user = strings.TrimSpace(*user)
 	switch {
-	case *kb == "":
-		c.printUsage(stderr)
-		return errors.New("reindex: --kb is required")
 	case *user == "" && !store.IsID(*kb):
 		return fmt.Errorf("reindex: --kb %s is a name, and names are per user: add --user NAME, or give the knowledge base's id", *kb)
 	}

@@ -77,10 +77,8 @@ func usersPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 	if err := c.wantArgs(pos, 0, stderr); err != nil {
 		return err
 	}
-	*user = strings.TrimSpace(*user)
-	if *user == "" {
-		c.printUsage(stderr)
-		return errors.New("users password: --user is required")
+	if err := c.required("user", user, stderr); err != nil {
+		return err
 	}
 	if err := accounts.CheckName(*user); err != nil {
 		return fmt.Errorf("users password: --user: %w", err)
@@ -135,10 +133,8 @@ func usersQuota(args []string, stdout, stderr io.Writer) error {
 	if err := c.wantArgs(pos, 0, stderr); err != nil {
 		return err
 	}
-	*user = strings.TrimSpace(*user)
-	if *user == "" {
-		c.printUsage(stderr)
-		return errors.New("users quota: --user is required")
+	if err := c.required("user", user, stderr); err != nil {
+		return err
 	}
 	var change store.QuotaChange
 	c.fs.Visit(func(f *flag.Flag) {
