@@ -150,6 +150,39 @@ func TestAccounts(t *testing.T) {
 	code, body = newBrowser(t, g).do("POST", "/auth/signin", `{"name":"alice","password":"long enough password"}`, false, "https://evil.example")
 	wantAPIError(t, "a sign-in from another origin", code, body, http.StatusForbidden, "cross_origin")
 
+	// A sign-in body is read before any credential: at most 16 KiB, sent plain with a
+	// Content-Length; anything else is refused unread.
+	for _, tc := range []struct {
+		what, body, encoding string
+		chunked              bool
+		status               int
+		code                 string
+	}{
+		{"a 17 KiB sign-in", `{"name":"alice","password":"` + strings.Repeat("p", 17<<10) + `"}`, "", false, http.StatusRequestEntityTooLarge, "request_too_large"},
+		{"a chunked sign-in", `{"name":"alice","password":"long enough password"}`, "", true, http.StatusRequestEntityTooLarge, "request_too_large"},
+		{"a gzip sign-in", `{"name":"alice","password":"long enough password"}`, "gzip", false, http.StatusUnsupportedMediaType, "unsupported_encoding"},
+	} {
+		var r io.Reader = strings.NewReader(tc.body)
+		if tc.chunked {
+			r = io.MultiReader(r) // no length known: sent chunked
+		}
+		req, _ := http.NewRequest("POST", g.URL+"/auth/signin", r)
+		req.Header.Set("Content-Type", "application/json")
+		if tc.encoding != "" {
+			req.Header.Set("Content-Encoding", tc.encoding)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.what, err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if len(resp.Cookies()) != 0 {
+			t.Fatalf("%s: cookies %v", tc.what, resp.Cookies())
+		}
+		wantAPIError(t, tc.what, resp.StatusCode, data, tc.status, tc.code)
+	}
+
 	// The WebSocket takes the cookie from this origin only.
 	wsURL := strings.Replace(g.URL, "http://", "ws://", 1) + "/v1/ws"
 	header := func(origin string) http.Header {
