@@ -25,9 +25,11 @@ func TestReadQuestions(t *testing.T) {
 		{`{"q": "x", "expect": ["a"], "kinds": "y"}`, "line 1: json: unknown field"},
 		{"{\"q\": \"x\", \"expect\": [\"a\"]}\nnot json", "line 2:"},
 		{"", "no questions"},
+		{strings.Repeat(`{"q": "x", "expect": ["a"]}`+"\n", MaxQuestions+1), "more than 10000 questions"},
+		{`{"q": "x", "expect": ["` + strings.Repeat("a", maxLine) + `"]}`, "a line is longer than"},
 	} {
 		if _, err := ReadQuestions(strings.NewReader(c.file)); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("ReadQuestions(%q) = %v, want %q", c.file, err, c.want)
+			t.Errorf("ReadQuestions(%.60q…) = %v, want %q", c.file, err, c.want)
 		}
 	}
 }
