@@ -254,3 +254,114 @@ func TestAccounts(t *testing.T) {
 	code, body = newBrowser(t, g).do("POST", "/auth/signin", `{"name":"alice","password":"long enough password"}`, false, "")
 	wantAPIError(t, "the right password after 10 failures", code, body, http.StatusTooManyRequests, "too_many_signins")
 }
+
+// TestAdminDirectory: an admin lists the users with their keys and sessions, revokes a
+// user's key, signs a user out everywhere, and reads the usage per user and model; a
+// user without the admin scope can do none of it, and bad parameters are refused
+// naming them.
+func TestAdminDirectory(t *testing.T) {
+	g := startGateway(t, echoModels)
+	invite, err := g.cli("users", "invite", "--name", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, g)
+	code, body := b.do("POST", "/auth/signup", `{"name":"bob","password":"long enough password","invite":"`+strings.TrimSpace(invite)+`"}`, false, "")
+	var s sessionBody
+	decode(t, "sign up", code, body, http.StatusCreated, &s)
+	b.csrf = s.CSRFToken
+	code, body = b.do("POST", "/v1/keys", `{"name":"script"}`, true, "")
+	var k struct{ Key, Prefix string }
+	decode(t, "bob's key", code, body, http.StatusCreated, &k)
+	for range 3 {
+		code, body = g.call("POST", "/v1/chat/completions", k.Key, `{"model":"chat","messages":[{"role":"user","content":"count these words"}]}`)
+		decode(t, "bob chats", code, body, http.StatusOK, nil)
+	}
+
+	// Not an admin: refused.
+	for _, path := range []string{"/admin/users", "/admin/usage", "/admin/users/bob/keys"} {
+		code, body = b.do("GET", path, "", false, "")
+		wantAPIError(t, "bob reading "+path, code, body, http.StatusForbidden, "insufficient_scope")
+	}
+
+	var users struct {
+		Data []struct {
+			Name           string
+			Admin          bool
+			HasPassword    bool `json:"has_password"`
+			Keys, Sessions int
+			LastUsedAt     int64 `json:"last_used_at"`
+		}
+		HasMore bool `json:"has_more"`
+	}
+	code, body = g.call("GET", "/admin/users?limit=1", g.Key, "")
+	decode(t, "the first user", code, body, http.StatusOK, &users)
+	if len(users.Data) != 1 || users.Data[0].Name != "bob" || !users.Data[0].HasPassword || users.Data[0].Keys != 1 ||
+		users.Data[0].Sessions != 1 || users.Data[0].LastUsedAt == 0 || !users.HasMore {
+		t.Fatalf("page 1: %s", body)
+	}
+	code, body = g.call("GET", "/admin/users?limit=1&after=bob", g.Key, "")
+	decode(t, "the next user", code, body, http.StatusOK, &users)
+	if len(users.Data) != 1 || users.Data[0].Name != "e2e" || users.Data[0].HasPassword {
+		t.Fatalf("page 2: %s", body)
+	}
+
+	// Usage per user and model, the most tokens first; it is written in the
+	// background, so it is awaited.
+	var usage struct {
+		Data []struct {
+			User, Model string
+			Requests    int64
+			Tot         int64 `json:"total_tokens"`
+		}
+		Since int64
+	}
+	waitFor(t, "bob's usage", func() bool {
+		code, body = g.call("GET", "/admin/usage?days=7", g.Key, "")
+		decode(t, "usage", code, body, http.StatusOK, &usage)
+		return len(usage.Data) == 1 && usage.Data[0].Requests == 3
+	})
+	if u := usage.Data[0]; u.User != "bob" || u.Model != "chat" || u.Tot <= 0 || usage.Since <= 0 {
+		t.Fatalf("usage %s", body)
+	}
+
+	// Bob's keys; one revoked by the admin.
+	code, body = g.call("GET", "/admin/users/bob/keys", g.Key, "")
+	var keys struct{ Data []struct{ Prefix string } }
+	decode(t, "bob's keys", code, body, http.StatusOK, &keys)
+	if len(keys.Data) != 1 || keys.Data[0].Prefix != k.Prefix {
+		t.Fatalf("keys %s", body)
+	}
+	code, body = g.call("DELETE", "/admin/users/bob/keys/"+k.Prefix, g.Key, "")
+	decode(t, "revoke bob's key", code, body, http.StatusOK, nil)
+	if code, _ := g.call("GET", "/v1/models", k.Key, ""); code != http.StatusUnauthorized {
+		t.Fatalf("a key the admin revoked: %d", code)
+	}
+	code, body = g.call("DELETE", "/admin/users/e2e/keys/"+k.Prefix, g.Key, "")
+	wantAPIError(t, "another user's key under a user", code, body, http.StatusNotFound, "not_found")
+
+	// Signed out everywhere by the admin.
+	code, body = g.call("POST", "/admin/users/bob/signout-everywhere", g.Key, "")
+	decode(t, "sign bob out", code, body, http.StatusOK, nil)
+	if code, _ := b.do("GET", "/v1/models", "", false, ""); code != http.StatusUnauthorized {
+		t.Fatalf("bob's session after the admin signed him out: %d", code)
+	}
+
+	for _, tc := range []struct{ method, path, param string }{
+		{"GET", "/admin/usage?days=0", "days"},
+		{"GET", "/admin/usage?days=367", "days"},
+		{"GET", "/admin/usage?limit=1001", "limit"},
+		{"GET", "/admin/users?limit=201", "limit"},
+		{"GET", "/admin/users?after=%00", "after"},
+		{"GET", "/admin/users/%C3%28/keys", "user"},
+		{"GET", "/admin/users/a%00b/keys", "user"},
+		{"DELETE", "/admin/users/bob/keys/nope", "prefix"},
+	} {
+		code, body = g.call(tc.method, tc.path, g.Key, "")
+		if e := wantAPIError(t, tc.path, code, body, http.StatusBadRequest, apiErrorBody(t, body).Code); e.Param != tc.param {
+			t.Fatalf("%s: param %q, want %q (%s)", tc.path, e.Param, tc.param, body)
+		}
+	}
+	code, body = g.call("GET", "/admin/users/nobody/keys", g.Key, "")
+	wantAPIError(t, "an unknown user", code, body, http.StatusNotFound, "not_found")
+}

@@ -775,3 +775,15 @@ func noKeysInLogs(t *testing.T, g *gateway, keys ...string) {
 		}
 	}
 }
+
+// waitFor polls done every 20 ms until it holds, failing the test after 20 s.
+func waitFor(t *testing.T, what string, done func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !done() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not seen within 20s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

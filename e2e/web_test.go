@@ -360,4 +360,38 @@ func TestWebsiteAdmin(t *testing.T) {
 	if status, _ := b.do("GET", "/admin/models", "", false, ""); status != http.StatusForbidden {
 		t.Fatalf("a user who is not an admin reads /admin/models: %d", status)
 	}
+
+	// Users, their keys and their usage: dora makes a key and chats; the admin sees
+	// her, revokes the key (after a confirmation), reads the usage per user and model,
+	// and signs her out everywhere.
+	status, body = b.do("POST", "/v1/keys", `{"name":"dora's script"}`, true, "")
+	var k struct{ Key, Prefix string }
+	decode(t, "dora's key", status, body, http.StatusCreated, &k)
+	status, body = b.do("POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hello from dora"}]}`, true, "")
+	decode(t, "dora chats", status, body, http.StatusOK, nil)
+	doraRow := `[...document.querySelectorAll("tbody tr")].find(r => r.querySelector("td strong")?.textContent === "dora")`
+	run("the users", chromedp.Navigate(g.URL+"/#/chat"), chromedp.WaitVisible(`.composer textarea`), chromedp.Navigate(g.URL+"/#/admin"),
+		poll(doraRow+`?.children[3].textContent === "1"`),
+		chromedp.Evaluate[chromedp.Void](`window.__asked = []; window.confirm = (m) => { window.__asked.push(m); return true; }`),
+		chromedp.Poll[chromedp.Void](`(() => { `+doraRow+`.querySelector("button.secondary").click(); return true; })()`),
+		poll(`[...document.querySelectorAll("tr.sub code")].some(c => c.textContent === "`+k.Prefix+`")`))
+	run("revoke her key", chromedp.Poll[chromedp.Void](`(() => { [...document.querySelectorAll("tr.sub li")].find(l => l.textContent.includes("`+k.Prefix+`")).querySelector("button").click(); return true; })()`),
+		poll(`[...document.querySelectorAll("tr.sub li")].find(l => l.textContent.includes("`+k.Prefix+`")).textContent.includes("revoked")`))
+	if status, _ := g.call("GET", "/v1/models", k.Key, ""); status != http.StatusUnauthorized {
+		t.Fatalf("the key revoked on the admin page still works: %d", status)
+	}
+	// Usage is written in the background: the period is chosen again until it shows.
+	run("usage", poll(`(() => { const sel = document.querySelector("section.usage select"); sel.value = "7"; sel.dispatchEvent(new Event("change"));
+		return [...document.querySelectorAll("section.usage tbody tr")].some(r => r.children[0].textContent === "dora" && r.children[1].textContent === "chat" && r.children[2].textContent === "1"); })()`))
+	run("scroll to the users", chromedp.Evaluate[chromedp.Void](`document.querySelectorAll(".pages > section")[1].scrollIntoView()`))
+	shot(t, ctx, "admin-users-desktop")
+	run("sign her out everywhere", chromedp.Poll[chromedp.Void](`(() => { `+doraRow+`.querySelector("button.link").click(); return true; })()`),
+		poll(doraRow+`.children[3].textContent === "0"`))
+	if status, _ := b.do("GET", "/v1/models", "", false, ""); status != http.StatusUnauthorized {
+		t.Fatalf("dora's session after the admin signed her out everywhere: %d", status)
+	}
+	asked, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__asked`))
+	if err != nil || len(asked) != 2 {
+		t.Fatalf("confirmations asked: %q %v; want one for the key and one for signing out", asked, err)
+	}
 }

@@ -34,6 +34,10 @@ type Store interface {
 	InviteUsable(ctx context.Context, hash []byte, name string) error
 	UserKeys(ctx context.Context, userID, kind string) ([]store.APIKey, error)
 	RevokeUserKey(ctx context.Context, userID, prefix string) (store.APIKey, error)
+	// What the admin pages read across users.
+	ListUsers(ctx context.Context, p store.Page) ([]store.UserSummary, error)
+	UserByName(ctx context.Context, name string) (store.User, error)
+	UsageTotals(ctx context.Context, since time.Time, limit int) ([]store.UsageTotal, error)
 }
 
 // Sign-up modes (web.signup).

@@ -217,6 +217,7 @@ func New(b Backends, opts Options) *fiber.App {
 	}
 	if s.opts.Accounts != nil {
 		s.accountRoutes(app)
+		s.userRoutes(app)
 	}
 	if s.opts.Models != nil {
 		s.adminRoutes(app)

@@ -562,12 +562,107 @@ async function adminView() {
   } }, h("input", { name: "name", placeholder: t("field.name"), "aria-label": t("field.name") }),
     h("label", { class: "check" }, h("input", { type: "checkbox", name: "admin" }), h("span", { "data-i18n": "admin.isAdmin" })),
     h("button", { type: "submit", "data-i18n": "admin.invite" }));
-  show(h("section", { class: "card wide" },
+  show(h("div", { class: "pages" }, h("section", { class: "card wide" },
     h("h1", { "data-i18n": "admin.models" }), err,
-    h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ...["admin.name", "admin.backend", "admin.source", "admin.state", "admin.replicaList", "admin.actions"].map((k) => h("th", { "data-i18n": k })))), models)),
+    table(["admin.name", "admin.backend", "admin.source", "admin.state", "admin.replicaList", "admin.actions"], models),
     h("h2", { "data-i18n": "admin.addTitle" }), add,
-    h("h2", { "data-i18n": "admin.invites" }), inviteForm, invite));
+    h("h2", { "data-i18n": "admin.invites" }), inviteForm, invite),
+  usersSection(), usageSection()));
   await load();
+}
+
+// table is a scrolling table with the headings of keys.
+function table(keys, body) {
+  return h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, ...keys.map((k) => h("th", { "data-i18n": k })))), body));
+}
+
+function when(unix) {
+  return unix ? new Date(unix * 1000).toLocaleString() : "—";
+}
+
+// usersSection lists the users by name, a page at a time, each with its keys (to
+// revoke) and a way to end its sessions.
+function usersSection() {
+  const err = h("div");
+  const rows = h("tbody");
+  const more = h("button", { type: "button", class: "secondary", hidden: true, "data-i18n": "admin.more" });
+  let after = "";
+  const act = (fn) => async (...args) => {
+    try { await fn(...args); } catch (e) { err.replaceChildren(errorLine(e)); }
+  };
+  async function page() {
+    const q = new URLSearchParams({ limit: "50" });
+    if (after) q.set("after", after);
+    const res = await api("GET", `/admin/users?${q}`);
+    for (const u of res.data) rows.append(...userRows(u));
+    if (res.data.length) after = res.data[res.data.length - 1].name;
+    more.hidden = !res.has_more;
+  }
+  function userRows(u) {
+    const name = encodeURIComponent(u.name);
+    const keys = h("td", { colspan: "6" });
+    const keysRow = h("tr", { class: "sub", hidden: true }, keys);
+    const sessions = h("td", { text: String(u.sessions) });
+    const keyCount = h("td", { text: String(u.keys) });
+    async function loadKeys() {
+      const ks = (await api("GET", `/admin/users/${name}/keys`)).data;
+      keys.replaceChildren(ks.length ? h("ul", { class: "keys" }, ...ks.map((k) => h("li", {},
+        h("code", { text: k.prefix }), " ", h("span", { text: k.name }), " ", h("span", { class: "muted", text: k.scopes.join(", ") }),
+        k.revoked_at ? h("span", { class: "muted", text: ` ${t("admin.revoked")} ${when(k.revoked_at)}` })
+          : h("button", { type: "button", class: "link", text: t("keys.revoke"), onclick: act(async () => {
+            if (!confirm(`${t("keys.revoke")} ${k.prefix}?`)) return;
+            await api("DELETE", `/admin/users/${name}/keys/${k.prefix}`);
+            keyCount.textContent = String(Math.max(0, Number(keyCount.textContent) - 1));
+            await loadKeys();
+          }) })))) : h("p", { class: "muted", text: t("admin.noKeys") }));
+    }
+    return [h("tr", {},
+      h("td", {}, h("strong", { text: u.name }), u.admin ? h("span", { class: "badge", text: t("admin.isAdmin") }) : null),
+      h("td", { text: u.has_password ? "✓" : "—" }),
+      keyCount,
+      sessions,
+      h("td", { text: when(u.last_used_at) }),
+      h("td", {},
+        h("button", { type: "button", class: "secondary", text: t("admin.keys"), "aria-expanded": "false", onclick: act(async (e) => {
+          keysRow.hidden = !keysRow.hidden;
+          e.currentTarget.setAttribute("aria-expanded", String(!keysRow.hidden));
+          if (!keysRow.hidden) await loadKeys();
+        }) }),
+        h("button", { type: "button", class: "link", text: t("admin.signoutUser"), disabled: !u.sessions, onclick: act(async () => {
+          if (!confirm(`${t("admin.signoutUser")}: ${u.name}?`)) return;
+          await api("POST", `/admin/users/${name}/signout-everywhere`);
+          sessions.textContent = "0";
+        }) }))), keysRow];
+  }
+  more.addEventListener("click", act(page));
+  page().catch((e) => err.replaceChildren(errorLine(e)));
+  return h("section", { class: "card wide" }, h("h1", { "data-i18n": "admin.users" }), err,
+    table(["admin.name", "admin.password", "admin.keyCount", "admin.sessions", "admin.lastUsed", "admin.actions"], rows), more);
+}
+
+// usageSection shows the requests and tokens per user and model over a period.
+function usageSection() {
+  const err = h("div");
+  const rows = h("tbody");
+  const period = h("select", { "aria-label": t("admin.period") }, ...[1, 7, 30, 90, 365].map((d) =>
+    h("option", { value: String(d), selected: d === 30 ? true : undefined, text: t("admin.days").replace("{n}", d) })));
+  const num = (n) => n.toLocaleString();
+  async function load() {
+    try {
+      const res = await api("GET", `/admin/usage?days=${period.value}`);
+      rows.replaceChildren(...res.data.map((u) => h("tr", {},
+        h("td", { text: u.user }), h("td", { text: u.model }), h("td", { class: "num", text: num(u.requests) }),
+        h("td", { class: "num", text: num(u.prompt_tokens) }), h("td", { class: "num", text: num(u.completion_tokens) }),
+        h("td", { class: "num", text: num(u.total_tokens) }))));
+      if (!res.data.length) rows.append(h("tr", {}, h("td", { colspan: "6", class: "muted", text: t("admin.noUsage") })));
+      err.replaceChildren();
+    } catch (e) { err.replaceChildren(errorLine(e)); }
+  }
+  period.addEventListener("change", load);
+  load();
+  return h("section", { class: "card wide usage" }, h("h1", { "data-i18n": "admin.usage" }),
+    h("label", {}, h("span", { "data-i18n": "admin.period" }), period), err,
+    table(["admin.user", "admin.model", "admin.requests", "admin.prompt", "admin.completion", "admin.total"], rows));
 }
 
 // ----- Routing -----

@@ -22,6 +22,11 @@ const words = {
     "admin.scale": "Scale", "admin.remove": "Remove", "admin.addTitle": "Add a model", "admin.add": "Add",
     "admin.entry": "A models entry, as JSON", "admin.badJSON": "That is not JSON.", "admin.invites": "Invitations",
     "admin.invite": "Invite", "admin.isAdmin": "admin", "admin.inviteShown": "Give this code to the person invited: it is shown once.",
+    "admin.users": "Users", "admin.password": "Password", "admin.keyCount": "Keys", "admin.sessions": "Sessions",
+    "admin.lastUsed": "Last active", "admin.keys": "Keys", "admin.signoutUser": "Sign out everywhere", "admin.more": "More",
+    "admin.revoked": "revoked", "admin.noKeys": "No API keys.", "admin.usage": "Usage", "admin.period": "Period",
+    "admin.days": "last {n} days", "admin.user": "User", "admin.model": "Model", "admin.requests": "Requests",
+    "admin.prompt": "Prompt tokens", "admin.completion": "Completion tokens", "admin.total": "Total", "admin.noUsage": "No requests in this period.",
   },
   "zh-CN": {
     "nav.chat": "对话", "nav.knowledge": "知识库", "nav.keys": "密钥", "nav.signout": "退出",
@@ -44,6 +49,11 @@ const words = {
     "admin.scale": "调整", "admin.remove": "移除", "admin.addTitle": "添加模型", "admin.add": "添加",
     "admin.entry": "模型配置（JSON）", "admin.badJSON": "这不是 JSON。", "admin.invites": "邀请",
     "admin.invite": "邀请", "admin.isAdmin": "管理员", "admin.inviteShown": "请把这个邀请码交给受邀者：它只显示一次。",
+    "admin.users": "用户", "admin.password": "密码", "admin.keyCount": "密钥", "admin.sessions": "会话",
+    "admin.lastUsed": "最近活动", "admin.keys": "密钥", "admin.signoutUser": "退出所有设备", "admin.more": "更多",
+    "admin.revoked": "已吊销", "admin.noKeys": "没有 API 密钥。", "admin.usage": "用量", "admin.period": "时间段",
+    "admin.days": "最近 {n} 天", "admin.user": "用户", "admin.model": "模型", "admin.requests": "请求数",
+    "admin.prompt": "提示词元", "admin.completion": "生成词元", "admin.total": "合计", "admin.noUsage": "这段时间没有请求。",
   },
 };
 
