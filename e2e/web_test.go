@@ -290,12 +290,15 @@ func TestWebsiteKnowledge(t *testing.T) {
 			t.Errorf("the answer's [1] is not a link (%s)", suffix)
 		}
 		shot(t, ctx, "chat-sources-"+suffix)
+		// Regenerated, the answer is grounded again: its sources come with it.
+		run("regenerate a grounded answer", chromedp.Click(`.composer button[data-i18n="chat.regenerate"]`),
+			poll(`document.querySelectorAll("details.msg.superseded").length === 1 && [...document.querySelectorAll("article.msg.assistant")].pop().querySelector(".cites a")`))
 
 		// A long answer, stopped.
 		long := strings.TrimSpace(strings.Repeat("word ", 600))
 		run("stop a long answer", chromedp.SetValue(`.composer textarea`, long), chromedp.Poll[chromedp.Void](`!document.querySelector(".composer button[type=submit]").disabled`), chromedp.Click(`.composer button[type=submit]`),
 			poll(`[...document.querySelectorAll(".msg.assistant .body")].pop().textContent.length > 20`),
-			chromedp.Click(`.composer button.secondary`),
+			chromedp.Click(`.composer button[data-i18n="chat.stop"]`),
 			poll(`document.querySelector(".composer button[type=submit]").disabled === false`))
 		got, _ := eval("the stopped answer", `[...document.querySelectorAll(".msg.assistant .body")].pop().textContent.length`).(float64)
 		if got >= float64(len(long)) {

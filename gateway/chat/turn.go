@@ -98,6 +98,9 @@ type Request struct {
 	// new one) gets the messages and then the answer. A stored turn has one choice.
 	Stored         bool
 	ConversationID string
+	// Regenerate (a stored turn of ConversationID with no messages) answers the
+	// conversation's last question again; its last answer is superseded.
+	Regenerate bool
 	// RAG, when set, grounds the answer in a knowledge base.
 	RAG *RAGParams
 }
@@ -236,7 +239,21 @@ func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 		t.fail(oai.Unsupported("conversation_id", "this gateway has no database: 'conversation_id' is not available"))
 		return
 	}
-	if r.Stored {
+	question := rag.Question(r.Messages)
+	switch {
+	case r.Regenerate:
+		// The question answered again is the stored one; a conversation that is not
+		// the user's, or has none, is told before the turn waits for a replica.
+		q, err := s.Turns.Question(gctx, r.Principal.UserID, r.ConversationID)
+		if err == nil && q == "" {
+			err = &store.FieldError{Field: "regenerate", Reason: "the conversation has no question to answer again"}
+		}
+		if err != nil {
+			t.fail(s.beginError(err, r.ConversationID))
+			return
+		}
+		question = q
+	case r.Stored:
 		// What can be told without the database is told before the turn waits for a
 		// replica.
 		if err := conversation.CheckTurn(r.Messages); err != nil {
@@ -250,7 +267,7 @@ func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 			t.fail(e)
 			return
 		}
-		g, err := s.RAG.Ground(gctx, r.Principal.UserID, r.RAG.KnowledgeBase, rag.Question(r.Messages), r.RAG.TopK)
+		g, err := s.RAG.Ground(gctx, r.Principal.UserID, r.RAG.KnowledgeBase, question, r.RAG.TopK)
 		if err != nil {
 			t.fail(GroundError(err, r.RAG.KnowledgeBase))
 			return
@@ -348,6 +365,7 @@ func (t *Turn) admit(ctx context.Context, req *sdk.GenerateRequest, sourcesPromp
 		st, err := t.svc.Turns.Begin(context.WithoutCancel(ctx), conversation.Request{
 			UserID: r.Principal.UserID, ConversationID: r.ConversationID, Model: r.Model.Name, Messages: req.Messages,
 			ContextLength: r.Model.ContextLength, MaxTokens: r.Sampling.MaxTokens, Context: sourcesPrompt,
+			Regenerate: r.Regenerate,
 		})
 		if err != nil {
 			return t.svc.beginError(err, r.ConversationID)

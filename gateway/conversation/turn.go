@@ -19,6 +19,7 @@ import (
 // Store is what turns need from the repository (*store.Store implements it).
 type Store interface {
 	BeginTurn(ctx context.Context, userID, conversationID string, t store.Turn) (store.TurnStarted, error)
+	LastQuestion(ctx context.Context, userID, conversationID string) (string, error)
 	FinishMessage(ctx context.Context, userID, messageID string, f store.Finish) (store.Message, error)
 }
 
@@ -39,6 +40,10 @@ type Request struct {
 	// Context is text the prompt carries besides the history (retrieved sources, a
 	// rag.Context): the history is fitted to what it leaves of the budget.
 	Context string
+	// Regenerate answers the conversation's last question again (Messages has no
+	// user or assistant message): its last answer is superseded, kept but out of
+	// later prompts.
+	Regenerate bool
 }
 
 // HistoryBudget returns the budget of the request's history in tokens ([Budget] less
@@ -113,14 +118,18 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 		}
 		msgs = append(msgs, store.NewMessage{Role: m.Role, Content: m.Content})
 	}
-	if len(msgs) == 0 {
+	if len(msgs) == 0 && !req.Regenerate {
 		return nil, CheckTurn(req.Messages)
 	}
 	budget := req.HistoryBudget()
-	t := store.Turn{Messages: msgs, Model: req.Model, SystemPrompt: system, Budget: budget}
+	t := store.Turn{Messages: msgs, Model: req.Model, SystemPrompt: system, Budget: budget, Regenerate: req.Regenerate}
 	key := heldKey(req.ConversationID)
 	var known heldConversation
-	if key != "" {
+	if req.Regenerate {
+		// What is held ends with the answer being superseded: the history is read
+		// again.
+		ts.held.drop(key)
+	} else if key != "" {
 		if h, ok := ts.held.get(key, budget); ok {
 			known, t.After, t.AfterID = h, last(h.msgs).Seq, last(h.msgs).ID
 		}
@@ -163,6 +172,13 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 	}
 	ts.held.put(started.Conversation.ID, trimFor(history, holdBudget), holdBudget)
 	return turn, nil
+}
+
+// Question returns the text of the last user message of userID's conversation id
+// ("" when it has none): what a regeneration of its last answer answers, and
+// retrieves sources for. Another user's conversation is store.ErrNotFound.
+func (ts *Turns) Question(ctx context.Context, userID, id string) (string, error) {
+	return ts.st.LastQuestion(ctx, userID, id)
 }
 
 // CheckTurn reports whether msgs can be a turn of a stored conversation: it needs at

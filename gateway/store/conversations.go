@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 
@@ -154,6 +156,32 @@ func (s *Store) ListMessages(ctx context.Context, userID, conversationID string)
 		return nil, err
 	}
 	return convert(rows, messageFromModel), nil
+}
+
+// LastQuestion returns the text of the last user message of userID's conversation
+// id ("" when it has none): what a regenerated answer answers.
+func (s *Store) LastQuestion(ctx context.Context, userID, id string) (string, error) {
+	var q string
+	err := s.do(ctx, "last question", func(ctx context.Context) error {
+		if !validIDs(userID, id) {
+			return ErrNotFound
+		}
+		m, err := models.Messages(
+			models.MessageWhere.ConversationID.EQ(id), models.MessageWhere.Role.EQ(RoleUser),
+			qm.Where(`EXISTS (SELECT 1 FROM "conversations" c WHERE c."id" = "messages"."conversation_id" AND c."user_id" = ?)`, userID),
+			qm.OrderBy(`"seq" DESC`), qm.Limit(1),
+		).One(ctx, s.db)
+		switch {
+		case err == nil:
+			q = m.Content
+			return nil
+		case errors.Is(err, sql.ErrNoRows):
+			q = ""
+			return s.ownConversation(ctx, userID, id)
+		}
+		return err
+	})
+	return q, err
 }
 
 // ownConversation returns ErrNotFound unless userID has the conversation id.

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -397,5 +398,117 @@ func TestBeginTurnAfterWhatIsHeld(t *testing.T) {
 	st = turn(t, s, u.ID, conv, tr)
 	if st.After != 0 || slices.ContainsFunc(st.History, func(m store.Message) bool { return m.ID == a1.ID }) {
 		t.Errorf("read from the start with a budget of 20: %d messages, a1 among them", len(st.History))
+	}
+}
+
+// TestRegenerate: a regeneration supersedes the conversation's last answer (kept,
+// listed, out of every later history), begins a new answer to the same question,
+// and makes what a caller holds up to the superseded answer void; a conversation with
+// no message, or whose last answer is in progress, cannot regenerate.
+func TestRegenerate(t *testing.T) {
+	s := open(t)
+	u := user(t, s, "alice")
+	first := turn(t, s, u.ID, "", userTurn("q1"))
+	conv := first.Conversation.ID
+	a1, err := s.FinishMessage(ctx(t), u.ID, first.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "a1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	regen := store.Turn{Model: "m1", Regenerate: true}
+
+	// Its last answer in progress: refused, nothing changes.
+	second := turn(t, s, u.ID, conv, userTurn("q2"))
+	_, err = s.BeginTurn(ctx(t), u.ID, conv, regen)
+	var fe *store.FieldError
+	if !errors.As(err, &fe) || fe.Field != "regenerate" || !strings.Contains(fe.Reason, "still being written") {
+		t.Fatalf("regenerating an answer in progress: %v", err)
+	}
+	a2, err := s.FinishMessage(ctx(t), u.ID, second.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "a2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := s.BeginTurn(ctx(t), u.ID, conv, regen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range st.History {
+		got = append(got, m.Content)
+	}
+	if !slices.Equal(got, []string{"q1", "a1", "q2"}) || st.AssistantMessageID == "" || len(st.MessageIDs) != 0 {
+		t.Fatalf("regenerated turn: history %q, answer %q, added %v; want q1 a1 q2 and a new answer", got, st.AssistantMessageID, st.MessageIDs)
+	}
+	if _, err := s.FinishMessage(ctx(t), u.ID, st.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "a2 again"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := s.ListMessages(ctx(t), u.ID, conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, m := range msgs {
+		listed = append(listed, m.Content+":"+m.Status)
+	}
+	if !slices.Equal(listed, []string{"q1:complete", "a1:complete", "q2:complete", "a2:superseded", "a2 again:complete"}) {
+		t.Fatalf("messages after regenerating: %q", listed)
+	}
+
+	// Held up to the superseded answer: the history is read from the start, without it.
+	tr := userTurn("q3")
+	tr.After, tr.AfterID = a2.Seq, a2.ID
+	st = turn(t, s, u.ID, conv, tr)
+	got = got[:0]
+	for _, m := range st.History {
+		got = append(got, m.Content)
+	}
+	if st.After != 0 || !slices.Equal(got, []string{"q1", "a1", "q2", "a2 again", "q3"}) {
+		t.Fatalf("held up to the superseded answer: after %d, history %q", st.After, got)
+	}
+	// Held up to a1 (before it): the rest comes without it.
+	tr = userTurn("q4")
+	tr.After, tr.AfterID = a1.Seq, a1.ID
+	if _, err := s.FinishMessage(ctx(t), u.ID, st.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "a3"}); err != nil {
+		t.Fatal(err)
+	}
+	st = turn(t, s, u.ID, conv, tr)
+	got = got[:0]
+	for _, m := range st.History {
+		got = append(got, m.Content)
+	}
+	if st.After != a1.Seq || !slices.Equal(got, []string{"q2", "a2 again", "q3", "a3", "q4"}) {
+		t.Fatalf("held up to a1: after %d, history %q", st.After, got)
+	}
+
+	// No message: nothing to answer again; messages with it, or no conversation: refused.
+	empty, err := s.CreateConversation(ctx(t), u.ID, store.NewConversation{Title: "empty"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.BeginTurn(ctx(t), u.ID, empty.ID, regen)
+	if !errors.As(err, &fe) || fe.Field != "regenerate" {
+		t.Fatalf("regenerating in an empty conversation: %v", err)
+	}
+	_, err = s.BeginTurn(ctx(t), u.ID, "", regen)
+	if !errors.As(err, &fe) || fe.Field != "regenerate" {
+		t.Fatalf("regenerating without a conversation: %v", err)
+	}
+	withMsgs := userTurn("q")
+	withMsgs.Regenerate = true
+	_, err = s.BeginTurn(ctx(t), u.ID, conv, withMsgs)
+	if !errors.As(err, &fe) || fe.Field != "regenerate" {
+		t.Fatalf("regenerating with messages: %v", err)
+	}
+	other := user(t, s, "bob")
+	_, err = s.BeginTurn(ctx(t), other.ID, conv, regen)
+	wantErr(t, "regenerating another user's conversation", err, store.ErrNotFound)
+	if q, err := s.LastQuestion(ctx(t), u.ID, conv); err != nil || q != "q4" {
+		t.Fatalf("last question: %q %v", q, err)
+	}
+	if q, err := s.LastQuestion(ctx(t), u.ID, empty.ID); err != nil || q != "" {
+		t.Fatalf("last question of an empty conversation: %q %v", q, err)
+	}
+	if _, err := s.LastQuestion(ctx(t), other.ID, conv); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("last question of another user's conversation: %v", err)
 	}
 }

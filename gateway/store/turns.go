@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,8 +18,12 @@ import (
 )
 
 // beginTurnSQL starts a turn in one statement (one round trip once prepared): see
-// db/migrations/00004_begin_turn_after.sql.
-const beginTurnSQL = `SELECT * FROM ragway_begin_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+// db/migrations/00015_regenerate.sql.
+const beginTurnSQL = `SELECT * FROM ragway_begin_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+
+// sqlstateRegenerate is what ragway_begin_turn raises when there is nothing it can
+// answer again.
+const sqlstateRegenerate = "RG001"
 
 // BeginTurn stores t's messages and an in-progress assistant message in userID's
 // conversation ("" creates one), in one statement, and returns them with the history
@@ -28,12 +33,17 @@ const beginTurnSQL = `SELECT * FROM ragway_begin_turn($1, $2, $3, $4, $5, $6, $7
 // message. A role other than RoleSystem, RoleUser, RoleAssistant and RoleTool is
 // ErrInvalid; text Postgres cannot store ([CheckText]) is a *FieldError ("content",
 // "system_prompt", "model") before any write; a conversation that is not userID's is
-// ErrNotFound.
+// ErrNotFound. With t.Regenerate (and no messages) the conversation's last answer is
+// superseded and a new one begins; a conversation with no message, or whose last
+// answer is still in progress, is a *FieldError ("regenerate").
 func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t Turn) (TurnStarted, error) {
 	var out TurnStarted
 	err := s.do(ctx, "begin turn", func(ctx context.Context) error {
 		if !validID(userID) || conversationID != "" && !validID(conversationID) {
 			return ErrNotFound
+		}
+		if t.Regenerate && (conversationID == "" || len(t.Messages) > 0) {
+			return &FieldError{"regenerate", "a regeneration names a conversation and brings no messages"}
 		}
 		roles, contents := make(pq.StringArray, len(t.Messages)), make(pq.StringArray, len(t.Messages))
 		for i, m := range t.Messages {
@@ -60,18 +70,28 @@ func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t 
 		system := null.StringFromPtr(t.SystemPrompt)
 		rows, err := stmt.QueryContext(ctx, userID, null.NewString(conversationID, conversationID != ""), t.Model,
 			system.Valid, system.String, titleOf(t.Messages), roles, contents, t.Budget, t.After,
-			null.NewString(t.AfterID, t.After > 0 && validID(t.AfterID)))
+			null.NewString(t.AfterID, t.After > 0 && validID(t.AfterID)), t.Regenerate)
 		if err != nil {
-			return err
+			return regenerateError(err)
 		}
 		defer rows.Close()
 		out, err = scanTurn(rows, len(t.Messages))
-		return err
+		return regenerateError(err)
 	})
 	if err != nil {
 		return TurnStarted{}, err
 	}
 	return out, nil
+}
+
+// regenerateError maps ragway_begin_turn's refusal to answer again to a *FieldError
+// with its words.
+func regenerateError(err error) error {
+	var pe *pq.Error
+	if errors.As(err, &pe) && pe.Code == sqlstateRegenerate {
+		return &FieldError{"regenerate", pe.Message}
+	}
+	return err
 }
 
 // scanTurn reads the rows of ragway_begin_turn: n added messages and the assistant

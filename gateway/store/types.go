@@ -113,6 +113,7 @@ const (
 	StatusComplete   = "complete"
 	StatusCancelled  = "cancelled"
 	StatusFailed     = "failed"
+	StatusSuperseded = "superseded"
 )
 
 // Message is one message of a conversation.
@@ -167,6 +168,9 @@ type Turn struct {
 	// starts after it, untrimmed (Budget applies to a history read from the start).
 	After   int64
 	AfterID string
+	// Regenerate answers the conversation's last question again: Messages is
+	// empty, the last answer becomes StatusSuperseded.
+	Regenerate bool
 }
 
 // TurnStarted is what BeginTurn stored.

@@ -170,12 +170,57 @@ class Socket {
   }
 }
 
+// The page keeps one socket while its chat pages are shown, and the chats running on
+// it, by id: switching conversations does not stop an answer, and coming back shows
+// it as it goes on. A chat is {id, conv, text, sources, ended, error, onUpdate}.
 let socket = null;
+const chats = new Map();
+let chatSeq = 0;
+let onSocketState = null; // the chat view's
+
+function chatSocket() {
+  if (!socket) {
+    socket = new Socket((f) => {
+      const c = chats.get(f.id);
+      if (!c) return;
+      switch (f.type) {
+        case "start": if (f.conversation_id) c.conv = f.conversation_id; break;
+        case "sources": c.sources = f.sources; break;
+        case "token": c.text += f.text; break;
+        case "done": c.ended = true; break;
+        case "error": c.ended = true; c.error = f.error; break;
+        default: return;
+      }
+      if (c.ended) chats.delete(c.id);
+      c.onUpdate?.(f);
+    }, (up) => {
+      if (!up) {
+        // The server ends a socket's chats with it (each stored as far as it got).
+        for (const c of chats.values()) { c.ended = true; c.interrupted = true; c.onUpdate?.({ type: "interrupted" }); }
+        chats.clear();
+      }
+      onSocketState?.(up);
+    });
+  }
+  return socket;
+}
+
+function closeChatSocket() {
+  if (socket) socket.close();
+  socket = null;
+  chats.clear();
+}
+
+// liveChat is the chat running in conversation conv, if any.
+function liveChat(conv) {
+  for (const c of chats.values()) if (conv && c.conv === conv) return c;
+  return null;
+}
 
 async function chatView(convID) {
   const list = h("ul", { class: "convs" });
   const filter = h("input", { type: "search", "data-i18n-placeholder": "chat.search", placeholder: t("chat.search"),
-    oninput: () => drawList() });
+    "aria-label": t("chat.search"), oninput: () => drawList() });
   const messages = h("div", { class: "messages", role: "log" });
   const sourcesPanel = h("aside", { class: "sources", hidden: true });
   const status = h("p", { class: "status", role: "status", hidden: true, text: t("chat.reconnecting") });
@@ -184,16 +229,17 @@ async function chatView(convID) {
   const input = h("textarea", { rows: "3", placeholder: t("chat.placeholder"), "aria-label": t("chat.placeholder") });
   const send = h("button", { type: "submit", "data-i18n": "chat.send", disabled: true }); // until the socket is open
   const stop = h("button", { type: "button", class: "secondary", hidden: true, "data-i18n": "chat.stop" });
+  const regen = h("button", { type: "button", class: "secondary", hidden: true, "data-i18n": "chat.regenerate" });
   let convs = [];
   let current = convID || null;
-  let running = null; // {id, el, text, sources, scheduled, sent, paintedAt}
+  let running = null; // {chat, el, scheduled, paintedAt}
   let interrupted = false;
-  let seq = 0;
+  let lastAnswer = null; // the article of the conversation's answer to regenerate
 
   function drawList() {
     const q = filter.value.toLowerCase();
     list.replaceChildren(...convs.filter((c) => (c.title || "").toLowerCase().includes(q)).map((c) =>
-      h("li", { class: c.id === current ? "active" : "" },
+      h("li", { class: `${c.id === current ? "active" : ""} ${liveChat(c.id) ? "live" : ""}` },
         h("a", { href: `#/chat/${c.id}`, text: c.title || t("chat.untitled") }),
         h("button", { type: "button", class: "link rename", title: t("chat.rename"), "aria-label": t("chat.rename"), onclick: (e) => {
           const li = e.currentTarget.parentElement;
@@ -220,6 +266,7 @@ async function chatView(convID) {
           field.select();
         } }, "✎"),
         h("button", { type: "button", class: "link", title: t("chat.delete"), "aria-label": t("chat.delete"), onclick: guarded(async () => {
+          if (!confirm(`${t("chat.delete")}: ${c.title || t("chat.untitled")}?`)) return;
           await api("DELETE", `/v1/conversations/${c.id}`);
           if (c.id === current) location.hash = "#/chat";
           else loadList();
@@ -244,15 +291,25 @@ async function chatView(convID) {
     if (open) open.scrollIntoView({ block: "nearest" });
   }
 
-  function bubble(role, text, sources) {
+  function citeList(sources) {
+    return h("p", { class: "cites" }, ...sources.map((s) =>
+      h("a", { href: "#", class: "cite", text: `[${s.n}] ${s.title || ""}`, onclick: (e) => { e.preventDefault(); showSources(sources, s.n); } })));
+  }
+
+  // bubble adds a message; a superseded answer (one a regeneration replaced) is
+  // folded away under "Earlier answer".
+  function bubble(role, text, sources, superseded) {
     const body = h("div", { class: "body" });
-    const el = h("article", { class: `msg ${role}` }, body);
     if (role === "assistant") render(body, text, sources ? (n) => showSources(sources, n) : null);
     else body.textContent = text;
-    if (sources?.length) {
-      el.append(h("p", { class: "cites" }, ...sources.map((s) =>
-        h("a", { href: "#", class: "cite", text: `[${s.n}] ${s.title || ""}`, onclick: (e) => { e.preventDefault(); showSources(sources, s.n); } }))));
+    let el;
+    if (superseded) {
+      el = h("details", { class: "msg assistant superseded" }, h("summary", { text: t("chat.earlier") }), body);
+    } else {
+      el = h("article", { class: `msg ${role}` }, body);
+      if (role === "assistant") lastAnswer = el;
     }
+    if (sources?.length) el.append(citeList(sources));
     messages.append(el);
     return body;
   }
@@ -260,14 +317,31 @@ async function chatView(convID) {
   async function loadConversation() {
     messages.replaceChildren();
     sourcesPanel.hidden = true;
-    if (!current) return;
+    lastAnswer = null;
+    if (!current) return drawActions();
     const c = await api("GET", `/v1/conversations/${current}`);
+    const live = liveChat(current);
     for (const m of c.messages || []) {
       if (m.role === "system") continue;
-      const body = bubble(m.role, m.content, m.sources || null);
+      if (m.status === "in_progress") {
+        // An answer still being written: this page's own is followed below; another
+        // one (another tab, another device) shows when it ends.
+        if (!live) messages.append(h("p", { class: "muted", text: t("chat.writing") }));
+        continue;
+      }
+      const body = bubble(m.role, m.content, m.sources || null, m.status === "superseded");
       if (m.status === "failed" && m.error) body.append(errorLine(new Error(m.error)));
     }
+    if (live) follow(live, bubble("assistant", ""));
     messages.scrollTop = messages.scrollHeight;
+    drawActions();
+  }
+
+  function drawActions() {
+    stop.hidden = !running;
+    regen.hidden = !!running || !lastAnswer || !current;
+    send.disabled = !socket?.open || !!running;
+    regen.disabled = !socket?.open;
   }
 
   // paint renders the answer so far; a long answer is rendered at most every 250 ms
@@ -277,106 +351,123 @@ async function chatView(convID) {
     if (!running) return;
     running.scheduled = false;
     const now = performance.now();
-    if (running.text.length > 5000 && now - (running.paintedAt || 0) < 250) {
+    if (running.chat.text.length > 5000 && now - (running.paintedAt || 0) < 250) {
       running.scheduled = true;
       setTimeout(() => requestAnimationFrame(paint), 250);
       return;
     }
     running.paintedAt = now;
-    const follow = messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80;
-    render(running.el, running.text, running.sources ? (n) => showSources(running.sources, n) : null);
-    if (running.text && !timing.firstPaint) timing.firstPaint = now;
-    if (follow) messages.scrollTop = messages.scrollHeight;
+    const atBottom = messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80;
+    const srcs = running.chat.sources;
+    render(running.el, running.chat.text, srcs ? (n) => showSources(srcs, n) : null);
+    if (running.chat.text && !timing.firstPaint) timing.firstPaint = now;
+    if (atBottom) messages.scrollTop = messages.scrollHeight;
+  }
+
+  // follow shows chat c in el as its frames come.
+  function follow(c, el) {
+    running = { chat: c, el, scheduled: false, paintedAt: 0 };
+    messages.setAttribute("aria-busy", "true");
+    c.onUpdate = (f) => {
+      if (running?.chat !== c) return;
+      switch (f.type) {
+        case "start":
+          if (c.conv && current !== c.conv) {
+            current = c.conv;
+            history.replaceState(null, "", `#/chat/${current}`);
+          }
+          break;
+        case "token":
+          if (!running.scheduled) {
+            running.scheduled = true;
+            requestAnimationFrame(paint);
+          }
+          break;
+        case "done":
+          running.paintedAt = 0;
+          paint();
+          if (c.sources?.length) el.parentElement.append(citeList(c.sources));
+          finish();
+          break;
+        case "error":
+          paint();
+          el.append(errorLine(c.error));
+          finish();
+          break;
+        case "interrupted":
+          // The stored conversation has what was written: read back once the
+          // socket is up again.
+          interrupted = true;
+          finish();
+          break;
+      }
+    };
+    if (c.text) requestAnimationFrame(paint);
+    drawActions();
   }
 
   function finish() {
+    if (running) running.chat.onUpdate = null;
     running = null;
-    stop.hidden = true;
-    send.disabled = !socket?.open;
     messages.removeAttribute("aria-busy");
+    drawActions();
     loadList().catch(() => {});
   }
 
-  function onFrame(f) {
-    if (!running || f.id !== running.id) return;
-    switch (f.type) {
-      case "start":
-        if (f.conversation_id && current !== f.conversation_id) {
-          current = f.conversation_id;
-          history.replaceState(null, "", `#/chat/${current}`);
-        }
-        break;
-      case "sources":
-        running.sources = f.sources;
-        break;
-      case "token":
-        running.text += f.text;
-        if (!running.scheduled) {
-          running.scheduled = true;
-          requestAnimationFrame(paint);
-        }
-        break;
-      case "done":
-        running.paintedAt = 0;
-        paint();
-        if (running.sources?.length) {
-          const el = running.el.parentElement;
-          const srcs = running.sources;
-          el.append(h("p", { class: "cites" }, ...srcs.map((s) =>
-            h("a", { href: "#", class: "cite", text: `[${s.n}] ${s.title || ""}`, onclick: (e) => { e.preventDefault(); showSources(srcs, s.n); } }))));
-        }
-        finish();
-        break;
-      case "error":
-        running.el.append(errorLine(f.error));
-        finish();
-        break;
+  // start sends a chat frame (fields of a new turn or a regeneration) and follows its
+  // answer; it returns false when the frame could not be sent.
+  function start(fields) {
+    const c = { id: `c${++chatSeq}`, conv: current, text: "", sources: null, ended: false, onUpdate: null };
+    const frame = { type: "chat", id: c.id, model: modelSel.value, ...fields };
+    if (current) frame.conversation_id = current;
+    if (kbSel.value) frame.rag = { knowledge_base: kbSel.value };
+    const before = lastAnswer;
+    const el = bubble("assistant", "");
+    try {
+      chatSocket().send(frame);
+    } catch (e) {
+      el.parentElement.remove();
+      lastAnswer = before;
+      messages.append(errorLine(e));
+      return false;
     }
+    chats.set(c.id, c);
+    timing.firstPaint = 0;
+    timing.sentAt = performance.now();
+    follow(c, el);
+    return true;
   }
 
-  if (socket) socket.close();
-  socket = new Socket(onFrame, (up) => {
+  // The chat runs on after the view changes; only its display is dropped.
+  for (const c of chats.values()) c.onUpdate = null;
+  onSocketState = (up) => {
     status.hidden = up;
-    send.disabled = !up || !!running;
-    if (!up && running?.sent) {
-      // The socket dropped during an answer: the stored conversation has it, read
-      // back once the socket is up again.
-      running = null;
-      finish();
-      interrupted = true;
-    }
     if (up && interrupted) {
       interrupted = false;
       loadConversation().catch(() => {});
     }
-  });
+    drawActions();
+  };
+  chatSocket();
 
-  const composer = h("form", { class: "composer", onsubmit: async (e) => {
+  const composer = h("form", { class: "composer", onsubmit: (e) => {
     e.preventDefault();
     const content = input.value.trim();
     if (!content || running) return;
-    input.value = "";
-    bubble("user", content);
-    const id = `c${++seq}`;
-    running = { id, el: bubble("assistant", ""), text: "", sources: null, scheduled: false, sent: false };
-    timing.firstPaint = 0;
-    timing.sentAt = performance.now();
-    send.disabled = true;
-    stop.hidden = false;
-    messages.setAttribute("aria-busy", "true");
-    const frame = { type: "chat", id, model: modelSel.value, content };
-    if (current) frame.conversation_id = current;
-    if (kbSel.value) frame.rag = { knowledge_base: kbSel.value };
-    try {
-      socket.send(frame);
-      running.sent = true;
-    } catch (e2) {
-      running.el.append(errorLine(e2));
-      input.value = content; // not sent: the question is kept
-      finish();
-    }
-  } }, input, h("div", { class: "actions" }, stop, send));
-  stop.addEventListener("click", () => { if (running) try { socket.send({ type: "cancel", id: running.id }); } catch { /* the drop ends it */ } });
+    const userEl = bubble("user", content);
+    if (start({ content })) input.value = "";
+    else userEl.parentElement.remove(); // not sent: the question stays in the box
+  } }, input, h("div", { class: "actions" }, regen, stop, send));
+  stop.addEventListener("click", () => { if (running) try { socket.send({ type: "cancel", id: running.chat.id }); } catch { /* the drop ends it */ } });
+  regen.addEventListener("click", () => {
+    if (running || !lastAnswer || !current) return;
+    const old = lastAnswer;
+    // The answer being replaced folds away now, as the stored conversation will show it.
+    const folded = h("details", { class: "msg assistant superseded" }, h("summary", { text: t("chat.earlier") }), ...old.childNodes);
+    old.replaceWith(folded);
+    lastAnswer = null;
+    if (!start({ regenerate: true })) { folded.replaceWith(old); lastAnswer = old; old.append(...[...folded.childNodes].slice(1)); drawActions(); }
+  });
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); composer.requestSubmit(); }
   });
@@ -389,6 +480,7 @@ async function chatView(convID) {
         h("label", {}, h("span", { "data-i18n": "chat.kb" }), kbSel)),
       status, messages, composer),
     sourcesPanel));
+  status.hidden = !!socket?.open;
   const [models, kbs] = await Promise.all([api("GET", "/v1/models"), api("GET", "/v1/knowledge-bases").catch(() => ({ data: [] }))]);
   for (const m of models.data) if (!m.embedding && !m.rerank) modelSel.append(h("option", { value: m.id, text: m.id }));
   for (const k of kbs.data) kbSel.append(h("option", { value: k.name, text: k.name }));
@@ -443,7 +535,11 @@ async function kbDetail(el, name) {
       h("span", { class: "title", text: doc.title || doc.source || doc.id }),
       h("span", { class: `badge ${doc.status}`, text: t(`kb.status.${doc.status}`) }),
       doc.error ? h("span", { class: "error", text: doc.error }) : null,
-      h("button", { type: "button", class: "link", text: t("kb.delete"), onclick: guarded(async () => { await api("DELETE", `${path}/documents/${doc.id}`); loadDocs(); }) }))));
+      h("button", { type: "button", class: "link", text: t("kb.delete"), onclick: guarded(async () => {
+        if (!confirm(`${t("kb.delete")} ${doc.title || doc.source || doc.id}?`)) return;
+        await api("DELETE", `${path}/documents/${doc.id}`);
+        loadDocs();
+      }) }))));
     if (d.some((doc) => doc.status === "pending")) docsPoll = setTimeout(loadDocs, 1000);
   }
   function upload(file) {
@@ -502,7 +598,11 @@ async function keysView() {
     const keys = (await api("GET", "/v1/keys")).data;
     list.replaceChildren(...keys.filter((k) => !k.revoked_at).map((k) => h("li", {},
       h("code", { text: k.prefix }), " ", h("span", { text: k.name }), " ", h("span", { class: "muted", text: k.scopes.join(", ") }),
-      h("button", { type: "button", class: "link", text: t("keys.revoke"), onclick: guarded(async () => { await api("DELETE", `/v1/keys/${k.prefix}`); load(); }) }))));
+      h("button", { type: "button", class: "link", text: t("keys.revoke"), onclick: guarded(async () => {
+        if (!confirm(`${t("keys.revoke")} ${k.prefix} (${k.name})?`)) return;
+        await api("DELETE", `/v1/keys/${k.prefix}`);
+        load();
+      }) }))));
   }
   const form = h("form", { class: "inline", onsubmit: guarded(async (e) => {
     e.preventDefault();
@@ -677,10 +777,7 @@ async function route() {
     location.hash = "#/signin";
     return;
   }
-  if (page !== "chat" && socket) {
-    socket.close();
-    socket = null;
-  }
+  if (page !== "chat") closeChatSocket();
   try {
     switch (page) {
       case "signin": return authForm("signin");
@@ -697,7 +794,7 @@ async function route() {
 
 document.getElementById("signout").addEventListener("click", guarded(async () => {
   await api("POST", "/auth/signout");
-  if (socket) { socket.close(); socket = null; }
+  closeChatSocket();
   signedOut();
 }));
 
