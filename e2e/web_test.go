@@ -37,13 +37,19 @@ func screenshotDir(t *testing.T) string {
 // given window width.
 func newBrowserContext(t *testing.T, width int) context.Context {
 	t.Helper()
+	return newBrowserContextLang(t, width, "en-US")
+}
+
+// newBrowserContextLang is newBrowserContext with the browser's language lang.
+func newBrowserContextLang(t *testing.T, width int, lang string) context.Context {
+	t.Helper()
 	exe, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatalf("chromium not found: task setup:chromium installs it (%v)", err)
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
-		chromedp.WindowSize(width, 900), chromedp.Flag("lang", "en-US"))
+		chromedp.WindowSize(width, 900), chromedp.Flag("lang", lang), chromedp.Flag("accept-lang", lang))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 40*time.Second)
@@ -393,6 +399,14 @@ func TestWebsiteAdmin(t *testing.T) {
 	if status, _ := b.do("GET", "/v1/models", "", false, ""); status != http.StatusUnauthorized {
 		t.Fatalf("dora's session after the admin signed her out everywhere: %d", status)
 	}
+	phone := newBrowserContext(t, 390)
+	if err := chromedp.Do(phone, chromedp.Navigate(g.URL+"/#/signin"), chromedp.WaitVisible(`form.auth input[name=name]`),
+		chromedp.SendKeys(`form.auth input[name=name]`, "root"), chromedp.SendKeys(`form.auth input[name=password]`, "a long admin password"),
+		chromedp.Click(`form.auth button[type=submit]`), chromedp.WaitVisible(`.composer textarea`),
+		chromedp.Navigate(g.URL+"/#/admin"), poll(`document.querySelectorAll(".pages tbody tr").length > 3`)); err != nil {
+		t.Fatalf("the admin page at phone width: %v", err)
+	}
+	shot(t, phone, "admin-phone")
 	asked, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__asked`))
 	if err != nil || len(asked) != 2 {
 		t.Fatalf("confirmations asked: %q %v; want one for the key and one for signing out", asked, err)

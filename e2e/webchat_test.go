@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/ragway/ragway/internal/pgtest"
@@ -173,4 +176,60 @@ func TestWebsiteChatLifecycle(t *testing.T) {
 	run("the page shows what was stored", poll(lastText+` === `+fmt.Sprintf("%q", strings.TrimSpace(got["content"].(string)))))
 	ask("after reconnecting", "four five")
 	run("answered", poll(lastText+` === "four five"`))
+}
+
+// TestWebsiteChineseAndDark: a browser whose language is Simplified Chinese gets the
+// interface in Chinese, Chinese answers render as text, and a system in dark mode
+// gets the dark theme; screenshots at phone width.
+func TestWebsiteChineseAndDark(t *testing.T) {
+	g := launchGatewayConfig(t, pgtest.Database(t), "web: {signup: open}", `
+  - {name: chat, backend: echo}
+`)
+	g.waitReady(20 * time.Second)
+	ctx := newBrowserContextLang(t, 390, "zh-CN")
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	eval := func(what, expr string) any {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+	poll := func(expr string) chromedp.Action[chromedp.Void] { return chromedp.Poll[chromedp.Void](expr) }
+	dark := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+		return err
+	})
+	run("sign up", dark, chromedp.Navigate(g.URL+"/#/signup"), chromedp.WaitVisible(`form.auth input[name=name]`))
+	if got := eval("the title", `[document.documentElement.lang, document.querySelector("form.auth h1").textContent, getComputedStyle(document.body).backgroundColor]`).([]any); got[0] != "zh-CN" || got[1] != "注册" || got[2] != "rgb(15, 19, 23)" {
+		t.Fatalf("a Chinese browser in dark mode: lang %v, title %v, background %v", got[0], got[1], got[2])
+	}
+	run("create the account", chromedp.SendKeys(`form.auth input[name=name]`, "lin"), chromedp.SendKeys(`form.auth input[name=password]`, "long enough password"),
+		chromedp.Click(`form.auth button[type=submit]`), chromedp.WaitVisible(`.composer textarea`))
+	question := "你好，请介绍一下这个网关的检索功能。"
+	run("ask in Chinese", chromedp.SetValue(`.composer textarea`, question), poll(`!document.querySelector(".composer button[type=submit]").disabled`),
+		chromedp.Click(`.composer button[type=submit]`),
+		poll(`[...document.querySelectorAll("article.msg.assistant .body")].pop()?.textContent.trim() === "`+question+`"`))
+	if got := eval("the words", `[document.querySelector(".composer button[type=submit]").textContent, document.querySelector("#nav a").textContent]`).([]any); got[0] != "发送" || got[1] != "对话" {
+		t.Fatalf("the interface in Chinese: %v", got)
+	}
+	// The page's fonts have Chinese glyphs: two different characters draw differently
+	// (a missing glyph draws the same box for both).
+	same := eval("the glyphs", `(() => {
+		const draw = (ch) => { const c = document.createElement("canvas"); c.width = c.height = 40;
+			const x = c.getContext("2d"); x.font = "32px " + getComputedStyle(document.body).fontFamily; x.fillText(ch, 2, 32);
+			return Array.from(x.getImageData(0, 0, 40, 40).data).join(","); };
+		return draw("检") === draw("索");
+	})()`)
+	if same != false {
+		t.Fatal("Chinese characters draw as identical boxes: the page's fonts lack Chinese glyphs (task setup:chromium installs one)")
+	}
+	shot(t, ctx, "chat-zh-dark-phone")
 }
