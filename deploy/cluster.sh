@@ -7,7 +7,8 @@
 # bin/ragway), CLUSTER_PORT (the balancer's port, default 8090; gateway i listens on
 # CLUSTER_PORT+i), CLUSTER_DIR (configs and logs, default .data/cluster), HAPROXY
 # (default haproxy). Every gateway serves the embedded defaults (RAGWAY_* variables
-# set for the script apply to all of them). Ctrl-C (or SIGTERM) stops them all.
+# set for the script apply to all of them), with HAProxy (on loopback) as their trusted
+# proxy: its X-Forwarded-For names the clients. Ctrl-C (or SIGTERM) stops them all.
 set -eu
 
 n=${1:-3}
@@ -66,7 +67,7 @@ i=1
 while [ "$i" -le "$n" ]; do
   p=$((port + i))
   echo "    server gw$i 127.0.0.1:$p check inter 1s fall 2 rise 1" >>"$cfg"
-  RAGWAY_LISTEN="127.0.0.1:$p" RAGWAY_DATABASE_URL="$DATABASE_URL" "$bin" serve >"$dir/gw$i.log" 2>&1 &
+  RAGWAY_LISTEN="127.0.0.1:$p" RAGWAY_DATABASE_URL="$DATABASE_URL" RAGWAY_WEB_TRUSTED_PROXIES=127.0.0.1 "$bin" serve >"$dir/gw$i.log" 2>&1 &
   pids="$pids $!"
   i=$((i + 1))
 done

@@ -2,14 +2,21 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/ragway/ragway/internal/pgtest"
+	"github.com/ragway/ragway/internal/testbin"
 )
 
 // browser is an HTTP client with a cookie jar, as a browser holds the session.
@@ -253,6 +260,9 @@ func TestAccounts(t *testing.T) {
 	}
 	code, body = newBrowser(t, g).do("POST", "/auth/signin", `{"name":"alice","password":"long enough password"}`, false, "")
 	wantAPIError(t, "the right password after 10 failures", code, body, http.StatusTooManyRequests, "too_many_signins")
+	// Without web.trusted_proxies a forwarded address is not believed.
+	code, body = signInFrom(t, g, "alice", "long enough password", "203.0.113.50")
+	wantAPIError(t, "the right password with another X-Forwarded-For", code, body, http.StatusTooManyRequests, "too_many_signins")
 }
 
 // TestAdminDirectory: an admin lists the users with their keys and sessions, revokes a
@@ -364,4 +374,46 @@ func TestAdminDirectory(t *testing.T) {
 	}
 	code, body = g.call("GET", "/admin/users/nobody/keys", g.Key, "")
 	wantAPIError(t, "an unknown user", code, body, http.StatusNotFound, "not_found")
+}
+
+// signInFrom posts a sign-in with X-Forwarded-For set to forwarded (unless "").
+func signInFrom(t *testing.T, g *gateway, name, password, forwarded string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", g.URL+"/auth/signin", strings.NewReader(`{"name":"`+name+`","password":"`+password+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	if forwarded != "" {
+		req.Header.Set("X-Forwarded-For", forwarded)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+// TestSigninThrottleBehindProxy: behind a trusted proxy (web.trusted_proxies) the
+// per-address sign-in limit counts the address the proxy forwarded, the rightmost
+// one: an address the client writes left of it changes nothing.
+func TestSigninThrottleBehindProxy(t *testing.T) {
+	g := launchGatewayConfig(t, pgtest.Database(t), "web: {trusted_proxies: [127.0.0.1]}", `
+  - {name: chat, backend: echo}
+`)
+	g.waitReady(20 * time.Second)
+	cmd := exec.Command(testbin.Ragway(t), "users", "password", "--user", "ann")
+	cmd.Env = append(os.Environ(), "RAGWAY_DATABASE_URL="+g.DatabaseURL)
+	cmd.Stdin = strings.NewReader("the right password\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("users password: %v\n%s", err, out)
+	}
+	for i := range 10 {
+		// The client's own leftmost entries vary; the proxy's entry does not.
+		code, body := signInFrom(t, g, "ann", "a wrong password", fmt.Sprintf("198.51.100.%d, 203.0.113.1", i))
+		wantAPIError(t, "a wrong password", code, body, http.StatusUnauthorized, "invalid_credentials")
+	}
+	code, body := signInFrom(t, g, "ann", "the right password", "198.51.100.77, 203.0.113.1")
+	wantAPIError(t, "the 11th try from 203.0.113.1", code, body, http.StatusTooManyRequests, "too_many_signins")
+	code, body = signInFrom(t, g, "ann", "the right password", "203.0.113.1, 203.0.113.2")
+	decode(t, "the right password from 203.0.113.2", code, body, http.StatusOK, nil)
 }

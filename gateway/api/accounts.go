@@ -182,7 +182,7 @@ func (s *server) signUp(c *fiber.Ctx) error {
 	if err := decodeStrict(c.Body(), &req); err != nil {
 		return err
 	}
-	sess, err := s.opts.Accounts.SignUp(c.UserContext(), req.Name, req.Password, req.Invite, c.IP())
+	sess, err := s.opts.Accounts.SignUp(c.UserContext(), req.Name, req.Password, req.Invite, s.clientAddrOf(c))
 	if err != nil {
 		return accountError(err)
 	}
@@ -207,7 +207,7 @@ func (s *server) signIn(c *fiber.Ctx) error {
 	if req.Password == "" {
 		return oai.Missing("password")
 	}
-	sess, err := s.opts.Accounts.SignIn(c.UserContext(), req.Name, req.Password, c.IP())
+	sess, err := s.opts.Accounts.SignIn(c.UserContext(), req.Name, req.Password, s.clientAddrOf(c))
 	if err != nil {
 		return accountError(err)
 	}

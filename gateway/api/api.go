@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"time"
 
@@ -71,6 +72,9 @@ type Options struct {
 	// Accounts serves /auth (the website's accounts and sessions), /v1/keys and
 	// /admin/invites, and makes the session cookie a credential; nil: none of it.
 	Accounts *accounts.Service
+	// TrustedProxies are web.trusted_proxies: a request from one of them is counted
+	// against the address its X-Forwarded-For names (clientAddr).
+	TrustedProxies []netip.Prefix
 	// SecureCookies is web.secure_cookies: "auto" (Secure over TLS), "always" or
 	// "never".
 	SecureCookies string

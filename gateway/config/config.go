@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -58,6 +59,39 @@ type Web struct {
 	// SecureCookies is "auto" (default: the session cookie is Secure when the request
 	// came over TLS), "always" (behind a proxy that terminates TLS) or "never".
 	SecureCookies string `yaml:"secure_cookies"`
+	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes) whose
+	// X-Forwarded-For is believed: a request from one of them is counted, by the
+	// per-address sign-in and sign-up limits, against the rightmost address of that
+	// header that is not itself a trusted proxy. Empty (default): the connection's
+	// address counts, and forwarded headers are ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// TrustedPrefixes returns TrustedProxies as prefixes (an address is a prefix of its
+// full length); entries that do not parse (Validate reports them) are left out.
+func (w Web) TrustedPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range w.TrustedProxies {
+		if p, ok := parseTrustedProxy(s); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parseTrustedProxy(s string) (netip.Prefix, bool) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		p = p.Masked()
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
+		}
+		return p, true
+	}
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), true
+	}
+	return netip.Prefix{}, false
 }
 
 // VectorStore is the vector_store block.

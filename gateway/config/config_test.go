@@ -49,7 +49,7 @@ func TestDefault(t *testing.T) {
 			MaxUnauthenticatedConnsPerIP: 64,
 			CORSOrigins:                  []string{}, // CORS off
 		},
-		Web: Web{Signup: "invite", SessionTTL: Duration(720 * time.Hour), SecureCookies: "auto"},
+		Web: Web{Signup: "invite", SessionTTL: Duration(720 * time.Hour), SecureCookies: "auto", TrustedProxies: []string{}},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
@@ -808,5 +808,29 @@ func TestModelLookup(t *testing.T) {
 	}
 	if _, ok := c.Model("missing"); ok {
 		t.Error(`Model("missing") found a model`)
+	}
+}
+
+// TestTrustedProxies: addresses and prefixes are read (an address is a prefix of its
+// full length, IPv4-mapped IPv6 as IPv4); anything else is refused naming the entry.
+func TestTrustedProxies(t *testing.T) {
+	c := Default()
+	c.Web.TrustedProxies = []string{"10.0.0.5", "192.168.0.0/16", "fd00::/8", "::ffff:172.16.0.0/108"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range c.Web.TrustedPrefixes() {
+		got = append(got, p.String())
+	}
+	if want := "10.0.0.5/32 192.168.0.0/16 fd00::/8 172.16.0.0/12"; strings.Join(got, " ") != want {
+		t.Fatalf("prefixes %q, want %q", got, want)
+	}
+	for _, bad := range []string{"", "10.0.0", "example.com", "10.0.0.0/33", "fe80::1%eth0"} {
+		c.Web.TrustedProxies = []string{"10.0.0.5", bad}
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), "web.trusted_proxies[1]") {
+			t.Errorf("trusted proxy %q: %v", bad, err)
+		}
 	}
 }

@@ -55,6 +55,7 @@
 //	RAGWAY_WEB_SIGNUP                 web.signup
 //	RAGWAY_WEB_SESSION_TTL            web.session_ttl
 //	RAGWAY_WEB_SECURE_COOKIES         web.secure_cookies
+//	RAGWAY_WEB_TRUSTED_PROXIES        web.trusted_proxies, e.g. '10.0.0.0/8,192.168.1.5'
 //
 // String values are taken literally (an empty value sets the empty string); numbers,
 // durations and lists are parsed like their YAML counterparts. A list of strings

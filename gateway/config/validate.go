@@ -128,6 +128,11 @@ func (c *Config) Validate() error {
 	if w.SecureCookies != "auto" && w.SecureCookies != "always" && w.SecureCookies != "never" {
 		p.add("web.secure_cookies", `must be "auto", "always" or "never", got %q`, w.SecureCookies)
 	}
+	for i, tp := range w.TrustedProxies {
+		if _, ok := parseTrustedProxy(tp); !ok {
+			p.add(fmt.Sprintf("web.trusted_proxies[%d]", i), "must be an IP address or a CIDR prefix (10.0.0.0/8, fd00::/8), got %q", tp)
+		}
+	}
 
 	s := c.Server
 	if s.MaxBodyBytes < 1 {

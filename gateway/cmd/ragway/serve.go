@@ -217,6 +217,7 @@ func serve(args []string, stderr io.Writer) error {
 		Knowledge:         kbs,
 		Accounts:          accts,
 		SecureCookies:     cfg.Web.SecureCookies,
+		TrustedProxies:    cfg.Web.TrustedPrefixes(),
 		Models:            mods,
 		Pulls: &pull.Puller{Context: ctx, Options: pull.Options{Dir: cfg.ModelsDir,
 			HFEndpoint: os.Getenv("HF_ENDPOINT"), HFToken: os.Getenv("HF_TOKEN")}},
