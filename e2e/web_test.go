@@ -105,6 +105,7 @@ func TestWebsite(t *testing.T) {
 		chromedp.SendKeys(`form.auth input[name=password]`, "long enough password"))
 	shot(t, ctx, "signup-desktop")
 	run("create the account", chromedp.Click(`form.auth button[type=submit]`), chromedp.WaitVisible(`.composer textarea`))
+	eval("watch the CSP", `window.__violations = []; document.addEventListener("securitypolicyviolation", (e) => window.__violations.push(e.violatedDirective)); true`)
 
 	// A chat: the echo model streams the question back word by word.
 	question := "Tell me **about** the gateway and its sources"
@@ -139,6 +140,16 @@ func TestWebsite(t *testing.T) {
 	last := eval("the answer", `(() => { const b = [...document.querySelectorAll(".msg.assistant .body")].pop(); return [!!b.querySelector("img"), b.querySelector("a").textContent]; })()`).([]any)
 	if last[0] != false || !strings.Contains(last[1].(string), "↗ evil.example") {
 		t.Fatalf("an answer's image and outside link: %v", last)
+	}
+
+	// Answers with HTML, images and links went through the page's own code without a
+	// single CSP violation; a string written to innerHTML (not DOMPurify's output) is
+	// refused by Trusted Types.
+	if v := eval("CSP violations", `window.__violations`).([]any); len(v) != 0 {
+		t.Fatalf("CSP violations while chatting: %v", v)
+	}
+	if got := eval("a plain string to innerHTML", `(() => { try { document.createElement("div").innerHTML = "<b>x</b>"; return "assigned"; } catch (e) { return e.name; } })()`); got != "TypeError" {
+		t.Fatalf("a plain string written to innerHTML: %v, want a TypeError (Trusted Types)", got)
 	}
 
 	// Renaming a conversation.

@@ -22,9 +22,12 @@ var static embed.FS
 
 // CSP is the Content-Security-Policy of every answer of the site: nothing but this
 // origin, no inline script or style, no plugins, no framing, no <base>, forms only
-// to this origin.
+// to this origin; and Trusted Types: HTML reaches the page only as DOMPurify's output
+// (its policy, "dompurify", is the only one), so a string written to innerHTML by
+// mistake throws instead of running.
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; " +
-	"connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
+	"connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'; " +
+	"require-trusted-types-for 'script'; trusted-types dompurify"
 
 // asset is one file, with its compressed forms. Brotli's best compression is slow
 // (a third of a second for the site): it is made in the background after start, and
