@@ -358,13 +358,24 @@ func TestWebsiteAdmin(t *testing.T) {
 		chromedp.SendKeys(`form.auth input[name=name]`, "root"), chromedp.SendKeys(`form.auth input[name=password]`, "a long admin password"),
 		chromedp.Click(`form.auth button[type=submit]`), chromedp.WaitVisible(`.composer textarea`), chromedp.WaitVisible(`#nav-admin`))
 	run("the models", chromedp.Click(`#nav-admin`), poll(`[...document.querySelectorAll("tbody tr strong")].some(e => e.textContent === "chat")`))
-	run("add a model", chromedp.SetValue(`form.stack textarea`, `{"name": "chat2", "backend": "echo"}`), chromedp.Click(`form.stack button`),
+	run("add a model", chromedp.SetValue(`form.stack textarea`, `{"name": "chat2", "backend": "echo"}`), chromedp.Click(`form.stack button[type=submit]`),
 		poll(`[...document.querySelectorAll("tbody tr")].some(r => r.textContent.includes("chat2") && r.textContent.includes("admin"))`))
 	run("scale it", chromedp.Poll[chromedp.Void](`(() => { const r = [...document.querySelectorAll("tbody tr")].find(r => r.textContent.includes("chat2"));
 		r.querySelector("input").value = "2"; r.querySelector("button.secondary").click(); return true; })()`),
 		poll(`[...document.querySelectorAll("tbody tr")].find(r => r.textContent.includes("chat2")).querySelectorAll("td:nth-child(5) div").length === 2`))
 	shot(t, ctx, "admin-desktop")
-	run("remove it", chromedp.Poll[chromedp.Void](`(() => { [...document.querySelectorAll("tbody tr")].find(r => r.textContent.includes("chat2")).querySelector("button.link").click(); return true; })()`),
+	// Replaced: "Edit" shows its entry, changed and sent back.
+	chat2Button := func(label string) string {
+		return `(() => { [...[...document.querySelectorAll("tbody tr")].find(r => r.textContent.includes("chat2")).querySelectorAll("button")].find(b => b.textContent === "` + label + `").click(); return true; })()`
+	}
+	run("edit it", chromedp.Poll[chromedp.Void](chat2Button("Edit")), poll(`document.querySelector("form.stack textarea").value.includes('"chat2"')`),
+		chromedp.Evaluate[chromedp.Void](`(() => { const ta = document.querySelector("form.stack textarea"); const m = JSON.parse(ta.value); m.options = {delay_ms: 7}; ta.value = JSON.stringify(m); return true; })()`),
+		chromedp.Click(`form.stack button[type=submit]`), poll(`document.querySelector("form.stack textarea").value === ""`))
+	if status, body := g.call("GET", "/admin/models", g.Key, ""); status != http.StatusOK || !strings.Contains(string(body), `"delay_ms":7`) {
+		t.Fatalf("the model replaced on the admin page: %d %s", status, body)
+	}
+	run("remove it", chromedp.Evaluate[chromedp.Void](`window.__asked = []; window.confirm = (m) => { window.__asked.push(m); return true; }`),
+		chromedp.Poll[chromedp.Void](chat2Button("Remove")),
 		poll(`![...document.querySelectorAll("tbody tr")].some(r => r.textContent.includes("chat2"))`))
 	run("invite", chromedp.SendKeys(`form.inline input[name=name]`, "dora"), chromedp.Click(`form.inline button`),
 		poll(`document.querySelector("code.secret")`))

@@ -640,18 +640,40 @@ async function adminView() {
           h("button", { type: "button", class: "secondary", text: t("admin.scale"), onclick: async () => {
             try { await api("POST", `/admin/models/${encodeURIComponent(m.name)}/scale`, { replicas: Number(replicas.value) }); load(); } catch (e2) { err.replaceChildren(errorLine(e2)); }
           } }),
+          m.config ? h("button", { type: "button", class: "link", text: t("admin.edit"), onclick: () => editing(m) }) : null,
           m.source === "admin" ? h("button", { type: "button", class: "link", text: t("admin.remove"), onclick: async () => {
+            if (!confirm(`${t("admin.remove")} ${m.name}?`)) return;
             try { await api("DELETE", `/admin/models/${encodeURIComponent(m.name)}`); load(); } catch (e2) { err.replaceChildren(errorLine(e2)); }
           } }) : null));
     }));
   }
+  // The form adds a model, or, after "Edit", replaces one with the entry shown.
   const entry = h("textarea", { rows: "3", "aria-label": t("admin.entry"), placeholder: '{"name": "chat2", "backend": "echo"}' });
+  const addTitle = h("h2", { text: t("admin.addTitle") });
+  const submit = h("button", { type: "submit", text: t("admin.add") });
+  const cancel = h("button", { type: "button", class: "secondary", hidden: true, text: t("admin.cancel"), onclick: () => editing(null) });
+  let replacing = null;
+  function editing(m) {
+    replacing = m?.name ?? null;
+    addTitle.textContent = m ? `${t("admin.replaceTitle")} ${m.name}` : t("admin.addTitle");
+    submit.textContent = t(m ? "admin.replace" : "admin.add");
+    cancel.hidden = !m;
+    entry.rows = m ? 10 : 3;
+    entry.value = m ? JSON.stringify(m.config, null, 2) : "";
+    if (m) { entry.focus(); entry.scrollIntoView({ block: "nearest" }); }
+  }
   const add = h("form", { class: "stack", onsubmit: async (e) => {
     e.preventDefault();
     let body;
     try { body = JSON.parse(entry.value); } catch { err.replaceChildren(errorLine(new Error(t("admin.badJSON")))); return; }
-    try { await api("POST", "/admin/models", body); entry.value = ""; err.replaceChildren(); load(); } catch (e2) { err.replaceChildren(errorLine(e2)); }
-  } }, entry, h("button", { type: "submit", "data-i18n": "admin.add" }));
+    try {
+      if (replacing) await api("PUT", `/admin/models/${encodeURIComponent(replacing)}`, body);
+      else await api("POST", "/admin/models", body);
+      editing(null);
+      err.replaceChildren();
+      load();
+    } catch (e2) { err.replaceChildren(errorLine(e2)); }
+  } }, entry, h("div", { class: "actions" }, cancel, submit));
   const inviteForm = h("form", { class: "inline", onsubmit: async (e) => {
     e.preventDefault();
     const f = new FormData(inviteForm);
@@ -665,7 +687,7 @@ async function adminView() {
   show(h("div", { class: "pages" }, h("section", { class: "card wide" },
     h("h1", { "data-i18n": "admin.models" }), err,
     table(["admin.name", "admin.backend", "admin.source", "admin.state", "admin.replicaList", "admin.actions"], models),
-    h("h2", { "data-i18n": "admin.addTitle" }), add,
+    addTitle, add,
     h("h2", { "data-i18n": "admin.invites" }), inviteForm, invite),
   usersSection(), usageSection()));
   await load();
