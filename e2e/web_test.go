@@ -60,6 +60,49 @@ func newBrowserContextLang(t *testing.T, width int, lang string) context.Context
 	return ctx
 }
 
+// tab is a browser page driven by a test: a step that fails fails the test, named
+// (with label, when set).
+type tab struct {
+	t     *testing.T
+	ctx   context.Context
+	label string
+}
+
+// openTab starts a browser (newBrowserContextLang) for a test.
+func openTab(t *testing.T, width int, lang, label string) *tab {
+	t.Helper()
+	return &tab{t: t, ctx: newBrowserContextLang(t, width, lang), label: label}
+}
+
+func (b *tab) fail(what string, err error) {
+	b.t.Helper()
+	if b.label != "" {
+		what += " (" + b.label + ")"
+	}
+	b.t.Fatalf("%s: %v", what, err)
+}
+
+// run runs the step's actions.
+func (b *tab) run(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, actions...); err != nil {
+		b.fail(what, err)
+	}
+}
+
+// eval evaluates expr in the page (awaiting it when it is a promise).
+func (b *tab) eval(what, expr string) any {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[any](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.fail(what, err)
+	}
+	return v
+}
+
+// poll waits until expr is truthy in the page.
+func poll(expr string) chromedp.Action[chromedp.Void] { return chromedp.Poll[chromedp.Void](expr) }
+
 func shot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -82,22 +125,8 @@ func TestWebsite(t *testing.T) {
   - {name: chat, backend: echo, options: {delay_ms: 5}}
 `)
 	g.waitReady(20 * time.Second)
-	ctx := newBrowserContext(t, 1280)
-	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	eval := func(what, expr string) any {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return v
-	}
-	poll := func(expr string) chromedp.Action[chromedp.Void] { return chromedp.Poll[chromedp.Void](expr) }
+	b := openTab(t, 1280, "en-US", "")
+	ctx, run, eval := b.ctx, b.run, b.eval
 
 	run("sign up", chromedp.Navigate(g.URL+"/#/signup"),
 		chromedp.WaitVisible(`form.auth input[name=name]`),
@@ -252,22 +281,8 @@ func TestWebsiteKnowledge(t *testing.T) {
 		if width < 600 {
 			name, suffix = "carol", "phone"
 		}
-		ctx := newBrowserContext(t, width)
-		run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-			t.Helper()
-			if err := chromedp.Do(ctx, actions...); err != nil {
-				t.Fatalf("%s (%s): %v", what, suffix, err)
-			}
-		}
-		eval := func(what, expr string) any {
-			t.Helper()
-			v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr, chromedp.EvalAwaitPromise))
-			if err != nil {
-				t.Fatalf("%s (%s): %v", what, suffix, err)
-			}
-			return v
-		}
-		poll := func(expr string) chromedp.Action[chromedp.Void] { return chromedp.Poll[chromedp.Void](expr) }
+		b := openTab(t, width, "en-US", suffix)
+		ctx, run, eval := b.ctx, b.run, b.eval
 		kb := "docs-" + name
 		run("sign up", chromedp.Navigate(g.URL+"/#/signup"), chromedp.WaitVisible(`form.auth input[name=name]`),
 			chromedp.SendKeys(`form.auth input[name=name]`, name), chromedp.SendKeys(`form.auth input[name=password]`, "long enough password"),
@@ -346,14 +361,8 @@ func TestWebsiteAdmin(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "admin of the site: true") {
 		t.Fatalf("users password: %v\n%s", err, out)
 	}
-	ctx := newBrowserContext(t, 1280)
-	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	poll := func(expr string) chromedp.Action[chromedp.Void] { return chromedp.Poll[chromedp.Void](expr) }
+	page := openTab(t, 1280, "en-US", "")
+	ctx, run := page.ctx, page.run
 	run("sign in as the admin", chromedp.Navigate(g.URL+"/#/signin"), chromedp.WaitVisible(`form.auth input[name=name]`),
 		chromedp.SendKeys(`form.auth input[name=name]`, "root"), chromedp.SendKeys(`form.auth input[name=password]`, "a long admin password"),
 		chromedp.Click(`form.auth button[type=submit]`), chromedp.WaitVisible(`.composer textarea`), chromedp.WaitVisible(`#nav-admin`))

@@ -75,22 +75,8 @@ func TestWebsiteChatLifecycle(t *testing.T) {
 `)
 	g.waitReady(20 * time.Second)
 	proxy := newCutProxy(t, strings.TrimPrefix(g.URL, "http://"))
-	ctx := newBrowserContext(t, 1280)
-	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	eval := func(what, expr string) any {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr, chromedp.EvalAwaitPromise))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return v
-	}
-	poll := func(expr string) chromedp.Action[chromedp.Void] { return chromedp.Poll[chromedp.Void](expr) }
+	b := openTab(t, 1280, "en-US", "")
+	run, eval := b.run, b.eval
 	ready := poll(`!document.querySelector(".composer button[type=submit]").disabled`)
 	ask := func(what, q string) {
 		t.Helper()
@@ -186,22 +172,8 @@ func TestWebsiteChineseAndDark(t *testing.T) {
   - {name: chat, backend: echo}
 `)
 	g.waitReady(20 * time.Second)
-	ctx := newBrowserContextLang(t, 390, "zh-CN")
-	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	eval := func(what, expr string) any {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return v
-	}
-	poll := func(expr string) chromedp.Action[chromedp.Void] { return chromedp.Poll[chromedp.Void](expr) }
+	b := openTab(t, 390, "zh-CN", "")
+	ctx, run, eval := b.ctx, b.run, b.eval
 	dark := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
 			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})

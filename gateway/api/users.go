@@ -9,7 +9,6 @@ import (
 	"github.com/ragway/ragway/gateway/accounts"
 	"github.com/ragway/ragway/gateway/auth"
 	"github.com/ragway/ragway/gateway/oai"
-	"github.com/ragway/ragway/gateway/store"
 )
 
 // userRoutes mounts the admin pages' routes across users (scope admin): the users,
@@ -36,18 +35,18 @@ type adminUserJSON struct {
 
 // adminUsers serves GET /admin/users?limit=N&after=NAME: the users by name.
 func (s *server) adminUsers(c *fiber.Ctx) error {
-	p, aerr := pageOf(c, store.MaxPageLimit)
+	p, aerr := pageOf(c, accounts.MaxUserPage)
 	if aerr != nil {
 		return aerr
 	}
 	if e := oai.CheckText("after", p.After); e != nil {
 		return e
 	}
-	us, more, err := s.opts.Accounts.Users(c.UserContext(), store.Page(p))
+	us, more, err := s.opts.Accounts.Users(c.UserContext(), accounts.Page(p))
 	if err != nil {
 		return err
 	}
-	return c.JSON(pageList(us, more, func(u store.UserSummary) adminUserJSON {
+	return c.JSON(pageList(us, more, func(u accounts.User) adminUserJSON {
 		out := adminUserJSON{Object: "user", Name: u.Name, Admin: u.Admin, HasPassword: u.HasPassword, Keys: u.Keys,
 			Sessions: u.Sessions, CreatedAt: u.CreatedAt.Unix()}
 		if !u.LastUsedAt.IsZero() {
@@ -58,13 +57,13 @@ func (s *server) adminUsers(c *fiber.Ctx) error {
 }
 
 // pathUser resolves the :user parameter (a percent-encoded name).
-func (s *server) pathUser(c *fiber.Ctx) (store.User, error) {
+func (s *server) pathUser(c *fiber.Ctx) (accounts.User, error) {
 	name, err := url.PathUnescape(c.Params("user"))
 	if err != nil {
-		return store.User{}, oai.Invalid("user", oai.CodeInvalidValue, "the user in the path is not valid percent-encoding")
+		return accounts.User{}, oai.Invalid("user", oai.CodeInvalidValue, "the user in the path is not valid percent-encoding")
 	}
 	if e := oai.CheckText("user", name); e != nil {
-		return store.User{}, e
+		return accounts.User{}, e
 	}
 	u, err := s.opts.Accounts.User(c.UserContext(), name)
 	return u, notFound(err, accounts.ErrNotFound, "user", name)
@@ -144,7 +143,7 @@ func (s *server) adminUsage(c *fiber.Ctx) error {
 	if err != nil {
 		return accountError(err)
 	}
-	out := pageList(u.Totals, u.HasMore, func(t store.UsageTotal) usageTotalJSON {
+	out := pageList(u.Totals, u.HasMore, func(t accounts.UsageTotal) usageTotalJSON {
 		return usageTotalJSON{User: t.UserName, Model: t.Model, Requests: t.Requests, PromptTokens: t.PromptTokens,
 			CompletionTokens: t.CompletionTokens, TotalTokens: t.PromptTokens + t.CompletionTokens}
 	})
