@@ -504,12 +504,16 @@ func TestListingsPage(t *testing.T) {
 	}
 }
 
-// TestConversationRegenerate: a regenerate frame answers the conversation's last
-// question again from the same history (the echo backend's prompt tokens count it),
-// the answer it replaces is kept as superseded and left out of later prompts, and a
-// regenerate frame that cannot be served is refused naming the field.
+// TestConversationRegenerate: a regenerate frame (naming the conversation's last
+// answer) answers its question again from the same history (the echo backend's prompt
+// tokens count it); the answer it replaces is kept as superseded and left out of later
+// prompts; a cancelled regeneration leaves the old answer in place; and a regenerate
+// frame that cannot be served is refused naming the field.
 func TestConversationRegenerate(t *testing.T) {
-	g := startGateway(t, echoModels)
+	// Each word takes 100 ms: a cancel sent on the start frame arrives mid-answer.
+	g := startGateway(t, `
+  - {name: chat, backend: echo, options: {delay_ms: 100}}
+`)
 	c := dialWSKey(t, g, g.Key, "")
 	r1 := runWSChat(t, c, storedChat("t1", "chat", "", "first question here"))
 	conv := r1.Start.ConversationID
@@ -517,8 +521,10 @@ func TestConversationRegenerate(t *testing.T) {
 	if r2.End.Type != "done" {
 		t.Fatalf("second turn: %s", r2.End.raw)
 	}
-	regen := map[string]any{"type": "chat", "id": "t3", "model": "chat", "conversation_id": conv, "regenerate": true}
-	r3 := runWSChat(t, c, regen)
+	regen := func(id, answer string) map[string]any {
+		return map[string]any{"type": "chat", "id": id, "model": "chat", "conversation_id": conv, "regenerate": answer}
+	}
+	r3 := runWSChat(t, c, regen("t3", r2.Start.MessageID))
 	if r3.End.Type != "done" || r3.Text != "second question" || r3.Start.ConversationID != conv || r3.Start.MessageID == r2.Start.MessageID {
 		t.Fatalf("regenerated: %q start %s end %s", r3.Text, r3.Start.raw, r3.End.raw)
 	}
@@ -527,17 +533,25 @@ func TestConversationRegenerate(t *testing.T) {
 			r3.End.Usage.PromptTokens, r2.End.Usage.PromptTokens)
 	}
 	// Again: the superseded answer stays out, so the prompt is still the same.
-	regen["id"] = "t4"
-	r4 := runWSChat(t, c, regen)
+	r4 := runWSChat(t, c, regen("t4", r3.Start.MessageID))
 	if r4.End.Type != "done" || r4.End.Usage.PromptTokens != r2.End.Usage.PromptTokens {
 		t.Fatalf("regenerated twice: %s", r4.End.raw)
+	}
+	// Cancelled: the regeneration is superseded, r4 stays the answer.
+	writeWS(t, c, regen("t5", r4.Start.MessageID))
+	if f := readWS(t, c); f.Type != "start" {
+		t.Fatalf("a regeneration to cancel: %s", f.raw)
+	}
+	writeWS(t, c, map[string]any{"type": "cancel", "id": "t5"})
+	if r5 := readWSChat(t, c, "t5"); r5.End.Type != "done" || r5.End.FinishReason != "cancelled" {
+		t.Fatalf("the cancelled regeneration: %s", r5.End.raw)
 	}
 	got := g.conversation(g.Key, conv)
 	var statuses []string
 	for _, m := range got.Messages {
 		statuses = append(statuses, m.Role+":"+m.Status)
 	}
-	if want := []string{"user:complete", "assistant:complete", "user:complete", "assistant:superseded", "assistant:superseded", "assistant:complete"}; !slices.Equal(statuses, want) {
+	if want := []string{"user:complete", "assistant:complete", "user:complete", "assistant:superseded", "assistant:superseded", "assistant:complete", "assistant:superseded"}; !slices.Equal(statuses, want) {
 		t.Fatalf("messages %q, want %q", statuses, want)
 	}
 	if got.Messages[3].ID != r2.Start.MessageID || got.Messages[5].ID != r4.Start.MessageID {
@@ -545,35 +559,37 @@ func TestConversationRegenerate(t *testing.T) {
 	}
 	// The next turn's history has one answer to the second question: its prompt is
 	// the same as on a conversation that never regenerated.
-	r5 := runWSChat(t, c, storedChat("t5", "chat", conv, "third"))
+	r6 := runWSChat(t, c, storedChat("t6", "chat", conv, "third"))
 	fresh := dialWSKey(t, g, g.Key, "")
 	f1 := runWSChat(t, fresh, storedChat("f1", "chat", "", "first question here"))
 	runWSChat(t, fresh, storedChat("f2", "chat", f1.Start.ConversationID, "second question"))
 	f3 := runWSChat(t, fresh, storedChat("f3", "chat", f1.Start.ConversationID, "third"))
-	if r5.End.Usage.PromptTokens != f3.End.Usage.PromptTokens {
-		t.Fatalf("after regenerating, the next prompt has %d tokens; without regenerating %d", r5.End.Usage.PromptTokens, f3.End.Usage.PromptTokens)
+	if r6.End.Usage.PromptTokens != f3.End.Usage.PromptTokens {
+		t.Fatalf("after regenerating, the next prompt has %d tokens; without regenerating %d", r6.End.Usage.PromptTokens, f3.End.Usage.PromptTokens)
 	}
 
+	code, body := g.call("POST", "/v1/conversations", g.Key, `{"title":"empty"}`)
+	var empty struct{ ID string }
+	decode(t, "an empty conversation", code, body, http.StatusCreated, &empty)
 	for _, tc := range []struct {
 		frame map[string]any
 		code  string
 		param string
 	}{
-		{map[string]any{"type": "chat", "id": "e1", "model": "chat", "regenerate": true}, "missing_required_parameter", "conversation_id"},
-		{map[string]any{"type": "chat", "id": "e2", "model": "chat", "regenerate": true, "conversation_id": conv, "content": "x"}, "invalid_value", "regenerate"},
-		{map[string]any{"type": "chat", "id": "e3", "model": "chat", "regenerate": true, "conversation_id": "00000000-0000-4000-8000-000000000000"}, "not_found", "conversation_id"},
+		{map[string]any{"type": "chat", "id": "e1", "model": "chat", "regenerate": r6.Start.MessageID}, "missing_required_parameter", "conversation_id"},
+		{map[string]any{"type": "chat", "id": "e2", "model": "chat", "regenerate": r6.Start.MessageID, "conversation_id": conv, "content": "x"}, "invalid_value", "regenerate"},
+		{map[string]any{"type": "chat", "id": "e3", "model": "chat", "regenerate": "", "conversation_id": conv}, "invalid_value", "regenerate"},
+		{map[string]any{"type": "chat", "id": "e4", "model": "chat", "regenerate": r6.Start.MessageID, "conversation_id": "00000000-0000-4000-8000-000000000000"}, "not_found", "conversation_id"},
+		{regen("e5", r4.Start.MessageID), "conflict", "regenerate"},      // no longer the last answer
+		{regen("e6", r2.Start.MessageID), "invalid_value", "regenerate"}, // superseded
+		{regen("e7", "not-an-id"), "invalid_value", "regenerate"},
+		{map[string]any{"type": "chat", "id": "e8", "model": "chat", "regenerate": r6.Start.MessageID, "conversation_id": empty.ID}, "invalid_value", "regenerate"},
+		{map[string]any{"type": "chat", "id": "e9", "model": "chat", "regenerate": true, "conversation_id": conv}, "invalid_type", "regenerate"},
 	} {
 		writeWS(t, c, tc.frame)
 		f := readWS(t, c)
 		if f.Type != "error" || f.Error == nil || f.Error.Code != tc.code || f.Error.Param != tc.param {
 			t.Fatalf("%v: %s, want error %s on %s", tc.frame, f.raw, tc.code, tc.param)
 		}
-	}
-	code, body := g.call("POST", "/v1/conversations", g.Key, `{"title":"empty"}`)
-	var empty struct{ ID string }
-	decode(t, "an empty conversation", code, body, http.StatusCreated, &empty)
-	writeWS(t, c, map[string]any{"type": "chat", "id": "e4", "model": "chat", "regenerate": true, "conversation_id": empty.ID})
-	if f := readWS(t, c); f.Type != "error" || f.Error == nil || f.Error.Param != "regenerate" {
-		t.Fatalf("regenerating in an empty conversation: %s", f.raw)
 	}
 }

@@ -122,6 +122,28 @@ func TestWebsiteChatLifecycle(t *testing.T) {
 		poll(`document.querySelectorAll("details.msg.superseded").length === 1 && document.querySelectorAll("article.msg.assistant").length === 1`))
 	firstConv, _ := eval("the conversation", `location.hash.split("/")[2]`).(string)
 
+	// Regenerating an answer that is no longer the last (another device asked
+	// meanwhile) is refused: the answer unfolds, and the error is said.
+	eval("a turn from elsewhere", `(async () => {
+		const csrf = (await (await fetch("/auth/session")).json()).csrf_token;
+		const r = await fetch("/v1/chat/completions", {method: "POST", headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
+			body: JSON.stringify({model: "chat", conversation_id: "`+firstConv+`", messages: [{role: "user", content: "from elsewhere"}]})});
+		return r.status;
+	})()`)
+	run("a stale regeneration", chromedp.Click(`.composer button[data-i18n="chat.regenerate"]`),
+		poll(`document.querySelector(".messages .error")?.textContent.includes("no longer")`),
+		poll(`document.querySelectorAll("details.msg.superseded").length === 1 && `+lastText+` === "one two three"`),
+		poll(`!document.querySelector(".composer button[data-i18n=\"chat.regenerate\"]").hidden`))
+	run("reload", chromedp.Reload(), chromedp.WaitVisible(`.convs li a`), poll(lastText+` === "from elsewhere"`))
+
+	// Away to another page and straight back: the new socket's chats are its own (the
+	// old socket's late close ends none of them).
+	run("away and back", chromedp.Navigate(proxy.URL+"/#/keys"), chromedp.WaitVisible(`section.card form input`),
+		chromedp.Navigate(proxy.URL+"/#/chat/"+firstConv), chromedp.WaitVisible(`.composer textarea`))
+	ask("ask at once", "back again")
+	run("answered", poll(lastText+` === "back again"`), chromedp.Sleep(300*time.Millisecond), poll(lastText+` === "back again"`),
+		poll(`document.querySelector(".status").hidden`))
+
 	// A long answer goes on in another conversation's view, and is followed back.
 	long := strings.TrimSpace(strings.Repeat("lorem ipsum dolor ", 60))
 	run("start a long answer", ready)
@@ -135,7 +157,7 @@ func TestWebsiteChatLifecycle(t *testing.T) {
 		poll(`document.querySelectorAll(".msg").length === 0 && document.querySelector(".convs li.live")`))
 	run("back to it", chromedp.Navigate(proxy.URL+"/#/chat/"+firstConv), poll(lastText+` === `+fmt.Sprintf("%q", long)))
 	stored := eval("the stored answer", `fetch("/v1/conversations/`+firstConv+`").then(r => r.json()).then(c => c.messages.map(m => m.status).join(","))`)
-	if stored != "complete,superseded,complete,complete,complete" {
+	if stored != "complete,superseded,complete,complete,complete,complete,complete,complete,complete" {
 		t.Fatalf("after switching conversations mid-answer, the messages are %v; want the answer complete", stored)
 	}
 	shift, _ := eval("layout shift", `window.__shift`).(float64)

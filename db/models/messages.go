@@ -39,6 +39,7 @@ type Message struct {
 	CreatedAt        time.Time   `boil:"created_at" json:"created_at" toml:"created_at" yaml:"created_at"`
 	CompletedAt      null.Time   `boil:"completed_at" json:"completed_at,omitempty" toml:"completed_at" yaml:"completed_at,omitempty"`
 	Gateway          null.String `boil:"gateway" json:"gateway,omitempty" toml:"gateway" yaml:"gateway,omitempty"`
+	Replaces         null.String `boil:"replaces" json:"replaces,omitempty" toml:"replaces" yaml:"replaces,omitempty"`
 
 	R *messageR `boil:"-" json:"-" toml:"-" yaml:"-"`
 	L messageL  `boil:"-" json:"-" toml:"-" yaml:"-"`
@@ -60,6 +61,7 @@ var MessageColumns = struct {
 	CreatedAt        string
 	CompletedAt      string
 	Gateway          string
+	Replaces         string
 }{
 	ID:               "id",
 	Seq:              "seq",
@@ -76,6 +78,7 @@ var MessageColumns = struct {
 	CreatedAt:        "created_at",
 	CompletedAt:      "completed_at",
 	Gateway:          "gateway",
+	Replaces:         "replaces",
 }
 
 var MessageTableColumns = struct {
@@ -94,6 +97,7 @@ var MessageTableColumns = struct {
 	CreatedAt        string
 	CompletedAt      string
 	Gateway          string
+	Replaces         string
 }{
 	ID:               "messages.id",
 	Seq:              "messages.seq",
@@ -110,6 +114,7 @@ var MessageTableColumns = struct {
 	CreatedAt:        "messages.created_at",
 	CompletedAt:      "messages.completed_at",
 	Gateway:          "messages.gateway",
+	Replaces:         "messages.replaces",
 }
 
 // Generated where
@@ -154,6 +159,7 @@ var MessageWhere = struct {
 	CreatedAt        whereHelpertime_Time
 	CompletedAt      whereHelpernull_Time
 	Gateway          whereHelpernull_String
+	Replaces         whereHelpernull_String
 }{
 	ID:               whereHelperstring{field: "\"messages\".\"id\""},
 	Seq:              whereHelperint64{field: "\"messages\".\"seq\""},
@@ -170,6 +176,7 @@ var MessageWhere = struct {
 	CreatedAt:        whereHelpertime_Time{field: "\"messages\".\"created_at\""},
 	CompletedAt:      whereHelpernull_Time{field: "\"messages\".\"completed_at\""},
 	Gateway:          whereHelpernull_String{field: "\"messages\".\"gateway\""},
+	Replaces:         whereHelpernull_String{field: "\"messages\".\"replaces\""},
 }
 
 // MessageRels is where relationship names are stored.
@@ -209,9 +216,9 @@ func (r *messageR) GetConversation() *Conversation {
 type messageL struct{}
 
 var (
-	messageAllColumns            = []string{"id", "seq", "conversation_id", "role", "content", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway"}
+	messageAllColumns            = []string{"id", "seq", "conversation_id", "role", "content", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway", "replaces"}
 	messageColumnsWithoutDefault = []string{"conversation_id", "role", "content"}
-	messageColumnsWithDefault    = []string{"id", "seq", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway"}
+	messageColumnsWithDefault    = []string{"id", "seq", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway", "replaces"}
 	messagePrimaryKeyColumns     = []string{"id"}
 	messageGeneratedColumns      = []string{"seq"}
 )

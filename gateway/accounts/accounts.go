@@ -198,7 +198,8 @@ func Scopes(u store.User) []string {
 }
 
 // CheckName reports whether name can be an account's: 1 to MaxNameRunes letters,
-// digits, '.', '_' or '-'.
+// digits, '.', '_' or '-', not only dots (a path segment of dots is not a name: a URL
+// naming the user would lose it).
 func CheckName(name string) error {
 	n := utf8.RuneCountInString(name)
 	switch {
@@ -208,6 +209,8 @@ func CheckName(name string) error {
 		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '.' && r != '_' && r != '-'
 	}) >= 0:
 		return &FieldError{"name", "a name has only letters, digits, '.', '_' and '-'"}
+	case strings.Trim(name, ".") == "":
+		return &FieldError{"name", "a name is not only dots"}
 	}
 	return nil
 }

@@ -83,7 +83,7 @@ func TestSignUpAndIn(t *testing.T) {
 		t.Fatalf("someone else with alice's invitation: %v", err)
 	}
 	for _, tc := range []struct{ name, password, field string }{
-		{"a b", "long enough password", "name"}, {"", "long enough password", "name"}, {strings.Repeat("n", 65), "long enough password", "name"},
+		{"a b", "long enough password", "name"}, {"..", "long enough password", "name"}, {".", "long enough password", "name"}, {"", "long enough password", "name"}, {strings.Repeat("n", 65), "long enough password", "name"},
 		{"alice", "short", "password"}, {"alice", "nul \x00 in a password", "password"}, {"alice", strings.Repeat("p", 257), "password"},
 	} {
 		if _, err := s.SignUp(c, tc.name, tc.password, code, "10.0.0.9"); !isField(err, tc.field) {

@@ -40,6 +40,7 @@ import (
 //	store.ErrUnavailable                     503 server_error database_unavailable, Retry-After 1
 //	*store.FieldError                        400 invalid_request_error invalid_value (param: its field)
 //	store.ErrNotFound                        404 invalid_request_error not_found
+//	*store.ConflictError                     409 invalid_request_error conflict (param: its field)
 //	store.ErrConflict                        409 invalid_request_error conflict
 //	store.ErrInvalid                         400 invalid_request_error invalid_value
 //	store.ErrDatabase, ErrSchema             500 server_error database_error
@@ -113,10 +114,11 @@ func fromError(err error) *oai.Error {
 // fromAccessError maps the errors of keys, rate limits and the database, or returns nil.
 func fromAccessError(err error) *oai.Error {
 	var (
-		rl    *auth.RateLimitError
-		quota *auth.QuotaError
-		scope auth.ScopeError
-		field *store.FieldError
+		rl       *auth.RateLimitError
+		quota    *auth.QuotaError
+		scope    auth.ScopeError
+		field    *store.FieldError
+		conflict *store.ConflictError
 	)
 	switch {
 	case errors.Is(err, auth.ErrNoKey):
@@ -147,6 +149,8 @@ func fromAccessError(err error) *oai.Error {
 		return oai.Invalid(field.Field, oai.CodeInvalidValue, "invalid value for '%s': %s", field.Field, field.Reason)
 	case errors.Is(err, store.ErrNotFound):
 		return &oai.Error{Status: http.StatusNotFound, Type: oai.TypeInvalidRequest, Code: oai.CodeNotFound, Message: "no such object: it does not exist, or it is not yours"}
+	case errors.As(err, &conflict):
+		return &oai.Error{Status: http.StatusConflict, Type: oai.TypeInvalidRequest, Code: oai.CodeConflict, Param: conflict.Field, Message: conflict.Reason}
 	case errors.Is(err, store.ErrConflict):
 		return &oai.Error{Status: http.StatusConflict, Type: oai.TypeInvalidRequest, Code: oai.CodeConflict, Message: "such an object already exists"}
 	case errors.Is(err, store.ErrInvalid):

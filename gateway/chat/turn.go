@@ -98,9 +98,10 @@ type Request struct {
 	// new one) gets the messages and then the answer. A stored turn has one choice.
 	Stored         bool
 	ConversationID string
-	// Regenerate (a stored turn of ConversationID with no messages) answers the
-	// conversation's last question again; its last answer is superseded.
-	Regenerate bool
+	// Regenerate, the id of ConversationID's last answer (a stored turn with no
+	// messages), answers its question again; the old answer is superseded when the
+	// new one completes.
+	Regenerate string
 	// RAG, when set, grounds the answer in a knowledge base.
 	RAG *RAGParams
 }
@@ -241,10 +242,11 @@ func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 	}
 	question := rag.Question(r.Messages)
 	switch {
-	case r.Regenerate:
+	case r.Regenerate != "":
 		// The question answered again is the stored one; a conversation that is not
-		// the user's, or has none, is told before the turn waits for a replica.
-		q, err := s.Turns.Question(gctx, r.Principal.UserID, r.ConversationID)
+		// the user's, or an answer it does not have, is told before the turn waits for
+		// a replica.
+		q, err := s.Turns.Question(gctx, r.Principal.UserID, r.ConversationID, r.Regenerate)
 		if err == nil && q == "" {
 			err = &store.FieldError{Field: "regenerate", Reason: "the conversation has no question to answer again"}
 		}
@@ -298,7 +300,7 @@ func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 	if r.Stored {
 		// The history Admit adds is the user's conversation's: the same new message in
 		// another conversation is another request.
-		adm.Key = r.Principal.UserID + "/" + cmp.Or(r.ConversationID, "new")
+		adm.Key = r.Principal.UserID + "/" + cmp.Or(r.ConversationID, "new") + "/" + r.Regenerate
 	}
 	runChoice := func(i int) {
 		err := t.generate(gctx, i, adm)

@@ -81,6 +81,9 @@ func (w Web) TrustedPrefixes() []netip.Prefix {
 
 func parseTrustedProxy(s string) (netip.Prefix, bool) {
 	if p, err := netip.ParsePrefix(s); err == nil {
+		if p.Bits() == 0 {
+			return netip.Prefix{}, false // every address: any client could name itself
+		}
 		p = p.Masked()
 		if p.Addr().Is4In6() {
 			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))

@@ -826,7 +826,7 @@ func TestTrustedProxies(t *testing.T) {
 	if want := "10.0.0.5/32 192.168.0.0/16 fd00::/8 172.16.0.0/12"; strings.Join(got, " ") != want {
 		t.Fatalf("prefixes %q, want %q", got, want)
 	}
-	for _, bad := range []string{"", "10.0.0", "example.com", "10.0.0.0/33", "fe80::1%eth0"} {
+	for _, bad := range []string{"", "10.0.0", "example.com", "10.0.0.0/33", "fe80::1%eth0", "0.0.0.0/0", "::/0"} {
 		c.Web.TrustedProxies = []string{"10.0.0.5", bad}
 		err := c.Validate()
 		if err == nil || !strings.Contains(err.Error(), "web.trusted_proxies[1]") {

@@ -130,7 +130,7 @@ func (c *Config) Validate() error {
 	}
 	for i, tp := range w.TrustedProxies {
 		if _, ok := parseTrustedProxy(tp); !ok {
-			p.add(fmt.Sprintf("web.trusted_proxies[%d]", i), "must be an IP address or a CIDR prefix (10.0.0.0/8, fd00::/8), got %q", tp)
+			p.add(fmt.Sprintf("web.trusted_proxies[%d]", i), "must be an IP address or a CIDR prefix (10.0.0.0/8, fd00::/8), not every address, got %q", tp)
 		}
 	}
 

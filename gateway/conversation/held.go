@@ -99,9 +99,10 @@ func (h *heldLRU) put(id string, msgs []store.Message, budget int) {
 }
 
 // extend appends an answer that has just ended (final now) to what is held of
-// conversation id, if what is held runs through after, the seq of the message the
-// answer follows (nothing of the conversation lies between them: a turn inserts its
-// messages and its answer at once).
+// conversation id, if what is held ends exactly at after, the seq of the message the
+// answer follows (a turn inserts its messages and its answer at once, so nothing of
+// its history lies between them; a regeneration's history leaves out the answer it
+// replaces, which lies between them and must not be held before it).
 func (h *heldLRU) extend(id string, after int64, answer store.Message) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -110,7 +111,7 @@ func (h *heldLRU) extend(id string, after int64, answer store.Message) {
 		return
 	}
 	c := el.Value.(*heldConversation)
-	if l := last(c.msgs).Seq; l < after || l >= answer.Seq {
+	if l := last(c.msgs).Seq; l != after || l >= answer.Seq {
 		return
 	}
 	n := *c

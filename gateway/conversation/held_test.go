@@ -46,6 +46,15 @@ func TestHeldExtendsOnlyWithoutGap(t *testing.T) {
 	if got, _ := h.get("c", 0); !slices.Equal(seqs(got.msgs), []int64{1, 2, 3, 7}) {
 		t.Fatalf("after the answer: %v, want 1 2 3 7", seqs(got.msgs))
 	}
+	// What is held runs past the message an answer follows (a regeneration's answer
+	// follows its question, and the answer it replaces, held by a late extend, lies
+	// between them): the answer does not join, or both would be in later prompts.
+	h.put("r", msgs(1, 2), 0)
+	h.extend("r", 2, msgs(3)[0]) // the old answer, ended late
+	h.extend("r", 2, msgs(4)[0]) // the regenerated answer to message 2
+	if got, _ := h.get("r", 0); !slices.Equal(seqs(got.msgs), []int64{1, 2, 3}) {
+		t.Fatalf("an answer after message 2 joined what runs through 3: %v", seqs(got.msgs))
+	}
 	h.drop("c")
 	if _, ok := h.get("c", 0); ok {
 		t.Fatal("a dropped conversation is still held")

@@ -19,7 +19,7 @@ import (
 // Store is what turns need from the repository (*store.Store implements it).
 type Store interface {
 	BeginTurn(ctx context.Context, userID, conversationID string, t store.Turn) (store.TurnStarted, error)
-	LastQuestion(ctx context.Context, userID, conversationID string) (string, error)
+	QuestionOf(ctx context.Context, userID, conversationID, answer string) (string, error)
 	FinishMessage(ctx context.Context, userID, messageID string, f store.Finish) (store.Message, error)
 }
 
@@ -40,10 +40,9 @@ type Request struct {
 	// Context is text the prompt carries besides the history (retrieved sources, a
 	// rag.Context): the history is fitted to what it leaves of the budget.
 	Context string
-	// Regenerate answers the conversation's last question again (Messages has no
-	// user or assistant message): its last answer is superseded, kept but out of
-	// later prompts.
-	Regenerate bool
+	// Regenerate, the id of the conversation's last answer, answers its question
+	// again (Messages has no user or assistant message); see store.Turn.Regenerate.
+	Regenerate string
 }
 
 // HistoryBudget returns the budget of the request's history in tokens ([Budget] less
@@ -118,16 +117,16 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 		}
 		msgs = append(msgs, store.NewMessage{Role: m.Role, Content: m.Content})
 	}
-	if len(msgs) == 0 && !req.Regenerate {
+	if len(msgs) == 0 && req.Regenerate == "" {
 		return nil, CheckTurn(req.Messages)
 	}
 	budget := req.HistoryBudget()
 	t := store.Turn{Messages: msgs, Model: req.Model, SystemPrompt: system, Budget: budget, Regenerate: req.Regenerate}
 	key := heldKey(req.ConversationID)
 	var known heldConversation
-	if req.Regenerate {
-		// What is held ends with the answer being superseded: the history is read
-		// again.
+	if req.Regenerate != "" {
+		// What is held ends with the answer being regenerated, which the new prompt
+		// leaves out: the history is read again.
 		ts.held.drop(key)
 	} else if key != "" {
 		if h, ok := ts.held.get(key, budget); ok {
@@ -174,11 +173,12 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 	return turn, nil
 }
 
-// Question returns the text of the last user message of userID's conversation id
-// ("" when it has none): what a regeneration of its last answer answers, and
-// retrieves sources for. Another user's conversation is store.ErrNotFound.
-func (ts *Turns) Question(ctx context.Context, userID, id string) (string, error) {
-	return ts.st.LastQuestion(ctx, userID, id)
+// Question returns the text of the question answer answers in userID's conversation
+// id ("" when there is none): what a regeneration of it answers again, and retrieves
+// sources for. Another user's conversation is store.ErrNotFound, an answer it does not
+// have a *store.FieldError.
+func (ts *Turns) Question(ctx context.Context, userID, id, answer string) (string, error) {
+	return ts.st.QuestionOf(ctx, userID, id, answer)
 }
 
 // CheckTurn reports whether msgs can be a turn of a stored conversation: it needs at
@@ -258,7 +258,8 @@ func (t *Turn) Finish(o Outcome) (store.Message, error) {
 	if err != nil {
 		return m, fmt.Errorf("store the answer: %w", err)
 	}
-	if t.answerAfter > 0 {
+	if t.answerAfter > 0 && m.Status != store.StatusSuperseded {
+		// (A regeneration that did not complete is superseded: in no history.)
 		t.turns.held.extend(t.Conversation.ID, t.answerAfter, m)
 	}
 	return m, nil

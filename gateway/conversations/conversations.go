@@ -63,7 +63,9 @@ type Message struct {
 	Role    string
 	Content string
 	// Status is in_progress while an answer is generated, then complete, cancelled or
-	// failed (the last two keep the partial text).
+	// failed (the last two keep the partial text), or superseded: an answer a
+	// regeneration replaced, or a regeneration that did not complete (kept, in no
+	// later prompt).
 	Status           string
 	Model            string
 	FinishReason     string

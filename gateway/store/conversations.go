@@ -158,30 +158,33 @@ func (s *Store) ListMessages(ctx context.Context, userID, conversationID string)
 	return convert(rows, messageFromModel), nil
 }
 
-// LastQuestion returns the text of the last user message of userID's conversation
-// id ("" when it has none): what a regenerated answer answers.
-func (s *Store) LastQuestion(ctx context.Context, userID, id string) (string, error) {
-	var q string
-	err := s.do(ctx, "last question", func(ctx context.Context) error {
+// QuestionOf returns the text of the user message answer answers in userID's
+// conversation id (the last user message before it; "" when there is none): what a
+// regeneration of answer answers again, and retrieves sources for. An answer the
+// conversation does not have is a *FieldError ("regenerate").
+func (s *Store) QuestionOf(ctx context.Context, userID, id, answer string) (string, error) {
+	var q sql.NullString
+	err := s.do(ctx, "question of an answer", func(ctx context.Context) error {
 		if !validIDs(userID, id) {
 			return ErrNotFound
 		}
-		m, err := models.Messages(
-			models.MessageWhere.ConversationID.EQ(id), models.MessageWhere.Role.EQ(RoleUser),
-			qm.Where(`EXISTS (SELECT 1 FROM "conversations" c WHERE c."id" = "messages"."conversation_id" AND c."user_id" = ?)`, userID),
-			qm.OrderBy(`"seq" DESC`), qm.Limit(1),
-		).One(ctx, s.db)
-		switch {
-		case err == nil:
-			q = m.Content
-			return nil
-		case errors.Is(err, sql.ErrNoRows):
-			q = ""
-			return s.ownConversation(ctx, userID, id)
+		if !validID(answer) {
+			return &FieldError{"regenerate", "the conversation has no such answer to regenerate"}
+		}
+		var found bool
+		err := s.db.QueryRowContext(ctx, `SELECT true, (SELECT u.content FROM messages u
+				WHERE u.conversation_id = a.conversation_id AND u.role = 'user' AND u.seq < a.seq ORDER BY u.seq DESC LIMIT 1)
+			FROM messages a JOIN conversations c ON c.id = a.conversation_id
+			WHERE a.id = $1 AND a.conversation_id = $2 AND c.user_id = $3 AND a.role = 'assistant'`, answer, id, userID).Scan(&found, &q)
+		if errors.Is(err, sql.ErrNoRows) {
+			if err := s.ownConversation(ctx, userID, id); err != nil {
+				return err
+			}
+			return &FieldError{"regenerate", "the conversation has no such answer to regenerate"}
 		}
 		return err
 	})
-	return q, err
+	return q.String, err
 }
 
 // ownConversation returns ErrNotFound unless userID has the conversation id.

@@ -401,10 +401,11 @@ func TestBeginTurnAfterWhatIsHeld(t *testing.T) {
 	}
 }
 
-// TestRegenerate: a regeneration supersedes the conversation's last answer (kept,
-// listed, out of every later history), begins a new answer to the same question,
-// and makes what a caller holds up to the superseded answer void; a conversation with
-// no message, or whose last answer is in progress, cannot regenerate.
+// TestRegenerate: a regeneration names the conversation's last answer; its new
+// answer's history leaves the old one out; the old one is superseded only when the new
+// one completes (one cancelled, failed or interrupted is superseded itself); what a
+// caller holds up to a superseded answer is void; and a regeneration of an answer that
+// is not the last, is still being written, or is not the conversation's is refused.
 func TestRegenerate(t *testing.T) {
 	s := open(t)
 	u := user(t, s, "alice")
@@ -414,101 +415,127 @@ func TestRegenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	regen := store.Turn{Model: "m1", Regenerate: true}
-
-	// Its last answer in progress: refused, nothing changes.
-	second := turn(t, s, u.ID, conv, userTurn("q2"))
-	_, err = s.BeginTurn(ctx(t), u.ID, conv, regen)
+	regen := func(answer string) (store.TurnStarted, error) {
+		return s.BeginTurn(ctx(t), u.ID, conv, store.Turn{Model: "m1", Regenerate: answer})
+	}
+	contents := func(ms []store.Message) []string {
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.Content)
+		}
+		return out
+	}
+	listed := func() []string {
+		msgs, err := s.ListMessages(ctx(t), u.ID, conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range msgs {
+			out = append(out, m.Content+":"+m.Status)
+		}
+		return out
+	}
 	var fe *store.FieldError
-	if !errors.As(err, &fe) || fe.Field != "regenerate" || !strings.Contains(fe.Reason, "still being written") {
+	var ce *store.ConflictError
+
+	second := turn(t, s, u.ID, conv, userTurn("q2"))
+	if _, err := regen(second.AssistantMessageID); !errors.As(err, &ce) || ce.Field != "regenerate" || !strings.Contains(ce.Reason, "still being written") {
 		t.Fatalf("regenerating an answer in progress: %v", err)
 	}
 	a2, err := s.FinishMessage(ctx(t), u.ID, second.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "a2"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := regen(a1.ID); !errors.As(err, &ce) || !strings.Contains(ce.Reason, "no longer") {
+		t.Fatalf("regenerating an answer that is not the last: %v", err)
+	}
+	for what, id := range map[string]string{"no such message": "00000000-0000-4000-8000-000000000000", "a question": second.MessageIDs[0], "not an id": "a2"} {
+		if _, err := regen(id); !errors.As(err, &fe) || fe.Field != "regenerate" {
+			t.Fatalf("regenerating %s: %v", what, err)
+		}
+	}
 
-	st, err := s.BeginTurn(ctx(t), u.ID, conv, regen)
+	// Cancelled: the regeneration is superseded, the old answer stays.
+	r1, err := regen(a2.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for _, m := range st.History {
-		got = append(got, m.Content)
+	if got := contents(r1.History); !slices.Equal(got, []string{"q1", "a1", "q2"}) || len(r1.MessageIDs) != 0 {
+		t.Fatalf("a regeneration's history %q, added %v; want q1 a1 q2 and nothing added", got, r1.MessageIDs)
 	}
-	if !slices.Equal(got, []string{"q1", "a1", "q2"}) || st.AssistantMessageID == "" || len(st.MessageIDs) != 0 {
-		t.Fatalf("regenerated turn: history %q, answer %q, added %v; want q1 a1 q2 and a new answer", got, st.AssistantMessageID, st.MessageIDs)
+	if got := listed(); !slices.Equal(got, []string{"q1:complete", "a1:complete", "q2:complete", "a2:complete", ":in_progress"}) {
+		t.Fatalf("while regenerating: %q", got)
 	}
-	if _, err := s.FinishMessage(ctx(t), u.ID, st.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "a2 again"}); err != nil {
-		t.Fatal(err)
+	m, err := s.FinishMessage(ctx(t), u.ID, r1.AssistantMessageID, store.Finish{Status: store.StatusCancelled, Content: "a2 aga", FinishReason: "cancelled"})
+	if err != nil || m.Status != store.StatusSuperseded || m.FinishReason != "cancelled" {
+		t.Fatalf("a cancelled regeneration: %+v %v", m, err)
 	}
-	msgs, err := s.ListMessages(ctx(t), u.ID, conv)
+	// Completed: it replaces the old answer (the superseded regeneration is no obstacle).
+	r2, err := regen(a2.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var listed []string
-	for _, m := range msgs {
-		listed = append(listed, m.Content+":"+m.Status)
+	if m, err := s.FinishMessage(ctx(t), u.ID, r2.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "a2 again"}); err != nil || m.Status != store.StatusComplete {
+		t.Fatalf("a completed regeneration: %+v %v", m, err)
 	}
-	if !slices.Equal(listed, []string{"q1:complete", "a1:complete", "q2:complete", "a2:superseded", "a2 again:complete"}) {
-		t.Fatalf("messages after regenerating: %q", listed)
+	if got := listed(); !slices.Equal(got, []string{"q1:complete", "a1:complete", "q2:complete", "a2:superseded", "a2 aga:superseded", "a2 again:complete"}) {
+		t.Fatalf("after regenerating: %q", got)
 	}
 
 	// Held up to the superseded answer: the history is read from the start, without it.
 	tr := userTurn("q3")
 	tr.After, tr.AfterID = a2.Seq, a2.ID
-	st = turn(t, s, u.ID, conv, tr)
-	got = got[:0]
-	for _, m := range st.History {
-		got = append(got, m.Content)
-	}
-	if st.After != 0 || !slices.Equal(got, []string{"q1", "a1", "q2", "a2 again", "q3"}) {
+	st := turn(t, s, u.ID, conv, tr)
+	if got := contents(st.History); st.After != 0 || !slices.Equal(got, []string{"q1", "a1", "q2", "a2 again", "q3"}) {
 		t.Fatalf("held up to the superseded answer: after %d, history %q", st.After, got)
 	}
-	// Held up to a1 (before it): the rest comes without it.
-	tr = userTurn("q4")
-	tr.After, tr.AfterID = a1.Seq, a1.ID
 	if _, err := s.FinishMessage(ctx(t), u.ID, st.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "a3"}); err != nil {
 		t.Fatal(err)
 	}
+	// Held up to a1 (before them): the rest comes without them.
+	tr = userTurn("q4")
+	tr.After, tr.AfterID = a1.Seq, a1.ID
 	st = turn(t, s, u.ID, conv, tr)
-	got = got[:0]
-	for _, m := range st.History {
-		got = append(got, m.Content)
-	}
-	if st.After != a1.Seq || !slices.Equal(got, []string{"q2", "a2 again", "q3", "a3", "q4"}) {
+	if got := contents(st.History); st.After != a1.Seq || !slices.Equal(got, []string{"q2", "a2 again", "q3", "a3", "q4"}) {
 		t.Fatalf("held up to a1: after %d, history %q", st.After, got)
 	}
-
-	// No message: nothing to answer again; messages with it, or no conversation: refused.
-	empty, err := s.CreateConversation(ctx(t), u.ID, store.NewConversation{Title: "empty"})
+	a4, err := s.FinishMessage(ctx(t), u.ID, st.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "a4"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.BeginTurn(ctx(t), u.ID, empty.ID, regen)
-	if !errors.As(err, &fe) || fe.Field != "regenerate" {
-		t.Fatalf("regenerating in an empty conversation: %v", err)
+	// A regeneration its gateway never ended is superseded, not failed: the old answer
+	// stays the conversation's.
+	if _, err := regen(a4.ID); err != nil {
+		t.Fatal(err)
 	}
-	_, err = s.BeginTurn(ctx(t), u.ID, "", regen)
+	time.Sleep(10 * time.Millisecond)
+	if n, err := s.FailInterrupted(ctx(t), time.Millisecond); err != nil || n != 1 {
+		t.Fatalf("failing the interrupted regeneration: %d %v", n, err)
+	}
+	if got := listed(); got[len(got)-2] != "a4:complete" || got[len(got)-1] != ":superseded" {
+		t.Fatalf("after an interrupted regeneration: %q", got)
+	}
+
+	if q, err := s.QuestionOf(ctx(t), u.ID, conv, a4.ID); err != nil || q != "q4" {
+		t.Fatalf("the question of a4: %q %v", q, err)
+	}
+	if _, err := s.QuestionOf(ctx(t), u.ID, conv, second.MessageIDs[0]); !errors.As(err, &fe) {
+		t.Fatalf("the question of a question: %v", err)
+	}
+	other := user(t, s, "bob")
+	if _, err := s.QuestionOf(ctx(t), other.ID, conv, a4.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the question of another user's answer: %v", err)
+	}
+	_, err = s.BeginTurn(ctx(t), other.ID, conv, store.Turn{Model: "m1", Regenerate: a4.ID})
+	wantErr(t, "regenerating another user's answer", err, store.ErrNotFound)
+	_, err = s.BeginTurn(ctx(t), u.ID, "", store.Turn{Model: "m1", Regenerate: a4.ID})
 	if !errors.As(err, &fe) || fe.Field != "regenerate" {
 		t.Fatalf("regenerating without a conversation: %v", err)
 	}
 	withMsgs := userTurn("q")
-	withMsgs.Regenerate = true
-	_, err = s.BeginTurn(ctx(t), u.ID, conv, withMsgs)
-	if !errors.As(err, &fe) || fe.Field != "regenerate" {
+	withMsgs.Regenerate = a4.ID
+	if _, err = s.BeginTurn(ctx(t), u.ID, conv, withMsgs); !errors.As(err, &fe) || fe.Field != "regenerate" {
 		t.Fatalf("regenerating with messages: %v", err)
-	}
-	other := user(t, s, "bob")
-	_, err = s.BeginTurn(ctx(t), other.ID, conv, regen)
-	wantErr(t, "regenerating another user's conversation", err, store.ErrNotFound)
-	if q, err := s.LastQuestion(ctx(t), u.ID, conv); err != nil || q != "q4" {
-		t.Fatalf("last question: %q %v", q, err)
-	}
-	if q, err := s.LastQuestion(ctx(t), u.ID, empty.ID); err != nil || q != "" {
-		t.Fatalf("last question of an empty conversation: %q %v", q, err)
-	}
-	if _, err := s.LastQuestion(ctx(t), other.ID, conv); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("last question of another user's conversation: %v", err)
 	}
 }

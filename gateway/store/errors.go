@@ -133,3 +133,16 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
 // Unwrap returns ErrInvalid.
 func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// ConflictError is a request the present state of what it names refuses (an answer
+// no longer the last of its conversation): Field names it. It wraps ErrConflict.
+type ConflictError struct {
+	Field  string
+	Reason string
+}
+
+// Error is "field: reason".
+func (e *ConflictError) Error() string { return e.Field + ": " + e.Reason }
+
+// Unwrap returns ErrConflict.
+func (e *ConflictError) Unwrap() error { return ErrConflict }

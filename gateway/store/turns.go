@@ -21,9 +21,12 @@ import (
 // db/migrations/00015_regenerate.sql.
 const beginTurnSQL = `SELECT * FROM ragway_begin_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
 
-// sqlstateRegenerate is what ragway_begin_turn raises when there is nothing it can
-// answer again.
-const sqlstateRegenerate = "RG001"
+// What ragway_begin_turn raises when it cannot regenerate: no such answer, or one
+// that is no longer the last or is still being written.
+const (
+	sqlstateNoAnswer      = "RG001"
+	sqlstateNotLastAnswer = "RG002"
+)
 
 // BeginTurn stores t's messages and an in-progress assistant message in userID's
 // conversation ("" creates one), in one statement, and returns them with the history
@@ -33,17 +36,18 @@ const sqlstateRegenerate = "RG001"
 // message. A role other than RoleSystem, RoleUser, RoleAssistant and RoleTool is
 // ErrInvalid; text Postgres cannot store ([CheckText]) is a *FieldError ("content",
 // "system_prompt", "model") before any write; a conversation that is not userID's is
-// ErrNotFound. With t.Regenerate (and no messages) the conversation's last answer is
-// superseded and a new one begins; a conversation with no message, or whose last
-// answer is still in progress, is a *FieldError ("regenerate").
+// ErrNotFound. With t.Regenerate (and no messages) a new answer to that answer's
+// question begins (see Turn.Regenerate): an answer the conversation does not have is a
+// *FieldError, one that is no longer its last or is still being written a
+// *ConflictError ("regenerate").
 func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t Turn) (TurnStarted, error) {
 	var out TurnStarted
 	err := s.do(ctx, "begin turn", func(ctx context.Context) error {
 		if !validID(userID) || conversationID != "" && !validID(conversationID) {
 			return ErrNotFound
 		}
-		if t.Regenerate && (conversationID == "" || len(t.Messages) > 0) {
-			return &FieldError{"regenerate", "a regeneration names a conversation and brings no messages"}
+		if t.Regenerate != "" && (conversationID == "" || len(t.Messages) > 0 || !validID(t.Regenerate)) {
+			return &FieldError{"regenerate", "a regeneration names a conversation and one of its answers, and brings no messages"}
 		}
 		roles, contents := make(pq.StringArray, len(t.Messages)), make(pq.StringArray, len(t.Messages))
 		for i, m := range t.Messages {
@@ -70,7 +74,7 @@ func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t 
 		system := null.StringFromPtr(t.SystemPrompt)
 		rows, err := stmt.QueryContext(ctx, userID, null.NewString(conversationID, conversationID != ""), t.Model,
 			system.Valid, system.String, titleOf(t.Messages), roles, contents, t.Budget, t.After,
-			null.NewString(t.AfterID, t.After > 0 && validID(t.AfterID)), t.Regenerate)
+			null.NewString(t.AfterID, t.After > 0 && validID(t.AfterID)), null.NewString(t.Regenerate, t.Regenerate != ""))
 		if err != nil {
 			return regenerateError(err)
 		}
@@ -84,12 +88,16 @@ func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t 
 	return out, nil
 }
 
-// regenerateError maps ragway_begin_turn's refusal to answer again to a *FieldError
-// with its words.
+// regenerateError maps ragway_begin_turn's refusals to answer again to a *FieldError
+// or a *ConflictError with its words.
 func regenerateError(err error) error {
 	var pe *pq.Error
-	if errors.As(err, &pe) && pe.Code == sqlstateRegenerate {
+	switch {
+	case !errors.As(err, &pe):
+	case pe.Code == sqlstateNoAnswer:
 		return &FieldError{"regenerate", pe.Message}
+	case pe.Code == sqlstateNotLastAnswer:
+		return &ConflictError{"regenerate", pe.Message}
 	}
 	return err
 }
@@ -184,16 +192,23 @@ func titleOf(msgs []NewMessage) string {
 // turn started.)
 const finishMessageSQL = `
 WITH m AS (
-	UPDATE messages SET status = $3, content = $4, finish_reason = $5, error = $6,
+	UPDATE messages SET status = CASE WHEN replaces IS NOT NULL AND $3 <> 'complete' THEN 'superseded' ELSE $3 END,
+		content = $4, finish_reason = $5, error = $6,
 		prompt_tokens = $7, completion_tokens = $8, sources = $9, completed_at = now()
 	WHERE id = $1 AND status = 'in_progress'
 		AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.user_id = $2)
 	RETURNING *
+), replaced AS (
+	UPDATE messages o SET status = 'superseded' FROM m
+	WHERE m.status = 'complete' AND o.id = m.replaces AND o.conversation_id = m.conversation_id AND o.status <> 'in_progress'
 )
 SELECT * FROM m`
 
 // FinishMessage ends userID's in-progress assistant message messageID with f and
-// returns it. f.Status must be StatusComplete, StatusCancelled or StatusFailed (else
+// returns it. A regenerated answer (one that replaces another) that completes
+// supersedes the one it replaces; one that does not complete is superseded itself
+// (its status is then StatusSuperseded, its finish reason and error say how it
+// ended), and the old one stays. f.Status must be StatusComplete, StatusCancelled or StatusFailed (else
 // ErrInvalid); content or an error Postgres cannot store is a *FieldError ("content",
 // "error": the caller cleans generated text first, see oai.CleanText); a message that
 // is not in progress, or not userID's, is ErrNotFound.
@@ -239,7 +254,7 @@ const Interrupted = "interrupted: the answer's end was never stored (the gateway
 func (s *Store) FailInterrupted(ctx context.Context, olderThan time.Duration) (int, error) {
 	var n int64
 	err := s.do(ctx, "fail interrupted answers", func(ctx context.Context) error {
-		res, err := s.db.ExecContext(ctx, `UPDATE messages SET status = 'failed', finish_reason = 'error',
+		res, err := s.db.ExecContext(ctx, `UPDATE messages SET status = CASE WHEN replaces IS NULL THEN 'failed' ELSE 'superseded' END, finish_reason = 'error',
 			error = $1, completed_at = now()
 			WHERE status = 'in_progress' AND created_at < now() - make_interval(secs => $2)`,
 			Interrupted, olderThan.Seconds())
@@ -276,7 +291,7 @@ func (s *Store) Heartbeat(ctx context.Context) error {
 func (s *Store) FailOrphaned(ctx context.Context, silentFor time.Duration) (int, error) {
 	var n int64
 	err := s.do(ctx, "fail orphaned answers", func(ctx context.Context) error {
-		res, err := s.db.ExecContext(ctx, `UPDATE messages SET status = 'failed', finish_reason = 'error',
+		res, err := s.db.ExecContext(ctx, `UPDATE messages SET status = CASE WHEN replaces IS NULL THEN 'failed' ELSE 'superseded' END, finish_reason = 'error',
 			error = $1, completed_at = now()
 			WHERE status = 'in_progress' AND gateway IS NOT NULL
 			AND created_at < now() - make_interval(secs => $2)

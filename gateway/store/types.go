@@ -168,9 +168,11 @@ type Turn struct {
 	// starts after it, untrimmed (Budget applies to a history read from the start).
 	After   int64
 	AfterID string
-	// Regenerate answers the conversation's last question again: Messages is
-	// empty, the last answer becomes StatusSuperseded.
-	Regenerate bool
+	// Regenerate, an answer's id, answers that answer's question again: Messages is
+	// empty, and the answer must be the conversation's last message (superseded ones
+	// aside), finished. It is left out of the new answer's prompt, and superseded
+	// when the new answer completes (FinishMessage).
+	Regenerate string
 }
 
 // TurnStarted is what BeginTurn stored.

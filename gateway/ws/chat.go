@@ -147,17 +147,19 @@ func (s *socket) parseChat(f *clientFrame) (core.Request, string, *oai.Error) {
 	req.Model = m
 	stores := s.h.opts.Chat.Stores()
 	switch {
-	case f.Regenerate:
-		// The conversation's last question, answered again.
+	case f.Regenerate != nil:
+		// The conversation's last answer (its message_id), answered again.
 		switch {
 		case !stores:
 			return req, "", oai.Unsupported("regenerate", "this gateway has no database: 'regenerate' is not available")
+		case *f.Regenerate == "":
+			return req, "", oai.Invalid("regenerate", oai.CodeInvalidValue, "'regenerate' is the message_id of the answer to answer again")
 		case !oai.IsNull(f.Messages) || !oai.IsNull(f.Content) || f.System != nil:
-			return req, "", oai.Invalid("regenerate", oai.CodeInvalidValue, "'regenerate' answers the conversation's last question again: send no 'messages', 'content' or 'system'")
+			return req, "", oai.Invalid("regenerate", oai.CodeInvalidValue, "'regenerate' answers the answer's question again: send no 'messages', 'content' or 'system'")
 		case f.ConversationID == nil || *f.ConversationID == "":
 			return req, "", oai.Missing("conversation_id")
 		}
-		req.Stored, req.Regenerate, req.ConversationID = true, true, *f.ConversationID
+		req.Stored, req.Regenerate, req.ConversationID = true, *f.Regenerate, *f.ConversationID
 	case !oai.IsNull(f.Messages) && !oai.IsNull(f.Content):
 		return req, "", oai.Invalid("content", oai.CodeInvalidValue, "give either 'messages' (the whole history) or 'content' (one turn, the history kept by the server), not both")
 	case !oai.IsNull(f.Messages) && f.System != nil:

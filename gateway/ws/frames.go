@@ -170,7 +170,7 @@ type chatFields struct {
 	Messages       json.RawMessage `json:"messages"`
 	Content        json.RawMessage `json:"content"`
 	ConversationID *string         `json:"conversation_id"`
-	Regenerate     bool            `json:"regenerate"`
+	Regenerate     *string         `json:"regenerate"`
 	System         *string         `json:"system"`
 	RAG            *core.RAGParams `json:"rag"`
 	Params         json.RawMessage `json:"params"`

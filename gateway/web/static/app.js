@@ -166,43 +166,54 @@ class Socket {
   close() {
     this.closed = true;
     clearTimeout(this.timer);
+    // A socket closed on purpose tells nothing more (its late close event would
+    // otherwise end the chats of the socket that follows it).
+    this.ws.onopen = this.ws.onmessage = this.ws.onclose = null;
     this.ws.close();
   }
 }
 
 // The page keeps one socket while its chat pages are shown, and the chats running on
 // it, by id: switching conversations does not stop an answer, and coming back shows
-// it as it goes on. A chat is {id, conv, text, sources, ended, error, onUpdate}.
+// it as it goes on. A chat is {id, conv, text, sources, started, ended, error,
+// finish, onUpdate}.
 let socket = null;
 const chats = new Map();
 let chatSeq = 0;
 let onSocketState = null; // the chat view's
+let onChatEnded = null; // the chat view's
 
 function chatSocket() {
-  if (!socket) {
-    socket = new Socket((f) => {
-      const c = chats.get(f.id);
-      if (!c) return;
-      switch (f.type) {
-        case "start": if (f.conversation_id) c.conv = f.conversation_id; break;
-        case "sources": c.sources = f.sources; break;
-        case "token": c.text += f.text; break;
-        case "done": c.ended = true; break;
-        case "error": c.ended = true; c.error = f.error; break;
-        default: return;
-      }
-      if (c.ended) chats.delete(c.id);
-      c.onUpdate?.(f);
-    }, (up) => {
-      if (!up) {
-        // The server ends a socket's chats with it (each stored as far as it got).
-        for (const c of chats.values()) { c.ended = true; c.interrupted = true; c.onUpdate?.({ type: "interrupted" }); }
-        chats.clear();
-      }
-      onSocketState?.(up);
-    });
-  }
-  return socket;
+  if (socket) return socket;
+  const sock = new Socket((f) => {
+    const c = chats.get(f.id);
+    if (!c || socket !== sock) return;
+    switch (f.type) {
+      case "start":
+        c.started = true;
+        if (f.conversation_id) c.conv = f.conversation_id;
+        c.messageID = f.message_id;
+        break;
+      case "sources": c.sources = f.sources; break;
+      case "token": c.text += f.text; break;
+      case "done": c.ended = true; c.finish = f.finish_reason; break;
+      case "error": c.ended = true; c.error = f.error; break;
+      default: return;
+    }
+    if (c.ended) chats.delete(c.id);
+    c.onUpdate?.(f);
+    if (c.ended) onChatEnded?.(c);
+  }, (up) => {
+    if (socket !== sock) return;
+    if (!up) {
+      // The server ends a socket's chats with it (each stored as far as it got).
+      for (const c of chats.values()) { c.ended = true; c.interrupted = true; c.onUpdate?.({ type: "interrupted" }); }
+      chats.clear();
+    }
+    onSocketState?.(up);
+  });
+  socket = sock;
+  return sock;
 }
 
 function closeChatSocket() {
@@ -218,6 +229,7 @@ function liveChat(conv) {
 }
 
 async function chatView(convID) {
+  const gen = generation; // this view's: later awaits check the reader is still here
   const list = h("ul", { class: "convs" });
   const filter = h("input", { type: "search", "data-i18n-placeholder": "chat.search", placeholder: t("chat.search"),
     "aria-label": t("chat.search"), oninput: () => drawList() });
@@ -234,7 +246,10 @@ async function chatView(convID) {
   let current = convID || null;
   let running = null; // {chat, el, scheduled, paintedAt}
   let interrupted = false;
-  let lastAnswer = null; // the article of the conversation's answer to regenerate
+  // The conversation's last answer, to regenerate: its article and its message id.
+  let last = null;
+  let writingPoll = null;
+  const here = () => gen === generation;
 
   function drawList() {
     const q = filter.value.toLowerCase();
@@ -274,7 +289,9 @@ async function chatView(convID) {
     if (!convs.length) list.append(h("li", { class: "muted", text: t("chat.empty") }));
   }
   async function loadList() {
-    convs = (await api("GET", "/v1/conversations")).data;
+    const data = (await api("GET", "/v1/conversations")).data;
+    if (!here()) return;
+    convs = data;
     drawList();
   }
 
@@ -296,50 +313,58 @@ async function chatView(convID) {
       h("a", { href: "#", class: "cite", text: `[${s.n}] ${s.title || ""}`, onclick: (e) => { e.preventDefault(); showSources(sources, s.n); } })));
   }
 
-  // bubble adds a message; a superseded answer (one a regeneration replaced) is
-  // folded away under "Earlier answer".
+  // bubble adds a message; a superseded answer (one a regeneration replaced, or a
+  // regeneration that did not complete) is folded away under "Earlier answer".
   function bubble(role, text, sources, superseded) {
     const body = h("div", { class: "body" });
     if (role === "assistant") render(body, text, sources ? (n) => showSources(sources, n) : null);
     else body.textContent = text;
-    let el;
-    if (superseded) {
-      el = h("details", { class: "msg assistant superseded" }, h("summary", { text: t("chat.earlier") }), body);
-    } else {
-      el = h("article", { class: `msg ${role}` }, body);
-      if (role === "assistant") lastAnswer = el;
-    }
+    const el = superseded
+      ? h("details", { class: "msg assistant superseded" }, h("summary", { text: t("chat.earlier") }), body)
+      : h("article", { class: `msg ${role}` }, body);
     if (sources?.length) el.append(citeList(sources));
     messages.append(el);
     return body;
   }
 
   async function loadConversation() {
+    clearTimeout(writingPoll);
+    if (!current) {
+      messages.replaceChildren();
+      sourcesPanel.hidden = true;
+      last = null;
+      return drawActions();
+    }
+    const c = await api("GET", `/v1/conversations/${current}`);
+    if (!here()) return;
     messages.replaceChildren();
     sourcesPanel.hidden = true;
-    lastAnswer = null;
-    if (!current) return drawActions();
-    const c = await api("GET", `/v1/conversations/${current}`);
+    last = null;
     const live = liveChat(current);
+    let writing = false;
     for (const m of c.messages || []) {
       if (m.role === "system") continue;
       if (m.status === "in_progress") {
         // An answer still being written: this page's own is followed below; another
-        // one (another tab, another device) shows when it ends.
-        if (!live) messages.append(h("p", { class: "muted", text: t("chat.writing") }));
+        // one (another tab, another device) is read again until it ends.
+        if (!live) { messages.append(h("p", { class: "muted", text: t("chat.writing") })); writing = true; }
         continue;
       }
-      const body = bubble(m.role, m.content, m.sources || null, m.status === "superseded");
-      if (m.status === "failed" && m.error) body.append(errorLine(new Error(m.error)));
+      const superseded = m.status === "superseded";
+      const body = bubble(m.role, m.content, m.sources || null, superseded);
+      if ((m.status === "failed" || superseded) && m.error) body.append(errorLine(new Error(m.error)));
+      if (m.role === "assistant" && !superseded) last = { el: body.parentElement, id: m.id };
+      else if (m.role === "user") last = null;
     }
-    if (live) follow(live, bubble("assistant", ""));
+    if (live) follow(live, bubble("assistant", ""), true);
+    else if (writing) writingPoll = setTimeout(() => { if (here()) loadConversation().catch(() => {}); }, 2000);
     messages.scrollTop = messages.scrollHeight;
     drawActions();
   }
 
   function drawActions() {
     stop.hidden = !running;
-    regen.hidden = !!running || !lastAnswer || !current;
+    regen.hidden = !!running || !last || !current;
     send.disabled = !socket?.open || !!running;
     regen.disabled = !socket?.open;
   }
@@ -364,8 +389,11 @@ async function chatView(convID) {
     if (atBottom) messages.scrollTop = messages.scrollHeight;
   }
 
-  // follow shows chat c in el as its frames come.
-  function follow(c, el) {
+  // follow shows chat c in el as its frames come. A chat followed back (started on an
+  // earlier view), a regeneration that did not complete, or a chat refused before it
+  // started, is read back from the server when it ends: the page then shows what is
+  // stored. undo restores the page when a chat is refused before it starts.
+  function follow(c, el, resumed, undo) {
     running = { chat: c, el, scheduled: false, paintedAt: 0 };
     messages.setAttribute("aria-busy", "true");
     c.onUpdate = (f) => {
@@ -388,11 +416,24 @@ async function chatView(convID) {
           paint();
           if (c.sources?.length) el.parentElement.append(citeList(c.sources));
           finish();
+          if (resumed || (c.regenerate && f.finish_reason !== "stop" && f.finish_reason !== "length")) loadConversation().catch(() => {});
+          else last = { el: el.parentElement, id: c.messageID };
+          drawActions();
           break;
         case "error":
+          if (!c.started) {
+            // Refused before it started: nothing is stored; the error takes the
+            // answer's place.
+            el.parentElement.replaceWith(errorLine(c.error));
+            finish();
+            undo?.();
+            break;
+          }
+          running.paintedAt = 0;
           paint();
           el.append(errorLine(c.error));
           finish();
+          loadConversation().catch(() => {});
           break;
         case "interrupted":
           // The stored conversation has what was written: read back once the
@@ -415,32 +456,36 @@ async function chatView(convID) {
   }
 
   // start sends a chat frame (fields of a new turn or a regeneration) and follows its
-  // answer; it returns false when the frame could not be sent.
-  function start(fields) {
-    const c = { id: `c${++chatSeq}`, conv: current, text: "", sources: null, ended: false, onUpdate: null };
+  // answer; it returns false when the frame could not be sent. undo restores the page
+  // if the gateway refuses the chat before it starts.
+  function start(fields, undo) {
+    const c = { id: `c${++chatSeq}`, conv: current, text: "", sources: null, started: false, ended: false,
+      regenerate: !!fields.regenerate, onUpdate: null };
     const frame = { type: "chat", id: c.id, model: modelSel.value, ...fields };
     if (current) frame.conversation_id = current;
     if (kbSel.value) frame.rag = { knowledge_base: kbSel.value };
-    const before = lastAnswer;
+    const before = last;
     const el = bubble("assistant", "");
+    last = null;
     try {
       chatSocket().send(frame);
     } catch (e) {
       el.parentElement.remove();
-      lastAnswer = before;
+      last = before;
       messages.append(errorLine(e));
       return false;
     }
     chats.set(c.id, c);
     timing.firstPaint = 0;
     timing.sentAt = performance.now();
-    follow(c, el);
+    follow(c, el, false, () => { last = before; undo?.(); drawActions(); });
     return true;
   }
 
   // The chat runs on after the view changes; only its display is dropped.
   for (const c of chats.values()) c.onUpdate = null;
   onSocketState = (up) => {
+    if (!here()) return;
     status.hidden = up;
     if (up && interrupted) {
       interrupted = false;
@@ -448,6 +493,7 @@ async function chatView(convID) {
     }
     drawActions();
   };
+  onChatEnded = () => { if (here()) drawList(); };
   chatSocket();
 
   const composer = h("form", { class: "composer", onsubmit: (e) => {
@@ -460,13 +506,15 @@ async function chatView(convID) {
   } }, input, h("div", { class: "actions" }, regen, stop, send));
   stop.addEventListener("click", () => { if (running) try { socket.send({ type: "cancel", id: running.chat.id }); } catch { /* the drop ends it */ } });
   regen.addEventListener("click", () => {
-    if (running || !lastAnswer || !current) return;
-    const old = lastAnswer;
-    // The answer being replaced folds away now, as the stored conversation will show it.
-    const folded = h("details", { class: "msg assistant superseded" }, h("summary", { text: t("chat.earlier") }), ...old.childNodes);
+    if (running || !last || !current) return;
+    const old = last.el;
+    // The answer being replaced folds away now; if the regeneration is refused before
+    // it starts, it unfolds.
+    const folded = h("details", { class: "msg assistant superseded" }, h("summary", { text: t("chat.earlier") }));
     old.replaceWith(folded);
-    lastAnswer = null;
-    if (!start({ regenerate: true })) { folded.replaceWith(old); lastAnswer = old; old.append(...[...folded.childNodes].slice(1)); drawActions(); }
+    folded.append(...old.childNodes);
+    const unfold = () => { old.append(...[...folded.childNodes].slice(1)); folded.replaceWith(old); };
+    if (!start({ regenerate: last.id }, unfold)) { unfold(); drawActions(); }
   });
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); composer.requestSubmit(); }
@@ -482,10 +530,11 @@ async function chatView(convID) {
     sourcesPanel));
   status.hidden = !!socket?.open;
   const [models, kbs] = await Promise.all([api("GET", "/v1/models"), api("GET", "/v1/knowledge-bases").catch(() => ({ data: [] }))]);
+  if (!here()) return;
   for (const m of models.data) if (!m.embedding && !m.rerank) modelSel.append(h("option", { value: m.id, text: m.id }));
   for (const k of kbs.data) kbSel.append(h("option", { value: k.name, text: k.name }));
   await Promise.all([loadList(), loadConversation()]);
-  input.focus();
+  if (here()) input.focus();
 }
 
 // ----- Knowledge bases -----
@@ -713,6 +762,10 @@ function usersSection() {
     try { await fn(...args); } catch (e) { err.replaceChildren(errorLine(e)); }
   };
   async function page() {
+    more.disabled = true; // one page at a time
+    try { await nextPage(); } finally { more.disabled = false; }
+  }
+  async function nextPage() {
     const q = new URLSearchParams({ limit: "50" });
     if (after) q.set("after", after);
     const res = await api("GET", `/admin/users?${q}`);
@@ -731,8 +784,9 @@ function usersSection() {
       keys.replaceChildren(ks.length ? h("ul", { class: "keys" }, ...ks.map((k) => h("li", {},
         h("code", { text: k.prefix }), " ", h("span", { text: k.name }), " ", h("span", { class: "muted", text: k.scopes.join(", ") }),
         k.revoked_at ? h("span", { class: "muted", text: ` ${t("admin.revoked")} ${when(k.revoked_at)}` })
-          : h("button", { type: "button", class: "link", text: t("keys.revoke"), onclick: act(async () => {
+          : h("button", { type: "button", class: "link", text: t("keys.revoke"), onclick: act(async (e) => {
             if (!confirm(`${t("keys.revoke")} ${k.prefix}?`)) return;
+            e.currentTarget.disabled = true; // revoked once, counted once
             await api("DELETE", `/admin/users/${name}/keys/${k.prefix}`);
             keyCount.textContent = String(Math.max(0, Number(keyCount.textContent) - 1));
             await loadKeys();
@@ -769,9 +823,12 @@ function usageSection() {
   const period = h("select", { "aria-label": t("admin.period") }, ...[1, 7, 30, 90, 365].map((d) =>
     h("option", { value: String(d), selected: d === 30 ? true : undefined, text: t("admin.days").replace("{n}", d) })));
   const num = (n) => n.toLocaleString();
+  let asked = 0;
   async function load() {
+    const mine = ++asked; // the answer for the period chosen last wins
     try {
       const res = await api("GET", `/admin/usage?days=${period.value}`);
+      if (mine !== asked) return;
       rows.replaceChildren(...res.data.map((u) => h("tr", {},
         h("td", { text: u.user }), h("td", { text: u.model }), h("td", { class: "num", text: num(u.requests) }),
         h("td", { class: "num", text: num(u.prompt_tokens) }), h("td", { class: "num", text: num(u.completion_tokens) }),
