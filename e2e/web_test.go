@@ -293,6 +293,20 @@ func TestWebsiteKnowledge(t *testing.T) {
 			chromedp.WaitVisible(`.drop input[type=file]`))
 		run("upload two files", chromedp.SetUploadFiles(`.drop input[type=file]`, []string{md, pdf}),
 			poll(`document.querySelectorAll(".docs .badge.indexed").length === 2`))
+		// Two more dropped on the drop zone (the events a browser sends for files
+		// dragged from the desktop), then one deleted after a confirmation.
+		run("drop two files", chromedp.Evaluate[chromedp.Void](`(() => {
+			const dt = new DataTransfer();
+			dt.items.add(new File(["# Dropped one\n\nThe first dropped note."], "dropped-1.md", {type: "text/markdown"}));
+			dt.items.add(new File(["The second dropped note."], "dropped-2.txt", {type: "text/plain"}));
+			const zone = document.querySelector(".drop");
+			zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: dt, bubbles: true, cancelable: true}));
+			zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+			return true;
+		})()`), poll(`document.querySelectorAll(".uploads progress").length === 4 && [...document.querySelectorAll(".uploads progress")].every(p => p.value === 100)`),
+			poll(`document.querySelectorAll(".docs .badge.indexed").length === 4`))
+		run("delete one", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true; [...document.querySelectorAll(".docs li")].find(l => l.textContent.includes("dropped-2")).querySelector("button").click(); true`),
+			poll(`document.querySelectorAll(".docs li").length === 3 && ![...document.querySelectorAll(".docs li")].some(l => l.textContent.includes("dropped-2"))`))
 		shown, _ := eval("search", `(async () => {
 			const f = document.querySelector(".kb form.inline");
 			f.querySelector("input").value = "are shown not run";
