@@ -204,18 +204,18 @@ func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo,
 			return sdk.ModelInfo{}, fmt.Errorf("%w: model_path %s cannot rerank: %v", sdk.ErrUnsupported, o.ModelPath, err)
 		}
 	}
-	tmpl, own, err := newChatTemplate(model, o.ChatTemplate)
+	tmpl, own, fallback, err := newChatTemplate(model, o.ChatTemplate)
 	if err == nil && !req.Embedding && !req.Rerank {
-		// A template that cannot render a user's message, or a conversation, is the
-		// option's fault (some templates refuse system messages: a conversation
-		// without one then).
-		_, err = tmpl.apply([]sdk.Message{{Role: "user", Content: "x"}})
-		if err == nil {
-			conv := []sdk.Message{{Role: "user", Content: "x"}, {Role: "assistant", Content: "y"}, {Role: "user", Content: "z"}}
-			if _, serr := tmpl.apply(append([]sdk.Message{{Role: "system", Content: "s"}}, conv...)); serr != nil {
-				_, err = tmpl.apply(conv)
-			}
+		err = tmpl.check()
+		if err != nil && own && tmpl.jinja != nil {
+			// The model's own template fails here: llama.cpp's match for it instead.
+			fallback = err.Error()
+			tmpl.jinja, tmpl.name = nil, llama.ModelChatTemplate(model, "")
+			err = tmpl.check()
 		}
+	}
+	if fallback != "" && err == nil && !req.Embedding && !req.Rerank {
+		b.log.Warn("the model's chat template is rendered by llama.cpp's built-in match for it, not as Jinja", "model", req.Model, "reason", fallback)
 	}
 	if !req.Embedding && !req.Rerank {
 		if err != nil {

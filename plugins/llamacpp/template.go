@@ -6,11 +6,11 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
 	"github.com/nikolalohinski/gonja/v2"
 	"github.com/nikolalohinski/gonja/v2/exec"
-	"github.com/nikolalohinski/gonja/v2/loaders"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
@@ -19,19 +19,20 @@ func init() {
 }
 
 // chatTemplate renders chat messages into a prompt ending with the assistant's turn:
-// either a template llama.cpp knows (by name — "chatml", "llama3", … — or by its
-// Jinja source: the model's own tokenizer.chat_template), or a Jinja template given
-// as the chat_template option's text (FastChat's conversation templates, for a model
-// whose GGUF has none or a wrong one), rendered by gonja with the variables chat
-// templates use: messages, add_generation_prompt, bos_token, eos_token and
-// raise_exception.
+// a Jinja template rendered here as Hugging Face's transformers renders it (the
+// model's own tokenizer.chat_template, or the chat_template option's text), or a
+// template llama.cpp knows by name ("chatml", "llama3", …) — the option's name, or
+// llama.cpp's match for a model's own template that does not parse here. See
+// docs/tools.md §1.
 type chatTemplate struct {
 	name  string         // llama.cpp's
-	jinja *exec.Template // or the option's Jinja text
+	jinja *exec.Template // or a Jinja template's
 	// bos and eos are the vocabulary's BOS and EOS tokens as text; addsBOS says the
 	// tokenizer adds BOS itself (a BOS the template writes is then dropped).
 	bos, eos string
 	addsBOS  bool
+	// now is the clock of strftime_now.
+	now func() time.Time
 }
 
 // isJinja reports whether a chat_template option is a Jinja template's text rather
@@ -40,37 +41,45 @@ func isJinja(s string) bool { return strings.Contains(s, "{%") || strings.Contai
 
 // newChatTemplate picks the template for a model: the option's (a name or Jinja
 // text), else the model's own (tokenizer.chat_template), else ChatML. own says the
-// model's own is used.
-func newChatTemplate(model llama.Model, option string) (t chatTemplate, own bool, err error) {
+// model's own is used; fallback, when not "", says why the model's own is rendered by
+// llama.cpp's built-in match rather than as Jinja.
+func newChatTemplate(model llama.Model, option string) (t chatTemplate, own bool, fallback string, err error) {
+	vocab := llama.ModelGetVocab(model)
+	t.bos, t.eos = tokenText(vocab, llama.VocabBOS(vocab)), tokenText(vocab, llama.VocabEOS(vocab))
+	t.addsBOS = llama.VocabGetAddBOS(vocab)
+	t.now = time.Now
 	switch {
 	case isJinja(option):
-		vocab := llama.ModelGetVocab(model)
-		t.bos, t.eos = tokenText(vocab, llama.VocabBOS(vocab)), tokenText(vocab, llama.VocabEOS(vocab))
-		t.addsBOS = llama.VocabGetAddBOS(vocab)
-		if name := selfRecursiveMacro(option); name != "" {
-			// A macro that calls itself can recurse until the stack is exhausted,
-			// which no recover catches: the process would die.
-			return t, false, fmt.Errorf("macro %q calls itself: recursive macros are not supported", name)
-		}
-		// Templates are one text: include, import and extends find nothing.
-		loader, err := loaders.NewMemoryLoader(map[string]string{"/chat_template": option})
-		if err != nil {
-			return t, false, err
-		}
-		if t.jinja, err = exec.NewTemplate("/chat_template", gonja.DefaultConfig, loader, gonja.DefaultEnvironment); err != nil {
-			return t, false, fmt.Errorf("not a valid Jinja template: %w", err)
-		}
-		return t, false, nil
+		t.jinja, err = compileJinja(option)
+		return t, false, "", err
 	case option != "":
 		t.name = option
-		return t, false, nil
+		return t, false, "", nil
 	}
-	if s := llama.ModelChatTemplate(model, ""); s != "" {
-		t.name = s
-		return t, true, nil
+	src := llama.ModelChatTemplate(model, "")
+	if src == "" {
+		t.name = "chatml"
+		return t, false, "", nil
 	}
-	t.name = "chatml"
-	return t, false, nil
+	if t.jinja, err = compileJinja(src); err != nil {
+		t.jinja, t.name = nil, src // llama.cpp's heuristics find the family
+		return t, true, err.Error(), nil
+	}
+	return t, true, "", nil
+}
+
+// check renders a user's message and a conversation: a template that cannot is
+// unusable (some templates refuse system messages: a conversation without one then).
+func (t chatTemplate) check() error {
+	if _, err := t.apply([]sdk.Message{{Role: "user", Content: "x"}}); err != nil {
+		return err
+	}
+	conv := []sdk.Message{{Role: "user", Content: "x"}, {Role: "assistant", Content: "y"}, {Role: "user", Content: "z"}}
+	if _, err := t.apply(append([]sdk.Message{{Role: "system", Content: "s"}}, conv...)); err != nil {
+		_, err = t.apply(conv)
+		return err
+	}
+	return nil
 }
 
 // tokenText is token id's text ("" for none).
@@ -124,8 +133,11 @@ func (t chatTemplate) apply(msgs []sdk.Message) (out string, err error) {
 	list := make(messageList, len(msgs))
 	for i, m := range msgs {
 		list[i] = map[string]any{"role": m.Role, "content": m.Content}
+		if m.Name != "" {
+			list[i]["name"] = m.Name
+		}
 	}
-	ctx := exec.NewContext(map[string]any{
+	vars := map[string]any{
 		"messages":              list,
 		"add_generation_prompt": true,
 		"bos_token":             t.bos,
@@ -133,9 +145,10 @@ func (t chatTemplate) apply(msgs []sdk.Message) (out string, err error) {
 		"raise_exception": func(msg string) (string, error) {
 			return "", fmt.Errorf("%w: %s", errRaised, msg)
 		},
-	})
+		"strftime_now": func(format string) string { return strftime(t.now(), format) },
+	}
 	var b limitedBuilder
-	err = t.jinja.Execute(&b, ctx)
+	err = t.jinja.Execute(&b, exec.NewContext(vars))
 	out = b.String()
 	if b.over {
 		return "", fmt.Errorf("the chat template renders more than %d bytes for these messages", maxRendered)
