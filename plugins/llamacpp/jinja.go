@@ -10,15 +10,18 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/nikolalohinski/gonja/v2"
 	"github.com/nikolalohinski/gonja/v2/builtins"
 	"github.com/nikolalohinski/gonja/v2/config"
 	"github.com/nikolalohinski/gonja/v2/exec"
 	"github.com/nikolalohinski/gonja/v2/loaders"
+	"github.com/nikolalohinski/gonja/v2/nodes"
 )
 
 // jinjaConfig is transformers' renderer's: a block tag's line leaves no blank line
@@ -35,6 +38,8 @@ var jinjaEnv = func() *exec.Environment {
 	filters := exec.NewFilterSet(map[string]exec.FilterFunction{}).Update(builtins.Filters)
 	_ = filters.Replace("tojson", filterToJSON)
 	_ = filters.Replace("items", filterItems)
+	_ = filters.Replace("trim", filterTrim)
+	_ = filters.Register(pyIndexFilter, filterPyIndex)
 	methods := builtins.Methods
 	methods.Dict = exec.NewMethodSet(map[string]exec.Method[map[string]any]{
 		"items":  dictItems,
@@ -67,7 +72,122 @@ func compileJinja(src string) (*exec.Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("not a valid Jinja template: %w", err)
 	}
+	pythonIndexes(t)
 	return t, nil
+}
+
+// pyIndexFilter is the filter pythonIndexes puts before every x[i].
+const pyIndexFilter = "_python_index"
+
+// pythonIndexes makes every x[i] of a template index as Python does. gonja v2.9.1
+// takes x[-n] of an n-item list or string for a missing item (an off-by-one in its
+// negative indexes): messages[-1] of a one-message chat, or
+// content.split('</think>')[-1] of a text without one, would be nothing. Each x of
+// x[i] goes through pyIndexFilter, which wraps lists and strings in pyIndexed. The
+// template's tree is reached by reflection: gonja keeps it unexported.
+func pythonIndexes(t *exec.Template) {
+	field := reflect.ValueOf(t).Elem().FieldByName("root")
+	root := *(**nodes.Template)(unsafe.Pointer(field.UnsafeAddr()))
+	getItem := reflect.TypeFor[*nodes.GetItem]()
+	seen := map[uintptr]bool{}
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		switch v.Kind() {
+		case reflect.Pointer:
+			if v.IsNil() || seen[v.Pointer()] {
+				return
+			}
+			seen[v.Pointer()] = true
+			if v.Type() == getItem {
+				g := (*nodes.GetItem)(v.UnsafePointer())
+				if target, ok := g.Node.(nodes.Expression); ok {
+					g.Node = &nodes.FilteredExpression{Expression: target,
+						Filters: []*nodes.FilterCall{{Token: g.Location, Name: pyIndexFilter, Kwargs: map[string]nodes.Expression{}}}}
+				}
+			}
+			walk(v.Elem())
+		case reflect.Interface:
+			if !v.IsNil() {
+				walk(v.Elem())
+			}
+		case reflect.Struct:
+			for i := range v.NumField() {
+				walk(v.Field(i))
+			}
+		case reflect.Slice, reflect.Array:
+			for i := range v.Len() {
+				walk(v.Index(i))
+			}
+		case reflect.Map:
+			for it := v.MapRange(); it.Next(); {
+				walk(it.Value())
+			}
+		}
+	}
+	walk(reflect.ValueOf(root))
+}
+
+// pyIndexed is a list or a string indexed as Python does (a negative index counts
+// from the end; a string's items are its characters).
+type pyIndexed struct{ v *exec.Value }
+
+// GetItem implements exec.ItemGetter.
+func (p pyIndexed) GetItem(key any) (*exec.Value, bool) {
+	i, ok := key.(int)
+	if !ok {
+		return p.v.GetItem(key)
+	}
+	if p.v.IsString() {
+		runes := []rune(p.v.String())
+		if i < 0 {
+			i += len(runes)
+		}
+		if i < 0 || i >= len(runes) {
+			return exec.AsValue(nil), false
+		}
+		return exec.AsValue(string(runes[i])), true
+	}
+	n := p.v.Len()
+	if i < 0 {
+		i += n
+	}
+	if i < 0 || i >= n {
+		return exec.AsValue(nil), false
+	}
+	return p.v.Index(i), true
+}
+
+func filterPyIndex(e *exec.Evaluator, in *exec.Value, params *exec.VarArgs) *exec.Value {
+	if in.IsError() || in.IsNil() || in.IsDict() {
+		return in
+	}
+	if _, own := in.Interface().(exec.ItemGetter); own {
+		return in
+	}
+	if in.IsList() || in.IsString() {
+		return exec.AsValue(pyIndexed{in})
+	}
+	return in
+}
+
+// filterTrim is Jinja's trim: the value as text (None is "None"), without the
+// whitespace (or the characters given) at either end.
+func filterTrim(e *exec.Evaluator, in *exec.Value, params *exec.VarArgs) *exec.Value {
+	if in.IsError() {
+		return in
+	}
+	var chars *exec.Value
+	if err := params.Take(exec.PositionalArgument("chars", exec.AsValue(nil), func(v *exec.Value) error { chars = v; return nil })); err != nil {
+		return exec.AsValue(exec.ErrInvalidCall(err))
+	}
+	s := "None"
+	if !in.IsNil() {
+		s = in.String()
+	}
+	if chars.IsNil() {
+		return exec.AsValue(strings.TrimSpace(s))
+	}
+	return exec.AsValue(strings.Trim(s, chars.String()))
 }
 
 // jsonValue decodes JSON into what a template sees: objects as ordered dicts (their

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"strings"
 	"time"
@@ -119,36 +120,48 @@ func selfRecursiveMacro(src string) string {
 	return ""
 }
 
-// apply renders msgs. A template that panics (gonja does, on some operations of odd
-// values) fails the request, not the process.
-func (t chatTemplate) apply(msgs []sdk.Message) (out string, err error) {
+// apply renders msgs with the generation prompt.
+func (t chatTemplate) apply(msgs []sdk.Message) (string, error) {
 	if t.jinja == nil {
 		return applyTemplate(t.name, msgs)
 	}
+	list := make(messageList, len(msgs))
+	for i, m := range msgs {
+		d := exec.NewDict()
+		add := func(k string, v any) {
+			d.Pairs = append(d.Pairs, &exec.Pair{Key: exec.AsValue(k), Value: exec.AsValue(v)})
+		}
+		add("role", m.Role)
+		add("content", m.Content)
+		if m.Name != "" {
+			add("name", m.Name)
+		}
+		list[i] = d
+	}
+	return t.render(map[string]any{"messages": list, "add_generation_prompt": true})
+}
+
+// render renders the Jinja template with vars (messages, tools, add_generation_prompt
+// and any other) and the variables every template gets: bos_token, eos_token,
+// raise_exception, strftime_now. A template that panics (gonja does, on some
+// operations of odd values) fails the request, not the process.
+func (t chatTemplate) render(vars map[string]any) (out string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			out, err = "", fmt.Errorf("the chat template failed on these messages: %v", r)
 		}
 	}()
-	list := make(messageList, len(msgs))
-	for i, m := range msgs {
-		list[i] = map[string]any{"role": m.Role, "content": m.Content}
-		if m.Name != "" {
-			list[i]["name"] = m.Name
-		}
-	}
-	vars := map[string]any{
-		"messages":              list,
-		"add_generation_prompt": true,
-		"bos_token":             t.bos,
-		"eos_token":             t.eos,
+	all := map[string]any{
+		"bos_token": t.bos,
+		"eos_token": t.eos,
 		"raise_exception": func(msg string) (string, error) {
 			return "", fmt.Errorf("%w: %s", errRaised, msg)
 		},
 		"strftime_now": func(format string) string { return strftime(t.now(), format) },
 	}
+	maps.Copy(all, vars)
 	var b limitedBuilder
-	err = t.jinja.Execute(&b, exec.NewContext(vars))
+	err = t.jinja.Execute(&b, exec.NewContext(all))
 	out = b.String()
 	if b.over {
 		return "", fmt.Errorf("the chat template renders more than %d bytes for these messages", maxRendered)
@@ -169,7 +182,7 @@ func (t chatTemplate) apply(msgs []sdk.Message) (out string, err error) {
 // does: gonja v2.9.1 gives None for messages[-n] when there are n messages (an
 // off-by-one in its negative indexes), so messages[-1] of a one-message chat would
 // be nothing.
-type messageList []map[string]any
+type messageList []any
 
 // GetItem implements gonja's exec.ItemGetter.
 func (l messageList) GetItem(key any) (*exec.Value, bool) {
