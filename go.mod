@@ -26,6 +26,7 @@ require (
 	github.com/prometheus/client_model v0.6.2
 	github.com/qdrant/go-client v1.17.1
 	github.com/ragway/ragway/plugin-sdk v0.0.0-00010101000000-000000000000
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/valyala/fasthttp v1.52.0
 	golang.org/x/crypto v0.57.0
 	golang.org/x/net v0.60.0

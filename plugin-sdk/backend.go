@@ -94,6 +94,8 @@ const (
 	CapabilityEmbedding  Capability = "embedding"
 	CapabilityTokenize   Capability = "tokenize"
 	CapabilityRerank     Capability = "rerank"
+	// CapabilityStructuredOutput: Generate honours GenerateRequest.ResponseFormat.
+	CapabilityStructuredOutput Capability = "structured_output"
 )
 
 // Info describes a plugin.
@@ -187,7 +189,28 @@ type GenerateRequest struct {
 	Prompt    string
 	Sampling  Sampling
 	RequestID string
+	// ResponseFormat, when not nil and not ResponseText, is the form the output
+	// must have (api_version 1.5). The host sends it only to a plugin with
+	// CapabilityStructuredOutput; a plugin that cannot honour a schema answers
+	// InvalidRequest.
+	ResponseFormat *ResponseFormat
 }
+
+// ResponseFormat is the form a generation's output must have.
+type ResponseFormat struct {
+	// Type is ResponseText, ResponseJSONObject or ResponseJSONSchema.
+	Type string
+	// Schema is the JSON Schema (JSON text) of ResponseJSONSchema; package gbnf
+	// turns it into a grammar.
+	Schema []byte
+}
+
+// Response format types.
+const (
+	ResponseText       = "text"
+	ResponseJSONObject = "json_object"
+	ResponseJSONSchema = "json_schema"
+)
 
 // FinishReason says why a generation ended. It is empty on delta events.
 type FinishReason string

@@ -11,11 +11,12 @@ import (
 // types. Only this file and the gRPC adapters touch package pb.
 
 var capabilityToPB = map[Capability]pb.Capability{
-	CapabilityChat:       pb.Capability_CAPABILITY_CHAT,
-	CapabilityCompletion: pb.Capability_CAPABILITY_COMPLETION,
-	CapabilityEmbedding:  pb.Capability_CAPABILITY_EMBEDDING,
-	CapabilityTokenize:   pb.Capability_CAPABILITY_TOKENIZE,
-	CapabilityRerank:     pb.Capability_CAPABILITY_RERANK,
+	CapabilityChat:             pb.Capability_CAPABILITY_CHAT,
+	CapabilityCompletion:       pb.Capability_CAPABILITY_COMPLETION,
+	CapabilityEmbedding:        pb.Capability_CAPABILITY_EMBEDDING,
+	CapabilityTokenize:         pb.Capability_CAPABILITY_TOKENIZE,
+	CapabilityRerank:           pb.Capability_CAPABILITY_RERANK,
+	CapabilityStructuredOutput: pb.Capability_CAPABILITY_STRUCTURED_OUTPUT,
 }
 
 var finishToPB = map[FinishReason]pb.FinishReason{
@@ -172,7 +173,23 @@ func generateRequestToPB(r GenerateRequest) (*pb.GenerateRequest, error) {
 	for _, m := range r.Messages {
 		out.Messages = append(out.Messages, &pb.Message{Role: m.Role, Content: m.Content, Name: m.Name})
 	}
+	if f := r.ResponseFormat; f != nil {
+		t, ok := responseTypeToPB[f.Type]
+		if !ok {
+			return nil, fmt.Errorf("%w: response format type %q (want text, json_object or json_schema)", ErrInvalidRequest, f.Type)
+		}
+		if err := checkText("response_format.schema", string(f.Schema)); err != nil {
+			return nil, err
+		}
+		out.ResponseFormat = &pb.ResponseFormat{Type: t, Schema: string(f.Schema)}
+	}
 	return out, nil
+}
+
+var responseTypeToPB = map[string]pb.ResponseFormat_Type{
+	ResponseText:       pb.ResponseFormat_TYPE_TEXT,
+	ResponseJSONObject: pb.ResponseFormat_TYPE_JSON_OBJECT,
+	ResponseJSONSchema: pb.ResponseFormat_TYPE_JSON_SCHEMA,
 }
 
 func generateRequestFromPB(p *pb.GenerateRequest) GenerateRequest {
@@ -203,6 +220,17 @@ func generateRequestFromPB(p *pb.GenerateRequest) GenerateRequest {
 	}
 	for _, m := range p.GetMessages() {
 		out.Messages = append(out.Messages, Message{Role: m.GetRole(), Content: m.GetContent(), Name: m.GetName()})
+	}
+	if f := p.GetResponseFormat(); f != nil && f.GetType() != pb.ResponseFormat_TYPE_TEXT {
+		for name, t := range responseTypeToPB {
+			if t == f.GetType() {
+				out.ResponseFormat = &ResponseFormat{Type: name, Schema: []byte(f.GetSchema())}
+			}
+		}
+		if out.ResponseFormat == nil {
+			// A type of a later version: not one this plugin knows to honour.
+			out.ResponseFormat = &ResponseFormat{Type: fmt.Sprintf("unknown (%d)", f.GetType())}
+		}
 	}
 	return out
 }

@@ -24,7 +24,7 @@ const ProtocolVersion = 1
 // LoadRequest.Rerank. A plugin built against an older minor lacks them: Tokenize
 // and Rerank answer ErrUnsupported, Truncate is ignored, MaxInputTokens is 0, and
 // a generation cut short reports no prompt tokens.
-const APIVersion = "1.4.0"
+const APIVersion = "1.5.0"
 
 // Handshake is the go-plugin handshake shared by host and plugins. The magic
 // cookie only keeps a plugin binary from being run by hand by mistake; it is

@@ -42,8 +42,20 @@ var errAfterFinal = errors.New("sdk: event emitted after the final event")
 
 func (s *server) Generate(req *pb.GenerateRequest, stream pb.Backend_GenerateServer) error {
 	ctx := stream.Context()
+	gr := generateRequestFromPB(req)
+	if gr.ResponseFormat != nil {
+		// A plugin that does not say it honours a response format never gets one
+		// silently: it would answer in free text.
+		info, err := s.impl.Info(ctx)
+		if err != nil {
+			return toStatus(err)
+		}
+		if !info.Has(CapabilityStructuredOutput) {
+			return toStatus(InvalidRequestf("this backend does not honour a response format (%s)", gr.ResponseFormat.Type))
+		}
+	}
 	finished := false
-	err := s.impl.Generate(ctx, generateRequestFromPB(req), func(e Event) error {
+	err := s.impl.Generate(ctx, gr, func(e Event) error {
 		if finished {
 			return errAfterFinal
 		}

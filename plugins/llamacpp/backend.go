@@ -13,6 +13,7 @@ import (
 
 	"github.com/hybridgroup/yzma/pkg/llama"
 	sdk "github.com/ragway/ragway/plugin-sdk"
+	"github.com/ragway/ragway/plugin-sdk/gbnf"
 )
 
 // version of this plugin, reported in Info.
@@ -50,10 +51,11 @@ func (b *backend) Info(context.Context) (sdk.Info, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return sdk.Info{
-		Name:         "llamacpp",
-		Version:      version,
-		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding, sdk.CapabilityTokenize, sdk.CapabilityRerank},
-		MaxParallel:  b.opts.Parallel,
+		Name:    "llamacpp",
+		Version: version,
+		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding, sdk.CapabilityTokenize, sdk.CapabilityRerank,
+			sdk.CapabilityStructuredOutput},
+		MaxParallel: b.opts.Parallel,
 	}, nil
 }
 
@@ -256,6 +258,37 @@ func (b *backend) loaded() (*backend, error) {
 	return b, nil
 }
 
+// grammarOf returns the grammar a request's output must follow ("" for free text):
+// its response format's, checked to be one llama.cpp's grammar parser takes.
+func (b *backend) grammarOf(req sdk.GenerateRequest) (string, error) {
+	f := req.ResponseFormat
+	if f == nil || f.Type == sdk.ResponseText {
+		return "", nil
+	}
+	var grammar string
+	switch f.Type {
+	case sdk.ResponseJSONObject:
+		grammar = gbnf.JSONObject
+	case sdk.ResponseJSONSchema:
+		var err error
+		if grammar, err = gbnf.FromSchema(f.Schema); err != nil {
+			return "", sdk.InvalidRequestf("response_format: %v", err)
+		}
+	default:
+		return "", sdk.InvalidRequestf("response_format: type %q is not supported", f.Type)
+	}
+	if req.Sampling.IgnoreEOS || req.Sampling.MinTokens > 0 {
+		// They hold the end back, which a grammar may need.
+		return "", sdk.InvalidRequestf("response_format: not with ignore_eos or min_tokens")
+	}
+	s := llama.SamplerInitGrammar(llama.ModelGetVocab(b.model), grammar, "root")
+	if s == 0 {
+		return "", fmt.Errorf("llama.cpp refused the grammar made of the response format")
+	}
+	llama.SamplerFree(s)
+	return grammar, nil
+}
+
 func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(sdk.Event) error) error {
 	if _, err := b.loaded(); err != nil {
 		return err
@@ -266,6 +299,10 @@ func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit fu
 	if b.rerank {
 		return sdk.InvalidRequestf("this model is loaded for reranking")
 	}
+	grammar, err := b.grammarOf(req)
+	if err != nil {
+		return err
+	}
 	text, field := req.Prompt, "the prompt"
 	for i, m := range req.Messages {
 		for _, f := range []struct{ name, s string }{{"role", m.Role}, {"content", m.Content}} {
@@ -275,7 +312,6 @@ func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit fu
 		}
 	}
 	if len(req.Messages) > 0 {
-		var err error
 		if text, err = b.template.apply(req.Messages); err != nil {
 			return sdk.InvalidRequestf("%v", err)
 		}
@@ -296,7 +332,7 @@ func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit fu
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := &genRequest{ctx: ctx, tokens: tokens, sampling: req.Sampling, events: make(chan sdk.Event, 64)}
+	r := &genRequest{ctx: ctx, tokens: tokens, sampling: req.Sampling, grammar: grammar, events: make(chan sdk.Event, 64)}
 	if err := b.engine.generate(r); err != nil {
 		return err
 	}

@@ -21,8 +21,10 @@ type genRequest struct {
 	ctx      context.Context
 	tokens   []llama.Token
 	sampling sdk.Sampling
-	events   chan sdk.Event
-	err      error
+	// grammar, when not "", constrains the output (GBNF, root rule "root").
+	grammar string
+	events  chan sdk.Event
+	err     error
 
 	// loop-owned: events not yet taken by a slow reader (consecutive deltas
 	// merged into one), and whether the final event is among them.
@@ -243,13 +245,13 @@ func (e *engine) start(s *slot, r *genRequest, reuse int) {
 		req:     r,
 		cache:   s.cache[:reuse],
 		prompt:  r.tokens[reuse:],
-		sampler: newSampler(e.model, r.sampling, nil),
+		sampler: newSampler(e.model, r.sampling, nil, r.grammar),
 		outIdx:  -1,
 		stop:    sdk.NewStopBuffer(r.sampling.Stop),
 		usage:   sdk.Usage{PromptTokens: len(r.tokens), CachedTokens: reuse},
 	}
 	if r.sampling.IgnoreEOS || r.sampling.MinTokens > 0 {
-		s.noEOG = newSampler(e.model, r.sampling, e.eog)
+		s.noEOG = newSampler(e.model, r.sampling, e.eog, "")
 	}
 }
 

@@ -15,13 +15,18 @@ const defaultTemperature = 0.8
 const penaltyLastN = 64
 
 // newSampler builds llama.cpp's sampler chain for one request:
-// penalties → top-k → top-p → min-p → temperature → seeded draw, or greedy
-// when the temperature is 0.
+// grammar → penalties → top-k → top-p → min-p → temperature → seeded draw, or
+// greedy when the temperature is 0.
 //
 // With suppress set, the chain first forbids those tokens (the model's
-// end-of-generation tokens, for ignore_eos and min_tokens).
-func newSampler(model llama.Model, p sdk.Sampling, suppress []llama.Token) llama.Sampler {
+// end-of-generation tokens, for ignore_eos and min_tokens). With grammar set (a
+// GBNF grammar the caller checked llama.cpp takes), only tokens that continue a
+// sentence of it are drawn, and once the sentence is whole, only the end.
+func newSampler(model llama.Model, p sdk.Sampling, suppress []llama.Token, grammar string) llama.Sampler {
 	chain := llama.SamplerChainInit(llama.SamplerChainDefaultParams())
+	if grammar != "" {
+		llama.SamplerChainAdd(chain, llama.SamplerInitGrammar(llama.ModelGetVocab(model), grammar, "root"))
+	}
 	if len(suppress) > 0 {
 		bias := make([]llama.LogitBias, len(suppress))
 		for i, t := range suppress {

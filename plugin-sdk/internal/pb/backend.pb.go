@@ -91,6 +91,8 @@ const (
 	Capability_CAPABILITY_EMBEDDING   Capability = 3
 	Capability_CAPABILITY_TOKENIZE    Capability = 4
 	Capability_CAPABILITY_RERANK      Capability = 5
+	// Generate honours GenerateRequest.response_format (api_version 1.5).
+	Capability_CAPABILITY_STRUCTURED_OUTPUT Capability = 6
 )
 
 // Enum value maps for Capability.
@@ -102,14 +104,16 @@ var (
 		3: "CAPABILITY_EMBEDDING",
 		4: "CAPABILITY_TOKENIZE",
 		5: "CAPABILITY_RERANK",
+		6: "CAPABILITY_STRUCTURED_OUTPUT",
 	}
 	Capability_value = map[string]int32{
-		"CAPABILITY_UNSPECIFIED": 0,
-		"CAPABILITY_CHAT":        1,
-		"CAPABILITY_COMPLETION":  2,
-		"CAPABILITY_EMBEDDING":   3,
-		"CAPABILITY_TOKENIZE":    4,
-		"CAPABILITY_RERANK":      5,
+		"CAPABILITY_UNSPECIFIED":       0,
+		"CAPABILITY_CHAT":              1,
+		"CAPABILITY_COMPLETION":        2,
+		"CAPABILITY_EMBEDDING":         3,
+		"CAPABILITY_TOKENIZE":          4,
+		"CAPABILITY_RERANK":            5,
+		"CAPABILITY_STRUCTURED_OUTPUT": 6,
 	}
 )
 
@@ -193,6 +197,57 @@ func (x FinishReason) Number() protoreflect.EnumNumber {
 // Deprecated: Use FinishReason.Descriptor instead.
 func (FinishReason) EnumDescriptor() ([]byte, []int) {
 	return file_backend_proto_rawDescGZIP(), []int{2}
+}
+
+type ResponseFormat_Type int32
+
+const (
+	ResponseFormat_TYPE_TEXT ResponseFormat_Type = 0
+	// Any JSON object.
+	ResponseFormat_TYPE_JSON_OBJECT ResponseFormat_Type = 1
+	// A JSON text the schema accepts.
+	ResponseFormat_TYPE_JSON_SCHEMA ResponseFormat_Type = 2
+)
+
+// Enum value maps for ResponseFormat_Type.
+var (
+	ResponseFormat_Type_name = map[int32]string{
+		0: "TYPE_TEXT",
+		1: "TYPE_JSON_OBJECT",
+		2: "TYPE_JSON_SCHEMA",
+	}
+	ResponseFormat_Type_value = map[string]int32{
+		"TYPE_TEXT":        0,
+		"TYPE_JSON_OBJECT": 1,
+		"TYPE_JSON_SCHEMA": 2,
+	}
+)
+
+func (x ResponseFormat_Type) Enum() *ResponseFormat_Type {
+	p := new(ResponseFormat_Type)
+	*p = x
+	return p
+}
+
+func (x ResponseFormat_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResponseFormat_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_backend_proto_enumTypes[3].Descriptor()
+}
+
+func (ResponseFormat_Type) Type() protoreflect.EnumType {
+	return &file_backend_proto_enumTypes[3]
+}
+
+func (x ResponseFormat_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResponseFormat_Type.Descriptor instead.
+func (ResponseFormat_Type) EnumDescriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{7, 0}
 }
 
 type InfoRequest struct {
@@ -678,9 +733,12 @@ type GenerateRequest struct {
 	Prompt   string     `protobuf:"bytes,2,opt,name=prompt,proto3" json:"prompt,omitempty"`
 	Sampling *Sampling  `protobuf:"bytes,3,opt,name=sampling,proto3" json:"sampling,omitempty"`
 	// Opaque id for logs and correlation.
-	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RequestId string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The output's form (api_version 1.5): unset or TEXT, free text. The host
+	// sends another only to a plugin with CAPABILITY_STRUCTURED_OUTPUT.
+	ResponseFormat *ResponseFormat `protobuf:"bytes,5,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GenerateRequest) Reset() {
@@ -741,6 +799,66 @@ func (x *GenerateRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *GenerateRequest) GetResponseFormat() *ResponseFormat {
+	if x != nil {
+		return x.ResponseFormat
+	}
+	return nil
+}
+
+type ResponseFormat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  ResponseFormat_Type    `protobuf:"varint,1,opt,name=type,proto3,enum=ragway.backend.v1.ResponseFormat_Type" json:"type,omitempty"`
+	// With TYPE_JSON_SCHEMA: the JSON Schema, as JSON text.
+	Schema        string `protobuf:"bytes,2,opt,name=schema,proto3" json:"schema,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponseFormat) Reset() {
+	*x = ResponseFormat{}
+	mi := &file_backend_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponseFormat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponseFormat) ProtoMessage() {}
+
+func (x *ResponseFormat) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponseFormat.ProtoReflect.Descriptor instead.
+func (*ResponseFormat) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ResponseFormat) GetType() ResponseFormat_Type {
+	if x != nil {
+		return x.Type
+	}
+	return ResponseFormat_TYPE_TEXT
+}
+
+func (x *ResponseFormat) GetSchema() string {
+	if x != nil {
+		return x.Schema
+	}
+	return ""
+}
+
 type TokenLogprob struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
@@ -752,7 +870,7 @@ type TokenLogprob struct {
 
 func (x *TokenLogprob) Reset() {
 	*x = TokenLogprob{}
-	mi := &file_backend_proto_msgTypes[7]
+	mi := &file_backend_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +882,7 @@ func (x *TokenLogprob) String() string {
 func (*TokenLogprob) ProtoMessage() {}
 
 func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[7]
+	mi := &file_backend_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +895,7 @@ func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenLogprob.ProtoReflect.Descriptor instead.
 func (*TokenLogprob) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{7}
+	return file_backend_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TokenLogprob) GetToken() string {
@@ -811,7 +929,7 @@ type TopLogprob struct {
 
 func (x *TopLogprob) Reset() {
 	*x = TopLogprob{}
-	mi := &file_backend_proto_msgTypes[8]
+	mi := &file_backend_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +941,7 @@ func (x *TopLogprob) String() string {
 func (*TopLogprob) ProtoMessage() {}
 
 func (x *TopLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[8]
+	mi := &file_backend_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +954,7 @@ func (x *TopLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopLogprob.ProtoReflect.Descriptor instead.
 func (*TopLogprob) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{8}
+	return file_backend_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TopLogprob) GetToken() string {
@@ -865,7 +983,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_backend_proto_msgTypes[9]
+	mi := &file_backend_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +995,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[9]
+	mi := &file_backend_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1008,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{9}
+	return file_backend_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Usage) GetPromptTokens() int32 {
@@ -933,7 +1051,7 @@ type GenerateEvent struct {
 
 func (x *GenerateEvent) Reset() {
 	*x = GenerateEvent{}
-	mi := &file_backend_proto_msgTypes[10]
+	mi := &file_backend_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1063,7 @@ func (x *GenerateEvent) String() string {
 func (*GenerateEvent) ProtoMessage() {}
 
 func (x *GenerateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[10]
+	mi := &file_backend_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1076,7 @@ func (x *GenerateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateEvent.ProtoReflect.Descriptor instead.
 func (*GenerateEvent) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{10}
+	return file_backend_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GenerateEvent) GetText() string {
@@ -1015,7 +1133,7 @@ type EmbedRequest struct {
 
 func (x *EmbedRequest) Reset() {
 	*x = EmbedRequest{}
-	mi := &file_backend_proto_msgTypes[11]
+	mi := &file_backend_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1145,7 @@ func (x *EmbedRequest) String() string {
 func (*EmbedRequest) ProtoMessage() {}
 
 func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[11]
+	mi := &file_backend_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1158,7 @@ func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedRequest.ProtoReflect.Descriptor instead.
 func (*EmbedRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{11}
+	return file_backend_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EmbedRequest) GetInput() []string {
@@ -1066,7 +1184,7 @@ type Embedding struct {
 
 func (x *Embedding) Reset() {
 	*x = Embedding{}
-	mi := &file_backend_proto_msgTypes[12]
+	mi := &file_backend_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1196,7 @@ func (x *Embedding) String() string {
 func (*Embedding) ProtoMessage() {}
 
 func (x *Embedding) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[12]
+	mi := &file_backend_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1209,7 @@ func (x *Embedding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Embedding.ProtoReflect.Descriptor instead.
 func (*Embedding) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{12}
+	return file_backend_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Embedding) GetValues() []float32 {
@@ -1111,7 +1229,7 @@ type EmbedResponse struct {
 
 func (x *EmbedResponse) Reset() {
 	*x = EmbedResponse{}
-	mi := &file_backend_proto_msgTypes[13]
+	mi := &file_backend_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1241,7 @@ func (x *EmbedResponse) String() string {
 func (*EmbedResponse) ProtoMessage() {}
 
 func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[13]
+	mi := &file_backend_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1254,7 @@ func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedResponse.ProtoReflect.Descriptor instead.
 func (*EmbedResponse) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{13}
+	return file_backend_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EmbedResponse) GetEmbeddings() []*Embedding {
@@ -1166,7 +1284,7 @@ type RerankRequest struct {
 
 func (x *RerankRequest) Reset() {
 	*x = RerankRequest{}
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1296,7 @@ func (x *RerankRequest) String() string {
 func (*RerankRequest) ProtoMessage() {}
 
 func (x *RerankRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1309,7 @@ func (x *RerankRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerankRequest.ProtoReflect.Descriptor instead.
 func (*RerankRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{14}
+	return file_backend_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RerankRequest) GetQuery() string {
@@ -1227,7 +1345,7 @@ type RerankResponse struct {
 
 func (x *RerankResponse) Reset() {
 	*x = RerankResponse{}
-	mi := &file_backend_proto_msgTypes[15]
+	mi := &file_backend_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1357,7 @@ func (x *RerankResponse) String() string {
 func (*RerankResponse) ProtoMessage() {}
 
 func (x *RerankResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[15]
+	mi := &file_backend_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1370,7 @@ func (x *RerankResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerankResponse.ProtoReflect.Descriptor instead.
 func (*RerankResponse) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{15}
+	return file_backend_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RerankResponse) GetScores() []float32 {
@@ -1278,7 +1396,7 @@ type TokenizeRequest struct {
 
 func (x *TokenizeRequest) Reset() {
 	*x = TokenizeRequest{}
-	mi := &file_backend_proto_msgTypes[16]
+	mi := &file_backend_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1408,7 @@ func (x *TokenizeRequest) String() string {
 func (*TokenizeRequest) ProtoMessage() {}
 
 func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[16]
+	mi := &file_backend_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1421,7 @@ func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeRequest.ProtoReflect.Descriptor instead.
 func (*TokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{16}
+	return file_backend_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TokenizeRequest) GetInput() []string {
@@ -1323,7 +1441,7 @@ type TokenizeResponse struct {
 
 func (x *TokenizeResponse) Reset() {
 	*x = TokenizeResponse{}
-	mi := &file_backend_proto_msgTypes[17]
+	mi := &file_backend_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1453,7 @@ func (x *TokenizeResponse) String() string {
 func (*TokenizeResponse) ProtoMessage() {}
 
 func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[17]
+	mi := &file_backend_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1466,7 @@ func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeResponse.ProtoReflect.Descriptor instead.
 func (*TokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{17}
+	return file_backend_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TokenizeResponse) GetCounts() []int32 {
@@ -1366,7 +1484,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_backend_proto_msgTypes[18]
+	mi := &file_backend_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1496,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[18]
+	mi := &file_backend_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1509,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{18}
+	return file_backend_proto_rawDescGZIP(), []int{19}
 }
 
 type HealthResponse struct {
@@ -1410,7 +1528,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_backend_proto_msgTypes[19]
+	mi := &file_backend_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1540,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[19]
+	mi := &file_backend_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1553,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{19}
+	return file_backend_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HealthResponse) GetOk() bool {
@@ -1522,13 +1640,21 @@ const file_backend_proto_rawDesc = "" +
 	"min_tokens\x18\x0f \x01(\x05R\tminTokensB\x0e\n" +
 	"\f_temperatureB\b\n" +
 	"\x06_top_pB\a\n" +
-	"\x05_seed\"\xb9\x01\n" +
+	"\x05_seed\"\x85\x02\n" +
 	"\x0fGenerateRequest\x126\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1a.ragway.backend.v1.MessageR\bmessages\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x127\n" +
 	"\bsampling\x18\x03 \x01(\v2\x1b.ragway.backend.v1.SamplingR\bsampling\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"o\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\x12J\n" +
+	"\x0fresponse_format\x18\x05 \x01(\v2!.ragway.backend.v1.ResponseFormatR\x0eresponseFormat\"\xa7\x01\n" +
+	"\x0eResponseFormat\x12:\n" +
+	"\x04type\x18\x01 \x01(\x0e2&.ragway.backend.v1.ResponseFormat.TypeR\x04type\x12\x16\n" +
+	"\x06schema\x18\x02 \x01(\tR\x06schema\"A\n" +
+	"\x04Type\x12\r\n" +
+	"\tTYPE_TEXT\x10\x00\x12\x14\n" +
+	"\x10TYPE_JSON_OBJECT\x10\x01\x12\x14\n" +
+	"\x10TYPE_JSON_SCHEMA\x10\x02\"o\n" +
 	"\fTokenLogprob\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x18\n" +
 	"\alogprob\x18\x02 \x01(\x01R\alogprob\x12/\n" +
@@ -1578,7 +1704,7 @@ const file_backend_proto_rawDesc = "" +
 	"\amessage\x18\x05 \x01(\tR\amessage*Q\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x1c\n" +
-	"\x18PROTOCOL_VERSION_CURRENT\x10\x01*\xa2\x01\n" +
+	"\x18PROTOCOL_VERSION_CURRENT\x10\x01*\xc4\x01\n" +
 	"\n" +
 	"Capability\x12\x1a\n" +
 	"\x16CAPABILITY_UNSPECIFIED\x10\x00\x12\x13\n" +
@@ -1586,7 +1712,8 @@ const file_backend_proto_rawDesc = "" +
 	"\x15CAPABILITY_COMPLETION\x10\x02\x12\x18\n" +
 	"\x14CAPABILITY_EMBEDDING\x10\x03\x12\x17\n" +
 	"\x13CAPABILITY_TOKENIZE\x10\x04\x12\x15\n" +
-	"\x11CAPABILITY_RERANK\x10\x05*\x95\x01\n" +
+	"\x11CAPABILITY_RERANK\x10\x05\x12 \n" +
+	"\x1cCAPABILITY_STRUCTURED_OUTPUT\x10\x06*\x95\x01\n" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
@@ -1614,63 +1741,67 @@ func file_backend_proto_rawDescGZIP() []byte {
 	return file_backend_proto_rawDescData
 }
 
-var file_backend_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_backend_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_backend_proto_goTypes = []any{
 	(ProtocolVersion)(0),     // 0: ragway.backend.v1.ProtocolVersion
 	(Capability)(0),          // 1: ragway.backend.v1.Capability
 	(FinishReason)(0),        // 2: ragway.backend.v1.FinishReason
-	(*InfoRequest)(nil),      // 3: ragway.backend.v1.InfoRequest
-	(*InfoResponse)(nil),     // 4: ragway.backend.v1.InfoResponse
-	(*LoadRequest)(nil),      // 5: ragway.backend.v1.LoadRequest
-	(*LoadResponse)(nil),     // 6: ragway.backend.v1.LoadResponse
-	(*Message)(nil),          // 7: ragway.backend.v1.Message
-	(*Sampling)(nil),         // 8: ragway.backend.v1.Sampling
-	(*GenerateRequest)(nil),  // 9: ragway.backend.v1.GenerateRequest
-	(*TokenLogprob)(nil),     // 10: ragway.backend.v1.TokenLogprob
-	(*TopLogprob)(nil),       // 11: ragway.backend.v1.TopLogprob
-	(*Usage)(nil),            // 12: ragway.backend.v1.Usage
-	(*GenerateEvent)(nil),    // 13: ragway.backend.v1.GenerateEvent
-	(*EmbedRequest)(nil),     // 14: ragway.backend.v1.EmbedRequest
-	(*Embedding)(nil),        // 15: ragway.backend.v1.Embedding
-	(*EmbedResponse)(nil),    // 16: ragway.backend.v1.EmbedResponse
-	(*RerankRequest)(nil),    // 17: ragway.backend.v1.RerankRequest
-	(*RerankResponse)(nil),   // 18: ragway.backend.v1.RerankResponse
-	(*TokenizeRequest)(nil),  // 19: ragway.backend.v1.TokenizeRequest
-	(*TokenizeResponse)(nil), // 20: ragway.backend.v1.TokenizeResponse
-	(*HealthRequest)(nil),    // 21: ragway.backend.v1.HealthRequest
-	(*HealthResponse)(nil),   // 22: ragway.backend.v1.HealthResponse
-	(*structpb.Struct)(nil),  // 23: google.protobuf.Struct
+	(ResponseFormat_Type)(0), // 3: ragway.backend.v1.ResponseFormat.Type
+	(*InfoRequest)(nil),      // 4: ragway.backend.v1.InfoRequest
+	(*InfoResponse)(nil),     // 5: ragway.backend.v1.InfoResponse
+	(*LoadRequest)(nil),      // 6: ragway.backend.v1.LoadRequest
+	(*LoadResponse)(nil),     // 7: ragway.backend.v1.LoadResponse
+	(*Message)(nil),          // 8: ragway.backend.v1.Message
+	(*Sampling)(nil),         // 9: ragway.backend.v1.Sampling
+	(*GenerateRequest)(nil),  // 10: ragway.backend.v1.GenerateRequest
+	(*ResponseFormat)(nil),   // 11: ragway.backend.v1.ResponseFormat
+	(*TokenLogprob)(nil),     // 12: ragway.backend.v1.TokenLogprob
+	(*TopLogprob)(nil),       // 13: ragway.backend.v1.TopLogprob
+	(*Usage)(nil),            // 14: ragway.backend.v1.Usage
+	(*GenerateEvent)(nil),    // 15: ragway.backend.v1.GenerateEvent
+	(*EmbedRequest)(nil),     // 16: ragway.backend.v1.EmbedRequest
+	(*Embedding)(nil),        // 17: ragway.backend.v1.Embedding
+	(*EmbedResponse)(nil),    // 18: ragway.backend.v1.EmbedResponse
+	(*RerankRequest)(nil),    // 19: ragway.backend.v1.RerankRequest
+	(*RerankResponse)(nil),   // 20: ragway.backend.v1.RerankResponse
+	(*TokenizeRequest)(nil),  // 21: ragway.backend.v1.TokenizeRequest
+	(*TokenizeResponse)(nil), // 22: ragway.backend.v1.TokenizeResponse
+	(*HealthRequest)(nil),    // 23: ragway.backend.v1.HealthRequest
+	(*HealthResponse)(nil),   // 24: ragway.backend.v1.HealthResponse
+	(*structpb.Struct)(nil),  // 25: google.protobuf.Struct
 }
 var file_backend_proto_depIdxs = []int32{
 	1,  // 0: ragway.backend.v1.InfoResponse.capabilities:type_name -> ragway.backend.v1.Capability
-	23, // 1: ragway.backend.v1.LoadRequest.options:type_name -> google.protobuf.Struct
-	7,  // 2: ragway.backend.v1.GenerateRequest.messages:type_name -> ragway.backend.v1.Message
-	8,  // 3: ragway.backend.v1.GenerateRequest.sampling:type_name -> ragway.backend.v1.Sampling
-	11, // 4: ragway.backend.v1.TokenLogprob.top:type_name -> ragway.backend.v1.TopLogprob
-	10, // 5: ragway.backend.v1.GenerateEvent.logprobs:type_name -> ragway.backend.v1.TokenLogprob
-	2,  // 6: ragway.backend.v1.GenerateEvent.finish_reason:type_name -> ragway.backend.v1.FinishReason
-	12, // 7: ragway.backend.v1.GenerateEvent.usage:type_name -> ragway.backend.v1.Usage
-	15, // 8: ragway.backend.v1.EmbedResponse.embeddings:type_name -> ragway.backend.v1.Embedding
-	3,  // 9: ragway.backend.v1.Backend.Info:input_type -> ragway.backend.v1.InfoRequest
-	5,  // 10: ragway.backend.v1.Backend.Load:input_type -> ragway.backend.v1.LoadRequest
-	9,  // 11: ragway.backend.v1.Backend.Generate:input_type -> ragway.backend.v1.GenerateRequest
-	14, // 12: ragway.backend.v1.Backend.Embed:input_type -> ragway.backend.v1.EmbedRequest
-	19, // 13: ragway.backend.v1.Backend.Tokenize:input_type -> ragway.backend.v1.TokenizeRequest
-	21, // 14: ragway.backend.v1.Backend.Health:input_type -> ragway.backend.v1.HealthRequest
-	17, // 15: ragway.backend.v1.Backend.Rerank:input_type -> ragway.backend.v1.RerankRequest
-	4,  // 16: ragway.backend.v1.Backend.Info:output_type -> ragway.backend.v1.InfoResponse
-	6,  // 17: ragway.backend.v1.Backend.Load:output_type -> ragway.backend.v1.LoadResponse
-	13, // 18: ragway.backend.v1.Backend.Generate:output_type -> ragway.backend.v1.GenerateEvent
-	16, // 19: ragway.backend.v1.Backend.Embed:output_type -> ragway.backend.v1.EmbedResponse
-	20, // 20: ragway.backend.v1.Backend.Tokenize:output_type -> ragway.backend.v1.TokenizeResponse
-	22, // 21: ragway.backend.v1.Backend.Health:output_type -> ragway.backend.v1.HealthResponse
-	18, // 22: ragway.backend.v1.Backend.Rerank:output_type -> ragway.backend.v1.RerankResponse
-	16, // [16:23] is the sub-list for method output_type
-	9,  // [9:16] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	25, // 1: ragway.backend.v1.LoadRequest.options:type_name -> google.protobuf.Struct
+	8,  // 2: ragway.backend.v1.GenerateRequest.messages:type_name -> ragway.backend.v1.Message
+	9,  // 3: ragway.backend.v1.GenerateRequest.sampling:type_name -> ragway.backend.v1.Sampling
+	11, // 4: ragway.backend.v1.GenerateRequest.response_format:type_name -> ragway.backend.v1.ResponseFormat
+	3,  // 5: ragway.backend.v1.ResponseFormat.type:type_name -> ragway.backend.v1.ResponseFormat.Type
+	13, // 6: ragway.backend.v1.TokenLogprob.top:type_name -> ragway.backend.v1.TopLogprob
+	12, // 7: ragway.backend.v1.GenerateEvent.logprobs:type_name -> ragway.backend.v1.TokenLogprob
+	2,  // 8: ragway.backend.v1.GenerateEvent.finish_reason:type_name -> ragway.backend.v1.FinishReason
+	14, // 9: ragway.backend.v1.GenerateEvent.usage:type_name -> ragway.backend.v1.Usage
+	17, // 10: ragway.backend.v1.EmbedResponse.embeddings:type_name -> ragway.backend.v1.Embedding
+	4,  // 11: ragway.backend.v1.Backend.Info:input_type -> ragway.backend.v1.InfoRequest
+	6,  // 12: ragway.backend.v1.Backend.Load:input_type -> ragway.backend.v1.LoadRequest
+	10, // 13: ragway.backend.v1.Backend.Generate:input_type -> ragway.backend.v1.GenerateRequest
+	16, // 14: ragway.backend.v1.Backend.Embed:input_type -> ragway.backend.v1.EmbedRequest
+	21, // 15: ragway.backend.v1.Backend.Tokenize:input_type -> ragway.backend.v1.TokenizeRequest
+	23, // 16: ragway.backend.v1.Backend.Health:input_type -> ragway.backend.v1.HealthRequest
+	19, // 17: ragway.backend.v1.Backend.Rerank:input_type -> ragway.backend.v1.RerankRequest
+	5,  // 18: ragway.backend.v1.Backend.Info:output_type -> ragway.backend.v1.InfoResponse
+	7,  // 19: ragway.backend.v1.Backend.Load:output_type -> ragway.backend.v1.LoadResponse
+	15, // 20: ragway.backend.v1.Backend.Generate:output_type -> ragway.backend.v1.GenerateEvent
+	18, // 21: ragway.backend.v1.Backend.Embed:output_type -> ragway.backend.v1.EmbedResponse
+	22, // 22: ragway.backend.v1.Backend.Tokenize:output_type -> ragway.backend.v1.TokenizeResponse
+	24, // 23: ragway.backend.v1.Backend.Health:output_type -> ragway.backend.v1.HealthResponse
+	20, // 24: ragway.backend.v1.Backend.Rerank:output_type -> ragway.backend.v1.RerankResponse
+	18, // [18:25] is the sub-list for method output_type
+	11, // [11:18] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_backend_proto_init() }
@@ -1684,8 +1815,8 @@ func file_backend_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backend_proto_rawDesc), len(file_backend_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   20,
+			NumEnums:      4,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

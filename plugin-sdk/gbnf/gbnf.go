@@ -1,0 +1,932 @@
+package gbnf
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Limits of what a schema may ask for: beyond them, FromSchema refuses it.
+const (
+	MaxDepth  = 32   // nesting of schemas within the schema
+	MaxRules  = 2048 // rules of the grammar
+	MaxRepeat = 1000 // minLength, maxLength, minItems, maxItems
+	MaxBytes  = 256 << 10
+)
+
+// UnsupportedError is a schema FromSchema cannot turn into a grammar: Keyword (at
+// Path, a JSON pointer into the schema) constrains values in a way the grammar does
+// not express, or the schema is malformed.
+type UnsupportedError struct {
+	Path    string
+	Keyword string
+	Reason  string
+}
+
+func (e *UnsupportedError) Error() string {
+	where := e.Path
+	if where == "" {
+		where = "/"
+	}
+	if e.Keyword == "" {
+		return fmt.Sprintf("the schema at %s: %s", where, e.Reason)
+	}
+	return fmt.Sprintf("the schema at %s: '%s' %s", where, e.Keyword, e.Reason)
+}
+
+// The shared rules of JSON's lexical parts (compact: no whitespace).
+const commonRules = `value ::= object | array | string | number | boolean | null
+object ::= "{" ( string ":" value ( "," string ":" value )* )? "}"
+array ::= "[" ( value ( "," value )* )? "]"
+string ::= "\"" char* "\""
+char ::= [^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )
+number ::= integer ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?
+integer ::= "-"? nonneg
+nonneg ::= "0" | [1-9] [0-9]{0,15}
+boolean ::= "true" | "false"
+null ::= "null"
+`
+
+// JSONObject is the grammar of any JSON object (response_format json_object).
+const JSONObject = "root ::= object\n" + commonRules
+
+// JSONValue is the grammar of any JSON value.
+const JSONValue = "root ::= value\n" + commonRules
+
+// FromSchema returns the grammar (its root rule "root") of the JSON texts schema
+// accepts, or an *UnsupportedError.
+func FromSchema(schema []byte) (string, error) {
+	if len(schema) > MaxBytes {
+		return "", &UnsupportedError{Reason: fmt.Sprintf("is longer than %d bytes", MaxBytes)}
+	}
+	root, err := decode(schema)
+	if err != nil {
+		return "", &UnsupportedError{Reason: "is not JSON: " + err.Error()}
+	}
+	c := &converter{root: root, refs: map[string]string{}, bodies: map[string]string{}}
+	name, err := c.visit(root, "", 0)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "root ::= %s\n", name)
+	for _, r := range c.order {
+		fmt.Fprintf(&b, "%s ::= %s\n", r, c.rules[r])
+	}
+	b.WriteString(commonRules)
+	return b.String(), nil
+}
+
+// object is a JSON object with its keys in order.
+type object struct {
+	keys []string
+	m    map[string]any
+}
+
+func (o *object) get(k string) (any, bool) { v, ok := o.m[k]; return v, ok }
+
+// decode reads JSON keeping objects' key order; numbers stay json.Number.
+func decode(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	v, err := decodeValue(dec, 0)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err == nil {
+		return nil, errors.New("trailing data after the value")
+	}
+	return v, nil
+}
+
+func decodeValue(dec *json.Decoder, depth int) (any, error) {
+	if depth > 4*MaxDepth {
+		return nil, errors.New("nested too deep")
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		if t == '{' {
+			o := &object{m: map[string]any{}}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return nil, err
+				}
+				key := k.(string)
+				if _, dup := o.m[key]; dup {
+					return nil, fmt.Errorf("the key %q appears twice", key)
+				}
+				v, err := decodeValue(dec, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				o.keys = append(o.keys, key)
+				o.m[key] = v
+			}
+			_, err := dec.Token()
+			return o, err
+		}
+		list := []any{}
+		for dec.More() {
+			v, err := decodeValue(dec, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			list = append(list, v)
+		}
+		_, err := dec.Token()
+		return list, err
+	}
+	return tok, nil
+}
+
+// encode writes v as compact JSON, objects' keys in their order.
+func encode(b *strings.Builder, v any) {
+	switch t := v.(type) {
+	case *object:
+		b.WriteByte('{')
+		for i, k := range t.keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			encode(b, k)
+			b.WriteByte(':')
+			encode(b, t.m[k])
+		}
+		b.WriteByte('}')
+	case []any:
+		b.WriteByte('[')
+		for i, e := range t {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			encode(b, e)
+		}
+		b.WriteByte(']')
+	case string:
+		enc := json.NewEncoder(b)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(t)
+		s := b.String()
+		if strings.HasSuffix(s, "\n") { // Encode's newline
+			trimmed := s[:len(s)-1]
+			b.Reset()
+			b.WriteString(trimmed)
+		}
+	case json.Number:
+		b.WriteString(string(t))
+	case bool:
+		b.WriteString(strconv.FormatBool(t))
+	case nil:
+		b.WriteString("null")
+	}
+}
+
+// literal is a GBNF string literal matching s exactly.
+func literal(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"':
+			b.WriteString(`\"`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02X`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// jsonLiteral is the GBNF literal of v's compact JSON.
+func jsonLiteral(v any) string {
+	var b strings.Builder
+	encode(&b, v)
+	return literal(b.String())
+}
+
+type converter struct {
+	root   any
+	rules  map[string]string
+	order  []string
+	bodies map[string]string // body → rule, to share identical rules
+	refs   map[string]string // $ref → rule
+	n      int
+}
+
+// rule adds a rule with body (or finds an identical one) and returns its name.
+func (c *converter) rule(body string) (string, error) {
+	if name, ok := c.bodies[body]; ok {
+		return name, nil
+	}
+	name, err := c.newName()
+	if err != nil {
+		return "", err
+	}
+	c.define(name, body)
+	return name, nil
+}
+
+func (c *converter) newName() (string, error) {
+	if c.n >= MaxRules {
+		return "", &UnsupportedError{Reason: fmt.Sprintf("needs more than %d grammar rules", MaxRules)}
+	}
+	c.n++
+	return "r" + strconv.Itoa(c.n), nil
+}
+
+func (c *converter) define(name, body string) {
+	if c.rules == nil {
+		c.rules = map[string]string{}
+	}
+	c.rules[name] = body
+	c.order = append(c.order, name)
+	c.bodies[body] = name
+}
+
+// annotations are keywords that say something of a value without constraining it.
+var annotations = []string{"title", "description", "default", "examples", "$schema", "$id", "$comment",
+	"deprecated", "readOnly", "writeOnly", "$defs", "definitions", "$anchor"}
+
+// keywords each kind of schema may use (besides annotations).
+var keywords = map[string][]string{
+	"object":  {"type", "properties", "required", "additionalProperties", "minProperties", "maxProperties"},
+	"array":   {"type", "items", "minItems", "maxItems"},
+	"string":  {"type", "minLength", "maxLength", "format"},
+	"integer": {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
+	"number":  {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
+	"boolean": {"type"},
+	"null":    {"type"},
+}
+
+var jsonTypes = []string{"object", "array", "string", "integer", "number", "boolean", "null"}
+
+// visit returns the rule of the values schema s (at path) accepts.
+func (c *converter) visit(s any, path string, depth int) (string, error) {
+	if depth > MaxDepth {
+		return "", &UnsupportedError{Path: path, Reason: fmt.Sprintf("nests more than %d schemas deep", MaxDepth)}
+	}
+	switch t := s.(type) {
+	case bool:
+		if t {
+			return "value", nil
+		}
+		return "", &UnsupportedError{Path: path, Reason: "is false: no value is valid"}
+	case *object:
+		return c.visitObject(t, path, depth)
+	}
+	return "", &UnsupportedError{Path: path, Reason: "is not a schema (an object or a boolean)"}
+}
+
+func (c *converter) visitObject(s *object, path string, depth int) (string, error) {
+	// Keywords that stand alone: $ref, const, enum, anyOf.
+	for _, k := range []string{"$ref", "const", "enum", "anyOf"} {
+		v, ok := s.get(k)
+		if !ok {
+			continue
+		}
+		for _, other := range s.keys {
+			if other != k && !slices.Contains(annotations, other) && !(other == "type" && (k == "const" || k == "enum")) {
+				return "", &UnsupportedError{Path: path, Keyword: other, Reason: fmt.Sprintf("next to '%s' is not supported", k)}
+			}
+		}
+		switch k {
+		case "$ref":
+			return c.ref(v, path+"/$ref", depth)
+		case "const":
+			return c.values([]any{v}, s, path, "const")
+		case "enum":
+			list, ok := v.([]any)
+			if !ok || len(list) == 0 {
+				return "", &UnsupportedError{Path: path, Keyword: "enum", Reason: "must be a non-empty array"}
+			}
+			return c.values(list, s, path, "enum")
+		case "anyOf":
+			list, ok := v.([]any)
+			if !ok || len(list) == 0 {
+				return "", &UnsupportedError{Path: path, Keyword: "anyOf", Reason: "must be a non-empty array"}
+			}
+			var alts []string
+			for i, sub := range list {
+				r, err := c.visit(sub, fmt.Sprintf("%s/anyOf/%d", path, i), depth+1)
+				if err != nil {
+					return "", err
+				}
+				alts = append(alts, r)
+			}
+			return c.rule(strings.Join(alts, " | "))
+		}
+	}
+	types, err := schemaTypes(s, path)
+	if err != nil {
+		return "", err
+	}
+	for _, k := range s.keys {
+		if slices.Contains(annotations, k) {
+			continue
+		}
+		known := false
+		for _, ty := range types {
+			known = known || slices.Contains(keywords[ty], k)
+		}
+		if !known {
+			return "", &UnsupportedError{Path: path, Keyword: k, Reason: "is not supported"}
+		}
+	}
+	var alts []string
+	for _, ty := range types {
+		r, err := c.typed(ty, s, path, depth)
+		if err != nil {
+			return "", err
+		}
+		alts = append(alts, r)
+	}
+	if len(alts) == 1 {
+		return alts[0], nil
+	}
+	return c.rule(strings.Join(alts, " | "))
+}
+
+// schemaTypes returns the types a schema's "type" allows (every type when it has
+// none).
+func schemaTypes(s *object, path string) ([]string, error) {
+	v, ok := s.get("type")
+	if !ok {
+		return jsonTypes, nil
+	}
+	var names []any
+	switch t := v.(type) {
+	case string:
+		names = []any{t}
+	case []any:
+		names = t
+	}
+	if len(names) == 0 {
+		return nil, &UnsupportedError{Path: path, Keyword: "type", Reason: "must be a type's name or a non-empty list of them"}
+	}
+	var out []string
+	for _, n := range names {
+		name, _ := n.(string)
+		if !slices.Contains(jsonTypes, name) {
+			return nil, &UnsupportedError{Path: path, Keyword: "type", Reason: fmt.Sprintf("names an unknown type %v", n)}
+		}
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	// An integer is a number: "number" alone covers both.
+	if slices.Contains(out, "number") {
+		out = slices.DeleteFunc(out, func(t string) bool { return t == "integer" })
+	}
+	return out, nil
+}
+
+// values is the rule of a const or an enum: each value (of the schema's types, when
+// it has any) as its JSON.
+func (c *converter) values(list []any, s *object, path, keyword string) (string, error) {
+	types, err := schemaTypes(s, path)
+	if err != nil {
+		return "", err
+	}
+	var alts []string
+	for _, v := range list {
+		if slices.ContainsFunc(types, func(t string) bool { return isType(v, t) }) {
+			alts = append(alts, jsonLiteral(v))
+		}
+	}
+	if len(alts) == 0 {
+		return "", &UnsupportedError{Path: path, Keyword: keyword, Reason: "has no value of the schema's type"}
+	}
+	return c.rule(strings.Join(alts, " | "))
+}
+
+func isType(v any, t string) bool {
+	switch x := v.(type) {
+	case *object:
+		return t == "object"
+	case []any:
+		return t == "array"
+	case string:
+		return t == "string"
+	case bool:
+		return t == "boolean"
+	case nil:
+		return t == "null"
+	case json.Number:
+		if t == "number" {
+			return true
+		}
+		f, err := x.Float64()
+		return t == "integer" && err == nil && f == math.Trunc(f)
+	}
+	return false
+}
+
+// ref resolves a $ref within the schema (a JSON pointer, "#/$defs/name").
+func (c *converter) ref(v any, path string, depth int) (string, error) {
+	ref, ok := v.(string)
+	if !ok || !strings.HasPrefix(ref, "#") {
+		return "", &UnsupportedError{Path: path, Reason: "only references within the schema (\"#/$defs/name\") are supported"}
+	}
+	if name, ok := c.refs[ref]; ok {
+		return name, nil
+	}
+	target, err := c.pointer(strings.TrimPrefix(ref, "#"))
+	if err != nil {
+		return "", &UnsupportedError{Path: path, Reason: fmt.Sprintf("%q: %v", ref, err)}
+	}
+	// Named before it is visited: a schema that refers to itself refers to this rule.
+	name, err := c.newName()
+	if err != nil {
+		return "", err
+	}
+	c.refs[ref] = name
+	body, err := c.visit(target, strings.TrimPrefix(ref, "#"), depth+1)
+	if err != nil {
+		return "", err
+	}
+	c.define(name, body)
+	return name, nil
+}
+
+func (c *converter) pointer(p string) (any, error) {
+	if p == "" {
+		return c.root, nil
+	}
+	if !strings.HasPrefix(p, "/") {
+		return nil, errors.New("not a JSON pointer")
+	}
+	cur := c.root
+	for _, part := range strings.Split(p[1:], "/") {
+		part, err := url.PathUnescape(part)
+		if err != nil {
+			return nil, err
+		}
+		part = strings.ReplaceAll(strings.ReplaceAll(part, "~1", "/"), "~0", "~")
+		switch t := cur.(type) {
+		case *object:
+			v, ok := t.get(part)
+			if !ok {
+				return nil, fmt.Errorf("no %q", part)
+			}
+			cur = v
+		case []any:
+			i, err := strconv.Atoi(part)
+			if err != nil || i < 0 || i >= len(t) {
+				return nil, fmt.Errorf("no item %q", part)
+			}
+			cur = t[i]
+		default:
+			return nil, fmt.Errorf("no %q", part)
+		}
+	}
+	return cur, nil
+}
+
+// count reads a non-negative integer keyword (at most MaxRepeat); -1 when absent.
+func count(s *object, path, k string) (int, error) {
+	v, ok := s.get(k)
+	if !ok {
+		return -1, nil
+	}
+	n, isNum := v.(json.Number)
+	i, err := strconv.Atoi(string(n))
+	if !isNum || err != nil || i < 0 {
+		return 0, &UnsupportedError{Path: path, Keyword: k, Reason: "must be a non-negative integer"}
+	}
+	if i > MaxRepeat {
+		return 0, &UnsupportedError{Path: path, Keyword: k, Reason: fmt.Sprintf("above %d is not supported", MaxRepeat)}
+	}
+	return i, nil
+}
+
+// repeat is elem repeated min to max times (max < 0: no bound), separated by sep.
+func repeat(elem, sep string, lo, hi int) string {
+	if hi == 0 {
+		return ""
+	}
+	next := elem
+	if sep != "" {
+		next = sep + " " + elem
+	}
+	var rest string
+	switch {
+	case hi < 0:
+		rest = fmt.Sprintf("( %s ){%d,}", next, max(lo-1, 0))
+	default:
+		rest = fmt.Sprintf("( %s ){%d,%d}", next, max(lo-1, 0), hi-1)
+	}
+	if lo == 0 {
+		return fmt.Sprintf("( %s %s )?", elem, rest)
+	}
+	return elem + " " + rest
+}
+
+func (c *converter) typed(ty string, s *object, path string, depth int) (string, error) {
+	switch ty {
+	case "boolean", "null":
+		return ty, nil
+	case "string":
+		return c.str(s, path)
+	case "integer":
+		return c.integer(s, path)
+	case "number":
+		return c.number(s, path)
+	case "array":
+		return c.array(s, path, depth)
+	case "object":
+		return c.object(s, path, depth)
+	}
+	return "", &UnsupportedError{Path: path, Keyword: "type", Reason: "names an unknown type"}
+}
+
+func (c *converter) str(s *object, path string) (string, error) {
+	if f, ok := s.get("format"); ok {
+		if _, hasMin := s.get("minLength"); hasMin {
+			return "", &UnsupportedError{Path: path, Keyword: "minLength", Reason: "next to 'format' is not supported"}
+		}
+		if _, hasMax := s.get("maxLength"); hasMax {
+			return "", &UnsupportedError{Path: path, Keyword: "maxLength", Reason: "next to 'format' is not supported"}
+		}
+		body, ok := formats[fmt.Sprint(f)]
+		if !ok {
+			return "", &UnsupportedError{Path: path + "/format", Keyword: "format", Reason: fmt.Sprintf("%q is not supported (date, time, date-time and uuid are)", f)}
+		}
+		return c.rule(`"\"" ` + body + ` "\""`)
+	}
+	lo, err := count(s, path, "minLength")
+	if err != nil {
+		return "", err
+	}
+	hi, err := count(s, path, "maxLength")
+	if err != nil {
+		return "", err
+	}
+	if lo < 0 && hi < 0 {
+		return "string", nil
+	}
+	lo = max(lo, 0)
+	if hi >= 0 && hi < lo {
+		return "", &UnsupportedError{Path: path, Keyword: "maxLength", Reason: "is below minLength: no value is valid"}
+	}
+	rep := fmt.Sprintf("char{%d,}", lo)
+	if hi >= 0 {
+		rep = fmt.Sprintf("char{%d,%d}", lo, hi)
+	}
+	return c.rule(`"\"" ` + rep + ` "\""`)
+}
+
+var (
+	// Days that every year has: 31 in the long months, 30 in the others, 28 in
+	// February (the 29th is left out: it is valid only in leap years).
+	dateRule = `[0-9]{4} "-" ( ( "0" [13578] | "1" [02] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] ) | ( "0" [469] | "11" ) "-" ( "0" [1-9] | [12] [0-9] | "30" ) | "02" "-" ( "0" [1-9] | "1" [0-9] | "2" [0-8] ) )`
+	timeRule = `( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,9} )? ( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )`
+	formats  = map[string]string{
+		"date":      dateRule,
+		"time":      timeRule,
+		"date-time": dateRule + ` "T" ` + timeRule,
+		"uuid":      `[0-9a-f]{8} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{12}`,
+	}
+)
+
+// bound reads a numeric bound keyword; ok false when absent.
+func bound(s *object, path, k string) (v float64, ok bool, err error) {
+	raw, present := s.get(k)
+	if !present {
+		return 0, false, nil
+	}
+	n, isNum := raw.(json.Number)
+	f, perr := n.Float64()
+	if !isNum || perr != nil || math.IsInf(f, 0) {
+		return 0, false, &UnsupportedError{Path: path, Keyword: k, Reason: "must be a number"}
+	}
+	return f, true, nil
+}
+
+func (c *converter) integer(s *object, path string) (string, error) {
+	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+	for _, k := range []string{"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"} {
+		f, ok, err := bound(s, path, k)
+		if err != nil || !ok {
+			if err != nil {
+				return "", err
+			}
+			continue
+		}
+		if math.Abs(f) > 1e15 {
+			return "", &UnsupportedError{Path: path, Keyword: k, Reason: "beyond ±10^15 is not supported"}
+		}
+		switch k {
+		case "minimum":
+			lo = max(lo, int64(math.Ceil(f)))
+		case "exclusiveMinimum":
+			lo = max(lo, int64(math.Floor(f))+1)
+		case "maximum":
+			hi = min(hi, int64(math.Floor(f)))
+		case "exclusiveMaximum":
+			hi = min(hi, int64(math.Ceil(f))-1)
+		}
+	}
+	if lo == math.MinInt64 && hi == math.MaxInt64 {
+		return "integer", nil
+	}
+	if lo > hi {
+		return "", &UnsupportedError{Path: path, Keyword: "minimum", Reason: "is above the maximum: no value is valid"}
+	}
+	return c.rule(intRange(lo, hi))
+}
+
+// maxDigits is the most digits an unbounded integer has (as rule nonneg).
+const maxDigits = 16
+
+// intRange is the body of a rule matching the integers lo..hi in JSON (either end
+// may be unbounded: math.MinInt64, math.MaxInt64).
+func intRange(lo, hi int64) string {
+	var alts []string
+	if lo < 0 {
+		// Negative part: -(1..-lo) within the range.
+		nhi := uint64(-(lo + 1)) + 1 // |lo|
+		if lo == math.MinInt64 {
+			nhi = math.MaxUint64
+		}
+		nlo := uint64(1)
+		if hi < 0 {
+			nlo = uint64(-(hi + 1)) + 1
+		}
+		for _, a := range digitRanges(nlo, nhi) {
+			alts = append(alts, `"-" `+a)
+		}
+	}
+	if hi >= 0 {
+		plo := uint64(max(lo, 0))
+		phi := uint64(hi)
+		if hi == math.MaxInt64 {
+			phi = math.MaxUint64
+		}
+		alts = append(alts, digitRanges(plo, phi)...)
+	}
+	return strings.Join(alts, " | ")
+}
+
+// digitRanges matches the decimal numbers lo..hi (no leading zeros); hi
+// math.MaxUint64 means any number of up to maxDigits digits from lo. Each
+// alternative is a block of numbers with the same digits count: a fixed prefix, one
+// digit in a range, then free digits.
+func digitRanges(lo, hi uint64) []string {
+	if hi == math.MaxUint64 {
+		hi = pow10(maxDigits) - 1
+	}
+	var out []string
+	if lo == 0 {
+		out = append(out, `"0"`)
+		lo = 1
+	}
+	for lo >= 1 && lo <= hi {
+		// The widest aligned block starting at lo: lo..lo+w-1, w a power of ten.
+		w := uint64(1)
+		for lo%(w*10) == 0 && lo+w*10-1 <= hi {
+			w *= 10
+		}
+		// As many such blocks as follow in the same decade and in the range.
+		m := uint64(1)
+		for (lo/w)%10+m <= 9 && lo+(m+1)*w-1 <= hi {
+			m++
+		}
+		end := lo + m*w - 1
+		out = append(out, digitsBlock(lo, end))
+		lo = end + 1
+	}
+	return out
+}
+
+func pow10(n int) uint64 {
+	p := uint64(1)
+	for range n {
+		p *= 10
+	}
+	return p
+}
+
+// digitsBlock matches lo..hi, numbers of as many digits that share a prefix, then
+// differ in one digit (a range), then run over all digits (lo's all 0, hi's all 9).
+func digitsBlock(lo, hi uint64) string {
+	ls, hs := strconv.FormatUint(lo, 10), strconv.FormatUint(hi, 10)
+	var parts []string
+	i := 0
+	for i < len(ls) && ls[i] == hs[i] {
+		i++
+	}
+	if i > 0 {
+		parts = append(parts, literal(ls[:i]))
+	}
+	if i < len(ls) {
+		first := fmt.Sprintf("[%c-%c]", ls[i], hs[i])
+		if ls[i] == hs[i] {
+			first = literal(ls[i : i+1])
+		}
+		parts = append(parts, first)
+		if rest := len(ls) - i - 1; rest > 0 {
+			parts = append(parts, fmt.Sprintf("[0-9]{%d}", rest))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func (c *converter) number(s *object, path string) (string, error) {
+	var lo *float64
+	for _, k := range []string{"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"} {
+		f, ok, err := bound(s, path, k)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			continue
+		}
+		if k != "minimum" || f != 0 {
+			return "", &UnsupportedError{Path: path, Keyword: k, Reason: "is supported for numbers only as minimum 0 (integers take any bounds)"}
+		}
+		lo = &f
+	}
+	if lo == nil {
+		return "number", nil
+	}
+	return c.rule(`nonneg ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?`)
+}
+
+func (c *converter) array(s *object, path string, depth int) (string, error) {
+	item := "value"
+	if it, ok := s.get("items"); ok {
+		if _, isList := it.([]any); isList {
+			return "", &UnsupportedError{Path: path, Keyword: "items", Reason: "as a list (tuples) is not supported"}
+		}
+		r, err := c.visit(it, path+"/items", depth+1)
+		if err != nil {
+			return "", err
+		}
+		item = r
+	}
+	lo, err := count(s, path, "minItems")
+	if err != nil {
+		return "", err
+	}
+	hi, err := count(s, path, "maxItems")
+	if err != nil {
+		return "", err
+	}
+	lo = max(lo, 0)
+	if hi >= 0 && hi < lo {
+		return "", &UnsupportedError{Path: path, Keyword: "maxItems", Reason: "is below minItems: no value is valid"}
+	}
+	return c.rule(`"[" ` + repeat(item, `","`, lo, hi) + ` "]"`)
+}
+
+func (c *converter) object(s *object, path string, depth int) (string, error) {
+	props, _ := s.get("properties")
+	var order []string
+	values := map[string]string{}
+	if props != nil {
+		p, ok := props.(*object)
+		if !ok {
+			return "", &UnsupportedError{Path: path, Keyword: "properties", Reason: "must be an object"}
+		}
+		for _, k := range p.keys {
+			r, err := c.visit(p.m[k], path+"/properties/"+escapePointer(k), depth+1)
+			if err != nil {
+				return "", err
+			}
+			order = append(order, k)
+			values[k] = r
+		}
+	}
+	required := map[string]bool{}
+	if req, ok := s.get("required"); ok {
+		list, ok := req.([]any)
+		if !ok {
+			return "", &UnsupportedError{Path: path, Keyword: "required", Reason: "must be an array of names"}
+		}
+		for _, n := range list {
+			name, ok := n.(string)
+			if !ok {
+				return "", &UnsupportedError{Path: path, Keyword: "required", Reason: "must be an array of names"}
+			}
+			if _, declared := values[name]; !declared {
+				return "", &UnsupportedError{Path: path, Keyword: "required", Reason: fmt.Sprintf("names %q, which is not among the properties", name)}
+			}
+			required[name] = true
+		}
+	}
+	extra := ""
+	if ap, ok := s.get("additionalProperties"); ok && len(order) == 0 {
+		// A map: any keys, each value as the schema says.
+		switch t := ap.(type) {
+		case bool:
+			if t {
+				extra = "value"
+			}
+		default:
+			r, err := c.visit(ap, path+"/additionalProperties", depth+1)
+			if err != nil {
+				return "", err
+			}
+			extra = r
+		}
+	} else if !ok && len(order) == 0 {
+		extra = "value"
+	}
+	// (With properties, other keys are never written: a valid subset of what the
+	// schema allows.)
+	nReq := len(required)
+	minP, err := count(s, path, "minProperties")
+	if err != nil {
+		return "", err
+	}
+	maxP, err := count(s, path, "maxProperties")
+	if err != nil {
+		return "", err
+	}
+	if extra == "" && (minP > nReq || maxP >= 0 && maxP < len(order)) {
+		return "", &UnsupportedError{Path: path, Keyword: "minProperties", Reason: "and maxProperties are supported only when the properties already meet them"}
+	}
+	if extra != "" {
+		if minP > 0 || maxP >= 0 {
+			return "", &UnsupportedError{Path: path, Keyword: "minProperties", Reason: "and maxProperties are not supported on maps"}
+		}
+		kv, err := c.rule(`string ":" ` + extra)
+		if err != nil {
+			return "", err
+		}
+		return c.rule(`"{" ` + repeat(kv, `","`, 0, -1) + ` "}"`)
+	}
+	kv := func(k string) (string, error) {
+		return c.rule(literal(jsonString(k)) + ` ":" ` + values[k])
+	}
+	var reqs, opts []string
+	for _, k := range order {
+		r, err := kv(k)
+		if err != nil {
+			return "", err
+		}
+		if required[k] {
+			reqs = append(reqs, r)
+		} else {
+			opts = append(opts, r)
+		}
+	}
+	// Optional properties, in order: any subset of them.
+	var optChain string
+	for i := len(opts) - 1; i >= 0; i-- {
+		body := opts[i]
+		if optChain != "" {
+			body = fmt.Sprintf(`%s ( "," %s )? | %s`, opts[i], optChain, optChain)
+		}
+		r, err := c.rule(body)
+		if err != nil {
+			return "", err
+		}
+		optChain = r
+	}
+	var inner string
+	switch {
+	case len(reqs) > 0:
+		inner = strings.Join(reqs, ` "," `)
+		if optChain != "" {
+			inner += fmt.Sprintf(` ( "," %s )?`, optChain)
+		}
+	case optChain != "":
+		inner = optChain + "?"
+	}
+	if inner == "" {
+		return c.rule(`"{" "}"`)
+	}
+	return c.rule(`"{" ` + inner + ` "}"`)
+}
+
+func jsonString(s string) string {
+	var b strings.Builder
+	encode(&b, s)
+	return b.String()
+}
+
+func escapePointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
