@@ -89,6 +89,25 @@ func TestVLLMProxyChain(t *testing.T) {
 		}
 	})
 
+	t.Run("structured output passes through both ways", func(t *testing.T) {
+		schema := compileSchema(t, personSchema)
+		params := openai.ChatCompletionNewParams{Model: "chat", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Describe a person.")},
+			Temperature: openai.Float(0), MaxTokens: openai.Int(300), ResponseFormat: personFormat()}
+		want, err := direct.Chat.Completions.New(ctx, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		params.Model = "proxied"
+		got, err := viaProxy.Chat.Completions.New(ctx, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		validateJSON(t, schema, "the answer through the proxy", got.Choices[0].Message.Content)
+		if got.Choices[0].Message.Content != want.Choices[0].Message.Content {
+			t.Fatalf("through the proxy %q, upstream %q", got.Choices[0].Message.Content, want.Choices[0].Message.Content)
+		}
+	})
+
 	t.Run("upstream down gives clean errors, the gateway stays up", func(t *testing.T) {
 		_ = upstream.stop(syscall.SIGKILL)
 		code, body := front.post("/v1/chat/completions", `{"model":"proxied","messages":[{"role":"user","content":"hi"}]}`)

@@ -31,7 +31,8 @@ type chatRequest struct {
 	// starts one): messages are the new turn, the history is the server's.
 	ConversationID *string `json:"conversation_id"`
 	// RAG (a ragway extension) grounds the answer in a knowledge base.
-	RAG *chat.RAGParams `json:"rag"`
+	RAG            *chat.RAGParams `json:"rag"`
+	ResponseFormat json.RawMessage `json:"response_format"`
 	oai.SamplingParams
 	oai.Unhonoured
 }
@@ -102,9 +103,13 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		sampling.TopLogprobs = *v
 	}
 
+	format, aerr := oai.ResponseFormat(req.ResponseFormat, "response_format")
+	if aerr != nil {
+		return aerr
+	}
 	creq := chat.Request{
 		Principal: principalOf(c), Route: cl.route, Arrived: cl.start, Model: m, RequestID: reqID(c),
-		Messages: msgs, N: n, Sampling: sampling,
+		Messages: msgs, N: n, Sampling: sampling, ResponseFormat: format,
 	}
 	kb, topK := c.Get(headerKB), 0
 	if req.RAG != nil {

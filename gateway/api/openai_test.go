@@ -182,8 +182,9 @@ func TestOpenAIGoSDK(t *testing.T) {
 		}{
 			{"tools", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs,
 				Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "lookup"})}}},
-			{"response_format", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs,
-				ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONObject: &openai.ResponseFormatJSONObjectParam{}}}},
+			{"response_format.json_schema.schema", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs,
+				ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &openai.ResponseFormatJSONSchemaParam{
+					JSONSchema: openai.ResponseFormatJSONSchemaJSONSchemaParam{Name: "word", Schema: map[string]any{"type": "string", "pattern": "^a+$"}}}}}},
 			{"logit_bias", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs, LogitBias: map[string]int64{"50256": -100}}},
 			{"reasoning_effort", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs, ReasoningEffort: "high"}},
 		} {

@@ -104,6 +104,9 @@ type Request struct {
 	Regenerate string
 	// RAG, when set, grounds the answer in a knowledge base.
 	RAG *RAGParams
+	// ResponseFormat, when set, is the form every choice's output must have; a
+	// model whose backend does not honour it is refused (400).
+	ResponseFormat *sdk.ResponseFormat
 }
 
 // Turn is one chat turn: Service.Turn makes it, Run runs it once.
@@ -147,7 +150,7 @@ func (s *Service) Turn(r Request) *Turn {
 		}
 	} else {
 		for k := range r.N {
-			t.addChoice(sdk.GenerateRequest{Messages: r.Messages, Sampling: r.Sampling}, k, 0)
+			t.addChoice(sdk.GenerateRequest{Messages: r.Messages, Sampling: r.Sampling, ResponseFormat: r.ResponseFormat}, k, 0)
 		}
 	}
 	n := len(t.reqs)
@@ -236,6 +239,10 @@ func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 	gctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	r := &t.r
+	if r.ResponseFormat != nil && r.Model.Lacks(sdk.CapabilityStructuredOutput) {
+		t.fail(oai.Unsupported("response_format", "the model '%s' (backend %s) does not honour 'response_format'", r.Model.Name, r.Model.Backend))
+		return
+	}
 	if r.Stored && s.Turns == nil {
 		t.fail(oai.Unsupported("conversation_id", "this gateway has no database: 'conversation_id' is not available"))
 		return

@@ -17,7 +17,6 @@ type Unhonoured struct {
 	ToolChoice       json.RawMessage `json:"tool_choice"`
 	Functions        json.RawMessage `json:"functions"`
 	FunctionCall     json.RawMessage `json:"function_call"`
-	ResponseFormat   json.RawMessage `json:"response_format"`
 	LogitBias        json.RawMessage `json:"logit_bias"`
 	Modalities       json.RawMessage `json:"modalities"`
 	Audio            json.RawMessage `json:"audio"`
@@ -39,7 +38,6 @@ var unhonoured = []struct {
 	{"tool_choice", func(u *Unhonoured) json.RawMessage { return u.ToolChoice }, []string{`"none"`}, "tool calling"},
 	{"functions", func(u *Unhonoured) json.RawMessage { return u.Functions }, []string{`[]`}, "function calling"},
 	{"function_call", func(u *Unhonoured) json.RawMessage { return u.FunctionCall }, []string{`"none"`}, "function calling"},
-	{"response_format", func(u *Unhonoured) json.RawMessage { return u.ResponseFormat }, []string{`{"type":"text"}`}, "structured output (only {\"type\":\"text\"} is)"},
 	{"logit_bias", func(u *Unhonoured) json.RawMessage { return u.LogitBias }, []string{`{}`}, "logit bias"},
 	{"modalities", func(u *Unhonoured) json.RawMessage { return u.Modalities }, []string{`["text"]`}, "output modalities other than text"},
 	{"audio", func(u *Unhonoured) json.RawMessage { return u.Audio }, nil, "audio output"},

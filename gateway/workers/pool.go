@@ -11,6 +11,7 @@ import (
 
 	"github.com/ragway/ragway/gateway/config"
 	"github.com/ragway/ragway/gateway/metrics"
+	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
 // pool is one model's replicas and its dispatch queue.
@@ -44,7 +45,10 @@ type pool struct {
 	// maxInputTokens is what the last replica loaded reported (embedding
 	// models: the most tokens per input; 0 unknown).
 	maxInputTokens int
-	changed        chan struct{} // closed and replaced on every release/state change
+	// capabilities are what the last replica loaded said its plugin can do (nil
+	// until one loaded).
+	capabilities []sdk.Capability
+	changed      chan struct{} // closed and replaced on every release/state change
 }
 
 // waiter is a request queued for a replica.
@@ -693,7 +697,7 @@ func (p *pool) status() ModelStatus {
 	defer p.mu.Unlock()
 	st := ModelStatus{
 		Name: p.model.Name, Aliases: p.model.Aliases, Backend: p.model.Backend, Embedding: p.model.Embedding,
-		Rerank: p.model.Rerank, Created: p.created, ContextLength: p.contextLength, MaxInputTokens: p.maxInputTokens, Queued: len(p.waiters),
+		Rerank: p.model.Rerank, Created: p.created, ContextLength: p.contextLength, MaxInputTokens: p.maxInputTokens, Capabilities: p.capabilities, Queued: len(p.waiters),
 	}
 	for _, r := range p.replicas {
 		rs := ReplicaStatus{ID: r.id, State: r.state, Restarts: r.restarts, Outstanding: r.outstanding, LastError: r.lastErr, Since: r.since,

@@ -222,6 +222,7 @@ func (r *replica) start(ctx context.Context) (Process, error) {
 		p.contextLength = mi.ContextLength
 	}
 	p.maxInputTokens = mi.MaxInputTokens
+	p.capabilities = info.Capabilities
 	p.mu.Unlock()
 	p.setState(r, StateReady, nil)
 	return proc, nil

@@ -3,7 +3,10 @@ package workers
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
 // State is a replica's lifecycle state.
@@ -43,9 +46,18 @@ type ModelStatus struct {
 	// EmbedRequest.Truncate), as reported by the plugin's Load: 0 until
 	// loaded, or when the plugin does not say.
 	MaxInputTokens int
-	Replicas       []ReplicaStatus
+	// Capabilities are what the model's plugin said it can do when a replica last
+	// loaded (nil until one did).
+	Capabilities []sdk.Capability
+	Replicas     []ReplicaStatus
 	// Queued is the number of requests waiting for a replica.
 	Queued int
+}
+
+// Lacks reports whether the model's plugin is known not to have capability c (false
+// while no replica has loaded: it is not known then).
+func (m ModelStatus) Lacks(c sdk.Capability) bool {
+	return m.Capabilities != nil && !slices.Contains(m.Capabilities, c)
 }
 
 // serviceable reports whether a replica in state s serves requests or will

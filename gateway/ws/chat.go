@@ -227,6 +227,9 @@ func (s *socket) parseChat(f *clientFrame) (core.Request, string, *oai.Error) {
 			return req, "", err
 		}
 		req.Sampling = sampling
+		if req.ResponseFormat, err = oai.ResponseFormat(p.ResponseFormat, "params.response_format"); err != nil {
+			return req, "", err
+		}
 	}
 	return req, m.Name, nil
 }

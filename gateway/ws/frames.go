@@ -156,8 +156,10 @@ func startFrame(id, model, conversationID, messageID string) *[]byte {
 	return b
 }
 
-// chatParams is the "params" object of a chat frame: OpenAI's sampling parameters.
+// chatParams is the "params" object of a chat frame: OpenAI's sampling parameters
+// and response_format.
 type chatParams struct {
+	ResponseFormat json.RawMessage `json:"response_format"`
 	oai.SamplingParams
 	oai.Unhonoured
 }

@@ -69,9 +69,10 @@ type state struct {
 
 func (p *proxy) Info(context.Context) (sdk.Info, error) {
 	return sdk.Info{
-		Name:         "vllm-proxy",
-		Version:      version,
-		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding, sdk.CapabilityTokenize, sdk.CapabilityRerank},
+		Name:    "vllm-proxy",
+		Version: version,
+		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding, sdk.CapabilityTokenize, sdk.CapabilityRerank,
+			sdk.CapabilityStructuredOutput},
 		// The upstreams decide; Health.Slots gives a nominal figure.
 		MaxParallel: 0,
 	}, nil

@@ -62,11 +62,35 @@ func generateBody(model string, req sdk.GenerateRequest, extra map[string]any) (
 		m["prompt"] = req.Prompt
 	}
 	maps.Copy(m, samplingParams(req.Sampling, chat))
+	if f := req.ResponseFormat; f != nil && f.Type != sdk.ResponseText {
+		rf, err := responseFormat(f)
+		if err != nil {
+			return "", nil, err
+		}
+		m["response_format"] = rf
+	}
 	body, err = json.Marshal(m)
 	if err != nil {
 		return "", nil, sdk.InvalidRequestf("encode the upstream request: %v", err)
 	}
 	return path, body, nil
+}
+
+// responseFormat is OpenAI's response_format for f (vLLM takes it on both chat and
+// completions): a schema goes as given, under the name "response" (vLLM decodes under
+// it whatever the name).
+func responseFormat(f *sdk.ResponseFormat) (map[string]any, error) {
+	switch f.Type {
+	case sdk.ResponseJSONObject:
+		return map[string]any{"type": "json_object"}, nil
+	case sdk.ResponseJSONSchema:
+		if !json.Valid(f.Schema) {
+			return nil, sdk.InvalidRequestf("response_format: the schema is not JSON")
+		}
+		return map[string]any{"type": "json_schema", "json_schema": map[string]any{
+			"name": "response", "schema": json.RawMessage(f.Schema), "strict": true}}, nil
+	}
+	return nil, sdk.InvalidRequestf("response_format: type %q is not supported", f.Type)
 }
 
 // samplingParams maps SDK sampling to OpenAI request fields plus vLLM's

@@ -80,6 +80,17 @@ func TestGenerateBody(t *testing.T) {
 		t.Error("generateBody changed the extra_body map")
 	}
 
+	// A response format goes as OpenAI's response_format, a schema under a name.
+	_, body, err = generateBody("m", sdk.GenerateRequest{Prompt: "Once",
+		ResponseFormat: &sdk.ResponseFormat{Type: sdk.ResponseJSONSchema, Schema: []byte(`{"type":"string"}`)}}, nil)
+	if err != nil || !strings.Contains(string(body), `"response_format":{"json_schema":{"name":"response","schema":{"type":"string"},"strict":true},"type":"json_schema"}`) {
+		t.Errorf("json_schema: %s %v", body, err)
+	}
+	_, body, _ = generateBody("m", sdk.GenerateRequest{Prompt: "Once", ResponseFormat: &sdk.ResponseFormat{Type: sdk.ResponseJSONObject}}, nil)
+	if !strings.Contains(string(body), `"response_format":{"type":"json_object"}`) {
+		t.Errorf("json_object: %s", body)
+	}
+
 	path, body, err = generateBody("m", sdk.GenerateRequest{Prompt: "Once"}, nil)
 	if err != nil {
 		t.Fatal(err)
