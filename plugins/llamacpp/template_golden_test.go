@@ -124,3 +124,41 @@ func diffAt(a, b string) int {
 	}
 	return n
 }
+
+// BenchmarkTemplateRender is the cost of rendering a chat template per request: the
+// real Llama 3.1 template (the longest of the reference set) with two tools and a
+// tool result, and Qwen 2.5 with a three-turn chat.
+func BenchmarkTemplateRender(b *testing.B) {
+	for _, bc := range []struct{ family, c string }{{"llama3.1", "toolresult"}, {"qwen2.5", "multiturn"}} {
+		b.Run(bc.family+"/"+bc.c, func(b *testing.B) {
+			dir := filepath.Join("testdata", "templates")
+			src, err := os.ReadFile(filepath.Join(dir, bc.family+".jinja"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			tpl, err := compileJinja(string(src))
+			if err != nil {
+				b.Fatal(err)
+			}
+			raw, err := os.ReadFile(filepath.Join(dir, "cases", bc.c+".json"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			f := families[bc.family]
+			tmpl := chatTemplate{jinja: tpl, bos: f.bos, eos: f.eos, now: time.Now}
+			b.ReportAllocs()
+			for b.Loop() {
+				vars, err := caseVars(raw)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for k, v := range f.vars {
+					vars[k] = v
+				}
+				if _, err := tmpl.render(vars); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
