@@ -41,7 +41,7 @@ import (
 )
 
 // benchNames are the benches in the order they run (-only selects among them).
-var benchNames = []string{"relay", "crash", "proxy", "llama", "persist", "rag", "cluster", "models"}
+var benchNames = []string{"relay", "crash", "proxy", "llama", "grammar", "persist", "rag", "cluster", "models"}
 
 var only = flag.String("only", "", "run only these benches, comma-separated: "+strings.Join(benchNames, ", ")+" (default: all; -proxy=false and -llama=false still skip theirs)")
 
@@ -131,6 +131,12 @@ func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes in
 		}
 	}
 	// end llama.cpp
+	// Structured output's cost on decoding (bench/grammar.go).
+	if selected("grammar") {
+		if err := runGrammar(binDir); err != nil {
+			return fmt.Errorf("grammar: %w", err)
+		}
+	}
 	if selected("persist") {
 		if err := runPersist(binDir); err != nil {
 			return fmt.Errorf("persistence cost: %w", err)
