@@ -96,6 +96,8 @@ const (
 	CapabilityRerank     Capability = "rerank"
 	// CapabilityStructuredOutput: Generate honours GenerateRequest.ResponseFormat.
 	CapabilityStructuredOutput Capability = "structured_output"
+	// CapabilityTools: Generate honours GenerateRequest.Tools and ToolChoice.
+	CapabilityTools Capability = "tools"
 )
 
 // Info describes a plugin.
@@ -152,6 +154,51 @@ type Message struct {
 	Role    string
 	Content string
 	Name    string
+	// ToolCalls are an assistant message's calls of tools (api_version 1.5).
+	ToolCalls []ToolCall
+	// ToolCallID is, for a "tool" message, the id of the call it answers.
+	ToolCallID string
+}
+
+// ToolCall is a call of a tool: the function's name and its arguments as JSON text.
+type ToolCall struct {
+	ID        string
+	Name      string
+	Arguments string
+}
+
+// Tool is a function the model may call (api_version 1.5).
+type Tool struct {
+	Name        string
+	Description string
+	// Parameters is the JSON Schema of its arguments (JSON text; empty: any
+	// object).
+	Parameters []byte
+}
+
+// ToolChoice says whether, and which, tools the model calls.
+type ToolChoice struct {
+	// Mode is ToolChoiceAuto, ToolChoiceNone, ToolChoiceRequired or
+	// ToolChoiceFunction (then Name is the function).
+	Mode string
+	Name string
+}
+
+// Tool choice modes.
+const (
+	ToolChoiceAuto     = "auto"
+	ToolChoiceNone     = "none"
+	ToolChoiceRequired = "required"
+	ToolChoiceFunction = "function"
+)
+
+// ToolCallDelta is a piece of an answer's tool call: the first of a call carries its
+// Index, ID and Name, later ones its Index and a fragment of its Arguments.
+type ToolCallDelta struct {
+	Index     int
+	ID        string
+	Name      string
+	Arguments string
 }
 
 // Sampling holds the sampling parameters of a generation. Zero values mean
@@ -194,6 +241,12 @@ type GenerateRequest struct {
 	// CapabilityStructuredOutput; a plugin that cannot honour a schema answers
 	// InvalidRequest.
 	ResponseFormat *ResponseFormat
+	// Tools the model may call, and whether and which it calls (api_version 1.5;
+	// sent only to a plugin with CapabilityTools). ParallelToolCalls nil means
+	// true.
+	Tools             []Tool
+	ToolChoice        *ToolChoice
+	ParallelToolCalls *bool
 }
 
 // ResponseFormat is the form a generation's output must have.
@@ -221,6 +274,8 @@ const (
 	FinishLength    FinishReason = "length"
 	FinishCancelled FinishReason = "cancelled"
 	FinishError     FinishReason = "error"
+	// FinishToolCalls: the answer is calls of tools (api_version 1.5).
+	FinishToolCalls FinishReason = "tool_calls"
 )
 
 // TokenLogprob is the log probability of one generated token and its top
@@ -262,6 +317,8 @@ type Event struct {
 	Usage *Usage
 	// Error says what went wrong when FinishReason is FinishError.
 	Error string
+	// ToolCalls are pieces of the answer's tool calls (api_version 1.5).
+	ToolCalls []ToolCallDelta
 }
 
 // Final reports whether e is the last event of a generation.

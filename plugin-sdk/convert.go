@@ -17,6 +17,7 @@ var capabilityToPB = map[Capability]pb.Capability{
 	CapabilityTokenize:         pb.Capability_CAPABILITY_TOKENIZE,
 	CapabilityRerank:           pb.Capability_CAPABILITY_RERANK,
 	CapabilityStructuredOutput: pb.Capability_CAPABILITY_STRUCTURED_OUTPUT,
+	CapabilityTools:            pb.Capability_CAPABILITY_TOOLS,
 }
 
 var finishToPB = map[FinishReason]pb.FinishReason{
@@ -25,6 +26,7 @@ var finishToPB = map[FinishReason]pb.FinishReason{
 	FinishLength:    pb.FinishReason_FINISH_REASON_LENGTH,
 	FinishCancelled: pb.FinishReason_FINISH_REASON_CANCELLED,
 	FinishError:     pb.FinishReason_FINISH_REASON_ERROR,
+	FinishToolCalls: pb.FinishReason_FINISH_REASON_TOOL_CALLS,
 }
 
 func infoToPB(i Info) *pb.InfoResponse {
@@ -132,10 +134,29 @@ func checkGenerateRequest(r GenerateRequest) error {
 		return err
 	}
 	for i, m := range r.Messages {
-		for _, f := range []struct{ name, s string }{{"role", m.Role}, {"content", m.Content}, {"name", m.Name}} {
+		for _, f := range []struct{ name, s string }{{"role", m.Role}, {"content", m.Content}, {"name", m.Name}, {"tool_call_id", m.ToolCallID}} {
 			if err := checkText(fmt.Sprintf("messages[%d].%s", i, f.name), f.s); err != nil {
 				return err
 			}
+		}
+		for j, c := range m.ToolCalls {
+			for _, f := range []struct{ name, s string }{{"id", c.ID}, {"name", c.Name}, {"arguments", c.Arguments}} {
+				if err := checkText(fmt.Sprintf("messages[%d].tool_calls[%d].%s", i, j, f.name), f.s); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for i, t := range r.Tools {
+		for _, f := range []struct{ name, s string }{{"name", t.Name}, {"description", t.Description}, {"parameters", string(t.Parameters)}} {
+			if err := checkText(fmt.Sprintf("tools[%d].%s", i, f.name), f.s); err != nil {
+				return err
+			}
+		}
+	}
+	if c := r.ToolChoice; c != nil {
+		if err := checkText("tool_choice.name", c.Name); err != nil {
+			return err
 		}
 	}
 	if err := checkTexts("sampling.stop", r.Sampling.Stop); err != nil {
@@ -171,8 +192,23 @@ func generateRequestToPB(r GenerateRequest) (*pb.GenerateRequest, error) {
 		},
 	}
 	for _, m := range r.Messages {
-		out.Messages = append(out.Messages, &pb.Message{Role: m.Role, Content: m.Content, Name: m.Name})
+		pm := &pb.Message{Role: m.Role, Content: m.Content, Name: m.Name, ToolCallId: m.ToolCallID}
+		for _, c := range m.ToolCalls {
+			pm.ToolCalls = append(pm.ToolCalls, &pb.ToolCall{Id: c.ID, Name: c.Name, Arguments: c.Arguments})
+		}
+		out.Messages = append(out.Messages, pm)
 	}
+	for _, t := range r.Tools {
+		out.Tools = append(out.Tools, &pb.Tool{Name: t.Name, Description: t.Description, Parameters: string(t.Parameters)})
+	}
+	if c := r.ToolChoice; c != nil {
+		mode, ok := toolModeToPB[c.Mode]
+		if !ok {
+			return nil, fmt.Errorf("%w: tool choice %q (want auto, none, required or function)", ErrInvalidRequest, c.Mode)
+		}
+		out.ToolChoice = &pb.ToolChoice{Mode: mode, Name: c.Name}
+	}
+	out.ParallelToolCalls = r.ParallelToolCalls
 	if f := r.ResponseFormat; f != nil {
 		t, ok := responseTypeToPB[f.Type]
 		if !ok {
@@ -184,6 +220,13 @@ func generateRequestToPB(r GenerateRequest) (*pb.GenerateRequest, error) {
 		out.ResponseFormat = &pb.ResponseFormat{Type: t, Schema: string(f.Schema)}
 	}
 	return out, nil
+}
+
+var toolModeToPB = map[string]pb.ToolChoice_Mode{
+	ToolChoiceAuto:     pb.ToolChoice_MODE_AUTO,
+	ToolChoiceNone:     pb.ToolChoice_MODE_NONE,
+	ToolChoiceRequired: pb.ToolChoice_MODE_REQUIRED,
+	ToolChoiceFunction: pb.ToolChoice_MODE_FUNCTION,
 }
 
 var responseTypeToPB = map[string]pb.ResponseFormat_Type{
@@ -219,8 +262,24 @@ func generateRequestFromPB(p *pb.GenerateRequest) GenerateRequest {
 		},
 	}
 	for _, m := range p.GetMessages() {
-		out.Messages = append(out.Messages, Message{Role: m.GetRole(), Content: m.GetContent(), Name: m.GetName()})
+		msg := Message{Role: m.GetRole(), Content: m.GetContent(), Name: m.GetName(), ToolCallID: m.GetToolCallId()}
+		for _, c := range m.GetToolCalls() {
+			msg.ToolCalls = append(msg.ToolCalls, ToolCall{ID: c.GetId(), Name: c.GetName(), Arguments: c.GetArguments()})
+		}
+		out.Messages = append(out.Messages, msg)
 	}
+	for _, t := range p.GetTools() {
+		out.Tools = append(out.Tools, Tool{Name: t.GetName(), Description: t.GetDescription(), Parameters: []byte(t.GetParameters())})
+	}
+	if c := p.GetToolChoice(); c != nil {
+		out.ToolChoice = &ToolChoice{Mode: ToolChoiceAuto, Name: c.GetName()}
+		for k, v := range toolModeToPB {
+			if v == c.GetMode() {
+				out.ToolChoice.Mode = k
+			}
+		}
+	}
+	out.ParallelToolCalls = p.ParallelToolCalls
 	if f := p.GetResponseFormat(); f != nil && f.GetType() != pb.ResponseFormat_TYPE_TEXT {
 		for name, t := range responseTypeToPB {
 			if t == f.GetType() {
@@ -237,6 +296,9 @@ func generateRequestFromPB(p *pb.GenerateRequest) GenerateRequest {
 
 func eventToPB(e Event) *pb.GenerateEvent {
 	out := &pb.GenerateEvent{Text: validText(e.Text), Tokens: int32(e.Tokens), FinishReason: finishToPB[e.FinishReason], Error: validText(e.Error)}
+	for _, d := range e.ToolCalls {
+		out.ToolCalls = append(out.ToolCalls, &pb.ToolCallDelta{Index: int32(d.Index), Id: validText(d.ID), Name: validText(d.Name), Arguments: validText(d.Arguments)})
+	}
 	if e.Usage != nil {
 		out.Usage = &pb.Usage{PromptTokens: int32(e.Usage.PromptTokens), CompletionTokens: int32(e.Usage.CompletionTokens), CachedTokens: int32(e.Usage.CachedTokens)}
 	}
@@ -252,6 +314,9 @@ func eventToPB(e Event) *pb.GenerateEvent {
 
 func eventFromPB(p *pb.GenerateEvent) Event {
 	out := Event{Text: p.GetText(), Tokens: int(p.GetTokens()), Error: p.GetError()}
+	for _, d := range p.GetToolCalls() {
+		out.ToolCalls = append(out.ToolCalls, ToolCallDelta{Index: int(d.GetIndex()), ID: d.GetId(), Name: d.GetName(), Arguments: d.GetArguments()})
+	}
 	for k, v := range finishToPB {
 		if v == p.GetFinishReason() {
 			out.FinishReason = k

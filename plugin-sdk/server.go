@@ -43,15 +43,18 @@ var errAfterFinal = errors.New("sdk: event emitted after the final event")
 func (s *server) Generate(req *pb.GenerateRequest, stream pb.Backend_GenerateServer) error {
 	ctx := stream.Context()
 	gr := generateRequestFromPB(req)
-	if gr.ResponseFormat != nil {
-		// A plugin that does not say it honours a response format never gets one
-		// silently: it would answer in free text.
+	if gr.ResponseFormat != nil || len(gr.Tools) > 0 || hasToolMessages(gr.Messages) {
+		// A plugin that does not say it honours a response format, or tools, never
+		// gets them silently: it would answer in free text.
 		info, err := s.impl.Info(ctx)
 		if err != nil {
 			return toStatus(err)
 		}
-		if !info.Has(CapabilityStructuredOutput) {
+		if gr.ResponseFormat != nil && !info.Has(CapabilityStructuredOutput) {
 			return toStatus(InvalidRequestf("this backend does not honour a response format (%s)", gr.ResponseFormat.Type))
+		}
+		if (len(gr.Tools) > 0 || hasToolMessages(gr.Messages)) && !info.Has(CapabilityTools) {
+			return toStatus(InvalidRequestf("this backend does not take tools, tool calls or tool results"))
 		}
 	}
 	finished := false
@@ -137,4 +140,14 @@ func (s *server) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.HealthRes
 		return nil, toStatus(err)
 	}
 	return healthToPB(h), nil
+}
+
+// hasToolMessages reports whether msgs hold tool calls or tool results.
+func hasToolMessages(msgs []Message) bool {
+	for _, m := range msgs {
+		if len(m.ToolCalls) > 0 || m.ToolCallID != "" || m.Role == "tool" {
+			return true
+		}
+	}
+	return false
 }

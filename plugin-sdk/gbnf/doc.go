@@ -10,7 +10,7 @@
 // const, anyOf, type lists, and $ref to $defs or definitions (recursion included).
 // Numbers have at most 16 digits before the point, 16 after it and a two-digit
 // exponent (every one fits a float64); dates leave out February 29th (valid only in
-// leap years). Anything else that constrains a value (pattern, oneOf, allOf, not,
+// leap years); strings write U+0080–U+00BF only as \u escapes (see commonRules). Anything else that constrains a value (pattern, oneOf, allOf, not,
 // multipleOf, uniqueItems, other formats, …) is refused with an *UnsupportedError
 // naming the keyword and where it is, never ignored: a grammar that ignored it could
 // produce output the schema rejects.

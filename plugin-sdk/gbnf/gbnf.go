@@ -40,12 +40,15 @@ func (e *UnsupportedError) Error() string {
 	return fmt.Sprintf("the schema at %s: '%s' %s", where, e.Keyword, e.Reason)
 }
 
-// The shared rules of JSON's lexical parts (compact: no whitespace).
+// The shared rules of JSON's lexical parts (compact: no whitespace). A string's
+// characters leave out U+0080–U+00BF as such (they are written \u0080–\u00BF):
+// llama.cpp's grammar reads a lone UTF-8 continuation byte of a token as one of those
+// code points, and would let a model write invalid UTF-8 into a string.
 const commonRules = `value ::= object | array | string | number | boolean | null
 object ::= "{" ( string ":" value ( "," string ":" value )* )? "}"
 array ::= "[" ( value ( "," value )* )? "]"
 string ::= "\"" char* "\""
-char ::= [^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )
+char ::= [^"\\\x7F\x00-\x1F\x80-\xBF] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )
 number ::= integer ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?
 integer ::= "-"? nonneg
 nonneg ::= "0" | [1-9] [0-9]{0,15}
@@ -62,6 +65,27 @@ const JSONValue = "root ::= value\n" + commonRules
 // FromSchema returns the grammar (its root rule "root") of the JSON texts schema
 // accepts, or an *UnsupportedError.
 func FromSchema(schema []byte) (string, error) {
+	var b Builder
+	name, err := b.Schema(schema)
+	if err != nil {
+		return "", err
+	}
+	return b.Grammar(name), nil
+}
+
+// Builder makes one grammar of several schemas and literal text: a tool call's
+// grammar is its syntax around the schemas of the functions' arguments. The zero
+// Builder is ready.
+type Builder struct {
+	rules  map[string]string
+	order  []string
+	bodies map[string]string // body → rule, to share identical rules
+	n      int
+}
+
+// Schema adds the rules of the values schema accepts and returns the name of its
+// rule, or an *UnsupportedError.
+func (b *Builder) Schema(schema []byte) (string, error) {
 	if len(schema) > MaxBytes {
 		return "", &UnsupportedError{Reason: fmt.Sprintf("is longer than %d bytes", MaxBytes)}
 	}
@@ -69,18 +93,27 @@ func FromSchema(schema []byte) (string, error) {
 	if err != nil {
 		return "", &UnsupportedError{Reason: "is not JSON: " + err.Error()}
 	}
-	c := &converter{root: root, refs: map[string]string{}, bodies: map[string]string{}}
-	name, err := c.visit(root, "", 0)
-	if err != nil {
-		return "", err
+	c := &converter{b: b, root: root, refs: map[string]string{}}
+	return c.visit(root, "", 0)
+}
+
+// Rule adds a rule with body (GBNF; it may use the names Schema returned, Literal's
+// text and the JSON rules value, object, array, string, number, integer, boolean,
+// null) and returns its name.
+func (b *Builder) Rule(body string) (string, error) { return b.rule(body) }
+
+// Literal is the GBNF literal matching s exactly.
+func Literal(s string) string { return literal(s) }
+
+// Grammar returns the grammar whose root is rule root.
+func (b *Builder) Grammar(root string) string {
+	var out strings.Builder
+	fmt.Fprintf(&out, "root ::= %s\n", root)
+	for _, r := range b.order {
+		fmt.Fprintf(&out, "%s ::= %s\n", r, b.rules[r])
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "root ::= %s\n", name)
-	for _, r := range c.order {
-		fmt.Fprintf(&b, "%s ::= %s\n", r, c.rules[r])
-	}
-	b.WriteString(commonRules)
-	return b.String(), nil
+	out.WriteString(commonRules)
+	return out.String()
 }
 
 // object is a JSON object with its keys in order.
@@ -226,42 +259,45 @@ func jsonLiteral(v any) string {
 }
 
 type converter struct {
-	root   any
-	rules  map[string]string
-	order  []string
-	bodies map[string]string // body → rule, to share identical rules
-	refs   map[string]string // $ref → rule
-	n      int
+	b    *Builder
+	root any
+	refs map[string]string // $ref → rule
 }
 
 // rule adds a rule with body (or finds an identical one) and returns its name.
-func (c *converter) rule(body string) (string, error) {
-	if name, ok := c.bodies[body]; ok {
+func (c *converter) rule(body string) (string, error) { return c.b.rule(body) }
+
+func (c *converter) newName() (string, error) { return c.b.newName() }
+
+func (c *converter) define(name, body string) { c.b.define(name, body) }
+
+func (b *Builder) rule(body string) (string, error) {
+	if name, ok := b.bodies[body]; ok {
 		return name, nil
 	}
-	name, err := c.newName()
+	name, err := b.newName()
 	if err != nil {
 		return "", err
 	}
-	c.define(name, body)
+	b.define(name, body)
 	return name, nil
 }
 
-func (c *converter) newName() (string, error) {
-	if c.n >= MaxRules {
+func (b *Builder) newName() (string, error) {
+	if b.n >= MaxRules {
 		return "", &UnsupportedError{Reason: fmt.Sprintf("needs more than %d grammar rules", MaxRules)}
 	}
-	c.n++
-	return "r" + strconv.Itoa(c.n), nil
+	b.n++
+	return "r" + strconv.Itoa(b.n), nil
 }
 
-func (c *converter) define(name, body string) {
-	if c.rules == nil {
-		c.rules = map[string]string{}
+func (b *Builder) define(name, body string) {
+	if b.rules == nil {
+		b.rules, b.bodies = map[string]string{}, map[string]string{}
 	}
-	c.rules[name] = body
-	c.order = append(c.order, name)
-	c.bodies[body] = name
+	b.rules[name] = body
+	b.order = append(b.order, name)
+	b.bodies[body] = name
 }
 
 // annotations are keywords that say something of a value without constraining it.

@@ -54,7 +54,7 @@ func (b *backend) Info(context.Context) (sdk.Info, error) {
 		Name:    "llamacpp",
 		Version: version,
 		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding, sdk.CapabilityTokenize, sdk.CapabilityRerank,
-			sdk.CapabilityStructuredOutput},
+			sdk.CapabilityStructuredOutput, sdk.CapabilityTools},
 		MaxParallel: b.opts.Parallel,
 	}, nil
 }
@@ -281,12 +281,50 @@ func (b *backend) grammarOf(req sdk.GenerateRequest) (string, error) {
 		// They hold the end back, which a grammar may need.
 		return "", sdk.InvalidRequestf("response_format: not with ignore_eos or min_tokens")
 	}
+	return grammar, b.checkGrammar(grammar)
+}
+
+// checkGrammar reports whether llama.cpp's grammar parser takes grammar.
+func (b *backend) checkGrammar(grammar string) error {
 	s := llama.SamplerInitGrammar(llama.ModelGetVocab(b.model), grammar, "root")
 	if s == 0 {
-		return "", fmt.Errorf("llama.cpp refused the grammar made of the response format")
+		return errors.New("llama.cpp refused the grammar made for the request")
 	}
 	llama.SamplerFree(s)
-	return grammar, nil
+	return nil
+}
+
+// toolsOf returns the tools to describe to the model (none when it may call none)
+// and whether it must call one; then *grammar becomes the grammar of the calls.
+func (b *backend) toolsOf(req sdk.GenerateRequest, grammar *string) ([]sdk.Tool, bool, error) {
+	choice := sdk.ToolChoice{Mode: sdk.ToolChoiceAuto}
+	if req.ToolChoice != nil {
+		choice = *req.ToolChoice
+	}
+	switch {
+	case len(req.Tools) == 0 && (choice.Mode == sdk.ToolChoiceRequired || choice.Mode == sdk.ToolChoiceFunction):
+		return nil, false, sdk.InvalidRequestf("tool_choice: %s needs tools", choice.Mode)
+	case len(req.Tools) == 0 || choice.Mode == sdk.ToolChoiceNone:
+		return nil, false, nil
+	case len(req.Messages) == 0:
+		return nil, false, sdk.InvalidRequestf("tools go with messages, not a prompt")
+	case choice.Mode == sdk.ToolChoiceAuto:
+		return req.Tools, false, nil
+	case *grammar != "":
+		return nil, false, sdk.InvalidRequestf("a required tool call and a response format cannot go together")
+	case req.Sampling.IgnoreEOS || req.Sampling.MinTokens > 0:
+		return nil, false, sdk.InvalidRequestf("tool_choice: a required tool call cannot go with ignore_eos or min_tokens")
+	}
+	parallel := req.ParallelToolCalls == nil || *req.ParallelToolCalls
+	g, err := toolGrammar(b.template.tools, req.Tools, &choice, parallel)
+	if err != nil {
+		return nil, false, sdk.InvalidRequestf("%v", err)
+	}
+	if err := b.checkGrammar(g); err != nil {
+		return nil, false, err
+	}
+	*grammar = g
+	return req.Tools, true, nil
 }
 
 func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(sdk.Event) error) error {
@@ -303,6 +341,10 @@ func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit fu
 	if err != nil {
 		return err
 	}
+	tools, constrained, err := b.toolsOf(req, &grammar)
+	if err != nil {
+		return err
+	}
 	text, field := req.Prompt, "the prompt"
 	for i, m := range req.Messages {
 		for _, f := range []struct{ name, s string }{{"role", m.Role}, {"content", m.Content}} {
@@ -312,7 +354,7 @@ func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit fu
 		}
 	}
 	if len(req.Messages) > 0 {
-		if text, err = b.template.apply(req.Messages); err != nil {
+		if text, err = b.template.apply(req.Messages, tools...); err != nil {
 			return sdk.InvalidRequestf("%v", err)
 		}
 		field = "the messages"
@@ -335,6 +377,10 @@ func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit fu
 	r := &genRequest{ctx: ctx, tokens: tokens, sampling: req.Sampling, grammar: grammar, events: make(chan sdk.Event, 64)}
 	if err := b.engine.generate(r); err != nil {
 		return err
+	}
+	if len(tools) > 0 {
+		out := &toolOutput{syntax: b.template.tools, constrained: constrained, emit: emit}
+		emit = out.event
 	}
 	var emitErr error
 	for ev := range r.events {

@@ -34,6 +34,10 @@ type chatTemplate struct {
 	addsBOS  bool
 	// now is the clock of strftime_now.
 	now func() time.Time
+	// tools is how the model writes tool calls; genericTools says the template does
+	// not render tools (they are described in a system message, toolsPrompt).
+	tools        toolSyntax
+	genericTools bool
 }
 
 // isJinja reports whether a chat_template option is a Jinja template's text rather
@@ -49,8 +53,10 @@ func newChatTemplate(model llama.Model, option string) (t chatTemplate, own bool
 	t.bos, t.eos = tokenText(vocab, llama.VocabBOS(vocab)), tokenText(vocab, llama.VocabEOS(vocab))
 	t.addsBOS = llama.VocabGetAddBOS(vocab)
 	t.now = time.Now
+	t.tools, t.genericTools = genericSyntax, true
 	switch {
 	case isJinja(option):
+		t.tools, t.genericTools = toolSyntaxOf(option)
 		t.jinja, err = compileJinja(option)
 		return t, false, "", err
 	case option != "":
@@ -66,6 +72,7 @@ func newChatTemplate(model llama.Model, option string) (t chatTemplate, own bool
 		t.jinja, t.name = nil, src // llama.cpp's heuristics find the family
 		return t, true, err.Error(), nil
 	}
+	t.tools, t.genericTools = toolSyntaxOf(src)
 	return t, true, "", nil
 }
 
@@ -120,25 +127,101 @@ func selfRecursiveMacro(src string) string {
 	return ""
 }
 
-// apply renders msgs with the generation prompt.
-func (t chatTemplate) apply(msgs []sdk.Message) (string, error) {
+// apply renders msgs with the generation prompt, and the tools the model may call
+// (none: nil).
+func (t chatTemplate) apply(msgs []sdk.Message, tools ...sdk.Tool) (string, error) {
+	if len(tools) > 0 && t.genericTools {
+		msgs = withToolsPrompt(msgs, tools)
+		tools = nil
+	}
+	if t.jinja == nil || t.genericTools && hasToolCalls(msgs) {
+		// A template that does not render tool calls gets them as text.
+		msgs = callsAsText(msgs)
+	}
 	if t.jinja == nil {
 		return applyTemplate(t.name, msgs)
 	}
 	list := make(messageList, len(msgs))
 	for i, m := range msgs {
-		d := exec.NewDict()
+		d := orderedDictOf("role", m.Role, "content", m.Content)
 		add := func(k string, v any) {
 			d.Pairs = append(d.Pairs, &exec.Pair{Key: exec.AsValue(k), Value: exec.AsValue(v)})
 		}
-		add("role", m.Role)
-		add("content", m.Content)
 		if m.Name != "" {
 			add("name", m.Name)
 		}
+		if m.ToolCallID != "" {
+			add("tool_call_id", m.ToolCallID)
+		}
+		if len(m.ToolCalls) > 0 {
+			calls := make([]any, len(m.ToolCalls))
+			for j, c := range m.ToolCalls {
+				args, err := jsonValue([]byte(c.Arguments))
+				if err != nil {
+					return "", fmt.Errorf("messages[%d].tool_calls[%d].arguments is not JSON: %w", i, j, err)
+				}
+				calls[j] = orderedDictOf("id", c.ID, "type", "function", "function", orderedDictOf("name", c.Name, "arguments", args))
+			}
+			add("tool_calls", calls)
+		}
 		list[i] = d
 	}
-	return t.render(map[string]any{"messages": list, "add_generation_prompt": true})
+	vars := map[string]any{"messages": list, "add_generation_prompt": true}
+	if len(tools) > 0 {
+		tv, err := toolValues(tools)
+		if err != nil {
+			return "", err
+		}
+		vars["tools"] = tv
+	}
+	return t.render(vars)
+}
+
+// withToolsPrompt puts the description of tools in msgs' system message (a new one
+// first when there is none).
+func withToolsPrompt(msgs []sdk.Message, tools []sdk.Tool) []sdk.Message {
+	prompt := toolsPrompt(tools)
+	out := append([]sdk.Message(nil), msgs...)
+	if len(out) > 0 && out[0].Role == "system" {
+		out[0].Content += "\n\n" + prompt
+		return out
+	}
+	return append([]sdk.Message{{Role: "system", Content: prompt}}, out...)
+}
+
+func hasToolCalls(msgs []sdk.Message) bool {
+	for _, m := range msgs {
+		if len(m.ToolCalls) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// callsAsText writes an assistant message's tool calls as its text, in the generic
+// syntax, for a template that does not render tool calls.
+func callsAsText(msgs []sdk.Message) []sdk.Message {
+	if !hasToolCalls(msgs) {
+		return msgs
+	}
+	out := append([]sdk.Message(nil), msgs...)
+	for i, m := range out {
+		if len(m.ToolCalls) == 0 {
+			continue
+		}
+		var b strings.Builder
+		b.WriteString(m.Content)
+		b.WriteString(genericSyntax.prefix)
+		for j, c := range m.ToolCalls {
+			if j > 0 {
+				b.WriteString(genericSyntax.sep)
+			}
+			fmt.Fprintf(&b, `{"name":%s,"arguments":%s}`, jsonText(c.Name), c.Arguments)
+		}
+		b.WriteString(genericSyntax.suffix)
+		out[i].Content, out[i].ToolCalls = b.String(), nil
+	}
+	return out
 }
 
 // render renders the Jinja template with vars (messages, tools, add_generation_prompt

@@ -93,6 +93,9 @@ const (
 	Capability_CAPABILITY_RERANK      Capability = 5
 	// Generate honours GenerateRequest.response_format (api_version 1.5).
 	Capability_CAPABILITY_STRUCTURED_OUTPUT Capability = 6
+	// Generate honours GenerateRequest.tools and tool_choice, and takes tool
+	// calls and results in the messages (api_version 1.5).
+	Capability_CAPABILITY_TOOLS Capability = 7
 )
 
 // Enum value maps for Capability.
@@ -105,6 +108,7 @@ var (
 		4: "CAPABILITY_TOKENIZE",
 		5: "CAPABILITY_RERANK",
 		6: "CAPABILITY_STRUCTURED_OUTPUT",
+		7: "CAPABILITY_TOOLS",
 	}
 	Capability_value = map[string]int32{
 		"CAPABILITY_UNSPECIFIED":       0,
@@ -114,6 +118,7 @@ var (
 		"CAPABILITY_TOKENIZE":          4,
 		"CAPABILITY_RERANK":            5,
 		"CAPABILITY_STRUCTURED_OUTPUT": 6,
+		"CAPABILITY_TOOLS":             7,
 	}
 )
 
@@ -152,6 +157,8 @@ const (
 	FinishReason_FINISH_REASON_LENGTH      FinishReason = 2
 	FinishReason_FINISH_REASON_CANCELLED   FinishReason = 3
 	FinishReason_FINISH_REASON_ERROR       FinishReason = 4
+	// The answer is calls of tools (api_version 1.5).
+	FinishReason_FINISH_REASON_TOOL_CALLS FinishReason = 5
 )
 
 // Enum value maps for FinishReason.
@@ -162,6 +169,7 @@ var (
 		2: "FINISH_REASON_LENGTH",
 		3: "FINISH_REASON_CANCELLED",
 		4: "FINISH_REASON_ERROR",
+		5: "FINISH_REASON_TOOL_CALLS",
 	}
 	FinishReason_value = map[string]int32{
 		"FINISH_REASON_UNSPECIFIED": 0,
@@ -169,6 +177,7 @@ var (
 		"FINISH_REASON_LENGTH":      2,
 		"FINISH_REASON_CANCELLED":   3,
 		"FINISH_REASON_ERROR":       4,
+		"FINISH_REASON_TOOL_CALLS":  5,
 	}
 )
 
@@ -197,6 +206,62 @@ func (x FinishReason) Number() protoreflect.EnumNumber {
 // Deprecated: Use FinishReason.Descriptor instead.
 func (FinishReason) EnumDescriptor() ([]byte, []int) {
 	return file_backend_proto_rawDescGZIP(), []int{2}
+}
+
+type ToolChoice_Mode int32
+
+const (
+	// The model decides whether to call tools.
+	ToolChoice_MODE_AUTO ToolChoice_Mode = 0
+	// The model calls none (the tools are still described to it).
+	ToolChoice_MODE_NONE ToolChoice_Mode = 1
+	// The model calls at least one tool.
+	ToolChoice_MODE_REQUIRED ToolChoice_Mode = 2
+	// The model calls the function named.
+	ToolChoice_MODE_FUNCTION ToolChoice_Mode = 3
+)
+
+// Enum value maps for ToolChoice_Mode.
+var (
+	ToolChoice_Mode_name = map[int32]string{
+		0: "MODE_AUTO",
+		1: "MODE_NONE",
+		2: "MODE_REQUIRED",
+		3: "MODE_FUNCTION",
+	}
+	ToolChoice_Mode_value = map[string]int32{
+		"MODE_AUTO":     0,
+		"MODE_NONE":     1,
+		"MODE_REQUIRED": 2,
+		"MODE_FUNCTION": 3,
+	}
+)
+
+func (x ToolChoice_Mode) Enum() *ToolChoice_Mode {
+	p := new(ToolChoice_Mode)
+	*p = x
+	return p
+}
+
+func (x ToolChoice_Mode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ToolChoice_Mode) Descriptor() protoreflect.EnumDescriptor {
+	return file_backend_proto_enumTypes[3].Descriptor()
+}
+
+func (ToolChoice_Mode) Type() protoreflect.EnumType {
+	return &file_backend_proto_enumTypes[3]
+}
+
+func (x ToolChoice_Mode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ToolChoice_Mode.Descriptor instead.
+func (ToolChoice_Mode) EnumDescriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{7, 0}
 }
 
 type ResponseFormat_Type int32
@@ -234,11 +299,11 @@ func (x ResponseFormat_Type) String() string {
 }
 
 func (ResponseFormat_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_backend_proto_enumTypes[3].Descriptor()
+	return file_backend_proto_enumTypes[4].Descriptor()
 }
 
 func (ResponseFormat_Type) Type() protoreflect.EnumType {
-	return &file_backend_proto_enumTypes[3]
+	return &file_backend_proto_enumTypes[4]
 }
 
 func (x ResponseFormat_Type) Number() protoreflect.EnumNumber {
@@ -247,7 +312,7 @@ func (x ResponseFormat_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResponseFormat_Type.Descriptor instead.
 func (ResponseFormat_Type) EnumDescriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{7, 0}
+	return file_backend_proto_rawDescGZIP(), []int{10, 0}
 }
 
 type InfoRequest struct {
@@ -508,10 +573,14 @@ func (x *LoadResponse) GetMaxInputTokens() int32 {
 }
 
 type Message struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
-	Content       string                 `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Role    string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Content string                 `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	Name    string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// An assistant message's calls of tools (api_version 1.5).
+	ToolCalls []*ToolCall `protobuf:"bytes,4,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	// A "tool" message: the id of the call it is the result of.
+	ToolCallId    string `protobuf:"bytes,5,opt,name=tool_call_id,json=toolCallId,proto3" json:"tool_call_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -567,6 +636,196 @@ func (x *Message) GetName() string {
 	return ""
 }
 
+func (x *Message) GetToolCalls() []*ToolCall {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
+func (x *Message) GetToolCallId() string {
+	if x != nil {
+		return x.ToolCallId
+	}
+	return ""
+}
+
+type ToolCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The function called.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Its arguments, as JSON text.
+	Arguments     string `protobuf:"bytes,3,opt,name=arguments,proto3" json:"arguments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCall) Reset() {
+	*x = ToolCall{}
+	mi := &file_backend_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCall) ProtoMessage() {}
+
+func (x *ToolCall) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCall.ProtoReflect.Descriptor instead.
+func (*ToolCall) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ToolCall) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ToolCall) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ToolCall) GetArguments() string {
+	if x != nil {
+		return x.Arguments
+	}
+	return ""
+}
+
+// Tool is a function the model may call (api_version 1.5).
+type Tool struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// The JSON Schema of its arguments, as JSON text ("": any object).
+	Parameters    string `protobuf:"bytes,3,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tool) Reset() {
+	*x = Tool{}
+	mi := &file_backend_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tool) ProtoMessage() {}
+
+func (x *Tool) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tool.ProtoReflect.Descriptor instead.
+func (*Tool) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Tool) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Tool) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Tool) GetParameters() string {
+	if x != nil {
+		return x.Parameters
+	}
+	return ""
+}
+
+type ToolChoice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mode          ToolChoice_Mode        `protobuf:"varint,1,opt,name=mode,proto3,enum=ragway.backend.v1.ToolChoice_Mode" json:"mode,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolChoice) Reset() {
+	*x = ToolChoice{}
+	mi := &file_backend_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolChoice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolChoice) ProtoMessage() {}
+
+func (x *ToolChoice) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolChoice.ProtoReflect.Descriptor instead.
+func (*ToolChoice) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ToolChoice) GetMode() ToolChoice_Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return ToolChoice_MODE_AUTO
+}
+
+func (x *ToolChoice) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 type Sampling struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Temperature *float64               `protobuf:"fixed64,1,opt,name=temperature,proto3,oneof" json:"temperature,omitempty"`
@@ -593,7 +852,7 @@ type Sampling struct {
 
 func (x *Sampling) Reset() {
 	*x = Sampling{}
-	mi := &file_backend_proto_msgTypes[5]
+	mi := &file_backend_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +864,7 @@ func (x *Sampling) String() string {
 func (*Sampling) ProtoMessage() {}
 
 func (x *Sampling) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[5]
+	mi := &file_backend_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +877,7 @@ func (x *Sampling) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sampling.ProtoReflect.Descriptor instead.
 func (*Sampling) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{5}
+	return file_backend_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Sampling) GetTemperature() float64 {
@@ -737,13 +996,19 @@ type GenerateRequest struct {
 	// The output's form (api_version 1.5): unset or TEXT, free text. The host
 	// sends another only to a plugin with CAPABILITY_STRUCTURED_OUTPUT.
 	ResponseFormat *ResponseFormat `protobuf:"bytes,5,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Functions the model may call (api_version 1.5); the host sends them only
+	// to a plugin with CAPABILITY_TOOLS.
+	Tools      []*Tool     `protobuf:"bytes,6,rep,name=tools,proto3" json:"tools,omitempty"`
+	ToolChoice *ToolChoice `protobuf:"bytes,7,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`
+	// Whether the model may call several tools in one answer (unset: it may).
+	ParallelToolCalls *bool `protobuf:"varint,8,opt,name=parallel_tool_calls,json=parallelToolCalls,proto3,oneof" json:"parallel_tool_calls,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *GenerateRequest) Reset() {
 	*x = GenerateRequest{}
-	mi := &file_backend_proto_msgTypes[6]
+	mi := &file_backend_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +1020,7 @@ func (x *GenerateRequest) String() string {
 func (*GenerateRequest) ProtoMessage() {}
 
 func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[6]
+	mi := &file_backend_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +1033,7 @@ func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRequest.ProtoReflect.Descriptor instead.
 func (*GenerateRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{6}
+	return file_backend_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GenerateRequest) GetMessages() []*Message {
@@ -806,6 +1071,27 @@ func (x *GenerateRequest) GetResponseFormat() *ResponseFormat {
 	return nil
 }
 
+func (x *GenerateRequest) GetTools() []*Tool {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *GenerateRequest) GetToolChoice() *ToolChoice {
+	if x != nil {
+		return x.ToolChoice
+	}
+	return nil
+}
+
+func (x *GenerateRequest) GetParallelToolCalls() bool {
+	if x != nil && x.ParallelToolCalls != nil {
+		return *x.ParallelToolCalls
+	}
+	return false
+}
+
 type ResponseFormat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Type  ResponseFormat_Type    `protobuf:"varint,1,opt,name=type,proto3,enum=ragway.backend.v1.ResponseFormat_Type" json:"type,omitempty"`
@@ -817,7 +1103,7 @@ type ResponseFormat struct {
 
 func (x *ResponseFormat) Reset() {
 	*x = ResponseFormat{}
-	mi := &file_backend_proto_msgTypes[7]
+	mi := &file_backend_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +1115,7 @@ func (x *ResponseFormat) String() string {
 func (*ResponseFormat) ProtoMessage() {}
 
 func (x *ResponseFormat) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[7]
+	mi := &file_backend_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +1128,7 @@ func (x *ResponseFormat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseFormat.ProtoReflect.Descriptor instead.
 func (*ResponseFormat) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{7}
+	return file_backend_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResponseFormat) GetType() ResponseFormat_Type {
@@ -870,7 +1156,7 @@ type TokenLogprob struct {
 
 func (x *TokenLogprob) Reset() {
 	*x = TokenLogprob{}
-	mi := &file_backend_proto_msgTypes[8]
+	mi := &file_backend_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +1168,7 @@ func (x *TokenLogprob) String() string {
 func (*TokenLogprob) ProtoMessage() {}
 
 func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[8]
+	mi := &file_backend_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1181,7 @@ func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenLogprob.ProtoReflect.Descriptor instead.
 func (*TokenLogprob) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{8}
+	return file_backend_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TokenLogprob) GetToken() string {
@@ -929,7 +1215,7 @@ type TopLogprob struct {
 
 func (x *TopLogprob) Reset() {
 	*x = TopLogprob{}
-	mi := &file_backend_proto_msgTypes[9]
+	mi := &file_backend_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1227,7 @@ func (x *TopLogprob) String() string {
 func (*TopLogprob) ProtoMessage() {}
 
 func (x *TopLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[9]
+	mi := &file_backend_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1240,7 @@ func (x *TopLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopLogprob.ProtoReflect.Descriptor instead.
 func (*TopLogprob) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{9}
+	return file_backend_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TopLogprob) GetToken() string {
@@ -983,7 +1269,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_backend_proto_msgTypes[10]
+	mi := &file_backend_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1281,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[10]
+	mi := &file_backend_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1294,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{10}
+	return file_backend_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Usage) GetPromptTokens() int32 {
@@ -1044,14 +1330,18 @@ type GenerateEvent struct {
 	// Set on the final event only.
 	Usage *Usage `protobuf:"bytes,5,opt,name=usage,proto3" json:"usage,omitempty"`
 	// With FINISH_REASON_ERROR: what went wrong.
-	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// Pieces of the answer's tool calls (api_version 1.5): a call's first delta
+	// has its index, id and name; later ones its index and a fragment of its
+	// arguments (JSON text, whole once all fragments are joined).
+	ToolCalls     []*ToolCallDelta `protobuf:"bytes,7,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GenerateEvent) Reset() {
 	*x = GenerateEvent{}
-	mi := &file_backend_proto_msgTypes[11]
+	mi := &file_backend_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1353,7 @@ func (x *GenerateEvent) String() string {
 func (*GenerateEvent) ProtoMessage() {}
 
 func (x *GenerateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[11]
+	mi := &file_backend_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1366,7 @@ func (x *GenerateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateEvent.ProtoReflect.Descriptor instead.
 func (*GenerateEvent) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{11}
+	return file_backend_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GenerateEvent) GetText() string {
@@ -1121,6 +1411,81 @@ func (x *GenerateEvent) GetError() string {
 	return ""
 }
 
+func (x *GenerateEvent) GetToolCalls() []*ToolCallDelta {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
+type ToolCallDelta struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Arguments     string                 `protobuf:"bytes,4,opt,name=arguments,proto3" json:"arguments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCallDelta) Reset() {
+	*x = ToolCallDelta{}
+	mi := &file_backend_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCallDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCallDelta) ProtoMessage() {}
+
+func (x *ToolCallDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCallDelta.ProtoReflect.Descriptor instead.
+func (*ToolCallDelta) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ToolCallDelta) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ToolCallDelta) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ToolCallDelta) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ToolCallDelta) GetArguments() string {
+	if x != nil {
+		return x.Arguments
+	}
+	return ""
+}
+
 type EmbedRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Input []string               `protobuf:"bytes,1,rep,name=input,proto3" json:"input,omitempty"`
@@ -1133,7 +1498,7 @@ type EmbedRequest struct {
 
 func (x *EmbedRequest) Reset() {
 	*x = EmbedRequest{}
-	mi := &file_backend_proto_msgTypes[12]
+	mi := &file_backend_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1510,7 @@ func (x *EmbedRequest) String() string {
 func (*EmbedRequest) ProtoMessage() {}
 
 func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[12]
+	mi := &file_backend_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1523,7 @@ func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedRequest.ProtoReflect.Descriptor instead.
 func (*EmbedRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{12}
+	return file_backend_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *EmbedRequest) GetInput() []string {
@@ -1184,7 +1549,7 @@ type Embedding struct {
 
 func (x *Embedding) Reset() {
 	*x = Embedding{}
-	mi := &file_backend_proto_msgTypes[13]
+	mi := &file_backend_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1561,7 @@ func (x *Embedding) String() string {
 func (*Embedding) ProtoMessage() {}
 
 func (x *Embedding) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[13]
+	mi := &file_backend_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1574,7 @@ func (x *Embedding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Embedding.ProtoReflect.Descriptor instead.
 func (*Embedding) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{13}
+	return file_backend_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Embedding) GetValues() []float32 {
@@ -1229,7 +1594,7 @@ type EmbedResponse struct {
 
 func (x *EmbedResponse) Reset() {
 	*x = EmbedResponse{}
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1606,7 @@ func (x *EmbedResponse) String() string {
 func (*EmbedResponse) ProtoMessage() {}
 
 func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1619,7 @@ func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedResponse.ProtoReflect.Descriptor instead.
 func (*EmbedResponse) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{14}
+	return file_backend_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EmbedResponse) GetEmbeddings() []*Embedding {
@@ -1284,7 +1649,7 @@ type RerankRequest struct {
 
 func (x *RerankRequest) Reset() {
 	*x = RerankRequest{}
-	mi := &file_backend_proto_msgTypes[15]
+	mi := &file_backend_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1661,7 @@ func (x *RerankRequest) String() string {
 func (*RerankRequest) ProtoMessage() {}
 
 func (x *RerankRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[15]
+	mi := &file_backend_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1674,7 @@ func (x *RerankRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerankRequest.ProtoReflect.Descriptor instead.
 func (*RerankRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{15}
+	return file_backend_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RerankRequest) GetQuery() string {
@@ -1345,7 +1710,7 @@ type RerankResponse struct {
 
 func (x *RerankResponse) Reset() {
 	*x = RerankResponse{}
-	mi := &file_backend_proto_msgTypes[16]
+	mi := &file_backend_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1722,7 @@ func (x *RerankResponse) String() string {
 func (*RerankResponse) ProtoMessage() {}
 
 func (x *RerankResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[16]
+	mi := &file_backend_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1735,7 @@ func (x *RerankResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerankResponse.ProtoReflect.Descriptor instead.
 func (*RerankResponse) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{16}
+	return file_backend_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RerankResponse) GetScores() []float32 {
@@ -1396,7 +1761,7 @@ type TokenizeRequest struct {
 
 func (x *TokenizeRequest) Reset() {
 	*x = TokenizeRequest{}
-	mi := &file_backend_proto_msgTypes[17]
+	mi := &file_backend_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1773,7 @@ func (x *TokenizeRequest) String() string {
 func (*TokenizeRequest) ProtoMessage() {}
 
 func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[17]
+	mi := &file_backend_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1786,7 @@ func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeRequest.ProtoReflect.Descriptor instead.
 func (*TokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{17}
+	return file_backend_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TokenizeRequest) GetInput() []string {
@@ -1441,7 +1806,7 @@ type TokenizeResponse struct {
 
 func (x *TokenizeResponse) Reset() {
 	*x = TokenizeResponse{}
-	mi := &file_backend_proto_msgTypes[18]
+	mi := &file_backend_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1818,7 @@ func (x *TokenizeResponse) String() string {
 func (*TokenizeResponse) ProtoMessage() {}
 
 func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[18]
+	mi := &file_backend_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1831,7 @@ func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeResponse.ProtoReflect.Descriptor instead.
 func (*TokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{18}
+	return file_backend_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TokenizeResponse) GetCounts() []int32 {
@@ -1484,7 +1849,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_backend_proto_msgTypes[19]
+	mi := &file_backend_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1861,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[19]
+	mi := &file_backend_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1874,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{19}
+	return file_backend_proto_rawDescGZIP(), []int{23}
 }
 
 type HealthResponse struct {
@@ -1528,7 +1893,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_backend_proto_msgTypes[20]
+	mi := &file_backend_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1905,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[20]
+	mi := &file_backend_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1918,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{20}
+	return file_backend_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HealthResponse) GetOk() bool {
@@ -1613,11 +1978,34 @@ const file_backend_proto_rawDesc = "" +
 	"\x0econtext_length\x18\x01 \x01(\x05R\rcontextLength\x12%\n" +
 	"\x0eembedding_size\x18\x02 \x01(\x05R\rembeddingSize\x12*\n" +
 	"\x11has_chat_template\x18\x03 \x01(\bR\x0fhasChatTemplate\x12(\n" +
-	"\x10max_input_tokens\x18\x04 \x01(\x05R\x0emaxInputTokens\"K\n" +
+	"\x10max_input_tokens\x18\x04 \x01(\x05R\x0emaxInputTokens\"\xa9\x01\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\"\x8e\x04\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12:\n" +
+	"\n" +
+	"tool_calls\x18\x04 \x03(\v2\x1b.ragway.backend.v1.ToolCallR\ttoolCalls\x12 \n" +
+	"\ftool_call_id\x18\x05 \x01(\tR\n" +
+	"toolCallId\"L\n" +
+	"\bToolCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\targuments\x18\x03 \x01(\tR\targuments\"\\\n" +
+	"\x04Tool\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1e\n" +
+	"\n" +
+	"parameters\x18\x03 \x01(\tR\n" +
+	"parameters\"\xa4\x01\n" +
+	"\n" +
+	"ToolChoice\x126\n" +
+	"\x04mode\x18\x01 \x01(\x0e2\".ragway.backend.v1.ToolChoice.ModeR\x04mode\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"J\n" +
+	"\x04Mode\x12\r\n" +
+	"\tMODE_AUTO\x10\x00\x12\r\n" +
+	"\tMODE_NONE\x10\x01\x12\x11\n" +
+	"\rMODE_REQUIRED\x10\x02\x12\x11\n" +
+	"\rMODE_FUNCTION\x10\x03\"\x8e\x04\n" +
 	"\bSampling\x12%\n" +
 	"\vtemperature\x18\x01 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\x18\n" +
 	"\x05top_p\x18\x02 \x01(\x01H\x01R\x04topP\x88\x01\x01\x12\x13\n" +
@@ -1640,14 +2028,19 @@ const file_backend_proto_rawDesc = "" +
 	"min_tokens\x18\x0f \x01(\x05R\tminTokensB\x0e\n" +
 	"\f_temperatureB\b\n" +
 	"\x06_top_pB\a\n" +
-	"\x05_seed\"\x85\x02\n" +
+	"\x05_seed\"\xc1\x03\n" +
 	"\x0fGenerateRequest\x126\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1a.ragway.backend.v1.MessageR\bmessages\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x127\n" +
 	"\bsampling\x18\x03 \x01(\v2\x1b.ragway.backend.v1.SamplingR\bsampling\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tR\trequestId\x12J\n" +
-	"\x0fresponse_format\x18\x05 \x01(\v2!.ragway.backend.v1.ResponseFormatR\x0eresponseFormat\"\xa7\x01\n" +
+	"\x0fresponse_format\x18\x05 \x01(\v2!.ragway.backend.v1.ResponseFormatR\x0eresponseFormat\x12-\n" +
+	"\x05tools\x18\x06 \x03(\v2\x17.ragway.backend.v1.ToolR\x05tools\x12>\n" +
+	"\vtool_choice\x18\a \x01(\v2\x1d.ragway.backend.v1.ToolChoiceR\n" +
+	"toolChoice\x123\n" +
+	"\x13parallel_tool_calls\x18\b \x01(\bH\x00R\x11parallelToolCalls\x88\x01\x01B\x16\n" +
+	"\x14_parallel_tool_calls\"\xa7\x01\n" +
 	"\x0eResponseFormat\x12:\n" +
 	"\x04type\x18\x01 \x01(\x0e2&.ragway.backend.v1.ResponseFormat.TypeR\x04type\x12\x16\n" +
 	"\x06schema\x18\x02 \x01(\tR\x06schema\"A\n" +
@@ -1666,14 +2059,21 @@ const file_backend_proto_rawDesc = "" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x05R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x05R\x10completionTokens\x12#\n" +
-	"\rcached_tokens\x18\x03 \x01(\x05R\fcachedTokens\"\x84\x02\n" +
+	"\rcached_tokens\x18\x03 \x01(\x05R\fcachedTokens\"\xc5\x02\n" +
 	"\rGenerateEvent\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12\x16\n" +
 	"\x06tokens\x18\x02 \x01(\x05R\x06tokens\x12;\n" +
 	"\blogprobs\x18\x03 \x03(\v2\x1f.ragway.backend.v1.TokenLogprobR\blogprobs\x12D\n" +
 	"\rfinish_reason\x18\x04 \x01(\x0e2\x1f.ragway.backend.v1.FinishReasonR\ffinishReason\x12.\n" +
 	"\x05usage\x18\x05 \x01(\v2\x18.ragway.backend.v1.UsageR\x05usage\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\"@\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12?\n" +
+	"\n" +
+	"tool_calls\x18\a \x03(\v2 .ragway.backend.v1.ToolCallDeltaR\ttoolCalls\"g\n" +
+	"\rToolCallDelta\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1c\n" +
+	"\targuments\x18\x04 \x01(\tR\targuments\"@\n" +
 	"\fEmbedRequest\x12\x14\n" +
 	"\x05input\x18\x01 \x03(\tR\x05input\x12\x1a\n" +
 	"\btruncate\x18\x02 \x01(\bR\btruncate\"#\n" +
@@ -1704,7 +2104,7 @@ const file_backend_proto_rawDesc = "" +
 	"\amessage\x18\x05 \x01(\tR\amessage*Q\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x1c\n" +
-	"\x18PROTOCOL_VERSION_CURRENT\x10\x01*\xc4\x01\n" +
+	"\x18PROTOCOL_VERSION_CURRENT\x10\x01*\xda\x01\n" +
 	"\n" +
 	"Capability\x12\x1a\n" +
 	"\x16CAPABILITY_UNSPECIFIED\x10\x00\x12\x13\n" +
@@ -1713,13 +2113,15 @@ const file_backend_proto_rawDesc = "" +
 	"\x14CAPABILITY_EMBEDDING\x10\x03\x12\x17\n" +
 	"\x13CAPABILITY_TOKENIZE\x10\x04\x12\x15\n" +
 	"\x11CAPABILITY_RERANK\x10\x05\x12 \n" +
-	"\x1cCAPABILITY_STRUCTURED_OUTPUT\x10\x06*\x95\x01\n" +
+	"\x1cCAPABILITY_STRUCTURED_OUTPUT\x10\x06\x12\x14\n" +
+	"\x10CAPABILITY_TOOLS\x10\a*\xb3\x01\n" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
 	"\x14FINISH_REASON_LENGTH\x10\x02\x12\x1b\n" +
 	"\x17FINISH_REASON_CANCELLED\x10\x03\x12\x17\n" +
-	"\x13FINISH_REASON_ERROR\x10\x042\xae\x04\n" +
+	"\x13FINISH_REASON_ERROR\x10\x04\x12\x1c\n" +
+	"\x18FINISH_REASON_TOOL_CALLS\x10\x052\xae\x04\n" +
 	"\aBackend\x12G\n" +
 	"\x04Info\x12\x1e.ragway.backend.v1.InfoRequest\x1a\x1f.ragway.backend.v1.InfoResponse\x12G\n" +
 	"\x04Load\x12\x1e.ragway.backend.v1.LoadRequest\x1a\x1f.ragway.backend.v1.LoadResponse\x12R\n" +
@@ -1741,67 +2143,77 @@ func file_backend_proto_rawDescGZIP() []byte {
 	return file_backend_proto_rawDescData
 }
 
-var file_backend_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_backend_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_backend_proto_goTypes = []any{
 	(ProtocolVersion)(0),     // 0: ragway.backend.v1.ProtocolVersion
 	(Capability)(0),          // 1: ragway.backend.v1.Capability
 	(FinishReason)(0),        // 2: ragway.backend.v1.FinishReason
-	(ResponseFormat_Type)(0), // 3: ragway.backend.v1.ResponseFormat.Type
-	(*InfoRequest)(nil),      // 4: ragway.backend.v1.InfoRequest
-	(*InfoResponse)(nil),     // 5: ragway.backend.v1.InfoResponse
-	(*LoadRequest)(nil),      // 6: ragway.backend.v1.LoadRequest
-	(*LoadResponse)(nil),     // 7: ragway.backend.v1.LoadResponse
-	(*Message)(nil),          // 8: ragway.backend.v1.Message
-	(*Sampling)(nil),         // 9: ragway.backend.v1.Sampling
-	(*GenerateRequest)(nil),  // 10: ragway.backend.v1.GenerateRequest
-	(*ResponseFormat)(nil),   // 11: ragway.backend.v1.ResponseFormat
-	(*TokenLogprob)(nil),     // 12: ragway.backend.v1.TokenLogprob
-	(*TopLogprob)(nil),       // 13: ragway.backend.v1.TopLogprob
-	(*Usage)(nil),            // 14: ragway.backend.v1.Usage
-	(*GenerateEvent)(nil),    // 15: ragway.backend.v1.GenerateEvent
-	(*EmbedRequest)(nil),     // 16: ragway.backend.v1.EmbedRequest
-	(*Embedding)(nil),        // 17: ragway.backend.v1.Embedding
-	(*EmbedResponse)(nil),    // 18: ragway.backend.v1.EmbedResponse
-	(*RerankRequest)(nil),    // 19: ragway.backend.v1.RerankRequest
-	(*RerankResponse)(nil),   // 20: ragway.backend.v1.RerankResponse
-	(*TokenizeRequest)(nil),  // 21: ragway.backend.v1.TokenizeRequest
-	(*TokenizeResponse)(nil), // 22: ragway.backend.v1.TokenizeResponse
-	(*HealthRequest)(nil),    // 23: ragway.backend.v1.HealthRequest
-	(*HealthResponse)(nil),   // 24: ragway.backend.v1.HealthResponse
-	(*structpb.Struct)(nil),  // 25: google.protobuf.Struct
+	(ToolChoice_Mode)(0),     // 3: ragway.backend.v1.ToolChoice.Mode
+	(ResponseFormat_Type)(0), // 4: ragway.backend.v1.ResponseFormat.Type
+	(*InfoRequest)(nil),      // 5: ragway.backend.v1.InfoRequest
+	(*InfoResponse)(nil),     // 6: ragway.backend.v1.InfoResponse
+	(*LoadRequest)(nil),      // 7: ragway.backend.v1.LoadRequest
+	(*LoadResponse)(nil),     // 8: ragway.backend.v1.LoadResponse
+	(*Message)(nil),          // 9: ragway.backend.v1.Message
+	(*ToolCall)(nil),         // 10: ragway.backend.v1.ToolCall
+	(*Tool)(nil),             // 11: ragway.backend.v1.Tool
+	(*ToolChoice)(nil),       // 12: ragway.backend.v1.ToolChoice
+	(*Sampling)(nil),         // 13: ragway.backend.v1.Sampling
+	(*GenerateRequest)(nil),  // 14: ragway.backend.v1.GenerateRequest
+	(*ResponseFormat)(nil),   // 15: ragway.backend.v1.ResponseFormat
+	(*TokenLogprob)(nil),     // 16: ragway.backend.v1.TokenLogprob
+	(*TopLogprob)(nil),       // 17: ragway.backend.v1.TopLogprob
+	(*Usage)(nil),            // 18: ragway.backend.v1.Usage
+	(*GenerateEvent)(nil),    // 19: ragway.backend.v1.GenerateEvent
+	(*ToolCallDelta)(nil),    // 20: ragway.backend.v1.ToolCallDelta
+	(*EmbedRequest)(nil),     // 21: ragway.backend.v1.EmbedRequest
+	(*Embedding)(nil),        // 22: ragway.backend.v1.Embedding
+	(*EmbedResponse)(nil),    // 23: ragway.backend.v1.EmbedResponse
+	(*RerankRequest)(nil),    // 24: ragway.backend.v1.RerankRequest
+	(*RerankResponse)(nil),   // 25: ragway.backend.v1.RerankResponse
+	(*TokenizeRequest)(nil),  // 26: ragway.backend.v1.TokenizeRequest
+	(*TokenizeResponse)(nil), // 27: ragway.backend.v1.TokenizeResponse
+	(*HealthRequest)(nil),    // 28: ragway.backend.v1.HealthRequest
+	(*HealthResponse)(nil),   // 29: ragway.backend.v1.HealthResponse
+	(*structpb.Struct)(nil),  // 30: google.protobuf.Struct
 }
 var file_backend_proto_depIdxs = []int32{
 	1,  // 0: ragway.backend.v1.InfoResponse.capabilities:type_name -> ragway.backend.v1.Capability
-	25, // 1: ragway.backend.v1.LoadRequest.options:type_name -> google.protobuf.Struct
-	8,  // 2: ragway.backend.v1.GenerateRequest.messages:type_name -> ragway.backend.v1.Message
-	9,  // 3: ragway.backend.v1.GenerateRequest.sampling:type_name -> ragway.backend.v1.Sampling
-	11, // 4: ragway.backend.v1.GenerateRequest.response_format:type_name -> ragway.backend.v1.ResponseFormat
-	3,  // 5: ragway.backend.v1.ResponseFormat.type:type_name -> ragway.backend.v1.ResponseFormat.Type
-	13, // 6: ragway.backend.v1.TokenLogprob.top:type_name -> ragway.backend.v1.TopLogprob
-	12, // 7: ragway.backend.v1.GenerateEvent.logprobs:type_name -> ragway.backend.v1.TokenLogprob
-	2,  // 8: ragway.backend.v1.GenerateEvent.finish_reason:type_name -> ragway.backend.v1.FinishReason
-	14, // 9: ragway.backend.v1.GenerateEvent.usage:type_name -> ragway.backend.v1.Usage
-	17, // 10: ragway.backend.v1.EmbedResponse.embeddings:type_name -> ragway.backend.v1.Embedding
-	4,  // 11: ragway.backend.v1.Backend.Info:input_type -> ragway.backend.v1.InfoRequest
-	6,  // 12: ragway.backend.v1.Backend.Load:input_type -> ragway.backend.v1.LoadRequest
-	10, // 13: ragway.backend.v1.Backend.Generate:input_type -> ragway.backend.v1.GenerateRequest
-	16, // 14: ragway.backend.v1.Backend.Embed:input_type -> ragway.backend.v1.EmbedRequest
-	21, // 15: ragway.backend.v1.Backend.Tokenize:input_type -> ragway.backend.v1.TokenizeRequest
-	23, // 16: ragway.backend.v1.Backend.Health:input_type -> ragway.backend.v1.HealthRequest
-	19, // 17: ragway.backend.v1.Backend.Rerank:input_type -> ragway.backend.v1.RerankRequest
-	5,  // 18: ragway.backend.v1.Backend.Info:output_type -> ragway.backend.v1.InfoResponse
-	7,  // 19: ragway.backend.v1.Backend.Load:output_type -> ragway.backend.v1.LoadResponse
-	15, // 20: ragway.backend.v1.Backend.Generate:output_type -> ragway.backend.v1.GenerateEvent
-	18, // 21: ragway.backend.v1.Backend.Embed:output_type -> ragway.backend.v1.EmbedResponse
-	22, // 22: ragway.backend.v1.Backend.Tokenize:output_type -> ragway.backend.v1.TokenizeResponse
-	24, // 23: ragway.backend.v1.Backend.Health:output_type -> ragway.backend.v1.HealthResponse
-	20, // 24: ragway.backend.v1.Backend.Rerank:output_type -> ragway.backend.v1.RerankResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	30, // 1: ragway.backend.v1.LoadRequest.options:type_name -> google.protobuf.Struct
+	10, // 2: ragway.backend.v1.Message.tool_calls:type_name -> ragway.backend.v1.ToolCall
+	3,  // 3: ragway.backend.v1.ToolChoice.mode:type_name -> ragway.backend.v1.ToolChoice.Mode
+	9,  // 4: ragway.backend.v1.GenerateRequest.messages:type_name -> ragway.backend.v1.Message
+	13, // 5: ragway.backend.v1.GenerateRequest.sampling:type_name -> ragway.backend.v1.Sampling
+	15, // 6: ragway.backend.v1.GenerateRequest.response_format:type_name -> ragway.backend.v1.ResponseFormat
+	11, // 7: ragway.backend.v1.GenerateRequest.tools:type_name -> ragway.backend.v1.Tool
+	12, // 8: ragway.backend.v1.GenerateRequest.tool_choice:type_name -> ragway.backend.v1.ToolChoice
+	4,  // 9: ragway.backend.v1.ResponseFormat.type:type_name -> ragway.backend.v1.ResponseFormat.Type
+	17, // 10: ragway.backend.v1.TokenLogprob.top:type_name -> ragway.backend.v1.TopLogprob
+	16, // 11: ragway.backend.v1.GenerateEvent.logprobs:type_name -> ragway.backend.v1.TokenLogprob
+	2,  // 12: ragway.backend.v1.GenerateEvent.finish_reason:type_name -> ragway.backend.v1.FinishReason
+	18, // 13: ragway.backend.v1.GenerateEvent.usage:type_name -> ragway.backend.v1.Usage
+	20, // 14: ragway.backend.v1.GenerateEvent.tool_calls:type_name -> ragway.backend.v1.ToolCallDelta
+	22, // 15: ragway.backend.v1.EmbedResponse.embeddings:type_name -> ragway.backend.v1.Embedding
+	5,  // 16: ragway.backend.v1.Backend.Info:input_type -> ragway.backend.v1.InfoRequest
+	7,  // 17: ragway.backend.v1.Backend.Load:input_type -> ragway.backend.v1.LoadRequest
+	14, // 18: ragway.backend.v1.Backend.Generate:input_type -> ragway.backend.v1.GenerateRequest
+	21, // 19: ragway.backend.v1.Backend.Embed:input_type -> ragway.backend.v1.EmbedRequest
+	26, // 20: ragway.backend.v1.Backend.Tokenize:input_type -> ragway.backend.v1.TokenizeRequest
+	28, // 21: ragway.backend.v1.Backend.Health:input_type -> ragway.backend.v1.HealthRequest
+	24, // 22: ragway.backend.v1.Backend.Rerank:input_type -> ragway.backend.v1.RerankRequest
+	6,  // 23: ragway.backend.v1.Backend.Info:output_type -> ragway.backend.v1.InfoResponse
+	8,  // 24: ragway.backend.v1.Backend.Load:output_type -> ragway.backend.v1.LoadResponse
+	19, // 25: ragway.backend.v1.Backend.Generate:output_type -> ragway.backend.v1.GenerateEvent
+	23, // 26: ragway.backend.v1.Backend.Embed:output_type -> ragway.backend.v1.EmbedResponse
+	27, // 27: ragway.backend.v1.Backend.Tokenize:output_type -> ragway.backend.v1.TokenizeResponse
+	29, // 28: ragway.backend.v1.Backend.Health:output_type -> ragway.backend.v1.HealthResponse
+	25, // 29: ragway.backend.v1.Backend.Rerank:output_type -> ragway.backend.v1.RerankResponse
+	23, // [23:30] is the sub-list for method output_type
+	16, // [16:23] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_backend_proto_init() }
@@ -1809,14 +2221,15 @@ func file_backend_proto_init() {
 	if File_backend_proto != nil {
 		return
 	}
-	file_backend_proto_msgTypes[5].OneofWrappers = []any{}
+	file_backend_proto_msgTypes[8].OneofWrappers = []any{}
+	file_backend_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backend_proto_rawDesc), len(file_backend_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   21,
+			NumEnums:      5,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

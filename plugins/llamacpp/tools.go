@@ -1,0 +1,343 @@
+package main
+
+// Tool calls: the syntax a model family writes them in, the prompt that tells a model
+// its tools, the grammar that makes a required (or named) call always valid, and the
+// parsing of a model's answer into calls. See docs/tools.md.
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/nikolalohinski/gonja/v2/exec"
+
+	sdk "github.com/ragway/ragway/plugin-sdk"
+	"github.com/ragway/ragway/plugin-sdk/gbnf"
+)
+
+// toolSyntax is how a model family writes its tool calls.
+type toolSyntax struct {
+	name string
+	// prefix opens the calls ("" for none), sep separates two calls, suffix closes
+	// them; each call is an object {name, argsKey: {...}} (with an id of 9 letters
+	// and digits when withID).
+	prefix, sep, suffix string
+	// callOpen and callClose wrap each call (Hermes's <tool_call> tags).
+	callOpen, callClose string
+	argsKey             string
+	withID              bool
+	// single: the family calls one tool at a time.
+	single bool
+}
+
+var (
+	// Hermes and Qwen: <tool_call>{"name": …, "arguments": …}</tool_call>, one per call.
+	hermesSyntax = toolSyntax{name: "hermes", sep: "\n", callOpen: "<tool_call>\n", callClose: "\n</tool_call>", argsKey: "arguments"}
+	// Llama 3.x: a JSON object {"name": …, "parameters": …}, one call.
+	llama3Syntax = toolSyntax{name: "llama3", argsKey: "parameters", single: true}
+	// Mistral: [TOOL_CALLS][{"name": …, "arguments": …, "id": …}, …].
+	mistralSyntax = toolSyntax{name: "mistral", prefix: "[TOOL_CALLS][", sep: ",", suffix: "]", argsKey: "arguments", withID: true}
+	// Any other template (one that does not render tools): the tools are described in
+	// a system message, and the answer is {"tool_calls": [{"name": …, "arguments": …}]}.
+	genericSyntax = toolSyntax{name: "generic", prefix: `{"tool_calls":[`, sep: ",", suffix: "]}", argsKey: "arguments"}
+)
+
+// toolSyntaxOf picks the syntax of a template's family from its text; generic says
+// the template does not render tools (they are described in a system message).
+func toolSyntaxOf(src string) (s toolSyntax, generic bool) {
+	switch {
+	case !strings.Contains(src, "tools"):
+		return genericSyntax, true
+	case strings.Contains(src, "<tool_call>"):
+		return hermesSyntax, false
+	case strings.Contains(src, "[TOOL_CALLS]"):
+		return mistralSyntax, false
+	case strings.Contains(src, "<|python_tag|>") || strings.Contains(src, `"parameters": `):
+		return llama3Syntax, false
+	}
+	return genericSyntax, true
+}
+
+// maxParallelCalls bounds the calls of one constrained answer: a model that would
+// call tools without end stops there.
+const maxParallelCalls = 16
+
+// toolGrammar is the grammar of an answer that calls tools as choice asks (required:
+// any of them; function: that one), each call's arguments valid for its schema.
+func toolGrammar(s toolSyntax, tools []sdk.Tool, choice *sdk.ToolChoice, parallel bool) (string, error) {
+	var b gbnf.Builder
+	var calls []string
+	for _, t := range tools {
+		if choice.Mode == sdk.ToolChoiceFunction && t.Name != choice.Name {
+			continue
+		}
+		schema := t.Parameters
+		if len(bytes.TrimSpace(schema)) == 0 {
+			schema = []byte(`{"type": "object"}`)
+		}
+		args, err := b.Schema(schema)
+		if err != nil {
+			return "", fmt.Errorf("tools: function %q: %w", t.Name, err)
+		}
+		body := gbnf.Literal(s.callOpen+`{"name":`+jsonText(t.Name)+`,"`+s.argsKey+`":`) + " " + args
+		if s.withID {
+			body += ` "," ` + gbnf.Literal(`"id":"`) + ` [a-zA-Z0-9]{9} ` + gbnf.Literal(`"`)
+		}
+		body += " " + gbnf.Literal("}"+s.callClose)
+		r, err := b.Rule(body)
+		if err != nil {
+			return "", err
+		}
+		calls = append(calls, r)
+	}
+	if len(calls) == 0 {
+		return "", fmt.Errorf("tool_choice: no function %q among the tools", choice.Name)
+	}
+	call, err := b.Rule(strings.Join(calls, " | "))
+	if err != nil {
+		return "", err
+	}
+	body := call
+	if parallel && !s.single {
+		body += fmt.Sprintf(" ( %s %s ){0,%d}", gbnf.Literal(s.sep), call, maxParallelCalls-1)
+	}
+	if s.prefix != "" {
+		body = gbnf.Literal(s.prefix) + " " + body
+	}
+	if s.suffix != "" {
+		body += " " + gbnf.Literal(s.suffix)
+	}
+	root, err := b.Rule(body)
+	if err != nil {
+		return "", err
+	}
+	return b.Grammar(root), nil
+}
+
+func jsonText(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// parseToolCalls reads the calls of an answer written in syntax s, or reports that
+// it is not (only) tool calls.
+func parseToolCalls(s toolSyntax, text string) ([]sdk.ToolCall, bool) {
+	rest := strings.TrimPrefix(strings.TrimSpace(text), "<|python_tag|>")
+	cut := func(marker string) bool {
+		rest = strings.TrimSpace(rest)
+		marker = strings.TrimSpace(marker)
+		if marker == "" {
+			return true
+		}
+		r, ok := strings.CutPrefix(rest, marker)
+		if ok {
+			rest = r
+		}
+		return ok
+	}
+	if !cut(s.prefix) {
+		return nil, false
+	}
+	var calls []sdk.ToolCall
+	for {
+		if s.callOpen != "" && !cut(s.callOpen) {
+			break
+		}
+		rest = strings.TrimSpace(rest)
+		if !strings.HasPrefix(rest, "{") {
+			break
+		}
+		dec := json.NewDecoder(strings.NewReader(rest))
+		var raw map[string]json.RawMessage
+		if dec.Decode(&raw) != nil {
+			return nil, false
+		}
+		call, ok := toolCallOf(raw, s.argsKey)
+		if !ok {
+			return nil, false
+		}
+		calls = append(calls, call)
+		rest = rest[dec.InputOffset():]
+		if !cut(s.callClose) {
+			return nil, false
+		}
+		if strings.TrimSpace(s.sep) != "" {
+			if !cut(s.sep) {
+				break
+			}
+		} else if s.callOpen == "" {
+			break
+		}
+	}
+	if !cut(s.suffix) || strings.TrimSpace(rest) != "" || len(calls) == 0 || s.single && len(calls) > 1 {
+		return nil, false
+	}
+	return calls, true
+}
+
+// toolCallOf reads one call object: its name, its arguments (an object, under
+// argsKey or "arguments"), and its id if it has one.
+func toolCallOf(raw map[string]json.RawMessage, argsKey string) (sdk.ToolCall, bool) {
+	var name string
+	if json.Unmarshal(raw["name"], &name) != nil || name == "" {
+		return sdk.ToolCall{}, false
+	}
+	args := raw[argsKey]
+	if len(args) == 0 {
+		args = raw["arguments"]
+	}
+	var buf bytes.Buffer
+	if len(args) == 0 || json.Compact(&buf, args) != nil || buf.Bytes()[0] != '{' {
+		return sdk.ToolCall{}, false
+	}
+	call := sdk.ToolCall{Name: name, Arguments: buf.String()}
+	var id string
+	if json.Unmarshal(raw["id"], &id) == nil {
+		call.ID = id
+	}
+	return call, true
+}
+
+// newCallID is an id for a call the model did not name: "call_" and 24 letters and
+// digits.
+func newCallID() string {
+	const chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = chars[int(b[i])%len(chars)]
+	}
+	return "call_" + string(b)
+}
+
+// toolsPrompt is the system message that describes tools to a model whose template
+// does not render them (the generic syntax).
+func toolsPrompt(tools []sdk.Tool) string {
+	var b strings.Builder
+	b.WriteString("You can call these functions (JSON Schema of their arguments):\n")
+	for _, t := range tools {
+		params := string(t.Parameters)
+		if strings.TrimSpace(params) == "" {
+			params = `{"type": "object"}`
+		}
+		fmt.Fprintf(&b, "- %s: %s\n  arguments: %s\n", t.Name, t.Description, params)
+	}
+	b.WriteString(`To call functions, answer only with {"tool_calls": [{"name": <function name>, "arguments": <arguments object>}]}.`)
+	return b.String()
+}
+
+// toolValues are the tools as a template sees them: OpenAI's shape, the parameters
+// an ordered dict.
+func toolValues(tools []sdk.Tool) ([]any, error) {
+	out := make([]any, 0, len(tools))
+	for _, t := range tools {
+		params := t.Parameters
+		if len(bytes.TrimSpace(params)) == 0 {
+			params = []byte(`{"type": "object", "properties": {}}`)
+		}
+		pv, err := jsonValue(params)
+		if err != nil {
+			return nil, fmt.Errorf("tools: function %q: parameters: %w", t.Name, err)
+		}
+		fn := orderedDictOf("name", t.Name, "description", t.Description, "parameters", pv)
+		out = append(out, orderedDictOf("type", "function", "function", fn))
+	}
+	return out, nil
+}
+
+// orderedDictOf is a template dict of keys and values, in order.
+func orderedDictOf(kv ...any) *exec.Dict {
+	d := exec.NewDict()
+	for i := 0; i+1 < len(kv); i += 2 {
+		d.Pairs = append(d.Pairs, &exec.Pair{Key: exec.AsValue(kv[i]), Value: exec.AsValue(kv[i+1])})
+	}
+	return d
+}
+
+// toolOutput turns a generation's events into what the client gets when tools may be
+// called: with a required (or named) call, the whole answer is calls; with auto, an
+// answer that opens as the model's calls open is held until its end and given as
+// calls if it parses as calls, as text if not; any other answer streams as text.
+type toolOutput struct {
+	syntax      toolSyntax
+	constrained bool
+	emit        func(sdk.Event) error
+
+	decided bool // auto: whether the answer is text (passing through) or held
+	holding bool
+	held    strings.Builder
+	tokens  int
+	usage   *sdk.Usage
+}
+
+// opening is how an answer of calls starts, spaces aside.
+func (o *toolOutput) opening() string {
+	if open := strings.TrimSpace(o.syntax.prefix + o.syntax.callOpen); open != "" {
+		return open
+	}
+	return "{"
+}
+
+func (o *toolOutput) event(e sdk.Event) error {
+	if !o.constrained && o.decided && !o.holding {
+		return o.emit(e)
+	}
+	o.held.WriteString(e.Text)
+	o.tokens += e.Tokens
+	if e.Usage != nil {
+		o.usage = e.Usage
+	}
+	if !o.constrained && !o.decided {
+		start := strings.TrimPrefix(strings.TrimLeft(o.held.String(), " \t\r\n"), "<|python_tag|>")
+		open := o.opening()
+		switch {
+		case len(start) >= len(open) && strings.HasPrefix(start, open):
+			o.decided, o.holding = true, true
+		case !strings.HasPrefix(open, start):
+			// Text: what was held goes now, and the rest as it comes.
+			o.decided = true
+			return o.flush(e)
+		}
+	}
+	if !e.Final() {
+		return nil
+	}
+	return o.finish(e)
+}
+
+// flush gives what was held as text with event e's end (if it is the final one).
+func (o *toolOutput) flush(e sdk.Event) error {
+	out := sdk.Event{Text: o.held.String(), Tokens: o.tokens, Usage: e.Usage, FinishReason: e.FinishReason, Error: e.Error}
+	if out.Usage == nil && !e.Final() {
+		out.Usage = o.usage
+	}
+	o.held.Reset()
+	o.tokens = 0
+	o.holding = false
+	return o.emit(out)
+}
+
+// finish ends an answer that was held: as calls if it parses as calls, else as
+// text.
+func (o *toolOutput) finish(final sdk.Event) error {
+	if final.FinishReason == sdk.FinishStop {
+		if calls, ok := parseToolCalls(o.syntax, o.held.String()); ok {
+			deltas := make([]sdk.ToolCallDelta, len(calls))
+			for i, c := range calls {
+				id := c.ID
+				if id == "" || o.syntax.withID && len(id) != 9 {
+					id = newCallID()
+				}
+				deltas[i] = sdk.ToolCallDelta{Index: i, ID: id, Name: c.Name, Arguments: c.Arguments}
+			}
+			if err := o.emit(sdk.Event{ToolCalls: deltas, Tokens: o.tokens}); err != nil {
+				return err
+			}
+			final.Text, final.Tokens, final.FinishReason = "", 0, sdk.FinishToolCalls
+			return o.emit(final)
+		}
+	}
+	return o.flush(final)
+}
