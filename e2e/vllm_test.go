@@ -108,6 +108,46 @@ func TestVLLMProxyChain(t *testing.T) {
 		}
 	})
 
+	t.Run("tool calls pass through both ways", func(t *testing.T) {
+		msgs := []openai.ChatCompletionMessageParamUnion{openai.UserMessage("What is the weather in Paris?")}
+		params := openai.ChatCompletionNewParams{Model: "chat", Messages: msgs, Tools: weatherTools(),
+			ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")}, ParallelToolCalls: openai.Bool(false),
+			Temperature: openai.Float(0), MaxTokens: openai.Int(300)}
+		want, err := direct.Chat.Completions.New(ctx, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		params.Model = "proxied"
+		got, err := viaProxy.Chat.Completions.New(ctx, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, g := want.Choices[0], got.Choices[0]
+		if g.FinishReason != "tool_calls" || len(g.Message.ToolCalls) != 1 || len(w.Message.ToolCalls) != 1 ||
+			g.Message.ToolCalls[0].Function.Name != w.Message.ToolCalls[0].Function.Name || g.Message.ToolCalls[0].Function.Arguments != w.Message.ToolCalls[0].Function.Arguments {
+			t.Fatalf("through the proxy %+v, upstream %+v", g.Message, w.Message)
+		}
+		// Streamed, and the result fed back, through the proxy.
+		stream := viaProxy.Chat.Completions.NewStreaming(ctx, params)
+		var acc openai.ChatCompletionAccumulator
+		for stream.Next() {
+			acc.AddChunk(stream.Current())
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if c := acc.Choices[0]; c.FinishReason != "tool_calls" || len(c.Message.ToolCalls) != 1 || c.Message.ToolCalls[0].Function.Arguments != w.Message.ToolCalls[0].Function.Arguments {
+			t.Fatalf("streamed through the proxy: %+v", acc.Choices)
+		}
+		call := g.Message.ToolCalls[0]
+		after, err := viaProxy.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "proxied", Tools: weatherTools(),
+			Messages:    append(msgs, g.Message.ToParam(), openai.ToolMessage(`{"temperature": 18}`, call.ID)),
+			Temperature: openai.Float(0), MaxTokens: openai.Int(5)})
+		if err != nil || after.Usage.PromptTokens <= got.Usage.PromptTokens {
+			t.Fatalf("the result through the proxy: %v %+v", err, after)
+		}
+	})
+
 	t.Run("upstream down gives clean errors, the gateway stays up", func(t *testing.T) {
 		_ = upstream.stop(syscall.SIGKILL)
 		code, body := front.post("/v1/chat/completions", `{"model":"proxied","messages":[{"role":"user","content":"hi"}]}`)

@@ -31,15 +31,28 @@ type chatRequest struct {
 	// starts one): messages are the new turn, the history is the server's.
 	ConversationID *string `json:"conversation_id"`
 	// RAG (a ragway extension) grounds the answer in a knowledge base.
-	RAG            *chat.RAGParams `json:"rag"`
-	ResponseFormat json.RawMessage `json:"response_format"`
+	RAG               *chat.RAGParams `json:"rag"`
+	ResponseFormat    json.RawMessage `json:"response_format"`
+	Tools             json.RawMessage `json:"tools"`
+	ToolChoice        json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
 	oai.SamplingParams
 	oai.Unhonoured
 }
 
 type chatMessageJSON struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role      string         `json:"role"`
+	Content   *string        `json:"content"`
+	ToolCalls []toolCallJSON `json:"tool_calls,omitempty"`
+}
+
+type toolCallJSON struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
 }
 
 type chatChoiceJSON struct {
@@ -107,9 +120,14 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 	if aerr != nil {
 		return aerr
 	}
+	tools, choice, aerr := oai.Tools(req.Tools, req.ToolChoice, "")
+	if aerr != nil {
+		return aerr
+	}
 	creq := chat.Request{
 		Principal: principalOf(c), Route: cl.route, Arrived: cl.start, Model: m, RequestID: reqID(c),
 		Messages: msgs, N: n, Sampling: sampling, ResponseFormat: format,
+		Tools: tools, ToolChoice: choice, ParallelToolCalls: req.ParallelToolCalls,
 	}
 	kb, topK := c.Get(headerKB), 0
 	if req.RAG != nil {
@@ -119,6 +137,9 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		creq.RAG = &chat.RAGParams{KnowledgeBase: kb, TopK: topK}
 	}
 	if req.ConversationID != nil {
+		if len(tools) > 0 || chat.HasToolMessages(msgs) {
+			return oai.Unsupported("tools", "tools, tool calls and tool results are not kept in stored conversations yet: send the whole history in 'messages' without 'conversation_id'")
+		}
 		if n > 1 {
 			return oai.Invalid("n", oai.CodeUnsupported, "'n' must be 1 with 'conversation_id'")
 		}
@@ -164,7 +185,16 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		if sampling.Logprobs {
 			lp = appendChatLogprobs(nil, r.logprobs)
 		}
-		out.Choices[i] = chatChoiceJSON{Index: i, Message: chatMessageJSON{Role: "assistant", Content: r.text.String()}, Logprobs: lp, FinishReason: finishReason(r.finish)}
+		msg := chatMessageJSON{Role: "assistant"}
+		if text := r.text.String(); text != "" || len(r.calls) == 0 {
+			msg.Content = &text
+		}
+		for _, call := range r.calls {
+			tc := toolCallJSON{ID: call.ID, Type: "function"}
+			tc.Function.Name, tc.Function.Arguments = call.Name, call.Arguments
+			msg.ToolCalls = append(msg.ToolCalls, tc)
+		}
+		out.Choices[i] = chatChoiceJSON{Index: i, Message: msg, Logprobs: lp, FinishReason: finishReason(r.finish)}
 	}
 	if g := res.grounding; g != nil {
 		out.Sources, out.Warning = g.Sources, g.Warning

@@ -89,7 +89,7 @@ func TestChatCompletion(t *testing.T) {
 		{Role: "developer", Content: "part one\npart two"},
 		{Role: "user", Content: "hi", Name: "bob"},
 		{Role: "assistant", Content: ""},
-		{Role: "tool", Content: "42"},
+		{Role: "tool", Content: "42", ToolCallID: "t1"},
 	}
 	if !reflect.DeepEqual(call.Req.Messages, wantMsgs) {
 		t.Errorf("messages %+v", call.Req.Messages)

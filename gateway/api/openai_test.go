@@ -180,8 +180,9 @@ func TestOpenAIGoSDK(t *testing.T) {
 			param string
 			req   openai.ChatCompletionNewParams
 		}{
-			{"tools", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs,
-				Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "lookup"})}}},
+			{"tool_choice", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs,
+				Tools:      []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "lookup"})},
+				ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfFunctionToolChoice: &openai.ChatCompletionNamedToolChoiceParam{Function: openai.ChatCompletionNamedToolChoiceFunctionParam{Name: "other"}}}}},
 			{"response_format.json_schema.schema", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs,
 				ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &openai.ResponseFormatJSONSchemaParam{
 					JSONSchema: openai.ResponseFormatJSONSchemaJSONSchemaParam{Name: "word", Schema: map[string]any{"type": "string", "pattern": "^a+$"}}}}}},

@@ -18,6 +18,9 @@ type sseFormat interface {
 	start(b []byte, i int) []byte
 	// delta appends a content chunk of choice i.
 	delta(b []byte, i int, text string, lps []sdk.TokenLogprob) []byte
+	// toolCalls appends the chunks of tool-call deltas of choice i (nothing for
+	// completions).
+	toolCalls(b []byte, i int, deltas []sdk.ToolCallDelta) []byte
 	// finish appends the chunk that ends choice i.
 	finish(b []byte, i int, reason string) []byte
 	// usage appends the usage chunk ("choices":[]).
@@ -115,6 +118,34 @@ func (f *chatSSE) delta(b []byte, i int, text string, lps []sdk.TokenLogprob) []
 	return append(b, f.tail...)
 }
 
+// toolCalls writes a call's opening (id, type, name, empty arguments) and its
+// arguments as chunks of their own, as OpenAI streams them.
+func (f *chatSSE) toolCalls(b []byte, i int, deltas []sdk.ToolCallDelta) []byte {
+	for _, d := range deltas {
+		if d.ID != "" || d.Name != "" {
+			b = appendIndex(b, f.head, i)
+			b = append(b, `,"delta":{"tool_calls":[{"index":`...)
+			b = strconv.AppendInt(b, int64(d.Index), 10)
+			b = append(b, `,"id":`...)
+			b = oai.AppendString(b, d.ID)
+			b = append(b, `,"type":"function","function":{"name":`...)
+			b = oai.AppendString(b, d.Name)
+			b = append(b, `,"arguments":""}}]},"logprobs":null,"finish_reason":null}`...)
+			b = append(b, f.tail...)
+		}
+		if d.Arguments != "" {
+			b = appendIndex(b, f.head, i)
+			b = append(b, `,"delta":{"tool_calls":[{"index":`...)
+			b = strconv.AppendInt(b, int64(d.Index), 10)
+			b = append(b, `,"function":{"arguments":`...)
+			b = oai.AppendString(b, d.Arguments)
+			b = append(b, `}}]},"logprobs":null,"finish_reason":null}`...)
+			b = append(b, f.tail...)
+		}
+	}
+	return b
+}
+
 func (f *chatSSE) finish(b []byte, i int, reason string) []byte {
 	b = appendIndex(b, f.head, i)
 	b = append(b, `,"delta":{},"logprobs":null,"finish_reason":`...)
@@ -137,6 +168,8 @@ func newCompletionSSE(id string, created int64, model string, includeUsage bool,
 }
 
 func (f *completionSSE) start(b []byte, _ int) []byte { return b }
+
+func (f *completionSSE) toolCalls(b []byte, _ int, _ []sdk.ToolCallDelta) []byte { return b }
 
 func (f *completionSSE) delta(b []byte, i int, text string, lps []sdk.TokenLogprob) []byte {
 	b = appendIndex(b, f.head, i)

@@ -218,7 +218,10 @@ func (st *stream) handle(buf []byte, e chat.Event) []byte {
 		st.grounding = e.Grounding
 	case chat.EventDelta:
 		buf = st.startChoice(buf, e.Choice)
-		buf = st.f.delta(buf, e.Choice, e.Text, e.Logprobs)
+		if e.Text != "" || len(e.Logprobs) > 0 {
+			buf = st.f.delta(buf, e.Choice, e.Text, e.Logprobs)
+		}
+		buf = st.f.toolCalls(buf, e.Choice, e.ToolCalls)
 	case chat.EventFinish:
 		buf = st.startChoice(buf, e.Choice)
 		buf = st.f.finish(buf, e.Choice, finishReason(e.FinishReason))

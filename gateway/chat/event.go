@@ -30,10 +30,11 @@ const (
 	EventStart Kind = iota + 1
 	// EventSources: Grounding is what retrieval gave.
 	EventSources
-	// EventDelta: Choice's next Text (never empty unless Logprobs are not) and its
-	// Logprobs.
+	// EventDelta: Choice's next Text (never empty unless Logprobs or ToolCalls are
+	// not), its Logprobs, and pieces of its ToolCalls.
 	EventDelta
-	// EventFinish: Choice ended; FinishReason (stop or length) and Usage are its.
+	// EventFinish: Choice ended; FinishReason (stop, length or tool_calls) and Usage
+	// are its.
 	EventFinish
 	// EventDone (terminal): every choice finished, or the turn was cancelled
 	// (FinishReason cancelled). Usage is the turn's: prompt tokens once per prompt,
@@ -55,7 +56,9 @@ type Event struct {
 	Grounding      *Grounding
 	Text           string
 	Logprobs       []sdk.TokenLogprob
-	FinishReason   sdk.FinishReason
-	Usage          sdk.Usage
-	Err            *oai.Error
+	// ToolCalls are pieces of the choice's tool calls (EventDelta).
+	ToolCalls    []sdk.ToolCallDelta
+	FinishReason sdk.FinishReason
+	Usage        sdk.Usage
+	Err          *oai.Error
 }

@@ -107,6 +107,22 @@ type Request struct {
 	// ResponseFormat, when set, is the form every choice's output must have; a
 	// model whose backend does not honour it is refused (400).
 	ResponseFormat *sdk.ResponseFormat
+	// Tools the model may call, and whether and which it calls; a model whose
+	// backend does not take tools is refused (400), as are tool calls and results in
+	// Messages.
+	Tools             []sdk.Tool
+	ToolChoice        *sdk.ToolChoice
+	ParallelToolCalls *bool
+}
+
+// HasToolMessages reports whether msgs hold tool calls or tool results.
+func HasToolMessages(msgs []sdk.Message) bool {
+	for _, m := range msgs {
+		if len(m.ToolCalls) > 0 || m.ToolCallID != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Turn is one chat turn: Service.Turn makes it, Run runs it once.
@@ -150,7 +166,8 @@ func (s *Service) Turn(r Request) *Turn {
 		}
 	} else {
 		for k := range r.N {
-			t.addChoice(sdk.GenerateRequest{Messages: r.Messages, Sampling: r.Sampling, ResponseFormat: r.ResponseFormat}, k, 0)
+			t.addChoice(sdk.GenerateRequest{Messages: r.Messages, Sampling: r.Sampling, ResponseFormat: r.ResponseFormat,
+				Tools: r.Tools, ToolChoice: r.ToolChoice, ParallelToolCalls: r.ParallelToolCalls}, k, 0)
 		}
 	}
 	n := len(t.reqs)
@@ -241,6 +258,14 @@ func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 	r := &t.r
 	if r.ResponseFormat != nil && r.Model.Lacks(sdk.CapabilityStructuredOutput) {
 		t.fail(oai.Unsupported("response_format", "the model '%s' (backend %s) does not honour 'response_format'", r.Model.Name, r.Model.Backend))
+		return
+	}
+	if (len(r.Tools) > 0 || HasToolMessages(r.Messages)) && r.Model.Lacks(sdk.CapabilityTools) {
+		param := "tools"
+		if len(r.Tools) == 0 {
+			param = "messages"
+		}
+		t.fail(oai.Unsupported(param, "the model '%s' (backend %s) does not take tools, tool calls or tool results", r.Model.Name, r.Model.Backend))
 		return
 	}
 	if r.Stored && s.Turns == nil {
@@ -445,8 +470,8 @@ func (t *Turn) onEventLocked(i int, e sdk.Event) error {
 	if e.Final() && e.FinishReason == sdk.FinishError {
 		return oai.BackendFailed(e.Error)
 	}
-	if e.Text != "" || len(e.Logprobs) > 0 {
-		if err := t.emitLocked(Event{Kind: EventDelta, Choice: i, Text: e.Text, Logprobs: e.Logprobs}); err != nil {
+	if e.Text != "" || len(e.Logprobs) > 0 || len(e.ToolCalls) > 0 {
+		if err := t.emitLocked(Event{Kind: EventDelta, Choice: i, Text: e.Text, Logprobs: e.Logprobs, ToolCalls: e.ToolCalls}); err != nil {
 			return err
 		}
 	}

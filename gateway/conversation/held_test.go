@@ -175,7 +175,7 @@ func TestTrimForKeepsWhatFitNeeds(t *testing.T) {
 			kept = append(slices.Clip(kept), later)
 		}
 		for budget := 1; budget <= held; budget++ {
-			if want, got := Fit(system, history, budget), Fit(system, kept, budget); !slices.Equal(got, want) {
+			if want, got := Fit(system, history, budget), Fit(system, kept, budget); !reflect.DeepEqual(got, want) {
 				t.Fatalf("held for %d, prompt for %d: %v from what is held, want %v", held, budget, got, want)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -101,7 +102,7 @@ func wantPrompt(t *testing.T, s *store.Store, userID string, turn *conversation.
 	}
 	msgs = slices.DeleteFunc(msgs, func(m store.Message) bool { return m.Status == store.StatusInProgress })
 	want := conversation.Fit(turn.Conversation.SystemPrompt, msgs, budget)
-	if !slices.Equal(turn.Prompt, want) {
+	if !reflect.DeepEqual(turn.Prompt, want) {
 		t.Fatalf("prompt of %d messages, want %d:\n got %s\nwant %s", len(turn.Prompt), len(want), brief(turn.Prompt), brief(want))
 	}
 }

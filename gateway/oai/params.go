@@ -135,9 +135,11 @@ func outOfRange(param string, v float64, want string) *Error {
 var roles = map[string]bool{"system": true, "developer": true, "user": true, "assistant": true, "tool": true}
 
 type wireMessage struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
-	Name    string          `json:"name"`
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	Name       string          `json:"name"`
+	ToolCalls  []wireToolCall  `json:"tool_calls"`
+	ToolCallID string          `json:"tool_call_id"`
 }
 
 type wirePart struct {
@@ -184,7 +186,25 @@ func Messages(raw json.RawMessage, param string) ([]sdk.Message, *Error) {
 		if err != nil {
 			return nil, err
 		}
-		out[i] = sdk.Message{Role: m.Role, Content: content, Name: m.Name}
+		out[i] = sdk.Message{Role: m.Role, Content: content, Name: m.Name, ToolCallID: m.ToolCallID}
+		switch {
+		case len(m.ToolCalls) > 0 && m.Role != "assistant":
+			return nil, Invalid(p+".tool_calls", CodeInvalidValue, "only an assistant message has 'tool_calls'")
+		case m.ToolCallID != "" && m.Role != "tool":
+			return nil, Invalid(p+".tool_call_id", CodeInvalidValue, "only a tool message has 'tool_call_id'")
+		case m.Role == "tool" && m.ToolCallID == "":
+			return nil, Missing(p + ".tool_call_id")
+		}
+		if m.ToolCallID != "" {
+			if err := CheckText(p+".tool_call_id", m.ToolCallID); err != nil {
+				return nil, err
+			}
+		}
+		if len(m.ToolCalls) > 0 {
+			if out[i].ToolCalls, err = toolCalls(m.ToolCalls, p+".tool_calls"); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return out, nil
 }

@@ -72,7 +72,7 @@ func (p *proxy) Info(context.Context) (sdk.Info, error) {
 		Name:    "vllm-proxy",
 		Version: version,
 		Capabilities: []sdk.Capability{sdk.CapabilityChat, sdk.CapabilityCompletion, sdk.CapabilityEmbedding, sdk.CapabilityTokenize, sdk.CapabilityRerank,
-			sdk.CapabilityStructuredOutput},
+			sdk.CapabilityStructuredOutput, sdk.CapabilityTools},
 		// The upstreams decide; Health.Slots gives a nominal figure.
 		MaxParallel: 0,
 	}, nil

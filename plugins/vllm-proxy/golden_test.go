@@ -118,6 +118,76 @@ func TestGoldenStreams(t *testing.T) {
 	}
 }
 
+// TestGoldenToolCalls: vLLM's streamed tool calls (the hermes parser's shape: a
+// call's id, type and name with empty arguments, then argument fragments; the last
+// chunk repeating the id and name with the finish reason, as vLLM's GLM parsers do)
+// become tool-call deltas whose id and name come once per call, and the finish
+// reason tool_calls; the request carries the tools, the choice and the history's
+// calls and results as OpenAI's fields.
+func TestGoldenToolCalls(t *testing.T) {
+	up := newReplay(t, map[string]string{"POST " + pathChat: "chat_tool_calls.http"})
+	p, _ := load(t, map[string]any{"upstreams": ups(up.URL)})
+	req := chatReq("What is the weather and the time in Paris?")
+	req.Tools = []sdk.Tool{{Name: "get_weather", Description: "Weather", Parameters: []byte(`{"type":"object"}`)}, {Name: "get_time"}}
+	req.ToolChoice = &sdk.ToolChoice{Mode: sdk.ToolChoiceRequired}
+	parallel := true
+	req.ParallelToolCalls = &parallel
+	req.Messages = append(req.Messages,
+		sdk.Message{Role: "assistant", ToolCalls: []sdk.ToolCall{{ID: "call_1", Name: "get_time", Arguments: `{"timezone":"UTC"}`}}},
+		sdk.Message{Role: "tool", ToolCallID: "call_1", Content: `{"time":"12:00"}`},
+		sdk.Message{Role: "user", Content: "And in Paris?"})
+	g := collect(context.Background(), p, req)
+	if g.err != nil {
+		t.Fatal(g.err)
+	}
+	checkContract(t, g.events)
+	calls := map[int]*sdk.ToolCall{}
+	for _, e := range g.events {
+		for _, d := range e.ToolCalls {
+			c := calls[d.Index]
+			if c == nil {
+				c = &sdk.ToolCall{}
+				calls[d.Index] = c
+			} else if d.ID != "" || d.Name != "" {
+				t.Errorf("call %d: id and name again: %+v", d.Index, d)
+			}
+			c.ID += d.ID
+			c.Name += d.Name
+			c.Arguments += d.Arguments
+		}
+	}
+	want := map[int]*sdk.ToolCall{
+		0: {ID: "chatcmpl-tool-9c1e4b7a2f3d4e6b8a0c5d7e9f1a2b3c", Name: "get_weather", Arguments: `{"city": "Paris", "unit": "celsius"}`},
+		1: {ID: "chatcmpl-tool-1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e", Name: "get_time", Arguments: `{"timezone": "Europe/Paris"}`},
+	}
+	if !reflect.DeepEqual(calls, want) || g.text != "" || g.final.FinishReason != sdk.FinishToolCalls || g.final.Usage.CompletionTokens != 39 {
+		t.Fatalf("calls %+v text %q final %+v", calls, g.text, g.final)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(up.log.posts()[0].Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	wantBody := map[string]any{
+		"tools": []any{
+			map[string]any{"type": "function", "function": map[string]any{"name": "get_weather", "description": "Weather", "parameters": map[string]any{"type": "object"}}},
+			map[string]any{"type": "function", "function": map[string]any{"name": "get_time"}},
+		},
+		"tool_choice": "required", "parallel_tool_calls": true,
+	}
+	for k, v := range wantBody {
+		if !reflect.DeepEqual(body[k], v) {
+			t.Errorf("request %s: %v, want %v", k, body[k], v)
+		}
+	}
+	msgs := body["messages"].([]any)
+	call := msgs[len(msgs)-3].(map[string]any)
+	result := msgs[len(msgs)-2].(map[string]any)
+	if call["content"] != nil || !reflect.DeepEqual(call["tool_calls"], []any{map[string]any{"id": "call_1", "type": "function",
+		"function": map[string]any{"name": "get_time", "arguments": `{"timezone":"UTC"}`}}}) || result["tool_call_id"] != "call_1" {
+		t.Errorf("history's call and result: %v %v", call, result)
+	}
+}
+
 func TestGoldenErrors(t *testing.T) {
 	tests := []struct {
 		name   string

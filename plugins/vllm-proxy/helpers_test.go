@@ -261,9 +261,13 @@ func (f *fakeOpenAI) generate(w http.ResponseWriter, r *http.Request, body []byt
 	if chat {
 		text = ""
 		for _, m := range req.Messages {
-			prompt += len(words(m.Content)) + 1
+			var content string
+			if m.Content != nil {
+				content = *m.Content
+			}
+			prompt += len(words(content)) + 1
 			if m.Role == "user" {
-				text = strings.TrimSpace(m.Content)
+				text = strings.TrimSpace(content)
 			}
 		}
 	}

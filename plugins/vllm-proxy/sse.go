@@ -121,10 +121,11 @@ type translator struct {
 	emitted   int // tokens of the emitted delta events
 	pendingLP []sdk.TokenLogprob
 
-	finish   *string    // the upstream's finish_reason, once seen
-	usage    *wireUsage // the usage chunk, once seen
-	stopped  bool       // the stop buffer matched a stop sequence
-	stopText string     // text before the stop sequence not yet emitted
+	finish   *string      // the upstream's finish_reason, once seen
+	opened   map[int]bool // the tool calls whose id and name were passed on
+	usage    *wireUsage   // the usage chunk, once seen
+	stopped  bool         // the stop buffer matched a stop sequence
+	stopText string       // text before the stop sequence not yet emitted
 }
 
 func newTranslator(req sdk.GenerateRequest) *translator {
@@ -180,6 +181,7 @@ func (t *translator) push(data []byte) (ev sdk.Event, ok bool, err error) {
 	}
 	var text string
 	var lps []sdk.TokenLogprob
+	var calls []sdk.ToolCallDelta
 	for _, ch := range c.Choices {
 		if ch.Index != 0 {
 			continue // the plugin asks for one choice
@@ -189,6 +191,27 @@ func (t *translator) push(data []byte) (ev sdk.Event, ok bool, err error) {
 			text += *ch.Delta.Content
 		case ch.Text != nil:
 			text += *ch.Text
+		}
+		if ch.Delta != nil {
+			for _, d := range ch.Delta.ToolCalls {
+				if d.Index < 0 || d.Index >= maxToolCalls {
+					return sdk.Event{}, false, fmt.Errorf("%w: tool call index %d", errGarbage, d.Index)
+				}
+				cd := sdk.ToolCallDelta{Index: d.Index, ID: d.ID, Name: d.Function.Name, Arguments: d.Function.Arguments}
+				if t.opened[d.Index] {
+					// A call's id and name come once: some upstreams repeat them on
+					// later chunks, which clients would join to the name.
+					cd.ID, cd.Name = "", ""
+				} else if cd.ID != "" || cd.Name != "" {
+					if t.opened == nil {
+						t.opened = map[int]bool{}
+					}
+					t.opened[d.Index] = true
+				}
+				if cd.ID != "" || cd.Name != "" || cd.Arguments != "" {
+					calls = append(calls, cd)
+				}
+			}
 		}
 		if t.logprobs {
 			l, err := parseLogprobs(ch.Logprobs, t.chat)
@@ -204,8 +227,15 @@ func (t *translator) push(data []byte) (ev sdk.Event, ok bool, err error) {
 	}
 	// A chunk is one token, or as many as it has logprobs for; tokens
 	// without text (a partial character) ride with the next text.
-	t.held += max(len(lps), min(1, len(text)))
+	t.held += max(len(lps), min(1, len(text)+len(calls)))
 	t.pendingLP = append(t.pendingLP, lps...)
+	if len(calls) > 0 {
+		// Tool calls pass as they come (stop sequences are about text).
+		ev = sdk.Event{Text: t.stop.Flush(), ToolCalls: calls, Tokens: t.held, Logprobs: t.pendingLP}
+		t.emitted += t.held
+		t.held, t.pendingLP = 0, nil
+		return ev, true, nil
+	}
 	if text == "" {
 		return sdk.Event{}, false, nil
 	}

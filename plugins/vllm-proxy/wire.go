@@ -34,9 +34,20 @@ const (
 
 // wireMessage is one chat message of a request.
 type wireMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-	Name    string `json:"name,omitempty"`
+	Role       string         `json:"role"`
+	Content    *string        `json:"content"`
+	Name       string         `json:"name,omitempty"`
+	ToolCalls  []wireToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string         `json:"tool_call_id,omitempty"`
+}
+
+type wireToolCall struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
 }
 
 // generateBody returns the upstream path and JSON body for req: a chat
@@ -54,9 +65,21 @@ func generateBody(model string, req sdk.GenerateRequest, extra map[string]any) (
 		path = pathChat
 		msgs := make([]wireMessage, len(req.Messages))
 		for i, msg := range req.Messages {
-			msgs[i] = wireMessage{Role: msg.Role, Content: msg.Content, Name: msg.Name}
+			content := msg.Content
+			msgs[i] = wireMessage{Role: msg.Role, Content: &content, Name: msg.Name, ToolCallID: msg.ToolCallID}
+			for _, c := range msg.ToolCalls {
+				w := wireToolCall{ID: c.ID, Type: "function"}
+				w.Function.Name, w.Function.Arguments = c.Name, c.Arguments
+				msgs[i].ToolCalls = append(msgs[i].ToolCalls, w)
+			}
+			if len(msg.ToolCalls) > 0 && content == "" {
+				msgs[i].Content = nil // OpenAI's shape: null beside tool calls
+			}
 		}
 		m["messages"] = msgs
+		if err := addTools(m, req); err != nil {
+			return "", nil, err
+		}
 	} else {
 		path = pathCompletions
 		m["prompt"] = req.Prompt
@@ -74,6 +97,42 @@ func generateBody(model string, req sdk.GenerateRequest, extra map[string]any) (
 		return "", nil, sdk.InvalidRequestf("encode the upstream request: %v", err)
 	}
 	return path, body, nil
+}
+
+// addTools puts a chat request's tools, tool_choice and parallel_tool_calls in the
+// upstream body m, in OpenAI's shape.
+func addTools(m map[string]any, req sdk.GenerateRequest) error {
+	if len(req.Tools) > 0 {
+		tools := make([]map[string]any, len(req.Tools))
+		for i, t := range req.Tools {
+			fn := map[string]any{"name": t.Name}
+			if t.Description != "" {
+				fn["description"] = t.Description
+			}
+			if len(t.Parameters) > 0 {
+				if !json.Valid(t.Parameters) {
+					return sdk.InvalidRequestf("tools[%d]: the parameters are not JSON", i)
+				}
+				fn["parameters"] = json.RawMessage(t.Parameters)
+			}
+			tools[i] = map[string]any{"type": "function", "function": fn}
+		}
+		m["tools"] = tools
+	}
+	if c := req.ToolChoice; c != nil {
+		switch c.Mode {
+		case sdk.ToolChoiceFunction:
+			m["tool_choice"] = map[string]any{"type": "function", "function": map[string]any{"name": c.Name}}
+		case sdk.ToolChoiceAuto, sdk.ToolChoiceNone, sdk.ToolChoiceRequired:
+			m["tool_choice"] = c.Mode
+		default:
+			return sdk.InvalidRequestf("tool_choice %q is not supported", c.Mode)
+		}
+	}
+	if req.ParallelToolCalls != nil {
+		m["parallel_tool_calls"] = *req.ParallelToolCalls
+	}
+	return nil
 }
 
 // responseFormat is OpenAI's response_format for f (vLLM takes it on both chat and
@@ -167,7 +226,15 @@ type streamChunk struct {
 	Choices []struct {
 		Index int `json:"index"`
 		Delta *struct {
-			Content *string `json:"content"`
+			Content   *string `json:"content"`
+			ToolCalls []struct {
+				Index    int    `json:"index"`
+				ID       string `json:"id"`
+				Function struct {
+					Name      string `json:"name"`
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
 		} `json:"delta"`
 		Text         *string         `json:"text"`
 		Logprobs     json.RawMessage `json:"logprobs"`
@@ -456,9 +523,14 @@ func finishReason(s string) sdk.FinishReason {
 		return sdk.FinishCancelled
 	case "error":
 		return sdk.FinishError
+	case "tool_calls":
+		return sdk.FinishToolCalls
 	}
 	return sdk.FinishStop
 }
+
+// maxToolCalls bounds the index of an upstream's tool call.
+const maxToolCalls = 128
 
 // modelList is GET /v1/models.
 type modelList struct {

@@ -111,7 +111,7 @@ func TestFinishReason(t *testing.T) {
 		{"length", sdk.FinishLength},
 		{"abort", sdk.FinishCancelled},
 		{"error", sdk.FinishError},
-		{"tool_calls", sdk.FinishStop},
+		{"tool_calls", sdk.FinishToolCalls},
 		{"content_filter", sdk.FinishStop},
 		{"something_new", sdk.FinishStop},
 	}

@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+var weatherParams = map[string]any{
+	"type": "object",
+	"properties": map[string]any{
+		"city": map[string]any{"type": "string", "minLength": 1, "maxLength": 20},
+		"unit": map[string]any{"enum": []any{"celsius", "fahrenheit"}},
+	},
+	"required": []any{"city", "unit"}, "additionalProperties": false,
+}
+
+var timeParams = map[string]any{
+	"type":       "object",
+	"properties": map[string]any{"timezone": map[string]any{"type": "string", "maxLength": 30}},
+	"required":   []any{"timezone"}, "additionalProperties": false,
+}
+
+func weatherTools() []openai.ChatCompletionToolUnionParam {
+	return []openai.ChatCompletionToolUnionParam{
+		openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "get_weather", Description: openai.String("The weather in a city."), Parameters: weatherParams}),
+		openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "get_time", Description: openai.String("The time in a timezone."), Parameters: timeParams}),
+	}
+}
+
+// TestToolCalls: with the official Go SDK against the random-weight llama.cpp model,
+// a required tool call comes back as tool_calls (finish_reason "tool_calls") whose
+// arguments validate against the function's schema, non-streamed and streamed (the
+// SDK's accumulator assembles the call); a named tool choice calls that function; a
+// tool's result fed back is a conversation the model goes on with; and what cannot
+// be served is a 400 naming the field.
+func TestToolCalls(t *testing.T) {
+	lib, model := llamaFixtures(t)
+	g := startGateway(t, llamaModels(lib, model)+`
+  - {name: echo, backend: echo}
+`)
+	client := sdkClient(g)
+	ctx := ctxTimeout(t, 180*time.Second)
+	schemas := map[string]*jsonschema.Schema{"get_weather": compileSchema(t, weatherParams), "get_time": compileSchema(t, timeParams)}
+	check := func(what string, calls []openai.ChatCompletionMessageToolCallUnion) {
+		t.Helper()
+		if len(calls) == 0 {
+			t.Fatalf("%s: no tool calls", what)
+		}
+		for _, c := range calls {
+			s := schemas[c.Function.Name]
+			if s == nil || c.ID == "" || c.Type != "function" {
+				t.Fatalf("%s: call %+v", what, c)
+			}
+			validateJSON(t, s, what+" "+c.Function.Name, c.Function.Arguments)
+		}
+	}
+	msgs := []openai.ChatCompletionMessageParamUnion{openai.UserMessage("What is the weather in Paris?")}
+	required := openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")}
+	for i := range 10 {
+		resp, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "chat", Messages: msgs, Tools: weatherTools(),
+			ToolChoice: required, ParallelToolCalls: openai.Bool(false), Temperature: openai.Float(1), Seed: openai.Int(int64(i)), MaxTokens: openai.Int(300)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := resp.Choices[0]
+		if c.FinishReason != "tool_calls" || len(c.Message.ToolCalls) != 1 || c.Message.Content != "" {
+			t.Fatalf("required call %d: %s %q %+v", i, c.FinishReason, c.Message.Content, c.Message.ToolCalls)
+		}
+		check(fmt.Sprintf("required call %d", i), c.Message.ToolCalls)
+	}
+
+	// Streamed: the accumulator assembles the call from its deltas.
+	stream := client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "chat", Messages: msgs, Tools: weatherTools(),
+		ToolChoice: required, Temperature: openai.Float(1), Seed: openai.Int(42), MaxTokens: openai.Int(1500)})
+	var acc openai.ChatCompletionAccumulator
+	finished := 0
+	for stream.Next() {
+		acc.AddChunk(stream.Current())
+		if _, ok := acc.JustFinishedToolCall(); ok {
+			finished++
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(acc.Choices) != 1 || acc.Choices[0].FinishReason != "tool_calls" || finished != len(acc.Choices[0].Message.ToolCalls) {
+		t.Fatalf("streamed: %+v (%d finished calls)", acc.Choices, finished)
+	}
+	check("the streamed answer", acc.Choices[0].Message.ToolCalls)
+
+	// Named: that function.
+	resp, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "chat", Messages: msgs, Tools: weatherTools(),
+		ToolChoice: openai.ToolChoiceOptionFunctionToolChoice(openai.ChatCompletionNamedToolChoiceFunctionParam{Name: "get_time"}),
+		Temperature: openai.Float(1), Seed: openai.Int(5), MaxTokens: openai.Int(300), ParallelToolCalls: openai.Bool(false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls := resp.Choices[0].Message.ToolCalls; len(calls) != 1 || calls[0].Function.Name != "get_time" {
+		t.Fatalf("named call: %+v", calls)
+	}
+	check("the named call", resp.Choices[0].Message.ToolCalls)
+
+	// The tool's result, fed back.
+	call := resp.Choices[0].Message.ToolCalls[0]
+	history := append(msgs, resp.Choices[0].Message.ToParam(), openai.ToolMessage(`{"time": "14:05"}`, call.ID))
+	after, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "chat", Messages: history, Tools: weatherTools(),
+		Temperature: openai.Float(0), MaxTokens: openai.Int(8)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Usage.PromptTokens <= resp.Usage.PromptTokens || after.Choices[0].FinishReason == "" {
+		t.Fatalf("after the result: %+v (the call's prompt had %d tokens)", after, resp.Usage.PromptTokens)
+	}
+
+	for _, tc := range []struct {
+		param string
+		req   openai.ChatCompletionNewParams
+	}{
+		{"tools", openai.ChatCompletionNewParams{Model: "echo", Messages: msgs, Tools: weatherTools()}},
+		{"messages", openai.ChatCompletionNewParams{Model: "echo", Messages: history}},
+		{"tools[0].function.name", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs,
+			Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "get weather"})}}},
+		{"tools[0].function.parameters", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs, ToolChoice: required,
+			Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "f",
+				Parameters: map[string]any{"type": "object", "properties": map[string]any{"s": map[string]any{"type": "string", "pattern": "x+"}}}})}}},
+		{"tool_choice", openai.ChatCompletionNewParams{Model: "chat", Messages: msgs, ToolChoice: required}},
+		{"messages[1].tool_call_id", openai.ChatCompletionNewParams{Model: "chat", Messages: []openai.ChatCompletionMessageParamUnion{
+			openai.UserMessage("x"), openai.ToolMessage("42", "")}}},
+	} {
+		_, err := client.Chat.Completions.New(ctx, tc.req)
+		var apiErr *openai.Error
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest || apiErr.Param != tc.param {
+			t.Errorf("%s: %v, want a 400 naming it", tc.param, err)
+		}
+	}
+	// Tools are not kept in stored conversations yet: said, not ignored.
+	code, body := g.call("POST", "/v1/chat/completions", g.Key, `{"model":"chat","conversation_id":"new","messages":[{"role":"user","content":"x"}],
+		"tools":[{"type":"function","function":{"name":"f"}}]}`)
+	if e := wantAPIError(t, "tools in a stored conversation", code, body, http.StatusBadRequest, "unsupported"); e.Param != "tools" || !strings.Contains(e.Message, "stored") {
+		t.Fatalf("tools in a stored conversation: %s", body)
+	}
+}
