@@ -97,7 +97,7 @@ func TestToolCalls(t *testing.T) {
 
 	// Named: that function.
 	resp, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "chat", Messages: msgs, Tools: weatherTools(),
-		ToolChoice: openai.ToolChoiceOptionFunctionToolChoice(openai.ChatCompletionNamedToolChoiceFunctionParam{Name: "get_time"}),
+		ToolChoice:  openai.ToolChoiceOptionFunctionToolChoice(openai.ChatCompletionNamedToolChoiceFunctionParam{Name: "get_time"}),
 		Temperature: openai.Float(1), Seed: openai.Int(5), MaxTokens: openai.Int(300), ParallelToolCalls: openai.Bool(false)})
 	if err != nil {
 		t.Fatal(err)
