@@ -216,6 +216,7 @@ func New(b Backends, opts Options) *fiber.App {
 	app.Post(routeCompletions, chat, s.instrument(routeCompletions, s.completions))
 	app.Post(routeEmbeddings, chat, s.instrument(routeEmbeddings, s.embeddings))
 	app.Post(routeRerank, chat, s.instrument(routeRerank, s.rerank))
+	app.Post(routeResponses, chat, s.instrument(routeResponses, s.responses))
 	if s.opts.Knowledge != nil {
 		s.knowledgeRoutes(app)
 	}

@@ -210,7 +210,7 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 // beside "error" the whole completion as "completion", so the answer is not lost. The
 // header X-Should-Retry: false tells OpenAI's SDKs not to retry it: the question is
 // stored already, a retry would ask it again.
-func answerNotStored(c *fiber.Ctx, e *oai.Error, out chatCompletionJSON) error {
+func answerNotStored(c *fiber.Ctx, e *oai.Error, out any) error {
 	completion, err := json.Marshal(out)
 	if err != nil {
 		return fmt.Errorf("encode the completion that was not stored: %w", err)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/ragway/ragway/gateway/chat"
 	"github.com/ragway/ragway/gateway/oai"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -25,6 +26,15 @@ type sseFormat interface {
 	finish(b []byte, i int, reason string) []byte
 	// usage appends the usage chunk ("choices":[]).
 	usage(b []byte, u usageJSON) []byte
+	// fail appends an error event, end what ends the stream ([DONE]).
+	fail(b []byte, e *oai.Error) []byte
+	end(b []byte) []byte
+}
+
+// startObserver is an sseFormat that learns of the turn's start (its stored
+// message).
+type startObserver interface {
+	onStart(e chat.Event)
 }
 
 var (
@@ -156,6 +166,10 @@ func (f *chatSSE) finish(b []byte, i int, reason string) []byte {
 
 func (f *chatSSE) usage(b []byte, u usageJSON) []byte { return appendUsageEvent(b, f.head, u) }
 
+func (f *chatSSE) fail(b []byte, e *oai.Error) []byte { return appendSSEError(b, e) }
+
+func (f *chatSSE) end(b []byte) []byte { return append(b, sseDone...) }
+
 // completionSSE formats text_completion stream events.
 type completionSSE struct {
 	head, tail []byte
@@ -170,6 +184,10 @@ func newCompletionSSE(id string, created int64, model string, includeUsage bool,
 func (f *completionSSE) start(b []byte, _ int) []byte { return b }
 
 func (f *completionSSE) toolCalls(b []byte, _ int, _ []sdk.ToolCallDelta) []byte { return b }
+
+func (f *completionSSE) fail(b []byte, e *oai.Error) []byte { return appendSSEError(b, e) }
+
+func (f *completionSSE) end(b []byte) []byte { return append(b, sseDone...) }
 
 func (f *completionSSE) delta(b []byte, i int, text string, lps []sdk.TokenLogprob) []byte {
 	b = appendIndex(b, f.head, i)

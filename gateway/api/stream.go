@@ -214,6 +214,10 @@ func (st *stream) handle(buf []byte, e chat.Event) []byte {
 		return buf
 	}
 	switch e.Kind {
+	case chat.EventStart:
+		if o, ok := st.f.(startObserver); ok {
+			o.onStart(e)
+		}
 	case chat.EventSources:
 		st.grounding = e.Grounding
 	case chat.EventDelta:
@@ -238,17 +242,17 @@ func (st *stream) handle(buf []byte, e chat.Event) []byte {
 		if e.Err != nil {
 			// Generated but not stored: the client learns it before [DONE].
 			st.status = e.Err.Status
-			buf = appendSSEError(buf, e.Err)
+			buf = st.f.fail(buf, e.Err)
 		}
 		st.done = true
-		buf = append(buf, sseDone...)
+		buf = st.f.end(buf)
 	case chat.EventError:
 		// Committed to 200: the error handler never sees this one (the core logged
 		// a server-side failure).
 		st.status = e.Err.Status
 		st.done = true
-		buf = appendSSEError(buf, e.Err)
-		buf = append(buf, sseDone...)
+		buf = st.f.fail(buf, e.Err)
+		buf = st.f.end(buf)
 	}
 	return buf
 }

@@ -22,6 +22,7 @@ type Store interface {
 	DeleteConversation(ctx context.Context, userID, id string) error
 	RenameConversation(ctx context.Context, userID, id, title string) (store.Conversation, error)
 	ListMessages(ctx context.Context, userID, conversationID string) ([]store.Message, error)
+	AnswerConversation(ctx context.Context, userID, answer string) (string, bool, error)
 }
 
 // Held is what the gateway holds of conversations' histories (*conversation.Turns
@@ -150,6 +151,17 @@ func (s *Service) Get(ctx context.Context, userID, id string) (Conversation, []M
 		out = append(out, toMessage(m))
 	}
 	return toConversation(cv), out, nil
+}
+
+// AnswerConversation returns the conversation of the user's answer (an assistant
+// message id) and whether the answer is its last message (ErrNotFound when the user
+// has no such answer).
+func (s *Service) AnswerConversation(ctx context.Context, userID, answer string) (string, bool, error) {
+	id, last, err := s.store.AnswerConversation(ctx, userID, answer)
+	if err != nil {
+		return "", false, fmt.Errorf("conversations: answer %s: %w", answer, err)
+	}
+	return id, last, nil
 }
 
 // Rename sets the title of the user's conversation id (ErrNotFound when there is

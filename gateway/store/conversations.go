@@ -187,6 +187,22 @@ func (s *Store) QuestionOf(ctx context.Context, userID, id, answer string) (stri
 	return q.String, err
 }
 
+// AnswerConversation returns the conversation of userID's assistant message answer,
+// and whether it is the conversation's last message (superseded ones aside);
+// ErrNotFound when userID has no such answer.
+func (s *Store) AnswerConversation(ctx context.Context, userID, answer string) (conversationID string, last bool, err error) {
+	err = s.do(ctx, "answer's conversation", func(ctx context.Context) error {
+		if !validIDs(userID, answer) {
+			return ErrNotFound
+		}
+		return s.db.QueryRowContext(ctx, `SELECT m.conversation_id,
+				NOT EXISTS (SELECT 1 FROM messages n WHERE n.conversation_id = m.conversation_id AND n.seq > m.seq AND n.status <> 'superseded')
+			FROM messages m JOIN conversations c ON c.id = m.conversation_id
+			WHERE m.id = $1 AND c.user_id = $2 AND m.role = 'assistant' AND m.status <> 'superseded'`, answer, userID).Scan(&conversationID, &last)
+	})
+	return conversationID, last, err
+}
+
 // ownConversation returns ErrNotFound unless userID has the conversation id.
 func (s *Store) ownConversation(ctx context.Context, userID, id string) error {
 	ok, err := models.Conversations(models.ConversationWhere.ID.EQ(id), models.ConversationWhere.UserID.EQ(userID)).Exists(ctx, s.db)
