@@ -512,7 +512,12 @@ type wsFrame struct {
 	FinishReason   string    `json:"finish_reason"`
 	Usage          *wsUsage  `json:"usage"`
 	Error          *apiError `json:"error"`
-	raw            []byte
+	// A tool_call frame's.
+	Index     int    `json:"index"`
+	CallID    string `json:"call_id"`
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+	raw       []byte
 }
 
 type wsUsage struct {
@@ -591,6 +596,8 @@ type wsChat struct {
 	Text    string  // the tokens, concatenated
 	Tokens  int     // how many token frames
 	End     wsFrame // the done or error frame
+	// ToolCalls are the tool_call frames.
+	ToolCalls []wsFrame
 }
 
 // runWSChat sends frame (a chat with "id") and reads that chat's frames until its
@@ -618,6 +625,8 @@ func readWSChat(t *testing.T, c *websocket.Conn, id string) wsChat {
 		case "token":
 			r.Text += f.Text
 			r.Tokens++
+		case "tool_call":
+			r.ToolCalls = append(r.ToolCalls, f)
 		case "done", "error":
 			r.End = f
 			return r

@@ -140,6 +140,27 @@ func TestToolCalls(t *testing.T) {
 			t.Errorf("%s: %v, want a 400 naming it", tc.param, err)
 		}
 	}
+	// Over the WebSocket: a stateless chat's params carry the tools; the calls come
+	// as tool_call frames, then done with finish_reason tool_calls.
+	ws := dialWSKey(t, g, g.Key, "")
+	r := runWSChat(t, ws, map[string]any{"type": "chat", "id": "w1", "model": "chat",
+		"messages": []any{map[string]any{"role": "user", "content": "What is the weather in Paris?"}},
+		"params": map[string]any{"temperature": 1, "seed": 3, "max_tokens": 300, "tool_choice": "required", "parallel_tool_calls": false,
+			"tools": []any{map[string]any{"type": "function", "function": map[string]any{"name": "get_weather", "parameters": weatherParams}}}}})
+	if r.End.Type != "done" || r.End.FinishReason != "tool_calls" || len(r.ToolCalls) == 0 || r.ToolCalls[0].Name != "get_weather" || r.ToolCalls[0].CallID == "" {
+		t.Fatalf("over the WebSocket: %s, calls %+v", r.End.raw, r.ToolCalls)
+	}
+	var args strings.Builder
+	for _, f := range r.ToolCalls {
+		args.WriteString(f.Arguments)
+	}
+	validateJSON(t, schemas["get_weather"], "the WebSocket call's arguments", args.String())
+	writeWS(t, ws, map[string]any{"type": "chat", "id": "w2", "model": "chat", "content": "x",
+		"params": map[string]any{"tools": []any{map[string]any{"type": "function", "function": map[string]any{"name": "f"}}}}})
+	if f := readWS(t, ws); f.Type != "error" || f.Error == nil || f.Error.Param != "params.tools" {
+		t.Fatalf("tools in a stored WebSocket chat: %s", f.raw)
+	}
+
 	// Tools are not kept in stored conversations yet: said, not ignored.
 	code, body := g.call("POST", "/v1/chat/completions", g.Key, `{"model":"chat","conversation_id":"new","messages":[{"role":"user","content":"x"}],
 		"tools":[{"type":"function","function":{"name":"f"}}]}`)

@@ -230,6 +230,13 @@ func (s *socket) parseChat(f *clientFrame) (core.Request, string, *oai.Error) {
 		if req.ResponseFormat, err = oai.ResponseFormat(p.ResponseFormat, "params.response_format"); err != nil {
 			return req, "", err
 		}
+		if req.Tools, req.ToolChoice, err = oai.Tools(p.Tools, p.ToolChoice, "params."); err != nil {
+			return req, "", err
+		}
+		req.ParallelToolCalls = p.ParallelToolCalls
+	}
+	if req.Stored && (len(req.Tools) > 0 || core.HasToolMessages(req.Messages)) {
+		return req, "", oai.Unsupported("params.tools", "tools are not kept in stored conversations yet: send the whole history in 'messages'")
 	}
 	return req, m.Name, nil
 }
@@ -256,6 +263,11 @@ func (s *socket) runChat(c *chat, modelName string) {
 		case core.EventSources:
 			return s.sendData(c.ctx, frame{chat: c, buf: sourcesFrame(c.id, *e.Grounding)})
 		case core.EventDelta:
+			for _, d := range e.ToolCalls {
+				if err := s.sendData(c.ctx, frame{chat: c, buf: toolCallFrame(c.id, d)}); err != nil {
+					return err
+				}
+			}
 			if e.Text == "" {
 				return nil
 			}

@@ -156,12 +156,37 @@ func startFrame(id, model, conversationID, messageID string) *[]byte {
 	return b
 }
 
-// chatParams is the "params" object of a chat frame: OpenAI's sampling parameters
-// and response_format.
+// chatParams is the "params" object of a chat frame: OpenAI's sampling parameters,
+// response_format, and tools.
 type chatParams struct {
-	ResponseFormat json.RawMessage `json:"response_format"`
+	ResponseFormat    json.RawMessage `json:"response_format"`
+	Tools             json.RawMessage `json:"tools"`
+	ToolChoice        json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
 	oai.SamplingParams
 	oai.Unhonoured
+}
+
+// toolCallFrame is `{"type":"tool_call","id","index","call_id"?,"name"?,"arguments"}`:
+// a piece of the answer's call number index (its first has its call id and name,
+// later ones fragments of its arguments).
+func toolCallFrame(id string, d sdk.ToolCallDelta) *[]byte {
+	b := getBuf()
+	*b = append(*b, `{"type":"tool_call","id":`...)
+	*b = oai.AppendString(*b, id)
+	*b = fmt.Appendf(*b, `,"index":%d`, d.Index)
+	if d.ID != "" {
+		*b = append(*b, `,"call_id":`...)
+		*b = oai.AppendString(*b, d.ID)
+	}
+	if d.Name != "" {
+		*b = append(*b, `,"name":`...)
+		*b = oai.AppendString(*b, d.Name)
+	}
+	*b = append(*b, `,"arguments":`...)
+	*b = oai.AppendString(*b, d.Arguments)
+	*b = append(*b, '}')
+	return b
 }
 
 // chatFields are the fields a chat frame may have (and every frame's type and id).
