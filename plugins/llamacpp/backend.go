@@ -315,7 +315,9 @@ func (b *backend) toolsOf(req sdk.GenerateRequest, grammar *string) ([]sdk.Tool,
 	case req.Sampling.IgnoreEOS || req.Sampling.MinTokens > 0:
 		return nil, false, sdk.InvalidRequestf("tool_choice: a required tool call cannot go with ignore_eos or min_tokens")
 	}
-	parallel := req.ParallelToolCalls == nil || *req.ParallelToolCalls
+	// A named function is called once; required calls may be several unless
+	// parallel_tool_calls is false.
+	parallel := (req.ParallelToolCalls == nil || *req.ParallelToolCalls) && choice.Mode == sdk.ToolChoiceRequired
 	g, err := toolGrammar(b.template.tools, req.Tools, &choice, parallel)
 	if err != nil {
 		return nil, false, sdk.InvalidRequestf("%v", err)
