@@ -363,10 +363,12 @@ async function chatView(convID) {
   }
 
   function drawActions() {
+    // Nothing is sent before the socket is open and the model list is in.
+    const ready = !!socket?.open && !!modelSel.value;
     stop.hidden = !running;
     regen.hidden = !!running || !last || !current;
-    send.disabled = !socket?.open || !!running;
-    regen.disabled = !socket?.open;
+    send.disabled = !ready || !!running;
+    regen.disabled = !ready;
   }
 
   // paint renders the answer so far; a long answer is rendered at most every 250 ms
@@ -533,6 +535,7 @@ async function chatView(convID) {
   if (!here()) return;
   for (const m of models.data) if (!m.embedding && !m.rerank) modelSel.append(h("option", { value: m.id, text: m.id }));
   for (const k of kbs.data) kbSel.append(h("option", { value: k.name, text: k.name }));
+  drawActions();
   await Promise.all([loadList(), loadConversation()]);
   if (here()) input.focus();
 }
