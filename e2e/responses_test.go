@@ -82,6 +82,22 @@ func TestResponses(t *testing.T) {
 		t.Fatalf("stream: %v, text %q, final %+v", types, text.String(), done)
 	}
 
+	// Streamed and stored: its id continues the conversation.
+	stored := client.Responses.NewStreaming(ctx, responses.ResponseNewParams{Model: "chat", Input: textInput("four five")})
+	var storedDone responses.Response
+	for stored.Next() {
+		if ev := stored.Current(); ev.Type == "response.completed" {
+			storedDone = ev.Response
+		}
+	}
+	if err := stored.Err(); err != nil {
+		t.Fatal(err)
+	}
+	next, err := client.Responses.New(ctx, responses.ResponseNewParams{Model: "chat", Input: textInput("six"), PreviousResponseID: openai.String(storedDone.ID)})
+	if err != nil || next.OutputText() != "six" || next.Usage.InputTokens <= storedDone.Usage.InputTokens {
+		t.Fatalf("continuing a streamed response %q: %v %+v", storedDone.ID, err, next)
+	}
+
 	// Function tools: a required call, then its output fed back.
 	tools := []responses.ToolUnionParam{responses.ToolParamOfFunction("get_weather", weatherParams, true)}
 	call, err := client.Responses.New(ctx, responses.ResponseNewParams{Model: "chat-llama", Input: textInput("Weather in Paris?"), Tools: tools,

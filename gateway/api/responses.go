@@ -36,9 +36,7 @@ type responsesRequest struct {
 	Tools              json.RawMessage `json:"tools"`
 	ToolChoice         json.RawMessage `json:"tool_choice"`
 	ParallelToolCalls  *bool           `json:"parallel_tool_calls"`
-	Text               *struct {
-		Format json.RawMessage `json:"format"`
-	} `json:"text"`
+	Text               json.RawMessage `json:"text"`
 }
 
 // responseID is the id of the response whose answer is message id (a uuid).
@@ -116,8 +114,16 @@ func responsesInput(raw json.RawMessage) ([]sdk.Message, *oai.Error) {
 			}
 			msgs = append(msgs, sdk.Message{Role: it.Role, Content: text})
 		case "function_call":
-			if it.CallID == "" || it.Name == "" {
+			switch {
+			case it.CallID == "":
 				return nil, oai.Missing(p + ".call_id")
+			case it.Name == "":
+				return nil, oai.Missing(p + ".name")
+			}
+			for _, f := range []struct{ name, s string }{{".call_id", it.CallID}, {".name", it.Name}, {".arguments", it.Arguments}} {
+				if err := oai.CheckText(p+f.name, f.s); err != nil {
+					return nil, err
+				}
 			}
 			if !json.Valid([]byte(it.Arguments)) {
 				return nil, oai.Invalid(p+".arguments", oai.CodeInvalidValue, "'%s.arguments' must be JSON text", p)
@@ -222,8 +228,17 @@ func (s *server) responses(c *fiber.Ctx, cl *call) error {
 		return aerr
 	}
 	var format *sdk.ResponseFormat
-	if req.Text != nil {
-		if format, aerr = responsesFormat(req.Text.Format); aerr != nil {
+	if !oai.IsNull(req.Text) {
+		var text struct {
+			Format json.RawMessage `json:"format"`
+		}
+		if err := oai.Decode(req.Text, &text, "text"); err != nil {
+			return err
+		}
+		if k := oai.UnknownField(req.Text, &text); k != "" {
+			return oai.Unsupported("text."+k, "'text.%s' is not supported", k)
+		}
+		if format, aerr = responsesFormat(text.Format); aerr != nil {
 			return aerr
 		}
 	}

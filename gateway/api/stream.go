@@ -104,6 +104,9 @@ wait:
 					c.Set(headerConversationID, e.ConversationID)
 					c.Set(headerMessageID, e.MessageID)
 				}
+				if o, ok := st.f.(startObserver); ok {
+					o.onStart(e) // a stored Responses answer is named after its message
+				}
 				continue
 			case chat.EventSources:
 				st.grounding = e.Grounding

@@ -83,8 +83,14 @@ func Tools(rawTools, rawChoice json.RawMessage, prefix string) ([]sdk.Tool, *sdk
 			}
 			var params []byte
 			if !IsNull(w.Function.Parameters) {
-				if firstByte(w.Function.Parameters) != '{' {
+				var probe struct {
+					Type json.RawMessage `json:"type"`
+				}
+				if firstByte(w.Function.Parameters) != '{' || json.Unmarshal(w.Function.Parameters, &probe) != nil {
 					return nil, nil, Invalid(p+".function.parameters", CodeInvalidType, "'%s.function.parameters' must be a JSON Schema object", p)
+				}
+				if len(probe.Type) > 0 && string(bytes.TrimSpace(probe.Type)) != `"object"` {
+					return nil, nil, Invalid(p+".function.parameters", CodeInvalidValue, "'%s.function.parameters' describes the arguments, an object: its type is \"object\"", p)
 				}
 				var b bytes.Buffer
 				_ = json.Compact(&b, w.Function.Parameters)

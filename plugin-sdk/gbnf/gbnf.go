@@ -17,7 +17,10 @@ const (
 	MaxDepth  = 32   // nesting of schemas within the schema
 	MaxRules  = 2048 // rules of the grammar
 	MaxRepeat = 1000 // minLength, maxLength, minItems, maxItems
-	MaxBytes  = 256 << 10
+	// MaxRepeats bounds the sum of the bounds of a grammar's repetitions:
+	// llama.cpp writes x{0,n} out as n rules.
+	MaxRepeats = 20000
+	MaxBytes   = 256 << 10
 )
 
 // UnsupportedError is a schema FromSchema cannot turn into a grammar: Keyword (at
@@ -77,10 +80,20 @@ func FromSchema(schema []byte) (string, error) {
 // grammar is its syntax around the schemas of the functions' arguments. The zero
 // Builder is ready.
 type Builder struct {
-	rules  map[string]string
-	order  []string
-	bodies map[string]string // body → rule, to share identical rules
-	n      int
+	rules   map[string]string
+	order   []string
+	bodies  map[string]string // body → rule, to share identical rules
+	n       int
+	repeats int // the sum of the repetitions' bounds (MaxRepeats)
+}
+
+// repeated counts a repetition of up to n copies.
+func (b *Builder) repeated(n int) error {
+	b.repeats += n
+	if b.repeats > MaxRepeats {
+		return &UnsupportedError{Reason: fmt.Sprintf("repeats more than %d elements in all (lengths and item counts)", MaxRepeats)}
+	}
+	return nil
 }
 
 // Schema adds the rules of the values schema accepts and returns the name of its
@@ -207,15 +220,11 @@ func encode(b *strings.Builder, v any) {
 		}
 		b.WriteByte(']')
 	case string:
-		enc := json.NewEncoder(b)
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
 		enc.SetEscapeHTML(false)
 		_ = enc.Encode(t)
-		s := b.String()
-		if strings.HasSuffix(s, "\n") { // Encode's newline
-			trimmed := s[:len(s)-1]
-			b.Reset()
-			b.WriteString(trimmed)
-		}
+		b.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))) // Encode's newline
 	case json.Number:
 		b.WriteString(string(t))
 	case bool:
@@ -262,6 +271,10 @@ type converter struct {
 	b    *Builder
 	root any
 	refs map[string]string // $ref → rule
+	// open are the references being expanded since the grammar last had to read
+	// text ("{", "[", a string's quote): one met again is a rule that calls itself
+	// before reading anything, which llama.cpp refuses (left recursion).
+	open []string
 }
 
 // rule adds a rule with body (or finds an identical one) and returns its name.
@@ -484,6 +497,9 @@ func (c *converter) ref(v any, path string, depth int) (string, error) {
 	if !ok || !strings.HasPrefix(ref, "#") {
 		return "", &UnsupportedError{Path: path, Reason: "only references within the schema (\"#/$defs/name\") are supported"}
 	}
+	if slices.Contains(c.open, ref) {
+		return "", &UnsupportedError{Path: path, Reason: fmt.Sprintf("%q refers to itself before any text is read (a value that is only itself)", ref)}
+	}
 	if name, ok := c.refs[ref]; ok {
 		return name, nil
 	}
@@ -497,7 +513,9 @@ func (c *converter) ref(v any, path string, depth int) (string, error) {
 		return "", err
 	}
 	c.refs[ref] = name
+	c.open = append(c.open, ref)
 	body, err := c.visit(target, strings.TrimPrefix(ref, "#"), depth+1)
+	c.open = c.open[:len(c.open)-1]
 	if err != nil {
 		return "", err
 	}
@@ -628,6 +646,9 @@ func (c *converter) str(s *object, path string) (string, error) {
 	rep := fmt.Sprintf("char{%d,}", lo)
 	if hi >= 0 {
 		rep = fmt.Sprintf("char{%d,%d}", lo, hi)
+	}
+	if err := c.b.repeated(max(lo, hi)); err != nil {
+		return "", err
 	}
 	return c.rule(`"\"" ` + rep + ` "\""`)
 }
@@ -809,7 +830,19 @@ func (c *converter) number(s *object, path string) (string, error) {
 	return c.rule(`nonneg ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?`)
 }
 
+// reading runs visit with what is open cleared: the grammar has read text by then.
+func (c *converter) reading(visit func() (string, error)) (string, error) {
+	saved := c.open
+	c.open = nil
+	defer func() { c.open = saved }()
+	return visit()
+}
+
 func (c *converter) array(s *object, path string, depth int) (string, error) {
+	return c.reading(func() (string, error) { return c.arrayReading(s, path, depth) })
+}
+
+func (c *converter) arrayReading(s *object, path string, depth int) (string, error) {
 	item := "value"
 	if it, ok := s.get("items"); ok {
 		if _, isList := it.([]any); isList {
@@ -833,10 +866,17 @@ func (c *converter) array(s *object, path string, depth int) (string, error) {
 	if hi >= 0 && hi < lo {
 		return "", &UnsupportedError{Path: path, Keyword: "maxItems", Reason: "is below minItems: no value is valid"}
 	}
+	if err := c.b.repeated(max(lo, hi)); err != nil {
+		return "", err
+	}
 	return c.rule(`"[" ` + repeat(item, `","`, lo, hi) + ` "]"`)
 }
 
 func (c *converter) object(s *object, path string, depth int) (string, error) {
+	return c.reading(func() (string, error) { return c.objectReading(s, path, depth) })
+}
+
+func (c *converter) objectReading(s *object, path string, depth int) (string, error) {
 	props, _ := s.get("properties")
 	var order []string
 	values := map[string]string{}

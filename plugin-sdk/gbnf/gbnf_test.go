@@ -116,3 +116,34 @@ func TestShapes(t *testing.T) {
 		t.Errorf("a recursive schema: %v\n%s", err, g)
 	}
 }
+
+// TestRefusedShapes: a schema that is only itself (left recursion, which llama.cpp
+// refuses), and one that repeats too much in all, are refused; a recursive schema
+// that reads text before recurring, and a long enum, are converted.
+func TestRefusedShapes(t *testing.T) {
+	for _, schema := range []string{
+		`{"$ref": "#"}`,
+		`{"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}, {"type": "null"}]}}, "$ref": "#/$defs/a"}`,
+	} {
+		if _, err := FromSchema([]byte(schema)); err == nil || !strings.Contains(err.Error(), "refers to itself") {
+			t.Errorf("%s: %v", schema, err)
+		}
+	}
+	var props []string
+	for i := range 25 {
+		props = append(props, fmt.Sprintf(`"p%d": {"type": "string", "maxLength": 1000}`, i))
+	}
+	if _, err := FromSchema([]byte(`{"type": "object", "properties": {` + strings.Join(props, ",") + `}}`)); err == nil || !strings.Contains(err.Error(), "repeats") {
+		t.Errorf("25 strings of up to 1000 characters: %v", err)
+	}
+	if _, err := FromSchema([]byte(`{"$defs": {"n": {"type": "array", "items": {"$ref": "#/$defs/n"}}}, "$ref": "#/$defs/n"}`)); err != nil {
+		t.Errorf("a tree of arrays: %v", err)
+	}
+	var enum []string
+	for i := range 20000 {
+		enum = append(enum, fmt.Sprintf(`"v%d"`, i))
+	}
+	if g, err := FromSchema([]byte(`{"enum": [` + strings.Join(enum, ",") + `]}`)); err != nil || !strings.Contains(g, `"\"v19999\""`) {
+		t.Fatalf("an enum of 20,000 strings: %v", err)
+	}
+}

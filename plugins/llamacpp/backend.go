@@ -213,6 +213,7 @@ func (b *backend) Load(ctx context.Context, req sdk.LoadRequest) (sdk.ModelInfo,
 			// The model's own template fails here: llama.cpp's match for it instead.
 			fallback = err.Error()
 			tmpl.jinja, tmpl.name = nil, llama.ModelChatTemplate(model, "")
+			tmpl.tools, tmpl.genericTools = genericSyntax, true // llama.cpp's renders no tools
 			err = tmpl.check()
 		}
 	}
@@ -288,7 +289,7 @@ func (b *backend) grammarOf(req sdk.GenerateRequest) (string, error) {
 func (b *backend) checkGrammar(grammar string) error {
 	s := llama.SamplerInitGrammar(llama.ModelGetVocab(b.model), grammar, "root")
 	if s == 0 {
-		return errors.New("llama.cpp refused the grammar made for the request")
+		return sdk.InvalidRequestf("llama.cpp refused the grammar made of the request's schema")
 	}
 	llama.SamplerFree(s)
 	return nil
@@ -376,12 +377,17 @@ func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit fu
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := &genRequest{ctx: ctx, tokens: tokens, sampling: req.Sampling, grammar: grammar, events: make(chan sdk.Event, 64)}
+	r := &genRequest{ctx: ctx, tokens: tokens, sampling: req.Sampling, grammar: grammar, special: grammar != "" || len(tools) > 0,
+		events: make(chan sdk.Event, 64)}
 	if err := b.engine.generate(r); err != nil {
 		return err
 	}
 	if len(tools) > 0 {
-		out := &toolOutput{syntax: b.template.tools, constrained: constrained, emit: emit}
+		out := &toolOutput{syntax: b.template.tools, constrained: constrained, emit: emit,
+			parallel: req.ParallelToolCalls == nil || *req.ParallelToolCalls, valid: argumentsValidator(tools)}
+		for _, t := range tools {
+			out.names = append(out.names, t.Name)
+		}
 		emit = out.event
 	}
 	var emitErr error

@@ -23,6 +23,10 @@ type genRequest struct {
 	sampling sdk.Sampling
 	// grammar, when not "", constrains the output (GBNF, root rule "root").
 	grammar string
+	// special: control tokens are written as their text (a grammar, or a tool
+	// call's syntax, may consist of them: Qwen's <tool_call>, Mistral's
+	// [TOOL_CALLS]), not left out.
+	special bool
 	events  chan sdk.Event
 	err     error
 
@@ -328,7 +332,7 @@ func (e *engine) sample(s *slot) {
 	}
 	s.usage.CompletionTokens++
 	s.pending++
-	s.bytes = append(s.bytes, e.pieceBytes(tok)...)
+	s.bytes = append(s.bytes, e.pieceOf(tok, s.req.special)...)
 	text, rest := splitUTF8(s.bytes)
 	s.bytes = append(s.bytes[:0], rest...)
 	out, stopped := s.stop.Push(text)
@@ -381,12 +385,15 @@ func (e *engine) logprob(logits []float32, tok llama.Token, n int) sdk.TokenLogp
 	return out
 }
 
-func (e *engine) pieceBytes(tok llama.Token) []byte {
+func (e *engine) pieceBytes(tok llama.Token) []byte { return e.pieceOf(tok, false) }
+
+// pieceOf is tok's text; with special, a control token's too.
+func (e *engine) pieceOf(tok llama.Token, special bool) []byte {
 	buf := make([]byte, 64)
-	n := llama.TokenToPiece(e.vocab, tok, buf, 0, false)
+	n := llama.TokenToPiece(e.vocab, tok, buf, 0, special)
 	if n < 0 {
 		buf = make([]byte, -n)
-		n = llama.TokenToPiece(e.vocab, tok, buf, 0, false)
+		n = llama.TokenToPiece(e.vocab, tok, buf, 0, special)
 	}
 	return buf[:max(n, 0)]
 }

@@ -141,6 +141,9 @@ func (t chatTemplate) apply(msgs []sdk.Message, tools ...sdk.Tool) (string, erro
 	if t.jinja == nil {
 		return applyTemplate(t.name, msgs)
 	}
+	if t.tools.withID && hasToolCalls(msgs) {
+		msgs = mistralIDs(msgs)
+	}
 	list := make(messageList, len(msgs))
 	for i, m := range msgs {
 		d := orderedDictOf("role", m.Role, "content", m.Content)
@@ -175,6 +178,24 @@ func (t chatTemplate) apply(msgs []sdk.Message, tools ...sdk.Tool) (string, erro
 		vars["tools"] = tv
 	}
 	return t.render(vars)
+}
+
+// mistralIDs gives the calls and results of msgs the ids a Mistral template takes
+// (9 letters and digits; mistralID), a result keeping its call's.
+func mistralIDs(msgs []sdk.Message) []sdk.Message {
+	out := append([]sdk.Message(nil), msgs...)
+	for i := range out {
+		if len(out[i].ToolCalls) > 0 {
+			out[i].ToolCalls = append([]sdk.ToolCall(nil), out[i].ToolCalls...)
+			for j := range out[i].ToolCalls {
+				out[i].ToolCalls[j].ID = mistralID(out[i].ToolCalls[j].ID)
+			}
+		}
+		if out[i].ToolCallID != "" {
+			out[i].ToolCallID = mistralID(out[i].ToolCallID)
+		}
+	}
+	return out
 }
 
 // withToolsPrompt puts the description of tools in msgs' system message (a new one

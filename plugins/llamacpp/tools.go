@@ -7,11 +7,16 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/nikolalohinski/gonja/v2/exec"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	sdk "github.com/ragway/ragway/plugin-sdk"
 	"github.com/ragway/ragway/plugin-sdk/gbnf"
@@ -73,9 +78,9 @@ func toolGrammar(s toolSyntax, tools []sdk.Tool, choice *sdk.ToolChoice, paralle
 		if choice.Mode == sdk.ToolChoiceFunction && t.Name != choice.Name {
 			continue
 		}
-		schema := t.Parameters
-		if len(bytes.TrimSpace(schema)) == 0 {
-			schema = []byte(`{"type": "object"}`)
+		schema, err := objectSchema(t.Parameters)
+		if err != nil {
+			return "", fmt.Errorf("tools: function %q: %w", t.Name, err)
 		}
 		args, err := b.Schema(schema)
 		if err != nil {
@@ -116,15 +121,40 @@ func toolGrammar(s toolSyntax, tools []sdk.Tool, choice *sdk.ToolChoice, paralle
 	return b.Grammar(root), nil
 }
 
+// objectSchema is a function's parameters as a schema of objects: none is any
+// object, one without a type is given "object"; another type is refused (a call's
+// arguments are an object).
+func objectSchema(params []byte) ([]byte, error) {
+	if len(bytes.TrimSpace(params)) == 0 {
+		return []byte(`{"type":"object"}`), nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(params, &m); err != nil {
+		return nil, fmt.Errorf("the parameters are not a JSON Schema object: %w", err)
+	}
+	if t, ok := m["type"]; ok {
+		if string(bytes.TrimSpace(t)) != `"object"` {
+			return nil, errors.New(`the parameters' schema must have "type": "object"`)
+		}
+		return params, nil
+	}
+	m["type"] = json.RawMessage(`"object"`)
+	return json.Marshal(m)
+}
+
 func jsonText(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
 
 // parseToolCalls reads the calls of an answer written in syntax s, or reports that
-// it is not (only) tool calls.
+// it is not (only) calls. Spaces between the syntax's parts are allowed; Mistral's
+// [TOOL_CALLS] may be missing (a control token a client may not see).
 func parseToolCalls(s toolSyntax, text string) ([]sdk.ToolCall, bool) {
 	rest := strings.TrimPrefix(strings.TrimSpace(text), "<|python_tag|>")
+	if s.name == genericSyntax.name {
+		return parseGenericCalls(rest)
+	}
 	cut := func(marker string) bool {
 		rest = strings.TrimSpace(rest)
 		marker = strings.TrimSpace(marker)
@@ -138,15 +168,26 @@ func parseToolCalls(s toolSyntax, text string) ([]sdk.ToolCall, bool) {
 		return ok
 	}
 	if !cut(s.prefix) {
-		return nil, false
+		if s.withID && strings.HasPrefix(strings.TrimSpace(rest), "[") {
+			rest = strings.TrimPrefix(strings.TrimSpace(rest), "[")
+		} else {
+			return nil, false
+		}
 	}
 	var calls []sdk.ToolCall
+	afterSep := false // a separator was read: a call must follow
 	for {
 		if s.callOpen != "" && !cut(s.callOpen) {
+			if afterSep {
+				return nil, false
+			}
 			break
 		}
 		rest = strings.TrimSpace(rest)
 		if !strings.HasPrefix(rest, "{") {
+			if afterSep {
+				return nil, false
+			}
 			break
 		}
 		dec := json.NewDecoder(strings.NewReader(rest))
@@ -167,12 +208,35 @@ func parseToolCalls(s toolSyntax, text string) ([]sdk.ToolCall, bool) {
 			if !cut(s.sep) {
 				break
 			}
+			afterSep = true
 		} else if s.callOpen == "" {
 			break
 		}
 	}
 	if !cut(s.suffix) || strings.TrimSpace(rest) != "" || len(calls) == 0 || s.single && len(calls) > 1 {
 		return nil, false
+	}
+	return calls, true
+}
+
+// parseGenericCalls reads {"tool_calls": [{"name", "arguments"}, …]} and nothing
+// else.
+func parseGenericCalls(text string) ([]sdk.ToolCall, bool) {
+	dec := json.NewDecoder(strings.NewReader(text))
+	var v struct {
+		ToolCalls []map[string]json.RawMessage `json:"tool_calls"`
+	}
+	dec.DisallowUnknownFields()
+	if dec.Decode(&v) != nil || strings.TrimSpace(text[dec.InputOffset():]) != "" || len(v.ToolCalls) == 0 {
+		return nil, false
+	}
+	calls := make([]sdk.ToolCall, 0, len(v.ToolCalls))
+	for _, raw := range v.ToolCalls {
+		c, ok := toolCallOf(raw, "arguments")
+		if !ok {
+			return nil, false
+		}
+		calls = append(calls, c)
 	}
 	return calls, true
 }
@@ -201,15 +265,35 @@ func toolCallOf(raw map[string]json.RawMessage, argsKey string) (sdk.ToolCall, b
 }
 
 // newCallID is an id for a call the model did not name: "call_" and 24 letters and
-// digits.
-func newCallID() string {
+// digits, or, for a syntax whose ids are 9 letters and digits (Mistral's), that.
+func newCallID(s toolSyntax) string {
+	n, prefix := 24, "call_"
+	if s.withID {
+		n, prefix = 9, ""
+	}
+	return prefix + randomAlnum(n)
+}
+
+func randomAlnum(n int) string {
 	const chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	b := make([]byte, 24)
+	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	for i := range b {
 		b[i] = chars[int(b[i])%len(chars)]
 	}
-	return "call_" + string(b)
+	return string(b)
+}
+
+// mistralID is the 9 letters and digits a Mistral template takes for call id: the
+// id itself when it is such, else a digest of it (the same id, the same digest).
+func mistralID(id string) string {
+	if len(id) == 9 && strings.IndexFunc(id, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
+	}) < 0 {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])[:9]
 }
 
 // toolsPrompt is the system message that describes tools to a model whose template
@@ -258,26 +342,53 @@ func orderedDictOf(kv ...any) *exec.Dict {
 
 // toolOutput turns a generation's events into what the client gets when tools may be
 // called: with a required (or named) call, the whole answer is calls; with auto, an
-// answer that opens as the model's calls open is held until its end and given as
-// calls if it parses as calls, as text if not; any other answer streams as text.
+// answer that opens as the model's calls open (after a <think> block, if any) is
+// held until its end and given as calls if it parses as calls of the tools given, as
+// text if not (nor if a call's arguments do not validate against its function's
+// schema); any other answer streams as text. While an answer is held, its
+// prompt usage still goes out at once (an answer cut short is accounted).
 type toolOutput struct {
 	syntax      toolSyntax
 	constrained bool
-	emit        func(sdk.Event) error
+	names       []string // the tools' names
+	// valid reports whether a call's arguments validate against its function's
+	// schema (nil: not checked).
+	valid    func(sdk.ToolCall) bool
+	parallel bool
+	emit     func(sdk.Event) error
 
 	decided bool // auto: whether the answer is text (passing through) or held
 	holding bool
 	held    strings.Builder
 	tokens  int
-	usage   *sdk.Usage
+	lps     []sdk.TokenLogprob
 }
 
 // opening is how an answer of calls starts, spaces aside.
-func (o *toolOutput) opening() string {
-	if open := strings.TrimSpace(o.syntax.prefix + o.syntax.callOpen); open != "" {
-		return open
+func (o *toolOutput) opening() []string {
+	switch {
+	case o.syntax.name == genericSyntax.name, o.syntax.prefix == "" && o.syntax.callOpen == "":
+		return []string{"{"}
+	case o.syntax.withID:
+		return []string{strings.TrimSpace(o.syntax.prefix), "[{"}
 	}
-	return "{"
+	return []string{strings.TrimSpace(o.syntax.prefix + o.syntax.callOpen)}
+}
+
+// answerStart is the held text without leading spaces, a python tag, and a whole
+// <think> block; think says a <think> block is still open.
+func answerStart(held string) (start string, think bool) {
+	start = strings.TrimPrefix(strings.TrimLeft(held, " \t\r\n"), "<|python_tag|>")
+	if rest, ok := strings.CutPrefix(start, "<think>"); ok {
+		_, after, closed := strings.Cut(rest, "</think>")
+		if !closed {
+			return "", true
+		}
+		start = strings.TrimLeft(after, " \t\r\n")
+	} else if strings.HasPrefix("<think>", start) && start != "" {
+		return "", true // perhaps the start of one
+	}
+	return start, false
 }
 
 func (o *toolOutput) event(e sdk.Event) error {
@@ -286,19 +397,29 @@ func (o *toolOutput) event(e sdk.Event) error {
 	}
 	o.held.WriteString(e.Text)
 	o.tokens += e.Tokens
-	if e.Usage != nil {
-		o.usage = e.Usage
+	o.lps = append(o.lps, e.Logprobs...)
+	if e.Usage != nil && !e.Final() {
+		// The prompt's cost, told now.
+		if err := o.emit(sdk.Event{Usage: e.Usage}); err != nil {
+			return err
+		}
 	}
 	if !o.constrained && !o.decided {
-		start := strings.TrimPrefix(strings.TrimLeft(o.held.String(), " \t\r\n"), "<|python_tag|>")
-		open := o.opening()
-		switch {
-		case len(start) >= len(open) && strings.HasPrefix(start, open):
-			o.decided, o.holding = true, true
-		case !strings.HasPrefix(open, start):
-			// Text: what was held goes now, and the rest as it comes.
-			o.decided = true
-			return o.flush(e)
+		start, thinking := answerStart(o.held.String())
+		if !thinking {
+			opens, could := false, false
+			for _, open := range o.opening() {
+				opens = opens || len(start) >= len(open) && strings.HasPrefix(start, open)
+				could = could || strings.HasPrefix(open, start)
+			}
+			switch {
+			case opens:
+				o.decided, o.holding = true, true
+			case !could:
+				// Text: what was held goes now, and the rest as it comes.
+				o.decided = true
+				return o.flush(e)
+			}
 		}
 	}
 	if !e.Final() {
@@ -309,35 +430,85 @@ func (o *toolOutput) event(e sdk.Event) error {
 
 // flush gives what was held as text with event e's end (if it is the final one).
 func (o *toolOutput) flush(e sdk.Event) error {
-	out := sdk.Event{Text: o.held.String(), Tokens: o.tokens, Usage: e.Usage, FinishReason: e.FinishReason, Error: e.Error}
-	if out.Usage == nil && !e.Final() {
-		out.Usage = o.usage
+	out := sdk.Event{Text: o.held.String(), Tokens: o.tokens, Logprobs: o.lps, FinishReason: e.FinishReason, Error: e.Error}
+	if e.Final() {
+		out.Usage = e.Usage
 	}
 	o.held.Reset()
-	o.tokens = 0
+	o.tokens, o.lps = 0, nil
 	o.holding = false
 	return o.emit(out)
 }
 
-// finish ends an answer that was held: as calls if it parses as calls, else as
-// text.
+// finish ends an answer that was held: as calls if it parses as calls of the tools
+// given, else as text.
 func (o *toolOutput) finish(final sdk.Event) error {
-	if final.FinishReason == sdk.FinishStop {
-		if calls, ok := parseToolCalls(o.syntax, o.held.String()); ok {
-			deltas := make([]sdk.ToolCallDelta, len(calls))
-			for i, c := range calls {
-				id := c.ID
-				if id == "" || o.syntax.withID && len(id) != 9 {
-					id = newCallID()
-				}
-				deltas[i] = sdk.ToolCallDelta{Index: i, ID: id, Name: c.Name, Arguments: c.Arguments}
-			}
-			if err := o.emit(sdk.Event{ToolCalls: deltas, Tokens: o.tokens}); err != nil {
-				return err
-			}
-			final.Text, final.Tokens, final.FinishReason = "", 0, sdk.FinishToolCalls
-			return o.emit(final)
+	if final.FinishReason != sdk.FinishStop {
+		return o.flush(final)
+	}
+	held := o.held.String()
+	think := ""
+	if start, _ := answerStart(held); start != strings.TrimSpace(held) {
+		if i := strings.Index(held, "</think>"); i >= 0 {
+			think = held[:i+len("</think>")]
 		}
 	}
-	return o.flush(final)
+	calls, ok := parseToolCalls(o.syntax, strings.TrimPrefix(held, think))
+	for _, c := range calls {
+		ok = ok && slices.Contains(o.names, c.Name) && (o.valid == nil || o.valid(c))
+	}
+	if !ok {
+		return o.flush(final)
+	}
+	if !o.parallel {
+		calls = calls[:1]
+	}
+	deltas := make([]sdk.ToolCallDelta, len(calls))
+	seen := map[string]bool{}
+	for i, c := range calls {
+		id := c.ID
+		if id == "" || seen[id] || o.syntax.withID && mistralID(id) != id {
+			id = newCallID(o.syntax)
+		}
+		seen[id] = true
+		deltas[i] = sdk.ToolCallDelta{Index: i, ID: id, Name: c.Name, Arguments: c.Arguments}
+	}
+	if err := o.emit(sdk.Event{Text: think, ToolCalls: deltas, Tokens: o.tokens}); err != nil {
+		return err
+	}
+	final.Text, final.Tokens, final.FinishReason = "", 0, sdk.FinishToolCalls
+	return o.emit(final)
+}
+
+// argumentsValidator compiles the tools' parameter schemas into a check of a call's
+// arguments; a schema that does not compile checks nothing of its calls (the grammar
+// of a required call still holds them).
+func argumentsValidator(tools []sdk.Tool) func(sdk.ToolCall) bool {
+	schemas := map[string]*jsonschema.Schema{}
+	for i, t := range tools {
+		raw, err := objectSchema(t.Parameters)
+		if err != nil {
+			continue
+		}
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+		if err != nil {
+			continue
+		}
+		c := jsonschema.NewCompiler()
+		url := fmt.Sprintf("tool%d.json", i)
+		if c.AddResource(url, doc) != nil {
+			continue
+		}
+		if s, err := c.Compile(url); err == nil {
+			schemas[t.Name] = s
+		}
+	}
+	return func(call sdk.ToolCall) bool {
+		s := schemas[call.Name]
+		if s == nil {
+			return true
+		}
+		v, err := jsonschema.UnmarshalJSON(strings.NewReader(call.Arguments))
+		return err == nil && s.Validate(v) == nil
+	}
 }

@@ -132,6 +132,10 @@ func TestParseToolCalls(t *testing.T) {
 		{llama3Syntax, `{"answer": 42}`, ""},
 		{mistralSyntax, `[TOOL_CALLS][{"name": "f", "arguments": {"a": [1]}, "id": "abc123XYZ"}, {"name": "g", "arguments": {}, "id": "000000000"}]`, `f {"a":[1]}|g {}`},
 		{genericSyntax, `{"tool_calls":[{"name":"f","arguments":{"q":"x"}}]}`, `f {"q":"x"}`},
+		{genericSyntax, "{\"tool_calls\": [ {\"name\": \"f\", \"arguments\": {}} ]}\n", `f {}`},
+		{genericSyntax, `{"tool_calls": [{"name": "f", "arguments": {}}], "note": 1}`, ""},
+		{mistralSyntax, `[{"name": "f", "arguments": {}, "id": "abc123XYZ"}]`, `f {}`},
+		{mistralSyntax, `[TOOL_CALLS][{"name": "f", "arguments": {}},]`, ""},
 		{genericSyntax, `{"tool_calls":[{"name":"f","arguments":"x"}]}`, ""},
 		{genericSyntax, `{"tool_calls":[]}`, ""},
 		{genericSyntax, `Hello`, ""},
@@ -240,6 +244,71 @@ func TestRequiredToolCallsAlwaysValidate(t *testing.T) {
 	} {
 		if err := p.Generate(t.Context(), req, func(sdk.Event) error { return nil }); !sdk.IsInvalidRequest(err) {
 			t.Errorf("%+v: %v, want an invalid request", req.ToolChoice, err)
+		}
+	}
+}
+
+// TestToolOutput: how an answer's events come out when tools may be called.
+func TestToolOutput(t *testing.T) {
+	usage := &sdk.Usage{PromptTokens: 20}
+	for _, tc := range []struct {
+		name        string
+		syntax      toolSyntax
+		constrained bool
+		parallel    bool
+		texts       []string
+		want        string // text|calls|finish
+	}{
+		{"auto, text", hermesSyntax, false, true, []string{"Hello", " there"}, "Hello there||stop"},
+		{"auto, a call", hermesSyntax, false, true, []string{"<tool", "_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>"}, "|f {}|tool_calls"},
+		{"auto, thinking then a call", hermesSyntax, false, true, []string{"<think>\nhmm\n</think>\n\n", "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call>"}, "<think>\nhmm\n</think>|f {\"a\":1}|tool_calls"},
+		{"auto, thinking then text", hermesSyntax, false, true, []string{"<think>x</think>", "Answer."}, "<think>x</think>Answer.||stop"},
+		{"auto, an unknown function", hermesSyntax, false, true, []string{"<tool_call>{\"name\": \"rm\", \"arguments\": {}}</tool_call>"}, "<tool_call>{\"name\": \"rm\", \"arguments\": {}}</tool_call>||stop"},
+		{"auto, JSON that is not calls", genericSyntax, false, true, []string{"{\"a\": 1}"}, "{\"a\": 1}||stop"},
+		{"auto, two calls, not parallel", genericSyntax, false, false, []string{`{"tool_calls": [{"name": "f", "arguments": {}}, {"name": "f", "arguments": {"b": 2}}]}`}, "|f {}|tool_calls"},
+		{"required", llama3Syntax, true, true, []string{`{"name":"f",`, `"parameters":{"x":true}}`}, `|f {"x":true}|tool_calls`},
+		{"auto, arguments that do not validate", genericSyntax, false, true, []string{`{"tool_calls": [{"name": "g", "arguments": {"n": "x"}}]}`},
+			`{"tool_calls": [{"name": "g", "arguments": {"n": "x"}}]}||stop`},
+		{"auto, arguments that validate", genericSyntax, false, true, []string{`{"tool_calls": [{"name": "g", "arguments": {"n": 3}}]}`}, `|g {"n":3}|tool_calls`},
+	} {
+		var text strings.Builder
+		var calls []string
+		var finish sdk.FinishReason
+		var gotUsage bool
+		tools := []sdk.Tool{{Name: "f"}, {Name: "g", Parameters: []byte(`{"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}`)}}
+		o := &toolOutput{syntax: tc.syntax, constrained: tc.constrained, names: []string{"f", "g"}, parallel: tc.parallel, valid: argumentsValidator(tools), emit: func(e sdk.Event) error {
+			text.WriteString(e.Text)
+			for _, d := range e.ToolCalls {
+				calls = append(calls, d.Name+" "+d.Arguments)
+				if d.ID == "" {
+					t.Errorf("%s: a call without an id", tc.name)
+				}
+			}
+			if e.Usage != nil && !e.Final() {
+				gotUsage = true
+			}
+			if e.Final() {
+				finish = e.FinishReason
+			}
+			return nil
+		}}
+		for i, s := range tc.texts {
+			e := sdk.Event{Text: s, Tokens: 1}
+			if i == 0 {
+				e.Usage = usage
+			}
+			if err := o.event(e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := o.event(sdk.Event{FinishReason: sdk.FinishStop, Usage: &sdk.Usage{PromptTokens: 20, CompletionTokens: len(tc.texts)}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := text.String() + "|" + strings.Join(calls, ",") + "|" + string(finish); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+		if !gotUsage {
+			t.Errorf("%s: the prompt's usage did not go out before the end", tc.name)
 		}
 	}
 }
