@@ -5,18 +5,11 @@ package main
 // grammars.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
 	"slices"
-	"time"
 )
 
 var grammarReps = flag.Int("grammar-reps", 4, "timed requests per response format (distinct prompts, formats taking turns)")
@@ -112,63 +105,5 @@ func (g *gatewayClient) chatFormat(ctx context.Context, prompt string, n int, fo
 	if format != nil {
 		req["response_format"] = format
 	}
-	body, _ := json.Marshal(req)
-	hr, err := http.NewRequestWithContext(ctx, "POST", g.url+"/v1/chat/completions", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	g.authorize(hr)
-	s := &stream{start: time.Now()}
-	resp, err := g.client.Do(hr)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, b)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		data, ok := bytes.CutPrefix(sc.Bytes(), []byte("data: "))
-		if !ok || bytes.Equal(data, []byte("[DONE]")) {
-			continue
-		}
-		now := time.Now()
-		var ev struct {
-			Choices []struct {
-				Delta struct {
-					Content string `json:"content"`
-				} `json:"delta"`
-			} `json:"choices"`
-			Usage *json.RawMessage `json:"usage"`
-			Error *json.RawMessage `json:"error"`
-		}
-		if err := json.Unmarshal(data, &ev); err != nil {
-			return nil, fmt.Errorf("SSE event %q: %w", data, err)
-		}
-		if ev.Error != nil {
-			return nil, fmt.Errorf("stream error: %s", *ev.Error)
-		}
-		for _, c := range ev.Choices {
-			if c.Delta.Content != "" {
-				s.chunks = append(s.chunks, now)
-				s.text.WriteString(c.Delta.Content)
-			}
-		}
-		if ev.Usage != nil && string(*ev.Usage) != "null" {
-			if err := json.Unmarshal(*ev.Usage, &s.usage); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if len(s.chunks) == 0 {
-		return nil, errors.New("no tokens streamed")
-	}
-	return s, nil
+	return g.streamed(ctx, "/v1/chat/completions", req)
 }

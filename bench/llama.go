@@ -370,11 +370,22 @@ func (s *stream) run() genRun {
 
 // generate streams one greedy /v1/completions request of up to n tokens.
 func (g *gatewayClient) generate(ctx context.Context, prompt string, n int) (*stream, error) {
-	body, _ := json.Marshal(map[string]any{
+	s, err := g.streamed(ctx, "/v1/completions", map[string]any{
 		"model": "bench", "prompt": prompt, "max_tokens": n, "temperature": 0,
 		"stream": true, "stream_options": map[string]any{"include_usage": true},
 	})
-	req, err := http.NewRequestWithContext(ctx, "POST", g.url+"/v1/completions", bytes.NewReader(body))
+	if err == nil && s.usage.CompletionTokens == 0 {
+		err = errors.New("no tokens streamed")
+	}
+	return s, err
+}
+
+// streamed posts body to path and reads the SSE answer into a stream: the arrival
+// of each chunk with text (a completion's text or a chat delta's content), the text,
+// and the usage.
+func (g *gatewayClient) streamed(ctx context.Context, path string, body map[string]any) (*stream, error) {
+	raw, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, "POST", g.url+path, bytes.NewReader(raw))
 	if err != nil {
 		return nil, err
 	}
@@ -400,7 +411,10 @@ func (g *gatewayClient) generate(ctx context.Context, prompt string, n int) (*st
 		now := time.Now()
 		var ev struct {
 			Choices []struct {
-				Text string `json:"text"`
+				Text  string `json:"text"`
+				Delta struct {
+					Content string `json:"content"`
+				} `json:"delta"`
 			} `json:"choices"`
 			Usage *json.RawMessage `json:"usage"`
 			Error *json.RawMessage `json:"error"`
@@ -412,9 +426,9 @@ func (g *gatewayClient) generate(ctx context.Context, prompt string, n int) (*st
 			return nil, fmt.Errorf("stream error: %s", *ev.Error)
 		}
 		for _, c := range ev.Choices {
-			if c.Text != "" {
+			if text := c.Text + c.Delta.Content; text != "" {
 				s.chunks = append(s.chunks, now)
-				s.text.WriteString(c.Text)
+				s.text.WriteString(text)
 			}
 		}
 		if ev.Usage != nil && string(*ev.Usage) != "null" {
@@ -426,7 +440,7 @@ func (g *gatewayClient) generate(ctx context.Context, prompt string, n int) (*st
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	if len(s.chunks) == 0 || s.usage.CompletionTokens == 0 {
+	if len(s.chunks) == 0 {
 		return nil, errors.New("no tokens streamed")
 	}
 	return s, nil
