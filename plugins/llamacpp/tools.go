@@ -359,6 +359,7 @@ type toolOutput struct {
 
 	decided bool // auto: whether the answer is text (passing through) or held
 	holding bool
+	calls   *callScanner // constrained: the calls being decoded
 	held    strings.Builder
 	tokens  int
 	lps     []sdk.TokenLogprob
@@ -394,6 +395,9 @@ func answerStart(held string) (start string, think bool) {
 func (o *toolOutput) event(e sdk.Event) error {
 	if !o.constrained && o.decided && !o.holding {
 		return o.emit(e)
+	}
+	if o.constrained {
+		return o.streamCalls(e)
 	}
 	o.held.WriteString(e.Text)
 	o.tokens += e.Tokens
@@ -511,4 +515,168 @@ func argumentsValidator(tools []sdk.Tool) func(sdk.ToolCall) bool {
 		v, err := jsonschema.UnmarshalJSON(strings.NewReader(call.Arguments))
 		return err == nil && s.Validate(v) == nil
 	}
+}
+
+// streamCalls passes a required call's pieces on as they are decoded: the grammar
+// writes them in a known shape (compact JSON in the family's syntax), so each call's
+// name is known when its arguments start, and the arguments go out as they come.
+func (o *toolOutput) streamCalls(e sdk.Event) error {
+	if o.calls == nil {
+		o.calls = &callScanner{syntax: o.syntax}
+	}
+	deltas := o.calls.push(e.Text)
+	if len(deltas) > 0 || e.Tokens > 0 || e.Usage != nil && !e.Final() || len(e.Logprobs) > 0 {
+		ev := sdk.Event{ToolCalls: deltas, Tokens: e.Tokens, Logprobs: e.Logprobs}
+		if !e.Final() {
+			ev.Usage = e.Usage
+		}
+		if err := o.emit(ev); err != nil {
+			return err
+		}
+	}
+	if !e.Final() {
+		return nil
+	}
+	final := sdk.Event{FinishReason: e.FinishReason, Usage: e.Usage, Error: e.Error}
+	if e.FinishReason == sdk.FinishStop && o.calls.done() {
+		final.FinishReason = sdk.FinishToolCalls
+	}
+	return o.emit(final)
+}
+
+// callScanner reads calls in the shape a call grammar writes them (toolGrammar):
+// [prefix] (callOpen {"name":"N","ARGS_KEY":ARGS[,"id":"ID"]} callClose) separated
+// by sep, then suffix. It reports a call's id (its own: an id the model writes comes
+// after the arguments) and name once its arguments start, then the arguments as they
+// come.
+type callScanner struct {
+	syntax  toolSyntax
+	pending string // text not yet consumed
+	state   int    // what is expected next (the scan* constants)
+	index   int    // the call being read
+	name    string
+	depth   int  // of the arguments' JSON
+	inStr   bool // inside a string of the arguments
+	escaped bool
+	ended   int // calls read whole
+}
+
+const (
+	scanPrefix = iota
+	scanCallOpen
+	scanName
+	scanArgs
+	scanTail // ,"id":"…"} and callClose
+	scanNext // sep, or suffix
+	scanDone
+)
+
+func (c *callScanner) done() bool {
+	return c.state == scanDone || c.ended > 0 && c.state == scanNext && c.syntax.suffix == ""
+}
+
+// expect consumes literal from pending; it reports false while pending may still
+// become it.
+func (c *callScanner) expect(literal string) (ok, wait bool) {
+	if strings.HasPrefix(c.pending, literal) {
+		c.pending = c.pending[len(literal):]
+		return true, false
+	}
+	return false, strings.HasPrefix(literal, c.pending)
+}
+
+func (c *callScanner) push(text string) []sdk.ToolCallDelta {
+	c.pending += text
+	var out []sdk.ToolCallDelta
+	for {
+		switch c.state {
+		case scanPrefix:
+			if ok, _ := c.expect(c.syntax.prefix); !ok {
+				return out
+			}
+			c.state = scanCallOpen
+		case scanCallOpen:
+			if ok, _ := c.expect(c.syntax.callOpen + `{"name":"`); !ok {
+				return out
+			}
+			c.state = scanName
+		case scanName:
+			i := strings.Index(c.pending, `","`+c.syntax.argsKey+`":`)
+			if i < 0 {
+				return out
+			}
+			c.name = c.pending[:i]
+			c.pending = c.pending[i+len(`","`+c.syntax.argsKey+`":`):]
+			out = append(out, sdk.ToolCallDelta{Index: c.index, ID: newCallID(c.syntax), Name: c.name})
+			c.state, c.depth, c.inStr, c.escaped = scanArgs, 0, false, false
+		case scanArgs:
+			n := 0
+			end := false
+			for n < len(c.pending) && !end {
+				ch := c.pending[n]
+				n++
+				switch {
+				case c.inStr && c.escaped:
+					c.escaped = false
+				case c.inStr && ch == '\\':
+					c.escaped = true
+				case c.inStr && ch == '"':
+					c.inStr = false
+				case c.inStr:
+				case ch == '"':
+					c.inStr = true
+				case ch == '{' || ch == '[':
+					c.depth++
+				case ch == '}' || ch == ']':
+					c.depth--
+					end = c.depth == 0
+				}
+			}
+			if n > 0 {
+				out = appendArgs(out, c.index, c.pending[:n])
+				c.pending = c.pending[n:]
+			}
+			if !end {
+				return out
+			}
+			c.state = scanTail
+		case scanTail:
+			close := strings.Index(c.pending, "}"+c.syntax.callClose)
+			if close < 0 {
+				return out
+			}
+			c.pending = c.pending[close+1+len(c.syntax.callClose):]
+			c.ended++
+			c.index++
+			c.state = scanNext
+		case scanNext:
+			if c.syntax.sep != "" {
+				if ok, wait := c.expect(c.syntax.sep); ok {
+					c.state = scanCallOpen
+					continue
+				} else if wait && c.pending != "" {
+					return out
+				}
+			}
+			if c.syntax.suffix == "" {
+				return out
+			}
+			if ok, _ := c.expect(c.syntax.suffix); !ok {
+				return out
+			}
+			c.state = scanDone
+		case scanDone:
+			return out
+		}
+	}
+}
+
+// appendArgs adds a fragment of call index's arguments, joined to the last delta when
+// that is of the same call.
+func appendArgs(out []sdk.ToolCallDelta, index int, frag string) []sdk.ToolCallDelta {
+	if n := len(out); n > 0 && out[n-1].Index == index {
+		out[n-1].Arguments += frag
+		return out
+	}
+	return append(out, sdk.ToolCallDelta{Index: index, Arguments: frag})
 }

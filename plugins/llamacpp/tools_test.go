@@ -188,7 +188,16 @@ func TestRequiredToolCallsAlwaysValidate(t *testing.T) {
 			if e.Text != "" {
 				t.Errorf("text %q in an answer that must be calls", e.Text)
 			}
-			deltas = append(deltas, e.ToolCalls...)
+			for _, d := range e.ToolCalls {
+				// Pieces of one call join: its id and name, then its arguments.
+				if d.Index == len(deltas) {
+					deltas = append(deltas, d)
+				} else if d.Index == len(deltas)-1 && d.ID == "" && d.Name == "" {
+					deltas[d.Index].Arguments += d.Arguments
+				} else {
+					t.Errorf("a call's piece out of order: %+v after %d calls", d, len(deltas))
+				}
+			}
 			if e.Final() {
 				final = e
 			}
@@ -280,7 +289,7 @@ func TestToolOutput(t *testing.T) {
 			text.WriteString(e.Text)
 			for _, d := range e.ToolCalls {
 				calls = append(calls, d.Name+" "+d.Arguments)
-				if d.ID == "" {
+				if d.Name != "" && d.ID == "" {
 					t.Errorf("%s: a call without an id", tc.name)
 				}
 			}
@@ -309,6 +318,56 @@ func TestToolOutput(t *testing.T) {
 		}
 		if !gotUsage {
 			t.Errorf("%s: the prompt's usage did not go out before the end", tc.name)
+		}
+	}
+}
+
+// TestRequiredCallsStream: a required answer's calls go out as they are decoded,
+// fed one character at a time: each call's id and name once its arguments start,
+// then its arguments in pieces, joining to the whole.
+func TestRequiredCallsStream(t *testing.T) {
+	for _, tc := range []struct {
+		syntax toolSyntax
+		text   string
+	}{
+		{genericSyntax, `{"tool_calls":[{"name":"f","arguments":{"a":"x}]\"y","b":[1,{"c":2}]}},{"name":"g","arguments":{}}]}`},
+		{hermesSyntax, "<tool_call>\n{\"name\":\"f\",\"arguments\":{\"a\":\"x}]\\\"y\",\"b\":[1,{\"c\":2}]}}\n</tool_call>\n<tool_call>\n{\"name\":\"g\",\"arguments\":{}}\n</tool_call>"},
+		{mistralSyntax, `[TOOL_CALLS][{"name":"f","arguments":{"a":"x}]\"y","b":[1,{"c":2}]},"id":"abc123XYZ"},{"name":"g","arguments":{},"id":"000000000"}]`},
+	} {
+		var events int
+		calls := map[int]*sdk.ToolCall{}
+		var finish sdk.FinishReason
+		o := &toolOutput{syntax: tc.syntax, constrained: true, names: []string{"f", "g"}, parallel: true, emit: func(e sdk.Event) error {
+			events++
+			for _, d := range e.ToolCalls {
+				c := calls[d.Index]
+				if c == nil {
+					if d.ID == "" || d.Name == "" {
+						t.Fatalf("%s: a call opens without its id and name: %+v", tc.syntax.name, d)
+					}
+					c = &sdk.ToolCall{ID: d.ID, Name: d.Name}
+					calls[d.Index] = c
+				} else if d.ID != "" || d.Name != "" {
+					t.Fatalf("%s: id or name again: %+v", tc.syntax.name, d)
+				}
+				c.Arguments += d.Arguments
+			}
+			if e.Final() {
+				finish = e.FinishReason
+			}
+			return nil
+		}}
+		for _, r := range tc.text {
+			if err := o.event(sdk.Event{Text: string(r), Tokens: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := o.event(sdk.Event{FinishReason: sdk.FinishStop, Usage: &sdk.Usage{}}); err != nil {
+			t.Fatal(err)
+		}
+		if len(calls) != 2 || calls[0].Name != "f" || calls[0].Arguments != `{"a":"x}]\"y","b":[1,{"c":2}]}` || calls[1].Name != "g" || calls[1].Arguments != "{}" ||
+			finish != sdk.FinishToolCalls || events < 10 {
+			t.Errorf("%s: calls %+v %+v, finish %q, %d events", tc.syntax.name, calls[0], calls[1], finish, events)
 		}
 	}
 }
