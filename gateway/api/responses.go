@@ -238,11 +238,11 @@ func (s *server) responses(c *fiber.Ctx, cl *call) error {
 		if k := oai.UnknownField(req.Text, &text); k != "" {
 			return oai.Unsupported("text."+k, "'text.%s' is not supported", k)
 		}
-		if format, aerr = responsesFormat(text.Format); aerr != nil {
+		if format, aerr = oai.TextFormat(text.Format, "text.format"); aerr != nil {
 			return aerr
 		}
 	}
-	tools, choice, aerr := responsesTools(req.Tools, req.ToolChoice)
+	tools, choice, aerr := oai.ResponsesTools(req.Tools, req.ToolChoice)
 	if aerr != nil {
 		return aerr
 	}
@@ -321,92 +321,4 @@ func historyMessages(history []conversations.Message) []sdk.Message {
 		out = append(out, sdk.Message{Role: m.Role, Content: m.Content})
 	}
 	return out
-}
-
-// responsesFormat reads text.format: {"type": "text"}, {"type": "json_object"} or
-// {"type": "json_schema", "name", "schema", "strict"?, "description"?}.
-func responsesFormat(raw json.RawMessage) (*sdk.ResponseFormat, *oai.Error) {
-	if oai.IsNull(raw) {
-		return nil, nil
-	}
-	var f struct {
-		Type        string          `json:"type"`
-		Name        string          `json:"name"`
-		Description string          `json:"description"`
-		Schema      json.RawMessage `json:"schema"`
-		Strict      *bool           `json:"strict"`
-	}
-	if err := oai.Decode(raw, &f, "text.format"); err != nil {
-		return nil, err
-	}
-	if k := oai.UnknownField(raw, &f); k != "" {
-		return nil, oai.Invalid("text.format."+k, "unknown_parameter", "unknown parameter 'text.format.%s'", k)
-	}
-	// The same checks as chat completions' response_format, on its shape.
-	wrapped := map[string]any{"type": f.Type}
-	if f.Type == "json_schema" {
-		js := map[string]any{"name": f.Name}
-		if len(f.Schema) > 0 {
-			js["schema"] = json.RawMessage(f.Schema)
-		}
-		if f.Strict != nil {
-			js["strict"] = *f.Strict
-		}
-		if f.Description != "" {
-			js["description"] = f.Description
-		}
-		wrapped["json_schema"] = js
-	}
-	b, _ := json.Marshal(wrapped)
-	rf, err := oai.ResponseFormat(b, "text.format")
-	if err != nil {
-		err.Param = strings.Replace(err.Param, "text.format.json_schema", "text.format", 1)
-		err.Message = strings.ReplaceAll(err.Message, "text.format.json_schema", "text.format")
-	}
-	return rf, err
-}
-
-// responsesTools reads the Responses shape of tools ({"type": "function", "name",
-// "description"?, "parameters"?, "strict"?}) and tool_choice ("none", "auto",
-// "required" or {"type": "function", "name"}), through chat completions' checks.
-func responsesTools(rawTools, rawChoice json.RawMessage) ([]sdk.Tool, *sdk.ToolChoice, *oai.Error) {
-	var tools []json.RawMessage
-	if !oai.IsNull(rawTools) {
-		if err := json.Unmarshal(rawTools, &tools); err != nil {
-			return nil, nil, oai.Invalid("tools", oai.CodeInvalidType, "invalid type for 'tools': expected an array")
-		}
-	}
-	chatTools := make([]map[string]any, len(tools))
-	for i, raw := range tools {
-		var t map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &t); err != nil {
-			return nil, nil, oai.Invalid(fmt.Sprintf("tools[%d]", i), oai.CodeInvalidType, "invalid type for 'tools[%d]': expected an object", i)
-		}
-		fn := map[string]json.RawMessage{}
-		typ := t["type"]
-		for k, v := range t {
-			if k != "type" {
-				fn[k] = v
-			}
-		}
-		chatTools[i] = map[string]any{"type": typ, "function": fn}
-	}
-	choice := rawChoice
-	var named struct {
-		Type string `json:"type"`
-		Name string `json:"name"`
-	}
-	if !oai.IsNull(rawChoice) && rawChoice[0] == '{' && json.Unmarshal(rawChoice, &named) == nil {
-		choice, _ = json.Marshal(map[string]any{"type": named.Type, "function": map[string]any{"name": named.Name}})
-	}
-	var wrappedTools json.RawMessage
-	if len(tools) > 0 {
-		wrappedTools, _ = json.Marshal(chatTools)
-	}
-	ts, c, err := oai.Tools(wrappedTools, choice, "")
-	if err != nil {
-		err.Param = strings.Replace(err.Param, ".function.", ".", 1)
-		err.Message = strings.ReplaceAll(err.Message, ".function.", ".")
-	}
-	return ts, c, err
 }

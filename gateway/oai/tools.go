@@ -3,25 +3,33 @@ package oai
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	sdk "github.com/ragway/ragway/plugin-sdk"
-	"github.com/ragway/ragway/plugin-sdk/gbnf"
 )
 
 // MaxTools bounds the tools of one request.
 const MaxTools = 128
 
-// wireTool is one entry of a request's tools.
+// wireFunction defines a function: chat's tools[i].function, or the same fields
+// beside "type" in a Responses tool.
+type wireFunction struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Parameters  json.RawMessage `json:"parameters"`
+	Strict      *bool           `json:"strict"`
+}
+
+// wireTool is one entry of a chat request's tools.
 type wireTool struct {
-	Type     string `json:"type"`
-	Function *struct {
-		Name        string          `json:"name"`
-		Description string          `json:"description"`
-		Parameters  json.RawMessage `json:"parameters"`
-		Strict      *bool           `json:"strict"`
-	} `json:"function"`
+	Type     string        `json:"type"`
+	Function *wireFunction `json:"function"`
+}
+
+// flatTool is one entry of a Responses request's tools.
+type flatTool struct {
+	Type string `json:"type"`
+	wireFunction
 }
 
 // wireToolCall is one of an assistant message's tool_calls.
@@ -34,12 +42,36 @@ type wireToolCall struct {
 	} `json:"function"`
 }
 
+// toolShape is where an API puts a tool's function and tool_choice's name.
+type toolShape struct {
+	flat bool // Responses: {"type": "function", "name", …}; chat: {"type": "function", "function": {"name", …}}
+}
+
+// fn is the param of tools[i]'s function fields (p names tools[i]).
+func (sh toolShape) fn(p string) string {
+	if sh.flat {
+		return p
+	}
+	return p + ".function"
+}
+
 // Tools reads a chat request's tools, tool_choice and parallel_tool_calls (param
 // prefix: "" or "params."): the functions, and whether and which the model calls
 // (nil choice: auto, or none without tools). A function's parameters must be a JSON
 // Schema object; when a call is required, a schema the backends' grammar cannot
 // express is a 400 naming it.
 func Tools(rawTools, rawChoice json.RawMessage, prefix string) ([]sdk.Tool, *sdk.ToolChoice, *Error) {
+	return readTools(rawTools, rawChoice, prefix, toolShape{})
+}
+
+// ResponsesTools reads a Responses request's tools ({"type": "function", "name",
+// "description"?, "parameters"?, "strict"?}) and tool_choice ("none", "auto",
+// "required" or {"type": "function", "name"}), checked as Tools checks chat's.
+func ResponsesTools(rawTools, rawChoice json.RawMessage) ([]sdk.Tool, *sdk.ToolChoice, *Error) {
+	return readTools(rawTools, rawChoice, "", toolShape{flat: true})
+}
+
+func readTools(rawTools, rawChoice json.RawMessage, prefix string, sh toolShape) ([]sdk.Tool, *sdk.ToolChoice, *Error) {
 	var tools []sdk.Tool
 	if !IsNull(rawTools) {
 		if firstByte(rawTools) != '[' {
@@ -55,51 +87,18 @@ func Tools(rawTools, rawChoice json.RawMessage, prefix string) ([]sdk.Tool, *sdk
 		seen := map[string]bool{}
 		for i, el := range elems {
 			p := fmt.Sprintf("%stools[%d]", prefix, i)
-			var w wireTool
-			if err := Decode(el, &w, p); err != nil {
+			fn, err := sh.function(el, p)
+			if err != nil {
 				return nil, nil, err
 			}
-			if k := UnknownField(el, &w); k != "" {
-				return nil, nil, Invalid(p+"."+k, "unknown_parameter", "unknown parameter '%s.%s'", p, k)
-			}
-			if w.Type != "function" {
-				return nil, nil, Invalid(p+".type", CodeInvalidValue, "'%s.type' must be \"function\"", p)
-			}
-			if w.Function == nil {
-				return nil, nil, Missing(p + ".function")
-			}
-			if k := UnknownField(jsonField(el, "function"), w.Function); k != "" {
-				return nil, nil, Invalid(p+".function."+k, "unknown_parameter", "unknown parameter '%s.function.%s'", p, k)
-			}
-			if !schemaNameRE.MatchString(w.Function.Name) {
-				return nil, nil, Invalid(p+".function.name", CodeInvalidValue, "'%s.function.name' is 1 to 64 letters, digits, '_' or '-'", p)
-			}
-			if seen[w.Function.Name] {
-				return nil, nil, Invalid(p+".function.name", CodeInvalidValue, "two tools are named '%s'", w.Function.Name)
-			}
-			seen[w.Function.Name] = true
-			if err := CheckText(p+".function.description", w.Function.Description); err != nil {
+			t, err := fn.tool(sh.fn(p), seen)
+			if err != nil {
 				return nil, nil, err
 			}
-			var params []byte
-			if !IsNull(w.Function.Parameters) {
-				var probe struct {
-					Type json.RawMessage `json:"type"`
-				}
-				if firstByte(w.Function.Parameters) != '{' || json.Unmarshal(w.Function.Parameters, &probe) != nil {
-					return nil, nil, Invalid(p+".function.parameters", CodeInvalidType, "'%s.function.parameters' must be a JSON Schema object", p)
-				}
-				if len(probe.Type) > 0 && string(bytes.TrimSpace(probe.Type)) != `"object"` {
-					return nil, nil, Invalid(p+".function.parameters", CodeInvalidValue, "'%s.function.parameters' describes the arguments, an object: its type is \"object\"", p)
-				}
-				var b bytes.Buffer
-				_ = json.Compact(&b, w.Function.Parameters)
-				params = b.Bytes()
-			}
-			tools = append(tools, sdk.Tool{Name: w.Function.Name, Description: w.Function.Description, Parameters: params})
+			tools = append(tools, t)
 		}
 	}
-	choice, err := toolChoice(rawChoice, prefix, tools)
+	choice, err := sh.toolChoice(rawChoice, prefix, tools)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -109,22 +108,84 @@ func Tools(rawTools, rawChoice json.RawMessage, prefix string) ([]sdk.Tool, *sdk
 			if choice.Mode == sdk.ToolChoiceFunction && t.Name != choice.Name || len(t.Parameters) == 0 {
 				continue
 			}
-			if _, err := gbnf.FromSchema(t.Parameters); err != nil {
-				p := fmt.Sprintf("%stools[%d].function.parameters", prefix, i)
-				var ue *gbnf.UnsupportedError
-				if errors.As(err, &ue) {
-					return nil, nil, Invalid(p, CodeUnsupported, "%s: %s", p, ue.Error())
-				}
-				return nil, nil, Invalid(p, CodeInvalidValue, "%s: %v", p, err)
+			if err := grammarCheck(t.Parameters, sh.fn(fmt.Sprintf("%stools[%d]", prefix, i))+".parameters"); err != nil {
+				return nil, nil, err
 			}
 		}
 	}
 	return tools, choice, nil
 }
 
-// toolChoice reads tool_choice: "none", "auto", "required" or {"type": "function",
-// "function": {"name"}} naming one of tools.
-func toolChoice(raw json.RawMessage, prefix string, tools []sdk.Tool) (*sdk.ToolChoice, *Error) {
+// function reads tools[i] (el; p names it) as far as its function's fields,
+// refusing unknown fields and a type other than function.
+func (sh toolShape) function(el json.RawMessage, p string) (*wireFunction, *Error) {
+	if sh.flat {
+		var w flatTool
+		if err := Decode(el, &w, p); err != nil {
+			return nil, err
+		}
+		if k := UnknownField(el, &w); k != "" {
+			return nil, Invalid(p+"."+k, "unknown_parameter", "unknown parameter '%s.%s'", p, k)
+		}
+		if w.Type != "function" {
+			return nil, Invalid(p+".type", CodeInvalidValue, "'%s.type' must be \"function\"", p)
+		}
+		return &w.wireFunction, nil
+	}
+	var w wireTool
+	if err := Decode(el, &w, p); err != nil {
+		return nil, err
+	}
+	if k := UnknownField(el, &w); k != "" {
+		return nil, Invalid(p+"."+k, "unknown_parameter", "unknown parameter '%s.%s'", p, k)
+	}
+	if w.Type != "function" {
+		return nil, Invalid(p+".type", CodeInvalidValue, "'%s.type' must be \"function\"", p)
+	}
+	if w.Function == nil {
+		return nil, Missing(p + ".function")
+	}
+	if k := UnknownField(jsonField(el, "function"), w.Function); k != "" {
+		return nil, Invalid(p+".function."+k, "unknown_parameter", "unknown parameter '%s.function.%s'", p, k)
+	}
+	return w.Function, nil
+}
+
+// tool checks a function's name (unique among seen), description and
+// parameters (a JSON Schema object); p names the object holding them.
+func (f *wireFunction) tool(p string, seen map[string]bool) (sdk.Tool, *Error) {
+	if !schemaNameRE.MatchString(f.Name) {
+		return sdk.Tool{}, Invalid(p+".name", CodeInvalidValue, "'%s.name' is 1 to 64 letters, digits, '_' or '-'", p)
+	}
+	if seen[f.Name] {
+		return sdk.Tool{}, Invalid(p+".name", CodeInvalidValue, "two tools are named '%s'", f.Name)
+	}
+	seen[f.Name] = true
+	if err := CheckText(p+".description", f.Description); err != nil {
+		return sdk.Tool{}, err
+	}
+	var params []byte
+	if !IsNull(f.Parameters) {
+		var probe struct {
+			Type json.RawMessage `json:"type"`
+		}
+		if firstByte(f.Parameters) != '{' || json.Unmarshal(f.Parameters, &probe) != nil {
+			return sdk.Tool{}, Invalid(p+".parameters", CodeInvalidType, "'%s.parameters' must be a JSON Schema object", p)
+		}
+		if len(probe.Type) > 0 && string(bytes.TrimSpace(probe.Type)) != `"object"` {
+			return sdk.Tool{}, Invalid(p+".parameters", CodeInvalidValue, "'%s.parameters' describes the arguments, an object: its type is \"object\"", p)
+		}
+		var b bytes.Buffer
+		_ = json.Compact(&b, f.Parameters)
+		params = b.Bytes()
+	}
+	return sdk.Tool{Name: f.Name, Description: f.Description, Parameters: params}, nil
+}
+
+// toolChoice reads tool_choice: "none", "auto", "required" or an object naming
+// one of tools ({"type": "function", "function": {"name"}}, or {"type":
+// "function", "name"} in the flat shape).
+func (sh toolShape) toolChoice(raw json.RawMessage, prefix string, tools []sdk.Tool) (*sdk.ToolChoice, *Error) {
 	p := prefix + "tool_choice"
 	if IsNull(raw) {
 		return nil, nil
@@ -141,19 +202,11 @@ func toolChoice(raw json.RawMessage, prefix string, tools []sdk.Tool) (*sdk.Tool
 			return nil, Invalid(p, CodeInvalidValue, "invalid value for '%s': '%s'; it must be none, auto, required or a function", p, s)
 		}
 	case '{':
-		var f struct {
-			Type     string `json:"type"`
-			Function *struct {
-				Name string `json:"name"`
-			} `json:"function"`
-		}
-		if err := Decode(raw, &f, p); err != nil {
+		name, err := sh.choiceName(raw, p)
+		if err != nil {
 			return nil, err
 		}
-		if f.Type != "function" || f.Function == nil {
-			return nil, Invalid(p, CodeInvalidValue, "'%s' names a function as {\"type\": \"function\", \"function\": {\"name\": …}}", p)
-		}
-		c = sdk.ToolChoice{Mode: sdk.ToolChoiceFunction, Name: f.Function.Name}
+		c = sdk.ToolChoice{Mode: sdk.ToolChoiceFunction, Name: name}
 	default:
 		return nil, Invalid(p, CodeInvalidType, "invalid type for '%s': expected a string or an object", p)
 	}
@@ -164,6 +217,36 @@ func toolChoice(raw json.RawMessage, prefix string, tools []sdk.Tool) (*sdk.Tool
 		return nil, Invalid(p, CodeInvalidValue, "'%s' is required, but there are no tools", p)
 	}
 	return &c, nil
+}
+
+// choiceName reads the function an object tool_choice (raw; p names it) names.
+func (sh toolShape) choiceName(raw json.RawMessage, p string) (string, *Error) {
+	if sh.flat {
+		var f struct {
+			Type string `json:"type"`
+			Name string `json:"name"`
+		}
+		if err := Decode(raw, &f, p); err != nil {
+			return "", err
+		}
+		if f.Type != "function" {
+			return "", Invalid(p, CodeInvalidValue, "'%s' names a function as {\"type\": \"function\", \"name\": …}", p)
+		}
+		return f.Name, nil
+	}
+	var f struct {
+		Type     string `json:"type"`
+		Function *struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	}
+	if err := Decode(raw, &f, p); err != nil {
+		return "", err
+	}
+	if f.Type != "function" || f.Function == nil {
+		return "", Invalid(p, CodeInvalidValue, "'%s' names a function as {\"type\": \"function\", \"function\": {\"name\": …}}", p)
+	}
+	return f.Function.Name, nil
 }
 
 func hasTool(tools []sdk.Tool, name string) bool {
