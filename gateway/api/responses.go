@@ -112,6 +112,9 @@ func responsesInput(raw json.RawMessage) ([]sdk.Message, *oai.Error) {
 			if err != nil {
 				return nil, err
 			}
+			if err := oai.CheckText(p+".content", text); err != nil {
+				return nil, err
+			}
 			msgs = append(msgs, sdk.Message{Role: it.Role, Content: text})
 		case "function_call":
 			switch {
@@ -141,16 +144,14 @@ func responsesInput(raw json.RawMessage) ([]sdk.Message, *oai.Error) {
 			if it.Output == nil {
 				return nil, oai.Missing(p + ".output")
 			}
+			for _, f := range []struct{ name, s string }{{".call_id", it.CallID}, {".output", *it.Output}} {
+				if err := oai.CheckText(p+f.name, f.s); err != nil {
+					return nil, err
+				}
+			}
 			msgs = append(msgs, sdk.Message{Role: "tool", ToolCallID: it.CallID, Content: *it.Output})
 		default:
 			return nil, oai.Unsupported(p+".type", "input items of type '%s' are not supported (message, function_call and function_call_output are)", it.Type)
-		}
-	}
-	for i, m := range msgs {
-		for _, f := range []struct{ name, s string }{{"content", m.Content}, {"call_id", m.ToolCallID}} {
-			if err := oai.CheckText(fmt.Sprintf("input[%d].%s", i, f.name), f.s); err != nil {
-				return nil, err
-			}
 		}
 	}
 	return msgs, nil
