@@ -282,38 +282,26 @@ func orderedDict(v any) (*exec.Dict, bool) {
 	return nil, false
 }
 
-func dictItems(self map[string]any, selfValue *exec.Value, args *exec.VarArgs) (any, error) {
-	if err := args.Take(); err != nil {
-		return nil, exec.ErrInvalidCall(err)
+// dictView makes a dict's items(), keys() or values(): each pair, in order, as
+// pick gives it.
+func dictView(pick func(p [2]any) any) exec.Method[map[string]any] {
+	return func(self map[string]any, selfValue *exec.Value, args *exec.VarArgs) (any, error) {
+		if err := args.Take(); err != nil {
+			return nil, exec.ErrInvalidCall(err)
+		}
+		var out []any
+		for _, p := range dictPairs(self, selfValue) {
+			out = append(out, pick(p))
+		}
+		return out, nil
 	}
-	var out []any
-	for _, p := range dictPairs(self, selfValue) {
-		out = append(out, []any{p[0], p[1]})
-	}
-	return out, nil
 }
 
-func dictKeys(self map[string]any, selfValue *exec.Value, args *exec.VarArgs) (any, error) {
-	if err := args.Take(); err != nil {
-		return nil, exec.ErrInvalidCall(err)
-	}
-	var out []any
-	for _, p := range dictPairs(self, selfValue) {
-		out = append(out, p[0])
-	}
-	return out, nil
-}
-
-func dictValues(self map[string]any, selfValue *exec.Value, args *exec.VarArgs) (any, error) {
-	if err := args.Take(); err != nil {
-		return nil, exec.ErrInvalidCall(err)
-	}
-	var out []any
-	for _, p := range dictPairs(self, selfValue) {
-		out = append(out, p[1])
-	}
-	return out, nil
-}
+var (
+	dictItems  = dictView(func(p [2]any) any { return []any{p[0], p[1]} })
+	dictKeys   = dictView(func(p [2]any) any { return p[0] })
+	dictValues = dictView(func(p [2]any) any { return p[1] })
+)
 
 func dictGet(self map[string]any, selfValue *exec.Value, args *exec.VarArgs) (any, error) {
 	if len(args.Args) < 1 || len(args.Args) > 2 || len(args.KwArgs) > 0 {
