@@ -29,11 +29,7 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 	misses := c.fs.Int("misses", 20, "how many missed questions to list")
 	gwURL := c.fs.String("url", "", "the gateway's URL (default $RAGWAY_URL, else "+defaultURL+")")
 	apiKey := c.fs.String("api-key", "", "an API key with the chat scope (default $RAGWAY_API_KEY)")
-	pos, err := c.parse(args, stdout, stderr)
-	if err != nil {
-		return err
-	}
-	if err := c.wantArgs(pos, 0, stderr); err != nil {
+	if err := c.parseFlags(args, stdout, stderr); err != nil {
 		return err
 	}
 	if *kb == "" || *qa == "" {
@@ -51,6 +47,7 @@ func evalCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		return json.RawMessage(value), nil
 	}
+	var err error
 	if *retrieval != "" {
 		if runs[0].retrieval, err = settings("--retrieval", *retrieval); err != nil {
 			return err

@@ -41,11 +41,7 @@ func keysCreate(args []string, stdout, stderr io.Writer) error {
 	rpm := c.fs.Int("rpm", 0, "requests per minute (0: unlimited)")
 	tpm := c.fs.Int("tpm", 0, "tokens per minute (0: unlimited)")
 	ifNone := c.fs.Bool("if-none", false, "do nothing if the user already has an active key")
-	pos, err := c.parse(args, stdout, stderr)
-	if err != nil {
-		return err
-	}
-	if err := c.wantArgs(pos, 0, stderr); err != nil {
+	if err := c.parseFlags(args, stdout, stderr); err != nil {
 		return err
 	}
 	if err := c.required("user", user, stderr); err != nil {
@@ -137,11 +133,7 @@ func keysList(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("keys list", "[--user NAME] [-c FILE]")
 	cfgPath := c.fs.String("c", "", "config file (YAML) naming database_url")
 	user := c.fs.String("user", "", "list only this user's keys")
-	pos, err := c.parse(args, stdout, stderr)
-	if err != nil {
-		return err
-	}
-	if err := c.wantArgs(pos, 0, stderr); err != nil {
+	if err := c.parseFlags(args, stdout, stderr); err != nil {
 		return err
 	}
 

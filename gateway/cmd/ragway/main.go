@@ -307,6 +307,15 @@ func (c *command) parse(args []string, stdout, stderr io.Writer) ([]string, erro
 	}
 }
 
+// parseFlags is parse for a command that takes flags only.
+func (c *command) parseFlags(args []string, stdout, stderr io.Writer) error {
+	pos, err := c.parse(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	return c.wantArgs(pos, 0, stderr)
+}
+
 // wantArgs checks the number of positional arguments.
 func (c *command) wantArgs(pos []string, n int, stderr io.Writer) error {
 	switch {

@@ -17,11 +17,7 @@ func migrate(args []string, stdout, stderr io.Writer) error {
 	}
 	c := newCommand("migrate "+sub, "[-c FILE]")
 	cfgPath := c.fs.String("c", "", "config file (YAML) naming database_url")
-	pos, err := c.parse(args[1:], stdout, stderr)
-	if err != nil {
-		return err
-	}
-	if err := c.wantArgs(pos, 0, stderr); err != nil {
+	if err := c.parseFlags(args[1:], stdout, stderr); err != nil {
 		return err
 	}
 

@@ -148,11 +148,7 @@ func reloadCmd(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("reload", "[--url URL] [--api-key KEY]")
 	gwURL := c.fs.String("url", "", "the gateway's URL (default $RAGWAY_URL, else "+defaultURL+")")
 	apiKey := c.fs.String("api-key", "", "an API key with the admin scope (default $RAGWAY_API_KEY)")
-	pos, err := c.parse(args, stdout, stderr)
-	if err != nil {
-		return err
-	}
-	if err := c.wantArgs(pos, 0, stderr); err != nil {
+	if err := c.parseFlags(args, stdout, stderr); err != nil {
 		return err
 	}
 	cl, err := newAdminClient(*gwURL, *apiKey, "reload", "admin")

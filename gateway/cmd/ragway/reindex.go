@@ -23,11 +23,7 @@ func reindex(args []string, stdout, stderr io.Writer) error {
 	cfgPath := c.fs.String("c", "", "config file (YAML) naming database_url and vector_store")
 	kb := c.fs.String("kb", "", "the knowledge base: its id, or its name with --user; required")
 	user := c.fs.String("user", "", "the user whose knowledge base --kb names")
-	pos, err := c.parse(args, stdout, stderr)
-	if err != nil {
-		return err
-	}
-	if err := c.wantArgs(pos, 0, stderr); err != nil {
+	if err := c.parseFlags(args, stdout, stderr); err != nil {
 		return err
 	}
 	if err := c.required("kb", kb, stderr); err != nil {

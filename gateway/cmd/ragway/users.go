@@ -36,11 +36,7 @@ func usersInvite(args []string, stdout, stderr io.Writer) error {
 	cfgPath := c.fs.String("c", "", "config file (YAML) naming database_url")
 	name := c.fs.String("name", "", "the name the invited person must take (default: any free name)")
 	admin := c.fs.Bool("admin", false, "the account is an admin of the site (its sessions carry the admin scope)")
-	pos, err := c.parse(args, stdout, stderr)
-	if err != nil {
-		return err
-	}
-	if err := c.wantArgs(pos, 0, stderr); err != nil {
+	if err := c.parseFlags(args, stdout, stderr); err != nil {
 		return err
 	}
 	return withStore(*cfgPath, true, func(ctx context.Context, st *store.Store) error {
@@ -70,11 +66,7 @@ func usersPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 	user := c.fs.String("user", "", "the user; required")
 	admin := c.fs.Bool("admin", false, "make the user an admin of the site")
 	noAdmin := c.fs.Bool("no-admin", false, "make the user not an admin of the site")
-	pos, err := c.parse(args, stdout, stderr)
-	if err != nil {
-		return err
-	}
-	if err := c.wantArgs(pos, 0, stderr); err != nil {
+	if err := c.parseFlags(args, stdout, stderr); err != nil {
 		return err
 	}
 	if err := c.required("user", user, stderr); err != nil {
@@ -126,11 +118,7 @@ func usersQuota(args []string, stdout, stderr io.Writer) error {
 	user := c.fs.String("user", "", "the user; required")
 	daily := c.fs.Int64("daily", 0, "tokens a day, over all the user's keys and every gateway (UTC days; 0: no quota; unset: unchanged)")
 	monthly := c.fs.Int64("monthly", 0, "tokens a month (UTC months; 0: no quota; unset: unchanged)")
-	pos, err := c.parse(args, stdout, stderr)
-	if err != nil {
-		return err
-	}
-	if err := c.wantArgs(pos, 0, stderr); err != nil {
+	if err := c.parseFlags(args, stdout, stderr); err != nil {
 		return err
 	}
 	if err := c.required("user", user, stderr); err != nil {
