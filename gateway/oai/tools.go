@@ -229,6 +229,9 @@ func (sh toolShape) choiceName(raw json.RawMessage, p string) (string, *Error) {
 		if err := Decode(raw, &f, p); err != nil {
 			return "", err
 		}
+		if k := UnknownField(raw, &f); k != "" {
+			return "", Invalid(p+"."+k, "unknown_parameter", "unknown parameter '%s.%s'", p, k)
+		}
 		if f.Type != "function" {
 			return "", Invalid(p, CodeInvalidValue, "'%s' names a function as {\"type\": \"function\", \"name\": …}", p)
 		}
@@ -245,6 +248,12 @@ func (sh toolShape) choiceName(raw json.RawMessage, p string) (string, *Error) {
 	}
 	if f.Type != "function" || f.Function == nil {
 		return "", Invalid(p, CodeInvalidValue, "'%s' names a function as {\"type\": \"function\", \"function\": {\"name\": …}}", p)
+	}
+	if k := UnknownField(raw, &f); k != "" {
+		return "", Invalid(p+"."+k, "unknown_parameter", "unknown parameter '%s.%s'", p, k)
+	}
+	if k := UnknownField(jsonField(raw, "function"), f.Function); k != "" {
+		return "", Invalid(p+".function."+k, "unknown_parameter", "unknown parameter '%s.function.%s'", p, k)
 	}
 	return f.Function.Name, nil
 }

@@ -42,8 +42,11 @@ func TestToolShapes(t *testing.T) {
 		{`[{"type":"function","name":"f","parameters":{"type":"object","not":{}}}]`, `"required"`, "tools[0].parameters", CodeUnsupported, true},
 		{`[{"type":"function","name":"f"}]`, `{"type":"function","name":"g"}`, "tool_choice", CodeInvalidValue, true},
 		{`[{"type":"function","function":{"name":"f"}}]`, `{"type":"function","name":"f"}`, "tool_choice", CodeInvalidValue, false},
-		{`[{"type":"function","name":"f"}]`, `{"type":"function","function":{"name":"f"}}`, "tool_choice", CodeInvalidValue, true},
+		{`[{"type":"function","name":"f"}]`, `{"type":"function","function":{"name":"f"}}`, "tool_choice.function", "unknown_parameter", true},
 		{``, `"required"`, "tool_choice", CodeInvalidValue, true},
+		{`[{"type":"function","name":"f"}]`, `{"type":"function","name":"f","strict":true}`, "tool_choice.strict", "unknown_parameter", true},
+		{`[{"type":"function","function":{"name":"f"}}]`, `{"type":"function","function":{"name":"f"},"x":1}`, "tool_choice.x", "unknown_parameter", false},
+		{`[{"type":"function","function":{"name":"f"}}]`, `{"type":"function","function":{"name":"f","x":1}}`, "tool_choice.function.x", "unknown_parameter", false},
 	}
 	for _, tc := range refused {
 		read := Tools
