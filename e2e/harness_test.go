@@ -684,6 +684,16 @@ type storedMessage struct {
 	CompletionTokens int    `json:"completion_tokens"`
 	// Sources is the JSON array of the answer's retrieval sources.
 	Sources json.RawMessage `json:"sources"`
+	// An answer's tool calls, a tool result's call id.
+	ToolCalls []struct {
+		ID       string `json:"id"`
+		Type     string `json:"type"`
+		Function struct {
+			Name      string `json:"name"`
+			Arguments string `json:"arguments"`
+		} `json:"function"`
+	} `json:"tool_calls"`
+	ToolCallID string `json:"tool_call_id"`
 }
 
 // conversation returns the stored conversation id as key's user sees it.

@@ -125,11 +125,45 @@ func TestResponses(t *testing.T) {
 		t.Fatalf("after the output: %+v", after)
 	}
 
+	// Stored (the default): the call is kept, and previous_response_id with the
+	// call's output goes on from it.
+	kept, err := client.Responses.New(ctx, responses.ResponseNewParams{Model: "chat-llama", Input: textInput("Weather in Lyon?"), Tools: tools,
+		ToolChoice:        responses.ResponseNewParamsToolChoiceUnion{OfToolChoiceMode: openai.Opt(responses.ToolChoiceOptionsRequired)},
+		ParallelToolCalls: openai.Bool(false), Temperature: openai.Float(1), MaxOutputTokens: openai.Int(200)})
+	if err != nil || len(kept.Output) != 1 || kept.Output[0].Type != "function_call" {
+		t.Fatalf("a stored required call: %v %+v", err, kept)
+	}
+	kc := kept.Output[0].AsFunctionCall()
+	cont, err := client.Responses.New(ctx, responses.ResponseNewParams{Model: "chat-llama", Tools: tools, MaxOutputTokens: openai.Int(5),
+		PreviousResponseID: openai.String(kept.ID),
+		Input: responses.ResponseNewParamsInputUnion{OfInputItemList: responses.ResponseInputParam{
+			{OfFunctionCallOutput: &responses.ResponseInputItemFunctionCallOutputParam{CallID: openai.String(kc.CallID),
+				Output: responses.ResponseInputItemFunctionCallOutputOutputUnionParam{OfString: openai.String(`{"temperature": 21}`)}}},
+		}}})
+	if err != nil || cont.Usage.InputTokens <= kept.Usage.InputTokens {
+		t.Fatalf("the output sent back to a stored call: %v %+v (the call's input had %d tokens)", err, cont, kept.Usage.InputTokens)
+	}
+	// Not stored, from the stored exchange: its calls and outputs are in the history.
+	if _, err := client.Responses.New(ctx, responses.ResponseNewParams{Model: "chat-llama", Tools: tools, Store: openai.Bool(false), MaxOutputTokens: openai.Int(3),
+		PreviousResponseID: openai.String(cont.ID), Input: textInput("Thanks.")}); err != nil {
+		t.Fatalf("store false after a stored call: %v", err)
+	}
+	var found bool
+	for _, id := range g.conversationIDs(g.Key) {
+		ms := g.conversation(g.Key, id).Messages
+		if len(ms) == 4 && len(ms[1].ToolCalls) == 1 && ms[1].ToolCalls[0].ID == kc.CallID && ms[1].ToolCalls[0].Function.Arguments == kc.Arguments &&
+			ms[2].Role == "tool" && ms[2].ToolCallID == kc.CallID && ms[2].Content == `{"temperature": 21}` {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no stored conversation holds the call %q and its output", kc.CallID)
+	}
+
 	for _, tc := range []struct {
 		param string
 		req   responses.ResponseNewParams
 	}{
-		{"store", responses.ResponseNewParams{Model: "chat-llama", Input: textInput("x"), Tools: tools}},
 		{"previous_response_id", responses.ResponseNewParams{Model: "chat", Input: textInput("x"), PreviousResponseID: openai.String(first.ID)}},
 		{"previous_response_id", responses.ResponseNewParams{Model: "chat", Input: textInput("x"), PreviousResponseID: openai.String("resp_nothing")}},
 		{"reasoning", responses.ResponseNewParams{Model: "chat", Input: textInput("x"), Reasoning: responses.ReasoningParam{Effort: responses.ReasoningEffortHigh}}},

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fasthttp/websocket"
 	"github.com/openai/openai-go/v3"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -155,16 +157,94 @@ func TestToolCalls(t *testing.T) {
 		args.WriteString(f.Arguments)
 	}
 	validateJSON(t, schemas["get_weather"], "the WebSocket call's arguments", args.String())
-	writeWS(t, ws, map[string]any{"type": "chat", "id": "w2", "model": "chat", "content": "x",
-		"params": map[string]any{"tools": []any{map[string]any{"type": "function", "function": map[string]any{"name": "f"}}}}})
-	if f := readWS(t, ws); f.Type != "error" || f.Error == nil || f.Error.Param != "params.tools" {
-		t.Fatalf("tools in a stored WebSocket chat: %s", f.raw)
+	storedToolTurns(t, g, ws, schemas)
+}
+
+// storedToolTurns checks tools in stored conversations: a stored answer's calls and
+// the results sent back are kept, given back to the model with the next turn, and
+// listed with the conversation; over chat completions' conversation_id and a
+// WebSocket chat's content and tool_results.
+func storedToolTurns(t *testing.T, g *gateway, ws *websocket.Conn, schemas map[string]*jsonschema.Schema) {
+	t.Helper()
+	wp, _ := json.Marshal(weatherParams)
+	tools := `[{"type":"function","function":{"name":"get_weather","parameters":` + string(wp) + `}}]`
+	var first struct {
+		ConversationID string `json:"conversation_id"`
+		Usage          struct {
+			PromptTokens int `json:"prompt_tokens"`
+		} `json:"usage"`
+		Choices []struct {
+			FinishReason string `json:"finish_reason"`
+			Message      struct {
+				ToolCalls []struct {
+					ID       string `json:"id"`
+					Function struct {
+						Name      string `json:"name"`
+						Arguments string `json:"arguments"`
+					} `json:"function"`
+				} `json:"tool_calls"`
+			} `json:"message"`
+		} `json:"choices"`
+	}
+	code, body := g.call("POST", "/v1/chat/completions", g.Key, `{"model":"chat","conversation_id":"new","temperature":1,"seed":7,"max_tokens":300,
+		"tool_choice":"required","parallel_tool_calls":false,"tools":`+tools+`,"messages":[{"role":"user","content":"What is the weather in Paris?"}]}`)
+	if err := json.Unmarshal(body, &first); code != http.StatusOK || err != nil || first.ConversationID == "" || len(first.Choices) != 1 ||
+		first.Choices[0].FinishReason != "tool_calls" || len(first.Choices[0].Message.ToolCalls) != 1 {
+		t.Fatalf("a stored turn with a required call: %d %s", code, body)
+	}
+	call := first.Choices[0].Message.ToolCalls[0]
+	validateJSON(t, schemas["get_weather"], "the stored call's arguments", call.Function.Arguments)
+	var second struct {
+		Usage struct {
+			PromptTokens int `json:"prompt_tokens"`
+		} `json:"usage"`
+		Choices []struct {
+			FinishReason string `json:"finish_reason"`
+		} `json:"choices"`
+	}
+	code, body = g.call("POST", "/v1/chat/completions", g.Key, `{"model":"chat","conversation_id":"`+first.ConversationID+`","max_tokens":4,"temperature":0,
+		"tools":`+tools+`,"messages":[{"role":"tool","tool_call_id":"`+call.ID+`","content":"18 degrees"}]}`)
+	if err := json.Unmarshal(body, &second); code != http.StatusOK || err != nil || len(second.Choices) != 1 || second.Usage.PromptTokens <= first.Usage.PromptTokens {
+		t.Fatalf("the result sent back to the stored conversation: %d %s (the call's prompt had %d tokens)", code, body, first.Usage.PromptTokens)
+	}
+	c := g.conversation(g.Key, first.ConversationID)
+	if len(c.Messages) != 4 || len(c.Messages[1].ToolCalls) != 1 || c.Messages[1].ToolCalls[0].ID != call.ID ||
+		c.Messages[1].ToolCalls[0].Type != "function" || c.Messages[1].ToolCalls[0].Function.Arguments != call.Function.Arguments ||
+		c.Messages[2].Role != "tool" || c.Messages[2].ToolCallID != call.ID || c.Messages[2].Content != "18 degrees" {
+		t.Fatalf("the stored conversation: %+v", c.Messages)
 	}
 
-	// Tools are not kept in stored conversations yet: said, not ignored.
-	code, body := g.call("POST", "/v1/chat/completions", g.Key, `{"model":"chat","conversation_id":"new","messages":[{"role":"user","content":"x"}],
-		"tools":[{"type":"function","function":{"name":"f"}}]}`)
-	if e := wantAPIError(t, "tools in a stored conversation", code, body, http.StatusBadRequest, "unsupported"); e.Param != "tools" || !strings.Contains(e.Message, "stored") {
-		t.Fatalf("tools in a stored conversation: %s", body)
+	// Over the WebSocket: a stored chat's params carry the tools, its calls are
+	// stored, and tool_results answer them in the next turn.
+	r := runWSChat(t, ws, map[string]any{"type": "chat", "id": "s1", "model": "chat", "content": "What is the weather in Paris?",
+		"params": map[string]any{"temperature": 1, "seed": 3, "max_tokens": 300, "tool_choice": "required", "parallel_tool_calls": false,
+			"tools": []any{map[string]any{"type": "function", "function": map[string]any{"name": "get_weather", "parameters": weatherParams}}}}})
+	if r.End.Type != "done" || r.End.FinishReason != "tool_calls" || len(r.ToolCalls) == 0 || r.ToolCalls[0].CallID == "" || r.Start.ConversationID == "" {
+		t.Fatalf("a stored WebSocket chat with tools: %s, calls %+v", r.End.raw, r.ToolCalls)
+	}
+	conv, callID := r.Start.ConversationID, r.ToolCalls[0].CallID
+	r = runWSChat(t, ws, map[string]any{"type": "chat", "id": "s2", "model": "chat", "conversation_id": conv, "params": map[string]any{"max_tokens": 4},
+		"tool_results": []any{map[string]any{"tool_call_id": callID, "content": "18 degrees"}}})
+	if r.End.Type != "done" || r.End.Usage == nil {
+		t.Fatalf("tool_results over the WebSocket: %s", r.End.raw)
+	}
+	c = g.conversation(g.Key, conv)
+	if len(c.Messages) != 4 || len(c.Messages[1].ToolCalls) != 1 || c.Messages[1].ToolCalls[0].ID != callID ||
+		c.Messages[2].Role != "tool" || c.Messages[2].ToolCallID != callID || c.Messages[3].Status != "complete" {
+		t.Fatalf("the stored WebSocket conversation: %+v", c.Messages)
+	}
+	// tool_results are refused where they cannot go, naming the field.
+	for i, f := range []map[string]any{
+		{"tool_results": []any{map[string]any{"tool_call_id": callID, "content": "x"}}},
+		{"conversation_id": conv, "tool_results": []any{}},
+		{"conversation_id": conv, "tool_results": []any{map[string]any{"content": "x"}}},
+		{"conversation_id": conv, "tool_results": []any{map[string]any{"tool_call_id": "c", "content": "x", "name": "f"}}},
+		{"conversation_id": conv, "tool_results": []any{map[string]any{"tool_call_id": "c\u0000", "content": "x"}}},
+	} {
+		f["type"], f["id"], f["model"] = "chat", fmt.Sprintf("bad%d", i), "chat"
+		writeWS(t, ws, f)
+		if got := readWS(t, ws); got.Type != "error" || got.Error == nil || !strings.HasPrefix(got.Error.Param, "tool_results") {
+			t.Fatalf("tool_results %v: %s", f, got.raw)
+		}
 	}
 }

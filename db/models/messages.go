@@ -40,6 +40,8 @@ type Message struct {
 	CompletedAt      null.Time   `boil:"completed_at" json:"completed_at,omitempty" toml:"completed_at" yaml:"completed_at,omitempty"`
 	Gateway          null.String `boil:"gateway" json:"gateway,omitempty" toml:"gateway" yaml:"gateway,omitempty"`
 	Replaces         null.String `boil:"replaces" json:"replaces,omitempty" toml:"replaces" yaml:"replaces,omitempty"`
+	ToolCalls        null.JSON   `boil:"tool_calls" json:"tool_calls,omitempty" toml:"tool_calls" yaml:"tool_calls,omitempty"`
+	ToolCallID       null.String `boil:"tool_call_id" json:"tool_call_id,omitempty" toml:"tool_call_id" yaml:"tool_call_id,omitempty"`
 
 	R *messageR `boil:"-" json:"-" toml:"-" yaml:"-"`
 	L messageL  `boil:"-" json:"-" toml:"-" yaml:"-"`
@@ -62,6 +64,8 @@ var MessageColumns = struct {
 	CompletedAt      string
 	Gateway          string
 	Replaces         string
+	ToolCalls        string
+	ToolCallID       string
 }{
 	ID:               "id",
 	Seq:              "seq",
@@ -79,6 +83,8 @@ var MessageColumns = struct {
 	CompletedAt:      "completed_at",
 	Gateway:          "gateway",
 	Replaces:         "replaces",
+	ToolCalls:        "tool_calls",
+	ToolCallID:       "tool_call_id",
 }
 
 var MessageTableColumns = struct {
@@ -98,6 +104,8 @@ var MessageTableColumns = struct {
 	CompletedAt      string
 	Gateway          string
 	Replaces         string
+	ToolCalls        string
+	ToolCallID       string
 }{
 	ID:               "messages.id",
 	Seq:              "messages.seq",
@@ -115,6 +123,8 @@ var MessageTableColumns = struct {
 	CompletedAt:      "messages.completed_at",
 	Gateway:          "messages.gateway",
 	Replaces:         "messages.replaces",
+	ToolCalls:        "messages.tool_calls",
+	ToolCallID:       "messages.tool_call_id",
 }
 
 // Generated where
@@ -160,6 +170,8 @@ var MessageWhere = struct {
 	CompletedAt      whereHelpernull_Time
 	Gateway          whereHelpernull_String
 	Replaces         whereHelpernull_String
+	ToolCalls        whereHelpernull_JSON
+	ToolCallID       whereHelpernull_String
 }{
 	ID:               whereHelperstring{field: "\"messages\".\"id\""},
 	Seq:              whereHelperint64{field: "\"messages\".\"seq\""},
@@ -177,6 +189,8 @@ var MessageWhere = struct {
 	CompletedAt:      whereHelpernull_Time{field: "\"messages\".\"completed_at\""},
 	Gateway:          whereHelpernull_String{field: "\"messages\".\"gateway\""},
 	Replaces:         whereHelpernull_String{field: "\"messages\".\"replaces\""},
+	ToolCalls:        whereHelpernull_JSON{field: "\"messages\".\"tool_calls\""},
+	ToolCallID:       whereHelpernull_String{field: "\"messages\".\"tool_call_id\""},
 }
 
 // MessageRels is where relationship names are stored.
@@ -216,9 +230,9 @@ func (r *messageR) GetConversation() *Conversation {
 type messageL struct{}
 
 var (
-	messageAllColumns            = []string{"id", "seq", "conversation_id", "role", "content", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway", "replaces"}
+	messageAllColumns            = []string{"id", "seq", "conversation_id", "role", "content", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway", "replaces", "tool_calls", "tool_call_id"}
 	messageColumnsWithoutDefault = []string{"conversation_id", "role", "content"}
-	messageColumnsWithDefault    = []string{"id", "seq", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway", "replaces"}
+	messageColumnsWithDefault    = []string{"id", "seq", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway", "replaces", "tool_calls", "tool_call_id"}
 	messagePrimaryKeyColumns     = []string{"id"}
 	messageGeneratedColumns      = []string{"seq"}
 )

@@ -55,6 +55,17 @@ type toolCallJSON struct {
 	} `json:"function"`
 }
 
+// toolCallsJSON are calls in OpenAI's shape (nil for none).
+func toolCallsJSON(calls []sdk.ToolCall) []toolCallJSON {
+	var out []toolCallJSON
+	for _, c := range calls {
+		tc := toolCallJSON{ID: c.ID, Type: "function"}
+		tc.Function.Name, tc.Function.Arguments = c.Name, c.Arguments
+		out = append(out, tc)
+	}
+	return out
+}
+
 type chatChoiceJSON struct {
 	Index        int             `json:"index"`
 	Message      chatMessageJSON `json:"message"`
@@ -137,9 +148,6 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 		creq.RAG = &chat.RAGParams{KnowledgeBase: kb, TopK: topK}
 	}
 	if req.ConversationID != nil {
-		if len(tools) > 0 || chat.HasToolMessages(msgs) {
-			return oai.Unsupported("tools", "tools, tool calls and tool results are not kept in stored conversations yet: send the whole history in 'messages' without 'conversation_id'")
-		}
 		if n > 1 {
 			return oai.Invalid("n", oai.CodeUnsupported, "'n' must be 1 with 'conversation_id'")
 		}
@@ -186,14 +194,10 @@ func (s *server) chatCompletions(c *fiber.Ctx, cl *call) error {
 			lp = appendChatLogprobs(nil, r.logprobs)
 		}
 		msg := chatMessageJSON{Role: "assistant"}
-		if text := r.text.String(); text != "" || len(r.calls) == 0 {
+		if text := r.text.String(); text != "" || r.calls.Len() == 0 {
 			msg.Content = &text
 		}
-		for _, call := range r.calls {
-			tc := toolCallJSON{ID: call.ID, Type: "function"}
-			tc.Function.Name, tc.Function.Arguments = call.Name, call.Arguments
-			msg.ToolCalls = append(msg.ToolCalls, tc)
-		}
+		msg.ToolCalls = toolCallsJSON(r.calls.Calls())
 		out.Choices[i] = chatChoiceJSON{Index: i, Message: msg, Logprobs: lp, FinishReason: finishReason(r.finish)}
 	}
 	if g := res.grounding; g != nil {
@@ -230,14 +234,23 @@ func answerNotStored(c *fiber.Ctx, e *oai.Error, out any) error {
 const headerShouldRetry = "X-Should-Retry"
 
 // checkStored checks the text of chat messages (named param) that a conversation will
-// store: content and name (oai.CheckText), before anything is written.
+// store: content, name, tool_call_id and tool calls (oai.CheckText), before anything
+// is written.
 func checkStored(msgs []sdk.Message, param string) *oai.Error {
 	for i, m := range msgs {
-		if e := oai.CheckText(fmt.Sprintf("%s[%d].content", param, i), m.Content); e != nil {
-			return e
+		p := fmt.Sprintf("%s[%d]", param, i)
+		for _, f := range []struct{ name, s string }{{".content", m.Content}, {".name", m.Name}, {".tool_call_id", m.ToolCallID}} {
+			if e := oai.CheckText(p+f.name, f.s); e != nil {
+				return e
+			}
 		}
-		if e := oai.CheckText(fmt.Sprintf("%s[%d].name", param, i), m.Name); e != nil {
-			return e
+		for j, c := range m.ToolCalls {
+			cp := fmt.Sprintf("%s.tool_calls[%d]", p, j)
+			for _, f := range []struct{ name, s string }{{".id", c.ID}, {".function.name", c.Name}, {".function.arguments", c.Arguments}} {
+				if e := oai.CheckText(cp+f.name, f.s); e != nil {
+					return e
+				}
+			}
 		}
 	}
 	return nil

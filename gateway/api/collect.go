@@ -20,32 +20,8 @@ type choiceResult struct {
 	text     strings.Builder
 	finish   sdk.FinishReason
 	logprobs []sdk.TokenLogprob
-	calls    []sdk.ToolCall
+	calls    sdk.ToolCallJoiner
 }
-
-// addCalls joins tool-call deltas into the choice's calls (a call's first delta has
-// its id and name; later ones fragments of its arguments).
-func (r *choiceResult) addCalls(deltas []sdk.ToolCallDelta) {
-	for _, d := range deltas {
-		for d.Index >= len(r.calls) && d.Index < maxToolCalls {
-			r.calls = append(r.calls, sdk.ToolCall{})
-		}
-		if d.Index < 0 || d.Index >= len(r.calls) {
-			continue
-		}
-		c := &r.calls[d.Index]
-		if d.ID != "" {
-			c.ID = d.ID
-		}
-		if d.Name != "" {
-			c.Name = d.Name
-		}
-		c.Arguments += d.Arguments
-	}
-}
-
-// maxToolCalls bounds the tool calls of one choice a backend may report.
-const maxToolCalls = 128
 
 // collected is a non-streamed answer: the events of a turn gathered per choice.
 type collected struct {
@@ -74,7 +50,7 @@ func collect(ctx context.Context, t *chat.Turn, n int) *collected {
 			r := &res.choices[e.Choice]
 			r.text.WriteString(e.Text)
 			r.logprobs = append(r.logprobs, e.Logprobs...)
-			r.addCalls(e.ToolCalls)
+			r.calls.Add(e.ToolCalls)
 		case chat.EventFinish:
 			res.choices[e.Choice].finish = e.FinishReason
 		case chat.EventDone:

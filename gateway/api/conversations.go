@@ -32,6 +32,8 @@ type messageJSON struct {
 	PromptTokens     int             `json:"prompt_tokens,omitempty"`
 	CompletionTokens int             `json:"completion_tokens,omitempty"`
 	Sources          json.RawMessage `json:"sources,omitempty"`
+	ToolCalls        []toolCallJSON  `json:"tool_calls,omitempty"`
+	ToolCallID       string          `json:"tool_call_id,omitempty"`
 	CreatedAt        int64           `json:"created_at"`
 }
 
@@ -43,7 +45,7 @@ func toConversationJSON(c conversations.Conversation) conversationJSON {
 func toMessageJSON(m conversations.Message) messageJSON {
 	return messageJSON{ID: m.ID, Role: m.Role, Content: m.Content, Status: m.Status, Model: m.Model,
 		FinishReason: m.FinishReason, Error: m.Error, PromptTokens: m.PromptTokens, CompletionTokens: m.CompletionTokens,
-		Sources: m.Sources, CreatedAt: m.CreatedAt.Unix()}
+		Sources: m.Sources, ToolCalls: toolCallsJSON(m.ToolCalls), ToolCallID: m.ToolCallID, CreatedAt: m.CreatedAt.Unix()}
 }
 
 // notFound turns a service's not-found error (missing: conversations.ErrNotFound,

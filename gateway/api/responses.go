@@ -252,9 +252,6 @@ func (s *server) responses(c *fiber.Ctx, cl *call) error {
 		Principal: principalOf(c), Route: cl.route, Arrived: cl.start, Model: m, RequestID: reqID(c),
 		Messages: msgs, Sampling: sampling, ResponseFormat: format, Tools: tools, ToolChoice: choice, ParallelToolCalls: req.ParallelToolCalls,
 	}
-	if store && (len(tools) > 0 || chat.HasToolMessages(msgs)) {
-		return oai.Unsupported("store", "tools, function calls and their outputs are not kept in stored conversations yet: send them with \"store\": false")
-	}
 	var prevConversation string
 	if p := req.PreviousResponseID; p != nil {
 		answer := answerOfResponse(*p)
@@ -304,7 +301,7 @@ func (s *server) responses(c *fiber.Ctx, cl *call) error {
 		return chat.APIError(context.Canceled)
 	}
 	f.onStart(res.start)
-	r := f.complete(res.choices[0].text.String(), res.choices[0].calls, res.choices[0].finish, res.usage)
+	r := f.complete(res.choices[0].text.String(), res.choices[0].calls.Calls(), res.choices[0].finish, res.usage)
 	if res.notStored != nil {
 		return answerNotStored(c, res.notStored, r)
 	}
@@ -319,7 +316,7 @@ func historyMessages(history []conversations.Message) []sdk.Message {
 		if m.Status == "superseded" || m.Status == "in_progress" {
 			continue
 		}
-		out = append(out, sdk.Message{Role: m.Role, Content: m.Content})
+		out = append(out, sdk.Message{Role: m.Role, Content: m.Content, ToolCalls: m.ToolCalls, ToolCallID: m.ToolCallID})
 	}
 	return out
 }

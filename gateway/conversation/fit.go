@@ -41,13 +41,25 @@ func Fit(system string, history []store.Message, budget int) []sdk.Message {
 		out = append(out, sdk.Message{Role: store.RoleSystem, Content: system})
 	}
 	for _, m := range history[len(history)-keep:] {
-		out = append(out, sdk.Message{Role: m.Role, Content: m.Content})
+		out = append(out, promptMessage(m))
 	}
 	return out
 }
 
+// promptMessage is stored message m as a prompt's.
+func promptMessage(m store.Message) sdk.Message {
+	pm := sdk.Message{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
+	for _, c := range m.ToolCalls {
+		pm.ToolCalls = append(pm.ToolCalls, sdk.ToolCall{ID: c.ID, Name: c.Name, Arguments: c.Arguments})
+	}
+	return pm
+}
+
 func messageTokens(m store.Message) int {
 	n := tokens.Estimate(m.Content)
+	for _, c := range m.ToolCalls {
+		n += tokens.Estimate(c.Name) + tokens.Estimate(c.Arguments) + perMessageTokens
+	}
 	if m.Role == store.RoleAssistant && m.CompletionTokens > n {
 		n = m.CompletionTokens
 	}

@@ -150,7 +150,8 @@ func compact(a, b []store.Message) []store.Message {
 	out := make([]store.Message, 0, len(a)+len(b))
 	for _, ms := range [][]store.Message{a, b} {
 		for _, m := range ms {
-			out = append(out, store.Message{Seq: m.Seq, ID: m.ID, Role: role(m.Role), Content: m.Content, CompletionTokens: m.CompletionTokens})
+			out = append(out, store.Message{Seq: m.Seq, ID: m.ID, Role: role(m.Role), Content: m.Content, CompletionTokens: m.CompletionTokens,
+				ToolCalls: m.ToolCalls, ToolCallID: m.ToolCallID})
 		}
 	}
 	return out
@@ -169,7 +170,7 @@ func role(r string) string {
 func sizeOf(msgs []store.Message) int64 {
 	n := int64(cap(msgs)) * heldMessageSize
 	for _, m := range msgs {
-		n += int64(len(m.Content) + len(m.ID))
+		n += int64(len(m.Content) + len(m.ID) + callsLen(m.ToolCalls) + len(m.ToolCallID) + cap(m.ToolCalls)*toolCallSize)
 	}
 	return n
 }
@@ -178,7 +179,22 @@ func last(msgs []store.Message) store.Message { return msgs[len(msgs)-1] }
 
 // optimisticTokens is the fewest tokens the store counts for a message (see
 // db/migrations/00002_begin_turn.sql): never more than the gateway's own estimate.
-func optimisticTokens(m store.Message) int { return len(m.Content)/4 + perMessageTokens }
+func optimisticTokens(m store.Message) int {
+	return (len(m.Content)+callsLen(m.ToolCalls))/4 + perMessageTokens
+}
+
+// toolCallSize is what a store.ToolCall takes besides its text.
+const toolCallSize = int(unsafe.Sizeof(store.ToolCall{}))
+
+// callsLen is the length of the text of calls (their ids, names and arguments): no
+// more than the store counts of their JSON.
+func callsLen(calls []store.ToolCall) int {
+	n := 0
+	for _, c := range calls {
+		n += len(c.ID) + len(c.Name) + len(c.Arguments)
+	}
+	return n
+}
 
 // trimFor drops the oldest of msgs that no prompt of budget tokens (0: unbounded)
 // built from msgs and later messages can hold, even at the store's most optimistic

@@ -74,6 +74,7 @@ type Turn struct {
 
 	mu         sync.Mutex
 	text       strings.Builder
+	calls      sdk.ToolCallJoiner
 	completion int
 	finished   bool
 }
@@ -115,7 +116,11 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 			system = &s
 			continue
 		}
-		msgs = append(msgs, store.NewMessage{Role: m.Role, Content: m.Content})
+		nm := store.NewMessage{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
+		for _, c := range m.ToolCalls {
+			nm.ToolCalls = append(nm.ToolCalls, store.ToolCall{ID: c.ID, Name: c.Name, Arguments: c.Arguments})
+		}
+		msgs = append(msgs, nm)
 	}
 	if len(msgs) == 0 && req.Regenerate == "" {
 		return nil, CheckTurn(req.Messages)
@@ -194,14 +199,15 @@ func CheckTurn(msgs []sdk.Message) error {
 	return &store.FieldError{Field: "messages", Reason: "a turn of a stored conversation needs at least one message that is not a system message"}
 }
 
-// Observe records a generation event: its text joins the answer.
+// Observe records a generation event: its text and tool calls join the answer.
 func (t *Turn) Observe(e sdk.Event) {
 	n := tokens.Of(e)
-	if e.Text == "" && n == 0 {
+	if e.Text == "" && n == 0 && len(e.ToolCalls) == 0 {
 		return
 	}
 	t.mu.Lock()
 	t.text.WriteString(e.Text)
+	t.calls.Add(e.ToolCalls)
 	t.completion += n
 	t.mu.Unlock()
 }
@@ -225,6 +231,23 @@ type Outcome struct {
 	Sources json.RawMessage
 }
 
+// storedCalls are the calls of an answer that ended with status that its
+// conversation keeps: those of a complete answer that have a name and JSON arguments.
+// A call cut short (a cancelled or failed answer) or malformed would be given back to
+// the model with every later turn, which could not render it.
+func storedCalls(calls []sdk.ToolCall, status string) []store.ToolCall {
+	if status != store.StatusComplete {
+		return nil
+	}
+	var out []store.ToolCall
+	for _, c := range calls {
+		if c.Name != "" && json.Valid([]byte(c.Arguments)) {
+			out = append(out, store.ToolCall{ID: c.ID, Name: c.Name, Arguments: c.Arguments})
+		}
+	}
+	return out
+}
+
 // finishTimeout bounds storing the end of a turn, which may run after the request's
 // own context ended (a cancelled chat is still stored).
 const finishTimeout = 10 * time.Second
@@ -240,6 +263,7 @@ func (t *Turn) Finish(o Outcome) (store.Message, error) {
 	}
 	t.finished = true
 	text, completion := t.text.String(), t.completion
+	calls := storedCalls(t.calls.Calls(), o.Status)
 	t.mu.Unlock()
 	if o.Usage.CompletionTokens > 0 {
 		completion = o.Usage.CompletionTokens
@@ -254,6 +278,7 @@ func (t *Turn) Finish(o Outcome) (store.Message, error) {
 		PromptTokens:     o.Usage.PromptTokens,
 		CompletionTokens: completion,
 		Sources:          o.Sources,
+		ToolCalls:        calls,
 	})
 	if err != nil {
 		return m, fmt.Errorf("store the answer: %w", err)

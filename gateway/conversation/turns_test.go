@@ -360,3 +360,47 @@ func TestTurnsAfterPostgresLostATurn(t *testing.T) {
 	t.Logf("after the crash: %d messages stored", len(msgs))
 	wantPrompt(t, s, u.ID, ask(t, gateways[0], u.ID, conv, "q3"), 0)
 }
+
+// An answer's tool calls, streamed as deltas, are stored whole with it; the next
+// turn's prompt gives them back to the model with the tool results, whether the
+// history comes from the store or from what the gateway holds. Calls of an answer
+// that did not complete are not kept.
+func TestToolCallsInTurns(t *testing.T) {
+	s := openStore(t)
+	u := newUser(t, s, "alice")
+	for _, held := range []bool{true, false} {
+		g := conversation.NewTurns(s)
+		first := ask(t, g, u.ID, "", "weather?")
+		conv := first.Conversation.ID
+		first.Observe(sdk.Event{Text: "Let me look."})
+		first.Observe(sdk.Event{ToolCalls: []sdk.ToolCallDelta{{Index: 0, ID: "call_a", Name: "get_weather"}}})
+		first.Observe(sdk.Event{ToolCalls: []sdk.ToolCallDelta{{Index: 0, Arguments: `{"city":`}, {Index: 1, ID: "call_b", Name: "get_time", Arguments: "{}"}}})
+		first.Observe(sdk.Event{ToolCalls: []sdk.ToolCallDelta{{Index: 0, Arguments: `"Paris"}`}}})
+		if _, err := first.Finish(conversation.Outcome{Status: store.StatusComplete, FinishReason: "tool_calls"}); err != nil {
+			t.Fatal(err)
+		}
+		if !held {
+			g = conversation.NewTurns(s) // a gateway that holds nothing: the history from the store
+		}
+		next, err := g.Begin(testCtx(t), conversation.Request{UserID: u.ID, ConversationID: conv, Model: "m", Messages: []sdk.Message{
+			{Role: "tool", ToolCallID: "call_a", Content: "sunny"}, {Role: "tool", ToolCallID: "call_b", Content: "noon"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []sdk.Message{
+			{Role: "user", Content: "weather?"},
+			{Role: "assistant", Content: "Let me look.", ToolCalls: []sdk.ToolCall{{ID: "call_a", Name: "get_weather", Arguments: `{"city":"Paris"}`}, {ID: "call_b", Name: "get_time", Arguments: "{}"}}},
+			{Role: "tool", ToolCallID: "call_a", Content: "sunny"},
+			{Role: "tool", ToolCallID: "call_b", Content: "noon"},
+		}
+		if !reflect.DeepEqual(next.Prompt, want) {
+			t.Fatalf("held %v: prompt\n%+v\nwant\n%+v", held, next.Prompt, want)
+		}
+		// Cut short: the half-made call is not kept; the text is.
+		next.Observe(sdk.Event{Text: "Also", ToolCalls: []sdk.ToolCallDelta{{Index: 0, ID: "call_c", Name: "get_weather", Arguments: `{"ci`}}})
+		m, err := next.Finish(conversation.Outcome{Status: store.StatusCancelled, FinishReason: "cancelled"})
+		if err != nil || m.ToolCalls != nil || m.Content != "Also" {
+			t.Fatalf("a cancelled answer's calls: %+v, %v", m, err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ragway/ragway/gateway/store"
+	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
 // ErrNotFound: no such conversation for this user (another user's is reported the same
@@ -74,8 +75,12 @@ type Message struct {
 	PromptTokens     int
 	CompletionTokens int
 	// Sources is the JSON array of the retrieval sources an answer cited (nil: none).
-	Sources   json.RawMessage
-	CreatedAt time.Time
+	Sources json.RawMessage
+	// ToolCalls are an assistant message's calls of tools; ToolCallID is, for a tool
+	// message, the id of the call it answers.
+	ToolCalls  []sdk.ToolCall
+	ToolCallID string
+	CreatedAt  time.Time
 }
 
 // NewConversation is what Create creates.
@@ -108,8 +113,13 @@ func toConversation(c store.Conversation) Conversation {
 }
 
 func toMessage(m store.Message) Message {
-	return Message{ID: m.ID, Role: m.Role, Content: m.Content, Status: m.Status, Model: m.Model, FinishReason: m.FinishReason,
-		Error: m.Error, PromptTokens: m.PromptTokens, CompletionTokens: m.CompletionTokens, Sources: m.Sources, CreatedAt: m.CreatedAt}
+	out := Message{ID: m.ID, Role: m.Role, Content: m.Content, Status: m.Status, Model: m.Model, FinishReason: m.FinishReason,
+		Error: m.Error, PromptTokens: m.PromptTokens, CompletionTokens: m.CompletionTokens, Sources: m.Sources,
+		ToolCallID: m.ToolCallID, CreatedAt: m.CreatedAt}
+	for _, c := range m.ToolCalls {
+		out.ToolCalls = append(out.ToolCalls, sdk.ToolCall{ID: c.ID, Name: c.Name, Arguments: c.Arguments})
+	}
+	return out
 }
 
 // Create creates a conversation without messages.

@@ -68,3 +68,36 @@ func TestCleanEmit(t *testing.T) {
 		t.Errorf("events %+v", got)
 	}
 }
+
+// A backend's tool-call deltas are cleaned like its text, and a call index that is
+// neither an open call's nor the next one's (negative, skipping ahead, past
+// sdk.MaxToolCalls) fails the generation instead of reaching a client or the store.
+func TestCleanEmitToolCalls(t *testing.T) {
+	var got []sdk.ToolCallDelta
+	emit := CleanEmit(func(e sdk.Event) error { got = append(got, e.ToolCalls...); return nil })
+	if err := emit(sdk.Event{ToolCalls: []sdk.ToolCallDelta{{Index: 0, ID: "c\x00", Name: "f\xff", Arguments: "{"}, {Index: 1, ID: "d", Name: "g"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := emit(sdk.Event{ToolCalls: []sdk.ToolCallDelta{{Index: 0, Arguments: "}"}, {Index: 2, ID: "e", Name: "h"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got[0].ID != "c\ufffd" || got[0].Name != "f\ufffd" || len(got) != 4 {
+		t.Errorf("deltas %+v", got)
+	}
+	for _, bad := range []int{-1, 4, sdk.MaxToolCalls} {
+		err := emit(sdk.Event{ToolCalls: []sdk.ToolCallDelta{{Index: bad, ID: "x", Name: "y"}}})
+		if e, ok := err.(*Error); !ok || e.Status != 502 || strings.Contains(e.Message, "index") {
+			t.Errorf("index %d: %v", bad, err)
+		}
+	}
+	// Up to sdk.MaxToolCalls calls open, one at a time.
+	emit = CleanEmit(func(sdk.Event) error { return nil })
+	for i := range sdk.MaxToolCalls {
+		if err := emit(sdk.Event{ToolCalls: []sdk.ToolCallDelta{{Index: i, ID: "x", Name: "y"}}}); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if err := emit(sdk.Event{ToolCalls: []sdk.ToolCallDelta{{Index: sdk.MaxToolCalls, ID: "x", Name: "y"}}}); err == nil {
+		t.Fatalf("call %d was taken", sdk.MaxToolCalls)
+	}
+}

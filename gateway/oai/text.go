@@ -1,6 +1,8 @@
 package oai
 
 import (
+	"fmt"
+
 	"github.com/ragway/ragway/gateway/text"
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -29,9 +31,28 @@ func CleanText(s string) string { return text.Clean(s) }
 // CleanEmit wraps the emit function given to a backend's Generate so that every
 // event's text (and its logprob tokens) follows [CleanText] before anything else sees
 // it: the chat paths (HTTP, SSE, WebSocket, stored turns) wrap their emit with it.
+//
+// A backend's tool-call deltas are checked too: a call's index is the next call's
+// (which opens it) or an open call's, below sdk.MaxToolCalls; else the generation
+// fails (BackendFailed). The emit function is one generation's.
 func CleanEmit(emit func(sdk.Event) error) func(sdk.Event) error {
+	calls := 0 // the calls opened
 	return func(e sdk.Event) error {
 		e.Text = CleanText(e.Text)
+		if len(e.ToolCalls) > 0 {
+			deltas := make([]sdk.ToolCallDelta, len(e.ToolCalls))
+			for i, d := range e.ToolCalls {
+				switch {
+				case d.Index < 0 || d.Index > calls || d.Index >= sdk.MaxToolCalls:
+					return BackendFailed(fmt.Sprintf("the backend sent a tool call with index %d after %d calls (at most %d)", d.Index, calls, sdk.MaxToolCalls))
+				case d.Index == calls:
+					calls++
+				}
+				d.ID, d.Name, d.Arguments = CleanText(d.ID), CleanText(d.Name), CleanText(d.Arguments)
+				deltas[i] = d
+			}
+			e.ToolCalls = deltas
+		}
 		if len(e.Logprobs) > 0 && !cleanLogprobs(e.Logprobs) {
 			lps := make([]sdk.TokenLogprob, len(e.Logprobs))
 			for i, lp := range e.Logprobs {

@@ -242,6 +242,8 @@ func messageFromModel(m *models.Message) Message {
 		PromptTokens:     m.PromptTokens.Int,
 		CompletionTokens: m.CompletionTokens.Int,
 		Sources:          sources,
+		ToolCalls:        decodeToolCalls(m.ToolCalls.JSON),
+		ToolCallID:       m.ToolCallID.String,
 		CreatedAt:        m.CreatedAt,
 		CompletedAt:      m.CompletedAt.Time,
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -18,8 +19,8 @@ import (
 )
 
 // beginTurnSQL starts a turn in one statement (one round trip once prepared): see
-// db/migrations/00015_regenerate.sql.
-const beginTurnSQL = `SELECT * FROM ragway_begin_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+// db/migrations/00016_tool_messages.sql.
+const beginTurnSQL = `SELECT * FROM ragway_begin_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`
 
 // What ragway_begin_turn raises when it cannot regenerate: no such answer, or one
 // that is no longer the last or is still being written.
@@ -49,15 +50,24 @@ func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t 
 		if t.Regenerate != "" && (conversationID == "" || len(t.Messages) > 0 || !validID(t.Regenerate)) {
 			return &FieldError{"regenerate", "a regeneration names a conversation and one of its answers, and brings no messages"}
 		}
-		roles, contents := make(pq.StringArray, len(t.Messages)), make(pq.StringArray, len(t.Messages))
+		n := len(t.Messages)
+		roles, contents := make(pq.StringArray, n), make(pq.StringArray, n)
+		calls, callIDs := make(pq.StringArray, n), make(pq.StringArray, n)
 		for i, m := range t.Messages {
 			if !slices.Contains([]string{RoleSystem, RoleUser, RoleAssistant, RoleTool}, m.Role) {
 				return fmt.Errorf("%w: message %d: role %q (want system, user, assistant or tool)", ErrInvalid, i, m.Role)
 			}
-			if err := CheckText("content", m.Content); err != nil {
+			if len(m.ToolCalls) > 0 && m.Role != RoleAssistant || m.ToolCallID != "" && m.Role != RoleTool {
+				return fmt.Errorf("%w: message %d: tool calls are an assistant's, a tool call id a tool message's", ErrInvalid, i)
+			}
+			if err := checkTexts("content", m.Content, "tool_call_id", m.ToolCallID); err != nil {
 				return err
 			}
-			roles[i], contents[i] = m.Role, m.Content
+			js, err := encodeToolCalls(m.ToolCalls)
+			if err != nil {
+				return err
+			}
+			roles[i], contents[i], calls[i], callIDs[i] = m.Role, m.Content, js, m.ToolCallID
 		}
 		if t.SystemPrompt != nil {
 			if err := CheckText("system_prompt", *t.SystemPrompt); err != nil {
@@ -74,7 +84,8 @@ func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t 
 		system := null.StringFromPtr(t.SystemPrompt)
 		rows, err := stmt.QueryContext(ctx, userID, null.NewString(conversationID, conversationID != ""), t.Model,
 			system.Valid, system.String, titleOf(t.Messages), roles, contents, t.Budget, t.After,
-			null.NewString(t.AfterID, t.After > 0 && validID(t.AfterID)), null.NewString(t.Regenerate, t.Regenerate != ""))
+			null.NewString(t.AfterID, t.After > 0 && validID(t.AfterID)), null.NewString(t.Regenerate, t.Regenerate != ""),
+			calls, callIDs)
 		if err != nil {
 			return regenerateError(err)
 		}
@@ -116,10 +127,12 @@ func scanTurn(rows *sql.Rows, n int) (TurnStarted, error) {
 			promptTokens, completionTokens     sql.NullInt64
 			added                              bool
 			after, pending                     sql.NullInt64
+			calls                              []byte
+			callID                             sql.NullString
 		)
 		if err := rows.Scan(&cID, &cUser, &cTitle, &cModel, &system, &cCreated, &cUpdated,
 			&m.ID, &m.Seq, &m.Role, &m.Content, &m.Status, &model, &finish,
-			&promptTokens, &completionTokens, &createdAt, &completedAt, &added, &after, &pending); err != nil {
+			&promptTokens, &completionTokens, &createdAt, &completedAt, &added, &after, &pending, &calls, &callID); err != nil {
 			return out, err
 		}
 		if cID.Valid {
@@ -130,6 +143,7 @@ func scanTurn(rows *sql.Rows, n int) (TurnStarted, error) {
 		m.Model, m.FinishReason = model.String, finish.String
 		m.PromptTokens, m.CompletionTokens = int(promptTokens.Int64), int(completionTokens.Int64)
 		m.CreatedAt, m.CompletedAt = createdAt.Time, completedAt.Time
+		m.ToolCalls, m.ToolCallID = decodeToolCalls(calls), callID.String
 		switch {
 		case m.Status == StatusInProgress && added:
 			out.AssistantMessageID = m.ID
@@ -194,7 +208,7 @@ const finishMessageSQL = `
 WITH m AS (
 	UPDATE messages SET status = CASE WHEN replaces IS NOT NULL AND $3 <> 'complete' THEN 'superseded' ELSE $3 END,
 		content = $4, finish_reason = $5, error = $6,
-		prompt_tokens = $7, completion_tokens = $8, sources = $9, completed_at = now()
+		prompt_tokens = $7, completion_tokens = $8, sources = $9, tool_calls = $10, completed_at = now()
 	WHERE id = $1 AND status = 'in_progress'
 		AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.user_id = $2)
 	RETURNING *
@@ -224,6 +238,10 @@ func (s *Store) FinishMessage(ctx context.Context, userID, messageID string, f F
 		if err := checkTexts("content", f.Content, "error", f.Error, "finish_reason", f.FinishReason); err != nil {
 			return err
 		}
+		calls, err := encodeToolCalls(f.ToolCalls)
+		if err != nil {
+			return err
+		}
 		// Every chat turn ends here: a prepared statement, one round trip.
 		stmt, err := s.prepared(ctx, finishMessageSQL)
 		if err != nil {
@@ -231,7 +249,7 @@ func (s *Store) FinishMessage(ctx context.Context, userID, messageID string, f F
 		}
 		rows, err := stmt.QueryContext(ctx, messageID, userID, f.Status, f.Content,
 			null.NewString(f.FinishReason, f.FinishReason != ""), null.NewString(f.Error, f.Error != ""),
-			f.PromptTokens, f.CompletionTokens, null.NewJSON(f.Sources, len(f.Sources) > 0))
+			f.PromptTokens, f.CompletionTokens, null.NewJSON(f.Sources, len(f.Sources) > 0), null.NewString(calls, calls != ""))
 		if err != nil {
 			return err
 		}
@@ -307,4 +325,32 @@ func (s *Store) FailOrphaned(ctx context.Context, silentFor time.Duration) (int,
 		return err
 	})
 	return int(n), err
+}
+
+// encodeToolCalls returns calls as they are stored: a JSON array, "" for none. Text
+// Postgres cannot store in a call is a *FieldError ("tool_calls").
+func encodeToolCalls(calls []ToolCall) (string, error) {
+	if len(calls) == 0 {
+		return "", nil
+	}
+	for _, c := range calls {
+		if err := checkTexts("tool_calls", c.ID, "tool_calls", c.Name, "tool_calls", c.Arguments); err != nil {
+			return "", err
+		}
+	}
+	b, err := json.Marshal(calls)
+	return string(b), err
+}
+
+// decodeToolCalls reads stored calls (nil for none). What this store wrote always
+// reads back; anything else stored there reads as no calls.
+func decodeToolCalls(b []byte) []ToolCall {
+	if len(b) == 0 {
+		return nil
+	}
+	var calls []ToolCall
+	if json.Unmarshal(b, &calls) != nil {
+		return nil
+	}
+	return calls
 }

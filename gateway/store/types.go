@@ -130,9 +130,21 @@ type Message struct {
 	PromptTokens     int
 	CompletionTokens int
 	// Sources is the JSON array of retrieval sources the answer cited (nil: none).
-	Sources     json.RawMessage
+	Sources json.RawMessage
+	// ToolCalls are an assistant message's calls of tools; ToolCallID is, for a tool
+	// message, the id of the call it answers.
+	ToolCalls   []ToolCall
+	ToolCallID  string
 	CreatedAt   time.Time
 	CompletedAt time.Time // zero while in progress
+}
+
+// ToolCall is a call of a tool an assistant message made: the function's name and
+// its arguments as JSON text (stored as a JSON array of these objects).
+type ToolCall struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
 }
 
 // NewConversation is what CreateConversation stores.
@@ -147,6 +159,9 @@ type NewConversation struct {
 type NewMessage struct {
 	Role    string
 	Content string
+	// ToolCalls (assistant messages) and ToolCallID (tool messages): see Message.
+	ToolCalls  []ToolCall
+	ToolCallID string
 }
 
 // Turn is the start of one chat turn in a conversation: the messages the caller adds
@@ -209,6 +224,8 @@ type Finish struct {
 	PromptTokens     int
 	CompletionTokens int
 	Sources          json.RawMessage
+	// ToolCalls are the calls of tools the answer made.
+	ToolCalls []ToolCall
 }
 
 // Usage is one served request's accounting row.

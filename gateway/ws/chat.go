@@ -5,6 +5,7 @@ package ws
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -154,14 +155,16 @@ func (s *socket) parseChat(f *clientFrame) (core.Request, string, *oai.Error) {
 			return req, "", oai.Unsupported("regenerate", "this gateway has no database: 'regenerate' is not available")
 		case *f.Regenerate == "":
 			return req, "", oai.Invalid("regenerate", oai.CodeInvalidValue, "'regenerate' is the message_id of the answer to answer again")
-		case !oai.IsNull(f.Messages) || !oai.IsNull(f.Content) || f.System != nil:
-			return req, "", oai.Invalid("regenerate", oai.CodeInvalidValue, "'regenerate' answers the answer's question again: send no 'messages', 'content' or 'system'")
+		case !oai.IsNull(f.Messages) || !oai.IsNull(f.Content) || !oai.IsNull(f.ToolResults) || f.System != nil:
+			return req, "", oai.Invalid("regenerate", oai.CodeInvalidValue, "'regenerate' answers the answer's question again: send no 'messages', 'content', 'tool_results' or 'system'")
 		case f.ConversationID == nil || *f.ConversationID == "":
 			return req, "", oai.Missing("conversation_id")
 		}
 		req.Stored, req.Regenerate, req.ConversationID = true, *f.Regenerate, *f.ConversationID
 	case !oai.IsNull(f.Messages) && !oai.IsNull(f.Content):
 		return req, "", oai.Invalid("content", oai.CodeInvalidValue, "give either 'messages' (the whole history) or 'content' (one turn, the history kept by the server), not both")
+	case !oai.IsNull(f.ToolResults) && (!stores || f.ConversationID == nil || !oai.IsNull(f.Messages)):
+		return req, "", oai.Invalid("tool_results", oai.CodeInvalidValue, "'tool_results' answer the tool calls of a stored conversation's last answer: they go with 'conversation_id' on a gateway with a database, not with 'messages' (send the results there as tool messages)")
 	case !oai.IsNull(f.Messages) && f.System != nil:
 		return req, "", oai.Invalid("system", oai.CodeInvalidValue, "'system' goes with 'content'; with 'messages', send a system message")
 	case !oai.IsNull(f.Content) && f.ConversationID != nil && !stores:
@@ -175,20 +178,29 @@ func (s *socket) parseChat(f *clientFrame) (core.Request, string, *oai.Error) {
 			return req, "", err
 		}
 		req.Messages = msgs
-	case !oai.IsNull(f.Content):
-		content, err := oai.Content(f.Content, "content", false)
-		if err != nil {
-			return req, "", err
-		}
+	case !oai.IsNull(f.Content) || !oai.IsNull(f.ToolResults):
 		if f.System != nil {
 			req.Messages = append(req.Messages, sdk.Message{Role: "system", Content: *f.System})
 		}
-		req.Messages = append(req.Messages, sdk.Message{Role: "user", Content: content})
-		if stores {
-			// Stored: text Postgres cannot store is the client's 400, before any write.
-			if err := oai.CheckText("content", content); err != nil {
+		results, err := toolResults(f.ToolResults)
+		if err != nil {
+			return req, "", err
+		}
+		req.Messages = append(req.Messages, results...)
+		if !oai.IsNull(f.Content) {
+			content, err := oai.Content(f.Content, "content", false)
+			if err != nil {
 				return req, "", err
 			}
+			if stores {
+				// Stored: text Postgres cannot store is the client's 400, before any write.
+				if err := oai.CheckText("content", content); err != nil {
+					return req, "", err
+				}
+			}
+			req.Messages = append(req.Messages, sdk.Message{Role: "user", Content: content})
+		}
+		if stores {
 			if f.System != nil {
 				if err := oai.CheckText("system", *f.System); err != nil {
 					return req, "", err
@@ -235,10 +247,51 @@ func (s *socket) parseChat(f *clientFrame) (core.Request, string, *oai.Error) {
 		}
 		req.ParallelToolCalls = p.ParallelToolCalls
 	}
-	if req.Stored && (len(req.Tools) > 0 || core.HasToolMessages(req.Messages)) {
-		return req, "", oai.Unsupported("params.tools", "tools are not kept in stored conversations yet: send the whole history in 'messages'")
-	}
 	return req, m.Name, nil
+}
+
+// toolResults reads a chat frame's tool_results (absent: none): results of the calls
+// of a stored conversation's last answer, as the turn's tool messages. Their text is
+// checked for the store.
+func toolResults(raw json.RawMessage) ([]sdk.Message, *oai.Error) {
+	if oai.IsNull(raw) {
+		return nil, nil
+	}
+	var items []json.RawMessage
+	if err := oai.Decode(raw, &items, "tool_results"); err != nil {
+		return nil, err
+	}
+	if len(items) == 0 || len(items) > sdk.MaxToolCalls {
+		return nil, oai.Invalid("tool_results", oai.CodeInvalidValue, "'tool_results' holds 1 to %d results", sdk.MaxToolCalls)
+	}
+	out := make([]sdk.Message, len(items))
+	for i, it := range items {
+		p := fmt.Sprintf("tool_results[%d]", i)
+		var r struct {
+			ToolCallID *string         `json:"tool_call_id"`
+			Content    json.RawMessage `json:"content"`
+		}
+		if err := oai.Decode(it, &r, p); err != nil {
+			return nil, err
+		}
+		if k := oai.UnknownField(it, &r); k != "" {
+			return nil, oai.Invalid(p+"."+k, "unknown_parameter", "unknown parameter '%s.%s'", p, k)
+		}
+		if r.ToolCallID == nil || *r.ToolCallID == "" {
+			return nil, oai.Missing(p + ".tool_call_id")
+		}
+		content, err := oai.Content(r.Content, p+".content", false)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range []struct{ name, s string }{{".tool_call_id", *r.ToolCallID}, {".content", content}} {
+			if err := oai.CheckText(p+f.name, f.s); err != nil {
+				return nil, err
+			}
+		}
+		out[i] = sdk.Message{Role: "tool", ToolCallID: *r.ToolCallID, Content: content}
+	}
+	return out, nil
 }
 
 // runChat runs one chat's turn and translates its events into frames: a stored

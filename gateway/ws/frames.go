@@ -196,6 +196,7 @@ type chatFields struct {
 	Model          string          `json:"model"`
 	Messages       json.RawMessage `json:"messages"`
 	Content        json.RawMessage `json:"content"`
+	ToolResults    json.RawMessage `json:"tool_results"`
 	ConversationID *string         `json:"conversation_id"`
 	Regenerate     *string         `json:"regenerate"`
 	System         *string         `json:"system"`

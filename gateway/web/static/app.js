@@ -315,10 +315,17 @@ async function chatView(convID) {
 
   // bubble adds a message; a superseded answer (one a regeneration replaced, or a
   // regeneration that did not complete) is folded away under "Earlier answer".
-  function bubble(role, text, sources, superseded) {
+  // calls (an answer's tool calls, in OpenAI's shape) are listed under its text; a
+  // tool result is labelled as one.
+  function bubble(role, text, sources, superseded, calls) {
     const body = h("div", { class: "body" });
     if (role === "assistant") render(body, text, sources ? (n) => showSources(sources, n) : null);
+    else if (role === "tool") body.append(h("p", { class: "muted", text: t("chat.toolResult") }), h("pre", { text }));
     else body.textContent = text;
+    for (const c of calls || []) {
+      body.append(h("p", { class: "call" }, h("span", { class: "muted", text: `${t("chat.toolCall")} ` }),
+        h("code", { text: `${c.function?.name}(${c.function?.arguments})` })));
+    }
     const el = superseded
       ? h("details", { class: "msg assistant superseded" }, h("summary", { text: t("chat.earlier") }), body)
       : h("article", { class: `msg ${role}` }, body);
@@ -351,7 +358,7 @@ async function chatView(convID) {
         continue;
       }
       const superseded = m.status === "superseded";
-      const body = bubble(m.role, m.content, m.sources || null, superseded);
+      const body = bubble(m.role, m.content, m.sources || null, superseded, m.tool_calls);
       if ((m.status === "failed" || superseded) && m.error) body.append(errorLine(new Error(m.error)));
       if (m.role === "assistant" && !superseded) last = { el: body.parentElement, id: m.id };
       else if (m.role === "user") last = null;
