@@ -15,8 +15,8 @@ import (
 var grammarReps = flag.Int("grammar-reps", 4, "timed requests per response format (distinct prompts, formats taking turns)")
 
 // grammarFormats are the response formats compared: none, a long string (the
-// grammar allows most tokens: its cost per token shows), and an object of many
-// constrained fields.
+// grammar allows most tokens: its cost per token shows), an object of many
+// constrained fields, and a long enum (its values share beginnings).
 var grammarFormats = []struct {
 	name   string
 	format any
@@ -25,6 +25,17 @@ var grammarFormats = []struct {
 	{"json_schema: string, 300-400 characters", map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "text",
 		"schema": map[string]any{"type": "string", "minLength": 300, "maxLength": 400}}}},
 	{"json_schema: object, 24 fields", map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "record", "schema": recordSchema()}}},
+	{"json_schema: array of an enum of 2,000 words", map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "words", "schema": map[string]any{
+		"type": "array", "items": map[string]any{"enum": enumWords(2000)}, "minItems": 40, "maxItems": 60}}}},
+}
+
+// enumWords are n distinct words sharing beginnings, as a vocabulary's do.
+func enumWords(n int) []any {
+	out := make([]any, n)
+	for i := range n {
+		out[i] = fmt.Sprintf("term-%c%c-%d", 'a'+i%26, 'a'+i/26%26, i)
+	}
+	return out
 }
 
 func recordSchema() map[string]any {

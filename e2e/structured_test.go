@@ -121,6 +121,12 @@ func TestStructuredOutput(t *testing.T) {
 	}{
 		{"chat", "response_format.json_schema.schema", openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &openai.ResponseFormatJSONSchemaParam{
 			JSONSchema: openai.ResponseFormatJSONSchemaJSONSchemaParam{Name: "p", Schema: map[string]any{"type": "string", "pattern": "^[a-z]+$"}}}}},
+		// Alternatives that begin alike and recur: the work of following them grows
+		// exponentially with the text's nesting.
+		{"chat", "response_format.json_schema.schema", openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &openai.ResponseFormatJSONSchemaParam{
+			JSONSchema: openai.ResponseFormatJSONSchemaJSONSchemaParam{Name: "t", Schema: map[string]any{"$ref": "#/$defs/t", "$defs": map[string]any{"t": map[string]any{
+				"type": "array", "items": map[string]any{"anyOf": []any{map[string]any{"$ref": "#/$defs/t"},
+					map[string]any{"type": "array", "items": map[string]any{"$ref": "#/$defs/t"}, "maxItems": 3}}}}}}}}}},
 		{"chat", "response_format.json_schema.name", openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &openai.ResponseFormatJSONSchemaParam{
 			JSONSchema: openai.ResponseFormatJSONSchemaJSONSchemaParam{Name: "a name with spaces", Schema: personSchema}}}},
 		{"echo", "response_format", openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONObject: &openai.ResponseFormatJSONObjectParam{}}},

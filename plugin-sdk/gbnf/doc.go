@@ -17,6 +17,14 @@
 //
 // The output is compact JSON (no whitespace between tokens): a model cannot spend
 // its tokens on whitespace, and the text ends when the value does. Sizes are
-// bounded (MaxDepth, MaxRules, MaxRepeat, MaxBytes) so that no schema can make a grammar that exhausts the memory of
-// the process that compiles it.
+// bounded (MaxDepth, MaxRules, MaxRepeat, MaxBytes) so that no schema can make a
+// grammar that exhausts the memory of the process that compiles it.
+//
+// So is ambiguity, which costs the process that follows the grammar: llama.cpp keeps
+// a parse stack for each way of reading the text so far and checks every candidate
+// token against each. An enum is written as a tree of its values' common
+// beginnings (one way to read it); anyOf and type-list alternatives that can begin
+// alike (same kind of value; for objects, the same first required property's key
+// and const values) are refused when one of them contains the schema itself, and
+// any grammar read in more than MaxAmbiguity ways at once is refused.
 package gbnf

@@ -21,6 +21,9 @@ const (
 	// llama.cpp writes x{0,n} out as n rules.
 	MaxRepeats = 20000
 	MaxBytes   = 256 << 10
+	// MaxAmbiguity bounds the ways a grammar may read one text at once (see
+	// ruleInfo): llama.cpp follows each of them, for every token it considers.
+	MaxAmbiguity = 256
 )
 
 // UnsupportedError is a schema FromSchema cannot turn into a grammar: Keyword (at
@@ -85,6 +88,8 @@ type Builder struct {
 	bodies  map[string]string // body → rule, to share identical rules
 	n       int
 	repeats int // the sum of the repetitions' bounds (MaxRepeats)
+	// info is what is known of the rules Schema made (see ruleInfo).
+	info map[string]ruleInfo
 }
 
 // repeated counts a repetition of up to n copies.
@@ -117,6 +122,87 @@ func (b *Builder) Rule(body string) (string, error) { return b.rule(body) }
 
 // Literal is the GBNF literal matching s exactly.
 func Literal(s string) string { return literal(s) }
+
+// The kinds of JSON value by their first character: a set of them says what a rule's
+// text may begin with.
+const (
+	kindObject uint8 = 1 << iota
+	kindArray
+	kindString
+	kindNumber
+	kindTrue
+	kindFalse
+	kindNull
+	kindAny = kindObject | kindArray | kindString | kindNumber | kindTrue | kindFalse | kindNull
+)
+
+// ruleInfo is what the converter knows of a rule it made, to bound the work of
+// following it. llama.cpp's grammar keeps one parse stack for each way of reading the
+// text so far, and checks every candidate token against each: alternatives that can
+// begin alike are followed together until they part (anyOf of two objects, until a
+// key or value differs), and alternatives nested in such alternatives multiply.
+type ruleInfo struct {
+	// kinds the rule's text may begin with.
+	kinds uint8
+	// width bounds the parse stacks the rule keeps at once.
+	width int
+	// recur are the references being expanded (in c.refs, not yet defined) that the
+	// rule reaches: a rule that reaches one is part of a recursion.
+	recur []string
+	// lead, for an object, is its first property when it always comes first.
+	lead *lead
+}
+
+// lead is an object's first property: its key, and its values' JSON texts when it
+// is a const or an enum (nil: any value).
+type lead struct {
+	key    string
+	values []string
+}
+
+// parts reports whether objects led by a and b part at their first property (its
+// key, or its const values: after a value comes "," or "}", so one cannot be the
+// beginning of another), before anything else of theirs is read.
+func (a *lead) parts(b *lead) bool {
+	switch {
+	case a == nil || b == nil:
+		return false
+	case a.key != b.key:
+		return true
+	case a.values == nil || b.values == nil:
+		return false
+	}
+	return !slices.ContainsFunc(a.values, func(v string) bool { return slices.Contains(b.values, v) })
+}
+
+// commonInfo is what is known of the shared rules (commonRules).
+var commonInfo = map[string]ruleInfo{
+	"value": {kinds: kindAny, width: 1}, "object": {kinds: kindObject, width: 1}, "array": {kinds: kindArray, width: 1},
+	"string": {kinds: kindString, width: 1}, "number": {kinds: kindNumber, width: 1}, "integer": {kinds: kindNumber, width: 1},
+	"boolean": {kinds: kindTrue | kindFalse, width: 1}, "null": {kinds: kindNull, width: 1},
+}
+
+// sequence is the info of a rule reading parts one after another (an object's
+// properties, an array's items) and beginning with kind; open alternatives are
+// followed at once at some point (optional properties, at their keys).
+func sequence(kind uint8, open int, parts ...ruleInfo) ruleInfo {
+	out := ruleInfo{kinds: kind, width: max(open, 1)}
+	for _, p := range parts {
+		out.width = max(out.width, p.width)
+		out.recur = union(out.recur, p.recur)
+	}
+	return out
+}
+
+// union is the references of a and b.
+func union(a, b []string) []string {
+	for _, r := range b {
+		if !slices.Contains(a, r) {
+			a = append(slices.Clip(a), r)
+		}
+	}
+	return a
+}
 
 // Grammar returns the grammar whose root is rule root.
 func (b *Builder) Grammar(root string) string {
@@ -260,13 +346,6 @@ func literal(s string) string {
 	return b.String()
 }
 
-// jsonLiteral is the GBNF literal of v's compact JSON.
-func jsonLiteral(v any) string {
-	var b strings.Builder
-	encode(&b, v)
-	return literal(b.String())
-}
-
 type converter struct {
 	b    *Builder
 	root any
@@ -277,8 +356,152 @@ type converter struct {
 	open []string
 }
 
-// rule adds a rule with body (or finds an identical one) and returns its name.
-func (c *converter) rule(body string) (string, error) { return c.b.rule(body) }
+// ruleWith adds a rule with body, as rule does, and what is known of it.
+func (c *converter) ruleWith(body string, inf ruleInfo) (string, error) {
+	name, err := c.b.rule(body)
+	if err != nil {
+		return "", err
+	}
+	if c.b.info == nil {
+		c.b.info = map[string]ruleInfo{}
+	}
+	if _, known := c.b.info[name]; !known {
+		c.b.info[name] = inf
+	}
+	return name, nil
+}
+
+// infoOf is what is known of rule name: a reference being expanded is a recursion,
+// its kinds read from its schema.
+func (c *converter) infoOf(name string) ruleInfo {
+	if inf, ok := commonInfo[name]; ok {
+		return inf
+	}
+	if inf, ok := c.b.info[name]; ok {
+		// Of the references it reaches, those defined since are no longer open.
+		inf.recur = slices.DeleteFunc(slices.Clone(inf.recur), func(r string) bool { _, defined := c.b.rules[r]; return defined })
+		return inf
+	}
+	for ref, r := range c.refs {
+		if r == name {
+			target, _ := c.pointer(strings.TrimPrefix(ref, "#"))
+			return ruleInfo{kinds: c.kindsOf(target, nil), width: 1, recur: []string{name}}
+		}
+	}
+	return ruleInfo{kinds: kindAny, width: 1}
+}
+
+// kindsOf is what the values schema s accepts may begin with (every kind when in
+// doubt); seen are the references followed to reach s.
+func (c *converter) kindsOf(s any, seen []string) uint8 {
+	o, ok := s.(*object)
+	if !ok {
+		return kindAny
+	}
+	if v, ok := o.get("$ref"); ok {
+		ref, _ := v.(string)
+		target, err := c.pointer(strings.TrimPrefix(ref, "#"))
+		if err != nil || slices.Contains(seen, ref) {
+			return kindAny
+		}
+		return c.kindsOf(target, append(seen, ref))
+	}
+	if v, ok := o.get("const"); ok {
+		return kindOfValue(v)
+	}
+	if v, ok := o.get("enum"); ok {
+		list, _ := v.([]any)
+		var k uint8
+		for _, e := range list {
+			k |= kindOfValue(e)
+		}
+		return k
+	}
+	if v, ok := o.get("anyOf"); ok {
+		list, _ := v.([]any)
+		var k uint8
+		for _, sub := range list {
+			k |= c.kindsOf(sub, seen)
+		}
+		return k
+	}
+	types, err := schemaTypes(o, "")
+	if err != nil {
+		return kindAny
+	}
+	var k uint8
+	for _, t := range types {
+		k |= kindOfType[t]
+	}
+	return k
+}
+
+var kindOfType = map[string]uint8{"object": kindObject, "array": kindArray, "string": kindString, "integer": kindNumber,
+	"number": kindNumber, "boolean": kindTrue | kindFalse, "null": kindNull}
+
+func kindOfValue(v any) uint8 {
+	switch t := v.(type) {
+	case *object:
+		return kindObject
+	case []any:
+		return kindArray
+	case string:
+		return kindString
+	case json.Number:
+		return kindNumber
+	case bool:
+		if t {
+			return kindTrue
+		}
+		return kindFalse
+	}
+	return kindNull
+}
+
+// alternatives is the rule of the alternatives alts (rules) at path, keyword the
+// schema's keyword that makes them. Alternatives that can begin alike are followed
+// at once: their widths add up. Refused: such alternatives of which one is part of a
+// recursion (each level of the text's nesting would multiply the ways to read it),
+// and a width above MaxAmbiguity.
+func (c *converter) alternatives(alts []string, path, keyword string) (string, error) {
+	if len(alts) == 1 {
+		return alts[0], nil
+	}
+	out := ruleInfo{}
+	infos := make([]ruleInfo, len(alts))
+	for i, a := range alts {
+		infos[i] = c.infoOf(a)
+		out.kinds |= infos[i].kinds
+		out.recur = union(out.recur, infos[i].recur)
+	}
+	for k := uint8(1); k != 0 && k <= kindNull; k <<= 1 {
+		// The alternatives read at once with alternative i, when its text begins with
+		// kind k: those that can begin as it does.
+		for i, a := range infos {
+			if a.kinds&k == 0 {
+				continue
+			}
+			width, alike, recursive := 0, 0, false
+			for _, b := range infos {
+				if b.kinds&k == 0 || k == kindObject && a.lead.parts(b.lead) {
+					continue
+				}
+				width += b.width
+				alike++
+				recursive = recursive || len(b.recur) > 0
+			}
+			if alike > 1 && recursive {
+				return "", &UnsupportedError{Path: fmt.Sprintf("%s/%s/%d", path, keyword, i), Keyword: keyword, Reason: "has alternatives that can begin alike and contain the schema itself: " +
+					"reading them could take work exponential in the nesting of the text (make them differ in kind, or in their first property's key or const value)"}
+			}
+			out.width = max(out.width, width)
+		}
+	}
+	if out.width > MaxAmbiguity {
+		return "", &UnsupportedError{Path: path, Keyword: keyword, Reason: fmt.Sprintf("has alternatives that can be read in more than %d ways at once (alternatives that begin alike, nested in others)", MaxAmbiguity)}
+	}
+	return c.ruleWith(strings.Join(alts, " | "), out)
+}
 
 func (c *converter) newName() (string, error) { return c.b.newName() }
 
@@ -383,7 +606,7 @@ func (c *converter) visitObject(s *object, path string, depth int) (string, erro
 				}
 				alts = append(alts, r)
 			}
-			return c.rule(strings.Join(alts, " | "))
+			return c.alternatives(alts, path, "anyOf")
 		}
 	}
 	types, err := schemaTypes(s, path)
@@ -410,10 +633,7 @@ func (c *converter) visitObject(s *object, path string, depth int) (string, erro
 		}
 		alts = append(alts, r)
 	}
-	if len(alts) == 1 {
-		return alts[0], nil
-	}
-	return c.rule(strings.Join(alts, " | "))
+	return c.alternatives(alts, path, "type")
 }
 
 // schemaTypes returns the types a schema's "type" allows (every type when it has
@@ -457,16 +677,95 @@ func (c *converter) values(list []any, s *object, path, keyword string) (string,
 	if err != nil {
 		return "", err
 	}
-	var alts []string
+	var texts []string
+	var kinds uint8
 	for _, v := range list {
 		if slices.ContainsFunc(types, func(t string) bool { return isType(v, t) }) {
-			alts = append(alts, jsonLiteral(v))
+			var b strings.Builder
+			encode(&b, v)
+			texts = append(texts, b.String())
+			kinds |= kindOfValue(v)
 		}
 	}
-	if len(alts) == 0 {
+	if len(texts) == 0 {
 		return "", &UnsupportedError{Path: path, Keyword: keyword, Reason: "has no value of the schema's type"}
 	}
-	return c.rule(strings.Join(alts, " | "))
+	return c.ruleWith(trie(texts), ruleInfo{kinds: kinds, width: 1})
+}
+
+// constTexts are the JSON texts of the values of schema s when it is a const or an
+// enum (nil otherwise).
+func constTexts(s any) []string {
+	o, ok := s.(*object)
+	if !ok {
+		return nil
+	}
+	var list []any
+	if v, ok := o.get("const"); ok {
+		list = []any{v}
+	} else if v, ok := o.get("enum"); ok {
+		list, _ = v.([]any)
+	}
+	var out []string
+	for _, v := range list {
+		var b strings.Builder
+		encode(&b, v)
+		out = append(out, b.String())
+	}
+	return out
+}
+
+// trie is the body of a rule matching exactly texts, written as a tree of their
+// common prefixes: a grammar reads it one way only (alternatives part at their first
+// character), however many texts share a beginning.
+func trie(texts []string) string {
+	words := make([][]rune, 0, len(texts))
+	for _, t := range texts {
+		words = append(words, []rune(t))
+	}
+	slices.SortFunc(words, slices.Compare)
+	words = slices.CompactFunc(words, slices.Equal)
+	return trieOf(words)
+}
+
+// trieOf writes sorted, distinct, non-empty words.
+func trieOf(words [][]rune) string {
+	var alts []string
+	for len(words) > 0 {
+		// The words beginning as the first does, and their common prefix.
+		n := 1
+		for n < len(words) && words[n][0] == words[0][0] {
+			n++
+		}
+		group := words[:n]
+		words = words[n:]
+		common := len(group[0])
+		for _, w := range group[1:] {
+			i := 0
+			for i < common && i < len(w) && w[i] == group[0][i] {
+				i++
+			}
+			common = i
+		}
+		var rest [][]rune
+		ends := false
+		for _, w := range group {
+			if len(w) == common {
+				ends = true
+			} else {
+				rest = append(rest, w[common:])
+			}
+		}
+		alt := literal(string(group[0][:common]))
+		switch {
+		case len(rest) > 0 && ends:
+			alt += " ( " + trieOf(rest) + " )?"
+		case len(rest) > 0:
+			alt += " ( " + trieOf(rest) + " )"
+		}
+		alts = append(alts, alt)
+	}
+	return strings.Join(alts, " | ")
 }
 
 func isType(v any, t string) bool {
@@ -520,6 +819,11 @@ func (c *converter) ref(v any, path string, depth int) (string, error) {
 		return "", err
 	}
 	c.define(name, body)
+	inf := c.infoOf(body)
+	if c.b.info == nil {
+		c.b.info = map[string]ruleInfo{}
+	}
+	c.b.info[name] = inf
 	return name, nil
 }
 
@@ -626,7 +930,7 @@ func (c *converter) str(s *object, path string) (string, error) {
 		if !ok {
 			return "", &UnsupportedError{Path: path + "/format", Keyword: "format", Reason: fmt.Sprintf("%q is not supported (date, time, date-time and uuid are)", f)}
 		}
-		return c.rule(`"\"" ` + body + ` "\""`)
+		return c.ruleWith(`"\"" `+body+` "\""`, ruleInfo{kinds: kindString, width: 4}) // (a date's months: 3 ways)
 	}
 	lo, err := count(s, path, "minLength")
 	if err != nil {
@@ -650,7 +954,7 @@ func (c *converter) str(s *object, path string) (string, error) {
 	if err := c.b.repeated(max(lo, hi)); err != nil {
 		return "", err
 	}
-	return c.rule(`"\"" ` + rep + ` "\""`)
+	return c.ruleWith(`"\"" `+rep+` "\""`, ruleInfo{kinds: kindString, width: 1})
 }
 
 var (
@@ -710,7 +1014,9 @@ func (c *converter) integer(s *object, path string) (string, error) {
 	if lo > hi {
 		return "", &UnsupportedError{Path: path, Keyword: "minimum", Reason: "is above the maximum: no value is valid"}
 	}
-	return c.rule(intRange(lo, hi))
+	body := intRange(lo, hi)
+	// Its alternatives of different lengths are followed at once.
+	return c.ruleWith(body, ruleInfo{kinds: kindNumber, width: strings.Count(body, " | ") + 1})
 }
 
 // maxDigits is the most digits an unbounded integer has (as rule nonneg).
@@ -827,7 +1133,7 @@ func (c *converter) number(s *object, path string) (string, error) {
 	if lo == nil {
 		return "number", nil
 	}
-	return c.rule(`nonneg ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?`)
+	return c.ruleWith(`nonneg ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?`, ruleInfo{kinds: kindNumber, width: 1})
 }
 
 // reading runs visit with what is open cleared: the grammar has read text by then.
@@ -869,7 +1175,7 @@ func (c *converter) arrayReading(s *object, path string, depth int) (string, err
 	if err := c.b.repeated(max(lo, hi)); err != nil {
 		return "", err
 	}
-	return c.rule(`"[" ` + repeat(item, `","`, lo, hi) + ` "]"`)
+	return c.ruleWith(`"[" `+repeat(item, `","`, lo, hi)+` "]"`, sequence(kindArray, 0, c.infoOf(item)))
 }
 
 func (c *converter) object(s *object, path string, depth int) (string, error) {
@@ -947,14 +1253,18 @@ func (c *converter) objectReading(s *object, path string, depth int) (string, er
 		if minP > 0 || maxP >= 0 {
 			return "", &UnsupportedError{Path: path, Keyword: "minProperties", Reason: "and maxProperties are not supported on maps"}
 		}
-		kv, err := c.rule(`string ":" ` + extra)
+		kvInfo := sequence(kindString, 0, c.infoOf(extra))
+		kv, err := c.ruleWith(`string ":" `+extra, kvInfo)
 		if err != nil {
 			return "", err
 		}
-		return c.rule(`"{" ` + repeat(kv, `","`, 0, -1) + ` "}"`)
+		return c.ruleWith(`"{" `+repeat(kv, `","`, 0, -1)+` "}"`, sequence(kindObject, 0, kvInfo))
 	}
+	var parts []ruleInfo
 	kv := func(k string) (string, error) {
-		return c.rule(literal(jsonString(k)) + ` ":" ` + values[k])
+		inf := sequence(kindString, 0, c.infoOf(values[k]))
+		parts = append(parts, inf)
+		return c.ruleWith(literal(jsonString(k))+` ":" `+values[k], inf)
 	}
 	var reqs, opts []string
 	for _, k := range order {
@@ -975,7 +1285,8 @@ func (c *converter) objectReading(s *object, path string, depth int) (string, er
 		if optChain != "" {
 			body = fmt.Sprintf(`%s ( "," %s )? | %s`, opts[i], optChain, optChain)
 		}
-		r, err := c.rule(body)
+		// Each optional property left may come next: they are followed at once.
+		r, err := c.ruleWith(body, sequence(kindString, len(opts)-i, parts...))
 		if err != nil {
 			return "", err
 		}
@@ -991,10 +1302,23 @@ func (c *converter) objectReading(s *object, path string, depth int) (string, er
 	case optChain != "":
 		inner = optChain + "?"
 	}
-	if inner == "" {
-		return c.rule(`"{" "}"`)
+	inf := sequence(kindObject, len(opts), parts...)
+	if len(reqs) > 0 {
+		// The first required property always comes first.
+		for _, k := range order {
+			if required[k] {
+				inf.lead = &lead{key: k, values: constTexts(props.(*object).m[k])}
+				break
+			}
+		}
 	}
-	return c.rule(`"{" ` + inner + ` "}"`)
+	if inf.width > MaxAmbiguity {
+		return "", &UnsupportedError{Path: path, Keyword: "properties", Reason: fmt.Sprintf("has more than %d optional properties", MaxAmbiguity)}
+	}
+	if inner == "" {
+		return c.ruleWith(`"{" "}"`, inf)
+	}
+	return c.ruleWith(`"{" `+inner+` "}"`, inf)
 }
 
 func jsonString(s string) string {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -143,7 +145,147 @@ func TestRefusedShapes(t *testing.T) {
 	for i := range 20000 {
 		enum = append(enum, fmt.Sprintf(`"v%d"`, i))
 	}
-	if g, err := FromSchema([]byte(`{"enum": [` + strings.Join(enum, ",") + `]}`)); err != nil || !strings.Contains(g, `"\"v19999\""`) {
-		t.Fatalf("an enum of 20,000 strings: %v", err)
+	g, err := FromSchema([]byte(`{"enum": [` + strings.Join(enum, ",") + `]}`))
+	if err != nil || len(g) > 300<<10 {
+		t.Fatalf("an enum of 20,000 strings: %v, %d bytes", err, len(g))
+	}
+}
+
+// trieRegexp turns a trie's body (literals, groups, "?" and alternatives) into an
+// anchored regular expression.
+func trieRegexp(t *testing.T, body string) *regexp.Regexp {
+	var b strings.Builder
+	for i := 0; i < len(body); {
+		switch c := body[i]; c {
+		case ' ':
+			i++
+		case '(', ')', '?', '|':
+			b.WriteByte(c)
+			i++
+		case '"':
+			i++
+			for body[i] != '"' {
+				ch := body[i]
+				if ch == '\\' {
+					i++
+					switch body[i] {
+					case 'n':
+						ch = '\n'
+					case 'x':
+						n, _ := strconv.ParseUint(body[i+1:i+3], 16, 8)
+						ch, i = byte(n), i+2
+					default:
+						ch = body[i]
+					}
+				}
+				b.WriteString(regexp.QuoteMeta(string([]byte{ch})))
+				i++
+			}
+			i++
+		default:
+			t.Fatalf("unexpected %q in %s", c, body)
+		}
+	}
+	return regexp.MustCompile("^(?:" + b.String() + ")$")
+}
+
+// TestTrie: an enum's rule matches exactly its values, and no two alternatives of a
+// group begin with the same character (a grammar reads it one way only).
+func TestTrie(t *testing.T) {
+	for _, words := range [][]string{
+		{`"a"`, `"ab"`, `"abc"`, `"b"`},
+		{"1", "12", "123", "13", "2"},
+		{`"北京"`, `"北海"`, `"上海"`, `"x\"y"`, `"tab\t"`},
+		{"null", "true", "false", `{"k":1}`, `{"k":2}`, `[1,2]`},
+		{`"same"`, `"same"`},
+	} {
+		body := trie(words)
+		re := trieRegexp(t, body)
+		for _, w := range words {
+			if !re.MatchString(w) {
+				t.Errorf("%s does not match %q", body, w)
+			}
+		}
+		for _, w := range words {
+			for _, other := range []string{w[:len(w)-1], w + "x", "x" + w} {
+				if !slices.Contains(words, other) && re.MatchString(other) {
+					t.Errorf("%s matches %q", body, other)
+				}
+			}
+		}
+		// The first characters of each group's alternatives (a literal begins each).
+		var firsts [][]string
+		start := true
+		for i := 0; i < len(body); i++ {
+			switch body[i] {
+			case '(':
+				firsts, start = append(firsts, nil), true
+			case ')':
+				firsts = firsts[:len(firsts)-1]
+			case '|':
+				start = true
+			case '"':
+				if start {
+					if len(firsts) == 0 {
+						firsts = append(firsts, nil)
+					}
+					first := string([]rune(body[i+1:])[0])
+					if slices.Contains(firsts[len(firsts)-1], first) {
+						t.Errorf("%s: two alternatives of a group begin with %q", body, first)
+					}
+					firsts[len(firsts)-1] = append(firsts[len(firsts)-1], first)
+					start = false
+				}
+				for i++; body[i] != '"'; i++ {
+					if body[i] == '\\' {
+						i++
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestAmbiguity: alternatives that begin alike and recur are refused (each level of
+// the text's nesting would multiply the ways llama.cpp follows), as are alternatives
+// nested so that more than MaxAmbiguity ways are followed at once; alternatives that
+// part early (by kind, by their first property's key or const value) are taken, even
+// recursive ones.
+func TestAmbiguity(t *testing.T) {
+	refused := map[string]string{
+		"recursive arrays": `{"$defs": {"t": {"type": "array", "items": {"anyOf": [{"$ref": "#/$defs/t"}, {"type": "array", "items": {"$ref": "#/$defs/t"}, "maxItems": 3}]}}}, "$ref": "#/$defs/t"}`,
+		"recursive objects with the same first key": `{"$defs": {"n": {"anyOf": [
+			{"type": "object", "properties": {"k": {"type": "string"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/n"}}}, "required": ["k", "kids"]},
+			{"type": "object", "properties": {"k": {"type": "string"}, "next": {"$ref": "#/$defs/n"}}, "required": ["k"]}]}}, "$ref": "#/$defs/n"}`,
+	}
+	// Two ways at each level, nested nine levels: 512 ways.
+	level := `{"anyOf": [{"type": "string"}, {"type": "string", "maxLength": 5}]}`
+	for range 8 {
+		level = fmt.Sprintf(`{"anyOf": [{"type": "object", "properties": {"a": %s}, "required": ["a"]}, {"type": "object", "properties": {"a": %s, "b": {"type": "null"}}, "required": ["a"]}]}`, level, level)
+	}
+	refused["nested alike"] = level
+	for what, schema := range refused {
+		_, err := FromSchema([]byte(schema))
+		var ue *UnsupportedError
+		if !errors.As(err, &ue) || ue.Keyword != "anyOf" {
+			t.Errorf("%s: %v, want anyOf refused", what, err)
+		}
+	}
+	taken := map[string]string{
+		"a tagged tree": `{"$defs": {"node": {"anyOf": [
+			{"type": "object", "properties": {"kind": {"const": "leaf"}, "v": {"type": "string"}}, "required": ["kind", "v"]},
+			{"type": "object", "properties": {"kind": {"const": "list"}, "items": {"type": "array", "items": {"$ref": "#/$defs/node"}}}, "required": ["kind", "items"]}]}}, "$ref": "#/$defs/node"}`,
+		"a JSON-like value": `{"$defs": {"v": {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "array", "items": {"$ref": "#/$defs/v"}},
+			{"type": "object", "additionalProperties": {"$ref": "#/$defs/v"}}, {"type": "null"}]}}, "$ref": "#/$defs/v"}`,
+		"objects parting at their first key": `{"$defs": {"n": {"anyOf": [
+			{"type": "object", "properties": {"a": {"type": "string"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/n"}}}, "required": ["a", "kids"]},
+			{"type": "object", "properties": {"b": {"type": "string"}}, "required": ["b"]}]}}, "$ref": "#/$defs/n"}`,
+		"nullable strings, nested":     `{"type": "object", "properties": {"a": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "b": {"type": ["string", "null"]}}, "required": ["a", "b"]}`,
+		"an anyOf outside a recursion": `{"$defs": {"t": {"type": "array", "items": {"$ref": "#/$defs/t"}}}, "anyOf": [{"$ref": "#/$defs/t"}, {"type": "array", "maxItems": 2}]}`,
+	}
+	for what, schema := range taken {
+		if _, err := FromSchema([]byte(schema)); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
 	}
 }
