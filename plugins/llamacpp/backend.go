@@ -330,6 +330,17 @@ func (b *backend) toolsOf(req sdk.GenerateRequest, grammar *string) ([]sdk.Tool,
 	return req.Tools, true, nil
 }
 
+// lazyCallsOf is the lazy grammar of an answer that may call tools (nil when the
+// tools' schemas make no grammar llama.cpp takes: such calls are checked after the
+// answer).
+func (b *backend) lazyCallsOf(tools []sdk.Tool, parallel bool) *lazyCalls {
+	g, err := newCallGrammar(b.template.tools, tools, &sdk.ToolChoice{Mode: sdk.ToolChoiceRequired}, parallel)
+	if err != nil || b.checkGrammar(g.after("")) != nil {
+		return nil
+	}
+	return &lazyCalls{trigger: lazyTrigger(b.template.tools), grammar: g}
+}
+
 func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(sdk.Event) error) error {
 	if _, err := b.loaded(); err != nil {
 		return err
@@ -379,11 +390,14 @@ func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit fu
 	defer cancel()
 	r := &genRequest{ctx: ctx, tokens: tokens, sampling: req.Sampling, grammar: grammar, special: grammar != "" || len(tools) > 0,
 		events: make(chan sdk.Event, 64)}
+	if len(tools) > 0 && !constrained && grammar == "" && !req.Sampling.IgnoreEOS && req.Sampling.MinTokens == 0 {
+		r.lazy = b.lazyCallsOf(tools, req.ParallelToolCalls == nil || *req.ParallelToolCalls)
+	}
 	if err := b.engine.generate(r); err != nil {
 		return err
 	}
 	if len(tools) > 0 {
-		out := &toolOutput{syntax: b.template.tools, constrained: constrained, emit: emit,
+		out := &toolOutput{syntax: b.template.tools, constrained: constrained, emit: emit, engaged: r.engaged.Load,
 			parallel: req.ParallelToolCalls == nil || *req.ParallelToolCalls, valid: argumentsValidator(tools)}
 		for _, t := range tools {
 			out.names = append(out.names, t.Name)

@@ -27,6 +27,11 @@ type genRequest struct {
 	// call's syntax, may consist of them: Qwen's <tool_call>, Mistral's
 	// [TOOL_CALLS]), not left out.
 	special bool
+	// lazy, when set, may put the rest of the answer under a grammar once it is known
+	// to be calls of tools (see lazyCalls); engaged is set, before the text that
+	// decided it is sent, when it did.
+	lazy    *lazyCalls
+	engaged atomic.Bool
 	events  chan sdk.Event
 	err     error
 
@@ -83,6 +88,9 @@ type slot struct {
 	told    bool               // the prompt's usage went out with the first text
 	pending int                // tokens sampled since the last emitted text
 	lps     []sdk.TokenLogprob // logprobs of those tokens
+	// answer is the text so far while the request's lazy grammar is undecided.
+	answer  strings.Builder
+	decided bool
 }
 
 func newEngine(model llama.Model, lctx llama.Context, parallel, nBatch int) *engine {
@@ -335,6 +343,9 @@ func (e *engine) sample(s *slot) {
 	s.bytes = append(s.bytes, e.pieceOf(tok, s.req.special)...)
 	text, rest := splitUTF8(s.bytes)
 	s.bytes = append(s.bytes[:0], rest...)
+	if s.req.lazy != nil && !s.decided {
+		e.decideLazy(s, text)
+	}
 	out, stopped := s.stop.Push(text)
 	switch {
 	case stopped:
@@ -347,6 +358,31 @@ func (e *engine) sample(s *slot) {
 		e.emit(s, out)
 		s.next, s.hasNext = tok, true
 	}
+}
+
+// decideLazy adds text to the answer of a slot whose grammar waits to be engaged,
+// and engages it (a new sampler chain, with the grammar of the rest) or gives up as
+// the answer says.
+func (e *engine) decideLazy(s *slot, text string) {
+	s.answer.WriteString(text)
+	what, grammar := s.req.lazy.decide(s.answer.String())
+	switch what {
+	case lazyWait:
+		return
+	case lazyEngage:
+		// (Bytes of a character still incomplete would be text the grammar did not
+		// see: the answer is decoded freely then.)
+		if len(s.bytes) > 0 {
+			break
+		}
+		if smpl := newSampler(e.model, s.req.sampling, nil, grammar); smpl != 0 {
+			llama.SamplerFree(s.sampler)
+			s.sampler = smpl
+			s.req.engaged.Store(true)
+		}
+	}
+	s.decided = true
+	s.answer = strings.Builder{}
 }
 
 // logprob returns the log probability of tok and the top n alternatives

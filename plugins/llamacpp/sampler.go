@@ -21,11 +21,17 @@ const penaltyLastN = 64
 // With suppress set, the chain first forbids those tokens (the model's
 // end-of-generation tokens, for ignore_eos and min_tokens). With grammar set (a
 // GBNF grammar the caller checked llama.cpp takes), only tokens that continue a
-// sentence of it are drawn, and once the sentence is whole, only the end.
+// sentence of it are drawn, and once the sentence is whole, only the end. A grammar
+// llama.cpp does not take makes no chain (0).
 func newSampler(model llama.Model, p sdk.Sampling, suppress []llama.Token, grammar string) llama.Sampler {
 	chain := llama.SamplerChainInit(llama.SamplerChainDefaultParams())
 	if grammar != "" {
-		llama.SamplerChainAdd(chain, llama.SamplerInitGrammar(llama.ModelGetVocab(model), grammar, "root"))
+		g := llama.SamplerInitGrammar(llama.ModelGetVocab(model), grammar, "root")
+		if g == 0 {
+			llama.SamplerFree(chain)
+			return 0
+		}
+		llama.SamplerChainAdd(chain, g)
 	}
 	if len(suppress) > 0 {
 		bias := make([]llama.LogitBias, len(suppress))

@@ -69,10 +69,40 @@ func toolSyntaxOf(src string) (s toolSyntax, generic bool) {
 // call tools without end stops there.
 const maxParallelCalls = 16
 
+// callGrammar is the grammar of an answer that calls tools, from any point of its
+// lead (what every such answer begins with: the syntax's prefix, a call's opening and
+// {"name":"): a call whose lead is written already goes on under after(written).
+type callGrammar struct {
+	lead string
+	// rules are the grammar's rules but root; rest is the rule of what follows the
+	// lead (the first call's name and arguments, then the other calls).
+	rules, rest string
+}
+
+// after is the grammar of the answer's rest once written (a prefix of the lead) is
+// written.
+func (g callGrammar) after(written string) string {
+	root := g.rest
+	if lead := g.lead[len(written):]; lead != "" {
+		root = gbnf.Literal(lead) + " " + root
+	}
+	return "root ::= " + root + "\n" + g.rules
+}
+
 // toolGrammar is the grammar of an answer that calls tools as choice asks (required:
 // any of them; function: that one), each call's arguments valid for its schema.
 func toolGrammar(s toolSyntax, tools []sdk.Tool, choice *sdk.ToolChoice, parallel bool) (string, error) {
+	g, err := newCallGrammar(s, tools, choice, parallel)
+	if err != nil {
+		return "", err
+	}
+	return g.after(""), nil
+}
+
+func newCallGrammar(s toolSyntax, tools []sdk.Tool, choice *sdk.ToolChoice, parallel bool) (callGrammar, error) {
 	var b gbnf.Builder
+	opening := s.callOpen + `{"name":"`
+	// Each function's call after its opening: its name, its arguments.
 	var calls []string
 	for _, t := range tools {
 		if choice.Mode == sdk.ToolChoiceFunction && t.Name != choice.Name {
@@ -80,45 +110,91 @@ func toolGrammar(s toolSyntax, tools []sdk.Tool, choice *sdk.ToolChoice, paralle
 		}
 		schema, err := objectSchema(t.Parameters)
 		if err != nil {
-			return "", fmt.Errorf("tools: function %q: %w", t.Name, err)
+			return callGrammar{}, fmt.Errorf("tools: function %q: %w", t.Name, err)
 		}
 		args, err := b.Schema(schema)
 		if err != nil {
-			return "", fmt.Errorf("tools: function %q: %w", t.Name, err)
+			return callGrammar{}, fmt.Errorf("tools: function %q: %w", t.Name, err)
 		}
-		body := gbnf.Literal(s.callOpen+`{"name":`+jsonText(t.Name)+`,"`+s.argsKey+`":`) + " " + args
+		body := gbnf.Literal(strings.TrimPrefix(jsonText(t.Name), `"`)+`,"`+s.argsKey+`":`) + " " + args
 		if s.withID {
 			body += ` "," ` + gbnf.Literal(`"id":"`) + ` [a-zA-Z0-9]{9} ` + gbnf.Literal(`"`)
 		}
 		body += " " + gbnf.Literal("}"+s.callClose)
 		r, err := b.Rule(body)
 		if err != nil {
-			return "", err
+			return callGrammar{}, err
 		}
 		calls = append(calls, r)
 	}
 	if len(calls) == 0 {
-		return "", fmt.Errorf("tool_choice: no function %q among the tools", choice.Name)
+		return callGrammar{}, fmt.Errorf("tool_choice: no function %q among the tools", choice.Name)
 	}
-	call, err := b.Rule(strings.Join(calls, " | "))
+	named, err := b.Rule(strings.Join(calls, " | "))
 	if err != nil {
-		return "", err
+		return callGrammar{}, err
 	}
-	body := call
+	body := named
 	if parallel && !s.single {
+		call, err := b.Rule(gbnf.Literal(opening) + " " + named)
+		if err != nil {
+			return callGrammar{}, err
+		}
 		body += fmt.Sprintf(" ( %s %s ){0,%d}", gbnf.Literal(s.sep), call, maxParallelCalls-1)
-	}
-	if s.prefix != "" {
-		body = gbnf.Literal(s.prefix) + " " + body
 	}
 	if s.suffix != "" {
 		body += " " + gbnf.Literal(s.suffix)
 	}
-	root, err := b.Rule(body)
+	rest, err := b.Rule(body)
 	if err != nil {
-		return "", err
+		return callGrammar{}, err
 	}
-	return b.Grammar(root), nil
+	rules := strings.TrimPrefix(b.Grammar(rest), "root ::= "+rest+"\n")
+	return callGrammar{lead: s.prefix + opening, rules: rules, rest: rest}, nil
+}
+
+// lazyCalls is how an answer that may call tools (tool_choice auto) is held to the
+// calls' grammar once it is known to be calls: when its text (spaces, a python tag
+// and a <think> block aside) begins with the syntax's trigger and is still the lead
+// of the calls' grammar, the rest of the answer is decoded under that grammar, so
+// its calls always parse and their arguments validate. An answer that strays from
+// the lead first (spaces inside, another order) is decoded freely and checked at its
+// end (toolOutput).
+type lazyCalls struct {
+	trigger string
+	grammar callGrammar
+}
+
+// lazyTrigger is what a syntax's answer of calls begins with, beyond doubt: a plain
+// JSON answer may begin with "{", not with {"name":".
+func lazyTrigger(s toolSyntax) string {
+	switch {
+	case s.callOpen != "":
+		return strings.TrimSpace(s.callOpen)
+	case s.prefix != "":
+		return strings.TrimSuffix(s.prefix, "[")
+	}
+	return s.prefix + `{"name":"`
+}
+
+// Lazy decisions.
+const (
+	lazyWait    = iota // the answer may still become calls
+	lazyEngage         // decode the rest under the grammar (lazyCalls.decide's)
+	lazyDecline        // decode freely
+)
+
+// decide looks at the answer so far: it returns lazyEngage with the grammar of the
+// rest, lazyWait, or lazyDecline.
+func (l *lazyCalls) decide(answer string) (int, string) {
+	start, thinking := answerStart(answer)
+	switch {
+	case thinking || strings.HasPrefix(l.trigger, start) && len(start) < len(l.trigger):
+		return lazyWait, ""
+	case strings.HasPrefix(start, l.trigger) && strings.HasPrefix(l.grammar.lead, start):
+		return lazyEngage, l.grammar.after(start)
+	}
+	return lazyDecline, ""
 }
 
 // objectSchema is a function's parameters as a schema of objects: none is any
@@ -356,6 +432,10 @@ type toolOutput struct {
 	valid    func(sdk.ToolCall) bool
 	parallel bool
 	emit     func(sdk.Event) error
+	// engaged reports whether the engine put the rest of a held answer under the
+	// calls' grammar (lazyCalls; nil: never): its calls then stream as they are
+	// decoded, as a required answer's do.
+	engaged func() bool
 
 	decided bool // auto: whether the answer is text (passing through) or held
 	holding bool
@@ -392,6 +472,18 @@ func answerStart(held string) (start string, think bool) {
 	return start, false
 }
 
+// thinkOf splits a held answer into its leading <think> block ("" for none), given
+// as text, and the rest's start (answerStart).
+func thinkOf(held string) (think, start string) {
+	start, _ = answerStart(held)
+	if start != strings.TrimSpace(held) {
+		if i := strings.Index(held, "</think>"); i >= 0 {
+			think = held[:i+len("</think>")]
+		}
+	}
+	return think, start
+}
+
 func (o *toolOutput) event(e sdk.Event) error {
 	if !o.constrained && o.decided && !o.holding {
 		return o.emit(e)
@@ -426,10 +518,33 @@ func (o *toolOutput) event(e sdk.Event) error {
 			}
 		}
 	}
+	if o.holding && o.engaged != nil && o.engaged() {
+		return o.stream(e)
+	}
 	if !e.Final() {
 		return nil
 	}
 	return o.finish(e)
+}
+
+// stream turns a held answer whose rest the calls' grammar holds into a required
+// one: what came before the calls (a <think> block) goes out as text, the calls so
+// far as deltas, and the rest as it is decoded (streamCalls).
+func (o *toolOutput) stream(e sdk.Event) error {
+	think, start := thinkOf(o.held.String())
+	if think != "" {
+		if err := o.emit(sdk.Event{Text: think}); err != nil {
+			return err
+		}
+	}
+	o.constrained, o.holding = true, false
+	rest := sdk.Event{Text: start, Tokens: o.tokens, Logprobs: o.lps, FinishReason: e.FinishReason, Error: e.Error}
+	if e.Final() {
+		rest.Usage = e.Usage // (the prompt's usage went out already)
+	}
+	o.held.Reset()
+	o.tokens, o.lps = 0, nil
+	return o.streamCalls(rest)
 }
 
 // flush gives what was held as text with event e's end (if it is the final one).
@@ -451,12 +566,7 @@ func (o *toolOutput) finish(final sdk.Event) error {
 		return o.flush(final)
 	}
 	held := o.held.String()
-	think := ""
-	if start, _ := answerStart(held); start != strings.TrimSpace(held) {
-		if i := strings.Index(held, "</think>"); i >= 0 {
-			think = held[:i+len("</think>")]
-		}
-	}
+	think, _ := thinkOf(held)
 	calls, ok := parseToolCalls(o.syntax, strings.TrimPrefix(held, think))
 	for _, c := range calls {
 		ok = ok && slices.Contains(o.names, c.Name) && (o.valid == nil || o.valid(c))
