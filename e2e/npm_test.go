@@ -68,6 +68,10 @@ func TestNPMOpenAIClient(t *testing.T) {
 			Events       []string
 			StreamedText string
 		}
+		ResponsesTools struct {
+			Name, Arguments, CallID, Status string
+			Input, AfterInput               int
+		}
 		Refused struct {
 			Status int
 			Param  string
@@ -87,6 +91,10 @@ func TestNPMOpenAIClient(t *testing.T) {
 		validateJSON(t, schema, what+" call's arguments", r.Calls[0].Function.Arguments)
 	}
 	validateJSON(t, schema, "the named call's arguments", out.Named.Arguments)
+	if rt := out.ResponsesTools; rt.Name != "get_weather" || rt.CallID == "" || rt.AfterInput <= rt.Input || rt.Status == "" {
+		t.Fatalf("a stored response's call and its output: %+v", rt)
+	}
+	validateJSON(t, schema, "the stored response's call's arguments", out.ResponsesTools.Arguments)
 	if out.Named.Name != "get_weather" || out.Named.AfterPromptTokens <= out.Named.PromptTokens {
 		t.Fatalf("named: %+v", out.Named)
 	}

@@ -60,6 +60,18 @@ out.responses = {
   events, streamedText,
 };
 
+// Responses with a function tool, stored: the call, then its output continuing it.
+const fnTools = [{ type: "function", name: "get_weather", parameters: weather, strict: true }];
+const called = await client.responses.create({
+  model: "chat", input: "Weather in Oslo?", tools: fnTools, tool_choice: "required", parallel_tool_calls: false, temperature: 1, max_output_tokens: 200,
+});
+const fc = called.output.find((it) => it.type === "function_call");
+const answered = await client.responses.create({
+  model: "chat", tools: fnTools, previous_response_id: called.id, max_output_tokens: 5,
+  input: [{ type: "function_call_output", call_id: fc.call_id, output: '{"temperature": 3}' }],
+});
+out.responsesTools = { name: fc.name, arguments: fc.arguments, callID: fc.call_id, input: called.usage.input_tokens, afterInput: answered.usage.input_tokens, status: answered.status };
+
 // Errors name the field.
 try {
   await client.chat.completions.create({ model: "chat", messages, tools, tool_choice: { type: "function", function: { name: "nope" } } });
