@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -456,4 +457,50 @@ func TestWebsiteAdmin(t *testing.T) {
 	if err != nil || len(asked) != 2 {
 		t.Fatalf("confirmations asked: %q %v; want one for the key and one for signing out", asked, err)
 	}
+}
+
+// TestWebsiteToolCalls: a conversation whose answer called a tool (made over the API
+// with the user's key) shows the call and the tool's result on the page, as text.
+func TestWebsiteToolCalls(t *testing.T) {
+	lib, model := llamaFixtures(t)
+	g := launchGatewayConfig(t, pgtest.Database(t), "web: {signup: open}", llamaModels(lib, model))
+	g.waitReady(60 * time.Second)
+	b := openTab(t, 1280, "en-US", "")
+	run, eval := b.run, b.eval
+	run("sign up", chromedp.Navigate(g.URL+"/#/signup"), chromedp.WaitVisible(`form.auth input[name=name]`),
+		chromedp.SendKeys(`form.auth input[name=name]`, "dora"), chromedp.SendKeys(`form.auth input[name=password]`, "long enough password"),
+		chromedp.Click(`form.auth button[type=submit]`), chromedp.WaitVisible(`.composer textarea`))
+	key := g.createKey("dora", "chat")
+	wp, _ := json.Marshal(weatherParams)
+	var first struct {
+		ConversationID string `json:"conversation_id"`
+		Choices        []struct {
+			Message struct {
+				ToolCalls []struct {
+					ID string `json:"id"`
+				} `json:"tool_calls"`
+			} `json:"message"`
+		} `json:"choices"`
+	}
+	code, body := g.call("POST", "/v1/chat/completions", key, `{"model":"chat","conversation_id":"new","temperature":1,"seed":3,"max_tokens":300,
+		"tool_choice":"required","parallel_tool_calls":false,"tools":[{"type":"function","function":{"name":"get_weather","parameters":`+string(wp)+`}}],
+		"messages":[{"role":"user","content":"Weather in Paris?"}]}`)
+	if err := json.Unmarshal(body, &first); code != http.StatusOK || err != nil || len(first.Choices) != 1 || len(first.Choices[0].Message.ToolCalls) != 1 {
+		t.Fatalf("a stored required call: %d %s", code, body)
+	}
+	result := `{"temperature": 18, "note": "<b>warm</b>"}`
+	resultJSON, _ := json.Marshal(result)
+	if code, body := g.call("POST", "/v1/chat/completions", key, `{"model":"chat","conversation_id":"`+first.ConversationID+`","max_tokens":4,
+		"messages":[{"role":"tool","tool_call_id":"`+first.Choices[0].Message.ToolCalls[0].ID+`","content":`+string(resultJSON)+`}]}`); code != http.StatusOK {
+		t.Fatalf("the result: %d %s", code, body)
+	}
+	run("open the conversation", chromedp.Navigate(g.URL+"/#/chat/"+first.ConversationID), chromedp.Reload(),
+		poll(`document.querySelector(".msg .call code") !== null && document.querySelector(".msg.tool pre") !== null`))
+	call, _ := eval("the call", `document.querySelector(".msg .call").textContent`).(string)
+	shown, _ := eval("the result", `document.querySelector(".msg.tool pre").textContent`).(string)
+	bold, _ := eval("markup in the result", `document.querySelector(".msg.tool b") !== null`).(bool)
+	if !strings.HasPrefix(call, "Called get_weather({") || shown != result || bold {
+		t.Fatalf("the call %q and the result %q (markup rendered: %v)", call, shown, bold)
+	}
+	shot(t, b.ctx, "chat-tools-desktop")
 }
