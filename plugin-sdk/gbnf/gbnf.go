@@ -49,12 +49,14 @@ func (e *UnsupportedError) Error() string {
 // The shared rules of JSON's lexical parts (compact: no whitespace). A string's
 // characters leave out U+0080–U+00BF as such (they are written \u0080–\u00BF):
 // llama.cpp's grammar reads a lone UTF-8 continuation byte of a token as one of those
-// code points, and would let a model write invalid UTF-8 into a string.
+// code points, and would let a model write invalid UTF-8 into a string. A \u escape
+// of a surrogate comes in a pair, high then low: a lone one is no character.
 const commonRules = `value ::= object | array | string | number | boolean | null
 object ::= "{" ( string ":" value ( "," string ":" value )* )? "}"
 array ::= "[" ( value ( "," value )* )? "]"
 string ::= "\"" char* "\""
-char ::= [^"\\\x7F\x00-\x1F\x80-\xBF] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )
+char ::= [^"\\\x7F\x00-\x1F\x80-\xBF] | "\\" ( ["\\/bfnrt] | "u" escape )
+escape ::= ( [0-9a-cA-CefEF] [0-9a-fA-F] | [dD] [0-7] ) [0-9a-fA-F]{2} | [dD] [89abAB] [0-9a-fA-F]{2} "\\u" [dD] [c-fC-F] [0-9a-fA-F]{2}
 number ::= integer ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?
 integer ::= "-"? nonneg
 nonneg ::= "0" | [1-9] [0-9]{0,15}

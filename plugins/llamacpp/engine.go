@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -56,6 +57,7 @@ type engine struct {
 	nBatch  int
 	nCtxSeq int
 	eog     []llama.Token // the vocabulary's end-of-generation tokens
+	utf8    *utf8Tokens   // made when a grammar is first in play (loop-owned)
 
 	submit chan *genRequest
 
@@ -330,7 +332,16 @@ func (e *engine) sample(s *slot) {
 	if s.noEOG != 0 && (s.req.sampling.IgnoreEOS || s.usage.CompletionTokens < s.req.sampling.MinTokens) {
 		smpl = s.noEOG
 	}
-	tok := llama.SamplerSample(smpl, e.lctx, s.outIdx)
+	var tok llama.Token
+	if s.req.grammar != "" || s.req.engaged.Load() {
+		var ok bool
+		if tok, ok = e.sampleUTF8(s, smpl); !ok {
+			e.fail(s, errors.New("no token continues the answer as its grammar allows"))
+			return
+		}
+	} else {
+		tok = llama.SamplerSample(smpl, e.lctx, s.outIdx)
+	}
 	if llama.VocabIsEOG(e.vocab, tok) || slices.Contains(s.req.sampling.StopTokenIDs, int32(tok)) {
 		e.finish(s, sdk.FinishStop, "", true)
 		return

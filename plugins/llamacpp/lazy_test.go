@@ -93,33 +93,12 @@ func TestToolOutputEngaged(t *testing.T) {
 // text is the trigger, then under the grammar of the rest (the demo model,
 // greedy: its own first words, then what the grammar allows and nothing after).
 func TestLazyGrammarEngages(t *testing.T) {
-	lib, model := fixtures(t)
-	b := newBackend(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if _, err := b.Load(context.Background(), sdk.LoadRequest{Model: "m", Options: map[string]any{
-		"model_path": model, "lib_path": lib, "threads": float64(1), "parallel": float64(1), "context_length": float64(256)}}); err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := b.tok.tokenize("the prompt", "Once upon a time", true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := loadInProcess(t)
 	run := func(lazy *lazyCalls, maxTokens int) (string, sdk.FinishReason, bool) {
 		t.Helper()
-		r := &genRequest{ctx: t.Context(), tokens: tokens, sampling: sdk.Sampling{Temperature: f64(0), MaxTokens: maxTokens}, lazy: lazy,
-			events: make(chan sdk.Event, 64)}
-		if err := b.engine.generate(r); err != nil {
-			t.Fatal(err)
-		}
-		var text strings.Builder
-		var finish sdk.FinishReason
-		for ev := range r.events {
-			text.WriteString(ev.Text)
-			finish = ev.FinishReason
-		}
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
-		return text.String(), finish, r.engaged.Load()
+		r := &genRequest{sampling: sdk.Sampling{Temperature: f64(0), MaxTokens: maxTokens}, lazy: lazy}
+		text, finish := generateInProcess(t, b, "Once upon a time", r)
+		return text, finish, r.engaged.Load()
 	}
 	// The model's first words, a token at a time, until they are more than spaces.
 	var first string
@@ -142,4 +121,42 @@ func TestLazyGrammarEngages(t *testing.T) {
 	if text, _, engaged := run(lazy, 12); text != free || engaged {
 		t.Fatalf("declined: %q (engaged %v), want %q", text, engaged, free)
 	}
+}
+
+// loadInProcess loads the demo model into this process (one sequence, a small
+// context): for tests of the engine itself.
+func loadInProcess(t *testing.T) *backend {
+	t.Helper()
+	lib, model := fixtures(t)
+	b := newBackend(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if _, err := b.Load(context.Background(), sdk.LoadRequest{Model: "m", Options: map[string]any{
+		"model_path": model, "lib_path": lib, "threads": float64(1), "parallel": float64(1), "context_length": float64(256)}}); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// generateInProcess runs r (its sampling, grammar and lazy grammar set) on prompt
+// and returns its text and finish reason.
+func generateInProcess(t *testing.T, b *backend, prompt string, r *genRequest) (string, sdk.FinishReason) {
+	t.Helper()
+	tokens, err := b.tok.tokenize("the prompt", prompt, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ctx, r.tokens, r.events = t.Context(), tokens, make(chan sdk.Event, 64)
+	r.special = r.special || r.grammar != "" || r.lazy != nil
+	if err := b.engine.generate(r); err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	var finish sdk.FinishReason
+	for ev := range r.events {
+		text.WriteString(ev.Text)
+		finish = ev.FinishReason
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return text.String(), finish
 }
