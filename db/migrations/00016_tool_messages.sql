@@ -1,11 +1,17 @@
 -- Tool calls and tool results in stored conversations. An assistant message may carry
--- the calls of tools it made (messages.tool_calls: a JSON array of {"id", "name",
+-- the calls of tools it made (tool_calls: a JSON array of {"id", "name",
 -- "arguments"}, arguments being JSON text), a tool message the id of the call it
--- answers (messages.tool_call_id). ragway_begin_turn takes them for the turn's
--- messages (p_tool_calls: each message's calls as JSON text, '' for none;
--- p_tool_call_ids: '' for none; either array at most as long as p_roles) and returns
--- them with the history; FinishMessage stores an answer's calls. A message's size in
--- the history budget counts its calls' JSON with its content.
+-- answers (tool_call_id). They live in message_tools, beside messages, not in new
+-- columns of messages: a gateway of the previous version prepared statements that
+-- return messages' rows (RETURNING *), and Postgres refuses to run a prepared
+-- statement whose result changed shape ("cached plan must not change result type").
+--
+-- ragway_begin_turn takes them for the turn's messages (p_tool_calls: each message's
+-- calls as JSON text, '' for none; p_tool_call_ids: '' for none; either array at most
+-- as long as p_roles) and returns them with the history; FinishMessage stores an
+-- answer's calls. A tool message must answer a call of the answer before it (else
+-- SQLSTATE RG003). A message's size in the history budget counts its calls' JSON
+-- with its content.
 --
 -- The 12-argument function stays for a gateway of the previous version during a
 -- rolling upgrade: the new one without tools, whose history leaves out the tool
@@ -13,7 +19,11 @@
 -- model faithfully). The 11-argument one calls it, as before.
 
 -- +goose Up
-ALTER TABLE messages ADD COLUMN tool_calls jsonb, ADD COLUMN tool_call_id text;
+CREATE TABLE message_tools (
+    message_id   uuid PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+    tool_calls   jsonb,
+    tool_call_id text
+);
 
 -- +goose StatementBegin
 CREATE FUNCTION ragway_begin_turn(
@@ -37,6 +47,9 @@ DECLARE
     v_budget integer := p_budget;
     n integer := coalesce(cardinality(p_roles), 0);
     last_msg messages;
+    open_calls text[];
+    v_role text;
+    v_calls jsonb;
 BEGIN
     -- The start of a turn does not wait for its WAL to reach the disk: the end of the
     -- turn (FinishMessage, a synchronous commit) flushes the WAL up to and including
@@ -77,6 +90,30 @@ BEGIN
     IF coalesce(cardinality(p_tool_calls), 0) > n OR coalesce(cardinality(p_tool_call_ids), 0) > n THEN
         RAISE EXCEPTION 'more tool calls or tool call ids than messages' USING ERRCODE = '22023';
     END IF;
+    -- A tool message answers a call of the answer before it (tool messages between
+    -- them aside): of this turn's, or else of the conversation's last answer.
+    IF 'tool' = ANY(p_roles) THEN
+        SELECT h.role, mt.tool_calls INTO v_role, v_calls
+        FROM messages h LEFT JOIN message_tools mt ON mt.message_id = h.id
+        WHERE h.conversation_id = conv.id AND h.status NOT IN ('superseded', 'in_progress') AND h.role <> 'tool'
+        ORDER BY h.seq DESC LIMIT 1;
+        open_calls := CASE WHEN v_role = 'assistant' AND v_calls IS NOT NULL
+            THEN ARRAY(SELECT jsonb_array_elements(v_calls)->>'id') ELSE '{}' END;
+        FOR i IN 1..n LOOP
+            CASE p_roles[i]
+            WHEN 'assistant' THEN
+                open_calls := CASE WHEN coalesce(p_tool_calls[i], '') = '' THEN '{}'
+                    ELSE ARRAY(SELECT jsonb_array_elements(p_tool_calls[i]::jsonb)->>'id') END;
+            WHEN 'tool' THEN
+                IF NOT coalesce(p_tool_call_ids[i], '') = ANY(open_calls) THEN
+                    RAISE EXCEPTION 'a tool message answers the call ''%'', which the answer before it did not make', p_tool_call_ids[i]
+                        USING ERRCODE = 'RG003';
+                END IF;
+            ELSE
+                open_calls := '{}';
+            END CASE;
+        END LOOP;
+    END IF;
     SELECT coalesce(sum((octet_length(m.content) + coalesce(octet_length(m.calls), 0)) / 4 + 8), 0) INTO added_cost
     FROM unnest(p_contents, p_tool_calls) AS m(content, calls);
     IF v_after > 0 THEN
@@ -94,22 +131,29 @@ BEGIN
     WITH added AS (
         -- The turn's messages, then the in-progress assistant message: inserted in
         -- array order, so their seq follows it.
-        INSERT INTO messages (conversation_id, role, content, status, model, completed_at, replaces,
-            tool_calls, tool_call_id)
+        INSERT INTO messages (conversation_id, role, content, status, model, completed_at, replaces)
         SELECT conv.id, m.role, m.content,
             CASE WHEN m.ord > n THEN 'in_progress' ELSE 'complete' END,
             CASE WHEN m.ord > n THEN p_model END,
             CASE WHEN m.ord > n THEN NULL ELSE now() END,
-            CASE WHEN m.ord > n THEN p_regenerate END,
-            NULLIF(m.calls, '')::jsonb, NULLIF(m.call_id, '')
-        FROM unnest(p_roles || 'assistant'::text, p_contents || ''::text, p_tool_calls, p_tool_call_ids)
-            WITH ORDINALITY AS m(role, content, calls, call_id, ord)
+            CASE WHEN m.ord > n THEN p_regenerate END
+        FROM unnest(p_roles || 'assistant'::text, p_contents || ''::text) WITH ORDINALITY AS m(role, content, ord)
         ORDER BY m.ord
         RETURNING *
+    ), added_tools AS (
+        -- The added messages in array order (their seq's), with their tools.
+        SELECT a.*, NULLIF(t.calls, '')::jsonb AS tool_calls, NULLIF(t.call_id, '') AS tool_call_id
+        FROM (SELECT a.*, row_number() OVER (ORDER BY a.seq) AS ord FROM added a) a
+        LEFT JOIN unnest(p_tool_calls, p_tool_call_ids) WITH ORDINALITY AS t(calls, call_id, ord) ON t.ord = a.ord
+    ), stored_tools AS (
+        INSERT INTO message_tools (message_id, tool_calls, tool_call_id)
+        SELECT a.id, a.tool_calls, a.tool_call_id FROM added_tools a
+        WHERE a.tool_calls IS NOT NULL OR a.tool_call_id IS NOT NULL
     ), earlier AS (
-        SELECT h.*, sum((octet_length(h.content) + coalesce(octet_length(h.tool_calls::text), 0)) / 4 + 8) OVER (ORDER BY h.seq DESC
+        SELECT h.*, mt.tool_calls, mt.tool_call_id,
+            sum((octet_length(h.content) + coalesce(octet_length(mt.tool_calls::text), 0)) / 4 + 8) OVER (ORDER BY h.seq DESC
             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS newer_cost
-        FROM messages h
+        FROM messages h LEFT JOIN message_tools mt ON mt.message_id = h.id
         WHERE h.conversation_id = conv.id AND h.seq > v_after AND h.status NOT IN ('in_progress', 'superseded')
             AND h.id IS DISTINCT FROM p_regenerate
     ), rows AS (
@@ -121,7 +165,7 @@ BEGIN
         UNION ALL
         SELECT a.id, a.seq, a.role, a.content, a.status, a.model, a.finish_reason,
             a.prompt_tokens, a.completion_tokens, a.created_at, a.completed_at, true,
-            a.tool_calls, a.tool_call_id FROM added a
+            a.tool_calls, a.tool_call_id FROM added_tools a
     )
     -- The conversation's columns ride on the added rows only (NULL on the others).
     SELECT CASE WHEN r.is_added THEN conv.id END, CASE WHEN r.is_added THEN conv.user_id END,
@@ -164,11 +208,12 @@ $$;
 
 -- +goose Down
 DROP FUNCTION ragway_begin_turn(uuid, uuid, text, boolean, text, text, text[], text[], integer, bigint, uuid, uuid, text[], text[]);
--- The function of 00015_regenerate.sql, and without the columns the tool exchanges
--- would come back into prompts as plain messages: they go.
+-- The function of 00015_regenerate.sql; without message_tools the tool exchanges would
+-- come back into prompts as plain messages (an answer's text without its calls, next
+-- to the following answer): the messages that have tools go.
 DROP FUNCTION ragway_begin_turn(uuid, uuid, text, boolean, text, text, text[], text[], integer, bigint, uuid, uuid);
-DELETE FROM messages WHERE role = 'tool' OR (tool_calls IS NOT NULL AND content = '');
-ALTER TABLE messages DROP COLUMN tool_calls, DROP COLUMN tool_call_id;
+DELETE FROM messages WHERE id IN (SELECT message_id FROM message_tools);
+DROP TABLE message_tools;
 
 -- +goose StatementBegin
 CREATE FUNCTION ragway_begin_turn(

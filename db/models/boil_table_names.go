@@ -15,6 +15,7 @@ var TableNames = struct {
 	KnowledgeBases   string
 	LimitBuckets     string
 	LimitLeases      string
+	MessageTools     string
 	Messages         string
 	ModelChanges     string
 	ModelDeployments string
@@ -34,6 +35,7 @@ var TableNames = struct {
 	KnowledgeBases:   "knowledge_bases",
 	LimitBuckets:     "limit_buckets",
 	LimitLeases:      "limit_leases",
+	MessageTools:     "message_tools",
 	Messages:         "messages",
 	ModelChanges:     "model_changes",
 	ModelDeployments: "model_deployments",

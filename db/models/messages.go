@@ -40,8 +40,6 @@ type Message struct {
 	CompletedAt      null.Time   `boil:"completed_at" json:"completed_at,omitempty" toml:"completed_at" yaml:"completed_at,omitempty"`
 	Gateway          null.String `boil:"gateway" json:"gateway,omitempty" toml:"gateway" yaml:"gateway,omitempty"`
 	Replaces         null.String `boil:"replaces" json:"replaces,omitempty" toml:"replaces" yaml:"replaces,omitempty"`
-	ToolCalls        null.JSON   `boil:"tool_calls" json:"tool_calls,omitempty" toml:"tool_calls" yaml:"tool_calls,omitempty"`
-	ToolCallID       null.String `boil:"tool_call_id" json:"tool_call_id,omitempty" toml:"tool_call_id" yaml:"tool_call_id,omitempty"`
 
 	R *messageR `boil:"-" json:"-" toml:"-" yaml:"-"`
 	L messageL  `boil:"-" json:"-" toml:"-" yaml:"-"`
@@ -64,8 +62,6 @@ var MessageColumns = struct {
 	CompletedAt      string
 	Gateway          string
 	Replaces         string
-	ToolCalls        string
-	ToolCallID       string
 }{
 	ID:               "id",
 	Seq:              "seq",
@@ -83,8 +79,6 @@ var MessageColumns = struct {
 	CompletedAt:      "completed_at",
 	Gateway:          "gateway",
 	Replaces:         "replaces",
-	ToolCalls:        "tool_calls",
-	ToolCallID:       "tool_call_id",
 }
 
 var MessageTableColumns = struct {
@@ -104,8 +98,6 @@ var MessageTableColumns = struct {
 	CompletedAt      string
 	Gateway          string
 	Replaces         string
-	ToolCalls        string
-	ToolCallID       string
 }{
 	ID:               "messages.id",
 	Seq:              "messages.seq",
@@ -123,35 +115,9 @@ var MessageTableColumns = struct {
 	CompletedAt:      "messages.completed_at",
 	Gateway:          "messages.gateway",
 	Replaces:         "messages.replaces",
-	ToolCalls:        "messages.tool_calls",
-	ToolCallID:       "messages.tool_call_id",
 }
 
 // Generated where
-
-type whereHelpernull_JSON struct{ field string }
-
-func (w whereHelpernull_JSON) EQ(x null.JSON) qm.QueryMod {
-	return qmhelper.WhereNullEQ(w.field, false, x)
-}
-func (w whereHelpernull_JSON) NEQ(x null.JSON) qm.QueryMod {
-	return qmhelper.WhereNullEQ(w.field, true, x)
-}
-func (w whereHelpernull_JSON) LT(x null.JSON) qm.QueryMod {
-	return qmhelper.Where(w.field, qmhelper.LT, x)
-}
-func (w whereHelpernull_JSON) LTE(x null.JSON) qm.QueryMod {
-	return qmhelper.Where(w.field, qmhelper.LTE, x)
-}
-func (w whereHelpernull_JSON) GT(x null.JSON) qm.QueryMod {
-	return qmhelper.Where(w.field, qmhelper.GT, x)
-}
-func (w whereHelpernull_JSON) GTE(x null.JSON) qm.QueryMod {
-	return qmhelper.Where(w.field, qmhelper.GTE, x)
-}
-
-func (w whereHelpernull_JSON) IsNull() qm.QueryMod    { return qmhelper.WhereIsNull(w.field) }
-func (w whereHelpernull_JSON) IsNotNull() qm.QueryMod { return qmhelper.WhereIsNotNull(w.field) }
 
 var MessageWhere = struct {
 	ID               whereHelperstring
@@ -170,8 +136,6 @@ var MessageWhere = struct {
 	CompletedAt      whereHelpernull_Time
 	Gateway          whereHelpernull_String
 	Replaces         whereHelpernull_String
-	ToolCalls        whereHelpernull_JSON
-	ToolCallID       whereHelpernull_String
 }{
 	ID:               whereHelperstring{field: "\"messages\".\"id\""},
 	Seq:              whereHelperint64{field: "\"messages\".\"seq\""},
@@ -189,20 +153,21 @@ var MessageWhere = struct {
 	CompletedAt:      whereHelpernull_Time{field: "\"messages\".\"completed_at\""},
 	Gateway:          whereHelpernull_String{field: "\"messages\".\"gateway\""},
 	Replaces:         whereHelpernull_String{field: "\"messages\".\"replaces\""},
-	ToolCalls:        whereHelpernull_JSON{field: "\"messages\".\"tool_calls\""},
-	ToolCallID:       whereHelpernull_String{field: "\"messages\".\"tool_call_id\""},
 }
 
 // MessageRels is where relationship names are stored.
 var MessageRels = struct {
 	Conversation string
+	MessageTool  string
 }{
 	Conversation: "Conversation",
+	MessageTool:  "MessageTool",
 }
 
 // messageR is where relationships are stored.
 type messageR struct {
 	Conversation *Conversation `boil:"Conversation" json:"Conversation" toml:"Conversation" yaml:"Conversation"`
+	MessageTool  *MessageTool  `boil:"MessageTool" json:"MessageTool" toml:"MessageTool" yaml:"MessageTool"`
 }
 
 // NewStruct creates a new relationship struct
@@ -226,13 +191,29 @@ func (r *messageR) GetConversation() *Conversation {
 	return r.Conversation
 }
 
+func (o *Message) GetMessageTool() *MessageTool {
+	if o == nil {
+		return nil
+	}
+
+	return o.R.GetMessageTool()
+}
+
+func (r *messageR) GetMessageTool() *MessageTool {
+	if r == nil {
+		return nil
+	}
+
+	return r.MessageTool
+}
+
 // messageL is where Load methods for each relationship are stored.
 type messageL struct{}
 
 var (
-	messageAllColumns            = []string{"id", "seq", "conversation_id", "role", "content", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway", "replaces", "tool_calls", "tool_call_id"}
+	messageAllColumns            = []string{"id", "seq", "conversation_id", "role", "content", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway", "replaces"}
 	messageColumnsWithoutDefault = []string{"conversation_id", "role", "content"}
-	messageColumnsWithDefault    = []string{"id", "seq", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway", "replaces", "tool_calls", "tool_call_id"}
+	messageColumnsWithDefault    = []string{"id", "seq", "status", "model", "finish_reason", "error", "prompt_tokens", "completion_tokens", "sources", "created_at", "completed_at", "gateway", "replaces"}
 	messagePrimaryKeyColumns     = []string{"id"}
 	messageGeneratedColumns      = []string{"seq"}
 )
@@ -337,6 +318,17 @@ func (o *Message) Conversation(mods ...qm.QueryMod) conversationQuery {
 	queryMods = append(queryMods, mods...)
 
 	return Conversations(queryMods...)
+}
+
+// MessageTool pointed to by the foreign key.
+func (o *Message) MessageTool(mods ...qm.QueryMod) messageToolQuery {
+	queryMods := []qm.QueryMod{
+		qm.Where("\"message_id\" = ?", o.ID),
+	}
+
+	queryMods = append(queryMods, mods...)
+
+	return MessageTools(queryMods...)
 }
 
 // LoadConversation allows an eager lookup of values, cached into the
@@ -451,6 +443,115 @@ func (messageL) LoadConversation(ctx context.Context, e boil.ContextExecutor, si
 	return nil
 }
 
+// LoadMessageTool allows an eager lookup of values, cached into the
+// loaded structs of the objects. This is for a 1-1 relationship.
+func (messageL) LoadMessageTool(ctx context.Context, e boil.ContextExecutor, singular bool, maybeMessage interface{}, mods queries.Applicator) error {
+	var slice []*Message
+	var object *Message
+
+	if singular {
+		var ok bool
+		object, ok = maybeMessage.(*Message)
+		if !ok {
+			object = new(Message)
+			ok = queries.SetFromEmbeddedStruct(&object, &maybeMessage)
+			if !ok {
+				return errors.New(fmt.Sprintf("failed to set %T from embedded struct %T", object, maybeMessage))
+			}
+		}
+	} else {
+		s, ok := maybeMessage.(*[]*Message)
+		if ok {
+			slice = *s
+		} else {
+			ok = queries.SetFromEmbeddedStruct(&slice, maybeMessage)
+			if !ok {
+				return errors.New(fmt.Sprintf("failed to set %T from embedded struct %T", slice, maybeMessage))
+			}
+		}
+	}
+
+	args := make(map[interface{}]struct{})
+	if singular {
+		if object.R == nil {
+			object.R = &messageR{}
+		}
+		args[object.ID] = struct{}{}
+	} else {
+		for _, obj := range slice {
+			if obj.R == nil {
+				obj.R = &messageR{}
+			}
+
+			args[obj.ID] = struct{}{}
+		}
+	}
+
+	if len(args) == 0 {
+		return nil
+	}
+
+	argsSlice := make([]interface{}, len(args))
+	i := 0
+	for arg := range args {
+		argsSlice[i] = arg
+		i++
+	}
+
+	query := NewQuery(
+		qm.From(`message_tools`),
+		qm.WhereIn(`message_tools.message_id in ?`, argsSlice...),
+	)
+	if mods != nil {
+		mods.Apply(query)
+	}
+
+	results, err := query.QueryContext(ctx, e)
+	if err != nil {
+		return errors.Wrap(err, "failed to eager load MessageTool")
+	}
+
+	var resultSlice []*MessageTool
+	if err = queries.Bind(results, &resultSlice); err != nil {
+		return errors.Wrap(err, "failed to bind eager loaded slice MessageTool")
+	}
+
+	if err = results.Close(); err != nil {
+		return errors.Wrap(err, "failed to close results of eager load for message_tools")
+	}
+	if err = results.Err(); err != nil {
+		return errors.Wrap(err, "error occurred during iteration of eager loaded relations for message_tools")
+	}
+
+	if len(resultSlice) == 0 {
+		return nil
+	}
+
+	if singular {
+		foreign := resultSlice[0]
+		object.R.MessageTool = foreign
+		if foreign.R == nil {
+			foreign.R = &messageToolR{}
+		}
+		foreign.R.Message = object
+	}
+
+	for _, local := range slice {
+		for _, foreign := range resultSlice {
+			if local.ID == foreign.MessageID {
+				local.R.MessageTool = foreign
+				if foreign.R == nil {
+					foreign.R = &messageToolR{}
+				}
+				foreign.R.Message = local
+				break
+			}
+		}
+	}
+
+	return nil
+}
+
 // SetConversation of the message to the related item.
 // Sets o.R.Conversation to related.
 // Adds o to related.R.Messages.
@@ -495,6 +596,56 @@ func (o *Message) SetConversation(ctx context.Context, exec boil.ContextExecutor
 		related.R.Messages = append(related.R.Messages, o)
 	}
 
+	return nil
+}
+
+// SetMessageTool of the message to the related item.
+// Sets o.R.MessageTool to related.
+// Adds o to related.R.Message.
+func (o *Message) SetMessageTool(ctx context.Context, exec boil.ContextExecutor, insert bool, related *MessageTool) error {
+	var err error
+
+	if insert {
+		related.MessageID = o.ID
+
+		if err = related.Insert(ctx, exec, boil.Infer()); err != nil {
+			return errors.Wrap(err, "failed to insert into foreign table")
+		}
+	} else {
+		updateQuery := fmt.Sprintf(
+			"UPDATE \"message_tools\" SET %s WHERE %s",
+			strmangle.SetParamNames("\"", "\"", 1, []string{"message_id"}),
+			strmangle.WhereClause("\"", "\"", 2, messageToolPrimaryKeyColumns),
+		)
+		values := []interface{}{o.ID, related.MessageID}
+
+		if boil.IsDebug(ctx) {
+			writer := boil.DebugWriterFrom(ctx)
+			fmt.Fprintln(writer, updateQuery)
+			fmt.Fprintln(writer, values)
+		}
+		if _, err = exec.ExecContext(ctx, updateQuery, values...); err != nil {
+			return errors.Wrap(err, "failed to update foreign table")
+		}
+
+		related.MessageID = o.ID
+	}
+
+	if o.R == nil {
+		o.R = &messageR{
+			MessageTool: related,
+		}
+	} else {
+		o.R.MessageTool = related
+	}
+
+	if related.R == nil {
+		related.R = &messageToolR{
+			Message: o,
+		}
+	} else {
+		related.R.Message = o
+	}
 	return nil
 }
 

@@ -12,9 +12,11 @@ const perMessageTokens = 8
 
 // Fit returns the prompt for a turn: the system prompt (when not empty), then the
 // longest suffix of history whose estimated size, with the system prompt, fits in
-// budget tokens. The last message is always kept, even when it alone exceeds the
-// budget (the backend then reports the prompt as too long). budget <= 0 keeps
-// everything. An assistant message's size is its stored completion token count when
+// budget tokens and that begins with a user message: an answer, a call's result or
+// the answer after it without the question they follow would make no sense to the
+// model, and a tool result without its call is refused by templates. The last
+// message is always kept, even when it alone exceeds the budget (the backend then
+// reports the prompt as too long). budget <= 0 keeps everything. An assistant message's size is its stored completion token count when
 // known.
 func Fit(system string, history []store.Message, budget int) []sdk.Message {
 	keep := len(history)
@@ -31,10 +33,7 @@ func Fit(system string, history []store.Message, budget int) []sdk.Message {
 			}
 			keep++
 		}
-		// Never start the prompt with an assistant answer whose question was dropped.
-		for keep > 1 && history[len(history)-keep].Role == store.RoleAssistant {
-			keep--
-		}
+		keep = len(history) - exchangeStart(history, len(history)-keep)
 	}
 	out := make([]sdk.Message, 0, keep+1)
 	if system != "" {
@@ -53,6 +52,17 @@ func promptMessage(m store.Message) sdk.Message {
 		pm.ToolCalls = append(pm.ToolCalls, sdk.ToolCall{ID: c.ID, Name: c.Name, Arguments: c.Arguments})
 	}
 	return pm
+}
+
+// exchangeStart is where a prompt of history[i:] can begin: the first user message at
+// or after i, else the last message (what fits begins with no question).
+func exchangeStart(history []store.Message, i int) int {
+	for j := i; j < len(history); j++ {
+		if history[j].Role == store.RoleUser {
+			return j
+		}
+	}
+	return len(history) - 1
 }
 
 func messageTokens(m store.Message) int {

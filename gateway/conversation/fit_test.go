@@ -89,3 +89,25 @@ func TestBudget(t *testing.T) {
 		t.Fatalf("Budget(2048, 4000) = %d: an oversized max_tokens reserves a quarter", b)
 	}
 }
+
+// A prompt cut inside a tool exchange begins at the next question: never with a
+// tool result whose call was cut off, nor with the answer after it.
+func TestFitNeverBeginsWithAToolResult(t *testing.T) {
+	long := strings.Repeat("word ", 60)
+	call := store.Message{Role: "assistant", ToolCalls: []store.ToolCall{{ID: "c1", Name: "get_weather", Arguments: `{"city":"` + long + `"}`}}}
+	history := []store.Message{msg("user", "q1"), call, {Role: "tool", ToolCallID: "c1", Content: "r1 " + long}, msg("assistant", "a1 "+long), msg("user", "q2")}
+	for budget := 1; budget < 2000; budget += 7 {
+		p := Fit("", history, budget)
+		if p[0].Role != "user" {
+			t.Fatalf("budget %d: the prompt begins with %s %q", budget, p[0].Role, p[0].Content)
+		}
+		if len(p) == 5 && (p[1].ToolCalls[0].ID != "c1" || p[2].ToolCallID != "c1") {
+			t.Fatalf("budget %d: the exchange as given: %+v", budget, p)
+		}
+	}
+	// Only tool results to give (the history holds no question): the last message.
+	p := Fit("", history[1:3], 10)
+	if len(p) != 1 || p[0].Role != "tool" {
+		t.Fatalf("without a question: %+v", p)
+	}
+}

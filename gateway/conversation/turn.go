@@ -232,7 +232,8 @@ type Outcome struct {
 }
 
 // storedCalls are the calls of an answer that ended with status that its
-// conversation keeps: those of a complete answer that have a name and JSON arguments.
+// conversation keeps: those of a complete answer that have a name and a JSON object
+// of arguments.
 // A call cut short (a cancelled or failed answer) or malformed would be given back to
 // the model with every later turn, which could not render it.
 func storedCalls(calls []sdk.ToolCall, status string) []store.ToolCall {
@@ -241,7 +242,7 @@ func storedCalls(calls []sdk.ToolCall, status string) []store.ToolCall {
 	}
 	var out []store.ToolCall
 	for _, c := range calls {
-		if c.Name != "" && json.Valid([]byte(c.Arguments)) {
+		if args := strings.TrimSpace(c.Arguments); c.Name != "" && strings.HasPrefix(args, "{") && json.Valid([]byte(args)) {
 			out = append(out, store.ToolCall{ID: c.ID, Name: c.Name, Arguments: c.Arguments})
 		}
 	}

@@ -146,6 +146,7 @@ func (s *Store) ListMessages(ctx context.Context, userID, conversationID string)
 			models.MessageWhere.ConversationID.EQ(conversationID),
 			qm.Where(`EXISTS (SELECT 1 FROM "conversations" c WHERE c."id" = "messages"."conversation_id" AND c."user_id" = ?)`, userID),
 			qm.OrderBy(`"seq"`),
+			qm.Load(models.MessageRels.MessageTool),
 		).All(ctx, s.db)
 		if err == nil && len(rows) == 0 {
 			err = s.ownConversation(ctx, userID, conversationID)
@@ -229,7 +230,7 @@ func messageFromModel(m *models.Message) Message {
 	if m.Sources.Valid {
 		sources = json.RawMessage(m.Sources.JSON)
 	}
-	return Message{
+	out := Message{
 		ID:               m.ID,
 		ConversationID:   m.ConversationID,
 		Seq:              m.Seq,
@@ -242,9 +243,11 @@ func messageFromModel(m *models.Message) Message {
 		PromptTokens:     m.PromptTokens.Int,
 		CompletionTokens: m.CompletionTokens.Int,
 		Sources:          sources,
-		ToolCalls:        decodeToolCalls(m.ToolCalls.JSON),
-		ToolCallID:       m.ToolCallID.String,
 		CreatedAt:        m.CreatedAt,
 		CompletedAt:      m.CompletedAt.Time,
 	}
+	if t := m.R.GetMessageTool(); t != nil {
+		out.ToolCalls, out.ToolCallID = decodeToolCalls(t.ToolCalls.JSON), t.ToolCallID.String
+	}
+	return out
 }

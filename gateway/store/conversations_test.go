@@ -146,8 +146,8 @@ func TestTurns(t *testing.T) {
 	// messages, a new system prompt.
 	sp2 := "be verbose"
 	t3 := turn(t, s, u.ID, c.ID, store.Turn{Model: "m3", SystemPrompt: &sp2, Messages: []store.NewMessage{
-		{Role: store.RoleAssistant, Content: "(earlier answer)"},
-		{Role: store.RoleTool, Content: `{"temp": 21}`},
+		{Role: store.RoleAssistant, Content: "(earlier answer)", ToolCalls: []store.ToolCall{{ID: "c1", Name: "weather", Arguments: "{}"}}},
+		{Role: store.RoleTool, ToolCallID: "c1", Content: `{"temp": 21}`},
 		{Role: store.RoleUser, Content: "Thanks"},
 	}})
 	if len(t3.MessageIDs) != 3 {

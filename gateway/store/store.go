@@ -184,6 +184,24 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// dropPrepared closes the prepared statements: the next use prepares them again.
+func (s *Store) dropPrepared() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for q, st := range s.stmts {
+		_ = st.Close()
+		delete(s.stmts, q)
+	}
+}
+
+// isStalePlan reports whether err is Postgres refusing a prepared statement whose
+// result changed shape since it was prepared (a migration added a column to a table
+// it returns whole): 0A000 "cached plan must not change result type".
+func isStalePlan(err error) bool {
+	var pe *pq.Error
+	return errors.As(err, &pe) && pe.Code == "0A000" && strings.Contains(pe.Message, "cached plan must not change result type")
+}
+
 // Ping checks that Postgres answers: ErrUnavailable when it does not.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.do(ctx, strings.TrimSpace("ping "+s.url), s.db.PingContext)
@@ -221,6 +239,11 @@ func (s *Store) do(ctx context.Context, op string, fn func(ctx context.Context) 
 	qctx, cancel := context.WithTimeoutCause(ctx, s.opts.QueryTimeout, errQueryTimeout)
 	defer cancel()
 	err := fn(qctx)
+	if isStalePlan(err) && qctx.Err() == nil {
+		// A migration changed what a prepared statement returns: prepared again.
+		s.dropPrepared()
+		err = fn(qctx)
+	}
 	for attempt := 1; attempt < maxAttempts && isTransient(err) && qctx.Err() == nil; attempt++ {
 		err = fn(qctx)
 	}

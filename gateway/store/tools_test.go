@@ -74,6 +74,24 @@ func TestToolMessages(t *testing.T) {
 	if after := count(t, s, `SELECT count(*) FROM messages`); after != before {
 		t.Fatalf("refused turns stored %d messages", after-before)
 	}
+
+	// A result of a call the answer before it did not make.
+	_, err = s.BeginTurn(ctx(t), u.ID, conv, store.Turn{Model: "m", Messages: []store.NewMessage{{Role: store.RoleTool, ToolCallID: "call_9", Content: "x"}}})
+	wantField(t, "a result of no call", err, "messages")
+	_, err = s.BeginTurn(ctx(t), u.ID, "", store.Turn{Model: "m", Messages: []store.NewMessage{{Role: store.RoleTool, ToolCallID: "call_1", Content: "x"}}})
+	wantField(t, "a result in a new conversation", err, "messages")
+	// Calls and their results within one turn are taken.
+	inTurn := turn(t, s, u.ID, conv, store.Turn{Model: "m", Messages: []store.NewMessage{{Role: store.RoleUser, Content: "again"},
+		{Role: store.RoleAssistant, ToolCalls: []store.ToolCall{{ID: "call_7", Name: "get_time", Arguments: "{}"}}}, {Role: store.RoleTool, ToolCallID: "call_7", Content: "noon"}}})
+	if _, err := s.FinishMessage(ctx(t), u.ID, inTurn.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	before = count(t, s, `SELECT count(*) FROM messages`)
+	_, err = s.BeginTurn(ctx(t), u.ID, conv, store.Turn{Model: "m", Messages: []store.NewMessage{{Role: store.RoleTool, ToolCallID: "call_7", Content: "late"}}})
+	wantField(t, "a result after a plain answer", err, "messages")
+	if after := count(t, s, `SELECT count(*) FROM messages`); after != before {
+		t.Fatalf("refused turns stored %d messages", after-before)
+	}
 }
 
 // A message's calls count toward the history budget: the question before an answer
@@ -93,5 +111,23 @@ func TestToolCallsCountInTheBudget(t *testing.T) {
 	next := turn(t, s, u.ID, conv, store.Turn{Model: "m", Budget: 500, Messages: []store.NewMessage{{Role: store.RoleUser, Content: "next"}}})
 	if h := contents(next.History); !slices.Equal(h, []string{"assistant:", "user:next"}) {
 		t.Fatalf("history for a budget the calls exceed: %q", h)
+	}
+}
+
+// A migration that changes what a prepared statement returns (a column added to a
+// table it returns whole) does not stop the store: the statement is prepared again.
+func TestStalePreparedStatement(t *testing.T) {
+	s := open(t)
+	u := user(t, s, "alice")
+	first := turn(t, s, u.ID, "", userTurn("q"))
+	if _, err := s.FinishMessage(ctx(t), u.ID, first.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB().ExecContext(ctx(t), `ALTER TABLE messages ADD COLUMN later_column text`); err != nil {
+		t.Fatal(err)
+	}
+	second := turn(t, s, u.ID, first.Conversation.ID, userTurn("q2"))
+	if _, err := s.FinishMessage(ctx(t), u.ID, second.AssistantMessageID, store.Finish{Status: store.StatusComplete, Content: "b"}); err != nil {
+		t.Fatalf("the end of a turn after the table changed: %v", err)
 	}
 }

@@ -27,6 +27,8 @@ const beginTurnSQL = `SELECT * FROM ragway_begin_turn($1, $2, $3, $4, $5, $6, $7
 const (
 	sqlstateNoAnswer      = "RG001"
 	sqlstateNotLastAnswer = "RG002"
+	// A tool message that answers no call of the answer before it.
+	sqlstateNoSuchCall = "RG003"
 )
 
 // BeginTurn stores t's messages and an in-progress assistant message in userID's
@@ -99,8 +101,8 @@ func (s *Store) BeginTurn(ctx context.Context, userID, conversationID string, t 
 	return out, nil
 }
 
-// regenerateError maps ragway_begin_turn's refusals to answer again to a *FieldError
-// or a *ConflictError with its words.
+// regenerateError maps ragway_begin_turn's refusals (to answer again, of a tool
+// message that answers no call) to a *FieldError or a *ConflictError with its words.
 func regenerateError(err error) error {
 	var pe *pq.Error
 	switch {
@@ -109,6 +111,8 @@ func regenerateError(err error) error {
 		return &FieldError{"regenerate", pe.Message}
 	case pe.Code == sqlstateNotLastAnswer:
 		return &ConflictError{"regenerate", pe.Message}
+	case pe.Code == sqlstateNoSuchCall:
+		return &FieldError{"messages", pe.Message}
 	}
 	return err
 }
@@ -208,13 +212,16 @@ const finishMessageSQL = `
 WITH m AS (
 	UPDATE messages SET status = CASE WHEN replaces IS NOT NULL AND $3 <> 'complete' THEN 'superseded' ELSE $3 END,
 		content = $4, finish_reason = $5, error = $6,
-		prompt_tokens = $7, completion_tokens = $8, sources = $9, tool_calls = $10, completed_at = now()
+		prompt_tokens = $7, completion_tokens = $8, sources = $9, completed_at = now()
 	WHERE id = $1 AND status = 'in_progress'
 		AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.user_id = $2)
 	RETURNING *
 ), replaced AS (
 	UPDATE messages o SET status = 'superseded' FROM m
 	WHERE m.status = 'complete' AND o.id = m.replaces AND o.conversation_id = m.conversation_id AND o.status <> 'in_progress'
+), tools AS (
+	INSERT INTO message_tools (message_id, tool_calls) SELECT m.id, $10::jsonb FROM m WHERE $10::jsonb IS NOT NULL
+	ON CONFLICT (message_id) DO UPDATE SET tool_calls = EXCLUDED.tool_calls
 )
 SELECT * FROM m`
 
@@ -259,7 +266,9 @@ func (s *Store) FinishMessage(ctx context.Context, userID, messageID string, f F
 	if err != nil {
 		return Message{}, err
 	}
-	return messageFromModel(&m), nil
+	out := messageFromModel(&m)
+	out.ToolCalls = slices.Clone(f.ToolCalls)
+	return out, nil
 }
 
 // Interrupted is the error stored on an answer FailInterrupted ends.

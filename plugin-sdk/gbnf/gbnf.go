@@ -151,30 +151,38 @@ type ruleInfo struct {
 	// recur are the references being expanded (in c.refs, not yet defined) that the
 	// rule reaches: a rule that reaches one is part of a recursion.
 	recur []string
-	// lead, for an object, is its first property when it always comes first.
-	lead *lead
+	// lead, for an object, is how it always begins.
+	lead lead
 }
 
-// lead is an object's first property: its key, and its values' JSON texts when it
-// is a const or an enum (nil: any value).
-type lead struct {
-	key    string
-	values []string
+// lead is how an object always begins: its required properties, in order (they are
+// written first).
+type lead []leadProperty
+
+// leadProperty is a property of a lead: its key, its values' JSON texts when it is a
+// const or an enum (nil: any value), and whether its value is part of a recursion.
+type leadProperty struct {
+	key       string
+	values    []string
+	recursive bool
 }
 
-// parts reports whether objects led by a and b part at their first property (its
-// key, or its const values: after a value comes "," or "}", so one cannot be the
-// beginning of another), before anything else of theirs is read.
-func (a *lead) parts(b *lead) bool {
-	switch {
-	case a == nil || b == nil:
-		return false
-	case a.key != b.key:
-		return true
-	case a.values == nil || b.values == nil:
-		return false
+// parts reports whether objects led by a and b part within their leads, at a key or
+// at const values (after a value comes "," or "}", so one cannot be the beginning of
+// another), before either reads a value that is part of a recursion.
+func (a lead) parts(b lead) bool {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		x, y := a[i], b[i]
+		switch {
+		case x.key != y.key:
+			return true
+		case x.values != nil && y.values != nil && !slices.ContainsFunc(x.values, func(v string) bool { return slices.Contains(y.values, v) }):
+			return true
+		case x.recursive || y.recursive:
+			return false
+		}
 	}
-	return !slices.ContainsFunc(a.values, func(v string) bool { return slices.Contains(b.values, v) })
+	return false
 }
 
 // commonInfo is what is known of the shared rules (commonRules).
@@ -387,7 +395,7 @@ func (c *converter) infoOf(name string) ruleInfo {
 	for ref, r := range c.refs {
 		if r == name {
 			target, _ := c.pointer(strings.TrimPrefix(ref, "#"))
-			return ruleInfo{kinds: c.kindsOf(target, nil), width: 1, recur: []string{name}}
+			return ruleInfo{kinds: c.kindsOf(target, nil), width: 1, recur: []string{name}, lead: c.leadOf(target, nil)}
 		}
 	}
 	return ruleInfo{kinds: kindAny, width: 1}
@@ -438,6 +446,56 @@ func (c *converter) kindsOf(s any, seen []string) uint8 {
 	return k
 }
 
+// leadOf is the lead of the objects schema s accepts, read from the schema (nil when
+// it is not plainly an object's): a property's value counts as part of a recursion
+// when its schema holds any reference. seen are the references followed to reach s.
+func (c *converter) leadOf(s any, seen []string) lead {
+	o, ok := s.(*object)
+	if !ok {
+		return nil
+	}
+	if v, ok := o.get("$ref"); ok {
+		ref, _ := v.(string)
+		target, err := c.pointer(strings.TrimPrefix(ref, "#"))
+		if err != nil || slices.Contains(seen, ref) {
+			return nil
+		}
+		return c.leadOf(target, append(seen, ref))
+	}
+	props, _ := o.get("properties")
+	p, ok := props.(*object)
+	req, _ := o.get("required")
+	names, _ := req.([]any)
+	if !ok || len(names) == 0 {
+		return nil
+	}
+	var out lead
+	for _, k := range p.keys {
+		if slices.Contains(names, any(k)) {
+			out = append(out, leadProperty{key: k, values: c.constTexts(p.m[k], nil), recursive: hasRef(p.m[k])})
+		}
+	}
+	return out
+}
+
+// hasRef reports whether schema s holds a reference anywhere.
+func hasRef(s any) bool {
+	switch t := s.(type) {
+	case *object:
+		if _, ok := t.get("$ref"); ok {
+			return true
+		}
+		for _, k := range t.keys {
+			if hasRef(t.m[k]) {
+				return true
+			}
+		}
+	case []any:
+		return slices.ContainsFunc(t, hasRef)
+	}
+	return false
+}
+
 var kindOfType = map[string]uint8{"object": kindObject, "array": kindArray, "string": kindString, "integer": kindNumber,
 	"number": kindNumber, "boolean": kindTrue | kindFalse, "null": kindNull}
 
@@ -477,27 +535,29 @@ func (c *converter) alternatives(alts []string, path, keyword string) (string, e
 		out.recur = union(out.recur, infos[i].recur)
 	}
 	for k := uint8(1); k != 0 && k <= kindNull; k <<= 1 {
-		// The alternatives read at once with alternative i, when its text begins with
-		// kind k: those that can begin as it does.
+		// All the alternatives whose text may begin with kind k are read at once
+		// until they part (objects within their leads); those that have not parted
+		// by a recursion would be read at once at every level of its nesting.
+		width := 0
 		for i, a := range infos {
 			if a.kinds&k == 0 {
 				continue
 			}
-			width, alike, recursive := 0, 0, false
+			width += a.width
+			alike, recursive := 0, false
 			for _, b := range infos {
 				if b.kinds&k == 0 || k == kindObject && a.lead.parts(b.lead) {
 					continue
 				}
-				width += b.width
 				alike++
 				recursive = recursive || len(b.recur) > 0
 			}
 			if alike > 1 && recursive {
 				return "", &UnsupportedError{Path: fmt.Sprintf("%s/%s/%d", path, keyword, i), Keyword: keyword, Reason: "has alternatives that can begin alike and contain the schema itself: " +
-					"reading them could take work exponential in the nesting of the text (make them differ in kind, or in their first property's key or const value)"}
+					"reading them could take work exponential in the nesting of the text (make them differ in kind, or in a required property's key or const value before the recursion)"}
 			}
-			out.width = max(out.width, width)
 		}
+		out.width = max(out.width, width)
 	}
 	if out.width > MaxAmbiguity {
 		return "", &UnsupportedError{Path: path, Keyword: keyword, Reason: fmt.Sprintf("has alternatives that can be read in more than %d ways at once (alternatives that begin alike, nested in others)", MaxAmbiguity)}
@@ -696,13 +756,21 @@ func (c *converter) values(list []any, s *object, path, keyword string) (string,
 }
 
 // constTexts are the JSON texts of the values of schema s when it is a const or an
-// enum (nil otherwise).
-func constTexts(s any) []string {
+// enum, or a reference to one (nil otherwise); seen are the references followed.
+func (c *converter) constTexts(s any, seen []string) []string {
 	o, ok := s.(*object)
 	if !ok {
 		return nil
 	}
 	var list []any
+	if v, ok := o.get("$ref"); ok {
+		ref, _ := v.(string)
+		target, err := c.pointer(strings.TrimPrefix(ref, "#"))
+		if err != nil || slices.Contains(seen, ref) {
+			return nil
+		}
+		return c.constTexts(target, append(seen, ref))
+	}
 	if v, ok := o.get("const"); ok {
 		list = []any{v}
 	} else if v, ok := o.get("enum"); ok {
@@ -1305,13 +1373,10 @@ func (c *converter) objectReading(s *object, path string, depth int) (string, er
 		inner = optChain + "?"
 	}
 	inf := sequence(kindObject, len(opts), parts...)
-	if len(reqs) > 0 {
-		// The first required property always comes first.
-		for _, k := range order {
-			if required[k] {
-				inf.lead = &lead{key: k, values: constTexts(props.(*object).m[k])}
-				break
-			}
+	for _, k := range order {
+		if required[k] {
+			inf.lead = append(inf.lead, leadProperty{key: k, values: c.constTexts(props.(*object).m[k], nil),
+				recursive: len(c.infoOf(values[k]).recur) > 0})
 		}
 	}
 	if inf.width > MaxAmbiguity {

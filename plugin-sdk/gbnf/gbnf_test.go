@@ -264,6 +264,12 @@ func TestAmbiguity(t *testing.T) {
 		level = fmt.Sprintf(`{"anyOf": [{"type": "object", "properties": {"a": %s}, "required": ["a"]}, {"type": "object", "properties": {"a": %s, "b": {"type": "null"}}, "required": ["a"]}]}`, level, level)
 	}
 	refused["nested alike"] = level
+	// 300 objects that part at their keys are still read at once until they do.
+	var alts []string
+	for i := range 300 {
+		alts = append(alts, fmt.Sprintf(`{"type": "object", "properties": {"key_with_a_long_shared_beginning_%d": {"type": "null"}}, "required": ["key_with_a_long_shared_beginning_%d"]}`, i, i))
+	}
+	refused["300 objects"] = `{"anyOf": [` + strings.Join(alts, ",") + `]}`
 	for what, schema := range refused {
 		_, err := FromSchema([]byte(schema))
 		var ue *UnsupportedError
@@ -280,7 +286,14 @@ func TestAmbiguity(t *testing.T) {
 		"objects parting at their first key": `{"$defs": {"n": {"anyOf": [
 			{"type": "object", "properties": {"a": {"type": "string"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/n"}}}, "required": ["a", "kids"]},
 			{"type": "object", "properties": {"b": {"type": "string"}}, "required": ["b"]}]}}, "$ref": "#/$defs/n"}`,
-		"nullable strings, nested":     `{"type": "object", "properties": {"a": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "b": {"type": ["string", "null"]}}, "required": ["a", "b"]}`,
+		"nullable strings, nested": `{"type": "object", "properties": {"a": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "b": {"type": ["string", "null"]}}, "required": ["a", "b"]}`,
+		"a Pydantic list of Folder or File (parting at their second key)": `{"$defs": {
+			"Folder": {"type": "object", "properties": {"name": {"type": "string"}, "children": {"type": "array", "items": {"anyOf": [{"$ref": "#/$defs/Folder"}, {"$ref": "#/$defs/File"}]}}}, "required": ["name", "children"]},
+			"File": {"type": "object", "properties": {"name": {"type": "string"}, "size": {"type": "integer"}}, "required": ["name", "size"]}},
+			"type": "array", "items": {"anyOf": [{"$ref": "#/$defs/Folder"}, {"$ref": "#/$defs/File"}]}}`,
+		"a discriminator after an id, by reference": `{"$defs": {"A": {"const": "a"}, "B": {"enum": ["b"]}, "n": {"anyOf": [
+			{"type": "object", "properties": {"id": {"type": "integer"}, "kind": {"$ref": "#/$defs/A"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/n"}}}, "required": ["id", "kind", "kids"]},
+			{"type": "object", "properties": {"id": {"type": "integer"}, "kind": {"$ref": "#/$defs/B"}}, "required": ["id", "kind"]}]}}, "$ref": "#/$defs/n"}`,
 		"an anyOf outside a recursion": `{"$defs": {"t": {"type": "array", "items": {"$ref": "#/$defs/t"}}}, "anyOf": [{"$ref": "#/$defs/t"}, {"type": "array", "maxItems": 2}]}`,
 	}
 	for what, schema := range taken {

@@ -334,11 +334,15 @@ func (b *backend) toolsOf(req sdk.GenerateRequest, grammar *string) ([]sdk.Tool,
 // tools' schemas make no grammar llama.cpp takes: such calls are checked after the
 // answer).
 func (b *backend) lazyCallsOf(tools []sdk.Tool, parallel bool) *lazyCalls {
+	trigger := lazyTrigger(b.template.tools)
+	if trigger == "" {
+		return nil
+	}
 	g, err := newCallGrammar(b.template.tools, tools, &sdk.ToolChoice{Mode: sdk.ToolChoiceRequired}, parallel)
 	if err != nil || b.checkGrammar(g.after("")) != nil {
 		return nil
 	}
-	return &lazyCalls{trigger: lazyTrigger(b.template.tools), grammar: g}
+	return &lazyCalls{trigger: trigger, grammar: g}
 }
 
 func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit func(sdk.Event) error) error {
@@ -390,7 +394,9 @@ func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit fu
 	defer cancel()
 	r := &genRequest{ctx: ctx, tokens: tokens, sampling: req.Sampling, grammar: grammar, special: grammar != "" || len(tools) > 0,
 		events: make(chan sdk.Event, 64)}
-	if len(tools) > 0 && !constrained && grammar == "" && !req.Sampling.IgnoreEOS && req.Sampling.MinTokens == 0 {
+	if len(tools) > 0 && !constrained && grammar == "" && !req.Sampling.IgnoreEOS && req.Sampling.MinTokens == 0 &&
+		len(req.Sampling.Stop) == 0 && len(req.Sampling.StopTokenIDs) == 0 {
+		// (A stop string within the calls' text would cut them under the grammar.)
 		r.lazy = b.lazyCallsOf(tools, req.ParallelToolCalls == nil || *req.ParallelToolCalls)
 	}
 	if err := b.engine.generate(r); err != nil {

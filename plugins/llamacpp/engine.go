@@ -90,10 +90,16 @@ type slot struct {
 	told    bool               // the prompt's usage went out with the first text
 	pending int                // tokens sampled since the last emitted text
 	lps     []sdk.TokenLogprob // logprobs of those tokens
-	// answer is the text so far while the request's lazy grammar is undecided.
+	// answer is the text so far while the request's lazy grammar is undecided
+	// (thought: how much of it is a <think> block known to be still open).
 	answer  strings.Builder
+	thought int
 	decided bool
 }
+
+// maxLazyAnswer bounds the text held to decide a lazy grammar: a longer <think>
+// block decodes the answer freely.
+const maxLazyAnswer = 1 << 20
 
 func newEngine(model llama.Model, lctx llama.Context, parallel, nBatch int) *engine {
 	e := &engine{
@@ -329,6 +335,10 @@ func (e *engine) sample(s *slot) {
 		logits, _ = llama.GetLogitsIth(e.lctx, s.outIdx, e.nVocab)
 	}
 	smpl := s.sampler
+	if smpl == 0 {
+		e.fail(s, errors.New("the request's sampler could not be made"))
+		return
+	}
 	if s.noEOG != 0 && (s.req.sampling.IgnoreEOS || s.usage.CompletionTokens < s.req.sampling.MinTokens) {
 		smpl = s.noEOG
 	}
@@ -376,7 +386,16 @@ func (e *engine) sample(s *slot) {
 // the answer says.
 func (e *engine) decideLazy(s *slot, text string) {
 	s.answer.WriteString(text)
-	what, grammar := s.req.lazy.decide(s.answer.String())
+	answer := s.answer.String()
+	if strings.HasPrefix(strings.TrimLeft(answer, " \t\r\n"), "<think>") && !strings.Contains(answer[max(s.thought-len("</think>"), 0):], "</think>") {
+		// Still thinking: only the new text is looked at (a long block is read once).
+		s.thought = len(answer)
+		if len(answer) > maxLazyAnswer {
+			s.decided, s.answer = true, strings.Builder{}
+		}
+		return
+	}
+	what, grammar := s.req.lazy.decide(answer)
 	switch what {
 	case lazyWait:
 		return

@@ -24,11 +24,12 @@ func TestLazyDecide(t *testing.T) {
 		{hermesSyntax, map[string]int{"": lazyWait, " \n": lazyWait, "<tool": lazyWait, "<think>\nhm": lazyWait, "<tool_call>": lazyEngage,
 			"<tool_call>\n{\"name\":\"": lazyEngage, "<think>x</think>\n<tool_call>": lazyEngage, "\n<tool_call>\n": lazyEngage,
 			"<tool_call>\n{\"name\": \"": lazyDecline, "Hello": lazyDecline, "<tool_call>x": lazyDecline}},
-		{llama3Syntax, map[string]int{"{": lazyWait, `{"name"`: lazyWait, `{"name":"`: lazyEngage, `<|python_tag|>{"name":"`: lazyEngage,
-			`{"a"`: lazyDecline, `{"name": "`: lazyDecline}},
 		{mistralSyntax, map[string]int{"[TOOL": lazyWait, "[TOOL_CALLS]": lazyEngage, "[TOOL_CALLS][{": lazyEngage, "[{": lazyDecline}},
 		{genericSyntax, map[string]int{`{"to`: lazyWait, `{"tool_calls":`: lazyEngage, `{"tool_calls":[{"name":"`: lazyEngage, `{"tool_calls": [`: lazyDecline}},
 	} {
+		if lazyTrigger(llama3Syntax) != "" {
+			t.Fatal("Llama 3's calls have a lazy trigger: a JSON answer beginning {\"name\": would become a call")
+		}
 		g, err := newCallGrammar(tc.syntax, tools, &sdk.ToolChoice{Mode: sdk.ToolChoiceRequired}, true)
 		if err != nil {
 			t.Fatal(err)

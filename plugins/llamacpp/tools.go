@@ -165,8 +165,8 @@ type lazyCalls struct {
 	grammar callGrammar
 }
 
-// lazyTrigger is what a syntax's answer of calls begins with, beyond doubt: a plain
-// JSON answer may begin with "{", not with {"name":".
+// lazyTrigger is what a syntax's answer of calls begins with, beyond doubt ("" for
+// Llama 3's, whose calls begin as a plain JSON answer may: {"name":…).
 func lazyTrigger(s toolSyntax) string {
 	switch {
 	case s.callOpen != "":
@@ -174,7 +174,7 @@ func lazyTrigger(s toolSyntax) string {
 	case s.prefix != "":
 		return strings.TrimSuffix(s.prefix, "[")
 	}
-	return s.prefix + `{"name":"`
+	return ""
 }
 
 // Lazy decisions.
