@@ -41,7 +41,7 @@ import (
 )
 
 // benchNames are the benches in the order they run (-only selects among them).
-var benchNames = []string{"relay", "crash", "proxy", "llama", "grammar", "persist", "rag", "cluster", "models"}
+var benchNames = []string{"relay", "crash", "proxy", "llama", "grammar", "persist", "sockets", "rag", "cluster", "models"}
 
 var only = flag.String("only", "", "run only these benches, comma-separated: "+strings.Join(benchNames, ", ")+" (default: all; -proxy=false and -llama=false still skip theirs)")
 
@@ -140,6 +140,12 @@ func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes in
 	if selected("persist") {
 		if err := runPersist(binDir); err != nil {
 			return fmt.Errorf("persistence cost: %w", err)
+		}
+	}
+	// Memory per idle WebSocket (bench/sockets.go).
+	if selected("sockets") {
+		if err := runSockets(binDir); err != nil {
+			return fmt.Errorf("sockets: %w", err)
 		}
 	}
 	// RAG ingest throughput and search latency (bench/rag.go).
