@@ -2,6 +2,7 @@ package ws_test
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +124,25 @@ func TestChatFramesNameWhatTheProtocolLacks(t *testing.T) {
 	// Neutral values of the unimplemented fields change nothing and pass.
 	c.send(`{"type":"chat","id":"ok","model":"chat","content":"x","params":{"tools":[],"tool_choice":"none","response_format":{"type":"text"}}}`)
 	c.expect("start", "ok")
+}
+
+// An idle socket costs the gateway one goroutine, its reader's: the writer runs
+// while frames are queued, pings go out from a timer, the shutdown is the handler's.
+func TestIdleSocketsHoldOneGoroutineEach(t *testing.T) {
+	srv := start(t, newFake(), ws.Options{PingInterval: time.Minute}) // (a ping timer waits without a goroutine)
+	settle := func() int {
+		time.Sleep(300 * time.Millisecond)
+		runtime.GC()
+		return runtime.NumGoroutine()
+	}
+	before := settle()
+	const n = 40
+	for range n {
+		c := srv.dial(t)          // (authenticated at the upgrade)
+		c.send(`{"type":"ping"}`) // (the writer starts, writes the pong, and ends)
+		c.expect("pong", "")
+	}
+	if got := settle() - before; got > n+4 {
+		t.Fatalf("%d idle sockets added %d goroutines, want at most %d", n, got, n+4)
+	}
 }

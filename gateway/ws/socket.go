@@ -1,7 +1,9 @@
 package ws
 
 // Socket mechanics: one connection, its reader, its single writer and the bounded
-// queues between them.
+// queues between them. An idle socket costs one goroutine, the reader's: the writer
+// runs while frames are queued, pings go out from a timer, and one goroutine per
+// handler closes every socket at shutdown.
 
 import (
 	"context"
@@ -65,6 +67,15 @@ type socket struct {
 	// upgraded conn's Close does not), and the auth frame marks it authenticated
 	// (netguard).
 	netConn net.Conn
+
+	// wmu guards writing (a writer goroutine runs) and closed (serve is ending:
+	// nothing may use conn any more); users counts the goroutines using conn
+	// besides the reader (the writer, a ping, the shutdown), which serve waits for.
+	wmu     sync.Mutex
+	writing bool
+	closed  bool
+	users   sync.WaitGroup
+	pinger  *time.Timer
 }
 
 func (h *handler) serve(conn *fws.Conn) {
@@ -83,24 +94,9 @@ func (h *handler) serve(conn *fws.Conn) {
 	s.netConn, _ = conn.Locals(localConn).(net.Conn)
 	// Every goroutine using conn ends before serve returns: the conn is
 	// recycled then.
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.writeLoop()
-	}()
-	if h.opts.Shutdown != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case <-h.opts.Shutdown:
-				msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
-				_ = conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-				s.fail()
-			case <-ctx.Done():
-			}
-		}()
+	s.pinger = time.AfterFunc(h.opts.PingInterval, s.ping)
+	if !h.sockets.add(s) {
+		s.goingAway() // the gateway is shutting down
 	}
 	if !s.authenticated.Load() {
 		// A socket that does not authenticate in time is closed.
@@ -116,7 +112,72 @@ func (h *handler) serve(conn *fws.Conn) {
 	s.readLoop()
 	cancel() // cancels every chat of the socket
 	s.closeConn()
-	wg.Wait()
+	h.sockets.remove(s)
+	s.pinger.Stop()
+	s.wmu.Lock()
+	s.closed = true
+	s.wmu.Unlock()
+	s.users.Wait()
+}
+
+// use runs fn with the socket's conn unless serve is ending (then it reports false).
+func (s *socket) use(fn func()) bool {
+	s.wmu.Lock()
+	if s.closed {
+		s.wmu.Unlock()
+		return false
+	}
+	s.users.Add(1)
+	s.wmu.Unlock()
+	defer s.users.Done()
+	fn()
+	return true
+}
+
+// ping sends a ping and arms the next one; a ping that cannot be written ends the
+// socket.
+func (s *socket) ping() {
+	s.use(func() {
+		wait := 2 * s.h.opts.PingInterval
+		if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wait)); err != nil {
+			s.fail()
+			return
+		}
+		s.pinger.Reset(s.h.opts.PingInterval)
+	})
+}
+
+// goingAway closes the socket for the gateway's shutdown.
+func (s *socket) goingAway() {
+	s.use(func() {
+		msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
+		_ = s.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		s.fail()
+	})
+}
+
+// kick starts the writer unless it runs, or serve is ending.
+func (s *socket) kick() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.writing || s.closed {
+		return
+	}
+	s.writing = true
+	s.users.Add(1)
+	go s.writeLoop()
+}
+
+// idle ends the writer when nothing is queued (under wmu, so that a frame queued
+// meanwhile is seen: its kick found the writer running).
+func (s *socket) idle() bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if len(s.ctrl) > 0 || len(s.data) > 0 {
+		return false
+	}
+	s.writing = false
+	return true
 }
 
 // readLoop reads client frames until the peer goes away or is silent for
@@ -164,15 +225,14 @@ func (s *socket) readLoop() {
 	}
 }
 
-// writeLoop is the socket's only writer. Frames of the reader (ctrl) go
-// before generated frames (data), so a cancellation is answered at once
-// even when tokens are queued; a chat's frames that arrive after its
-// terminal frame was written are dropped.
+// writeLoop is the socket's only writer, running while frames are queued (kick).
+// Frames of the reader (ctrl) go before generated frames (data), so a cancellation
+// is answered at once even when tokens are queued; a chat's frames that arrive after
+// its terminal frame was written are dropped.
 func (s *socket) writeLoop() {
+	defer s.users.Done()
 	c := s.conn
 	wait := 2 * s.h.opts.PingInterval
-	ticker := time.NewTicker(s.h.opts.PingInterval)
-	defer ticker.Stop()
 	for {
 		var f frame
 		select {
@@ -181,14 +241,13 @@ func (s *socket) writeLoop() {
 			select {
 			case f = <-s.ctrl:
 			case f = <-s.data:
-			case <-ticker.C:
-				if err := c.WriteControl(websocket.PingMessage, nil, time.Now().Add(wait)); err != nil {
-					s.fail()
+			case <-s.ctx.Done():
+				return
+			default:
+				if s.idle() {
 					return
 				}
 				continue
-			case <-s.ctx.Done():
-				return
 			}
 		}
 		if f.chat != nil && f.chat.terminated {
@@ -237,6 +296,7 @@ func (s *socket) closeConn() {
 func (s *socket) sendCtrl(f frame) {
 	select {
 	case s.ctrl <- f:
+		s.kick()
 	case <-s.ctx.Done():
 		putBuf(f.buf)
 	}
@@ -258,6 +318,7 @@ func (s *socket) sendData(ctx context.Context, f frame) error {
 	}
 	select {
 	case s.data <- f:
+		s.kick()
 		return nil
 	case <-ctx.Done():
 		putBuf(f.buf)

@@ -137,10 +137,52 @@ func (o Options) withDefaults() Options {
 }
 
 type handler struct {
-	b    Backend
-	opts Options
-	log  *slog.Logger
-	met  *metrics.Metrics
+	b       Backend
+	opts    Options
+	log     *slog.Logger
+	met     *metrics.Metrics
+	sockets socketSet
+}
+
+// socketSet is a handler's open sockets, closed together at shutdown.
+type socketSet struct {
+	mu   sync.Mutex
+	m    map[*socket]struct{}
+	down bool
+}
+
+// add adds s, unless the shutdown began (then it reports false).
+func (ss *socketSet) add(s *socket) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.down {
+		return false
+	}
+	if ss.m == nil {
+		ss.m = map[*socket]struct{}{}
+	}
+	ss.m[s] = struct{}{}
+	return true
+}
+
+func (ss *socketSet) remove(s *socket) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	delete(ss.m, s)
+}
+
+// shutdown closes every socket (going away), and those added later.
+func (ss *socketSet) shutdown() {
+	ss.mu.Lock()
+	ss.down = true
+	open := make([]*socket, 0, len(ss.m))
+	for s := range ss.m {
+		open = append(open, s)
+	}
+	ss.mu.Unlock()
+	for _, s := range open {
+		go s.goingAway() // (each waits up to a second for its close frame)
+	}
 }
 
 // Route is where Mount serves the protocol.
@@ -171,9 +213,18 @@ func Mount(app *fiber.App, b Backend, opts Options) {
 func New(b Backend, opts Options) fiber.Handler {
 	opts = opts.withDefaults()
 	h := &handler{b: b, opts: opts, log: opts.Logger, met: opts.Metrics}
+	if opts.Shutdown != nil {
+		go func() {
+			<-opts.Shutdown
+			h.sockets.shutdown()
+		}()
+	}
 	upgrade := fws.New(h.serve, fws.Config{
-		ReadBufferSize:  4096,
+		// An idle socket holds its read buffer only (a frame larger than it is read
+		// in pieces); a write takes a buffer from the pool for its time.
+		ReadBufferSize:  1024,
 		WriteBufferSize: 4096,
+		WriteBufferPool: writeBuffers,
 		RecoverHandler: func(*fws.Conn) {
 			if r := recover(); r != nil {
 				h.log.Error("panic in websocket handler", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
@@ -223,6 +274,9 @@ func New(b Backend, opts Options) fiber.Handler {
 		return upgrade(c)
 	}
 }
+
+// writeBuffers are the sockets' write buffers, held only while a frame is written.
+var writeBuffers = &sync.Pool{}
 
 // errOriginNotAllowed refuses an upgrade from a page on another origin.
 var errOriginNotAllowed = &oai.Error{Status: http.StatusForbidden, Type: oai.TypePermission, Code: "origin_not_allowed",
