@@ -333,6 +333,9 @@ func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 		// The history Admit adds is the user's conversation's: the same new message in
 		// another conversation is another request.
 		adm.Key = r.Principal.UserID + "/" + cmp.Or(r.ConversationID, "new") + "/" + r.Regenerate
+		if r.ConversationID != "" {
+			adm.Conversation = r.Principal.UserID + "/" + r.ConversationID
+		}
 	}
 	runChoice := func(i int) {
 		err := t.generate(gctx, i, adm)

@@ -360,7 +360,12 @@ func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRe
 	if adm != nil {
 		canon.Key = adm.Key
 	}
-	return m.withRetry(ctx, model, check, func() requestKey { return keyOf("generate", canon) }, func(proc Process, sent *bool) error {
+	conversation := ""
+	if adm != nil {
+		conversation = adm.Conversation
+	}
+	ps := prefixesOf(req, conversation)
+	return m.withRetry(ctx, model, check, ps, func() requestKey { return keyOf("generate", canon) }, func(proc Process, sent *bool) error {
 		if !admitted {
 			if err := adm.Admit(&req); err != nil {
 				return err
@@ -387,6 +392,10 @@ type Admission struct {
 	// Admit runs once a replica took the request, before it is sent; it may change
 	// the request, and its error ends Generate.
 	Admit func(req *sdk.GenerateRequest) error
+	// Conversation names the stored conversation whose history Admit adds ("" for
+	// none): its turns go to the replica that served its last one, when that one is
+	// not too busy (prefix affinity).
+	Conversation string
 }
 
 // Embed runs req on a replica of an embedding model, with Generate's retry
@@ -399,7 +408,7 @@ func (m *Manager) Embed(ctx context.Context, model string, req sdk.EmbedRequest)
 		return nil
 	}
 	var resp sdk.EmbedResponse
-	err := m.withRetry(ctx, model, check, func() requestKey { return keyOf("embed", req) }, func(proc Process, _ *bool) error {
+	err := m.withRetry(ctx, model, check, nil, func() requestKey { return keyOf("embed", req) }, func(proc Process, _ *bool) error {
 		var err error
 		resp, err = proc.Embed(ctx, req)
 		return err
@@ -417,7 +426,7 @@ func (m *Manager) Rerank(ctx context.Context, model string, req sdk.RerankReques
 		return nil
 	}
 	var resp sdk.RerankResponse
-	err := m.withRetry(ctx, model, check, func() requestKey { return keyOf("rerank", req) }, func(proc Process, _ *bool) error {
+	err := m.withRetry(ctx, model, check, nil, func() requestKey { return keyOf("rerank", req) }, func(proc Process, _ *bool) error {
 		var err error
 		resp, err = proc.Rerank(ctx, req)
 		return err
@@ -430,7 +439,7 @@ func (m *Manager) Rerank(ctx context.Context, model string, req sdk.RerankReques
 // answers sdk.ErrUnsupported.
 func (m *Manager) Tokenize(ctx context.Context, model string, req sdk.TokenizeRequest) (sdk.TokenizeResponse, error) {
 	var resp sdk.TokenizeResponse
-	err := m.withRetry(ctx, model, nil, func() requestKey { return keyOf("tokenize", req) }, func(proc Process, _ *bool) error {
+	err := m.withRetry(ctx, model, nil, nil, func() requestKey { return keyOf("tokenize", req) }, func(proc Process, _ *bool) error {
 		var err error
 		resp, err = proc.Tokenize(ctx, req)
 		return err
@@ -450,7 +459,7 @@ func (m *Manager) Tokenize(ctx context.Context, model string, req sdk.TokenizeRe
 // The model's name is resolved to its pool (check, when not nil, may refuse it) and
 // resolved again when that pool was replaced or removed before the request was
 // taken: the request goes to the new version, or is ErrUnknownModel.
-func (m *Manager) withRetry(ctx context.Context, model string, check func(*pool) error, keyOf func() requestKey, call func(Process, *bool) error) error {
+func (m *Manager) withRetry(ctx context.Context, model string, check func(*pool) error, ps []prefix, keyOf func() requestKey, call func(Process, *bool) error) error {
 	// deaths counts the replicas that died serving the request, over redirects: a
 	// request retried after a death runs alone wherever it goes.
 	deaths := 0
@@ -466,7 +475,7 @@ func (m *Manager) withRetry(ctx context.Context, model string, check func(*pool)
 		}
 		// A request sent back by a version replaced while it waited was accepted
 		// already: the new version's queue takes it whatever its max_queue.
-		err = m.runOn(ctx, p, &deaths, redirect > 0, keyOf, call)
+		err = m.runOn(ctx, p, &deaths, redirect > 0, ps, keyOf, call)
 		if !errors.Is(err, errRetired) {
 			return err
 		}
@@ -478,7 +487,7 @@ func (m *Manager) withRetry(ctx context.Context, model string, check func(*pool)
 const maxRedirects = 8
 
 // runOn is withRetry on one pool.
-func (m *Manager) runOn(ctx context.Context, p *pool, deaths *int, redirected bool, keyOf func() requestKey, call func(Process, *bool) error) error {
+func (m *Manager) runOn(ctx context.Context, p *pool, deaths *int, redirected bool, ps []prefix, keyOf func() requestKey, call func(Process, *bool) error) error {
 	var (
 		key    requestKey
 		hasKey bool
@@ -498,7 +507,7 @@ func (m *Manager) runOn(ctx context.Context, p *pool, deaths *int, redirected bo
 		// After a death the request runs alone on its replica: should it
 		// kill that one too, the death is its own and no other request dies
 		// with it.
-		g, err := p.acquire(ctx, m.opts.QueueTimeout, *deaths > 0, redirected)
+		g, err := p.acquire(ctx, m.opts.QueueTimeout, *deaths > 0, redirected, ps)
 		if err != nil {
 			return err
 		}

@@ -371,7 +371,7 @@ func TestIsolatedRequestGetsAReplicaToItself(t *testing.T) {
 	p, _ := mgr.pool("m")
 	ctx := context.Background()
 	take := func(isolated bool) grant {
-		g, err := p.acquire(ctx, 5*time.Second, isolated, false)
+		g, err := p.acquire(ctx, 5*time.Second, isolated, false, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -423,7 +423,7 @@ func TestIsolatedRequestGetsAReplicaToItself(t *testing.T) {
 	gone := make(chan error, 1)
 	extra := []grant{take(false), take(false)} // with ord and grants[1]: both replicas full
 	go func() {
-		_, err := p.acquire(short, 5*time.Second, true, false)
+		_, err := p.acquire(short, 5*time.Second, true, false, nil)
 		gone <- err
 	}()
 	waitQueued(t, mgr, 1)

@@ -56,6 +56,7 @@ type waiter struct {
 	ch       chan grant // receives the slot granted to it
 	err      error      // set with ch closed when the wait failed
 	isolated bool       // wants a replica to itself
+	prefixes []prefix   // the request's beginnings (affinity)
 }
 
 // grant is a reserved slot: the replica and the process it had when the
@@ -223,18 +224,24 @@ func (p *pool) startingLocked() int {
 }
 
 // pickLocked takes a slot for a request and returns its replica, or nil.
-// An ordinary request gets the serving replica with free capacity and the
-// fewest outstanding requests (ties: round robin), never one held or
-// reserved for an isolated request. An isolated request (see acquire) gets a
+// An ordinary request gets the serving replica with free capacity that was sent
+// the longest beginning of its prompt (ps; at least minAffinityTokens) unless it has
+// more than affinitySlack outstanding requests more than the least busy one, else
+// the one with the fewest outstanding requests (ties: round robin); never one held
+// or reserved for an isolated request. The replica taken remembers ps. An isolated request (see acquire) gets a
 // serving replica with nothing outstanding, all to itself; when there is
 // none, one serving replica is reserved for it, so that it drains: no
 // ordinary request is dispatched to it any more.
-func (p *pool) pickLocked(isolated bool) *replica {
+func (p *pool) pickLocked(isolated bool, ps []prefix) *replica {
 	if isolated {
-		return p.pickIsolatedLocked()
+		r := p.pickIsolatedLocked()
+		if r != nil {
+			r.prefixes.add(ps)
+		}
+		return r
 	}
-	var best *replica
-	at := 0
+	var best, near *replica
+	at, nearAt, nearTokens := 0, 0, 0
 	n := len(p.replicas)
 	for i := range n {
 		j := (p.next + i) % n
@@ -245,10 +252,17 @@ func (p *pool) pickLocked(isolated bool) *replica {
 		if best == nil || r.outstanding < best.outstanding {
 			best, at = r, j
 		}
+		if t := r.prefixes.match(ps); t > nearTokens {
+			near, nearAt, nearTokens = r, j, t
+		}
+	}
+	if near != nil && nearTokens >= minAffinityTokens && near.outstanding <= best.outstanding+affinitySlack {
+		best, at = near, nearAt
 	}
 	if best != nil {
 		p.next = (at + 1) % n
 		p.takeLocked(best)
+		best.prefixes.add(ps)
 	}
 	return best
 }
@@ -320,7 +334,7 @@ func (p *pool) takeLocked(r *replica) {
 func (p *pool) grantLocked() {
 	for i := 0; i < len(p.waiters); {
 		w := p.waiters[i]
-		r := p.pickLocked(w.isolated)
+		r := p.pickLocked(w.isolated, w.prefixes)
 		if r == nil {
 			if w.isolated {
 				i++
@@ -355,7 +369,7 @@ func (p *pool) failWaitersLocked(err error) {
 // request whose replica died here is retried here, alone. A redirected request (one
 // a replaced version sent back) is queued whatever max_queue says: it was accepted
 // already.
-func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration, isolated, redirected bool) (grant, error) {
+func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration, isolated, redirected bool, ps []prefix) (grant, error) {
 	p.mu.Lock()
 	if p.retiring && (!isolated || !p.serviceableLocked()) {
 		p.mu.Unlock()
@@ -365,7 +379,7 @@ func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration, isolated
 		p.mu.Unlock()
 		return grant{}, ErrStopping
 	}
-	if r := p.pickLocked(isolated); r != nil {
+	if r := p.pickLocked(isolated, ps); r != nil {
 		g := grant{r: r, proc: r.proc, isolated: isolated}
 		p.broadcastLocked()
 		p.mu.Unlock()
@@ -387,7 +401,7 @@ func (p *pool) acquire(ctx context.Context, queueTimeout time.Duration, isolated
 		p.mu.Unlock()
 		return grant{}, &QueueFullError{Model: p.model.Name, RetryAfter: time.Second}
 	}
-	w := &waiter{ch: make(chan grant, 1), isolated: isolated}
+	w := &waiter{ch: make(chan grant, 1), isolated: isolated, prefixes: ps}
 	p.waiters = append(p.waiters, w)
 	p.queueGaugeLocked()
 	p.broadcastLocked()

@@ -75,6 +75,8 @@ type replica struct {
 	lastColdStart time.Duration
 	// cancel stops the replica's supervisor (set when it starts).
 	cancel context.CancelFunc
+	// prefixes are the beginnings of the prompts its process was sent (affinity).
+	prefixes prefixIndex
 }
 
 // errIdle ends serve when the replica was idle for the model's idle_timeout.
@@ -217,6 +219,7 @@ func (r *replica) start(ctx context.Context) (Process, error) {
 	}
 	p.mu.Lock()
 	r.proc = proc
+	r.prefixes.reset() // a new process: nothing cached
 	r.lastActive = time.Now()
 	if mi.ContextLength > 0 {
 		p.contextLength = mi.ContextLength
