@@ -149,7 +149,18 @@ type Model struct {
 	Options map[string]any `yaml:"options" json:"options,omitempty"`
 	// HealthInterval is how often a ready replica is probed. Default 5s.
 	HealthInterval Duration `yaml:"health_interval" json:"health_interval"`
+	// Dispatch is how a request picks among the replicas: DispatchAffinity (the
+	// default, ""), the replica that was sent the longest beginning of its prompt
+	// unless it is much busier than the least busy one; DispatchLeastLoaded, the
+	// one with the fewest outstanding requests.
+	Dispatch string `yaml:"dispatch" json:"dispatch,omitempty"`
 }
+
+// Dispatch policies (Model.Dispatch).
+const (
+	DispatchAffinity    = "affinity"
+	DispatchLeastLoaded = "least_loaded"
+)
 
 // DefaultOverlapPercent is rag.chunk_overlap when not set, in percent of
 // rag.chunk_tokens.

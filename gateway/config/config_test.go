@@ -326,7 +326,7 @@ rag:
 			want: []string{
 				"config: line 2: listn: unknown key (known keys: listen, database_url, vector_store, plugins_dir, models_dir, models, rag, server, web)",
 				"config: line 3: vector_store.path: unknown key (known keys: kind, url, api_key)",
-				"config: line 7: models[0].opitons: unknown key (known keys: name, aliases, backend, command, replicas, max_concurrency, max_queue, idle_timeout, sha256, embedding, rerank, options, health_interval)",
+				"config: line 7: models[0].opitons: unknown key (known keys: name, aliases, backend, command, replicas, max_concurrency, max_queue, idle_timeout, sha256, embedding, rerank, options, health_interval, dispatch)",
 				"config: line 9: rag.topk: unknown key (known keys: embedding_model, chunk_tokens, chunk_overlap, top_k, fusion, rrf_k, dense_weight, rerank_model, rerank_candidates)",
 			},
 		},
@@ -461,7 +461,7 @@ server: {max_body_bytes: 0, shutdown_grace: -1, request_timeout: 0, queue_timeou
 				"RAGWAY_MODELS=[{name: a, backend: echo, bogus: 1}]",
 			},
 			want: []string{
-				"config: env RAGWAY_MODELS: line 1: models[0].bogus: unknown key (known keys: name, aliases, backend, command, replicas, max_concurrency, max_queue, idle_timeout, sha256, embedding, rerank, options, health_interval)",
+				"config: env RAGWAY_MODELS: line 1: models[0].bogus: unknown key (known keys: name, aliases, backend, command, replicas, max_concurrency, max_queue, idle_timeout, sha256, embedding, rerank, options, health_interval, dispatch)",
 				`config: env RAGWAY_RAG_TOP_K: rag.top_k: expected an integer, got "many"`,
 				"config: env RAGWAY_SERVER_QUEUE_TIMEOUT: server.queue_timeout: invalid duration `1.5`: use a Go duration such as \"30s\" or \"2m\", or whole seconds",
 			},

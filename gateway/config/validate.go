@@ -270,6 +270,9 @@ func (m Model) validate(prefix string, p *problems) {
 	if m.HealthInterval <= 0 {
 		p.add(prefix+"health_interval", "must be > 0, got %s", m.HealthInterval)
 	}
+	if m.Dispatch != "" && m.Dispatch != DispatchAffinity && m.Dispatch != DispatchLeastLoaded {
+		p.add(prefix+"dispatch", "must be %q or %q, got %q", DispatchAffinity, DispatchLeastLoaded, m.Dispatch)
+	}
 	if m.SHA256 != "" && !sha256RE.MatchString(m.SHA256) {
 		p.add(prefix+"sha256", "must be 64 hex characters, got %d characters %q", len(m.SHA256), m.SHA256)
 	}

@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"github.com/ragway/ragway/gateway/config"
 	"strings"
 	"testing"
 	"time"
@@ -102,4 +103,27 @@ func TestPrefixAffinity(t *testing.T) {
 	if h := first.r.prefixes.match(conv("q1")); h != 0 {
 		t.Fatalf("matched %d after a reset", h)
 	}
+}
+
+// dispatch: least_loaded leaves the shared beginnings aside.
+func TestLeastLoadedDispatch(t *testing.T) {
+	m := fakeModel(2, 8, 16)
+	m.Dispatch = config.DispatchLeastLoaded
+	mgr, release, _ := newFakeManager(t, m, 5*time.Second)
+	defer close(release)
+	p, _ := mgr.pool("m")
+	ps := prefixesOf(sdk.GenerateRequest{Messages: []sdk.Message{{Role: "system", Content: strings.Repeat("shared ", 200)}}}, "")
+	a, err := p.acquire(context.Background(), time.Second, false, false, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.acquire(context.Background(), time.Second, false, false, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.r == b.r {
+		t.Fatal("least_loaded sent both to the replica of the shared beginning")
+	}
+	p.release(a)
+	p.release(b)
 }

@@ -256,7 +256,7 @@ func (p *pool) pickLocked(isolated bool, ps []prefix) *replica {
 			near, nearAt, nearTokens = r, j, t
 		}
 	}
-	if near != nil && nearTokens >= minAffinityTokens && near.outstanding <= best.outstanding+affinitySlack {
+	if near != nil && nearTokens >= minAffinityTokens && near.outstanding <= best.outstanding+affinitySlack && p.model.Dispatch != config.DispatchLeastLoaded {
 		best, at = near, nearAt
 	}
 	if best != nil {
