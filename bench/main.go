@@ -41,7 +41,7 @@ import (
 )
 
 // benchNames are the benches in the order they run (-only selects among them).
-var benchNames = []string{"relay", "crash", "proxy", "llama", "grammar", "persist", "sockets", "rag", "cluster", "models"}
+var benchNames = []string{"relay", "crash", "proxy", "llama", "grammar", "persist", "sockets", "affinity", "rag", "cluster", "models"}
 
 var only = flag.String("only", "", "run only these benches, comma-separated: "+strings.Join(benchNames, ", ")+" (default: all; -proxy=false and -llama=false still skip theirs)")
 
@@ -146,6 +146,12 @@ func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes in
 	if selected("sockets") {
 		if err := runSockets(binDir); err != nil {
 			return fmt.Errorf("sockets: %w", err)
+		}
+	}
+	// Prefix-affinity dispatch vs least-loaded (bench/affinity.go).
+	if selected("affinity") {
+		if err := runAffinity(binDir); err != nil {
+			return fmt.Errorf("affinity: %w", err)
 		}
 	}
 	// RAG ingest throughput and search latency (bench/rag.go).
