@@ -401,20 +401,34 @@ func (c *converter) infoOf(name string) ruleInfo {
 	return ruleInfo{kinds: kindAny, width: 1}
 }
 
-// kindsOf is what the values schema s accepts may begin with (every kind when in
-// doubt); seen are the references followed to reach s.
-func (c *converter) kindsOf(s any, seen []string) uint8 {
-	o, ok := s.(*object)
-	if !ok {
-		return kindAny
-	}
-	if v, ok := o.get("$ref"); ok {
+// resolve follows schema s's references (seen: those followed to reach s) to the
+// schema object they name, and returns it with the references followed; nil when s
+// is no object, or a reference is broken or comes back.
+func (c *converter) resolve(s any, seen []string) (*object, []string) {
+	for {
+		o, ok := s.(*object)
+		if !ok {
+			return nil, seen
+		}
+		v, isRef := o.get("$ref")
+		if !isRef {
+			return o, seen
+		}
 		ref, _ := v.(string)
 		target, err := c.pointer(strings.TrimPrefix(ref, "#"))
 		if err != nil || slices.Contains(seen, ref) {
-			return kindAny
+			return nil, seen
 		}
-		return c.kindsOf(target, append(seen, ref))
+		s, seen = target, append(seen, ref)
+	}
+}
+
+// kindsOf is what the values schema s accepts may begin with (every kind when in
+// doubt); seen are the references followed to reach s.
+func (c *converter) kindsOf(s any, seen []string) uint8 {
+	o, seen := c.resolve(s, seen)
+	if o == nil {
+		return kindAny
 	}
 	if v, ok := o.get("const"); ok {
 		return kindOfValue(v)
@@ -450,17 +464,9 @@ func (c *converter) kindsOf(s any, seen []string) uint8 {
 // it is not plainly an object's): a property's value counts as part of a recursion
 // when its schema holds any reference. seen are the references followed to reach s.
 func (c *converter) leadOf(s any, seen []string) lead {
-	o, ok := s.(*object)
-	if !ok {
+	o, _ := c.resolve(s, seen)
+	if o == nil {
 		return nil
-	}
-	if v, ok := o.get("$ref"); ok {
-		ref, _ := v.(string)
-		target, err := c.pointer(strings.TrimPrefix(ref, "#"))
-		if err != nil || slices.Contains(seen, ref) {
-			return nil
-		}
-		return c.leadOf(target, append(seen, ref))
 	}
 	props, _ := o.get("properties")
 	p, ok := props.(*object)
@@ -758,19 +764,11 @@ func (c *converter) values(list []any, s *object, path, keyword string) (string,
 // constTexts are the JSON texts of the values of schema s when it is a const or an
 // enum, or a reference to one (nil otherwise); seen are the references followed.
 func (c *converter) constTexts(s any, seen []string) []string {
-	o, ok := s.(*object)
-	if !ok {
+	o, _ := c.resolve(s, seen)
+	if o == nil {
 		return nil
 	}
 	var list []any
-	if v, ok := o.get("$ref"); ok {
-		ref, _ := v.(string)
-		target, err := c.pointer(strings.TrimPrefix(ref, "#"))
-		if err != nil || slices.Contains(seen, ref) {
-			return nil
-		}
-		return c.constTexts(target, append(seen, ref))
-	}
 	if v, ok := o.get("const"); ok {
 		list = []any{v}
 	} else if v, ok := o.get("enum"); ok {
