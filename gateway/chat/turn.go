@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -322,19 +323,24 @@ func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 		firstErr error
 		wg       sync.WaitGroup
 	)
-	adm := &workers.Admission{Admit: func(req *sdk.GenerateRequest) error {
+	adm := &workers.Admission{}
+	adm.Admit = func(req *sdk.GenerateRequest) error {
 		once.Do(func() { admitErr = t.admit(gctx, req, sourcesPrompt) })
 		if admitErr == nil && t.r.Stored {
 			req.Messages = t.reqs[0].Messages // the stored turn's prompt
+			if adm.Conversation == "" && t.stored != nil {
+				// A conversation begun: its next turn goes where this one went.
+				adm.Conversation = t.r.Principal.UserID + "/" + t.stored.Conversation.ID
+			}
 		}
 		return admitErr
-	}}
+	}
 	if r.Stored {
 		// The history Admit adds is the user's conversation's: the same new message in
 		// another conversation is another request.
 		adm.Key = r.Principal.UserID + "/" + cmp.Or(r.ConversationID, "new") + "/" + r.Regenerate
 		if r.ConversationID != "" {
-			adm.Conversation = r.Principal.UserID + "/" + r.ConversationID
+			adm.Conversation = r.Principal.UserID + "/" + strings.ToLower(r.ConversationID)
 		}
 	}
 	runChoice := func(i int) {

@@ -451,11 +451,12 @@ func sameEntry(a, b entry) bool {
 	return string(ja) == string(jb)
 }
 
-// sameBut reports whether a and b differ at most in their replicas and aliases (a
-// change that needs no new version).
+// sameBut reports whether a and b differ at most in their replicas, aliases and
+// dispatch (a change that needs no new version).
 func sameBut(a, b config.Model) bool {
 	a.Replicas, b.Replicas = 0, 0
 	a.Aliases, b.Aliases = nil, nil
+	a.Dispatch, b.Dispatch = "", ""
 	return sameEntry(entry{Model: a}, entry{Model: b})
 }
 
@@ -498,6 +499,12 @@ func (s *Service) apply(ctx context.Context, next map[string]entry) error {
 		case sameBut(cur.Model, m):
 			if cur.Model.Replicas != m.Replicas {
 				if err := w.Scale(name, m.Replicas); err != nil {
+					fail(name, err)
+					continue
+				}
+			}
+			if cur.Model.Dispatch != m.Dispatch {
+				if err := w.SetDispatch(name, m.Dispatch); err != nil {
 					fail(name, err)
 					continue
 				}
@@ -656,7 +663,7 @@ func (s *Service) Sync(ctx context.Context) error {
 	}
 	for name, d := range stored {
 		want, _ := config.ParseModelJSON(d.Config)
-		if cur, ok := s.current[name]; ok && cur.Source == SourceAdmin && sameBut(cur.Model, want) && cur.Model.Replicas == want.Replicas {
+		if cur, ok := s.current[name]; ok && cur.Source == SourceAdmin && sameBut(cur.Model, want) && cur.Model.Replicas == want.Replicas && cur.Model.Dispatch == want.Dispatch {
 			delete(s.failed, name)
 			continue
 		}

@@ -265,3 +265,17 @@ func TestStoredVersionThatCannotStart(t *testing.T) {
 		t.Fatalf("%d stored models after the removal, want 1", len(rows))
 	}
 }
+
+// A change of dispatch, like one of replicas or aliases, needs no new version.
+func TestDispatchChangeNeedsNoNewVersion(t *testing.T) {
+	a := config.Model{Name: "m", Backend: "echo", Replicas: 2}
+	b := a
+	b.Dispatch = config.DispatchLeastLoaded
+	if !sameBut(a, b) {
+		t.Fatal("a change of dispatch asks for a new version")
+	}
+	b.Backend = "other"
+	if sameBut(a, b) {
+		t.Fatal("a change of backend needs no new version")
+	}
+}

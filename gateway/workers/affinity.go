@@ -7,16 +7,18 @@ package workers
 // share a system prompt, are computed once instead of on every replica.
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
 
 // prefix is a beginning of a request's prompt: its hash and its size in estimated
-// tokens.
+// tokens; conversation marks a stored conversation's (it has one replica at a time).
 type prefix struct {
-	hash   uint64
-	tokens int
+	hash         uint64
+	tokens       int
+	conversation bool
 }
 
 // Bounds of the affinity's bookkeeping.
@@ -48,27 +50,38 @@ func prefixesOf(req sdk.GenerateRequest, conversation string) []prefix {
 	var out []prefix
 	var h maphash.Hash
 	h.SetSeed(prefixSeed)
+	field := func(s string) { // length first: fields cannot run into each other
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.WriteString(s)
+	}
+	// The tools come first: templates write them at the head of the prompt.
 	tokens := 0
+	for _, t := range req.Tools {
+		field(t.Name)
+		field(t.Description)
+		field(string(t.Parameters))
+		tokens += (len(t.Name) + len(t.Description) + len(t.Parameters)) / 4
+	}
 	for _, m := range req.Messages {
-		h.WriteString(m.Role)
-		h.WriteByte(0)
-		h.WriteString(m.Content)
-		h.WriteByte(0)
-		h.WriteString(m.ToolCallID)
+		field(m.Role)
+		field(m.Name)
+		field(m.Content)
+		field(m.ToolCallID)
 		for _, c := range m.ToolCalls {
-			h.WriteString(c.ID)
-			h.WriteString(c.Name)
-			h.WriteString(c.Arguments)
+			field(c.ID)
+			field(c.Name)
+			field(c.Arguments)
 			tokens += (len(c.Name) + len(c.Arguments)) / 4
 		}
-		h.WriteByte(1)
 		tokens += len(m.Content)/4 + 8
 		out = append(out, prefix{hash: h.Sum64(), tokens: tokens})
 	}
 	if req.Prompt != "" {
+		// (Sum64 does not end the hash: each KiB goes in once.)
 		for i := 1024; i <= len(req.Prompt); i += 1024 {
-			h.Reset()
-			h.WriteString(req.Prompt[:i])
+			h.WriteString(req.Prompt[i-1024 : i])
 			out = append(out, prefix{hash: h.Sum64(), tokens: i / 4})
 		}
 	}
@@ -79,12 +92,19 @@ func prefixesOf(req sdk.GenerateRequest, conversation string) []prefix {
 		out[i], out[j] = out[j], out[i]
 	}
 	if conversation != "" {
-		h.Reset()
-		h.WriteString("conversation\x00")
-		h.WriteString(conversation)
-		out = append([]prefix{{hash: h.Sum64(), tokens: conversationTokens}}, out...)
+		out = append([]prefix{conversationPrefix(conversation)}, out...)
 	}
 	return out
+}
+
+// conversationPrefix is the beginning that stands for a stored conversation's
+// history.
+func conversationPrefix(conversation string) prefix {
+	var h maphash.Hash
+	h.SetSeed(prefixSeed)
+	h.WriteString("conversation\x00")
+	h.WriteString(conversation)
+	return prefix{hash: h.Sum64(), tokens: conversationTokens, conversation: true}
 }
 
 // prefixIndex is what a replica was sent recently: the hashes of the beginnings of
@@ -124,6 +144,9 @@ func (x *prefixIndex) match(ps []prefix) int {
 	}
 	return 0
 }
+
+// drop forgets p (its ring slot is reused when its turn comes).
+func (x *prefixIndex) drop(p prefix) { delete(x.held, p.hash) }
 
 // reset forgets everything: a new process holds nothing.
 func (x *prefixIndex) reset() { *x = prefixIndex{} }

@@ -127,3 +127,45 @@ func TestLeastLoadedDispatch(t *testing.T) {
 	p.release(a)
 	p.release(b)
 }
+
+// The beginnings of a raw prompt are hashed as it goes (each KiB once): a longer
+// prompt shares the beginnings of a shorter one it begins with. The tools come
+// first: the same messages with other tools share nothing.
+func TestPrefixesOfPromptsAndTools(t *testing.T) {
+	short := strings.Repeat("abcdefgh", 3*128) // 3 KiB
+	a := prefixesOf(sdk.GenerateRequest{Prompt: short}, "")
+	b := prefixesOf(sdk.GenerateRequest{Prompt: short + strings.Repeat("z", 5000)}, "")
+	if len(a) != 3 || len(b) != 7 || b[4] != a[0] || b[6] != a[2] {
+		t.Fatalf("prompt prefixes %v and %v", a, b)
+	}
+	msgs := []sdk.Message{{Role: "user", Content: "weather?"}}
+	x := prefixesOf(sdk.GenerateRequest{Messages: msgs, Tools: []sdk.Tool{{Name: "get_weather"}}}, "")
+	y := prefixesOf(sdk.GenerateRequest{Messages: msgs, Tools: []sdk.Tool{{Name: "get_time"}}}, "")
+	if x[0] == y[0] {
+		t.Fatal("other tools, the same beginning")
+	}
+	// Fields cannot run into each other.
+	if prefixesOf(sdk.GenerateRequest{Messages: []sdk.Message{{Role: "user", Content: "ab"}}}, "")[0] ==
+		prefixesOf(sdk.GenerateRequest{Messages: []sdk.Message{{Role: "usera", Content: "b"}}}, "")[0] {
+		t.Fatal("role and content ran into each other")
+	}
+}
+
+// A stored conversation's history is held by the replica that served its last turn:
+// the others forget it, so that its turns do not go back to one that no longer holds
+// it.
+func TestConversationMovesWithItsLastTurn(t *testing.T) {
+	mgr, release, _ := newFakeManager(t, fakeModel(2, 8, 16), 5*time.Second)
+	defer close(release)
+	p, _ := mgr.pool("m")
+	ps := prefixesOf(sdk.GenerateRequest{Messages: []sdk.Message{{Role: "user", Content: "x"}}}, "u/c1")
+	p.mu.Lock()
+	a, b := p.replicas[0], p.replicas[1]
+	p.rememberLocked(a, ps)
+	p.rememberLocked(b, ps) // (a turn went to b: a was too busy)
+	held := a.prefixes.match(ps[:1]) == 0 && b.prefixes.match(ps[:1]) == conversationTokens
+	p.mu.Unlock()
+	if !held {
+		t.Fatal("the conversation is still held by the replica that served its turn before")
+	}
+}

@@ -364,13 +364,17 @@ func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRe
 	if adm != nil {
 		conversation = adm.Conversation
 	}
-	ps := prefixesOf(req, conversation)
-	return m.withRetry(ctx, model, check, ps, func() requestKey { return keyOf("generate", canon) }, func(proc Process, sent *bool) error {
+	rt := &routing{prefixes: func() []prefix { return prefixesOf(req, conversation) }}
+	return m.withRetry(ctx, model, check, rt, func() requestKey { return keyOf("generate", canon) }, func(proc Process, sent *bool) error {
 		if !admitted {
 			if err := adm.Admit(&req); err != nil {
 				return err
 			}
 			admitted = true
+			if conversation == "" && adm.Conversation != "" {
+				// A conversation Admit began: its next turn comes back here.
+				rt.late = []prefix{conversationPrefix(adm.Conversation)}
+			}
 		}
 		return proc.Generate(ctx, req, func(e sdk.Event) error {
 			// Only what the caller can have passed on makes a retry
@@ -381,6 +385,26 @@ func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRe
 			return emit(e)
 		})
 	})
+}
+
+// routing is what a request tells the dispatch of its prompt (prefix affinity).
+type routing struct {
+	// prefixes are its beginnings, computed when its pool dispatches by them.
+	prefixes func() []prefix
+	// late are beginnings known once a replica took it (a conversation it began),
+	// remembered for that replica.
+	late []prefix
+}
+
+// SetDispatch changes how the model called name picks among its replicas
+// (config.Model.Dispatch), at once.
+func (m *Manager) SetDispatch(name, dispatch string) error {
+	p, err := m.pool(name)
+	if err != nil {
+		return err
+	}
+	p.setDispatch(dispatch)
+	return nil
 }
 
 // Admission is a caller's part in Generate once a replica took its request.
@@ -394,7 +418,7 @@ type Admission struct {
 	Admit func(req *sdk.GenerateRequest) error
 	// Conversation names the stored conversation whose history Admit adds ("" for
 	// none): its turns go to the replica that served its last one, when that one is
-	// not too busy (prefix affinity).
+	// not too busy (prefix affinity). Admit sets it for a conversation it begins.
 	Conversation string
 }
 
@@ -459,7 +483,7 @@ func (m *Manager) Tokenize(ctx context.Context, model string, req sdk.TokenizeRe
 // The model's name is resolved to its pool (check, when not nil, may refuse it) and
 // resolved again when that pool was replaced or removed before the request was
 // taken: the request goes to the new version, or is ErrUnknownModel.
-func (m *Manager) withRetry(ctx context.Context, model string, check func(*pool) error, ps []prefix, keyOf func() requestKey, call func(Process, *bool) error) error {
+func (m *Manager) withRetry(ctx context.Context, model string, check func(*pool) error, rt *routing, keyOf func() requestKey, call func(Process, *bool) error) error {
 	// deaths counts the replicas that died serving the request, over redirects: a
 	// request retried after a death runs alone wherever it goes.
 	deaths := 0
@@ -475,7 +499,7 @@ func (m *Manager) withRetry(ctx context.Context, model string, check func(*pool)
 		}
 		// A request sent back by a version replaced while it waited was accepted
 		// already: the new version's queue takes it whatever its max_queue.
-		err = m.runOn(ctx, p, &deaths, redirect > 0, ps, keyOf, call)
+		err = m.runOn(ctx, p, &deaths, redirect > 0, rt, keyOf, call)
 		if !errors.Is(err, errRetired) {
 			return err
 		}
@@ -487,7 +511,7 @@ func (m *Manager) withRetry(ctx context.Context, model string, check func(*pool)
 const maxRedirects = 8
 
 // runOn is withRetry on one pool.
-func (m *Manager) runOn(ctx context.Context, p *pool, deaths *int, redirected bool, ps []prefix, keyOf func() requestKey, call func(Process, *bool) error) error {
+func (m *Manager) runOn(ctx context.Context, p *pool, deaths *int, redirected bool, rt *routing, keyOf func() requestKey, call func(Process, *bool) error) error {
 	var (
 		key    requestKey
 		hasKey bool
@@ -507,6 +531,10 @@ func (m *Manager) runOn(ctx context.Context, p *pool, deaths *int, redirected bo
 		// After a death the request runs alone on its replica: should it
 		// kill that one too, the death is its own and no other request dies
 		// with it.
+		var ps []prefix
+		if rt != nil && p.affine() {
+			ps = rt.prefixes()
+		}
 		g, err := p.acquire(ctx, m.opts.QueueTimeout, *deaths > 0, redirected, ps)
 		if err != nil {
 			return err
@@ -516,6 +544,9 @@ func (m *Manager) runOn(ctx context.Context, p *pool, deaths *int, redirected bo
 			defer p.release(g)
 			return call(g.proc, &sent)
 		}()
+		if rt != nil && len(rt.late) > 0 {
+			p.remember(g.r, g.proc, rt.late)
+		}
 		if err == nil || ctx.Err() != nil || !sdk.IsPluginShutdown(err) {
 			return err
 		}

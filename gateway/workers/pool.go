@@ -236,7 +236,7 @@ func (p *pool) pickLocked(isolated bool, ps []prefix) *replica {
 	if isolated {
 		r := p.pickIsolatedLocked()
 		if r != nil {
-			r.prefixes.add(ps)
+			p.rememberLocked(r, ps)
 		}
 		return r
 	}
@@ -262,9 +262,50 @@ func (p *pool) pickLocked(isolated bool, ps []prefix) *replica {
 	if best != nil {
 		p.next = (at + 1) % n
 		p.takeLocked(best)
-		best.prefixes.add(ps)
+		p.rememberLocked(best, ps)
 	}
 	return best
+}
+
+// rememberLocked records that r was sent ps; a stored conversation's history is held
+// by one replica at a time, the last one sent a turn of it.
+func (p *pool) rememberLocked(r *replica, ps []prefix) {
+	r.prefixes.add(ps)
+	for _, x := range ps {
+		if !x.conversation {
+			continue
+		}
+		for _, o := range p.replicas {
+			if o != r {
+				o.prefixes.drop(x)
+			}
+		}
+	}
+}
+
+// remember is rememberLocked for a replica that served a request (r.proc, when it
+// is still proc).
+func (p *pool) remember(r *replica, proc Process, ps []prefix) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.proc == proc {
+		p.rememberLocked(r, ps)
+	}
+}
+
+// affine reports whether the pool dispatches by prefix affinity: more than one
+// replica, and dispatch not least_loaded.
+func (p *pool) affine() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.model.Replicas > 1 && p.model.Dispatch != config.DispatchLeastLoaded
+}
+
+// setDispatch changes the pool's dispatch policy, at once.
+func (p *pool) setDispatch(d string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.model.Dispatch = d
 }
 
 func (p *pool) pickIsolatedLocked() *replica {

@@ -92,9 +92,12 @@ func (h *handler) serve(conn *fws.Conn) {
 	s.key, _ = conn.Locals(localKey).(string)
 	s.principal, _ = conn.Locals(localPrincipal).(auth.Principal)
 	s.netConn, _ = conn.Locals(localConn).(net.Conn)
-	// Every goroutine using conn ends before serve returns: the conn is
-	// recycled then.
-	s.pinger = time.AfterFunc(h.opts.PingInterval, s.ping)
+	s.pinger = time.AfterFunc(time.Hour, s.ping)
+	s.pinger.Stop()
+	s.pinger.Reset(h.opts.PingInterval) // (armed once s.pinger is set: ping uses it)
+	// Every goroutine using conn ends before serve returns, however it returns (a
+	// panic of the reader included): the conn is recycled then, for another client.
+	defer s.shutdown()
 	if !h.sockets.add(s) {
 		s.goingAway() // the gateway is shutting down
 	}
@@ -110,9 +113,14 @@ func (h *handler) serve(conn *fws.Conn) {
 		defer t.Stop()
 	}
 	s.readLoop()
-	cancel() // cancels every chat of the socket
+}
+
+// shutdown ends the socket: its chats are cancelled, its connection closed, and nothing
+// uses the connection any more when it returns.
+func (s *socket) shutdown() {
+	s.cancel()
 	s.closeConn()
-	h.sockets.remove(s)
+	s.h.sockets.remove(s)
 	s.pinger.Stop()
 	s.wmu.Lock()
 	s.closed = true
@@ -143,7 +151,11 @@ func (s *socket) ping() {
 			s.fail()
 			return
 		}
-		s.pinger.Reset(s.h.opts.PingInterval)
+		s.wmu.Lock()
+		if !s.closed {
+			s.pinger.Reset(s.h.opts.PingInterval)
+		}
+		s.wmu.Unlock()
 	})
 }
 
