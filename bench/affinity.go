@@ -61,8 +61,9 @@ func runAffinity(binDir string) error {
 		}
 	}
 	ll, af := medianDuration(later[0]), medianDuration(later[1])
-	fmt.Printf("turns 2-%d: median TTFT %s vs %s (%.2fx); throughput %.1f vs %.1f answer tokens/s over the whole run (%.1f s vs %.1f s)\n\n",
-		turns, ms(ll), ms(af), float64(af)/float64(ll),
+	mll, maf := meanDuration(later[0]), meanDuration(later[1])
+	fmt.Printf("turns 2-%d: mean TTFT %s vs %s (%.2fx), median %s vs %s (%.2fx); throughput %.1f vs %.1f answer tokens/s over the whole run (%.1f s vs %.1f s)\n\n",
+		turns, ms(mll), ms(maf), float64(maf)/float64(mll), ms(ll), ms(af), float64(af)/float64(ll),
 		float64(arms[0].tokens)/arms[0].elapsed.Seconds(), float64(arms[1].tokens)/arms[1].elapsed.Seconds(),
 		arms[0].elapsed.Seconds(), arms[1].elapsed.Seconds())
 	return nil
@@ -141,6 +142,17 @@ func medianDuration(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+func meanDuration(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
 }
 
 func mean(xs []int) float64 {

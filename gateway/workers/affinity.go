@@ -32,8 +32,12 @@ const (
 	// than the least busy one.
 	minAffinityTokens = 64
 	// affinitySlack is how many more outstanding requests than the least busy
-	// replica a replica with the longest shared beginning may have.
-	affinitySlack = 2
+	// replica a replica with the longest shared beginning may have, when that
+	// beginning is shorter than longAffinityTokens (a longer one is bounded by the
+	// replica's capacity only: computing it again elsewhere costs more than sharing
+	// the replica).
+	affinitySlack      = 2
+	longAffinityTokens = 512
 	// conversationTokens weighs a stored conversation's turn: its history, which the
 	// replica that served its last turn holds, outweighs any other beginning.
 	conversationTokens = 1 << 30

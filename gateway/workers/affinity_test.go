@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"fmt"
 	"github.com/ragway/ragway/gateway/config"
 	"strings"
 	"testing"
@@ -167,5 +168,34 @@ func TestConversationMovesWithItsLastTurn(t *testing.T) {
 	p.mu.Unlock()
 	if !held {
 		t.Fatal("the conversation is still held by the replica that served its turn before")
+	}
+}
+
+// A long shared beginning keeps its replica until that one is full: computing it
+// again elsewhere costs more than sharing the replica.
+func TestLongBeginningBoundedByCapacity(t *testing.T) {
+	mgr, release, _ := newFakeManager(t, fakeModel(2, 4, 16), 5*time.Second)
+	defer close(release)
+	p, _ := mgr.pool("m")
+	sys := sdk.Message{Role: "system", Content: strings.Repeat("long sources ", 400)} // ~1,300 tokens
+	var gs []grant
+	for i := range 5 {
+		ps := prefixesOf(sdk.GenerateRequest{Messages: []sdk.Message{sys, {Role: "user", Content: fmt.Sprint("q", i)}}}, "")
+		g, err := p.acquire(context.Background(), time.Second, false, false, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs = append(gs, g)
+	}
+	for i, g := range gs[:4] {
+		if g.r != gs[0].r {
+			t.Fatalf("request %d left the replica of the long beginning while it had room", i)
+		}
+	}
+	if gs[4].r == gs[0].r {
+		t.Fatal("a full replica took a fifth request")
+	}
+	for _, g := range gs {
+		p.release(g)
 	}
 }

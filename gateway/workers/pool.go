@@ -225,10 +225,11 @@ func (p *pool) startingLocked() int {
 
 // pickLocked takes a slot for a request and returns its replica, or nil.
 // An ordinary request gets the serving replica with free capacity that was sent
-// the longest beginning of its prompt (ps; at least minAffinityTokens) unless it has
-// more than affinitySlack outstanding requests more than the least busy one, else
-// the one with the fewest outstanding requests (ties: round robin); never one held
-// or reserved for an isolated request. The replica taken remembers ps. An isolated request (see acquire) gets a
+// the longest beginning of its prompt (ps; at least minAffinityTokens; ties: the
+// less busy) unless that beginning is shorter than longAffinityTokens and the
+// replica has more than affinitySlack outstanding requests more than the least busy
+// one; else the one with the fewest outstanding requests (ties: round robin); never
+// one held or reserved for an isolated request. The replica taken remembers ps. An isolated request (see acquire) gets a
 // serving replica with nothing outstanding, all to itself; when there is
 // none, one serving replica is reserved for it, so that it drains: no
 // ordinary request is dispatched to it any more.
@@ -252,11 +253,14 @@ func (p *pool) pickLocked(isolated bool, ps []prefix) *replica {
 		if best == nil || r.outstanding < best.outstanding {
 			best, at = r, j
 		}
-		if t := r.prefixes.match(ps); t > nearTokens {
+		if t := r.prefixes.match(ps); t > nearTokens || t == nearTokens && t > 0 && r.outstanding < near.outstanding {
 			near, nearAt, nearTokens = r, j, t
 		}
 	}
-	if near != nil && nearTokens >= minAffinityTokens && near.outstanding <= best.outstanding+affinitySlack && p.model.Dispatch != config.DispatchLeastLoaded {
+	// A long beginning costs more to compute again elsewhere than waiting behind the
+	// replica's other requests: only its capacity bounds it.
+	bounded := near != nil && (near.outstanding <= best.outstanding+affinitySlack || nearTokens >= longAffinityTokens)
+	if bounded && nearTokens >= minAffinityTokens && p.model.Dispatch != config.DispatchLeastLoaded {
 		best, at = near, nearAt
 	}
 	if best != nil {
