@@ -3,8 +3,8 @@
 // goroutine, and a dispatcher that sends each request to a ready replica: the one
 // that was sent the longest beginning of its prompt (a conversation's history, a
 // shared system prompt: its prompt cache likely holds it; see affinity.go) unless
-// it has more than two outstanding requests more than the least busy one, else the
-// one with the fewest (models[].dispatch: least_loaded always takes that one). It is
+// it has more than two outstanding requests more than the least busy one and the
+// beginning is shorter than 512 estimated tokens, else the one with the fewest (models[].dispatch: least_loaded always takes that one). It is
 // the gateway's equivalent of FastChat's controller, in process.
 //
 // Supervisors restart crashed plugins with exponential backoff and mark a
