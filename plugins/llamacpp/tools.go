@@ -594,6 +594,14 @@ func (o *toolOutput) finish(final sdk.Event) error {
 	return o.emit(final)
 }
 
+// noLoader loads no schema: a tool's schema is the client's, and what it refers to
+// outside itself (a file of this host, a URL) is never read.
+type noLoader struct{}
+
+func (noLoader) Load(url string) (any, error) {
+	return nil, errors.New("references outside the schema are not followed")
+}
+
 // argumentsValidator compiles the tools' parameter schemas into a check of a call's
 // arguments; a schema that does not compile checks nothing of its calls (the grammar
 // of a required call still holds them).
@@ -609,6 +617,7 @@ func argumentsValidator(tools []sdk.Tool) func(sdk.ToolCall) bool {
 			continue
 		}
 		c := jsonschema.NewCompiler()
+		c.UseLoader(noLoader{}) // (by default it reads files: a client's $ref would)
 		url := fmt.Sprintf("tool%d.json", i)
 		if c.AddResource(url, doc) != nil {
 			continue

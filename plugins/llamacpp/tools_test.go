@@ -371,3 +371,19 @@ func TestRequiredCallsStream(t *testing.T) {
 		}
 	}
 }
+
+// A tool's schema is the client's: a reference outside it (a file of the plugin's
+// host) is never loaded. The schema does not compile, and its calls are checked by
+// nothing else (as any schema that does not compile).
+func TestArgumentsValidatorLoadsNothing(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret.json")
+	if err := os.WriteFile(secret, []byte(`{"type": "object", "required": ["secret"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"file://" + secret, secret} {
+		valid := argumentsValidator([]sdk.Tool{{Name: "f", Parameters: []byte(`{"$ref": "` + ref + `"}`)}})
+		if !valid(sdk.ToolCall{Name: "f", Arguments: "{}"}) {
+			t.Fatalf("%s: the file's schema was read", ref)
+		}
+	}
+}
