@@ -133,6 +133,9 @@ func responsesInput(raw json.RawMessage) ([]sdk.Message, *oai.Error) {
 			}
 			call := sdk.ToolCall{ID: it.CallID, Name: it.Name, Arguments: it.Arguments}
 			if n := len(msgs); n > 0 && msgs[n-1].Role == "assistant" && len(msgs[n-1].ToolCalls) > 0 {
+				if len(msgs[n-1].ToolCalls) == sdk.MaxToolCalls {
+					return nil, oai.Invalid(p, oai.CodeInvalidValue, "more than %d function calls in a row: at most %d calls of one answer", sdk.MaxToolCalls, sdk.MaxToolCalls)
+				}
 				msgs[n-1].ToolCalls = append(msgs[n-1].ToolCalls, call) // calls of one answer
 			} else {
 				msgs = append(msgs, sdk.Message{Role: "assistant", ToolCalls: []sdk.ToolCall{call}})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	sdk "github.com/ragway/ragway/plugin-sdk"
 )
@@ -211,7 +212,7 @@ func (sh toolShape) toolChoice(raw json.RawMessage, prefix string, tools []sdk.T
 		return nil, Invalid(p, CodeInvalidType, "invalid type for '%s': expected a string or an object", p)
 	}
 	switch {
-	case c.Mode == sdk.ToolChoiceFunction && !hasTool(tools, c.Name):
+	case c.Mode == sdk.ToolChoiceFunction && !slices.ContainsFunc(tools, func(t sdk.Tool) bool { return t.Name == c.Name }):
 		return nil, Invalid(p, CodeInvalidValue, "'%s' names '%s', which is not among the tools", p, c.Name)
 	case len(tools) == 0 && c.Mode == sdk.ToolChoiceRequired:
 		return nil, Invalid(p, CodeInvalidValue, "'%s' is required, but there are no tools", p)
@@ -258,17 +259,11 @@ func (sh toolShape) choiceName(raw json.RawMessage, p string) (string, *Error) {
 	return f.Function.Name, nil
 }
 
-func hasTool(tools []sdk.Tool, name string) bool {
-	for _, t := range tools {
-		if t.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
 // toolCalls reads an assistant message's tool_calls (param names them).
 func toolCalls(raw []wireToolCall, param string) ([]sdk.ToolCall, *Error) {
+	if len(raw) > sdk.MaxToolCalls {
+		return nil, Invalid(param, CodeInvalidValue, "'%s' holds %d calls: at most %d", param, len(raw), sdk.MaxToolCalls)
+	}
 	out := make([]sdk.ToolCall, 0, len(raw))
 	for j, c := range raw {
 		p := fmt.Sprintf("%s[%d]", param, j)

@@ -3,6 +3,7 @@ package oai
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	sdk "github.com/ragway/ragway/plugin-sdk"
@@ -103,5 +104,23 @@ func TestFormatShapes(t *testing.T) {
 		if err == nil || err.Param != tc.param || err.Code != tc.code {
 			t.Errorf("%s: %+v, want %s naming %s", tc.raw, err, tc.code, tc.param)
 		}
+	}
+}
+
+// An assistant message in a request holds at most sdk.MaxToolCalls calls.
+func TestMessagesBoundToolCalls(t *testing.T) {
+	call := `{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}`
+	many := func(n int) json.RawMessage {
+		calls := make([]string, n)
+		for i := range calls {
+			calls[i] = call
+		}
+		return json.RawMessage(`[{"role":"assistant","content":null,"tool_calls":[` + strings.Join(calls, ",") + `]}]`)
+	}
+	if _, err := Messages(many(sdk.MaxToolCalls), "messages"); err != nil {
+		t.Fatalf("%d calls: %v", sdk.MaxToolCalls, err)
+	}
+	if _, err := Messages(many(sdk.MaxToolCalls+1), "messages"); err == nil || err.Param != "messages[0].tool_calls" {
+		t.Fatalf("%d calls: %+v, want a refusal naming messages[0].tool_calls", sdk.MaxToolCalls+1, err)
 	}
 }

@@ -196,7 +196,7 @@ func filterTrim(e *exec.Evaluator, in *exec.Value, params *exec.VarArgs) *exec.V
 func jsonValue(raw []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	v, err := decodeOrdered(dec)
+	v, err := decodeOrdered(dec, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +206,10 @@ func jsonValue(raw []byte) (any, error) {
 	return v, nil
 }
 
-func decodeOrdered(dec *json.Decoder) (any, error) {
+func decodeOrdered(dec *json.Decoder, depth int) (any, error) {
+	if depth > maxJSONDepth {
+		return nil, fmt.Errorf("JSON nested more than %d levels deep", maxJSONDepth)
+	}
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, err
@@ -221,7 +224,7 @@ func decodeOrdered(dec *json.Decoder) (any, error) {
 				if err != nil {
 					return nil, err
 				}
-				v, err := decodeOrdered(dec)
+				v, err := decodeOrdered(dec, depth+1)
 				if err != nil {
 					return nil, err
 				}
@@ -232,7 +235,7 @@ func decodeOrdered(dec *json.Decoder) (any, error) {
 		case '[':
 			list := []any{}
 			for dec.More() {
-				v, err := decodeOrdered(dec)
+				v, err := decodeOrdered(dec, depth+1)
 				if err != nil {
 					return nil, err
 				}
@@ -387,7 +390,9 @@ type pyJSONWriter struct {
 	item, key   string
 }
 
-// maxJSONDepth bounds nesting (a template can build a value that contains itself).
+// maxJSONDepth bounds nesting: of the JSON a template is given (a call's arguments,
+// a tool's parameters; decodeOrdered recurses once per level), and of what tojson
+// writes (a template can build a value that contains itself).
 const maxJSONDepth = 64
 
 func (w *pyJSONWriter) newline(depth int) {

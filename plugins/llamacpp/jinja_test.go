@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,5 +34,17 @@ func TestJinjaAsPython(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("%s:\n got %q (%v)\nwant %q", tc.src, got, err, tc.want)
 		}
+	}
+}
+
+// JSON given to a template (a call's arguments) nested deeper than maxJSONDepth is
+// refused, not followed level by level on the stack.
+func TestJSONValueDepth(t *testing.T) {
+	if _, err := jsonValue([]byte(strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth))); err != nil {
+		t.Fatalf("%d levels: %v", maxJSONDepth, err)
+	}
+	deep := strings.Repeat("[", 100000) + strings.Repeat("]", 100000)
+	if _, err := jsonValue([]byte(deep)); err == nil {
+		t.Fatal("100,000 levels were taken")
 	}
 }
