@@ -116,8 +116,8 @@ type Request struct {
 	ParallelToolCalls *bool
 }
 
-// HasToolMessages reports whether msgs hold tool calls or tool results.
-func HasToolMessages(msgs []sdk.Message) bool {
+// hasToolMessages reports whether msgs hold tool calls or tool results.
+func hasToolMessages(msgs []sdk.Message) bool {
 	for _, m := range msgs {
 		if len(m.ToolCalls) > 0 || m.ToolCallID != "" {
 			return true
@@ -261,7 +261,7 @@ func (t *Turn) Run(ctx context.Context, emit func(Event) error) {
 		t.fail(oai.Unsupported("response_format", "the model '%s' (backend %s) does not honour 'response_format'", r.Model.Name, r.Model.Backend))
 		return
 	}
-	if (len(r.Tools) > 0 || HasToolMessages(r.Messages)) && r.Model.Lacks(sdk.CapabilityTools) {
+	if (len(r.Tools) > 0 || hasToolMessages(r.Messages)) && r.Model.Lacks(sdk.CapabilityTools) {
 		param := "tools"
 		if len(r.Tools) == 0 {
 			param = "messages"

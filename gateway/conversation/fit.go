@@ -49,7 +49,7 @@ func Fit(system string, history []store.Message, budget int) []sdk.Message {
 func promptMessage(m store.Message) sdk.Message {
 	pm := sdk.Message{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
 	for _, c := range m.ToolCalls {
-		pm.ToolCalls = append(pm.ToolCalls, sdk.ToolCall{ID: c.ID, Name: c.Name, Arguments: c.Arguments})
+		pm.ToolCalls = append(pm.ToolCalls, sdk.ToolCall(c))
 	}
 	return pm
 }

@@ -118,7 +118,7 @@ func (ts *Turns) Begin(ctx context.Context, req Request) (*Turn, error) {
 		}
 		nm := store.NewMessage{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
 		for _, c := range m.ToolCalls {
-			nm.ToolCalls = append(nm.ToolCalls, store.ToolCall{ID: c.ID, Name: c.Name, Arguments: c.Arguments})
+			nm.ToolCalls = append(nm.ToolCalls, store.ToolCall(c))
 		}
 		msgs = append(msgs, nm)
 	}
@@ -243,7 +243,7 @@ func storedCalls(calls []sdk.ToolCall, status string) []store.ToolCall {
 	var out []store.ToolCall
 	for _, c := range calls {
 		if args := strings.TrimSpace(c.Arguments); c.Name != "" && strings.HasPrefix(args, "{") && json.Valid([]byte(args)) {
-			out = append(out, store.ToolCall{ID: c.ID, Name: c.Name, Arguments: c.Arguments})
+			out = append(out, store.ToolCall(c))
 		}
 	}
 	return out

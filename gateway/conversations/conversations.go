@@ -117,7 +117,7 @@ func toMessage(m store.Message) Message {
 		Error: m.Error, PromptTokens: m.PromptTokens, CompletionTokens: m.CompletionTokens, Sources: m.Sources,
 		ToolCallID: m.ToolCallID, CreatedAt: m.CreatedAt}
 	for _, c := range m.ToolCalls {
-		out.ToolCalls = append(out.ToolCalls, sdk.ToolCall{ID: c.ID, Name: c.Name, Arguments: c.Arguments})
+		out.ToolCalls = append(out.ToolCalls, sdk.ToolCall(c))
 	}
 	return out
 }

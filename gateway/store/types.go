@@ -140,7 +140,8 @@ type Message struct {
 }
 
 // ToolCall is a call of a tool an assistant message made: the function's name and
-// its arguments as JSON text (stored as a JSON array of these objects).
+// its arguments as JSON text (stored as a JSON array of these objects). Its fields
+// are plugin-sdk's ToolCall's, so that the two convert into each other.
 type ToolCall struct {
 	ID        string `json:"id"`
 	Name      string `json:"name"`

@@ -389,11 +389,23 @@ func (m *Manager) Generate(ctx context.Context, model string, req sdk.GenerateRe
 
 // routing is what a request tells the dispatch of its prompt (prefix affinity).
 type routing struct {
-	// prefixes are its beginnings, computed when its pool dispatches by them.
+	// prefixes computes its beginnings, once (beginnings), when its pool dispatches
+	// by them.
 	prefixes func() []prefix
+	computed []prefix
+	done     bool
 	// late are beginnings known once a replica took it (a conversation it began),
 	// remembered for that replica.
 	late []prefix
+}
+
+// beginnings are the request's beginnings, computed the first time (a retry on
+// another replica does not hash the prompt again).
+func (rt *routing) beginnings() []prefix {
+	if !rt.done {
+		rt.computed, rt.done = rt.prefixes(), true
+	}
+	return rt.computed
 }
 
 // SetDispatch changes how the model called name picks among its replicas
@@ -533,7 +545,7 @@ func (m *Manager) runOn(ctx context.Context, p *pool, deaths *int, redirected bo
 		// with it.
 		var ps []prefix
 		if rt != nil && p.affine() {
-			ps = rt.prefixes()
+			ps = rt.beginnings()
 		}
 		g, err := p.acquire(ctx, m.opts.QueueTimeout, *deaths > 0, redirected, ps)
 		if err != nil {

@@ -318,7 +318,7 @@ func (b *backend) toolsOf(req sdk.GenerateRequest, grammar *string) ([]sdk.Tool,
 	}
 	// A named function is called once; required calls may be several unless
 	// parallel_tool_calls is false.
-	parallel := (req.ParallelToolCalls == nil || *req.ParallelToolCalls) && choice.Mode == sdk.ToolChoiceRequired
+	parallel := parallelCalls(req) && choice.Mode == sdk.ToolChoiceRequired
 	g, err := toolGrammar(b.template.tools, req.Tools, &choice, parallel)
 	if err != nil {
 		return nil, false, sdk.InvalidRequestf("%v", err)
@@ -328,6 +328,12 @@ func (b *backend) toolsOf(req sdk.GenerateRequest, grammar *string) ([]sdk.Tool,
 	}
 	*grammar = g
 	return req.Tools, true, nil
+}
+
+// parallelCalls reports whether an answer to req may call several tools (OpenAI's
+// parallel_tool_calls, true when not set).
+func parallelCalls(req sdk.GenerateRequest) bool {
+	return req.ParallelToolCalls == nil || *req.ParallelToolCalls
 }
 
 // lazyCallsOf is the lazy grammar of an answer that may call tools (nil when the
@@ -397,14 +403,17 @@ func (b *backend) Generate(ctx context.Context, req sdk.GenerateRequest, emit fu
 	if len(tools) > 0 && !constrained && grammar == "" && !req.Sampling.IgnoreEOS && req.Sampling.MinTokens == 0 &&
 		len(req.Sampling.Stop) == 0 && len(req.Sampling.StopTokenIDs) == 0 {
 		// (A stop string within the calls' text would cut them under the grammar.)
-		r.lazy = b.lazyCallsOf(tools, req.ParallelToolCalls == nil || *req.ParallelToolCalls)
+		r.lazy = b.lazyCallsOf(tools, parallelCalls(req))
 	}
 	if err := b.engine.generate(r); err != nil {
 		return err
 	}
 	if len(tools) > 0 {
 		out := &toolOutput{syntax: b.template.tools, constrained: constrained, emit: emit, engaged: r.engaged.Load,
-			parallel: req.ParallelToolCalls == nil || *req.ParallelToolCalls, valid: argumentsValidator(tools)}
+			parallel: parallelCalls(req)}
+		if !constrained {
+			out.valid = argumentsValidator(tools) // (a constrained answer's grammar holds its calls)
+		}
 		for _, t := range tools {
 			out.names = append(out.names, t.Name)
 		}

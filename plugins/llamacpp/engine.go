@@ -387,9 +387,7 @@ func (e *engine) sample(s *slot) {
 func (e *engine) decideLazy(s *slot, text string) {
 	s.answer.WriteString(text)
 	answer := s.answer.String()
-	if strings.HasPrefix(strings.TrimLeft(answer, " \t\r\n"), "<think>") && !strings.Contains(answer[max(s.thought-len("</think>"), 0):], "</think>") {
-		// Still thinking: only the new text is looked at (a long block is read once).
-		s.thought = len(answer)
+	if stillThinking(answer, &s.thought) {
 		if len(answer) > maxLazyAnswer {
 			s.decided, s.answer = true, strings.Builder{}
 		}

@@ -438,6 +438,7 @@ type toolOutput struct {
 	engaged func() bool
 
 	decided bool // auto: whether the answer is text (passing through) or held
+	thought int  // how much of what is held is a <think> block known to be open
 	holding bool
 	calls   *callScanner // constrained: the calls being decoded
 	held    strings.Builder
@@ -454,6 +455,18 @@ func (o *toolOutput) opening() []string {
 		return []string{strings.TrimSpace(o.syntax.prefix), "[{"}
 	}
 	return []string{strings.TrimSpace(o.syntax.prefix + o.syntax.callOpen)}
+}
+
+// stillThinking reports whether answer is a <think> block not yet closed, looking
+// only at what came after *scanned (then moved to the end): a long block is read
+// once, not at every token.
+func stillThinking(answer string, scanned *int) bool {
+	if !strings.HasPrefix(strings.TrimLeft(answer, " \t\r\n"), "<think>") ||
+		strings.Contains(answer[max(*scanned-len("</think>"), 0):], "</think>") {
+		return false
+	}
+	*scanned = len(answer)
+	return true
 }
 
 // answerStart is the held text without leading spaces, a python tag, and a whole
@@ -500,7 +513,7 @@ func (o *toolOutput) event(e sdk.Event) error {
 			return err
 		}
 	}
-	if !o.constrained && !o.decided {
+	if !o.constrained && !o.decided && !stillThinking(o.held.String(), &o.thought) {
 		start, thinking := answerStart(o.held.String())
 		if !thinking {
 			opens, could := false, false

@@ -194,7 +194,7 @@ func (t *translator) push(data []byte) (ev sdk.Event, ok bool, err error) {
 		}
 		if ch.Delta != nil {
 			for _, d := range ch.Delta.ToolCalls {
-				if d.Index < 0 || d.Index >= maxToolCalls {
+				if d.Index < 0 || d.Index >= sdk.MaxToolCalls {
 					return sdk.Event{}, false, fmt.Errorf("%w: tool call index %d", errGarbage, d.Index)
 				}
 				cd := sdk.ToolCallDelta{Index: d.Index, ID: d.ID, Name: d.Function.Name, Arguments: d.Function.Arguments}

@@ -529,9 +529,6 @@ func finishReason(s string) sdk.FinishReason {
 	return sdk.FinishStop
 }
 
-// maxToolCalls bounds the index of an upstream's tool call.
-const maxToolCalls = 128
-
 // modelList is GET /v1/models.
 type modelList struct {
 	Data []struct {
