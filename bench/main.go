@@ -7,7 +7,8 @@
 // direct, p50/p99 and the difference. Crash: kill -9 of the plugin to the
 // next successful request through the gateway. Persistence (bench/persist.go):
 // WebSocket chats with and without conversation storage on one gateway. RAG
-// (bench/rag.go): ingest throughput and search latency with 100,000 chunks.
+// (bench/rag.go): ingest throughput. Search (bench/search.go): exact and approximate
+// dense search, hybrid and sparse, at 100,000 and 1,000,000 chunks.
 //
 // Every gateway it spawns gets a scratch database and an API key (bench/db.go);
 // -only runs some of the benches (e.g. -only persist).
@@ -41,7 +42,7 @@ import (
 )
 
 // benchNames are the benches in the order they run (-only selects among them).
-var benchNames = []string{"relay", "crash", "proxy", "llama", "grammar", "persist", "sockets", "affinity", "rag", "cluster", "models"}
+var benchNames = []string{"relay", "crash", "proxy", "llama", "grammar", "persist", "sockets", "affinity", "rag", "search", "cluster", "models"}
 
 var only = flag.String("only", "", "run only these benches, comma-separated: "+strings.Join(benchNames, ", ")+" (default: all; -proxy=false and -llama=false still skip theirs)")
 
@@ -154,10 +155,16 @@ func run(binDir string, streams, words int, dur time.Duration, ttftN, crashes in
 			return fmt.Errorf("affinity: %w", err)
 		}
 	}
-	// RAG ingest throughput and search latency (bench/rag.go).
+	// RAG ingest throughput (bench/rag.go).
 	if selected("rag") {
 		if err := runRAG(binDir); err != nil {
 			return fmt.Errorf("rag: %w", err)
+		}
+	}
+	// Search latency, exact vs approximate (bench/search.go).
+	if selected("search") {
+		if err := runSearch(); err != nil {
+			return fmt.Errorf("search: %w", err)
 		}
 	}
 	// Gateways sharing one database (bench/cluster.go).

@@ -1,6 +1,6 @@
 package main
 
-// RAG ingest throughput and search latency (-only rag).
+// RAG ingest throughput (-only rag; search latency is bench/search.go's).
 //
 // Ingest: a corpus of the documentation shipped with Go ($(go env GOROOT)/doc: HTML
 // and Markdown) and a synthetic mixed English/Chinese Markdown corpus (about
@@ -13,13 +13,6 @@ package main
 //   - through a gateway on a scratch database: every document uploaded one after the
 //     other (multipart, ?wait=true), i.e. HTTP, extraction, chunking, the Postgres
 //     COPY of the chunks and the embedded index's upsert.
-//
-// Search: -rag-chunks chunks of real text (the corpus's chunks, then more synthetic
-// documents) with their real rag.DocVector in one knowledge base of an
-// embedded.New() store; -rag-queries queries made of phrases of the chunks' own text
-// (rag.QueryVector), one at a time, top_k 5: sparse-only, then hybrid with random
-// 384-dim dense vectors on every chunk and query. The index's heap is the live heap
-// after a GC with the store minus before it.
 
 import (
 	"bytes"
@@ -43,21 +36,16 @@ import (
 	"github.com/ragway/ragway/gateway/ingest"
 	"github.com/ragway/ragway/gateway/rag"
 	"github.com/ragway/ragway/gateway/vectorstore"
-	"github.com/ragway/ragway/gateway/vectorstore/embedded"
 )
 
 var (
 	ragCorpusMB    = flag.Int("rag-corpus-mb", 20, "rag bench: size of the ingest corpus in MB (Go docs + synthetic Markdown)")
-	ragChunks      = flag.Int("rag-chunks", 100_000, "rag bench: chunks in the embedded store for the search latency")
-	ragQueries     = flag.Int("rag-queries", 2000, "rag bench: search queries per arm")
 	ragChunkTokens = flag.Int("rag-chunk-tokens", 0, "rag bench: chunk size of the search arms' chunks (0: rag's default)")
-	ragDim         = flag.Int("rag-dim", 384, "rag bench: dimension of the random dense vectors of the hybrid arm")
 	ragProfile     = flag.String("rag-cpuprofile", "", "rag bench: write the gateway's CPU profile of the ingest run here and print its top")
 )
 
 const (
-	ragIngestTarget = 5.0                   // MB/s
-	ragSearchTarget = 20 * time.Millisecond // p99
+	ragIngestTarget = 5.0 // MB/s
 	ragTopK         = 5
 	mb              = 1 << 20
 )
@@ -145,7 +133,7 @@ func runRAG(binDir string) error {
 		fmt.Printf("gateway CPU profile (ingest run):\n%s\n", out)
 	}
 
-	return ragSearch(gen, corpus)
+	return nil
 }
 
 func docBytes(docs []ragDoc) int {
@@ -281,142 +269,6 @@ func ragGatewayIngest(binDir string, corpus []ragDoc, nGo int) (time.Duration, t
 	return times[0], times[1], chunks, nil
 }
 
-// ragSearch measures search latency over *ragChunks chunks of real text.
-func ragSearch(gen *ragGen, corpus []ragDoc) error {
-	r := rand.New(rand.NewPCG(7, 8))
-	var (
-		vecs    []vectorstore.Sparse
-		docOf   []int32
-		queries []vectorstore.Sparse
-		qtexts  []string
-	)
-	want := max(*ragChunks, 1)
-	every := max(want/max(*ragQueries, 1), 1)
-	add := func(doc int) func(rag.Chunk, vectorstore.Sparse) {
-		return func(c rag.Chunk, v vectorstore.Sparse) {
-			if len(vecs) >= want || len(v.Indices) == 0 {
-				return
-			}
-			if len(vecs)%every == 0 && len(queries) < *ragQueries {
-				if text := queryPhrase(r, c.Text[c.OverlapBytes:]); text != "" {
-					if q := rag.QueryVector(text); len(q.Indices) > 0 {
-						queries = append(queries, q)
-						qtexts = append(qtexts, text)
-					}
-				}
-			}
-			vecs = append(vecs, v)
-			docOf = append(docOf, int32(doc))
-		}
-	}
-	buildStart := time.Now()
-	for i, d := range corpus {
-		if _, _, err := textPath(d, add(i)); err != nil {
-			return err
-		}
-	}
-	for i := len(corpus); len(vecs) < want; i++ {
-		if _, _, err := textPath(gen.doc(i), add(i)); err != nil {
-			return err
-		}
-	}
-	buildTime := time.Since(buildStart)
-	distinct := map[uint32]bool{}
-	for _, v := range vecs {
-		for _, t := range v.Indices {
-			distinct[t] = true
-		}
-	}
-	nTerms := len(distinct)
-	distinct = nil
-	ctx := context.Background()
-
-	type arm struct {
-		name      string
-		lat       []time.Duration
-		heap      uint64
-		upsert    time.Duration
-		dense     bool
-		emptyHits int
-		empty     string // an example
-	}
-	arms := []*arm{{name: "sparse-only"}, {name: fmt.Sprintf("hybrid (+ random %d-dim dense, RRF)", *ragDim), dense: true}}
-	for _, a := range arms {
-		before := liveHeap()
-		s := embedded.New()
-		start := time.Now()
-		const batch = 1000
-		for lo := 0; lo < len(vecs); lo += batch {
-			pts := make([]vectorstore.Point, 0, batch)
-			for i := lo; i < min(lo+batch, len(vecs)); i++ {
-				p := vectorstore.Point{ChunkID: fmt.Sprintf("00000000-0000-4000-8000-%012x", i), KBID: "kb",
-					DocumentID: fmt.Sprintf("doc-%d", docOf[i]), Sparse: vecs[i]}
-				if a.dense {
-					p.Dense = randDense(r, *ragDim)
-				}
-				pts = append(pts, p)
-			}
-			if err := s.Upsert(ctx, pts); err != nil {
-				return err
-			}
-		}
-		a.upsert = time.Since(start)
-		a.heap = liveHeap() - before
-		// Warm up, then one query at a time.
-		for i := range min(200, len(queries)) {
-			if _, err := s.Search(ctx, ragQuery(r, queries[i], a.dense)); err != nil {
-				return err
-			}
-		}
-		for qi, q := range queries {
-			vq := ragQuery(r, q, a.dense)
-			start := time.Now()
-			hits, err := s.Search(ctx, vq)
-			a.lat = append(a.lat, time.Since(start))
-			if err != nil {
-				return err
-			}
-			if len(hits) == 0 {
-				a.emptyHits++
-				a.empty = qtexts[qi]
-			}
-		}
-		s.Close()
-		runtime.GC()
-	}
-
-	fmt.Printf("rag search: %d chunks of real text (%d documents, %d distinct terms; chunked and vectorised in %s) in one knowledge base of the embedded store; %d queries (phrases of the chunks' text, rag.QueryVector), one at a time, top_k %d\n",
-		len(vecs), int(docOf[len(docOf)-1])+1, nTerms, buildTime.Round(time.Millisecond), len(queries), ragTopK)
-	fmt.Printf("%-40s %12s %12s %12s %14s %12s\n", "", "p50", "p99", "max", "index heap", "upsert")
-	for _, a := range arms {
-		fmt.Printf("%-40s %12s %12s %12s %11.0f MB %12s\n", a.name, ms(pct(a.lat, 50)), ms(pct(a.lat, 99)), ms(slices.Max(a.lat)),
-			float64(a.heap)/mb, a.upsert.Round(time.Millisecond))
-	}
-	for _, a := range arms {
-		if a.emptyHits > 0 {
-			fmt.Printf("(%s: %d queries found nothing, e.g. %q)\n", a.name, a.emptyHits, a.empty)
-		}
-	}
-	fmt.Printf("(index heap: live heap after a GC with the store built minus before; GOMAXPROCS=%d)\n", runtime.GOMAXPROCS(0))
-	fmt.Printf("targets: search p99 ≤ %s with 100000 chunks\n", ms(ragSearchTarget))
-	verdict := "PASS"
-	for _, a := range arms {
-		if pct(a.lat, 99) > ragSearchTarget {
-			verdict = "FAIL"
-		}
-	}
-	fmt.Printf("verdict: %s — p99 sparse-only %s, hybrid %s (target ≤ %s)\n\n", verdict, ms(pct(arms[0].lat, 99)), ms(pct(arms[1].lat, 99)), ms(ragSearchTarget))
-	return nil
-}
-
-func ragQuery(r *rand.Rand, q vectorstore.Sparse, dense bool) vectorstore.Query {
-	vq := vectorstore.Query{KBID: "kb", TopK: ragTopK, Sparse: q}
-	if dense {
-		vq.Dense = randDense(r, *ragDim)
-	}
-	return vq
-}
-
 // liveHeap is the heap in use after a full GC.
 func liveHeap() uint64 {
 	runtime.GC()
@@ -424,14 +276,6 @@ func liveHeap() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
-}
-
-func randDense(r *rand.Rand, dim int) []float32 {
-	v := make([]float32, dim)
-	for i := range v {
-		v[i] = float32(r.NormFloat64())
-	}
-	return v
 }
 
 // queryPhrase is a phrase of text: 3 to 8 words, or 6 to 20 runes of Chinese, from

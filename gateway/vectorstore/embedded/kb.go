@@ -5,12 +5,16 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/viterin/vek/vek32"
+	"golang.org/x/sys/cpu"
+
 	"github.com/ragway/ragway/gateway/vectorstore"
 )
 
 // kb is the index of one knowledge base. Points live in slots; a replaced or
 // deleted point leaves a dead slot until compaction renumbers the live ones.
 type kb struct {
+	id  string
 	dim int // dense dimension, 0 until the first dense vector
 
 	// Per slot.
@@ -31,6 +35,13 @@ type kb struct {
 	post    map[uint32]*postings
 	nSparse int // live points with a non-empty sparse vector: N of idf
 	nDead   int
+
+	// The approximate dense index: nil until the first build completes (and below
+	// annMinRows). building is set while one runs; gen counts compactions, which
+	// renumber the rows a build in flight read.
+	ann      *ivf
+	building bool
+	gen      int
 }
 
 // postings of one term, as parallel arrays in slot order. They may include
@@ -41,8 +52,9 @@ type postings struct {
 	df      int32
 }
 
-func newKB() *kb {
+func newKB(id string) *kb {
 	return &kb{
+		id:     id,
 		slotOf: make(map[string]int32),
 		docIdx: make(map[string]int32),
 		post:   make(map[uint32]*postings),
@@ -71,7 +83,11 @@ func (k *kb) add(p *vectorstore.Point) {
 		}
 		row = int32(len(k.denseSlot))
 		k.denseSlot = append(k.denseSlot, slot)
-		k.dense = append(k.dense, normalised(p.Dense)...)
+		v := normalised(p.Dense)
+		k.dense = append(k.dense, v...)
+		if k.ann != nil {
+			k.ann.add(v, k.row)
+		}
 	}
 	k.denseRow = append(k.denseRow, row)
 
@@ -138,6 +154,7 @@ func (k *kb) maybeCompact() {
 		return
 	}
 	remap := make([]int32, len(k.ids))
+	rowRemap := make([]int32, len(k.denseSlot))
 	live := len(k.ids) - k.nDead
 	ids := make([]string, 0, live)
 	doc := make([]int32, 0, live)
@@ -151,6 +168,9 @@ func (k *kb) maybeCompact() {
 	for old := range k.ids {
 		if k.dead[old] {
 			remap[old] = -1
+			if r := k.denseRow[old]; r >= 0 {
+				rowRemap[r] = -1
+			}
 			continue
 		}
 		slot := int32(len(ids))
@@ -170,6 +190,7 @@ func (k *kb) maybeCompact() {
 		row := int32(-1)
 		if r := k.denseRow[old]; r >= 0 {
 			row = int32(len(denseSlot))
+			rowRemap[r] = row
 			denseSlot = append(denseSlot, slot)
 			dense = append(dense, k.dense[int(r)*k.dim:int(r+1)*k.dim]...)
 		}
@@ -197,7 +218,25 @@ func (k *kb) maybeCompact() {
 	k.dense, k.denseSlot = dense, denseSlot
 	k.docNames, k.docIdx, k.docSlots = docNames, docIdx, docSlots
 	k.nDead = 0
+	k.gen++
+	if k.ann != nil {
+		if len(denseSlot) < annMinRows/2 {
+			k.ann = nil // small again: exact
+		} else {
+			k.ann.renumber(rowRemap, len(denseSlot))
+		}
+	}
 }
+
+// wantsBuild tells whether an index build is due: none runs, the knowledge base
+// has annMinRows dense rows, and it has none yet or twice as many rows as when it
+// was built.
+func (k *kb) wantsBuild() bool {
+	rows := len(k.denseSlot)
+	return !k.building && rows >= annMinRows && (k.ann == nil || rows >= k.ann.rows*2)
+}
+
+func (k *kb) row(r int) []float32 { return k.dense[r*k.dim : (r+1)*k.dim] }
 
 // allowedDocs turns a document filter into a mask by doc index: nil means
 // every document; any is false when no listed document exists.
@@ -269,42 +308,85 @@ func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed 
 
 func (k *kb) searchDense(q []float32, limit int, allowed []bool) []vectorstore.Hit {
 	h := topK{k: k, limit: limit}
-	dim := k.dim
-	if dim == 0 {
+	if k.dim == 0 {
 		return nil
 	}
+	rows := len(k.denseSlot)
+	share := 1.0
 	if allowed != nil {
+		n := 0
 		for d, ok := range allowed {
-			if !ok {
-				continue
-			}
-			for _, s := range k.docSlots[d] {
-				if r := k.denseRow[s]; r >= 0 && !k.dead[s] {
-					h.offer(dot(q, k.dense[int(r)*dim:int(r+1)*dim]), s)
-				}
+			if ok {
+				n += len(k.docSlots[d])
 			}
 		}
-		return h.hits()
+		share = float64(n) / float64(max(rows, 1))
+		if k.ann == nil || share <= 0.25 {
+			// A few documents: their rows, exactly.
+			for d, ok := range allowed {
+				if !ok {
+					continue
+				}
+				for _, s := range k.docSlots[d] {
+					if r := k.denseRow[s]; r >= 0 && !k.dead[s] {
+						h.offer(dot(q, k.row(int(r))), s)
+					}
+				}
+			}
+			return h.hits()
+		}
 	}
-	rows := len(k.denseSlot)
-	parts := min(runtime.GOMAXPROCS(0), rows*dim/parallelDenseWork)
+	if k.ann != nil {
+		return k.searchANN(q, limit, allowed, share)
+	}
+	parts := min(runtime.GOMAXPROCS(0), rows*k.dim/parallelDenseWork)
 	if parts <= 1 {
-		k.scanDense(&h, q, 0, rows)
+		k.scanRows(&h, q, 0, rows, nil, nil)
 		return h.hits()
 	}
 	// Large knowledge base: scan slices of the slab in parallel, then merge.
+	return k.merge(limit, parts, func(p int, h *topK) {
+		k.scanRows(h, q, rows*p/parts, rows*(p+1)/parts, nil, nil)
+	})
+}
+
+// searchANN scans the rows of the lists nearest q; share is the fraction of the rows
+// that allowed (nil: all) lets through, so that as many allowed rows are scanned.
+func (k *kb) searchANN(q []float32, limit int, allowed []bool, share float64) []vectorstore.Hit {
+	lists := k.ann.probe(q, share)
+	work := 0
+	for _, c := range lists {
+		work += len(k.ann.lists[c])
+	}
+	parts := min(runtime.GOMAXPROCS(0), work*k.dim/parallelDenseWork)
+	if parts <= 1 {
+		h := topK{k: k, limit: limit}
+		for _, c := range lists {
+			k.scanRows(&h, q, 0, 0, k.ann.lists[c], allowed)
+		}
+		return h.hits()
+	}
+	return k.merge(limit, parts, func(p int, h *topK) {
+		for i := p; i < len(lists); i += parts { // nearest lists spread over the parts
+			k.scanRows(h, q, 0, 0, k.ann.lists[lists[i]], allowed)
+		}
+	})
+}
+
+// merge runs scan for parts parts (the last on this goroutine) and merges their heaps.
+func (k *kb) merge(limit, parts int, scan func(p int, h *topK)) []vectorstore.Hit {
 	heaps := make([]topK, parts)
 	var wg sync.WaitGroup
 	for p := range parts {
 		heaps[p] = topK{k: k, limit: limit}
-		lo, hi := rows*p/parts, rows*(p+1)/parts
 		if p == parts-1 {
-			k.scanDense(&heaps[p], q, lo, hi)
+			scan(p, &heaps[p])
 			break
 		}
-		wg.Go(func() { k.scanDense(&heaps[p], q, lo, hi) })
+		wg.Go(func() { scan(p, &heaps[p]) })
 	}
 	wg.Wait()
+	h := topK{k: k, limit: limit}
 	for _, ph := range heaps {
 		for _, e := range ph.e {
 			h.offer(e.score, e.slot)
@@ -316,20 +398,42 @@ func (k *kb) searchDense(q []float32, limit int, allowed []bool) []vectorstore.H
 // parallelDenseWork is the number of multiply-adds above which a dense scan
 // is split across GOMAXPROCS goroutines (≈ 1 ms of work on one core). A
 // variable so that tests can exercise the parallel path on small inputs.
-var parallelDenseWork = 1 << 22
+var parallelDenseWork = 1 << 24
 
-func (k *kb) scanDense(h *topK, q []float32, lo, hi int) {
-	dim := k.dim
-	for r := lo; r < hi; r++ {
+// scanRows offers the live rows [lo, hi) to h, or the rows listed when rows is not
+// nil, skipping those of documents allowed (when not nil) does not let through.
+func (k *kb) scanRows(h *topK, q []float32, lo, hi int, rows []int32, allowed []bool) {
+	visit := func(r int) {
 		s := k.denseSlot[r]
-		if k.dead[s] {
-			continue
+		if k.dead[s] || (allowed != nil && !allowed[k.doc[s]]) {
+			return
 		}
-		h.offer(dot(q, k.dense[r*dim:(r+1)*dim]), s)
+		h.offer(dot(q, k.row(r)), s)
+	}
+	if rows != nil {
+		for _, r := range rows {
+			visit(int(r))
+		}
+		return
+	}
+	for r := lo; r < hi; r++ {
+		visit(r)
 	}
 }
 
+// dot is the dot product of two vectors of one length: with AVX2 and FMA where the
+// processor has them (about six times the speed of the loop below at 384
+// dimensions).
 func dot(a, b []float32) float32 {
+	if simdDot && len(a) > 0 {
+		return vek32.Dot(a, b[:len(a)])
+	}
+	return dotGo(a, b)
+}
+
+var simdDot = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+func dotGo(a, b []float32) float32 {
 	b = b[:len(a)]
 	var s0, s1, s2, s3 float32
 	i := 0

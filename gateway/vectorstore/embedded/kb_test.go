@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -222,4 +223,88 @@ func TestClosedAndCancelled(t *testing.T) {
 	if err := s.DeleteKB(ctx, "kb"); !errors.Is(err, vectorstore.ErrClosed) {
 		t.Errorf("DeleteKB after Close: %v", err)
 	}
+}
+
+// TestSparseTopK: a sparse search of a few hits returns exactly the top hits of brute
+// force over Zipf-distributed terms, with document filters, after deletes, and with
+// a negative weight.
+func TestSparseTopK(t *testing.T) {
+	c := makeBenchCorpus(4000, 0)
+	s := New()
+	ctx := context.Background()
+	ref := map[string]vectorstore.Point{}
+	for _, p := range c.points {
+		ref[p.ChunkID] = p
+	}
+	if err := s.Upsert(ctx, c.points); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string) {
+		t.Helper()
+		r := rand.New(rand.NewPCG(3, 4))
+		for qi, q := range c.queries[:150] {
+			q.TopK = []int{1, 5, 20}[qi%3]
+			if qi%5 == 0 {
+				for range 3 + r.IntN(60) {
+					q.DocumentIDs = append(q.DocumentIDs, fmt.Sprintf("doc-%d", r.IntN(200)))
+				}
+			}
+			allowed := map[string]bool{}
+			for _, d := range q.DocumentIDs {
+				allowed[d] = true
+			}
+			scores := refSparse(ref, "kb", q.Sparse)
+			type sc struct {
+				id    string
+				score float64
+			}
+			var want []sc
+			for id, v := range scores {
+				if len(allowed) == 0 || allowed[ref[id].DocumentID] {
+					want = append(want, sc{id, v})
+				}
+			}
+			slices.SortFunc(want, func(a, b sc) int {
+				if a.score != b.score {
+					return cmp.Compare(b.score, a.score)
+				}
+				return cmp.Compare(a.id, b.id)
+			})
+			want = want[:min(len(want), q.TopK)]
+			hits, err := s.Search(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(hits) != len(want) {
+				t.Fatalf("%s: query %d: %d hits, want %d", what, qi, len(hits), len(want))
+			}
+			for i, h := range hits {
+				if math.Abs(h.Score-want[i].score) > 1e-4 || math.Abs(h.Score-scores[h.ChunkID]) > 1e-4 {
+					t.Fatalf("%s: query %d: hit %d %+v, want %+v (its own score %v)", what, qi, i, h, want[i], scores[h.ChunkID])
+				}
+			}
+		}
+	}
+	check("top")
+	for d := range 60 {
+		doc := fmt.Sprintf("doc-%d", d*3)
+		if err := s.DeleteDocument(ctx, "kb", doc); err != nil {
+			t.Fatal(err)
+		}
+		for id, p := range ref {
+			if p.DocumentID == doc {
+				delete(ref, id)
+			}
+		}
+	}
+	check("after deletes")
+	// A negative weight in a common term's postings.
+	p := c.points[1]
+	p.Sparse.Values = slices.Clone(p.Sparse.Values)
+	p.Sparse.Values[0] = -3
+	ref[p.ChunkID] = p
+	if err := s.Upsert(ctx, []vectorstore.Point{p}); err != nil {
+		t.Fatal(err)
+	}
+	check("negative weight")
 }

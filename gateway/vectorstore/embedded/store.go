@@ -14,16 +14,78 @@ var _ vectorstore.Store = (*Store)(nil)
 // Store is an in-memory vectorstore.Store. Searches run concurrently with each
 // other; writes are serialised and exclude searches.
 type Store struct {
-	mu     sync.RWMutex
-	closed bool
-	kbs    map[string]*kb
-	owner  map[string]string // chunk id → kb id, for chunks that move between knowledge bases
-	pool   sync.Pool         // *scratch
+	mu       sync.RWMutex
+	closed   bool
+	kbs      map[string]*kb
+	owner    map[string]string // chunk id → kb id, for chunks that move between knowledge bases
+	pool     sync.Pool         // *scratch
+	building int               // index builds running
+	idle     *sync.Cond        // broadcast when building drops to 0; L is mu's write lock
+	exact    bool
 }
 
+// Option configures a Store.
+type Option func(*Store)
+
+// Exact makes every dense search scan all the rows, however large the knowledge
+// base: no approximate index is built (the baseline the benchmark compares it with).
+func Exact() Option { return func(s *Store) { s.exact = true } }
+
 // New returns an empty store.
-func New() *Store {
-	return &Store{kbs: make(map[string]*kb), owner: make(map[string]string)}
+func New(opts ...Option) *Store {
+	s := &Store{kbs: make(map[string]*kb), owner: make(map[string]string)}
+	s.idle = sync.NewCond(&s.mu)
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Wait returns once no approximate index is being built (for tests and benchmarks:
+// searches never wait for a build, they scan exactly until it is done).
+func (s *Store) Wait() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.building > 0 {
+		s.idle.Wait()
+	}
+}
+
+// maybeBuild starts building k's approximate index in the background when one is
+// due. The build reads a snapshot of the rows (the slab is only appended to, and
+// compaction makes a new one) without the lock, and is installed under it: rows added
+// meanwhile join their lists then; a build made before a compaction is dropped and
+// started again. Called with s.mu held for writing.
+func (s *Store) maybeBuild(k *kb) {
+	if s.exact || !k.wantsBuild() {
+		return
+	}
+	k.building = true
+	s.building++
+	rows, dim, gen := len(k.denseSlot), k.dim, k.gen
+	dense := k.dense[: rows*dim : rows*dim]
+	go func() {
+		x := buildIVF(dense, dim, rows, 1)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.building--
+		defer func() {
+			if s.building == 0 {
+				s.idle.Broadcast()
+			}
+		}()
+		if s.closed || s.kbs[k.id] != k {
+			return // gone meanwhile
+		}
+		k.building = false
+		if k.gen == gen {
+			for r := rows; r < len(k.denseSlot); r++ {
+				x.add(k.row(r), k.row)
+			}
+			k.ann = x
+		}
+		s.maybeBuild(k)
+	}()
 }
 
 // Upsert implements vectorstore.Store.
@@ -74,7 +136,7 @@ func (s *Store) Upsert(ctx context.Context, points []vectorstore.Point) error {
 		}
 		k := s.kbs[p.KBID]
 		if k == nil {
-			k = newKB()
+			k = newKB(p.KBID)
 			s.kbs[p.KBID] = k
 		}
 		k.add(p)
@@ -83,6 +145,7 @@ func (s *Store) Upsert(ctx context.Context, points []vectorstore.Point) error {
 	}
 	for k := range touched {
 		k.maybeCompact()
+		s.maybeBuild(k)
 	}
 	return nil
 }
@@ -108,6 +171,7 @@ func (s *Store) DeleteDocument(ctx context.Context, kbID, documentID string) err
 		delete(s.owner, id)
 	}
 	k.maybeCompact()
+	s.maybeBuild(k)
 	return nil
 }
 

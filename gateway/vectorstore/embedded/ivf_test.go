@@ -1,0 +1,264 @@
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/ragway/ragway/gateway/vectorstore"
+	"github.com/ragway/ragway/gateway/vectorstore/embedded/synth"
+)
+
+func chunkID(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012x", i) }
+
+// synthPoints are n chunks of the synth corpus c, numbered from first.
+func synthPoints(c *synth.Corpus, first, n int) []vectorstore.Point {
+	pts := make([]vectorstore.Point, n)
+	for i := range pts {
+		id := first + i
+		pts[i] = vectorstore.Point{ChunkID: chunkID(id), KBID: "kb",
+			DocumentID: fmt.Sprintf("doc-%d", id/synth.ChunksPerDoc), Dense: c.Chunk(id)}
+	}
+	return pts
+}
+
+// exact searches k without its approximate index.
+func exact(s *Store, q vectorstore.Query) []vectorstore.Hit {
+	s.mu.Lock()
+	k := s.kbs[q.KBID]
+	ann := k.ann
+	k.ann = nil
+	s.mu.Unlock()
+	defer func() { s.mu.Lock(); k.ann = ann; s.mu.Unlock() }()
+	hits, _ := s.Search(context.Background(), q)
+	return hits
+}
+
+// recall is the share of exact's top hits that the store's search returns too.
+func recall(t *testing.T, s *Store, qs []vectorstore.Query) float64 {
+	t.Helper()
+	found, want := 0, 0
+	for _, q := range qs {
+		got, err := s.Search(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := map[string]bool{}
+		for _, h := range got {
+			in[h.ChunkID] = true
+		}
+		for _, h := range exact(s, q) {
+			want++
+			if in[h.ChunkID] {
+				found++
+			}
+		}
+	}
+	return float64(found) / float64(want)
+}
+
+// checkIndex checks that every dense row is in exactly the list listOf names.
+func checkIndex(t *testing.T, s *Store, kbID string) {
+	t.Helper()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	k := s.kbs[kbID]
+	if k.ann == nil {
+		t.Fatalf("%s: no approximate index with %d dense rows", kbID, len(k.denseSlot))
+	}
+	x := k.ann
+	if len(x.listOf) != len(k.denseSlot) {
+		t.Fatalf("index covers %d rows of %d", len(x.listOf), len(k.denseSlot))
+	}
+	seen := make([]bool, len(k.denseSlot))
+	for c, rows := range x.lists {
+		for _, r := range rows {
+			if seen[r] || x.listOf[r] != int32(c) {
+				t.Fatalf("row %d in list %d (listOf %d, seen before %v)", r, c, x.listOf[r], seen[r])
+			}
+			seen[r] = true
+		}
+	}
+	for r, ok := range seen {
+		if !ok {
+			t.Fatalf("row %d in no list", r)
+		}
+	}
+}
+
+// TestANNRecall: above annMinRows the store builds its index in the background and
+// its top 10 (and the prefetch depth of a hybrid search) match exact search's.
+func TestANNRecall(t *testing.T) {
+	c := synth.New(384, 100, 3)
+	s := New()
+	const n = 60_000
+	for i := 0; i < n; i += 5000 {
+		if err := s.Upsert(context.Background(), synthPoints(c, i, 5000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Wait()
+	checkIndex(t, s, "kb")
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, topK := range []int{10, vectorstore.PrefetchLimit(10)} {
+		var qs []vectorstore.Query
+		for range 200 {
+			qs = append(qs, vectorstore.Query{KBID: "kb", TopK: topK, Dense: c.Near(r.IntN(n / synth.ChunksPerDoc))})
+		}
+		if got := recall(t, s, qs); got < 0.98 {
+			t.Errorf("recall@%d %.3f, want ≥ 0.98", topK, got)
+		} else {
+			t.Logf("recall@%d %.3f", topK, got)
+		}
+	}
+}
+
+// TestANNUnderChange: replacements, deletes and compactions while builds run and
+// searches go on: every hit is a live chunk with its current vector's score, filters
+// hold, and the index covers every row once all is done.
+func TestANNUnderChange(t *testing.T) {
+	defer func(n int) { annMinRows = n }(annMinRows)
+	annMinRows = 300
+	c := synth.New(32, 20, 4)
+	s := New()
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(7, 8))
+	live := map[string][]float32{} // chunk → its vector
+	docOf := map[string]string{}
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	// Searches racing the writes (-race checks the snapshot reads of the builds).
+	wg.Go(func() {
+		qr := rand.New(rand.NewPCG(9, 10))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			q := vectorstore.Query{KBID: "kb", TopK: 10, Dense: c.Near(qr.IntN(200))}
+			if qr.IntN(3) == 0 {
+				q.DocumentIDs = []string{fmt.Sprintf("doc-%d", qr.IntN(200)), fmt.Sprintf("doc-%d", qr.IntN(200))}
+			}
+			if _, err := s.Search(ctx, q); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	for step := range 300 {
+		switch op := r.IntN(10); {
+		case op < 7:
+			var batch []vectorstore.Point
+			for range 1 + r.IntN(60) {
+				id := r.IntN(4000)
+				p := vectorstore.Point{ChunkID: chunkID(id), KBID: "kb", DocumentID: fmt.Sprintf("doc-%d", id/synth.ChunksPerDoc), Dense: c.Chunk(id)}
+				batch = append(batch, p)
+				mu.Lock()
+				live[p.ChunkID] = normalised(p.Dense)
+				docOf[p.ChunkID] = p.DocumentID
+				mu.Unlock()
+			}
+			if err := s.Upsert(ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			doc := fmt.Sprintf("doc-%d", r.IntN(200))
+			if err := s.DeleteDocument(ctx, "kb", doc); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			for id, d := range docOf {
+				if d == doc {
+					delete(live, id)
+					delete(docOf, id)
+				}
+			}
+			mu.Unlock()
+		}
+		if step%20 == 0 {
+			s.Wait()
+		}
+		for range 3 {
+			q := vectorstore.Query{KBID: "kb", TopK: 10, Dense: c.Near(r.IntN(200))}
+			filter := r.IntN(2) == 0
+			if filter {
+				for range 1 + r.IntN(150) {
+					q.DocumentIDs = append(q.DocumentIDs, fmt.Sprintf("doc-%d", r.IntN(200)))
+				}
+			}
+			hits, err := s.Search(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			allowed := map[string]bool{}
+			for _, d := range q.DocumentIDs {
+				allowed[d] = true
+			}
+			for _, h := range hits {
+				v, ok := live[h.ChunkID]
+				if !ok {
+					t.Fatalf("step %d: hit %s is not live", step, h.ChunkID)
+				}
+				if docOf[h.ChunkID] != h.DocumentID || filter && !allowed[h.DocumentID] {
+					t.Fatalf("step %d: hit %+v: document %s, filter %v", step, h, docOf[h.ChunkID], q.DocumentIDs)
+				}
+				if d := float64(dotGo(normalised(q.Dense), v)); d-h.Score > 1e-4 || h.Score-d > 1e-4 {
+					t.Fatalf("step %d: hit %s score %v, its vector's %v", step, h.ChunkID, h.Score, d)
+				}
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	s.Wait()
+	if len(live) >= annMinRows {
+		checkIndex(t, s, "kb")
+	}
+	if s.kbs["kb"].gen == 0 {
+		t.Error("no compaction happened: the test does not exercise renumbering")
+	}
+}
+
+// TestANNDroppedWithKB: a build finishing after its knowledge base was deleted (or
+// the store closed) installs nothing.
+func TestANNDroppedWithKB(t *testing.T) {
+	defer func(n int) { annMinRows = n }(annMinRows)
+	annMinRows = 100
+	c := synth.New(16, 4, 5)
+	s := New()
+	ctx := context.Background()
+	if err := s.Upsert(ctx, synthPoints(c, 0, 200)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteKB(ctx, "kb"); err != nil {
+		t.Fatal(err)
+	}
+	s.Wait()
+	if len(s.kbs) != 0 {
+		t.Fatalf("knowledge bases after DeleteKB: %d", len(s.kbs))
+	}
+	if err := s.Upsert(ctx, synthPoints(c, 0, 200)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.Wait()
+}
+
+func TestDotMatchesLoop(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, n := range []int{1, 3, 7, 8, 9, 31, 384, 385} {
+		a, b := make([]float32, n), make([]float32, n)
+		for i := range a {
+			a[i], b[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
+		}
+		if d, g := dot(a, b), dotGo(a, b); d-g > 1e-4 || g-d > 1e-4 {
+			t.Errorf("n=%d: dot %v, loop %v", n, d, g)
+		}
+	}
+}
