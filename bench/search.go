@@ -17,11 +17,14 @@ package main
 // a GC with the store built minus before it.
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding/gob"
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -39,6 +42,7 @@ var (
 	searchSizes   = flag.String("search-sizes", "100000,1000000", "search bench: knowledge base sizes in chunks, comma-separated")
 	searchQueries = flag.Int("search-queries", 2000, "search bench: queries per arm")
 	searchLoadN   = flag.Int("search-load", 1_000_000, "search bench: chunks written to Postgres and loaded as a gateway starts (0: skip)")
+	searchCache   = flag.String("search-corpus-cache", "", "search bench: keep the chunked corpus in this file and reuse it when its sizes match (saves minutes a run)")
 )
 
 const (
@@ -51,8 +55,33 @@ const (
 
 // searchChunk is a chunk of the search corpus: its sparse vector and document.
 type searchChunk struct {
-	sparse vectorstore.Sparse
-	doc    int32
+	Sparse vectorstore.Sparse
+	Doc    int32
+}
+
+// searchCached is the corpus as -search-corpus-cache keeps it.
+type searchCached struct {
+	Want, Smallest, NQ int
+	Chunks             []searchChunk
+	Texts              []string
+	Queries            []searchQuery
+}
+
+func writeGob(path string, v any) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	if err := gob.NewEncoder(w).Encode(v); err != nil {
+		f.Close()
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // searchTexts is how many chunk texts searchCorpus keeps (the load part stores them
@@ -61,8 +90,8 @@ const searchTexts = 10_000
 
 // searchQuery is a query phrase's vector and the chunk it was taken from.
 type searchQuery struct {
-	sparse vectorstore.Sparse
-	chunk  int
+	Sparse vectorstore.Sparse
+	Chunk  int
 }
 
 func runSearch() error {
@@ -83,10 +112,30 @@ func runSearch() error {
 		return err
 	}
 	start := time.Now()
-	chunks, texts, queries, err := searchCorpus(gen, goDocs, max(slices.Max(sizes), *searchLoadN), slices.Min(sizes), *searchQueries)
-	if err != nil {
-		return err
+	want := max(slices.Max(sizes), *searchLoadN)
+	var cached searchCached
+	if *searchCache != "" {
+		if f, err := os.Open(*searchCache); err == nil {
+			err = gob.NewDecoder(bufio.NewReader(f)).Decode(&cached)
+			f.Close()
+			if err != nil || cached.Want != want || cached.Smallest != slices.Min(sizes) || cached.NQ != *searchQueries {
+				cached = searchCached{}
+			}
+		}
 	}
+	if cached.Chunks == nil {
+		chunks, texts, queries, err := searchCorpus(gen, goDocs, want, slices.Min(sizes), *searchQueries)
+		if err != nil {
+			return err
+		}
+		cached = searchCached{Want: want, Smallest: slices.Min(sizes), NQ: *searchQueries, Chunks: chunks, Texts: texts, Queries: queries}
+		if *searchCache != "" {
+			if err := writeGob(*searchCache, &cached); err != nil {
+				return err
+			}
+		}
+	}
+	chunks, texts, queries := cached.Chunks, cached.Texts, cached.Queries
 	fmt.Printf("search: up to %d chunks of real text (chunked and vectorised in %s), dense vectors from embedded/synth (%d-dim; 1,000 topics, %d chunks a document, %d documents a topic); %d queries an arm (phrases of the chunks' text + a dense vector near its chunk's), one at a time, top_k %d; GOMAXPROCS=%d\n",
 		len(chunks), time.Since(start).Round(time.Second), searchDim, synth.ChunksPerDoc, synth.DocsPerTopic, *searchQueries, searchTopK, runtime.GOMAXPROCS(0))
 	fmt.Printf("%-34s %9s %9s %9s %12s %10s %12s %8s\n", "", "p50", "p99", "max", "index heap", "upsert", "index build", "recall")
@@ -203,7 +252,7 @@ func searchLoad(chunks []searchChunk, texts []string, n int) (time.Duration, err
 		for i := lo; i < min(lo+perDoc, n); i++ {
 			c := chunks[i%len(chunks)]
 			ncs = append(ncs, store.NewChunk{Ordinal: i - lo, Content: texts[i%len(texts)], TokenCount: 200,
-				Dense: dense.Chunk(i), SparseIndices: c.sparse.Indices, SparseValues: c.sparse.Values, Analyzer: rag.Analyzer})
+				Dense: dense.Chunk(i), SparseIndices: c.Sparse.Indices, SparseValues: c.Sparse.Values, Analyzer: rag.Analyzer})
 		}
 		if _, err := st.IndexDocument(ctx, u.ID, kb.ID, d.ID, ncs); err != nil {
 			return 0, err
@@ -242,7 +291,7 @@ func searchSize(chunks []searchChunk, all []searchQuery, n int) ([3]searchResult
 	var res [3]searchResult
 	var below []searchQuery
 	for _, q := range all {
-		if q.chunk < n {
+		if q.Chunk < n {
 			below = append(below, q)
 		}
 	}
@@ -253,7 +302,7 @@ func searchSize(chunks []searchChunk, all []searchQuery, n int) ([3]searchResult
 	dense := synth.New(searchDim, 1000, 11)
 	qdense := make([][]float32, len(qs))
 	for i, q := range qs {
-		qdense[i] = dense.Near(q.chunk / synth.ChunksPerDoc)
+		qdense[i] = dense.Near(q.Chunk / synth.ChunksPerDoc)
 	}
 	ctx := context.Background()
 	names := []string{"sparse-only", "hybrid, exact dense", "hybrid, approximate dense"}
@@ -272,7 +321,7 @@ func searchSize(chunks []searchChunk, all []searchQuery, n int) ([3]searchResult
 			pts := make([]vectorstore.Point, 0, batch)
 			for i := lo; i < min(lo+batch, n); i++ {
 				p := vectorstore.Point{ChunkID: fmt.Sprintf("00000000-0000-4000-8000-%012x", i), KBID: "kb",
-					DocumentID: fmt.Sprintf("doc-%d", chunks[i].doc), Sparse: chunks[i].sparse}
+					DocumentID: fmt.Sprintf("doc-%d", chunks[i].Doc), Sparse: chunks[i].Sparse}
 				if arm > 0 {
 					p.Dense = dense.Chunk(i)
 				}
@@ -288,7 +337,7 @@ func searchSize(chunks []searchChunk, all []searchQuery, n int) ([3]searchResult
 		r.build = time.Since(start)
 		r.heap = liveHeap() - before
 		query := func(i int) vectorstore.Query {
-			q := vectorstore.Query{KBID: "kb", TopK: searchTopK, Sparse: qs[i].sparse}
+			q := vectorstore.Query{KBID: "kb", TopK: searchTopK, Sparse: qs[i].Sparse}
 			if arm > 0 {
 				q.Dense = qdense[i]
 			}

@@ -145,16 +145,41 @@ func Points(chunks []store.Chunk) []vectorstore.Point {
 
 // Rebuild loads every chunk of knowledge base kbID from Postgres into the vector
 // index (after DeleteKB, so the index holds exactly what Postgres holds), and returns
-// how many chunks it indexed.
+// how many chunks it indexed. The next page is read from Postgres while a page is
+// written to the index.
 func Rebuild(ctx context.Context, chunks ChunkScanner, vectors vectorstore.Store, kbID string) (int, error) {
 	if err := vectors.DeleteKB(ctx, kbID); err != nil {
 		return 0, fmt.Errorf("rebuild %s: %w", kbID, err)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan []vectorstore.Point, 2)
+	read := make(chan error, 1)
+	go func() {
+		defer close(pages)
+		read <- chunks.EachKBChunks(ctx, kbID, 1000, func(cs []store.Chunk) error {
+			select {
+			case pages <- Points(cs):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
 	n := 0
-	err := chunks.EachKBChunks(ctx, kbID, 1000, func(cs []store.Chunk) error {
-		n += len(cs)
-		return vectors.Upsert(ctx, Points(cs))
-	})
+	var err error
+	for page := range pages {
+		if err == nil {
+			if err = vectors.Upsert(ctx, page); err != nil {
+				cancel() // the reader stops; its pages are drained
+			} else {
+				n += len(page)
+			}
+		}
+	}
+	if rerr := <-read; err == nil {
+		err = rerr
+	}
 	if err != nil {
 		return n, fmt.Errorf("rebuild %s: %w", kbID, err)
 	}

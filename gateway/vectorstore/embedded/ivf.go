@@ -6,32 +6,40 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 )
 
 // ivf is an inverted-file index over a knowledge base's dense rows: spherical
 // k-means centroids part the rows into lists, and a search scans only the lists of
-// the centroids nearest the query. It is built in the background from a snapshot of
-// the rows (buildIVF); rows added later join their nearest list, and a list grown to
-// twice the size lists had when built is split in two (2-means over its rows), so
-// that rows unlike those of the build (a new topic) get lists of their own before
-// the next build; compaction renumbers the rows of the lists.
+// the centroids nearest the query. It covers the first rows of the knowledge base:
+// it is built in the background from a snapshot of the rows (buildIVF), rows added
+// later are assigned to their nearest lists in the background too (assign, then
+// extend under the lock), and a list grown to twice the size lists had when built is
+// split in two (2-means over its rows), so that rows unlike those of the build (a new
+// topic) get lists of their own before the next build; compaction renumbers the
+// rows of the lists.
 type ivf struct {
 	dim       int
-	centroids []float32 // nlist × dim, unit length
-	listOf    []int32   // by dense row: its list
-	lists     [][]int32 // by list: its rows, ascending; they may include dead rows
-	splitAt   []int     // by list: the length at which it is split
-	size      int       // rows a list had on average when built
-	rows      int       // rows when built: a knowledge base twice as large is built again
+	centroids []float32   // nlist × dim, unit length
+	listOf    []int32     // by dense row: its list
+	lists     [][]int32   // by list: its rows, ascending; they may include dead rows
+	vecs      [][]float32 // by list: its rows' vectors, in the order of lists (a scan reads memory in order, not row after scattered row)
+	splitAt   []int       // by list: the length at which it is split
+	size      int         // rows a list had on average when built
+	rows      int         // rows when built: a knowledge base twice as large is built again
 }
 
-// Tuning, measured with the synth corpus (bench -only rag prints recall with it).
+// Tuning, measured with the synth corpus (bench -only search prints recall with it).
 var (
 	// annMinRows is the number of dense rows from which a knowledge base is searched
 	// through an ivf; below it an exact scan costs less than a millisecond or two.
 	annMinRows = 20_000
 	// annProbeFraction of the rows (at least annMinProbe lists) is scanned by a search.
 	annProbeFraction = 0.15
+	// annQuiet is how long a knowledge base goes unwritten before work on its
+	// index starts, and annMaxDefer how long that waits at most (Store.tend).
+	annQuiet    = 500 * time.Millisecond
+	annMaxDefer = time.Minute
 )
 
 const (
@@ -48,10 +56,11 @@ func nlistFor(rows int) int {
 	return min(max(int(math.Sqrt(float64(rows))/2), 16), 4096)
 }
 
-// buildIVF clusters rows [0, n) of the slab dense (n×dim, unit rows) and assigns
+// buildIVF clusters the rows of the slab snapshot dense (unit rows) and assigns
 // every one of them. It reads dense only: the caller may go on appending to the
-// slice it was cut from.
-func buildIVF(dense []float32, dim, n int, seed uint64) *ivf {
+// slab it was taken from.
+func buildIVF(dense slab, seed uint64) *ivf {
+	n, dim := dense.len(), dense.dim
 	nlist := nlistFor(n)
 	r := rand.New(rand.NewPCG(seed, uint64(n)))
 	// The training sample: rows drawn at random (with repetition, harmless).
@@ -66,7 +75,7 @@ func buildIVF(dense []float32, dim, n int, seed uint64) *ivf {
 			sample[i] = int32(r.IntN(n))
 		}
 	}
-	row := func(i int32) []float32 { return dense[int(i)*dim : int(i+1)*dim] }
+	row := func(i int32) []float32 { return dense.row(int(i)) }
 	cents := make([]float32, nlist*dim)
 	for c := range nlist {
 		copy(cents[c*dim:], row(sample[r.IntN(ns)]))
@@ -111,11 +120,29 @@ func buildIVF(dense []float32, dim, n int, seed uint64) *ivf {
 	x.splitAt = make([]int, nlist)
 	for c := range x.lists {
 		x.lists[c] = make([]int32, 0, sizes[c])
-		x.splitAt[c] = max(2*x.size, 2*sizes[c])
+		x.splitAt[c] = 2 * x.size
 	}
 	for i, c := range x.listOf {
 		x.lists[c] = append(x.lists[c], int32(i))
 	}
+	// k-means leaves some lists much longer than others (a dense region): split
+	// them now, as growth would (before the vectors are copied to the lists).
+	rowOf := func(r int) []float32 { return row(int32(r)) }
+	for c := 0; c < len(x.lists); c++ {
+		for len(x.lists[c]) >= x.splitAt[c] {
+			x.split(int32(c), rowOf)
+		}
+	}
+	x.vecs = make([][]float32, len(x.lists))
+	parallel(len(x.lists), func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			vs := make([]float32, 0, len(x.lists[c])*dim)
+			for _, r := range x.lists[c] {
+				vs = append(vs, row(r)...)
+			}
+			x.vecs[c] = vs
+		}
+	})
 	return x
 }
 
@@ -137,7 +164,7 @@ func parallel(n int, fn func(lo, hi int)) {
 // nearest is the list whose centroid is nearest v.
 func (x *ivf) nearest(v []float32) int32 {
 	best, bestScore := int32(0), float32(math.Inf(-1))
-	for c := range x.lists {
+	for c := range len(x.centroids) / x.dim {
 		if s := dot(v, x.centroids[c*x.dim:(c+1)*x.dim]); s > bestScore {
 			best, bestScore = int32(c), s
 		}
@@ -145,14 +172,35 @@ func (x *ivf) nearest(v []float32) int32 {
 	return best
 }
 
-// add puts the new row (numbered next, vector v) in its list, and splits the list
-// when it has grown too long; row returns a row's vector.
-func (x *ivf) add(v []float32, row func(int) []float32) {
-	c := x.nearest(v)
-	x.listOf = append(x.listOf, c)
-	x.lists[c] = append(x.lists[c], int32(len(x.listOf)-1))
-	if len(x.lists[c]) >= x.splitAt[c] {
-		x.split(c, row)
+// covered is the number of rows in the lists: rows [0, covered).
+func (x *ivf) covered() int { return len(x.listOf) }
+
+// assign returns the nearest list of each row of dense from row from on, in
+// parallel; it reads x's centroids only, which only extend and split change (under
+// the store's lock, which the caller of extend holds).
+func (x *ivf) assign(dense slab, from int) []int32 {
+	out := make([]int32, dense.len()-from)
+	parallel(len(out), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			out[i] = x.nearest(dense.row(from + i))
+		}
+	})
+	return out
+}
+
+// extend puts rows from, from+1, … in the lists assign chose (lists), and splits the
+// lists grown too long; row returns a row's vector.
+func (x *ivf) extend(lists []int32, from int, row func(int) []float32) {
+	for i, c := range lists {
+		r := from + i
+		x.listOf = append(x.listOf, c)
+		x.lists[c] = append(x.lists[c], int32(r))
+		x.vecs[c] = append(x.vecs[c], row(r)...)
+	}
+	for c := 0; c < len(x.lists); c++ {
+		for len(x.lists[c]) >= x.splitAt[c] {
+			x.split(int32(c), row)
+		}
 	}
 }
 
@@ -209,8 +257,22 @@ func (x *ivf) split(c int32, row func(int) []float32) {
 	x.centroids = append(x.centroids, cb...)
 	x.lists[c] = keep
 	x.lists = append(x.lists, moved)
-	x.splitAt[c] = max(2*x.size, 2*len(keep))
-	x.splitAt = append(x.splitAt, max(2*x.size, 2*len(moved)))
+	if x.vecs != nil { // (a build copies them once it is done splitting)
+		keepV := make([]float32, 0, cap(keep)*dim)
+		movedV := make([]float32, 0, cap(moved)*dim)
+		old := x.vecs[c]
+		for i := range rows {
+			if v := old[i*dim : (i+1)*dim]; side[i] {
+				movedV = append(movedV, v...)
+			} else {
+				keepV = append(keepV, v...)
+			}
+		}
+		x.vecs[c] = keepV
+		x.vecs = append(x.vecs, movedV)
+	}
+	x.splitAt[c] = 2 * x.size
+	x.splitAt = append(x.splitAt, 2*x.size)
 }
 
 // unit sets dst to the unit vector along s (unchanged if s is zero).
@@ -228,29 +290,44 @@ func unit(dst []float32, s []float64) {
 	}
 }
 
-// renumber follows a compaction: remap[old row] is the new row, or -1.
-func (x *ivf) renumber(remap []int32, rows int) {
-	listOf := make([]int32, rows)
-	for old, nr := range remap {
+// renumber follows a compaction: remap[old row] is the new row, or -1 (rows keep
+// their order, so the rows covered are still the first ones). The lists keep their
+// order, without the rows gone.
+func (x *ivf) renumber(remap []int32) {
+	covered := 0
+	for _, nr := range remap[:len(x.listOf)] {
+		if nr >= 0 {
+			covered++
+		}
+	}
+	listOf := make([]int32, covered)
+	for old, nr := range remap[:len(x.listOf)] {
 		if nr >= 0 {
 			listOf[nr] = x.listOf[old]
 		}
 	}
 	x.listOf = listOf
-	for c := range x.lists {
-		x.lists[c] = x.lists[c][:0]
-	}
-	for i, c := range listOf {
-		x.lists[c] = append(x.lists[c], int32(i))
+	for c, rs := range x.lists {
+		n := 0
+		vs := x.vecs[c]
+		for i, r := range rs {
+			if nr := remap[r]; nr >= 0 {
+				rs[n] = nr
+				copy(vs[n*x.dim:(n+1)*x.dim], vs[i*x.dim:(i+1)*x.dim])
+				n++
+			}
+		}
+		x.lists[c] = rs[:n]
+		x.vecs[c] = vs[:n*x.dim]
 	}
 }
 
 // probe returns the lists to scan for q, nearest first: enough to hold the share
-// annProbeFraction/share of the rows (share: the fraction of rows a filter allows).
+// annProbeFraction/share of the rows (share: the fraction of rows a filter allows),
+// and at least annMinProbe lists.
 func (x *ivf) probe(q []float32, share float64) []int32 {
 	n := x.nlist()
-	want := int(math.Ceil(float64(n) * min(annProbeFraction/share, 1)))
-	want = min(max(want, annMinProbe), n)
+	budget := int(math.Ceil(float64(len(x.listOf)) * min(annProbeFraction/share, 1)))
 	type cs struct {
 		score float32
 		list  int32
@@ -259,20 +336,23 @@ func (x *ivf) probe(q []float32, share float64) []int32 {
 	for c := range n {
 		all[c] = cs{dot(q, x.centroids[c*x.dim:(c+1)*x.dim]), int32(c)}
 	}
-	if want < n {
-		slices.SortFunc(all, func(a, b cs) int {
-			switch {
-			case a.score > b.score:
-				return -1
-			case a.score < b.score:
-				return 1
-			}
-			return int(a.list - b.list)
-		})
-	}
-	out := make([]int32, want)
-	for i := range out {
-		out[i] = all[i].list
+	slices.SortFunc(all, func(a, b cs) int {
+		switch {
+		case a.score > b.score:
+			return -1
+		case a.score < b.score:
+			return 1
+		}
+		return int(a.list - b.list)
+	})
+	var out []int32
+	rows := 0
+	for _, c := range all {
+		if rows >= budget && len(out) >= annMinProbe {
+			break
+		}
+		out = append(out, c.list)
+		rows += len(x.lists[c.list])
 	}
 	return out
 }

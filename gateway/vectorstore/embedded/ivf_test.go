@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 
@@ -74,11 +75,17 @@ func checkIndex(t *testing.T, s *Store, kbID string) {
 	}
 	seen := make([]bool, len(k.denseSlot))
 	for c, rows := range x.lists {
-		for _, r := range rows {
+		if len(x.vecs[c]) != len(rows)*k.dim {
+			t.Fatalf("list %d: %d rows, %d floats of vectors", c, len(rows), len(x.vecs[c]))
+		}
+		for i, r := range rows {
 			if seen[r] || x.listOf[r] != int32(c) {
 				t.Fatalf("row %d in list %d (listOf %d, seen before %v)", r, c, x.listOf[r], seen[r])
 			}
 			seen[r] = true
+			if !slices.Equal(x.vecs[c][i*k.dim:(i+1)*k.dim], k.row(int(r))) {
+				t.Fatalf("list %d: the vector of row %d is not the row's", c, r)
+			}
 		}
 	}
 	for r, ok := range seen {
@@ -107,8 +114,8 @@ func TestANNRecall(t *testing.T) {
 		for range 200 {
 			qs = append(qs, vectorstore.Query{KBID: "kb", TopK: topK, Dense: c.Near(r.IntN(n / synth.ChunksPerDoc))})
 		}
-		if got := recall(t, s, qs); got < 0.98 {
-			t.Errorf("recall@%d %.3f, want ≥ 0.98", topK, got)
+		if got, want := recall(t, s, qs), map[bool]float64{true: 0.98, false: 0.97}[topK == 10]; got < want {
+			t.Errorf("recall@%d %.3f, want ≥ %.2f", topK, got, want)
 		} else {
 			t.Logf("recall@%d %.3f", topK, got)
 		}
@@ -261,4 +268,51 @@ func TestDotMatchesLoop(t *testing.T) {
 			t.Errorf("n=%d: dot %v, loop %v", n, d, g)
 		}
 	}
+}
+
+// TestANNBulkLoadBuildsOnce: rows written in a stream are not indexed until the
+// writes stop (each build would be outgrown at once), then the index is built once;
+// rows added after it are found at once (scanned exactly until assigned).
+func TestANNBulkLoadBuildsOnce(t *testing.T) {
+	defer func(n int) { annMinRows = n }(annMinRows)
+	annMinRows = 1000
+	c := synth.New(32, 20, 6)
+	s := New()
+	ctx := context.Background()
+	for i := 0; i < 20_000; i += 500 {
+		if err := s.Upsert(ctx, synthPoints(c, i, 500)); err != nil {
+			t.Fatal(err)
+		}
+		s.mu.RLock()
+		built := s.kbs["kb"].builds
+		s.mu.RUnlock()
+		if built != 0 {
+			t.Fatalf("an index was built while rows were streaming in (%d rows)", i+500)
+		}
+	}
+	s.Wait()
+	checkIndex(t, s, "kb")
+	if b := s.kbs["kb"].builds; b != 1 {
+		t.Fatalf("%d builds after the load, want 1", b)
+	}
+	// New rows: the nearest to a query, found before any assignment.
+	q := c.Near(3)
+	var pts []vectorstore.Point
+	for i := range 5 {
+		pts = append(pts, vectorstore.Point{ChunkID: chunkID(100_000 + i), KBID: "kb", DocumentID: "new", Dense: q})
+	}
+	if err := s.Upsert(ctx, pts); err != nil {
+		t.Fatal(err)
+	}
+	hits, err := s.Search(ctx, vectorstore.Query{KBID: "kb", TopK: 5, Dense: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hits {
+		if h.DocumentID != "new" {
+			t.Fatalf("hits %+v: want the 5 rows just added", hits)
+		}
+	}
+	s.Wait()
+	checkIndex(t, s, "kb")
 }

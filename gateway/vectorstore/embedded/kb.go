@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/viterin/vek/vek32"
 	"golang.org/x/sys/cpu"
@@ -24,8 +25,8 @@ type kb struct {
 	terms    [][]uint32 // sparse term ids, to maintain document frequencies on delete
 	denseRow []int32    // row in dense, or -1
 
-	dense     []float32 // normalised vectors, dim per row
-	denseSlot []int32   // row → slot
+	dense     slab    // normalised vectors
+	denseSlot []int32 // row → slot
 
 	slotOf   map[string]int32 // live chunk id → slot
 	docNames []string
@@ -36,12 +37,17 @@ type kb struct {
 	nSparse int // live points with a non-empty sparse vector: N of idf
 	nDead   int
 
-	// The approximate dense index: nil until the first build completes (and below
-	// annMinRows). building is set while one runs; gen counts compactions, which
-	// renumber the rows a build in flight read.
+	// The approximate dense index of the first rows, the others are scanned
+	// exactly: nil until the first build completes (and below annMinRows).
+	// building is set while background work on it runs; gen counts compactions,
+	// which renumber the rows it read.
 	ann      *ivf
 	building bool
 	gen      int
+	written  time.Time // the last write: work on the index waits for annQuiet after it
+	tended   time.Time // the last work on the index (or the creation): it waits annMaxDefer at most
+	waiting  bool      // a timer will call tend
+	builds   int       // builds installed (tests)
 }
 
 // postings of one term, as parallel arrays in slot order. They may include
@@ -55,6 +61,7 @@ type postings struct {
 func newKB(id string) *kb {
 	return &kb{
 		id:     id,
+		tended: time.Now(),
 		slotOf: make(map[string]int32),
 		docIdx: make(map[string]int32),
 		post:   make(map[uint32]*postings),
@@ -80,14 +87,12 @@ func (k *kb) add(p *vectorstore.Point) {
 	if p.Dense != nil {
 		if k.dim == 0 {
 			k.dim = len(p.Dense)
+			k.dense.dim = k.dim
 		}
 		row = int32(len(k.denseSlot))
 		k.denseSlot = append(k.denseSlot, slot)
 		v := normalised(p.Dense)
-		k.dense = append(k.dense, v...)
-		if k.ann != nil {
-			k.ann.add(v, k.row)
-		}
+		k.dense.append(v)
 	}
 	k.denseRow = append(k.denseRow, row)
 
@@ -160,7 +165,7 @@ func (k *kb) maybeCompact() {
 	doc := make([]int32, 0, live)
 	terms := make([][]uint32, 0, live)
 	denseRow := make([]int32, 0, live)
-	var dense []float32
+	dense := slab{dim: k.dim}
 	var denseSlot []int32
 	docNames := make([]string, 0, len(k.docNames))
 	docIdx := make(map[string]int32, len(k.docNames))
@@ -192,7 +197,7 @@ func (k *kb) maybeCompact() {
 			row = int32(len(denseSlot))
 			rowRemap[r] = row
 			denseSlot = append(denseSlot, slot)
-			dense = append(dense, k.dense[int(r)*k.dim:int(r+1)*k.dim]...)
+			dense.append(k.row(int(r)))
 		}
 		denseRow = append(denseRow, row)
 		k.slotOf[k.ids[old]] = slot
@@ -223,20 +228,20 @@ func (k *kb) maybeCompact() {
 		if len(denseSlot) < annMinRows/2 {
 			k.ann = nil // small again: exact
 		} else {
-			k.ann.renumber(rowRemap, len(denseSlot))
+			k.ann.renumber(rowRemap)
 		}
 	}
 }
 
-// wantsBuild tells whether an index build is due: none runs, the knowledge base
-// has annMinRows dense rows, and it has none yet or twice as many rows as when it
-// was built.
-func (k *kb) wantsBuild() bool {
-	rows := len(k.denseSlot)
-	return !k.building && rows >= annMinRows && (k.ann == nil || rows >= k.ann.rows*2)
+// covered is the number of rows the approximate index covers (the first ones).
+func (k *kb) covered() int {
+	if k.ann == nil {
+		return 0
+	}
+	return k.ann.covered()
 }
 
-func (k *kb) row(r int) []float32 { return k.dense[r*k.dim : (r+1)*k.dim] }
+func (k *kb) row(r int) []float32 { return k.dense.row(r) }
 
 // allowedDocs turns a document filter into a mask by doc index: nil means
 // every document; any is false when no listed document exists.
@@ -341,12 +346,12 @@ func (k *kb) searchDense(q []float32, limit int, allowed []bool) []vectorstore.H
 	}
 	parts := min(runtime.GOMAXPROCS(0), rows*k.dim/parallelDenseWork)
 	if parts <= 1 {
-		k.scanRows(&h, q, 0, rows, nil, nil)
+		k.scanRows(&h, q, 0, rows, nil)
 		return h.hits()
 	}
 	// Large knowledge base: scan slices of the slab in parallel, then merge.
 	return k.merge(limit, parts, func(p int, h *topK) {
-		k.scanRows(h, q, rows*p/parts, rows*(p+1)/parts, nil, nil)
+		k.scanRows(h, q, rows*p/parts, rows*(p+1)/parts, nil)
 	})
 }
 
@@ -354,7 +359,8 @@ func (k *kb) searchDense(q []float32, limit int, allowed []bool) []vectorstore.H
 // that allowed (nil: all) lets through, so that as many allowed rows are scanned.
 func (k *kb) searchANN(q []float32, limit int, allowed []bool, share float64) []vectorstore.Hit {
 	lists := k.ann.probe(q, share)
-	work := 0
+	covered, rows := k.ann.covered(), len(k.denseSlot)
+	work := rows - covered // the rows not covered yet, scanned exactly
 	for _, c := range lists {
 		work += len(k.ann.lists[c])
 	}
@@ -362,15 +368,29 @@ func (k *kb) searchANN(q []float32, limit int, allowed []bool, share float64) []
 	if parts <= 1 {
 		h := topK{k: k, limit: limit}
 		for _, c := range lists {
-			k.scanRows(&h, q, 0, 0, k.ann.lists[c], allowed)
+			k.scanList(&h, q, c, allowed)
 		}
+		k.scanRows(&h, q, covered, rows, allowed)
 		return h.hits()
 	}
 	return k.merge(limit, parts, func(p int, h *topK) {
 		for i := p; i < len(lists); i += parts { // nearest lists spread over the parts
-			k.scanRows(h, q, 0, 0, k.ann.lists[lists[i]], allowed)
+			k.scanList(h, q, lists[i], allowed)
 		}
+		k.scanRows(h, q, covered+(rows-covered)*p/parts, covered+(rows-covered)*(p+1)/parts, allowed)
 	})
+}
+
+// scanList offers the live rows of list c that allowed (when not nil) lets through.
+func (k *kb) scanList(h *topK, q []float32, c int32, allowed []bool) {
+	vs, dim := k.ann.vecs[c], k.dim
+	for i, r := range k.ann.lists[c] {
+		s := k.denseSlot[r]
+		if k.dead[s] || (allowed != nil && !allowed[k.doc[s]]) {
+			continue
+		}
+		h.offer(dot(q, vs[i*dim:(i+1)*dim]), s)
+	}
 }
 
 // merge runs scan for parts parts (the last on this goroutine) and merges their heaps.
@@ -400,24 +420,12 @@ func (k *kb) merge(limit, parts int, scan func(p int, h *topK)) []vectorstore.Hi
 // variable so that tests can exercise the parallel path on small inputs.
 var parallelDenseWork = 1 << 24
 
-// scanRows offers the live rows [lo, hi) to h, or the rows listed when rows is not
-// nil, skipping those of documents allowed (when not nil) does not let through.
-func (k *kb) scanRows(h *topK, q []float32, lo, hi int, rows []int32, allowed []bool) {
-	visit := func(r int) {
-		s := k.denseSlot[r]
-		if k.dead[s] || (allowed != nil && !allowed[k.doc[s]]) {
-			return
-		}
-		h.offer(dot(q, k.row(r)), s)
-	}
-	if rows != nil {
-		for _, r := range rows {
-			visit(int(r))
-		}
-		return
-	}
+// scanRows offers the live rows [lo, hi) that allowed (when not nil) lets through.
+func (k *kb) scanRows(h *topK, q []float32, lo, hi int, allowed []bool) {
 	for r := lo; r < hi; r++ {
-		visit(r)
+		if s := k.denseSlot[r]; !k.dead[s] && (allowed == nil || allowed[k.doc[s]]) {
+			h.offer(dot(q, k.row(r)), s)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/ragway/ragway/gateway/vectorstore"
 )
@@ -51,21 +52,42 @@ func (s *Store) Wait() {
 	}
 }
 
-// maybeBuild starts building k's approximate index in the background when one is
-// due. The build reads a snapshot of the rows (the slab is only appended to, and
-// compaction makes a new one) without the lock, and is installed under it: rows added
-// meanwhile join their lists then; a build made before a compaction is dropped and
-// started again. Called with s.mu held for writing.
-func (s *Store) maybeBuild(k *kb) {
-	if s.exact || !k.wantsBuild() {
+// tend starts the background work k's approximate index is due, if none runs: a
+// build from a snapshot of the rows (the slab is only appended to, and compaction
+// makes a new one) when there is no index, the knowledge base has twice the rows it
+// was built from, or the rows it does not cover are a quarter of those it does;
+// else the assignment of the rows not covered to their lists. Either is computed
+// without the lock and installed under it, unless a compaction renumbered the rows
+// meanwhile (then it is done again). Rows not covered yet are scanned exactly by
+// searches; adding a row costs nothing more. Called with s.mu held for writing.
+func (s *Store) tend(k *kb) {
+	if s.exact || k.building {
+		return
+	}
+	rows := len(k.denseSlot)
+	covered := k.covered()
+	build := rows >= annMinRows && (k.ann == nil || rows >= 2*k.ann.rows || rows-covered >= max(covered/4, 1))
+	if !build && (k.ann == nil || rows == covered) {
+		return
+	}
+	if time.Since(k.written) < annQuiet && time.Since(k.tended) < annMaxDefer {
+		// Still being written to (a bulk load would outgrow each build at once):
+		// wait until it has been quiet a while, or for annMaxDefer at most.
+		s.later(k)
 		return
 	}
 	k.building = true
 	s.building++
-	rows, dim, gen := len(k.denseSlot), k.dim, k.gen
-	dense := k.dense[: rows*dim : rows*dim]
+	gen, dense := k.gen, k.dense.snapshot()
+	ann := k.ann
 	go func() {
-		x := buildIVF(dense, dim, rows, 1)
+		var x *ivf
+		var lists []int32
+		if build {
+			x = buildIVF(dense, 1)
+		} else {
+			lists = ann.assign(dense, covered)
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.building--
@@ -79,13 +101,37 @@ func (s *Store) maybeBuild(k *kb) {
 		}
 		k.building = false
 		if k.gen == gen {
-			for r := rows; r < len(k.denseSlot); r++ {
-				x.add(k.row(r), k.row)
+			k.tended = time.Now()
+			if build {
+				k.ann = x
+				k.builds++
+			} else if k.ann == ann && ann.covered() == covered {
+				ann.extend(lists, covered, k.row)
 			}
-			k.ann = x
 		}
-		s.maybeBuild(k)
+		s.tend(k)
 	}()
+}
+
+// later calls tend for k once it may have been quiet for annQuiet.
+func (s *Store) later(k *kb) {
+	if k.waiting {
+		return
+	}
+	k.waiting = true
+	s.building++
+	time.AfterFunc(annQuiet, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.building--
+		k.waiting = false
+		if !s.closed && s.kbs[k.id] == k {
+			s.tend(k)
+		}
+		if s.building == 0 {
+			s.idle.Broadcast()
+		}
+	})
 }
 
 // Upsert implements vectorstore.Store.
@@ -143,9 +189,11 @@ func (s *Store) Upsert(ctx context.Context, points []vectorstore.Point) error {
 		s.owner[p.ChunkID] = p.KBID
 		touched[k] = true
 	}
+	now := time.Now()
 	for k := range touched {
+		k.written = now
 		k.maybeCompact()
-		s.maybeBuild(k)
+		s.tend(k)
 	}
 	return nil
 }
@@ -170,8 +218,9 @@ func (s *Store) DeleteDocument(ctx context.Context, kbID, documentID string) err
 	for _, id := range k.removeDocument(documentID) {
 		delete(s.owner, id)
 	}
+	k.written = time.Now()
 	k.maybeCompact()
-	s.maybeBuild(k)
+	s.tend(k)
 	return nil
 }
 
