@@ -58,11 +58,7 @@ type ragDoc struct {
 }
 
 func runRAG(binDir string) error {
-	goDocs, err := goDocCorpus()
-	if err != nil {
-		return err
-	}
-	gen, err := newRAGGen(goDocs)
+	goDocs, gen, err := ragSources()
 	if err != nil {
 		return err
 	}
@@ -164,6 +160,17 @@ func textPath(d ragDoc, fn func(rag.Chunk, vectorstore.Sparse)) (int, int, error
 		}
 	}
 	return len(text), len(chunks), nil
+}
+
+// ragSources are the Go documentation's files and a generator of synthetic documents
+// trained on them.
+func ragSources() ([]ragDoc, *ragGen, error) {
+	goDocs, err := goDocCorpus()
+	if err != nil {
+		return nil, nil, err
+	}
+	gen, err := newRAGGen(goDocs)
+	return goDocs, gen, err
 }
 
 // goDocDir is $(go env GOROOT)/doc ("doc" if go is not on the PATH: the read fails).

@@ -103,11 +103,7 @@ func runSearch() error {
 		}
 		sizes = append(sizes, n)
 	}
-	goDocs, err := goDocCorpus()
-	if err != nil {
-		return err
-	}
-	gen, err := newRAGGen(goDocs)
+	goDocs, gen, err := ragSources()
 	if err != nil {
 		return err
 	}

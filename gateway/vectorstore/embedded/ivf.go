@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -336,14 +337,8 @@ func (x *ivf) probe(q []float32, share float64) []int32 {
 	for c := range n {
 		all[c] = cs{dot(q, x.centroids[c*x.dim:(c+1)*x.dim]), int32(c)}
 	}
-	slices.SortFunc(all, func(a, b cs) int {
-		switch {
-		case a.score > b.score:
-			return -1
-		case a.score < b.score:
-			return 1
-		}
-		return int(a.list - b.list)
+	slices.SortFunc(all, func(a, b cs) int { // nearest first
+		return cmp.Or(cmp.Compare(b.score, a.score), cmp.Compare(a.list, b.list))
 	})
 	var out []int32
 	rows := 0
