@@ -3,10 +3,12 @@ package embedded
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ragway/ragway/gateway/vectorstore"
 	"github.com/ragway/ragway/gateway/vectorstore/embedded/synth"
@@ -274,8 +276,9 @@ func TestDotMatchesLoop(t *testing.T) {
 // writes stop (each build would be outgrown at once), then the index is built once;
 // rows added after it are found at once (scanned exactly until assigned).
 func TestANNBulkLoadBuildsOnce(t *testing.T) {
-	defer func(n int) { annMinRows = n }(annMinRows)
+	defer func(n int, q time.Duration) { annMinRows, annQuiet = n, q }(annMinRows, annQuiet)
 	annMinRows = 1000
+	annQuiet = 5 * time.Second // far longer than an upsert of 500 rows takes, even under -race
 	c := synth.New(32, 20, 6)
 	s := New()
 	ctx := context.Background()
@@ -315,4 +318,13 @@ func TestANNBulkLoadBuildsOnce(t *testing.T) {
 	}
 	s.Wait()
 	checkIndex(t, s, "kb")
+}
+
+// TestTinyVectorNormalised: a vector of denormal components is stored as a unit
+// vector, not as Inf/NaN (its inverse norm overflows float32).
+func TestTinyVectorNormalised(t *testing.T) {
+	v := normalised([]float32{1e-40, 1e-40, 1e-40})
+	if d := dotGo(v, v); math.IsNaN(float64(d)) || math.Abs(float64(d)-1) > 1e-3 {
+		t.Fatalf("normalised tiny vector %v: |v|² = %v", v, d)
+	}
 }

@@ -100,8 +100,8 @@ func (s *Store) tend(k *kb) {
 			return // gone meanwhile
 		}
 		k.building = false
+		k.tended = time.Now() // (also when dropped: the next try waits to be quiet too)
 		if k.gen == gen {
-			k.tended = time.Now()
 			if build {
 				k.ann = x
 				k.builds++
@@ -332,10 +332,10 @@ func normalised(v []float32) []float32 {
 	for _, x := range v {
 		n += float64(x) * float64(x)
 	}
-	inv := float32(1 / math.Sqrt(n))
+	inv := 1 / math.Sqrt(n) // in float64: a tiny vector's inverse norm overflows float32
 	out := make([]float32, len(v))
 	for i, x := range v {
-		out[i] = x * inv
+		out[i] = float32(float64(x) * inv)
 	}
 	return out
 }
