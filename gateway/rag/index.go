@@ -157,7 +157,7 @@ func Rebuild(ctx context.Context, chunks ChunkScanner, vectors vectorstore.Store
 	read := make(chan error, 1)
 	go func() {
 		defer close(pages)
-		read <- chunks.EachKBChunks(ctx, kbID, 1000, func(cs []store.Chunk) error {
+		read <- chunks.EachKBVectors(ctx, kbID, 1000, func(cs []store.Chunk) error {
 			select {
 			case pages <- Points(cs):
 				return nil
@@ -186,8 +186,8 @@ func Rebuild(ctx context.Context, chunks ChunkScanner, vectors vectorstore.Store
 	return n, nil
 }
 
-// ChunkScanner reads a knowledge base's chunks back in batches (*store.Store
-// implements it).
+// ChunkScanner reads a knowledge base's chunks back in batches, without their text
+// (what an index needs; *store.Store implements it).
 type ChunkScanner interface {
-	EachKBChunks(ctx context.Context, kbID string, batch int, fn func([]store.Chunk) error) error
+	EachKBVectors(ctx context.Context, kbID string, batch int, fn func([]store.Chunk) error) error
 }

@@ -3,6 +3,7 @@ package rag
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -199,6 +200,17 @@ func (m *memChunks) EachKBChunks(_ context.Context, kbID string, batch int, fn f
 		cs = cs[n:]
 	}
 	return nil
+}
+
+// EachKBVectors serves the chunks without their text.
+func (m *memChunks) EachKBVectors(ctx context.Context, kbID string, batch int, fn func([]store.Chunk) error) error {
+	return m.EachKBChunks(ctx, kbID, batch, func(cs []store.Chunk) error {
+		out := slices.Clone(cs)
+		for i := range out {
+			out[i].Heading, out[i].Content = "", ""
+		}
+		return fn(out)
+	})
 }
 
 func TestRebuild(t *testing.T) {

@@ -202,16 +202,25 @@ func (s *Store) EachKBChunks(ctx context.Context, kbID string, batch int, fn fun
 	return s.eachChunks(ctx, "knowledge base chunks", kbID, "", batch, fn)
 }
 
+// EachKBVectors is EachKBChunks without the chunks' text (Heading and Content are
+// empty): what a vector index is loaded from, a fraction of the bytes.
+func (s *Store) EachKBVectors(ctx context.Context, kbID string, batch int, fn func([]Chunk) error) error {
+	if !validID(kbID) {
+		return fmt.Errorf("store: knowledge base vectors: %w", ErrNotFound)
+	}
+	return s.eachChunksWhere(ctx, "knowledge base vectors", chunkVectorColumns, kbID, "", 0, batch, fn)
+}
+
 // eachChunks calls fn with the chunks of knowledge base kbID (of its document docID
 // only, when docID is set), batch at a time, in document and ordinal order, reading a
 // page after the last chunk of the one before.
 func (s *Store) eachChunks(ctx context.Context, op, kbID, docID string, batch int, fn func([]Chunk) error) error {
-	return s.eachChunksWhere(ctx, op, kbID, docID, 0, batch, fn)
+	return s.eachChunksWhere(ctx, op, chunkColumns, kbID, docID, 0, batch, fn)
 }
 
 // eachChunksWhere is eachChunks over the chunks made by analyzer rules older than
-// below only (0: every chunk).
-func (s *Store) eachChunksWhere(ctx context.Context, op, kbID, docID string, below, batch int, fn func([]Chunk) error) error {
+// below only (0: every chunk), reading cols (chunkColumns or chunkVectorColumns).
+func (s *Store) eachChunksWhere(ctx context.Context, op, cols, kbID, docID string, below, batch int, fn func([]Chunk) error) error {
 	if batch <= 0 {
 		batch = 1000
 	}
@@ -223,7 +232,7 @@ func (s *Store) eachChunksWhere(ctx context.Context, op, kbID, docID string, bel
 	for {
 		var page []Chunk
 		err := s.do(ctx, op, func(ctx context.Context) error {
-			rows, err := s.db.QueryContext(ctx, `SELECT `+chunkColumns+` FROM chunks c
+			rows, err := s.db.QueryContext(ctx, `SELECT `+cols+` FROM chunks c
 				WHERE c.kb_id = $1 AND ($5::uuid IS NULL OR c.document_id = $5) AND (c.document_id, c.ordinal) > ($2::uuid, $3)
 				AND ($6 = 0 OR c.analyzer < $6)
 				ORDER BY c.document_id, c.ordinal LIMIT $4`, kbID, afterDoc, afterOrd, batch, doc, below)
@@ -258,7 +267,7 @@ func (s *Store) EachChunkToReanalyze(ctx context.Context, kbID, docID string, an
 	if !validID(kbID) || docID != "" && !validID(docID) {
 		return fmt.Errorf("store: chunks to reanalyze: %w", ErrNotFound)
 	}
-	return s.eachChunksWhere(ctx, "chunks to reanalyze", kbID, docID, analyzer, batch, fn)
+	return s.eachChunksWhere(ctx, "chunks to reanalyze", chunkColumns, kbID, docID, analyzer, batch, fn)
 }
 
 // SparseUpdate is a chunk's new sparse vector.
@@ -338,6 +347,10 @@ func (s *Store) ids(ctx context.Context, op, query string, args ...any) ([]strin
 }
 
 const chunkColumns = `c.id, c.document_id, c.kb_id, c.ordinal, c.heading, c.content, c.token_count,
+	c.dense, c.sparse, c.analyzer`
+
+// chunkVectorColumns are chunkColumns without the text.
+const chunkVectorColumns = `c.id, c.document_id, c.kb_id, c.ordinal, ''::text, ''::text, c.token_count,
 	c.dense, c.sparse, c.analyzer`
 
 // scanChunks reads rows of chunkColumns (followed by the document's title when

@@ -82,6 +82,15 @@ func TestIndexDocument(t *testing.T) {
 	if err != nil || batches != 2 || len(all) != 2 || all[0].Content != "second chunk 0" || all[1].Ordinal != 1 {
 		t.Fatalf("EachKBChunks after reindexing: %d batches %+v, %v", batches, all, err)
 	}
+	var vecs []store.Chunk
+	err = s.EachKBVectors(ctx(t), kb.ID, 10, func(cs []store.Chunk) error {
+		vecs = append(vecs, cs...)
+		return nil
+	})
+	if err != nil || len(vecs) != 2 || vecs[0].Content != "" || vecs[0].Heading != "" || vecs[0].ID != all[0].ID ||
+		!slices.Equal(vecs[1].SparseIndices, all[1].SparseIndices) || !slices.Equal(vecs[1].Dense, all[1].Dense) {
+		t.Fatalf("EachKBVectors: %+v, %v; want the chunks of EachKBChunks without their text", vecs, err)
+	}
 
 	if err := s.FailDocument(ctx(t), alice.ID, kb.ID, doc.ID, "the PDF is encrypted"); err != nil {
 		t.Fatal(err)
