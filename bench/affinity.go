@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
-
 	"sync"
 	"time"
 )

@@ -48,7 +48,7 @@ func makeBenchCorpus(chunks, dim int) *benchCorpus {
 			sp.Values = append(sp.Values, bm25tf(tf[t]))
 		}
 		p := vectorstore.Point{
-			ChunkID:    fmt.Sprintf("00000000-0000-4000-8000-%012x", i),
+			ChunkID:    chunkID(i),
 			KBID:       "kb",
 			DocumentID: fmt.Sprintf("doc-%d", i/20),
 			Sparse:     sp,

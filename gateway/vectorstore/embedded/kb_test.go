@@ -77,7 +77,7 @@ func TestAgainstReference(t *testing.T) {
 	kbs := []string{"kb-0", "kb-1"}
 	randPoint := func() vectorstore.Point {
 		p := vectorstore.Point{
-			ChunkID:    fmt.Sprintf("00000000-0000-4000-8000-%012x", r.IntN(80)),
+			ChunkID:    chunkID(r.IntN(80)),
 			DocumentID: fmt.Sprintf("doc-%d", r.IntN(6)),
 		}
 		// A chunk stays in one knowledge base.
@@ -179,7 +179,7 @@ func TestCompactionReclaimsSlots(t *testing.T) {
 		var batch []vectorstore.Point
 		for i := range 100 {
 			batch = append(batch, vectorstore.Point{
-				ChunkID: fmt.Sprintf("00000000-0000-4000-8000-%012x", i), KBID: "kb", DocumentID: "d",
+				ChunkID: chunkID(i), KBID: "kb", DocumentID: "d",
 				Dense: []float32{1, float32(round)}, Sparse: vectorstore.Sparse{Indices: []uint32{uint32(round)}, Values: []float32{1}},
 			})
 		}

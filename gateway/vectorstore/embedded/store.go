@@ -20,8 +20,9 @@ type Store struct {
 	kbs      map[string]*kb
 	owner    map[string]string // chunk id → kb id, for chunks that move between knowledge bases
 	pool     sync.Pool         // *scratch
-	building int               // index builds running
+	building int               // index work running, waiting or timed
 	idle     *sync.Cond        // broadcast when building drops to 0; L is mu's write lock
+	work     chan struct{}     // a token: one knowledge base's index work at a time
 	exact    bool
 }
 
@@ -34,7 +35,7 @@ func Exact() Option { return func(s *Store) { s.exact = true } }
 
 // New returns an empty store.
 func New(opts ...Option) *Store {
-	s := &Store{kbs: make(map[string]*kb), owner: make(map[string]string)}
+	s := &Store{kbs: make(map[string]*kb), owner: make(map[string]string), work: make(chan struct{}, 1)}
 	s.idle = sync.NewCond(&s.mu)
 	for _, o := range opts {
 		o(s)
@@ -81,6 +82,8 @@ func (s *Store) tend(k *kb) {
 	gen, dense := k.gen, k.dense.snapshot()
 	ann := k.ann
 	go func() {
+		// One at a time: each uses every core, and holds a build's memory.
+		s.work <- struct{}{}
 		var x *ivf
 		var lists []int32
 		if build {
@@ -88,6 +91,7 @@ func (s *Store) tend(k *kb) {
 		} else {
 			lists = ann.assign(dense, covered)
 		}
+		<-s.work
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.building--
