@@ -22,6 +22,7 @@ import (
 type ivf struct {
 	dim       int
 	centroids []float32   // nlist × dim, unit length
+	groups    *groups     // the centroids in groups, to find a row's nearest fast (nil: few centroids)
 	listOf    []int32     // by dense row: its list
 	lists     [][]int32   // by list: its rows, ascending; they may include dead rows
 	vecs      [][]float32 // by list: its rows' vectors, in the order of lists (a scan reads memory in order, not row after scattered row)
@@ -51,10 +52,10 @@ const (
 
 func (x *ivf) nlist() int { return len(x.lists) }
 
-// nlistFor is the number of lists for rows rows: √rows/2, so a list holds about
-// 2√rows rows (a million rows: 500 lists of 2,000).
+// nlistFor is the number of lists for rows rows: √rows, so a list holds about √rows
+// rows (a million rows: 1,000 lists of 1,000).
 func nlistFor(rows int) int {
-	return min(max(int(math.Sqrt(float64(rows))/2), 16), 4096)
+	return min(max(int(math.Sqrt(float64(rows))), 16), 4096)
 }
 
 // buildIVF clusters the rows of the slab snapshot dense (unit rows) and assigns
@@ -84,6 +85,7 @@ func buildIVF(dense slab, seed uint64) *ivf {
 	x := &ivf{dim: dim, centroids: cents, lists: make([][]int32, nlist), rows: n}
 	assign := make([]int32, ns)
 	for range annIterations {
+		x.groups = newGroups(cents, dim, r.Uint64())
 		parallel(ns, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				assign[i] = x.nearest(row(sample[i]))
@@ -107,6 +109,7 @@ func buildIVF(dense slab, seed uint64) *ivf {
 			unit(cv, sums[c*dim:(c+1)*dim])
 		}
 	}
+	x.groups = newGroups(cents, dim, r.Uint64())
 	x.listOf = make([]int32, n)
 	parallel(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -162,15 +165,126 @@ func parallel(n int, fn func(lo, hi int)) {
 	wg.Wait()
 }
 
-// nearest is the list whose centroid is nearest v.
+// nearest is the list whose centroid is nearest v: found among the centroids of
+// the groups nearest v when there are groups, else among all.
 func (x *ivf) nearest(v []float32) int32 {
-	best, bestScore := int32(0), float32(math.Inf(-1))
-	for c := range len(x.centroids) / x.dim {
-		if s := dot(v, x.centroids[c*x.dim:(c+1)*x.dim]); s > bestScore {
-			best, bestScore = int32(c), s
+	if x.groups != nil {
+		return x.groups.nearest(v, x.centroids)
+	}
+	c, _ := nearestOf(v, x.centroids, x.dim, nil)
+	return c
+}
+
+// nearestOf is the vector of vs (n × dim) nearest v, among those listed in only
+// when it is not nil, and its dot product with v.
+func nearestOf(v, vs []float32, dim int, only []int32) (int32, float32) {
+	best, bestScore := int32(-1), float32(math.Inf(-1))
+	if only == nil {
+		for c := range len(vs) / dim {
+			if s := dot(v, vs[c*dim:(c+1)*dim]); s > bestScore || best < 0 {
+				best, bestScore = int32(c), s
+			}
+		}
+		return best, bestScore
+	}
+	for _, c := range only {
+		if s := dot(v, vs[int(c)*dim:int(c+1)*dim]); s > bestScore || best < 0 {
+			best, bestScore = c, s
 		}
 	}
-	return best
+	return best, bestScore
+}
+
+// groups part the centroids of an ivf into about √nlist groups of like centroids
+// (spherical k-means over the centroids), so that a row's nearest centroid is looked
+// for among the centroids of the groupProbe groups nearest it: about 11√nlist dot
+// products instead of nlist (a million rows: 350 instead of 1,000), which makes the
+// assignment of every row about three times as fast. A row whose nearest centroid is
+// in none of those groups goes to a near one instead (a fifth of the rows at a
+// million synth rows): recall@10 at a 15 % probe is 0.988 with them, at a build
+// time of 15 s, where √rows/2 lists with every centroid scored gave 0.966 at 15 s.
+type groups struct {
+	dim     int
+	centres []float32 // by group, unit length
+	members [][]int32 // by group: its centroids
+}
+
+const (
+	groupsFrom = 64 // fewer centroids are all scored
+	groupProbe = 10
+)
+
+// newGroups groups the centroids cents, or returns nil when they are few.
+func newGroups(cents []float32, dim int, seed uint64) *groups {
+	n := len(cents) / dim
+	if n < groupsFrom {
+		return nil
+	}
+	ng := int(math.Sqrt(float64(n)))
+	r := rand.New(rand.NewPCG(seed, uint64(n)))
+	g := &groups{dim: dim, centres: make([]float32, ng*dim), members: make([][]int32, ng)}
+	for i, c := range r.Perm(n)[:ng] {
+		copy(g.centres[i*dim:], cents[c*dim:(c+1)*dim])
+	}
+	of := make([]int32, n)
+	for range 6 {
+		sums := make([]float64, ng*dim)
+		for c := range n {
+			v := cents[c*dim : (c+1)*dim]
+			of[c], _ = nearestOf(v, g.centres, dim, nil)
+			s := sums[int(of[c])*dim : int(of[c]+1)*dim]
+			for j, f := range v {
+				s[j] += float64(f)
+			}
+		}
+		for i := range ng {
+			unit(g.centres[i*dim:(i+1)*dim], sums[i*dim:(i+1)*dim]) // (an empty group keeps its centre)
+		}
+	}
+	for c := range n {
+		of[c], _ = nearestOf(cents[c*dim:(c+1)*dim], g.centres, dim, nil)
+		g.members[of[c]] = append(g.members[of[c]], int32(c))
+	}
+	return g
+}
+
+// nearest is the centroid of cents nearest v among those of the groups nearest v.
+func (g *groups) nearest(v, cents []float32) int32 {
+	type gs struct {
+		score float32
+		group int
+	}
+	var best [groupProbe]gs
+	n := 0
+	for i := range len(g.members) {
+		s := dot(v, g.centres[i*g.dim:(i+1)*g.dim])
+		if n < groupProbe {
+			best[n] = gs{s, i}
+			n++
+		} else if s <= best[groupProbe-1].score {
+			continue
+		} else {
+			best[groupProbe-1] = gs{s, i}
+		}
+		for j := n - 1; j > 0 && best[j].score > best[j-1].score; j-- { // sorted, nearest first
+			best[j], best[j-1] = best[j-1], best[j]
+		}
+	}
+	c, cs := int32(-1), float32(math.Inf(-1))
+	for _, b := range best[:n] {
+		if m := g.members[b.group]; len(m) > 0 {
+			if o, s := nearestOf(v, cents, g.dim, m); c < 0 || s > cs {
+				c, cs = o, s
+			}
+		}
+	}
+	return c // (some group has members: every centroid is in one)
+}
+
+// add puts the new centroid c of cents in the group nearest it.
+func (g *groups) add(c int32, cents []float32) {
+	i, _ := nearestOf(cents[int(c)*g.dim:int(c+1)*g.dim], g.centres, g.dim, nil)
+	g.members[i] = append(g.members[i], c)
 }
 
 // covered is the number of rows in the lists: rows [0, covered).
@@ -256,6 +370,9 @@ func (x *ivf) split(c int32, row func(int) []float32) {
 	}
 	copy(x.centroids[int(c)*dim:], ca)
 	x.centroids = append(x.centroids, cb...)
+	if x.groups != nil {
+		x.groups.add(nc, x.centroids)
+	}
 	x.lists[c] = keep
 	x.lists = append(x.lists, moved)
 	if x.vecs != nil { // (a build copies them once it is done splitting)

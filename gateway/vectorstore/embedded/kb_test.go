@@ -228,6 +228,27 @@ func TestClosedAndCancelled(t *testing.T) {
 // TestSparseTopK: a sparse search of a few hits returns exactly the top hits of brute
 // force over Zipf-distributed terms, with document filters, after deletes, and with
 // a negative weight.
+// sparseMode takes one path of searchSparse.
+type sparseMode struct {
+	name            string
+	share, parallel int // sparseDenseShare, parallelSparseWork
+}
+
+// sparseModes are every path of searchSparse: the list of touched slots, the whole
+// accumulator in one range, and in parallel ranges.
+var sparseModes = []sparseMode{
+	{"touched", 0, 1 << 30},
+	{"one range", 1 << 30, 1 << 30},
+	{"parallel ranges", 1 << 30, 1},
+}
+
+// set sets the variables of m until the test ends.
+func (m sparseMode) set(t *testing.T) {
+	share, parallel := sparseDenseShare, parallelSparseWork
+	sparseDenseShare, parallelSparseWork = m.share, m.parallel
+	t.Cleanup(func() { sparseDenseShare, parallelSparseWork = share, parallel })
+}
+
 func TestSparseTopK(t *testing.T) {
 	c := makeBenchCorpus(4000, 0)
 	s := New()
@@ -271,16 +292,19 @@ func TestSparseTopK(t *testing.T) {
 				return cmp.Compare(a.id, b.id)
 			})
 			want = want[:min(len(want), q.TopK)]
-			hits, err := s.Search(ctx, q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(hits) != len(want) {
-				t.Fatalf("%s: query %d: %d hits, want %d", what, qi, len(hits), len(want))
-			}
-			for i, h := range hits {
-				if math.Abs(h.Score-want[i].score) > 1e-4 || math.Abs(h.Score-scores[h.ChunkID]) > 1e-4 {
-					t.Fatalf("%s: query %d: hit %d %+v, want %+v (its own score %v)", what, qi, i, h, want[i], scores[h.ChunkID])
+			for _, m := range sparseModes {
+				m.set(t)
+				hits, err := s.Search(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(hits) != len(want) {
+					t.Fatalf("%s, %s: query %d: %d hits, want %d", what, m.name, qi, len(hits), len(want))
+				}
+				for i, h := range hits {
+					if math.Abs(h.Score-want[i].score) > 1e-4 || math.Abs(h.Score-scores[h.ChunkID]) > 1e-4 {
+						t.Fatalf("%s, %s: query %d: hit %d %+v, want %+v (its own score %v)", what, m.name, qi, i, h, want[i], scores[h.ChunkID])
+					}
 				}
 			}
 		}
