@@ -386,8 +386,36 @@ func searchSize(chunks []searchChunk, all []searchQuery, n int) ([3]searchResult
 		}
 		fmt.Printf("%-34s %9s %9s %9s %9.0f MB %10s %12s %8s\n", fmt.Sprintf("%d: %s", n, names[arm]),
 			ms(pct(r.lat, 50)), ms(pct(r.lat, 99)), ms(slices.Max(r.lat)), float64(r.heap)/mb, r.upsert.Round(time.Millisecond), build, recall)
+		if arm != 1 {
+			searchByLength(qs, r.lat)
+		}
 		s.Close()
 		runtime.GC()
 	}
 	return res, nil
+}
+
+// searchLongQuery is the number of terms from which searchByLength counts a question
+// as long: whole paragraphs (a Chinese paragraph has no spaces, so the phrase picker
+// takes it as one word) rather than phrases.
+const searchLongQuery = 32
+
+// searchByLength prints the p50/p99 of the phrase-length questions and of the long
+// ones apart (lat: by question).
+func searchByLength(qs []searchQuery, lat []time.Duration) {
+	var short, long []time.Duration
+	most := 0
+	for i, q := range qs {
+		most = max(most, len(q.Sparse.Indices))
+		if len(q.Sparse.Indices) > searchLongQuery {
+			long = append(long, lat[i])
+		} else {
+			short = append(short, lat[i])
+		}
+	}
+	line := fmt.Sprintf("    questions of ≤ %d terms (%d): p50 %s, p99 %s", searchLongQuery, len(short), ms(pct(short, 50)), ms(pct(short, 99)))
+	if len(long) > 0 {
+		line += fmt.Sprintf("; longer (%d, up to %d terms): p50 %s, p99 %s", len(long), most, ms(pct(long, 50)), ms(pct(long, 99)))
+	}
+	fmt.Println(line)
 }

@@ -21,14 +21,15 @@ import (
 // rows of the lists.
 type ivf struct {
 	dim       int
-	centroids []float32   // nlist × dim, unit length
-	groups    *groups     // the centroids in groups, to find a row's nearest fast (nil: few centroids)
-	listOf    []int32     // by dense row: its list
-	lists     [][]int32   // by list: its rows, ascending; they may include dead rows
-	vecs      [][]float32 // by list: its rows' vectors, in the order of lists (a scan reads memory in order, not row after scattered row)
-	splitAt   []int       // by list: the length at which it is split
-	size      int         // rows a list had on average when built
-	rows      int         // rows when built: a knowledge base twice as large is built again
+	centroids []float32 // nlist × dim, unit length
+	groups    *groups   // the centroids in groups, to find a row's nearest fast (nil: few centroids)
+	listOf    []int32   // by dense row: its list
+	lists     [][]int32 // by list: its rows, ascending; they may include dead rows
+	cdim      int       // codeDim(dim)
+	codes     []codes   // by list: its rows' codes (quant.go), in the order of lists (a scan reads memory in order, not row after scattered row)
+	splitAt   []int     // by list: the length at which it is split
+	size      int       // rows a list had on average when built
+	rows      int       // rows when built: a knowledge base twice as large is built again
 }
 
 // Tuning, measured with the synth corpus (bench -only search prints recall with it).
@@ -82,7 +83,7 @@ func buildIVF(dense slab, seed uint64) *ivf {
 	for c := range nlist {
 		copy(cents[c*dim:], row(sample[r.IntN(ns)]))
 	}
-	x := &ivf{dim: dim, centroids: cents, lists: make([][]int32, nlist), rows: n}
+	x := &ivf{dim: dim, cdim: codeDim(dim), centroids: cents, lists: make([][]int32, nlist), rows: n}
 	assign := make([]int32, ns)
 	for range annIterations {
 		x.groups = newGroups(cents, dim, r.Uint64())
@@ -137,14 +138,15 @@ func buildIVF(dense slab, seed uint64) *ivf {
 			x.split(int32(c), rowOf)
 		}
 	}
-	x.vecs = make([][]float32, len(x.lists))
+	x.codes = make([]codes, len(x.lists))
 	parallel(len(x.lists), func(lo, hi int) {
 		for c := lo; c < hi; c++ {
-			vs := make([]float32, 0, len(x.lists[c])*dim)
+			n := len(x.lists[c])
+			cs := codes{q: make([]int8, 0, n*x.cdim), scale: make([]float32, 0, n)}
 			for _, r := range x.lists[c] {
-				vs = append(vs, row(r)...)
+				cs.add(row(r), x.cdim)
 			}
-			x.vecs[c] = vs
+			x.codes[c] = cs
 		}
 	})
 	return x
@@ -310,7 +312,7 @@ func (x *ivf) extend(lists []int32, from int, row func(int) []float32) {
 		r := from + i
 		x.listOf = append(x.listOf, c)
 		x.lists[c] = append(x.lists[c], int32(r))
-		x.vecs[c] = append(x.vecs[c], row(r)...)
+		x.codes[c].add(row(r), x.cdim)
 	}
 	for c := 0; c < len(x.lists); c++ {
 		for len(x.lists[c]) >= x.splitAt[c] {
@@ -375,19 +377,18 @@ func (x *ivf) split(c int32, row func(int) []float32) {
 	}
 	x.lists[c] = keep
 	x.lists = append(x.lists, moved)
-	if x.vecs != nil { // (a build copies them once it is done splitting)
-		keepV := make([]float32, 0, cap(keep)*dim)
-		movedV := make([]float32, 0, cap(moved)*dim)
-		old := x.vecs[c]
+	if x.codes != nil { // (a build codes them once it is done splitting)
+		var keepC, movedC codes
+		old := x.codes[c]
 		for i := range rows {
-			if v := old[i*dim : (i+1)*dim]; side[i] {
-				movedV = append(movedV, v...)
+			if side[i] {
+				movedC.addCode(old, i, x.cdim)
 			} else {
-				keepV = append(keepV, v...)
+				keepC.addCode(old, i, x.cdim)
 			}
 		}
-		x.vecs[c] = keepV
-		x.vecs = append(x.vecs, movedV)
+		x.codes[c] = keepC
+		x.codes = append(x.codes, movedC)
 	}
 	x.splitAt[c] = 2 * x.size
 	x.splitAt = append(x.splitAt, 2*x.size)
@@ -426,17 +427,15 @@ func (x *ivf) renumber(remap []int32) {
 	}
 	x.listOf = listOf
 	for c, rs := range x.lists {
+		x.codes[c].keep(x.cdim, func(i int) bool { return remap[rs[i]] >= 0 })
 		n := 0
-		vs := x.vecs[c]
-		for i, r := range rs {
+		for _, r := range rs {
 			if nr := remap[r]; nr >= 0 {
 				rs[n] = nr
-				copy(vs[n*x.dim:(n+1)*x.dim], vs[i*x.dim:(i+1)*x.dim])
 				n++
 			}
 		}
 		x.lists[c] = rs[:n]
-		x.vecs[c] = vs[:n*x.dim]
 	}
 }
 

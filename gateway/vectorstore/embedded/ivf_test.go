@@ -77,16 +77,18 @@ func checkIndex(t *testing.T, s *Store, kbID string) {
 	}
 	seen := make([]bool, len(k.denseSlot))
 	for c, rows := range x.lists {
-		if len(x.vecs[c]) != len(rows)*k.dim {
-			t.Fatalf("list %d: %d rows, %d floats of vectors", c, len(rows), len(x.vecs[c]))
+		if cs := x.codes[c]; len(cs.q) != len(rows)*x.cdim || len(cs.scale) != len(rows) {
+			t.Fatalf("list %d: %d rows, %d bytes of codes and %d scales", c, len(rows), len(cs.q), len(cs.scale))
 		}
 		for i, r := range rows {
 			if seen[r] || x.listOf[r] != int32(c) {
 				t.Fatalf("row %d in list %d (listOf %d, seen before %v)", r, c, x.listOf[r], seen[r])
 			}
 			seen[r] = true
-			if !slices.Equal(x.vecs[c][i*k.dim:(i+1)*k.dim], k.row(int(r))) {
-				t.Fatalf("list %d: the vector of row %d is not the row's", c, r)
+			code := make([]int8, x.cdim)
+			scale := quantise(code, k.row(int(r)))
+			if cs := x.codes[c]; !slices.Equal(cs.q[i*x.cdim:(i+1)*x.cdim], code) || cs.scale[i] != scale {
+				t.Fatalf("list %d: the code of row %d is not the row's", c, r)
 			}
 		}
 	}

@@ -1,7 +1,7 @@
 package embedded
 
 import (
-	"math/bits"
+	"encoding/binary"
 	"runtime"
 	"slices"
 	"sync"
@@ -265,6 +265,7 @@ type scratch struct {
 	acc     []float32 // by slot; valid for the slots touched
 	seen    []uint64  // a bit by slot: touched by this search (small enough to stay in cache)
 	touched []int32
+	mark    []byte // by slot: touched by this search (sparseRange)
 	terms   []queryTerm
 }
 
@@ -278,6 +279,7 @@ func (sc *scratch) reset(n int) {
 	if len(sc.acc) < n {
 		sc.acc = make([]float32, n)
 		sc.seen = make([]uint64, (n+63)/64)
+		sc.mark = make([]byte, n)
 	} else {
 		clear(sc.seen[:(n+63)/64])
 	}
@@ -285,13 +287,14 @@ func (sc *scratch) reset(n int) {
 }
 
 // Sparse search accumulates scores term after term. A query whose postings are
-// few next to the slots (less than 1/sparseDenseShare of them) keeps a list of the
+// few next to the slots (less than 1/sparseDenseShare of them: measured break-even
+// at 1M slots) keeps a list of the
 // slots it touched; a heavier one (common terms, long queries) adds into the whole
 // accumulator array, in slot ranges on up to GOMAXPROCS goroutines, a range for each
 // parallelSparseWork postings, and reads the touched slots from their bits. Variables
 // so that tests can take every path on small inputs.
 var (
-	sparseDenseShare   = 8
+	sparseDenseShare   = 2
 	parallelSparseWork = 1 << 19
 )
 
@@ -307,16 +310,19 @@ func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed 
 		work += len(pl.slots)
 	}
 	sc.terms = terms
+	if work == 0 {
+		return nil
+	}
 	n := len(k.ids)
 	sc.reset(n)
 	if work*sparseDenseShare < n {
 		return k.sparseTouched(sc, limit, allowed)
 	}
-	// Ranges of whole words of seen, so that no two goroutines write one word.
-	words := (n + 63) / 64
-	parts := min(runtime.GOMAXPROCS(0), max(work/parallelSparseWork, 1), words)
+	// Ranges of whole cache lines, so that no two goroutines write one.
+	lines := (n + 63) / 64
+	parts := min(runtime.GOMAXPROCS(0), max(work/parallelSparseWork, 1), lines)
 	return k.merge(limit, parts, func(p int, h *topK) {
-		k.sparseRange(sc, h, int32(words*p/parts*64), int32(min(words*(p+1)/parts*64, n)), allowed)
+		k.sparseRange(sc, h, int32(lines*p/parts*64), int32(min(lines*(p+1)/parts*64, n)), allowed)
 	})
 }
 
@@ -343,11 +349,14 @@ func (k *kb) sparseTouched(sc *scratch, limit int, allowed []bool) []vectorstore
 	return h.hits()
 }
 
-// sparseRange scores the query terms of sc for the slots [lo, hi) into sc.acc and
-// offers those touched to h. lo and hi are multiples of 64 (hi: or the last slot).
+// sparseRange scores the query terms of sc for the slots [lo, hi) (multiples of 64,
+// hi: or the last slot) into sc.acc and offers those touched to h. Touched slots are marked with a byte each, not a bit:
+// a bit would make each posting read the word the previous one wrote (postings of
+// a common term are a few slots apart), a chain of store-to-load latencies.
 func (k *kb) sparseRange(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
-	acc, seen := sc.acc[:hi], sc.seen[lo/64:(hi+63)/64]
+	acc, mark := sc.acc[:hi], sc.mark[:hi]
 	clear(acc[lo:hi])
+	clear(mark[lo:hi])
 	for _, t := range sc.terms {
 		slots := t.pl.slots
 		j0, _ := slices.BinarySearch(slots, lo)
@@ -356,13 +365,22 @@ func (k *kb) sparseRange(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
 		ws = ws[:len(ss)]
 		for j, s := range ss {
 			acc[s] += t.qw * ws[j]
-			seen[(s-lo)>>6] |= uint64(1) << (s & 63)
+			mark[s] = 1
 		}
 	}
-	for i, word := range seen {
-		for word != 0 {
-			s := lo + int32(i*64+bits.TrailingZeros64(word))
-			word &= word - 1
+	s := lo
+	for ; s+8 <= hi; s += 8 { // eight marks at a time: most are not set
+		if binary.LittleEndian.Uint64(mark[s:]) == 0 {
+			continue
+		}
+		for i := s; i < s+8; i++ {
+			if mark[i] != 0 {
+				k.offerSparse(h, acc[i], i, allowed)
+			}
+		}
+	}
+	for ; s < hi; s++ {
+		if mark[s] != 0 {
 			k.offerSparse(h, acc[s], s, allowed)
 		}
 	}
@@ -425,55 +443,63 @@ func (k *kb) searchDense(q []float32, limit int, allowed []bool) []vectorstore.H
 
 // searchANN scans the rows of the lists nearest q; share is the fraction of the rows
 // that allowed (nil: all) lets through, so that as many allowed rows are scanned.
+// The lists' rows are ranked by their codes; the rerankDepth best of each part of
+// the scan are scored again with their vectors, with the rows the index does not
+// cover yet (scanned exactly).
 func (k *kb) searchANN(q []float32, limit int, allowed []bool, share float64) []vectorstore.Hit {
 	lists := k.ann.probe(q, share)
 	covered, rows := k.ann.covered(), len(k.denseSlot)
-	work := rows - covered // the rows not covered yet, scanned exactly
+	work := rows - covered
 	for _, c := range lists {
 		work += len(k.ann.lists[c])
 	}
-	parts := min(runtime.GOMAXPROCS(0), work*k.dim/parallelDenseWork)
-	if parts <= 1 {
-		h := topK{k: k, limit: limit}
-		for _, c := range lists {
-			k.scanList(&h, q, c, allowed)
-		}
-		k.scanRows(&h, q, covered, rows, allowed)
-		return h.hits()
-	}
-	return k.merge(limit, parts, func(p int, h *topK) {
+	qc := make([]int8, k.ann.cdim)
+	qscale := quantise(qc, q)
+	parts := max(min(runtime.GOMAXPROCS(0), work*k.dim/parallelDenseWork), 1)
+	ranked, exact := make([]topK, parts), make([]topK, parts)
+	inParts(parts, func(p int) {
+		ranked[p], exact[p] = topK{k: k, limit: rerankDepth(limit)}, topK{k: k, limit: limit}
 		for i := p; i < len(lists); i += parts { // nearest lists spread over the parts
-			k.scanList(h, q, lists[i], allowed)
+			k.scanList(&ranked[p], qc, qscale, lists[i], allowed)
 		}
-		k.scanRows(h, q, covered+(rows-covered)*p/parts, covered+(rows-covered)*(p+1)/parts, allowed)
+		k.scanRows(&exact[p], q, covered+(rows-covered)*p/parts, covered+(rows-covered)*(p+1)/parts, allowed)
 	})
+	h := topK{k: k, limit: limit}
+	for p := range parts {
+		for _, e := range ranked[p].e {
+			h.offer(dot(q, k.row(int(k.denseRow[e.slot]))), e.slot)
+		}
+		for _, e := range exact[p].e {
+			h.offer(e.score, e.slot)
+		}
+	}
+	return h.hits()
 }
 
-// scanList offers the live rows of list c that allowed (when not nil) lets through.
-func (k *kb) scanList(h *topK, q []float32, c int32, allowed []bool) {
-	vs, dim := k.ann.vecs[c], k.dim
+// rerankDepth is how many rows ranked by their codes a part of a search scores
+// again with their vectors, for a search of limit hits.
+func rerankDepth(limit int) int { return max(4*limit, 40) }
+
+// scanList offers the live rows of list c that allowed (when not nil) lets through,
+// scored by their codes against the query's code qc (scale qscale).
+func (k *kb) scanList(h *topK, qc []int8, qscale float32, c int32, allowed []bool) {
+	cs, cdim := k.ann.codes[c], k.ann.cdim
 	for i, r := range k.ann.lists[c] {
 		s := k.denseSlot[r]
 		if k.dead[s] || (allowed != nil && !allowed[k.doc[s]]) {
 			continue
 		}
-		h.offer(dot(q, vs[i*dim:(i+1)*dim]), s)
+		h.offer(qscale*cs.scale[i]*float32(dot8(qc, cs.q[i*cdim:(i+1)*cdim])), s)
 	}
 }
 
-// merge runs scan for parts parts (the last on this goroutine) and merges their heaps.
+// merge runs scan for parts parts and merges their heaps.
 func (k *kb) merge(limit, parts int, scan func(p int, h *topK)) []vectorstore.Hit {
 	heaps := make([]topK, parts)
-	var wg sync.WaitGroup
-	for p := range parts {
+	inParts(parts, func(p int) {
 		heaps[p] = topK{k: k, limit: limit}
-		if p == parts-1 {
-			scan(p, &heaps[p])
-			break
-		}
-		wg.Go(func() { scan(p, &heaps[p]) })
-	}
-	wg.Wait()
+		scan(p, &heaps[p])
+	})
 	h := topK{k: k, limit: limit}
 	for _, ph := range heaps {
 		for _, e := range ph.e {
@@ -481,6 +507,17 @@ func (k *kb) merge(limit, parts int, scan func(p int, h *topK)) []vectorstore.Hi
 		}
 	}
 	return h.hits()
+}
+
+// inParts runs fn(0), …, fn(parts−1) on as many goroutines (the last on this one)
+// and waits for them.
+func inParts(parts int, fn func(p int)) {
+	var wg sync.WaitGroup
+	for p := range parts - 1 {
+		wg.Go(func() { fn(p) })
+	}
+	fn(parts - 1)
+	wg.Wait()
 }
 
 // parallelDenseWork is the number of multiply-adds above which a dense scan
