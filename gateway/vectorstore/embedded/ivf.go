@@ -22,6 +22,7 @@ import (
 type ivf struct {
 	dim       int
 	centroids []float32 // nlist × dim, unit length
+	cc        codes     // the centroids' codes: a row's nearest list is found with codes
 	groups    *groups   // the centroids in groups, to find a row's nearest fast (nil: few centroids)
 	listOf    []int32   // by dense row: its list
 	lists     [][]int32 // by list: its rows, ascending; they may include dead rows
@@ -38,7 +39,7 @@ var (
 	// through an ivf; below it an exact scan costs less than a millisecond or two.
 	annMinRows = 20_000
 	// annProbeFraction of the rows (at least annMinProbe lists) is scanned by a search.
-	annProbeFraction = 0.15
+	annProbeFraction = 0.10
 	// annQuiet is how long a knowledge base goes unwritten before work on its
 	// index starts, and annMaxDefer how long that waits at most (Store.tend).
 	annQuiet    = 500 * time.Millisecond
@@ -86,10 +87,13 @@ func buildIVF(dense slab, seed uint64) *ivf {
 	x := &ivf{dim: dim, cdim: codeDim(dim), centroids: cents, lists: make([][]int32, nlist), rows: n}
 	assign := make([]int32, ns)
 	for range annIterations {
-		x.groups = newGroups(cents, dim, r.Uint64())
+		x.cc = codesOf(cents, dim, x.cdim)
+		x.groups = newGroups(cents, dim, x.cdim, r.Uint64())
 		parallel(ns, func(lo, hi int) {
+			code := make([]int8, x.cdim)
 			for i := lo; i < hi; i++ {
-				assign[i] = x.nearest(row(sample[i]))
+				quantise(code, row(sample[i]))
+				assign[i] = x.nearest(code)
 			}
 		})
 		sums := make([]float64, nlist*dim)
@@ -110,11 +114,14 @@ func buildIVF(dense slab, seed uint64) *ivf {
 			unit(cv, sums[c*dim:(c+1)*dim])
 		}
 	}
-	x.groups = newGroups(cents, dim, r.Uint64())
+	x.cc = codesOf(cents, dim, x.cdim)
+	x.groups = newGroups(cents, dim, x.cdim, r.Uint64())
 	x.listOf = make([]int32, n)
 	parallel(n, func(lo, hi int) {
+		code := make([]int8, x.cdim)
 		for i := lo; i < hi; i++ {
-			x.listOf[i] = x.nearest(row(int32(i)))
+			quantise(code, row(int32(i)))
+			x.listOf[i] = x.nearest(code)
 		}
 	})
 	sizes := make([]int, nlist)
@@ -167,34 +174,47 @@ func parallel(n int, fn func(lo, hi int)) {
 	wg.Wait()
 }
 
-// nearest is the list whose centroid is nearest v: found among the centroids of
-// the groups nearest v when there are groups, else among all.
-func (x *ivf) nearest(v []float32) int32 {
+// nearest is the list whose centroid is nearest the row coded code (by the codes'
+// dot products): found among the centroids of the groups nearest it when there are
+// groups, else among all.
+func (x *ivf) nearest(code []int8) int32 {
 	if x.groups != nil {
-		return x.groups.nearest(v, x.centroids)
+		return x.groups.nearest(code, x.cc, x.cdim)
 	}
-	c, _ := nearestOf(v, x.centroids, x.dim, nil)
+	c, _ := nearestCode(code, x.cc, x.cdim, nil)
 	return c
 }
 
-// nearestOf is the vector of vs (n × dim) nearest v, among those listed in only
-// when it is not nil, and its dot product with v.
-func nearestOf(v, vs []float32, dim int, only []int32) (int32, float32) {
+// nearestCode is the code of cs nearest code, among those listed in only when it is
+// not nil, and its dot product with code (in code's scale).
+func nearestCode(code []int8, cs codes, cdim int, only []int32) (int32, float32) {
 	best, bestScore := int32(-1), float32(math.Inf(-1))
-	if only == nil {
-		for c := range len(vs) / dim {
-			if s := dot(v, vs[c*dim:(c+1)*dim]); s > bestScore || best < 0 {
-				best, bestScore = int32(c), s
-			}
-		}
-		return best, bestScore
-	}
-	for _, c := range only {
-		if s := dot(v, vs[int(c)*dim:int(c+1)*dim]); s > bestScore || best < 0 {
+	score := func(c int32) {
+		if s := cs.scale[c] * float32(dot8(code, cs.q[int(c)*cdim:int(c+1)*cdim])); s > bestScore || best < 0 {
 			best, bestScore = c, s
 		}
 	}
+	if only == nil {
+		for c := range int32(len(cs.scale)) {
+			score(c)
+		}
+	} else {
+		for _, c := range only {
+			score(c)
+		}
+	}
 	return best, bestScore
+}
+
+// nearestOf is the vector of vs (n × dim) nearest v.
+func nearestOf(v, vs []float32, dim int) int32 {
+	best, bestScore := int32(0), float32(math.Inf(-1))
+	for c := range len(vs) / dim {
+		if s := dot(v, vs[c*dim:(c+1)*dim]); s > bestScore {
+			best, bestScore = int32(c), s
+		}
+	}
+	return best
 }
 
 // groups part the centroids of an ivf into about √nlist groups of like centroids
@@ -208,6 +228,7 @@ func nearestOf(v, vs []float32, dim int, only []int32) (int32, float32) {
 type groups struct {
 	dim     int
 	centres []float32 // by group, unit length
+	cc      codes     // the centres' codes
 	members [][]int32 // by group: its centroids
 }
 
@@ -217,7 +238,7 @@ const (
 )
 
 // newGroups groups the centroids cents, or returns nil when they are few.
-func newGroups(cents []float32, dim int, seed uint64) *groups {
+func newGroups(cents []float32, dim, cdim int, seed uint64) *groups {
 	n := len(cents) / dim
 	if n < groupsFrom {
 		return nil
@@ -233,7 +254,7 @@ func newGroups(cents []float32, dim int, seed uint64) *groups {
 		sums := make([]float64, ng*dim)
 		for c := range n {
 			v := cents[c*dim : (c+1)*dim]
-			of[c], _ = nearestOf(v, g.centres, dim, nil)
+			of[c] = nearestOf(v, g.centres, dim)
 			s := sums[int(of[c])*dim : int(of[c]+1)*dim]
 			for j, f := range v {
 				s[j] += float64(f)
@@ -244,22 +265,24 @@ func newGroups(cents []float32, dim int, seed uint64) *groups {
 		}
 	}
 	for c := range n {
-		of[c], _ = nearestOf(cents[c*dim:(c+1)*dim], g.centres, dim, nil)
+		of[c] = nearestOf(cents[c*dim:(c+1)*dim], g.centres, dim)
 		g.members[of[c]] = append(g.members[of[c]], int32(c))
 	}
+	g.cc = codesOf(g.centres, dim, cdim)
 	return g
 }
 
-// nearest is the centroid of cents nearest v among those of the groups nearest v.
-func (g *groups) nearest(v, cents []float32) int32 {
+// nearest is the centroid (of codes cc) nearest the row coded code among those of
+// the groups nearest it.
+func (g *groups) nearest(code []int8, cc codes, cdim int) int32 {
 	type gs struct {
 		score float32
-		group int
+		group int32
 	}
 	var best [groupProbe]gs
 	n := 0
-	for i := range len(g.members) {
-		s := dot(v, g.centres[i*g.dim:(i+1)*g.dim])
+	for i := range int32(len(g.members)) {
+		s := g.cc.scale[i] * float32(dot8(code, g.cc.q[int(i)*cdim:int(i+1)*cdim]))
 		if n < groupProbe {
 			best[n] = gs{s, i}
 			n++
@@ -275,7 +298,7 @@ func (g *groups) nearest(v, cents []float32) int32 {
 	c, cs := int32(-1), float32(math.Inf(-1))
 	for _, b := range best[:n] {
 		if m := g.members[b.group]; len(m) > 0 {
-			if o, s := nearestOf(v, cents, g.dim, m); c < 0 || s > cs {
+			if o, s := nearestCode(code, cc, cdim, m); c < 0 || s > cs {
 				c, cs = o, s
 			}
 		}
@@ -283,9 +306,9 @@ func (g *groups) nearest(v, cents []float32) int32 {
 	return c // (some group has members: every centroid is in one)
 }
 
-// add puts the new centroid c of cents in the group nearest it.
-func (g *groups) add(c int32, cents []float32) {
-	i, _ := nearestOf(cents[int(c)*g.dim:int(c+1)*g.dim], g.centres, g.dim, nil)
+// add puts the new centroid c (of cents, coded in cc) in the group nearest it.
+func (g *groups) add(c int32, cc codes, cdim int) {
+	i, _ := nearestCode(cc.q[int(c)*cdim:int(c+1)*cdim], g.cc, cdim, nil)
 	g.members[i] = append(g.members[i], c)
 }
 
@@ -298,8 +321,10 @@ func (x *ivf) covered() int { return len(x.listOf) }
 func (x *ivf) assign(dense slab, from int) []int32 {
 	out := make([]int32, dense.len()-from)
 	parallel(len(out), func(lo, hi int) {
+		code := make([]int8, x.cdim)
 		for i := lo; i < hi; i++ {
-			out[i] = x.nearest(dense.row(from + i))
+			quantise(code, dense.row(from+i))
+			out[i] = x.nearest(code)
 		}
 	})
 	return out
@@ -372,8 +397,10 @@ func (x *ivf) split(c int32, row func(int) []float32) {
 	}
 	copy(x.centroids[int(c)*dim:], ca)
 	x.centroids = append(x.centroids, cb...)
+	x.cc.set(int(c), ca, x.cdim)
+	x.cc.add(cb, x.cdim)
 	if x.groups != nil {
-		x.groups.add(nc, x.centroids)
+		x.groups.add(nc, x.cc, x.cdim)
 	}
 	x.lists[c] = keep
 	x.lists = append(x.lists, moved)

@@ -1,7 +1,6 @@
 package embedded
 
 import (
-	"encoding/binary"
 	"runtime"
 	"slices"
 	"sync"
@@ -21,6 +20,7 @@ type kb struct {
 
 	// Per slot.
 	ids      []string
+	keys     []idKey // of ids: ties between hits are broken by them
 	doc      []int32 // index into docNames
 	dead     []bool
 	terms    [][]uint32 // sparse term ids, to maintain document frequencies on delete
@@ -79,6 +79,7 @@ func (k *kb) add(p *vectorstore.Point) {
 		k.docSlots = append(k.docSlots, nil)
 	}
 	k.ids = append(k.ids, p.ChunkID)
+	k.keys = append(k.keys, keyOf(p.ChunkID))
 	k.doc = append(k.doc, d)
 	k.dead = append(k.dead, false)
 	k.docSlots[d] = append(k.docSlots[d], slot)
@@ -163,6 +164,7 @@ func (k *kb) maybeCompact() {
 	rowRemap := make([]int32, len(k.denseSlot))
 	live := len(k.ids) - k.nDead
 	ids := make([]string, 0, live)
+	keys := make([]idKey, 0, live)
 	doc := make([]int32, 0, live)
 	terms := make([][]uint32, 0, live)
 	denseRow := make([]int32, 0, live)
@@ -182,6 +184,7 @@ func (k *kb) maybeCompact() {
 		slot := int32(len(ids))
 		remap[old] = slot
 		ids = append(ids, k.ids[old])
+		keys = append(keys, k.keys[old])
 		name := k.docNames[k.doc[old]]
 		d, ok := docIdx[name]
 		if !ok {
@@ -219,7 +222,7 @@ func (k *kb) maybeCompact() {
 		pl.slots = slices.Clip(pl.slots[:n])
 		pl.weights = slices.Clip(pl.weights[:n])
 	}
-	k.ids, k.doc, k.terms, k.denseRow = ids, doc, terms, denseRow
+	k.ids, k.keys, k.doc, k.terms, k.denseRow = ids, keys, doc, terms, denseRow
 	k.dead = make([]bool, len(ids))
 	k.dense, k.denseSlot = dense, denseSlot
 	k.docNames, k.docIdx, k.docSlots = docNames, docIdx, docSlots
@@ -343,8 +346,15 @@ func (k *kb) sparseTouched(sc *scratch, limit int, allowed []bool) []vectorstore
 	}
 	sc.touched = touched
 	h := topK{k: k, limit: limit}
+	full, worst := false, float32(0)
 	for _, s := range touched {
+		if full && acc[s] < worst {
+			continue
+		}
 		k.offerSparse(&h, acc[s], s, allowed)
+		if len(h.e) == h.limit {
+			full, worst = true, h.e[0].score
+		}
 	}
 	return h.hits()
 }
@@ -368,20 +378,16 @@ func (k *kb) sparseRange(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
 			mark[s] = 1
 		}
 	}
-	s := lo
-	for ; s+8 <= hi; s += 8 { // eight marks at a time: most are not set
-		if binary.LittleEndian.Uint64(mark[s:]) == 0 {
+	// Most slots score below the worst kept hit once there are limit of them: that
+	// test comes first, on the scores in order (a slot not touched scores 0).
+	full, worst := false, float32(0)
+	for s := lo; s < hi; s++ {
+		if full && acc[s] < worst || mark[s] == 0 {
 			continue
 		}
-		for i := s; i < s+8; i++ {
-			if mark[i] != 0 {
-				k.offerSparse(h, acc[i], i, allowed)
-			}
-		}
-	}
-	for ; s < hi; s++ {
-		if mark[s] != 0 {
-			k.offerSparse(h, acc[s], s, allowed)
+		k.offerSparse(h, acc[s], s, allowed)
+		if len(h.e) == h.limit {
+			full, worst = true, h.e[0].score
 		}
 	}
 }
@@ -564,6 +570,36 @@ func dotGo(a, b []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
+// idKey is a chunk id (a lower-case UUID: Point.Validate) as a 128-bit number:
+// keys compare as the ids do, without reading the strings (a tie-break among a
+// short query's hits, many of equal score, would read one scattered string each).
+type idKey struct{ hi, lo uint64 }
+
+func keyOf(id string) idKey {
+	var k idKey
+	n := 0
+	for i := 0; i < len(id); i++ {
+		var d uint64
+		switch c := id[i]; {
+		case '0' <= c && c <= '9':
+			d = uint64(c - '0')
+		case 'a' <= c && c <= 'f':
+			d = uint64(c-'a') + 10
+		default:
+			continue // the dashes, at the same places in every id
+		}
+		if n < 16 {
+			k.hi = k.hi<<4 | d
+		} else {
+			k.lo = k.lo<<4 | d
+		}
+		n++
+	}
+	return k
+}
+
+func (a idKey) less(b idKey) bool { return a.hi < b.hi || a.hi == b.hi && a.lo < b.lo }
+
 // topK keeps the best limit (score, slot) pairs in a min-heap whose root is
 // the worst kept: lower score, or equal score and greater chunk id.
 type topK struct {
@@ -581,7 +617,7 @@ func (h *topK) worse(a, b entry) bool {
 	if a.score != b.score {
 		return a.score < b.score
 	}
-	return h.k.ids[a.slot] > h.k.ids[b.slot]
+	return h.k.keys[b.slot].less(h.k.keys[a.slot])
 }
 
 func (h *topK) offer(score float32, slot int32) {

@@ -332,3 +332,31 @@ func TestSparseTopK(t *testing.T) {
 	}
 	check("negative weight")
 }
+
+// TestIDKeysOrderAsIDs checks that chunk ids' keys compare as the ids do.
+func TestIDKeysOrderAsIDs(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	const hex = "0123456789abcdef"
+	id := func() string {
+		b := []byte("00000000-0000-4000-8000-000000000000")
+		for i := range b {
+			if b[i] != '-' && r.IntN(3) > 0 { // some digits left 0: long common prefixes
+				b[i] = hex[r.IntN(16)]
+			}
+		}
+		return string(b)
+	}
+	for range 20000 {
+		a, b := id(), id()
+		if r.IntN(4) == 0 { // a common prefix
+			p := r.IntN(37)
+			b = a[:p] + b[p:]
+		}
+		if got, want := keyOf(a).less(keyOf(b)), a < b; got != want {
+			t.Fatalf("%s < %s: keys say %v", a, b, got)
+		}
+		if keyOf(a) == keyOf(b) != (a == b) {
+			t.Fatalf("%s, %s: equal keys %v", a, b, keyOf(a) == keyOf(b))
+		}
+	}
+}

@@ -1,5 +1,7 @@
 package embedded
 
+import "math"
+
 // The approximate index keeps its lists' vectors as int8 codes with a scale each
 // (a quarter of the memory of float32, and a scan is bound by memory bandwidth:
 // 1,536 bytes a row at 384 dimensions took 170 ns to read, 384 bytes take about 45),
@@ -23,12 +25,11 @@ func quantise(dst []int8, v []float32) float32 {
 	}
 	inv := 127 / m
 	for i, f := range v {
-		// Rounded half away from zero (|f × inv| ≤ 127: the conversion truncates).
-		if x := f * inv; x >= 0 {
-			dst[i] = int8(x + 0.5)
-		} else {
-			dst[i] = int8(x - 0.5)
-		}
+		// Rounded half away from zero (|f × inv| ≤ 127: the conversion truncates),
+		// without a branch on the sign, which is random.
+		x := f * inv
+		half := math.Float32frombits(math.Float32bits(x)&(1<<31) | math.Float32bits(0.5))
+		dst[i] = int8(x + half)
 	}
 	clear(dst[len(v):])
 	return m / 127
@@ -52,6 +53,21 @@ func (c *codes) add(v []float32, cdim int) {
 	n := len(c.q)
 	c.q = append(c.q, make([]int8, cdim)...)
 	c.scale = append(c.scale, quantise(c.q[n:], v))
+}
+
+// set sets the code of row i to that of v.
+func (c *codes) set(i int, v []float32, cdim int) {
+	c.scale[i] = quantise(c.q[i*cdim:(i+1)*cdim], v)
+}
+
+// codesOf codes the vectors vs (n × dim).
+func codesOf(vs []float32, dim, cdim int) codes {
+	n := len(vs) / dim
+	c := codes{q: make([]int8, 0, n*cdim), scale: make([]float32, 0, n)}
+	for i := range n {
+		c.add(vs[i*dim:(i+1)*dim], cdim)
+	}
+	return c
 }
 
 // addCode appends the code of row i of from.
