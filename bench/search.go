@@ -12,7 +12,9 @@ package main
 // each with a dense vector drawn like one more chunk of the dense document of its
 // chunk. Arms at each size: sparse-only; hybrid (RRF) over exact dense search
 // (embedded.Exact()); hybrid over the approximate index (built in the background after
-// the upserts: its build time is reported). Recall: the approximate index's dense-only
+// the upserts: its build time is reported); the sparse-only and approximate arms also
+// print the latencies of questions of phrase length (≤ 32 terms) and of longer ones
+// (whole paragraphs) apart. Recall: the approximate index's dense-only
 // top 10 against exact's, over the same dense vectors. Index heap: the live heap after
 // a GC with the store built minus before it.
 

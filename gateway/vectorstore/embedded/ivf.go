@@ -38,7 +38,8 @@ var (
 	// annMinRows is the number of dense rows from which a knowledge base is searched
 	// through an ivf; below it an exact scan costs less than a millisecond or two.
 	annMinRows = 20_000
-	// annProbeFraction of the rows (at least annMinProbe lists) is scanned by a search.
+	// annProbeFraction of the rows (at least annMinProbe lists) is scanned by a
+	// search: recall@10 0.984 at a million synth rows with the index alone.
 	annProbeFraction = 0.10
 	// annQuiet is how long a knowledge base goes unwritten before work on its
 	// index starts, and annMaxDefer how long that waits at most (Store.tend).
@@ -220,11 +221,12 @@ func nearestOf(v, vs []float32, dim int) int32 {
 // groups part the centroids of an ivf into about √nlist groups of like centroids
 // (spherical k-means over the centroids), so that a row's nearest centroid is looked
 // for among the centroids of the groupProbe groups nearest it: about 11√nlist dot
-// products instead of nlist (a million rows: 350 instead of 1,000), which makes the
-// assignment of every row about three times as fast. A row whose nearest centroid is
-// in none of those groups goes to a near one instead (a fifth of the rows at a
-// million synth rows): recall@10 at a 15 % probe is 0.988 with them, at a build
-// time of 15 s, where √rows/2 lists with every centroid scored gave 0.966 at 15 s.
+// products of codes instead of nlist (a million rows: 350 instead of 1,000). A row
+// whose nearest centroid is in none of those groups goes to a near one instead (a
+// fifth of the rows at a million synth rows), which costs recall only where it was
+// a close call. Measured with the index alone at a million synth rows (300
+// queries): recall@10 0.984 at a 10 % probe and 0.991 at 15 %, built in 14 s; √rows/2
+// lists with every centroid scored in float gave 0.939 and 0.966, built in 15 s.
 type groups struct {
 	dim     int
 	centres []float32 // by group, unit length
