@@ -330,3 +330,71 @@ func TestTinyVectorNormalised(t *testing.T) {
 		t.Fatalf("normalised tiny vector %v: |v|² = %v", v, d)
 	}
 }
+
+// TestGroupsHaveMembers: centroids that are copies of a few vectors (a knowledge base
+// of near-identical chunks) leave k-means groups empty; no group is kept empty, and
+// every row finds a centroid.
+func TestGroupsHaveMembers(t *testing.T) {
+	const dim = 32
+	r := rand.New(rand.NewPCG(11, 12))
+	distinct := make([][]float32, 3)
+	for i := range distinct {
+		v := make([]float32, dim)
+		for j := range v {
+			v[j] = float32(r.NormFloat64())
+		}
+		distinct[i] = normalised(v)
+	}
+	var cents []float32
+	for i := range 400 {
+		cents = append(cents, distinct[i%len(distinct)]...)
+	}
+	cdim := codeDim(dim)
+	cc := codesOf(cents, dim, cdim)
+	g := newGroups(cents, dim, cdim, 1)
+	for i, m := range g.members {
+		if len(m) == 0 {
+			t.Fatalf("group %d of %d has no centroid", i, len(g.members))
+		}
+	}
+	code := make([]int8, cdim)
+	for range 200 {
+		v := make([]float32, dim)
+		for j := range v {
+			v[j] = float32(r.NormFloat64())
+		}
+		quantise(code, normalised(v))
+		if c := g.nearest(code, cc, cdim); c < 0 || int(c) >= 400 {
+			t.Fatalf("nearest centroid %d", c)
+		}
+	}
+}
+
+// TestGroupsNearestFallsBack: when the groups nearest a row have no centroid (groups
+// made by hand: newGroups keeps none empty), the row is still given its nearest.
+func TestGroupsNearestFallsBack(t *testing.T) {
+	const dim = 32
+	cdim := codeDim(dim)
+	axis := func(i int) []float32 {
+		v := make([]float32, dim)
+		v[i] = 1
+		return v
+	}
+	cents := append(axis(0), axis(1)...)
+	var centres []float32
+	members := make([][]int32, groupProbe+1)
+	for i := range groupProbe + 1 {
+		centres = append(centres, axis(2+i)...)
+	}
+	members[groupProbe] = []int32{0, 1} // the farthest group holds both centroids
+	g := &groups{dim: dim, centres: centres, cc: codesOf(centres, dim, cdim), members: members}
+	code := make([]int8, cdim)
+	v := axis(1)
+	for i := range groupProbe {
+		v[2+i] = 0.5 // nearer the empty groups' centres
+	}
+	quantise(code, normalised(v))
+	if c := g.nearest(code, codesOf(cents, dim, cdim), cdim); c != 1 {
+		t.Fatalf("nearest centroid %d, want 1", c)
+	}
+}

@@ -278,11 +278,18 @@ type queryTerm struct {
 	qw float32
 }
 
+// release drops what sc holds of a knowledge base (it goes back to a pool).
+func (sc *scratch) release() {
+	clear(sc.terms)
+	sc.terms = sc.terms[:0]
+}
+
 func (sc *scratch) reset(n int) {
 	if len(sc.acc) < n {
-		sc.acc = make([]float32, n)
-		sc.seen = make([]uint64, (n+63)/64)
-		sc.mark = make([]byte, n)
+		size := n + n/4 // (a knowledge base being written to grows between searches)
+		sc.acc = make([]float32, size)
+		sc.seen = make([]uint64, (size+63)/64)
+		sc.mark = make([]byte, size)
 	} else {
 		clear(sc.seen[:(n+63)/64])
 	}
@@ -518,6 +525,9 @@ func (k *kb) merge(limit, parts int, scan func(p int, h *topK)) []vectorstore.Hi
 // inParts runs fn(0), …, fn(parts−1) on as many goroutines (the last on this one)
 // and waits for them.
 func inParts(parts int, fn func(p int)) {
+	if parts < 1 {
+		return
+	}
 	var wg sync.WaitGroup
 	for p := range parts - 1 {
 		wg.Go(func() { fn(p) })

@@ -225,9 +225,6 @@ func TestClosedAndCancelled(t *testing.T) {
 	}
 }
 
-// TestSparseTopK: a sparse search of a few hits returns exactly the top hits of brute
-// force over Zipf-distributed terms, with document filters, after deletes, and with
-// a negative weight.
 // sparseMode takes one path of searchSparse.
 type sparseMode struct {
 	name            string
@@ -249,6 +246,9 @@ func (m sparseMode) set(t *testing.T) {
 	t.Cleanup(func() { sparseDenseShare, parallelSparseWork = share, parallel })
 }
 
+// TestSparseTopK: a sparse search of a few hits returns exactly the top hits of brute
+// force over Zipf-distributed terms, with document filters, after deletes, and with
+// a negative weight, on every path of searchSparse.
 func TestSparseTopK(t *testing.T) {
 	c := makeBenchCorpus(4000, 0)
 	s := New()

@@ -14,6 +14,8 @@ func codeDim(dim int) int { return (dim + 31) / 32 * 32 }
 
 // quantise writes the code of v to dst (codeDim(len(v)) long, zeroed past v) and
 // returns its scale: v[i] ≈ scale × dst[i], with the largest |v[i]| coded as 127.
+// v is a unit vector (the store normalises every vector, validated finite), so
+// 127/max|v[i]| is finite.
 func quantise(dst []int8, v []float32) float32 {
 	var m float32
 	for _, f := range v {

@@ -310,6 +310,7 @@ func (s *Store) Search(ctx context.Context, q vectorstore.Query) ([]vectorstore.
 			sc = new(scratch)
 		}
 		sparse = k.searchSparse(sc, q.Sparse, limit, allowed)
+		sc.release()
 		s.pool.Put(sc)
 	}
 	switch {
