@@ -296,13 +296,13 @@ func (sc *scratch) reset(n int) {
 	sc.touched = sc.touched[:0]
 }
 
-// Sparse search accumulates scores term after term. A query whose postings are
-// few next to the slots (less than 1/sparseDenseShare of them: measured break-even
-// at 1M slots) keeps a list of the
-// slots it touched; a heavier one (common terms, long queries) adds into the whole
-// accumulator array, in slot ranges on up to GOMAXPROCS goroutines, a range for each
-// parallelSparseWork postings, and reads the touched slots from their bits. Variables
-// so that tests can take every path on small inputs.
+// Sparse search accumulates scores term after term. A query whose postings are few
+// next to the slots (less than 1/sparseDenseShare of them: the break-even measured
+// at 1M slots) keeps a list of the slots it touched; a heavier one (common terms,
+// long queries) adds into the whole accumulator array, in slot ranges on up to
+// GOMAXPROCS goroutines (a range for each parallelSparseWork postings), marking the
+// slots it touches with a byte each. Variables so that tests can take every path on
+// small inputs.
 var (
 	sparseDenseShare   = 2
 	parallelSparseWork = 1 << 19
@@ -367,9 +367,10 @@ func (k *kb) sparseTouched(sc *scratch, limit int, allowed []bool) []vectorstore
 }
 
 // sparseRange scores the query terms of sc for the slots [lo, hi) (multiples of 64,
-// hi: or the last slot) into sc.acc and offers those touched to h. Touched slots are marked with a byte each, not a bit:
-// a bit would make each posting read the word the previous one wrote (postings of
-// a common term are a few slots apart), a chain of store-to-load latencies.
+// hi: or the last slot) into sc.acc and offers those touched to h. Touched slots are
+// marked with a byte each, not a bit: a bit would make each posting read the word
+// the previous one wrote (postings of a common term are a few slots apart), a chain
+// of store-to-load latencies.
 func (k *kb) sparseRange(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
 	acc, mark := sc.acc[:hi], sc.mark[:hi]
 	clear(acc[lo:hi])
@@ -386,7 +387,7 @@ func (k *kb) sparseRange(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
 		}
 	}
 	// Most slots score below the worst kept hit once there are limit of them: that
-	// test comes first, on the scores in order (a slot not touched scores 0).
+	// test comes first, reading the scores in order, then the mark.
 	full, worst := false, float32(0)
 	for s := lo; s < hi; s++ {
 		if full && acc[s] < worst || mark[s] == 0 {
