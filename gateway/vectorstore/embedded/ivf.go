@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
-	"sync"
 	"time"
 )
 
@@ -164,16 +163,7 @@ func buildIVF(dense slab, seed uint64) *ivf {
 // parallel runs fn over [0, n) in GOMAXPROCS parts.
 func parallel(n int, fn func(lo, hi int)) {
 	parts := min(runtime.GOMAXPROCS(0), max(n/256, 1))
-	var wg sync.WaitGroup
-	for p := range parts {
-		lo, hi := n*p/parts, n*(p+1)/parts
-		if p == parts-1 {
-			fn(lo, hi)
-			break
-		}
-		wg.Go(func() { fn(lo, hi) })
-	}
-	wg.Wait()
+	inParts(parts, func(p int) { fn(n*p/parts, n*(p+1)/parts) })
 }
 
 // nearest is the list whose centroid is nearest the row coded code (by the codes'

@@ -353,14 +353,9 @@ func (k *kb) sparseTouched(sc *scratch, limit int, allowed []bool) []vectorstore
 	}
 	sc.touched = touched
 	h := topK{k: k, limit: limit}
-	full, worst := false, float32(0)
 	for _, s := range touched {
-		if full && acc[s] < worst {
-			continue
-		}
-		k.offerSparse(&h, acc[s], s, allowed)
-		if len(h.e) == h.limit {
-			full, worst = true, h.e[0].score
+		if !h.below(acc[s]) && k.visible(s, allowed) {
+			h.offer(acc[s], s)
 		}
 	}
 	return h.hits()
@@ -388,27 +383,16 @@ func (k *kb) sparseRange(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
 	}
 	// Most slots score below the worst kept hit once there are limit of them: that
 	// test comes first, reading the scores in order, then the mark.
-	full, worst := false, float32(0)
 	for s := lo; s < hi; s++ {
-		if full && acc[s] < worst || mark[s] == 0 {
-			continue
-		}
-		k.offerSparse(h, acc[s], s, allowed)
-		if len(h.e) == h.limit {
-			full, worst = true, h.e[0].score
+		if !h.below(acc[s]) && mark[s] != 0 && k.visible(s, allowed) {
+			h.offer(acc[s], s)
 		}
 	}
 }
 
-// offerSparse offers slot s with score to h if it is live and allowed.
-func (k *kb) offerSparse(h *topK, score float32, s int32, allowed []bool) {
-	if len(h.e) == h.limit && score < h.e[0].score {
-		return // below the worst kept: most slots, checked first
-	}
-	if k.dead[s] || (allowed != nil && !allowed[k.doc[s]]) {
-		return
-	}
-	h.offer(score, s)
+// visible reports whether slot s is live and allowed (when not nil) lets it through.
+func (k *kb) visible(s int32, allowed []bool) bool {
+	return !k.dead[s] && (allowed == nil || allowed[k.doc[s]])
 }
 
 func (k *kb) searchDense(q []float32, limit int, allowed []bool) []vectorstore.Hit {
@@ -500,7 +484,7 @@ func (k *kb) scanList(h *topK, qc []int8, qscale float32, c int32, allowed []boo
 	cs, cdim := k.ann.codes[c], k.ann.cdim
 	for i, r := range k.ann.lists[c] {
 		s := k.denseSlot[r]
-		if k.dead[s] || (allowed != nil && !allowed[k.doc[s]]) {
+		if !k.visible(s, allowed) {
 			continue
 		}
 		h.offer(qscale*cs.scale[i]*float32(dot8(qc, cs.q[i*cdim:(i+1)*cdim])), s)
@@ -547,7 +531,7 @@ var parallelDenseWork = 1 << 21
 // scanRows offers the live rows [lo, hi) that allowed (when not nil) lets through.
 func (k *kb) scanRows(h *topK, q []float32, lo, hi int, allowed []bool) {
 	for r := lo; r < hi; r++ {
-		if s := k.denseSlot[r]; !k.dead[s] && (allowed == nil || allowed[k.doc[s]]) {
+		if s := k.denseSlot[r]; k.visible(s, allowed) {
 			h.offer(dot(q, k.row(r)), s)
 		}
 	}
@@ -629,6 +613,12 @@ func (h *topK) worse(a, b entry) bool {
 		return a.score < b.score
 	}
 	return h.k.keys[b.slot].less(h.k.keys[a.slot])
+}
+
+// below reports whether score is below the worst kept while h is full: offer would
+// drop it, tested in line before anything else.
+func (h *topK) below(score float32) bool {
+	return len(h.e) == h.limit && score < h.e[0].score
 }
 
 func (h *topK) offer(score float32, slot int32) {
