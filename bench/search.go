@@ -61,12 +61,13 @@ type searchChunk struct {
 	Doc    int32
 }
 
-// searchCached is the corpus as -search-corpus-cache keeps it.
+// searchCached is the corpus as -search-corpus-cache keeps it: reused only for the
+// same sizes and the same analyzer rules (rag.Analyzer) that made its vectors.
 type searchCached struct {
-	Want, Smallest, NQ int
-	Chunks             []searchChunk
-	Texts              []string
-	Queries            []searchQuery
+	Want, Smallest, NQ, Analyzer int
+	Chunks                       []searchChunk
+	Texts                        []string
+	Queries                      []searchQuery
 }
 
 func writeGob(path string, v any) error {
@@ -116,7 +117,7 @@ func runSearch() error {
 		if f, err := os.Open(*searchCache); err == nil {
 			err = gob.NewDecoder(bufio.NewReader(f)).Decode(&cached)
 			f.Close()
-			if err != nil || cached.Want != want || cached.Smallest != slices.Min(sizes) || cached.NQ != *searchQueries {
+			if err != nil || cached.Want != want || cached.Smallest != slices.Min(sizes) || cached.NQ != *searchQueries || cached.Analyzer != rag.Analyzer {
 				cached = searchCached{}
 			}
 		}
@@ -126,7 +127,7 @@ func runSearch() error {
 		if err != nil {
 			return err
 		}
-		cached = searchCached{Want: want, Smallest: slices.Min(sizes), NQ: *searchQueries, Chunks: chunks, Texts: texts, Queries: queries}
+		cached = searchCached{Want: want, Smallest: slices.Min(sizes), NQ: *searchQueries, Analyzer: rag.Analyzer, Chunks: chunks, Texts: texts, Queries: queries}
 		if *searchCache != "" {
 			if err := writeGob(*searchCache, &cached); err != nil {
 				return err
