@@ -52,11 +52,13 @@ type kb struct {
 }
 
 // postings of one term, as parallel arrays in slot order. They may include
-// dead slots; df counts only live ones.
+// dead slots; df counts only live ones. lo and hi bound the weights (of every
+// posting added, so they may be loose).
 type postings struct {
 	slots   []int32
 	weights []float32
 	df      int32
+	lo, hi  float32
 }
 
 func newKB(id string) *kb {
@@ -102,13 +104,15 @@ func (k *kb) add(p *vectorstore.Point) {
 	if n := len(p.Sparse.Indices); n > 0 {
 		terms = slices.Clone(p.Sparse.Indices)
 		for i, t := range terms {
+			w := p.Sparse.Values[i]
 			pl := k.post[t]
 			if pl == nil {
-				pl = new(postings)
+				pl = &postings{lo: w, hi: w}
 				k.post[t] = pl
 			}
 			pl.slots = append(pl.slots, slot)
-			pl.weights = append(pl.weights, p.Sparse.Values[i])
+			pl.weights = append(pl.weights, w)
+			pl.lo, pl.hi = min(pl.lo, w), max(pl.hi, w)
 			pl.df++
 		}
 		k.nSparse++
@@ -268,8 +272,11 @@ type scratch struct {
 	acc     []float32 // by slot; valid for the slots touched
 	seen    []uint64  // a bit by slot: touched by this search (small enough to stay in cache)
 	touched []int32
-	mark    []byte // by slot: touched by this search (sparseRange)
+	mark    []byte // by slot: touched by this search (sparseRange, unless positive)
 	terms   []queryTerm
+	// positive: every term adds more than zero to the score of each slot it holds,
+	// so a slot was touched if and only if its score is above zero.
+	positive bool
 }
 
 // queryTerm is a query term's postings and weight: IDF × the query's value.
@@ -311,15 +318,20 @@ var (
 func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed []bool) []vectorstore.Hit {
 	terms := sc.terms[:0]
 	work := 0
+	positive := true
 	for i, t := range q.Indices {
 		pl := k.post[t]
 		if pl == nil || pl.df == 0 {
 			continue
 		}
-		terms = append(terms, queryTerm{pl, float32(vectorstore.IDF(k.nSparse, int(pl.df))) * q.Values[i]})
+		qw := float32(vectorstore.IDF(k.nSparse, int(pl.df))) * q.Values[i]
+		terms = append(terms, queryTerm{pl, qw})
 		work += len(pl.slots)
+		// Float products are monotonic in each factor: the least of qw × weight is
+		// one of these two.
+		positive = positive && min(qw*pl.lo, qw*pl.hi) > 0
 	}
-	sc.terms = terms
+	sc.terms, sc.positive = terms, positive
 	if work == 0 {
 		return nil
 	}
@@ -367,8 +379,13 @@ func (k *kb) sparseTouched(sc *scratch, limit int, allowed []bool) []vectorstore
 // the previous one wrote (postings of a common term are a few slots apart), a chain
 // of store-to-load latencies.
 func (k *kb) sparseRange(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
-	acc, mark := sc.acc[:hi], sc.mark[:hi]
+	acc := sc.acc[:hi]
 	clear(acc[lo:hi])
+	if sc.positive {
+		k.sparseRangePositive(sc, h, lo, hi, allowed)
+		return
+	}
+	mark := sc.mark[:hi]
 	clear(mark[lo:hi])
 	for _, t := range sc.terms {
 		slots := t.pl.slots
@@ -385,6 +402,27 @@ func (k *kb) sparseRange(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
 	// test comes first, reading the scores in order, then the mark.
 	for s := lo; s < hi; s++ {
 		if !h.below(acc[s]) && mark[s] != 0 && k.visible(s, allowed) {
+			h.offer(acc[s], s)
+		}
+	}
+}
+
+// sparseRangePositive is sparseRange for a positive query (sc.positive): a slot's
+// score above zero marks it touched, saving a store a posting.
+func (k *kb) sparseRangePositive(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
+	acc := sc.acc[:hi]
+	for _, t := range sc.terms {
+		slots := t.pl.slots
+		j0, _ := slices.BinarySearch(slots, lo)
+		j1, _ := slices.BinarySearch(slots, hi)
+		ss, ws := slots[j0:j1], t.pl.weights[j0:j1]
+		ws = ws[:len(ss)]
+		for j, s := range ss {
+			acc[s] += t.qw * ws[j]
+		}
+	}
+	for s := lo; s < hi; s++ {
+		if !h.below(acc[s]) && acc[s] > 0 && k.visible(s, allowed) {
 			h.offer(acc[s], s)
 		}
 	}
@@ -483,11 +521,16 @@ func rerankDepth(limit int) int { return max(4*limit, 40) }
 func (k *kb) scanList(h *topK, qc []int8, qscale float32, c int32, allowed []bool) {
 	cs, cdim := k.ann.codes[c], k.ann.cdim
 	for i, r := range k.ann.lists[c] {
-		s := k.denseSlot[r]
-		if !k.visible(s, allowed) {
+		// The codes are read in order; a row's slot and liveness are a cache miss each
+		// (a list's rows are spread over the slab), so they are read only for the few
+		// rows that score above the worst kept.
+		score := qscale * cs.scale[i] * float32(dot8(qc, cs.q[i*cdim:(i+1)*cdim]))
+		if h.below(score) {
 			continue
 		}
-		h.offer(qscale*cs.scale[i]*float32(dot8(qc, cs.q[i*cdim:(i+1)*cdim])), s)
+		if s := k.denseSlot[r]; k.visible(s, allowed) {
+			h.offer(score, s)
+		}
 	}
 }
 

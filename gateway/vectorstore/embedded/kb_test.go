@@ -360,3 +360,36 @@ func TestIDKeysOrderAsIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestSparseFewTouched: a query that touches fewer slots than it asks hits for gets
+// those slots only (not untouched slots scoring zero), whatever the sign of its
+// weights, on every path of searchSparse.
+func TestSparseFewTouched(t *testing.T) {
+	s := New()
+	ctx := context.Background()
+	var pts []vectorstore.Point
+	for i := range 300 {
+		sp := vectorstore.Sparse{Indices: []uint32{1, 2}, Values: []float32{1, 0.5}}
+		if i%100 == 7 { // 3 points hold term 9
+			sp = vectorstore.Sparse{Indices: []uint32{1, 9}, Values: []float32{1, 2}}
+		}
+		pts = append(pts, vectorstore.Point{ChunkID: fmt.Sprintf("00000000-0000-4000-8000-%012x", i), KBID: "kb",
+			DocumentID: fmt.Sprintf("doc-%d", i/10), Sparse: sp})
+	}
+	if err := s.Upsert(ctx, pts); err != nil {
+		t.Fatal(err)
+	}
+	for _, value := range []float32{1, -1} {
+		for _, m := range sparseModes {
+			m.set(t)
+			hits, err := s.Search(ctx, vectorstore.Query{KBID: "kb", TopK: 10,
+				Sparse: vectorstore.Sparse{Indices: []uint32{9}, Values: []float32{value}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(hits) != 3 {
+				t.Fatalf("query value %v, %s: %d hits %+v, want the 3 points holding the term", value, m.name, len(hits), hits)
+			}
+		}
+	}
+}
