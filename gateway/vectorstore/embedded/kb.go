@@ -53,12 +53,45 @@ type kb struct {
 
 // postings of one term, as parallel arrays in slot order. They may include
 // dead slots; df counts only live ones. lo and hi bound the weights (of every
-// posting added, so they may be loose).
+// posting added, so they may be loose). A term held by half the slots or more also
+// has its weights by slot (bySlot).
 type postings struct {
 	slots   []int32
 	weights []float32
 	df      int32
 	lo, hi  float32
+	bySlot  []float32
+}
+
+// A term held by half the slots or more, in a knowledge base of bySlotMin slots or
+// more, keeps its weights by slot as well, for the slots [0, len(bySlot)) (0 where
+// it is absent): a search adds those with vector instructions, at a third of the
+// time a posting takes (measured: 0.35 ns a slot against 1.2 ns a posting), for 4
+// bytes a slot (no more than its postings take). They are built again for all the
+// slots when those grow by a third (so a term's are built a few times as a
+// knowledge base grows); the postings of later slots are added one by one. A
+// variable so that tests can build them for small knowledge bases.
+var bySlotMin = 1 << 16
+
+// wantsBySlot reports whether pl's weights by slot should be built (again).
+func (k *kb) wantsBySlot(pl *postings) bool {
+	n := len(k.ids)
+	return n >= bySlotMin && 2*len(pl.slots) >= n && 4*len(pl.bySlot) < 3*n
+}
+
+// buildBySlot sets pl.bySlot for the slots [0, n).
+func (pl *postings) buildBySlot(n int) {
+	d := pl.bySlot
+	if cap(d) < n {
+		d = make([]float32, n, n+n/3)
+	} else {
+		d = d[:n]
+		clear(d)
+	}
+	for i, s := range pl.slots {
+		d[s] = pl.weights[i]
+	}
+	pl.bySlot = d
 }
 
 func newKB(id string) *kb {
@@ -114,6 +147,9 @@ func (k *kb) add(p *vectorstore.Point) {
 			pl.weights = append(pl.weights, w)
 			pl.lo, pl.hi = min(pl.lo, w), max(pl.hi, w)
 			pl.df++
+			if k.wantsBySlot(pl) {
+				pl.buildBySlot(len(k.ids))
+			}
 		}
 		k.nSparse++
 	}
@@ -225,6 +261,12 @@ func (k *kb) maybeCompact() {
 		}
 		pl.slots = slices.Clip(pl.slots[:n])
 		pl.weights = slices.Clip(pl.weights[:n])
+		if pl.bySlot != nil { // renumbered: again, or none if the term is no longer as common
+			pl.bySlot = nil
+			if 2*len(pl.slots) >= live && live >= bySlotMin {
+				pl.buildBySlot(live)
+			}
+		}
 	}
 	k.ids, k.keys, k.doc, k.terms, k.denseRow = ids, keys, doc, terms, denseRow
 	k.dead = make([]bool, len(ids))
@@ -285,6 +327,15 @@ type queryTerm struct {
 	qw float32
 }
 
+// in returns the postings of t in the slots [lo, hi).
+func (t queryTerm) in(lo, hi int32) ([]int32, []float32) {
+	slots := t.pl.slots
+	j0, _ := slices.BinarySearch(slots, lo)
+	j1, _ := slices.BinarySearch(slots[j0:], hi)
+	ss, ws := slots[j0:j0+j1], t.pl.weights[j0:j0+j1]
+	return ss, ws[:len(ss)]
+}
+
 // release drops what sc holds of a knowledge base (it goes back to a pool).
 func (sc *scratch) release() {
 	clear(sc.terms)
@@ -313,6 +364,7 @@ func (sc *scratch) reset(n int) {
 var (
 	sparseDenseShare   = 2
 	parallelSparseWork = 1 << 19
+	bySlotScan         = true // (postings.bySlot)
 )
 
 func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed []bool) []vectorstore.Hit {
@@ -388,11 +440,7 @@ func (k *kb) sparseRange(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
 	mark := sc.mark[:hi]
 	clear(mark[lo:hi])
 	for _, t := range sc.terms {
-		slots := t.pl.slots
-		j0, _ := slices.BinarySearch(slots, lo)
-		j1, _ := slices.BinarySearch(slots, hi)
-		ss, ws := slots[j0:j1], t.pl.weights[j0:j1]
-		ws = ws[:len(ss)]
+		ss, ws := t.in(lo, hi)
 		for j, s := range ss {
 			acc[s] += t.qw * ws[j]
 			mark[s] = 1
@@ -408,15 +456,23 @@ func (k *kb) sparseRange(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
 }
 
 // sparseRangePositive is sparseRange for a positive query (sc.positive): a slot's
-// score above zero marks it touched, saving a store a posting.
+// score above zero marks it touched, saving a store a posting. A term's weights by
+// slot (postings.bySlot), if it has them, are added with vector instructions, the
+// same products and sums as one by one (an absent term adds 0 × its weight).
 func (k *kb) sparseRangePositive(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
 	acc := sc.acc[:hi]
+	var buf [2048]float32
 	for _, t := range sc.terms {
-		slots := t.pl.slots
-		j0, _ := slices.BinarySearch(slots, lo)
-		j1, _ := slices.BinarySearch(slots, hi)
-		ss, ws := slots[j0:j1], t.pl.weights[j0:j1]
-		ws = ws[:len(ss)]
+		from := lo
+		if d := t.pl.bySlot; int(lo) < len(d) && bySlotScan {
+			from = min(hi, int32(len(d)))
+			for b := lo; b < from; b += int32(len(buf)) {
+				e := min(b+int32(len(buf)), from)
+				tmp := vek32.MulNumber_Into(buf[:0], d[b:e], t.qw)
+				vek32.Add_Inplace(acc[b:e], tmp)
+			}
+		}
+		ss, ws := t.in(from, hi)
 		for j, s := range ss {
 			acc[s] += t.qw * ws[j]
 		}

@@ -228,28 +228,41 @@ func TestClosedAndCancelled(t *testing.T) {
 // sparseMode takes one path of searchSparse.
 type sparseMode struct {
 	name            string
-	share, parallel int // sparseDenseShare, parallelSparseWork
+	share, parallel int  // sparseDenseShare, parallelSparseWork
+	bySlot          bool // bySlotScan
 }
 
 // sparseModes are every path of searchSparse: the list of touched slots, the whole
-// accumulator in one range, and in parallel ranges.
+// accumulator in one range, and in parallel ranges, with the weights by slot of
+// common terms (where a test built them) or their postings.
 var sparseModes = []sparseMode{
-	{"touched", 0, 1 << 30},
-	{"one range", 1 << 30, 1 << 30},
-	{"parallel ranges", 1 << 30, 1},
+	{"touched", 0, 1 << 30, false},
+	{"one range", 1 << 30, 1 << 30, false},
+	{"parallel ranges", 1 << 30, 1, false},
+	{"one range, by slot", 1 << 30, 1 << 30, true},
+	{"parallel ranges, by slot", 1 << 30, 1, true},
 }
 
 // set sets the variables of m until the test ends.
 func (m sparseMode) set(t *testing.T) {
-	share, parallel := sparseDenseShare, parallelSparseWork
-	sparseDenseShare, parallelSparseWork = m.share, m.parallel
-	t.Cleanup(func() { sparseDenseShare, parallelSparseWork = share, parallel })
+	share, parallel, bySlot := sparseDenseShare, parallelSparseWork, bySlotScan
+	sparseDenseShare, parallelSparseWork, bySlotScan = m.share, m.parallel, m.bySlot
+	t.Cleanup(func() { sparseDenseShare, parallelSparseWork, bySlotScan = share, parallel, bySlot })
+}
+
+// buildBySlot makes common terms keep their weights by slot in stores built until
+// the test ends, whatever their size.
+func buildBySlot(t *testing.T) {
+	old := bySlotMin
+	bySlotMin = 0
+	t.Cleanup(func() { bySlotMin = old })
 }
 
 // TestSparseTopK: a sparse search of a few hits returns exactly the top hits of brute
-// force over Zipf-distributed terms, with document filters, after deletes, and with
-// a negative weight, on every path of searchSparse.
+// force over Zipf-distributed terms, with document filters, after deletes (and the
+// compaction they cause), and with a negative weight, on every path of searchSparse.
 func TestSparseTopK(t *testing.T) {
+	buildBySlot(t)
 	c := makeBenchCorpus(4000, 0)
 	s := New()
 	ctx := context.Background()
@@ -392,4 +405,69 @@ func TestSparseFewTouched(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestBySlotScores: a common term's weights by slot, with the postings of the slots
+// added after they were built, give every slot its own score once, before and after
+// a compaction renumbers the slots.
+func TestBySlotScores(t *testing.T) {
+	buildBySlot(t)
+	s := New()
+	ctx := context.Background()
+	weight := func(i int) float32 { return 1 + float32(i%97)/8 }
+	for i := range 500 {
+		p := vectorstore.Point{ChunkID: fmt.Sprintf("00000000-0000-4000-8000-%012x", i), KBID: "kb",
+			DocumentID: fmt.Sprintf("doc-%d", i/10), Sparse: vectorstore.Sparse{Indices: []uint32{1}, Values: []float32{weight(i)}}}
+		if i%3 == 0 { // a rarer term, so that the first is not in every slot
+			p.Sparse = vectorstore.Sparse{Indices: []uint32{2}, Values: []float32{1}}
+		}
+		if err := s.Upsert(ctx, []vectorstore.Point{p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(what string, live func(i int) bool) {
+		t.Helper()
+		pl := s.kbs["kb"].post[1]
+		if len(pl.bySlot) == 0 || len(pl.bySlot) >= len(s.kbs["kb"].ids) {
+			t.Fatalf("%s: weights by slot for %d of %d slots, want some and a tail of postings", what, len(pl.bySlot), len(s.kbs["kb"].ids))
+		}
+		for _, m := range sparseModes[1:] {
+			m.set(t)
+			hits, err := s.Search(ctx, vectorstore.Query{KBID: "kb", TopK: 500, Sparse: vectorstore.Sparse{Indices: []uint32{1}, Values: []float32{1}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			idf := vectorstore.IDF(s.kbs["kb"].nSparse, int(pl.df))
+			n := 0
+			for i := range 500 {
+				if i%3 != 0 && live(i) {
+					n++
+				}
+			}
+			if len(hits) != n {
+				t.Fatalf("%s, %s: %d hits, want %d", what, m.name, len(hits), n)
+			}
+			for _, h := range hits {
+				var i int
+				fmt.Sscanf(h.ChunkID[24:], "%x", &i)
+				if want := float64(float32(idf) * weight(i)); math.Abs(h.Score-want) > 1e-5*want {
+					t.Fatalf("%s, %s: chunk %d scores %v, want %v", what, m.name, i, h.Score, want)
+				}
+			}
+		}
+	}
+	check("grown", func(int) bool { return true })
+	for d := range 20 { // 40 %: a compaction
+		if err := s.DeleteDocument(ctx, "kb", fmt.Sprintf("doc-%d", d*2+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 500; i < 560; i++ { // slots after the weights by slot built by the compaction
+		p := vectorstore.Point{ChunkID: fmt.Sprintf("00000000-0000-4000-8000-%012x", i), KBID: "kb",
+			DocumentID: "doc-x", Sparse: vectorstore.Sparse{Indices: []uint32{2}, Values: []float32{1}}}
+		if err := s.Upsert(ctx, []vectorstore.Point{p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("compacted", func(i int) bool { return (i/10)%2 == 0 || i/10 >= 40 })
 }
