@@ -63,8 +63,9 @@ func nlistFor(rows int) int {
 
 // buildIVF clusters the rows of the slab snapshot dense (unit rows) and assigns
 // every one of them. It reads dense only: the caller may go on appending to the
-// slab it was taken from.
-func buildIVF(dense slab, seed uint64) *ivf {
+// slab it was taken from. It returns nil as soon as stop (called between rounds)
+// reports true.
+func buildIVF(dense slab, seed uint64, stop func() bool) *ivf {
 	n, dim := dense.len(), dense.dim
 	nlist := nlistFor(n)
 	r := rand.New(rand.NewPCG(seed, uint64(n)))
@@ -88,6 +89,9 @@ func buildIVF(dense slab, seed uint64) *ivf {
 	x := &ivf{dim: dim, cdim: codeDim(dim), centroids: cents, lists: make([][]int32, nlist), rows: n}
 	assign := make([]int32, ns)
 	for range annIterations {
+		if stop() {
+			return nil
+		}
 		x.cc = codesOf(cents, dim, x.cdim)
 		x.groups = newGroups(cents, dim, x.cdim, r.Uint64())
 		parallel(ns, func(lo, hi int) {
@@ -114,6 +118,9 @@ func buildIVF(dense slab, seed uint64) *ivf {
 			}
 			unit(cv, sums[c*dim:(c+1)*dim])
 		}
+	}
+	if stop() {
+		return nil
 	}
 	x.cc = codesOf(cents, dim, x.cdim)
 	x.groups = newGroups(cents, dim, x.cdim, r.Uint64())
@@ -325,11 +332,14 @@ func (g *groups) add(c int32, cc codes, cdim int) {
 func (x *ivf) covered() int { return len(x.listOf) }
 
 // assign returns the nearest list of each row of dense from row from on, in
-// parallel. It reads x's centroids, their codes and groups without the store's lock:
+// parallel, or nil if stop reports true first. It reads x's centroids, their codes and groups without the store's lock:
 // only split changes them, from extend, which the store calls only with the result
 // of the one piece of background work a knowledge base has at a time (kb.building),
 // after it is done; a search reads them too, and writes nothing.
-func (x *ivf) assign(dense slab, from int) []int32 {
+func (x *ivf) assign(dense slab, from int, stop func() bool) []int32 {
+	if stop() {
+		return nil
+	}
 	out := make([]int32, dense.len()-from)
 	parallel(len(out), func(lo, hi int) {
 		code := make([]int8, x.cdim)

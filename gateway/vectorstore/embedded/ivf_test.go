@@ -398,3 +398,37 @@ func TestGroupsNearestFallsBack(t *testing.T) {
 		t.Fatalf("nearest centroid %d, want 1", c)
 	}
 }
+
+// TestANNWorkStopsWithKB: index work waiting its turn when its knowledge base is
+// deleted does not run, and a build stops between rounds once told to.
+func TestANNWorkStopsWithKB(t *testing.T) {
+	defer func(n int, q time.Duration) { annMinRows, annQuiet = n, q }(annMinRows, annQuiet)
+	annMinRows, annQuiet = 100, 0
+	c := synth.New(16, 4, 5)
+	s := New()
+	ctx := context.Background()
+	s.work <- struct{}{} // the worker is busy: the build waits its turn
+	if err := s.Upsert(ctx, synthPoints(c, 0, 200)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteKB(ctx, "kb"); err != nil {
+		t.Fatal(err)
+	}
+	<-s.work
+	s.Wait()
+	if s.stopped != 1 {
+		t.Fatalf("index work given up: %d, want 1", s.stopped)
+	}
+
+	dense := slab{dim: 16}
+	for i := range 300 {
+		dense.append(normalised(c.Chunk(i)))
+	}
+	calls := 0
+	if x := buildIVF(dense, 1, func() bool { calls++; return calls > 2 }); x != nil {
+		t.Fatal("a build told to stop after two rounds completed")
+	}
+	if x := buildIVF(dense, 1, func() bool { return false }); x == nil || x.covered() != 300 {
+		t.Fatal("a build never told to stop did not complete")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/viterin/vek/vek32"
@@ -49,6 +50,9 @@ type kb struct {
 	tended   time.Time // the last work on the index (or the creation): it waits annMaxDefer at most
 	waiting  bool      // a timer will call tend
 	builds   int       // builds installed (tests)
+	// gone: deleted, or its store closed. Background work on the index stops at
+	// its next step (read without the store's lock).
+	gone atomic.Bool
 }
 
 // postings of one term, as parallel arrays in slot order. They may include

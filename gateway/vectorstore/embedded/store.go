@@ -24,6 +24,7 @@ type Store struct {
 	idle     *sync.Cond        // broadcast when building drops to 0; L is mu's write lock
 	work     chan struct{}     // a token: one knowledge base's index work at a time
 	exact    bool
+	stopped  int // index work not done, or not finished, because its knowledge base went (tests)
 }
 
 // Option configures a Store.
@@ -86,10 +87,13 @@ func (s *Store) tend(k *kb) {
 		s.work <- struct{}{}
 		var x *ivf
 		var lists []int32
+		var done bool // not stopped because k went meanwhile
 		if build {
-			x = buildIVF(dense, 1)
+			x = buildIVF(dense, 1, k.gone.Load)
+			done = x != nil
 		} else {
-			lists = ann.assign(dense, covered)
+			lists = ann.assign(dense, covered, k.gone.Load)
+			done = lists != nil
 		}
 		<-s.work
 		s.mu.Lock()
@@ -100,8 +104,11 @@ func (s *Store) tend(k *kb) {
 				s.idle.Broadcast()
 			}
 		}()
-		if s.closed || s.kbs[k.id] != k {
-			return // gone meanwhile
+		if !done {
+			s.stopped++
+		}
+		if k.gone.Load() { // (set under the lock by DeleteKB and Close)
+			return
 		}
 		k.building = false
 		k.tended = time.Now() // (also when dropped: the next try waits to be quiet too)
@@ -260,6 +267,7 @@ func (s *Store) DeleteKB(ctx context.Context, kbID string) error {
 		delete(s.owner, id)
 	}
 	delete(s.kbs, kbID)
+	k.gone.Store(true)
 	return nil
 }
 
@@ -327,6 +335,9 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	for _, k := range s.kbs {
+		k.gone.Store(true)
+	}
 	s.kbs = nil
 	s.owner = nil
 	return nil
