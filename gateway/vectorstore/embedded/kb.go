@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -71,10 +72,13 @@ type postings struct {
 // more, keeps its weights by slot as well, for the slots [0, len(bySlot)) (0 where
 // it is absent): a search adds those with vector instructions, at a third of the
 // time a posting takes (measured: 0.35 ns a slot against 1.2 ns a posting), for 4
-// bytes a slot (no more than its postings take). They are built again for all the
-// slots when those grow by a third (so a term's are built a few times as a
-// knowledge base grows); the postings of later slots are added one by one. A
-// variable so that tests can build them for small knowledge bases.
+// bytes a slot (no more than its postings take when built). They are built again
+// for all the slots when those grow by a third (so a term's are built a few times
+// as a knowledge base grows); the postings of later slots are added one by one.
+// Every path rounds a product before adding it, as the vector instructions do (the
+// float32 conversions: Go may otherwise fuse a multiply and an add), so a score does
+// not depend on the path. A variable so that tests can build them for small
+// knowledge bases.
 var bySlotMin = 1 << 16
 
 // wantsBySlot reports whether pl's weights by slot should be built (again).
@@ -85,13 +89,7 @@ func (k *kb) wantsBySlot(pl *postings) bool {
 
 // buildBySlot sets pl.bySlot for the slots [0, n).
 func (pl *postings) buildBySlot(n int) {
-	d := pl.bySlot
-	if cap(d) < n {
-		d = make([]float32, n, n+n/3)
-	} else {
-		d = d[:n]
-		clear(d)
-	}
+	d := make([]float32, n)
 	for i, s := range pl.slots {
 		d[s] = pl.weights[i]
 	}
@@ -384,8 +382,9 @@ func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed 
 		terms = append(terms, queryTerm{pl, qw})
 		work += len(pl.slots)
 		// Float products are monotonic in each factor: the least of qw × weight is
-		// one of these two.
-		positive = positive && min(qw*pl.lo, qw*pl.hi) > 0
+		// one of these two. An infinite qw (a huge query value) is not positive:
+		// ∞ × 0, the weight by slot of a slot without the term, is NaN.
+		positive = positive && min(qw*pl.lo, qw*pl.hi) > 0 && !math.IsInf(float64(qw), 0)
 	}
 	sc.terms, sc.positive = terms, positive
 	if work == 0 {
@@ -416,7 +415,7 @@ func (k *kb) sparseTouched(sc *scratch, limit int, allowed []bool) []vectorstore
 				acc[s] = 0
 				touched = append(touched, s)
 			}
-			acc[s] += t.qw * weights[j]
+			acc[s] += float32(t.qw * weights[j])
 		}
 	}
 	sc.touched = touched
@@ -446,7 +445,7 @@ func (k *kb) sparseRange(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
 	for _, t := range sc.terms {
 		ss, ws := t.in(lo, hi)
 		for j, s := range ss {
-			acc[s] += t.qw * ws[j]
+			acc[s] += float32(t.qw * ws[j])
 			mark[s] = 1
 		}
 	}
@@ -478,7 +477,7 @@ func (k *kb) sparseRangePositive(sc *scratch, h *topK, lo, hi int32, allowed []b
 		}
 		ss, ws := t.in(from, hi)
 		for j, s := range ss {
-			acc[s] += t.qw * ws[j]
+			acc[s] += float32(t.qw * ws[j])
 		}
 	}
 	for s := lo; s < hi; s++ {

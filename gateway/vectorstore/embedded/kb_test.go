@@ -305,11 +305,17 @@ func TestSparseTopK(t *testing.T) {
 				return cmp.Compare(a.id, b.id)
 			})
 			want = want[:min(len(want), q.TopK)]
+			var first []vectorstore.Hit
 			for _, m := range sparseModes {
 				m.set(t)
 				hits, err := s.Search(ctx, q)
 				if err != nil {
 					t.Fatal(err)
+				}
+				if first == nil {
+					first = hits
+				} else if !slices.Equal(hits, first) { // the same sums in the same order
+					t.Fatalf("%s, %s: query %d: hits differ from the touched list's", what, m.name, qi)
 				}
 				if len(hits) != len(want) {
 					t.Fatalf("%s, %s: query %d: %d hits, want %d", what, m.name, qi, len(hits), len(want))
@@ -470,4 +476,42 @@ func TestBySlotScores(t *testing.T) {
 		}
 	}
 	check("compacted", func(i int) bool { return (i/10)%2 == 0 || i/10 >= 40 })
+}
+
+// TestSparseInfiniteWeight: a query weight that overflows to infinity (a huge query
+// value on a rare term) gives the same hits on every path: a term's weights by slot
+// hold 0 for the slots without it, and ∞ × 0 must not wipe their scores out.
+func TestSparseInfiniteWeight(t *testing.T) {
+	buildBySlot(t)
+	s := New()
+	ctx := context.Background()
+	for i := range 1000 {
+		sp := vectorstore.Sparse{Indices: []uint32{2}, Values: []float32{1 + float32(i%7)}}
+		if i < 200 && i%4 != 0 { // common among the first slots (weights by slot), rare at the end
+			sp = vectorstore.Sparse{Indices: []uint32{1, 2}, Values: []float32{1, 1 + float32(i%7)}}
+		}
+		p := vectorstore.Point{ChunkID: fmt.Sprintf("00000000-0000-4000-8000-%012x", i), KBID: "kb",
+			DocumentID: fmt.Sprintf("doc-%d", i/10), Sparse: sp}
+		if err := s.Upsert(ctx, []vectorstore.Point{p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.kbs["kb"].post[1].bySlot) == 0 {
+		t.Fatal("term 1 has no weights by slot")
+	}
+	q := vectorstore.Query{KBID: "kb", TopK: 1000, Sparse: vectorstore.Sparse{Indices: []uint32{1, 2}, Values: []float32{3e38, 1}}}
+	var want []vectorstore.Hit
+	for _, m := range sparseModes {
+		m.set(t)
+		hits, err := s.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want == nil {
+			want = hits
+		}
+		if len(hits) != 1000 || !slices.Equal(hits, want) {
+			t.Fatalf("%s: %d hits, differing from the touched list's %d", m.name, len(hits), len(want))
+		}
+	}
 }
