@@ -332,10 +332,11 @@ func (g *groups) add(c int32, cc codes, cdim int) {
 func (x *ivf) covered() int { return len(x.listOf) }
 
 // assign returns the nearest list of each row of dense from row from on, in
-// parallel, or nil if stop reports true first. It reads x's centroids, their codes and groups without the store's lock:
-// only split changes them, from extend, which the store calls only with the result
-// of the one piece of background work a knowledge base has at a time (kb.building),
-// after it is done; a search reads them too, and writes nothing.
+// parallel, or nil if stop reports true first. It reads x's centroids, their codes
+// and groups without the store's lock: only split changes them, from extend, which
+// the store calls only with the result of the one piece of background work a
+// knowledge base has at a time (kb.building), after it is done; a search reads them
+// too, and writes nothing.
 func (x *ivf) assign(dense slab, from int, stop func() bool) []int32 {
 	if stop() {
 		return nil
