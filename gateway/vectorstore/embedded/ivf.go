@@ -94,13 +94,7 @@ func buildIVF(dense slab, seed uint64, stop func() bool) *ivf {
 		}
 		x.cc = codesOf(cents, dim, x.cdim)
 		x.groups = newGroups(cents, dim, x.cdim, r.Uint64())
-		parallel(ns, func(lo, hi int) {
-			code := make([]int8, x.cdim)
-			for i := lo; i < hi; i++ {
-				quantise(code, row(sample[i]))
-				assign[i] = x.nearest(code)
-			}
-		})
+		x.nearestRows(assign, func(i int) []float32 { return row(sample[i]) })
 		sums := make([]float64, nlist*dim)
 		counts := make([]int, nlist)
 		for i, c := range assign {
@@ -125,13 +119,7 @@ func buildIVF(dense slab, seed uint64, stop func() bool) *ivf {
 	x.cc = codesOf(cents, dim, x.cdim)
 	x.groups = newGroups(cents, dim, x.cdim, r.Uint64())
 	x.listOf = make([]int32, n)
-	parallel(n, func(lo, hi int) {
-		code := make([]int8, x.cdim)
-		for i := lo; i < hi; i++ {
-			quantise(code, row(int32(i)))
-			x.listOf[i] = x.nearest(code)
-		}
-	})
+	x.nearestRows(x.listOf, func(i int) []float32 { return row(int32(i)) })
 	sizes := make([]int, nlist)
 	for _, c := range x.listOf {
 		sizes[c]++
@@ -171,6 +159,18 @@ func buildIVF(dense slab, seed uint64, stop func() bool) *ivf {
 func parallel(n int, fn func(lo, hi int)) {
 	parts := min(runtime.GOMAXPROCS(0), max(n/256, 1))
 	inParts(parts, func(p int) { fn(n*p/parts, n*(p+1)/parts) })
+}
+
+// nearestRows sets out[i] to the list nearest row(i), for every i of out, in
+// parallel.
+func (x *ivf) nearestRows(out []int32, row func(i int) []float32) {
+	parallel(len(out), func(lo, hi int) {
+		code := make([]int8, x.cdim)
+		for i := lo; i < hi; i++ {
+			quantise(code, row(i))
+			out[i] = x.nearest(code)
+		}
+	})
 }
 
 // nearest is the list whose centroid is nearest the row coded code (by the codes'
@@ -228,7 +228,6 @@ func nearestOf(v, vs []float32, dim int) int32 {
 // A split's new centroid joins the group nearest it; the centroid split stays in its
 // group until the next build.
 type groups struct {
-	dim     int
 	centres []float32 // by group, unit length
 	cc      codes     // the centres' codes
 	members [][]int32 // by group: its centroids
@@ -247,7 +246,7 @@ func newGroups(cents []float32, dim, cdim int, seed uint64) *groups {
 	}
 	ng := int(math.Sqrt(float64(n)))
 	r := rand.New(rand.NewPCG(seed, uint64(n)))
-	g := &groups{dim: dim, centres: make([]float32, ng*dim), members: make([][]int32, ng)}
+	g := &groups{centres: make([]float32, ng*dim), members: make([][]int32, ng)}
 	for i, c := range r.Perm(n)[:ng] {
 		copy(g.centres[i*dim:], cents[c*dim:(c+1)*dim])
 	}
@@ -342,13 +341,7 @@ func (x *ivf) assign(dense slab, from int, stop func() bool) []int32 {
 		return nil
 	}
 	out := make([]int32, dense.len()-from)
-	parallel(len(out), func(lo, hi int) {
-		code := make([]int8, x.cdim)
-		for i := lo; i < hi; i++ {
-			quantise(code, dense.row(from+i))
-			out[i] = x.nearest(code)
-		}
-	})
+	x.nearestRows(out, func(i int) []float32 { return dense.row(from + i) })
 	return out
 }
 

@@ -387,7 +387,7 @@ func TestGroupsNearestFallsBack(t *testing.T) {
 		centres = append(centres, axis(2+i)...)
 	}
 	members[groupProbe] = []int32{0, 1} // the farthest group holds both centroids
-	g := &groups{dim: dim, centres: centres, cc: codesOf(centres, dim, cdim), members: members}
+	g := &groups{centres: centres, cc: codesOf(centres, dim, cdim), members: members}
 	code := make([]int8, cdim)
 	v := axis(1)
 	for i := range groupProbe {

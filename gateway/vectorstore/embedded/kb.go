@@ -81,10 +81,14 @@ type postings struct {
 // knowledge bases.
 var bySlotMin = 1 << 16
 
+// bySlotFor reports whether a term of n postings keeps its weights by slot in a
+// knowledge base of slots slots.
+func bySlotFor(n, slots int) bool { return slots >= bySlotMin && 2*n >= slots }
+
 // wantsBySlot reports whether pl's weights by slot should be built (again).
 func (k *kb) wantsBySlot(pl *postings) bool {
 	n := len(k.ids)
-	return n >= bySlotMin && 2*len(pl.slots) >= n && 4*len(pl.bySlot) < 3*n
+	return bySlotFor(len(pl.slots), n) && 4*len(pl.bySlot) < 3*n
 }
 
 // buildBySlot sets pl.bySlot for the slots [0, n).
@@ -265,7 +269,7 @@ func (k *kb) maybeCompact() {
 		pl.weights = slices.Clip(pl.weights[:n])
 		if pl.bySlot != nil { // renumbered: again, or none if the term is no longer as common
 			pl.bySlot = nil
-			if 2*len(pl.slots) >= live && live >= bySlotMin {
+			if bySlotFor(len(pl.slots), live) {
 				pl.buildBySlot(live)
 			}
 		}
@@ -429,45 +433,25 @@ func (k *kb) sparseTouched(sc *scratch, limit int, allowed []bool) []vectorstore
 }
 
 // sparseRange scores the query terms of sc for the slots [lo, hi) (multiples of 64,
-// hi: or the last slot) into sc.acc and offers those touched to h. Touched slots are
-// marked with a byte each, not a bit: a bit would make each posting read the word
-// the previous one wrote (postings of a common term are a few slots apart), a chain
-// of store-to-load latencies.
+// hi: or the last slot) into sc.acc and offers those touched to h. For a positive
+// query (sc.positive) a score above zero marks a slot touched, and a term's weights
+// by slot (postings.bySlot), if it has them, are added with vector instructions:
+// the same products and sums as one by one (an absent term adds 0 × its weight).
+// For another query touched slots are marked with a byte each, not a bit: a bit
+// would make each posting read the word the previous one wrote (postings of a
+// common term are a few slots apart), a chain of store-to-load latencies.
 func (k *kb) sparseRange(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
 	acc := sc.acc[:hi]
 	clear(acc[lo:hi])
-	if sc.positive {
-		k.sparseRangePositive(sc, h, lo, hi, allowed)
-		return
+	var mark []byte // nil: the query is positive
+	if !sc.positive {
+		mark = sc.mark[:hi]
+		clear(mark[lo:hi])
 	}
-	mark := sc.mark[:hi]
-	clear(mark[lo:hi])
-	for _, t := range sc.terms {
-		ss, ws := t.in(lo, hi)
-		for j, s := range ss {
-			acc[s] += float32(t.qw * ws[j])
-			mark[s] = 1
-		}
-	}
-	// Most slots score below the worst kept hit once there are limit of them: that
-	// test comes first, reading the scores in order, then the mark.
-	for s := lo; s < hi; s++ {
-		if !h.below(acc[s]) && mark[s] != 0 && k.visible(s, allowed) {
-			h.offer(acc[s], s)
-		}
-	}
-}
-
-// sparseRangePositive is sparseRange for a positive query (sc.positive): a slot's
-// score above zero marks it touched, saving a store a posting. A term's weights by
-// slot (postings.bySlot), if it has them, are added with vector instructions, the
-// same products and sums as one by one (an absent term adds 0 × its weight).
-func (k *kb) sparseRangePositive(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
-	acc := sc.acc[:hi]
 	var buf [2048]float32
 	for _, t := range sc.terms {
 		from := lo
-		if d := t.pl.bySlot; int(lo) < len(d) && bySlotScan {
+		if d := t.pl.bySlot; mark == nil && bySlotScan && int(lo) < len(d) {
 			from = min(hi, int32(len(d)))
 			for b := lo; b < from; b += int32(len(buf)) {
 				e := min(b+int32(len(buf)), from)
@@ -476,12 +460,21 @@ func (k *kb) sparseRangePositive(sc *scratch, h *topK, lo, hi int32, allowed []b
 			}
 		}
 		ss, ws := t.in(from, hi)
+		if mark == nil {
+			for j, s := range ss {
+				acc[s] += float32(t.qw * ws[j])
+			}
+			continue
+		}
 		for j, s := range ss {
 			acc[s] += float32(t.qw * ws[j])
+			mark[s] = 1
 		}
 	}
+	// Most slots score below the worst kept hit once there are limit of them: that
+	// test comes first, reading the scores in order, then whether it was touched.
 	for s := lo; s < hi; s++ {
-		if !h.below(acc[s]) && acc[s] > 0 && k.visible(s, allowed) {
+		if !h.below(acc[s]) && (mark == nil && acc[s] > 0 || mark != nil && mark[s] != 0) && k.visible(s, allowed) {
 			h.offer(acc[s], s)
 		}
 	}
