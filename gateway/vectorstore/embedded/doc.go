@@ -9,8 +9,12 @@
 // annMinRows rows; above, an inverted-file index (ivf.go: spherical k-means
 // lists, a row's nearest found through groups of centroids, built and extended in
 // the background, searched with the rows it does not cover yet scanned exactly)
-// scans the lists nearest the query. Deletes leave tombstones; a knowledge base is
-// compacted when more than a quarter of its slots are dead.
+// scans the lists nearest the query. A hybrid search through that index is
+// approximate on its sparse side too when the query's postings are very many (a
+// pasted paragraph): the rarest terms' postings, within a budget, pick candidates
+// that are then scored exactly with every term (kb.go: sparseApprox); a sparse-only
+// search is always exact. Deletes leave tombstones; a knowledge base is compacted
+// when more than a quarter of its slots are dead.
 //
 // It is not persistent and not distributed: for more than one gateway or for
 // indexes larger than memory, use the Qdrant store.

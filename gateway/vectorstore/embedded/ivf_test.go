@@ -432,3 +432,64 @@ func TestANNWorkStopsWithKB(t *testing.T) {
 		t.Fatal("a build never told to stop did not complete")
 	}
 }
+
+// TestHybridSparseApprox: the sparse side of a hybrid search over the approximate
+// index is approximate (sparseApprox); a sparse-only search, and a hybrid one in a
+// store that searches exactly, are not. Point 0 scores best on the query's common
+// term alone; the budget reads only the rare term's postings, which it lacks.
+func TestHybridSparseApprox(t *testing.T) {
+	defer func(n int, q time.Duration, from, b int) {
+		annMinRows, annQuiet, sparseApproxFrom, sparseBudget = n, q, from, b
+	}(annMinRows, annQuiet, sparseApproxFrom, sparseBudget)
+	annMinRows, annQuiet, sparseApproxFrom, sparseBudget = 100, 0, 10, 10
+	c := synth.New(16, 4, 5)
+	var pts []vectorstore.Point
+	for i := range 400 {
+		p := vectorstore.Point{ChunkID: chunkID(i), KBID: "kb", DocumentID: fmt.Sprintf("doc-%d", i/10), Dense: c.Chunk(i)}
+		switch {
+		case i == 0:
+			p.Sparse = vectorstore.Sparse{Indices: []uint32{1}, Values: []float32{20}}
+		case i <= 5:
+			p.Sparse = vectorstore.Sparse{Indices: []uint32{1, 2}, Values: []float32{1, 1}}
+		case i%2 == 0:
+			p.Sparse = vectorstore.Sparse{Indices: []uint32{1}, Values: []float32{1}}
+		default:
+			p.Sparse = vectorstore.Sparse{Indices: []uint32{3}, Values: []float32{1}}
+		}
+		pts = append(pts, p)
+	}
+	far := slices.Clone(c.Chunk(0))
+	for i := range far {
+		far[i] = -far[i]
+	}
+	sparse := vectorstore.Sparse{Indices: []uint32{1, 2}, Values: []float32{1, 1}}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		opts  []Option
+		dense []float32
+		want  bool // point 0 first
+	}{
+		{"hybrid over the index", nil, far, false},
+		{"sparse only", nil, nil, true},
+		{"hybrid, exact store", []Option{Exact()}, far, true},
+	} {
+		s := New(tc.opts...)
+		if err := s.Upsert(ctx, pts); err != nil {
+			t.Fatal(err)
+		}
+		s.Wait()
+		if indexed := s.kbs["kb"].ann != nil; indexed != (tc.opts == nil) {
+			t.Fatalf("%s: approximate index built: %v", tc.name, indexed)
+		}
+		hits, err := s.Search(ctx, vectorstore.Query{KBID: "kb", TopK: 3, Dense: tc.dense, Sparse: sparse,
+			Fusion: vectorstore.Fusion{Method: vectorstore.FusionWeighted, DenseWeight: 0.01}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(hits) > 0 && hits[0].ChunkID == chunkID(0); got != tc.want {
+			t.Errorf("%s: point 0 first: %v, want %v (hits %+v)", tc.name, got, tc.want, hits)
+		}
+		s.Close()
+	}
+}

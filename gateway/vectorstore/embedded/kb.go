@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"cmp"
 	"math"
 	"runtime"
 	"slices"
@@ -325,12 +326,25 @@ type scratch struct {
 	// positive: every term adds more than zero to the score of each slot it holds,
 	// so a slot was touched if and only if its score is above zero.
 	positive bool
+	byID     termTable // of terms (sparseApprox)
 }
 
 // queryTerm is a query term's postings and weight: IDF × the query's value.
 type queryTerm struct {
 	pl *postings
 	qw float32
+	id uint32
+}
+
+// weightOf returns the weight of t in slot s (0 if s lacks it).
+func (t queryTerm) weightOf(s int32) float32 {
+	if int(s) < len(t.pl.bySlot) {
+		return t.pl.bySlot[s]
+	}
+	if j, found := slices.BinarySearch(t.pl.slots, s); found {
+		return t.pl.weights[j]
+	}
+	return 0
 }
 
 // in returns the postings of t in the slots [lo, hi).
@@ -346,6 +360,7 @@ func (t queryTerm) in(lo, hi int32) ([]int32, []float32) {
 func (sc *scratch) release() {
 	clear(sc.terms)
 	sc.terms = sc.terms[:0]
+	clear(sc.byID.cells)
 }
 
 func (sc *scratch) reset(n int) {
@@ -373,7 +388,7 @@ var (
 	bySlotScan         = true // (postings.bySlot)
 )
 
-func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed []bool) []vectorstore.Hit {
+func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed []bool, approx bool) []vectorstore.Hit {
 	terms := sc.terms[:0]
 	work := 0
 	positive := true
@@ -383,7 +398,7 @@ func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed 
 			continue
 		}
 		qw := float32(vectorstore.IDF(k.nSparse, int(pl.df))) * q.Values[i]
-		terms = append(terms, queryTerm{pl, qw})
+		terms = append(terms, queryTerm{pl, qw, t})
 		work += len(pl.slots)
 		// Float products are monotonic in each factor: the least of qw × weight is
 		// one of these two. An infinite qw (a huge query value) is not positive:
@@ -394,6 +409,16 @@ func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed 
 	if work == 0 {
 		return nil
 	}
+	if approx && positive && work > sparseApproxFrom {
+		return k.sparseApprox(sc, limit, allowed)
+	}
+	h := k.sparseTop(sc, work, limit, allowed)
+	return h.hits()
+}
+
+// sparseTop scores the query terms of sc (work postings) and keeps the best limit
+// slots that allowed (when not nil) lets through.
+func (k *kb) sparseTop(sc *scratch, work, limit int, allowed []bool) topK {
 	n := len(k.ids)
 	sc.reset(n)
 	if work*sparseDenseShare < n {
@@ -402,13 +427,116 @@ func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed 
 	// Ranges of whole cache lines, so that no two goroutines write one.
 	lines := (n + 63) / 64
 	parts := min(runtime.GOMAXPROCS(0), max(work/parallelSparseWork, 1), lines)
-	return k.merge(limit, parts, func(p int, h *topK) {
+	return k.mergeTop(limit, parts, func(p int, h *topK) {
 		k.sparseRange(sc, h, int32(lines*p/parts*64), int32(min(lines*(p+1)/parts*64, n)), allowed)
 	})
 }
 
+// The sparse side of a hybrid search over the approximate index (kb.ann) is
+// approximate for a query of more than sparseApproxFrom postings (≈ 5 ms of adds on
+// two cores at a million chunks; a pasted paragraph of a few hundred terms reads tens
+// of millions): it reads sparseBudget postings in full (or the rarest term's, if
+// more), those of the query's rarest terms, of the highest IDF; the rescoreDepth
+// best slots by those terms alone are then scored with every term, exactly, and the
+// best of them kept. Variables so that tests can take the path on small inputs.
+var (
+	sparseApproxFrom = 1 << 23
+	sparseBudget     = 3 << 19
+)
+
+// rescoreDepth is how many candidates sparseApprox scores with every term, for a
+// search of limit hits.
+func rescoreDepth(limit int) int { return 10 * limit }
+
+// sparseApprox is the approximate sparse search of a positive query (above). A hit's
+// score is its exact score: the sum, in the query's order, that sparseTop adds.
+func (k *kb) sparseApprox(sc *scratch, limit int, allowed []bool) []vectorstore.Hit {
+	all := sc.terms
+	sc.byID.index(all)
+	slices.SortStableFunc(all, func(a, b queryTerm) int { return cmp.Compare(len(a.pl.slots), len(b.pl.slots)) })
+	work, first := 0, 0
+	for first < len(all) && (first == 0 || work+len(all[first].pl.slots) <= sparseBudget) {
+		work += len(all[first].pl.slots)
+		first++
+	}
+	// In the query's order again: the sums of an exact search for these terms alone.
+	slices.SortFunc(all[:first], func(a, b queryTerm) int { return cmp.Compare(a.id, b.id) })
+	sc.terms = all[:first]
+	cands := k.sparseTop(sc, work, rescoreDepth(limit), allowed)
+	sc.terms = all
+	scores := make([]float32, len(cands.e))
+	parts := min(runtime.GOMAXPROCS(0), max(len(cands.e)*len(all)/rescoreWork, 1))
+	inParts(parts, func(p int) {
+		for i := len(scores) * p / parts; i < len(scores)*(p+1)/parts; i++ {
+			scores[i] = k.sparseScore(sc, cands.e[i].slot)
+		}
+	})
+	h := topK{k: k, limit: limit}
+	for i, e := range cands.e {
+		h.offer(scores[i], e.slot)
+	}
+	return h.hits()
+}
+
+// rescoreWork is the number of candidate × term pairs above which sparseApprox
+// scores its candidates on every core.
+const rescoreWork = 4096
+
+// sparseScore is the score of slot s for the query terms indexed in sc.byID: the
+// terms of s (in increasing order, as the query's) looked up one after the other.
+func (k *kb) sparseScore(sc *scratch, s int32) float32 {
+	var score float32
+	for _, id := range k.terms[s] {
+		if t := sc.byID.find(id); t.pl != nil {
+			score += float32(t.qw * t.weightOf(s))
+		}
+	}
+	return score
+}
+
+// termTable finds a query term by id: open addressing with linear probing, at
+// least four cells a term (most lookups, a slot's terms the query lacks, miss).
+type termTable struct {
+	cells []queryTerm // pl nil: empty
+	shift uint8
+}
+
+// index makes t find terms (of distinct ids).
+func (t *termTable) index(terms []queryTerm) {
+	bits := uint8(4)
+	for 1<<bits < 4*len(terms) {
+		bits++
+	}
+	size := 1 << bits
+	if cap(t.cells) < size {
+		t.cells = make([]queryTerm, size)
+	}
+	t.cells = t.cells[:size]
+	clear(t.cells)
+	t.shift = 32 - bits
+	for _, q := range terms {
+		i := t.home(q.id)
+		for t.cells[i].pl != nil {
+			i = (i + 1) & (size - 1)
+		}
+		t.cells[i] = q
+	}
+}
+
+func (t *termTable) home(id uint32) int { return int((id * 0x9e3779b1) >> t.shift) }
+
+// find returns the term of id, or one without postings.
+func (t *termTable) find(id uint32) queryTerm {
+	mask := len(t.cells) - 1
+	for i := t.home(id); ; i = (i + 1) & mask {
+		if c := t.cells[i]; c.pl == nil || c.id == id {
+			return c
+		}
+	}
+}
+
 // sparseTouched scores the query terms of sc into sc.acc, listing the slots touched.
-func (k *kb) sparseTouched(sc *scratch, limit int, allowed []bool) []vectorstore.Hit {
+func (k *kb) sparseTouched(sc *scratch, limit int, allowed []bool) topK {
 	acc, seen := sc.acc, sc.seen
 	touched := sc.touched
 	for _, t := range sc.terms {
@@ -429,7 +557,7 @@ func (k *kb) sparseTouched(sc *scratch, limit int, allowed []bool) []vectorstore
 			h.offer(acc[s], s)
 		}
 	}
-	return h.hits()
+	return h
 }
 
 // sparseRange scores the query terms of sc for the slots [lo, hi) (multiples of 64,
@@ -588,6 +716,12 @@ func (k *kb) scanList(h *topK, qc []int8, qscale float32, c int32, allowed []boo
 
 // merge runs scan for parts parts and merges their heaps.
 func (k *kb) merge(limit, parts int, scan func(p int, h *topK)) []vectorstore.Hit {
+	h := k.mergeTop(limit, parts, scan)
+	return h.hits()
+}
+
+// mergeTop is merge before the hits are made.
+func (k *kb) mergeTop(limit, parts int, scan func(p int, h *topK)) topK {
 	heaps := make([]topK, parts)
 	inParts(parts, func(p int) {
 		heaps[p] = topK{k: k, limit: limit}
@@ -599,7 +733,7 @@ func (k *kb) merge(limit, parts int, scan func(p int, h *topK)) []vectorstore.Hi
 			h.offer(e.score, e.slot)
 		}
 	}
-	return h.hits()
+	return h
 }
 
 // inParts runs fn(0), …, fn(parts−1) on as many goroutines (the last on this one)

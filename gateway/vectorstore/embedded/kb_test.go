@@ -513,3 +513,140 @@ func TestSparseInfiniteWeight(t *testing.T) {
 		t.Fatalf("%d hits, want all 1000 points", len(hits))
 	}
 }
+
+// approxCandidates is what sparseApprox scores exactly, found through the exact
+// search: the rescoreDepth(limit) best slots by the query's rarest terms (by postings,
+// within sparseBudget, at least one) alone.
+func approxCandidates(t *testing.T, s *Store, q vectorstore.Query) []vectorstore.Hit {
+	t.Helper()
+	k := s.kbs[q.KBID]
+	type term struct {
+		id    uint32
+		value float32
+		n     int
+	}
+	var terms []term
+	for i, id := range q.Sparse.Indices {
+		if pl := k.post[id]; pl != nil && pl.df > 0 {
+			terms = append(terms, term{id, q.Sparse.Values[i], len(pl.slots)})
+		}
+	}
+	slices.SortStableFunc(terms, func(a, b term) int { return cmp.Compare(a.n, b.n) })
+	first := vectorstore.Sparse{}
+	work := 0
+	for i, tm := range terms {
+		if i > 0 && work+tm.n > sparseBudget {
+			break
+		}
+		work += tm.n
+		first.Indices = append(first.Indices, tm.id)
+		first.Values = append(first.Values, tm.value)
+	}
+	sortSparse(&first)
+	pq := q
+	pq.Sparse, pq.TopK = first, rescoreDepth(q.TopK)
+	hits, err := s.Search(context.Background(), pq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hits
+}
+
+// sortSparse puts the terms of sp in increasing order.
+func sortSparse(sp *vectorstore.Sparse) {
+	idx := make([]int, len(sp.Indices))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(sp.Indices[a], sp.Indices[b]) })
+	var out vectorstore.Sparse
+	for _, i := range idx {
+		out.Indices = append(out.Indices, sp.Indices[i])
+		out.Values = append(out.Values, sp.Values[i])
+	}
+	*sp = out
+}
+
+// TestSparseApprox: the approximate sparse search (the sparse side of a hybrid search
+// over the approximate index) returns the best, by their exact scores, of the
+// candidates the query's rarest terms give (approxCandidates), with exactly the
+// scores an exact search gives them; with a budget no query exceeds, the exact
+// hits. With document filters, weights by slot (and postings after them), after
+// deletes, on every path of searchSparse.
+func TestSparseApprox(t *testing.T) {
+	buildBySlot(t)
+	c := makeBenchCorpus(4000, 0)
+	s := New()
+	ctx := context.Background()
+	if err := s.Upsert(ctx, c.points[:3000]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Upsert(ctx, c.points[3000:]); err != nil { // postings after the weights by slot
+		t.Fatal(err)
+	}
+	for d := range 20 {
+		if err := s.DeleteDocument(ctx, "kb", fmt.Sprintf("doc-%d", d*7)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := s.kbs["kb"]
+	approx := func(q vectorstore.Query) []vectorstore.Hit {
+		allowed, _ := k.allowedDocs(q.DocumentIDs)
+		sc := new(scratch)
+		defer sc.release()
+		return k.searchSparse(sc, q.Sparse, q.TopK, allowed, true)
+	}
+	defer func(from, b int) { sparseApproxFrom, sparseBudget = from, b }(sparseApproxFrom, sparseBudget)
+	sparseApproxFrom = 0
+	r := rand.New(rand.NewPCG(5, 6))
+	pruned := 0
+	for _, budget := range []int{0, 500, 3000, 1 << 30} {
+		sparseBudget = budget
+		for qi, q := range c.queries[:90] {
+			q.TopK = []int{1, 5, 20}[qi%3]
+			if qi%4 == 0 {
+				for range 20 + r.IntN(60) {
+					q.DocumentIDs = append(q.DocumentIDs, fmt.Sprintf("doc-%d", r.IntN(200)))
+				}
+			}
+			q.Sparse.Values = slices.Clone(q.Sparse.Values)
+			for i := range q.Sparse.Values {
+				q.Sparse.Values[i] = 0.5 + r.Float32()
+			}
+			for _, m := range sparseModes {
+				m.set(t)
+				got := approx(q)
+				exact := q
+				exact.TopK = 4000
+				all, err := s.Search(ctx, exact)
+				if err != nil {
+					t.Fatal(err)
+				}
+				scoreOf := map[string]float64{}
+				for _, h := range all {
+					scoreOf[h.ChunkID] = h.Score
+				}
+				var want []vectorstore.Hit
+				if budget == 1<<30 {
+					want = all[:min(len(all), q.TopK)]
+				} else {
+					for _, h := range approxCandidates(t, s, q) {
+						h.Score = scoreOf[h.ChunkID]
+						want = append(want, h)
+					}
+					vectorstore.SortHits(want)
+					want = want[:min(len(want), q.TopK)]
+					if !slices.Equal(want, all[:min(len(all), q.TopK)]) {
+						pruned++
+					}
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("budget %d, query %d, %s: hits\n%+v\nwant\n%+v", budget, qi, m.name, got, want)
+				}
+			}
+		}
+	}
+	if pruned == 0 {
+		t.Fatal("no query's approximate hits differ from its exact ones: the test does not tell the paths apart")
+	}
+}

@@ -317,7 +317,7 @@ func (s *Store) Search(ctx context.Context, q vectorstore.Query) ([]vectorstore.
 		if sc == nil {
 			sc = new(scratch)
 		}
-		sparse = k.searchSparse(sc, q.Sparse, limit, allowed)
+		sparse = k.searchSparse(sc, q.Sparse, limit, allowed, qd != nil && k.ann != nil)
 		sc.release()
 		s.pool.Put(sc)
 	}
