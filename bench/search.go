@@ -289,6 +289,7 @@ type searchResult struct {
 	build        time.Duration
 	recall       float64 // approximate arm only: dense-only top 10
 	hybridRecall float64 // approximate arm only: hybrid top 10
+	longRecall   float64 // the same, of the questions of more than searchLongQuery terms
 }
 
 // searchSize runs the three arms over chunks, with the queries taken from them.
@@ -366,10 +367,12 @@ func searchSize(chunks []searchChunk, all []searchQuery, n int) ([3]searchResult
 			var err error
 			dense := func(i int) vectorstore.Query { return vectorstore.Query{KBID: "kb", TopK: 10, Dense: qdense[i]} }
 			hybrid := func(i int) vectorstore.Query { q := query(i); q.TopK = 10; return q }
-			if r.recall, err = searchRecall(ctx, s, len(qs), dense, &exactTop); err != nil {
+			all := func(int) bool { return true }
+			long := func(i int) bool { return len(qs[i].Sparse.Indices) > searchLongQuery }
+			if r.recall, _, err = searchRecall(ctx, s, len(qs), dense, &exactTop, all, all); err != nil {
 				return res, err
 			}
-			if r.hybridRecall, err = searchRecall(ctx, s, len(qs), hybrid, &exactHybrid); err != nil {
+			if r.hybridRecall, r.longRecall, err = searchRecall(ctx, s, len(qs), hybrid, &exactHybrid, all, long); err != nil {
 				return res, err
 			}
 		}
@@ -381,7 +384,7 @@ func searchSize(chunks []searchChunk, all []searchQuery, n int) ([3]searchResult
 		fmt.Printf("%-34s %9s %9s %9s %9.0f MB %10s %12s %8s\n", fmt.Sprintf("%d: %s", n, names[arm]),
 			ms(pct(r.lat, 50)), ms(pct(r.lat, 99)), ms(slices.Max(r.lat)), float64(r.heap)/mb, r.upsert.Round(time.Millisecond), build, recall)
 		if arm == 2 {
-			fmt.Printf("    hybrid recall@10 against the exact arm's hybrid top 10: %.3f\n", r.hybridRecall)
+			fmt.Printf("    hybrid recall@10 against the exact arm's hybrid top 10: %.3f (questions of more than %d terms: %.3f)\n", r.hybridRecall, searchLongQuery, r.longRecall)
 		}
 		if arm != 1 {
 			searchByLength(qs, r.lat)
@@ -393,15 +396,15 @@ func searchSize(chunks []searchChunk, all []searchQuery, n int) ([3]searchResult
 }
 
 // searchRecall runs query(i) for i < n on s. The first time (the exact arm) it keeps
-// each top's ids in *exact and returns 1; then it returns the share of those the
-// tops hold.
-func searchRecall(ctx context.Context, s vectorstore.Store, n int, query func(i int) vectorstore.Query, exact *[][]string) (float64, error) {
+// each top's ids in *exact and returns 1s; then it returns the share of those the
+// tops hold, of the questions a and of the questions b picks.
+func searchRecall(ctx context.Context, s vectorstore.Store, n int, query func(i int) vectorstore.Query, exact *[][]string, a, b func(i int) bool) (float64, float64, error) {
 	first := *exact == nil
-	found, want := 0, 0
+	var found, want [2]int
 	for i := range n {
 		hits, err := s.Search(ctx, query(i))
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		ids := make([]string, len(hits))
 		for j, h := range hits {
@@ -412,16 +415,22 @@ func searchRecall(ctx context.Context, s vectorstore.Store, n int, query func(i 
 			continue
 		}
 		for _, id := range (*exact)[i] {
-			want++
+			in := 0
 			if slices.Contains(ids, id) {
-				found++
+				in = 1
+			}
+			for k, pick := range []func(int) bool{a, b} {
+				if pick(i) {
+					want[k]++
+					found[k] += in
+				}
 			}
 		}
 	}
 	if first {
-		return 1, nil
+		return 1, 1, nil
 	}
-	return float64(found) / float64(max(want, 1)), nil
+	return float64(found[0]) / float64(max(want[0], 1)), float64(found[1]) / float64(max(want[1], 1)), nil
 }
 
 // searchLongQuery is the number of terms from which searchByLength counts a question

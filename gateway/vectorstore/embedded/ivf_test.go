@@ -433,15 +433,16 @@ func TestANNWorkStopsWithKB(t *testing.T) {
 	}
 }
 
-// TestHybridSparseApprox: the sparse side of a hybrid search over the approximate
-// index is approximate (sparseApprox); a sparse-only search, and a hybrid one in a
-// store that searches exactly, are not. Point 0 scores best on the query's common
+// TestHybridSparseApprox: the sparse side of a hybrid search whose dense side goes
+// through the approximate index is approximate (sparseApprox); a sparse-only search,
+// a hybrid one whose document filter makes the dense side exact, and a hybrid one in
+// a store that searches exactly, are not. Point 0 scores best on the query's common
 // term alone; the budget reads only the rare term's postings, which it lacks.
 func TestHybridSparseApprox(t *testing.T) {
-	defer func(n int, q time.Duration, from, b int) {
-		annMinRows, annQuiet, sparseApproxFrom, sparseBudget = n, q, from, b
-	}(annMinRows, annQuiet, sparseApproxFrom, sparseBudget)
-	annMinRows, annQuiet, sparseApproxFrom, sparseBudget = 100, 0, 10, 10
+	defer func(n int, q time.Duration, from, b, cost int) {
+		annMinRows, annQuiet, sparseApproxFrom, sparseBudget, rescoreCost = n, q, from, b, cost
+	}(annMinRows, annQuiet, sparseApproxFrom, sparseBudget, rescoreCost)
+	annMinRows, annQuiet, sparseApproxFrom, sparseBudget, rescoreCost = 100, 0, 40, 40, 0
 	c := synth.New(16, 4, 5)
 	var pts []vectorstore.Point
 	for i := range 400 {
@@ -449,7 +450,7 @@ func TestHybridSparseApprox(t *testing.T) {
 		switch {
 		case i == 0:
 			p.Sparse = vectorstore.Sparse{Indices: []uint32{1}, Values: []float32{20}}
-		case i <= 5:
+		case i <= 30: // the rare term: 30 postings, within the budget
 			p.Sparse = vectorstore.Sparse{Indices: []uint32{1, 2}, Values: []float32{1, 1}}
 		case i%2 == 0:
 			p.Sparse = vectorstore.Sparse{Indices: []uint32{1}, Values: []float32{1}}
@@ -465,14 +466,17 @@ func TestHybridSparseApprox(t *testing.T) {
 	sparse := vectorstore.Sparse{Indices: []uint32{1, 2}, Values: []float32{1, 1}}
 	ctx := context.Background()
 	for _, tc := range []struct {
-		name  string
-		opts  []Option
-		dense []float32
-		want  bool // point 0 first
+		name   string
+		opts   []Option
+		dense  []float32
+		filter []string
+		exact  bool // else: every hit holds the rare term (points 1 to 30)
 	}{
-		{"hybrid over the index", nil, far, false},
-		{"sparse only", nil, nil, true},
-		{"hybrid, exact store", []Option{Exact()}, far, true},
+		{"hybrid over the index", nil, far, nil, false},
+		{"hybrid over the index, half the documents", nil, far, docs(0, 20), false},
+		{"sparse only", nil, nil, nil, true},
+		{"hybrid, a few documents (dense side exact)", nil, far, docs(0, 4), true},
+		{"hybrid, exact store", []Option{Exact()}, far, nil, true},
 	} {
 		s := New(tc.opts...)
 		if err := s.Upsert(ctx, pts); err != nil {
@@ -482,14 +486,33 @@ func TestHybridSparseApprox(t *testing.T) {
 		if indexed := s.kbs["kb"].ann != nil; indexed != (tc.opts == nil) {
 			t.Fatalf("%s: approximate index built: %v", tc.name, indexed)
 		}
-		hits, err := s.Search(ctx, vectorstore.Query{KBID: "kb", TopK: 3, Dense: tc.dense, Sparse: sparse,
+		hits, err := s.Search(ctx, vectorstore.Query{KBID: "kb", TopK: 3, Dense: tc.dense, Sparse: sparse, DocumentIDs: tc.filter,
 			Fusion: vectorstore.Fusion{Method: vectorstore.FusionWeighted, DenseWeight: 0.01}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := len(hits) > 0 && hits[0].ChunkID == chunkID(0); got != tc.want {
-			t.Errorf("%s: point 0 first: %v, want %v (hits %+v)", tc.name, got, tc.want, hits)
+		if len(hits) != 3 {
+			t.Fatalf("%s: %d hits, want 3", tc.name, len(hits))
+		}
+		for i, h := range hits {
+			var n int
+			fmt.Sscanf(h.ChunkID[24:], "%x", &n)
+			if tc.exact && i == 0 && n != 0 {
+				t.Errorf("%s: first hit point %d, want point 0 (hits %+v)", tc.name, n, hits)
+			}
+			if !tc.exact && (n < 1 || n > 30) {
+				t.Errorf("%s: hit %d is point %d, want one holding the rare term (hits %+v)", tc.name, i, n, hits)
+			}
 		}
 		s.Close()
 	}
+}
+
+// docs names the documents doc-from to doc-(to−1).
+func docs(from, to int) []string {
+	var out []string
+	for d := from; d < to; d++ {
+		out = append(out, fmt.Sprintf("doc-%d", d))
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package embedded
 import (
 	"cmp"
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"sync"
@@ -409,8 +410,8 @@ func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed 
 	if work == 0 {
 		return nil
 	}
-	if approx && positive && work > sparseApproxFrom {
-		return k.sparseApprox(sc, limit, allowed)
+	if approx && positive && work > sparseApproxFrom && work > 2*(sparseBudget+rescoreDepth(limit)*rescoreCost) {
+		return k.sparseApprox(sc, work, limit, allowed)
 	}
 	h := k.sparseTop(sc, work, limit, allowed)
 	return h.hits()
@@ -432,38 +433,52 @@ func (k *kb) sparseTop(sc *scratch, work, limit int, allowed []bool) topK {
 	})
 }
 
-// The sparse side of a hybrid search over the approximate index (kb.ann) is
-// approximate for a query of more than sparseApproxFrom postings (≈ 5 ms of adds on
-// two cores at a million chunks; a pasted paragraph of a few hundred terms reads tens
-// of millions): it reads sparseBudget postings in full (or the rarest term's, if
-// more), those of the query's rarest terms, of the highest IDF; the rescoreDepth
-// best slots by those terms alone are then scored with every term, exactly, and the
-// best of them kept. Variables so that tests can take the path on small inputs.
+// The sparse side of a hybrid search whose dense side goes through the approximate
+// index (kb.viaIndex) is approximate for a query of more than sparseApproxFrom
+// postings (≈ 5 ms of adds on two cores at a million chunks; a pasted paragraph of a
+// few hundred terms reads tens of millions): it reads at most sparseBudget postings
+// in full (or the rarest term's, if more), those of the query's terms of the fewest
+// postings, the highest IDF; the rescoreDepth best slots by those terms alone are
+// then scored with every term, exactly, and the best of them kept. A slot's
+// rescoring costs about what rescoreCost postings do (its terms looked up, its
+// weights found: ≈ 5 µs for a chunk of a few hundred terms), so the search stays
+// exact unless its postings are more than twice what the approximate one would cost
+// (a large limit: many candidates). Variables so that tests can take the path on
+// small inputs.
 var (
 	sparseApproxFrom = 1 << 23
 	sparseBudget     = 3 << 19
+	rescoreCost      = 1 << 12
 )
 
 // rescoreDepth is how many candidates sparseApprox scores with every term, for a
 // search of limit hits.
 func rescoreDepth(limit int) int { return 10 * limit }
 
-// sparseApprox is the approximate sparse search of a positive query (above). A hit's
-// score is its exact score: the sum, in the query's order, that sparseTop adds.
-func (k *kb) sparseApprox(sc *scratch, limit int, allowed []bool) []vectorstore.Hit {
+// sparseApprox is the approximate sparse search (above) of a positive query of work
+// postings. A hit's score is its exact score: the sum, in the query's order, that
+// sparseTop adds. When the rarest terms are in fewer than limit slots (that allowed
+// lets through), the search is done exactly.
+func (k *kb) sparseApprox(sc *scratch, work, limit int, allowed []bool) []vectorstore.Hit {
 	all := sc.terms
+	byID := func(a, b queryTerm) int { return cmp.Compare(a.id, b.id) } // the query's order
 	sc.byID.index(all)
 	slices.SortStableFunc(all, func(a, b queryTerm) int { return cmp.Compare(len(a.pl.slots), len(b.pl.slots)) })
-	work, first := 0, 0
-	for first < len(all) && (first == 0 || work+len(all[first].pl.slots) <= sparseBudget) {
-		work += len(all[first].pl.slots)
+	read, first := 0, 0
+	for first < len(all) && (first == 0 || read+len(all[first].pl.slots) <= sparseBudget) {
+		read += len(all[first].pl.slots)
 		first++
 	}
 	// In the query's order again: the sums of an exact search for these terms alone.
-	slices.SortFunc(all[:first], func(a, b queryTerm) int { return cmp.Compare(a.id, b.id) })
+	slices.SortFunc(all[:first], byID)
 	sc.terms = all[:first]
-	cands := k.sparseTop(sc, work, rescoreDepth(limit), allowed)
+	cands := k.sparseTop(sc, read, rescoreDepth(limit), allowed)
 	sc.terms = all
+	if len(cands.e) < limit {
+		slices.SortFunc(all, byID)
+		h := k.sparseTop(sc, work, limit, allowed)
+		return h.hits()
+	}
 	scores := make([]float32, len(cands.e))
 	parts := min(runtime.GOMAXPROCS(0), max(len(cands.e)*len(all)/rescoreWork, 1))
 	inParts(parts, func(p int) {
@@ -479,8 +494,8 @@ func (k *kb) sparseApprox(sc *scratch, limit int, allowed []bool) []vectorstore.
 }
 
 // rescoreWork is the number of candidate × term pairs above which sparseApprox
-// scores its candidates on every core.
-const rescoreWork = 4096
+// scores its candidates on every core. A variable so that tests can take both ways.
+var rescoreWork = 4096
 
 // sparseScore is the score of slot s for the query terms indexed in sc.byID: the
 // terms of s (in increasing order, as the query's) looked up one after the other.
@@ -495,9 +510,13 @@ func (k *kb) sparseScore(sc *scratch, s int32) float32 {
 }
 
 // termTable finds a query term by id: open addressing with linear probing, at
-// least four cells a term (most lookups, a slot's terms the query lacks, miss).
+// least four cells a term (most lookups, a slot's terms the query lacks, miss). The
+// hash multiplies by a random odd number drawn for each query (multiply-shift
+// hashing): term ids are a public hash of words, so a fixed multiplier would let a
+// question's words be chosen to pile up in one run of cells.
 type termTable struct {
 	cells []queryTerm // pl nil: empty
+	mul   uint32
 	shift uint8
 }
 
@@ -514,6 +533,7 @@ func (t *termTable) index(terms []queryTerm) {
 	t.cells = t.cells[:size]
 	clear(t.cells)
 	t.shift = 32 - bits
+	t.mul = rand.Uint32() | 1
 	for _, q := range terms {
 		i := t.home(q.id)
 		for t.cells[i].pl != nil {
@@ -523,7 +543,7 @@ func (t *termTable) index(terms []queryTerm) {
 	}
 }
 
-func (t *termTable) home(id uint32) int { return int((id * 0x9e3779b1) >> t.shift) }
+func (t *termTable) home(id uint32) int { return int((id * t.mul) >> t.shift) }
 
 // find returns the term of id, or one without postings.
 func (t *termTable) find(id uint32) queryTerm {
@@ -613,37 +633,49 @@ func (k *kb) visible(s int32, allowed []bool) bool {
 	return !k.dead[s] && (allowed == nil || allowed[k.doc[s]])
 }
 
+// viaIndex reports whether a dense search that allowed (nil: all) filters goes
+// through the approximate index, and the share of the rows allowed lets through (1
+// for nil): a filter letting through a quarter of the rows or less is searched
+// exactly, by document.
+func (k *kb) viaIndex(allowed []bool) (bool, float64) {
+	if k.ann == nil {
+		return false, 1
+	}
+	if allowed == nil {
+		return true, 1
+	}
+	n := 0
+	for d, ok := range allowed {
+		if ok {
+			n += len(k.docSlots[d])
+		}
+	}
+	share := float64(n) / float64(max(len(k.denseSlot), 1))
+	return share > 0.25, share
+}
+
 func (k *kb) searchDense(q []float32, limit int, allowed []bool) []vectorstore.Hit {
 	h := topK{k: k, limit: limit}
 	if k.dim == 0 {
 		return nil
 	}
 	rows := len(k.denseSlot)
-	share := 1.0
-	if allowed != nil {
-		n := 0
+	indexed, share := k.viaIndex(allowed)
+	if allowed != nil && !indexed {
+		// A few documents (or no index): their rows, exactly.
 		for d, ok := range allowed {
-			if ok {
-				n += len(k.docSlots[d])
+			if !ok {
+				continue
 			}
-		}
-		share = float64(n) / float64(max(rows, 1))
-		if k.ann == nil || share <= 0.25 {
-			// A few documents: their rows, exactly.
-			for d, ok := range allowed {
-				if !ok {
-					continue
-				}
-				for _, s := range k.docSlots[d] {
-					if r := k.denseRow[s]; r >= 0 && !k.dead[s] {
-						h.offer(dot(q, k.row(int(r))), s)
-					}
+			for _, s := range k.docSlots[d] {
+				if r := k.denseRow[s]; r >= 0 && !k.dead[s] {
+					h.offer(dot(q, k.row(int(r))), s)
 				}
 			}
-			return h.hits()
 		}
+		return h.hits()
 	}
-	if k.ann != nil {
+	if indexed {
 		return k.searchANN(q, limit, allowed, share)
 	}
 	parts := min(runtime.GOMAXPROCS(0), rows*k.dim/parallelDenseWork)

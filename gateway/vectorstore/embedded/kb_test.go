@@ -570,83 +570,109 @@ func sortSparse(sp *vectorstore.Sparse) {
 // TestSparseApprox: the approximate sparse search (the sparse side of a hybrid search
 // over the approximate index) returns the best, by their exact scores, of the
 // candidates the query's rarest terms give (approxCandidates), with exactly the
-// scores an exact search gives them; with a budget no query exceeds, the exact
-// hits. With document filters, weights by slot (and postings after them), after
-// deletes, on every path of searchSparse.
+// scores an exact search gives them; the exact hits when those candidates are fewer
+// than the hits asked for, when a budget no query exceeds reads every term, when a
+// query value is not positive, and when the candidates would cost more to score than
+// the postings. With document filters, weights by slot (and postings after them),
+// after deletes and a compaction, on every path of searchSparse, the candidates
+// scored on one core and on several.
 func TestSparseApprox(t *testing.T) {
 	buildBySlot(t)
-	c := makeBenchCorpus(4000, 0)
+	c := makeBenchCorpus(3400, 0)
 	s := New()
 	ctx := context.Background()
 	if err := s.Upsert(ctx, c.points[:3000]); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Upsert(ctx, c.points[3000:]); err != nil { // postings after the weights by slot
-		t.Fatal(err)
-	}
-	for d := range 20 {
-		if err := s.DeleteDocument(ctx, "kb", fmt.Sprintf("doc-%d", d*7)); err != nil {
+	for d := range 50 { // a third of the points: a compaction on the way
+		if err := s.DeleteDocument(ctx, "kb", fmt.Sprintf("doc-%d", d*3)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if err := s.Upsert(ctx, c.points[3000:]); err != nil { // postings after the weights by slot
+		t.Fatal(err)
+	}
 	k := s.kbs["kb"]
+	if k.nDead == 0 || k.nDead >= 1000 {
+		t.Fatalf("%d dead slots: want some, after a compaction", k.nDead)
+	}
 	approx := func(q vectorstore.Query) []vectorstore.Hit {
 		allowed, _ := k.allowedDocs(q.DocumentIDs)
 		sc := new(scratch)
 		defer sc.release()
 		return k.searchSparse(sc, q.Sparse, q.TopK, allowed, true)
 	}
-	defer func(from, b int) { sparseApproxFrom, sparseBudget = from, b }(sparseApproxFrom, sparseBudget)
-	sparseApproxFrom = 0
+	defer func(from, b, cost, work int) {
+		sparseApproxFrom, sparseBudget, rescoreCost, rescoreWork = from, b, cost, work
+	}(sparseApproxFrom, sparseBudget, rescoreCost, rescoreWork)
+	sparseApproxFrom, rescoreCost = 0, 0
 	r := rand.New(rand.NewPCG(5, 6))
-	pruned := 0
+	pruned, fewer := 0, 0
 	for _, budget := range []int{0, 500, 3000, 1 << 30} {
 		sparseBudget = budget
 		for qi, q := range c.queries[:90] {
 			q.TopK = []int{1, 5, 20}[qi%3]
 			if qi%4 == 0 {
 				for range 20 + r.IntN(60) {
-					q.DocumentIDs = append(q.DocumentIDs, fmt.Sprintf("doc-%d", r.IntN(200)))
+					q.DocumentIDs = append(q.DocumentIDs, fmt.Sprintf("doc-%d", r.IntN(170)))
 				}
 			}
 			q.Sparse.Values = slices.Clone(q.Sparse.Values)
 			for i := range q.Sparse.Values {
 				q.Sparse.Values[i] = 0.5 + r.Float32()
 			}
-			for _, m := range sparseModes {
-				m.set(t)
-				got := approx(q)
-				exact := q
-				exact.TopK = 4000
-				all, err := s.Search(ctx, exact)
-				if err != nil {
-					t.Fatal(err)
-				}
+			positive := qi%7 != 3
+			if !positive {
+				q.Sparse.Values[r.IntN(len(q.Sparse.Values))] *= -1
+			}
+			exact := q
+			exact.TopK = 4000
+			all, err := s.Search(ctx, exact)
+			if err != nil {
+				t.Fatal(err)
+			}
+			top := all[:min(len(all), q.TopK)]
+			want := top
+			if positive && budget != 1<<30 {
 				scoreOf := map[string]float64{}
 				for _, h := range all {
 					scoreOf[h.ChunkID] = h.Score
 				}
-				var want []vectorstore.Hit
-				if budget == 1<<30 {
-					want = all[:min(len(all), q.TopK)]
+				cands := approxCandidates(t, s, q)
+				if len(cands) < q.TopK {
+					fewer++
 				} else {
-					for _, h := range approxCandidates(t, s, q) {
+					want = nil
+					for _, h := range cands {
 						h.Score = scoreOf[h.ChunkID]
 						want = append(want, h)
 					}
 					vectorstore.SortHits(want)
-					want = want[:min(len(want), q.TopK)]
-					if !slices.Equal(want, all[:min(len(all), q.TopK)]) {
+					want = want[:q.TopK]
+					if !slices.Equal(want, top) {
 						pruned++
 					}
 				}
-				if !slices.Equal(got, want) {
-					t.Fatalf("budget %d, query %d, %s: hits\n%+v\nwant\n%+v", budget, qi, m.name, got, want)
+			}
+			for _, m := range sparseModes {
+				m.set(t)
+				for _, work := range []int{1 << 30, 1} {
+					rescoreWork = work
+					if got := approx(q); !slices.Equal(got, want) {
+						t.Fatalf("budget %d, query %d, %s, rescoreWork %d: hits\n%+v\nwant\n%+v", budget, qi, m.name, work, got, want)
+					}
 				}
+			}
+			if budget == 0 && positive {
+				rescoreCost = 1 << 30 // the candidates would cost more than the postings
+				if got := approx(q); !slices.Equal(got, top) {
+					t.Fatalf("query %d, candidates costlier than the postings: hits\n%+v\nwant the exact ones\n%+v", qi, got, top)
+				}
+				rescoreCost = 0
 			}
 		}
 	}
-	if pruned == 0 {
-		t.Fatal("no query's approximate hits differ from its exact ones: the test does not tell the paths apart")
+	if pruned == 0 || fewer == 0 {
+		t.Fatalf("queries whose approximate hits differ from the exact ones: %d, with fewer candidates than hits: %d; want some of each", pruned, fewer)
 	}
 }

@@ -317,7 +317,11 @@ func (s *Store) Search(ctx context.Context, q vectorstore.Query) ([]vectorstore.
 		if sc == nil {
 			sc = new(scratch)
 		}
-		sparse = k.searchSparse(sc, q.Sparse, limit, allowed, qd != nil && k.ann != nil)
+		approx := false
+		if qd != nil {
+			approx, _ = k.viaIndex(allowed)
+		}
+		sparse = k.searchSparse(sc, q.Sparse, limit, allowed, approx)
 		sc.release()
 		s.pool.Put(sc)
 	}
