@@ -39,6 +39,7 @@ type kb struct {
 	docSlots [][]int32 // by doc index; may list dead slots
 
 	post    map[uint32]*postings
+	bySlot  map[uint32][]float32 // by term: its weights by slot (postings.bySlot)
 	nSparse int // live points with a non-empty sparse vector: N of idf
 	nDead   int
 
@@ -61,13 +62,19 @@ type kb struct {
 // postings of one term, as parallel arrays in slot order. They may include
 // dead slots; df counts only live ones. lo and hi bound the weights (of every
 // posting added, so they may be loose). A term held by half the slots or more also
-// has its weights by slot (bySlot).
+// has its weights by slot (kb.bySlot), for the slots [0, bySlot).
+//
+// 64 bytes: loading a knowledge base adds each posting to its term's, and a rare
+// term's are seldom in cache; a struct over 64 bytes (96 with its size class) lies
+// across two cache lines one time in two. Upserting the bench's million chunks
+// (sparse vectors only), 4 alternating rounds in one process: 33.3 s on average
+// against 35.0 s with the weights by slot in the struct (88 bytes).
 type postings struct {
 	slots   []int32
 	weights []float32
 	df      int32
 	lo, hi  float32
-	bySlot  []float32
+	bySlot  int32
 }
 
 // A term held by half the slots or more, in a knowledge base of bySlotMin slots or
@@ -90,16 +97,16 @@ func bySlotFor(n, slots int) bool { return slots >= bySlotMin && 2*n >= slots }
 // wantsBySlot reports whether pl's weights by slot should be built (again).
 func (k *kb) wantsBySlot(pl *postings) bool {
 	n := len(k.ids)
-	return bySlotFor(len(pl.slots), n) && 4*len(pl.bySlot) < 3*n
+	return bySlotFor(len(pl.slots), n) && 4*int(pl.bySlot) < 3*n
 }
 
-// buildBySlot sets pl.bySlot for the slots [0, n).
-func (pl *postings) buildBySlot(n int) {
+// buildBySlot sets the weights by slot of term t (postings pl) for the slots [0, n).
+func (k *kb) buildBySlot(t uint32, pl *postings, n int) {
 	d := make([]float32, n)
 	for i, s := range pl.slots {
 		d[s] = pl.weights[i]
 	}
-	pl.bySlot = d
+	k.bySlot[t], pl.bySlot = d, int32(n)
 }
 
 func newKB(id string) *kb {
@@ -109,6 +116,7 @@ func newKB(id string) *kb {
 		slotOf: make(map[string]int32),
 		docIdx: make(map[string]int32),
 		post:   make(map[uint32]*postings),
+		bySlot: make(map[uint32][]float32),
 	}
 }
 
@@ -156,7 +164,7 @@ func (k *kb) add(p *vectorstore.Point) {
 			pl.lo, pl.hi = min(pl.lo, w), max(pl.hi, w)
 			pl.df++
 			if k.wantsBySlot(pl) {
-				pl.buildBySlot(len(k.ids))
+				k.buildBySlot(t, pl, len(k.ids))
 			}
 		}
 		k.nSparse++
@@ -257,6 +265,7 @@ func (k *kb) maybeCompact() {
 	for t, pl := range k.post {
 		if pl.df == 0 {
 			delete(k.post, t)
+			delete(k.bySlot, t)
 			continue
 		}
 		n := 0
@@ -269,10 +278,11 @@ func (k *kb) maybeCompact() {
 		}
 		pl.slots = slices.Clip(pl.slots[:n])
 		pl.weights = slices.Clip(pl.weights[:n])
-		if pl.bySlot != nil { // renumbered: again, or none if the term is no longer as common
-			pl.bySlot = nil
+		if pl.bySlot != 0 { // renumbered: again, or none if the term is no longer as common
+			delete(k.bySlot, t)
+			pl.bySlot = 0
 			if bySlotFor(len(pl.slots), live) {
-				pl.buildBySlot(live)
+				k.buildBySlot(t, pl, live)
 			}
 		}
 	}
@@ -330,17 +340,19 @@ type scratch struct {
 	byID     termTable // of terms (sparseApprox)
 }
 
-// queryTerm is a query term's postings and weight: IDF × the query's value.
+// queryTerm is a query term's postings, weights by slot (if it has them) and
+// weight: IDF × the query's value.
 type queryTerm struct {
-	pl *postings
-	qw float32
-	id uint32
+	pl     *postings
+	bySlot []float32
+	qw     float32
+	id     uint32
 }
 
 // weightOf returns the weight of t in slot s (0 if s lacks it).
 func (t queryTerm) weightOf(s int32) float32 {
-	if int(s) < len(t.pl.bySlot) {
-		return t.pl.bySlot[s]
+	if int(s) < len(t.bySlot) {
+		return t.bySlot[s]
 	}
 	if j, found := slices.BinarySearch(t.pl.slots, s); found {
 		return t.pl.weights[j]
@@ -386,7 +398,7 @@ func (sc *scratch) reset(n int) {
 var (
 	sparseDenseShare   = 2
 	parallelSparseWork = 1 << 19
-	bySlotScan         = true // (postings.bySlot)
+	bySlotScan         = true // (kb.bySlot)
 )
 
 func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed []bool, approx bool) []vectorstore.Hit {
@@ -399,7 +411,11 @@ func (k *kb) searchSparse(sc *scratch, q vectorstore.Sparse, limit int, allowed 
 			continue
 		}
 		qw := float32(vectorstore.IDF(k.nSparse, int(pl.df))) * q.Values[i]
-		terms = append(terms, queryTerm{pl, qw, t})
+		var d []float32
+		if pl.bySlot != 0 {
+			d = k.bySlot[t]
+		}
+		terms = append(terms, queryTerm{pl, d, qw, t})
 		work += len(pl.slots)
 		// Float products are monotonic in each factor: the least of qw × weight is
 		// one of these two. An infinite qw (a huge query value) is not positive:
@@ -599,7 +615,7 @@ func (k *kb) sparseRange(sc *scratch, h *topK, lo, hi int32, allowed []bool) {
 	var buf [2048]float32
 	for _, t := range sc.terms {
 		from := lo
-		if d := t.pl.bySlot; mark == nil && bySlotScan && int(lo) < len(d) {
+		if d := t.bySlot; mark == nil && bySlotScan && int(lo) < len(d) {
 			from = min(hi, int32(len(d)))
 			for b := lo; b < from; b += int32(len(buf)) {
 				e := min(b+int32(len(buf)), from)

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/ragway/ragway/gateway/vectorstore"
 )
@@ -442,9 +443,9 @@ func TestBySlotScores(t *testing.T) {
 	}
 	check := func(what string, live func(i int) bool) {
 		t.Helper()
-		pl := s.kbs["kb"].post[1]
-		if len(pl.bySlot) == 0 || len(pl.bySlot) >= len(s.kbs["kb"].ids) {
-			t.Fatalf("%s: weights by slot for %d of %d slots, want some and a tail of postings", what, len(pl.bySlot), len(s.kbs["kb"].ids))
+		pl, d := s.kbs["kb"].post[1], s.kbs["kb"].bySlot[1]
+		if len(d) == 0 || len(d) >= len(s.kbs["kb"].ids) || len(d) != int(pl.bySlot) {
+			t.Fatalf("%s: weights by slot for %d (%d) of %d slots, want some and a tail of postings", what, len(d), pl.bySlot, len(s.kbs["kb"].ids))
 		}
 		for _, m := range sparseModes[1:] {
 			m.set(t)
@@ -505,7 +506,7 @@ func TestSparseInfiniteWeight(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(s.kbs["kb"].post[1].bySlot) == 0 {
+	if len(s.kbs["kb"].bySlot[1]) == 0 {
 		t.Fatal("term 1 has no weights by slot")
 	}
 	q := vectorstore.Query{KBID: "kb", TopK: 1000, Sparse: vectorstore.Sparse{Indices: []uint32{1, 2}, Values: []float32{3e38, 1}}}
@@ -674,5 +675,12 @@ func TestSparseApprox(t *testing.T) {
 	}
 	if pruned == 0 || fewer == 0 {
 		t.Fatalf("queries whose approximate hits differ from the exact ones: %d, with fewer candidates than hits: %d; want some of each", pruned, fewer)
+	}
+}
+
+// TestPostingsSize: postings fit in a cache line (see postings).
+func TestPostingsSize(t *testing.T) {
+	if n := unsafe.Sizeof(postings{}); n > 64 {
+		t.Fatalf("postings take %d bytes, more than a cache line", n)
 	}
 }
