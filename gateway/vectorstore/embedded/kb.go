@@ -40,7 +40,7 @@ type kb struct {
 
 	post    map[uint32]*postings
 	bySlot  map[uint32][]float32 // by term: its weights by slot (postings.bySlot)
-	nSparse int // live points with a non-empty sparse vector: N of idf
+	nSparse int                  // live points with a non-empty sparse vector: N of idf
 	nDead   int
 
 	// The approximate dense index of the first rows, the others are scanned
