@@ -304,8 +304,12 @@ func TestAdminDirectory(t *testing.T) {
 		}
 		HasMore bool `json:"has_more"`
 	}
-	code, body = g.call("GET", "/admin/users?limit=1", g.Key, "")
-	decode(t, "the first user", code, body, http.StatusOK, &users)
+	// A key's last use is recorded in the background: awaited.
+	waitFor(t, "bob's last use", func() bool {
+		code, body = g.call("GET", "/admin/users?limit=1", g.Key, "")
+		decode(t, "the first user", code, body, http.StatusOK, &users)
+		return len(users.Data) == 1 && users.Data[0].LastUsedAt != 0
+	})
 	if len(users.Data) != 1 || users.Data[0].Name != "bob" || !users.Data[0].HasPassword || users.Data[0].Keys != 1 ||
 		users.Data[0].Sessions != 1 || users.Data[0].LastUsedAt == 0 || !users.HasMore {
 		t.Fatalf("page 1: %s", body)
