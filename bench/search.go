@@ -367,12 +367,11 @@ func searchSize(chunks []searchChunk, all []searchQuery, n int) ([3]searchResult
 			var err error
 			dense := func(i int) vectorstore.Query { return vectorstore.Query{KBID: "kb", TopK: 10, Dense: qdense[i]} }
 			hybrid := func(i int) vectorstore.Query { q := query(i); q.TopK = 10; return q }
-			all := func(int) bool { return true }
 			long := func(i int) bool { return len(qs[i].Sparse.Indices) > searchLongQuery }
-			if r.recall, _, err = searchRecall(ctx, s, len(qs), dense, &exactTop, all, all); err != nil {
+			if r.recall, _, err = searchRecall(ctx, s, len(qs), dense, &exactTop, long); err != nil {
 				return res, err
 			}
-			if r.hybridRecall, r.longRecall, err = searchRecall(ctx, s, len(qs), hybrid, &exactHybrid, all, long); err != nil {
+			if r.hybridRecall, r.longRecall, err = searchRecall(ctx, s, len(qs), hybrid, &exactHybrid, long); err != nil {
 				return res, err
 			}
 		}
@@ -397,8 +396,8 @@ func searchSize(chunks []searchChunk, all []searchQuery, n int) ([3]searchResult
 
 // searchRecall runs query(i) for i < n on s. The first time (the exact arm) it keeps
 // each top's ids in *exact and returns 1s; then it returns the share of those the
-// tops hold, of the questions a and of the questions b picks.
-func searchRecall(ctx context.Context, s vectorstore.Store, n int, query func(i int) vectorstore.Query, exact *[][]string, a, b func(i int) bool) (float64, float64, error) {
+// tops hold, of all the questions and of those long picks.
+func searchRecall(ctx context.Context, s vectorstore.Store, n int, query func(i int) vectorstore.Query, exact *[][]string, long func(i int) bool) (float64, float64, error) {
 	first := *exact == nil
 	var found, want [2]int
 	for i := range n {
@@ -419,11 +418,11 @@ func searchRecall(ctx context.Context, s vectorstore.Store, n int, query func(i 
 			if slices.Contains(ids, id) {
 				in = 1
 			}
-			for k, pick := range []func(int) bool{a, b} {
-				if pick(i) {
-					want[k]++
-					found[k] += in
-				}
+			want[0]++
+			found[0] += in
+			if long(i) {
+				want[1]++
+				found[1] += in
 			}
 		}
 	}

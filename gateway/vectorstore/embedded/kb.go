@@ -478,7 +478,6 @@ func rescoreDepth(limit int) int { return 10 * limit }
 func (k *kb) sparseApprox(sc *scratch, work, limit int, allowed []bool) []vectorstore.Hit {
 	all := sc.terms
 	byID := func(a, b queryTerm) int { return cmp.Compare(a.id, b.id) } // the query's order
-	sc.byID.index(all)
 	slices.SortStableFunc(all, func(a, b queryTerm) int { return cmp.Compare(len(a.pl.slots), len(b.pl.slots)) })
 	read, first := 0, 0
 	for first < len(all) && (first == 0 || read+len(all[first].pl.slots) <= sparseBudget) {
@@ -495,6 +494,7 @@ func (k *kb) sparseApprox(sc *scratch, work, limit int, allowed []bool) []vector
 		h := k.sparseTop(sc, work, limit, allowed)
 		return h.hits()
 	}
+	sc.byID.index(all)
 	scores := make([]float32, len(cands.e))
 	parts := min(runtime.GOMAXPROCS(0), max(len(cands.e)*len(all)/rescoreWork, 1))
 	inParts(parts, func(p int) {
@@ -599,7 +599,7 @@ func (k *kb) sparseTouched(sc *scratch, limit int, allowed []bool) topK {
 // sparseRange scores the query terms of sc for the slots [lo, hi) (multiples of 64,
 // hi: or the last slot) into sc.acc and offers those touched to h. For a positive
 // query (sc.positive) a score above zero marks a slot touched, and a term's weights
-// by slot (postings.bySlot), if it has them, are added with vector instructions:
+// by slot (queryTerm.bySlot), if it has them, are added with vector instructions:
 // the same products and sums as one by one (an absent term adds 0 × its weight).
 // For another query touched slots are marked with a byte each, not a bit: a bit
 // would make each posting read the word the previous one wrote (postings of a
@@ -670,13 +670,13 @@ func (k *kb) viaIndex(allowed []bool) (bool, float64) {
 	return share > 0.25, share
 }
 
-func (k *kb) searchDense(q []float32, limit int, allowed []bool) []vectorstore.Hit {
+// searchDense searches the dense rows; indexed and share are k.viaIndex(allowed).
+func (k *kb) searchDense(q []float32, limit int, allowed []bool, indexed bool, share float64) []vectorstore.Hit {
 	h := topK{k: k, limit: limit}
 	if k.dim == 0 {
 		return nil
 	}
 	rows := len(k.denseSlot)
-	indexed, share := k.viaIndex(allowed)
 	if allowed != nil && !indexed {
 		// A few documents (or no index): their rows, exactly.
 		for d, ok := range allowed {

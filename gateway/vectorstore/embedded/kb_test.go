@@ -521,29 +521,30 @@ func TestSparseInfiniteWeight(t *testing.T) {
 func approxCandidates(t *testing.T, s *Store, q vectorstore.Query) []vectorstore.Hit {
 	t.Helper()
 	k := s.kbs[q.KBID]
-	type term struct {
-		id    uint32
-		value float32
-		n     int
-	}
-	var terms []term
-	for i, id := range q.Sparse.Indices {
+	var ids []uint32 // the query's terms in the index, rarest first
+	for _, id := range q.Sparse.Indices {
 		if pl := k.post[id]; pl != nil && pl.df > 0 {
-			terms = append(terms, term{id, q.Sparse.Values[i], len(pl.slots)})
+			ids = append(ids, id)
 		}
 	}
-	slices.SortStableFunc(terms, func(a, b term) int { return cmp.Compare(a.n, b.n) })
-	first := vectorstore.Sparse{}
+	slices.SortStableFunc(ids, func(a, b uint32) int { return cmp.Compare(len(k.post[a].slots), len(k.post[b].slots)) })
+	rare := map[uint32]bool{}
 	work := 0
-	for i, tm := range terms {
-		if i > 0 && work+tm.n > sparseBudget {
-			break
+	for i, id := range ids {
+		if n := len(k.post[id].slots); i == 0 || work+n <= sparseBudget {
+			work += n
+			rare[id] = true
+			continue
 		}
-		work += tm.n
-		first.Indices = append(first.Indices, tm.id)
-		first.Values = append(first.Values, tm.value)
+		break
 	}
-	sortSparse(&first)
+	var first vectorstore.Sparse // in the query's order
+	for i, id := range q.Sparse.Indices {
+		if rare[id] {
+			first.Indices = append(first.Indices, id)
+			first.Values = append(first.Values, q.Sparse.Values[i])
+		}
+	}
 	pq := q
 	pq.Sparse, pq.TopK = first, rescoreDepth(q.TopK)
 	hits, err := s.Search(context.Background(), pq)
@@ -551,21 +552,6 @@ func approxCandidates(t *testing.T, s *Store, q vectorstore.Query) []vectorstore
 		t.Fatal(err)
 	}
 	return hits
-}
-
-// sortSparse puts the terms of sp in increasing order.
-func sortSparse(sp *vectorstore.Sparse) {
-	idx := make([]int, len(sp.Indices))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(sp.Indices[a], sp.Indices[b]) })
-	var out vectorstore.Sparse
-	for _, i := range idx {
-		out.Indices = append(out.Indices, sp.Indices[i])
-		out.Values = append(out.Values, sp.Values[i])
-	}
-	*sp = out
 }
 
 // TestSparseApprox: the approximate sparse search (the sparse side of a hybrid search

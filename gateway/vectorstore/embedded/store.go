@@ -306,8 +306,11 @@ func (s *Store) Search(ctx context.Context, q vectorstore.Query) ([]vectorstore.
 		limit = vectorstore.PrefetchLimit(q.TopK)
 	}
 	var dense, sparse []vectorstore.Hit
+	indexed := false // the dense side goes through the approximate index
 	if qd != nil {
-		dense = k.searchDense(qd, limit, allowed)
+		var share float64
+		indexed, share = k.viaIndex(allowed)
+		dense = k.searchDense(qd, limit, allowed, indexed, share)
 	}
 	if hasSparse {
 		if err := ctx.Err(); err != nil {
@@ -317,11 +320,7 @@ func (s *Store) Search(ctx context.Context, q vectorstore.Query) ([]vectorstore.
 		if sc == nil {
 			sc = new(scratch)
 		}
-		approx := false
-		if qd != nil {
-			approx, _ = k.viaIndex(allowed)
-		}
-		sparse = k.searchSparse(sc, q.Sparse, limit, allowed, approx)
+		sparse = k.searchSparse(sc, q.Sparse, limit, allowed, indexed)
 		sc.release()
 		s.pool.Put(sc)
 	}
