@@ -146,7 +146,9 @@ func Points(chunks []store.Chunk) []vectorstore.Point {
 // Rebuild loads every chunk of knowledge base kbID from Postgres into the vector
 // index (after DeleteKB, so the index holds exactly what Postgres holds), and returns
 // how many chunks it indexed. The next page is read from Postgres while a page is
-// written to the index.
+// written to the index. Pages are of 4,000 chunks: the embedded store adds a
+// batch's postings term by term, and a larger batch has fewer, longer runs of one
+// term (loading a million chunks: 34.9 s in pages of 1,000, 26.9 s of 4,000).
 func Rebuild(ctx context.Context, chunks ChunkScanner, vectors vectorstore.Store, kbID string) (int, error) {
 	if err := vectors.DeleteKB(ctx, kbID); err != nil {
 		return 0, fmt.Errorf("rebuild %s: %w", kbID, err)
@@ -157,7 +159,7 @@ func Rebuild(ctx context.Context, chunks ChunkScanner, vectors vectorstore.Store
 	read := make(chan error, 1)
 	go func() {
 		defer close(pages)
-		read <- chunks.EachKBVectors(ctx, kbID, 1000, func(cs []store.Chunk) error {
+		read <- chunks.EachKBVectors(ctx, kbID, 4000, func(cs []store.Chunk) error {
 			select {
 			case pages <- Points(cs):
 				return nil

@@ -2,7 +2,8 @@
 // in memory, rebuilt from Postgres at start and updated on ingest.
 //
 // Per knowledge base it keeps an inverted index for sparse vectors (term →
-// postings of slot and weight, with live document frequencies for idf; a query
+// postings of slot and weight, with live document frequencies for idf; an upsert's
+// postings are sorted by term and added a term at a time, postings.go; a query
 // with many postings adds into the accumulator of every slot, in slot ranges on
 // every core) and the dense vectors normalised in a segmented slab (slab.go).
 // Dense search is exact (every row, with AVX2 where the processor has it) below

@@ -120,7 +120,8 @@ func newKB(id string) *kb {
 	}
 }
 
-func (k *kb) add(p *vectorstore.Point) {
+// add puts p in a new slot; its postings go through a (a.flush adds them).
+func (k *kb) add(p *vectorstore.Point, a *adder) {
 	slot := int32(len(k.ids))
 	d, ok := k.docIdx[p.DocumentID]
 	if !ok {
@@ -152,21 +153,7 @@ func (k *kb) add(p *vectorstore.Point) {
 	var terms []uint32
 	if n := len(p.Sparse.Indices); n > 0 {
 		terms = slices.Clone(p.Sparse.Indices)
-		for i, t := range terms {
-			w := p.Sparse.Values[i]
-			pl := k.post[t]
-			if pl == nil {
-				pl = &postings{lo: w, hi: w}
-				k.post[t] = pl
-			}
-			pl.slots = append(pl.slots, slot)
-			pl.weights = append(pl.weights, w)
-			pl.lo, pl.hi = min(pl.lo, w), max(pl.hi, w)
-			pl.df++
-			if k.wantsBySlot(pl) {
-				k.buildBySlot(t, pl, len(k.ids))
-			}
-		}
+		a.add(k, terms, p.Sparse.Values, slot)
 		k.nSparse++
 	}
 	k.terms = append(k.terms, terms)
@@ -181,6 +168,7 @@ func (k *kb) remove(chunkID string) {
 	k.kill(slot)
 }
 
+// kill marks slot dead. Its postings must have been added (adder.flush).
 func (k *kb) kill(slot int32) {
 	k.dead[slot] = true
 	k.nDead++

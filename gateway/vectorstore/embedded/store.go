@@ -24,7 +24,8 @@ type Store struct {
 	idle     *sync.Cond        // broadcast when building drops to 0; L is mu's write lock
 	work     chan struct{}     // a token: one knowledge base's index work at a time
 	exact    bool
-	stopped  int // index work not done, or not finished, because its knowledge base went (tests)
+	adds     adder // Upsert's postings, added in batches
+	stopped  int   // index work not done, or not finished, because its knowledge base went (tests)
 }
 
 // Option configures a Store.
@@ -183,10 +184,17 @@ func (s *Store) Upsert(ctx context.Context, points []vectorstore.Point) error {
 		dims[p.KBID] = d
 	}
 	touched := make(map[*kb]bool)
+	postings := 0
+	for i := range points {
+		postings += len(points[i].Sparse.Indices)
+	}
+	s.adds.reserve(postings)
+	defer s.adds.release()
 	for i := range points {
 		p := &points[i]
 		if old, ok := s.owner[p.ChunkID]; ok {
 			if k := s.kbs[old]; k != nil {
+				s.adds.flush() // the chunk may be one of this batch's
 				k.remove(p.ChunkID)
 				touched[k] = true
 			}
@@ -196,10 +204,11 @@ func (s *Store) Upsert(ctx context.Context, points []vectorstore.Point) error {
 			k = newKB(p.KBID)
 			s.kbs[p.KBID] = k
 		}
-		k.add(p)
+		k.add(p, &s.adds)
 		s.owner[p.ChunkID] = p.KBID
 		touched[k] = true
 	}
+	s.adds.flush()
 	now := time.Now()
 	for k := range touched {
 		k.written = now
