@@ -14,7 +14,7 @@ import (
 var (
 	// ErrInvalid: malformed input (empty ids, a ChunkID that is not a UUID,
 	// mismatched or unsorted sparse arrays, NaN/Inf values, a zero dense
-	// vector, TopK < 1, a query with neither vector) or a dense vector whose
+	// vector, TopK not 1 to MaxTopK, a query with neither vector) or a dense vector whose
 	// dimension differs from the one its knowledge base already has.
 	ErrInvalid = errors.New("vectorstore: invalid input")
 	// ErrUnavailable: the store cannot be reached; retrying later may work.
@@ -110,6 +110,10 @@ type Point struct {
 	Sparse Sparse
 }
 
+// MaxTopK bounds Query.TopK: a store sizes its lists of hits by it. The gateway
+// asks for 200 at most (rerank candidates).
+const MaxTopK = 10_000
+
 // Query is one search within one knowledge base.
 type Query struct {
 	KBID string
@@ -118,7 +122,7 @@ type Query struct {
 	// Sparse holds query term weights (rag uses 1 per term); empty for a
 	// dense-only search. At least one of Dense and Sparse must be given.
 	Sparse Sparse
-	// TopK is the number of hits wanted, at least 1.
+	// TopK is the number of hits wanted, 1 to MaxTopK.
 	TopK int
 	// DocumentIDs, if not empty, restricts hits to these documents.
 	DocumentIDs []string
@@ -223,8 +227,8 @@ func (q Query) Validate() error {
 	if q.KBID == "" {
 		return fmt.Errorf("%w: empty kb id", ErrInvalid)
 	}
-	if q.TopK < 1 {
-		return fmt.Errorf("%w: top_k %d < 1", ErrInvalid, q.TopK)
+	if q.TopK < 1 || q.TopK > MaxTopK {
+		return fmt.Errorf("%w: top_k %d is not 1 to %d", ErrInvalid, q.TopK, MaxTopK)
 	}
 	if q.Dense == nil && len(q.Sparse.Indices) == 0 {
 		return fmt.Errorf("%w: query has neither a dense nor a sparse vector", ErrInvalid)

@@ -79,6 +79,15 @@ func TestValidate(t *testing.T) {
 	if err := (Query{KBID: "kb", Dense: []float32{1}, TopK: 1}).Validate(); err != nil {
 		t.Errorf("dense-only query: %v", err)
 	}
+	// A store sizes its hit lists by top_k: it is bounded.
+	if err := (Query{KBID: "kb", Dense: []float32{1}, TopK: MaxTopK}).Validate(); err != nil {
+		t.Errorf("top_k %d: %v", MaxTopK, err)
+	}
+	for _, k := range []int{0, -1, MaxTopK + 1, 1 << 40} {
+		if err := (Query{KBID: "kb", Dense: []float32{1}, TopK: k}).Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("top_k %d: %v, want ErrInvalid", k, err)
+		}
+	}
 }
 
 func TestFuseWeighted(t *testing.T) {

@@ -64,10 +64,10 @@ type kb struct {
 // posting added, so they may be loose). A term held by half the slots or more also
 // has its weights by slot (kb.bySlot), for the slots [0, bySlot).
 //
-// 64 bytes: loading a knowledge base adds each posting to its term's, and a rare
-// term's are seldom in cache; a struct over 64 bytes (96 with its size class) lies
-// across two cache lines one time in two. Upserting the bench's million chunks
-// (sparse vectors only), 4 alternating rounds in one process: 33.3 s on average
+// 64 bytes: a rare term's are seldom in cache when an upsert reaches them, and a
+// struct over 64 bytes (96 with its size class) lies across two cache lines one time
+// in two. Upserting the bench's million chunks (sparse vectors only) when postings
+// were added one by one, 4 alternating rounds in one process: 33.3 s on average
 // against 35.0 s with the weights by slot in the struct (88 bytes).
 type postings struct {
 	slots   []int32
@@ -83,7 +83,7 @@ type postings struct {
 // time a posting takes (measured: 0.35 ns a slot against 1.2 ns a posting), for 4
 // bytes a slot (no more than its postings take when built). They are built again
 // for all the slots when those grow by a third (so a term's are built a few times
-// as a knowledge base grows); the postings of later slots are added one by one.
+// as a knowledge base grows); the postings of later slots are only in postings.
 // Every path rounds a product before adding it, as the vector instructions do (the
 // float32 conversions: Go may otherwise fuse a multiply and an add), so a score does
 // not depend on the path. A variable so that tests can build them for small

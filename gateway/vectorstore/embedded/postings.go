@@ -6,16 +6,18 @@ import "slices"
 // one reaches a term's postings once for each (the map, the struct, the slices'
 // ends: cache misses, most of what loading a knowledge base cost); sorted by term
 // first, a term's postings are reached once for all of a batch's. In the bench's
-// corpus a batch of 4,000 chunks has some 950,000 postings but 21,000 runs of one
+// corpus a page of 1,000 chunks has some 239,000 postings but 19,000 runs of one
 // term. Loading a million chunks from Postgres took 68.7 s with postings added one
-// by one, 26.9 s in batches (docs/retrieval.md).
+// by one, 23.5 s in batches (docs/retrieval.md).
 //
-// It holds the postings of one knowledge base at a time, and adds them (flush)
-// before it takes another's, when it holds adderMax, and whenever the caller is to
-// read or change postings: Store.Upsert flushes before it removes a point and before
-// it lets go of the lock.
+// It holds the postings of one knowledge base at a time (adderMax at most) and adds
+// them (flush) before it takes another's, when it holds adderMax, and before a
+// point whose postings it may hold is killed (Store.Upsert: before). Store.Upsert
+// flushes before it lets go of the lock: searches never see an adder that holds
+// postings.
 type adder struct {
 	k       *kb
+	first   int32     // the first slot whose postings it holds
 	ps, tmp []pending // tmp: the sort's other buffer
 }
 
@@ -41,10 +43,24 @@ func (a *adder) add(k *kb, terms []uint32, weights []float32, slot int32) {
 		a.flush()
 		a.k = k
 	}
+	if len(a.ps) == 0 {
+		a.first = slot
+	}
 	for i, t := range terms {
 		a.ps = append(a.ps, pending{t, slot, weights[i]})
 	}
 	if len(a.ps) >= adderMax {
+		a.flush()
+	}
+}
+
+// before flushes if the adder may hold postings of k's point chunkID, which is to be
+// killed (kill counts its terms out of their postings).
+func (a *adder) before(k *kb, chunkID string) {
+	if a.k != k || len(a.ps) == 0 {
+		return
+	}
+	if slot, ok := k.slotOf[chunkID]; ok && slot >= a.first {
 		a.flush()
 	}
 }
@@ -84,23 +100,32 @@ func (a *adder) flush() {
 		i = j
 	}
 	a.ps = a.ps[:0]
-}
-
-// release lets go of the buffers of a large batch (a small one's are kept for the
-// next) and of the knowledge base. The postings must have been flushed.
-func (a *adder) release() {
-	a.k = nil
-	if cap(a.ps) > adderKeep {
-		a.ps, a.tmp = nil, nil
+	if cap(a.tmp) > cap(a.ps) { // keep filling the larger buffer (the sort swaps them)
+		a.ps, a.tmp = a.tmp[:0], a.ps
 	}
 }
 
-// adderKeep is the capacity release keeps.
-const adderKeep = 1 << 16
+// release forgets the knowledge base and what is held (flushed already, unless a
+// panic cut the upsert short) and lets go of a buffer larger than adderKeep
+// postings (a small one is kept for the next upsert).
+func (a *adder) release() {
+	a.k = nil
+	a.ps = a.ps[:0]
+	if cap(a.ps) > adderKeep {
+		a.ps = nil
+	}
+	if cap(a.tmp) > adderKeep {
+		a.tmp = nil
+	}
+}
+
+// adderKeep is the capacity release keeps (a variable for tests).
+var adderKeep = 1 << 16
 
 // sortByTerm sorts ps by term, stably, with tmp (grown as needed) as the other
-// buffer of a least-significant-digit radix sort, and returns both buffers (the
-// sorted one first). A pass whose digit is the same in every posting is skipped.
+// buffer of a least-significant-digit radix sort (digits of 11, 11 and 10 bits), and
+// returns both buffers (the sorted one first). A pass whose digit is the same in
+// every posting is skipped.
 func sortByTerm(ps, tmp []pending) ([]pending, []pending) {
 	if len(ps) < 2 {
 		return ps, tmp

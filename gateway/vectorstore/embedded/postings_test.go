@@ -17,11 +17,12 @@ import (
 func TestSortByTerm(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	terms := map[string]func() uint32{
-		"any":       r.Uint32,
-		"few":       func() uint32 { return uint32(r.IntN(7)) * 0x9e3779b9 },
-		"low bits":  func() uint32 { return uint32(r.IntN(300)) },
-		"high bits": func() uint32 { return uint32(r.IntN(300)) << 22 },
-		"one":       func() uint32 { return 0xdeadbeef },
+		"any":        r.Uint32,
+		"two digits": func() uint32 { return r.Uint32() >> 10 },
+		"few":        func() uint32 { return uint32(r.IntN(7)) * 0x9e3779b9 },
+		"low bits":   func() uint32 { return uint32(r.IntN(300)) },
+		"high bits":  func() uint32 { return uint32(r.IntN(300)) << 22 },
+		"one":        func() uint32 { return 0xdeadbeef },
 	}
 	for name, term := range terms {
 		for _, n := range []int{0, 1, 2, 1000, 50_000} {
@@ -31,24 +32,33 @@ func TestSortByTerm(t *testing.T) {
 			}
 			want := slices.Clone(ps)
 			slices.SortStableFunc(want, func(a, b pending) int { return cmp.Compare(a.term, b.term) })
-			got, _ := sortByTerm(ps, nil)
+			// The other buffer: none, too small, larger, and holding stale postings.
+			tmp := [][]pending{nil, make([]pending, n/2), make([]pending, 2*n+1)}[n%3]
+			for i := range tmp {
+				tmp[i] = pending{term: r.Uint32(), slot: -1}
+			}
+			got, other := sortByTerm(ps, tmp)
 			if !slices.Equal(got, want) {
 				t.Fatalf("%s, %d postings: not sorted stably by term", name, n)
+			}
+			if n > 1 && &got[0] == &other[0] {
+				t.Fatalf("%s, %d postings: the two buffers returned are one", name, n)
 			}
 		}
 	}
 }
 
-// TestPostingsInBatches: a store upserted a chunk at a time and one upserted in
-// batches (several knowledge bases mixed, chunks replaced and moved within a batch,
-// the adder's bound crossed often) hold the same postings, slot for slot, with the
-// same document frequencies and bounds; weights by slot match the postings; and
-// every search path scores the same.
+// TestPostingsInBatches: a store upserted in batches (several knowledge bases
+// mixed, chunks replaced and moved within a batch, the adder's bound crossed often)
+// holds the postings the operations call for: the live chunks of each term in the
+// order of their last upsert, with their weights, document frequencies and bounds;
+// weights by slot where a term is common enough, matching its postings; no large
+// buffer kept; and every search path scores as in a store upserted a chunk at a time.
 func TestPostingsInBatches(t *testing.T) {
 	buildBySlot(t)
-	old := adderMax
-	adderMax = 500
-	t.Cleanup(func() { adderMax = old })
+	oldMax, oldKeep := adderMax, adderKeep
+	adderMax, adderKeep = 500, 200
+	t.Cleanup(func() { adderMax, adderKeep = oldMax, oldKeep })
 
 	r := rand.New(rand.NewPCG(5, 6))
 	c := makeBenchCorpus(3000, 0)
@@ -91,56 +101,96 @@ func TestPostingsInBatches(t *testing.T) {
 	if len(batched.adds.ps) != 0 || batched.adds.k != nil {
 		t.Fatalf("the adder holds %d postings after Upsert", len(batched.adds.ps))
 	}
-	// Compactions come at other times (at the end of an Upsert): slots differ, the
-	// live postings in slot order do not.
+	if cap(batched.adds.ps) > adderKeep || cap(batched.adds.tmp) > adderKeep {
+		t.Fatalf("the adder keeps buffers of %d and %d postings", cap(batched.adds.ps), cap(batched.adds.tmp))
+	}
+
+	// What the postings should be, from the operations: a knowledge base's live
+	// chunks in the order of their last upsert, a term's weights within every
+	// weight it was given there.
 	type live struct {
 		id string
 		w  float32
 	}
-	liveOf := func(k *kb, pl *postings) []live {
-		var out []live
-		for i, s := range pl.slots {
-			if i > 0 && s <= pl.slots[i-1] {
-				t.Fatalf("%s: postings out of slot order", k.id)
-			}
-			if !k.dead[s] {
-				out = append(out, live{k.ids[s], pl.weights[i]})
-			}
+	order := map[string][]string{} // by knowledge base: live chunk ids
+	last := map[string]vectorstore.Point{}
+	span := map[string][2]float32{} // by knowledge base and term: every weight's bounds
+	for _, p := range ops {
+		if old, ok := last[p.ChunkID]; ok {
+			order[old.KBID] = slices.DeleteFunc(order[old.KBID], func(id string) bool { return id == p.ChunkID })
 		}
-		return out
+		last[p.ChunkID] = p
+		order[p.KBID] = append(order[p.KBID], p.ChunkID)
+		for i, term := range p.Sparse.Indices {
+			key, w := fmt.Sprint(p.KBID, term), p.Sparse.Values[i]
+			b, ok := span[key]
+			if !ok {
+				b = [2]float32{w, w}
+			}
+			span[key] = [2]float32{min(b[0], w), max(b[1], w)}
+		}
 	}
-	for id, a := range one.kbs {
-		b := batched.kbs[id]
-		if b == nil || a.nSparse != b.nSparse || len(a.slotOf) != len(b.slotOf) {
-			t.Fatalf("%s: the stores differ in shape", id)
-		}
-		for term, pa := range a.post {
-			pb := b.post[term]
-			if pa.df == 0 && pb == nil {
-				continue // compacted away in b
-			}
-			if pb == nil || !slices.Equal(liveOf(a, pa), liveOf(b, pb)) || pa.df != pb.df || pa.lo != pb.lo || pa.hi != pb.hi {
-				t.Fatalf("%s: term %d: postings differ: %+v against %+v", id, term, pa, pb)
+	want := map[string]map[uint32][]live{}
+	for kbID, ids := range order {
+		want[kbID] = map[uint32][]live{}
+		for _, id := range ids {
+			p := last[id]
+			for i, term := range p.Sparse.Indices {
+				want[kbID][term] = append(want[kbID][term], live{id, p.Sparse.Values[i]})
 			}
 		}
-		for _, k := range []*kb{a, b} {
-			for term, pl := range k.post {
-				if int(pl.df) != len(liveOf(k, pl)) {
-					t.Fatalf("%s: term %d: df %d, %d live postings", id, term, pl.df, len(liveOf(k, pl)))
+	}
+	for kbID, terms := range want {
+		k := batched.kbs[kbID]
+		if k == nil {
+			t.Fatalf("%s: missing", kbID)
+		}
+		for term := range k.post {
+			if terms[term] == nil && k.post[term].df != 0 {
+				t.Fatalf("%s: term %d: df %d, no live chunk has it", kbID, term, k.post[term].df)
+			}
+		}
+		for term, wl := range terms {
+			pl := k.post[term]
+			if pl == nil {
+				t.Fatalf("%s: term %d: no postings", kbID, term)
+			}
+			var got []live
+			for i, s := range pl.slots {
+				if i > 0 && s <= pl.slots[i-1] {
+					t.Fatalf("%s: term %d: postings out of slot order", kbID, term)
 				}
-				ws := k.bySlot[term]
-				if len(ws) != int(pl.bySlot) {
-					t.Fatalf("%s: term %d: %d weights by slot, postings say %d", id, term, len(ws), pl.bySlot)
+				if !k.dead[s] {
+					got = append(got, live{k.ids[s], pl.weights[i]})
 				}
-				want := make([]float32, pl.bySlot)
-				for i, s := range pl.slots {
-					if s < pl.bySlot {
-						want[s] = pl.weights[i]
-					}
+			}
+			if !slices.Equal(got, wl) || int(pl.df) != len(wl) {
+				t.Fatalf("%s: term %d: live postings %v (df %d), want %v", kbID, term, got, pl.df, wl)
+			}
+			b := span[fmt.Sprint(kbID, term)]
+			for _, l := range wl {
+				if pl.lo > l.w || pl.hi < l.w {
+					t.Fatalf("%s: term %d: bounds [%v, %v] leave out %v", kbID, term, pl.lo, pl.hi, l.w)
 				}
-				if !slices.Equal(ws, want) {
-					t.Fatalf("%s: term %d: weights by slot differ from its postings", id, term)
+			}
+			if pl.lo < b[0] || pl.hi > b[1] {
+				t.Fatalf("%s: term %d: bounds [%v, %v] wider than every weight given, [%v, %v]", kbID, term, pl.lo, pl.hi, b[0], b[1])
+			}
+			ws := k.bySlot[term]
+			if len(ws) != int(pl.bySlot) {
+				t.Fatalf("%s: term %d: %d weights by slot, postings say %d", kbID, term, len(ws), pl.bySlot)
+			}
+			if bySlotFor(len(pl.slots), len(k.ids)) && 4*int(pl.bySlot) < 3*len(k.ids) {
+				t.Fatalf("%s: term %d: %d postings of %d slots, weights by slot for %d only", kbID, term, len(pl.slots), len(k.ids), pl.bySlot)
+			}
+			bySlot := make([]float32, pl.bySlot)
+			for i, s := range pl.slots {
+				if s < pl.bySlot {
+					bySlot[s] = pl.weights[i]
 				}
+			}
+			if !slices.Equal(ws, bySlot) {
+				t.Fatalf("%s: term %d: weights by slot differ from its postings", kbID, term)
 			}
 		}
 	}

@@ -194,7 +194,7 @@ func (s *Store) Upsert(ctx context.Context, points []vectorstore.Point) error {
 		p := &points[i]
 		if old, ok := s.owner[p.ChunkID]; ok {
 			if k := s.kbs[old]; k != nil {
-				s.adds.flush() // the chunk may be one of this batch's
+				s.adds.before(k, p.ChunkID) // the chunk may be one of this batch's
 				k.remove(p.ChunkID)
 				touched[k] = true
 			}
