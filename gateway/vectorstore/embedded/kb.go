@@ -432,7 +432,7 @@ func (k *kb) sparseTop(sc *scratch, work, limit int, allowed []bool) topK {
 	// Ranges of whole cache lines, so that no two goroutines write one.
 	lines := (n + 63) / 64
 	parts := min(runtime.GOMAXPROCS(0), max(work/parallelSparseWork, 1), lines)
-	return k.mergeTop(limit, parts, func(p int, h *topK) {
+	return k.merge(limit, parts, func(p int, h *topK) {
 		k.sparseRange(sc, h, int32(lines*p/parts*64), int32(min(lines*(p+1)/parts*64, n)), allowed)
 	})
 }
@@ -688,9 +688,10 @@ func (k *kb) searchDense(q []float32, limit int, allowed []bool, indexed bool, s
 		return h.hits()
 	}
 	// Large knowledge base: scan slices of the slab in parallel, then merge.
-	return k.merge(limit, parts, func(p int, h *topK) {
+	h = k.merge(limit, parts, func(p int, h *topK) {
 		k.scanRows(h, q, rows*p/parts, rows*(p+1)/parts, nil)
 	})
+	return h.hits()
 }
 
 // searchANN scans the rows of the lists nearest q; share is the fraction of the rows
@@ -751,13 +752,7 @@ func (k *kb) scanList(h *topK, qc []int8, qscale float32, c int32, allowed []boo
 }
 
 // merge runs scan for parts parts and merges their heaps.
-func (k *kb) merge(limit, parts int, scan func(p int, h *topK)) []vectorstore.Hit {
-	h := k.mergeTop(limit, parts, scan)
-	return h.hits()
-}
-
-// mergeTop is merge before the hits are made.
-func (k *kb) mergeTop(limit, parts int, scan func(p int, h *topK)) topK {
+func (k *kb) merge(limit, parts int, scan func(p int, h *topK)) topK {
 	heaps := make([]topK, parts)
 	inParts(parts, func(p int) {
 		heaps[p] = topK{k: k, limit: limit}

@@ -151,10 +151,12 @@ func (s *Store) Upsert(ctx context.Context, points []vectorstore.Point) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("upsert: %w", err)
 	}
+	postings := 0
 	for i := range points {
 		if err := points[i].Validate(); err != nil {
 			return fmt.Errorf("upsert: %w", err)
 		}
+		postings += len(points[i].Sparse.Indices)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -184,10 +186,6 @@ func (s *Store) Upsert(ctx context.Context, points []vectorstore.Point) error {
 		dims[p.KBID] = d
 	}
 	touched := make(map[*kb]bool)
-	postings := 0
-	for i := range points {
-		postings += len(points[i].Sparse.Indices)
-	}
 	s.adds.reserve(postings)
 	defer s.adds.release()
 	for i := range points {
